@@ -1,0 +1,497 @@
+"""The event vocabulary: what can happen to a cluster, as plain data.
+
+Every event is a frozen dataclass with an exact JSON round trip (`to_json` / `event_from_json`) and
+a pure `apply(state) -> state` on the model. Events that change the cluster are the generator's and
+the nemesis's operations; `Probe` is the client's read (Jepsen's split): it changes nothing and asks
+the runner to measure balancing and affinity with a larger sample.
+
+A sequence saves to and loads from a versioned JSON file (`save_sequence` / `load_sequence`).
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.errors import InvalidEvent, UsageError
+from harness.model.objects import (
+    DEFAULT_AFFINITY_TIMEOUT_S,
+    MAX_AFFINITY_TIMEOUT_S,
+    NODES,
+    PROXY_NODE,
+    Affinity,
+    ContainerPort,
+    Labels,
+    Phase,
+    Service,
+    ServicePort,
+    TrafficPolicy,
+    labels_of,
+)
+from harness.model.state import ClusterState
+
+SEQUENCE_SCHEMA = "harness.sequence/v1"
+DEFAULT_SCALE_GRACE_S = 30.0  # core/v1 terminationGracePeriodSeconds default
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of all events. `kind` is the JSON tag; subclasses implement `apply`."""
+
+    kind: ClassVar[str] = ""
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        """The model state after this event. Pure; raises InvalidEvent if it does not apply."""
+        raise NotImplementedError
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _LABEL_FIELDS and value is not None:
+                value = dict(value)
+            elif isinstance(value, StrEnum):
+                value = value.value
+            data[f.name] = value
+        return data
+
+    def __str__(self) -> str:
+        args = " ".join(
+            f"{k}={v}" for k, v in self.to_json().items() if k != "kind" and v is not None
+        )
+        return f"{self.kind} {args}".strip()
+
+
+_LABEL_FIELDS = {"selector", "labels"}
+
+
+def _check_affinity_timeout(timeout_s: int) -> None:
+    if not 0 < timeout_s <= MAX_AFFINITY_TIMEOUT_S:
+        raise InvalidEvent(
+            f"affinity timeout {timeout_s}s is out of range: it must be 1..{MAX_AFFINITY_TIMEOUT_S}"
+        )
+
+
+# -- Services -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CreateService(Event):
+    """Create a ClusterIP Service with one TCP port 80 to `target_port` (a number or a name)."""
+
+    kind: ClassVar[str] = "create-service"
+    service: str
+    selector: Labels
+    target_port: int | str = "http"
+    session_affinity: Affinity = Affinity.NONE
+    affinity_timeout_s: int = DEFAULT_AFFINITY_TIMEOUT_S
+    publish_not_ready_addresses: bool = False
+    internal_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if self.service in state.services:
+            raise InvalidEvent(f"Service {self.service!r} already exists")
+        _check_affinity_timeout(self.affinity_timeout_s)
+        return state.with_service(
+            Service(
+                name=self.service,
+                cluster_ip=state.next_service_ip(),
+                selector=self.selector,
+                ports=(ServicePort("http", 80, self.target_port),),
+                session_affinity=self.session_affinity,
+                affinity_timeout_s=self.affinity_timeout_s,
+                publish_not_ready_addresses=self.publish_not_ready_addresses,
+                internal_traffic_policy=self.internal_traffic_policy,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class DeleteService(Event):
+    kind: ClassVar[str] = "delete-service"
+    service: str
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        return state.without_service(self.service)
+
+
+@dataclass(frozen=True)
+class SetSelector(Event):
+    kind: ClassVar[str] = "set-selector"
+    service: str
+    selector: Labels
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        return state.with_service(replace(state.service(self.service), selector=self.selector))
+
+
+@dataclass(frozen=True)
+class SetAffinity(Event):
+    kind: ClassVar[str] = "set-affinity"
+    service: str
+    session_affinity: Affinity
+    timeout_s: int = DEFAULT_AFFINITY_TIMEOUT_S
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        _check_affinity_timeout(self.timeout_s)
+        service = replace(
+            state.service(self.service),
+            session_affinity=self.session_affinity,
+            affinity_timeout_s=self.timeout_s,
+        )
+        return state.with_service(service)
+
+
+@dataclass(frozen=True)
+class SetPublishNotReady(Event):
+    kind: ClassVar[str] = "set-publish-not-ready"
+    service: str
+    value: bool
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        service = replace(state.service(self.service), publish_not_ready_addresses=self.value)
+        return state.with_service(service)
+
+
+@dataclass(frozen=True)
+class SetTrafficPolicy(Event):
+    """Set internalTrafficPolicy (KEP-2086)."""
+
+    kind: ClassVar[str] = "set-traffic-policy"
+    service: str
+    policy: TrafficPolicy
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        service = replace(state.service(self.service), internal_traffic_policy=self.policy)
+        return state.with_service(service)
+
+
+# -- Pods -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CreatePod(Event):
+    """Create a Running pod whose container port `http` is `http_port`."""
+
+    kind: ClassVar[str] = "create-pod"
+    pod: str
+    labels: Labels
+    ready: bool = True
+    node: str = PROXY_NODE
+    http_port: int = 8080
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if self.pod in state.pods:
+            raise InvalidEvent(f"pod {self.pod!r} already exists")
+        if self.node not in NODES:
+            raise InvalidEvent(f"unknown node {self.node!r}: use one of {', '.join(NODES)}")
+        if not 1024 < self.http_port < 65536:
+            raise InvalidEvent(f"http_port {self.http_port} must be in 1025..65535")
+        return state.new_incarnation(
+            self.pod,
+            self.labels,
+            ready=self.ready,
+            node=self.node,
+            ports=(ContainerPort("http", self.http_port),),
+        )
+
+
+@dataclass(frozen=True)
+class Scale(Event):
+    """Scale the group `group` (pods `group-N` labelled app=group) to `replicas`.
+
+    Scaling up creates ready pods with new ordinals; scaling down deletes the newest pods
+    gracefully, as a ReplicaSet does, with the default 30 s grace period.
+    """
+
+    kind: ClassVar[str] = "scale"
+    group: str
+    replicas: int
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if self.replicas < 0:
+            raise InvalidEvent(f"replicas must be >= 0, got {self.replicas}")
+        current = state.group_pods(self.group)
+        for pod in reversed(current[self.replicas :]):
+            state = DeletePod(pod.name, DEFAULT_SCALE_GRACE_S).apply(state)
+        for _ in range(self.replicas - len(current)):
+            ordinal, state = state.next_ordinal(self.group)
+            state = state.new_incarnation(f"{self.group}-{ordinal}", labels_of({"app": self.group}))
+        return state
+
+
+@dataclass(frozen=True)
+class DeletePod(Event):
+    """Delete a pod with a grace period; grace 0 kills it (gone at once, like --force).
+
+    A graceful delete leaves the pod terminating (still serving, not ready) until its grace period
+    runs out or its process exits (`PodExit`).
+    """
+
+    kind: ClassVar[str] = "delete-pod"
+    pod: str
+    grace_s: float = DEFAULT_SCALE_GRACE_S
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        pod = state.pod(self.pod)
+        if self.grace_s < 0:
+            raise InvalidEvent(f"grace_s must be >= 0, got {self.grace_s}")
+        if self.grace_s == 0 or pod.phase.terminal:
+            return state.without_pod(self.pod)
+        if pod.terminating:
+            return state
+        return state.with_pod(replace(pod, deletion_deadline_s=state.now_s + self.grace_s))
+
+
+@dataclass(frozen=True)
+class PodExit(Event):
+    """A terminating pod's process exits before its grace period ends; the pod is gone."""
+
+    kind: ClassVar[str] = "pod-exit"
+    pod: str
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if not state.pod(self.pod).terminating:
+            raise InvalidEvent(f"pod {self.pod!r} is not terminating")
+        return state.without_pod(self.pod)
+
+
+@dataclass(frozen=True)
+class RestartPod(Event):
+    """Recreate a pod under the same name: a new incarnation (uid), ready, maybe a new address."""
+
+    kind: ClassVar[str] = "restart-pod"
+    pod: str
+    new_ip: bool = False
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        old = state.pod(self.pod)
+        state = state.without_pod(self.pod)
+        keep = not self.new_ip and old.ip is not None
+        ip = old.ip if keep and all(p.ip != old.ip for p in state.live_pods()) else None
+        if ip is None:
+            ip = state.next_pod_ip(avoid=[old.ip] if old.ip else [])
+        return state.new_incarnation(
+            old.name, old.labels, ip=ip, node=old.node, ports=old.ports, namespace=old.namespace
+        )
+
+
+@dataclass(frozen=True)
+class SetLabel(Event):
+    """Set a pod label, or remove it when `value` is None (relabel into or out of a selector)."""
+
+    kind: ClassVar[str] = "set-label"
+    pod: str
+    key: str
+    value: str | None
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        pod = state.pod(self.pod)
+        labels = pod.label_map
+        if self.value is None:
+            labels.pop(self.key, None)
+        else:
+            labels[self.key] = self.value
+        return state.with_pod(replace(pod, labels=labels_of(labels)))
+
+
+@dataclass(frozen=True)
+class SetReady(Event):
+    """Flip the pod's Ready condition (its readiness probe starts passing or failing)."""
+
+    kind: ClassVar[str] = "set-ready"
+    pod: str
+    ready: bool
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        pod = state.pod(self.pod)
+        if pod.phase.terminal:
+            raise InvalidEvent(f"pod {self.pod!r} has ended; its readiness cannot change")
+        return state.with_pod(replace(pod, ready=self.ready))
+
+
+@dataclass(frozen=True)
+class EvictPod(Event):
+    """The kubelet evicts the pod: phase Failed, the pod object stays, its address is freed."""
+
+    kind: ClassVar[str] = "evict-pod"
+    pod: str
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        return state.with_phase(self.pod, Phase.FAILED)
+
+
+# -- Time and reads -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Wait(Event):
+    """Let `seconds` of target time pass (grace periods and affinity timeouts may run out)."""
+
+    kind: ClassVar[str] = "wait"
+    seconds: float
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if self.seconds < 0:
+            raise InvalidEvent(f"wait seconds must be >= 0, got {self.seconds}")
+        return state.advance_to(state.now_s + self.seconds)
+
+
+@dataclass(frozen=True)
+class Probe(Event):
+    """A client's read: measure balancing (and affinity) of one Service with a large sample.
+
+    Changes nothing. With `keep_alive` the sample reuses connections, so balancing is reported per
+    connection and not asserted.
+    """
+
+    kind: ClassVar[str] = "probe"
+    service: str
+    client: str = "client-1"
+    keep_alive: bool = False
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        state.service(self.service)
+        return state
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        CreateService,
+        DeleteService,
+        SetSelector,
+        SetAffinity,
+        SetPublishNotReady,
+        SetTrafficPolicy,
+        CreatePod,
+        Scale,
+        DeletePod,
+        PodExit,
+        RestartPod,
+        SetLabel,
+        SetReady,
+        EvictPod,
+        Wait,
+        Probe,
+    )
+}
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """Check `value` against a field's type hint and convert it to the field's Python form."""
+    if hint is Labels or hint == Labels:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise UsageError(f"{where} must be an object of string labels, got {value!r}")
+        return labels_of(value)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _convert(value, option, where)
+            except UsageError:
+                continue
+        raise UsageError(f"{where} has the wrong type: {value!r}")
+    if hint is type(None):
+        if value is not None:
+            raise UsageError(f"{where} must be null, got {value!r}")
+        return None
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        try:
+            return hint(value)
+        except ValueError:
+            allowed = ", ".join(m.value for m in hint)
+            raise UsageError(f"{where} must be one of {allowed}, got {value!r}") from None
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UsageError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise UsageError(f"{where} must be a non-empty string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported field type {hint!r}")  # a harness bug, not bad input
+
+
+def event_from_json(data: Any, where: str = "event") -> Event:
+    """Parse one event, checking every field's presence and type; UsageError on bad input."""
+    if not isinstance(data, Mapping):
+        raise UsageError(f"{where} must be a JSON object, got {type(data).__name__}")
+    kind = data.get("kind")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise UsageError(f"{where} has unknown kind {kind!r}; known: {', '.join(EVENT_TYPES)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known - {"kind"}
+    if unknown:
+        raise UsageError(f"{where} ({kind}) has unknown field(s): {', '.join(sorted(unknown))}")
+    values = {}
+    for f in fields(cls):
+        if f.name in data:
+            values[f.name] = _convert(data[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise UsageError(f"{where} ({kind}) is missing field {f.name!r}")
+    return cls(**values)
+
+
+def apply_all(events: Sequence[Event], state: ClusterState | None = None) -> ClusterState:
+    """The model state after applying `events` in order from `state` (empty by default)."""
+    state = state or ClusterState()
+    for event in events:
+        state = event.apply(state)
+    return state
+
+
+def sequence_to_json(events: Sequence[Event], **meta: Any) -> dict[str, Any]:
+    return {"schema": SEQUENCE_SCHEMA, **meta, "events": [e.to_json() for e in events]}
+
+
+def sequence_from_json(data: Any, where: str = "sequence") -> list[Event]:
+    """Parse a sequence document; refuses unknown schema versions and invalid event orders."""
+    if not isinstance(data, Mapping):
+        raise UsageError(f"{where} must be a JSON object with 'schema' and 'events'")
+    schema = data.get("schema")
+    if schema != SEQUENCE_SCHEMA:
+        raise UsageError(
+            f"{where} has schema {schema!r}; this harness reads {SEQUENCE_SCHEMA!r}"
+            " (re-record it with this version)"
+        )
+    raw = data.get("events")
+    if not isinstance(raw, list):
+        raise UsageError(f"{where}.events must be a list")
+    events = [event_from_json(item, f"{where}.events[{i}]") for i, item in enumerate(raw)]
+    try:
+        apply_all(events)
+    except UsageError as error:
+        raise UsageError(f"{where} does not replay on an empty cluster: {error}") from None
+    return events
+
+
+def save_sequence(path: Path, events: Sequence[Event], **meta: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sequence_to_json(events, **meta), indent=2) + "\n")
+
+
+def load_sequence(path: Path) -> list[Event]:
+    """Read a sequence file (a failure file holds one too); one-line UsageError on any problem."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UsageError(f"cannot read sequence file {path}: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}") from None
+    return sequence_from_json(data, where=str(path))

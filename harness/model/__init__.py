@@ -1,0 +1,47 @@
+"""The reference model: pods, Services, EndpointSlice derivation and endpoint choice. Pure, no I/O."""
+
+from harness.model.endpoints import (
+    categorize_endpoints,
+    derive_slices,
+    unique_endpoints,
+    usable_destinations,
+)
+from harness.model.objects import (
+    Affinity,
+    Backend,
+    ContainerPort,
+    Destination,
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    Labels,
+    Phase,
+    Pod,
+    Service,
+    ServicePort,
+    TrafficPolicy,
+    labels_of,
+)
+from harness.model.state import ClusterState
+
+__all__ = [
+    "Affinity",
+    "Backend",
+    "ClusterState",
+    "ContainerPort",
+    "Destination",
+    "Endpoint",
+    "EndpointPort",
+    "EndpointSlice",
+    "Labels",
+    "Phase",
+    "Pod",
+    "Service",
+    "ServicePort",
+    "TrafficPolicy",
+    "categorize_endpoints",
+    "derive_slices",
+    "labels_of",
+    "unique_endpoints",
+    "usable_destinations",
+]

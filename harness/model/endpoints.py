@@ -1,0 +1,161 @@
+"""EndpointSlice derivation and endpoint categorisation: the behavioural spec of the model.
+
+Two upstream functions are ported here:
+
+- the EndpointSlice controller's choice of pods and conditions
+  (`pkg/controller/endpointslice`, `staging/.../endpointslice/utils.go: podToEndpoint` and
+  `ShouldPodBeInEndpoints`), and
+- kube-proxy's choice of endpoints for new connections
+  (`pkg/proxy/topology.go: CategorizeEndpoints`, without topology hints).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from harness.model.objects import (
+    PROXY_NODE,
+    Destination,
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    Pod,
+    Service,
+    ServicePort,
+    TrafficPolicy,
+)
+from harness.model.state import ClusterState
+
+
+def pod_is_listed(pod: Pod, service: Service) -> bool:
+    """Whether `pod` appears in `service`'s EndpointSlices at all.
+
+    Follows `ShouldPodBeInEndpoints(pod, includeTerminating=true)` and the controller's selector
+    match: same namespace, labels match the selector, the pod has an IP, and its phase is not
+    terminal. A Failed (evicted) or Succeeded pod is never listed, even with
+    publishNotReadyAddresses, because its IP may already belong to another pod
+    (kubernetes#109414, #109718, fixed by PR #110255). Terminating pods stay listed (KEP-1672).
+    """
+    return (
+        pod.namespace == service.namespace
+        and pod.matches(service.selector)
+        and pod.ip is not None
+        and not pod.phase.terminal
+    )
+
+
+def resolve_port(service_port: ServicePort, pod: Pod) -> EndpointPort | None:
+    """The pod's port for a Service port, as `podutil.FindPort` resolves it.
+
+    A numeric targetPort is used as is; a named one is looked up among the pod's container ports
+    with the same protocol, so two pods may serve one Service port on different numbers. A name the
+    pod lacks resolves to nothing and that port is left out of the pod's slice.
+    """
+    if isinstance(service_port.target_port, int):
+        return EndpointPort(service_port.name, service_port.target_port, service_port.protocol)
+    for container_port in pod.ports:
+        if (
+            container_port.name == service_port.target_port
+            and container_port.protocol == service_port.protocol
+        ):
+            return EndpointPort(service_port.name, container_port.port, service_port.protocol)
+    return None
+
+
+def endpoint_for(pod: Pod, service: Service) -> Endpoint:
+    """The endpoint and its conditions, as `podToEndpoint` sets them.
+
+    serving = publishNotReadyAddresses or pod Ready; terminating = deletionTimestamp set;
+    ready = publishNotReadyAddresses or (serving and not terminating).
+    """
+    assert pod.ip is not None
+    serving = service.publish_not_ready_addresses or pod.ready
+    ready = service.publish_not_ready_addresses or (serving and not pod.terminating)
+    return Endpoint(
+        address=pod.ip,
+        pod=pod.name,
+        uid=pod.uid,
+        node=pod.node,
+        zone=pod.zone,
+        ready=ready,
+        serving=serving,
+        terminating=pod.terminating,
+    )
+
+
+def derive_slices(state: ClusterState, service_name: str) -> tuple[EndpointSlice, ...]:
+    """The EndpointSlices the controller keeps for a Service.
+
+    Endpoints are grouped by their resolved port set, one slice per set, as the controller does
+    when named ports resolve differently per pod. A Service that selects nothing has one empty
+    slice (e2e "should have Endpoints and EndpointSlices pointing to API Server" / endpointslice.go
+    "empty slice for a selector that matches nothing").
+    """
+    service = state.service(service_name)
+    groups: dict[tuple[EndpointPort, ...], list[Endpoint]] = defaultdict(list)
+    for pod in sorted(state.pods.values(), key=lambda p: p.name):
+        if not pod_is_listed(pod, service):
+            continue
+        resolved = (resolve_port(port, pod) for port in service.ports)
+        ports = tuple(p for p in resolved if p is not None)
+        groups[ports].append(endpoint_for(pod, service))
+    if not groups:
+        return (EndpointSlice(service.name, (), (), service.namespace, f"{service.name}-0"),)
+    return tuple(
+        EndpointSlice(service.name, ports, tuple(endpoints), service.namespace, f"{service.name}-{i}")
+        for i, (ports, endpoints) in enumerate(sorted(groups.items(), key=lambda kv: repr(kv[0])))
+    )
+
+
+def unique_endpoints(slices: Iterable[EndpointSlice]) -> list[tuple[Endpoint, EndpointSlice]]:
+    """Endpoints of a Service across its slices, de-duplicated by (address, pod, uid).
+
+    The controller may write more slices than needed and an endpoint may appear twice during an
+    update (endpointslice.go Conformance), so consumers de-duplicate.
+    """
+    seen: dict[tuple[str, str, str], tuple[Endpoint, EndpointSlice]] = {}
+    for endpoint_slice in slices:
+        for endpoint in endpoint_slice.endpoints:
+            seen.setdefault((endpoint.address, endpoint.pod, endpoint.uid), (endpoint, endpoint_slice))
+    return list(seen.values())
+
+
+def categorize_endpoints(
+    slices: Iterable[EndpointSlice],
+    service: Service,
+    node: str = PROXY_NODE,
+) -> list[tuple[Endpoint, EndpointSlice]]:
+    """The endpoints a proxy on `node` may send new connections to (`CategorizeEndpoints`).
+
+    Cluster policy: the Ready endpoints; if there are none, the Serving-and-Terminating ones
+    (KEP-1669, GA 1.28). Local policy (internalTrafficPolicy=Local, KEP-2086): the same rule
+    restricted to endpoints on `node`. An empty result means the proxy must REJECT new connections
+    (kubernetes#17359, PR #72534).
+    """
+    candidates = unique_endpoints(slices)
+    if service.internal_traffic_policy == TrafficPolicy.LOCAL:
+        candidates = [(e, s) for e, s in candidates if e.node == node]
+    ready = [(e, s) for e, s in candidates if e.ready]
+    if ready:
+        return ready
+    return [(e, s) for e, s in candidates if e.serving and e.terminating]
+
+
+def usable_destinations(
+    slices: Iterable[EndpointSlice],
+    service: Service,
+    port_name: str,
+    node: str = PROXY_NODE,
+) -> list[Destination]:
+    """Where a new connection to `service`'s port `port_name` may go, from a client on `node`.
+
+    Endpoints whose slice lacks the port (a named targetPort the pod does not have) are skipped.
+    The result is sorted by backend so that every caller sees the same order.
+    """
+    destinations = []
+    for endpoint, endpoint_slice in categorize_endpoints(slices, service, node):
+        port = endpoint_slice.port_for(port_name)
+        if port is not None:
+            destinations.append(Destination(endpoint.backend, endpoint.address, port, endpoint.node))
+    return sorted(destinations, key=lambda d: d.backend)

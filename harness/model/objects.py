@@ -1,0 +1,191 @@
+"""The Kubernetes objects the model knows, as frozen values.
+
+Only the fields that decide load balancing are kept. Labels and selectors are sorted tuples of
+pairs so that objects hash, compare and serialise the same way every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+Labels = tuple[tuple[str, str], ...]
+
+DEFAULT_NAMESPACE = "default"
+DEFAULT_AFFINITY_TIMEOUT_S = 10800  # core/v1 ClientIPConfig default: 3 hours
+MAX_AFFINITY_TIMEOUT_S = 86400  # validation: 0 < timeoutSeconds <= 86400
+PROXY_NODE = "node-1"  # the node whose proxy the clients use
+NODES = ("node-1", "node-2")
+ZONES = {"node-1": "zone-a", "node-2": "zone-b"}
+
+
+def labels_of(mapping: Mapping[str, str]) -> Labels:
+    """The canonical (sorted) form of a label map."""
+    return tuple(sorted(mapping.items()))
+
+
+class Phase(StrEnum):
+    """core/v1 PodPhase. Succeeded and Failed are terminal (an evicted pod is Failed)."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+class Affinity(StrEnum):
+    """core/v1 ServiceAffinity."""
+
+    NONE = "None"
+    CLIENT_IP = "ClientIP"
+
+
+class TrafficPolicy(StrEnum):
+    """core/v1 ServiceInternalTrafficPolicy."""
+
+    CLUSTER = "Cluster"
+    LOCAL = "Local"
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    """A named port a pod's container listens on; named targetPorts resolve against these."""
+
+    name: str
+    port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Pod:
+    """One incarnation of a pod. `uid` changes when the pod is recreated under the same name.
+
+    `deletion_deadline_s` is set when a graceful delete starts (the pod is terminating) and is the
+    model time at which the kubelet would kill it.
+    """
+
+    name: str
+    uid: str
+    ip: str | None
+    labels: Labels = ()
+    namespace: str = DEFAULT_NAMESPACE
+    phase: Phase = Phase.RUNNING
+    ready: bool = True
+    deletion_deadline_s: float | None = None
+    node: str = PROXY_NODE
+    ports: tuple[ContainerPort, ...] = (ContainerPort("http", 8080),)
+
+    @property
+    def terminating(self) -> bool:
+        return self.deletion_deadline_s is not None
+
+    @property
+    def zone(self) -> str:
+        return ZONES.get(self.node, "zone-a")
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def matches(self, selector: Labels) -> bool:
+        """Equality-based selection, as Services use: every selector pair is among the labels.
+
+        An empty selector selects nothing for a Service (it means "no selector": endpoints are
+        managed by hand), see the EndpointSlice controller's `serviceSelectorIsNil` handling.
+        """
+        if not selector:
+            return False
+        labels = self.label_map
+        return all(labels.get(key) == value for key, value in selector)
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """A Service port; `target_port` is a number or the name of a container port."""
+
+    name: str = "http"
+    port: int = 80
+    target_port: int | str = "http"
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Service:
+    """A ClusterIP Service with the fields that shape its endpoints and balancing."""
+
+    name: str
+    cluster_ip: str
+    selector: Labels
+    ports: tuple[ServicePort, ...] = (ServicePort(),)
+    namespace: str = DEFAULT_NAMESPACE
+    session_affinity: Affinity = Affinity.NONE
+    affinity_timeout_s: int = DEFAULT_AFFINITY_TIMEOUT_S
+    publish_not_ready_addresses: bool = False
+    internal_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+
+
+@dataclass(frozen=True)
+class EndpointPort:
+    """A resolved port of an EndpointSlice (the pod's real port for a Service port name)."""
+
+    name: str
+    port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One address of an EndpointSlice with its conditions (discovery/v1, KEP-1672)."""
+
+    address: str
+    pod: str
+    uid: str
+    node: str
+    zone: str
+    ready: bool
+    serving: bool
+    terminating: bool
+
+    @property
+    def backend(self) -> Backend:
+        return Backend(self.pod, self.uid)
+
+
+@dataclass(frozen=True)
+class EndpointSlice:
+    """The endpoints of one Service that share one resolved port set."""
+
+    service: str
+    ports: tuple[EndpointPort, ...]
+    endpoints: tuple[Endpoint, ...]
+    namespace: str = DEFAULT_NAMESPACE
+    name: str = ""
+
+    def port_for(self, name: str) -> int | None:
+        return next((p.port for p in self.ports if p.name == name), None)
+
+
+@dataclass(frozen=True, order=True)
+class Backend:
+    """What a request reaches: a pod incarnation. Pods answer with exactly this pair."""
+
+    pod: str
+    uid: str
+
+    def __str__(self) -> str:
+        return f"{self.pod}/{self.uid}"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A usable endpoint for one Service port: where a proxy may send a new connection."""
+
+    backend: Backend
+    address: str
+    port: int
+    node: str = field(default=PROXY_NODE, compare=False)

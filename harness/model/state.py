@@ -1,0 +1,149 @@
+"""The cluster state the model evolves: pods, Services and model time.
+
+`ClusterState` is immutable; every change returns a new state, so applying an event is a pure
+function and a failing sequence can be replayed step by step. Addresses and UIDs are allocated
+deterministically from the state alone, so the model and any target that adopts the model's
+addresses (the local cluster) agree on every IP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from harness.errors import InvalidEvent
+from harness.model.objects import Labels, Phase, Pod, Service
+
+POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
+SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
+_FIRST_HOST_INDEX = 10  # keep .0-.9 of each range free for gateways and the node
+
+
+def pod_address(index: int) -> str:
+    """The index-th pod address in POD_CIDR."""
+    return str(POD_CIDR.network_address + _FIRST_HOST_INDEX + index)
+
+
+def service_address(index: int) -> str:
+    """The index-th Service VIP in SERVICE_CIDR."""
+    return str(SERVICE_CIDR.network_address + _FIRST_HOST_INDEX + index)
+
+
+def _lowest_free(taken: Iterable[str], address_of: Callable[[int], str]) -> int:
+    used = set(taken)
+    index = 0
+    while address_of(index) in used:
+        index += 1
+    return index
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """Pods and Services at model time `now_s`.
+
+    `uid_counter` numbers pod incarnations; `ordinals` counts the pods each scaled group has made,
+    as a ReplicaSet never reuses a name.
+    """
+
+    pods: Mapping[str, Pod] = field(default_factory=lambda: MappingProxyType({}))
+    services: Mapping[str, Service] = field(default_factory=lambda: MappingProxyType({}))
+    now_s: float = 0.0
+    uid_counter: int = 0
+    ordinals: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    # -- lookups ------------------------------------------------------------------------------
+    def pod(self, name: str) -> Pod:
+        try:
+            return self.pods[name]
+        except KeyError:
+            raise InvalidEvent(f"no pod named {name!r}") from None
+
+    def service(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise InvalidEvent(f"no Service named {name!r}") from None
+
+    def live_pods(self) -> list[Pod]:
+        """Pods that hold an address: existing and not in a terminal phase."""
+        return [p for p in self.pods.values() if not p.phase.terminal]
+
+    def group_pods(self, group: str) -> list[Pod]:
+        """The running, non-terminating pods a Scale of `group` owns, oldest first."""
+        prefix = f"{group}-"
+        owned = [
+            p
+            for p in self.pods.values()
+            if p.name.startswith(prefix)
+            and p.name[len(prefix) :].isdigit()
+            and not p.terminating
+            and not p.phase.terminal
+        ]
+        return sorted(owned, key=lambda p: int(p.name[len(prefix) :]))
+
+    # -- allocation ---------------------------------------------------------------------------
+    def next_pod_ip(self, avoid: Iterable[str] = ()) -> str:
+        """The lowest pod address no live pod holds: addresses are reused, as on real nodes."""
+        taken = [p.ip for p in self.live_pods() if p.ip]
+        return pod_address(_lowest_free([*taken, *avoid], pod_address))
+
+    def next_service_ip(self) -> str:
+        return service_address(
+            _lowest_free((s.cluster_ip for s in self.services.values()), service_address)
+        )
+
+    # -- changes ------------------------------------------------------------------------------
+    def with_pod(self, pod: Pod) -> ClusterState:
+        pods = dict(self.pods)
+        pods[pod.name] = pod
+        return replace(self, pods=MappingProxyType(pods))
+
+    def without_pod(self, name: str) -> ClusterState:
+        self.pod(name)
+        pods = dict(self.pods)
+        del pods[name]
+        return replace(self, pods=MappingProxyType(pods))
+
+    def with_service(self, service: Service) -> ClusterState:
+        services = dict(self.services)
+        services[service.name] = service
+        return replace(self, services=MappingProxyType(services))
+
+    def without_service(self, name: str) -> ClusterState:
+        self.service(name)
+        services = dict(self.services)
+        del services[name]
+        return replace(self, services=MappingProxyType(services))
+
+    def new_incarnation(
+        self, name: str, labels: Labels, *, ip: str | None = None, **fields: object
+    ) -> ClusterState:
+        """Add a pod incarnation with a fresh uid (and the lowest free address unless given)."""
+        uid = f"u{self.uid_counter + 1}"
+        pod = Pod(name=name, uid=uid, ip=ip or self.next_pod_ip(), labels=labels, **fields)  # type: ignore[arg-type]
+        return replace(self.with_pod(pod), uid_counter=self.uid_counter + 1)
+
+    def next_ordinal(self, group: str) -> tuple[int, ClusterState]:
+        ordinal = self.ordinals.get(group, 0)
+        ordinals = dict(self.ordinals)
+        ordinals[group] = ordinal + 1
+        return ordinal, replace(self, ordinals=MappingProxyType(ordinals))
+
+    def advance_to(self, now_s: float) -> ClusterState:
+        """Move model time forward; terminating pods whose grace period ran out are gone."""
+        if now_s <= self.now_s:
+            return self
+        expired = [
+            p.name
+            for p in self.pods.values()
+            if p.deletion_deadline_s is not None and p.deletion_deadline_s <= now_s
+        ]
+        state = replace(self, now_s=now_s)
+        for name in expired:
+            state = state.without_pod(name)
+        return state
+
+    def with_phase(self, name: str, phase: Phase) -> ClusterState:
+        return self.with_pod(replace(self.pod(name), phase=phase, ready=False))

@@ -1,0 +1,150 @@
+"""The Proxy contract: a data plane plugged into the local cluster.
+
+A proxy is fed the way kube-proxy's `Provider` (pkg/proxy/types.go) and kpng's backend sink are
+fed: Service and EndpointSlice add/update/delete notifications, then `sync()`. Slices arrive with
+their raw conditions (ready, serving, terminating, node), so a proxy decides itself which
+endpoints new connections may use (`CategorizeEndpoints`) and must REJECT when none are usable.
+
+`TrackingProxy` keeps change tracking (what changed since the last sync) apart from programming
+(`program`), as kube-proxy's ServiceChangeTracker and EndpointsChangeTracker do; most proxies
+subclass it and only write `program`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from harness.model.objects import EndpointSlice, Service
+from harness.targets.base import Reachability
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """Where a proxy runs.
+
+    `node` is the node name the proxy serves (for internalTrafficPolicy=Local); `netns` is the
+    node's network namespace, where all of the proxy's rules, sockets and processes must live;
+    `prefix` starts the name of anything the proxy creates outside its process (so `harness clean`
+    finds it); `workdir` is a private directory for configuration files, sockets and logs, removed
+    after the run; `service_cidr` is the range Service VIPs are allocated from.
+    """
+
+    node: str
+    netns: str
+    prefix: str
+    workdir: Path
+    service_cidr: str = "10.96.0.0/16"
+
+
+class Proxy(Protocol):
+    """A Service proxy under test.
+
+    - `start(node)` starts the proxy in `node.netns` with an empty state (every Service without
+      rules). It must not touch the root network namespace, nor any namespace but `node.netns`.
+    - the `on_*` handlers record a change; they must be fast and must not program anything.
+    - `sync()` programs the data plane to match every change recorded so far and returns once new
+      connections see it (or raises). It may be called with nothing changed.
+    - `stop()` removes every rule, process and file the proxy created; calling it twice is
+      harmless. It must return within a few seconds even if the proxy hangs.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def start(self, node: NodeContext) -> None: ...
+
+    def on_service_add(self, service: Service) -> None: ...
+
+    def on_service_update(self, old: Service, new: Service) -> None: ...
+
+    def on_service_delete(self, service: Service) -> None: ...
+
+    def on_endpoint_slice_add(self, endpoint_slice: EndpointSlice) -> None: ...
+
+    def on_endpoint_slice_update(self, old: EndpointSlice, new: EndpointSlice) -> None: ...
+
+    def on_endpoint_slice_delete(self, endpoint_slice: EndpointSlice) -> None: ...
+
+    def sync(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def slice_key(endpoint_slice: EndpointSlice) -> tuple[str, str]:
+    return (endpoint_slice.service, endpoint_slice.name)
+
+
+class TrackingProxy(ABC):
+    """Change tracking for proxies: keeps the current Services and slices and the set of
+    Services changed since the last sync, then calls `program` with them."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.services: dict[str, Service] = {}
+        self.slices: dict[tuple[str, str], EndpointSlice] = {}
+        self.changed: set[str] = set()
+        self.node: NodeContext | None = None
+
+    # -- change tracking ----------------------------------------------------------------------
+    def on_service_add(self, service: Service) -> None:
+        self.services[service.name] = service
+        self.changed.add(service.name)
+
+    def on_service_update(self, old: Service, new: Service) -> None:
+        self.on_service_add(new)
+
+    def on_service_delete(self, service: Service) -> None:
+        self.services.pop(service.name, None)
+        self.changed.add(service.name)
+
+    def on_endpoint_slice_add(self, endpoint_slice: EndpointSlice) -> None:
+        self.slices[slice_key(endpoint_slice)] = endpoint_slice
+        self.changed.add(endpoint_slice.service)
+
+    def on_endpoint_slice_update(self, old: EndpointSlice, new: EndpointSlice) -> None:
+        self.on_endpoint_slice_add(new)
+
+    def on_endpoint_slice_delete(self, endpoint_slice: EndpointSlice) -> None:
+        self.slices.pop(slice_key(endpoint_slice), None)
+        self.changed.add(endpoint_slice.service)
+
+    def slices_of(self, service: str) -> tuple[EndpointSlice, ...]:
+        return tuple(s for (name, _), s in sorted(self.slices.items()) if name == service)
+
+    # -- programming --------------------------------------------------------------------------
+    def start(self, node: NodeContext) -> None:
+        self.node = node
+
+    def sync(self) -> None:
+        changed, self.changed = self.changed, set()
+        self.program(self.services, changed)
+
+    @abstractmethod
+    def program(self, services: Mapping[str, Service], changed: set[str]) -> None:
+        """Make the data plane match `services` and their slices (`slices_of`); only the
+        Services named in `changed` differ from what was last programmed (a deleted Service is
+        in `changed` but not in `services`)."""
+
+    def stop(self) -> None:
+        """Remove what the proxy created. Subclasses extend this."""
+
+
+class RuleReadingProxy(Protocol):
+    """Optional, for rule-based proxies: the exact data-plane answer read back from the kernel.
+
+    `reachability(service, port_name, client_ip)` reads what is programmed now (`iptables-save`,
+    `nft -j list ruleset`, run inside the node namespace), traces a new TCP connection from
+    `client_ip` to the Service's VIP and port through it, and returns every backend it can reach
+    with its exact probability (the product of the statistic-random rules, or 1/modulus of a
+    numgen vmap), or `rejects=True`. Backends are identified by mapping DNAT destinations to the
+    pods of the current slices; a destination no slice lists maps to `Backend("?", "ip:port")`.
+    It sends no traffic and changes nothing.
+    """
+
+    def reachability(self, service: Service, port_name: str, client_ip: str) -> Reachability: ...

@@ -1,0 +1,132 @@
+"""The `model` target: the reference model as a system under test.
+
+It publishes the EndpointSlices the model derives and balances like kube-proxy's iptables mode:
+each new connection picks uniformly at random among the usable endpoints, with ClientIP affinity
+keeping a client on its backend until the affinity timeout passes without a connection. It runs
+on simulated time, so deadlines and affinity timeouts cost no real waiting.
+
+Mutants subclass it and break exactly one promise through one of its hooks (`perceived`, `choose`,
+`affinity_applies`, `on_no_endpoints`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.clock import SimulatedClock
+from harness.events import Event, Wait
+from harness.model.endpoints import derive_slices, usable_destinations
+from harness.model.objects import PROXY_NODE, Affinity, Destination, EndpointSlice, Service
+from harness.model.state import ClusterState
+from harness.registry import TargetOptions
+from harness.targets.base import ErrorKind, Outcome, TrafficRequest, TrafficSample
+
+MODEL_LATENCY_MS = 0.1  # what one simulated request "takes"
+
+
+@dataclass
+class _Stickiness:
+    destination: Destination
+    last_used_s: float
+
+
+class ModelTarget:
+    """The reference: EndpointSlices as the model derives them, uniform random balancing."""
+
+    name = "model"
+    description = "the reference model itself (simulated time, uniform random balancing)"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.clock = SimulatedClock()
+        self.state = ClusterState()
+        self._random = random.Random(seed)
+        self._affinity: dict[tuple[str, str], _Stickiness] = {}
+
+    @classmethod
+    def from_spec(cls, arg: str | None, options: TargetOptions) -> ModelTarget:
+        return cls(seed=int(options.extra.get("seed", 0)))
+
+    # -- the Target contract ------------------------------------------------------------------
+    def open(self) -> None:
+        """Nothing to prepare: the model starts empty."""
+
+    def close(self) -> None:
+        """Nothing to remove."""
+
+    def apply(self, event: Event) -> None:
+        self.state = event.apply(self.state)
+        if isinstance(event, Wait):
+            self.state = self.state.advance_to(self.state.now_s)
+
+    def endpoint_slices(self, service: str) -> tuple[EndpointSlice, ...]:
+        state = self.perceived(self.state)
+        if service not in state.services:
+            return ()
+        return derive_slices(state, service)
+
+    def send(self, request: TrafficRequest) -> TrafficSample:
+        started_s = self.clock.now()
+        state = self.perceived(self.state)
+        service = state.services.get(request.service)
+        destinations: list[Destination] = []
+        if service is not None:
+            slices = derive_slices(state, service.name)
+            destinations = usable_destinations(slices, service, request.port, PROXY_NODE)
+        connections = request.connections if request.keep_alive else request.count
+        picks: list[Destination | None] = []
+        for _ in range(max(connections, 0)):
+            self.clock.sleep(MODEL_LATENCY_MS / 1000)
+            picks.append(self._route(service, request.client, destinations))
+        outcomes = []
+        for index in range(request.count):
+            connection = index % connections if request.keep_alive else index
+            pick = picks[connection] if picks else None
+            outcomes.append(self._outcome(pick, connection, request))
+        return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
+
+    # -- balancing ----------------------------------------------------------------------------
+    def _route(
+        self, service: Service | None, client: str, destinations: Sequence[Destination]
+    ) -> Destination | None:
+        if service is None or not destinations:
+            return None
+        key = (service.name, client)
+        now_s = self.clock.now()
+        sticky = self._affinity.get(key)
+        if self.affinity_applies(service):
+            if (
+                sticky is not None
+                and sticky.destination in destinations
+                and now_s - sticky.last_used_s <= service.affinity_timeout_s
+            ):
+                sticky.last_used_s = now_s
+                return sticky.destination
+            chosen = self.choose(destinations)
+            self._affinity[key] = _Stickiness(chosen, now_s)
+            return chosen
+        return self.choose(destinations)
+
+    def _outcome(
+        self, pick: Destination | None, connection: int, request: TrafficRequest
+    ) -> Outcome:
+        if pick is None:
+            return self.on_no_endpoints(connection, request)
+        return Outcome(pick.backend, None, MODEL_LATENCY_MS, connection)
+
+    # -- hooks for mutants --------------------------------------------------------------------
+    def perceived(self, state: ClusterState) -> ClusterState:
+        """The cluster state the target's control and data planes act on (the truth here)."""
+        return state
+
+    def choose(self, destinations: Sequence[Destination]) -> Destination:
+        """Pick the backend of a new connection: uniform random, as iptables' statistic chain."""
+        return self._random.choice(destinations)
+
+    def affinity_applies(self, service: Service) -> bool:
+        return service.session_affinity == Affinity.CLIENT_IP
+
+    def on_no_endpoints(self, connection: int, request: TrafficRequest) -> Outcome:
+        """A Service without usable endpoints REJECTs: the connect is refused at once."""
+        return Outcome(None, ErrorKind.REFUSED, MODEL_LATENCY_MS, connection)
