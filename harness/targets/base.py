@@ -108,6 +108,10 @@ class Target(Protocol):
       cluster state, and returns within `request.count * request.timeout_s` plus a small overhead.
     - `close()` removes everything `open()` and `apply()` created, also after errors; calling it
       twice is harmless. It leaves nothing behind.
+    - `reset()` (optional) returns the system to the empty state `open()` left, faster than
+      `close()` and `open()`: every pod and Service is gone and allocation (addresses, pod
+      incarnations) starts again as in a fresh `ClusterState`. Targets without it are closed and
+      reopened between examples.
     - `clock` is the time the target lives in; the runner reads time only from it.
     """
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.clock import SimulatedClock
-from harness.events import Event, Wait
+from harness.events import Event
 from harness.model.endpoints import derive_slices, usable_destinations
 from harness.model.objects import PROXY_NODE, Affinity, Destination, EndpointSlice, Service
 from harness.model.state import ClusterState
@@ -41,6 +41,7 @@ class ModelTarget:
     def __init__(self, seed: int = 0) -> None:
         self.clock = SimulatedClock()
         self.state = ClusterState()
+        self.seed = seed
         self._random = random.Random(seed)
         self._affinity: dict[tuple[str, str], _Stickiness] = {}
 
@@ -55,10 +56,15 @@ class ModelTarget:
     def close(self) -> None:
         """Nothing to remove."""
 
+    def reset(self) -> None:
+        """Back to an empty cluster with the random stream restarted, so that an example replays
+        exactly; the clock keeps running."""
+        self.state = ClusterState()
+        self._affinity.clear()
+        self._random.seed(self.seed)
+
     def apply(self, event: Event) -> None:
         self.state = event.apply(self.state)
-        if isinstance(event, Wait):
-            self.state = self.state.advance_to(self.state.now_s)
 
     def endpoint_slices(self, service: str) -> tuple[EndpointSlice, ...]:
         state = self.perceived(self.state)

@@ -1,0 +1,147 @@
+"""Benchmark (not a unit test): the local cluster at the issue's scale.
+
+Goal (issue 3, "Scale and speed"): 1,000 pods and 200 Services in one local cluster on this
+2-core machine, the harness's processes under 256 MiB RSS together, and creating and destroying
+the whole cluster under 20 s.
+
+How: for each proxy (HARNESS_BENCH_PROXIES, default `userspace,iptables`), open a local target,
+create 200 Services of 5 pods each in one `apply_many` (one batch of namespaces, one proxy sync),
+send one fresh request to every Service from client-1 and require an answer from one of its own
+pods, time one readiness flip at that size (apply returns after the proxy synced), sum the RSS of
+this process and every process it started, close, and check that nothing named with the run's
+prefix is left. Figures go to `reports/local_scale.json`.
+
+Run: `pytest bench/test_local_scale.py -s -p no:kmock` (about 20 s per proxy); sizes via
+HARNESS_BENCH_PODS and HARNESS_BENCH_SERVICES.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.events import CreateService, Event, Scale, SetReady
+from harness.local.cleanup import clean
+from harness.local.names import NETNS_DIR
+from harness.model.objects import labels_of
+from harness.registry import TargetOptions
+from harness.targets.base import TrafficRequest
+from harness.targets.local import LocalTarget
+
+pytestmark = pytest.mark.netns
+
+PODS = int(os.environ.get("HARNESS_BENCH_PODS", "1000"))
+SERVICES = int(os.environ.get("HARNESS_BENCH_SERVICES", "200"))
+PROXIES = os.environ.get("HARNESS_BENCH_PROXIES", "userspace,iptables").split(",")
+GOAL_TOTAL_S = 20.0
+GOAL_RSS_MIB = 256.0
+REPORT = Path(__file__).resolve().parents[1] / "reports" / "local_scale.json"
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every live descendant (read from /proc, parents before children)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    tree, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        tree.append(pid)
+        queue.extend(children.get(pid, []))
+    return tree
+
+
+def build_events(pods: int, services: int) -> list[Event]:
+    per_service = pods // services
+    events: list[Event] = []
+    for index in range(services):
+        group = f"g{index}"
+        events.append(CreateService(f"s{index}", labels_of({"app": group})))
+        events.append(Scale(group, per_service))
+    return events
+
+
+def measure(proxy: str) -> dict[str, Any]:
+    figures: dict[str, Any] = {"proxy": proxy, "pods": PODS, "services": SERVICES}
+    started = time.monotonic()
+    target = LocalTarget.from_spec(proxy, TargetOptions())
+    prefix = target.prefix
+    target.open()
+    try:
+        figures["open_s"] = time.monotonic() - started
+        mark = time.monotonic()
+        target.apply_many(build_events(PODS, SERVICES))
+        figures["build_s"] = time.monotonic() - mark
+        figures["realised_pods"] = target.stats()["pods"]
+        mark = time.monotonic()
+        wrong = []
+        for index in range(SERVICES):
+            sample = target.send(TrafficRequest(f"s{index}", count=1, timeout_s=2.0))
+            backends = list(sample.hits())
+            if len(backends) != 1 or not backends[0].pod.startswith(f"g{index}-"):
+                wrong.append(f"s{index}: {sample.outcomes}")
+        figures["one_request_per_service_s"] = time.monotonic() - mark
+        figures["services_answering"] = SERVICES - len(wrong)
+        mark = time.monotonic()
+        target.apply(SetReady("g0-0", False))
+        figures["readiness_flip_apply_s"] = time.monotonic() - mark
+        tree = process_tree(os.getpid())
+        figures["processes"] = len(tree)
+        figures["rss_mib"] = sum(rss_kib(pid) for pid in tree) / 1024
+        assert wrong == [], wrong[:3]
+    finally:
+        mark = time.monotonic()
+        target.close()
+        figures["close_s"] = time.monotonic() - mark
+    figures["total_s"] = time.monotonic() - started
+    figures["left_behind"] = [n for n in os.listdir(NETNS_DIR) if n.startswith(prefix)]
+    figures["left_behind"] += clean(prefix)
+    return figures
+
+
+def test_a_thousand_pods_and_two_hundred_services() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    results = [measure(proxy) for proxy in PROXIES]
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(
+        json.dumps(
+            {
+                "benchmark": "local-cluster-scale",
+                "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+                "goals": {"total_s": GOAL_TOTAL_S, "rss_mib": GOAL_RSS_MIB},
+                "results": [{k: _round(v) for k, v in r.items()} for r in results],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    for result in results:
+        print(json.dumps({k: _round(v) for k, v in result.items()}))
+        assert result["realised_pods"] == PODS
+        assert result["left_behind"] == []
+        assert result["total_s"] < GOAL_TOTAL_S, result
+        assert result["rss_mib"] < GOAL_RSS_MIB, result
+
+
+def _round(value: Any) -> Any:
+    return round(value, 3) if isinstance(value, float) else value

@@ -1,0 +1,165 @@
+"""Benchmark (not a unit test): a kernel-rule proxy's sync after one endpoint change, at scale,
+against the bare rule-application command applying the same change.
+
+The issue's goal: at 10,000 endpoints, a sync after one endpoint change within 1.5x of the time
+`iptables-restore --noflush` / `nft -f` takes for the same change, so that the harness's own
+overhead (change tracking, CategorizeEndpoints, rendering, diffing) is small.
+
+How: a bare namespace gets SERVICES Services x ENDPOINTS endpoints in one sync. Each round
+removes one endpoint of one Service and syncs (timed), adds it back and syncs (timed), then
+applies the two transactions the proxy wrote with the bare command (`nsenter --net=... TOOL`,
+the same way the proxy runs it), timed the same way. The kernel state cycles, so every replay
+applies cleanly. Medians go to `reports/rule_sync.json`. No traffic runs, so the namespace has no
+conntrack entries and the proxy's stale-flow cleanup costs one counter read (see
+`harness.proxies.rules.conntrack`).
+
+Run: `pytest bench/test_rule_sync.py -s` (about 20 s); sizes via HARNESS_BENCH_SERVICES,
+HARNESS_BENCH_ENDPOINTS, HARNESS_BENCH_ROUNDS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.model.objects import Endpoint, EndpointPort, EndpointSlice, Labels, Service
+from harness.proxies.base import NodeContext
+from harness.proxies.iptables import IptablesProxy
+from harness.proxies.nftables import NftablesProxy
+from harness.proxies.rules.kernel_proxy import KernelRuleProxy
+
+pytestmark = pytest.mark.netns
+
+SERVICES = int(os.environ.get("HARNESS_BENCH_SERVICES", "1000"))
+ENDPOINTS = int(os.environ.get("HARNESS_BENCH_ENDPOINTS", "10"))
+ROUNDS = int(os.environ.get("HARNESS_BENCH_ROUNDS", "15"))
+GOAL_RATIO = 1.5
+REPORT = Path(__file__).resolve().parents[1] / "reports" / "rule_sync.json"
+BARE_COMMANDS = {"iptables": ["iptables-restore", "--noflush"], "nftables": ["nft", "-f", "-"]}
+PORT = EndpointPort("http", 8080)
+
+
+def endpoint(service: int, number: int) -> Endpoint:
+    address = f"10.{64 + service // 256}.{service % 256}.{number + 2}"
+    return Endpoint(address, f"s{service}-p{number}", f"u{service}-{number}", "node-1", "zone-a",
+                    ready=True, serving=True, terminating=False)  # fmt: skip
+
+
+def endpoint_slice(service: int, count: int) -> EndpointSlice:
+    endpoints = tuple(endpoint(service, n) for n in range(count))
+    return EndpointSlice(f"svc{service}", (PORT,), endpoints, name=f"svc{service}-0")
+
+
+def cluster(proxy: KernelRuleProxy) -> None:
+    for number in range(SERVICES):
+        selector: Labels = (("app", f"svc{number}"),)
+        ip = f"10.96.{(number + 1) // 256}.{(number + 1) % 256}"
+        proxy.on_service_add(Service(f"svc{number}", ip, selector))
+        proxy.on_endpoint_slice_add(endpoint_slice(number, ENDPOINTS))
+
+
+@pytest.fixture
+def bench_netns() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    name = "hkt" + secrets.token_hex(4)
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
+
+
+def timed_sync(proxy: KernelRuleProxy, old: EndpointSlice, new: EndpointSlice) -> tuple[float, str]:
+    started = time.perf_counter()
+    proxy.on_endpoint_slice_update(old, new)
+    proxy.sync()
+    return (time.perf_counter() - started) * 1000, proxy.last_payload
+
+
+def timed_bare(netns: str, argv: list[str], payload: str) -> float:
+    command = ["nsenter", f"--net=/run/netns/{netns}", "--", *argv]
+    started = time.perf_counter()
+    subprocess.run(command, input=payload, text=True, check=True, capture_output=True, timeout=60)
+    return (time.perf_counter() - started) * 1000
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
+    """Median milliseconds per kind of change, and over all of them."""
+    every = [value for values in samples.values() for value in values]
+    return {kind: round(statistics.median(v), 2) for kind, v in {**samples, "all": every}.items()}
+
+
+def measure(cls: type[KernelRuleProxy], netns: str, tmp_path: Path) -> dict[str, object]:
+    proxy = cls()
+    proxy.start(NodeContext("node-1", netns, "hkt0", tmp_path))
+    try:
+        cluster(proxy)
+        started = time.perf_counter()
+        proxy.sync()
+        full_sync_ms = (time.perf_counter() - started) * 1000
+        synced: dict[str, list[float]] = {"remove": [], "add": []}
+        bare: dict[str, list[float]] = {"remove": [], "add": []}
+        payload_lines = []
+        payloads: tuple[str, str] | None = None
+        for round_number in range(ROUNDS):
+            service = (round_number * 37) % SERVICES
+            whole, fewer = (
+                endpoint_slice(service, ENDPOINTS),
+                endpoint_slice(service, ENDPOINTS - 1),
+            )
+            if round_number % 2 and payloads is not None:  # alternate who goes first
+                bare["remove"].append(timed_bare(netns, BARE_COMMANDS[cls.name], payloads[0]))
+                bare["add"].append(timed_bare(netns, BARE_COMMANDS[cls.name], payloads[1]))
+            remove_ms, remove_payload = timed_sync(proxy, whole, fewer)
+            add_ms, add_payload = timed_sync(proxy, fewer, whole)
+            synced["remove"].append(remove_ms)
+            synced["add"].append(add_ms)
+            payloads = (remove_payload, add_payload)
+            if not round_number % 2:
+                bare["remove"].append(timed_bare(netns, BARE_COMMANDS[cls.name], payloads[0]))
+                bare["add"].append(timed_bare(netns, BARE_COMMANDS[cls.name], payloads[1]))
+            payload_lines.append(remove_payload.count("\n"))
+        every_sync = synced["remove"] + synced["add"]
+        every_bare = bare["remove"] + bare["add"]
+        ratio = statistics.median(every_sync) / statistics.median(every_bare)
+        return {
+            "proxy": cls.name,
+            "full_sync_ms": round(full_sync_ms, 1),
+            "sync_median_ms": medians(synced),
+            "bare_median_ms": medians(bare),
+            "ratio": round(ratio, 3),
+            "meets_goal": ratio <= GOAL_RATIO,
+            "transaction_lines_median": statistics.median(payload_lines),
+        }  # fmt: skip
+    finally:
+        proxy.stop()
+
+
+def test_sync_after_one_endpoint_change(bench_netns: str, tmp_path: Path) -> None:
+    results = [measure(cls, bench_netns, tmp_path) for cls in (IptablesProxy, NftablesProxy)]
+    report = {
+        "benchmark": "rule sync after one endpoint change vs the bare rule command",
+        "services": SERVICES,
+        "endpoints_per_service": ENDPOINTS,
+        "endpoints": SERVICES * ENDPOINTS,
+        "rounds": ROUNDS,
+        "goal_ratio": GOAL_RATIO,
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+        "results": results,
+    }
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    for result in results:
+        # one Service chain (ENDPOINTS rules at most) and one endpoint chain, plus framing
+        assert result["transaction_lines_median"] <= ENDPOINTS + 6, "a sync rewrote more"

@@ -1,0 +1,18 @@
+"""The invariants. Each check is a pure function from what the model expects and what was
+observed to a `Verdict` with its evidence; the runner decides when to call which."""
+
+from harness.checks import affinity, endpoints, fairness, latency, rules, traffic
+from harness.checks.verdict import Verdict
+
+PROPERTIES: dict[str, str] = {
+    endpoints.PROPERTY: "EndpointSlices list exactly the selected pods with the right conditions",
+    traffic.NO_STALE: "no new connection reaches a deleted, unready, relabelled-out or old pod",
+    traffic.REJECT: "a Service without usable endpoints refuses connections at once",
+    traffic.AVAILABILITY: "no request fails while a usable endpoint exists",
+    fairness.PROPERTY: "fresh connections reach every usable endpoint, uniformly",
+    affinity.PROPERTY: "ClientIP affinity keeps a client on one live pod until the timeout",
+    latency.PROPERTY: "every change is programmed within the deadline",
+    rules.PROPERTY: "programmed rules give each usable endpoint exactly 1/n (rule targets only)",
+}
+
+__all__ = ["PROPERTIES", "Verdict"]

@@ -1,0 +1,54 @@
+"""Property `exact-balance`: the programmed rules send new connections exactly where the model
+says, each with probability exactly 1/n (kernel rounding aside), or REJECT.
+
+Read from the data plane's own state (`RuleOracle.reachability`), as kube-proxy's unit tests
+trace packets through generated rules (pkg/proxy/iptables/proxier_test.go `tracePacket`). It is
+deterministic and needs no traffic, so it lets Hypothesis run many more examples; the traffic
+properties still test the kernel path end to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from harness.checks.verdict import Verdict, failed, passed
+from harness.model.objects import Backend
+from harness.targets.base import Reachability
+
+PROPERTY = "exact-balance"
+TOLERANCE = 1e-6  # iptables' statistic match has 1/2^31 granularity; 10-decimal probabilities
+
+
+def reachability_mismatch(usable: Collection[Backend], reach: Reachability) -> str | None:
+    """Why `reach` differs from the model's `usable` backends, or None if it matches."""
+    if not usable:
+        return None if reach.rejects else "has no usable endpoints but does not REJECT"
+    if reach.rejects:
+        return f"REJECTs although {len(usable)} endpoint(s) are usable"
+    reached, wanted = set(reach.probabilities), set(usable)
+    if reached != wanted:
+        extra = ", ".join(sorted(str(b) for b in reached - wanted))
+        missing = ", ".join(sorted(str(b) for b in wanted - reached))
+        return (
+            "reaches the wrong endpoints"
+            + (f"; extra {extra}" if extra else "")
+            + (f"; missing {missing}" if missing else "")
+        )
+    share = 1.0 / len(wanted)
+    skewed = {str(b): p for b, p in reach.probabilities.items() if abs(p - share) > TOLERANCE}
+    if skewed:
+        text = ", ".join(f"{b}={p:.6f}" for b, p in sorted(skewed.items()))
+        return f"probabilities are not 1/{len(wanted)}: {text}"
+    return None
+
+
+def check_exact_balance(service: str, usable: Collection[Backend], reach: Reachability) -> Verdict:
+    why = reachability_mismatch(usable, reach)
+    evidence = {
+        "rejects": reach.rejects,
+        "probabilities": {str(b): round(p, 10) for b, p in sorted(reach.probabilities.items())},
+        "read_from": reach.detail,
+    }
+    if why is None:
+        return passed(PROPERTY, f"{service}: programmed rules match the model", **evidence)
+    return failed(PROPERTY, f"{service}: programmed rules {why}", service=service, **evidence)

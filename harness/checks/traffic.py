@@ -1,0 +1,83 @@
+"""Properties over one batch of traffic: `no-stale-traffic` (I2, I5), `reject-when-empty` (I6)
+and `availability`.
+
+Each takes the backends the model says new connections may reach (`usable`, from
+`CategorizeEndpoints`, so the terminating fallback and publishNotReadyAddresses are already
+accounted for) and what the batch saw. They run after the runner's convergence wait, so any
+violation happened later than the deadline after the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from harness.checks.verdict import Verdict, failed, passed
+from harness.model.objects import Backend
+from harness.targets.base import ErrorKind, TrafficSample
+
+NO_STALE = "no-stale-traffic"
+REJECT = "reject-when-empty"
+AVAILABILITY = "availability"
+
+REJECT_WITHIN_MS = 1000.0  # "refused at once": a REJECT answers in well under a second
+
+
+def check_no_stale(service: str, usable: Collection[Backend], sample: TrafficSample) -> Verdict:
+    """No new connection reached a backend outside `usable`: a deleted, killed, relabelled-out,
+    unready, evicted or old-incarnation pod (the documented fallbacks are inside `usable`)."""
+    stale = {str(b): n for b, n in sample.hits().items() if b not in usable}
+    if not stale:
+        return passed(NO_STALE, f"{service}: {len(sample.outcomes)} request(s), none stale")
+    return failed(
+        NO_STALE,
+        f"{service}: new connections reached {', '.join(sorted(stale))}, which must not get traffic",
+        service=service,
+        stale_hits=stale,
+        usable=sorted(str(b) for b in usable),
+    )
+
+
+def check_reject(service: str, usable: Collection[Backend], sample: TrafficSample) -> Verdict:
+    """With no usable endpoint, every connection is refused quickly (REJECT), never left to
+    time out or answered (kubernetes#17359, PR #72534; e2e "should be rejected when no
+    endpoints exist")."""
+    if usable:
+        return passed(REJECT, f"{service}: has usable endpoints; not applicable")
+    wrong = [
+        o
+        for o in sample.outcomes
+        if o.error != ErrorKind.REFUSED or o.latency_ms > REJECT_WITHIN_MS
+    ]
+    if not wrong:
+        return passed(REJECT, f"{service}: {len(sample.outcomes)} connection(s) refused at once")
+    first = wrong[0]
+    seen = first.error.value if first.error else f"an answer from {first.backend}"
+    return failed(
+        REJECT,
+        f"{service}: has no usable endpoints, but a connection got {seen}"
+        f" after {first.latency_ms:.0f} ms instead of being refused at once",
+        service=service,
+        outcomes=[
+            {
+                "error": o.error.value if o.error else None,
+                "backend": str(o.backend),
+                "latency_ms": round(o.latency_ms, 1),
+            }
+            for o in wrong[:5]
+        ],
+    )
+
+
+def check_availability(service: str, usable: Collection[Backend], sample: TrafficSample) -> Verdict:
+    """While a usable endpoint exists, no request fails."""
+    errors = sample.errors()
+    if not usable or not errors:
+        return passed(AVAILABILITY, f"{service}: no failed request")
+    return failed(
+        AVAILABILITY,
+        f"{service}: {sum(errors.values())} of {len(sample.outcomes)} request(s) failed"
+        f" ({', '.join(f'{k.value}: {v}' for k, v in sorted(errors.items()))})"
+        f" while {len(usable)} endpoint(s) were usable",
+        service=service,
+        errors={k.value: v for k, v in errors.items()},
+    )

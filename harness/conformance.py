@@ -1,0 +1,239 @@
+"""Running the conformance suite: one Hypothesis state-machine run per property.
+
+Each property runs as its own search (like one conformance spec), so that a failure shrinks
+towards that property's shortest counterexample and the others still get a verdict. A failure
+is shrunk by Hypothesis, then by events (`harness.shrink`), replayed once more to record its
+history, and saved so that `harness replay FILE` reproduces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, Verbosity, seed, settings
+from hypothesis.errors import FlakyFailure
+from hypothesis.stateful import get_state_machine_test
+
+from harness.checks import PROPERTIES, rules
+from harness.errors import Violation
+from harness.events import Event, save_sequence
+from harness.history import History
+from harness.runner import RunConfig, Runner
+from harness.shrink import shrink_events
+from harness.strategies import EventSpace, machine_factory
+from harness.targets.base import RuleOracle, Target
+
+FAILURE_SCHEMA = "harness.failure/v1"
+
+
+class Status(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class PropertyResult:
+    """The outcome of one property's run."""
+
+    name: str
+    status: Status
+    examples: int = 0
+    events: int = 0
+    duration_s: float = 0.0
+    message: str = ""
+    counterexample: list[Event] = field(default_factory=list)
+    verdicts: Any = None
+    history: History | None = None
+    failure_file: Path | None = None
+    latencies_s: list[float] = field(default_factory=list)
+    flaky: bool = False
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """What to run: properties, examples per property, steps per example, seed, sizes."""
+
+    properties: Sequence[str] = tuple(PROPERTIES)
+    examples: int = 100
+    steps: int = 30
+    seed: int = 0
+    space: EventSpace = field(default_factory=EventSpace)
+    config: RunConfig = field(default_factory=RunConfig)
+    failures_dir: Path = Path("reports/failures")
+    extra_shrink_tries: int = 200
+
+
+def select_properties(focus: str | None, skip: str | None) -> list[str]:
+    """Property names matching the `focus` regex and not the `skip` regex (Ginkgo-style)."""
+    import re
+
+    chosen = [p for p in PROPERTIES if focus is None or re.search(focus, p)]
+    return [p for p in chosen if skip is None or not re.search(skip, p)]
+
+
+def applicable(prop: str, target: Target) -> str | None:
+    """Why `prop` cannot run on `target`, or None if it can."""
+    if prop == rules.PROPERTY and not isinstance(target, RuleOracle):
+        return "the target cannot show its programmed rules"
+    return None
+
+
+def _unwrap(error: BaseException) -> Violation | None:
+    if isinstance(error, Violation):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _unwrap(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _hypothesis_settings(options: SuiteOptions) -> settings:
+    return settings(
+        max_examples=options.examples,
+        stateful_step_count=options.steps,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )
+
+
+def run_property(
+    target: Target,
+    prop: str,
+    options: SuiteOptions,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> PropertyResult:
+    """Search for a counterexample to `prop` on `target`; shrink and save it if one is found."""
+    started = time.monotonic()
+    reason = applicable(prop, target)
+    if reason is not None:
+        return PropertyResult(prop, Status.SKIPPED, message=reason)
+    counts = {"examples": 0, "events": 0}
+    latencies: list[float] = []
+
+    def on_step(event: Event) -> None:
+        counts["events"] += 1
+
+    config = replace(options.config, properties=frozenset({prop}))
+    runner = Runner(target, config, on_step=on_step)
+    original_reset = runner.reset
+
+    def counting_reset() -> None:
+        latencies.extend(runner.history.latencies_s())
+        counts["examples"] += 1
+        if progress is not None:
+            progress(prop, counts["examples"], options.examples)
+        original_reset()
+
+    runner.reset = counting_reset  # type: ignore[method-assign]
+    test = get_state_machine_test(
+        machine_factory(runner, options.space), settings=_hypothesis_settings(options)
+    )
+    test = seed(options.seed)(test)
+    violation: Violation | None = None
+    flaky = False
+    try:
+        test()
+    except FlakyFailure as error:
+        violation, flaky = _unwrap(error), True
+        if violation is None:
+            raise
+    except Violation as error:
+        violation = error
+    latencies.extend(runner.history.latencies_s())
+    result = PropertyResult(
+        prop,
+        Status.PASSED,
+        examples=counts["examples"],
+        events=counts["events"],
+        latencies_s=latencies,
+        flaky=flaky,
+    )
+    if violation is not None:
+        _record_failure(result, violation, target, runner, options)
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+def _replay_fails(runner: Runner, events: list[Event]) -> Violation | None:
+    runner.reset()
+    try:
+        runner.run(events)
+    except Violation as violation:
+        return violation
+    return None
+
+
+def _record_failure(
+    result: PropertyResult,
+    violation: Violation,
+    target: Target,
+    runner: Runner,
+    options: SuiteOptions,
+) -> None:
+    events: list[Event] = list(getattr(violation, "events", []))
+    shrunk = shrink_events(
+        events,
+        lambda candidate: _replay_fails(runner, candidate) is not None,
+        max_tries=options.extra_shrink_tries,
+    )
+    final = _replay_fails(runner, shrunk)
+    if final is None:  # did not reproduce on replay: keep what Hypothesis found
+        shrunk, final, result.flaky = events, violation, True
+    result.status = Status.FAILED
+    result.message = str(final)
+    result.counterexample = shrunk
+    result.verdicts = final.evidence
+    result.history = getattr(final, "history", None)
+    result.failure_file = save_failure(result, target.name, options)
+
+
+def failure_id(prop: str, target_name: str, events: Sequence[Event]) -> str:
+    digest = hashlib.sha256(json.dumps([e.to_json() for e in events]).encode()).hexdigest()[:8]
+    safe_target = "".join(c if c.isalnum() else "-" for c in target_name)
+    return f"{prop}-{safe_target}-{digest}"
+
+
+def save_failure(result: PropertyResult, target_name: str, options: SuiteOptions) -> Path:
+    """Write the shrunk sequence with its failure and history; `harness replay` reads it."""
+    path = (
+        options.failures_dir / f"{failure_id(result.name, target_name, result.counterexample)}.json"
+    )
+    save_sequence(
+        path,
+        result.counterexample,
+        failure={
+            "schema": FAILURE_SCHEMA,
+            "property": result.name,
+            "target": target_name,
+            "seed": options.seed,
+            "message": result.message,
+            "verdicts": result.verdicts,
+            "flaky": result.flaky,
+        },
+        history=result.history.to_json() if result.history else [],
+    )
+    return path
+
+
+def run_suite(
+    target: Target,
+    options: SuiteOptions,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[PropertyResult]:
+    """Run every selected property in order on an opened target."""
+    return [run_property(target, prop, options, progress) for prop in options.properties]

@@ -1,0 +1,196 @@
+"""Bounded request batches from client pods inside the cluster.
+
+Each client (`client-1`, `client-2`, ... of `harness.targets.base.CLIENTS`) is a pod of its own,
+so each has its own source IP, as ClientIP session affinity needs. A batch is one exec into the
+client pod running a bounded `curl` loop, the tool the upstream e2e affinity tests use
+(test/e2e/network/service.go `execAffinityTestForNonLBService`: `curl -q -s --connect-timeout 2`):
+
+- fresh connections (the default): one `curl` per request, so every request opens a new TCP
+  connection and the proxy picks a backend for it (upstream's health-check helper disables
+  keep-alive because reused connections "mask problems where the iptables rule has changed");
+- keep-alive: `connections` curl processes, each fetching its share of the requests over one
+  connection; request `i` uses connection `i % connections`.
+
+Every curl has `--connect-timeout` and `--max-time` of `request.timeout_s`, so a batch ends within
+`count * timeout_s` plus the exec overhead. Pods answer `/hostname` with `NAME--UID` (in the
+kubelet-less mode the local cluster's pods answer `NAME UID`; both are read); curl's exit code
+classifies failures (7 refused, 28 timeout, 52/55/56 reset).
+
+`build_command` and `parse_output` are pure; `ClientPods` creates, waits for and execs into the
+client pods. Traffic goes only to Service VIPs from pods in the harness's namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+
+from harness.clock import Clock
+from harness.errors import UsageError
+from harness.kube.objects import client_pod_manifest, parse_hostname
+from harness.kube.scope import Scope
+from harness.model.objects import Backend
+from harness.targets.base import ErrorKind, Outcome, TrafficRequest, TrafficSample
+
+# pod name, argv, timeout in seconds -> stdout
+Exec = Callable[[str, Sequence[str], float], str]
+
+WRITE_OUT = r"\n%{exitcode} %{time_total}\n"
+EXEC_OVERHEAD_S = 15.0
+NEW_NAMESPACE_WAIT_S = 30.0  # until the new namespace's default ServiceAccount exists
+CURL_ERRORS = {
+    7: ErrorKind.REFUSED,
+    28: ErrorKind.TIMEOUT,
+    52: ErrorKind.RESET,
+    55: ErrorKind.RESET,
+    56: ErrorKind.RESET,
+}
+
+
+def build_command(request: TrafficRequest, address: str, port: int) -> list[str]:
+    """The argv (`/bin/sh -c SCRIPT`) that sends `request` to `address:port` from a client.
+
+    `address` must be an IP address (it is put into a shell script); UsageError otherwise.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise UsageError(f"not an IP address: {address!r}") from None
+    if request.count < 0 or not 0 < port < 65536 or request.connections < 1:
+        raise UsageError(f"bad traffic request {request}")
+    host = f"[{ip}]" if ip.version == 6 else str(ip)
+    url = f"http://{host}:{port}/hostname"
+    timeout = f"{request.timeout_s:g}"
+    curl = f"curl -q -s -o - --connect-timeout {timeout} --max-time {timeout} -w '{WRITE_OUT}'"
+    if not request.keep_alive:
+        script = (
+            f"i=0; while [ $i -lt {request.count} ]; do {curl} {url} 2>/dev/null;"
+            " i=$((i+1)); done; true"
+        )
+        return ["/bin/sh", "-c", script]
+    parts = []
+    for connection in range(request.connections):
+        share = len(range(connection, request.count, request.connections))
+        if share:
+            parts.append(f"{curl} {' '.join([url] * share)} 2>/dev/null")
+    return ["/bin/sh", "-c", "; ".join([*parts, "true"])]
+
+
+def parse_output(output: str, request: TrafficRequest) -> list[Outcome]:
+    """The outcomes, in send order, from the output of `build_command`'s script.
+
+    Each transfer prints its body, a newline, then `EXITCODE TIME_S`. Missing transfers (the exec
+    was cut short) are reported as timeouts, so a batch always has `count` outcomes.
+    """
+    lines = output.split("\n")
+    results: list[tuple[str, int, float]] = []
+    body: list[str] = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and _is_number(fields[1]):
+            results.append(("\n".join(body), int(fields[0]), float(fields[1])))
+            body = []
+        elif line:
+            body.append(line)
+    order = _send_order(request)
+    outcomes: list[Outcome | None] = [None] * request.count
+    for position, index in enumerate(order):
+        connection = index % request.connections if request.keep_alive else index
+        if position < len(results):
+            text, code, seconds = results[position]
+            outcomes[index] = _outcome(text, code, seconds, connection)
+        else:
+            outcomes[index] = Outcome(None, ErrorKind.TIMEOUT, request.timeout_s * 1000, connection)
+    return [o for o in outcomes if o is not None]
+
+
+def _send_order(request: TrafficRequest) -> list[int]:
+    """Request indices in the order the script sends them."""
+    if not request.keep_alive:
+        return list(range(request.count))
+    return [
+        i for c in range(request.connections) for i in range(c, request.count, request.connections)
+    ]
+
+
+def _outcome(text: str, code: int, seconds: float, connection: int) -> Outcome:
+    latency_ms = seconds * 1000
+    if code != 0:
+        return Outcome(None, CURL_ERRORS.get(code, ErrorKind.OTHER), latency_ms, connection)
+    parsed = parse_answer(text)
+    if parsed is None:
+        return Outcome(None, ErrorKind.OTHER, latency_ms, connection)
+    return Outcome(Backend(*parsed), None, latency_ms, connection)
+
+
+def parse_answer(text: str) -> tuple[str, str] | None:
+    """(pod, uid) from a pod's answer: agnhost's hostname `NAME--UID`, or the local cluster's
+    pod server identity `NAME UID` (the kubelet-less mode runs pods there)."""
+    fields = text.split()
+    if len(fields) == 2:
+        return fields[0], fields[1]
+    return parse_hostname(text)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def run_batch(
+    exec_function: Exec,
+    where: str,
+    request: TrafficRequest,
+    address: str,
+    port: int,
+    clock: Clock,
+) -> TrafficSample:
+    """Run `request`'s loop through `exec_function` in `where` (a client pod, or a client
+    namespace) and report every request, timed on `clock`."""
+    argv = build_command(request, address, port)
+    budget_s = request.count * request.timeout_s + EXEC_OVERHEAD_S
+    started_s = clock.now()
+    output = exec_function(where, argv, budget_s)
+    return TrafficSample(request, tuple(parse_output(output, request)), started_s, clock.now())
+
+
+class ClientPods:
+    """The client pods of one run: created by `start`, removed with the namespace.
+
+    `send` changes no cluster state: it only execs a bounded loop in an existing client pod.
+    """
+
+    def __init__(self, scope: Scope, node: str | None, exec_function: Exec) -> None:
+        self._scope = scope
+        self._node = node
+        self._exec = exec_function
+
+    def pod_name(self, client_name: str) -> str:
+        if client_name not in self._scope.clients:
+            known = ", ".join(self._scope.clients)
+            raise UsageError(f"unknown client {client_name!r}; known: {known}")
+        return f"harness-{client_name}"
+
+    def start(self) -> None:
+        """Create the client pods (not waiting: `open` waits for every pod it needs)."""
+        cluster, namespace = self._scope.cluster, self._scope.namespace
+        for client_name in self._scope.clients:
+            manifest = client_pod_manifest(
+                self.pod_name(client_name), self._scope.placement, self._node
+            )
+            cluster.create(
+                f"create pods in namespace {namespace}",
+                cluster.core.create_namespaced_pod,
+                namespace,
+                manifest,
+                clock=self._scope.clock,
+                wait_s=NEW_NAMESPACE_WAIT_S,
+            )
+
+    def send(self, request: TrafficRequest, address: str, port: int) -> TrafficSample:
+        """Send one batch from `request.client` to `address:port` and report every request."""
+        pod = self.pod_name(request.client)
+        return run_batch(self._exec, pod, request, address, port, self._scope.clock)

@@ -1,0 +1,141 @@
+"""Helper processes controlled over a pipe: one JSON request per line in, one reply line out.
+
+Used by the pod server and the userspace proxy. The harness side (`ControlledProcess`) starts
+`python -m MODULE ARGS...` with the run prefix in its environment (so cleanup can find it), waits
+for its `ready` line and then asks one request at a time. The process side (`serve_lines`) answers
+until its stdin closes, so a helper never outlives a harness that was killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import IO, Any
+
+from harness.errors import EnvironmentProblem
+from harness.local.names import PREFIX_ENVIRONMENT
+
+READY_LINE = "ready"
+REPLY_TIMEOUT_S = 30.0
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+# -- the helper process ---------------------------------------------------------------------------
+async def serve_lines(handle: Handler, control_in: IO[bytes], control_out: IO[bytes]) -> None:
+    """Answer each request line with `{"ok": true, ...reply}` or `{"ok": false, "error": ...}`
+    until `control_in` reaches its end."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**26)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), control_in)
+    control_out.write(READY_LINE.encode() + b"\n")
+    control_out.flush()
+    while line := await reader.readline():
+        try:
+            reply = {"ok": True, **(await handle(json.loads(line)))}
+        except Exception as error:  # reported to the harness, which raises it
+            reply = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+        control_out.write(json.dumps(reply).encode() + b"\n")
+        control_out.flush()
+
+
+def run_helper(handle: Handler) -> None:
+    """The main of a helper process: serve stdin/stdout until stdin closes.
+
+    Raises the open-file limit to its hard cap (20,000 here: many pods, many connections) and
+    ignores SIGINT: a Ctrl-C reaches the whole process group, and the harness, which owns the
+    helper, stops it by closing its stdin once it has cleaned up.
+    """
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(serve_lines(handle, sys.stdin.buffer, sys.stdout.buffer))
+
+
+# -- the harness side -----------------------------------------------------------------------------
+class ControlledProcess:
+    """A helper process and its control pipe; a context manager that stops it.
+
+    Every failure raises EnvironmentProblem with one line naming `role`: the helper refused a
+    request (its error), did not answer within REPLY_TIMEOUT_S, or exited.
+    """
+
+    def __init__(self, role: str, module: str, args: Sequence[str], prefix: str) -> None:
+        self.role = role
+        self.command = [sys.executable, "-m", module, *args]
+        self.prefix = prefix
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ControlledProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> None:
+        environment = {**os.environ, PREFIX_ENVIRONMENT: self.prefix}
+        self.process = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment
+        )
+        try:
+            line = self._read_line()
+        except EnvironmentProblem:
+            self.stop()
+            raise
+        if line != READY_LINE:
+            self.stop()
+            raise EnvironmentProblem(f"the {self.role} did not start (it said {line!r})")
+
+    def _read_line(self) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], REPLY_TIMEOUT_S)
+        if not ready:
+            raise EnvironmentProblem(f"the {self.role} did not answer within {REPLY_TIMEOUT_S} s")
+        line = self.process.stdout.readline().decode().strip()
+        if not line:
+            raise EnvironmentProblem(f"the {self.role} exited (status {self.process.wait(5)})")
+        return line
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send one request and return the reply; EnvironmentProblem if it was refused."""
+        if self.process is None or self.process.poll() is not None:
+            raise EnvironmentProblem(f"the {self.role} is not running")
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps(message).encode() + b"\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise EnvironmentProblem(f"the {self.role} exited") from None
+        reply: dict[str, Any] = json.loads(self._read_line())
+        if not reply.get("ok"):
+            error = reply.get("error")
+            raise EnvironmentProblem(f"the {self.role} refused {message.get('op')}: {error}")
+        return reply
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Close the control pipe (the helper then exits); kill it if it lingers. Idempotent."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            if process.stdin:
+                process.stdin.close()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout_s)
+        if process.stdout:
+            process.stdout.close()

@@ -1,0 +1,88 @@
+"""Run prefixes and the names of everything a local-cluster run creates.
+
+Every namespace, interface, process marker and temporary directory of a run starts with the run's
+prefix, `hk` plus five hex digits (`hk3fa9c`), so that `harness.local.cleanup.clean` can find what a
+crashed run left by name alone. Interface names must fit the kernel's 15 characters (IFNAMSIZ - 1),
+which is why the prefix is short and interface suffixes are hex counters.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+BASE_PREFIX = "hk"
+RUN_PATTERN = re.compile(r"^(hk[0-9a-f]{5})(?:[-.]|$)")
+"""A name belongs to a run when it starts with a run prefix followed by `-`, `.` or nothing."""
+
+PREFIX_ENVIRONMENT = "HARNESS_RUN_PREFIX"
+"""Set in the environment of every process a run starts, so cleanup can find the process."""
+
+IFNAME_MAX = 15
+NETNS_DIR = "/run/netns"
+
+
+def new_prefix() -> str:
+    """A fresh run prefix: `hk` and five random hex digits (about a million runs apart)."""
+    return f"{BASE_PREFIX}{secrets.token_hex(3)[:5]}"
+
+
+def run_of(name: str) -> str | None:
+    """The run prefix a name belongs to, or None for a name no run made."""
+    match = RUN_PATTERN.match(name)
+    return match.group(1) if match else None
+
+
+def check_prefix(prefix: str) -> str:
+    """`prefix` if it is a whole run prefix; ValueError otherwise (it would not fit or be found)."""
+    if run_of(prefix) != prefix:
+        raise ValueError(f"run prefix {prefix!r} must be 'hk' and five hex digits, e.g. hk3fa9c")
+    return prefix
+
+
+def _ifname(name: str) -> str:
+    if len(name) > IFNAME_MAX:
+        raise ValueError(f"interface name {name!r} is longer than {IFNAME_MAX} characters")
+    return name
+
+
+@dataclass(frozen=True)
+class RunNames:
+    """The names one run uses. Pure: building names creates nothing."""
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+
+    @property
+    def node_netns(self) -> str:
+        return f"{self.prefix}-node"
+
+    @property
+    def bridge(self) -> str:
+        return _ifname(f"{self.prefix}br")
+
+    def pod_netns(self, number: int) -> str:
+        return f"{self.prefix}-p{number:x}"
+
+    def pod_veth(self, number: int) -> str:
+        """The node-side end of pod `number`'s link (the pod side is always `eth0`)."""
+        return _ifname(f"{self.prefix}p{number:x}")
+
+    def client_netns(self, number: int) -> str:
+        return f"{self.prefix}-c{number}"
+
+    def client_veth(self, number: int) -> str:
+        return _ifname(f"{self.prefix}c{number}")
+
+    @property
+    def workdir_prefix(self) -> str:
+        """The start of the run's temporary directory name (`tempfile.mkdtemp(prefix=...)`)."""
+        return f"{self.prefix}-"
+
+
+def netns_path(name: str) -> str:
+    """Where `ip netns` keeps the namespace named `name`."""
+    return f"{NETNS_DIR}/{name}"

@@ -1,0 +1,252 @@
+"""Bounded request batches from a client namespace.
+
+Each client gets one `ClientAgent`: a daemon thread that entered the client's namespace once and
+runs its own asyncio loop, so every socket it opens lives in that namespace (a socket keeps the
+namespace of the thread that created it). No extra process, no per-batch `setns`.
+
+A batch sends its requests one after another, which keeps round-robin and affinity observations
+in send order. Every request is bounded by `timeout_s` (connect included), so a batch of `count`
+requests ends within `count * timeout_s`; the agent also stops waiting after that plus a margin.
+
+Outcomes: the backend a pod named in its answer (`POD UID`), or `refused` (ECONNREFUSED: the
+REJECT a Service without endpoints must give), `reset` (ECONNRESET, or the peer closed before a
+whole answer), `timeout`, or `other` (unreachable networks and anything else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from harness.errors import EnvironmentProblem
+from harness.local.names import netns_path
+from harness.local.netns import setns
+from harness.model.objects import Backend
+from harness.targets.base import ErrorKind, Outcome
+
+BATCH_MARGIN_S = 5.0
+MAX_ANSWER_BYTES = 65536
+_REQUEST = b"GET / HTTP/1.1\r\nHost: service\r\nUser-Agent: harness\r\n"
+_FRESH_REQUEST = _REQUEST + b"Connection: close\r\n\r\n"
+_KEPT_REQUEST = _REQUEST + b"\r\n"
+
+
+class _Failed(Exception):
+    def __init__(self, kind: ErrorKind) -> None:
+        super().__init__(kind.value)
+        self.kind = kind
+
+
+def error_kind(error: BaseException) -> ErrorKind:
+    """How a socket error shows in an outcome."""
+    if isinstance(error, _Failed):
+        return error.kind
+    if isinstance(error, TimeoutError):
+        return ErrorKind.TIMEOUT
+    if isinstance(error, ConnectionRefusedError):
+        return ErrorKind.REFUSED
+    if isinstance(error, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return ErrorKind.RESET
+    if isinstance(error, OSError) and error.errno == errno.ETIMEDOUT:
+        return ErrorKind.TIMEOUT
+    return ErrorKind.OTHER
+
+
+def parse_identity(body: bytes) -> Backend:
+    """The backend a pod's answer names: `POD UID`; anything else is a reset-like failure."""
+    parts = body.decode(errors="replace").split()
+    if len(parts) != 2:
+        raise _Failed(ErrorKind.OTHER)
+    return Backend(parts[0], parts[1])
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What to send: `count` requests to `address:port`, each within `timeout_s`.
+
+    Fresh (`keep_alive` False): one new connection per request. Kept alive: `connections`
+    connections, request i on connection i mod `connections`; a connection that fails is
+    reopened for its next request. `source_address` binds the client's end (the loopback
+    variant, where all clients share one namespace and differ by address).
+    """
+
+    address: str
+    port: int
+    count: int
+    keep_alive: bool = False
+    connections: int = 1
+    timeout_s: float = 2.0
+    source_address: str | None = None
+
+
+class _Connection:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.buffer = b""
+
+    @classmethod
+    async def open(cls, batch: Batch) -> _Connection:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            if batch.source_address:
+                sock.bind((batch.source_address, 0))
+            await loop.sock_connect(sock, (batch.address, batch.port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(loop, sock)
+
+    async def ask(self, request: bytes) -> Backend:
+        await self.loop.sock_sendall(self.sock, request)
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            await self._fill()
+        head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+        length = _content_length(head)
+        while len(self.buffer) < length:
+            await self._fill()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return parse_identity(body)
+
+    async def _fill(self) -> None:
+        data = await self.loop.sock_recv(self.sock, MAX_ANSWER_BYTES)
+        if not data:
+            raise _Failed(ErrorKind.RESET)
+        self.buffer += data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    raise _Failed(ErrorKind.OTHER)
+
+
+async def _fresh(batch: Batch, timer: Callable[[], float]) -> list[Outcome]:
+    outcomes = []
+    for index in range(batch.count):
+        started = timer()
+        connection: _Connection | None = None
+        try:
+            async with asyncio.timeout(batch.timeout_s):
+                connection = await _Connection.open(batch)
+                backend = await connection.ask(_FRESH_REQUEST)
+            outcomes.append(Outcome(backend, None, (timer() - started) * 1000, index))
+        except (OSError, _Failed) as error:
+            outcomes.append(Outcome(None, error_kind(error), (timer() - started) * 1000, index))
+        finally:
+            if connection is not None:
+                connection.close()
+    return outcomes
+
+
+async def _kept_alive(batch: Batch, timer: Callable[[], float]) -> list[Outcome]:
+    slots: list[_Connection | None] = [None] * batch.connections
+    outcomes = []
+    try:
+        for index in range(batch.count):
+            slot = index % batch.connections
+            started = timer()
+            try:
+                async with asyncio.timeout(batch.timeout_s):
+                    if slots[slot] is None:
+                        slots[slot] = await _Connection.open(batch)
+                    connection = slots[slot]
+                    assert connection is not None
+                    backend = await connection.ask(_KEPT_REQUEST)
+                outcomes.append(Outcome(backend, None, (timer() - started) * 1000, slot))
+            except (OSError, _Failed) as error:
+                outcomes.append(Outcome(None, error_kind(error), (timer() - started) * 1000, slot))
+                broken, slots[slot] = slots[slot], None
+                if broken is not None:
+                    broken.close()
+    finally:
+        for connection in slots:
+            if connection is not None:
+                connection.close()
+    return outcomes
+
+
+class ClientAgent:
+    """Sends batches from inside one client namespace (None: the caller's own); a context
+    manager that stops its thread.
+
+    `run` may be called from any thread, one batch at a time per agent. It changes nothing but
+    the client's own sockets.
+    """
+
+    def __init__(self, netns: str | None, timer: Callable[[], float] = time.perf_counter) -> None:
+        self.netns = netns
+        self.timer = timer
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> ClientAgent:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        entered: Future[None] = Future()
+
+        def serve() -> None:
+            try:
+                if self.netns:
+                    setns(netns_path(self.netns))
+            except OSError as error:
+                entered.set_exception(error)
+                return
+            entered.set_result(None)
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_forever()
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, name=f"client {self.netns}", daemon=True)
+        self._thread.start()
+        try:
+            entered.result(timeout=10)
+        except OSError as error:
+            raise EnvironmentProblem(
+                f"cannot enter client namespace {self.netns}: {error}"
+            ) from None
+
+    def run(self, batch: Batch) -> list[Outcome]:
+        """Send `batch`; returns one outcome per request, in send order."""
+        if batch.count <= 0:
+            return []
+        if batch.keep_alive and batch.connections < 1:
+            raise ValueError("a kept-alive batch needs at least one connection")
+        sender = _kept_alive if batch.keep_alive else _fresh
+        with self._lock:
+            future = asyncio.run_coroutine_threadsafe(sender(batch, self.timer), self._loop)
+            bound_s = batch.count * batch.timeout_s + BATCH_MARGIN_S
+            try:
+                return future.result(timeout=bound_s)
+            except TimeoutError:
+                future.cancel()
+                raise EnvironmentProblem(
+                    f"a batch of {batch.count} requests did not end within {bound_s:.0f} s"
+                ) from None
+
+    def close(self) -> None:
+        """Stop the loop and its thread. Idempotent."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        thread.join(5)

@@ -1,0 +1,235 @@
+"""The `iptables` proxy: kube-proxy's iptables-mode layout, applied with iptables-restore.
+
+Layout (`pkg/proxy/iptables/proxier.go: syncProxyRules`, `writeServiceToEndpointRules`):
+
+- nat: PREROUTING and OUTPUT jump to KUBE-SERVICES; KUBE-SERVICES holds one rule per Service
+  port with usable endpoints, `-d VIP -p tcp --dport PORT -j KUBE-SVC-<hash>` (KUBE-SVL-<hash> for
+  internalTrafficPolicy=Local, whose chain lists only this node's endpoints).
+- KUBE-SVC/SVL: with ClientIP affinity first one `-m recent --name KUBE-SEP-<hash> --rcheck
+  --seconds T --reap` rule per endpoint; then the probability chain: rule i of n jumps to endpoint
+  i with `-m statistic --mode random --probability 1/(n-i)`, printed with 10 decimals (PR
+  #83599), and the last rule jumps unconditionally, so each endpoint gets 1/n.
+- KUBE-SEP-<hash>: `-s POD_IP -j KUBE-MARK-MASQ` (hairpin), then DNAT to POD_IP:PORT (with
+  `-m recent --set --name KUBE-SEP-<hash>` for affinity).
+- KUBE-MARK-MASQ sets mark 0x4000; KUBE-POSTROUTING masquerades marked packets.
+- filter: INPUT, FORWARD and OUTPUT jump (conntrack NEW) to KUBE-SERVICES, which REJECTs
+  (`--reject-with icmp-port-unreachable`) Service ports without usable endpoints
+  (kubernetes#17359, PR #72534). kube-proxy jumps there from FORWARD and OUTPUT; INPUT is added
+  because a local cluster may route the Service range to the node itself.
+
+Chain names hash "namespace/name:port" + protocol (+ "ip:port" for endpoints) like
+`servicePortChainName`. Without a cluster CIDR kube-proxy adds no `! -s CIDR -j KUBE-MARK-MASQ`
+rule, and neither does this proxy, so pods see the client's own address.
+
+Divergence: with internalTrafficPolicy=Local and endpoints only on other nodes, kube-proxy DROPs
+("has no local endpoints"); the harness's model says REJECT for an empty usable set, and this
+proxy follows the model.
+
+Partial sync (KEP-3453): a sync writes, in one `iptables-restore --noflush`, only the chains whose
+rules changed, deletes the chains no Service needs (`:CHAIN` then `-X CHAIN`), and rewrites a
+KUBE-SERVICES chain only when a Service port gained, lost or changed its entry there.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from typing import ClassVar
+
+from harness.proxies.rules.commands import run_in_netns
+from harness.proxies.rules.iptables_save import Table, parse_iptables_save
+from harness.proxies.rules.iptables_trace import IptablesRuleset
+from harness.proxies.rules.kernel_proxy import KernelRuleProxy
+from harness.proxies.rules.plan import PortPlan, name_hash
+from harness.proxies.rules.rendering import Delta, Lines, Rendering, container_entries
+
+SERVICES = "KUBE-SERVICES"
+MARK_MASQ = "KUBE-MARK-MASQ"
+POSTROUTING = "KUBE-POSTROUTING"
+MASQUERADE_MARK = "0x4000"
+OWN_PREFIX = "KUBE-"
+NAT_SERVICES = f"nat {SERVICES}"
+FILTER_SERVICES = f"filter {SERVICES}"
+PORTALS = '-m comment --comment "kubernetes service portals"'
+SNAT_COMMENT = "kubernetes service traffic requiring SNAT"
+
+SETUP = f"""*filter
+:{SERVICES} - [0:0]
+-A INPUT -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
+-A FORWARD -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
+-A OUTPUT -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
+COMMIT
+*nat
+:{SERVICES} - [0:0]
+:{MARK_MASQ} - [0:0]
+:{POSTROUTING} - [0:0]
+-A PREROUTING {PORTALS} -j {SERVICES}
+-A OUTPUT {PORTALS} -j {SERVICES}
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j {POSTROUTING}
+-A {MARK_MASQ} -j MARK --or-mark {MASQUERADE_MARK}
+-A {POSTROUTING} -m mark ! --mark {MASQUERADE_MARK}/{MASQUERADE_MARK} -j RETURN
+-A {POSTROUTING} -j MARK --xor-mark {MASQUERADE_MARK}
+-A {POSTROUTING} -m comment --comment "{SNAT_COMMENT}" -j MASQUERADE --random-fully
+COMMIT
+"""
+
+
+def service_chain(plan: PortPlan) -> str:
+    prefix = "KUBE-SVL-" if plan.local_policy else "KUBE-SVC-"
+    return prefix + name_hash(plan.name + plan.protocol, 16)
+
+
+def endpoint_chain(plan: PortPlan, address: str, port: int) -> str:
+    return "KUBE-SEP-" + name_hash(f"{plan.name}{plan.protocol}{address}:{port}", 16)
+
+
+def is_pristine(table: Table) -> bool:
+    """Only built-in chains, all empty, all with policy ACCEPT."""
+    return (
+        not any(table.chains.values())
+        and set(table.chains) == set(table.policies)
+        and set(table.policies.values()) <= {"ACCEPT"}
+    )
+
+
+class IptablesProxy(KernelRuleProxy):
+    """kube-proxy's iptables mode in the node namespace (see the module docstring)."""
+
+    name: ClassVar[str] = "iptables"
+    description: ClassVar[str] = (
+        "kube-proxy iptables-mode rules (statistic probability chains, recent-module affinity, "
+        "REJECT without endpoints) applied with iptables-restore --noflush"
+    )
+    binaries: ClassVar[tuple[str, ...]] = ("iptables-restore", "iptables-save")
+    no_endpoints_target: ClassVar[str] = "REJECT --reject-with icmp-port-unreachable"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made_tables: set[str] = set()
+
+    # -- rendering ------------------------------------------------------------------------------
+    def probability(self, index: int, count: int) -> float:
+        """The probability of rule `index` of `count` in a probability chain: 1/(n-i)."""
+        return 1.0 / (count - index)
+
+    def render(self, plans: tuple[PortPlan, ...]) -> Rendering:
+        chains: dict[str, Lines] = {}
+        nat_entries: dict[str, str] = {}
+        filter_entries: dict[str, str] = {}
+        for plan in plans:
+            match = (
+                f"-d {plan.cluster_ip}/32 -p {plan.protocol} -m comment --comment "
+                f'"{plan.name} {{}}" -m {plan.protocol} --dport {plan.port}'
+            )
+            if not plan.destinations:
+                rejected = match.format("has no endpoints")
+                filter_entries[f"-A {SERVICES} {rejected} -j {self.no_endpoints_target}"] = ""
+                continue
+            chain = service_chain(plan)
+            nat_entries[f"-A {SERVICES} {match.format('cluster IP')} -j {chain}"] = ""
+            chains[chain] = self.service_rules(plan, chain)
+            for destination in plan.destinations:
+                sep = endpoint_chain(plan, destination.address, destination.port)
+                chains[sep] = self.endpoint_rules(plan, sep, destination.address, destination.port)
+        entries = {NAT_SERVICES: nat_entries, FILTER_SERVICES: filter_entries}
+        return Rendering(chains, {k: v for k, v in entries.items() if v})
+
+    def service_rules(self, plan: PortPlan, chain: str) -> Lines:
+        lines = []
+        targets = [(d, endpoint_chain(plan, d.address, d.port)) for d in plan.destinations]
+        if plan.affinity_timeout_s is not None:
+            for destination, sep in targets:
+                lines.append(
+                    f'-A {chain} -m comment --comment "{plan.name} -> {destination.address}:'
+                    f'{destination.port}" -m recent --name {sep} --rcheck --seconds '
+                    f"{plan.affinity_timeout_s} --reap -j {sep}"
+                )
+        for index, (destination, sep) in enumerate(targets):
+            to = f"{destination.address}:{destination.port}"
+            comment = f'-m comment --comment "{plan.name} -> {to}"'
+            if index < len(targets) - 1:
+                chance = self.probability(index, len(targets))
+                comment += f" -m statistic --mode random --probability {chance:.10f}"
+            lines.append(f"-A {chain} {comment} -j {sep}")
+        return tuple(lines)
+
+    def endpoint_rules(self, plan: PortPlan, chain: str, address: str, port: int) -> Lines:
+        recent = f" -m recent --set --name {chain}" if plan.affinity_timeout_s is not None else ""
+        return (
+            f'-A {chain} -m comment --comment "{plan.name}" -s {address}/32 -j {MARK_MASQ}',
+            f'-A {chain} -m comment --comment "{plan.name}"{recent} -p {plan.protocol} '
+            f"-m {plan.protocol} -j DNAT --to-destination {address}:{port}",
+        )
+
+    def transaction(self, delta: Delta, rendered: Mapping[str, Rendering]) -> str:
+        nat: list[str] = []
+        rules: list[str] = []
+        changed = delta.containers_changed
+        if FILTER_SERVICES in changed:
+            filter_rules = container_entries(rendered.values(), FILTER_SERVICES)
+            filter_part = ["*filter", f":{SERVICES} - [0:0]", *filter_rules, "COMMIT"]
+        else:
+            filter_part = []
+        if NAT_SERVICES in changed:
+            nat.append(f":{SERVICES} - [0:0]")
+            rules.extend(container_entries(rendered.values(), NAT_SERVICES))
+        for chain in sorted(set(delta.chains_written) | delta.chains_deleted):
+            nat.append(f":{chain} - [0:0]")
+        for _, lines in sorted(delta.chains_written.items()):
+            rules.extend(lines)
+        deletions = [f"-X {chain}" for chain in sorted(delta.chains_deleted)]
+        nat_part = ["*nat", *nat, *rules, *deletions, "COMMIT"] if nat else []
+        return "\n".join([*filter_part, *nat_part]) + "\n"
+
+    # -- the kernel -----------------------------------------------------------------------------
+    def apply(self, payload: str) -> None:
+        run_in_netns(self.netns, ["iptables-restore", "--noflush"], stdin=payload)
+
+    def setup(self) -> None:
+        present = parse_iptables_save(run_in_netns(self.netns, ["iptables-save"]))
+        self.made_tables = {"filter", "nat"} - set(present)
+        self.apply(SETUP)
+
+    def teardown(self) -> None:
+        """Flush and delete every KUBE-* chain in nat and filter and the jumps to them, read
+        from iptables-save so that leftovers of a crashed run go too. The nat and filter tables
+        that iptables-nft created for this proxy are deleted too once empty."""
+        tables = parse_iptables_save(run_in_netns(self.netns, ["iptables-save"]))
+        sections = []
+        for name in ("filter", "nat"):
+            table = tables.get(name)
+            if table is None:
+                continue
+            own = sorted(chain for chain in table.chains if chain.startswith(OWN_PREFIX))
+            jumps = [
+                "-D" + rule.text[2:]
+                for chain, rules in table.chains.items()
+                if not chain.startswith(OWN_PREFIX)
+                for rule in rules
+                if rule.target.startswith(OWN_PREFIX)
+            ]
+            if own or jumps:
+                declared = [f":{chain} - [0:0]" for chain in own]
+                deleted = [f"-X {chain}" for chain in own]
+                sections.extend([f"*{name}", *declared, *jumps, *deleted, "COMMIT"])
+        if sections:
+            self.apply("\n".join(sections) + "\n")
+        self.delete_made_tables()
+
+    def delete_made_tables(self) -> None:
+        """Delete the empty nat and filter tables iptables-nft created for this proxy.
+
+        iptables itself cannot delete a table; `nft` can (exit code 1, for a legacy backend
+        without such an nftables table, is ignored), so stop() leaves the namespace as it was.
+        """
+        made, self.made_tables = self.made_tables, set()
+        if not made or shutil.which("nft") is None:
+            return
+        tables = parse_iptables_save(run_in_netns(self.netns, ["iptables-save"]))
+        for name in sorted(made):
+            if name in tables and is_pristine(tables[name]):
+                run_in_netns(self.netns, ["nft", "delete", "table", "ip", name], ok_codes=(0, 1))
+
+    def read_rules(self) -> IptablesRuleset:
+        text = run_in_netns(self.netns, ["iptables-save"])
+        return IptablesRuleset(parse_iptables_save(text), self.netns)

@@ -1,0 +1,183 @@
+"""The `nftables` proxy: kube-proxy's nftables-mode layout, updated by incremental `nft -f`.
+
+Layout (`pkg/proxy/nftables/proxier.go: setupNFTables`, `syncProxyRules`,
+`writeServiceToEndpointRules`), in the table `ip <prefix>-kube-proxy`:
+
+- base chains `nat-prerouting`/`nat-output` (dstnat) jump to `services`, which looks up
+  `ip daddr . meta l4proto . th dport` in the verdict map `service-ips`; `filter-input`,
+  `filter-forward`, `filter-output` (dstnat-10) jump on `ct state new` to
+  `service-endpoints-check`, which looks the same key up in `no-endpoint-services`, whose
+  elements `goto reject-chain` (`reject`) for Service ports without usable endpoints;
+  `nat-postrouting` masquerades packets `mark-for-masquerade` marked (0x4000).
+- per Service port a chain `service-<hash>-ns/name/proto/port` (`local-...` for
+  internalTrafficPolicy=Local): with ClientIP affinity first `ip saddr @affinity-<ep> goto
+  endpoint-<ep>` per endpoint, then `numgen random mod n vmap { 0 : goto endpoint-..., ... }`.
+- per endpoint a chain `endpoint-<hash>-ns/name/proto/port__ip/port`: hairpin masquerade mark,
+  `update @affinity-<ep> { ip saddr }` with affinity, then `meta l4proto tcp dnat to ip:port`;
+  affinity sets are `ipv4_addr` sets with flags dynamic,timeout and the Service's timeout.
+
+Divergence, as in the iptables proxy: with internalTrafficPolicy=Local and no local endpoints
+kube-proxy drops; this proxy rejects, as the harness's model expects.
+
+Incremental sync: where kube-proxy flushes and refills its maps every sync, this proxy writes one
+transaction with only the changed Services' chains, map elements and sets. Stale chains are
+deleted in the same transaction after the elements that referenced them (kernels since 6.2 see
+the references go at once; kube-proxy defers the delete for older kernels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from harness.proxies.rules.commands import run_in_netns
+from harness.proxies.rules.kernel_proxy import KernelRuleProxy
+from harness.proxies.rules.nft_ruleset import parse_nft_json
+from harness.proxies.rules.nft_trace import NftRuleset
+from harness.proxies.rules.plan import PortPlan, name_hash
+from harness.proxies.rules.rendering import Delta, Lines, Rendering
+
+SERVICE_IPS = "service-ips"
+NO_ENDPOINTS = "no-endpoint-services"
+REJECT_CHAIN = "reject-chain"
+MARK_MASQ = "mark-for-masquerade"
+MASQUERADE_MARK = "0x4000"
+DISPATCH_KEY = "ip daddr . meta l4proto . th dport"
+BASE_CHAINS = (
+    ("filter-input", "filter", "input", -110),
+    ("filter-forward", "filter", "forward", -110),
+    ("filter-output", "filter", "output", -110),
+    ("nat-prerouting", "nat", "prerouting", -100),
+    ("nat-output", "nat", "output", -100),
+    ("nat-postrouting", "nat", "postrouting", 100),
+)
+JUMPS = (
+    ("filter-input", "ct state new jump service-endpoints-check"),
+    ("filter-forward", "ct state new jump service-endpoints-check"),
+    ("filter-output", "ct state new jump service-endpoints-check"),
+    ("nat-prerouting", "jump services"),
+    ("nat-output", "jump services"),
+    ("nat-postrouting", "jump masquerading"),
+)
+HELPER_RULES = (
+    ("services", f"{DISPATCH_KEY} vmap @{SERVICE_IPS}"),
+    ("service-endpoints-check", f"{DISPATCH_KEY} vmap @{NO_ENDPOINTS}"),
+    (REJECT_CHAIN, "reject"),
+    (MARK_MASQ, f"mark set mark or {MASQUERADE_MARK}"),
+    ("masquerading", f"mark and {MASQUERADE_MARK} == 0 return"),
+    ("masquerading", f"mark set mark xor {MASQUERADE_MARK}"),
+    ("masquerading", "masquerade fully-random"),
+)
+VERDICT_MAP = "{ type ipv4_addr . inet_proto . inet_service : verdict ; }"
+
+
+def chain_base(plan: PortPlan) -> str:
+    """`servicePortChainNameBase`: "HASH-namespace/name/protocol/port"."""
+    name = f"{plan.namespace}/{plan.service}/{plan.protocol}/{plan.port_name}"
+    return f"{name_hash(name, 8)}-{name}"
+
+
+def endpoint_base(plan: PortPlan, address: str, port: int) -> str:
+    """`servicePortEndpointChainNameBase`: "HASH-namespace/name/protocol/port__ip/port"."""
+    name = f"{plan.namespace}/{plan.service}/{plan.protocol}/{plan.port_name}__{address}/{port}"
+    return f"{name_hash(name, 8)}-{name}"
+
+
+class NftablesProxy(KernelRuleProxy):
+    """kube-proxy's nftables mode in the node namespace (see the module docstring)."""
+
+    name: ClassVar[str] = "nftables"
+    description: ClassVar[str] = (
+        "kube-proxy nftables-mode rules (numgen random vmaps, affinity sets with timeouts, "
+        "reject without endpoints) updated by incremental nft -f transactions"
+    )
+    binaries: ClassVar[tuple[str, ...]] = ("nft",)
+
+    @property
+    def table(self) -> str:
+        prefix = self.node.prefix if self.node is not None else "hk"
+        return f"{prefix}-kube-proxy"
+
+    # -- rendering ------------------------------------------------------------------------------
+    def render(self, plans: tuple[PortPlan, ...]) -> Rendering:
+        chains: dict[str, Lines] = {}
+        dispatch: dict[str, str] = {}
+        rejects: dict[str, str] = {}
+        sets: dict[str, str] = {}
+        for plan in plans:
+            key = f"{plan.cluster_ip} . {plan.protocol} . {plan.port}"
+            if not plan.destinations:
+                rejects[key] = f"goto {REJECT_CHAIN}"
+                continue
+            chain = ("local-" if plan.local_policy else "service-") + chain_base(plan)
+            dispatch[key] = f"goto {chain}"
+            endpoints = [
+                (endpoint_base(plan, d.address, d.port), d.address, d.port)
+                for d in plan.destinations
+            ]
+            lines = []
+            if plan.affinity_timeout_s is not None:
+                for base, _, _ in endpoints:
+                    sets[f"affinity-{base}"] = (
+                        "{ type ipv4_addr ; flags dynamic,timeout ; "
+                        f"timeout {plan.affinity_timeout_s}s ; }}"
+                    )
+                    lines.append(f"ip saddr @affinity-{base} goto endpoint-{base}")
+            choices = " , ".join(
+                f"{index} : goto endpoint-{base}" for index, (base, _, _) in enumerate(endpoints)
+            )
+            lines.append(f"numgen random mod {len(endpoints)} vmap {{ {choices} }}")
+            chains[chain] = tuple(lines)
+            for base, address, port in endpoints:
+                chains[f"endpoint-{base}"] = self.endpoint_rules(plan, base, address, port)
+        entries = {SERVICE_IPS: dispatch, NO_ENDPOINTS: rejects}
+        return Rendering(chains, {k: v for k, v in entries.items() if v}, sets)
+
+    def endpoint_rules(self, plan: PortPlan, base: str, address: str, port: int) -> Lines:
+        lines = [f"ip saddr {address} jump {MARK_MASQ}"]
+        if plan.affinity_timeout_s is not None:
+            lines.append(f"update @affinity-{base} {{ ip saddr }}")
+        lines.append(f"meta l4proto {plan.protocol} dnat to {address}:{port}")
+        return tuple(lines)
+
+    def transaction(self, delta: Delta, rendered: Mapping[str, Rendering]) -> str:
+        """Flush what is rewritten or deleted, remove stale elements, chains and sets, then add
+        sets, chains, rules and elements: references always go before what they point to."""
+        t = f"ip {self.table}"
+        out = [f"flush chain {t} {c}" for c in sorted(delta.existing | delta.chains_deleted)]
+        for container, removed in sorted(delta.entries_removed.items()):
+            out += [f"delete element {t} {container} {{ {key} }}" for key in removed]
+        out += [f"delete chain {t} {c}" for c in sorted(delta.chains_deleted)]
+        out += [f"delete set {t} {s}" for s in sorted(delta.sets_deleted)]
+        out += [f"add set {t} {s} {decl}" for s, decl in sorted(delta.sets_added.items())]
+        for chain, lines in sorted(delta.chains_written.items()):
+            if chain not in delta.existing:
+                out.append(f"add chain {t} {chain}")
+            out += [f"add rule {t} {chain} {line}" for line in lines]
+        for container, added in sorted(delta.entries_added.items()):
+            out += [f"add element {t} {container} {{ {k} : {v} }}" for k, v in added.items()]
+        return "\n".join(out) + "\n"
+
+    # -- the kernel -----------------------------------------------------------------------------
+    def apply(self, payload: str) -> None:
+        run_in_netns(self.netns, ["nft", "-f", "-"], stdin=payload)
+
+    def setup(self) -> None:
+        t = f"ip {self.table}"
+        out = [f'add table {t} {{ comment "rules for kube-proxy" ; }}']
+        for name, kind, hook, priority in BASE_CHAINS:
+            out.append(f"add chain {t} {name} {{ type {kind} hook {hook} priority {priority} ; }}")
+        base_chains = {name for name, _, _, _ in BASE_CHAINS}
+        helpers = sorted({chain for chain, _ in (*JUMPS, *HELPER_RULES)} - base_chains)
+        out += [f"add chain {t} {chain}" for chain in helpers]
+        out += [f"add map {t} {name} {VERDICT_MAP}" for name in (SERVICE_IPS, NO_ENDPOINTS)]
+        out += [f"add rule {t} {chain} {rule}" for chain, rule in (*HELPER_RULES, *JUMPS)]
+        self.apply("\n".join(out) + "\n")
+
+    def teardown(self) -> None:
+        """Delete the proxy's table with everything in it ("add" first, so it need not exist)."""
+        self.apply(f"add table ip {self.table}\ndelete table ip {self.table}\n")
+
+    def read_rules(self) -> NftRuleset:
+        text = run_in_netns(self.netns, ["nft", "-j", "list", "ruleset"])
+        return NftRuleset(parse_nft_json(text), self.netns)

@@ -1,0 +1,179 @@
+"""Processes a proxy starts inside the node's network namespace, and how they end.
+
+`NetnsProcess` runs a command under `ip netns exec NETNS` (root only to enter the namespace),
+optionally dropping to an unprivileged user that keeps just CAP_NET_BIND_SERVICE (so it may listen
+on Service ports below 1024 without any sysctl change). The process leads its own process group,
+so `stop()` ends it and everything it forked, and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from harness.errors import EnvironmentProblem
+from harness.local.names import PREFIX_ENVIRONMENT
+from harness.proxies.base import NodeContext
+
+UNPRIVILEGED_UID = 65534  # nobody
+UNPRIVILEGED_GID = 65534  # nogroup
+TAIL_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Unprivileged:
+    """The user a daemon runs as; it keeps only the capability to bind low ports."""
+
+    uid: int = UNPRIVILEGED_UID
+    gid: int = UNPRIVILEGED_GID
+
+    def argv(self) -> list[str]:
+        return [
+            "setpriv",
+            f"--reuid={self.uid}",
+            f"--regid={self.gid}",
+            "--clear-groups",
+            "--inh-caps=+net_bind_service",
+            "--ambient-caps=+net_bind_service",
+            "--",
+        ]
+
+
+def run_environment(node: NodeContext) -> dict[str, str]:
+    """The environment of a proxy's processes: the harness's, plus the run prefix that
+    `harness clean` looks for to find the processes of a crashed run."""
+    return {**os.environ, PREFIX_ENVIRONMENT: node.prefix}
+
+
+def netns_argv(
+    netns: str | None, argv: Sequence[str], user: Unprivileged | None = None
+) -> list[str]:
+    """The command line that runs `argv` inside `netns` (or here, when None), as `user`."""
+    wrapped = [*(user.argv() if user else []), *argv]
+    return ["ip", "netns", "exec", netns, *wrapped] if netns else wrapped
+
+
+def run_in_netns(netns: str, argv: Sequence[str], timeout_s: float = 10.0) -> None:
+    """Run a short command (an `ip` change) inside `netns`; EnvironmentProblem if it fails."""
+    command = netns_argv(netns, argv)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise EnvironmentProblem(f"{' '.join(command)} failed: {error}") from None
+    if result.returncode != 0:
+        raise EnvironmentProblem(f"{' '.join(command)} failed: {result.stderr.strip()}")
+
+
+class NetnsProcess:
+    """One long-running command inside a network namespace, with its output in `log`.
+
+    With `pipes`, `stdin` and `stdout` are pipes to the process (stderr still goes to `log`);
+    without, both stdout and stderr go to `log`. `stop()` may be called at any time, any number of
+    times, and returns within `grace_s` plus a second.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        netns: str | None,
+        log: Path,
+        user: Unprivileged | None = None,
+        pipes: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.netns = netns
+        self.log = log
+        self.user = user
+        self.pipes = pipes
+        self.env = dict(env) if env is not None else None
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = netns_argv(self.netns, self.argv, self.user)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            try:
+                self._popen = subprocess.Popen(
+                    command,
+                    stdin=subprocess.PIPE if self.pipes else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE if self.pipes else log,
+                    stderr=log,
+                    start_new_session=True,
+                    env=self.env,
+                )
+            except OSError as error:
+                raise EnvironmentProblem(f"cannot start {command[0]}: {error}") from None
+
+    @property
+    def pid(self) -> int:
+        assert self._popen is not None, "not started"
+        return self._popen.pid
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self._popen is not None and self._popen.stdin is not None
+        return self._popen.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self._popen is not None and self._popen.stdout is not None
+        return self._popen.stdout
+
+    def returncode(self) -> int | None:
+        """The exit code once the process ended, None while it runs (or before start)."""
+        return self._popen.poll() if self._popen is not None else None
+
+    def alive(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def tail(self) -> str:
+        """The last few kilobytes of the process's log."""
+        try:
+            with open(self.log, "rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - TAIL_BYTES))
+                return log.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the process to end; whether it did."""
+        if self._popen is None:
+            return True
+        try:
+            self._popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        """TERM the process group, KILL it after `grace_s`, and reap the process."""
+        if self._popen is None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 1.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._popen.pid, sig)
+            if self.wait(wait_s) and not _group_alive(self._popen.pid):
+                break
+        for stream in (self._popen.stdin, self._popen.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

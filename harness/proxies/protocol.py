@@ -1,0 +1,135 @@
+"""The external proxy protocol, version 1: message encoding and validation of both directions.
+
+The schema ships as `harness/schemas/proxy-protocol.json`. Requests go from the harness to the
+proxy, one JSON object per line on its stdin; each is answered by exactly one reply line on its
+stdout, `{"ok": true}` or `{"ok": false, "error": "..."}`. This module is pure: it builds and
+checks messages and never does I/O beyond reading the schema file once.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from harness.model.objects import EndpointSlice, Service
+from harness.proxies.base import NodeContext
+
+PROTOCOL_VERSION = 1
+SCHEMA_RESOURCE = "schemas/proxy-protocol.json"
+MAX_LINE_BYTES = 1 << 20
+
+Message = dict[str, Any]
+
+
+class ProtocolError(Exception):
+    """A line that is not a valid message; the text says what is wrong with it, in one line."""
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The protocol's JSON Schema (both directions, under `$defs`)."""
+    loaded: dict[str, Any] = json.loads(files("harness").joinpath(SCHEMA_RESOURCE).read_text())
+    return loaded
+
+
+@cache
+def _validator(direction: str) -> Draft202012Validator:
+    root = schema()
+    return Draft202012Validator({"$defs": root["$defs"], "$ref": f"#/$defs/{direction}"})
+
+
+def _check(direction: str, message: Any) -> None:
+    error = next(iter(_validator(direction).iter_errors(message)), None)
+    if error is not None:
+        raise ProtocolError(_describe(error))
+
+
+def _describe(error: ValidationError) -> str:
+    where = "/".join(str(p) for p in error.absolute_path) or "the message"
+    return f"{where}: {error.message}"[:300]
+
+
+def check_request(message: Message) -> None:
+    """Raise ProtocolError unless `message` is a valid request (harness to proxy)."""
+    _check("request", message)
+
+
+def parse_reply(line: bytes) -> Message:
+    """The reply in `line`; ProtocolError if it is not one JSON object valid as a reply."""
+    try:
+        reply = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ProtocolError(f"not JSON ({error.__class__.__name__}: {error})") from None
+    _check("reply", reply)
+    assert isinstance(reply, dict)
+    return reply
+
+
+def encode(message: Message) -> bytes:
+    """One request line."""
+    return json.dumps(message, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+
+
+# -- the objects, as the schema spells them -----------------------------------------------------
+def node_json(node: NodeContext) -> Message:
+    return {
+        "name": node.node,
+        "netns": node.netns,
+        "prefix": node.prefix,
+        "workdir": str(node.workdir),
+        "service_cidr": node.service_cidr,
+    }
+
+
+def service_json(service: Service) -> Message:
+    return {
+        "name": service.name,
+        "namespace": service.namespace,
+        "cluster_ip": service.cluster_ip,
+        "ports": [
+            {
+                "name": p.name,
+                "port": p.port,
+                "target_port": p.target_port,
+                "protocol": p.protocol,
+            }
+            for p in service.ports
+        ],
+        "session_affinity": service.session_affinity.value,
+        "affinity_timeout_s": service.affinity_timeout_s,
+        "publish_not_ready_addresses": service.publish_not_ready_addresses,
+        "internal_traffic_policy": service.internal_traffic_policy.value,
+    }
+
+
+def endpoint_slice_json(endpoint_slice: EndpointSlice) -> Message:
+    return {
+        "name": endpoint_slice.name or f"{endpoint_slice.service}-0",
+        "namespace": endpoint_slice.namespace,
+        "service": endpoint_slice.service,
+        "ports": [
+            {"name": p.name, "port": p.port, "protocol": p.protocol} for p in endpoint_slice.ports
+        ],
+        "endpoints": [
+            {
+                "address": e.address,
+                "pod": e.pod,
+                "uid": e.uid,
+                "node": e.node,
+                "zone": e.zone,
+                "ready": e.ready,
+                "serving": e.serving,
+                "terminating": e.terminating,
+            }
+            for e in endpoint_slice.endpoints
+        ],
+    }
+
+
+def hello(node: NodeContext) -> Message:
+    return {"type": "hello", "protocol": PROTOCOL_VERSION, "node": node_json(node)}

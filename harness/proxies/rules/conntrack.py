@@ -1,0 +1,92 @@
+"""Clearing the conntrack entries of flows whose endpoint a sync removed.
+
+What kube-proxy does (`pkg/proxy/conntrack/cleanup.go: CleanStaleEntries`, called at the end of
+`syncProxyRules` in both the iptables and nftables proxiers): after the new rules are in, it
+deletes the conntrack entries of **UDP** flows DNATed to an endpoint that is no longer used
+(`conntrack -D --orig-dst VIP --dst-nat ENDPOINT -p udp`, today over netlink). UDP has no
+connection to end, so without this a client that keeps its 5-tuple keeps reaching a dead
+endpoint forever (kubernetes#19029, #59368, #105657, #139628). It leaves TCP alone: a TCP entry
+to a dead pod dies with its connection (the client sees resets or timeouts, and a new
+connection takes the new rules), and deleting the entry does not move an open connection.
+
+What the harness does: it serves TCP, and its checks ask that no traffic reach a removed endpoint
+once the change is programmed. So after each sync the proxies delete, for every flow they no
+longer program, the TCP entries whose original destination is the Service's VIP and port and
+whose reply comes from the endpoint (`conntrack -D -p tcp --orig-dst VIP --orig-port-dst PORT
+--reply-src POD_IP --reply-port-src POD_PORT`, all deletions of one sync in one `conntrack -R -`
+batch inside the node namespace). The next packet of such a connection is traced anew and reaches
+a current endpoint, which resets it: the client learns at once instead of talking to a pod the
+Service no longer lists.
+
+Dumping conntrack walks the global hash table (about 10 ms here), so the namespace's entry count
+is read first, from a `nf_conntrack_count` file opened inside the namespace (O(1)); with no
+entries there is nothing to delete and no command runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from harness.errors import EnvironmentProblem
+from harness.local.names import netns_path
+from harness.local.netns import entered, in_thread
+from harness.proxies.rules.commands import run_in_netns
+from harness.proxies.rules.plan import Flow
+
+COUNT_FILE = "/proc/sys/net/netfilter/nf_conntrack_count"
+NOTHING_DELETED = 1  # conntrack's exit code when no entry matched
+
+
+def delete_command(flow: Flow) -> str:
+    """One `conntrack -R` line deleting the flow's entries."""
+    return (
+        f"-D -p {flow.protocol} --orig-dst {flow.cluster_ip} --orig-port-dst {flow.port} "
+        f"--reply-src {flow.endpoint_ip} --reply-port-src {flow.endpoint_port}"
+    )
+
+
+class ConntrackCleaner:
+    """Deletes the entries of removed flows in one namespace; `close()` releases its counter."""
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self._count_fd: int | None = None
+        self.deleted_batches = 0  # how many `conntrack -R` runs this cleaner made
+
+    def entries(self) -> int | None:
+        """The namespace's conntrack entry count, or None when it cannot be read."""
+        if self._count_fd is None:
+            try:
+                self._count_fd = in_thread(self._open_counter, timeout_s=5.0)
+            except (OSError, EnvironmentProblem):
+                return None  # unknown: run the deletions anyway
+        try:
+            return int(os.pread(self._count_fd, 32, 0))
+        except (OSError, ValueError):
+            return None
+
+    def _open_counter(self) -> int:
+        with entered(netns_path(self.netns)):
+            return os.open(COUNT_FILE, os.O_RDONLY | os.O_CLOEXEC)
+
+    def clear(self, flows: Iterable[Flow]) -> None:
+        """Delete every entry of `flows` (TCP and UDP alike); raises EnvironmentProblem."""
+        lines = [delete_command(flow) for flow in sorted(set(flows))]
+        if not lines or self.entries() == 0:
+            return
+        try:
+            run_in_netns(
+                self.netns,
+                ["conntrack", "-R", "-"],
+                stdin="\n".join(lines) + "\n",
+                ok_codes=(0, NOTHING_DELETED),
+            )
+        except EnvironmentProblem as problem:
+            raise EnvironmentProblem(f"clearing stale conntrack entries: {problem}") from None
+        self.deleted_batches += 1
+
+    def close(self) -> None:
+        if self._count_fd is not None:
+            os.close(self._count_fd)
+            self._count_fd = None

@@ -1,0 +1,234 @@
+"""The shared machinery of the kernel-rule proxies (iptables and nftables).
+
+Both follow kube-proxy's sync (`pkg/proxy/iptables/proxier.go` and
+`pkg/proxy/nftables/proxier.go: syncProxyRules`): for each changed Service, choose the usable
+endpoints (`CategorizeEndpoints`, here `usable_destinations`), render the Service in the proxy's
+syntax, write only what differs from the last sync in one atomic transaction (KEP-3453 partial
+sync), and then clear the conntrack entries of flows no longer programmed. A subclass supplies the
+syntax: `render`, `transaction`, `apply`, `setup`, `teardown` and `read_rules`.
+
+Hooks for the deliberately broken variants (`harness.proxies.mutants`) are ordinary methods:
+`destinations` (which endpoints), `plan` (what to program) and `affinity_enabled`.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import ClassVar, Protocol
+
+from harness.errors import HarnessError
+from harness.model.endpoints import usable_destinations
+from harness.model.objects import Backend, Destination, Service
+from harness.proxies.base import NodeContext, TrackingProxy
+from harness.proxies.rules.commands import require_binaries, require_netns
+from harness.proxies.rules.conntrack import ConntrackCleaner
+from harness.proxies.rules.plan import Flow, PortPlan, flows_of, plan_ports
+from harness.proxies.rules.rendering import EMPTY, Delta, Rendering
+from harness.proxies.rules.service_route import ensure_service_route, remove_service_route
+from harness.proxies.rules.tracing import Packet, Verdict, to_reachability
+from harness.targets.base import Reachability
+
+
+class Traceable(Protocol):
+    """Rules read back from the kernel, ready to trace (see `harness.proxies.rules.tracing`)."""
+
+    description: str
+
+    def trace(self, packet: Packet) -> dict[Verdict, float]: ...
+
+    def remembering(self, address: str, port: int) -> frozenset[str]: ...
+
+
+class NotStarted(HarnessError):
+    """A proxy was used before `start()` or after `stop()`."""
+
+
+class KernelRuleProxy(TrackingProxy):
+    """A TrackingProxy that programs kernel rules in the node namespace and reads them back.
+
+    Obligations beyond the Proxy contract: every rule lives in `node.netns`; a sync writes one
+    atomic transaction with only the changed Services' objects; `stop()` removes every object
+    the proxy made, even ones a crashed earlier run left there; `reachability` reads the
+    kernel's rules and changes nothing.
+    """
+
+    binaries: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plans: dict[str, tuple[PortPlan, ...]] = {}
+        self.rendered: dict[str, Rendering] = {}
+        self.last_payload = ""  # the text of the last transaction applied (for tests and benches)
+        self._conntrack: ConntrackCleaner | None = None
+        self._added_route = False  # whether start() routed the Service range (see service_route)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @property
+    def netns(self) -> str:
+        if self.node is None:
+            raise NotStarted(f"proxy {self.name} is not started")
+        return self.node.netns
+
+    def start(self, node: NodeContext) -> None:
+        """Check the tools and namespace, remove leftovers of an earlier run, install the
+        Service-independent objects, and route the Service range if the node does not
+        (`harness.proxies.rules.service_route`). Every Service starts without rules."""
+        require_binaries(("nsenter", "ip", "conntrack", *self.binaries))
+        require_netns(node.netns)
+        super().start(node)
+        self.plans, self.rendered = {}, {}
+        self.teardown()
+        self.setup()
+        self._conntrack = ConntrackCleaner(node.netns)
+        self._added_route = ensure_service_route(node.netns, node.service_cidr)
+
+    def stop(self) -> None:
+        """Remove every object the proxy made; harmless twice and after the namespace is gone."""
+        if self.node is None:
+            return
+        try:
+            if self._conntrack is not None:
+                self._conntrack.close()
+            if self.namespace_exists():
+                self.teardown()
+                if self._added_route:
+                    remove_service_route(self.netns, self.node.service_cidr)
+        finally:
+            self._added_route = False
+            self.node, self._conntrack = None, None
+            self.plans, self.rendered = {}, {}
+
+    def namespace_exists(self) -> bool:
+        try:
+            require_netns(self.netns)
+        except HarnessError:
+            return False
+        return True
+
+    # -- programming --------------------------------------------------------------------------
+    def program(self, services: Mapping[str, Service], changed: set[str]) -> None:
+        try:
+            plans = {
+                name: self.plan(services[name]) if name in services else () for name in changed
+            }
+            rendered = {name: self.render(plan) for name, plan in plans.items()}
+            delta = Delta()
+            for name in changed:
+                delta.add(self.rendered.get(name, EMPTY), rendered[name])
+            if not delta.empty:
+                payload = self.transaction(delta, {**self.rendered, **rendered})
+                self.apply(payload)
+                self.last_payload = payload
+        except BaseException:
+            self.changed |= changed  # nothing was programmed: the next sync tries again
+            raise
+        removed = self.record(plans, rendered)
+        if removed and self._conntrack is not None:
+            self._conntrack.clear(removed)
+
+    def record(
+        self, plans: Mapping[str, tuple[PortPlan, ...]], rendered: Mapping[str, Rendering]
+    ) -> set[Flow]:
+        """Remember what is now programmed; return the flows no longer programmed."""
+        removed: set[Flow] = set()
+        for name, plan in plans.items():
+            removed |= flows_of(self.plans.get(name, ())) - flows_of(plan)
+            if plan:
+                self.plans[name], self.rendered[name] = plan, rendered[name]
+            else:
+                self.plans.pop(name, None)
+                self.rendered.pop(name, None)
+        return removed
+
+    def plan(self, service: Service) -> tuple[PortPlan, ...]:
+        """What to program for `service`: each port's destinations, in order."""
+        destinations = {port.name: self.destinations(service, port.name) for port in service.ports}
+        return plan_ports(service, destinations, self.affinity_enabled(service))
+
+    def destinations(self, service: Service, port_name: str) -> list[Destination]:
+        """Where new connections to the port may go: `CategorizeEndpoints` on the raw slices."""
+        node = self.node.node if self.node is not None else ""
+        return usable_destinations(self.slices_of(service.name), service, port_name, node)
+
+    def affinity_enabled(self, service: Service) -> bool:
+        """Whether ClientIP affinity is programmed (always, unless a mutant says otherwise)."""
+        return True
+
+    # -- reading back ---------------------------------------------------------------------------
+    def reachability(
+        self,
+        service: Service,
+        port_name: str,
+        client_ip: str,
+        *,
+        affinity_backend: Backend | None = None,
+    ) -> Reachability:
+        """Where a new TCP connection from `client_ip` to the Service port goes, read from the
+        kernel (`RuleReadingProxy`). With ClientIP affinity this is a client's *first*
+        connection; pass `affinity_backend` for a connection made while the client's affinity
+        entry for that backend is fresh (a correct proxy then gives it probability 1)."""
+        port = next((p for p in service.ports if p.name == port_name), None)
+        if port is None:
+            return Reachability(False, {}, f"{service.name} has no port {port_name!r}")
+        rules = self.read_rules()
+        backend_of = self.backend_lookup(service, port_name)
+        remembered: frozenset[str] = frozenset()
+        if affinity_backend is not None:
+            for (address, endpoint_port), backend in backend_of.known.items():
+                if backend == affinity_backend:
+                    remembered |= rules.remembering(address, endpoint_port)
+        packet = Packet(
+            client_ip, service.cluster_ip, port.protocol.lower(), port.port, remembered=remembered
+        )
+        return to_reachability(rules.trace(packet), backend_of, rules.description)
+
+    def backend_lookup(self, service: Service, port_name: str) -> BackendLookup:
+        """Backends by endpoint address and port, from the current slices; usable ones win."""
+        node = self.node.node if self.node is not None else ""
+        slices = self.slices_of(service.name)
+        known: dict[tuple[str, int], Backend] = {}
+        for destination in usable_destinations(slices, service, port_name, node):
+            known.setdefault((destination.address, destination.port), destination.backend)
+        for endpoint_slice in slices:
+            endpoint_port = endpoint_slice.port_for(port_name)
+            for endpoint in endpoint_slice.endpoints:
+                if endpoint_port is not None:
+                    known.setdefault((endpoint.address, endpoint_port), endpoint.backend)
+        return BackendLookup(known)
+
+    # -- the syntax, supplied by each proxy ----------------------------------------------------
+    @abstractmethod
+    def render(self, plans: tuple[PortPlan, ...]) -> Rendering:
+        """The kernel objects one Service's plans need (no plans: nothing)."""
+
+    @abstractmethod
+    def transaction(self, delta: Delta, rendered: Mapping[str, Rendering]) -> str:
+        """The text of one atomic transaction applying `delta`; `rendered` is every Service's
+        rendering after it (for containers a proxy rewrites whole)."""
+
+    @abstractmethod
+    def apply(self, payload: str) -> None:
+        """Apply a transaction atomically in the node namespace (EnvironmentProblem if refused)."""
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Install the Service-independent objects (hooks, top-level chains, maps)."""
+
+    @abstractmethod
+    def teardown(self) -> None:
+        """Remove every object this kind of proxy makes in the node namespace."""
+
+    @abstractmethod
+    def read_rules(self) -> Traceable:
+        """Read the rules now in the kernel."""
+
+
+class BackendLookup:
+    """A DNAT destination's Backend from the slices; unknown ones map to Backend("?", "ip:port")."""
+
+    def __init__(self, known: dict[tuple[str, int], Backend]) -> None:
+        self.known = known
+
+    def __call__(self, address: str, port: int) -> Backend:
+        return self.known.get((address, port), Backend("?", f"{address}:{port}"))

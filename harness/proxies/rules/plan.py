@@ -1,0 +1,114 @@
+"""What a kernel-rule proxy programs for one Service port: the plan both layouts render.
+
+kube-proxy computes, per ServicePort, the endpoints new connections may use
+(`pkg/proxy/topology.go: CategorizeEndpoints`) and then writes them in its own syntax
+(`pkg/proxy/iptables/proxier.go`, `pkg/proxy/nftables/proxier.go: syncProxyRules`). The first half
+is the same for both proxies and lives here; each proxy only renders a `PortPlan`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from harness.model.objects import Affinity, Destination, Service, TrafficPolicy
+
+NO_CLUSTER_IP = ("", "None")  # headless Services get no rules (kube-proxy skips them)
+
+
+@dataclass(frozen=True)
+class PortPlan:
+    """One Service port as programmed: its VIP, policy, affinity and endpoints, in order.
+
+    `destinations` are de-duplicated by address and port (kube-proxy keys endpoints by
+    "ip:port", so two entries for one address would share a chain). `affinity_timeout_s` is None
+    without ClientIP affinity. `local_policy` is internalTrafficPolicy=Local (KEP-2086).
+    """
+
+    namespace: str
+    service: str
+    port_name: str
+    protocol: str
+    cluster_ip: str
+    port: int
+    local_policy: bool
+    affinity_timeout_s: int | None
+    destinations: tuple[Destination, ...]
+
+    @property
+    def name(self) -> str:
+        """`ServicePortName.String()`: "namespace/name:port" ("namespace/name" without a name)."""
+        base = f"{self.namespace}/{self.service}"
+        return f"{base}:{self.port_name}" if self.port_name else base
+
+    @property
+    def flows(self) -> frozenset[Flow]:
+        """The (VIP, port) to (endpoint, port) translations this plan lets connections take."""
+        return frozenset(
+            Flow(self.protocol, self.cluster_ip, self.port, d.address, d.port)
+            for d in self.destinations
+        )
+
+
+@dataclass(frozen=True, order=True)
+class Flow:
+    """A DNAT a connection may have been given: what conntrack cleanup looks for."""
+
+    protocol: str
+    cluster_ip: str
+    port: int
+    endpoint_ip: str
+    endpoint_port: int
+
+
+def plan_ports(
+    service: Service, destinations_of: dict[str, list[Destination]], affinity: bool
+) -> tuple[PortPlan, ...]:
+    """The plans of every port of `service`, given each port's usable destinations.
+
+    `affinity` says whether ClientIP affinity is programmed (a mutant may ignore it).
+    """
+    if service.cluster_ip in NO_CLUSTER_IP:
+        return ()
+    plans = []
+    for port in service.ports:
+        plans.append(
+            PortPlan(
+                namespace=service.namespace,
+                service=service.name,
+                port_name=port.name,
+                protocol=port.protocol.lower(),
+                cluster_ip=service.cluster_ip,
+                port=port.port,
+                local_policy=service.internal_traffic_policy == TrafficPolicy.LOCAL,
+                affinity_timeout_s=(
+                    service.affinity_timeout_s
+                    if affinity and service.session_affinity == Affinity.CLIENT_IP
+                    else None
+                ),
+                destinations=unique_by_address(destinations_of.get(port.name, [])),
+            )
+        )
+    return tuple(plans)
+
+
+def unique_by_address(destinations: Iterable[Destination]) -> tuple[Destination, ...]:
+    """Keep the first destination for each address:port, in order."""
+    seen: dict[tuple[str, int], Destination] = {}
+    for destination in destinations:
+        seen.setdefault((destination.address, destination.port), destination)
+    return tuple(seen.values())
+
+
+def flows_of(plans: Iterable[PortPlan]) -> frozenset[Flow]:
+    """Every flow the plans allow."""
+    return frozenset(flow for plan in plans for flow in plan.flows)
+
+
+def name_hash(text: str, length: int) -> str:
+    """The first `length` characters of base32(sha256(text)), as kube-proxy names its chains
+    (`portProtoHash`, `servicePortEndpointChainName`, `hashAndTruncate`)."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return base64.b32encode(digest).decode()[:length]

@@ -1,0 +1,310 @@
+"""Hypothesis strategies for valid event sequences, and the state machine that runs them.
+
+Every event kind has a generator: `applies(state, space)` says whether the kind can happen in the
+current model state, and `draw(state, space)` is a strategy of valid events of that kind, drawn
+from what the state holds (existing pods, Services, terminating pods). `ServiceMachine` turns each
+kind into one Hypothesis `rule` guarded by a `precondition`, so sequences stay valid while
+Hypothesis shrinks them to the shortest failing one.
+
+`EventSpace` sets the sizes and the time scales: on simulated time (the model) waits, grace
+periods and affinity timeouts may be minutes or hours; on real time they are kept to seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+
+from harness.events import (
+    CreatePod,
+    CreateService,
+    DeletePod,
+    DeleteService,
+    Event,
+    EvictPod,
+    PodExit,
+    Probe,
+    RestartPod,
+    Scale,
+    SetAffinity,
+    SetLabel,
+    SetPublishNotReady,
+    SetReady,
+    SetSelector,
+    SetTrafficPolicy,
+    Wait,
+)
+from harness.model.objects import NODES, Affinity, Labels, Pod, TrafficPolicy, labels_of
+from harness.model.state import ClusterState
+from harness.runner import Runner
+from harness.targets.base import CLIENTS
+
+GROUPS = ("web", "api")
+TIERS = ("front", "back")
+SERVICE_NAMES = ("svc-a", "svc-b", "svc-c")
+POD_NAMES = tuple(f"p-{i}" for i in range(8))
+
+
+@dataclass(frozen=True)
+class EventSpace:
+    """Bounds of generated sequences. `simulated` selects the time scales."""
+
+    max_pods: int = 50
+    max_services: int = 3
+    max_replicas: int = 6
+    simulated: bool = True
+
+    @property
+    def waits_s(self) -> tuple[float, ...]:
+        return (1.0, 31.0, 301.0) if self.simulated else (0.2, 1.2)
+
+    @property
+    def graces_s(self) -> tuple[float, ...]:
+        return (0.0, 30.0, 300.0) if self.simulated else (0.0, 1.0, 30.0)
+
+    @property
+    def affinity_timeouts_s(self) -> tuple[int, ...]:
+        return (10, 10800) if self.simulated else (1, 10800)
+
+
+Applies = Callable[[ClusterState, EventSpace], bool]
+Key = Callable[[ClusterState], tuple[Any, ...]]
+Build = Callable[[tuple[Any, ...], EventSpace], st.SearchStrategy[Event]]
+
+
+@dataclass(frozen=True)
+class Generator:
+    """How one event kind is generated: `applies` guards it; `key` extracts from the state the
+    names the kind draws from (a tuple, so that strategies are built once per distinct key and
+    cached); `build` makes the strategy from that key."""
+
+    applies: Applies
+    key: Key
+    build: Build
+
+    def strategy(self, state: ClusterState, space: EventSpace) -> st.SearchStrategy[Event]:
+        return _cached_strategy(self, self.key(state), space)
+
+
+@lru_cache(maxsize=4096)
+def _cached_strategy(
+    generator: Generator, key: tuple[Any, ...], space: EventSpace
+) -> st.SearchStrategy[Event]:
+    return generator.build(key, space)
+
+
+def _of(cls: type[Event], *parts: st.SearchStrategy[Any]) -> st.SearchStrategy[Event]:
+    """`cls(*drawn parts)`: cheaper than st.builds, which inspects signatures on every draw."""
+    return st.tuples(*parts).map(lambda values: cls(*values))
+
+
+def selectors() -> st.SearchStrategy[Labels]:
+    app = st.sampled_from(GROUPS)
+    plain = app.map(lambda g: labels_of({"app": g}))
+    tiered = st.tuples(app, st.sampled_from(TIERS)).map(
+        lambda gt: labels_of({"app": gt[0], "tier": gt[1]})
+    )
+    return st.one_of(plain, tiered)
+
+
+def _services(state: ClusterState) -> tuple[str, ...]:
+    return tuple(sorted(state.services))
+
+
+def _pod_names(state: ClusterState, keep: Callable[[Pod], bool] = lambda p: True) -> tuple[str, ...]:
+    return tuple(sorted(p.name for p in state.pods.values() if keep(p)))
+
+
+def _alive(pod: Pod) -> bool:
+    return not pod.phase.terminal and not pod.terminating
+
+
+def _room(state: ClusterState, space: EventSpace) -> int:
+    return space.max_pods - len(state.pods)
+
+
+def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    (taken,) = key
+    return _of(
+        CreateService,
+        st.sampled_from([n for n in SERVICE_NAMES if n not in taken]),
+        selectors(),
+        st.sampled_from(["http", 8080]),
+        st.sampled_from(list(Affinity)),
+        st.sampled_from(space.affinity_timeouts_s),
+        st.booleans(),
+        st.sampled_from(list(TrafficPolicy)),
+    )
+
+
+def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    (taken,) = key
+    labels = st.dictionaries(
+        st.sampled_from(["app", "tier"]), st.sampled_from(GROUPS + TIERS), min_size=1
+    ).map(labels_of)
+    return _of(
+        CreatePod,
+        st.sampled_from([n for n in POD_NAMES if n not in taken]),
+        labels,
+        st.booleans(),
+        st.sampled_from(NODES),
+        st.sampled_from([8080, 8081]),
+    )
+
+
+def _no_key(state: ClusterState) -> tuple[Any, ...]:
+    return ()
+
+
+def _service_key(state: ClusterState) -> tuple[Any, ...]:
+    return (_services(state),)
+
+
+def _on_named(cls: type[Event], *parts: Callable[[EventSpace], st.SearchStrategy[Any]]) -> Build:
+    """Events whose first field is one of the names in the key (a Service or a pod)."""
+    return lambda key, sp: _of(cls, st.sampled_from(key[0]), *(part(sp) for part in parts))
+
+
+def _has_services(state: ClusterState, space: EventSpace) -> bool:
+    return bool(state.services)
+
+
+GENERATORS: dict[str, Generator] = {
+    "create_service": Generator(
+        lambda s, sp: len(s.services) < min(sp.max_services, len(SERVICE_NAMES)),
+        _service_key,
+        _create_service,
+    ),
+    "delete_service": Generator(_has_services, _service_key, _on_named(DeleteService)),
+    "set_selector": Generator(
+        _has_services, _service_key, _on_named(SetSelector, lambda sp: selectors())
+    ),
+    "set_affinity": Generator(
+        _has_services,
+        _service_key,
+        _on_named(
+            SetAffinity,
+            lambda sp: st.sampled_from(list(Affinity)),
+            lambda sp: st.sampled_from(sp.affinity_timeouts_s),
+        ),
+    ),
+    "set_publish_not_ready": Generator(
+        _has_services, _service_key, _on_named(SetPublishNotReady, lambda sp: st.booleans())
+    ),
+    "set_traffic_policy": Generator(
+        _has_services,
+        _service_key,
+        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(list(TrafficPolicy))),
+    ),
+    "scale": Generator(
+        lambda s, sp: _room(s, sp) > 0,
+        lambda s: (len(s.pods),),
+        lambda key, sp: _of(
+            Scale,
+            st.sampled_from(GROUPS),
+            st.integers(0, min(sp.max_replicas, sp.max_pods - key[0])),
+        ),
+    ),
+    "create_pod": Generator(
+        lambda s, sp: _room(s, sp) > 0 and any(n not in s.pods for n in POD_NAMES),
+        lambda s: (frozenset(s.pods),),
+        _create_pod,
+    ),
+    "delete_pod": Generator(
+        lambda s, sp: any(_alive(p) for p in s.pods.values()),
+        lambda s: (_pod_names(s, _alive),),
+        _on_named(DeletePod, lambda sp: st.sampled_from(sp.graces_s)),
+    ),
+    "pod_exit": Generator(
+        lambda s, sp: any(p.terminating for p in s.pods.values()),
+        lambda s: (_pod_names(s, lambda p: p.terminating),),
+        _on_named(PodExit),
+    ),
+    "restart_pod": Generator(
+        lambda s, sp: bool(s.pods),
+        lambda s: (_pod_names(s),),
+        _on_named(RestartPod, lambda sp: st.booleans()),
+    ),
+    "set_label": Generator(
+        lambda s, sp: any(_alive(p) for p in s.pods.values()),
+        lambda s: (_pod_names(s, _alive),),
+        _on_named(
+            SetLabel,
+            lambda sp: st.sampled_from(["app", "tier"]),
+            lambda sp: st.none() | st.sampled_from(GROUPS + TIERS),
+        ),
+    ),
+    "set_ready": Generator(
+        lambda s, sp: any(not p.phase.terminal for p in s.pods.values()),
+        lambda s: (_pod_names(s, lambda p: not p.phase.terminal),),
+        _on_named(SetReady, lambda sp: st.booleans()),
+    ),
+    "evict_pod": Generator(
+        lambda s, sp: any(_alive(p) for p in s.pods.values()),
+        lambda s: (_pod_names(s, _alive),),
+        _on_named(EvictPod),
+    ),
+    "wait": Generator(
+        lambda s, sp: True, _no_key, lambda key, sp: _of(Wait, st.sampled_from(sp.waits_s))
+    ),
+    "probe": Generator(
+        _has_services,
+        _service_key,
+        _on_named(Probe, lambda sp: st.sampled_from(CLIENTS), lambda sp: st.booleans()),
+    ),
+}
+
+
+@st.composite
+def event_sequences(
+    draw: st.DrawFn, space: EventSpace | None = None, max_events: int = 20
+) -> list[Event]:
+    """A valid sequence of up to `max_events` events from an empty cluster (for replay tests)."""
+    space = space or EventSpace()
+    state = ClusterState()
+    events: list[Event] = []
+    for _ in range(draw(st.integers(0, max_events))):
+        kinds = [k for k, g in GENERATORS.items() if g.applies(state, space)]
+        kind = draw(st.sampled_from(kinds))
+        event = draw(GENERATORS[kind].strategy(state, space))
+        state = event.apply(state)
+        events.append(event)
+    return events
+
+
+class ServiceMachine(RuleBasedStateMachine):
+    """Hypothesis's stateful API over the runner: one rule per event kind.
+
+    Construct through `machine_factory`; each example resets the runner (and its target) to an
+    empty cluster, then every rule draws a valid event from the model state and steps the runner,
+    which raises `Violation` when a selected property fails.
+    """
+
+    def __init__(self, runner: Runner, space: EventSpace) -> None:
+        super().__init__()
+        self.runner = runner
+        self.space = space
+        runner.reset()
+
+
+def _make_rule(kind: str, generator: Generator) -> Any:
+    def step(self: ServiceMachine, data: st.DataObject) -> None:
+        self.runner.step(data.draw(generator.strategy(self.runner.model, self.space)))
+
+    step.__name__ = kind
+    ruled = rule(data=st.data())(step)
+    return precondition(lambda self: generator.applies(self.runner.model, self.space))(ruled)
+
+
+for _kind, _generator in GENERATORS.items():
+    setattr(ServiceMachine, _kind, _make_rule(_kind, _generator))
+
+
+def machine_factory(runner: Runner, space: EventSpace) -> Callable[[], ServiceMachine]:
+    """What `run_state_machine_as_test` calls for every example."""
+    return lambda: ServiceMachine(runner, space)

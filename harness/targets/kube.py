@@ -1,0 +1,467 @@
+"""The `kube` target: a real Kubernetes cluster driven through the official client.
+
+`harness run --target kube [--kubeconfig FILE] [--context NAME] [--kind-cluster NAME]
+[--pods cluster|local] [--proxy-command CMD]`
+
+Everything lives in a namespace the target creates (`svc-lb-<prefix>`, labelled
+`app.kubernetes.io/managed-by=svc-lb-harness`) and deletes in `close()`; with `--pods local` it
+also creates and deletes one Node object per model node. Nothing else in the cluster is touched.
+
+Per step: the event is applied to the target's copy of the model, and `harness.kube.objects.plan`
+turns the difference into API writes (create, merge patch, delete with a grace period, status
+writes); the runtime (`harness.kube.runtime`) then does what a kubelet would not do by itself
+(flip readiness) or, in the kubelet-less mode, everything a kubelet does. Observation reads the
+EndpointSlice watch; traffic runs from client pods (or client namespaces) to the Service's
+ClusterIP. Deadlines are the runner's (default 30 s, the e2e `KubeProxyEndpointLagTimeout`).
+
+Programming latency is measured by the runner from the API write to the first observed effect.
+kube-proxy's own `kubeproxy_network_programming_duration_seconds` histogram (served on its
+metrics port, 10249) is the cross-check; see docs/kube.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+from harness.clock import RealClock
+from harness.errors import EnvironmentProblem, UsageError
+from harness.events import Event
+from harness.kube.api import Cluster, connect
+from harness.kube.kind import KindCluster
+from harness.kube.metrics import ProgrammingLatency
+from harness.kube.metrics import parse as parse_metrics
+from harness.kube.objects import (
+    DEFAULT_IMAGE,
+    RUN_LABEL,
+    SERVICE_NAME_LABEL,
+    Operation,
+    Placement,
+    Verb,
+    namespace_manifest,
+    plan,
+)
+from harness.kube.observe import Incarnations, Watched, to_model_slice
+from harness.kube.runtime import ClusterRuntime, PodRuntime, pod_is_ready, pod_problem
+from harness.kube.scope import Scope
+from harness.kube.traffic import Exec
+from harness.model.objects import EndpointSlice
+from harness.model.state import ClusterState
+from harness.registry import TargetOptions
+from harness.targets.base import CLIENTS, ErrorKind, Outcome, TrafficRequest, TrafficSample
+
+MERGE_PATCH = "application/merge-patch+json"
+NAMESPACE_PREFIX = "svc-lb-"
+POD_MODES = ("cluster", "local")
+STARTUP_S = 180.0  # client pods: image pulls on a fresh node
+RESET_WAIT_S = 60.0
+RECREATE_WAIT_S = 30.0
+CLUSTER_IP_WAIT_S = 5.0
+
+
+class KubeTarget:
+    """A real cluster: any kubeconfig, a kind cluster, or an API server without kubelets."""
+
+    name = "kube"
+    description = (
+        "a real Kubernetes cluster (--kubeconfig/--context, --kind-cluster NAME,"
+        " or --pods local for an API server without kubelets)"
+    )
+
+    def __init__(
+        self,
+        options: TargetOptions,
+        cluster: Cluster | None = None,
+        pod_exec: Exec | None = None,
+    ) -> None:
+        """`cluster` and `pod_exec` replace the connection and `pods/exec` (tests use a mock
+        API server, which speaks no websocket)."""
+        if options.pods not in POD_MODES:
+            raise UsageError(f"--pods must be one of {', '.join(POD_MODES)}, got {options.pods!r}")
+        if options.proxy_command and options.pods != "local":
+            raise UsageError(
+                "--proxy-command needs --pods local (a real cluster runs its own proxy)"
+            )
+        self.options = options
+        self._name_run()
+        self.clock = RealClock()
+        self.state = ClusterState()
+        self._given_cluster = cluster
+        self._pod_exec = pod_exec
+        self.cluster: Cluster | None = cluster
+        self._kind: KindCluster | None = None
+        self._namespace_created = False
+        self._slices: Watched | None = None
+        self._pods: Watched | None = None
+        self._incarnations = Incarnations()
+        self.runtime: PodRuntime | None = None
+        self._cluster_ips: dict[str, str] = {}
+        self._pending_ready: dict[str, float] = {}
+        self._workdir: str | None = None
+
+    def _name_run(self) -> None:
+        """Choose the run prefix (given, or fresh) and the namespace and placement named by it.
+
+        A fresh prefix per `open()`: a deleted namespace lingers while it terminates, so a
+        reopened target must not reuse its name.
+        """
+        from harness.local.names import check_prefix, new_prefix
+
+        try:
+            given = self.options.prefix
+            self.prefix = check_prefix(given) if given else new_prefix()
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        self.namespace = f"{NAMESPACE_PREFIX}{self.prefix}"
+        image = self.options.extra.get("image", DEFAULT_IMAGE)
+        self.placement = Placement(self.namespace, self.prefix, image)
+
+    @classmethod
+    def from_spec(cls, arg: str | None, options: TargetOptions) -> KubeTarget:
+        if arg:
+            raise UsageError(f"the kube target takes no argument (got kube:{arg}); see --pods")
+        return cls(options)
+
+    # -- open and close -----------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect, create the namespace, start the watches and the runtime.
+
+        Creates no Service and no backend pod. On any failure everything made so far is
+        removed before the one-line error propagates.
+        """
+        # A safety net for interpreters that end without calling close() (an uncaught Ctrl-C):
+        # the namespace still goes. close() removes the hook.
+        atexit.register(self.close)
+        try:
+            self.cluster = self._connect()
+            self.cluster.check()
+            self.cluster.call(
+                "create namespaces",
+                self.cluster.core.create_namespace,
+                namespace_manifest(self.namespace, self.prefix),
+            )
+            self._namespace_created = True
+            self._start_watches(self.cluster)
+            self.runtime = self._make_runtime(self.cluster)
+            self.runtime.start()
+            self.placement = Placement(
+                self.namespace, self.prefix, self.placement.image, self.runtime.nodes
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> Cluster:
+        if self._given_cluster is not None:
+            return self._given_cluster
+        kubeconfig = self.options.kubeconfig
+        if self.options.kind_cluster:
+            if kubeconfig:
+                raise UsageError("give either --kubeconfig or --kind-cluster, not both")
+            self._kind = KindCluster(self.options.kind_cluster, keep=self.options.keep_cluster)
+            kubeconfig = self._kind.create()
+        return connect(kubeconfig, self.options.context)
+
+    def _start_watches(self, cluster: Cluster) -> None:
+        self._pods = Watched(
+            cluster,
+            cluster.core.list_namespaced_pod,
+            self.namespace,
+            f"{RUN_LABEL}={self.prefix}",
+            "pods",
+            on_change=self._incarnations.record,
+        )
+        self._pods.start()
+        self._slices = Watched(
+            cluster,
+            cluster.discovery.list_namespaced_endpoint_slice,
+            self.namespace,
+            SERVICE_NAME_LABEL,
+            "endpointslices",
+        )
+        self._slices.start()
+
+    def _make_runtime(self, cluster: Cluster) -> PodRuntime:
+        assert self._pods is not None
+        scope = Scope(cluster, self.placement, CLIENTS, self.clock)
+        if self.options.pods == "local":
+            from harness.kube.kubelet import LocalKubelet
+
+            self._workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-kube-")
+            return LocalKubelet(
+                scope, Path(self._workdir), proxy_command=self.options.proxy_command
+            )
+        return ClusterRuntime(
+            scope,
+            self._pods,
+            wanted_nodes=self.options.extra.get("nodes"),
+            startup_s=float(self.options.extra.get("startup_s", STARTUP_S)),
+            exec_function=self._pod_exec,
+        )
+
+    def close(self) -> None:
+        """Stop watches and runtime, delete the namespace (and Nodes, and a kind cluster made for
+        the run). Idempotent; safe after a failed `open()` and on KeyboardInterrupt."""
+        atexit.unregister(self.close)
+        for watched in (self._slices, self._pods):
+            if watched is not None:
+                watched.stop()
+        self._slices = self._pods = None
+        problems: list[BaseException] = []
+        if self.runtime is not None:
+            runtime, self.runtime = self.runtime, None
+            try:
+                runtime.close()
+            except Exception as error:  # keep cleaning up; report the first problem at the end
+                problems.append(error)
+        if self._namespace_created and self.cluster is not None:
+            self._namespace_created = False
+            try:
+                self.cluster.call(
+                    "delete namespaces",
+                    self.cluster.core.delete_namespace,
+                    self.namespace,
+                    allow=(404,),
+                )
+            except Exception as error:
+                problems.append(error)
+        if self.cluster is not None and self.cluster is not self._given_cluster:
+            self.cluster.close()
+            self.cluster = None
+        if self._kind is not None:
+            kind, self._kind = self._kind, None
+            try:
+                kind.delete()
+            except Exception as error:
+                problems.append(error)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        self.state = ClusterState()
+        self._cluster_ips.clear()
+        self._pending_ready.clear()
+        self._name_run()
+        if problems:
+            raise problems[0]
+
+    def reset(self) -> None:
+        """Back to an empty namespace between examples, keeping the clients (faster than
+        close+open): delete every Service and backend pod, and wait until the pods are gone."""
+        _, pods = self._require()
+        for service in list(self.state.services):
+            self._execute(Operation(Verb.DELETE_SERVICE, service))
+        for pod in list(self.state.pods.values()):
+            self._execute(Operation(Verb.REMOVE_POD, pod.name, pod=pod, grace_s=0))
+        # Wait (bounded) until the old pods and the old Services' slices are gone, so the next
+        # example's incarnations (u1, u2, ... again) cannot be confused with the old ones.
+        deadline_s = self.clock.now() + RESET_WAIT_S
+        gone = set(self.state.pods)
+        assert self._slices is not None
+        slices = self._slices
+
+        def pods_left() -> bool:
+            return any(pods.get(name) is not None for name in gone)
+
+        def slices_left() -> bool:
+            return bool(slices.items())
+
+        for watched, leftover in ((pods, pods_left), (slices, slices_left)):
+            generation = watched.generation
+            while leftover() and self.clock.now() < deadline_s:
+                generation = watched.wait_for_change(generation, 1.0)
+        self.state = ClusterState()
+        self._cluster_ips.clear()
+        self._pending_ready.clear()
+
+    # -- the Target contract ------------------------------------------------------------------
+    def apply(self, event: Event) -> None:
+        """Write the API changes that take the cluster from the model's state to the next."""
+        before = self.state
+        after = event.apply(before)
+        for operation in plan(before, after, self.placement):
+            self._execute(operation)
+        self.state = after
+
+    def endpoint_slices(self, service: str) -> tuple[EndpointSlice, ...]:
+        """The Service's EndpointSlices from the watch, in the model's terms."""
+        self._check()
+        assert self._slices is not None
+        reverse = {real: model for model, real in (self.placement.nodes or {}).items()}
+        converted = []
+        for item in self._slices.items():
+            if (item.metadata.labels or {}).get(SERVICE_NAME_LABEL) != service:
+                continue
+            endpoint_slice = to_model_slice(item, self._incarnations, reverse)
+            if endpoint_slice is not None:
+                converted.append(endpoint_slice)
+        return tuple(sorted(converted, key=lambda s: s.name))
+
+    def send(self, request: TrafficRequest) -> TrafficSample:
+        """One bounded batch from a client to the Service's ClusterIP and port."""
+        self._check()
+        assert self.runtime is not None
+        service = self.state.services.get(request.service)
+        port = (
+            next((p.port for p in service.ports if p.name == request.port), None)
+            if service
+            else None
+        )
+        if service is None or port is None:
+            # Nothing to address: the model's answer for a missing Service is a refusal.
+            now_s = self.clock.now()
+            outcomes = tuple(Outcome(None, ErrorKind.REFUSED, 0.0, i) for i in range(request.count))
+            return TrafficSample(request, outcomes, now_s, now_s)
+        return self.runtime.send(request, self._cluster_ip(request.service), port)
+
+    def programming_latency(self) -> ProgrammingLatency | None:
+        """kube-proxy's `network_programming_duration_seconds` histogram, the cross-check of the
+        runner's end-to-end measurement, or None where the proxy's metrics are not reachable
+        (see harness.kube.metrics). Reads only."""
+        if self.runtime is None:
+            return None
+        text = self.runtime.proxy_metrics()
+        return parse_metrics(text) if text else None
+
+    # -- operations ---------------------------------------------------------------------------
+    def _execute(self, operation: Operation) -> None:
+        cluster, _ = self._require()
+        assert self.runtime is not None
+        core, namespace = cluster.core, self.namespace
+        verb, name = operation.verb, operation.name
+        if verb is Verb.CREATE_SERVICE:
+            created = cluster.call(
+                f"create services in namespace {namespace}",
+                core.create_namespaced_service,
+                namespace,
+                operation.body,
+            )
+            ip = getattr(getattr(created, "spec", None), "cluster_ip", None)
+            if ip and ip != "None":
+                self._cluster_ips[name] = ip
+        elif verb is Verb.PATCH_SERVICE:
+            cluster.call(
+                f"patch services in namespace {namespace}",
+                core.patch_namespaced_service,
+                name,
+                namespace,
+                operation.body,
+                _content_type=MERGE_PATCH,
+            )
+        elif verb is Verb.DELETE_SERVICE:
+            self._cluster_ips.pop(name, None)
+            cluster.call(
+                f"delete services in namespace {namespace}",
+                core.delete_namespaced_service,
+                name,
+                namespace,
+                allow=(404,),
+            )
+        elif verb is Verb.CREATE_POD:
+            assert operation.pod is not None
+            cluster.create(
+                f"create pods in namespace {namespace}",
+                core.create_namespaced_pod,
+                namespace,
+                operation.body,
+                clock=self.clock,
+                wait_s=RECREATE_WAIT_S,
+            )
+            self._pending_ready[name] = self.clock.now()
+            self.runtime.pod_created(operation.pod)
+        elif verb is Verb.PATCH_POD:
+            cluster.call(
+                f"patch pods in namespace {namespace}",
+                core.patch_namespaced_pod,
+                name,
+                namespace,
+                operation.body,
+                _content_type=MERGE_PATCH,
+            )
+        elif verb in (Verb.DELETE_POD, Verb.REMOVE_POD):
+            grace = math.ceil(operation.grace_s or 0)
+            cluster.call(
+                f"delete pods in namespace {namespace}",
+                core.delete_namespaced_pod,
+                name,
+                namespace,
+                grace_period_seconds=grace,
+                allow=(404,),
+            )
+            if verb is Verb.REMOVE_POD and operation.pod is not None:
+                self._pending_ready.pop(name, None)
+                self.runtime.pod_stopped(operation.pod)
+        elif verb is Verb.SET_READY:
+            assert operation.pod is not None and operation.ready is not None
+            if operation.ready:
+                self._pending_ready[name] = self.clock.now()
+            self.runtime.set_ready(operation.pod, operation.ready)
+        elif verb is Verb.EVICT_POD:
+            cluster.call(
+                f"patch pods/status in namespace {namespace}",
+                core.patch_namespaced_pod_status,
+                name,
+                namespace,
+                operation.body,
+                _content_type=MERGE_PATCH,
+            )
+            self._pending_ready.pop(name, None)
+            if operation.pod is not None:
+                self.runtime.pod_stopped(operation.pod)
+
+    def _cluster_ip(self, service: str) -> str:
+        """The Service's ClusterIP: from the create response, else read back (bounded wait, for
+        servers that allocate after the create returns)."""
+        ip = self._cluster_ips.get(service)
+        deadline_s = self.clock.now() + CLUSTER_IP_WAIT_S
+        while ip is None:
+            cluster, _ = self._require()
+            read = cluster.call(
+                f"get services in namespace {self.namespace}",
+                cluster.core.read_namespaced_service,
+                service,
+                self.namespace,
+            )
+            found = getattr(getattr(read, "spec", None), "cluster_ip", None)
+            if found and found != "None":
+                ip = self._cluster_ips[service] = found
+            elif self.clock.now() >= deadline_s:
+                raise EnvironmentProblem(
+                    f"Service {service} has no ClusterIP after {CLUSTER_IP_WAIT_S:.0f}s:"
+                    " does the API server allocate Service IPs?"
+                )
+            else:
+                self.clock.sleep(0.05)
+        return ip
+
+    # -- environment checks -------------------------------------------------------------------
+    def _check(self) -> None:
+        """One-line EnvironmentProblem for a pod that cannot run or never becomes ready, so a
+        broken environment is never reported as the proxy's violation."""
+        _, pods = self._require()
+        assert self.runtime is not None
+        self.runtime.check()
+        budget_s = float(self.options.extra.get("startup_s", STARTUP_S))
+        now_s = self.clock.now()
+        for name, since_s in list(self._pending_ready.items()):
+            model = self.state.pods.get(name)
+            pod = pods.get(name)
+            if model is None or not model.ready or model.phase.terminal:
+                self._pending_ready.pop(name, None)
+                continue
+            if pod is None:
+                continue
+            problem = pod_problem(pod)
+            if problem is not None:
+                raise EnvironmentProblem(f"pod {name} cannot run: {problem}")
+            if pod_is_ready(pod):
+                self._pending_ready.pop(name, None)
+            elif now_s - since_s > budget_s:
+                raise EnvironmentProblem(f"pod {name} did not become ready within {budget_s:.0f}s")
+
+    def _require(self) -> tuple[Cluster, Watched]:
+        if self.cluster is None or self._pods is None or self.runtime is None:
+            raise RuntimeError("the kube target is not open")
+        return self.cluster, self._pods

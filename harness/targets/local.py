@@ -1,0 +1,286 @@
+"""The `local` target: a real cluster on this host, with no container runtime and no Kubernetes.
+
+`local:PROXY` (default `local:iptables`) runs pods as network namespaces behind a node namespace
+(`harness.local.cluster`), plays the API server and the EndpointSlice controller itself (its own
+`ClusterState`, `harness.local.controller`) and feeds the proxy under test through the Proxy
+contract. Traffic is real: bounded batches of TCP connections from client namespaces to the
+Service VIPs (`harness.local.traffic`), answered by the pods with their name and incarnation.
+
+How an event becomes real (`apply`): the new state is `event.apply(state)`, exactly the model's;
+then pod incarnations that ended (deleted, killed, restarted, evicted, grace period over) lose
+their namespace, new incarnations get one with the model's IP and ports, and the proxy is handed
+the Service and slice changes and synced. Readiness is a control-plane flag only: an unready pod
+still answers if traffic reaches it, which is how a proxy that ignores readiness is caught. Node
+names are logical: every pod hangs off the one node namespace, whose proxy serves `node-1`, where
+all clients are.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
+
+from harness.clock import RealClock
+from harness.errors import EnvironmentProblem, UsageError
+from harness.events import Event
+from harness.local.cleanup import guard
+from harness.local.cluster import LocalCluster, PodHandle, RunCluster
+from harness.local.controller import EndpointController
+from harness.local.loopback import LoopbackCluster, TranslatingProxy
+from harness.local.names import check_prefix, new_prefix
+from harness.local.traffic import Batch, ClientAgent
+from harness.model.objects import PROXY_NODE, EndpointSlice, Pod, Service
+from harness.model.state import SERVICE_CIDR, ClusterState
+from harness.proxies.base import NodeContext, Proxy
+from harness.proxies.userspace import UserspaceProxy
+from harness.registry import TargetOptions, load_proxy
+from harness.targets.base import CLIENTS, Reachability, TrafficRequest, TrafficSample
+
+DEFAULT_PROXY = "iptables"
+LOOPBACK = "loopback"
+NEEDS_ROOT = (
+    "the local target needs root to create network namespaces;"
+    " run as root, or use --target local:loopback (pods on 127.x addresses, userspace proxy)"
+)
+
+
+def make_proxy(name: str, options: TargetOptions) -> Proxy:
+    """An unstarted proxy of the registered class `name`; classes that need options (an external
+    command) provide `from_options(options)`, the others are built without arguments."""
+    proxy_class = load_proxy(name)
+    from_options = getattr(proxy_class, "from_options", None)
+    proxy: Proxy = from_options(options) if callable(from_options) else proxy_class()
+    return proxy
+
+
+def check_environment() -> None:
+    """EnvironmentProblem (one line) unless this process can build namespaces."""
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(NEEDS_ROOT)
+    if shutil.which("ip") is None:
+        raise EnvironmentProblem("the local target needs the `ip` tool: apt-get install iproute2")
+
+
+class LocalTarget:
+    """Pods as namespaces, a real proxy, real traffic (see the module docstring).
+
+    Target contract obligations (harness.targets.base.Target) plus `reset()`, which empties the
+    cluster without rebuilding the node (the runner calls it between examples).
+    """
+
+    name = "local"
+    description = "real pods as network namespaces behind a real proxy (local:iptables, ...)"
+
+    def __init__(
+        self,
+        proxy: Proxy,
+        prefix: str | None = None,
+        clients: tuple[str, ...] = CLIENTS,
+        loopback: bool = False,
+    ) -> None:
+        self.clock = RealClock()
+        self.proxy = proxy
+        self.prefix = check_prefix(prefix) if prefix else new_prefix()
+        self.loopback = loopback
+        proxy_name = "loopback" if loopback else getattr(proxy, "name", type(proxy).__name__)
+        self.name = f"local:{proxy_name}"
+        self.client_names = clients
+        self.state = ClusterState()
+        self.cluster: RunCluster | None = None
+        self.controller = EndpointController(proxy)
+        self._handles: dict[str, PodHandle] = {}
+        self._agents: dict[str, ClientAgent] = {}
+        self._vips: dict[str, Service] = {}
+        self._stack = ExitStack()
+
+    @classmethod
+    def from_spec(cls, arg: str | None, options: TargetOptions) -> LocalTarget:
+        """`local[:PROXY]`: PROXY is a registered proxy name (default iptables)."""
+        if options.prefix is not None:
+            try:
+                check_prefix(options.prefix)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+        if arg == LOOPBACK:
+            return cls(UserspaceProxy(), prefix=options.prefix, loopback=True)
+        proxy = make_proxy(arg or DEFAULT_PROXY, options)
+        reads_rules = callable(getattr(proxy, "reachability", None))
+        target_class = RuleReadingLocalTarget if reads_rules else LocalTarget
+        return target_class(proxy, prefix=options.prefix)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def open(self) -> None:
+        """Build the node, the clients and the pod server, start the proxy (about 0.2 s).
+
+        Raises EnvironmentProblem without root. On any failure, what was built is removed.
+        """
+        if not self.loopback:
+            check_environment()
+        try:
+            self._stack.callback(guard(self.close))
+            cluster: RunCluster
+            if self.loopback:
+                cluster = LoopbackCluster(self.prefix, self.client_names)
+                self.controller = EndpointController(
+                    TranslatingProxy(self.proxy, cluster.addresses)
+                )
+            else:
+                cluster = LocalCluster(self.prefix, self.client_names)
+            self.cluster = self._stack.enter_context(cluster)
+            assert self.cluster.workdir is not None
+            workdir = self.cluster.workdir / "proxy"
+            workdir.mkdir()
+            node = NodeContext(
+                PROXY_NODE, self.cluster.node_netns, self.prefix, workdir, str(SERVICE_CIDR)
+            )
+            self._stack.callback(self.proxy.stop)
+            self.proxy.start(node)
+            for client in self.cluster.clients.values():
+                agent = self._stack.enter_context(ClientAgent(client.netns or None))
+                self._agents[client.name] = agent
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the proxy and the pod server, delete every namespace and the work directory.
+        Idempotent; also called at exit and on SIGTERM while the target is open."""
+        try:
+            self._stack.close()
+        finally:
+            self.cluster = None
+            self._agents = {}
+            self._handles = {}
+            self.state = ClusterState()
+            self.controller = EndpointController(self.proxy)
+
+    def reset(self) -> None:
+        """Back to an empty cluster (no Services, no pods), keeping node, clients and proxy.
+
+        The node's connection tracking is flushed too, as a new cluster's would be empty: the
+        next example reuses the same VIPs and pod IPs, and a client source port that matched an
+        old entry would follow its old NAT binding to a pod that is gone.
+        """
+        self._set_state(ClusterState())
+        self._vips = {}
+        self._open_cluster().forget_connections()
+
+    # -- the Target contract ------------------------------------------------------------------
+    def apply(self, event: Event) -> None:
+        """Make the change real and hand it to the proxy; returns after `proxy.sync()`."""
+        self._set_state(event.apply(self.state))
+
+    def apply_many(self, events: Sequence[Event]) -> None:
+        """Apply several events as one change: realised in one batch and synced once.
+
+        For building large clusters fast (benchmarks); the end state is the one `apply` would
+        reach event by event, but the proxy never sees the intermediate states.
+        """
+        state = self.state
+        for event in events:
+            state = event.apply(state)
+        self._set_state(state)
+
+    def _set_state(self, state: ClusterState) -> None:
+        cluster = self._open_cluster()
+        ended = [
+            handle
+            for name, handle in self._handles.items()
+            if not _serving(state.pods.get(name), handle.uid)
+        ]
+        cluster.remove_pods(ended)
+        for handle in ended:
+            del self._handles[handle.pod]
+        started = [
+            pod
+            for pod in state.pods.values()
+            if _serving(pod, pod.uid) and pod.name not in self._handles
+        ]
+        for handle in cluster.add_pods(started):
+            self._handles[handle.pod] = handle
+        self.state = state
+        self._vips.update(state.services)
+        self.controller.update(state)
+        self.proxy.sync()
+
+    def endpoint_slices(self, service: str) -> tuple[EndpointSlice, ...]:
+        return self.controller.published(service)
+
+    def send(self, request: TrafficRequest) -> TrafficSample:
+        """One bounded batch from the client's namespace to the Service's VIP and port.
+
+        A Service deleted since is still addressed at its last VIP (what a client with a cached
+        address would do); a Service never created, an unknown port or client is a UsageError.
+        """
+        service = self._vips.get(request.service)
+        if service is None:
+            raise UsageError(f"no Service named {request.service!r} was ever created")
+        port = next((p.port for p in service.ports if p.name == request.port), None)
+        if port is None:
+            raise UsageError(f"Service {request.service!r} has no port named {request.port!r}")
+        agent = self._agents.get(request.client)
+        if agent is None:
+            known = ", ".join(self._agents) or "none (the target is not open)"
+            raise UsageError(f"unknown client {request.client!r}; clients: {known}")
+        cluster = self._open_cluster()
+        address, port = cluster.service_address(service.cluster_ip, port)
+        source = cluster.clients[request.client].address if self.loopback else None
+        batch = Batch(
+            address,
+            port,
+            request.count,
+            request.keep_alive,
+            max(request.connections, 1),
+            request.timeout_s,
+            source,
+        )
+        started_s = self.clock.now()
+        outcomes = agent.run(batch)
+        return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _open_cluster(self) -> RunCluster:
+        if self.cluster is None:
+            raise UsageError("the local target is not open; call open() first")
+        return self.cluster
+
+    def client_address(self, client: str) -> str:
+        cluster = self._open_cluster()
+        if client not in cluster.clients:
+            raise UsageError(f"unknown client {client!r}; clients: {', '.join(cluster.clients)}")
+        return cluster.clients[client].address
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes for reports: pods realised, Services, and the helper processes' ids."""
+        cluster = self._open_cluster()
+        return {
+            "prefix": self.prefix,
+            "pods": len(self._handles),
+            "services": len(self.state.services),
+            "pod_server_pid": cluster.pod_server.pid,
+        }
+
+
+class RuleReadingLocalTarget(LocalTarget):
+    """A local target whose proxy can read its programmed rules back (`RuleReadingProxy`): it
+    also satisfies the `RuleOracle` protocol, so the runner checks exact probabilities."""
+
+    def reachability(self, service: str, port: str, client: str) -> Reachability:
+        """Where a new connection from `client` to `service`'s port goes, read from the kernel
+        by the proxy. Sends no traffic, changes nothing."""
+        found = self.state.services.get(service)
+        if found is None:
+            raise UsageError(f"no Service named {service!r}")
+        reachability: Reachability = self.proxy.reachability(  # type: ignore[attr-defined]
+            found, port, self.client_address(client)
+        )
+        return reachability
+
+
+def _serving(pod: Pod | None, uid: str) -> bool:
+    """Whether this incarnation of the pod has a running process: it exists, is the same
+    incarnation, has an address and has not ended (an evicted pod's process is gone)."""
+    return pod is not None and pod.uid == uid and pod.ip is not None and not pod.phase.terminal

@@ -1,0 +1,348 @@
+"""What a mock API server lacks: a kubelet, a Service IP allocator and an EndpointSlice controller.
+
+`FakeCluster` polls the mock server through the official client (every 20 ms) and does, crudely,
+what the control plane and a kubelet would do for the harness's namespace:
+
+- gives every pod a uid (the API server's job) and, once, a Running status with an IP and the
+  Ready condition its readiness file implies (the kubelet's job; `exec` flips the file);
+- gives every Service a ClusterIP;
+- writes one EndpointSlice per Service from the pods its selector matches, with the conditions of
+  `podToEndpoint` (ready, serving, terminating; publishNotReadyAddresses).
+
+`kubelet=False` leaves pods without status (an API server with no kubelets); `waiting_reason`
+makes every container wait with that reason (an image that cannot be pulled); `data_plane=True`
+answers the client request loops as a proxy would, from the slices. Graceful deletion is not
+emulated: kmock removes a deleted pod at once.
+
+Also here: `eventually` (bounded polling) and `FakeLocal`, a stand-in for the local cluster.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.kube.api import Cluster, connect_url
+from harness.kube.objects import READY_FILE
+
+MERGE = "application/merge-patch+json"
+USER_AGENT = "fakecluster"  # tells its requests from the harness's in the mock's log
+
+
+class FakeCluster:
+    def __init__(
+        self,
+        url: str,
+        namespace_prefix: str = "svc-lb-",
+        kubelet: bool = True,
+        waiting_reason: str | None = None,
+    ) -> None:
+        self.cluster = connect_url(url)
+        self.cluster.api_client.user_agent = USER_AGENT
+        self.namespace_prefix = namespace_prefix
+        self.kubelet = kubelet
+        self.waiting_reason = waiting_reason
+        self.ready: dict[tuple[str, str], bool] = {}  # (namespace, pod) -> readiness file exists
+        self.execs: list[tuple[str, list[str]]] = []
+        self.exec_output = ""
+        self.data_plane = False  # answer request loops as a proxy would, from the slices
+        self._random = random.Random(0)
+        self._written: dict[tuple[str, str], dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._next_ip = 10
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> FakeCluster:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.cluster.close()
+
+    # -- the exec a target would run through pods/exec ----------------------------------------
+    def exec(self, pod: str, argv: Sequence[str], timeout_s: float) -> str:
+        self.execs.append((pod, list(argv)))
+        script = argv[-1]
+        namespace = self._namespace()
+        if script == f"touch {READY_FILE}":
+            self._set_ready(namespace, pod, True)
+        elif script == f"rm -f {READY_FILE}":
+            self._set_ready(namespace, pod, False)
+        elif self.data_plane and namespace is not None and "curl" in script:
+            return self._proxy(namespace, script)
+        return self.exec_output
+
+    def _proxy(self, namespace: str, script: str) -> str:
+        """A crude kube-proxy: every request of a fresh-connection loop goes to a random usable
+        endpoint of the Service behind the VIP (ready ones, else serving+terminating ones, as
+        CategorizeEndpoints picks); none usable: refused (curl exit 7)."""
+        match = re.search(r"-lt (\d+) \]; do .* http://([\d.]+):(\d+)/hostname", script)
+        assert match, f"not a fresh-connection loop: {script}"
+        count, vip = int(match.group(1)), match.group(2)
+        services = self.cluster.core.list_namespaced_service(namespace).items
+        service = next((s for s in services if s.spec.cluster_ip == vip), None)
+        usable: list[str] = []
+        if service is not None:
+            pods = {
+                p.metadata.uid: p for p in self.cluster.core.list_namespaced_pod(namespace).items
+            }
+            slices = self.cluster.discovery.list_namespaced_endpoint_slice(namespace).items
+            endpoints = [
+                e
+                for s in slices
+                if (s.metadata.labels or {}).get("kubernetes.io/service-name")
+                == service.metadata.name
+                for e in s.endpoints or []
+            ]
+            ready = [e for e in endpoints if e.conditions.ready]
+            chosen = ready or [
+                e for e in endpoints if e.conditions.serving and e.conditions.terminating
+            ]
+            for e in chosen:
+                owner = pods.get(e.target_ref.uid)
+                if owner is not None:
+                    incarnation = owner.metadata.labels["svc-lb-harness/incarnation"]
+                    usable.append(f"{owner.metadata.name}--{incarnation}")
+        lines = []
+        for _ in range(count):
+            if usable:
+                lines.append(f"{self._random.choice(usable)}\n0 0.001\n")
+            else:
+                lines.append("\n7 0.0001\n")
+        return "".join(lines)
+
+    def _set_ready(self, namespace: str | None, pod: str, ready: bool) -> None:
+        if namespace is None:
+            return
+        with self._lock:
+            self.ready[(namespace, pod)] = ready
+        self._write_status(namespace, pod, ready)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _namespace(self) -> str | None:
+        listing = self.cluster.core.list_namespace()
+        names = [
+            n.metadata.name
+            for n in listing.items
+            if n.metadata.name.startswith(self.namespace_prefix)
+        ]
+        return names[-1] if names else None
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                namespace = self._namespace()
+                if namespace is not None:
+                    self._step(namespace)
+            except Exception:  # the namespace went away mid-step; try again
+                continue
+
+    def _step(self, namespace: str) -> None:
+        core = self.cluster.core
+        pods = core.list_namespaced_pod(namespace).items
+        for pod in pods:
+            if not pod.metadata.uid:
+                core.patch_namespaced_pod(
+                    pod.metadata.name,
+                    namespace,
+                    {"metadata": {"uid": str(uuid.uuid4())}},
+                    _content_type=MERGE,
+                )
+            if self.kubelet and (pod.status is None or not pod.status.phase):
+                command = " ".join(pod.spec.containers[0].command or [])
+                role = (pod.metadata.labels or {}).get("svc-lb-harness/role")
+                ready = role != "backend" or f"touch {READY_FILE}" in command
+                with self._lock:
+                    self.ready.setdefault((namespace, pod.metadata.name), ready)
+                    ready = self.ready[(namespace, pod.metadata.name)]
+                self._write_status(namespace, pod.metadata.name, ready)
+        for service in core.list_namespaced_service(namespace).items:
+            if not service.spec.cluster_ip:
+                self._next_ip += 1
+                core.patch_namespaced_service(
+                    service.metadata.name,
+                    namespace,
+                    {"spec": {"clusterIP": f"10.96.0.{self._next_ip}"}},
+                    _content_type=MERGE,
+                )
+        self._write_slices(
+            namespace,
+            core.list_namespaced_service(namespace).items,
+            core.list_namespaced_pod(namespace).items,
+        )
+
+    def _write_status(self, namespace: str, pod: str, ready: bool) -> None:
+        self._next_ip += 1
+        current = self.cluster.core.read_namespaced_pod(pod, namespace)
+        ip = (
+            current.status.pod_ip if current.status else None
+        ) or f"10.244.1.{self._next_ip % 250}"
+        flag = "True" if ready else "False"
+        container: dict[str, Any] = {
+            "name": "c",
+            "image": "x",
+            "imageID": "",
+            "ready": ready,
+            "restartCount": 0,
+            "state": {"running": {}},
+        }
+        if self.waiting_reason:
+            container["state"] = {
+                "waiting": {"reason": self.waiting_reason, "message": 'failed to pull image "nope"'}
+            }
+        status = {
+            "phase": "Failed" if current.status and current.status.phase == "Failed" else "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": flag}],
+            "containerStatuses": [container],
+        }
+        if self.waiting_reason:
+            status["phase"] = "Pending"
+            status["conditions"] = [{"type": "Ready", "status": "False"}]
+        self.cluster.core.patch_namespaced_pod_status(
+            pod, namespace, {"status": status}, _content_type=MERGE
+        )
+
+    def _write_slices(self, namespace: str, services: list[Any], pods: list[Any]) -> None:
+        """One slice per Service, created once and then patched in place when it changes (a
+        delete and create would leave a moment with no slice at all)."""
+        discovery = self.cluster.discovery
+        existing = {
+            s.metadata.name for s in discovery.list_namespaced_endpoint_slice(namespace).items
+        }
+        wanted = set()
+        for service in services:
+            name = f"{service.metadata.name}-fake"
+            wanted.add(name)
+            body = self._slice(namespace, service, pods)
+            if name not in existing:
+                discovery.create_namespaced_endpoint_slice(namespace, body)
+            elif self._written.get((namespace, name)) != body:
+                patch = {"endpoints": body["endpoints"], "ports": body["ports"]}
+                discovery.patch_namespaced_endpoint_slice(
+                    name, namespace, patch, _content_type=MERGE
+                )
+            self._written[(namespace, name)] = body
+        for name in existing - wanted:
+            discovery.delete_namespaced_endpoint_slice(name, namespace)
+            self._written.pop((namespace, name), None)
+
+    def _slice(self, namespace: str, service: Any, pods: list[Any]) -> dict[str, Any]:
+        selector = service.spec.selector or {}
+        publish = bool(service.spec.publish_not_ready_addresses)
+        endpoints, ports = [], []
+        for pod in pods:
+            labels = pod.metadata.labels or {}
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            status = pod.status
+            if status is None or not status.pod_ip or status.phase in ("Failed", "Succeeded"):
+                continue
+            pod_ready = any(
+                c.type == "Ready" and c.status == "True" for c in status.conditions or []
+            )
+            terminating = pod.metadata.deletion_timestamp is not None
+            serving = publish or pod_ready
+            endpoints.append(
+                {
+                    "addresses": [status.pod_ip],
+                    "conditions": {
+                        "ready": publish or (serving and not terminating),
+                        "serving": serving,
+                        "terminating": terminating,
+                    },
+                    "targetRef": {
+                        "kind": "Pod",
+                        "name": pod.metadata.name,
+                        "namespace": namespace,
+                        "uid": pod.metadata.uid,
+                    },
+                    "nodeName": pod.spec.node_name,
+                }
+            )
+            for port in service.spec.ports:
+                target = port.target_port
+                number = (
+                    target
+                    if isinstance(target, int)
+                    else next(
+                        (
+                            p.container_port
+                            for p in pod.spec.containers[0].ports or []
+                            if p.name == target
+                        ),
+                        None,
+                    )
+                )
+                if number is not None and not ports:
+                    ports.append({"name": port.name, "port": number, "protocol": "TCP"})
+        return {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{service.metadata.name}-fake",
+                "namespace": namespace,
+                "labels": {"kubernetes.io/service-name": service.metadata.name},
+            },
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": ports,
+        }
+
+
+def make_nodes(cluster: Cluster, names: Sequence[str] = ("worker-a", "worker-b")) -> None:
+    """Ready, schedulable nodes (a real cluster's workers)."""
+    for name in names:
+        cluster.core.create_node({"metadata": {"name": name}})
+        cluster.core.patch_node_status(
+            name,
+            {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+            _content_type=MERGE,
+        )
+
+
+def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+@dataclass
+class FakeClient:
+    netns: str
+
+
+@dataclass
+class FakeLocal:
+    node_netns: str = "hk00abc-node"
+    clients: dict[str, FakeClient] = field(
+        default_factory=lambda: {f"client-{i}": FakeClient(f"hk00abc-c{i}") for i in (1, 2, 3)}
+    )
+    pods: dict[str, Any] = field(default_factory=dict)
+    opened: bool = False
+    closed: bool = False
+
+    def open(self) -> None:
+        self.opened = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def add_pods(self, pods: Sequence[Any]) -> list[str]:
+        for pod in pods:
+            self.pods[pod.name] = pod
+        return [f"handle-{pod.name}" for pod in pods]
+
+    def remove_pods(self, handles: Sequence[str]) -> None:
+        for handle in handles:
+            del self.pods[handle.removeprefix("handle-")]

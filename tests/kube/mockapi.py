@@ -1,0 +1,92 @@
+"""A mock API server (kmock) on loopback, run in a background thread for synchronous tests.
+
+kmock 0.8 quirks handled here: the bundled resource list must be loaded, and it cannot parse the
+cluster-scoped `namespaces` paths (`/api/v1/namespaces[/NAME]`), which it reads as a namespace
+prefix; `parse_path` is corrected for exactly those paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import kmock
+from kmock._internal import parsing
+
+_original_parse_path = parsing.parse_path
+
+
+def _parse_path(path: str) -> Any:
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
+        name = parts[3] if len(parts) == 4 else None
+        return parsing.ParsedPath("", "v1", "namespaces", None, name, None)
+    if (
+        parts[:3] == ["api", "v1", "namespaces"]
+        and len(parts) == 5
+        and parts[4] in ("status", "finalize")
+    ):
+        return parsing.ParsedPath("", "v1", "namespaces", None, parts[3], parts[4])
+    return _original_parse_path(path)
+
+
+parsing.parse_path = _parse_path
+
+
+VERSION = {
+    "major": "1",
+    "minor": "33",
+    "gitVersion": "v1.33.0",
+    "gitCommit": "0" * 40,
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.24",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
+class MockApiServer:
+    """kmock's Kubernetes emulator serving on 127.0.0.1 from its own event loop thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.url = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+
+    async def _start(self) -> str:
+        self.handler = kmock.KubernetesEmulator()
+        await self.handler.__aenter__()
+        self.handler.resources.load_bundled()
+        # the python client asks `/version/` (with the slash); kmock serves only `/version`
+        self.handler["get /version/"] << VERSION
+        self.server = kmock.Server(self.handler)
+        await self.server.__aenter__()
+        return str(self.server.url).rstrip("/")
+
+    def requests(self) -> list[Any]:
+        return list(self.handler)
+
+    def calls(self) -> list[tuple[str, str]]:
+        """(METHOD, path?query) of every request so far, in order."""
+        out = []
+        for request in self.requests():
+            url = request.url
+            query = f"?{url.query_string}" if url.query_string else ""
+            out.append((request.method.name, f"{url.path}{query}"))
+        return out
+
+    def stop(self) -> None:
+        """Stop serving; idempotent."""
+        if not self._thread.is_alive():
+            return
+
+        async def stop() -> None:
+            await self.server.__aexit__(None, None, None)
+            await self.handler.__aexit__(None, None, None)
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)

@@ -1,0 +1,61 @@
+"""The kube target on a real cluster (kind, or any kubeconfig): marked `kube`, skipped without one.
+
+Run with `HARNESS_KUBECONFIG=$HOME/.kube/config pytest -m kube tests/kube` after
+`kind create cluster --config deploy/kind.yaml` (docs/kube.md). Every object goes into a namespace
+the target creates and deletes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness.checks.endpoints import check_endpoints
+from harness.events import CreatePod, CreateService, DeletePod, SetReady
+from harness.kube.api import connect
+from harness.model.endpoints import derive_slices
+from harness.model.objects import Backend, labels_of
+from harness.registry import TargetOptions
+from harness.targets.base import ErrorKind, TrafficRequest
+from harness.targets.kube import KubeTarget
+
+pytestmark = pytest.mark.kube
+WEB = labels_of({"app": "web"})
+DEADLINE_S = 30.0  # KubeProxyEndpointLagTimeout
+
+
+def converge(target: KubeTarget, service: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        expected = derive_slices(target.state, service)
+        verdict = check_endpoints(service, expected, target.endpoint_slices(service))
+        if verdict.holds:
+            return
+        assert time.monotonic() < deadline, verdict.message
+        time.sleep(0.5)
+
+
+def test_endpoints_traffic_and_readiness_on_a_real_cluster(real_kubeconfig: str) -> None:
+    target = KubeTarget(TargetOptions(kubeconfig=real_kubeconfig))
+    target.open()
+    namespace = target.namespace
+    try:
+        target.apply(CreateService("web", WEB))
+        target.apply(CreatePod("web-a", WEB))
+        target.apply(CreatePod("web-b", WEB, node="node-2"))
+        converge(target, "web")
+        sample = target.send(TrafficRequest("web", count=40))
+        assert set(sample.hits()) == {Backend("web-a", "u1"), Backend("web-b", "u2")}
+        target.apply(SetReady("web-b", False))
+        converge(target, "web")
+        target.apply(DeletePod("web-a", 0))
+        converge(target, "web")
+        time.sleep(2)  # let the proxy catch up with the last change before asserting a REJECT
+        sample = target.send(TrafficRequest("web", count=5))
+        assert sample.errors() == {ErrorKind.REFUSED: 5}
+    finally:
+        target.close()
+    cluster = connect(real_kubeconfig)
+    left = cluster.call("get namespaces", cluster.core.read_namespace, namespace, allow=(404,))
+    assert left is None or left.status.phase == "Terminating"

@@ -1,0 +1,117 @@
+"""The client request loop: its shell script run for real (curl, on 127.0.0.1) and its parsing.
+
+In a cluster the script runs in a client pod through `pods/exec`; here it runs in a local shell
+against loopback servers, which checks what matters: one connection per request by default,
+`connections` connections with keep-alive, and how failures are classified.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from harness.errors import UsageError
+from harness.kube.traffic import build_command, parse_output
+from harness.model.objects import Backend
+from harness.targets.base import ErrorKind, TrafficRequest
+
+pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    connections = 0
+
+    def setup(self) -> None:
+        type(self).connections += 1
+        super().setup()
+
+    def do_GET(self) -> None:
+        body = b"web-a--u1" if self.path == "/hostname" else b"?"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[int, type[_Handler]]]:
+    handler = type("Handler", (_Handler,), {"connections": 0})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1], handler
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def run(request: TrafficRequest, port: int) -> str:
+    argv = build_command(request, "127.0.0.1", port)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def test_fresh_connection_per_request(server: tuple[int, type[_Handler]]) -> None:
+    port, handler = server
+    request = TrafficRequest("web", count=5)
+    outcomes = parse_output(run(request, port), request)
+    assert [o.backend for o in outcomes] == [Backend("web-a", "u1")] * 5
+    assert [o.connection for o in outcomes] == [0, 1, 2, 3, 4]
+    assert all(o.error is None and o.latency_ms >= 0 for o in outcomes)
+    assert handler.connections == 5
+
+
+def test_keep_alive_spreads_requests_over_connections(server: tuple[int, type[_Handler]]) -> None:
+    port, handler = server
+    request = TrafficRequest("web", count=7, keep_alive=True, connections=3)
+    outcomes = parse_output(run(request, port), request)
+    assert len(outcomes) == 7 and all(o.backend == Backend("web-a", "u1") for o in outcomes)
+    assert [o.connection for o in outcomes] == [0, 1, 2, 0, 1, 2, 0]
+    assert handler.connections == 3
+
+
+def test_refused_connections_are_refused() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed when the block ends: nobody listens
+    request = TrafficRequest("web", count=3, timeout_s=1.0)
+    outcomes = parse_output(run(request, port), request)
+    assert [o.error for o in outcomes] == [ErrorKind.REFUSED] * 3
+
+
+def test_silent_server_times_out_within_the_bound() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts the handshake, never answers
+        request = TrafficRequest("web", count=2, timeout_s=0.3)
+        outcomes = parse_output(run(request, silent.getsockname()[1]), request)
+    assert [o.error for o in outcomes] == [ErrorKind.TIMEOUT] * 2
+    assert all(o.latency_ms < 2000 for o in outcomes)
+
+
+def test_cut_short_output_reports_every_request() -> None:
+    request = TrafficRequest("web", count=3)
+    outcomes = parse_output("web-b--u4\n0 0.002000\n", request)
+    assert outcomes[0].backend == Backend("web-b", "u4")
+    assert [o.error for o in outcomes[1:]] == [ErrorKind.TIMEOUT] * 2
+
+
+def test_answers_that_are_not_pod_names_are_errors() -> None:
+    request = TrafficRequest("web", count=2)
+    outcomes = parse_output("<html>\n0 0.1\n\n56 0.2\n", request)
+    assert [o.error for o in outcomes] == [ErrorKind.OTHER, ErrorKind.RESET]
+
+
+def test_only_ip_addresses_reach_the_script() -> None:
+    with pytest.raises(UsageError):
+        build_command(TrafficRequest("web"), "example.com; rm -rf /", 80)

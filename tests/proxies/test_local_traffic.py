@@ -1,0 +1,102 @@
+"""The kernel-rule proxies on the local cluster: real pods, real packets, and the rule oracle
+agreeing with both (integration: about 2 s per proxy)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from harness.events import CreateService, Scale, SetAffinity, SetReady
+from harness.local.cleanup import clean
+from harness.local.names import new_prefix
+from harness.model.endpoints import derive_slices, usable_destinations
+from harness.model.objects import Affinity, Backend, labels_of
+from harness.proxies.iptables import IptablesProxy
+from harness.proxies.mutants import DropEmptyProxy, NeverRemovesProxy
+from harness.proxies.nftables import NftablesProxy
+from harness.proxies.rules.kernel_proxy import KernelRuleProxy
+from harness.targets.base import ErrorKind, TrafficRequest
+from harness.targets.local import RuleReadingLocalTarget
+
+from .kernel_cases import root_rules
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+]
+WEB = labels_of({"app": "web"})
+OpenTarget = Callable[[type[KernelRuleProxy]], RuleReadingLocalTarget]
+
+
+@pytest.fixture
+def open_target() -> Iterator[OpenTarget]:
+    """Opens a local target around a proxy class; closes it and proves nothing was left."""
+    prefix, targets = new_prefix(), list[RuleReadingLocalTarget]()
+    before = root_rules()
+
+    def open_with(cls: type[KernelRuleProxy]) -> RuleReadingLocalTarget:
+        target = RuleReadingLocalTarget(cls(), prefix=prefix)
+        targets.append(target)
+        target.open()
+        return target
+
+    try:
+        yield open_with
+    finally:
+        for target in targets:
+            target.close()
+        assert clean(prefix, force=True) == []
+        assert root_rules() == before
+
+
+def usable(target: RuleReadingLocalTarget, service: str) -> set[Backend]:
+    slices = derive_slices(target.state, service)
+    return {d.backend for d in usable_destinations(slices, target.state.services[service], "http")}
+
+
+@pytest.mark.parametrize("cls", [IptablesProxy, NftablesProxy], ids=lambda cls: cls.name)
+def test_traffic_and_oracle_agree_with_the_model(
+    cls: type[KernelRuleProxy], open_target: OpenTarget
+) -> None:
+    target = open_target(cls)
+    target.apply(CreateService("web", WEB))
+    target.apply(Scale("web", 3))
+    reach = target.reachability("web", "http", "client-1")
+    assert set(reach.probabilities) == usable(target, "web") and len(reach.probabilities) == 3
+    assert all(abs(p - 1 / 3) < 2**-29 for p in reach.probabilities.values())
+    sample = target.send(TrafficRequest("web", count=60))
+    assert not sample.errors() and set(sample.hits()) == usable(target, "web")
+
+    target.apply(SetReady("web-0", False))
+    assert set(target.reachability("web", "http", "client-1").probabilities) == usable(
+        target, "web"
+    )
+    sample = target.send(TrafficRequest("web", count=30))
+    assert not sample.errors() and set(sample.hits()) == usable(target, "web")
+
+    target.apply(SetAffinity("web", Affinity.CLIENT_IP, 60))
+    sample = target.send(TrafficRequest("web", count=15))
+    assert len(sample.hits()) == 1 and not sample.errors()
+
+    target.apply(CreateService("empty", labels_of({"app": "none"})))
+    assert target.reachability("empty", "http", "client-1").rejects
+    refused = target.send(TrafficRequest("empty", count=3, timeout_s=1.0))
+    assert refused.errors() == {ErrorKind.REFUSED: 3}
+
+
+def test_never_removes_is_caught_on_real_packets(open_target: OpenTarget) -> None:
+    target = open_target(NeverRemovesProxy)
+    target.apply(CreateService("web", WEB))
+    target.apply(Scale("web", 2))
+    target.apply(SetReady("web-0", False))
+    hits = target.send(TrafficRequest("web", count=40)).hits()
+    assert any(backend.pod == "web-0" for backend in hits)  # an unready pod still gets traffic
+
+
+def test_drop_empty_is_caught_on_real_packets(open_target: OpenTarget) -> None:
+    target = open_target(DropEmptyProxy)
+    target.apply(CreateService("empty", labels_of({"app": "none"})))
+    sample = target.send(TrafficRequest("empty", count=2, timeout_s=0.5))
+    assert sample.errors() == {ErrorKind.TIMEOUT: 2}  # not refused: clients hang

@@ -1,0 +1,117 @@
+"""Every data-plane mutant is caught by the rule oracle, and the proxy it breaks is not.
+
+Each scenario programs real rules in a bare namespace and returns the oracle's answer with the
+model's; the same scenario must conform on the real proxy and fail on the mutant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from harness.model.objects import Backend
+from harness.proxies.iptables import IptablesProxy
+from harness.proxies.mutants import MUTANT_PROXIES
+from harness.proxies.nftables import NftablesProxy
+from harness.proxies.rules.kernel_proxy import KernelRuleProxy
+from harness.targets.base import Reachability
+
+from .conftest import ProxyFactory
+from .kernel_cases import (
+    CLIENT,
+    STATISTIC_STEP,
+    endpoint,
+    expected,
+    program,
+    replace_endpoints,
+    service,
+)
+
+pytestmark = pytest.mark.netns
+
+Wanted = tuple[bool, dict[Backend, float]]  # (rejects, probabilities)
+Scenario = Callable[[KernelRuleProxy], tuple[Reachability, Wanted]]
+
+
+def conforms(reach: Reachability, wanted: Wanted) -> bool:
+    rejects, probabilities = wanted
+    if reach.rejects != rejects or set(reach.probabilities) != set(probabilities):
+        return False
+    tolerance = STATISTIC_STEP * max(len(probabilities), 1)
+    return all(abs(reach.probabilities[b] - p) <= tolerance for b, p in probabilities.items())
+
+
+def three_endpoints(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
+    svc, endpoints = service(), [endpoint(2), endpoint(3), endpoint(4)]
+    program(proxy, svc, endpoints)
+    return proxy.reachability(svc, "http", CLIENT), (False, expected(svc, endpoints))
+
+
+def one_removed(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
+    svc = service()
+    program(proxy, svc, [endpoint(2), endpoint(3), endpoint(4)])
+    kept = [endpoint(2), endpoint(3)]
+    replace_endpoints(proxy, svc, kept)
+    return proxy.reachability(svc, "http", CLIENT), (False, expected(svc, kept))
+
+
+def one_unready(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
+    svc, endpoints = service(), [endpoint(2), endpoint(3, ready=False), endpoint(4)]
+    program(proxy, svc, endpoints)
+    return proxy.reachability(svc, "http", CLIENT), (False, expected(svc, endpoints))
+
+
+def no_endpoints(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
+    svc = service()
+    program(proxy, svc, [])
+    return proxy.reachability(svc, "http", CLIENT), (True, {})
+
+
+def sticky_client(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
+    svc, chosen = service(affinity=True), Backend("pod-3", "uid-3")
+    program(proxy, svc, [endpoint(2), endpoint(3), endpoint(4)])
+    return proxy.reachability(svc, "http", CLIENT, affinity_backend=chosen), (False, {chosen: 1.0})
+
+
+CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
+    "mutant-iptables-wrong-probability": (IptablesProxy, three_endpoints),
+    "mutant-iptables-never-removes": (IptablesProxy, one_removed),
+    "mutant-iptables-ignores-readiness": (IptablesProxy, one_unready),
+    "mutant-iptables-drop-empty": (IptablesProxy, no_endpoints),
+    "mutant-nftables-no-affinity": (NftablesProxy, sticky_client),
+}
+
+
+def test_every_mutant_has_a_case_and_a_description() -> None:
+    assert set(MUTANT_PROXIES) == set(CASES)
+    for name, cls in MUTANT_PROXIES.items():
+        assert cls.name == name and cls.description
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_real_proxy_conforms(name: str, start_proxy: ProxyFactory) -> None:
+    real, scenario = CASES[name]
+    reach, wanted = scenario(start_proxy(real))
+    assert conforms(reach, wanted), reach
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_mutant_is_caught(name: str, start_proxy: ProxyFactory) -> None:
+    real, scenario = CASES[name]
+    mutant = MUTANT_PROXIES[name]
+    assert issubclass(mutant, real)
+    reach, wanted = scenario(start_proxy(mutant))
+    assert not conforms(reach, wanted), reach
+
+
+def test_wrong_probability_skews_toward_the_first_endpoint(start_proxy: ProxyFactory) -> None:
+    reach, _ = three_endpoints(start_proxy(MUTANT_PROXIES["mutant-iptables-wrong-probability"]))
+    shares = [reach.probabilities[Backend(f"pod-{n}", f"uid-{n}")] for n in (2, 3, 4)]
+    for got, want in zip(shares, (1 / 3, 2 / 9, 4 / 9), strict=True):
+        assert abs(got - want) < 1e-8
+
+
+def test_drop_empty_neither_rejects_nor_reaches(start_proxy: ProxyFactory) -> None:
+    reach, _ = no_endpoints(start_proxy(MUTANT_PROXIES["mutant-iptables-drop-empty"]))
+    assert not reach.rejects and not reach.probabilities and "drop" in reach.detail
