@@ -77,19 +77,36 @@ def _regex(text: str) -> str:
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("target")
-    group.add_argument("--target", default=DEFAULT_TARGET,
-                       help="NAME[:ARG]: model, local[:PROXY], kube, mutant:NAME (default: %(default)s"
-                            ", the embedded local cluster with the iptables proxy)")
-    group.add_argument("--proxy-command", help="command of an external proxy (local:external) or of"
-                       " the proxy to run in --pods local mode; placeholders {kubeconfig} {node} {namespace}")
-    group.add_argument("--kubeconfig", help="kubeconfig for --target kube (default: $KUBECONFIG, ~/.kube/config)")
+    group.add_argument(
+        "--target",
+        default=DEFAULT_TARGET,
+        help="NAME[:ARG]: model, local[:PROXY], kube, mutant:NAME (default: %(default)s"
+        ", the embedded local cluster with the iptables proxy)",
+    )
+    group.add_argument(
+        "--proxy-command",
+        help="command of an external proxy (local:external) or of"
+        " the proxy to run in --pods local mode; placeholders {kubeconfig} {node} {namespace}",
+    )
+    group.add_argument(
+        "--kubeconfig", help="kubeconfig for --target kube (default: $KUBECONFIG, ~/.kube/config)"
+    )
     group.add_argument("--context", help="kubeconfig context for --target kube")
     group.add_argument("--kind-cluster", help="create (and afterwards delete) this kind cluster")
-    group.add_argument("--keep-cluster", action="store_true", help="keep the kind cluster afterwards")
-    group.add_argument("--pods", choices=["cluster", "local"], default="cluster",
-                       help="kube: run pods on the cluster's kubelets, or locally as network namespaces")
-    group.add_argument("--deadline", type=_positive_float,
-                       help="seconds a change may take to be programmed (default: the target's)")
+    group.add_argument(
+        "--keep-cluster", action="store_true", help="keep the kind cluster afterwards"
+    )
+    group.add_argument(
+        "--pods",
+        choices=["cluster", "local"],
+        default="cluster",
+        help="kube: run pods on the cluster's kubelets, or locally as network namespaces",
+    )
+    group.add_argument(
+        "--deadline",
+        type=_positive_float,
+        help="seconds a change may take to be programmed (default: the target's)",
+    )
 
 
 def build_parser() -> Parser:
@@ -103,11 +120,17 @@ def build_parser() -> Parser:
     run.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
     run.add_argument("--focus", type=_regex, help="run only properties matching this regex")
     run.add_argument("--skip", type=_regex, help="skip properties matching this regex")
-    run.add_argument("--exitfirst", action="store_true", help="stop after the first failed property")
+    run.add_argument(
+        "--exitfirst", action="store_true", help="stop after the first failed property"
+    )
     run.add_argument("--results", type=Path, help="write the JSON results file here")
     run.add_argument("--junit", type=Path, help="write JUnit XML here")
-    run.add_argument("--failures-dir", type=Path, default=Path("reports/failures"),
-                     help="where shrunk failing sequences are saved (default: %(default)s)")
+    run.add_argument(
+        "--failures-dir",
+        type=Path,
+        default=Path("reports/failures"),
+        help="where shrunk failing sequences are saved (default: %(default)s)",
+    )
 
     replay = commands.add_parser("replay", help="replay one saved sequence and show each step")
     replay.add_argument("file", type=Path)
@@ -118,8 +141,12 @@ def build_parser() -> Parser:
     commands.add_parser("properties", help="list the properties the suite checks")
 
     clean = commands.add_parser("clean", help="remove what killed runs left behind")
-    clean.add_argument("--prefix", help="only leftovers of runs with this prefix (default: every harness run)")
-    clean.add_argument("--kube", action="store_true", help="also delete harness namespaces in a cluster")
+    clean.add_argument(
+        "--prefix", help="only leftovers of runs with this prefix (default: every harness run)"
+    )
+    clean.add_argument(
+        "--kube", action="store_true", help="also delete harness namespaces in a cluster"
+    )
     clean.add_argument("--kubeconfig")
     clean.add_argument("--context")
     return parser
@@ -307,8 +334,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception:
         traceback.print_exc()
-        print("harness: internal harness error (a bug in the harness, not a violation by the"
-              " target); please report it with the traceback above", file=sys.stderr)
+        print(
+            "harness: internal harness error (a bug in the harness, not a violation by the"
+            " target); please report it with the traceback above",
+            file=sys.stderr,
+        )
         return EXIT_HARNESS
 
 

@@ -74,6 +74,10 @@ def _load_mutant_target() -> Any:
     return MutantTarget
 
 
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
 def proxies(include_mutants: bool = True) -> dict[str, Entry]:
     """Every installed proxy (entry points), and the harness's mutant proxies."""
     found = _entry_points(PROXY_GROUP)
@@ -83,7 +87,7 @@ def proxies(include_mutants: bool = True) -> dict[str, Entry]:
         except ImportError:
             MUTANT_PROXIES = {}
         for name, cls in MUTANT_PROXIES.items():
-            found[name] = Entry(name, "", lambda cls=cls: cls, mutant=True)
+            found[name] = Entry(name, "", _constant(cls), mutant=True)
     return {name: _describe(entry) for name, entry in sorted(found.items())}
 
 
@@ -91,7 +95,9 @@ def load_proxy(name: str) -> Any:
     """The proxy class registered as `name`; UsageError naming the installed ones otherwise."""
     known = proxies()
     if name not in known:
-        raise UsageError(f"unknown proxy {name!r}; installed: {', '.join(known)} (see `harness proxies`)")
+        raise UsageError(
+            f"unknown proxy {name!r}; installed: {', '.join(known)} (see `harness proxies`)"
+        )
     return known[name].load()
 
 

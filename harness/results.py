@@ -33,7 +33,9 @@ class RunReport:
     steps: int
     results: list[PropertyResult]
     duration_s: float
-    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    started_at: str = field(
+        default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
 
     @property
     def failed(self) -> list[PropertyResult]:
@@ -63,7 +65,10 @@ def print_summary(report: RunReport, out: TextIO) -> None:
         f"{report.examples} examples x {report.steps} steps per property   "
         f"{report.duration_s:.1f}s\n"
     )
-    out.write(f"{'property':<22}{'result':<9}{'examples':>9}{'events':>8}  {'latency p50/p99':<18}detail\n")
+    out.write(
+        f"{'property':<22}{'result':<9}{'examples':>9}{'events':>8}  "
+        f"{'latency p50/p99':<18}detail\n"
+    )
     for r in report.results:
         detail = r.message if r.status != Status.PASSED else ""
         if r.status == Status.FAILED:
@@ -147,7 +152,10 @@ def write_junit(report: RunReport, path: Path) -> None:
     )
     for r in report.results:
         case = ElementTree.SubElement(
-            suite, "testcase", classname=f"harness.{report.target}", name=r.name,
+            suite,
+            "testcase",
+            classname=f"harness.{report.target}",
+            name=r.name,
             time=f"{r.duration_s:.3f}",
         )
         if r.status == Status.SKIPPED:

@@ -12,8 +12,9 @@ One step, for every event (the flow in docs/architecture.md):
    target can show them) and runs the checks;
 5. it appends everything to the history, and raises `Violation` if a selected property failed.
 
-A `Probe` event instead sends a large sample sized for the fairness test's power, and a
-kept-alive sample when asked.
+A `Probe` event instead sends a large sample sized for the fairness test's power (or a
+kept-alive sample when asked). When the fairness property is the one being checked, every step's
+sample is sized that way too, so each change is also a balancing test.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from harness.errors import Violation
 from harness.events import Event, Probe, Wait
 from harness.history import History
 from harness.model.endpoints import derive_slices, unique_endpoints, usable_destinations
-from harness.model.objects import PROXY_NODE, Backend, EndpointSlice, Service
+from harness.model.objects import PROXY_NODE, Affinity, Backend, EndpointSlice, Service
 from harness.model.state import ClusterState
 from harness.targets.base import CLIENTS, RuleOracle, Target, TrafficRequest, TrafficSample
 
@@ -209,22 +210,37 @@ class Runner:
         if isinstance(self.target, RuleOracle):
             reach = self.target.reachability(name, PORT, CLIENTS[0])
             verdicts.append(check_exact_balance(name, expected.usable, reach))
-        sample = self._send(name, CLIENTS[0], step_batch_size(len(expected.usable)))
+        if self._judges_balance(expected):
+            size = self.config.fairness.sample_size(len(expected.usable))
+            sample = self._send(name, CLIENTS[0], size)
+            verdicts.append(check_fairness(name, expected.usable, sample, self.config.fairness))
+        else:
+            sample = self._send(name, CLIENTS[0], step_batch_size(len(expected.usable)))
         observed.update(_summary(sample))
         verdicts.extend(self._traffic_verdicts(expected, sample))
         return verdicts
+
+    def _judges_balance(self, expected: Expectation) -> bool:
+        """Whether a fresh-connection sample can test fairness here: only when the fairness
+        property is selected (its samples are large) and the Service balances (no affinity)."""
+        return (
+            "fairness" in self.config.properties
+            and expected.service is not None
+            and expected.service.session_affinity == Affinity.NONE
+            and len(expected.usable) >= 2
+        )
 
     # -- probes -------------------------------------------------------------------------------
     def _probe(self, probe: Probe, record: dict[str, Any]) -> list[Verdict]:
         expected = expectation(self.model, probe.service)
         assert expected.service is not None  # Probe.apply checked it exists
         usable = len(expected.usable)
-        balanced = expected.service.session_affinity.value == "None"
+        balanced = expected.service.session_affinity == Affinity.NONE
         if probe.keep_alive:
             sample = self._send(
                 probe.service, probe.client, KEEPALIVE_CONNECTIONS * 8, KEEPALIVE_CONNECTIONS
             )
-        elif balanced and usable >= 2 and "fairness" in self.config.properties:
+        elif self._judges_balance(expected):
             sample = self._send(
                 probe.service, probe.client, self.config.fairness.sample_size(usable)
             )

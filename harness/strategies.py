@@ -13,12 +13,12 @@ periods and affinity timeouts may be minutes or hours; on real time they are kep
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from harness.events import (
     CreatePod,
@@ -103,6 +103,11 @@ def _of(cls: type[Event], *parts: st.SearchStrategy[Any]) -> st.SearchStrategy[E
     return st.tuples(*parts).map(lambda values: cls(*values))
 
 
+def _mostly(usual: Any, *others: Any) -> st.SearchStrategy[Any]:
+    """`usual` three times as often as each of `others`; shrinks towards `usual`."""
+    return st.sampled_from([usual, usual, usual, *others])
+
+
 def selectors() -> st.SearchStrategy[Labels]:
     app = st.sampled_from(GROUPS)
     plain = app.map(lambda g: labels_of({"app": g}))
@@ -116,7 +121,9 @@ def _services(state: ClusterState) -> tuple[str, ...]:
     return tuple(sorted(state.services))
 
 
-def _pod_names(state: ClusterState, keep: Callable[[Pod], bool] = lambda p: True) -> tuple[str, ...]:
+def _pod_names(
+    state: ClusterState, keep: Callable[[Pod], bool] = lambda p: True
+) -> tuple[str, ...]:
     return tuple(sorted(p.name for p in state.pods.values() if keep(p)))
 
 
@@ -135,10 +142,10 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
         st.sampled_from([n for n in SERVICE_NAMES if n not in taken]),
         selectors(),
         st.sampled_from(["http", 8080]),
-        st.sampled_from(list(Affinity)),
+        _mostly(Affinity.NONE, Affinity.CLIENT_IP),
         st.sampled_from(space.affinity_timeouts_s),
-        st.booleans(),
-        st.sampled_from(list(TrafficPolicy)),
+        _mostly(False, True),
+        _mostly(TrafficPolicy.CLUSTER, TrafficPolicy.LOCAL),
     )
 
 
@@ -151,8 +158,8 @@ def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Ev
         CreatePod,
         st.sampled_from([n for n in POD_NAMES if n not in taken]),
         labels,
-        st.booleans(),
-        st.sampled_from(NODES),
+        _mostly(True, False),
+        _mostly(*NODES),
         st.sampled_from([8080, 8081]),
     )
 
@@ -255,7 +262,7 @@ GENERATORS: dict[str, Generator] = {
     "probe": Generator(
         _has_services,
         _service_key,
-        _on_named(Probe, lambda sp: st.sampled_from(CLIENTS), lambda sp: st.booleans()),
+        _on_named(Probe, lambda sp: st.sampled_from(CLIENTS), lambda sp: _mostly(False, True)),
     ),
 }
 
@@ -290,6 +297,16 @@ class ServiceMachine(RuleBasedStateMachine):
         self.runner = runner
         self.space = space
         runner.reset()
+
+    @initialize(data=st.data())
+    def start_with_a_service(self, data: st.DataObject) -> None:
+        """Most bugs need a Service with a few pods behind it; start from one, so that the
+        search spends its steps on changing it. Both events shrink away when not needed."""
+        drawn = data.draw(GENERATORS["create_service"].strategy(self.runner.model, self.space))
+        assert isinstance(drawn, CreateService)
+        group = dict(drawn.selector)["app"]
+        self.runner.step(replace(drawn, selector=labels_of({"app": group})))
+        self.runner.step(Scale(group, data.draw(st.sampled_from((3, 5, 1, 0)))))
 
 
 def _make_rule(kind: str, generator: Generator) -> Any:

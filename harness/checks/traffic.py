@@ -30,7 +30,8 @@ def check_no_stale(service: str, usable: Collection[Backend], sample: TrafficSam
         return passed(NO_STALE, f"{service}: {len(sample.outcomes)} request(s), none stale")
     return failed(
         NO_STALE,
-        f"{service}: new connections reached {', '.join(sorted(stale))}, which must not get traffic",
+        f"{service}: new connections reached {', '.join(sorted(stale))},"
+        " which must not get traffic",
         service=service,
         stale_hits=stale,
         usable=sorted(str(b) for b in usable),

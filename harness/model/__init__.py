@@ -1,4 +1,4 @@
-"""The reference model: pods, Services, EndpointSlice derivation and endpoint choice. Pure, no I/O."""
+"""The reference model: pods, Services, EndpointSlices, endpoint choice. Pure, no I/O."""
 
 from harness.model.endpoints import (
     categorize_endpoints,

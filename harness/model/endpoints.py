@@ -103,7 +103,9 @@ def derive_slices(state: ClusterState, service_name: str) -> tuple[EndpointSlice
     if not groups:
         return (EndpointSlice(service.name, (), (), service.namespace, f"{service.name}-0"),)
     return tuple(
-        EndpointSlice(service.name, ports, tuple(endpoints), service.namespace, f"{service.name}-{i}")
+        EndpointSlice(
+            service.name, ports, tuple(endpoints), service.namespace, f"{service.name}-{i}"
+        )
         for i, (ports, endpoints) in enumerate(sorted(groups.items(), key=lambda kv: repr(kv[0])))
     )
 
@@ -117,7 +119,9 @@ def unique_endpoints(slices: Iterable[EndpointSlice]) -> list[tuple[Endpoint, En
     seen: dict[tuple[str, str, str], tuple[Endpoint, EndpointSlice]] = {}
     for endpoint_slice in slices:
         for endpoint in endpoint_slice.endpoints:
-            seen.setdefault((endpoint.address, endpoint.pod, endpoint.uid), (endpoint, endpoint_slice))
+            seen.setdefault(
+                (endpoint.address, endpoint.pod, endpoint.uid), (endpoint, endpoint_slice)
+            )
     return list(seen.values())
 
 
@@ -157,5 +161,7 @@ def usable_destinations(
     for endpoint, endpoint_slice in categorize_endpoints(slices, service, node):
         port = endpoint_slice.port_for(port_name)
         if port is not None:
-            destinations.append(Destination(endpoint.backend, endpoint.address, port, endpoint.node))
+            destinations.append(
+                Destination(endpoint.backend, endpoint.address, port, endpoint.node)
+            )
     return sorted(destinations, key=lambda d: d.backend)

@@ -132,7 +132,8 @@ class TrackingProxy(ABC):
         in `changed` but not in `services`)."""
 
     def stop(self) -> None:
-        """Remove what the proxy created. Subclasses extend this."""
+        """Forget pending changes; subclasses extend this to remove what they created."""
+        self.changed.clear()
 
 
 class RuleReadingProxy(Protocol):

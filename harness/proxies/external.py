@@ -279,4 +279,4 @@ class ExternalProxy:
         """Record the failure, stop the proxy, and raise."""
         process.stop(grace_s=0.5)
         self._failure = ProxyFailure(self.name, problem, process.tail())
-        raise self._failure
+        raise self._failure from None

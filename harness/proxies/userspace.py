@@ -41,6 +41,7 @@ DIAL_TIMEOUTS_S = (0.25, 0.5, 1.0, 2.0)
 """One dial per entry, each to the next candidate (`proxysocket.go: endpointDialTimeout`)."""
 RELAY_CHUNK_BYTES = 65536
 Address = tuple[str, int]
+_RELAYS: set[asyncio.Task[None]] = set()
 
 
 # -- the harness side -----------------------------------------------------------------------------
@@ -209,6 +210,12 @@ def _close(listener: _Listener) -> None:
 async def _relay(
     listener: _Listener, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
 ) -> None:
+    # a stream server drops its reference to this task when the client's side closes; keep
+    # one, so a relay still copying the other direction is not garbage-collected half-way
+    task = asyncio.current_task()
+    assert task is not None
+    _RELAYS.add(task)
+    task.add_done_callback(_RELAYS.discard)
     client_ip = str(client_writer.get_extra_info("peername")[0])
     now_s = time.monotonic()
     candidates = listener.candidates(client_ip, now_s)

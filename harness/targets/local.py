@@ -117,6 +117,8 @@ class LocalTarget:
 
         Raises EnvironmentProblem without root. On any failure, what was built is removed.
         """
+        if self.cluster is not None:
+            raise UsageError(f"the target {self.name} is already open")
         if not self.loopback:
             check_environment()
         try:
@@ -154,6 +156,7 @@ class LocalTarget:
             self.cluster = None
             self._agents = {}
             self._handles = {}
+            self._vips = {}
             self.state = ClusterState()
             self.controller = EndpointController(self.proxy)
 

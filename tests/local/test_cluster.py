@@ -3,7 +3,9 @@ reach them through the node, incarnations are told apart, nothing leaks to the r
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -102,6 +104,7 @@ def test_node_forwards_and_the_root_namespace_is_untouched(prefix: str) -> None:
         cluster.add_pods([Pod(f"web-{i}", f"u{i}", f"10.244.0.{10 + i}") for i in range(5)])
         assert read_sysctl(cluster.node_netns, "net.ipv4.ip_forward") == "1"
         assert read_sysctl(cluster.node_netns, "net.bridge.bridge-nf-call-iptables") == "1"
+        assert read_sysctl(cluster.node_netns, "net.ipv4.icmp_ratemask") == "0"
         # no link of the run in the root namespace, no link of the node leads to it
         assert (
             prefix
@@ -115,3 +118,18 @@ def test_node_forwards_and_the_root_namespace_is_untouched(prefix: str) -> None:
         assert len(peers) == 6 and all(p.startswith(prefix) for p in peers)
         assert root_snapshot() == before
     assert root_snapshot() == before
+
+
+@pytest.mark.skipif(shutil.which("iptables") is None, reason="needs iptables")
+def test_a_rejecting_node_refuses_every_one_of_many_fast_connections(
+    cluster: LocalCluster, agent: ClientAgent
+) -> None:
+    # what kube-proxy does for a Service without endpoints; ICMP rate limits must not drop any
+    node = ["ip", "netns", "exec", cluster.node_netns]
+    subprocess.run([*node, "ip", "route", "add", "10.96.0.0/16", "dev", "lo"], check=True)
+    subprocess.run(
+        [*node, "iptables", "-A", "FORWARD", "-d", "10.96.0.10", "-p", "tcp", "-j", "REJECT"],
+        check=True,
+    )
+    outcomes = agent.run(Batch("10.96.0.10", 80, count=2000, timeout_s=0.2))
+    assert Counter(o.error for o in outcomes) == {ErrorKind.REFUSED: 2000}

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -195,3 +196,17 @@ def test_a_dead_daemon_is_a_proxy_failure(kind: str, tmp_path: Path) -> None:
         proxy.on_endpoint_slice_add(web_slice(2))
         with pytest.raises(ProxyFailure, match=f"proxy '{kind}'"):
             proxy.sync()
+
+
+@pytest.mark.parametrize(("kind", "moves"), [("haproxy", True), ("nginx", False)])
+def test_affinity_timeout(kind: str, moves: bool, tmp_path: Path) -> None:
+    """HAProxy's stick table expires after `timeoutSeconds`; nginx's hash never does
+    (docs/candidate-proxy.md, "Third-party load balancers")."""
+    with running(kind, tmp_path) as (proxy, netns):
+        proxy.on_service_add(web(Affinity.CLIENT_IP, 1))
+        proxy.on_endpoint_slice_add(web_slice(2, 3))
+        proxy.sync()
+        (stuck,) = set(answers(netns, 5))
+        time.sleep(1.5)
+        after = set(answers(netns, 6))
+        assert (after != {stuck}) == moves, after

@@ -7,6 +7,8 @@ within the kernel's rounding, REJECT where none are usable.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.errors import EnvironmentProblem
@@ -30,7 +32,7 @@ from .kernel_cases import (
 )
 
 pytestmark = pytest.mark.netns
-PROXIES = [IptablesProxy, NftablesProxy]
+PROXIES: list[type[KernelRuleProxy]] = [IptablesProxy, NftablesProxy]
 
 
 @pytest.fixture(params=PROXIES, ids=lambda cls: cls.name)
@@ -101,6 +103,7 @@ def test_affinity_first_connection_then_sticky(proxy: KernelRuleProxy) -> None:
 
 def test_affinity_rules_carry_the_timeout(start_proxy: ProxyFactory) -> None:
     iptables, nftables = start_proxy(IptablesProxy), start_proxy(NftablesProxy)
+    assert isinstance(nftables, NftablesProxy)
     for proxy in (iptables, nftables):
         program(proxy, service(affinity=True, timeout_s=125), [endpoint(2), endpoint(3)])
     saved = in_netns(iptables.netns, "iptables-save", "-t", "nat")
@@ -152,13 +155,15 @@ def test_deleting_a_service_removes_its_chains(proxy: KernelRuleProxy) -> None:
 
 
 def test_stop_leaves_nothing(netns: str, start_proxy: ProxyFactory) -> None:
-    def state() -> tuple[str, str]:
-        return in_netns(netns, "nft", "list", "ruleset"), in_netns(netns, "ip", "route")
+    def state() -> tuple[str, str, str]:
+        ratelimit = in_netns(netns, "sysctl", "-n", "net.ipv4.icmp_ratelimit")
+        return in_netns(netns, "nft", "list", "ruleset"), in_netns(netns, "ip", "route"), ratelimit
 
     pristine = state()
     for cls in PROXIES:
         proxy = start_proxy(cls)
         assert "10.96.0.0/16 dev lo" in in_netns(netns, "ip", "route")
+        assert in_netns(netns, "sysctl", "-n", "net.ipv4.icmp_ratelimit").strip() == "0"
         program(proxy, service(affinity=True), [endpoint(2), endpoint(3)])
         program(proxy, service("empty", "10.96.0.11"), [])
         proxy.stop()
@@ -204,10 +209,10 @@ def test_removed_endpoint_flows_are_cleared_from_conntrack(proxy: KernelRuleProx
     assert "src=10.244.0.3" in listed
 
 
-def test_errors_are_one_line(tmp_path: object) -> None:
+def test_errors_are_one_line(tmp_path: Path) -> None:
     proxy = IptablesProxy()
     with pytest.raises(EnvironmentProblem) as error:
-        proxy.start(NodeContext("node-1", "hkt-no-such-namespace", "hkt0", tmp_path))  # type: ignore[arg-type]
+        proxy.start(NodeContext("node-1", "hkt-no-such-namespace", "hkt0", tmp_path))
     assert "\n" not in str(error.value) and "does not exist" in str(error.value)
 
 

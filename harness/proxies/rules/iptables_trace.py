@@ -65,11 +65,7 @@ class IptablesChains:
     def action(self, rule: Rule, packet: Packet) -> tracing.Action:
         target = rule.target
         if target in self.table.chains:
-            return (
-                tracing.Jump(target, packet, goto=True)
-                if rule.goto
-                else tracing.Jump(target, packet)
-            )
+            return tracing.Jump(target, packet, goto=rule.goto)
         if target in TERMINAL_TARGETS:
             return tracing.Final(TERMINAL_TARGETS[target], packet)
         if target == "RETURN":

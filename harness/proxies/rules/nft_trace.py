@@ -34,6 +34,7 @@ PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp"}
 NO_EFFECT = {"counter", "log", "set", "notrack", "comment"}
 SOURCE_NAT = {"masquerade", "snat"}
 MARK_MASK = 0xFFFFFFFF
+TERMINAL_VERDICTS = {"accept": tracing.ACCEPT, "drop": tracing.DROP, "reject": tracing.REJECT}
 
 
 class NftChains:
@@ -91,11 +92,8 @@ class NftChains:
             return tracing.Return(packet)
         if kind == "continue":
             return tracing.Next(packet)
-        if kind in ("accept", "drop", "reject"):
-            return tracing.Final(
-                {"accept": tracing.ACCEPT, "drop": tracing.DROP, "reject": tracing.REJECT}[kind],
-                packet,
-            )
+        if kind in TERMINAL_VERDICTS:
+            return tracing.Final(TERMINAL_VERDICTS[kind], packet)
         raise UntraceableRules(f"statement {kind} is not traced in table {self.table.name}")
 
     # -- values and matching ------------------------------------------------------------------

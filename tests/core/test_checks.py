@@ -1,0 +1,126 @@
+"""The checks: each catches the failure it names, and the fairness test has its stated power."""
+
+import random
+
+import pytest
+
+from harness.checks.affinity import AffinityMemory, check_affinity
+from harness.checks.endpoints import check_endpoints
+from harness.checks.fairness import FairnessPolicy, check_fairness, jain_index, sample_size
+from harness.checks.latency import check_latency, percentile
+from harness.checks.rules import check_exact_balance
+from harness.checks.traffic import check_availability, check_no_stale, check_reject
+from harness.events import CreateService, DeletePod, Scale, apply_all
+from harness.model import derive_slices, labels_of
+from harness.model.objects import Affinity, Backend, Service
+from harness.targets.base import ErrorKind, Outcome, Reachability, TrafficRequest, TrafficSample
+
+B = [Backend(f"web-{i}", f"u{i}") for i in range(10)]
+
+
+def sample(backends, errors=(), started=0.0, finished=0.1, client="client-1", latency_ms=1.0):
+    outcomes = [Outcome(b, None, latency_ms, i) for i, b in enumerate(backends)]
+    outcomes += [Outcome(None, e, latency_ms, len(outcomes) + i) for i, e in enumerate(errors)]
+    return TrafficSample(TrafficRequest("svc", client), tuple(outcomes), started, finished)
+
+
+def test_endpoints_check_names_missing_and_unexpected():
+    state = apply_all([CreateService("svc", labels_of({"app": "web"})), Scale("web", 2)])
+    later = DeletePod("web-0", 0).apply(state)
+    verdict = check_endpoints("svc", derive_slices(later, "svc"), derive_slices(state, "svc"))
+    assert not verdict.holds
+    assert verdict.evidence["unexpected"] == ["web-0/u1[ready,serving](http:8080)"]
+    duplicated = derive_slices(state, "svc") * 2
+    assert check_endpoints("svc", derive_slices(state, "svc"), duplicated).holds
+
+
+def test_no_stale_and_availability_and_reject():
+    usable = set(B[:2])
+    assert check_no_stale("svc", usable, sample([B[0], B[1]])).holds
+    stale = check_no_stale("svc", usable, sample([B[0], B[5]]))
+    assert not stale.holds and "web-5/u5" in stale.message
+    assert not check_availability("svc", usable, sample([B[0]], [ErrorKind.RESET])).holds
+    assert check_reject("svc", set(), sample([], [ErrorKind.REFUSED] * 3)).holds
+    assert not check_reject("svc", set(), sample([], [ErrorKind.TIMEOUT])).holds
+    assert not check_reject("svc", set(), sample([B[0]])).holds
+    slow = sample([], [ErrorKind.REFUSED], latency_ms=1500)
+    assert not check_reject("svc", set(), slow).holds
+
+
+def simulate(weights, n_connections, rng):
+    return sample(rng.choices(B[: len(weights)], weights=weights, k=n_connections))
+
+
+@pytest.mark.parametrize("endpoints", [2, 3, 5, 10])
+def test_fairness_false_alarm_rate_and_power(endpoints):
+    """Per check: uniform traffic passes; a 2x bias on one endpoint fails with power >= 0.9.
+
+    Uses a lenient per-check alpha (1e-3) so both rates are measurable in 300 trials."""
+    policy = FairnessPolicy(run_alpha=1e-3, max_checks=1)
+    n = policy.sample_size(endpoints)
+    rng = random.Random(endpoints)
+    usable = set(B[:endpoints])
+    trials = 300
+    alarms = sum(
+        not check_fairness("svc", usable, simulate([1] * endpoints, n, rng), policy).holds
+        for _ in range(trials)
+    )
+    caught = sum(
+        not check_fairness("svc", usable, simulate([2] + [1] * (endpoints - 1), n, rng), policy).holds
+        for _ in range(trials)
+    )
+    assert alarms <= 3  # expected 0.3 at alpha 1e-3
+    assert caught / trials >= 0.85  # stated power 0.9, minus sampling noise
+
+
+def test_fairness_catches_an_unreached_endpoint_and_reports_jain():
+    verdict = check_fairness("svc", set(B[:3]), sample([B[0], B[1]] * 200), FairnessPolicy())
+    assert not verdict.holds and "never reached" in verdict.message
+    assert verdict.evidence["jain"] == pytest.approx(2 / 3, abs=1e-3)
+    assert jain_index([5, 5, 0]) == pytest.approx(2 / 3)
+
+
+def test_sample_size_grows_with_endpoints_and_strictness():
+    assert sample_size(10, 1e-6) > sample_size(2, 1e-6)
+    assert sample_size(10, 1e-8) > sample_size(10, 1e-4)
+    assert sample_size(10, 1e-6) >= 50
+
+
+def test_affinity_holds_across_batches_until_timeout():
+    service = Service("svc", "10.96.0.10", labels_of({"app": "web"}), session_affinity=Affinity.CLIENT_IP,
+                      affinity_timeout_s=10)
+    memory = AffinityMemory()
+    usable = set(B[:3])
+    assert check_affinity(service, usable, sample([B[1]] * 15, started=0, finished=1), memory).holds
+    moved = check_affinity(service, usable, sample([B[2]] * 15, started=5, finished=6), memory)
+    assert not moved.holds and "web-1/u1" in moved.message
+    memory = AffinityMemory()
+    check_affinity(service, usable, sample([B[1]] * 5, started=0, finished=1), memory)
+    assert check_affinity(service, usable, sample([B[2]] * 5, started=20, finished=21), memory).holds
+    split = check_affinity(service, usable, sample([B[0], B[1]], started=30, finished=31), AffinityMemory())
+    assert not split.holds
+
+
+def test_affinity_lets_a_client_leave_a_dead_backend():
+    service = Service("svc", "10.96.0.10", (("app", "web"),), session_affinity=Affinity.CLIENT_IP)
+    memory = AffinityMemory()
+    check_affinity(service, set(B[:2]), sample([B[0]] * 5), memory)
+    assert check_affinity(service, {B[1]}, sample([B[1]] * 5, started=1, finished=2), memory).holds
+
+
+def test_latency_and_percentiles():
+    assert check_latency("svc", 0.5, 30, "").holds
+    assert not check_latency("svc", None, 30, "EndpointSlices differ").holds
+    assert percentile([1, 2, 3, 4], 50) == 2 and percentile([1, 2, 3, 4], 99) == 4
+    assert percentile([], 50) is None
+
+
+def test_exact_balance():
+    usable = set(B[:3])
+    exact = Reachability(False, {b: 1 / 3 for b in usable})
+    assert check_exact_balance("svc", usable, exact).holds
+    chain = Reachability(False, {B[0]: 1 / 3, B[1]: 2 / 9, B[2]: 4 / 9})
+    assert "not 1/3" in check_exact_balance("svc", usable, chain).message
+    assert not check_exact_balance("svc", set(), Reachability(False, {B[0]: 1.0})).holds
+    assert check_exact_balance("svc", set(), Reachability(True)).holds
+    assert not check_exact_balance("svc", usable, Reachability(True)).holds
