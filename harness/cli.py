@@ -17,13 +17,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
 from harness import registry
 from harness.checks import PROPERTIES
 from harness.checks.verdict import Verdict
-from harness.clock import SimulatedClock
-from harness.conformance import SuiteOptions, run_property, select_properties
+from harness.conformance import options_for, run_property, select_properties
 from harness.errors import (
     EXIT_HARNESS,
     EXIT_OK,
@@ -35,7 +34,6 @@ from harness.errors import (
 from harness.events import load_sequence
 from harness.results import RunReport, print_summary, write_json, write_junit
 from harness.runner import RunConfig, Runner
-from harness.strategies import EventSpace
 
 DEFAULT_TARGET = "local"
 
@@ -165,16 +163,6 @@ def target_options(args: argparse.Namespace, seed: int = 0) -> registry.TargetOp
     )
 
 
-def _run_config(target: Any, args: argparse.Namespace, examples: int, steps: int) -> RunConfig:
-    from harness.checks.fairness import FairnessPolicy
-
-    deadline = args.deadline or getattr(target, "default_deadline_s", 30.0)
-    return RunConfig(
-        deadline_s=deadline,
-        fairness=FairnessPolicy(max_checks=examples * steps * max(len(PROPERTIES), 1)),
-    )
-
-
 class Progress:
     """A progress bar on a terminal; one line per finished property otherwise."""
 
@@ -205,16 +193,13 @@ def command_run(args: argparse.Namespace) -> int:
             f"--focus/--skip select no property; the properties are: {', '.join(PROPERTIES)}"
         )
     target = registry.make_target(args.target, target_options(args, seed))
-    simulated = isinstance(target.clock, SimulatedClock)
-    examples = args.examples or getattr(target, "default_examples", 100 if simulated else 10)
-    steps = args.steps or getattr(target, "default_steps", 30 if simulated else 12)
-    options = SuiteOptions(
-        properties=properties,
-        examples=examples,
-        steps=steps,
+    options = options_for(
+        target,
         seed=seed,
-        space=EventSpace(simulated=simulated),
-        config=_run_config(target, args, examples, steps),
+        examples=args.examples,
+        steps=args.steps,
+        deadline_s=args.deadline,
+        properties=properties,
         failures_dir=args.failures_dir,
     )
     progress = Progress(sys.stderr)
@@ -234,7 +219,9 @@ def command_run(args: argparse.Namespace) -> int:
                 break
     finally:
         target.close()
-    report = RunReport(target.name, seed, examples, steps, results, time.monotonic() - started)
+    report = RunReport(
+        target.name, seed, options.examples, options.steps, results, time.monotonic() - started
+    )
     print_summary(report, sys.stdout)
     if args.results:
         write_json(report, args.results)

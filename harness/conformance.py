@@ -27,6 +27,8 @@ from hypothesis.errors import FlakyFailure
 from hypothesis.stateful import get_state_machine_test
 
 from harness.checks import PROPERTIES, rules
+from harness.checks.fairness import FairnessPolicy
+from harness.clock import SimulatedClock
 from harness.errors import Violation
 from harness.events import Event, save_sequence
 from harness.history import History
@@ -247,3 +249,45 @@ def run_suite(
 ) -> list[PropertyResult]:
     """Run every selected property in order on an opened target."""
     return [run_property(target, prop, options, progress) for prop in options.properties]
+
+
+def options_for(
+    target: Target,
+    *,
+    seed: int,
+    examples: int | None = None,
+    steps: int | None = None,
+    deadline_s: float | None = None,
+    properties: Sequence[str] = tuple(PROPERTIES),
+    failures_dir: Path = Path("reports/failures"),
+) -> SuiteOptions:
+    """Suite options with the target's defaults filled in.
+
+    Simulated targets (the model) get 100 examples of up to 30 steps; real ones 10 of up to 12,
+    unless the target names its own `default_examples`, `default_steps`, `default_deadline_s`.
+    The fairness budget is shared by every step of every example of every property.
+    """
+    simulated = isinstance(target.clock, SimulatedClock)
+    chosen_examples = int(_given_or(examples, target, "default_examples", 100 if simulated else 10))
+    chosen_steps = int(_given_or(steps, target, "default_steps", 30 if simulated else 12))
+    deadline = float(_given_or(deadline_s, target, "default_deadline_s", 30.0))
+    return SuiteOptions(
+        properties=tuple(properties),
+        examples=chosen_examples,
+        steps=chosen_steps,
+        seed=seed,
+        space=EventSpace(simulated=simulated),
+        config=RunConfig(
+            deadline_s=deadline,
+            fairness=FairnessPolicy(max_checks=chosen_examples * chosen_steps * len(PROPERTIES)),
+        ),
+        failures_dir=failures_dir,
+    )
+
+
+def _given_or(given: float | None, target: Target, attribute: str, fallback: float) -> float:
+    """The value the user gave, else the target's own default, else the harness's."""
+    if given is not None:
+        return given
+    value = getattr(target, attribute, fallback)
+    return float(value)

@@ -13,12 +13,11 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.checks.fairness import FairnessPolicy
-from harness.conformance import Status, SuiteOptions, run_property
-from harness.runner import RunConfig
+from harness.conformance import Status, SuiteOptions, options_for, run_property
 from harness.targets.base import Target
 from harness.targets.model import ModelTarget
 from harness.targets.mutants import MUTANTS
@@ -27,15 +26,8 @@ MUTANTS_SCHEMA = "harness.mutants/v1"
 
 
 def suite_options(examples: int, steps: int, seed: int, failures_dir: Path) -> SuiteOptions:
-    properties = SuiteOptions().properties
-    return SuiteOptions(
-        examples=examples,
-        steps=steps,
-        seed=seed,
-        failures_dir=failures_dir,
-        config=RunConfig(
-            fairness=FairnessPolicy(max_checks=examples * steps * len(properties))
-        ),
+    return options_for(
+        ModelTarget(), seed=seed, examples=examples, steps=steps, failures_dir=failures_dir
     )
 
 
@@ -56,7 +48,11 @@ def first_failure(target: Target, options: SuiteOptions) -> dict[str, Any]:
                 "examples_run": examples,
                 "seconds": round(time.monotonic() - started, 2),
             }
-    return {"caught": False, "examples_run": examples, "seconds": round(time.monotonic() - started, 2)}
+    return {
+        "caught": False,
+        "examples_run": examples,
+        "seconds": round(time.monotonic() - started, 2),
+    }
 
 
 def false_alarms(target: Target, options: SuiteOptions) -> dict[str, Any]:
@@ -83,7 +79,7 @@ def mutation_report(
     reference = false_alarms(ModelTarget(seed=seed), replace(options, examples=reference_examples))
     mutants: dict[str, Any] = {}
     factories: list[tuple[str, Callable[[], Any]]] = [
-        (f"mutant:{name}", lambda cls=cls: cls(seed=seed)) for name, cls in MUTANTS.items()
+        (f"mutant:{name}", partial(cls, seed=seed)) for name, cls in MUTANTS.items()
     ]
     for name, factory in [*factories, *extra_targets]:
         target = factory()

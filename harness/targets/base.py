@@ -115,8 +115,11 @@ class Target(Protocol):
     - `clock` is the time the target lives in; the runner reads time only from it.
     """
 
-    name: str
-    clock: Clock
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
     def open(self) -> None: ...
 

@@ -66,7 +66,9 @@ def test_fairness_false_alarm_rate_and_power(endpoints):
         for _ in range(trials)
     )
     caught = sum(
-        not check_fairness("svc", usable, simulate([2] + [1] * (endpoints - 1), n, rng), policy).holds
+        not check_fairness(
+            "svc", usable, simulate([2] + [1] * (endpoints - 1), n, rng), policy
+        ).holds
         for _ in range(trials)
     )
     assert alarms <= 3  # expected 0.3 at alpha 1e-3
@@ -87,8 +89,13 @@ def test_sample_size_grows_with_endpoints_and_strictness():
 
 
 def test_affinity_holds_across_batches_until_timeout():
-    service = Service("svc", "10.96.0.10", labels_of({"app": "web"}), session_affinity=Affinity.CLIENT_IP,
-                      affinity_timeout_s=10)
+    service = Service(
+        "svc",
+        "10.96.0.10",
+        labels_of({"app": "web"}),
+        session_affinity=Affinity.CLIENT_IP,
+        affinity_timeout_s=10,
+    )
     memory = AffinityMemory()
     usable = set(B[:3])
     assert check_affinity(service, usable, sample([B[1]] * 15, started=0, finished=1), memory).holds
@@ -96,8 +103,12 @@ def test_affinity_holds_across_batches_until_timeout():
     assert not moved.holds and "web-1/u1" in moved.message
     memory = AffinityMemory()
     check_affinity(service, usable, sample([B[1]] * 5, started=0, finished=1), memory)
-    assert check_affinity(service, usable, sample([B[2]] * 5, started=20, finished=21), memory).holds
-    split = check_affinity(service, usable, sample([B[0], B[1]], started=30, finished=31), AffinityMemory())
+    assert check_affinity(
+        service, usable, sample([B[2]] * 5, started=20, finished=21), memory
+    ).holds
+    split = check_affinity(
+        service, usable, sample([B[0], B[1]], started=30, finished=31), AffinityMemory()
+    )
     assert not split.holds
 
 

@@ -45,7 +45,11 @@ def test_every_kind_is_generated_somewhere():
 
 
 def test_sequence_file_round_trip(tmp_path):
-    events = [CreateService("svc", labels_of({"app": "web"})), Scale("web", 2), DeletePod("web-0", 0)]
+    events = [
+        CreateService("svc", labels_of({"app": "web"})),
+        Scale("web", 2),
+        DeletePod("web-0", 0),
+    ]
     save_sequence(tmp_path / "s.json", events)
     assert load_sequence(tmp_path / "s.json") == events
 
@@ -55,19 +59,53 @@ def test_sequence_file_round_trip(tmp_path):
     [
         ({"schema": "harness.sequence/v9", "events": []}, "harness.sequence/v9"),
         ({"schema": "harness.sequence/v1"}, "events must be a list"),
-        ({"schema": "harness.sequence/v1", "events": [{"kind": "explode"}]}, "unknown kind 'explode'"),
-        ({"schema": "harness.sequence/v1", "events": [{"kind": "scale", "group": "web"}]}, "missing field 'replicas'"),
-        ({"schema": "harness.sequence/v1", "events": [{"kind": "scale", "group": "web", "replicas": "3"}]},
-         "replicas must be an integer"),
-        ({"schema": "harness.sequence/v1", "events": [{"kind": "scale", "group": "web", "replicas": 1, "x": 1}]},
-         "unknown field(s): x"),
-        ({"schema": "harness.sequence/v1", "events": [{"kind": "delete-pod", "pod": "ghost"}]},
-         "no pod named 'ghost'"),
-        ({"schema": "harness.sequence/v1", "events": [
-            {"kind": "create-service", "service": "s", "selector": {"app": 1}}]}, "string labels"),
-        ({"schema": "harness.sequence/v1", "events": [
-            {"kind": "create-service", "service": "s", "selector": {}, "session_affinity": "Sticky"}]},
-         "must be one of None, ClientIP"),
+        (
+            {"schema": "harness.sequence/v1", "events": [{"kind": "explode"}]},
+            "unknown kind 'explode'",
+        ),
+        (
+            {"schema": "harness.sequence/v1", "events": [{"kind": "scale", "group": "web"}]},
+            "missing field 'replicas'",
+        ),
+        (
+            {
+                "schema": "harness.sequence/v1",
+                "events": [{"kind": "scale", "group": "web", "replicas": "3"}],
+            },
+            "replicas must be an integer",
+        ),
+        (
+            {
+                "schema": "harness.sequence/v1",
+                "events": [{"kind": "scale", "group": "web", "replicas": 1, "x": 1}],
+            },
+            "unknown field(s): x",
+        ),
+        (
+            {"schema": "harness.sequence/v1", "events": [{"kind": "delete-pod", "pod": "ghost"}]},
+            "no pod named 'ghost'",
+        ),
+        (
+            {
+                "schema": "harness.sequence/v1",
+                "events": [{"kind": "create-service", "service": "s", "selector": {"app": 1}}],
+            },
+            "string labels",
+        ),
+        (
+            {
+                "schema": "harness.sequence/v1",
+                "events": [
+                    {
+                        "kind": "create-service",
+                        "service": "s",
+                        "selector": {},
+                        "session_affinity": "Sticky",
+                    }
+                ],
+            },
+            "must be one of None, ClientIP",
+        ),
     ],
 )
 def test_bad_sequences_get_one_line_naming_the_problem(document, complaint):
@@ -91,7 +129,13 @@ def test_affinity_timeout_is_validated_like_the_api():
     for bad in (0, 86401):
         with pytest.raises(InvalidEvent, match="out of range"):
             SetAffinity("svc", Affinity.CLIENT_IP, bad).apply(state)
-    assert SetAffinity("svc", Affinity.CLIENT_IP, 86400).apply(state).services["svc"].affinity_timeout_s == 86400
+    assert (
+        SetAffinity("svc", Affinity.CLIENT_IP, 86400)
+        .apply(state)
+        .services["svc"]
+        .affinity_timeout_s
+        == 86400
+    )
 
 
 def test_event_from_json_rejects_non_objects():

@@ -24,7 +24,9 @@ WEB = labels_of({"app": "web"})
 def usable(events, service="svc"):
     state = apply_all(events)
     slices = derive_slices(state, service)
-    return sorted(d.backend.pod for d in usable_destinations(slices, state.services[service], "http"))
+    return sorted(
+        d.backend.pod for d in usable_destinations(slices, state.services[service], "http")
+    )
 
 
 def endpoints(events, service="svc"):
@@ -47,7 +49,8 @@ def test_basic_endpoints_follow_pods_0_1_2_1_0():
 
 
 def test_conditions_of_terminating_pod_follow_pod_to_endpoint():
-    """podToEndpoint: serving = Ready; terminating = deletionTimestamp; ready = serving && !terminating."""
+    """podToEndpoint: serving = Ready, terminating = deletionTimestamp set,
+    ready = serving and not terminating."""
     events = [CreateService("svc", WEB), Scale("web", 2), DeletePod("web-0", 30)]
     assert endpoints(events)["web-0"] == (False, True, True)
     assert endpoints(events)["web-1"] == (True, True, False)
@@ -92,7 +95,11 @@ def test_publish_not_ready_addresses_makes_unready_and_terminating_ready():
 
 def test_evicted_pod_is_never_an_endpoint_even_with_publish_not_ready():
     """kubernetes#109414/#109718, PR #110255: a Failed pod's IP may already be someone else's."""
-    events = [CreateService("svc", WEB, publish_not_ready_addresses=True), Scale("web", 2), EvictPod("web-0")]
+    events = [
+        CreateService("svc", WEB, publish_not_ready_addresses=True),
+        Scale("web", 2),
+        EvictPod("web-0"),
+    ]
     assert set(endpoints(events)) == {"web-1"}
     state = apply_all([*events, CreatePod("new", labels_of({"app": "other"}))])
     assert state.pods["new"].ip == state.pods["web-0"].ip  # the address was reused

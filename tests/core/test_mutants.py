@@ -7,7 +7,9 @@ from harness.mutation import mutation_report
 from harness.targets.mutants import MUTANTS
 
 
-def test_every_mutant_is_caught_with_a_short_counterexample_and_the_reference_never_alarms(tmp_path):
+def test_every_mutant_is_caught_with_a_short_counterexample_and_the_reference_never_alarms(
+    tmp_path,
+):
     report = mutation_report(
         examples=60, reference_examples=200, steps=20, seed=1, failures_dir=tmp_path
     )

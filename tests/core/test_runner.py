@@ -40,7 +40,7 @@ def test_reference_holds_and_history_records_every_step():
     [
         ("keeps-deleted", 6, "endpoints"),  # web-0's grace period ran out, but it is kept
         ("keeps-old-incarnation", 5, "endpoints"),
-        ("first-endpoint", 3, "fairness"),
+        ("first-endpoint", 2, "fairness"),  # checked on every step when focused
         ("late-programming", 2, "programming-latency"),  # an empty Service looks the same late
         ("times-out-when-empty", 1, "reject-when-empty"),
     ],
