@@ -81,6 +81,7 @@ def bench_netns() -> Iterator[str]:
     name = "hkt" + secrets.token_hex(4)
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
     try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)

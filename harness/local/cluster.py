@@ -26,6 +26,7 @@ which on a busy machine was seen to take a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import tempfile
@@ -281,7 +282,9 @@ class LocalCluster(RunCluster):
                 ]
             )
         except BaseException:
-            delete_namespaces(h.netns for h in handles)
+            with contextlib.suppress(Exception):
+                self.pod_server.remove([h.key for h in handles])
+            self._unlink(handles)
             raise
         self.pods.update((h.key, h) for h in handles)
         return handles
@@ -308,9 +311,15 @@ class LocalCluster(RunCluster):
 
     def remove_pods(self, handles: Sequence[PodHandle]) -> None:
         handles = [h for h in handles if self.pods.pop(h.key, None) is not None]
-        if not handles:
-            return
+        if handles:
+            self._tear_down(handles)
+
+    def _tear_down(self, handles: Sequence[PodHandle]) -> None:
         self.pod_server.remove([h.key for h in handles])
+        self._unlink(handles)
+
+    def _unlink(self, handles: Sequence[PodHandle]) -> None:
+        """Delete the pods' links, static ARP entries and namespaces (missing ones are fine)."""
         # the links go first and synchronously, so a successor may reuse the address at once
         lines = [f"link del {h.veth}" for h in handles]
         lines += [f"neigh del {h.address} dev {self.names.bridge}" for h in handles]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.errors import EnvironmentProblem
 from harness.local.cluster import LocalCluster
 from harness.local.netns import read_sysctl
 from harness.local.traffic import Batch, ClientAgent
@@ -131,5 +132,29 @@ def test_a_rejecting_node_refuses_every_one_of_many_fast_connections(
         [*node, "iptables", "-A", "FORWARD", "-d", "10.96.0.10", "-p", "tcp", "-j", "REJECT"],
         check=True,
     )
-    outcomes = agent.run(Batch("10.96.0.10", 80, count=2000, timeout_s=0.2))
-    assert Counter(o.error for o in outcomes) == {ErrorKind.REFUSED: 2000}
+    outcomes = agent.run(Batch("10.96.0.10", 80, count=1200, timeout_s=0.1))
+    assert Counter(o.error for o in outcomes) == {ErrorKind.REFUSED: 1200}
+
+
+def test_a_failed_add_leaves_no_namespace_link_or_arp_entry(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(specs: object) -> None:
+        raise EnvironmentProblem("the pod server refused add: test")
+
+    monkeypatch.setattr(cluster.pod_server, "add", refuse)
+    with pytest.raises(EnvironmentProblem, match="test"):
+        cluster.add_pods([Pod("web-0", "u1", "10.244.0.10"), Pod("web-1", "u2", "10.244.0.11")])
+    assert cluster.pods == {}
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"{cluster.names.prefix}-p" not in namespaces
+    node = subprocess.run(
+        ["ip", "-n", cluster.node_netns, "-o", "link", "show", "master", cluster.names.bridge],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert node.strip() == ""
+    arp = subprocess.run(
+        ["ip", "-n", cluster.node_netns, "neigh", "show", "nud", "permanent"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "10.244.0.1" not in arp

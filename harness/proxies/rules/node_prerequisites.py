@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from harness.errors import EnvironmentProblem
 from harness.local.netns import read_sysctl, write_sysctls
 from harness.proxies.rules.commands import run_in_netns
 
@@ -43,7 +44,13 @@ class NodePrerequisites:
 
     def ensure(self) -> None:
         if not self.has_route():
-            run_in_netns(self.netns, ["ip", "route", "add", self.service_cidr, "dev", "lo"])
+            command = ["ip", "route", "add", self.service_cidr, "dev", "lo"]
+            try:
+                run_in_netns(self.netns, command)
+            except EnvironmentProblem as problem:
+                raise EnvironmentProblem(
+                    f"routing the Service range via lo (is lo up in {self.netns}?): {problem}"
+                ) from None
             self.added_route = True
         before = read_sysctl(self.netns, ICMP_RATELIMIT)
         if before != "0":
