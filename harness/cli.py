@@ -138,6 +138,14 @@ def build_parser() -> Parser:
     commands.add_parser("proxies", help="list the installed proxies (and the harness's mutants)")
     commands.add_parser("properties", help="list the properties the suite checks")
 
+    report = commands.add_parser("report", help="write reports/index.md from the figures")
+    report.add_argument("--dir", type=Path, default=Path("reports"), help="default: %(default)s")
+    report.add_argument(
+        "--mutants",
+        action="store_true",
+        help="first run the mutation report (reports/mutants.json)",
+    )
+
     clean = commands.add_parser("clean", help="remove what killed runs left behind")
     clean.add_argument(
         "--prefix", help="only leftovers of runs with this prefix (default: every harness run)"
@@ -280,6 +288,26 @@ def command_properties(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_report(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.mutation import mutation_report
+    from harness.reporting import write_reports
+
+    if args.mutants:
+        report = mutation_report(failures_dir=args.dir / "failures" / "mutants")
+        path = args.dir / "mutants.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(
+            f"mutants: {report['caught']} caught, median counterexample"
+            f" {report['median_counterexample_events']} events; wrote {path}"
+        )
+    for written in write_reports(args.dir):
+        print(f"wrote {written}")
+    return EXIT_OK
+
+
 def command_clean(args: argparse.Namespace) -> int:
     from harness.local.cleanup import clean
 
@@ -300,6 +328,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "targets": command_targets,
     "proxies": command_proxies,
     "properties": command_properties,
+    "report": command_report,
     "clean": command_clean,
 }
 
