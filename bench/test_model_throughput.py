@@ -27,7 +27,7 @@ from harness.checks import PROPERTIES
 from harness.checks.fairness import FairnessPolicy
 from harness.conformance import options_for, run_property
 from harness.events import Event
-from harness.runner import Runner, RunConfig
+from harness.runner import RunConfig, Runner
 from harness.targets.model import ModelTarget
 
 REPORT = Path("reports/model_throughput.json")

@@ -126,7 +126,7 @@ class SetSelector(Event):
     selector: Labels
 
     def apply(self, state: ClusterState) -> ClusterState:
-        return state.with_service(replace(state.service(self.service), selector=self.selector))
+        return state.patch_service(self.service, selector=self.selector)
 
 
 @dataclass(frozen=True)
@@ -138,12 +138,9 @@ class SetAffinity(Event):
 
     def apply(self, state: ClusterState) -> ClusterState:
         _check_affinity_timeout(self.timeout_s)
-        service = replace(
-            state.service(self.service),
-            session_affinity=self.session_affinity,
-            affinity_timeout_s=self.timeout_s,
+        return state.patch_service(
+            self.service, session_affinity=self.session_affinity, affinity_timeout_s=self.timeout_s
         )
-        return state.with_service(service)
 
 
 @dataclass(frozen=True)
@@ -153,8 +150,7 @@ class SetPublishNotReady(Event):
     value: bool
 
     def apply(self, state: ClusterState) -> ClusterState:
-        service = replace(state.service(self.service), publish_not_ready_addresses=self.value)
-        return state.with_service(service)
+        return state.patch_service(self.service, publish_not_ready_addresses=self.value)
 
 
 @dataclass(frozen=True)
@@ -166,8 +162,7 @@ class SetTrafficPolicy(Event):
     policy: TrafficPolicy
 
     def apply(self, state: ClusterState) -> ClusterState:
-        service = replace(state.service(self.service), internal_traffic_policy=self.policy)
-        return state.with_service(service)
+        return state.patch_service(self.service, internal_traffic_policy=self.policy)
 
 
 # -- Pods -----------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 ```
  root namespace: untouched (no link, address, route, rule or sysctl of ours)
-   <prefix>-node        bridge <prefix>br 10.244.0.1/16 for the pods; ip_forward and
-     │                  bridge-nf-call-iptables on (in this namespace only); the proxy lives here
+   <prefix>-node        bridge <prefix>br 10.244.0.1/16 for the pods; ip_forward,
+     │                  bridge-nf-call-iptables on and ICMP not rate-limited (in this namespace
+     │                  only: a REJECT must answer every connection); the proxy lives here
      ├─ veth <prefix>pN ── <prefix>-pN   a pod: eth0 with the model's IP, default route via the node
      └─ veth <prefix>cM ── <prefix>-cM   client M: 10.250.M.2/24 via 10.250.M.1 (the node)
 ```
@@ -253,6 +254,7 @@ class LocalCluster(RunCluster):
         handles = self._new_handles(pods, str)
         if not handles:
             return []
+        self.pods.update((h.key, h) for h in handles)  # known to `close()` from the start
         try:
             ip_batch([f"netns add {h.netns}" for h in handles])
             lines = []
@@ -285,8 +287,9 @@ class LocalCluster(RunCluster):
             with contextlib.suppress(Exception):
                 self.pod_server.remove([h.key for h in handles])
             self._unlink(handles)
+            for handle in handles:
+                del self.pods[handle.key]
             raise
-        self.pods.update((h.key, h) for h in handles)
         return handles
 
     def _wait_reachable(self, addresses: Sequence[tuple[str, int]]) -> None:
@@ -310,9 +313,12 @@ class LocalCluster(RunCluster):
             )
 
     def remove_pods(self, handles: Sequence[PodHandle]) -> None:
-        handles = [h for h in handles if self.pods.pop(h.key, None) is not None]
+        # forgotten only once gone: an interrupt half-way leaves them to `close()`
+        handles = [h for h in handles if h.key in self.pods]
         if handles:
             self._tear_down(handles)
+        for handle in handles:
+            del self.pods[handle.key]
 
     def _tear_down(self, handles: Sequence[PodHandle]) -> None:
         self.pod_server.remove([h.key for h in handles])

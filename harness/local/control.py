@@ -72,6 +72,7 @@ class ControlledProcess:
         self.command = [sys.executable, "-m", module, *args]
         self.prefix = prefix
         self.process: subprocess.Popen[bytes] | None = None
+        self._interrupted = False
 
     def __enter__(self) -> ControlledProcess:
         self.start()
@@ -85,6 +86,7 @@ class ControlledProcess:
         return self.process.pid if self.process else None
 
     def start(self) -> None:
+        self._interrupted = False
         environment = {**os.environ, PREFIX_ENVIRONMENT: self.prefix}
         self.process = subprocess.Popen(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment
@@ -112,13 +114,19 @@ class ControlledProcess:
         """Send one request and return the reply; EnvironmentProblem if it was refused."""
         if self.process is None or self.process.poll() is not None:
             raise EnvironmentProblem(f"the {self.role} is not running")
+        if self._interrupted:
+            raise EnvironmentProblem(f"the {self.role} is out of step: a request was interrupted")
         assert self.process.stdin is not None
         try:
             self.process.stdin.write(json.dumps(message).encode() + b"\n")
             self.process.stdin.flush()
+            reply: dict[str, Any] = json.loads(self._read_line())
         except BrokenPipeError:
             raise EnvironmentProblem(f"the {self.role} exited") from None
-        reply: dict[str, Any] = json.loads(self._read_line())
+        except BaseException:
+            # an unread reply would answer the next request: refuse any further one
+            self._interrupted = True
+            raise
         if not reply.get("ok"):
             error = reply.get("error")
             raise EnvironmentProblem(f"the {self.role} refused {message.get('op')}: {error}")

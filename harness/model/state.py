@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 from harness.errors import InvalidEvent
 from harness.model.objects import Labels, Phase, Pod, Service
@@ -110,6 +111,10 @@ class ClusterState:
         services = dict(self.services)
         services[service.name] = service
         return replace(self, services=MappingProxyType(services))
+
+    def patch_service(self, name: str, **changes: Any) -> ClusterState:
+        """The state with Service `name`'s fields changed, as a PATCH does."""
+        return self.with_service(replace(self.service(name), **changes))
 
     def without_service(self, name: str) -> ClusterState:
         self.service(name)

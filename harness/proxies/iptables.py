@@ -97,8 +97,7 @@ class IptablesProxy(KernelRuleProxy):
 
     name: ClassVar[str] = "iptables"
     description: ClassVar[str] = (
-        "kube-proxy iptables-mode rules (statistic probability chains, recent-module affinity, "
-        "REJECT without endpoints) applied with iptables-restore --noflush"
+        "kube-proxy iptables mode (probability chains, recent affinity, REJECT), iptables-restore"
     )
     binaries: ClassVar[tuple[str, ...]] = ("iptables-restore", "iptables-save")
     no_endpoints_target: ClassVar[str] = "REJECT --reject-with icmp-port-unreachable"

@@ -88,8 +88,7 @@ class NftablesProxy(KernelRuleProxy):
 
     name: ClassVar[str] = "nftables"
     description: ClassVar[str] = (
-        "kube-proxy nftables-mode rules (numgen random vmaps, affinity sets with timeouts, "
-        "reject without endpoints) updated by incremental nft -f transactions"
+        "kube-proxy nftables mode (numgen vmaps, affinity sets, reject), incremental nft -f"
     )
     binaries: ClassVar[tuple[str, ...]] = ("nft",)
 

@@ -29,7 +29,7 @@ def run(capsys, *argv):
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(capsys, argv, complaint):
-    code, out, err = run(capsys, *argv)
+    code, _, err = run(capsys, *argv)
     assert code == 2
     assert complaint in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -35,6 +35,12 @@ target.open()
 target.apply(CreateService("web", labels_of({"app": "web"})))
 target.apply(Scale("web", 5))
 print("ready", flush=True)
+if sys.argv[2] == "busy":  # pods come and go until the signal lands in the middle of a change
+    for _ in range(300):
+        target.apply(Scale("web", 8))
+        target.apply(Scale("web", 0))
+        target.reset()
+        target.apply(CreateService("web", labels_of({"app": "web"})))
 time.sleep(60)
 """
 
@@ -55,8 +61,11 @@ def leftovers(prefix: str) -> list[str]:
     return found
 
 
-def start_run(prefix: str) -> subprocess.Popen[str]:
-    run = subprocess.Popen([sys.executable, "-c", RUN, prefix], stdout=subprocess.PIPE, text=True)
+def start_run(prefix: str, busy: bool = False) -> subprocess.Popen[str]:
+    mode = "busy" if busy else "idle"
+    run = subprocess.Popen(
+        [sys.executable, "-c", RUN, prefix, mode], stdout=subprocess.PIPE, text=True
+    )
     assert run.stdout is not None
     assert run.stdout.readline().strip() == "ready"
     return run
@@ -85,6 +94,15 @@ def test_a_signal_unwinds_the_run_and_leaves_nothing(prefix: str, signum: int) -
     deadline = time.monotonic() + 5
     while leftovers(prefix) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert leftovers(prefix) == []
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 0.7, 1.1])
+def test_sigterm_in_the_middle_of_a_change_leaves_nothing(prefix: str, delay_s: float) -> None:
+    run = start_run(prefix, busy=True)
+    time.sleep(delay_s)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(30) == 128 + signal.SIGTERM
     assert leftovers(prefix) == []
 
 
