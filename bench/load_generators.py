@@ -92,10 +92,11 @@ def _end_group(process: subprocess.Popen[str]) -> None:
 def wrk(
     netns: str, url: str, seconds: int, threads: int, connections: int, fresh: bool
 ) -> LoadResult:
-    """One wrk run; `fresh` sends `Connection: close`, so every request opens a connection."""
+    """One wrk run asking `url`/ (a base URL); `fresh` sends `Connection: close`, so every request
+    opens a connection."""
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     argv += ["-H", "Connection: close"] if fresh else []
-    finished = run_bounded(netns, [*argv, url], seconds + WRK_MARGIN_S)
+    finished = run_bounded(netns, [*argv, f"{url}/"], seconds + WRK_MARGIN_S)
     try:
         return parse_wrk(finished.stdout)
     except ValueError:
@@ -112,13 +113,15 @@ def locust(
     processes: int = 1,
     user_kind: str = "fast",
 ) -> LoadResult:
-    """One headless locust run of bench/locustfile.py; its JSON stats are read back.
+    """One headless locust run of bench/locustfile.py against the base URL `url` (no path);
+    its JSON stats are read back.
 
     Locust runs in `workdir` (so no locust.conf or pyproject.toml of ours configures it) and
     exits 1 when a request failed; the failures are counted in the result, not raised.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     report = workdir / "stats"
+    report.with_suffix(".json").unlink(missing_ok=True)
     argv = ["locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users * 10)]
     argv += ["-t", f"{seconds}s", "-H", url, "--json-file", str(report), "--only-summary"]
     argv += ["--loglevel", "WARNING", "--stop-timeout", "2"]

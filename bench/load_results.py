@@ -19,8 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checks.fairness import jain_index
 from pod_identity import BACKEND_PREFIX
+
+from harness.checks.fairness import jain_index
 
 _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 _TIME = r"([\d.]+)(us|ms|s|m|h)"

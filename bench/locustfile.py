@@ -26,7 +26,6 @@ import os
 from typing import Any
 
 from locust import FastHttpUser, HttpUser, constant, task
-
 from pod_identity import BACKEND_PREFIX, pod_of  # locust puts the locustfile's folder on sys.path
 
 CONNECTION = os.environ.get("HARNESS_LOCUST_CONNECTION", "keep-alive")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
-from hypothesis.errors import FlakyFailure
+from hypothesis.errors import Flaky
 from hypothesis.stateful import get_state_machine_test
 
 from harness.checks import PROPERTIES, rules
@@ -76,6 +76,7 @@ class SuiteOptions:
     config: RunConfig = field(default_factory=RunConfig)
     failures_dir: Path = Path("reports/failures")
     extra_shrink_tries: int = 200
+    extra_shrink_seconds: float = 120.0
     hypothesis_shrink: bool = False
 
 
@@ -160,12 +161,14 @@ def run_property(
     flaky = False
     try:
         test()
-    except FlakyFailure as error:
-        violation, flaky = _unwrap(error), True
-        if violation is None:
-            raise
     except Violation as error:
         violation = error
+    except Flaky as error:
+        # A real data plane may not fail the same way on every replay; Hypothesis then reports
+        # flakiness instead of the violation. The violation is still the finding.
+        violation, flaky = _unwrap(error) or runner.last_violation, True
+        if violation is None:
+            raise
     latencies.extend(runner.history.latencies_s())
     result = PropertyResult(
         prop,
@@ -182,8 +185,8 @@ def run_property(
 
 
 def _replay_fails(runner: Runner, events: list[Event]) -> Violation | None:
-    runner.reset()
     try:
+        runner.reset()
         runner.run(events)
     except Violation as violation:
         return violation
@@ -202,6 +205,7 @@ def _record_failure(
         events,
         lambda candidate: _replay_fails(runner, candidate) is not None,
         max_tries=options.extra_shrink_tries,
+        max_seconds=options.extra_shrink_seconds,
     )
     final = _replay_fails(runner, shrunk)
     if final is None:  # did not reproduce on replay: keep what Hypothesis found
@@ -282,6 +286,7 @@ def options_for(
             fairness=FairnessPolicy(max_checks=chosen_examples * chosen_steps * len(PROPERTIES)),
         ),
         failures_dir=failures_dir,
+        extra_shrink_tries=200 if simulated else 60,
     )
 
 

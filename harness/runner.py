@@ -108,14 +108,18 @@ class Runner:
         self.history = History()
         self.memory = AffinityMemory()
         self.on_step = on_step
+        self.last_violation: Violation | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def reset(self) -> None:
         """Return target, model and records to empty (between examples)."""
         reset = getattr(self.target, "reset", None)
-        if callable(reset):
+        try:
+            if not callable(reset):
+                raise NotImplementedError
             reset()
-        else:
+        except (NotImplementedError, Violation):
+            # No reset, or the system under test is broken (a crashed proxy): start it afresh.
             self.target.close()
             self.target.open()
         self.model = ClusterState()
@@ -132,6 +136,20 @@ class Runner:
 
     # -- one step -----------------------------------------------------------------------------
     def step(self, event: Event) -> list[Verdict]:
+        """Apply one event and check it; a Violation carries the events so far and the history,
+        also when the target itself raised it (a proxy that crashed or answered garbage)."""
+        try:
+            return self._step(event)
+        except Violation as violation:
+            if not hasattr(violation, "events"):
+                if not self.events or self.events[-1] is not event:
+                    self.events.append(event)
+                violation.events = list(self.events)  # type: ignore[attr-defined]
+                violation.history = self.history  # type: ignore[attr-defined]
+            self.last_violation = violation
+            raise
+
+    def _step(self, event: Event) -> list[Verdict]:
         before = self.model
         after = event.apply(before)
         if isinstance(event, Wait):

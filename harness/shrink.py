@@ -9,6 +9,7 @@ and still fails. Each try is one replay on the target, so the number of tries is
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 from harness.errors import InvalidEvent
@@ -24,20 +25,30 @@ def is_valid(events: Sequence[Event]) -> bool:
 
 
 def shrink_events(
-    events: Sequence[Event], fails: Callable[[list[Event]], bool], max_tries: int = 200
+    events: Sequence[Event],
+    fails: Callable[[list[Event]], bool],
+    max_tries: int = 200,
+    max_seconds: float = 120.0,
+    now: Callable[[], float] = time.monotonic,
 ) -> list[Event]:
     """A shortest-found subsequence of `events` for which `fails` is still True.
 
     `fails` replays a candidate from an empty cluster and says whether it still fails the same
-    way; it is called at most `max_tries` times and never on a sequence the model rejects.
+    way; it is called at most `max_tries` times, never on a sequence the model rejects, and no
+    new try starts once `max_seconds` (read from `now`) have passed.
     """
     best = list(events)
     tries = 0
+    give_up_at = now() + max_seconds
+
+    def budget_left() -> bool:
+        return tries < max_tries and now() < give_up_at
+
     chunk = max(len(best) // 2, 1)
-    while chunk >= 1 and tries < max_tries:
+    while chunk >= 1 and budget_left():
         progressed = False
         start = 0
-        while start < len(best) and tries < max_tries:
+        while start < len(best) and budget_left():
             candidate = best[:start] + best[start + chunk :]
             if candidate and is_valid(candidate):
                 tries += 1

@@ -41,7 +41,7 @@ from typing import Self
 
 from harness.errors import EnvironmentProblem
 from harness.local import rtnetlink
-from harness.local.cleanup import hold_run_lock
+from harness.local.cleanup import guard, hold_run_lock
 from harness.local.names import RunNames, netns_path
 from harness.local.netns import (
     delete_namespaces,
@@ -167,6 +167,7 @@ class RunCluster(ABC):
         """Make the work directory (and take the run's lock), the node, the clients and the
         pod server."""
         try:
+            self._stack.callback(guard(self.close))  # also on SIGTERM and at exit
             self.workdir = Path(tempfile.mkdtemp(prefix=self.names.workdir_prefix))
             self._stack.callback(shutil.rmtree, self.workdir, ignore_errors=True)
             self._stack.enter_context(hold_run_lock(self.workdir))

@@ -2,7 +2,10 @@
 
 Each client gets one `ClientAgent`: a daemon thread that entered the client's namespace once and
 runs its own asyncio loop, so every socket it opens lives in that namespace (a socket keeps the
-namespace of the thread that created it). No extra process, no per-batch `setns`.
+namespace of the thread that created it). No extra process, no per-batch `setns`. Measured on
+the project machine (2 cores, shared with the pods and the proxy), one agent sends about 3,000
+fresh connections a second straight to a pod, 2,700 through the iptables proxy, 1,150 through the
+userspace proxy, and 17,000 requests a second over kept-alive connections through iptables.
 
 A batch sends its requests one after another, which keeps round-robin and affinity observations
 in send order. Every request is bounded by `timeout_s` (connect included), so a batch of `count`

@@ -123,7 +123,11 @@ class TrackingProxy(ABC):
 
     def sync(self) -> None:
         changed, self.changed = self.changed, set()
-        self.program(self.services, changed)
+        try:
+            self.program(self.services, changed)
+        except BaseException:
+            self.changed |= changed  # not programmed: the next sync must try them again
+            raise
 
     @abstractmethod
     def program(self, services: Mapping[str, Service], changed: set[str]) -> None:

@@ -90,6 +90,15 @@ class _Lines:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line
 
+    def unsolicited(self) -> bytes:
+        """Output that arrived without a request waiting for it (raises _Closed at EOF)."""
+        if not self._buffer and select.select([self._fd], [], [], 0)[0]:
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                raise _Closed
+            self._buffer += chunk
+        return self._buffer
+
 
 def _write(stream: IO[bytes], data: bytes, deadline_s: float) -> None:
     """Write all of `data`, or raise _Silent if the proxy stops reading until the deadline."""
@@ -259,6 +268,8 @@ class ExternalProxy:
         kind, seq = message["type"], self._seq
         deadline_s = time.monotonic() + self.timeouts.for_request(kind)
         try:
+            if extra := self._lines.unsolicited():
+                raise ProtocolError(f"output nobody asked for: {extra[:80]!r}")
             _write(process.stdin, encode(message), deadline_s)
             reply = parse_reply(self._lines.read(deadline_s))
         except _Silent:

@@ -10,6 +10,13 @@ from __future__ import annotations
 from harness.errors import Violation
 
 TAIL_CHARS = 2000
+PROBLEM_CHARS = 500
+
+
+def one_line(text: str, limit: int = PROBLEM_CHARS) -> str:
+    """`text` with every run of whitespace (newlines too) as one space, cut to `limit` chars."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def last_line(text: str) -> str:
@@ -28,11 +35,11 @@ class ProxyFailure(Violation):
 
     def __init__(self, proxy: str, problem: str, stderr_tail: str = "") -> None:
         self.proxy = proxy
-        self.problem = problem
+        self.problem = one_line(problem)
         self.stderr_tail = stderr_tail[-TAIL_CHARS:]
-        last = last_line(self.stderr_tail)
-        message = f"proxy {proxy!r} {problem}" + (f"; stderr ends: {last}" if last else "")
+        last = one_line(last_line(self.stderr_tail), 200)
+        message = f"proxy {proxy!r} {self.problem}" + (f"; stderr ends: {last}" if last else "")
         super().__init__(
             message,
-            evidence={"proxy": proxy, "problem": problem, "stderr_tail": self.stderr_tail},
+            evidence={"proxy": proxy, "problem": self.problem, "stderr_tail": self.stderr_tail},
         )

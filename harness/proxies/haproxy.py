@@ -72,6 +72,7 @@ class HaproxyProxy(ReloadingConfigProxy):
     )
     reload_signal: ClassVar[signal.Signals] = signal.SIGUSR2
     config_name: ClassVar[str] = "haproxy.cfg"
+    packages: ClassVar[str] = "haproxy"
 
     def render(self, listeners: Sequence[Listener], directory: Path) -> str:
         return render_haproxy(listeners, directory)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from harness.local.names import PREFIX_ENVIRONMENT
 from harness.proxies.listeners import Listener
 from harness.proxies.reloading import ReloadingConfigProxy
 
@@ -46,6 +47,7 @@ def render_nginx(listeners: Sequence[Listener], directory: Path, module: Path | 
         "worker_processes 1;",
         f"pid {directory}/nginx.pid;",
         f"error_log {directory}/error.log notice;",
+        f"env {PREFIX_ENVIRONMENT};",  # workers keep it, so `harness clean` finds them
     ]
     if module is not None:
         lines.append(f"load_module {module};")
@@ -76,6 +78,7 @@ class NginxProxy(ReloadingConfigProxy):
     )
     reload_signal: ClassVar[signal.Signals] = signal.SIGHUP
     config_name: ClassVar[str] = "nginx.conf"
+    packages: ClassVar[str] = "nginx-light libnginx-mod-stream"
 
     def render(self, listeners: Sequence[Listener], directory: Path) -> str:
         return render_nginx(listeners, directory, stream_module())

@@ -112,6 +112,7 @@ class ReloadingConfigProxy(TrackingProxy):
 
     reload_signal: ClassVar[signal.Signals] = signal.SIGHUP
     config_name: ClassVar[str] = "balancer.conf"
+    packages: ClassVar[str] = ""  # what `apt-get install` brings the daemon
 
     def __init__(self, apply_timeout_s: float = APPLY_TIMEOUT_S) -> None:
         super().__init__()
@@ -133,7 +134,14 @@ class ReloadingConfigProxy(TrackingProxy):
 
     # -- the Proxy contract -------------------------------------------------------------------
     def start(self, node: NodeContext) -> None:
+        """Start the daemon with an empty config; EnvironmentProblem if it is not installed."""
         super().start(node)
+        for program in ("setpriv", self.argv(Path(), Path())[0]):
+            if shutil.which(program) is None:
+                hint = self.packages if program != "setpriv" else "util-linux"
+                raise EnvironmentProblem(
+                    f"the {self.name} proxy needs `{program}`: apt-get install {hint}"
+                )
         with ExitStack() as stack:
             self._directory = stack.enter_context(
                 private_directory(node.workdir / self.name, self.user, node.prefix)

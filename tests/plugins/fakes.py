@@ -45,6 +45,11 @@ BEHAVIOURS = {
     "extra_field": """
     reply({"ok": True, "detail": "more than the protocol allows"})
 """,
+    "double_reply": """
+    reply({"ok": True})
+    if msg["type"] == "service_add":
+        reply({"ok": True})
+""",
     "refuse_sync": """
     reply({"ok": msg["type"] != "sync", "error": "cannot program that"})
 """,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import EnvironmentProblem
 from harness.model.objects import (
     Affinity,
     Endpoint,
@@ -210,3 +211,14 @@ def test_affinity_timeout(kind: str, moves: bool, tmp_path: Path) -> None:
         time.sleep(1.5)
         after = set(answers(netns, 6))
         assert (after != {stuck}) == moves, after
+
+
+@pytest.mark.parametrize("kind", ["nginx", "haproxy"])
+def test_a_missing_daemon_is_an_environment_problem(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    proxy = PROXIES[kind]()
+    with pytest.raises(EnvironmentProblem, match="apt-get install"):
+        proxy.start(NodeContext("node-1", "hkt-unused", "hkt", tmp_path / "work"))
+    proxy.stop()

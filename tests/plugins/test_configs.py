@@ -163,3 +163,7 @@ def test_haproxy_accepts_the_config(tmp_path: Path, listeners: tuple[Listener, .
         ["haproxy", "-c", "-q", "-f", str(config)], capture_output=True, text=True, timeout=10
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nginx_workers_keep_the_run_prefix_for_harness_clean() -> None:
+    assert "env HARNESS_RUN_PREFIX;" in render_nginx((), Path("/w"), None)

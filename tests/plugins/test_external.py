@@ -18,6 +18,7 @@ from harness.proxies.protocol import check_request
 from harness.registry import TargetOptions
 from tests.plugins.fakes import fake_proxy
 
+FIRST_SYNC = ["hello", "service_add", "endpoint_slice_add", "sync"]
 FAST = Timeouts(hello_s=2.0, message_s=1.0, sync_s=1.0, shutdown_s=1.0)
 WEB = Service("web", "10.96.0.10", (("app", "web"),), ports=(ServicePort("http", 80, 8080),))
 SLICE = EndpointSlice(
@@ -57,10 +58,7 @@ def test_messages_are_queued_until_sync_then_sent_in_order(tmp_path: Path) -> No
         proxy.stop()
     sent = requests(record)
     assert [m["type"] for m in sent] == [
-        "hello",
-        "service_add",
-        "endpoint_slice_add",
-        "sync",
+        *FIRST_SYNC,
         "endpoint_slice_delete",
         "service_delete",
         "sync",
@@ -110,11 +108,12 @@ def test_updates_carry_old_and_new(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("behaviour", "problem", "stderr"),
     [
-        ("crash_on_sync", "exited (code 3) before answering sync #2", "KeyError: 'boom'"),
-        ("hang_on_sync", "did not answer sync #2 within 1 s", "thinking forever"),
-        ("garbage_on_sync", "answered sync #2 with garbage: not JSON", ""),
+        ("crash_on_sync", "exited (code 3) before answering sync #3", "KeyError: 'boom'"),
+        ("hang_on_sync", "did not answer sync #3 within 1 s", "thinking forever"),
+        ("garbage_on_sync", "answered sync #3 with garbage: not JSON", ""),
         ("extra_field", "answered hello #1 with garbage: the message: Additional properties", ""),
-        ("refuse_sync", "refused sync #2: cannot program that", ""),
+        ("refuse_sync", "refused sync #3: cannot program that", ""),
+        ("double_reply", "answered sync #3 with garbage: output nobody asked for", ""),
         ("wrong_seq", "answered hello #1 with the reply to #2", ""),
         ("old_protocol", "refused hello #1: I speak protocol 0 only", ""),
     ],
@@ -128,6 +127,7 @@ def test_a_broken_proxy_is_a_violation_with_its_stderr(
     try:
         with pytest.raises(ProxyFailure) as raised:
             proxy.start(node(tmp_path))
+            proxy.on_service_add(WEB)
             proxy.sync()
         with pytest.raises(ProxyFailure):  # a failed proxy stays failed
             proxy.sync()
@@ -236,12 +236,14 @@ def test_a_restarted_proxy_is_sent_the_whole_current_state(tmp_path: Path) -> No
     proxy.sync()
     proxy.stop()
     sent = requests(record)
-    assert [m["type"] for m in sent] == [
-        "hello",
-        "service_add",
-        "endpoint_slice_add",
-        "sync",
-        "shutdown",
-    ]
+    assert [m["type"] for m in sent] == [*FIRST_SYNC, "shutdown"]
     assert sent[1]["service"]["name"] == "web"  # type: ignore[index]
     assert sent[0]["seq"] == 1
+
+
+def test_a_failure_is_one_line_whatever_the_proxy_says() -> None:
+    failure = ProxyFailure("external", "refused sync #2: first\nsecond\tthird", "a\n" + "x" * 900)
+    assert str(failure) == (
+        "proxy 'external' refused sync #2: first second third; stderr ends: " + "x" * 199 + "…"
+    )
+    assert failure.stderr_tail.endswith("x" * 900)

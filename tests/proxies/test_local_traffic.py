@@ -4,18 +4,21 @@ agreeing with both (integration: about 2 s per proxy)."""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from harness.events import CreateService, Scale, SetAffinity, SetReady
 from harness.local.cleanup import clean
-from harness.local.names import new_prefix
+from harness.local.names import netns_path, new_prefix
+from harness.local.netns import entered, in_thread
 from harness.model.endpoints import derive_slices, usable_destinations
 from harness.model.objects import Affinity, Backend, labels_of
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import DropEmptyProxy, NeverRemovesProxy
 from harness.proxies.nftables import NftablesProxy
+from harness.proxies.rules.conntrack import ConntrackCleaner
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.targets.base import ErrorKind, TrafficRequest
 from harness.targets.local import RuleReadingLocalTarget
@@ -101,3 +104,44 @@ def test_drop_empty_is_caught_on_real_packets(open_target: OpenTarget) -> None:
     target.apply(CreateService("empty", labels_of({"app": "none"})))
     sample = target.send(TrafficRequest("empty", count=2, timeout_s=0.5))
     assert sample.errors() == {ErrorKind.TIMEOUT: 2}  # not refused: clients hang
+
+
+def kept_connection(target: RuleReadingLocalTarget, service: str) -> socket.socket:
+    """A TCP connection from client-1 to the Service's VIP, made inside the client namespace."""
+    assert target.cluster is not None
+    client = target.cluster.clients["client-1"].netns
+    address = (target.state.services[service].cluster_ip, 80)
+
+    def connect() -> socket.socket:
+        with entered(netns_path(client)):
+            return socket.create_connection(address, timeout=2)
+
+    return in_thread(connect)
+
+
+def ask(connection: socket.socket) -> str:
+    connection.sendall(b"GET / HTTP/1.1\r\nHost: service\r\n\r\n")
+    return connection.recv(4096).decode(errors="replace")
+
+
+@pytest.mark.parametrize("clears", [True, False], ids=["cleared", "control-not-cleared"])
+@pytest.mark.parametrize("cls", [IptablesProxy, NftablesProxy], ids=lambda cls: cls.name)
+def test_an_open_connection_to_a_removed_endpoint_is_reset(
+    cls: type[KernelRuleProxy],
+    clears: bool,
+    open_target: OpenTarget,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not clears:
+        monkeypatch.setattr(ConntrackCleaner, "clear", lambda self, flows: None)
+    target = open_target(cls)
+    target.apply(CreateService("web", WEB))
+    target.apply(Scale("web", 2))
+    with kept_connection(target, "web") as connection:
+        pod = "web-0" if "web-0" in ask(connection) else "web-1"
+        target.apply(SetReady(pod, False))
+        if clears:
+            with pytest.raises(ConnectionResetError):
+                ask(connection)
+        else:
+            assert pod in ask(connection)  # the entry keeps the old pod: what clearing prevents

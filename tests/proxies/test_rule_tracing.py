@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.proxies.rules.iptables_save import parse_iptables_save
+from harness.proxies.rules.iptables_save import parse_iptables_save, tokenize
 from harness.proxies.rules.iptables_trace import IptablesRuleset
 from harness.proxies.rules.nft_ruleset import parse_nft_json
 from harness.proxies.rules.nft_trace import NftRuleset
@@ -115,3 +115,9 @@ def test_nft_drop_policy_and_xt_refusal() -> None:
     )
     with pytest.raises(UntraceableRules, match="iptables-nft"):
         NftRuleset(parse_nft_json(compat), "test").trace(PACKET)
+
+
+def test_iptables_save_quoting() -> None:
+    line = r'-A X -m comment --comment "a \"b\" -> c" -m comment --comment "" -j Y'
+    assert tokenize(line) == ["-A", "X", "-m", "comment", "--comment", 'a "b" -> c',
+                              "-m", "comment", "--comment", "", "-j", "Y"]  # fmt: skip

@@ -8,7 +8,7 @@ it. Only parsing happens here; `iptables_trace` gives the options their meaning.
 
 from __future__ import annotations
 
-import shlex
+import re
 from dataclasses import dataclass, field
 
 from harness.proxies.rules.tracing import UntraceableRules
@@ -26,6 +26,8 @@ BASIC_OPTIONS = {
     "--out-interface": "-o",
 }
 SINGLE_VALUE_OPTIONS = {"--comment"}  # may hold text that looks like an option
+TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
+ESCAPE = re.compile(r"\\(.)")
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def parse_iptables_save(text: str) -> dict[str, Table]:
 
 def parse_rule(line: str) -> Rule:
     """One `-A CHAIN ...` line, options grouped by the module or target they follow."""
-    tokens = shlex.split(line)
+    tokens = tokenize(line)
     rule = Rule(chain=tokens[1], text=line)
     negated = False
     module: Module | None = None
@@ -131,6 +133,15 @@ def parse_rule(line: str) -> Rule:
             raise UntraceableRules(f"unexpected {token!r} in: {line}")
         negated = False
     return rule
+
+
+def tokenize(line: str) -> list[str]:
+    """Split a rule line as iptables-save quotes it: words, and double-quoted text with
+    backslash escapes (comments). Much faster than `shlex.split` on dumps of 10^4+ rules."""
+    return [
+        ESCAPE.sub(r"\1", quoted) if quoted or not word else word
+        for quoted, word in TOKEN.findall(line)
+    ]
 
 
 def _values(tokens: list[str], index: int) -> tuple[tuple[str, ...], int]:

@@ -1,0 +1,135 @@
+"""The report's sections, assembled from the sources. Pure: `Sources` in, sections out.
+
+A figure file that is missing becomes a note in its section saying how to make it; one that
+could not be read, or lacks a field its table needs, becomes one line naming it (the reading
+error, or the builder's KeyError/TypeError/ValueError, shortened), and the rest of the report
+goes on. The last section lists every file and what became of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.reporting import tables
+from harness.reporting.render import Section, Table
+from harness.reporting.sources import FIGURE_FILES, RESULTS_COMMAND, Sources, one_line
+from harness.reporting.tables import SHAPE_ERRORS
+
+Build = Callable[[Any], tuple[list[Table], list[str]]]
+
+
+@dataclass
+class Assembly:
+    """Sections being built, and the files found malformed while building them."""
+
+    sources: Sources
+    malformed: dict[str, str] = field(default_factory=dict)
+
+    def part(self, name: str, build: Build) -> tuple[list[Table], list[str]]:
+        """Tables and notes from figure file `name`, or a one-line note why there are none."""
+        if name in self.sources.malformed:
+            return [], [f"{name}: malformed, skipped ({self.sources.malformed[name]})"]
+        if name not in self.sources.figures:
+            return [], [f"{name}: not found, skipped (made by `{FIGURE_FILES[name]}`)"]
+        try:
+            return build(self.sources.figures[name])
+        except SHAPE_ERRORS as error:
+            return [], [self.found_malformed(name, error)]
+
+    def found_malformed(self, name: str, error: BaseException) -> str:
+        """Record `name` as malformed; the one-line note that says so."""
+        self.malformed[name] = one_line(error)
+        return f"{name}: malformed, skipped ({one_line(error)})"
+
+
+def section(title: str, parts: Sequence[tuple[list[Table], list[str]]]) -> Section:
+    """A section of the tables and notes of `parts`, in order."""
+    return Section(
+        title,
+        tuple(table for part in parts for table in part[0]),
+        tuple(note for part in parts for note in part[1]),
+    )
+
+
+def _throughput(data: Any) -> tuple[list[Table], list[str]]:
+    settings = data.get("settings") or {}
+    host = data.get("host") or {}
+    notes = [
+        f"measured {data.get('started_at', '?')} on {host.get('name', '?')}"
+        f" ({host.get('cpus', '?')} CPUs, kernel {host.get('kernel', '?')}) in"
+        f" {data.get('duration_s', '?')} s; {settings.get('pods', '?')} pods behind one"
+        f" Service; {settings.get('connections', '?')} connections / users",
+        "ceiling: the same tool and connection mode to one pod, no proxy, measured beside each"
+        " proxy's runs; locust pod runs are compared with wrk's (how far locust is below it),"
+        " and the locust --processes run with the one-process locust ceiling (its gain)",
+        "wrk figures are medians over rounds; locust's over whole seconds of one run;"
+        " locust latencies are whole milliseconds",
+        *tables.throughput_failures(data),
+    ]
+    runs = [tables.throughput_runs(r) for r in data["results"] if "failed" not in r]
+    return [tables.throughput_overview(data), *runs], notes
+
+
+def _rule_sync(data: Any) -> tuple[list[Table], list[str]]:
+    return [tables.rule_sync(data)], []
+
+
+def _local_scale(data: Any) -> tuple[list[Table], list[str]]:
+    return [tables.local_scale(data)], []
+
+
+def _model_speed(data: Any) -> tuple[list[Table], list[str]]:
+    return [tables.model_speed(data)], []
+
+
+def _mutation(data: Any) -> tuple[list[Table], list[str]]:
+    return [tables.mutation(data)], tables.mutation_notes(data)
+
+
+def _benchmarks(data: Any) -> tuple[list[Table], list[str]]:
+    return [tables.benchmarks(data)], []
+
+
+def _results(assembly: Assembly) -> tuple[list[Table], list[str]]:
+    """The programming-latency table: a row per well-formed results file, a note per other."""
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    for name, data in assembly.sources.results.items():
+        try:
+            rows.append(tables.latency_row(name, data))
+        except SHAPE_ERRORS as error:
+            notes.append(assembly.found_malformed(name, error))
+    if not assembly.sources.results:
+        notes.append(f"no results*.json: skipped (made by `{RESULTS_COMMAND}`)")
+    return ([tables.programming_latency(rows)] if rows else []), notes
+
+
+def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
+    """Every section of the report, and every file found malformed (at reading or building)."""
+    assembly = Assembly(sources)
+    sections = [
+        section("Throughput", [assembly.part("throughput.json", _throughput)]),
+        section(
+            "Programming latency",
+            [_results(assembly), assembly.part("rule_sync.json", _rule_sync)],
+        ),
+        section(
+            "Scale and speed",
+            [
+                assembly.part("local_scale.json", _local_scale),
+                assembly.part("model_throughput.json", _model_speed),
+            ],
+        ),
+        section("Mutation testing", [assembly.part("mutants.json", _mutation)]),
+        section("pytest-benchmark", [assembly.part("benchmarks.json", _benchmarks)]),
+    ]
+    return sections, {**sources.malformed, **assembly.malformed}
+
+
+def sources_section(sources: Sources, malformed: Mapping[str, str]) -> Section:
+    """Which files were read, skipped as missing, or named as malformed."""
+    read = [name for name in [*sources.figures, *sources.results] if name not in malformed]
+    missing = {name: FIGURE_FILES[name] for name in sources.missing}
+    return Section("Figure files", (tables.sources_table(read, missing, malformed),))

@@ -1,0 +1,319 @@
+"""Tables built from figure files, one builder per kind of figure. Pure: JSON in, `Table` out.
+
+Every builder takes the parsed JSON of one file (or, for conformance results, of every results
+file) and returns formatted tables. A file lacking a field a builder needs raises KeyError,
+TypeError or ValueError; `harness.reporting.sections` turns that into a one-line "malformed"
+note naming the file. Absent optional figures show as `-`.
+
+The files and their writers: throughput.json (bench/test_throughput.py), rule_sync.json
+(bench/test_rule_sync.py), local_scale.json (bench/test_local_scale.py), model_throughput.json
+(bench/test_model_throughput.py), mutants.json (`harness.mutation.mutation_report`),
+benchmarks.json (pytest-benchmark), results*.json (`harness.results.results_json`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from harness.reporting.render import MISSING, Table
+
+Json = Mapping[str, Any]
+
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+"""What a builder raises when a well-formed JSON file lacks the fields it needs."""
+
+THROUGHPUT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("wrk_pod_keepalive", "wrk to a pod, keep-alive (ceiling) req/s"),
+    ("wrk_vip_keepalive", "wrk VIP keep-alive req/s (x ceiling)"),
+    ("wrk_vip_fresh", "wrk VIP fresh conn. req/s (x ceiling)"),
+    ("locust_vip_keepalive", "locust VIP keep-alive req/s (x ceiling)"),
+    ("locust_vip_keepalive_processes", "locust VIP keep-alive, processes req/s (x ceiling)"),
+    ("locust_vip_fresh", "locust VIP fresh conn. req/s (x ceiling)"),
+)
+"""The throughput overview's columns: a run name in throughput.json and its heading."""
+
+
+def fmt(value: object, digits: int = 1) -> str:
+    """A figure as a cell: `-` for None, yes/no for booleans, thousands separators for numbers."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _number(value: object) -> float | None:
+    """`value` if it is a number (not a boolean); TypeError for anything else but None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def rate_cell(run: Json | None) -> str:
+    """`55,061 (0.84)`: a run's requests/s and its ratio to its ceiling (when it has one)."""
+    if run is None:
+        return MISSING
+    if "failed" in run:
+        return "failed"
+    rate = fmt(_number(run.get("requests_per_s")), 0)
+    ratio = _number(run.get("ratio_to_ceiling"))
+    return rate if ratio is None else f"{rate} ({ratio:.2f})"
+
+
+def _spread(run: Json | None) -> str:
+    """`10/10, J 0.999`: pods reached of the Service's pods, and Jain's index."""
+    spread = (run or {}).get("distribution")
+    if not spread:
+        return MISSING
+    return f"{spread['pods_reached']}/{spread['pods']}, J {fmt(_number(spread['jain']), 3)}"
+
+
+def throughput_overview(data: Json) -> Table:
+    """Every proxy side by side: the ceiling, and each VIP run's rate and ratio to its ceiling
+    (the pod run of the same tool and connection mode), plus how requests spread over pods."""
+    headers = ("proxy", *(title for _, title in THROUGHPUT_COLUMNS))
+    headers += ("pods reached, fresh", "pods reached, keep-alive")
+    rows = []
+    for result in data["results"]:
+        if "failed" in result:
+            rows.append((str(result["proxy"]), *(["failed"] * (len(headers) - 1))))
+            continue
+        runs: Json = result["runs"]
+        rows.append(
+            (
+                str(result["proxy"]),
+                *(rate_cell(runs.get(name)) for name, _ in THROUGHPUT_COLUMNS),
+                _spread(runs.get("locust_vip_fresh")),
+                _spread(runs.get("locust_vip_keepalive")),
+            )
+        )
+    return Table(
+        "Throughput through the Service VIP (medians; ratio to the ceiling in brackets)",
+        headers,
+        tuple(rows),
+    )
+
+
+def throughput_runs(result: Json) -> Table:
+    """One proxy's runs in full: rate, ratio and which run was its ceiling, latency, errors,
+    and how the answers spread over the Service's pods."""
+    headers: tuple[str, ...] = (
+        "run",
+        "req/s",
+        "x ceiling",
+        "ceiling",
+        "p50 ms",
+        "p99 ms",
+        "requests",
+    )
+    headers += ("errors", "pods reached", "Jain", "max/mean")
+    rows = []
+    for name, run in result["runs"].items():
+        if "failed" in run:
+            rows.append((str(name), "failed", *([MISSING] * (len(headers) - 2))))
+            continue
+        spread = run.get("distribution") or {}
+        rows.append(
+            (
+                str(name),
+                fmt(_number(run["requests_per_s"]), 0),
+                fmt(_number(run.get("ratio_to_ceiling")), 3),
+                fmt(run.get("ceiling")),
+                fmt(_number(run.get("latency_p50_ms")), 3),
+                fmt(_number(run.get("latency_p99_ms")), 3),
+                fmt(run["requests"]),
+                fmt(run["errors"]),
+                fmt(spread.get("pods_reached")),
+                fmt(_number(spread.get("jain")), 3),
+                fmt(_number(spread.get("max_over_mean")), 2),
+            )
+        )
+    return Table(f"{result['proxy']}: every run", headers, tuple(rows))
+
+
+def throughput_failures(data: Json) -> list[str]:
+    """One line per proxy, and per run, that gave no figures."""
+    lines = [f"{r['proxy']}: {r['failed']}" for r in data["results"] if "failed" in r]
+    return lines + [
+        f"{result['proxy']} {name}: {run['failed']}"
+        for result in data["results"]
+        for name, run in result.get("runs", {}).items()
+        if "failed" in run
+    ]
+
+
+def latency_row(name: str, data: Json) -> tuple[str, ...]:
+    """One conformance run (results file `name`): target, when, properties passed, latency."""
+    latency = data["programming_latency_ms"]
+    properties: Sequence[Json] = data["properties"]
+    held = sum(p["status"] == "passed" for p in properties)
+    return (
+        str(data["target"]),
+        name,
+        fmt(data.get("started_at")),
+        f"{held} of {len(properties)}",
+        fmt(_number(latency.get("p50")), 1),
+        fmt(_number(latency.get("p99")), 1),
+        fmt(latency.get("samples")),
+    )
+
+
+def programming_latency(rows: Iterable[tuple[str, ...]]) -> Table:
+    """Programming latency p50/p99 of every conformance run (`latency_row`s), by target."""
+    headers = ("target", "file", "started", "properties passed", "p50 ms", "p99 ms", "samples")
+    ordered = tuple(sorted(rows, key=lambda row: (row[0], row[2])))
+    return Table("Programming latency in conformance runs (results files)", headers, ordered)
+
+
+def rule_sync(data: Json) -> Table:
+    """A kernel-rule proxy's sync after one endpoint change vs the bare rule command."""
+    rows = []
+    for result in data["results"]:
+        rows.append(
+            (
+                str(result["proxy"]),
+                fmt(data.get("endpoints")),
+                fmt(_number(result["sync_median_ms"]["all"]), 1),
+                fmt(_number(result["bare_median_ms"]["all"]), 1),
+                fmt(_number(result.get("ratio")), 3),
+                fmt(_number(result.get("full_sync_ms")), 1),
+                fmt(_number(result.get("remove_with_stale_flow_median_ms")), 1),
+            )
+        )
+    headers: tuple[str, ...] = (
+        "proxy",
+        "endpoints",
+        "sync, median ms",
+        "bare command, median ms",
+        "ratio",
+    )
+    headers += ("full sync ms", "removal with a stale flow, median ms")
+    goal = data.get("goal_ratio")
+    title = "Rule sync after one endpoint change (rule_sync.json)"
+    return Table(title + (f"; goal ratio <= {goal}" if goal else ""), headers, tuple(rows))
+
+
+def local_scale(data: Json) -> Table:
+    """The local cluster at scale, one row per proxy, against the goals recorded with it."""
+    goals = data.get("goals") or {}
+    rows = []
+    for result in data["results"]:
+        rows.append(
+            (
+                str(result["proxy"]),
+                fmt(result["pods"]),
+                fmt(result["services"]),
+                fmt(_number(result.get("build_s")), 2),
+                fmt(_number(result["total_s"]), 2),
+                fmt(_number(result["rss_mib"]), 1),
+                fmt(_number(result.get("readiness_flip_apply_s")), 3),
+                fmt(result.get("services_answering")),
+                fmt(len(result.get("left_behind") or [])),
+            )
+        )
+    headers: tuple[str, ...] = (
+        "proxy",
+        "pods",
+        "services",
+        "build s",
+        "total s",
+        "RSS MiB",
+        "readiness flip s",
+    )
+    headers += ("Services answering", "left behind")
+    goal = f"; goals: total < {fmt(goals.get('total_s'))} s, RSS < {fmt(goals.get('rss_mib'))} MiB"
+    return Table("Local cluster at scale (local_scale.json)" + goal, headers, tuple(rows))
+
+
+def model_speed(data: Json) -> Table:
+    """Events applied and checked per second on the model target."""
+    rows = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and "events_per_s_median" in value:
+            rows.append(
+                (
+                    key.replace("_", " "),
+                    fmt(value["events_per_s_median"]),
+                    fmt(value.get("events_per_s_min")),
+                    fmt(value.get("events_per_s_max")),
+                    fmt(data.get("goal_events_per_s")),
+                )
+            )
+    headers = ("replay", "events/s median", "min", "max", "goal")
+    return Table("Model target speed (model_throughput.json)", headers, tuple(rows))
+
+
+def mutation(data: Json) -> Table:
+    """Each mutant: whether the suite caught it, the property that did, and the length of the
+    shrunk counterexample."""
+    rows = []
+    for name, found in data["mutants"].items():
+        caught = bool(found["caught"])
+        rows.append(
+            (
+                str(name),
+                fmt(caught),
+                fmt(found.get("property")) if caught else MISSING,
+                fmt(found.get("counterexample_events")) if caught else MISSING,
+                fmt(found.get("examples_run")),
+                fmt(_number(found.get("seconds")), 1),
+            )
+        )
+    headers = ("mutant", "caught", "caught by", "counterexample events", "examples run", "s")
+    return Table("Mutants (mutants.json)", headers, tuple(rows))
+
+
+def mutation_notes(data: Json) -> list[str]:
+    """The reference's false alarms and the totals, as lines."""
+    reference = data["reference"]
+    failed = ", ".join(reference.get("failed") or []) or "none"
+    return [
+        f"caught {data.get('caught', MISSING)}; median counterexample"
+        f" {fmt(data.get('median_counterexample_events'))} events"
+        f" ({fmt(data.get('examples_per_property'))} examples x"
+        f" {fmt(data.get('steps_per_example'))} steps per property, seed {fmt(data.get('seed'))})",
+        f"reference (model target): {fmt(reference['false_alarms'])} false alarm(s) in"
+        f" {fmt(reference.get('events'))} events, {fmt(reference.get('examples_per_property'))}"
+        f" examples per property; failed: {failed}",
+    ]
+
+
+def benchmarks(data: Json) -> Table:
+    """pytest-benchmark's figures (seconds in its JSON), shown in milliseconds."""
+    rows = []
+    for bench in data["benchmarks"]:
+        stats = bench["stats"]
+        rows.append(
+            (
+                str(bench.get("fullname") or bench["name"]),
+                *(fmt(_ms(stats.get(key)), 2) for key in ("median", "mean", "stddev")),
+                fmt(stats.get("rounds")),
+                fmt(_number(stats.get("ops")), 2),
+            )
+        )
+    headers = ("benchmark", "median ms", "mean ms", "stddev ms", "rounds", "ops/s")
+    return Table("pytest-benchmark (benchmarks.json)", headers, tuple(rows))
+
+
+def _ms(seconds: object) -> float | None:
+    value = _number(seconds)
+    return None if value is None else value * 1000
+
+
+def sources_table(
+    read: Iterable[str], missing: Mapping[str, str], malformed: Mapping[str, str]
+) -> Table:
+    """Every figure file: read, missing (with the command that makes it) or malformed (why)."""
+    rows = [(name, "read", "") for name in read]
+    rows += [
+        (name, "missing, skipped", f"made by `{command}`") for name, command in missing.items()
+    ]
+    rows += [(name, "malformed, skipped", reason) for name, reason in malformed.items()]
+    return Table("Read, missing or malformed", ("file", "status", "note"), tuple(sorted(rows)))

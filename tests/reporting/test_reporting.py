@@ -1,0 +1,237 @@
+"""The report: tables from figure files, missing and malformed files, history, rendering.
+
+Fixtures in tests/reporting/fixtures/ are small hand-written figure files in the shapes the
+benchmarks, the mutation report, pytest-benchmark and `harness run --results` write.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.reporting import write_reports
+from harness.reporting.history import append_history, history_entry, history_table, read_history
+from harness.reporting.render import Section, Table, markdown, page_html
+from harness.reporting.sections import build_sections
+from harness.reporting.sources import FIGURE_FILES, load_sources
+from harness.reporting.tables import (
+    latency_row,
+    mutation,
+    mutation_notes,
+    programming_latency,
+    rule_sync,
+    throughput_overview,
+    throughput_runs,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NOW = datetime.datetime(2026, 11, 26, 22, 0, tzinfo=datetime.UTC)
+
+
+def fixture(name: str) -> dict[str, object]:
+    data: dict[str, object] = json.loads((FIXTURES / name).read_text())
+    return data
+
+
+@pytest.fixture
+def reports(tmp_path: Path) -> Path:
+    """A reports directory holding every fixture file."""
+    directory = tmp_path / "reports"
+    shutil.copytree(FIXTURES, directory)
+    return directory
+
+
+def column(table: Table, header: str) -> list[str]:
+    index = table.headers.index(header)
+    return [row[index] for row in table.rows]
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def test_throughput_overview_shows_every_proxy_with_its_ratio_to_the_ceiling() -> None:
+    table = throughput_overview(fixture("throughput.json"))
+    assert column(table, "proxy") == ["iptables", "nginx", "haproxy"]
+    assert column(table, "wrk VIP keep-alive req/s (x ceiling)") == [
+        "55,061 (0.84)",
+        "24,000 (0.40)",
+        "failed",
+    ]
+    assert column(table, "wrk to a pod, keep-alive (ceiling) req/s")[:2] == ["65,410", "60,000"]
+    assert column(table, "pods reached, fresh")[:2] == ["10/10, J 1.000", "-"]
+    processes = column(table, "locust VIP keep-alive, processes req/s (x ceiling)")
+    assert processes[:2] == ["-", "failed"]
+
+
+def test_a_proxy_or_run_without_figures_is_a_note() -> None:
+    sections, malformed = build_sections(load_sources(FIXTURES))
+    throughput = next(s for s in sections if s.title == "Throughput")
+    assert malformed == {}
+    assert "haproxy: EnvironmentProblem: haproxy is not installed" in throughput.notes
+    assert "nginx locust_vip_keepalive_processes: locust wrote no stats.json (exit 1)" in (
+        throughput.notes
+    )
+    assert [t.title for t in throughput.tables[1:]] == ["iptables: every run", "nginx: every run"]
+
+
+def test_throughput_runs_name_each_runs_ceiling_and_latency() -> None:
+    data = fixture("throughput.json")
+    table = throughput_runs(data["results"][0])  # type: ignore[index]
+    vip = dict(zip(table.headers, table.rows[1], strict=True))
+    assert vip["run"] == "wrk_vip_keepalive"
+    assert vip["ceiling"] == "wrk_pod_keepalive"
+    assert (vip["x ceiling"], vip["p50 ms"], vip["p99 ms"]) == ("0.842", "0.136", "2.620")
+    assert column(table, "Jain")[-1] == "1.000"
+
+
+def test_programming_latency_has_one_row_per_results_file_by_target() -> None:
+    names = ("results-model.json", "results-local-iptables.json")
+    rows = [latency_row(name, fixture(name)) for name in names]
+    table = programming_latency(rows)
+    assert column(table, "target") == ["local:iptables", "model"]
+    assert column(table, "p50 ms") == ["24.5", "-"]
+    assert column(table, "p99 ms") == ["61.2", "-"]
+    assert column(table, "properties passed") == ["1 of 2", "1 of 1"]
+
+
+def test_rule_sync_rows_are_per_proxy_medians() -> None:
+    table = rule_sync(fixture("rule_sync.json"))
+    assert column(table, "proxy") == ["iptables", "nftables"]
+    assert column(table, "sync, median ms") == ["50.1", "48.2"]
+    assert "1.5" in table.title
+
+
+def test_mutation_table_names_the_catching_property_and_counterexample_length() -> None:
+    data = fixture("mutants.json")
+    table = mutation(data)
+    rows = {row[0]: dict(zip(table.headers, row, strict=True)) for row in table.rows}
+    assert rows["mutant:ignores-readiness"]["caught by"] == "endpoints"
+    assert rows["mutant:ignores-readiness"]["counterexample events"] == "3"
+    assert rows["mutant:sleeper"]["caught"] == "no"
+    assert rows["mutant:sleeper"]["caught by"] == "-"
+    notes = mutation_notes(data)
+    assert any("0 false alarm(s)" in note for note in notes)
+    assert any("caught 2 of 3" in note for note in notes)
+
+
+def test_a_row_that_does_not_fit_its_headers_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        Table("t", ("a", "b"), (("1",),))
+
+
+# -- missing and malformed files ------------------------------------------------------------------
+def test_missing_files_are_notes_with_the_command_that_makes_them(tmp_path: Path) -> None:
+    sources = load_sources(tmp_path / "nothing-here")
+    assert set(sources.missing) == set(FIGURE_FILES)
+    sections, malformed = build_sections(sources)
+    notes = [note for section in sections for note in section.notes]
+    assert malformed == {}
+    assert (
+        "throughput.json: not found, skipped (made by `pytest bench/test_throughput.py`)" in notes
+    )
+    assert any(note.startswith("no results*.json") for note in notes)
+
+
+def test_a_file_that_is_not_json_is_named_in_one_line(reports: Path) -> None:
+    (reports / "rule_sync.json").write_text("{not json")
+    (reports / "mutants.json").write_text("[1, 2]")
+    sections, malformed = build_sections(load_sources(reports))
+    assert set(malformed) == {"rule_sync.json", "mutants.json"}
+    notes = [note for section in sections for note in section.notes]
+    rule_notes = [note for note in notes if note.startswith("rule_sync.json")]
+    assert rule_notes == ["rule_sync.json: malformed, skipped (not JSON (Expecting property name"
+                          " enclosed in double quotes, line 1))"]  # fmt: skip
+    assert "\n" not in "".join(notes)
+
+
+def test_json_lacking_the_fields_a_table_needs_is_malformed_and_the_rest_goes_on(
+    reports: Path,
+) -> None:
+    (reports / "throughput.json").write_text(json.dumps({"results": [{"proxy": "x"}]}))
+    sections, malformed = build_sections(load_sources(reports))
+    assert malformed == {"throughput.json": "KeyError: 'runs'"}
+    throughput = next(s for s in sections if s.title == "Throughput")
+    assert throughput.tables == ()
+    assert throughput.notes == ("throughput.json: malformed, skipped (KeyError: 'runs')",)
+    mutants = next(s for s in sections if s.title == "Mutation testing")
+    assert len(mutants.tables) == 1
+
+
+def test_a_results_file_of_another_schema_is_malformed(reports: Path) -> None:
+    (reports / "results-old.json").write_text(json.dumps({"schema": "other/v0"}))
+    (reports / "results-broken.json").write_text(
+        json.dumps({"schema": "harness.results/v1", "target": "t"})
+    )
+    sources = load_sources(reports)
+    assert "results-old.json" in sources.malformed
+    sections, malformed = build_sections(sources)
+    assert malformed["results-broken.json"] == "KeyError: 'programming_latency_ms'"
+    latency = next(s for s in sections if s.title == "Programming latency")
+    assert column(latency.tables[0], "file") == [
+        "results-local-iptables.json",
+        "results-model.json",
+    ]
+
+
+# -- history --------------------------------------------------------------------------------------
+def test_history_keeps_the_newest_365_lines(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text("".join(json.dumps({"date": f"d{n}"}) + "\n" for n in range(370)))
+    entries = append_history(path, {"date": "new"})
+    assert len(entries) == 365
+    assert len(path.read_text().splitlines()) == 365
+    assert entries[0]["date"] == "d6" and entries[-1]["date"] == "new"
+
+
+def test_history_skips_lines_that_are_not_json_objects(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"date": "a"}\ngarbage\n[1]\n{"date": "b"}\n')
+    assert [entry["date"] for entry in read_history(path)] == ["a", "b"]
+
+
+def test_history_entry_picks_headline_figures(reports: Path) -> None:
+    entry = history_entry(load_sources(reports), "2026-11-26T22:00:00Z", "box")
+    assert entry["throughput"]["iptables"]["wrk_vip_keepalive"] == [55060.66, 0.842]
+    assert "locust_vip_keepalive_processes" not in entry["throughput"]["nginx"]
+    assert entry["mutants"] == {"caught": "2 of 3", "false_alarms": 0}
+    assert entry["programming_latency_ms"]["results-local-iptables.json"]["p99"] == 61.25
+    assert entry["model_events_per_s"] == 4021
+    table = history_table([entry])
+    assert column(table, "wrk VIP keep-alive x ceiling") == ["iptables 0.84, nginx 0.40"]
+
+
+def test_history_entry_of_an_empty_directory_has_only_date_and_host(tmp_path: Path) -> None:
+    entry = history_entry(load_sources(tmp_path), "d", "h")
+    assert entry == {"schema": "harness.history/v1", "date": "d", "host": "h", "files": []}
+
+
+# -- rendering ------------------------------------------------------------------------------------
+def test_html_is_escaped_and_has_no_script() -> None:
+    table = Table("<b>", ("a|b",), (("<script>alert(1)</script>",),))
+    page = page_html("t", ["p & q"], [Section("s", (table,), ("n<",))])
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page and "p &amp; q" in page and "n&lt;" in page
+    text = markdown("t", [], [Section("s", (table,))])
+    assert "| a\\|b |" in text
+
+
+def test_write_reports_writes_the_page_twice_over_and_grows_the_history(reports: Path) -> None:
+    paths = write_reports(reports, now=NOW, host="testbox (2 CPUs)")
+    assert [p.name for p in paths] == ["index.md", "index.html", "history.jsonl"]
+    text = (reports / "index.md").read_text()
+    assert "Generated 2026-11-26T22:00:00Z on testbox (2 CPUs)" in text
+    for expected in ("iptables: every run", "nginx: every run", "mutant:first-endpoint",
+                     "local:iptables", "test_model_events_per_second", "History"):  # fmt: skip
+        assert expected in text
+    assert "<h2>Mutation testing</h2>" in (reports / "index.html").read_text()
+    write_reports(reports, now=NOW, host="testbox (2 CPUs)")
+    assert len(read_history(reports / "history.jsonl")) == 2
+
+
+def test_write_reports_on_an_empty_directory_notes_every_file(tmp_path: Path) -> None:
+    write_reports(tmp_path / "reports", now=NOW, host="h")
+    text = (tmp_path / "reports" / "index.md").read_text()
+    for name in FIGURE_FILES:
+        assert f"{name}: not found, skipped" in text
