@@ -197,7 +197,8 @@ class Runner:
             return reachability_mismatch(
                 expected.usable, self.target.reachability(name, PORT, CLIENTS[0])
             )
-        sample = self._send(name, CLIENTS[0], step_batch_size(len(expected.usable)))
+        size = step_batch_size(len(expected.usable)) if expected.usable else 1
+        sample = self._send(name, CLIENTS[0], size)
         for check in (check_no_stale, check_reject, check_availability):
             verdict = check(name, expected.usable, sample)
             if not verdict.holds:

@@ -258,10 +258,12 @@ GENERATORS: dict[str, Generator] = {
             lambda sp: st.none() | st.sampled_from(GROUPS + TIERS),
         ),
     ),
-    "set_ready": Generator(
+    "set_ready": Generator(  # always a flip: a readiness "change" to the same value tests nothing
         lambda s, sp: any(not p.phase.terminal for p in s.pods.values()),
-        lambda s: (_pod_names(s, lambda p: not p.phase.terminal),),
-        _on_named(SetReady, lambda sp: st.booleans()),
+        lambda s: (
+            tuple(sorted((p.name, p.ready) for p in s.pods.values() if not p.phase.terminal)),
+        ),
+        lambda key, sp: st.sampled_from(key[0]).map(lambda pod: SetReady(pod[0], not pod[1])),
     ),
     "evict_pod": Generator(
         lambda s, sp: any(_alive(p) for p in s.pods.values()),

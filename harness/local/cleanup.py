@@ -65,9 +65,14 @@ _previous_handlers: dict[int, object] = {}
 _guard_lock = threading.Lock()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the program is, so that it unwinds like Ctrl-C: every `finally`
+    and the atexit hook run, and pytest and Hypothesis stop (a SystemExit would count as one
+    failed test and the session would go on). The harness CLI does the same."""
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM unwinds like an exception, so every `finally` and the atexit hook run."""
-    raise SystemExit(128 + signum)
+    raise Terminated(f"terminated by signal {signum}")
 
 
 def _close_all() -> None:
@@ -77,9 +82,9 @@ def _close_all() -> None:
 
 
 def guard(close: Callable[[], None]) -> Callable[[], None]:
-    """Call `close` at interpreter exit and turn SIGTERM into an unwinding exit (SIGINT already
-    raises KeyboardInterrupt). Returns the function that removes the guard again; closing twice
-    must be harmless for `close`."""
+    """Call `close` at interpreter exit and turn SIGTERM into an unwinding `Terminated` (SIGINT
+    already raises KeyboardInterrupt); an existing SIGTERM handler is left in place. Returns the
+    function that removes the guard again; closing twice must be harmless for `close`."""
     with _guard_lock:
         if not _closers:
             atexit.register(_close_all)

@@ -9,16 +9,17 @@ addresses (the local cluster) agree on every IP.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
 from harness.errors import InvalidEvent
 from harness.model.objects import Labels, Phase, Pod, Service
 
-POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
-SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
+POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
+SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
 _FIRST_HOST_INDEX = 10  # keep .0-.9 of each range free for gateways and the node
 
 
@@ -32,10 +33,17 @@ def service_address(index: int) -> str:
     return str(SERVICE_CIDR.network_address + _FIRST_HOST_INDEX + index)
 
 
-def _lowest_free(taken: Iterable[str], address_of: Callable[[int], str]) -> int:
-    used = set(taken)
+@lru_cache(maxsize=65536)
+def _as_int(address: str) -> int:
+    return int(ipaddress.IPv4Address(address))
+
+
+def _lowest_free(taken: Iterable[str], network: ipaddress.IPv4Network) -> int:
+    """The lowest host index of `network` (counted from _FIRST_HOST_INDEX) not in `taken`."""
+    base = int(network.network_address) + _FIRST_HOST_INDEX
+    used = {_as_int(address) - base for address in taken}
     index = 0
-    while address_of(index) in used:
+    while index in used:
         index += 1
     return index
 
@@ -88,11 +96,11 @@ class ClusterState:
     def next_pod_ip(self, avoid: Iterable[str] = ()) -> str:
         """The lowest pod address no live pod holds: addresses are reused, as on real nodes."""
         taken = [p.ip for p in self.live_pods() if p.ip]
-        return pod_address(_lowest_free([*taken, *avoid], pod_address))
+        return pod_address(_lowest_free([*taken, *avoid], POD_CIDR))
 
     def next_service_ip(self) -> str:
         return service_address(
-            _lowest_free((s.cluster_ip for s in self.services.values()), service_address)
+            _lowest_free((s.cluster_ip for s in self.services.values()), SERVICE_CIDR)
         )
 
     # -- changes ------------------------------------------------------------------------------
