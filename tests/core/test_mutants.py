@@ -11,7 +11,7 @@ def test_every_mutant_is_caught_with_a_short_counterexample_and_the_reference_ne
     tmp_path,
 ):
     report = mutation_report(
-        examples=60, reference_examples=200, steps=20, seed=1, failures_dir=tmp_path
+        examples=100, reference_examples=200, steps=20, seed=1, failures_dir=tmp_path
     )
     assert set(report["mutants"]) == {f"mutant:{name}" for name in MUTANTS}
     missed = [name for name, m in report["mutants"].items() if not m["caught"]]
