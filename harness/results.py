@@ -80,9 +80,11 @@ def print_summary(report: RunReport, out: TextIO) -> None:
             f"{latency_text(r.latencies_s):<18}{detail[:110]}\n"
         )
     total_events = sum(r.events for r in report.results)
+    counts = {s: sum(r.status == s for r in report.results) for s in Status}
     out.write(
-        f"{len(report.results) - len(report.failed)} of {len(report.results)} properties hold;"
-        f" {total_events} events; programming latency p50/p99 {latency_text(report.latencies_s)}\n"
+        f"properties: {counts[Status.PASSED]} passed, {counts[Status.FAILED]} failed,"
+        f" {counts[Status.SKIPPED]} skipped; {total_events} events;"
+        f" programming latency p50/p99 {latency_text(report.latencies_s)}\n"
     )
     for r in report.failed:
         out.write(f"\n{r.name} failed. Shrunk counterexample ({len(r.counterexample)} events):\n")
