@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import secrets
 import statistics
 import subprocess
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.local.netns import scratch_namespace
 from harness.model.objects import Endpoint, EndpointPort, EndpointSlice, Labels, Service
 from harness.proxies.base import NodeContext
 from harness.proxies.iptables import IptablesProxy
@@ -78,13 +78,8 @@ def cluster(proxy: KernelRuleProxy) -> None:
 def bench_netns() -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
-    name = "hkt" + secrets.token_hex(4)
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
+    with scratch_namespace() as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
 
 
 def timed_sync(proxy: KernelRuleProxy, old: EndpointSlice, new: EndpointSlice) -> tuple[float, str]:

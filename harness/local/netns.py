@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from harness.errors import EnvironmentProblem
-from harness.local.names import netns_path
+from harness.local.names import netns_path, new_prefix
 
 CLONE_NEWNET = 0x40000000
 IP_TIMEOUT_S = 60.0
@@ -133,6 +133,19 @@ def namespaces(names: Sequence[str]) -> Iterator[list[str]]:
         yield list(names)
     finally:
         delete_namespaces(names)
+
+
+@contextmanager
+def scratch_namespace() -> Iterator[str]:
+    """A fresh bare namespace `<run prefix>-scratch` with only `lo`, up; deleted on exit.
+
+    For tests and benchmarks that need a namespace but no cluster. Its name carries a run
+    prefix, so `harness clean` finds it if the process that made it was killed.
+    """
+    name = f"{new_prefix()}-scratch"
+    with namespaces([name]):
+        ip_batch(["link set lo up"], netns=name)
+        yield name
 
 
 def write_sysctls(netns: str, values: Mapping[str, str]) -> None:

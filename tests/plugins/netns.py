@@ -7,14 +7,11 @@ used from any thread afterwards. Everything here is bounded in time and removed 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
-import secrets
 import socket
-import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 CLONE_NEWNET = 0x40000000
@@ -44,18 +41,6 @@ def in_netns(netns: str, function: Callable[[], T]) -> T:
     if errors:
         raise errors[0]
     return result[0]
-
-
-@contextlib.contextmanager
-def scratch_namespace() -> Iterator[str]:
-    """A fresh namespace "hkt<hex>" with `lo` up, deleted on exit."""
-    name = "hkt" + secrets.token_hex(4)
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
 
 
 class NameServers:

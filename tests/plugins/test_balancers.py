@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import EnvironmentProblem
+from harness.local.netns import scratch_namespace
 from harness.model.objects import (
     Affinity,
     Endpoint,
@@ -34,7 +35,7 @@ from harness.proxies.failure import ProxyFailure
 from harness.proxies.haproxy import HaproxyProxy
 from harness.proxies.nginx import NginxProxy
 from harness.proxies.procfs import children, is_running
-from tests.plugins.netns import NameServers, ask, scratch_namespace
+from tests.plugins.netns import NameServers, ask
 
 pytestmark = pytest.mark.netns
 

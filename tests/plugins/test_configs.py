@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.local.netns import scratch_namespace
 from harness.model.objects import (
     Affinity,
     Endpoint,
@@ -20,7 +21,6 @@ from harness.model.objects import (
 from harness.proxies.haproxy import render_haproxy
 from harness.proxies.listeners import Listener, plan_listeners
 from harness.proxies.nginx import render_nginx, stream_module
-from tests.plugins.netns import scratch_namespace
 
 
 def endpoint(

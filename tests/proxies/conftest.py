@@ -4,13 +4,12 @@ a guard that the root namespace's rules are the same after each test as before i
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.local.netns import scratch_namespace
 from harness.proxies.base import NodeContext
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 
@@ -24,13 +23,8 @@ def netns() -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
     before = root_rules()
-    name = "hkt" + secrets.token_hex(4)
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
+    with scratch_namespace() as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
     assert root_rules() == before, "the root namespace's rules changed"
 
 
