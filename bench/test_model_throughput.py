@@ -40,18 +40,12 @@ def recorded_sequences(examples: int = 60, seed: int = 7) -> list[list[Event]]:
     target = ModelTarget(seed=seed)
     options = options_for(target, seed=seed, examples=examples, properties=["endpoints"])
     sequences: list[list[Event]] = []
-    original_reset = Runner.reset
 
-    def recording_reset(runner: Runner) -> None:
+    def record(runner: Runner) -> None:
         if runner.events:
             sequences.append(list(runner.events))
-        original_reset(runner)
 
-    Runner.reset = recording_reset  # type: ignore[method-assign]
-    try:
-        run_property(target, "endpoints", options)
-    finally:
-        Runner.reset = original_reset  # type: ignore[method-assign]
+    run_property(target, "endpoints", options, on_example_end=record)
     return sequences
 
 

@@ -129,8 +129,12 @@ def run_property(
     prop: str,
     options: SuiteOptions,
     progress: Callable[[str, int, int], None] | None = None,
+    on_example_end: Callable[[Runner], None] | None = None,
 ) -> PropertyResult:
-    """Search for a counterexample to `prop` on `target`; shrink and save it if one is found."""
+    """Search for a counterexample to `prop` on `target`; shrink and save it if one is found.
+
+    `on_example_end`, if given, sees the runner before every reset (after each example and
+    each shrinking replay), with that example's events and history."""
     started = time.monotonic()
     reason = applicable(prop, target)
     if reason is not None:
@@ -142,17 +146,16 @@ def run_property(
         counts["events"] += 1
 
     config = replace(options.config, properties=frozenset({prop}))
-    runner = Runner(target, config, on_step=on_step)
-    original_reset = runner.reset
 
-    def counting_reset() -> None:
-        latencies.extend(runner.history.latencies_s())
+    def on_reset(finished: Runner) -> None:
+        latencies.extend(finished.history.latencies_s())
         counts["examples"] += 1
         if progress is not None:
             progress(prop, counts["examples"], options.examples)
-        original_reset()
+        if on_example_end is not None:
+            on_example_end(finished)
 
-    runner.reset = counting_reset  # type: ignore[method-assign]
+    runner = Runner(target, config, on_step=on_step, on_reset=on_reset)
     # get_state_machine_test takes any factory of machines (run_state_machine_as_test documents
     # it); its annotation varies across Hypothesis releases, hence the cast.
     build_test = cast(Any, get_state_machine_test)

@@ -99,6 +99,7 @@ class Runner:
         target: Target,
         config: RunConfig | None = None,
         on_step: Callable[[Event], None] | None = None,
+        on_reset: Callable[[Runner], None] | None = None,
     ) -> None:
         self.target = target
         self.config = config or RunConfig()
@@ -108,11 +109,15 @@ class Runner:
         self.history = History()
         self.memory = AffinityMemory()
         self.on_step = on_step
+        self.on_reset = on_reset
         self.last_violation: Violation | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def reset(self) -> None:
-        """Return target, model and records to empty (between examples)."""
+        """Return target, model and records to empty (between examples). `on_reset` sees the
+        runner first, with the events and history of the example that just ended."""
+        if self.on_reset is not None:
+            self.on_reset(self)
         reset = getattr(self.target, "reset", None)
         try:
             if not callable(reset):
