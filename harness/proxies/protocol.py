@@ -2,8 +2,9 @@
 
 The schema ships as `harness/schemas/proxy-protocol.json`. Requests go from the harness to the
 proxy, one JSON object per line on its stdin; each is answered by exactly one reply line on its
-stdout, `{"ok": true}` or `{"ok": false, "error": "..."}`. This module is pure: it builds and
-checks messages and never does I/O beyond reading the schema file once.
+stdout, `{"ok": true}` or `{"ok": false, "error": "..."}`. This module is pure: it builds,
+checks and reads back messages (the `*_from_json` decoders, used by `harness.proxies.sdk` on the
+proxy's side) and never does I/O beyond reading the schema file once.
 """
 
 from __future__ import annotations
@@ -11,12 +12,21 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from harness.model.objects import EndpointSlice, Service
+from harness.model.objects import (
+    Affinity,
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    Service,
+    ServicePort,
+    TrafficPolicy,
+)
 from harness.proxies.base import NodeContext
 
 PROTOCOL_VERSION = 1
@@ -133,3 +143,54 @@ def endpoint_slice_json(endpoint_slice: EndpointSlice) -> Message:
 
 def hello(node: NodeContext) -> Message:
     return {"type": "hello", "protocol": PROTOCOL_VERSION, "node": node_json(node)}
+
+
+# -- and back: the proxy's side (harness.proxies.sdk) --------------------------------------------
+def node_from_json(node: Message) -> NodeContext:
+    return NodeContext(
+        node["name"], node["netns"], node["prefix"], Path(node["workdir"]), node["service_cidr"]
+    )
+
+
+def service_from_json(service: Message) -> Service:
+    """The Service in a valid message. The protocol carries no selector (a proxy never needs
+    one), so the result's selector is empty."""
+    return Service(
+        name=service["name"],
+        cluster_ip=service["cluster_ip"],
+        selector=(),
+        ports=tuple(
+            ServicePort(p["name"], p["port"], p["target_port"], p["protocol"])
+            for p in service["ports"]
+        ),
+        namespace=service["namespace"],
+        session_affinity=Affinity(service["session_affinity"]),
+        affinity_timeout_s=service["affinity_timeout_s"],
+        publish_not_ready_addresses=service["publish_not_ready_addresses"],
+        internal_traffic_policy=TrafficPolicy(service["internal_traffic_policy"]),
+    )
+
+
+def endpoint_slice_from_json(endpoint_slice: Message) -> EndpointSlice:
+    """The EndpointSlice in a valid message."""
+    return EndpointSlice(
+        service=endpoint_slice["service"],
+        ports=tuple(
+            EndpointPort(p["name"], p["port"], p["protocol"]) for p in endpoint_slice["ports"]
+        ),
+        endpoints=tuple(
+            Endpoint(
+                e["address"],
+                e["pod"],
+                e["uid"],
+                e["node"],
+                e["zone"],
+                e["ready"],
+                e["serving"],
+                e["terminating"],
+            )
+            for e in endpoint_slice["endpoints"]
+        ),
+        namespace=endpoint_slice["namespace"],
+        name=endpoint_slice["name"],
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,13 @@ from harness.proxies.protocol import (
     ProtocolError,
     check_request,
     encode,
+    endpoint_slice_from_json,
     endpoint_slice_json,
     hello,
+    node_from_json,
     parse_reply,
     schema,
+    service_from_json,
     service_json,
 )
 
@@ -166,3 +170,17 @@ def test_valid_replies_parse(line: bytes) -> None:
 def test_garbage_replies_are_refused_with_a_reason(line: bytes, complaint: str) -> None:
     with pytest.raises(ProtocolError, match=complaint):
         parse_reply(line)
+
+
+@given(services, slices)
+def test_the_proxy_side_reads_back_what_the_harness_sends(
+    service: Service, endpoint_slice: EndpointSlice
+) -> None:
+    decoded_service = service_from_json(service_json(service))
+    assert decoded_service == replace(service, selector=())  # the protocol carries no selector
+    assert endpoint_slice_from_json(endpoint_slice_json(endpoint_slice)) == endpoint_slice
+
+
+def test_the_proxy_side_reads_back_the_node(tmp_path: Path) -> None:
+    node = NodeContext("node-1", "hk12345-node", "hk12345", tmp_path, "10.96.0.0/12")
+    assert node_from_json(hello(node)["node"]) == node

@@ -1,0 +1,198 @@
+"""Write an external proxy in Python: the protocol spoken for you, the endpoints chosen for you.
+
+An external proxy (docs/candidate-proxy.md) is a program that speaks protocol v1 on its stdin and
+stdout. This module does the part every proxy shares, as kube-proxy's proxiers share the change
+trackers and `CategorizeEndpoints`: it reads and validates each request, keeps the Services and
+EndpointSlices, and on every `sync` hands the proxy the whole desired state, one `ServicePort`
+per Service port with the endpoints new connections may use. The proxy writes its data plane:
+
+    def program(ports: list[ServicePort]) -> None:  # or async def
+        ...  # make the data plane match `ports`; return once new connections see it
+
+    serve(program, start=on_hello, stop=on_shutdown)
+
+Every request gets one reply: ok when the callback returns, an error (the exception in one line,
+its traceback on stderr) when it raises, after which the proxy keeps serving. Callbacks may be
+plain functions or coroutine functions; they run on one asyncio event loop, which the data plane
+may use for its own sockets. `serve` returns after `shutdown` is answered or when stdin closes
+(then `stop` is still called).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from harness.model.endpoints import usable_destinations
+from harness.model.objects import Affinity, EndpointSlice, Service
+from harness.proxies.base import NodeContext
+from harness.proxies.protocol import (
+    PROTOCOL_VERSION,
+    Message,
+    ProtocolError,
+    check_request,
+    endpoint_slice_from_json,
+    node_from_json,
+    service_from_json,
+)
+
+Address = tuple[str, int]
+Program = Callable[[list["ServicePort"]], Awaitable[None] | None]
+Start = Callable[[NodeContext], Awaitable[None] | None]
+Stop = Callable[[], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """What one Service port must do.
+
+    `backends` are the (address, port) pairs new connections may go to, sorted: the usable
+    endpoints (`CategorizeEndpoints`: ready ones, else serving-and-terminating ones, only this
+    node's under internalTrafficPolicy=Local) at their slice's port for this port name. Empty
+    means REJECT: refuse new connections at once. `affinity_timeout_s` is None unless the Service
+    has ClientIP affinity.
+    """
+
+    service: str  # namespace/name
+    name: str
+    vip: str
+    port: int
+    protocol: str
+    backends: tuple[Address, ...]
+    affinity_timeout_s: int | None
+
+    @property
+    def address(self) -> Address:
+        """Where clients connect: (Service VIP, Service port)."""
+        return (self.vip, self.port)
+
+
+class Session:
+    """One protocol session: the state the requests built and the proxy's callbacks."""
+
+    def __init__(self, program: Program, start: Start | None = None, stop: Stop | None = None):
+        self.program, self.start, self.stop = program, start, stop
+        self.node: NodeContext | None = None
+        self.services: dict[str, Service] = {}
+        self.slices: dict[str, EndpointSlice] = {}
+        self.done = False  # shutdown was requested: answer it, then stop reading
+
+    def desired(self) -> list[ServicePort]:
+        """Every Service port with its usable backends, in a stable order."""
+        assert self.node is not None
+        ports = []
+        for key, service in sorted(self.services.items()):
+            slices = [
+                s
+                for s in self.slices.values()
+                if (s.namespace, s.service) == (service.namespace, service.name)
+            ]
+            affinity = service.session_affinity == Affinity.CLIENT_IP
+            for port in service.ports:
+                destinations = usable_destinations(slices, service, port.name, self.node.node)
+                ports.append(
+                    ServicePort(
+                        service=key,
+                        name=port.name,
+                        vip=service.cluster_ip,
+                        port=port.port,
+                        protocol=port.protocol,
+                        backends=tuple(sorted({(d.address, d.port) for d in destinations})),
+                        affinity_timeout_s=service.affinity_timeout_s if affinity else None,
+                    )
+                )
+        return ports
+
+    async def answer(self, line: str) -> Message:
+        """The reply to one request line."""
+        seq = None
+        try:
+            message = json.loads(line)
+            seq = message.get("seq") if isinstance(message, dict) else None
+            _check_version(message)
+            check_request(message)
+            await self.apply(message)
+        except ProtocolError as error:
+            return _error(seq, f"invalid request: {error}")
+        except json.JSONDecodeError as error:
+            return _error(seq, f"invalid request: not JSON ({error})")
+        except Exception as error:
+            traceback.print_exc(file=sys.stderr)
+            return _error(seq, f"{type(error).__name__}: {error}")
+        return {"ok": True, "seq": seq}
+
+    async def apply(self, message: Message) -> None:
+        """Record a change, or call the proxy's callback for hello, sync and shutdown."""
+        kind = message["type"]
+        if kind == "hello":
+            self.node = node_from_json(message["node"])
+            await _call(self.start, self.node)
+        elif kind in ("service_add", "service_update", "service_delete"):
+            service = service_from_json(message["service"])
+            self._put(self.services, f"{service.namespace}/{service.name}", service, kind)
+        elif kind in ("endpoint_slice_add", "endpoint_slice_update", "endpoint_slice_delete"):
+            endpoint_slice = endpoint_slice_from_json(message["endpoint_slice"])
+            key = f"{endpoint_slice.namespace}/{endpoint_slice.name}"
+            self._put(self.slices, key, endpoint_slice, kind)
+        elif kind == "sync":
+            await _call(self.program, self.desired())
+        elif kind == "shutdown":
+            self.done = True
+            await _call(self.stop)
+
+    @staticmethod
+    def _put(store: dict[str, Any], key: str, value: object, kind: str) -> None:
+        if kind.endswith("_delete"):
+            store.pop(key, None)
+        else:
+            store[key] = value
+
+
+def serve(
+    program: Program,
+    *,
+    start: Start | None = None,
+    stop: Stop | None = None,
+    stdin: IO[str] = sys.stdin,
+    stdout: IO[str] = sys.stdout,
+) -> None:
+    """Answer requests from `stdin` on `stdout` until `shutdown` or the end of `stdin`."""
+    asyncio.run(_serve(Session(program, start, stop), stdin, stdout))
+
+
+async def _serve(session: Session, stdin: IO[str], stdout: IO[str]) -> None:
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, stdin.readline):
+        reply = await session.answer(line)
+        stdout.write(json.dumps(reply) + "\n")
+        stdout.flush()
+        if session.done:
+            return
+    await _call(session.stop)  # the harness went away without a shutdown: clean up anyway
+
+
+async def _call(callback: Callable[..., Awaitable[None] | None] | None, *args: Any) -> None:
+    if callback is not None:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result
+
+
+def _check_version(message: Any) -> None:
+    if isinstance(message, dict) and message.get("type") == "hello":
+        version = message.get("protocol")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(f"protocol {version!r}: this proxy speaks {PROTOCOL_VERSION}")
+
+
+def _error(seq: object, text: str) -> Message:
+    reply: Message = {"ok": False, "error": " ".join(text.split())[:4096]}
+    if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1:
+        reply["seq"] = seq
+    return reply
