@@ -130,6 +130,8 @@ class Session:
     async def apply(self, message: Message) -> None:
         """Record a change, or call the proxy's callback for hello, sync and shutdown."""
         kind = message["type"]
+        if kind != "hello" and self.node is None:
+            raise ProtocolError(f"{kind} before hello")
         if kind == "hello":
             self.node = node_from_json(message["node"])
             await _call(self.start, self.node)

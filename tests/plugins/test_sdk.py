@@ -197,3 +197,12 @@ def test_a_failing_callback_is_an_error_reply_with_its_exception(
     replies = run(tmp_path, recorder, add(web()), SYNC)
     assert replies[2] == {"ok": False, "seq": 3, "error": "OSError: address already in use"}
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_request_before_hello_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    recorder = Recorder()
+    stdout = io.StringIO()
+    sdk.serve(recorder.program, stdin=io.StringIO('{"type": "sync", "seq": 1}\n'), stdout=stdout)
+    reply = json.loads(stdout.getvalue())
+    assert reply == {"ok": False, "seq": 1, "error": "invalid request: sync before hello"}
+    assert recorder.programs == []
