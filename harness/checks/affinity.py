@@ -6,6 +6,11 @@ affinity timeout has not passed since its last connection, every new connection 
 reaches that same backend; when the backend stops being usable the client must move to a usable
 one (checked by `no-stale-traffic` and `availability`). After the timeout it may move.
 
+Affinity to a backend ends when the backend stops being usable, even if it comes back later:
+kube-proxy keeps affinity state per endpoint and deletes it with the endpoint's rules (the
+iptables `recent` list of its KUBE-SEP chain, the nftables affinity set, the userspace proxy's
+`removeSessionAffinityByEndpoint`), so a returning endpoint is a fresh choice for every client.
+
 `AffinityMemory` is the checker's own record of which backend each (Service, client) stuck to,
 rebuilt from the observations alone; the runner forgets a Service's entries when its affinity
 settings change (e2e `...WithTransition`: ClientIP -> None -> ClientIP may pick anew).
@@ -39,6 +44,12 @@ class AffinityMemory:
     def forget(self, service: str) -> None:
         for key in [k for k in self.entries if k[0] == service]:
             del self.entries[key]
+
+    def forget_gone(self, service: str, usable: Collection[Backend]) -> None:
+        """Forget the clients of `service` stuck to a backend that is no longer in `usable`."""
+        for key, stuck in list(self.entries.items()):
+            if key[0] == service and stuck.backend not in usable:
+                del self.entries[key]
 
 
 def check_affinity(

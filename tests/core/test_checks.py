@@ -112,6 +112,23 @@ def test_affinity_holds_across_batches_until_timeout():
     assert not split.holds
 
 
+def test_affinity_ends_with_its_backend_and_is_not_owed_when_it_returns():
+    """kube-proxy deletes an endpoint's affinity state with its rules (iptables `recent` list,
+    nftables set): a client stuck to a backend that left and came back may pick anew."""
+    service = Service("svc", "10.96.0.10", (("app", "web"),), session_affinity=Affinity.CLIENT_IP)
+    kept, forgotten = AffinityMemory(), AffinityMemory()
+    for memory in (kept, forgotten):
+        check_affinity(service, set(B[:2]), sample([B[0]] * 5), memory)
+    forgotten.forget_gone("svc", set())  # a step without usable endpoints
+    back = sample([B[1]] * 5, started=2, finished=3)
+    assert check_affinity(service, set(B[:2]), back, forgotten).holds
+    assert not check_affinity(service, set(B[:2]), back, kept).holds
+    other = Service("other", "10.96.0.11", (("app", "web"),), session_affinity=Affinity.CLIENT_IP)
+    check_affinity(other, set(B[:2]), sample([B[0]] * 5), forgotten)
+    forgotten.forget_gone("svc", set())  # another Service's clients stay stuck
+    assert not check_affinity(other, set(B[:2]), back, forgotten).holds
+
+
 def test_affinity_lets_a_client_leave_a_dead_backend():
     service = Service("svc", "10.96.0.10", (("app", "web"),), session_affinity=Affinity.CLIENT_IP)
     memory = AffinityMemory()
