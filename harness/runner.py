@@ -212,7 +212,7 @@ class Runner:
 
     def _settle(self, name: str, applied_s: float, record: dict[str, Any]) -> list[Verdict]:
         expected = expectation(self.model, name)
-        self.memory.forget_gone(name, expected.usable)
+        self.memory.forget(name, keep=expected.usable)  # affinity ends with its backend
         deadline_s = applied_s + self.config.deadline_s
         pause_s, longest_pause_s = (
             self.config.poll_s,

@@ -41,14 +41,10 @@ class AffinityMemory:
 
     entries: dict[tuple[str, str], Stuck] = field(default_factory=dict)
 
-    def forget(self, service: str) -> None:
-        for key in [k for k in self.entries if k[0] == service]:
-            del self.entries[key]
-
-    def forget_gone(self, service: str, usable: Collection[Backend]) -> None:
-        """Forget the clients of `service` stuck to a backend that is no longer in `usable`."""
+    def forget(self, service: str, keep: Collection[Backend] = ()) -> None:
+        """Forget the clients of `service`, except those stuck to a backend in `keep`."""
         for key, stuck in list(self.entries.items()):
-            if key[0] == service and stuck.backend not in usable:
+            if key[0] == service and stuck.backend not in keep:
                 del self.entries[key]
 
 

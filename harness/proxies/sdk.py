@@ -25,6 +25,7 @@ import inspect
 import json
 import sys
 import traceback
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -86,13 +87,12 @@ class Session:
     def desired(self) -> list[ServicePort]:
         """Every Service port with its usable backends, in a stable order."""
         assert self.node is not None
+        slices_of: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
+        for endpoint_slice in self.slices.values():
+            slices_of[(endpoint_slice.namespace, endpoint_slice.service)].append(endpoint_slice)
         ports = []
         for key, service in sorted(self.services.items()):
-            slices = [
-                s
-                for s in self.slices.values()
-                if (s.namespace, s.service) == (service.namespace, service.name)
-            ]
+            slices = slices_of[(service.namespace, service.name)]
             affinity = service.session_affinity == Affinity.CLIENT_IP
             for port in service.ports:
                 destinations = usable_destinations(slices, service, port.name, self.node.node)

@@ -119,13 +119,13 @@ def test_affinity_ends_with_its_backend_and_is_not_owed_when_it_returns():
     kept, forgotten = AffinityMemory(), AffinityMemory()
     for memory in (kept, forgotten):
         check_affinity(service, set(B[:2]), sample([B[0]] * 5), memory)
-    forgotten.forget_gone("svc", set())  # a step without usable endpoints
+    forgotten.forget("svc", keep=set())  # a step without usable endpoints
     back = sample([B[1]] * 5, started=2, finished=3)
     assert check_affinity(service, set(B[:2]), back, forgotten).holds
     assert not check_affinity(service, set(B[:2]), back, kept).holds
     other = Service("other", "10.96.0.11", (("app", "web"),), session_affinity=Affinity.CLIENT_IP)
     check_affinity(other, set(B[:2]), sample([B[0]] * 5), forgotten)
-    forgotten.forget_gone("svc", set())  # another Service's clients stay stuck
+    forgotten.forget("svc", keep=set())  # another Service's clients stay stuck
     assert not check_affinity(other, set(B[:2]), back, forgotten).holds
 
 
