@@ -31,8 +31,8 @@ from harness.local.cleanup import clean
 from harness.local.names import NETNS_DIR
 from harness.model.objects import labels_of
 from harness.registry import TargetOptions
-from harness.targets.base import TrafficRequest
 from harness.targets.local import LocalTarget
+from harness.traffic import TrafficRequest
 
 pytestmark = pytest.mark.netns
 

@@ -37,7 +37,8 @@ from harness.history import History
 from harness.model.endpoints import derive_slices, unique_endpoints, usable_destinations
 from harness.model.objects import PROXY_NODE, Affinity, Backend, EndpointSlice, Service
 from harness.model.state import ClusterState
-from harness.targets.base import CLIENTS, RuleOracle, Target, TrafficRequest, TrafficSample
+from harness.targets.base import RuleOracle, Target
+from harness.traffic import CLIENTS, TrafficRequest, TrafficSample
 
 PORT = "http"
 EMPTY_BATCH = 3  # connections sent to a Service that must reject

@@ -42,7 +42,7 @@ from harness.events import (
 from harness.model.objects import NODES, Affinity, Labels, Pod, TrafficPolicy, labels_of
 from harness.model.state import ClusterState
 from harness.runner import Runner
-from harness.targets.base import CLIENTS
+from harness.traffic import CLIENTS
 
 GROUPS = ("web", "api")
 TIERS = ("front", "back")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from harness.checks.verdict import Verdict, failed, passed
 from harness.model.objects import Affinity, Backend, Service
-from harness.targets.base import TrafficSample
+from harness.traffic import TrafficSample
 
 PROPERTY = "affinity"
 TIMEOUT_SLACK_S = 0.5  # the kernel's recent/set timers are refreshed per packet, not per batch

@@ -33,7 +33,7 @@ from scipy import stats
 
 from harness.checks.verdict import Verdict, failed, passed
 from harness.model.objects import Backend
-from harness.targets.base import TrafficSample
+from harness.traffic import TrafficSample
 
 PROPERTY = "fairness"
 POWER = 0.9

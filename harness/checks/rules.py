@@ -13,7 +13,7 @@ from collections.abc import Collection
 
 from harness.checks.verdict import Verdict, failed, passed
 from harness.model.objects import Backend
-from harness.targets.base import Reachability
+from harness.traffic import Reachability
 
 PROPERTY = "exact-balance"
 TOLERANCE = 1e-6  # iptables' statistic match has 1/2^31 granularity; 10-decimal probabilities

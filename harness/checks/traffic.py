@@ -13,7 +13,7 @@ from collections.abc import Collection
 
 from harness.checks.verdict import Verdict, failed, passed
 from harness.model.objects import Backend
-from harness.targets.base import ErrorKind, TrafficSample
+from harness.traffic import ErrorKind, TrafficSample
 
 NO_STALE = "no-stale-traffic"
 REJECT = "reject-when-empty"

@@ -43,7 +43,7 @@ from harness.kube.traffic import Exec, run_batch
 from harness.model.objects import NODES, PROXY_NODE, Pod
 from harness.model.state import POD_CIDR
 from harness.proxies.process import netns_argv
-from harness.targets.base import TrafficRequest, TrafficSample
+from harness.traffic import TrafficRequest, TrafficSample
 
 NODE_ADDRESS = str(POD_CIDR.network_address + 1)  # the node namespace's bridge address
 HEARTBEAT_S = 10.0  # the kubelet's default nodeStatusUpdateFrequency

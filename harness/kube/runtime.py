@@ -36,7 +36,7 @@ from harness.kube.observe import Watched
 from harness.kube.scope import Scope
 from harness.kube.traffic import ClientPods, Exec
 from harness.model.objects import NODES, Pod
-from harness.targets.base import TrafficRequest, TrafficSample
+from harness.traffic import TrafficRequest, TrafficSample
 
 # Container states that will not get better by waiting (kubelet's waiting reasons).
 FATAL_WAITING = {

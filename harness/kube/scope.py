@@ -13,7 +13,7 @@ from harness.kube.objects import Placement
 @dataclass(frozen=True)
 class Scope:
     """One run in one cluster. `placement.namespace` is the only namespace the run writes to;
-    `clients` are the client names (`harness.targets.base.CLIENTS`)."""
+    `clients` are the client names (`harness.traffic.CLIENTS`)."""
 
     cluster: Cluster
     placement: Placement

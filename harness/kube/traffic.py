@@ -1,6 +1,6 @@
 """Bounded request batches from client pods inside the cluster.
 
-Each client (`client-1`, `client-2`, ... of `harness.targets.base.CLIENTS`) is a pod of its own,
+Each client (`client-1`, `client-2`, ... of `harness.traffic.CLIENTS`) is a pod of its own,
 so each has its own source IP, as ClientIP session affinity needs. A batch is one exec into the
 client pod running a bounded `curl` loop, the tool the upstream e2e affinity tests use
 (test/e2e/network/service.go `execAffinityTestForNonLBService`: `curl -q -s --connect-timeout 2`):
@@ -30,7 +30,7 @@ from harness.errors import UsageError
 from harness.kube.objects import client_pod_manifest, parse_hostname
 from harness.kube.scope import Scope
 from harness.model.objects import Backend
-from harness.targets.base import ErrorKind, Outcome, TrafficRequest, TrafficSample
+from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
 
 # pod name, argv, timeout in seconds -> stdout
 Exec = Callable[[str, Sequence[str], float], str]

@@ -31,7 +31,7 @@ from harness.errors import EnvironmentProblem
 from harness.local.names import netns_path
 from harness.local.netns import setns
 from harness.model.objects import Backend
-from harness.targets.base import ErrorKind, Outcome
+from harness.traffic import ErrorKind, Outcome
 
 BATCH_MARGIN_S = 5.0
 MAX_ANSWER_BYTES = 65536

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from harness.model.objects import EndpointSlice, Service
-from harness.targets.base import Reachability
+from harness.traffic import Reachability
 
 
 @dataclass(frozen=True)

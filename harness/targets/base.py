@@ -7,85 +7,12 @@ never judges itself.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from harness.clock import Clock
 from harness.events import Event
-from harness.model.objects import Backend, EndpointSlice
-
-CLIENTS = ("client-1", "client-2", "client-3")
-
-
-class ErrorKind(StrEnum):
-    """How a request failed. `refused` is the REJECT a Service without endpoints must give."""
-
-    REFUSED = "refused"
-    RESET = "reset"
-    TIMEOUT = "timeout"
-    OTHER = "other"
-
-
-@dataclass(frozen=True)
-class TrafficRequest:
-    """A bounded batch: `count` requests from `client` to `service`'s port `port`.
-
-    With `keep_alive` False every request opens a fresh TCP connection (the mode for correctness
-    and fairness: a backend is chosen per connection). With `keep_alive` True the batch opens
-    `connections` connections at its start and spreads the requests over them. No request may
-    take longer than `timeout_s`; the whole batch is bounded by `count * timeout_s`.
-    """
-
-    service: str
-    client: str = CLIENTS[0]
-    count: int = 10
-    keep_alive: bool = False
-    connections: int = 1
-    port: str = "http"
-    timeout_s: float = 2.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One request: the backend that answered (pod and incarnation) or the error, its latency,
-    and the index of the connection it used within its batch."""
-
-    backend: Backend | None
-    error: ErrorKind | None
-    latency_ms: float
-    connection: int
-
-
-@dataclass(frozen=True)
-class TrafficSample:
-    """What a batch saw, in send order, with the target-clock times it started and finished."""
-
-    request: TrafficRequest
-    outcomes: tuple[Outcome, ...]
-    started_s: float
-    finished_s: float
-
-    def hits(self) -> Counter[Backend]:
-        return Counter(o.backend for o in self.outcomes if o.backend is not None)
-
-    def errors(self) -> Counter[ErrorKind]:
-        return Counter(o.error for o in self.outcomes if o.error is not None)
-
-
-@dataclass(frozen=True)
-class Reachability:
-    """The exact data-plane answer for a new connection, read from programmed state, not traffic.
-
-    `probabilities` maps each backend a new connection can reach to the probability that it does;
-    `rejects` is True when a new connection is refused. `detail` says where it was read from.
-    """
-
-    rejects: bool
-    probabilities: Mapping[Backend, float] = field(default_factory=dict)
-    detail: str = ""
+from harness.model.objects import EndpointSlice
+from harness.traffic import Reachability, TrafficRequest, TrafficSample
 
 
 class Target(Protocol):

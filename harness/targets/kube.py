@@ -51,7 +51,7 @@ from harness.kube.traffic import Exec
 from harness.model.objects import EndpointSlice
 from harness.model.state import ClusterState
 from harness.registry import TargetOptions
-from harness.targets.base import CLIENTS, ErrorKind, Outcome, TrafficRequest, TrafficSample
+from harness.traffic import CLIENTS, ErrorKind, Outcome, TrafficRequest, TrafficSample
 
 MERGE_PATCH = "application/merge-patch+json"
 NAMESPACE_PREFIX = "svc-lb-"

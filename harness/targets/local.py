@@ -37,7 +37,7 @@ from harness.model.state import SERVICE_CIDR, ClusterState
 from harness.proxies.base import NodeContext, Proxy
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
-from harness.targets.base import CLIENTS, Reachability, TrafficRequest, TrafficSample
+from harness.traffic import CLIENTS, Reachability, TrafficRequest, TrafficSample
 
 DEFAULT_PROXY = "iptables"
 LOOPBACK = "loopback"

@@ -21,7 +21,7 @@ from harness.model.endpoints import derive_slices, usable_destinations
 from harness.model.objects import PROXY_NODE, Affinity, Destination, EndpointSlice, Service
 from harness.model.state import ClusterState
 from harness.registry import TargetOptions
-from harness.targets.base import ErrorKind, Outcome, TrafficRequest, TrafficSample
+from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
 
 MODEL_LATENCY_MS = 0.1  # what one simulated request "takes"
 

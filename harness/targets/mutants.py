@@ -16,8 +16,8 @@ from harness.events import Event, RestartPod
 from harness.model.objects import Destination, Phase, Pod, Service
 from harness.model.state import ClusterState
 from harness.registry import TargetOptions
-from harness.targets.base import ErrorKind, Outcome, TrafficRequest
 from harness.targets.model import ModelTarget
+from harness.traffic import ErrorKind, Outcome, TrafficRequest
 
 
 class KeepsDeletedEndpoints(ModelTarget):

@@ -13,7 +13,7 @@ from harness.checks.traffic import check_availability, check_no_stale, check_rej
 from harness.events import CreateService, DeletePod, Scale, apply_all
 from harness.model import derive_slices, labels_of
 from harness.model.objects import Affinity, Backend, Service
-from harness.targets.base import ErrorKind, Outcome, Reachability, TrafficRequest, TrafficSample
+from harness.traffic import ErrorKind, Outcome, Reachability, TrafficRequest, TrafficSample
 
 B = [Backend(f"web-{i}", f"u{i}") for i in range(10)]
 

@@ -30,8 +30,8 @@ from harness.kube.scope import Scope
 from harness.model.objects import Backend, labels_of
 from harness.proxies.failure import ProxyFailure
 from harness.registry import TargetOptions
-from harness.targets.base import CLIENTS, TrafficRequest
 from harness.targets.kube import KubeTarget
+from harness.traffic import CLIENTS, TrafficRequest
 
 WEB = labels_of({"app": "web"})
 NAMESPACE = "svc-lb-hk00abc"

@@ -27,8 +27,8 @@ from harness.kube.api import Cluster
 from harness.kube.cleanup import clean_cluster
 from harness.model.objects import labels_of
 from harness.registry import TargetOptions
-from harness.targets.base import TrafficRequest
 from harness.targets.kube import KubeTarget
+from harness.traffic import TrafficRequest
 
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
 WEB = labels_of({"app": "web"})

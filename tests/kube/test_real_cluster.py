@@ -17,8 +17,8 @@ from harness.kube.api import connect
 from harness.model.endpoints import derive_slices
 from harness.model.objects import Backend, labels_of
 from harness.registry import TargetOptions
-from harness.targets.base import ErrorKind, TrafficRequest
 from harness.targets.kube import KubeTarget
+from harness.traffic import ErrorKind, TrafficRequest
 
 pytestmark = pytest.mark.kube
 WEB = labels_of({"app": "web"})

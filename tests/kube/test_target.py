@@ -29,8 +29,8 @@ from harness.kube.objects import INCARNATION_LABEL, MANAGED_BY, MANAGED_BY_KEY
 from harness.model.endpoints import derive_slices
 from harness.model.objects import Backend, labels_of
 from harness.registry import TargetOptions, make_target
-from harness.targets.base import TrafficRequest
 from harness.targets.kube import KubeTarget
+from harness.traffic import TrafficRequest
 
 WEB = labels_of({"app": "web"})
 

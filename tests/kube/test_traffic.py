@@ -19,7 +19,7 @@ import pytest
 from harness.errors import UsageError
 from harness.kube.traffic import build_command, parse_output
 from harness.model.objects import Backend
-from harness.targets.base import ErrorKind, TrafficRequest
+from harness.traffic import ErrorKind, TrafficRequest
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 

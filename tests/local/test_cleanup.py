@@ -18,8 +18,8 @@ from harness.events import CreateService, Scale
 from harness.local.cleanup import clean
 from harness.local.names import NETNS_DIR, PREFIX_ENVIRONMENT
 from harness.model.objects import labels_of
-from harness.targets.base import TrafficRequest
 from harness.targets.local import LocalTarget
+from harness.traffic import TrafficRequest
 from tests.local.conftest import needs_root, root_snapshot
 
 pytestmark = [pytest.mark.netns, needs_root]

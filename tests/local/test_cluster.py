@@ -15,7 +15,7 @@ from harness.local.cluster import LocalCluster
 from harness.local.netns import read_sysctl
 from harness.local.traffic import Batch, ClientAgent
 from harness.model.objects import Backend, ContainerPort, Pod
-from harness.targets.base import ErrorKind
+from harness.traffic import ErrorKind
 from tests.local.conftest import needs_root, root_snapshot
 
 pytestmark = [pytest.mark.netns, needs_root]

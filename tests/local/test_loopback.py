@@ -15,8 +15,8 @@ from harness.events import CreateService, Scale, SetAffinity
 from harness.local.loopback import LoopbackAddresses
 from harness.model.objects import Affinity, labels_of
 from harness.registry import TargetOptions
-from harness.targets.base import ErrorKind, TrafficRequest
 from harness.targets.local import LocalTarget
+from harness.traffic import ErrorKind, TrafficRequest
 
 WEB = labels_of({"app": "web"})
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ import sys
 from harness.events import CreateService, Scale
 from harness.model.objects import labels_of
 from harness.registry import TargetOptions
-from harness.targets.base import TrafficRequest
+from harness.traffic import TrafficRequest
 from harness.targets.local import LocalTarget
 target = LocalTarget.from_spec("loopback", TargetOptions(prefix=sys.argv[1]))
 target.open()

@@ -14,8 +14,9 @@ from harness.proxies.base import NodeContext
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions
 from harness.targets import local
-from harness.targets.base import Reachability, RuleOracle, TrafficRequest
+from harness.targets.base import RuleOracle
 from harness.targets.local import LocalTarget, RuleReadingLocalTarget
+from harness.traffic import Reachability, TrafficRequest
 from tests.local.conftest import needs_root, root_snapshot
 
 WEB = labels_of({"app": "web"})

@@ -20,8 +20,8 @@ from harness.events import (
     Wait,
 )
 from harness.model.objects import Affinity, Backend, labels_of
-from harness.targets.base import ErrorKind, TrafficRequest
 from harness.targets.local import LocalTarget
+from harness.traffic import ErrorKind, TrafficRequest
 from tests.local.conftest import needs_root
 
 pytestmark = [pytest.mark.netns, needs_root]

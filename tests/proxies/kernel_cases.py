@@ -20,7 +20,7 @@ from harness.model.objects import (
     TrafficPolicy,
 )
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
-from harness.targets.base import Reachability
+from harness.traffic import Reachability
 
 COUNTERS = re.compile(r"\[\d+:\d+\]")
 PORT = EndpointPort("http", 8080)

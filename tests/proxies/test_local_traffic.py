@@ -20,8 +20,8 @@ from harness.proxies.mutants import DropEmptyProxy, NeverRemovesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.conntrack import ConntrackCleaner
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
-from harness.targets.base import ErrorKind, TrafficRequest
 from harness.targets.local import RuleReadingLocalTarget
+from harness.traffic import ErrorKind, TrafficRequest
 
 from .kernel_cases import root_rules
 

@@ -15,7 +15,7 @@ from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import MUTANT_PROXIES
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
-from harness.targets.base import Reachability
+from harness.traffic import Reachability
 
 from .conftest import ProxyFactory
 from .kernel_cases import (

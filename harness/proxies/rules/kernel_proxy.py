@@ -27,7 +27,7 @@ from harness.proxies.rules.node_prerequisites import NodePrerequisites
 from harness.proxies.rules.plan import Flow, PortPlan, flows_of, plan_ports
 from harness.proxies.rules.rendering import EMPTY, Delta, Rendering
 from harness.proxies.rules.tracing import Packet, Verdict, to_reachability
-from harness.targets.base import Reachability
+from harness.traffic import Reachability
 
 
 class Traceable(Protocol):

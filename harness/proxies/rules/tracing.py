@@ -28,7 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from harness.errors import HarnessError
 from harness.model.objects import Backend
-from harness.targets.base import Reachability
+from harness.traffic import Reachability
 
 MAX_DEPTH = 64
 STATISTIC_SCALE = 1 << 31  # xt_statistic compares a 31-bit random number to probability * 2^31
