@@ -1,13 +1,15 @@
-"""The `harness` command line: run, replay, targets, proxies, clean.
+"""The `harness` command line: run, replay, targets, proxies, properties, report, clean.
 
-Exit codes: 0 every property holds, 1 a property was violated, 2 usage error, 3 harness or
-environment error. Expected errors print one line and no traceback; a harness bug prints its
-traceback and exits 3, so it never looks like a proxy's violation.
+Exit codes: 0 every property holds, 1 a property was violated (or, for `replay`, the saved
+violation reproduced), 2 usage error, 3 harness or environment error, 130 interrupted. Expected
+errors print one line and no traceback; a harness bug prints its traceback and exits 3, so it
+never looks like a proxy's violation.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import signal
@@ -15,27 +17,30 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn
 
-from harness import registry
+from harness import __version__, registry
 from harness.checks import PROPERTIES
-from harness.checks.verdict import Verdict
-from harness.conformance import options_for, run_property, select_properties
+from harness.conformance import options_for, run_suite, select_properties
+from harness.console import Console
 from harness.errors import (
     EXIT_HARNESS,
     EXIT_OK,
     EXIT_VIOLATION,
     HarnessError,
     UsageError,
-    Violation,
 )
-from harness.events import load_sequence
+from harness.failures import RunContext, load_failure, run_context_of
+from harness.files import check_output_file, prepare_output_dir
+from harness.profiles import DEFAULT_PROFILE, PROFILES, parse_duration, profile_named
 from harness.results import RunReport, print_summary, write_json, write_junit
-from harness.runner import RunConfig, Runner
+from harness.runner import RunConfig, Runner, StepResult
 
 DEFAULT_TARGET = "local"
+BUDGET_ENVIRONMENT = "HARNESS_BUDGET"
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,13 +78,31 @@ def _regex(text: str) -> str:
     return text
 
 
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _profile(text: str) -> str:
+    try:
+        return profile_named(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_target_options(parser: argparse.ArgumentParser, replay: bool = False) -> None:
     group = parser.add_argument_group("target")
     group.add_argument(
         "--target",
-        default=DEFAULT_TARGET,
-        help="NAME[:ARG]: model, local[:PROXY], kube, mutant:NAME (default: %(default)s"
-        ", the embedded local cluster with the iptables proxy)",
+        default=None if replay else DEFAULT_TARGET,
+        help="NAME[:ARG]: model, local[:PROXY], kube, mutant:NAME, mutant-controller:NAME"
+        + (
+            " (default: the target the file was found on)"
+            if replay
+            else " (default: %(default)s, the embedded local cluster with the iptables proxy)"
+        ),
     )
     group.add_argument(
         "--proxy-command",
@@ -90,37 +113,56 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         "--kubeconfig", help="kubeconfig for --target kube (default: $KUBECONFIG, ~/.kube/config)"
     )
     group.add_argument("--context", help="kubeconfig context for --target kube")
-    group.add_argument("--kind-cluster", help="create (and afterwards delete) this kind cluster")
     group.add_argument(
-        "--keep-cluster", action="store_true", help="keep the kind cluster afterwards"
+        "--kind-cluster", help="--target kube: create (and afterwards delete) this kind cluster"
+    )
+    group.add_argument(
+        "--keep-cluster", action="store_true", help="keep the --kind-cluster cluster afterwards"
     )
     group.add_argument(
         "--pods",
         choices=["cluster", "local"],
-        default="cluster",
-        help="kube: run pods on the cluster's kubelets, or locally as network namespaces",
+        default=None,
+        help="--target kube: run pods on the cluster's kubelets (cluster, the default), or"
+        " locally as network namespaces (local)",
     )
     group.add_argument(
         "--deadline",
         type=_positive_float,
-        help="seconds a change may take to be programmed (default: the target's)",
+        help="seconds a change may take to be programmed (default: the target's: 5 on the"
+        " local cluster, 30 elsewhere)",
     )
 
 
 def build_parser() -> Parser:
     parser = Parser(prog="harness", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = commands.add_parser("run", help="run the conformance properties against a target")
     _add_target_options(run)
-    run.add_argument("--examples", type=_positive_int, help="examples per property")
-    run.add_argument("--steps", type=_positive_int, help="most events per example")
-    run.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
-    run.add_argument("--focus", type=_regex, help="run only properties matching this regex")
-    run.add_argument("--skip", type=_regex, help="skip properties matching this regex")
-    run.add_argument(
-        "--exitfirst", action="store_true", help="stop after the first failed property"
+    size = run.add_argument_group("search size (see `harness run --help`; profiles in README)")
+    size.add_argument(
+        "--profile",
+        type=_profile,
+        default=DEFAULT_PROFILE,
+        help=f"quick, default or deep ({', '.join(PROFILES)}; default: %(default)s)",
     )
+    size.add_argument(
+        "--budget",
+        type=_duration,
+        default=None,
+        help="stop the search after this much wall time, e.g. 90s, 5m, 1h30m"
+        f" (default: ${BUDGET_ENVIRONMENT} if set, else the profile's)",
+    )
+    size.add_argument(
+        "--examples", type=_positive_int, help="stop the search after this many examples"
+    )
+    size.add_argument("--steps", type=_positive_int, help="events per example")
+    run.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
+    run.add_argument("--focus", type=_regex, help="judge only properties matching this regex")
+    run.add_argument("--skip", type=_regex, help="do not judge properties matching this regex")
+    run.add_argument("--exitfirst", action="store_true", help="stop at the first violated property")
     run.add_argument("--results", type=Path, help="write the JSON results file here")
     run.add_argument("--junit", type=Path, help="write JUnit XML here")
     run.add_argument(
@@ -130,9 +172,11 @@ def build_parser() -> Parser:
         help="where shrunk failing sequences are saved (default: %(default)s)",
     )
 
-    replay = commands.add_parser("replay", help="replay one saved sequence and show each step")
-    replay.add_argument("file", type=Path)
-    _add_target_options(replay)
+    replay = commands.add_parser(
+        "replay", help="replay a saved sequence or failure and show each step's verdicts"
+    )
+    replay.add_argument("file", type=Path, help="a failure file or a sequence file")
+    _add_target_options(replay, replay=True)
 
     commands.add_parser("targets", help="list the installed targets")
     commands.add_parser("proxies", help="list the installed proxies (and the harness's mutants)")
@@ -153,44 +197,57 @@ def build_parser() -> Parser:
     clean.add_argument(
         "--kube", action="store_true", help="also delete harness namespaces in a cluster"
     )
-    clean.add_argument("--kubeconfig")
-    clean.add_argument("--context")
+    clean.add_argument("--kubeconfig", help="with --kube: the cluster's kubeconfig")
+    clean.add_argument("--context", help="with --kube: the kubeconfig context")
     return parser
 
 
-def target_options(args: argparse.Namespace, seed: int = 0) -> registry.TargetOptions:
+def target_options(
+    args: argparse.Namespace, seed: int = 0, saved: RunContext | None = None
+) -> registry.TargetOptions:
+    """The target's options from the command line; for a replay, the saved run's options fill
+    in what the command line leaves out."""
+    kept = dict(saved.options) if saved else {}
+
+    def chosen(name: str) -> Any:
+        value = getattr(args, name, None)
+        return value if value is not None else kept.get(name)
+
+    deadline = chosen("deadline")
     return registry.TargetOptions(
-        proxy_command=args.proxy_command,
-        kubeconfig=args.kubeconfig,
-        context=args.context,
+        proxy_command=chosen("proxy_command"),
+        kubeconfig=chosen("kubeconfig"),
+        context=chosen("context"),
         kind_cluster=args.kind_cluster,
         keep_cluster=args.keep_cluster,
-        pods=args.pods,
-        deadline_s=args.deadline or 30.0,
-        extra={"seed": seed, "deadline_given": args.deadline is not None},
+        pods=chosen("pods") or "cluster",
+        deadline_s=float(deadline) if deadline is not None else 30.0,
+        extra={"seed": seed, "deadline_given": deadline is not None},
     )
 
 
-class Progress:
-    """A progress bar on a terminal; one line per finished property otherwise."""
+def run_context(spec: str, seed: int, options: registry.TargetOptions) -> RunContext:
+    """What a failure file records of this run so that a replay needs no other option."""
+    given = {
+        "proxy_command": options.proxy_command,
+        "kubeconfig": options.kubeconfig,
+        "context": options.context,
+        "pods": options.pods if options.pods != "cluster" else None,
+        "deadline": options.deadline_s if options.extra.get("deadline_given") else None,
+    }
+    return RunContext(spec, seed, {k: v for k, v in given.items() if v is not None})
 
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
 
-    def update(self, prop: str, done: int, total: int) -> None:
-        if not self.tty:
-            return
-        width = 30
-        filled = min(width, width * done // max(total, 1))
-        self.out.write(f"\r{prop:<22}[{'#' * filled}{'.' * (width - filled)}] {done}/{total}  ")
-        self.out.flush()
-
-    def finished(self, line: str) -> None:
-        if self.tty:
-            self.out.write("\r" + " " * 72 + "\r")
-        self.out.write(line + "\n")
-        self.out.flush()
+def _budget(args: argparse.Namespace) -> float | None:
+    if args.budget is not None:
+        return float(args.budget)
+    text = os.environ.get(BUDGET_ENVIRONMENT)
+    if not text:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise UsageError(f"{BUDGET_ENVIRONMENT}: {error}") from None
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -200,73 +257,109 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--focus/--skip select no property; the properties are: {', '.join(PROPERTIES)}"
         )
-    target = registry.make_target(args.target, target_options(args, seed))
-    options = options_for(
-        target,
-        seed=seed,
-        examples=args.examples,
-        steps=args.steps,
-        deadline_s=args.deadline,
-        properties=properties,
-        failures_dir=args.failures_dir,
+    for path, option in ((args.results, "--results"), (args.junit, "--junit")):
+        if path is not None:
+            check_output_file(path, option)
+    prepare_output_dir(args.failures_dir, "--failures-dir")
+    budget_s = _budget(args)
+    profile = profile_named(args.profile)
+    chosen = target_options(args, seed)
+    target = registry.make_target(args.target, chosen)
+    options = replace(
+        options_for(
+            target,
+            seed=seed,
+            profile=profile,
+            examples=args.examples,
+            steps=args.steps,
+            budget_s=budget_s,
+            deadline_s=args.deadline,
+            properties=properties,
+            failures_dir=args.failures_dir,
+            run=run_context(args.target, seed, chosen),
+        ),
+        stop_at_first=args.exitfirst,
     )
-    progress = Progress(sys.stderr)
-    sys.stderr.write(f"harness: {target.name}, seed {seed}, properties: {', '.join(properties)}\n")
+    console = Console(sys.stderr)
+    limits = options.limits
+    prefix = getattr(target, "prefix", None)
+    cleanup = f"\n  run prefix {prefix} (after a kill: harness clean --prefix {prefix})"
+    console.line(
+        f"harness {__version__}: {target.name}, seed {seed}, profile {profile.name}"
+        f" ({limits.examples} examples x {limits.steps} steps"
+        + (f", budget {limits.budget_s:g}s" if limits.budget_s else "")
+        + f"), deadline {options.config.deadline_s:g}s"
+        + (cleanup if prefix else "")
+    )
     started = time.monotonic()
-    results = []
     target.open()
     try:
-        for prop in properties:
-            result = run_property(target, prop, options, progress.update)
-            results.append(result)
-            progress.finished(
-                f"{prop}: {result.status.value} ({result.examples} examples,"
-                f" {result.events} events, {result.duration_s:.1f}s)"
-            )
-            if args.exitfirst and result.failure_file is not None:
-                break
+        suite = run_suite(target, options, console.verdict, console.progress)
     finally:
+        console.done()
         target.close()
-    report = RunReport(
-        target.name, seed, options.examples, options.steps, results, time.monotonic() - started
-    )
+    report = RunReport(suite, profile.name, time.monotonic() - started)
     print_summary(report, sys.stdout)
     if args.results:
         write_json(report, args.results)
     if args.junit:
         write_junit(report, args.junit)
-    return EXIT_VIOLATION if report.failed else EXIT_OK
+    if suite.interrupted:
+        print("harness: interrupted; everything the run made was removed", file=sys.stderr)
+    return report.exit_code
 
 
-def _verdict_line(verdicts: Sequence[Verdict]) -> str:
-    bad = [v for v in verdicts if not v.holds]
+def _verdict_line(step: StepResult, saved: str | None) -> str:
+    bad = step.failures()
     if bad:
-        return "; ".join(f"{v.property} FAILED: {v.message}" for v in bad)
-    names = sorted({v.property for v in verdicts})
+        return "; ".join(
+            f"{v.property} FAILED{' (the saved property)' if v.property == saved else ''}:"
+            f" {v.message}"
+            for v in bad
+        )
+    names = sorted({v.property for v in step.verdicts})
     return f"ok ({', '.join(names)})" if names else "ok"
 
 
 def command_replay(args: argparse.Namespace) -> int:
-    events = load_sequence(args.file)
-    target = registry.make_target(args.target, target_options(args))
-    config = RunConfig(deadline_s=args.deadline or getattr(target, "default_deadline_s", 30.0))
-    print(f"replaying {len(events)} events from {args.file} on {target.name}")
+    """Replay a file step by step, printing every verdict. For a failure file the saved
+    property decides: exit 1 if it failed again (reproduced), 0 if it held; other properties'
+    failures are reported, not fatal. A plain sequence file exits 1 on any failure."""
+    events, failure = load_failure(args.file)
+    saved = run_context_of(failure) if failure else None
+    prop = str(failure["property"]) if failure else None
+    spec = args.target or (saved.target if saved else None)
+    if not spec:
+        raise UsageError(f"{args.file} names no target; give --target NAME")
+    seed = saved.seed if saved else 0
+    target = registry.make_target(spec, target_options(args, seed, saved))
+    deadline: Any = args.deadline or (saved.options.get("deadline") if saved else None)
+    config = RunConfig(deadline_s=float(deadline or getattr(target, "default_deadline_s", 30.0)))
+    checking = f", checking {prop}" if prop else ""
+    print(f"replaying {len(events)} events from {args.file} on {target.name}{checking}")
+    other_failures = 0
     target.open()
     try:
         runner = Runner(target, config)
         runner.reset()
         for index, event in enumerate(events, 1):
-            try:
-                verdicts = runner.step(event)
-            except Violation as violation:
-                print(f"{index:>3}. {event}\n     {violation}")
-                print(f"violation at step {index} of {len(events)}")
+            step = runner.step(event)
+            print(f"{index:>3}. {event}\n     {_verdict_line(step, prop)}")
+            failing = {v.property for v in step.failures()}
+            if prop is not None and prop in failing:
+                print(f"reproduced: {prop} failed at step {index} of {len(events)}")
                 return EXIT_VIOLATION
-            print(f"{index:>3}. {event}\n     {_verdict_line(verdicts)}")
+            other_failures += len(failing)
+            if runner.broken is not None:
+                break
     finally:
         target.close()
-    print(f"all {len(events)} steps hold")
-    return EXIT_OK
+    if prop is not None:
+        others = f"; {other_failures} other failure(s) reported above" if other_failures else ""
+        print(f"did not reproduce: {prop} held at every step{others}")
+        return EXIT_OK
+    print("all steps hold" if not other_failures else f"{other_failures} failure(s)")
+    return EXIT_VIOLATION if other_failures else EXIT_OK
 
 
 def command_targets(args: argparse.Namespace) -> int:
@@ -291,11 +384,13 @@ def command_properties(args: argparse.Namespace) -> int:
 def command_report(args: argparse.Namespace) -> int:
     import json
 
-    from harness.mutation import mutation_report
+    from harness.mutation import model_mutant_specs, mutation_report
     from harness.reporting import write_reports
 
     if args.mutants:
-        report = mutation_report(failures_dir=args.dir / "failures" / "mutants")
+        report = mutation_report(
+            model_mutant_specs(), failures_dir=args.dir / "failures" / "mutants"
+        )
         path = args.dir / "mutants.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,304 +1,334 @@
-"""Running the conformance suite: one Hypothesis state-machine run per property.
+"""Running the conformance suite: one search, every property, each failure shrunk and confirmed.
 
-Each property runs as its own search (like one conformance spec), so that a failure shrinks
-towards that property's shortest counterexample and the others still get a verdict.
+1. **Search** (`harness.search`): Hypothesis draws sequences; every step is checked by every
+   property; the first sequence that violates each selected property is a finding.
+2. **Shrink** (`harness.shrink`): each finding is shrunk by events for its own property ("this
+   property still fails"), every candidate replayed from a reset (a fresh proxy, an empty
+   cluster). A candidate that also fails another property not found yet becomes that property's
+   finding.
+3. **Confirm**: the shrunk sequence is replayed on fresh targets (`confirmations` times, the
+   target closed and opened anew each time: new namespaces, a new proxy, new connections to a
+   cluster) and is reported as flaky unless every replay fails the property again.
+4. **Save** (`harness.failures`): the sequence, its verdicts and history, and the run's options,
+   so that `harness replay FILE` reproduces it.
 
-Hypothesis generates the sequences; a failing one is shrunk by events (`harness.shrink`, delta
-debugging with a bounded number of replays), replayed once more to record its history, and saved
-so that `harness replay FILE` reproduces it. Hypothesis's own shrinker is off by default: it
-minimises the choices behind a sequence, not its length, and on this suite it took 10-40 times
-as many replays for counterexamples no shorter (measured on the ten model mutants: median 3
-events either way), which matters when every replay drives a real data plane.
+The search goes on after a finding, for the properties that still hold, until its examples or
+its time budget are spent. Hypothesis's own shrinker is off: it minimises the choices behind a
+sequence, not its length, and on this suite it took 10-40 times as many replays for
+counterexamples no shorter, which matters when every replay drives a real data plane.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
-from hypothesis.errors import Flaky
-from hypothesis.stateful import get_state_machine_test
-
-from harness.checks import PROPERTIES, rules
-from harness.checks.fairness import FairnessPolicy
+from harness.checks import PROPERTIES, PROXY_CONTRACT, rules
+from harness.checks.confidence import AlarmBudget
 from harness.clock import SimulatedClock
-from harness.errors import Violation
-from harness.events import Event, save_sequence
+from harness.coverage import Coverage
+from harness.errors import HarnessError
+from harness.events import Event
+from harness.failures import FailureRecord, RunContext, save_failure
 from harness.history import History
+from harness.profiles import DEFAULT_PROFILE, PROFILES, Limits, Profile
 from harness.runner import RunConfig, Runner
+from harness.search import Finding, Search, SearchStats
 from harness.shrink import shrink_events
-from harness.strategies import EventSpace, machine_factory
-from harness.targets.base import RuleOracle, Target
+from harness.strategies import EventSpace
+from harness.targets.base import Target, reads_rules
 
-FAILURE_SCHEMA = "harness.failure/v1"
+MAX_SERVICES_PER_STEP = 3
+STATISTICAL_CHECKS_PER_SERVICE = 2  # fairness and affinity expiry
 
 
 class Status(StrEnum):
+    """A property's verdict. `error`: not judged, because the run ended early (an environment
+    or harness error, or an interrupt); it is never a verdict on the target."""
+
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
+    ERROR = "error"
 
 
 @dataclass
 class PropertyResult:
-    """The outcome of one property's run."""
+    """The verdict on one property: passed, skipped (with why), or failed with its shrunk
+    counterexample, where it was saved, and how often it reproduced on fresh targets."""
 
     name: str
     status: Status
-    examples: int = 0
-    events: int = 0
-    duration_s: float = 0.0
     message: str = ""
     counterexample: list[Event] = field(default_factory=list)
     verdicts: Any = None
     history: History | None = None
     failure_file: Path | None = None
-    latencies_s: list[float] = field(default_factory=list)
     flaky: bool = False
+    reproduced: str = ""
+    found_after_s: float | None = None
 
 
 @dataclass(frozen=True)
 class SuiteOptions:
-    """What to run: properties, examples per property, steps per example, seed, sizes."""
+    """What to run: properties, search limits, seed, event space, runner settings, where
+    failures go, and how hard to shrink and confirm."""
 
     properties: Sequence[str] = tuple(PROPERTIES)
-    examples: int = 100
-    steps: int = 30
+    limits: Limits = field(default_factory=lambda: PROFILES[DEFAULT_PROFILE].simulated)
+    coverage_goal: int = 50
     seed: int = 0
     space: EventSpace = field(default_factory=EventSpace)
     config: RunConfig = field(default_factory=RunConfig)
     failures_dir: Path = Path("reports/failures")
-    extra_shrink_tries: int = 200
-    extra_shrink_seconds: float = 120.0
-    hypothesis_shrink: bool = False
+    shrink_tries: int = 200
+    shrink_seconds: float = 120.0
+    confirmations: int = 2
+    stop_at_first: bool = False
+    run: RunContext = field(default_factory=lambda: RunContext("model", 0))
+
+
+@dataclass
+class SuiteResult:
+    """One run: a verdict per property, what the search explored, its latencies, and what ended
+    it early if anything did (`error`: an environment or harness error's one line;
+    `interrupted`: SIGINT or SIGTERM). Findings made before an early end are kept."""
+
+    results: list[PropertyResult]
+    stats: SearchStats
+    options: SuiteOptions
+    error: str | None = None
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[PropertyResult]:
+        return [r for r in self.results if r.status == Status.FAILED]
+
+    @property
+    def coverage(self) -> Coverage:
+        return self.stats.coverage
 
 
 def select_properties(focus: str | None, skip: str | None) -> list[str]:
     """Property names matching the `focus` regex and not the `skip` regex (Ginkgo-style)."""
-    import re
-
     chosen = [p for p in PROPERTIES if focus is None or re.search(focus, p)]
     return [p for p in chosen if skip is None or not re.search(skip, p)]
 
 
 def applicable(prop: str, target: Target) -> str | None:
     """Why `prop` cannot run on `target`, or None if it can."""
-    if prop == rules.PROPERTY and not isinstance(target, RuleOracle):
+    if prop == rules.PROPERTY and not reads_rules(target):
         return "the target cannot show its programmed rules"
+    if prop == PROXY_CONTRACT and not getattr(target, "runs_proxy", False):
+        return "the target runs no proxy process of the harness's"
     return None
 
 
-def _unwrap(error: BaseException) -> Violation | None:
-    if isinstance(error, Violation):
-        return error
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            found = _unwrap(inner)
-            if found is not None:
-                return found
+OnVerdict = Callable[[PropertyResult], None]
+
+
+class _Findings:
+    """Shrinks, confirms and saves findings as the search hands them over (module docstring)."""
+
+    def __init__(self, runner: Runner, options: SuiteOptions, on_verdict: OnVerdict | None) -> None:
+        self.runner = runner
+        self.options = options
+        self.on_verdict = on_verdict
+        self.search: Search | None = None
+        self.results: dict[str, PropertyResult] = {}
+        self.started_s = time.monotonic()
+        self._pending: list[Finding] = []
+
+    def handle(self, finding: Finding) -> None:
+        self._pending.append(finding)
+        while self._pending:
+            self._record(self._pending.pop(0))
+
+    def _record(self, finding: Finding) -> None:
+        prop = finding.property
+        shrunk = shrink_events(
+            list(finding.events),
+            lambda candidate: self._fails(candidate, prop),
+            max_tries=self.options.shrink_tries,
+            max_seconds=self.options.shrink_seconds,
+        )
+        final = replay_for(self.runner, shrunk, prop)
+        if final is None:  # did not fail on replay: keep what the search saw
+            shrunk, message, verdicts = list(finding.events), finding.verdict.message, None
+            history: History | None = None
+        else:
+            message, verdicts, history = final[0].message, [final[0].to_json()], final[1]
+        reproduced = self._confirm(shrunk, prop)
+        result = PropertyResult(
+            prop,
+            Status.FAILED,
+            message=message,
+            counterexample=shrunk,
+            verdicts=verdicts or [finding.verdict.to_json()],
+            history=history,
+            flaky=final is None or not reproduced.startswith(f"{self.options.confirmations}/"),
+            reproduced=reproduced,
+            found_after_s=time.monotonic() - self.started_s,
+        )
+        result.failure_file = save_failure(
+            FailureRecord(
+                prop,
+                result.message,
+                shrunk,
+                self.options.run,
+                result.verdicts,
+                history.to_json() if history else [],
+                result.flaky,
+                reproduced,
+            ),
+            self.options.failures_dir,
+            self.runner.target.name,
+        )
+        self.results[prop] = result
+        if self.on_verdict is not None:
+            self.on_verdict(result)
+
+    def _fails(self, candidate: list[Event], prop: str) -> int | None:
+        """Replay `candidate` from a reset; the length of the prefix that failed `prop` (None if
+        it held). Other selected properties it fails become findings of their own."""
+        self.runner.reset()
+        for index, event in enumerate(candidate, 1):
+            step = self.runner.step(event)
+            failing = {v.property: v for v in step.failures()}
+            for other, verdict in failing.items():
+                self._discovered(other, verdict, candidate[:index])
+            if prop in failing:
+                return index
+            if self.runner.broken is not None:
+                return None
+        return None
+
+    def _discovered(self, prop: str, verdict: Any, events: list[Event]) -> None:
+        if self.search is None or prop not in self.search.properties or prop in self.search.found:
+            return
+        self.search.settle(prop)
+        self._pending.append(Finding(prop, tuple(events), verdict))
+
+    def _confirm(self, events: list[Event], prop: str) -> str:
+        """Replay on the target closed and opened anew, `confirmations` times; "k/n"
+        reproduced. The target is open again afterwards."""
+        reproduced = 0
+        target = self.runner.target
+        for _ in range(self.options.confirmations):
+            target.close()
+            target.open()
+            if replay_for(Runner(target, self.options.config), events, prop) is not None:
+                reproduced += 1
+        return f"{reproduced}/{self.options.confirmations}"
+
+
+def replay_for(runner: Runner, events: Sequence[Event], prop: str) -> tuple[Any, History] | None:
+    """Replay `events` from a reset until `prop` fails: its failing verdict and the history,
+    or None if it held throughout."""
+    runner.reset()
+    for event in events:
+        step = runner.step(event)
+        failing = [v for v in step.failures() if v.property == prop]
+        if failing:
+            return failing[0], runner.history
+        if runner.broken is not None:
+            break
     return None
-
-
-def _hypothesis_settings(options: SuiteOptions) -> settings:
-    phases = (
-        tuple(Phase) if options.hypothesis_shrink else tuple(p for p in Phase if p != Phase.shrink)
-    )
-    return settings(
-        phases=phases,
-        max_examples=options.examples,
-        stateful_step_count=options.steps,
-        deadline=None,
-        database=None,
-        derandomize=False,
-        report_multiple_bugs=False,
-        suppress_health_check=list(HealthCheck),
-        verbosity=Verbosity.quiet,
-        print_blob=False,
-    )
-
-
-def run_property(
-    target: Target,
-    prop: str,
-    options: SuiteOptions,
-    progress: Callable[[str, int, int], None] | None = None,
-    on_example_end: Callable[[Runner], None] | None = None,
-) -> PropertyResult:
-    """Search for a counterexample to `prop` on `target`; shrink and save it if one is found.
-
-    `on_example_end`, if given, sees the runner before every reset (after each example and
-    each shrinking replay), with that example's events and history."""
-    started = time.monotonic()
-    reason = applicable(prop, target)
-    if reason is not None:
-        return PropertyResult(prop, Status.SKIPPED, message=reason)
-    counts = {"examples": 0, "events": 0}
-    latencies: list[float] = []
-
-    def on_step(event: Event) -> None:
-        counts["events"] += 1
-
-    config = replace(options.config, properties=frozenset({prop}))
-
-    def on_reset(finished: Runner) -> None:
-        latencies.extend(finished.history.latencies_s())
-        counts["examples"] += 1
-        if progress is not None:
-            progress(prop, counts["examples"], options.examples)
-        if on_example_end is not None:
-            on_example_end(finished)
-
-    runner = Runner(target, config, on_step=on_step, on_reset=on_reset)
-    # get_state_machine_test takes any factory of machines (run_state_machine_as_test documents
-    # it); its annotation varies across Hypothesis releases, hence the cast.
-    build_test = cast(Any, get_state_machine_test)
-    test = build_test(
-        machine_factory(runner, options.space), settings=_hypothesis_settings(options)
-    )
-    test = seed(options.seed)(test)
-    violation: Violation | None = None
-    flaky = False
-    try:
-        test()
-    except Violation as error:
-        violation = error
-    except Flaky as error:
-        # A real data plane may not fail the same way on every replay; Hypothesis then reports
-        # flakiness instead of the violation. The violation is still the finding.
-        violation, flaky = _unwrap(error) or runner.last_violation, True
-        if violation is None:
-            raise
-    latencies.extend(runner.history.latencies_s())
-    result = PropertyResult(
-        prop,
-        Status.PASSED,
-        examples=counts["examples"],
-        events=counts["events"],
-        latencies_s=latencies,
-        flaky=flaky,
-    )
-    if violation is not None:
-        _record_failure(result, violation, target, runner, options)
-    result.duration_s = time.monotonic() - started
-    return result
-
-
-def _replay_fails(runner: Runner, events: list[Event]) -> Violation | None:
-    try:
-        runner.reset()
-        runner.run(events)
-    except Violation as violation:
-        return violation
-    return None
-
-
-def _record_failure(
-    result: PropertyResult,
-    violation: Violation,
-    target: Target,
-    runner: Runner,
-    options: SuiteOptions,
-) -> None:
-    events: list[Event] = list(getattr(violation, "events", []))
-    shrunk = shrink_events(
-        events,
-        lambda candidate: _replay_fails(runner, candidate) is not None,
-        max_tries=options.extra_shrink_tries,
-        max_seconds=options.extra_shrink_seconds,
-    )
-    final = _replay_fails(runner, shrunk)
-    if final is None:  # did not reproduce on replay: keep what Hypothesis found
-        shrunk, final, result.flaky = events, violation, True
-    result.status = Status.FAILED
-    result.message = str(final)
-    result.counterexample = shrunk
-    result.verdicts = final.evidence
-    result.history = getattr(final, "history", None)
-    result.failure_file = save_failure(result, target.name, options)
-
-
-def failure_id(prop: str, target_name: str, events: Sequence[Event]) -> str:
-    digest = hashlib.sha256(json.dumps([e.to_json() for e in events]).encode()).hexdigest()[:8]
-    safe_target = "".join(c if c.isalnum() else "-" for c in target_name)
-    return f"{prop}-{safe_target}-{digest}"
-
-
-def save_failure(result: PropertyResult, target_name: str, options: SuiteOptions) -> Path:
-    """Write the shrunk sequence with its failure and history; `harness replay` reads it."""
-    path = (
-        options.failures_dir / f"{failure_id(result.name, target_name, result.counterexample)}.json"
-    )
-    save_sequence(
-        path,
-        result.counterexample,
-        failure={
-            "schema": FAILURE_SCHEMA,
-            "property": result.name,
-            "target": target_name,
-            "seed": options.seed,
-            "message": result.message,
-            "verdicts": result.verdicts,
-            "flaky": result.flaky,
-        },
-        history=result.history.to_json() if result.history else [],
-    )
-    return path
 
 
 def run_suite(
     target: Target,
     options: SuiteOptions,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> list[PropertyResult]:
-    """Run every selected property in order on an opened target."""
-    return [run_property(target, prop, options, progress) for prop in options.properties]
+    on_verdict: OnVerdict | None = None,
+    on_progress: Callable[[SearchStats, Limits], None] | None = None,
+) -> SuiteResult:
+    """Search an opened target for every selected property; the target is left open (it is
+    closed and reopened for each confirmation), and the caller closes it.
+
+    An environment or harness error (`HarnessError`) or an interrupt during the search ends it:
+    the findings saved so far are kept, every other property is `error` (not judged), and the
+    result says why (`SuiteResult.error`, `SuiteResult.interrupted`), so that the caller can
+    report it before exiting."""
+    error: str | None = None
+    interrupted = False
+    skipped = {p: why for p in options.properties if (why := applicable(p, target))}
+    searched = [p for p in options.properties if p not in skipped]
+    runner = Runner(target, options.config)
+    findings = _Findings(runner, options, on_verdict)
+    search = Search(
+        runner,
+        searched,
+        options.space,
+        options.limits,
+        options.coverage_goal,
+        findings.handle,
+        on_progress,
+        options.stop_at_first,
+    )
+    findings.search = search
+    try:
+        search.run(options.seed)
+    except HarnessError as problem:
+        error = str(problem)
+    except KeyboardInterrupt:
+        interrupted = True
+    unjudged = "not judged: " + ("the run was interrupted" if interrupted else f"{error}")
+    results = []
+    for prop in options.properties:
+        if prop in skipped:
+            results.append(PropertyResult(prop, Status.SKIPPED, message=skipped[prop]))
+        elif prop in findings.results:
+            results.append(findings.results[prop])
+        elif error is not None or interrupted:
+            results.append(PropertyResult(prop, Status.ERROR, message=unjudged))
+        else:
+            results.append(PropertyResult(prop, Status.PASSED))
+    return SuiteResult(results, search.stats, options, error, interrupted)
 
 
 def options_for(
     target: Target,
     *,
     seed: int,
+    profile: Profile | None = None,
     examples: int | None = None,
     steps: int | None = None,
+    budget_s: float | None = None,
     deadline_s: float | None = None,
     properties: Sequence[str] = tuple(PROPERTIES),
     failures_dir: Path = Path("reports/failures"),
+    run: RunContext | None = None,
 ) -> SuiteOptions:
-    """Suite options with the target's defaults filled in.
-
-    Simulated targets (the model) get 100 examples of up to 30 steps; real ones 10 of up to 12,
-    unless the target names its own `default_examples`, `default_steps`, `default_deadline_s`.
-    The fairness budget is shared by every step of every example of every property.
-    """
+    """Suite options for `target` from a profile (default: `default`), with any of its sizes
+    overridden. Simulated targets (the model) get the profile's simulated sizes; real ones its
+    real sizes, and a target may name its own `default_deadline_s`. The false-alarm budget is
+    shared by every statistical check the run may make."""
     simulated = isinstance(target.clock, SimulatedClock)
-    chosen_examples = int(_given_or(examples, target, "default_examples", 100 if simulated else 10))
-    chosen_steps = int(_given_or(steps, target, "default_steps", 30 if simulated else 12))
-    deadline = float(_given_or(deadline_s, target, "default_deadline_s", 30.0))
+    chosen = profile or PROFILES[DEFAULT_PROFILE]
+    base = chosen.limits(simulated)
+    limits = Limits(
+        examples if examples is not None else base.examples,
+        steps if steps is not None else base.steps,
+        budget_s if budget_s is not None else (base.budget_s if examples is None else None),
+    )
+    deadline = deadline_s if deadline_s is not None else getattr(target, "default_deadline_s", 30.0)
+    max_checks = (
+        limits.examples * limits.steps * MAX_SERVICES_PER_STEP * STATISTICAL_CHECKS_PER_SERVICE
+    )
     return SuiteOptions(
         properties=tuple(properties),
-        examples=chosen_examples,
-        steps=chosen_steps,
+        limits=limits,
+        coverage_goal=chosen.coverage_goal(simulated),
         seed=seed,
         space=EventSpace(simulated=simulated),
-        config=RunConfig(
-            deadline_s=deadline,
-            fairness=FairnessPolicy(max_checks=chosen_examples * chosen_steps * len(PROPERTIES)),
-        ),
+        config=RunConfig(deadline_s=float(deadline), budget=AlarmBudget(max_checks=max_checks)),
         failures_dir=failures_dir,
-        extra_shrink_tries=200 if simulated else 60,
+        shrink_tries=200 if simulated else 60,
+        shrink_seconds=120.0,
+        run=run or RunContext(target.name, seed),
     )
-
-
-def _given_or(given: float | None, target: Target, attribute: str, fallback: float) -> float:
-    """The value the user gave, else the target's own default, else the harness's."""
-    if given is not None:
-        return given
-    value = getattr(target, attribute, fallback)
-    return float(value)

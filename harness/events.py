@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import InvalidEvent, UsageError
+from harness.files import write_atomically
 from harness.model.objects import (
     DEFAULT_AFFINITY_TIMEOUT_S,
     MAX_AFFINITY_TIMEOUT_S,
@@ -69,6 +70,11 @@ class Event:
 
 
 _LABEL_FIELDS = {"selector", "labels"}
+
+
+def _check_node(node: str) -> None:
+    if node not in NODES:
+        raise InvalidEvent(f"unknown node {node!r}: use one of {', '.join(NODES)}")
 
 
 def _check_affinity_timeout(timeout_s: int) -> None:
@@ -180,8 +186,7 @@ class CreatePod(Event):
     def apply(self, state: ClusterState) -> ClusterState:
         if self.pod in state.pods:
             raise InvalidEvent(f"pod {self.pod!r} already exists")
-        if self.node not in NODES:
-            raise InvalidEvent(f"unknown node {self.node!r}: use one of {', '.join(NODES)}")
+        _check_node(self.node)
         if not 1024 < self.http_port < 65536:
             raise InvalidEvent(f"http_port {self.http_port} must be in 1025..65535")
         return state.new_incarnation(
@@ -197,23 +202,27 @@ class CreatePod(Event):
 class Scale(Event):
     """Scale the group `group` (pods `group-N` labelled app=group) to `replicas`.
 
-    Scaling up creates ready pods with new ordinals; scaling down deletes the newest pods
-    gracefully, as a ReplicaSet does, with the default 30 s grace period.
+    Scaling up creates ready pods with new ordinals on `node`; scaling down deletes the newest
+    pods gracefully, as a ReplicaSet does, with the default 30 s grace period.
     """
 
     kind: ClassVar[str] = "scale"
     group: str
     replicas: int
+    node: str = PROXY_NODE
 
     def apply(self, state: ClusterState) -> ClusterState:
         if self.replicas < 0:
             raise InvalidEvent(f"replicas must be >= 0, got {self.replicas}")
+        _check_node(self.node)
         current = state.group_pods(self.group)
         for pod in reversed(current[self.replicas :]):
             state = DeletePod(pod.name, DEFAULT_SCALE_GRACE_S).apply(state)
         for _ in range(self.replicas - len(current)):
             ordinal, state = state.next_ordinal(self.group)
-            state = state.new_incarnation(f"{self.group}-{ordinal}", labels_of({"app": self.group}))
+            state = state.new_incarnation(
+                f"{self.group}-{ordinal}", labels_of({"app": self.group}), node=self.node
+            )
         return state
 
 
@@ -337,13 +346,16 @@ class Probe(Event):
     """A client's read: measure balancing (and affinity) of one Service with a large sample.
 
     Changes nothing. With `keep_alive` the sample reuses connections, so balancing is reported per
-    connection and not asserted.
+    connection and not asserted. With `many_clients` the client also connects once from each of
+    many further addresses of its own (in an order fixed by the sequence), so that ClientIP
+    affinity expiry can be judged over many idle clients.
     """
 
     kind: ClassVar[str] = "probe"
     service: str
     client: str = "client-1"
     keep_alive: bool = False
+    many_clients: bool = False
 
     def apply(self, state: ClusterState) -> ClusterState:
         state.service(self.service)
@@ -475,18 +487,31 @@ def sequence_from_json(data: Any, where: str = "sequence") -> list[Event]:
 
 
 def save_sequence(path: Path, events: Sequence[Event], **meta: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sequence_to_json(events, **meta), indent=2) + "\n")
+    """Write a sequence file atomically (its directory must exist)."""
+    write_atomically(path, json.dumps(sequence_to_json(events, **meta), indent=2) + "\n")
 
 
-def load_sequence(path: Path) -> list[Event]:
-    """Read a sequence file (a failure file holds one too); one-line UsageError on any problem."""
+def load_sequence_document(path: Path) -> tuple[list[Event], dict[str, Any]]:
+    """The events of a sequence file (a failure file holds one too) and the whole document;
+    one-line UsageError on any problem."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text; give a sequence or failure file") from None
     except OSError as error:
         raise UsageError(f"cannot read sequence file {path}: {error.strerror}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise UsageError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}") from None
-    return sequence_from_json(data, where=str(path))
+        raise UsageError(
+            f"{path} is not valid JSON ({error.msg}: line {error.lineno} column {error.colno})"
+        ) from None
+    except RecursionError:
+        raise UsageError(f"{path} is nested too deeply to be a sequence file") from None
+    events = sequence_from_json(data, where=str(path))
+    return events, dict(data)
+
+
+def load_sequence(path: Path) -> list[Event]:
+    """Read a sequence file (a failure file holds one too); one-line UsageError on any problem."""
+    return load_sequence_document(path)[0]

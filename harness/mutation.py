@@ -1,101 +1,141 @@
-"""Mutation testing of the harness itself: every mutant must fail the suite, the reference must not.
+"""Mutation testing of the harness itself: every mutant must be caught, no correct target alarmed.
 
-`mutation_report` runs the conformance suite against the reference model and against every
-deliberately broken target (and, where the machine allows, every data-plane mutant proxy of the
-local cluster), and records for each mutant the property that caught it and the length of its
-shrunk counterexample, and for the reference the number of false alarms. `tox -e report` writes
-it to reports/mutants.json; tests/test_mutants.py asserts the same on a smaller run.
+The harness's worth is what it catches. `catch` runs the `quick` profile's search against one
+deliberately broken target until the first violation and records which property caught it, its
+shrunk counterexample and how long it took; `false_alarms` runs a correct target and counts every
+violation as a false alarm, next to the run's stated false-alarm budget. `mutation_report` does
+both for a set of targets: the model mutants (`mutant:NAME`, simulated time), and where the
+machine allows, the data-plane mutant proxies (`local:mutant-...`) and the control-plane mutants
+of the local cluster (`mutant-controller:NAME`). `tox -e report` writes it to a file; the tests
+assert the same on the CI's sizes.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.conformance import Status, SuiteOptions, options_for, run_property
-from harness.targets.base import Target
-from harness.targets.model import ModelTarget
+from harness import registry
+from harness.conformance import SuiteOptions, options_for, run_suite
+from harness.failures import RunContext
+from harness.profiles import PROFILES, Profile
 from harness.targets.mutants import MUTANTS
 
-MUTANTS_SCHEMA = "harness.mutants/v1"
+MUTANTS_SCHEMA = "harness.mutants/v2"
 
 
-def suite_options(examples: int, steps: int, seed: int, failures_dir: Path) -> SuiteOptions:
+def model_mutant_specs() -> list[str]:
+    return [f"mutant:{name}" for name in MUTANTS]
+
+
+def local_mutant_specs() -> list[str]:
+    """Data-plane mutant proxies and control-plane mutants of the local cluster."""
+    from harness.proxies.mutants import MUTANT_PROXIES
+    from harness.targets.controller_mutants import CONTROLLER_MUTANTS
+
+    return [f"local:{name}" for name in MUTANT_PROXIES] + [
+        f"mutant-controller:{name}" for name in CONTROLLER_MUTANTS
+    ]
+
+
+def _options(spec: str, target: Any, profile: Profile, seed: int, failures: Path) -> SuiteOptions:
     return options_for(
-        ModelTarget(), seed=seed, examples=examples, steps=steps, failures_dir=failures_dir
+        target,
+        seed=seed,
+        profile=profile,
+        failures_dir=failures,
+        run=RunContext(spec, seed),
     )
 
 
-def first_failure(target: Target, options: SuiteOptions) -> dict[str, Any]:
-    """Run the properties in order until one fails; what caught the target, and how."""
+def catch(
+    spec: str, profile: Profile = PROFILES["quick"], seed: int = 0, failures: Path = Path(".")
+) -> dict[str, Any]:
+    """Search one broken target with `profile` until its first violation (see the module
+    docstring); the result records whether and how it was caught."""
+    target = registry.make_target(spec, registry.TargetOptions(extra={"seed": seed}))
+    options = replace(
+        _options(spec, target, profile, seed, failures), stop_at_first=True, confirmations=1
+    )
     started = time.monotonic()
-    examples = 0
-    for prop in options.properties:
-        result = run_property(target, prop, options)
-        examples += result.examples
-        if result.status == Status.FAILED:
-            return {
-                "caught": True,
-                "property": result.name,
-                "counterexample_events": len(result.counterexample),
-                "counterexample": [str(e) for e in result.counterexample],
-                "message": result.message,
-                "examples_run": examples,
-                "seconds": round(time.monotonic() - started, 2),
-            }
+    target.open()
+    try:
+        suite = run_suite(target, options)
+    finally:
+        target.close()
+    seconds = round(time.monotonic() - started, 2)
+    if suite.error is not None:
+        return {"caught": False, "error": suite.error, "seconds": seconds}
+    if not suite.failed:
+        return {"caught": False, "examples_run": suite.stats.examples, "seconds": seconds}
+    first = min(suite.failed, key=lambda r: r.found_after_s or 0.0)
     return {
-        "caught": False,
-        "examples_run": examples,
-        "seconds": round(time.monotonic() - started, 2),
+        "caught": True,
+        "property": first.name,
+        "counterexample_events": len(first.counterexample),
+        "counterexample": [str(e) for e in first.counterexample],
+        "message": first.message,
+        "reproduced": first.reproduced,
+        "examples_run": suite.stats.examples,
+        "seconds": seconds,
     }
 
 
-def false_alarms(target: Target, options: SuiteOptions) -> dict[str, Any]:
-    """Run every property on a correct target; every failure is a false alarm."""
-    results = [run_property(target, prop, options) for prop in options.properties]
+def false_alarms(
+    spec: str,
+    examples: int,
+    profile: Profile = PROFILES["quick"],
+    seed: int = 0,
+    failures: Path = Path("."),
+) -> dict[str, Any]:
+    """Run a correct target for `examples` examples; every violation is a false alarm."""
+    target = registry.make_target(spec, registry.TargetOptions(extra={"seed": seed}))
+    options = _options(spec, target, profile, seed, failures)
+    options = replace(options, limits=replace(options.limits, examples=examples, budget_s=None))
+    target.open()
+    try:
+        suite = run_suite(target, options)
+    finally:
+        target.close()
+    budget = options.config.budget
     return {
-        "false_alarms": sum(r.status == Status.FAILED for r in results),
-        "examples_per_property": options.examples,
-        "events": sum(r.events for r in results),
-        "failed": [r.name for r in results if r.status == Status.FAILED],
+        "false_alarms": len(suite.failed),
+        "failed": [r.name for r in suite.failed],
+        "error": suite.error,
+        "examples": suite.stats.examples,
+        "events": suite.stats.events,
+        "measured_rate": len(suite.failed) / max(len(suite.results), 1),
+        "budget_per_run": budget.run_alpha,
+        "budget_per_check": budget.per_check,
     }
 
 
 def mutation_report(
-    examples: int = 100,
+    mutants: Sequence[str],
+    references: Sequence[str] = ("model",),
     reference_examples: int = 200,
-    steps: int = 30,
+    profile: Profile = PROFILES["quick"],
     seed: int = 0,
     failures_dir: Path = Path("reports/failures/mutants"),
-    extra_targets: Sequence[tuple[str, Callable[[], Any]]] = (),
 ) -> dict[str, Any]:
-    """The whole report; `extra_targets` adds (name, factory) pairs such as local mutants."""
-    options = suite_options(examples, steps, seed, failures_dir)
-    reference = false_alarms(ModelTarget(seed=seed), replace(options, examples=reference_examples))
-    mutants: dict[str, Any] = {}
-    factories: list[tuple[str, Callable[[], Any]]] = [
-        (f"mutant:{name}", partial(cls, seed=seed)) for name, cls in MUTANTS.items()
-    ]
-    for name, factory in [*factories, *extra_targets]:
-        target = factory()
-        target.open()
-        try:
-            mutants[name] = first_failure(target, options)
-        finally:
-            target.close()
-    lengths = [m["counterexample_events"] for m in mutants.values() if m["caught"]]
+    """Catch every mutant in `mutants` and run every correct target in `references` (see the
+    module docstring); the whole report as JSON-able data."""
+    caught = {spec: catch(spec, profile, seed, failures_dir) for spec in mutants}
+    reference = {
+        spec: false_alarms(spec, reference_examples, profile, seed, failures_dir)
+        for spec in references
+    }
+    lengths = [m["counterexample_events"] for m in caught.values() if m["caught"]]
     return {
         "schema": MUTANTS_SCHEMA,
         "seed": seed,
-        "examples_per_property": examples,
-        "steps_per_example": steps,
-        "reference": reference,
-        "mutants": mutants,
-        "caught": f"{len(lengths)} of {len(mutants)}",
+        "profile": profile.name,
+        "mutants": caught,
+        "caught": f"{len(lengths)} of {len(caught)}",
         "median_counterexample_events": statistics.median(lengths) if lengths else None,
+        "references": reference,
     }

@@ -7,101 +7,103 @@ One step, for every event (the flow in docs/architecture.md):
 2. the target is told to make the change (`Target.apply`);
 3. for every Service whose expected endpoints or settings changed, the runner polls the target
    (bounded by the deadline, on the target's clock) until its EndpointSlices and data plane match
-   the model; that time is the programming latency;
-4. it observes once more (slices, a batch of fresh connections, the programmed rules where the
-   target can show them) and runs the checks;
-5. it appends everything to the history, and raises `Violation` if a selected property failed.
+   the model, and confirms it on a sample of fresh connections sized by
+   `harness.checks.confidence`; the time from the change to the start of that clean observation
+   is the programming latency;
+4. every property is checked on what was observed (one history, many checkers);
+5. everything goes into the history, and the step's verdicts, failing or not, are returned. The
+   runner never decides what a failure means: the search (`harness.search`) and the replay do.
 
 A `Probe` event instead sends a large sample sized for the fairness test's power (or a
-kept-alive sample when asked). When the fairness property is the one being checked, every step's
-sample is sized that way too, so each change is also a balancing test.
+kept-alive sample), and with `many_clients` one connection from each of many client addresses,
+which is how affinity expiry is judged.
+
+A proxy that crashes, hangs or breaks its protocol (`ProxyFailure`) ends the step with one
+`proxy-contract` verdict; the runner is then `broken` until the next `reset`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+import random
+import zlib
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checks import PROPERTIES
+from harness.checks import PROXY_CONTRACT
 from harness.checks.affinity import AffinityMemory, check_affinity
+from harness.checks.confidence import AlarmBudget, expiry_clients
 from harness.checks.endpoints import check_endpoints
-from harness.checks.fairness import FairnessPolicy, balance_report, check_fairness
+from harness.checks.fairness import balance_report, check_fairness, sample_size
 from harness.checks.latency import check_latency
-from harness.checks.rules import check_exact_balance, reachability_mismatch
+from harness.checks.rules import check_exact_balance
 from harness.checks.traffic import check_availability, check_no_stale, check_reject
-from harness.checks.verdict import Verdict
-from harness.errors import Violation
+from harness.checks.verdict import Verdict, failed
+from harness.convergence import Converger, ServiceWait, balances, confirmation_size
+from harness.coverage import (
+    AFFINITY_FEATURES,
+    ExampleMemory,
+    change_features,
+    service_features,
+)
 from harness.events import Event, Probe, Wait
 from harness.history import History
-from harness.model.endpoints import derive_slices, unique_endpoints, usable_destinations
-from harness.model.objects import PROXY_NODE, Affinity, Backend, EndpointSlice, Service
+from harness.model.endpoints import Expectation, expect
+from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
-from harness.targets.base import RuleOracle, Target
+from harness.proxies.failure import ProxyFailure
+from harness.targets.base import Target, reads_rules
 from harness.traffic import CLIENTS, TrafficRequest, TrafficSample
 
 PORT = "http"
-EMPTY_BATCH = 3  # connections sent to a Service that must reject
 KEEPALIVE_CONNECTIONS = 4
 AFFINITY_CONFIRM_COUNT = 15  # test/e2e/network/service.go AffinityConfirmCount
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """How strictly and how long the runner checks.
+    """How long the runner waits and how it judges samples.
 
-    `properties` are the ones whose failure raises (all others are still recorded);
     `deadline_s` bounds every convergence wait; `poll_s` is the first pause between polls (it
     doubles up to a fiftieth of the deadline, so a latency is known to within 2%);
-    `request_timeout_s` bounds every request.
+    `request_timeout_s` bounds every request; `budget` is the run's false-alarm budget for the
+    statistical checks.
     """
 
-    properties: frozenset[str] = frozenset(PROPERTIES)
     deadline_s: float = 30.0
     poll_s: float = 0.02
     request_timeout_s: float = 1.0
-    fairness: FairnessPolicy = field(default_factory=FairnessPolicy)
+    budget: AlarmBudget = field(default_factory=AlarmBudget)
 
 
 @dataclass(frozen=True)
-class Expectation:
-    """What the model says about one Service right now."""
+class StepResult:
+    """One step: every verdict, and the coverage features it reached and checked."""
 
-    service: Service | None
-    slices: tuple[EndpointSlice, ...]
-    usable: frozenset[Backend]
+    event: Event
+    verdicts: tuple[Verdict, ...]
+    reached: frozenset[str] = frozenset()
+    checked: frozenset[str] = frozenset()
 
-
-def expectation(state: ClusterState, name: str) -> Expectation:
-    service = state.services.get(name)
-    if service is None:
-        return Expectation(None, (), frozenset())
-    slices = derive_slices(state, name)
-    destinations = usable_destinations(slices, service, PORT, PROXY_NODE)
-    return Expectation(service, slices, frozenset(d.backend for d in destinations))
+    def failures(self, properties: Collection[str] | None = None) -> list[Verdict]:
+        """The failing verdicts (of `properties` only, when given)."""
+        return [
+            v
+            for v in self.verdicts
+            if not v.holds and (properties is None or v.property in properties)
+        ]
 
 
 def changed_services(before: ClusterState, after: ClusterState) -> list[str]:
     """Services whose settings, endpoints or usable backends differ between two states."""
     names = sorted(set(before.services) | set(after.services))
-    return [n for n in names if expectation(before, n) != expectation(after, n)]
-
-
-def step_batch_size(usable: int) -> int:
-    """Fresh connections per step: enough to meet a stale endpoint often, cheap to send."""
-    return EMPTY_BATCH if usable == 0 else min(max(4 * usable, 8), 64)
+    return [n for n in names if expect(before, n, PORT) != expect(after, n, PORT)]
 
 
 class Runner:
     """Drives one target through events; holds the model, the history and the checker memory."""
 
-    def __init__(
-        self,
-        target: Target,
-        config: RunConfig | None = None,
-        on_step: Callable[[Event], None] | None = None,
-        on_reset: Callable[[Runner], None] | None = None,
-    ) -> None:
+    def __init__(self, target: Target, config: RunConfig | None = None) -> None:
         self.target = target
         self.config = config or RunConfig()
         self.clock = target.clock
@@ -109,167 +111,181 @@ class Runner:
         self.events: list[Event] = []
         self.history = History()
         self.memory = AffinityMemory()
-        self.on_step = on_step
-        self.on_reset = on_reset
-        self.last_violation: Violation | None = None
+        self.example = ExampleMemory()
+        self.missed: dict[str, tuple[str, int]] = {}
+        self.broken: ProxyFailure | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def reset(self) -> None:
-        """Return target, model and records to empty (between examples). `on_reset` sees the
-        runner first, with the events and history of the example that just ended."""
-        if self.on_reset is not None:
-            self.on_reset(self)
+        """Return target, model and records to empty: a fresh proxy, fresh addresses (between
+        examples and before every replay). Targets without `reset` are closed and reopened."""
         reset = getattr(self.target, "reset", None)
-        try:
-            if not callable(reset):
-                raise NotImplementedError
+        if callable(reset):
             reset()
-        except (NotImplementedError, Violation):
-            # No reset, or the system under test is broken (a crashed proxy): start it afresh.
+        else:
             self.target.close()
             self.target.open()
         self.model = ClusterState()
         self.events = []
         self.history = History()
         self.memory = AffinityMemory()
+        self.example = ExampleMemory()
+        self.missed = {}
+        self.broken = None
 
-    def run(self, events: Iterable[Event]) -> list[Verdict]:
-        """Apply every event in order; raises Violation at the first failing step."""
-        verdicts = []
+    def run(self, events: Iterable[Event]) -> list[StepResult]:
+        """Apply every event in order (stopping early if the proxy breaks its contract)."""
+        results = []
         for event in events:
-            verdicts.extend(self.step(event))
-        return verdicts
+            results.append(self.step(event))
+            if self.broken is not None:
+                break
+        return results
 
     # -- one step -----------------------------------------------------------------------------
-    def step(self, event: Event) -> list[Verdict]:
-        """Apply one event and check it; a Violation carries the events so far and the history,
-        also when the target itself raised it (a proxy that crashed or answered garbage)."""
-        try:
-            return self._step(event)
-        except Violation as violation:
-            if not hasattr(violation, "events"):
-                if not self.events or self.events[-1] is not event:
-                    self.events.append(event)
-                violation.events = list(self.events)  # type: ignore[attr-defined]
-                violation.history = self.history  # type: ignore[attr-defined]
-            self.last_violation = violation
-            raise
-
-    def _step(self, event: Event) -> list[Verdict]:
+    def step(self, event: Event) -> StepResult:
+        """Apply one event and check every property; returns all verdicts, failing or not."""
+        if self.broken is not None:
+            raise RuntimeError("the runner's target broke its contract; reset() first")
         before = self.model
         after = event.apply(before)
         if isinstance(event, Wait):
             self.clock.sleep(event.seconds)
         applied_s = self.clock.now()
-        self.target.apply(event)
         self.model = after
         self.events.append(event)
-        if self.on_step is not None:
-            self.on_step(event)
         record: dict[str, Any] = {
             "step": len(self.events),
             "event": event.to_json(),
             "applied_at_s": round(applied_s, 6),
             "services": {},
         }
-        if isinstance(event, Probe):
-            verdicts = self._probe(event, record)
-        else:
-            verdicts = []
-            for name in changed_services(before, after):
-                old, new = before.services.get(name), after.services.get(name)
-                if old is None or new is None or _affinity_settings(old) != _affinity_settings(new):
-                    self.memory.forget(name)
-                verdicts.extend(self._settle(name, applied_s, record))
-        record["verdicts"] = [v.to_json() for v in verdicts if not v.holds] or len(verdicts)
+        try:
+            self.target.apply(event)
+            result = self._check(event, before, after, applied_s, record)
+        except ProxyFailure as failure:
+            self.broken = failure
+            verdict = failed(PROXY_CONTRACT, str(failure), **failure.evidence)
+            result = StepResult(event, (verdict,))
+        self.example.after(before, after)
+        record["verdicts"] = [v.to_json() for v in result.verdicts if not v.holds] or len(
+            result.verdicts
+        )
+        record["features"] = sorted(result.checked)
         self.history.append(record)
-        failures = [v for v in verdicts if not v.holds and v.property in self.config.properties]
-        if failures:
-            violation = Violation(failures[0].message, [v.to_json() for v in failures])
-            violation.events = list(self.events)  # type: ignore[attr-defined]
-            violation.history = self.history  # type: ignore[attr-defined]
-            raise violation
-        return verdicts
+        return result
+
+    def _check(
+        self,
+        event: Event,
+        before: ClusterState,
+        after: ClusterState,
+        applied_s: float,
+        record: dict[str, Any],
+    ) -> StepResult:
+        names = [event.service] if isinstance(event, Probe) else changed_services(before, after)
+        expectations = {}
+        for name in names:
+            old, new = before.services.get(name), after.services.get(name)
+            if old is None or new is None or _affinity_settings(old) != _affinity_settings(new):
+                self.memory.forget(name)
+            expectations[name] = expect(after, name, PORT)
+        waits: dict[str, ServiceWait] = {}
+        if not isinstance(event, Probe):
+            waits = self._converge(expectations, applied_s)
+        verdicts: list[Verdict] = []
+        reached: set[str] = set()
+        checked: set[str] = set()
+        for name, expected in expectations.items():
+            features = service_features(expected) | change_features(
+                before, after, event, name, expected, self.example
+            )
+            if isinstance(event, Probe):
+                found, sampled = self._probe(event, expected, record)
+            else:
+                found, sampled = self._settle(waits[name], record)
+            verdicts += found
+            reached |= features - AFFINITY_FEATURES
+            if sampled:
+                checked |= features - AFFINITY_FEATURES
+            reached_affinity, checked_affinity = _affinity_features(found)
+            reached |= reached_affinity
+            checked |= checked_affinity
+        return StepResult(event, tuple(verdicts), frozenset(reached), frozenset(checked))
 
     # -- convergence --------------------------------------------------------------------------
-    def _mismatch(self, name: str, expected: Expectation) -> str | None:
-        """Why the target does not (yet) match the model for one Service, or None."""
-        observed = self.target.endpoint_slices(name)
-        if expected.service is None:
-            return "EndpointSlices still published" if unique_endpoints(observed) else None
-        if not check_endpoints(name, expected.slices, observed).holds:
-            return "EndpointSlices differ from the model"
-        if isinstance(self.target, RuleOracle):
-            return reachability_mismatch(
-                expected.usable, self.target.reachability(name, PORT, CLIENTS[0])
+    def _converge(
+        self, expectations: dict[str, Expectation], applied_s: float
+    ) -> dict[str, ServiceWait]:
+        """Wait for every changed Service at once (`harness.convergence`)."""
+        waits = {
+            name: ServiceWait(
+                name,
+                expected,
+                applied_s,
+                applied_s + self.config.deadline_s,
+                self.missed.get(name),
             )
-        size = step_batch_size(len(expected.usable)) if expected.usable else 1
-        sample = self._send(name, CLIENTS[0], size)
-        for check in (check_no_stale, check_reject, check_availability):
-            verdict = check(name, expected.usable, sample)
-            if not verdict.holds:
-                return verdict.message
-        return None
-
-    def _settle(self, name: str, applied_s: float, record: dict[str, Any]) -> list[Verdict]:
-        expected = expectation(self.model, name)
-        self.memory.forget(name, keep=expected.usable)  # affinity ends with its backend
-        deadline_s = applied_s + self.config.deadline_s
-        pause_s, longest_pause_s = (
+            for name, expected in expectations.items()
+        }
+        for name, expected in expectations.items():
+            self.memory.forget(name, keep=expected.usable)  # affinity ends with its backend
+        longest_pause_s = max(self.config.deadline_s / 50, self.config.poll_s)
+        converger = Converger(
+            self.target,
+            PORT,
+            self.clock,
+            lambda name, count: self._send(name, CLIENTS[0], count, limited=True),
             self.config.poll_s,
-            max(self.config.deadline_s / 50, self.config.poll_s),
+            longest_pause_s,
         )
-        while True:
-            why = self._mismatch(name, expected)
-            now_s = self.clock.now()
-            if why is None or now_s >= deadline_s:
-                break
-            self.clock.sleep(min(pause_s, deadline_s - now_s))
-            pause_s = min(pause_s * 2, longest_pause_s)
-        latency_s = None if why is not None else now_s - applied_s
-        verdicts = [check_latency(name, latency_s, self.config.deadline_s, why or "")]
-        observed: dict[str, Any] = {"latency_s": latency_s, "usable": _names(expected.usable)}
-        record["services"][name] = observed
-        verdicts.append(check_endpoints(name, expected.slices, self.target.endpoint_slices(name)))
-        if expected.service is None:
-            return verdicts
-        if isinstance(self.target, RuleOracle):
-            reach = self.target.reachability(name, PORT, CLIENTS[0])
-            verdicts.append(check_exact_balance(name, expected.usable, reach))
-        if self._judges_balance(expected):
-            size = self.config.fairness.sample_size(len(expected.usable))
-            sample = self._send(name, CLIENTS[0], size)
-            verdicts.append(check_fairness(name, expected.usable, sample, self.config.fairness))
-        else:
-            sample = self._send(name, CLIENTS[0], step_batch_size(len(expected.usable)))
-        observed.update(_summary(sample))
-        verdicts.extend(self._traffic_verdicts(expected, sample))
-        return verdicts
+        converger.run(list(waits.values()))
+        return waits
 
-    def _judges_balance(self, expected: Expectation) -> bool:
-        """Whether a fresh-connection sample can test fairness here: only when the fairness
-        property is selected (its samples are large) and the Service balances (no affinity)."""
-        return (
-            "fairness" in self.config.properties
-            and expected.service is not None
-            and expected.service.session_affinity == Affinity.NONE
-            and len(expected.usable) >= 2
-        )
+    def _settle(self, wait: ServiceWait, record: dict[str, Any]) -> tuple[list[Verdict], bool]:
+        """Judge one Service after its wait; whether traffic was judged."""
+        name, expected = wait.name, wait.expected
+        if wait.latency_s is not None:
+            self.missed.pop(name, None)
+        else:
+            self.missed.setdefault(name, (wait.why, len(self.events)))
+        verdicts = [
+            check_latency(name, wait.latency_s, self.config.deadline_s, wait.why),
+            check_endpoints(name, expected.slices, self.target.endpoint_slices(name)),
+        ]
+        observed: dict[str, Any] = {
+            "latency_s": wait.latency_s,
+            "usable": _names(expected.usable),
+            "confirmations": wait.confirmations,
+        }
+        record["services"][name] = observed
+        if expected.service is None:
+            return verdicts, False
+        if reads_rules(self.target):
+            reach = self.target.reachability(name, PORT, CLIENTS[0])  # type: ignore[attr-defined]
+            verdicts.append(check_exact_balance(name, expected.usable, reach))
+        sample = wait.sample
+        if sample is None:  # nothing sent yet (the control plane never matched): judge anyway
+            sample = self._send(name, CLIENTS[0], confirmation_size(expected), limited=True)
+        observed.update(_summary(sample))
+        verdicts += self._traffic_verdicts(expected, sample)
+        if balances(expected):
+            verdicts.append(check_fairness(name, expected.usable, sample, self.config.budget))
+        return verdicts, True
 
     # -- probes -------------------------------------------------------------------------------
-    def _probe(self, probe: Probe, record: dict[str, Any]) -> list[Verdict]:
-        expected = expectation(self.model, probe.service)
+    def _probe(
+        self, probe: Probe, expected: Expectation, record: dict[str, Any]
+    ) -> tuple[list[Verdict], bool]:
         assert expected.service is not None  # Probe.apply checked it exists
         usable = len(expected.usable)
-        balanced = expected.service.session_affinity == Affinity.NONE
         if probe.keep_alive:
             sample = self._send(
                 probe.service, probe.client, KEEPALIVE_CONNECTIONS * 8, KEEPALIVE_CONNECTIONS
             )
-        elif self._judges_balance(expected):
-            sample = self._send(
-                probe.service, probe.client, self.config.fairness.sample_size(usable)
-            )
+        elif balances(expected):
+            size = sample_size(usable, self.config.budget.per_check)
+            sample = self._send(probe.service, probe.client, size)
         else:
             sample = self._send(probe.service, probe.client, max(AFFINITY_CONFIRM_COUNT, usable))
         observed = {"usable": _names(expected.usable), **_summary(sample)}
@@ -277,11 +293,39 @@ class Runner:
         verdicts = self._traffic_verdicts(expected, sample)
         if probe.keep_alive:
             observed["per_connection"] = _per_connection(sample)
-        elif balanced:
+        elif balances(expected):
             verdicts.append(
-                check_fairness(probe.service, expected.usable, sample, self.config.fairness)
+                check_fairness(probe.service, expected.usable, sample, self.config.budget)
             )
-        return verdicts
+        if probe.many_clients:
+            spread = self._many_clients(probe, expected)
+            if spread is not None:
+                observed["many_clients"] = _summary(spread)
+                verdicts += self._traffic_verdicts(expected, spread)
+        return verdicts, True
+
+    def _many_clients(self, probe: Probe, expected: Expectation) -> TrafficSample | None:
+        """One fresh connection from each of the client's further addresses, in an order drawn
+        from the sequence (so a replay sends the same): as many as judging expiry needs at any
+        number of endpoints, or all the target offers."""
+        offered = int(getattr(self.target, "max_sources", 1)) - 1
+        needed = expiry_clients(2, self.config.budget.per_check) or 1  # n = 2 needs the most
+        count = min(offered, needed)
+        if count < 1:
+            return None
+        order = list(range(1, count + 1))
+        seed = zlib.crc32(f"{len(self.events)}:{probe.service}:{probe.client}".encode())
+        random.Random(seed).shuffle(order)
+        return self.target.send(
+            TrafficRequest(
+                service=probe.service,
+                client=probe.client,
+                count=count,
+                port=PORT,
+                timeout_s=self.config.request_timeout_s,
+                sources=tuple(order),
+            )
+        )
 
     def _traffic_verdicts(self, expected: Expectation, sample: TrafficSample) -> list[Verdict]:
         assert expected.service is not None
@@ -290,10 +334,21 @@ class Runner:
             check_no_stale(name, expected.usable, sample),
             check_reject(name, expected.usable, sample),
             check_availability(name, expected.usable, sample),
-            check_affinity(expected.service, expected.usable, sample, self.memory),
+            check_affinity(
+                expected.service, expected.usable, sample, self.memory, self.config.budget
+            ),
         ]
 
-    def _send(self, service: str, client: str, count: int, connections: int = 1) -> TrafficSample:
+    def _send(
+        self,
+        service: str,
+        client: str,
+        count: int,
+        connections: int = 1,
+        limited: bool = False,
+    ) -> TrafficSample:
+        """One batch; `limited` batches stop starting requests after the deadline's length, so
+        a data plane that drops everything costs one deadline, not one timeout per request."""
         return self.target.send(
             TrafficRequest(
                 service=service,
@@ -303,8 +358,26 @@ class Runner:
                 connections=connections,
                 port=PORT,
                 timeout_s=self.config.request_timeout_s,
+                time_limit_s=self.config.deadline_s if limited else None,
             )
         )
+
+
+def _affinity_features(verdicts: Sequence[Verdict]) -> tuple[set[str], set[str]]:
+    """The affinity features a step's affinity verdicts saw (reached) and judged (checked)."""
+    reached: set[str] = set()
+    checked: set[str] = set()
+    for verdict in verdicts:
+        if verdict.property != "affinity":
+            continue
+        if verdict.evidence.get("returned_orphans", 0):
+            reached.add("affinity-backend-removed")
+            checked.add("affinity-backend-removed")
+        if verdict.evidence.get("idle_clients", 0):
+            reached.add("affinity-idle-past-timeout")
+            if verdict.evidence.get("expiry_judged"):
+                checked.add("affinity-idle-past-timeout")
+    return reached, checked
 
 
 def _affinity_settings(service: Service) -> tuple[str, int]:
@@ -341,7 +414,8 @@ def _per_connection(sample: TrafficSample) -> dict[str, Any]:
 
 
 def replay(target: Target, events: Sequence[Event], config: RunConfig | None = None) -> Runner:
-    """Run `events` once on an opened target from empty; raises Violation like `Runner.step`."""
+    """Run `events` once on an opened target from a reset; the runner keeps every result in
+    its history."""
     runner = Runner(target, config)
     runner.reset()
     runner.run(events)

@@ -1,10 +1,11 @@
 """Shrinking a failing sequence further, by events.
 
-Hypothesis shrinks the *choices* behind a sequence, which can leave events that do not matter
-(it prefers the first rule, so a counterexample may open with pods it never needed). This pass
-works on the events themselves, as delta debugging does: it tries dropping chunks, halving the
-chunk size down to single events, and keeps any shorter sequence that is still valid on the model
-and still fails. Each try is one replay on the target, so the number of tries is bounded.
+The search's finding is the whole prefix of an example up to its failing step, most of which
+does not matter. This pass works on the events themselves, as delta debugging does: it tries
+dropping chunks, halving the chunk size down to single events, and keeps any shorter sequence
+that is still valid on the model and still fails, cut after the step where it failed (what
+follows a failure cannot matter to it). Each try is one replay on the target, so the number of
+tries is bounded.
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ def is_valid(events: Sequence[Event]) -> bool:
 
 def shrink_events(
     events: Sequence[Event],
-    fails: Callable[[list[Event]], bool],
+    fails: Callable[[list[Event]], int | None],
     max_tries: int = 200,
     max_seconds: float = 120.0,
     now: Callable[[], float] = time.monotonic,
 ) -> list[Event]:
-    """A shortest-found subsequence of `events` for which `fails` is still True.
+    """A shortest-found subsequence of `events` that still fails.
 
-    `fails` replays a candidate from an empty cluster and says whether it still fails the same
-    way; it is called at most `max_tries` times, never on a sequence the model rejects, and no
-    new try starts once `max_seconds` (read from `now`) have passed.
+    `fails` replays a candidate from an empty cluster and returns the length of the prefix after
+    which it failed the same way (None: it held); it is called at most `max_tries` times, never
+    on a sequence the model rejects, and no new try starts once `max_seconds` (read from `now`)
+    have passed.
     """
     best = list(events)
     tries = 0
@@ -52,8 +54,9 @@ def shrink_events(
             candidate = best[:start] + best[start + chunk :]
             if candidate and is_valid(candidate):
                 tries += 1
-                if fails(candidate):
-                    best = candidate
+                failed_after = fails(candidate)
+                if failed_after is not None:
+                    best = candidate[:failed_after]
                     progressed = True
                     continue
             start += chunk

@@ -1,25 +1,29 @@
-"""Hypothesis strategies for valid event sequences, and the state machine that runs them.
+"""Hypothesis strategies for valid events, one generator per event kind.
 
 Every event kind has a generator: `applies(state, space)` says whether the kind can happen in the
-current model state, and `draw(state, space)` is a strategy of valid events of that kind, drawn
-from what the state holds (existing pods, Services, terminating pods). `ServiceMachine` turns each
-kind into one Hypothesis `rule` guarded by a `precondition`, so sequences stay valid while
-Hypothesis shrinks them to the shortest failing one.
+current model state, and `strategy(state, space)` is a strategy of valid events of that kind,
+drawn from what the state holds (existing pods, Services, terminating pods). `draw_event` picks a
+kind among the enabled ones that apply and draws one event of it, so every drawn sequence is valid
+on the model by construction. The search (`harness.search`) draws sequences this way, one event
+at a time against the runner's model state.
 
-`EventSpace` sets the sizes and the time scales: on simulated time (the model) waits, grace
-periods and affinity timeouts may be minutes or hours; on real time they are kept to seconds.
+`EventSpace` sets the sizes, the time scales and the odds of each choice: on simulated time (the
+model) waits, grace periods and affinity timeouts may be minutes or hours; on real time they are
+kept to seconds, with affinity timeouts of 1-3 s so that expiry is reached cheaply. Odds are
+given by repetition (a value listed three times is drawn three times as often); the swarm
+(`harness.swarm`) narrows them to aim at rare states.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
+from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
     CreatePod,
     CreateService,
@@ -39,9 +43,8 @@ from harness.events import (
     SetTrafficPolicy,
     Wait,
 )
-from harness.model.objects import NODES, Affinity, Labels, Pod, TrafficPolicy, labels_of
+from harness.model.objects import PROXY_NODE, Affinity, Labels, Pod, TrafficPolicy, labels_of
 from harness.model.state import ClusterState
-from harness.runner import Runner
 from harness.traffic import CLIENTS
 
 GROUPS = ("web", "api")
@@ -50,14 +53,31 @@ SERVICE_NAMES = ("svc-a", "svc-b", "svc-c")
 POD_NAMES = tuple(f"p-{i}" for i in range(8))
 
 
+OTHER_NODE = "node-2"
+EXPIRY_MARGIN_S = 0.25
+"""A wait meant to outlast an affinity timeout lasts timeout + TIMEOUT_SLACK_S + this."""
+
+
 @dataclass(frozen=True)
 class EventSpace:
-    """Bounds of generated sequences. `simulated` selects the time scales."""
+    """Bounds and odds of generated sequences. `simulated` selects the time scales.
+
+    `nodes`, `policies`, `affinities` and `http_ports` are drawn uniformly (repeat a value to
+    make it likelier); `long_graces` keeps graceful deletes long (pods stay terminating for the
+    rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
+    out.
+    """
 
     max_pods: int = 50
     max_services: int = 3
-    max_replicas: int = 6
+    max_replicas: int = 8
     simulated: bool = True
+    nodes: tuple[str, ...] = (PROXY_NODE, PROXY_NODE, PROXY_NODE, OTHER_NODE)
+    policies: tuple[TrafficPolicy, ...] = (TrafficPolicy.CLUSTER,) * 3 + (TrafficPolicy.LOCAL,)
+    affinities: tuple[Affinity, ...] = (Affinity.NONE,) * 3 + (Affinity.CLIENT_IP,)
+    http_ports: tuple[int, ...] = (8080, 8081)
+    long_graces: bool = False
+    short_affinity: bool = False
 
     @property
     def waits_s(self) -> tuple[float, ...]:
@@ -65,11 +85,14 @@ class EventSpace:
 
     @property
     def graces_s(self) -> tuple[float, ...]:
+        if self.long_graces:
+            return (300.0,) if self.simulated else (30.0,)
         return (0.0, 30.0, 300.0) if self.simulated else (0.0, 1.0, 30.0)
 
     @property
     def affinity_timeouts_s(self) -> tuple[int, ...]:
-        return (10, 10800) if self.simulated else (1, 10800)
+        short = (10, 60) if self.simulated else (1, 2, 3)
+        return short if self.short_affinity else (*short, 10800)
 
 
 Applies = Callable[[ClusterState, EventSpace], bool]
@@ -134,9 +157,27 @@ def _alive(pod: Pod) -> bool:
 def _time_matters(state: ClusterState) -> bool:
     """Whether letting time pass can change anything: a grace period or an affinity timeout is
     running. On real time a wait costs its length, so it is only generated then."""
-    return any(p.terminating for p in state.pods.values()) or any(
-        s.session_affinity == Affinity.CLIENT_IP for s in state.services.values()
+    return any(p.terminating for p in state.pods.values()) or bool(_affinity_timeouts(state))
+
+
+def _affinity_timeouts(state: ClusterState) -> tuple[int, ...]:
+    return tuple(
+        sorted(
+            {
+                s.affinity_timeout_s
+                for s in state.services.values()
+                if s.session_affinity == Affinity.CLIENT_IP
+            }
+        )
     )
+
+
+def _waits(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """The space's waits, and for each running affinity timeout short enough to wait out, one
+    just past it (timeout + slack + margin), so expiry is reached in one event."""
+    (timeouts,) = key
+    past = tuple(t + TIMEOUT_SLACK_S + EXPIRY_MARGIN_S for t in timeouts if t <= 60)
+    return _of(Wait, st.sampled_from(space.waits_s + past))
 
 
 def _room(state: ClusterState, space: EventSpace) -> int:
@@ -154,10 +195,10 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
         st.sampled_from([n for n in SERVICE_NAMES if n not in taken]),
         selectors(),
         st.just("http"),
-        _mostly(Affinity.NONE, Affinity.CLIENT_IP),
+        st.sampled_from(space.affinities),
         st.sampled_from(space.affinity_timeouts_s),
         _mostly(False, True),
-        _mostly(TrafficPolicy.CLUSTER, TrafficPolicy.LOCAL),
+        st.sampled_from(space.policies),
     )
 
 
@@ -171,8 +212,8 @@ def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Ev
         st.sampled_from([n for n in POD_NAMES if n not in taken]),
         labels,
         _mostly(True, False),
-        _mostly(*NODES),
-        st.sampled_from([8080, 8081]),
+        st.sampled_from(space.nodes),
+        st.sampled_from(space.http_ports),
     )
 
 
@@ -208,7 +249,7 @@ GENERATORS: dict[str, Generator] = {
         _service_key,
         _on_named(
             SetAffinity,
-            lambda sp: st.sampled_from(list(Affinity)),
+            lambda sp: st.sampled_from(sp.affinities),
             lambda sp: st.sampled_from(sp.affinity_timeouts_s),
         ),
     ),
@@ -218,7 +259,7 @@ GENERATORS: dict[str, Generator] = {
     "set_traffic_policy": Generator(
         _has_services,
         _service_key,
-        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(list(TrafficPolicy))),
+        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policies)),
     ),
     "scale": Generator(
         lambda s, sp: _room(s, sp) > 0,
@@ -227,6 +268,7 @@ GENERATORS: dict[str, Generator] = {
             Scale,
             st.sampled_from(GROUPS),
             st.integers(0, min(sp.max_replicas, sp.max_pods - key[0])),
+            st.sampled_from(sp.nodes),
         ),
     ),
     "create_pod": Generator(
@@ -272,15 +314,43 @@ GENERATORS: dict[str, Generator] = {
     ),
     "wait": Generator(
         lambda s, sp: sp.simulated or _time_matters(s),
-        _no_key,
-        lambda key, sp: _of(Wait, st.sampled_from(sp.waits_s)),
+        lambda s: (_affinity_timeouts(s),),
+        _waits,
     ),
     "probe": Generator(
         _has_services,
-        _service_key,
-        _on_named(Probe, lambda sp: st.sampled_from(CLIENTS), lambda sp: _mostly(False, True)),
+        lambda s: (_services(s), _affinity_services(s)),
+        lambda key, sp: st.sampled_from(key[0]).flatmap(lambda name: _probe(name, key[1])),
     ),
 }
+
+
+def _affinity_services(state: ClusterState) -> frozenset[str]:
+    return frozenset(
+        n for n, s in state.services.items() if s.session_affinity == Affinity.CLIENT_IP
+    )
+
+
+def _probe(service: str, affinity_services: frozenset[str]) -> st.SearchStrategy[Event]:
+    """Probes of a ClientIP Service mostly come from the first client's many addresses (affinity
+    expiry is judged over the same addresses before and after a wait); other probes from one
+    client, kept alive a quarter of the time."""
+    single = _of(Probe, st.just(service), st.sampled_from(CLIENTS), _mostly(False, True))
+    if service not in affinity_services:
+        return single
+    many = st.just(Probe(service, CLIENTS[0], False, True))
+    return st.one_of(many, many, many, single)
+
+
+def draw_event(
+    data: st.DataObject, state: ClusterState, space: EventSpace, kinds: Collection[str]
+) -> Event | None:
+    """One valid event of an enabled kind that applies in `state`, or None if none applies."""
+    applicable = [k for k in GENERATORS if k in kinds and GENERATORS[k].applies(state, space)]
+    if not applicable:
+        return None
+    kind = data.draw(st.sampled_from(applicable), label="kind")
+    return data.draw(GENERATORS[kind].strategy(state, space), label=kind)
 
 
 @st.composite
@@ -298,46 +368,3 @@ def event_sequences(
         state = event.apply(state)
         events.append(event)
     return events
-
-
-class ServiceMachine(RuleBasedStateMachine):
-    """Hypothesis's stateful API over the runner: one rule per event kind.
-
-    Construct through `machine_factory`; each example resets the runner (and its target) to an
-    empty cluster, then every rule draws a valid event from the model state and steps the runner,
-    which raises `Violation` when a selected property fails.
-    """
-
-    def __init__(self, runner: Runner, space: EventSpace) -> None:
-        super().__init__()
-        self.runner = runner
-        self.space = space
-        runner.reset()
-
-    @initialize(data=st.data())
-    def start_with_a_service(self, data: st.DataObject) -> None:
-        """Most bugs need a Service with a few pods behind it; start from one, so that the
-        search spends its steps on changing it. Both events shrink away when not needed."""
-        drawn = data.draw(GENERATORS["create_service"].strategy(self.runner.model, self.space))
-        assert isinstance(drawn, CreateService)
-        group = dict(drawn.selector)["app"]
-        self.runner.step(replace(drawn, selector=labels_of({"app": group})))
-        self.runner.step(Scale(group, data.draw(st.sampled_from((3, 5, 1, 0)))))
-
-
-def _make_rule(kind: str, generator: Generator) -> Any:
-    def step(self: ServiceMachine, data: st.DataObject) -> None:
-        self.runner.step(data.draw(generator.strategy(self.runner.model, self.space)))
-
-    step.__name__ = kind
-    ruled = rule(data=st.data())(step)
-    return precondition(lambda self: generator.applies(self.runner.model, self.space))(ruled)
-
-
-for _kind, _generator in GENERATORS.items():
-    setattr(ServiceMachine, _kind, _make_rule(_kind, _generator))
-
-
-def machine_factory(runner: Runner, space: EventSpace) -> Callable[[], ServiceMachine]:
-    """What `run_state_machine_as_test` calls for every example."""
-    return lambda: ServiceMachine(runner, space)

@@ -33,6 +33,14 @@ class TrafficRequest:
     and fairness: a backend is chosen per connection). With `keep_alive` True the batch opens
     `connections` connections at its start and spreads the requests over them. No request may
     take longer than `timeout_s`; the whole batch is bounded by `count * timeout_s`.
+
+    `sources`: fresh request i leaves from the client's source address number
+    `sources[i mod len(sources)]` (address 0 is the client's own; the others are further
+    addresses of the same client, each a client of its own for ClientIP affinity). A target
+    offers addresses 0 to `max_sources - 1`; kept-alive batches use the first source only.
+    `time_limit_s`: no new request starts once the batch has run this long, so a batch against a
+    data plane that drops every packet ends early; its sample then holds fewer than `count`
+    outcomes.
     """
 
     service: str
@@ -42,17 +50,21 @@ class TrafficRequest:
     connections: int = 1
     port: str = "http"
     timeout_s: float = 2.0
+    sources: tuple[int, ...] = (0,)
+    time_limit_s: float | None = None
 
 
 @dataclass(frozen=True)
 class Outcome:
     """One request: the backend that answered (pod and incarnation) or the error, its latency,
-    and the index of the connection it used within its batch."""
+    the index of the connection it used within its batch, and the source address it left from
+    (an index into the client's addresses, see `TrafficRequest.sources`)."""
 
     backend: Backend | None
     error: ErrorKind | None
     latency_ms: float
     connection: int
+    source: int = 0
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ observed to a `Verdict` with its evidence; the runner decides when to call which
 from harness.checks import affinity, endpoints, fairness, latency, rules, traffic
 from harness.checks.verdict import Verdict
 
+PROXY_CONTRACT = "proxy-contract"
+"""The proxy process stays up and answers every request validly and in time; its failure
+(`harness.proxies.failure.ProxyFailure`) ends the example as one verdict."""
+
 PROPERTIES: dict[str, str] = {
     endpoints.PROPERTY: "EndpointSlices list exactly the selected pods with the right conditions",
     traffic.NO_STALE: "no new connection reaches a deleted, unready, relabelled-out or old pod",
@@ -13,6 +17,7 @@ PROPERTIES: dict[str, str] = {
     affinity.PROPERTY: "ClientIP affinity keeps a client on one live pod until the timeout",
     latency.PROPERTY: "every change is programmed within the deadline",
     rules.PROPERTY: "programmed rules give each usable endpoint exactly 1/n (rule targets only)",
+    PROXY_CONTRACT: "the proxy process stays up and answers every request validly and in time",
 }
 
-__all__ = ["PROPERTIES", "Verdict"]
+__all__ = ["PROPERTIES", "PROXY_CONTRACT", "Verdict"]

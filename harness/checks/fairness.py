@@ -5,18 +5,18 @@ The test, over a sample of fresh connections from one client to a Service withou
 1. Liveness (I4, `verifyServeHostnameServiceUp`): every usable endpoint is reached.
 2. Uniformity: Pearson's chi-square goodness-of-fit against uniform (n-1 degrees of freedom).
 
-False alarms. A run states one false-alarm budget `run_alpha` (default 0.001) and the most
-fairness checks it may make (`max_checks`); each check gets `run_alpha / max_checks`
-(Bonferroni), split equally between the two tests. So a correct uniform balancer fails any
-fairness check in the whole run with probability at most `run_alpha`. (For liveness,
-P(miss some endpoint) <= n (1 - 1/n)^N <= n e^(-N/n), and N is chosen so this is below its share.)
+False alarms. Each check gets the per-check level of the run's `AlarmBudget`
+(`harness.checks.confidence`), split equally between the two tests, so a correct uniform balancer
+fails any fairness check of the whole run with probability at most the run's budget. Liveness is
+only judged when the sample is large enough for that level (`liveness_size`).
 
-Power. The sample size N is the smallest for which the chi-square test, at its per-check level,
-detects a 2x bias on one endpoint (that endpoint gets twice the share of each other one) with
-probability at least 0.9, computed from the noncentral chi-square distribution with
-noncentrality N * w^2, where w^2 is Cohen's effect size of that bias; N is also at least 5 per
-endpoint so the chi-square approximation is valid. Jain's index and max/mean are reported with
-every verdict, never asserted.
+Power. Every verdict states the smallest relative deviation of one endpoint's share its sample
+detects with power 0.9 (`detectable_deviation`: 0.3 means one endpoint getting 30% more than
+1/n). A step's sample is the confirmation sample (`CONFIRMATION_SIZE`, or more when liveness
+needs it), so it detects only coarse skew; a `probe` event's sample is sized to detect a 2x bias
+(one endpoint getting twice the share of each other one) with power 0.9; the `deep` profile adds
+a balancing probe sized for a 2% deviation at every n from 2 to 10. Jain's index and max/mean are
+reported with every verdict, never asserted.
 
 Keep-alive samples are not tested here: a backend is chosen per connection, so N kept-alive
 connections reach at most N backends (kubernetes#38456); they are reported per connection.
@@ -24,72 +24,37 @@ connections reach at most N backends (kubernetes#38456); they are reported per c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection
-from dataclasses import dataclass
-from functools import lru_cache
 
 from scipy import stats
 
+from harness.checks.confidence import (
+    AlarmBudget,
+    connections_for_deviation,
+    detectable_deviation,
+    liveness_size,
+)
 from harness.checks.verdict import Verdict, failed, passed
 from harness.model.objects import Backend
 from harness.traffic import TrafficSample
 
 PROPERTY = "fairness"
-POWER = 0.9
 BIAS = 2.0
 MAX_SAMPLE = 20000
 
 
-@dataclass(frozen=True)
-class FairnessPolicy:
-    """The run-wide false-alarm budget and how many fairness checks share it."""
-
-    run_alpha: float = 0.001
-    max_checks: int = 1000
-
-    @property
-    def alpha_per_check(self) -> float:
-        return self.run_alpha / max(self.max_checks, 1)
-
-    def sample_size(self, endpoints: int) -> int:
-        return sample_size(endpoints, self.alpha_per_check)
+def bias_deviation(endpoints: int, bias: float = BIAS) -> float:
+    """The relative deviation of an endpoint with `bias` times the share of each other one."""
+    return bias * endpoints / (bias + endpoints - 1) - 1.0
 
 
-def _effect_size(endpoints: int, bias: float) -> float:
-    """Cohen's w^2 for one endpoint with `bias` times the share of each other endpoint."""
-    p0 = 1.0 / endpoints
-    total = bias + endpoints - 1
-    p_biased, p_other = bias / total, 1.0 / total
-    return ((p_biased - p0) ** 2 + (endpoints - 1) * (p_other - p0) ** 2) / p0
-
-
-@lru_cache(maxsize=512)
-def sample_size(endpoints: int, alpha: float, power: float = POWER, bias: float = BIAS) -> int:
-    """The fresh connections needed to test `endpoints` backends (see the module docstring)."""
+def sample_size(endpoints: int, alpha: float) -> int:
+    """Fresh connections that detect a 2x bias with power 0.9 and test liveness, at `alpha`
+    split between the two tests."""
     if endpoints < 2:
         return 5
-    df = endpoints - 1
-    critical = float(stats.chi2.isf(alpha / 2, df))
-    w2 = _effect_size(endpoints, bias)
-
-    def powerful(n: int) -> bool:
-        return float(stats.ncx2.sf(critical, df, n * w2)) >= power
-
-    low, high = 1, 16
-    while not powerful(high):
-        low, high = high, high * 2
-        if high > MAX_SAMPLE:
-            high = MAX_SAMPLE
-            break
-    while low < high:
-        middle = (low + high) // 2
-        if powerful(middle):
-            high = middle
-        else:
-            low = middle + 1
-    liveness = math.ceil(endpoints * math.log(endpoints / (alpha / 2)))
-    return min(max(high, 5 * endpoints, liveness), MAX_SAMPLE)
+    needed = connections_for_deviation(endpoints, bias_deviation(endpoints), alpha / 2)
+    return min(max(needed, liveness_size(endpoints, alpha / 2)), MAX_SAMPLE)
 
 
 def jain_index(counts: Collection[int]) -> float:
@@ -111,7 +76,7 @@ def balance_report(usable: Collection[Backend], sample: TrafficSample) -> dict[s
 
 
 def check_fairness(
-    service: str, usable: Collection[Backend], sample: TrafficSample, policy: FairnessPolicy
+    service: str, usable: Collection[Backend], sample: TrafficSample, budget: AlarmBudget
 ) -> Verdict:
     """Liveness and chi-square uniformity over a fresh-connection sample (module docstring)."""
     report = balance_report(usable, sample)
@@ -120,8 +85,9 @@ def check_fairness(
         return passed(PROPERTY, f"{service}: {n} usable endpoint(s); nothing to balance", **report)
     hits = sample.hits()
     counts = [hits.get(b, 0) for b in sorted(usable)]
+    alpha = budget.per_check / 2
     unreached = [str(b) for b in sorted(usable) if hits.get(b, 0) == 0]
-    if unreached:
+    if unreached and sum(counts) >= liveness_size(n, alpha):
         return failed(
             PROPERTY,
             f"{service}: {len(unreached)} of {n} usable endpoint(s) never reached in"
@@ -129,14 +95,16 @@ def check_fairness(
             service=service,
             **report,
         )
-    alpha = policy.alpha_per_check / 2
     statistic, p_value = stats.chisquare(counts)
+    detects = detectable_deviation(n, sum(counts), alpha)
     evidence = {
         **report,
         "chi2": round(float(statistic), 2),
         "p_value": float(p_value),
         "alpha": alpha,
         "connections": sum(counts),
+        "detects_deviation": None if detects is None else round(detects, 3),
+        "power": 0.9,
     }
     if p_value < alpha:
         return failed(
@@ -147,4 +115,13 @@ def check_fairness(
             service=service,
             **evidence,
         )
-    return passed(PROPERTY, f"{service}: uniform over {n} endpoints (p={p_value:.3f})", **evidence)
+    power_text = (
+        "too few connections to detect any skew"
+        if detects is None
+        else f"detects a {detects:.0%} deviation of one share with power 0.9"
+    )
+    return passed(
+        PROPERTY,
+        f"{service}: uniform over {n} endpoints (p={p_value:.3f}; {power_text})",
+        **evidence,
+    )

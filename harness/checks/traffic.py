@@ -3,14 +3,16 @@ and `availability`.
 
 Each takes the backends the model says new connections may reach (`usable`, from
 `CategorizeEndpoints`, so the terminating fallback and publishNotReadyAddresses are already
-accounted for) and what the batch saw. They run after the runner's convergence wait, so any
-violation happened later than the deadline after the change.
+accounted for) and what the batch saw. The runner judges a step on a confirmation sample
+(`harness.checks.confidence`), and every verdict states that sample's power: the share of wrong
+outcomes it catches and with what probability.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
+from harness.checks.confidence import confirmation_evidence
 from harness.checks.verdict import Verdict, failed, passed
 from harness.model.objects import Backend
 from harness.traffic import ErrorKind, TrafficSample
@@ -26,15 +28,20 @@ def check_no_stale(service: str, usable: Collection[Backend], sample: TrafficSam
     """No new connection reached a backend outside `usable`: a deleted, killed, relabelled-out,
     unready, evicted or old-incarnation pod (the documented fallbacks are inside `usable`)."""
     stale = {str(b): n for b, n in sample.hits().items() if b not in usable}
+    power = confirmation_evidence(len(sample.outcomes))
     if not stale:
-        return passed(NO_STALE, f"{service}: {len(sample.outcomes)} request(s), none stale")
+        return passed(
+            NO_STALE, f"{service}: {len(sample.outcomes)} request(s), none stale", **power
+        )
     return failed(
         NO_STALE,
-        f"{service}: new connections reached {', '.join(sorted(stale))},"
-        " which must not get traffic",
+        f"{service}: {sum(stale.values())} of {len(sample.outcomes)} new connections reached"
+        f" {', '.join(sorted(stale))}, which must not get traffic (usable:"
+        f" {', '.join(sorted(str(b) for b in usable)) or 'none'})",
         service=service,
         stale_hits=stale,
         usable=sorted(str(b) for b in usable),
+        **power,
     )
 
 
@@ -49,8 +56,11 @@ def check_reject(service: str, usable: Collection[Backend], sample: TrafficSampl
         for o in sample.outcomes
         if o.error != ErrorKind.REFUSED or o.latency_ms > REJECT_WITHIN_MS
     ]
+    power = confirmation_evidence(len(sample.outcomes))
     if not wrong:
-        return passed(REJECT, f"{service}: {len(sample.outcomes)} connection(s) refused at once")
+        return passed(
+            REJECT, f"{service}: {len(sample.outcomes)} connection(s) refused at once", **power
+        )
     first = wrong[0]
     seen = first.error.value if first.error else f"an answer from {first.backend}"
     return failed(
@@ -66,14 +76,16 @@ def check_reject(service: str, usable: Collection[Backend], sample: TrafficSampl
             }
             for o in wrong[:5]
         ],
+        **power,
     )
 
 
 def check_availability(service: str, usable: Collection[Backend], sample: TrafficSample) -> Verdict:
     """While a usable endpoint exists, no request fails."""
     errors = sample.errors()
+    power = confirmation_evidence(len(sample.outcomes))
     if not usable or not errors:
-        return passed(AVAILABILITY, f"{service}: no failed request")
+        return passed(AVAILABILITY, f"{service}: no failed request", **power)
     return failed(
         AVAILABILITY,
         f"{service}: {sum(errors.values())} of {len(sample.outcomes)} request(s) failed"
@@ -81,4 +93,6 @@ def check_availability(service: str, usable: Collection[Backend], sample: Traffi
         f" while {len(usable)} endpoint(s) were usable",
         service=service,
         errors={k.value: v for k, v in errors.items()},
+        usable=sorted(str(b) for b in usable),
+        **power,
     )

@@ -206,13 +206,16 @@ def _network_reason(error: BaseException) -> str:
 
 
 # -- building a Cluster ---------------------------------------------------------------------------
-def connect(kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+def connect(
+    kubeconfig: str | None = None, context: str | None = None, kind_hint: bool = True
+) -> Cluster:
     """A Cluster from a kubeconfig file, resolved as kubectl does.
 
     `kubeconfig` None means `$KUBECONFIG` (first existing file of the list) or `~/.kube/config`,
     and in-cluster service-account config when running inside a pod with neither. `context` None
     means the file's current context. Bad input raises `UsageError`; the server is not contacted
-    (call `check()`).
+    (call `check()`). `kind_hint` mentions `--kind-cluster` in the no-kubeconfig error (the
+    commands that have that option).
     """
     configuration = client.Configuration()
     path = kubeconfig or _default_kubeconfig()
@@ -224,8 +227,8 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Cluste
                 raise UsageError(f"in-cluster configuration is unusable: {error}") from None
             return _cluster(configuration, None, None)
         raise UsageError(
-            "no kubeconfig found: give --kubeconfig FILE, set KUBECONFIG,"
-            " or use --kind-cluster NAME"
+            "no kubeconfig found: give --kubeconfig FILE or set KUBECONFIG"
+            + (", or use --kind-cluster NAME" if kind_hint else "")
         )
     _check_kubeconfig_file(path)
     try:

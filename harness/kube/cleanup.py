@@ -20,7 +20,7 @@ SELECTOR = f"{MANAGED_BY_KEY}={MANAGED_BY}"
 def clean_kube(kubeconfig: str | None = None, context: str | None = None) -> list[str]:
     """Delete every harness namespace and Node; return what was deleted (`namespace/NAME`,
     `node/NAME`). One-line errors for an unreachable server or missing permissions."""
-    cluster = connect(kubeconfig, context)
+    cluster = connect(kubeconfig, context, kind_hint=False)
     try:
         return clean_cluster(cluster)
     finally:

@@ -3,10 +3,13 @@
 ```
  root namespace: untouched (no link, address, route, rule or sysctl of ours)
    <prefix>-node        bridge <prefix>br 10.244.0.1/16 for the pods; ip_forward,
-     │                  bridge-nf-call-iptables on and ICMP not rate-limited (in this namespace
-     │                  only: a REJECT must answer every connection); the proxy lives here
+     │                  bridge-nf-call-iptables on, ICMP not rate-limited and a route for the
+     │                  Service range (in this namespace only: see "What the node provides");
+     │                  the proxy lives here
      ├─ veth <prefix>pN ── <prefix>-pN   a pod: eth0 with the model's IP, default route via the node
-     └─ veth <prefix>cM ── <prefix>-cM   client M: 10.250.M.2/24 via 10.250.M.1 (the node)
+     └─ veth <prefix>cM ── <prefix>-cM   client M: 10.250.M.2/24 via 10.250.M.1 (the node), and
+                                         CLIENT_SOURCES - 1 further source addresses
+                                         10.250.M.3 and up (a client each for ClientIP affinity)
 ```
 No namespace has a link to the root namespace or anywhere else, so no packet can leave the
 machine. Clients sit on their own links so that replies route back through the node, as they do
@@ -22,6 +25,21 @@ bridge has a fixed MAC too: by default it takes its lowest port's, which changes
 go and would leave every pod's cached gateway address stale. `add_pods` returns only once the node
 can connect to every new pod: a new bridge port forwards only after the kernel's link watcher ran,
 which on a busy machine was seen to take a second.
+
+What the node provides to every proxy, as a real node would (a proxy must not need to set it):
+
+- **a route for the Service range**, `SERVICE_CIDR dev lo`. On a real node the default route
+  carries a packet to a VIP that no rule translated; without any route it is answered "network
+  unreachable" before a netfilter hook sees it, so kube-proxy's REJECT (in filter FORWARD and
+  OUTPUT, `pkg/proxy/iptables/proxier.go`; `filter-forward` in nftables mode) never runs. It is a
+  unicast route: the packet is *forwarded*, where REJECT answers it, and a packet nothing rejects
+  goes nowhere, as it would leave a real node (a `local` route would let the node's own stack
+  refuse it and hide a missing REJECT). A userspace proxy makes its VIPs local itself (an
+  address on `lo`, or a `local` route in the local table, which is looked up first).
+- **no ICMP rate limit** (`net.ipv4.icmp_ratemask` 0): REJECT answers with ICMP
+  port-unreachable, which the kernel otherwise limits per destination, so a client opening
+  connections quickly would see some time out instead of being refused.
+- IP forwarding, and `bridge-nf-call-iptables` so bridged pod-to-pod traffic meets the rules.
 """
 
 from __future__ import annotations
@@ -55,7 +73,7 @@ from harness.local.netns import (
 )
 from harness.local.podserver import PodServer, PodSpec, port_mode
 from harness.model.objects import Pod
-from harness.model.state import POD_CIDR
+from harness.model.state import POD_CIDR, SERVICE_CIDR
 
 POD_GATEWAY = str(POD_CIDR.network_address + 1)
 POD_PREFIX_LENGTH = POD_CIDR.prefixlen
@@ -70,16 +88,24 @@ POD_READY_TIMEOUT_S = 10.0
 PROBE_ATTEMPT_S = 0.2
 PROBE_PARALLEL = 64
 CLIENT_SYSCTLS = {"net.ipv4.ip_local_port_range": "10000 65000", "net.ipv4.tcp_tw_reuse": "1"}
+CLIENT_SOURCES = 32
+"""Source addresses per client (`TrafficRequest.sources`): enough idle clients to test that
+ClientIP affinity expires (`harness.checks.confidence.expiry_clients`)."""
 
 
 @dataclass(frozen=True)
 class Client:
-    """A client namespace: its name in the harness (`client-1`), namespace and address."""
+    """A client namespace: its name in the harness (`client-1`), namespace, its source
+    addresses (the first is its own address) and its gateway."""
 
     name: str
     netns: str
-    address: str
+    sources: tuple[str, ...]
     gateway: str
+
+    @property
+    def address(self) -> str:
+        return self.sources[0]
 
 
 @dataclass(frozen=True)
@@ -97,9 +123,10 @@ class PodHandle:
         return self.key
 
 
-def client_address(number: int) -> tuple[str, str]:
-    """Client `number`'s address and its gateway (the node's end of the client's link)."""
-    return f"10.250.{number}.2", f"10.250.{number}.1"
+def client_addresses(number: int) -> tuple[tuple[str, ...], str]:
+    """Client `number`'s source addresses (its own first) and its gateway (the node's end of
+    the client's link)."""
+    return tuple(f"10.250.{number}.{2 + i}" for i in range(CLIENT_SOURCES)), f"10.250.{number}.1"
 
 
 class RunCluster(ABC):
@@ -206,8 +233,8 @@ class LocalCluster(RunCluster):
         return self.names.node_netns
 
     def _client(self, number: int, name: str) -> Client:
-        address, gateway = client_address(number)
-        return Client(name, self.names.client_netns(number), address, gateway)
+        sources, gateway = client_addresses(number)
+        return Client(name, self.names.client_netns(number), sources, gateway)
 
     def _build(self) -> None:
         client_namespaces = [c.netns for c in self.clients.values()]
@@ -222,6 +249,7 @@ class LocalCluster(RunCluster):
         bridge = self.names.bridge
         lines = [
             "link set lo up",
+            f"route add {SERVICE_CIDR} dev lo",
             f"link add {bridge} address {mac_for(POD_GATEWAY)} type bridge",
             f"addr add {POD_GATEWAY}/{POD_PREFIX_LENGTH} dev {bridge}",
             f"link set {bridge} up",
@@ -240,7 +268,7 @@ class LocalCluster(RunCluster):
             write_sysctls(client.netns, CLIENT_SYSCTLS)
         in_thread(
             lambda: _configure_inside(
-                [(c.netns, c.address, 24, c.gateway) for c in self.clients.values()]
+                [(c.netns, c.sources, 24, c.gateway) for c in self.clients.values()]
             )
         )
 
@@ -271,7 +299,7 @@ class LocalCluster(RunCluster):
             ip_batch(lines, netns=self.node_netns)
             in_thread(
                 lambda: _configure_inside(
-                    [(h.netns, h.address, POD_PREFIX_LENGTH, POD_GATEWAY) for h in handles]
+                    [(h.netns, (h.address,), POD_PREFIX_LENGTH, POD_GATEWAY) for h in handles]
                 )
             )
             self.pod_server.add(
@@ -363,11 +391,13 @@ def _spec(handle: PodHandle, pod: Pod) -> PodSpec:
     return PodSpec(handle.key, pod.name, pod.uid, netns_path(handle.netns), "0.0.0.0", ports)
 
 
-def _configure_inside(interfaces: Sequence[tuple[str, str, int, str]]) -> None:
-    """For each (namespace, address, prefix length, gateway): lo and eth0 up, eth0's address,
+def _configure_inside(interfaces: Sequence[tuple[str, Sequence[str], int, str]]) -> None:
+    """For each (namespace, addresses, prefix length, gateway): lo and eth0 up, eth0's addresses,
     default route. Runs in a throw-away thread (`in_thread`), which it moves between namespaces."""
-    for netns, address, prefix_length, gateway in interfaces:
+    for netns, addresses, prefix_length, gateway in interfaces:
         setns(netns_path(netns))
-        requests = rtnetlink.Requests().link_up("lo").add_address("eth0", address, prefix_length)
+        requests = rtnetlink.Requests().link_up("lo")
+        for address in addresses:
+            requests.add_address("eth0", address, prefix_length)
         requests.link_up("eth0").add_permanent_neighbour("eth0", gateway, mac_for(gateway))
         requests.add_default_route(gateway).send()

@@ -20,9 +20,9 @@ class EndpointController:
     """Feeds `proxy` the Service and EndpointSlice changes between successive cluster states.
 
     Promises: after `update(state)` the proxy has been told exactly the Services of `state` and
-    their derived slices (keyed by slice name), in the order a watch would deliver them: a new
-    Service before its slices, a deleted Service's slices before the Service. It never calls
-    `sync()`; the caller decides when to program.
+    their derived slices (`derive`, keyed by slice name), in the order a watch would deliver
+    them: a new Service before its slices, a deleted Service's slices before the Service. It
+    never calls `sync()`; the caller decides when to program.
     """
 
     def __init__(self, proxy: Proxy) -> None:
@@ -58,8 +58,13 @@ class EndpointController:
             self.services[name] = service
             changed |= old != service
             if name in affected or old != service:
-                changed |= self._update_slices(name, derive_slices(state, name))
+                changed |= self._update_slices(name, self.derive(state, name))
         return changed
+
+    def derive(self, state: ClusterState, service: str) -> tuple[EndpointSlice, ...]:
+        """The slices Service `service` should have: the EndpointSlice controller's rules
+        (`derive_slices`). The one hook a control-plane mutant overrides."""
+        return derive_slices(state, service)
 
     @staticmethod
     def _affected(before: ClusterState, after: ClusterState) -> set[str]:

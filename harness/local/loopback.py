@@ -12,7 +12,7 @@ two runs on one machine rarely collide (a collision fails with "address in use")
 |---|---|
 | pod 10.244.A.B | 127.P.A.B |
 | Service VIP 10.96.A.B, port N | 127.P+1.A.B, port N (N+10000 below 1024: unprivileged) |
-| client M | 127.P+2.0.M |
+| client M, source address S | 127.P+2.S.M |
 
 `TranslatingProxy` applies the map at the Proxy contract's boundary, so the proxy programs
 loopback addresses while the target still publishes and reports the model's.
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from harness.local.cluster import Client, PodHandle, RunCluster
+from harness.local.cluster import CLIENT_SOURCES, Client, PodHandle, RunCluster
 from harness.local.podserver import PodSpec, port_mode
 from harness.model.objects import EndpointSlice, Pod, Service
 from harness.proxies.base import NodeContext, Proxy
@@ -50,8 +50,8 @@ class LoopbackAddresses:
     def vip(self, address: str) -> str:
         return self._map(address, self.pod_octet + 1)
 
-    def client(self, number: int) -> str:
-        return f"127.{self.pod_octet + 2}.0.{number}"
+    def client(self, number: int, source: int = 0) -> str:
+        return f"127.{self.pod_octet + 2}.{source}.{number}"
 
     @staticmethod
     def port(port: int) -> int:
@@ -75,7 +75,8 @@ class LoopbackCluster(RunCluster):
         return ""
 
     def _client(self, number: int, name: str) -> Client:
-        return Client(name, "", self.addresses.client(number), "")
+        sources = tuple(self.addresses.client(number, s) for s in range(CLIENT_SOURCES))
+        return Client(name, "", sources, "")
 
     def _build(self) -> None:
         """Nothing to build: the loopback interface is already there."""

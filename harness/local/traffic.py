@@ -73,10 +73,11 @@ def parse_identity(body: bytes) -> Backend:
 class Batch:
     """What to send: `count` requests to `address:port`, each within `timeout_s`.
 
-    Fresh (`keep_alive` False): one new connection per request. Kept alive: `connections`
-    connections, request i on connection i mod `connections`; a connection that fails is
-    reopened for its next request. `source_address` binds the client's end (the loopback
-    variant, where all clients share one namespace and differ by address).
+    Fresh (`keep_alive` False): one new connection per request, request i bound to source
+    address `sources[i mod len(sources)]` (none given: the kernel picks the client's own).
+    Kept alive: `connections` connections, request i on connection i mod `connections`, all
+    from the first source; a connection that fails is reopened for its next request. No
+    request starts once `time_limit_s` has passed since the batch began.
     """
 
     address: str
@@ -85,7 +86,11 @@ class Batch:
     keep_alive: bool = False
     connections: int = 1
     timeout_s: float = 2.0
-    source_address: str | None = None
+    sources: tuple[str, ...] = ()
+    time_limit_s: float | None = None
+
+    def source(self, index: int) -> str | None:
+        return self.sources[index % len(self.sources)] if self.sources else None
 
 
 class _Connection:
@@ -95,13 +100,13 @@ class _Connection:
         self.buffer = b""
 
     @classmethod
-    async def open(cls, batch: Batch) -> _Connection:
+    async def open(cls, batch: Batch, source: str | None) -> _Connection:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
-            if batch.source_address:
-                sock.bind((batch.source_address, 0))
+            if source:
+                sock.bind((source, 0))
             await loop.sock_connect(sock, (batch.address, batch.port))
         except BaseException:
             sock.close()
@@ -137,18 +142,28 @@ def _content_length(head: bytes) -> int:
     raise _Failed(ErrorKind.OTHER)
 
 
+def _within_limit(batch: Batch, began: float, timer: Callable[[], float]) -> bool:
+    return batch.time_limit_s is None or timer() - began < batch.time_limit_s
+
+
 async def _fresh(batch: Batch, timer: Callable[[], float]) -> list[Outcome]:
     outcomes = []
+    began = timer()
     for index in range(batch.count):
+        if not _within_limit(batch, began, timer):
+            break
+        source = index % len(batch.sources) if batch.sources else 0
         started = timer()
         connection: _Connection | None = None
         try:
             async with asyncio.timeout(batch.timeout_s):
-                connection = await _Connection.open(batch)
+                connection = await _Connection.open(batch, batch.source(index))
                 backend = await connection.ask(_FRESH_REQUEST)
-            outcomes.append(Outcome(backend, None, (timer() - started) * 1000, index))
+            latency_ms = (timer() - started) * 1000
+            outcomes.append(Outcome(backend, None, latency_ms, index, source))
         except (OSError, _Failed) as error:
-            outcomes.append(Outcome(None, error_kind(error), (timer() - started) * 1000, index))
+            latency_ms = (timer() - started) * 1000
+            outcomes.append(Outcome(None, error_kind(error), latency_ms, index, source))
         finally:
             if connection is not None:
                 connection.close()
@@ -158,14 +173,17 @@ async def _fresh(batch: Batch, timer: Callable[[], float]) -> list[Outcome]:
 async def _kept_alive(batch: Batch, timer: Callable[[], float]) -> list[Outcome]:
     slots: list[_Connection | None] = [None] * batch.connections
     outcomes = []
+    began = timer()
     try:
         for index in range(batch.count):
+            if not _within_limit(batch, began, timer):
+                break
             slot = index % batch.connections
             started = timer()
             try:
                 async with asyncio.timeout(batch.timeout_s):
                     if slots[slot] is None:
-                        slots[slot] = await _Connection.open(batch)
+                        slots[slot] = await _Connection.open(batch, batch.source(0))
                     connection = slots[slot]
                     assert connection is not None
                     backend = await connection.ask(_KEPT_REQUEST)

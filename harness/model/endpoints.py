@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from harness.model.objects import (
     PROXY_NODE,
+    Backend,
     Destination,
     Endpoint,
     EndpointPort,
@@ -165,3 +167,28 @@ def usable_destinations(
                 Destination(endpoint.backend, endpoint.address, port, endpoint.node)
             )
     return sorted(destinations, key=lambda d: d.backend)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the model says about one Service port right now, for a client on `node`: the
+    Service (None once deleted), its EndpointSlices, the usable destinations (where new
+    connections may go) and their backends."""
+
+    service: Service | None
+    slices: tuple[EndpointSlice, ...]
+    destinations: tuple[Destination, ...]
+
+    @property
+    def usable(self) -> frozenset[Backend]:
+        return frozenset(d.backend for d in self.destinations)
+
+
+def expect(state: ClusterState, name: str, port_name: str, node: str = PROXY_NODE) -> Expectation:
+    """The model's expectation for Service `name`'s port `port_name` from `node`."""
+    service = state.services.get(name)
+    if service is None:
+        return Expectation(None, (), ())
+    slices = derive_slices(state, name)
+    destinations = tuple(usable_destinations(slices, service, port_name, node))
+    return Expectation(service, slices, destinations)

@@ -69,3 +69,10 @@ class RuleOracle(Protocol):
     """
 
     def reachability(self, service: str, port: str, client: str) -> Reachability: ...
+
+
+def reads_rules(target: object) -> bool:
+    """Whether `target` can show its programmed rules: it has `reachability` (`RuleOracle`) and
+    does not say otherwise through a `reads_rules` attribute (a local target reads rules only
+    when its proxy can)."""
+    return isinstance(target, RuleOracle) and bool(getattr(target, "reads_rules", True))

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from typing import Any
+from dataclasses import replace
+from typing import Any, ClassVar, cast
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, UsageError
 from harness.events import Event
 from harness.local.cleanup import guard
-from harness.local.cluster import LocalCluster, PodHandle, RunCluster
+from harness.local.cluster import CLIENT_SOURCES, LocalCluster, PodHandle, RunCluster
 from harness.local.controller import EndpointController
 from harness.local.loopback import LoopbackCluster, TranslatingProxy
 from harness.local.names import check_prefix, new_prefix
@@ -35,6 +36,7 @@ from harness.local.traffic import Batch, ClientAgent
 from harness.model.objects import PROXY_NODE, EndpointSlice, Pod, Service
 from harness.model.state import SERVICE_CIDR, ClusterState
 from harness.proxies.base import NodeContext, Proxy
+from harness.proxies.failure import ProxyFailure, last_line
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
 from harness.traffic import CLIENTS, Reachability, TrafficRequest, TrafficSample
@@ -47,13 +49,24 @@ NEEDS_ROOT = (
 )
 
 
-def make_proxy(name: str, options: TargetOptions) -> Proxy:
-    """An unstarted proxy of the registered class `name`; classes that need options (an external
-    command) provide `from_options(options)`, the others are built without arguments."""
+ProxyFactory = Callable[[], Proxy]
+
+
+def proxy_factory(name: str, options: TargetOptions) -> ProxyFactory:
+    """A maker of fresh, unstarted proxies of the registered class `name`; classes that need
+    options (an external command) provide `from_options(options)`, the others are built without
+    arguments. A proxy that takes no command refuses `--proxy-command` (UsageError)."""
     proxy_class = load_proxy(name)
     from_options = getattr(proxy_class, "from_options", None)
-    proxy: Proxy = from_options(options) if callable(from_options) else proxy_class()
-    return proxy
+    if callable(from_options):
+        from_options(options)  # checks the options now, before anything starts
+        return lambda: cast(Proxy, from_options(options))
+    if options.proxy_command:
+        raise UsageError(
+            f"--proxy-command is for local:external (and kube --pods local); the {name} proxy"
+            " takes no command: drop --proxy-command or use --target local:external"
+        )
+    return cast(ProxyFactory, proxy_class)
 
 
 def check_environment() -> None:
@@ -67,33 +80,50 @@ def check_environment() -> None:
 class LocalTarget:
     """Pods as namespaces, a real proxy, real traffic (see the module docstring).
 
-    Target contract obligations (harness.targets.base.Target) plus `reset()`, which empties the
-    cluster without rebuilding the node (the runner calls it between examples).
+    Target contract obligations (harness.targets.base.Target) plus:
+
+    - `reset()` empties the cluster and starts a *fresh proxy* (a new instance, a new process):
+      every example, shrinking replay and confirmation begins from a state its sequence fully
+      describes, so nothing a proxy leaked in one example can show up in the next.
+    - `reachability()` (the `RuleOracle`) when the proxy can read its rules back
+      (`reads_rules`).
+    - Plug-in points, for targets registered under `harness.targets` that subclass this one:
+      `controller_class` (the endpoint controller: replace it, or pass one to the constructor,
+      to test another control plane; rule reading, reset and cleanup stay as they are) and
+      `kind` (the spec name the target is registered under).
     """
 
-    name = "local"
+    kind: ClassVar[str] = "local"
     description = "real pods as network namespaces behind a real proxy (local:iptables, ...)"
+    controller_class: type[EndpointController] = EndpointController
     # Proxies here program in milliseconds (p99 well under a second even on a loaded 2-core
     # machine), so the upstream 30 s budget would only make every failing step slow to report.
     default_deadline_s = 5.0
+    max_sources = CLIENT_SOURCES
+    runs_proxy = True
 
     def __init__(
         self,
-        proxy: Proxy,
+        new_proxy: ProxyFactory,
         prefix: str | None = None,
         clients: tuple[str, ...] = CLIENTS,
         loopback: bool = False,
+        controller_class: type[EndpointController] | None = None,
     ) -> None:
         self.clock = RealClock()
-        self.proxy = proxy
+        if controller_class is not None:
+            self.controller_class = controller_class
+        self.new_proxy = new_proxy
+        self.proxy = new_proxy()
         self.prefix = check_prefix(prefix) if prefix else new_prefix()
         self.loopback = loopback
-        proxy_name = "loopback" if loopback else getattr(proxy, "name", type(proxy).__name__)
-        self.name = f"local:{proxy_name}"
+        proxy_name = "loopback" if loopback else getattr(self.proxy, "name", "")
+        self.name = f"{self.kind}:{proxy_name or type(self.proxy).__name__}"
         self.client_names = clients
         self.state = ClusterState()
         self.cluster: RunCluster | None = None
-        self.controller = EndpointController(proxy)
+        self.controller = self.controller_class(self.proxy)
+        self._node: NodeContext | None = None
         self._handles: dict[str, PodHandle] = {}
         self._agents: dict[str, ClientAgent] = {}
         self._vips: dict[str, Service] = {}
@@ -101,24 +131,30 @@ class LocalTarget:
 
     @classmethod
     def from_spec(cls, arg: str | None, options: TargetOptions) -> LocalTarget:
-        """`local[:PROXY]`: PROXY is a registered proxy name (default iptables)."""
+        """`KIND[:PROXY]`: PROXY is a registered proxy name (default iptables)."""
         if options.prefix is not None:
             try:
                 check_prefix(options.prefix)
             except ValueError as error:
                 raise UsageError(str(error)) from None
         if arg == LOOPBACK:
-            return cls(UserspaceProxy(), prefix=options.prefix, loopback=True)
-        proxy = make_proxy(arg or DEFAULT_PROXY, options)
-        reads_rules = callable(getattr(proxy, "reachability", None))
-        target_class = RuleReadingLocalTarget if reads_rules else LocalTarget
-        return target_class(proxy, prefix=options.prefix)
+            if options.proxy_command:
+                raise UsageError("--proxy-command does not apply to local:loopback; drop it")
+            return cls(UserspaceProxy, prefix=options.prefix, loopback=True)
+        return cls(proxy_factory(arg or DEFAULT_PROXY, options), prefix=options.prefix)
+
+    @property
+    def reads_rules(self) -> bool:
+        """Whether the proxy can read its programmed rules back (`RuleReadingProxy`)."""
+        return callable(getattr(self.proxy, "reachability", None))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def open(self) -> None:
         """Build the node, the clients and the pod server, start the proxy (about 0.2 s).
 
-        Raises EnvironmentProblem without root. On any failure, what was built is removed.
+        Raises EnvironmentProblem without root, and when the proxy cannot start at all (a
+        missing command, no answer to hello): that is the environment's or the command line's
+        problem, not a verdict. On any failure, what was built is removed.
         """
         if self.cluster is not None:
             raise UsageError(f"the target {self.name} is already open")
@@ -129,26 +165,43 @@ class LocalTarget:
             cluster: RunCluster
             if self.loopback:
                 cluster = LoopbackCluster(self.prefix, self.client_names)
-                self.controller = EndpointController(
-                    TranslatingProxy(self.proxy, cluster.addresses)
-                )
             else:
                 cluster = LocalCluster(self.prefix, self.client_names)
             self.cluster = self._stack.enter_context(cluster)
             assert self.cluster.workdir is not None
             workdir = self.cluster.workdir / "proxy"
             workdir.mkdir()
-            node = NodeContext(
+            self._node = NodeContext(
                 PROXY_NODE, self.cluster.node_netns, self.prefix, workdir, str(SERVICE_CIDR)
             )
-            self._stack.callback(self.proxy.stop)
-            self.proxy.start(node)
+            self._stack.callback(self._stop_proxy)
+            try:
+                self._start_proxy(self.proxy)
+            except ProxyFailure as failure:
+                raise EnvironmentProblem(
+                    f"the proxy could not start: {failure.problem}"
+                    + (f" ({last_line(failure.stderr_tail)})" if failure.stderr_tail else "")
+                    + "; check the proxy (for local:external, its --proxy-command)"
+                ) from None
             for client in self.cluster.clients.values():
                 agent = self._stack.enter_context(ClientAgent(client.netns or None))
                 self._agents[client.name] = agent
         except BaseException:
             self.close()
             raise
+
+    def _start_proxy(self, proxy: Proxy) -> None:
+        """Start `proxy` on the node with a controller of its own (nothing handed to it yet)."""
+        assert self._node is not None and self.cluster is not None
+        self.proxy = proxy
+        fed: Proxy = proxy
+        if isinstance(self.cluster, LoopbackCluster):
+            fed = TranslatingProxy(proxy, self.cluster.addresses)
+        self.controller = self.controller_class(fed)
+        proxy.start(self._node)
+
+    def _stop_proxy(self) -> None:
+        self.proxy.stop()
 
     def close(self) -> None:
         """Stop the proxy and the pod server, delete every namespace and the work directory.
@@ -157,19 +210,26 @@ class LocalTarget:
             self._stack.close()
         finally:
             self.cluster = None
+            self._node = None
             self._agents = {}
             self._handles = {}
             self._vips = {}
             self.state = ClusterState()
-            self.controller = EndpointController(self.proxy)
+            self.controller = self.controller_class(self.proxy)
 
     def reset(self) -> None:
-        """Back to an empty cluster (no Services, no pods), keeping node, clients and proxy.
+        """Back to an empty cluster (no Services, no pods) with a fresh proxy, keeping node and
+        clients: the old proxy is stopped (its rules, processes and files go), every pod is
+        removed, and a new proxy instance starts with nothing programmed.
 
         The node's connection tracking is flushed too, as a new cluster's would be empty: the
         next example reuses the same VIPs and pod IPs, and a client source port that matched an
         old entry would follow its old NAT binding to a pod that is gone.
         """
+        self._open_cluster()
+        self._stop_proxy()
+        self.state = ClusterState()
+        self._start_proxy(self.new_proxy())
         self._set_state(ClusterState())
         self._vips = {}
         self._open_cluster().forget_connections()
@@ -233,7 +293,9 @@ class LocalTarget:
             raise UsageError(f"unknown client {request.client!r}; clients: {known}")
         cluster = self._open_cluster()
         address, port = cluster.service_address(service.cluster_ip, port)
-        source = cluster.clients[request.client].address if self.loopback else None
+        addresses = cluster.clients[request.client].sources
+        if not request.sources or not all(0 <= s < len(addresses) for s in request.sources):
+            raise UsageError(f"a client's source addresses are numbered 0 to {len(addresses) - 1}")
         batch = Batch(
             address,
             port,
@@ -241,10 +303,13 @@ class LocalTarget:
             request.keep_alive,
             max(request.connections, 1),
             request.timeout_s,
-            source,
+            tuple(addresses[s] for s in request.sources),
+            request.time_limit_s,
         )
         started_s = self.clock.now()
         outcomes = agent.run(batch)
+        if request.sources != (0,):  # the agent numbers sources by position in the batch
+            outcomes = [replace(o, source=request.sources[o.source]) for o in outcomes]
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
 
     # -- helpers ------------------------------------------------------------------------------
@@ -259,6 +324,20 @@ class LocalTarget:
             raise UsageError(f"unknown client {client!r}; clients: {', '.join(cluster.clients)}")
         return cluster.clients[client].address
 
+    def reachability(self, service: str, port: str, client: str) -> Reachability:
+        """Where a new connection from `client` to `service`'s port goes, read from the kernel
+        by the proxy (`RuleOracle`; only when `reads_rules`). Sends no traffic, changes
+        nothing."""
+        if not self.reads_rules:
+            raise UsageError(f"the {self.name} proxy cannot show its programmed rules")
+        found = self.state.services.get(service)
+        if found is None:
+            raise UsageError(f"no Service named {service!r}")
+        reachability: Reachability = self.proxy.reachability(  # type: ignore[attr-defined]
+            found, port, self.client_address(client)
+        )
+        return reachability
+
     def stats(self) -> dict[str, Any]:
         """Sizes for reports: pods realised, Services, and the helper processes' ids."""
         cluster = self._open_cluster()
@@ -268,22 +347,6 @@ class LocalTarget:
             "services": len(self.state.services),
             "pod_server_pid": cluster.pod_server.pid,
         }
-
-
-class RuleReadingLocalTarget(LocalTarget):
-    """A local target whose proxy can read its programmed rules back (`RuleReadingProxy`): it
-    also satisfies the `RuleOracle` protocol, so the runner checks exact probabilities."""
-
-    def reachability(self, service: str, port: str, client: str) -> Reachability:
-        """Where a new connection from `client` to `service`'s port goes, read from the kernel
-        by the proxy. Sends no traffic, changes nothing."""
-        found = self.state.services.get(service)
-        if found is None:
-            raise UsageError(f"no Service named {service!r}")
-        reachability: Reachability = self.proxy.reachability(  # type: ignore[attr-defined]
-            found, port, self.client_address(client)
-        )
-        return reachability
 
 
 def _serving(pod: Pod | None, uid: str) -> bool:

@@ -5,17 +5,18 @@ each new connection picks uniformly at random among the usable endpoints, with C
 keeping a client on its backend until the affinity timeout passes without a connection. It runs
 on simulated time, so deadlines and affinity timeouts cost no real waiting.
 
-Mutants subclass it and break exactly one promise through one of its hooks (`perceived`, `choose`,
-`affinity_applies`, `on_no_endpoints`).
+Mutants subclass it and break exactly one promise through one of its hooks (`perceived`,
+`usable`, `choose`, `affinity_applies`, `keeps_affinity`, `on_no_endpoints`).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.clock import SimulatedClock
+from harness.errors import UsageError
 from harness.events import Event
 from harness.model.endpoints import derive_slices, usable_destinations
 from harness.model.objects import PROXY_NODE, Affinity, Destination, EndpointSlice, Service
@@ -37,6 +38,7 @@ class ModelTarget:
 
     name = "model"
     description = "the reference model itself (simulated time, uniform random balancing)"
+    max_sources = 64
 
     def __init__(self, seed: int = 0) -> None:
         self.clock = SimulatedClock()
@@ -47,6 +49,13 @@ class ModelTarget:
 
     @classmethod
     def from_spec(cls, arg: str | None, options: TargetOptions) -> ModelTarget:
+        """`model`: takes no argument and no target options."""
+        if arg is not None:
+            raise UsageError(
+                f"the model target takes no argument; use --target model, not model:{arg}"
+            )
+        if options.proxy_command:
+            raise UsageError("--proxy-command does not apply to the model target; drop it")
         return cls(seed=int(options.extra.get("seed", 0)))
 
     # -- the Target contract ------------------------------------------------------------------
@@ -79,17 +88,20 @@ class ModelTarget:
         destinations: list[Destination] = []
         if service is not None:
             slices = derive_slices(state, service.name)
-            destinations = usable_destinations(slices, service, request.port, PROXY_NODE)
+            destinations = self.usable(slices, service, request.port)
         connections = request.connections if request.keep_alive else request.count
         picks: list[Destination | None] = []
-        for _ in range(max(connections, 0)):
+        for index in range(max(connections, 0)):
             self.clock.sleep(MODEL_LATENCY_MS / 1000)
-            picks.append(self._route(service, request.client, destinations))
+            source = 0 if request.keep_alive else request.sources[index % len(request.sources)]
+            client = request.client if source == 0 else f"{request.client}#{source}"
+            picks.append(self._route(service, client, destinations))
         outcomes = []
         for index in range(request.count):
             connection = index % connections if request.keep_alive else index
             pick = picks[connection] if picks else None
-            outcomes.append(self._outcome(pick, connection, request))
+            source = 0 if request.keep_alive else request.sources[index % len(request.sources)]
+            outcomes.append(replace(self._outcome(pick, connection, request), source=source))
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
 
     # -- balancing ----------------------------------------------------------------------------
@@ -102,10 +114,8 @@ class ModelTarget:
         now_s = self.clock.now()
         sticky = self._affinity.get(key)
         if self.affinity_applies(service):
-            if (
-                sticky is not None
-                and sticky.destination in destinations
-                and now_s - sticky.last_used_s <= service.affinity_timeout_s
+            if sticky is not None and self.keeps_affinity(
+                sticky.destination, destinations, now_s - sticky.last_used_s, service
             ):
                 sticky.last_used_s = now_s
                 return sticky.destination
@@ -125,6 +135,23 @@ class ModelTarget:
     def perceived(self, state: ClusterState) -> ClusterState:
         """The cluster state the target's control and data planes act on (the truth here)."""
         return state
+
+    def usable(
+        self, slices: Sequence[EndpointSlice], service: Service, port: str
+    ) -> list[Destination]:
+        """Where new connections may go (`CategorizeEndpoints` on the slices)."""
+        return usable_destinations(slices, service, port, PROXY_NODE)
+
+    def keeps_affinity(
+        self,
+        stuck_to: Destination,
+        destinations: Sequence[Destination],
+        idle_s: float,
+        service: Service,
+    ) -> bool:
+        """Whether a client stuck to `stuck_to`, idle for `idle_s`, stays there: only while its
+        backend is usable and the timeout has not passed."""
+        return stuck_to in destinations and idle_s <= service.affinity_timeout_s
 
     def choose(self, destinations: Sequence[Destination]) -> Destination:
         """Pick the backend of a new connection: uniform random, as iptables' statistic chain."""

@@ -1,19 +1,31 @@
 """Deliberately broken targets: each breaks exactly one promise of the reference model.
 
-The harness's worth is that it catches broken proxies, so every mutant here must fail the suite
-(tests/test_mutants.py asserts it, and `reports/mutants.json` records each shrunk counterexample).
-They are named `mutant:NAME` on the command line. Each overrides one hook of `ModelTarget`.
+The harness's worth is that it catches broken proxies, so every mutant here must fail the suite's
+`quick` profile (tests/core/test_mutants.py asserts it, and the mutation report records each
+shrunk counterexample). They are named `mutant:NAME` on the command line. Each overrides one hook
+of `ModelTarget`. Several break a state the search must reach on purpose (`harness.coverage`):
+the terminating fallback, the Local policy's edges, affinity expiry and removal, many endpoints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
 from harness.errors import UsageError
 from harness.events import Event, RestartPod
-from harness.model.objects import Destination, Phase, Pod, Service
+from harness.model.endpoints import unique_endpoints
+from harness.model.objects import (
+    PROXY_NODE,
+    Destination,
+    Endpoint,
+    EndpointSlice,
+    Phase,
+    Pod,
+    Service,
+    TrafficPolicy,
+)
 from harness.model.state import ClusterState
 from harness.registry import TargetOptions
 from harness.targets.model import ModelTarget
@@ -163,6 +175,110 @@ class TimesOutWhenEmpty(ModelTarget):
         return Outcome(None, ErrorKind.TIMEOUT, request.timeout_s * 1000, connection)
 
 
+def _categorized(
+    slices: Sequence[EndpointSlice],
+    service: Service,
+    port: str,
+    fallback: Callable[[Endpoint], bool] | None,
+    local_fallback_to_cluster: bool = False,
+) -> list[Destination]:
+    """`CategorizeEndpoints` with a replaceable fallback rule (None: no fallback), for mutants."""
+    candidates = unique_endpoints(slices)
+    if service.internal_traffic_policy == TrafficPolicy.LOCAL:
+        local = [(e, s) for e, s in candidates if e.node == PROXY_NODE]
+        candidates = local if local or not local_fallback_to_cluster else candidates
+    chosen = [(e, s) for e, s in candidates if e.ready]
+    if not chosen and fallback is not None:
+        chosen = [(e, s) for e, s in candidates if fallback(e)]
+    found = []
+    for endpoint, endpoint_slice in chosen:
+        number = endpoint_slice.port_for(port)
+        if number is not None:
+            found.append(Destination(endpoint.backend, endpoint.address, number, endpoint.node))
+    return sorted(found, key=lambda d: d.backend)
+
+
+def _serving_terminating(endpoint: Endpoint) -> bool:
+    return endpoint.serving and endpoint.terminating
+
+
+class NoTerminatingFallback(ModelTarget):
+    """Never falls back to serving, terminating endpoints: REJECTs once no endpoint is ready
+    (ignores KEP-1669)."""
+
+    def usable(
+        self, slices: Sequence[EndpointSlice], service: Service, port: str
+    ) -> list[Destination]:
+        return _categorized(slices, service, port, None)
+
+
+class FallsBackToUnserving(ModelTarget):
+    """Falls back to every terminating endpoint, serving or not."""
+
+    def usable(
+        self, slices: Sequence[EndpointSlice], service: Service, port: str
+    ) -> list[Destination]:
+        return _categorized(slices, service, port, lambda e: e.terminating)
+
+
+class LocalFallsBackToCluster(ModelTarget):
+    """internalTrafficPolicy Local without local endpoints uses the other nodes' endpoints."""
+
+    def usable(
+        self, slices: Sequence[EndpointSlice], service: Service, port: str
+    ) -> list[Destination]:
+        return _categorized(slices, service, port, _serving_terminating, True)
+
+
+class CapsEndpoints(ModelTarget):
+    """Balances over at most the first six usable endpoints, as a proxy with a fixed-size
+    backend table would."""
+
+    limit = 6
+
+    def usable(
+        self, slices: Sequence[EndpointSlice], service: Service, port: str
+    ) -> list[Destination]:
+        return super().usable(slices, service, port)[: self.limit]
+
+
+class AffinityNeverExpires(ModelTarget):
+    """ClientIP affinity ignores timeoutSeconds: a client stays on its backend for good."""
+
+    def keeps_affinity(
+        self,
+        stuck_to: Destination,
+        destinations: Sequence[Destination],
+        idle_s: float,
+        service: Service,
+    ) -> bool:
+        return stuck_to in destinations
+
+
+class KeepsAffinityToRemoved(ModelTarget):
+    """Keeps a ClientIP client on its backend after the backend stopped being usable, while
+    the affinity timeout runs (kubernetes#71809 did so until the persistence expired)."""
+
+    def keeps_affinity(
+        self,
+        stuck_to: Destination,
+        destinations: Sequence[Destination],
+        idle_s: float,
+        service: Service,
+    ) -> bool:
+        return idle_s <= service.affinity_timeout_s
+
+
+class IgnoresPublishNotReady(ModelTarget):
+    """Ignores publishNotReadyAddresses: unready pods never get traffic."""
+
+    def perceived(self, state: ClusterState) -> ClusterState:
+        services = {
+            n: replace(s, publish_not_ready_addresses=False) for n, s in state.services.items()
+        }
+        return replace(state, services=MappingProxyType(services))
+
+
 MUTANTS: dict[str, type[ModelTarget]] = {
     "keeps-deleted": KeepsDeletedEndpoints,
     "ignores-readiness": IgnoresReadiness,
@@ -174,6 +290,13 @@ MUTANTS: dict[str, type[ModelTarget]] = {
     "late-programming": LateProgramming,
     "lists-evicted": ListsEvictedPods,
     "times-out-when-empty": TimesOutWhenEmpty,
+    "no-terminating-fallback": NoTerminatingFallback,
+    "falls-back-to-unserving": FallsBackToUnserving,
+    "local-falls-back-to-cluster": LocalFallsBackToCluster,
+    "caps-endpoints": CapsEndpoints,
+    "affinity-never-expires": AffinityNeverExpires,
+    "keeps-affinity-to-removed": KeepsAffinityToRemoved,
+    "ignores-publish-not-ready": IgnoresPublishNotReady,
 }
 
 

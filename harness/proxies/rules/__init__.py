@@ -4,7 +4,6 @@
 - `rendering`: a Service's kernel objects and the difference between two syncs (partial sync);
 - `kernel_proxy`: the base class both kernel-rule proxies share (sync, stop, `reachability`);
 - `commands`, `conntrack`: running the tools inside the node namespace, clearing stale flows;
-- `node_prerequisites`: the route and sysctl a node namespace needs for REJECT to answer;
 - `tracing`: the engine tracing a new connection with exact probabilities (`tracePacket`);
 - `iptables_save`, `iptables_trace`, `nft_ruleset`, `nft_trace`: reading and tracing each syntax.
 """

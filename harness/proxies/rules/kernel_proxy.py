@@ -23,7 +23,6 @@ from harness.model.objects import Backend, Destination, Service
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.rules.commands import require_binaries, require_netns
 from harness.proxies.rules.conntrack import ConntrackCleaner
-from harness.proxies.rules.node_prerequisites import NodePrerequisites
 from harness.proxies.rules.plan import Flow, PortPlan, flows_of, plan_ports
 from harness.proxies.rules.rendering import EMPTY, Delta, Rendering
 from harness.proxies.rules.tracing import Packet, Verdict, to_reachability
@@ -61,7 +60,6 @@ class KernelRuleProxy(TrackingProxy):
         self.rendered: dict[str, Rendering] = {}
         self.last_payload = ""  # the text of the last transaction applied (for tests and benches)
         self._conntrack: ConntrackCleaner | None = None
-        self._prerequisites: NodePrerequisites | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -71,9 +69,10 @@ class KernelRuleProxy(TrackingProxy):
         return self.node.netns
 
     def start(self, node: NodeContext) -> None:
-        """Check the tools and namespace, remove leftovers of an earlier run, install the
-        Service-independent objects, and give the node what REJECT needs
-        (`harness.proxies.rules.node_prerequisites`). Every Service starts without rules."""
+        """Check the tools and namespace, remove leftovers of an earlier run and install the
+        Service-independent objects. Every Service starts without rules. (What the node must
+        provide for REJECT to answer, a route for the Service range, is the node's:
+        `harness.local.cluster`.)"""
         require_binaries(("nsenter", "ip", "conntrack", *self.binaries))
         require_netns(node.netns)
         super().start(node)
@@ -81,8 +80,6 @@ class KernelRuleProxy(TrackingProxy):
         self.teardown()
         self.setup()
         self._conntrack = ConntrackCleaner(node.netns)
-        self._prerequisites = NodePrerequisites(node.netns, node.service_cidr)
-        self._prerequisites.ensure()
 
     def stop(self) -> None:
         """Remove every object the proxy made; harmless twice and after the namespace is gone."""
@@ -93,10 +90,8 @@ class KernelRuleProxy(TrackingProxy):
                 self._conntrack.close()
             if self.namespace_exists():
                 self.teardown()
-                if self._prerequisites is not None:
-                    self._prerequisites.restore()
         finally:
-            self.node, self._conntrack, self._prerequisites = None, None, None
+            self.node, self._conntrack = None, None
             self.plans, self.rendered = {}, {}
 
     def namespace_exists(self) -> bool:

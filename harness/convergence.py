@@ -1,0 +1,210 @@
+"""Waiting for a change to be programmed, with stated confidence (`harness.checks.confidence`).
+
+After a step, every Service whose expectation changed has a `ServiceWait`. All of them are polled in
+turn (so a Service's latency does not include the time spent observing the others) until each
+one's EndpointSlices and data plane match the model, or its deadline passes:
+
+1. the control plane: the published slices equal the model's, and where the target shows its
+   rules (`RuleOracle`), the rules send new connections exactly where the model says;
+2. a clean window: `CLEAN_WINDOW` fresh connections, every one right (targets without rules);
+3. a confirmation sample of `confirmation_size` fresh connections, every one right and every
+   usable endpoint reached (for a Service that balances). At most `CONFIRMATIONS` are drawn, the
+   last one after the deadline; the Service has converged when one is clean, and its latency is
+   the time from the change to the first observation of the clean run that led there.
+
+A mismatch the Service already missed its deadline with (`known`) is not waited for again, so a
+broken data plane costs one deadline per Service, not one per step.
+
+Reads the target only (slices, rules, fresh connections); changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from harness.checks.confidence import (
+    CLEAN_WINDOW,
+    CONFIRMATION_SIZE,
+    CONFIRMATIONS,
+    liveness_size,
+)
+from harness.checks.endpoints import check_endpoints
+from harness.checks.rules import reachability_mismatch
+from harness.checks.traffic import check_availability, check_no_stale, check_reject
+from harness.clock import Clock
+from harness.model.endpoints import Expectation, unique_endpoints
+from harness.model.objects import Affinity
+from harness.targets.base import Target, reads_rules
+from harness.traffic import CLIENTS, TrafficSample
+
+LIVENESS_MISS = 1e-3
+"""A confirmation sample of a correct balancer misses a usable endpoint at most this often."""
+
+Send = Callable[[str, int], TrafficSample]
+"""Sends `count` fresh connections to a Service (bounded by the deadline's length)."""
+
+
+def confirmation_size(expected: Expectation) -> int:
+    """Fresh connections in one confirmation sample: the stale-traffic bound, enough for a
+    correct balancer to reach every usable endpoint, and 5 per endpoint for the chi-square."""
+    n = len(expected.usable)
+    return max(CONFIRMATION_SIZE, liveness_size(n, LIVENESS_MISS), 5 * n)
+
+
+def balances(expected: Expectation) -> bool:
+    """Whether fresh connections from one client should spread over the usable endpoints."""
+    return (
+        expected.service is not None
+        and expected.service.session_affinity == Affinity.NONE
+        and len(expected.usable) >= 2
+    )
+
+
+def sample_mismatch(expected: Expectation, sample: TrafficSample) -> str | None:
+    """Why a sample shows an unconverged data plane: a wrong outcome, no outcome at all, or
+    (for a balancing Service, with a sample large enough) a usable endpoint not reached."""
+    name = expected.service.name if expected.service else "?"
+    for check in (check_no_stale, check_reject, check_availability):
+        verdict = check(name, expected.usable, sample)
+        if not verdict.holds:
+            return verdict.message
+    if not sample.outcomes:
+        return f"{name}: no request could be sent within the time left"
+    if balances(expected) and len(sample.outcomes) >= liveness_size(
+        len(expected.usable), LIVENESS_MISS
+    ):
+        unreached = sorted(str(b) for b in expected.usable - set(sample.hits()))
+        if unreached:
+            return f"{name}: usable endpoint(s) not reached yet: {', '.join(unreached)}"
+    return None
+
+
+@dataclass
+class ServiceWait:
+    """One Service's wait (see the module docstring); `latency_s`, `why` and `sample` hold the
+    outcome once `done`: the latency (None: not converged), why it still differed, and the
+    sample its traffic verdicts judge (None if no traffic was sent)."""
+
+    name: str
+    expected: Expectation
+    applied_s: float
+    deadline_s: float
+    known: tuple[str, int] | None = None
+    clean_since_s: float | None = None
+    window: int = 0
+    confirmations: int = 0
+    sample: TrafficSample | None = None
+    done: bool = False
+    latency_s: float | None = None
+    why: str = ""
+
+    def finish(self, latency_s: float | None, why: str) -> None:
+        self.done, self.latency_s, self.why = True, latency_s, why
+
+
+class Converger:
+    """Polls a target until every `ServiceWait` is done (module docstring)."""
+
+    def __init__(
+        self,
+        target: Target,
+        port: str,
+        clock: Clock,
+        send: Send,
+        poll_s: float,
+        longest_pause_s: float,
+    ) -> None:
+        self.target = target
+        self.port = port
+        self.clock = clock
+        self.send = send
+        self.poll_s = poll_s
+        self.longest_pause_s = longest_pause_s
+        self.oracle = reads_rules(target)
+
+    def run(self, waits: Sequence[ServiceWait]) -> None:
+        """Poll every wait in turn until all are done: each pass first observes every pending
+        Service (control plane and window: cheap, so no Service's latency includes another's
+        confirmation), then draws the confirmations that are due."""
+        pause_s = self.poll_s
+        while True:
+            ready = [w for w in waits if not w.done and self._observe(w)]
+            for wait in ready:
+                self._confirm_or_retry(wait)
+            for wait in waits:
+                if not wait.done and self.clock.now() >= wait.deadline_s:
+                    self._give_up(wait)
+            pending = [w for w in waits if not w.done]
+            if not pending:
+                return
+            left_s = min(w.deadline_s for w in pending) - self.clock.now()
+            self.clock.sleep(min(pause_s, max(left_s, 0.0)))
+            pause_s = min(pause_s * 2, self.longest_pause_s)
+
+    def _observe(self, wait: ServiceWait) -> bool:
+        """One cheap observation; whether a confirmation is due. May finish the wait (a deleted
+        Service withdrawn, or a mismatch already known to outlast the deadline)."""
+        expected = wait.expected
+        why = self._control_plane_mismatch(wait.name, expected)
+        if why is None and expected.service is None:
+            wait.finish(self.clock.now() - wait.applied_s, "")
+            return False
+        if why is None:
+            if wait.clean_since_s is None:
+                wait.clean_since_s = self.clock.now()
+            if not self.oracle and wait.window < CLEAN_WINDOW:
+                wait.sample = self.send(wait.name, CLEAN_WINDOW - wait.window)
+                why = sample_mismatch(expected, wait.sample)
+                wait.window += len(wait.sample.outcomes)
+        wait.why = why or ""
+        if why is not None:
+            self._unclean(wait)
+            return False
+        return self.oracle or wait.window >= CLEAN_WINDOW
+
+    def _confirm_or_retry(self, wait: ServiceWait) -> None:
+        if wait.confirmations == CONFIRMATIONS - 1:  # the last one: after the deadline
+            self.clock.sleep(max(wait.deadline_s - self.clock.now(), 0.0))
+        why = self._confirm(wait)
+        if why is None:
+            assert wait.clean_since_s is not None
+            wait.finish(wait.clean_since_s - wait.applied_s, "")
+        elif wait.confirmations == CONFIRMATIONS:
+            wait.finish(None, why)
+        else:
+            wait.why = why
+            self._unclean(wait)
+
+    def _unclean(self, wait: ServiceWait) -> None:
+        """The run of clean observations broke: start over, unless this mismatch is the one the
+        Service already missed its deadline with."""
+        wait.clean_since_s, wait.window = None, 0
+        if wait.known is not None and wait.why == wait.known[0]:
+            wait.finish(None, f"{wait.why} (as at step {wait.known[1]}; not waited for again)")
+
+    def _give_up(self, wait: ServiceWait) -> None:
+        """The deadline passed: draw what the traffic properties judge (if a confirmation is
+        left) and finish unconverged."""
+        if wait.expected.service is not None and wait.confirmations < CONFIRMATIONS:
+            self._confirm(wait)
+        wait.finish(None, wait.why or "not confirmed")
+
+    def _confirm(self, wait: ServiceWait) -> str | None:
+        wait.confirmations += 1
+        wait.sample = self.send(wait.name, confirmation_size(wait.expected))
+        return sample_mismatch(wait.expected, wait.sample)
+
+    def _control_plane_mismatch(self, name: str, expected: Expectation) -> str | None:
+        """Why the published slices, or the programmed rules where the target shows them, differ
+        from the model; None when they match."""
+        observed = self.target.endpoint_slices(name)
+        if expected.service is None:
+            return "EndpointSlices still published" if unique_endpoints(observed) else None
+        endpoints = check_endpoints(name, expected.slices, observed)
+        if not endpoints.holds:
+            return endpoints.message
+        if self.oracle:
+            reach = self.target.reachability(name, self.port, CLIENTS[0])  # type: ignore[attr-defined]
+            return reachability_mismatch(expected.usable, reach)
+        return None

@@ -1,0 +1,182 @@
+"""State coverage: the named states where Service-proxy bugs live, and how often a run met them.
+
+A search is only as good as the states it reaches. Each feature below names a state (or a change)
+that real proxies have got wrong; `service_features` and `change_features` say which of them a
+Service is in at one step, from the model alone, and `Coverage` counts, over a run, how often each
+was *reached* (a step observed a Service in that state) and *checked* (the properties that judge
+that state ran on a real observation: a traffic sample for the data-plane states, the expiry or
+the move for the affinity ones). The runner reports the features of every step; the search
+steers toward the rare ones (`harness.swarm`); every run prints the table and writes it to its
+results.
+
+Pure: reads model states and events, changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from harness.events import CreateService, Event, EvictPod, SetPublishNotReady, SetSelector
+from harness.model.endpoints import Expectation, pod_is_listed, unique_endpoints
+from harness.model.objects import PROXY_NODE, TrafficPolicy
+from harness.model.state import ClusterState
+
+FEATURES: dict[str, str] = {
+    "usable-0": "a Service without usable endpoints (it must REJECT)",
+    "usable-1": "a Service with one usable endpoint",
+    "usable-2-6": "a Service with 2 to 6 usable endpoints",
+    "usable-7+": "a Service with 7 or more usable endpoints",
+    "terminating-fallback": "only serving+terminating endpoints are left (KEP-1669 fallback)",
+    "terminating-not-serving": "no ready endpoint, and terminating endpoints that do not serve",
+    "local-no-local-endpoints": "internalTrafficPolicy Local, endpoints only on other nodes",
+    "local-only-terminating": "internalTrafficPolicy Local, only local terminating endpoints",
+    "publish-not-ready-toggled": "publishNotReadyAddresses toggled over unready/terminating pods",
+    "affinity-idle-past-timeout": "ClientIP clients idle past the timeout connect again",
+    "affinity-backend-removed": "a ClientIP client's backend stops being usable; it connects again",
+    "vip-reused": "a Service deleted and its VIP given to a new Service",
+    "named-port-per-pod": "a named targetPort resolving to different ports on different pods",
+    "pod-ip-reused": "a pod IP that another pod incarnation held earlier is listed again",
+    "selector-widened": "a selector change adds endpoints",
+    "selector-narrowed": "a selector change removes endpoints",
+    "evicted-pod": "a listed pod is evicted",
+}
+AFFINITY_FEATURES = frozenset({"affinity-idle-past-timeout", "affinity-backend-removed"})
+
+
+def _size_feature(usable: int) -> str:
+    if usable <= 1:
+        return f"usable-{usable}"
+    return "usable-2-6" if usable <= 6 else "usable-7+"
+
+
+def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
+    """The state features of one Service as the model expects it now (from a client on
+    `node`)."""
+    service = expected.service
+    if service is None:
+        return set()
+    found = {_size_feature(len(expected.usable))}
+    everywhere = [endpoint for endpoint, _ in unique_endpoints(expected.slices)]
+    local_policy = service.internal_traffic_policy == TrafficPolicy.LOCAL
+    candidates = [e for e in everywhere if e.node == node] if local_policy else everywhere
+    if not any(e.ready for e in candidates):
+        if expected.usable:
+            found.add("terminating-fallback")
+        if any(e.terminating and not e.serving for e in candidates):
+            found.add("terminating-not-serving")
+    if local_policy:
+        if not candidates and any(e.ready or e.serving for e in everywhere):
+            found.add("local-no-local-endpoints")
+        if expected.usable and not any(e.ready for e in candidates):
+            found.add("local-only-terminating")
+    if len({d.port for d in expected.destinations}) >= 2:
+        found.add("named-port-per-pod")
+    return found
+
+
+@dataclass
+class ExampleMemory:
+    """What one example has seen so far that a single state does not show: the VIPs of deleted
+    Services and which pod incarnations held each address."""
+
+    retired_vips: set[str] = field(default_factory=set)
+    holders: dict[str, set[str]] = field(default_factory=dict)
+
+    def after(self, before: ClusterState, after: ClusterState) -> None:
+        """Remember what the step from `before` to `after` retired and allocated."""
+        for name, service in before.services.items():
+            if name not in after.services:
+                self.retired_vips.add(service.cluster_ip)
+        for pod in after.pods.values():
+            if pod.ip is not None:
+                self.holders.setdefault(pod.ip, set()).add(pod.uid)
+
+
+def change_features(
+    before: ClusterState,
+    after: ClusterState,
+    event: Event,
+    name: str,
+    expected: Expectation,
+    memory: ExampleMemory,
+) -> set[str]:
+    """The features the step's change brings to Service `name` (memory: before this step)."""
+    found: set[str] = set()
+    service_before, service_after = before.services.get(name), after.services.get(name)
+    if (
+        isinstance(event, CreateService)
+        and event.service == name
+        and service_after is not None
+        and service_after.cluster_ip in memory.retired_vips
+    ):
+        found.add("vip-reused")
+    if isinstance(event, SetSelector) and event.service == name and service_before:
+        was, now = _listed(before, name), _listed(after, name)
+        if now - was:
+            found.add("selector-widened")
+        if was - now:
+            found.add("selector-narrowed")
+    if (
+        isinstance(event, SetPublishNotReady)
+        and event.service == name
+        and service_before is not None
+        and service_before.publish_not_ready_addresses != event.value
+        and any(
+            not pod.ready or pod.terminating
+            for pod in before.pods.values()
+            if pod_is_listed(pod, service_before)
+        )
+    ):
+        found.add("publish-not-ready-toggled")
+    if isinstance(event, EvictPod) and service_before is not None:
+        pod = before.pods.get(event.pod)
+        if pod is not None and pod_is_listed(pod, service_before):
+            found.add("evicted-pod")
+    for endpoint, _ in unique_endpoints(expected.slices):
+        if memory.holders.get(endpoint.address, set()) - {endpoint.uid}:
+            found.add("pod-ip-reused")
+            break
+    return found
+
+
+def _listed(state: ClusterState, name: str) -> set[tuple[str, str]]:
+    service = state.services[name]
+    return {(p.name, p.uid) for p in state.pods.values() if pod_is_listed(p, service)}
+
+
+@dataclass
+class Coverage:
+    """How often each feature was reached and checked over a run (or one example)."""
+
+    reached: Counter[str] = field(default_factory=Counter)
+    checked: Counter[str] = field(default_factory=Counter)
+
+    def add(self, reached: Iterable[str], checked: Iterable[str]) -> None:
+        self.reached.update(reached)
+        self.checked.update(checked)
+
+    def merge(self, other: Coverage) -> None:
+        self.reached.update(other.reached)
+        self.checked.update(other.checked)
+
+    def short_of(self, goal: int) -> list[str]:
+        """Features checked fewer than `goal` times, the least checked first."""
+        return sorted(
+            (f for f in FEATURES if self.checked[f] < goal), key=lambda f: (self.checked[f], f)
+        )
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {"reached": self.reached[name], "checked": self.checked[name]}
+            for name in FEATURES
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Mapping[str, int]]) -> Coverage:
+        coverage = cls()
+        for name, counts in data.items():
+            coverage.reached[name] = int(counts.get("reached", 0))
+            coverage.checked[name] = int(counts.get("checked", 0))
+        return coverage

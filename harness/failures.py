@@ -1,0 +1,153 @@
+"""Failure files: a shrunk counterexample with everything needed to replay it with one paste.
+
+A failure file is a sequence file (`harness.events`, schema `harness.sequence/v1`) whose
+`failure` object (schema `harness.failure/v2`) names the property, the verdicts, whether it
+reproduced on fresh targets, and the run it came from: the target and every option the target
+needed (`--proxy-command`, `--kubeconfig`, `--context`, `--pods`, `--deadline`), so that
+`harness replay FILE` alone reproduces it, and the printed replay command carries the same.
+Files of schema `harness.failure/v1` (no run options) are still read.
+
+Saving never loses a finding: the file is written atomically into the failures directory, and
+if that fails it is written to a fallback directory under the system's temporary directory and
+printed in full.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.errors import UsageError
+from harness.events import Event, load_sequence_document, sequence_to_json
+from harness.files import write_atomically
+
+FAILURE_SCHEMA = "harness.failure/v2"
+READABLE_FAILURE_SCHEMAS = ("harness.failure/v1", FAILURE_SCHEMA)
+FALLBACK_DIR = Path(tempfile.gettempdir()) / "harness-failures"
+REPLAY_OPTIONS = ("proxy_command", "kubeconfig", "context", "pods", "deadline")
+"""Run options a replay needs (option name with dashes is the flag)."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The run a failure came from: target spec, seed, and the options the target needed."""
+
+    target: str
+    seed: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "seed": self.seed, "options": dict(self.options)}
+
+    def flags(self) -> list[str]:
+        """The command-line flags for the options (only those that were given)."""
+        flags = []
+        for name in REPLAY_OPTIONS:
+            value = self.options.get(name)
+            if value is None or value is False:
+                continue
+            flags += [f"--{name.replace('_', '-')}", str(value)]
+        return flags
+
+
+@dataclass
+class FailureRecord:
+    """One saved counterexample (see the module docstring)."""
+
+    property: str
+    message: str
+    events: list[Event]
+    run: RunContext
+    verdicts: Any = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    flaky: bool = False
+    reproduced: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return sequence_to_json(
+            self.events,
+            failure={
+                "schema": FAILURE_SCHEMA,
+                "property": self.property,
+                "message": self.message,
+                "verdicts": self.verdicts,
+                "flaky": self.flaky,
+                "reproduced": self.reproduced,
+                "run": self.run.to_json(),
+            },
+            history=self.history,
+        )
+
+
+def failure_id(prop: str, target_name: str, events: Sequence[Event]) -> str:
+    digest = hashlib.sha256(json.dumps([e.to_json() for e in events]).encode()).hexdigest()[:8]
+    safe_target = "".join(c if c.isalnum() else "-" for c in target_name)
+    return f"{prop}-{safe_target}-{digest}"
+
+
+def save_failure(
+    record: FailureRecord, directory: Path, target_name: str, err: TextIO = sys.stderr
+) -> Path:
+    """Write the record into `directory` (atomically) and return its path; if that fails,
+    write it under FALLBACK_DIR instead, print it in full on `err`, and return that path."""
+    name = f"{failure_id(record.property, target_name, record.events)}.json"
+    text = json.dumps(record.to_json(), indent=2) + "\n"
+    try:
+        path = directory / name
+        write_atomically(path, text)
+        return path
+    except OSError as error:
+        FALLBACK_DIR.mkdir(parents=True, exist_ok=True)
+        path = FALLBACK_DIR / name
+        err.write(
+            f"harness: cannot save the counterexample in {directory} ({error.strerror});"
+            f" saved it to {path} instead. Its events:\n"
+            + "".join(f"  {i}. {e}\n" for i, e in enumerate(record.events, 1))
+        )
+        write_atomically(path, text)
+        return path
+
+
+def load_failure(path: Path) -> tuple[list[Event], dict[str, Any] | None]:
+    """The events of a sequence or failure file, and its `failure` object (None for a plain
+    sequence file); UsageError (one line) for an unknown failure schema or a malformed one."""
+    events, document = load_sequence_document(path)
+    failure = document.get("failure")
+    if failure is None:
+        return events, None
+    if not isinstance(failure, dict) or failure.get("schema") not in READABLE_FAILURE_SCHEMAS:
+        schema = failure.get("schema") if isinstance(failure, dict) else failure
+        raise UsageError(
+            f"{path}: failure has schema {schema!r}; this harness reads"
+            f" {' and '.join(READABLE_FAILURE_SCHEMAS)}"
+        )
+    prop = failure.get("property")
+    if not isinstance(prop, str) or not prop:
+        raise UsageError(f"{path}: failure.property must be a property name")
+    run = failure.get("run", {})
+    if not isinstance(run, dict) or not isinstance(run.get("options", {}), dict):
+        raise UsageError(f"{path}: failure.run must be an object with an options object")
+    return events, failure
+
+
+def run_context_of(failure: Mapping[str, Any]) -> RunContext | None:
+    """The run a failure object names (None for a v1 file, which names only its target)."""
+    run = failure.get("run")
+    if not isinstance(run, Mapping):
+        target = failure.get("target")
+        return RunContext(str(target), int(failure.get("seed", 0))) if target else None
+    options = {k: v for k, v in dict(run.get("options", {})).items() if k in REPLAY_OPTIONS}
+    return RunContext(str(run.get("target", "")), int(run.get("seed", 0)), options)
+
+
+def replay_command(path: Path, run: RunContext) -> str:
+    """The shell command that replays `path` as the run did (quoted for pasting)."""
+    words = ["harness", "replay", str(path), "--target", run.target, *run.flags()]
+    return shlex.join(words)

@@ -1,0 +1,306 @@
+"""Recipes: short event sequences that lead a Service into one coverage feature's state.
+
+Uniform generation reaches some states only by luck: a Service whose every ready endpoint is
+gone while terminating ones still serve, or a ClientIP client that stays idle past its timeout.
+A recipe draws, from the current model state, the few events that get there (delete every ready
+endpoint with a long grace period; stick many clients, wait out the timeout, come back), and an
+aimed example (`harness.swarm`) mixes its aim's recipe into its steps. Every event a recipe
+draws is valid on the state it is drawn from, so the sequence stays valid by construction.
+
+Pure: draws from Hypothesis's data and reads the model state; changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import strategies as st
+
+from harness.checks.affinity import TIMEOUT_SLACK_S
+from harness.events import (
+    CreatePod,
+    CreateService,
+    DeletePod,
+    DeleteService,
+    Event,
+    EvictPod,
+    Probe,
+    RestartPod,
+    Scale,
+    SetAffinity,
+    SetLabel,
+    SetPublishNotReady,
+    SetReady,
+    SetSelector,
+    SetTrafficPolicy,
+    Wait,
+)
+from harness.model.endpoints import pod_is_listed
+from harness.model.objects import PROXY_NODE, Affinity, Pod, Service, TrafficPolicy, labels_of
+from harness.model.state import ClusterState
+from harness.strategies import EXPIRY_MARGIN_S, GROUPS, OTHER_NODE, POD_NAMES, EventSpace
+from harness.traffic import CLIENTS
+
+Recipe = Callable[[st.DataObject, ClusterState, EventSpace], list[Event]]
+
+
+def _service(data: st.DataObject, state: ClusterState) -> Service:
+    return state.services[data.draw(st.sampled_from(sorted(state.services)), label="service")]
+
+
+def _listed(state: ClusterState, service: Service, keep: Callable[[Pod], bool]) -> list[Pod]:
+    pods = [p for p in state.pods.values() if pod_is_listed(p, service) and keep(p)]
+    return sorted(pods, key=lambda p: p.name)
+
+
+def _group(service: Service) -> str | None:
+    """The Scale group a Service selects by `app` alone, if it does."""
+    selector = dict(service.selector)
+    return selector.get("app") if set(selector) == {"app"} else None
+
+
+def _populated(
+    data: st.DataObject, state: ClusterState, service: Service, node: str
+) -> list[Event]:
+    """A Scale that gives `service` a few more ready endpoints on `node`, unless it has two
+    already there (or is not a group's Service)."""
+    group = _group(service)
+    ready = _listed(state, service, lambda p: p.ready and not p.terminating and p.node == node)
+    if group is None or len(ready) >= 2:
+        return []
+    replicas = len(state.group_pods(group)) + data.draw(st.integers(2, 4), label="more")
+    return [Scale(group, replicas, node)]
+
+
+def _drain(
+    state: ClusterState, service: Service, grace_s: float, keep: Callable[[Pod], bool]
+) -> list[Event]:
+    """Graceful deletes of every ready, not terminating endpoint of `service` that `keep`s: one
+    Scale to 0 when they are all its group's pods (a ReplicaSet's 30 s grace), else one delete
+    each."""
+    pods = _listed(state, service, lambda p: p.ready and not p.terminating and keep(p))
+    group = _group(service)
+    if group is not None and pods and {p.name for p in pods} == {
+        p.name for p in state.group_pods(group)
+    }:
+        return [Scale(group, 0)]
+    return [DeletePod(p.name, grace_s) for p in pods]
+
+
+def _long_grace(space: EventSpace) -> float:
+    return max(space.graces_s) if space.long_graces else (300.0 if space.simulated else 30.0)
+
+
+def _apply_all(state: ClusterState, events: list[Event]) -> ClusterState:
+    for event in events:
+        state = event.apply(state)
+    return state
+
+
+# -- the recipes ----------------------------------------------------------------------------------
+def _fallback_of(
+    data: st.DataObject, state: ClusterState, space: EventSpace, service: Service
+) -> list[Event]:
+    events = _populated(data, state, service, PROXY_NODE)
+    state = _apply_all(state, events)
+    return events + _drain(state, service, _long_grace(space), lambda p: True)
+
+
+def fallback(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Every ready endpoint of a Service terminates (long grace): only serving+terminating
+    endpoints are left."""
+    return _fallback_of(data, state, space, _service(data, state))
+
+
+def not_serving(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """The fallback, then one of the Service's terminating endpoints stops serving (its
+    readiness fails)."""
+    service = _service(data, state)
+    events = _fallback_of(data, state, space, service)
+    state = _apply_all(state, events)
+    terminating = [p.name for p in _listed(state, service, lambda p: p.terminating and p.ready)]
+    if terminating:
+        events.append(SetReady(data.draw(st.sampled_from(terminating), label="pod"), False))
+    return events
+
+
+def local_only_terminating(
+    data: st.DataObject, state: ClusterState, space: EventSpace
+) -> list[Event]:
+    """internalTrafficPolicy Local, and every ready local endpoint terminates."""
+    service = _service(data, state)
+    events: list[Event] = _populated(data, state, service, PROXY_NODE)
+    if service.internal_traffic_policy != TrafficPolicy.LOCAL:
+        events.append(SetTrafficPolicy(service.name, TrafficPolicy.LOCAL))
+    state = _apply_all(state, events)
+    return events + _drain(state, service, _long_grace(space), lambda p: p.node == PROXY_NODE)
+
+
+def no_local(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """internalTrafficPolicy Local, endpoints on the other node only."""
+    service = _service(data, state)
+    events: list[Event] = _populated(data, state, service, OTHER_NODE)
+    if service.internal_traffic_policy != TrafficPolicy.LOCAL:
+        events.append(SetTrafficPolicy(service.name, TrafficPolicy.LOCAL))
+    state = _apply_all(state, events)
+    local = _listed(state, service, lambda p: p.node == PROXY_NODE and not p.terminating)
+    return events + [DeletePod(p.name, 0.0) for p in local]
+
+
+def idle_clients(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """ClientIP with a short timeout, many clients stick, stay idle past it, come back."""
+    service = _service(data, state)
+    timeout = data.draw(st.sampled_from((10, 60) if space.simulated else (1, 1, 2, 3)), label="t")
+    events: list[Event] = _populated(data, state, service, PROXY_NODE)  # expiry needs n >= 2
+    if (service.session_affinity, service.affinity_timeout_s) != (Affinity.CLIENT_IP, timeout):
+        events.append(SetAffinity(service.name, Affinity.CLIENT_IP, timeout))
+    probe = Probe(service.name, CLIENTS[0], False, True)
+    return [*events, probe, Wait(timeout + TIMEOUT_SLACK_S + EXPIRY_MARGIN_S), probe]
+
+
+def removed_backend(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """ClientIP clients stick, then one of the endpoints stops being usable, and they return."""
+    service = _service(data, state)
+    events: list[Event] = _populated(data, state, service, PROXY_NODE)
+    if service.session_affinity != Affinity.CLIENT_IP:
+        events.append(SetAffinity(service.name, Affinity.CLIENT_IP, max(space.affinity_timeouts_s)))
+    probe = Probe(service.name, CLIENTS[0], False, True)
+    events.append(probe)
+    state = _apply_all(state, events)
+    ready = _listed(state, service, lambda p: p.ready and not p.terminating)
+    if ready:
+        pod = data.draw(st.sampled_from([p.name for p in ready]), label="pod")
+        how = data.draw(st.sampled_from(("kill", "unready", "relabel")), label="how")
+        removals: dict[str, Event] = {
+            "kill": DeletePod(pod, 0.0),
+            "unready": SetReady(pod, False),
+            "relabel": SetLabel(pod, "app", None),
+        }
+        removal = removals[how]
+        events += [removal, probe]
+    return events
+
+
+def many_endpoints(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A Service's group scaled to 7 or more."""
+    group = _group(_service(data, state))
+    if group is None:
+        return []
+    return [Scale(group, data.draw(st.integers(7, 10), label="replicas"))]
+
+
+def one_endpoint(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    group = _group(_service(data, state))
+    return [] if group is None else [Scale(group, 1)]
+
+
+def no_endpoint(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Every endpoint of a Service killed (no grace): nothing usable, it must REJECT."""
+    service = _service(data, state)
+    return [DeletePod(p.name, 0.0) for p in _listed(state, service, lambda p: not p.terminating)]
+
+
+def named_ports(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A pod serving the named port on 8081 beside the group's pods on 8080."""
+    service = _service(data, state)
+    free = [n for n in POD_NAMES if n not in state.pods]
+    if not free or len(state.pods) >= space.max_pods:
+        return []
+    events = _populated(data, state, service, PROXY_NODE)
+    pod = data.draw(st.sampled_from(free), label="pod")
+    return [*events, CreatePod(pod, service.selector, True, PROXY_NODE, 8081)]
+
+
+def reused_ip(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A listed pod killed and another incarnation given its address (a restart at the same
+    address, or a new pod taking the lowest free one)."""
+    service = _service(data, state)
+    listed = _listed(state, service, lambda p: not p.terminating)
+    if not listed:
+        return _populated(data, state, service, PROXY_NODE)
+    pod = data.draw(st.sampled_from([p.name for p in listed]), label="pod")
+    if data.draw(st.booleans(), label="restart"):
+        return [RestartPod(pod, False)]
+    group = _group(service)
+    scale = [Scale(group, len(state.group_pods(group)))] if group else []
+    return [DeletePod(pod, 0.0), *scale]
+
+
+def reused_vip(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A Service deleted and a new one created, which gets its VIP."""
+    service = _service(data, state)
+    group = data.draw(st.sampled_from(GROUPS), label="group")
+    return [DeleteService(service.name), CreateService(service.name, labels_of({"app": group}))]
+
+
+def toggled_publish(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A listed pod turns unready (or terminates), then publishNotReadyAddresses flips."""
+    service = _service(data, state)
+    events: list[Event] = _populated(data, state, service, PROXY_NODE)
+    state = _apply_all(state, events)
+    ready = _listed(state, service, lambda p: p.ready and not p.terminating)
+    if ready:
+        pod = data.draw(st.sampled_from([p.name for p in ready]), label="pod")
+        terminate = data.draw(st.booleans(), label="terminate")
+        events.append(DeletePod(pod, _long_grace(space)) if terminate else SetReady(pod, False))
+    flip = not service.publish_not_ready_addresses
+    return [
+        *events,
+        SetPublishNotReady(service.name, flip),
+        SetPublishNotReady(service.name, not flip),
+    ]
+
+
+def reselected(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A selector narrowed to a tier and widened back, or switched to the other group."""
+    service = _service(data, state)
+    group = _group(service) or dict(service.selector).get("app", GROUPS[0])
+    tier = data.draw(st.sampled_from(("front", "back")), label="tier")
+    free = [n for n in POD_NAMES if n not in state.pods]
+    events: list[Event] = []
+    if free and len(state.pods) < space.max_pods:
+        labels = labels_of({"app": group, "tier": tier})
+        events.append(CreatePod(data.draw(st.sampled_from(free), label="pod"), labels))
+    narrow = SetSelector(service.name, labels_of({"app": group, "tier": tier}))
+    return [*events, narrow, SetSelector(service.name, labels_of({"app": group}))]
+
+
+def evicted(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    service = _service(data, state)
+    listed = _listed(state, service, lambda p: not p.terminating)
+    if not listed:
+        return _populated(data, state, service, PROXY_NODE)
+    return [EvictPod(data.draw(st.sampled_from([p.name for p in listed]), label="pod"))]
+
+
+RECIPES: dict[str, Recipe] = {
+    "usable-0": no_endpoint,
+    "usable-1": one_endpoint,
+    "usable-7+": many_endpoints,
+    "terminating-fallback": fallback,
+    "terminating-not-serving": not_serving,
+    "local-no-local-endpoints": no_local,
+    "local-only-terminating": local_only_terminating,
+    "publish-not-ready-toggled": toggled_publish,
+    "affinity-idle-past-timeout": idle_clients,
+    "affinity-backend-removed": removed_backend,
+    "vip-reused": reused_vip,
+    "named-port-per-pod": named_ports,
+    "pod-ip-reused": reused_ip,
+    "selector-widened": reselected,
+    "selector-narrowed": reselected,
+    "evicted-pod": evicted,
+}
+
+
+def draw_recipe(
+    data: st.DataObject, feature: str, state: ClusterState, space: EventSpace
+) -> list[Event]:
+    """The events of `feature`'s recipe from `state` (none if it has no recipe, or the state
+    has no Service to work on)."""
+    recipe = RECIPES.get(feature)
+    if recipe is None or not state.services:
+        return []
+    events: list[Any] = recipe(data, state, space)
+    return events

@@ -1,0 +1,103 @@
+"""Swarm testing with aims: what each example of the search may generate.
+
+Uniform generation spends its steps where the odds are, and the states where Service-proxy bugs
+live are rare there (a Service left with only terminating endpoints, clients idle past their
+affinity timeout). Two remedies, both drawn from Hypothesis's data so that a seed replays:
+
+- **Swarm testing** (Groce, Zhang, Eide, Chen, Regehr, "Swarm Testing", ISSTA 2012): each example
+  enables a random subset of the event kinds (each with probability 1/2, the ones the prelude
+  needs always), so different examples stress different combinations instead of every example
+  mixing every kind thinly.
+- **Aims**: half of the examples aim at one coverage feature (`harness.coverage.FEATURES`) that
+  the run has checked least so far; an aimed example enables only the event kinds that lead
+  there and narrows the event space's odds (long grace periods, ClientIP Services with 1-3 s
+  timeouts, Local policy with pods on the other node...), so the state is reached in a few
+  events.
+
+Which features are short is decided from the model alone, so a run with the same seed aims the
+same way on every target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from hypothesis import strategies as st
+
+from harness.model.objects import Affinity, TrafficPolicy
+from harness.strategies import GENERATORS, OTHER_NODE, EventSpace
+
+ALWAYS = frozenset({"create_service", "scale", "probe"})
+AIM_CANDIDATES = 4
+"""An aimed example picks among this many of the least-checked features."""
+
+
+@dataclass(frozen=True)
+class Aim:
+    """How to reach one feature: the event kinds to enable and the space's narrowed odds."""
+
+    kinds: frozenset[str]
+    space: dict[str, object] | None = None
+
+    def narrow(self, space: EventSpace) -> EventSpace:
+        return replace(space, **self.space) if self.space else space  # type: ignore[arg-type]
+
+
+def _aim(*kinds: str, **space: object) -> Aim:
+    return Aim(frozenset(kinds), space or None)
+
+
+CLIENT_IP_ONLY: dict[str, object] = {"affinities": (Affinity.CLIENT_IP,), "short_affinity": True}
+AIMS: dict[str, Aim] = {
+    "usable-0": _aim("scale", "delete_pod", "set_selector", "set_ready", "pod_exit"),
+    "usable-1": _aim("scale", "delete_pod"),
+    "usable-2-6": _aim("scale", "create_pod"),
+    "usable-7+": _aim("scale", "create_pod", max_replicas=10),
+    "terminating-fallback": _aim("scale", "delete_pod", long_graces=True),
+    "terminating-not-serving": _aim("delete_pod", "set_ready", "scale", long_graces=True),
+    "local-no-local-endpoints": _aim(
+        "set_traffic_policy", "create_pod", nodes=(OTHER_NODE,), policies=(TrafficPolicy.LOCAL,)
+    ),
+    "local-only-terminating": _aim(
+        "set_traffic_policy", "delete_pod", long_graces=True, policies=(TrafficPolicy.LOCAL,)
+    ),
+    "publish-not-ready-toggled": _aim(
+        "set_publish_not_ready", "set_ready", "delete_pod", long_graces=True
+    ),
+    "affinity-idle-past-timeout": _aim("wait", **CLIENT_IP_ONLY),
+    "affinity-backend-removed": _aim(
+        "delete_pod", "set_ready", "set_label", "set_affinity", **CLIENT_IP_ONLY
+    ),
+    "vip-reused": _aim("delete_service"),
+    "named-port-per-pod": _aim("create_pod", http_ports=(8081,)),
+    "pod-ip-reused": _aim("restart_pod", "delete_pod", "create_pod"),
+    "selector-widened": _aim("set_selector", "create_pod", "set_label"),
+    "selector-narrowed": _aim("set_selector", "create_pod", "set_label"),
+    "evicted-pod": _aim("evict_pod"),
+}
+
+
+@dataclass(frozen=True)
+class Swarm:
+    """One example's generation: the enabled kinds, the event space, and its aim (if any)."""
+
+    kinds: frozenset[str]
+    space: EventSpace
+    aim: str | None = None
+
+
+def draw_swarm(data: st.DataObject, base: EventSpace, short: Sequence[str]) -> Swarm:
+    """Draw one example's swarm. `short` lists the features checked least so far, the least
+    first; an aimed example picks one of the first few."""
+    candidates = [f for f in short[:AIM_CANDIDATES] if f in AIMS]
+    aim: str | None = None
+    if candidates:
+        aimed: bool = data.draw(st.booleans(), label="aimed")
+        if aimed:
+            aim = data.draw(st.sampled_from(candidates), label="aim")
+    optional = sorted(set(GENERATORS) - ALWAYS)
+    enabled = {kind for kind in optional if data.draw(st.booleans(), label=f"enable {kind}")}
+    if aim is None:
+        return Swarm(frozenset(enabled | ALWAYS), base)
+    return Swarm(AIMS[aim].kinds | ALWAYS, AIMS[aim].narrow(base), aim)
