@@ -1,8 +1,9 @@
 """A candidate Service proxy: a userspace TCP balancer with ClientIP affinity.
 
 `harness.proxies.sdk` speaks the protocol and chooses the usable endpoints; this file is the data
-plane. Run the conformance suite on it (docs/candidate-proxy.md):
-    harness run --target local:external --proxy-command 'python examples/candidate-proxy/proxy.py'
+plane. Run the conformance suite on it (docs/candidate-proxy.md), as root, from the checkout:
+    .venv/bin/harness run --target local:external \
+        --proxy-command '.venv/bin/python3 examples/candidate-proxy/proxy.py'
 """
 
 import asyncio
