@@ -9,9 +9,13 @@
      └─ veth <prefix>cM ── <prefix>-cM   client M: 10.250.M.2/24 via 10.250.M.1 (the node)
 ```
 No namespace has a link to the root namespace or anywhere else, so no packet can leave the
-machine. Clients sit on their own links so that replies route back through the node, as they do
-from another host; bridge ports have hairpin on (kubelet's hairpin-veth mode) so a pod can reach
-itself through a Service.
+machine. The links carry IPv4 only: IPv6 is off on each of them (`disable_ipv6`, set before the
+link comes up), so the kernel never sends its own link-local IPv6 (router solicitations, MLD
+reports, duplicate-address probes); loopback keeps ::1. The bridge does no multicast snooping,
+which would have it join the all-snoopers group and send IGMP reports to 224.0.0.22. Clients sit
+on their own links so that replies route back through the node, as they do from another host;
+bridge ports have hairpin on (kubelet's hairpin-veth mode) so a pod can reach itself through a
+Service.
 
 A pod recreated with an address its predecessor had gets the same MAC (`mac_for`), and its
 predecessor's link is deleted before, so no stale ARP entry can send its traffic elsewhere.
@@ -70,6 +74,8 @@ POD_READY_TIMEOUT_S = 10.0
 PROBE_ATTEMPT_S = 0.2
 PROBE_PARALLEL = 64
 CLIENT_SYSCTLS = {"net.ipv4.ip_local_port_range": "10000 65000", "net.ipv4.tcp_tw_reuse": "1"}
+IPV6_CONF = Path("/proc/sys/net/ipv6/conf")  # absent when the kernel runs without IPv6
+NODE_LINK_SYSCTLS = {"net.ipv6.conf.default.disable_ipv6": "1"}  # for the links made after it
 
 
 @dataclass(frozen=True)
@@ -222,7 +228,7 @@ class LocalCluster(RunCluster):
         bridge = self.names.bridge
         lines = [
             "link set lo up",
-            f"link add {bridge} address {mac_for(POD_GATEWAY)} type bridge",
+            f"link add {bridge} address {mac_for(POD_GATEWAY)} type bridge mcast_snooping 0",
             f"addr add {POD_GATEWAY}/{POD_PREFIX_LENGTH} dev {bridge}",
             f"link set {bridge} up",
         ]
@@ -234,6 +240,8 @@ class LocalCluster(RunCluster):
                 f"addr add {client.gateway}/24 dev {veth}",
                 f"link set {veth} up",
             ]
+        if IPV6_CONF.exists():
+            write_sysctls(self.node_netns, NODE_LINK_SYSCTLS)
         ip_batch(lines, netns=self.node_netns)
         write_sysctls(self.node_netns, NODE_SYSCTLS)
         for client in self.clients.values():
@@ -363,11 +371,20 @@ def _spec(handle: PodHandle, pod: Pod) -> PodSpec:
     return PodSpec(handle.key, pod.name, pod.uid, netns_path(handle.netns), "0.0.0.0", ports)
 
 
+def _disable_ipv6(interface: str) -> None:
+    """IPv6 off on `interface` of the calling thread's namespace (/proc/sys/net is the opener's
+    namespace's), before it comes up; nothing to do on a kernel without IPv6."""
+    if IPV6_CONF.exists():
+        (IPV6_CONF / interface / "disable_ipv6").write_text("1")
+
+
 def _configure_inside(interfaces: Sequence[tuple[str, str, int, str]]) -> None:
-    """For each (namespace, address, prefix length, gateway): lo and eth0 up, eth0's address,
-    default route. Runs in a throw-away thread (`in_thread`), which it moves between namespaces."""
+    """For each (namespace, address, prefix length, gateway): IPv6 off on eth0, lo and eth0 up,
+    eth0's address, default route. Runs in a throw-away thread (`in_thread`), which it moves
+    between namespaces."""
     for netns, address, prefix_length, gateway in interfaces:
         setns(netns_path(netns))
+        _disable_ipv6("eth0")
         requests = rtnetlink.Requests().link_up("lo").add_address("eth0", address, prefix_length)
         requests.link_up("eth0").add_permanent_neighbour("eth0", gateway, mac_for(gateway))
         requests.add_default_route(gateway).send()
