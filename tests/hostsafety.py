@@ -67,6 +67,7 @@ VOLATILE_SYSCTLS = re.compile(
     r"|^net\.ipv4\.tcp_allowed_congestion_control$"
 )
 COMMAND_TIMEOUT_S = 30.0
+FAMILIES = ("-4", "-6") if Path("/proc/sys/net/ipv6").exists() else ("-4",)  # kernel without IPv6
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def _output(*argv: str) -> str:
 def _legacy_tables(family: str) -> str:
     """The legacy (x_tables) backend's rules, read only when it has tables: asking for a table
     by name would load its module."""
-    names = Path(f"/proc/net/{family}_tables_names")
+    names = Path(f"/proc/thread-self/net/{family}_tables_names")  # this thread's namespace
     try:
         present = names.read_text().strip()
     except OSError:
@@ -113,15 +114,15 @@ SECTIONS: Mapping[str, Callable[[], list[str]]] = {
     "addr": lambda: [LIFETIMES.sub("", line) for line in _output("ip", "-o", "addr").splitlines()],
     "route": lambda: [
         EXPIRY.sub("", line)
-        for family in ("-4", "-6")
+        for family in FAMILIES
         for line in _output("ip", family, "route", "show", "table", "all").splitlines()
     ],
     "rule": lambda: [
-        line for family in ("-4", "-6") for line in _output("ip", family, "rule").splitlines()
+        line for family in FAMILIES for line in _output("ip", family, "rule").splitlines()
     ],
     "iptables": lambda: [
         *_rules(_output("iptables-save")),
-        *_rules(_output("ip6tables-save")),
+        *(_rules(_output("ip6tables-save")) if "-6" in FAMILIES else []),
         *_rules(_legacy_tables("ip")),
         *_rules(_legacy_tables("ip6")),
     ],
