@@ -12,9 +12,13 @@
                                          10.250.M.3 and up (a client each for ClientIP affinity)
 ```
 No namespace has a link to the root namespace or anywhere else, so no packet can leave the
-machine. Clients sit on their own links so that replies route back through the node, as they do
-from another host; bridge ports have hairpin on (kubelet's hairpin-veth mode) so a pod can reach
-itself through a Service.
+machine. The links carry IPv4 only: IPv6 is off on each of them (`disable_ipv6`, set before the
+link comes up), so the kernel never sends its own link-local IPv6 (router solicitations, MLD
+reports, duplicate-address probes); loopback keeps ::1. The bridge does no multicast snooping,
+which would have it join the all-snoopers group and send IGMP reports to 224.0.0.22. Clients sit
+on their own links so that replies route back through the node, as they do from another host;
+bridge ports have hairpin on (kubelet's hairpin-veth mode) so a pod can reach itself through a
+Service.
 
 A pod recreated with an address its predecessor had gets the same MAC (`mac_for`), and its
 predecessor's link is deleted before, so no stale ARP entry can send its traffic elsewhere.
@@ -91,6 +95,8 @@ CLIENT_SYSCTLS = {"net.ipv4.ip_local_port_range": "10000 65000", "net.ipv4.tcp_t
 CLIENT_SOURCES = 32
 """Source addresses per client (`TrafficRequest.sources`): enough idle clients to test that
 ClientIP affinity expires (`harness.checks.confidence.expiry_clients`)."""
+IPV6_CONF = Path("/proc/sys/net/ipv6/conf")  # absent when the kernel runs without IPv6
+NODE_LINK_SYSCTLS = {"net.ipv6.conf.default.disable_ipv6": "1"}  # for the links made after it
 
 
 @dataclass(frozen=True)
@@ -250,7 +256,7 @@ class LocalCluster(RunCluster):
         lines = [
             "link set lo up",
             f"route add {SERVICE_CIDR} dev lo",
-            f"link add {bridge} address {mac_for(POD_GATEWAY)} type bridge",
+            f"link add {bridge} address {mac_for(POD_GATEWAY)} type bridge mcast_snooping 0",
             f"addr add {POD_GATEWAY}/{POD_PREFIX_LENGTH} dev {bridge}",
             f"link set {bridge} up",
         ]
@@ -262,6 +268,8 @@ class LocalCluster(RunCluster):
                 f"addr add {client.gateway}/24 dev {veth}",
                 f"link set {veth} up",
             ]
+        if IPV6_CONF.exists():
+            write_sysctls(self.node_netns, NODE_LINK_SYSCTLS)
         ip_batch(lines, netns=self.node_netns)
         write_sysctls(self.node_netns, NODE_SYSCTLS)
         for client in self.clients.values():
@@ -391,11 +399,20 @@ def _spec(handle: PodHandle, pod: Pod) -> PodSpec:
     return PodSpec(handle.key, pod.name, pod.uid, netns_path(handle.netns), "0.0.0.0", ports)
 
 
+def _disable_ipv6(interface: str) -> None:
+    """IPv6 off on `interface` of the calling thread's namespace (/proc/sys/net is the opener's
+    namespace's), before it comes up; nothing to do on a kernel without IPv6."""
+    if IPV6_CONF.exists():
+        (IPV6_CONF / interface / "disable_ipv6").write_text("1")
+
+
 def _configure_inside(interfaces: Sequence[tuple[str, Sequence[str], int, str]]) -> None:
-    """For each (namespace, addresses, prefix length, gateway): lo and eth0 up, eth0's addresses,
-    default route. Runs in a throw-away thread (`in_thread`), which it moves between namespaces."""
+    """For each (namespace, addresses, prefix length, gateway): IPv6 off on eth0, lo and eth0
+    up, eth0's addresses, default route. Runs in a throw-away thread (`in_thread`), which it
+    moves between namespaces."""
     for netns, addresses, prefix_length, gateway in interfaces:
         setns(netns_path(netns))
+        _disable_ipv6("eth0")
         requests = rtnetlink.Requests().link_up("lo")
         for address in addresses:
             requests.add_address("eth0", address, prefix_length)

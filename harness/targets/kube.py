@@ -59,7 +59,6 @@ POD_MODES = ("cluster", "local")
 STARTUP_S = 180.0  # client pods: image pulls on a fresh node
 RESET_WAIT_S = 60.0
 RECREATE_WAIT_S = 30.0
-CLUSTER_IP_WAIT_S = 5.0
 
 
 class KubeTarget:
@@ -412,28 +411,18 @@ class KubeTarget:
                 self.runtime.pod_stopped(operation.pod)
 
     def _cluster_ip(self, service: str) -> str:
-        """The Service's ClusterIP: from the create response, else read back (bounded wait, for
-        servers that allocate after the create returns)."""
+        """The Service's ClusterIP, as the create response carried it.
+
+        The API server allocates it before it stores the Service (pkg/registry/core/service/
+        storage), so the response always has it; the harness never reads a Service back, and
+        deploy/rbac.yaml grants no `get services`.
+        """
         ip = self._cluster_ips.get(service)
-        deadline_s = self.clock.now() + CLUSTER_IP_WAIT_S
-        while ip is None:
-            cluster, _ = self._require()
-            read = cluster.call(
-                f"get services in namespace {self.namespace}",
-                cluster.core.read_namespaced_service,
-                service,
-                self.namespace,
+        if ip is None:
+            raise EnvironmentProblem(
+                f"the API server created Service {service} without a ClusterIP: the kube target"
+                " needs a server that allocates Service IPs"
             )
-            found = getattr(getattr(read, "spec", None), "cluster_ip", None)
-            if found and found != "None":
-                ip = self._cluster_ips[service] = found
-            elif self.clock.now() >= deadline_s:
-                raise EnvironmentProblem(
-                    f"Service {service} has no ClusterIP after {CLUSTER_IP_WAIT_S:.0f}s:"
-                    " does the API server allocate Service IPs?"
-                )
-            else:
-                self.clock.sleep(0.05)
         return ip
 
     # -- environment checks -------------------------------------------------------------------

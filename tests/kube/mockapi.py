@@ -2,12 +2,15 @@
 
 kmock 0.8 quirks handled here: the bundled resource list must be loaded, and it cannot parse the
 cluster-scoped `namespaces` paths (`/api/v1/namespaces[/NAME]`), which it reads as a namespace
-prefix; `parse_path` is corrected for exactly those paths.
+prefix; `parse_path` is corrected for exactly those paths. A Service's ClusterIP is allocated in
+the create response, as the API server does (`pkg/registry/core/service/storage`: the allocation
+happens before the object is stored), so the harness never needs to read a Service back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from typing import Any
 
@@ -33,6 +36,24 @@ def _parse_path(path: str) -> Any:
 
 parsing.parse_path = _parse_path
 
+_CLUSTER_IPS = (f"10.96.0.{10 + n % 240}" for n in itertools.count())
+
+
+class _AllocatingEmulator(kmock.KubernetesEmulator):
+    """kmock's emulator, allocating a created Service's ClusterIP when it has none."""
+
+    async def _handle(self, request: Any) -> Any:
+        resource = request.resource
+        if (
+            request.action == kmock.action.CREATE
+            and resource is not None
+            and resource.plural == "services"
+            and isinstance(request.data, dict)
+        ):
+            spec = request.data.setdefault("spec", {})
+            spec["clusterIP"] = spec.get("clusterIP") or next(_CLUSTER_IPS)
+        return await super()._handle(request)
+
 
 VERSION = {
     "major": "1",
@@ -57,7 +78,7 @@ class MockApiServer:
         self.url = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
 
     async def _start(self) -> str:
-        self.handler = kmock.KubernetesEmulator()
+        self.handler = _AllocatingEmulator()
         await self.handler.__aenter__()
         self.handler.resources.load_bundled()
         # the python client asks `/version/` (with the slash); kmock serves only `/version`

@@ -16,7 +16,8 @@ from harness.local.netns import read_sysctl
 from harness.local.traffic import Batch, ClientAgent
 from harness.model.objects import Backend, ContainerPort, Pod
 from harness.traffic import ErrorKind
-from tests.local.conftest import needs_root, root_snapshot
+from tests.hostsafety import RootGuard
+from tests.local.conftest import needs_root
 
 pytestmark = [pytest.mark.netns, needs_root]
 
@@ -100,7 +101,7 @@ def test_kept_alive_connections_stay_open_across_requests(
 
 
 def test_node_forwards_and_the_root_namespace_is_untouched(prefix: str) -> None:
-    before = root_snapshot()
+    root = RootGuard("an open cluster")
     with LocalCluster(prefix, ["client-1"]) as cluster:
         cluster.add_pods([Pod(f"web-{i}", f"u{i}", f"10.244.0.{10 + i}") for i in range(5)])
         assert read_sysctl(cluster.node_netns, "net.ipv4.ip_forward") == "1"
@@ -117,8 +118,7 @@ def test_node_forwards_and_the_root_namespace_is_untouched(prefix: str) -> None:
         peers = [line.split("link-netns ")[1].split()[0] for line in node_links.splitlines()
                  if "link-netns" in line]  # fmt: skip
         assert len(peers) == 6 and all(p.startswith(prefix) for p in peers)
-        assert root_snapshot() == before
-    assert root_snapshot() == before
+        root.check(own={prefix})  # while open; after the test, by tests/conftest.py
 
 
 @pytest.mark.skipif(shutil.which("iptables") is None, reason="needs iptables")

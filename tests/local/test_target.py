@@ -17,7 +17,8 @@ from harness.targets import local
 from harness.targets.base import RuleOracle
 from harness.targets.local import LocalTarget, RuleReadingLocalTarget
 from harness.traffic import Reachability, TrafficRequest
-from tests.local.conftest import needs_root, root_snapshot
+from tests.hostsafety import RootGuard
+from tests.local.conftest import needs_root
 
 WEB = labels_of({"app": "web"})
 
@@ -131,14 +132,14 @@ def test_the_proxy_is_fed_like_a_watch_and_slices_are_the_models(prefix: str) ->
 @pytest.mark.netns
 @needs_root
 def test_a_whole_run_leaves_the_root_namespace_as_it_was(prefix: str) -> None:
-    before = root_snapshot()
+    root = RootGuard("an open target")
     target = LocalTarget(UserspaceProxy(), prefix=prefix)
     target.open()
     try:
         target.apply(CreateService("web", WEB))
         target.apply(Scale("web", 3))
         assert len(target.send(TrafficRequest("web", count=6)).hits()) == 3
-        assert root_snapshot() == before
+        root.check(own={prefix})  # while open; after the test, by tests/conftest.py
         target.reset()
         assert target.state.services == {} and target.stats()["pods"] == 0
         target.apply(CreateService("web", WEB))  # a reset target starts like a new one
@@ -146,7 +147,6 @@ def test_a_whole_run_leaves_the_root_namespace_as_it_was(prefix: str) -> None:
     finally:
         target.close()
         target.close()  # twice is harmless
-    assert root_snapshot() == before
 
 
 @pytest.mark.netns

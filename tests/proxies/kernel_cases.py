@@ -4,7 +4,6 @@ this folder on sys.path)."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from collections.abc import Iterable, Mapping
 
@@ -22,24 +21,9 @@ from harness.model.objects import (
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.traffic import Reachability
 
-COUNTERS = re.compile(r"\[\d+:\d+\]")
 PORT = EndpointPort("http", 8080)
 CLIENT = "10.250.0.2"
 STATISTIC_STEP = 2.0**-31  # the statistic match's granularity
-
-
-def root_rules() -> tuple[str, ...]:
-    """What the proxies must never change in the root namespace: its iptables and nftables rules
-    (without comments and counters), its routes and the sysctl the proxies set in the node."""
-
-    def output(*argv: str) -> str:
-        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-
-    saved = output("iptables-save")
-    lines = [COUNTERS.sub("", line) for line in saved.splitlines() if not line.startswith("#")]
-    routes = output("ip", "route", "show", "table", "all")
-    ratelimit = output("sysctl", "-n", "net.ipv4.icmp_ratelimit")
-    return "\n".join(lines), output("nft", "list", "ruleset"), routes, ratelimit
 
 
 def in_netns(netns: str, *argv: str, stdin: str | None = None) -> str:
