@@ -320,7 +320,8 @@ def command_report(args: argparse.Namespace) -> int:
         raise UsageError(f"report: no run under {RUNS_DIR}/; {MAKE_A_RUN}, or give --input DIR")
     for directory in inputs:
         check_input(directory)
-    check_output(args.output, inputs)  # before the mutation report's minutes, not after
+    # before the mutation report's minutes, not after; its run will be the first input
+    check_output(args.output, [] if args.mutants else inputs)
     if args.mutants:
         run, mutants = measure_mutants(RUNS_DIR)
         inputs.insert(0, run)
@@ -330,8 +331,9 @@ def command_report(args: argparse.Namespace) -> int:
         )
     for written in write_report(inputs, args.output):
         print(f"wrote {written}")
-    print(f"figures from {', '.join(map(str, inputs))}; to publish them, commit the output of"
-          f" `harness report --input {inputs[0]} --output reports/YYYY-MM-DD`")  # fmt: skip
+    given = " ".join(f"--input {directory}" for directory in inputs)
+    print(f"to publish these figures, commit the output of `harness report {given}"
+          " --output reports/YYYY-MM-DD`")  # fmt: skip
     return EXIT_OK
 
 

@@ -76,6 +76,8 @@ def write_output(
     """Write `pages` (file name -> text), the figure files of `sources` and `manifest` into
     `directory` (created if needed); returns the pages' and the manifest's paths."""
     directory.mkdir(parents=True, exist_ok=True)
+    # the manifest first: an output left half-written is still a report, written again next time
+    write_json_atomically(directory / MANIFEST, manifest)
     for name, path in sources.paths.items():
         _copy(path, directory / name)
     for path in figure_paths(directory):
@@ -85,5 +87,4 @@ def write_output(
     for name, text in pages.items():
         _write_text(directory / name, text)
         written.append(directory / name)
-    write_json_atomically(directory / MANIFEST, manifest)
     return [*written, directory / MANIFEST]
