@@ -2,46 +2,50 @@
 
 Goal (issue 3, "Scale and speed"): 1,000 pods and 200 Services in one local cluster on this
 2-core machine, the harness's processes under 256 MiB RSS together, and creating and destroying
-the whole cluster under 20 s.
+the whole cluster under 20 s. The time and memory goals are recorded beside the figures
+(`meets_goals`), never asserted: they measure the machine's load as much as the harness.
+Asserted, because it is correctness: every pod is realised, every Service answers from one of
+its own pods, and nothing named with the run's prefix is left behind.
 
 How: for each proxy (HARNESS_BENCH_PROXIES, default `userspace,iptables`), open a local target,
 create 200 Services of 5 pods each in one `apply_many` (one batch of namespaces, one proxy sync),
 send one fresh request to every Service from client-1 and require an answer from one of its own
 pods, time one readiness flip at that size (apply returns after the proxy synced), sum the RSS of
 this process and every process it started, close, and check that nothing named with the run's
-prefix is left. Figures go to `reports/local_scale.json`.
+prefix is left. Figures go to local_scale.json in the run directory (bench/conftest.py).
 
 Run: `pytest bench/test_local_scale.py -s -p no:kmock` (about 20 s per proxy); sizes via
-HARNESS_BENCH_PODS and HARNESS_BENCH_SERVICES.
+HARNESS_BENCH_PODS, HARNESS_BENCH_SERVICES and HARNESS_BENCH_PROXIES (bench/sizes.py).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sizes import names, size
 
 from harness.events import CreateService, Event, Scale, SetReady
 from harness.local.cleanup import clean
 from harness.local.names import NETNS_DIR
 from harness.model.objects import labels_of
 from harness.registry import TargetOptions
+from harness.reporting.runs import write_figures
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
 
 pytestmark = pytest.mark.netns
 
-PODS = int(os.environ.get("HARNESS_BENCH_PODS", "1000"))
-SERVICES = int(os.environ.get("HARNESS_BENCH_SERVICES", "200"))
-PROXIES = os.environ.get("HARNESS_BENCH_PROXIES", "userspace,iptables").split(",")
+PODS = size("PODS", full=1000, quick=10)
+SERVICES = size("SERVICES", full=200, quick=2)
+PROXIES = names("PROXIES", full="userspace,iptables", quick="userspace")
 GOAL_TOTAL_S = 20.0
 GOAL_RSS_MIB = 256.0
-REPORT = Path(__file__).resolve().parents[1] / "reports" / "local_scale.json"
 
 
 def rss_kib(pid: int) -> int:
@@ -118,29 +122,25 @@ def measure(proxy: str) -> dict[str, Any]:
     return figures
 
 
-def test_a_thousand_pods_and_two_hundred_services() -> None:
+def test_a_thousand_pods_and_two_hundred_services(output_dir: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
-    results = [measure(proxy) for proxy in PROXIES]
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(
-        json.dumps(
-            {
-                "benchmark": "local-cluster-scale",
-                "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
-                "goals": {"total_s": GOAL_TOTAL_S, "rss_mib": GOAL_RSS_MIB},
-                "results": [{k: _round(v) for k, v in r.items()} for r in results],
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    started = datetime.datetime.now(datetime.UTC)
+    results = [{k: _round(v) for k, v in measure(proxy).items()} for proxy in PROXIES]
     for result in results:
-        print(json.dumps({k: _round(v) for k, v in result.items()}))
-        assert result["realised_pods"] == PODS
-        assert result["left_behind"] == []
-        assert result["total_s"] < GOAL_TOTAL_S, result
-        assert result["rss_mib"] < GOAL_RSS_MIB, result
+        result["meets_goals"] = result["total_s"] < GOAL_TOTAL_S and (
+            result["rss_mib"] < GOAL_RSS_MIB
+        )
+        print(json.dumps(result))
+    figures = {
+        "benchmark": "local-cluster-scale",
+        "goals": {"total_s": GOAL_TOTAL_S, "rss_mib": GOAL_RSS_MIB},
+        "results": results,
+    }
+    print(f"wrote {write_figures(output_dir, 'local_scale.json', figures, started)}")
+    for result in results:
+        assert result["realised_pods"] == PODS, result
+        assert result["left_behind"] == [], result
 
 
 def _round(value: Any) -> Any:

@@ -182,12 +182,29 @@ def build_parser() -> Parser:
     commands.add_parser("proxies", help="list the installed proxies (and the harness's mutants)")
     commands.add_parser("properties", help="list the properties the suite checks")
 
-    report = commands.add_parser("report", help="write reports/index.md from the figures")
-    report.add_argument("--dir", type=Path, default=Path("reports"), help="default: %(default)s")
+    report = commands.add_parser(
+        "report", help="render a run's figures as report.md and index.html (README: Benchmarks)"
+    )
+    report.add_argument(
+        "--input",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="a run directory of figure files (default: the newest under reports/runs/); repeat"
+        " to fill in what the first lacks from older runs, each figure shown with its date",
+    )
+    report.add_argument(
+        "--output",
+        type=Path,
+        default=Path("build/reports"),
+        metavar="DIR",
+        help="where report.md, index.html, run.json and the figures shown go (default:"
+        " %(default)s); reports/YYYY-MM-DD publishes the run, to be committed",
+    )
     report.add_argument(
         "--mutants",
         action="store_true",
-        help="first run the mutation report (reports/mutants.json)",
+        help="first measure the mutation report (minutes) into a new run under reports/runs/",
     )
 
     clean = commands.add_parser("clean", help="remove what killed runs left behind")
@@ -382,24 +399,34 @@ def command_properties(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
-    import json
+    from harness.reporting import write_report
+    from harness.reporting.mutants import measure_mutants
+    from harness.reporting.output import check_output
+    from harness.reporting.runs import RUNS_DIR, newest_run
+    from harness.reporting.sources import MAKE_A_RUN, check_input
 
-    from harness.mutation import model_mutant_specs, mutation_report
-    from harness.reporting import write_reports
-
+    inputs: list[Path] = list(args.input or [])
+    newest = newest_run(RUNS_DIR)
+    if not inputs and newest is not None:
+        inputs = [newest]
+    if not inputs and not args.mutants:
+        raise UsageError(f"report: no run under {RUNS_DIR}/; {MAKE_A_RUN}, or give --input DIR")
+    for directory in inputs:
+        check_input(directory)
+    # before the mutation report's minutes, not after; its run will be the first input
+    check_output(args.output, [] if args.mutants else inputs)
     if args.mutants:
-        report = mutation_report(
-            model_mutant_specs(), failures_dir=args.dir / "failures" / "mutants"
-        )
-        path = args.dir / "mutants.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        run, mutants = measure_mutants(RUNS_DIR)
+        inputs.insert(0, run)
         print(
-            f"mutants: {report['caught']} caught, median counterexample"
-            f" {report['median_counterexample_events']} events; wrote {path}"
+            f"mutants: {mutants['caught']} caught, median counterexample"
+            f" {mutants['median_counterexample_events']} events; wrote {run / 'mutants.json'}"
         )
-    for written in write_reports(args.dir):
+    for written in write_report(inputs, args.output):
         print(f"wrote {written}")
+    given = " ".join(f"--input {directory}" for directory in inputs)
+    print(f"to publish these figures, commit the output of `harness report {given}"
+          " --output reports/YYYY-MM-DD`")  # fmt: skip
     return EXIT_OK
 
 

@@ -81,9 +81,11 @@ def _drain(
     each."""
     pods = _listed(state, service, lambda p: p.ready and not p.terminating and keep(p))
     group = _group(service)
-    if group is not None and pods and {p.name for p in pods} == {
-        p.name for p in state.group_pods(group)
-    }:
+    if (
+        group is not None
+        and pods
+        and {p.name for p in pods} == {p.name for p in state.group_pods(group)}
+    ):
         return [Scale(group, 0)]
     return [DeletePod(p.name, grace_s) for p in pods]
 

@@ -1,58 +1,91 @@
-"""Reports from the figure files in reports/: index.md, index.html and a line in history.jsonl.
+"""Reports from a run's figure files: report.md, index.html and run.json in an output directory.
 
-`write_reports(reports_dir)` reads every figure file the benchmarks, the mutation report and
-conformance runs leave there (`harness.reporting.sources`), builds one page showing every
-implementation side by side (`sections`, `tables`), writes it as Markdown and as plain HTML
-(`render`), and appends the run's headline figures to the history (`history`).
+`write_report(inputs, output)` reads the figure files of one run directory (or of several, each
+file from the first that has it; `harness.reporting.sources`), builds one page showing every
+implementation side by side with where and when each figure was measured (`sections`, `tables`,
+`provenance`), adds the history of published reports (`history`), and writes the page as
+Markdown and as plain HTML with a copy of the figures it shows and their manifest (`output`).
 
-Contract: it writes only index.md, index.html and history.jsonl (through a temporary file
-renamed over it) in `reports_dir`, which it creates if needed; it never changes a figure file. A
-missing figure file is a note in the report, a malformed one a line naming it; neither is an
-error. It sends no traffic and starts nothing; it takes well under a second.
+Contract: it reads its inputs and the published reports under `history_root` and writes only
+into `output`; it never changes an input (unless the output is the first input, rendered again
+in place, which rewrites the same figures), appends to no file and reads no clock, so reporting
+the same run twice gives the same bytes. A missing or empty input, or an output holding other
+files, is a UsageError (exit 2) in one line, before anything is written; an output that cannot
+be written is an EnvironmentProblem (exit 3) in one line. It sends no traffic and starts
+nothing; it takes well under a second.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from harness.reporting.history import append_history, history_entry, history_table
+from harness.errors import EnvironmentProblem
+from harness.reporting.history import history_entry, history_table, published, with_this_report
+from harness.reporting.output import (
+    REPORT_HTML,
+    REPORT_MARKDOWN,
+    check_output,
+    manifest_of,
+    write_output,
+)
+from harness.reporting.provenance import UNKNOWN_HOST
 from harness.reporting.render import Section, markdown, page_html
 from harness.reporting.sections import build_sections, sources_section
-from harness.reporting.sources import load_sources
+from harness.reporting.sources import Sources, check_input, load_sources
 
-__all__ = ["write_reports"]
+__all__ = ["PUBLISHED_DIR", "write_report"]
 
 TITLE = "Service load-balancing harness: report"
+PUBLISHED_DIR = Path("reports")
+"""Where published (dated) reports live, relative to the checkout."""
 
 
-def host_description() -> str:
-    """This machine, as the report names it: host name, CPUs, kernel."""
-    return f"{platform.node()} ({os.cpu_count()} CPUs, kernel {platform.release()})"
+def preamble(sources: Sources, this: Mapping[str, Any]) -> list[str]:
+    """What the report is of: the run, its machine, its directories and the dates measured."""
+    manifest = next(iter(sources.manifests.values()), None) or {}
+    profile = f", profile {manifest['profile']}" if manifest.get("profile") else ""
+    lines = [f"Run {this['run']}{profile}, on {this.get('host') or UNKNOWN_HOST}."]
+    origins = list(dict.fromkeys(p.origin for p in sources.provenance.values()))
+    lines.append(f"Figures from {', '.join(origins)}.")
+    if len(origins) > 1:
+        lines.append(
+            "The figures come from more than one directory: each section says where and when"
+            " its figures were measured."
+        )
+    dates = sorted({p.measured_at for p in sources.provenance.values() if p.measured_at})
+    if dates:
+        lines.append(f"Measured {dates[0]}" + (f" to {dates[-1]}." if len(dates) > 1 else "."))
+    undated = sorted(name for name, p in sources.provenance.items() if not p.measured_at)
+    if undated:
+        lines.append(f"No measurement date recorded for: {', '.join(undated)}.")
+    return lines
 
 
-def write_reports(
-    reports_dir: Path,
-    *,
-    now: datetime.datetime | None = None,
-    host: str | None = None,
+def write_report(
+    inputs: Sequence[Path], output: Path, *, history_root: Path = PUBLISHED_DIR
 ) -> list[Path]:
-    """Write index.md and index.html from the figure files in `reports_dir` and append one line
-    to history.jsonl (newest 365 kept); returns the three paths. `now` (UTC) and `host` default
-    to the clock and this machine."""
-    moment = now or datetime.datetime.now(datetime.UTC)
-    date = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    machine = host or host_description()
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    sources = load_sources(reports_dir)
+    """Write the report of `inputs` into `output` (see the module docstring); returns the paths
+    of report.md, index.html and run.json."""
+    if not inputs:
+        raise ValueError("write_report needs at least one input directory")
+    for directory in inputs:
+        check_input(directory)
+    check_output(output, inputs)
+    sources = load_sources(inputs)
     sections, malformed = build_sections(sources)
-    history_path = reports_dir / "history.jsonl"
-    history = append_history(history_path, history_entry(sources, date, machine))
-    sections += [Section("History", (history_table(history),)), sources_section(sources, malformed)]
-    preamble = [f"Generated {date} on {machine} from the figure files in {reports_dir}."]
-    markdown_path, html_path = reports_dir / "index.md", reports_dir / "index.html"
-    markdown_path.write_text(markdown(TITLE, preamble, sections), encoding="utf-8")
-    html_path.write_text(page_html(TITLE, preamble, sections), encoding="utf-8")
-    return [markdown_path, html_path, history_path]
+    this = history_entry(sources)
+    rows = with_this_report(published(history_root, exclude=output), this)
+    sections += [Section("History", (history_table(rows),)), sources_section(sources, malformed)]
+    lines = preamble(sources, this)
+    pages = {
+        REPORT_MARKDOWN: markdown(TITLE, lines, sections),
+        REPORT_HTML: page_html(TITLE, lines, sections),
+    }
+    try:
+        return write_output(output, sources, manifest_of(sources, this["run"]), pages)
+    except OSError as error:
+        raise EnvironmentProblem(
+            f"report: cannot write {output}: {error.strerror or error}; give a writable --output"
+        ) from None

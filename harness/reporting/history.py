@@ -1,27 +1,33 @@
-"""reports/history.jsonl: one line of headline figures per report, so nightly runs build a trend.
+"""The report's history: one row of headline figures per published report, so a trend shows.
+
+Published reports are the directories directly under the history root (reports/) that hold a
+run manifest (run.json): the dated directories a person promoted (README.md, "Benchmarks and
+reports"). Runs under reports/runs/ are not published and are left out. Rows are derived from
+the published figure files every time and never stored, so reporting a run again cannot add a
+row: rows are keyed by run (the manifest's `run`), one row per run, and this report's own row
+takes the place of a published row of the same run. A history shows only rows measured no later
+than the report itself, so re-rendering a published report gives the same page.
 
 `history_entry` is pure: it picks a few figures from each source that has them (a file lacking
-them contributes nothing, never an error). `append_history` keeps the newest `MAX_LINES` lines
-and replaces the file in one rename, so a reader never sees half a file. Lines that are not JSON
-objects are dropped when the file is next written.
+them contributes nothing, never an error). `published` only reads.
 """
 
 from __future__ import annotations
 
-import json
-import os
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.reporting.provenance import describe_host
 from harness.reporting.render import MISSING, Table
-from harness.reporting.sources import Sources
+from harness.reporting.runs import MANIFEST
+from harness.reporting.sources import Sources, load_sources, read_manifest
 from harness.reporting.tables import SHAPE_ERRORS, fmt
 
-MAX_LINES = 365
-HISTORY_SCHEMA = "harness.history/v1"
 SHOWN = 10
-"""How many of the newest history lines the report shows."""
+"""How many of the newest history rows the report shows."""
+THIS_REPORT = "this report"
 
 Json = Mapping[str, Any]
 
@@ -60,13 +66,28 @@ def _latency(results: Mapping[str, Json]) -> dict[str, Any]:
     return found
 
 
-def history_entry(sources: Sources, date: str, host: str) -> dict[str, Any]:
-    """The headline figures of one report, as one JSON object."""
+def identity(sources: Sources) -> dict[str, Any]:
+    """`run`, `date`, `host` and `profile` of the figures in `sources`: the first input's run
+    (its manifest's `run`, else its directory's name), the newest measurement date among the
+    files, the first input's machine (else the machine most files name) and its profile."""
+    first = next(iter(sources.manifests), None)
+    manifest: Json = (sources.manifests.get(first) if first is not None else None) or {}
+    run = str(manifest.get("run") or (first.name if first is not None else "-"))
+    dates = [p.measured_at for p in sources.provenance.values() if p.measured_at]
+    hosts = Counter(p.host for p in sources.provenance.values() if p.host)
+    host = describe_host(manifest.get("host"))
+    if host is None and hosts:
+        host = hosts.most_common(1)[0][0]
+    profile = manifest.get("profile")
+    return {"run": run, "date": max(dates) if dates else None, "host": host,
+            "profile": profile if isinstance(profile, str) else None}  # fmt: skip
+
+
+def history_entry(sources: Sources) -> dict[str, Any]:
+    """The headline figures of one report, as one JSON object keyed by its run."""
     figures = sources.figures
     entry: dict[str, Any] = {
-        "schema": HISTORY_SCHEMA,
-        "date": date,
-        "host": host,
+        **identity(sources),
         "files": sorted([*figures, *sources.results]),
         "throughput": _pick(figures.get("throughput.json"), _throughput),
         "programming_latency_ms": _latency(sources.results) or None,
@@ -90,30 +111,37 @@ def history_entry(sources: Sources, date: str, host: str) -> dict[str, Any]:
     return {key: value for key, value in entry.items() if value is not None}
 
 
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """Every JSON-object line of the history file (none if it does not exist)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+def published(root: Path, exclude: Path | None = None) -> list[dict[str, Any]]:
+    """One entry per run published under `root` (see the module docstring), in directory
+    order, leaving out `exclude` (the directory a report is about to replace); a run published
+    twice counts once (its first directory)."""
+    if not root.is_dir():
         return []
-    entries = []
-    for line in text.splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
+    left_out = exclude.resolve() if exclude is not None else None
+    entries: dict[str, dict[str, Any]] = {}
+    for directory in sorted(root.iterdir()):
+        if directory.resolve() == left_out or not (directory / MANIFEST).is_file():
             continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
+        if read_manifest(directory) is not None:
+            entry = history_entry(load_sources([directory]))
+            entries.setdefault(entry["run"], entry)
+    return list(entries.values())
 
 
-def append_history(path: Path, entry: Json, max_lines: int = MAX_LINES) -> list[dict[str, Any]]:
-    """Append `entry`, keep the newest `max_lines` entries, and return them (oldest first)."""
-    entries = [*read_history(path), dict(entry)][-max_lines:]
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
-    os.replace(temporary, path)
-    return entries
+def with_this_report(entries: Sequence[Json], this: Json) -> list[dict[str, Any]]:
+    """`entries` with `this` report's entry in place of any of the same run, marked as this
+    report, keeping only those measured no later than it, oldest first."""
+    date = this.get("date")
+    kept = [dict(entry) for entry in entries if entry.get("run") != this.get("run")]
+    if date is not None:
+        kept = [entry for entry in kept if entry.get("date") is not None and entry["date"] <= date]
+    rows = [*kept, {**this, "this_report": True}]
+    return sorted(rows, key=_age)
+
+
+def _age(entry: Json) -> tuple[str, bool, str]:
+    """Oldest first; this report after a published run of the same date."""
+    return str(entry.get("date") or ""), bool(entry.get("this_report")), str(entry.get("run"))
 
 
 def _ratios(entry: Json, run: str) -> str:
@@ -133,8 +161,13 @@ def history_table(entries: Sequence[Json], shown: int = SHOWN) -> Table:
     rows = []
     for entry in list(entries)[-shown:][::-1]:
         mutants = entry.get("mutants")
+        labels = [THIS_REPORT] if entry.get("this_report") else []
+        if entry.get("profile") not in (None, "full"):
+            labels.append(f"profile {entry['profile']}")
+        run = fmt(entry.get("run")) + (f" ({', '.join(labels)})" if labels else "")
         rows.append(
             (
+                run,
                 fmt(entry.get("date")),
                 fmt(entry.get("host")),
                 _ratios(entry, "wrk_vip_keepalive"),
@@ -144,10 +177,12 @@ def history_table(entries: Sequence[Json], shown: int = SHOWN) -> Table:
             )
         )
     headers: tuple[str, ...] = (
-        "date",
+        "run",
+        "measured",
         "host",
         "wrk VIP keep-alive x ceiling",
         "wrk VIP fresh x ceiling",
     )
     headers += ("mutants caught", "model events/s")
-    return Table(f"History (newest {shown} of at most {MAX_LINES} runs)", headers, tuple(rows))
+    title = f"History: this report and the reports published before it (newest {shown})"
+    return Table(title, headers, tuple(rows))

@@ -1,9 +1,11 @@
 """The report's sections, assembled from the sources. Pure: `Sources` in, sections out.
 
-A figure file that is missing becomes a note in its section saying how to make it; one that
-could not be read, or lacks a field its table needs, becomes one line naming it (the reading
-error, or the builder's KeyError/TypeError/ValueError, shortened), and the rest of the report
-goes on. The last section lists every file and what became of it.
+Every figure file's tables come with a note saying where and when it was measured
+(`harness.reporting.provenance`), so a figure is never shown without its date. A figure file that
+is missing becomes a note in its section saying how to make it; one that could not be read, or
+lacks a field its table needs, becomes one line naming it (the reading error, or the builder's
+KeyError/TypeError/ValueError, shortened), and the rest of the report goes on. The last section
+lists every file, where it came from and what became of it.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ class Assembly:
         if name in self.sources.malformed:
             return [], [f"{name}: malformed, skipped ({self.sources.malformed[name]})"]
         if name not in self.sources.figures:
-            return [], [f"{name}: not found, skipped (made by `{FIGURE_FILES[name]}`)"]
+            return [], [f"{name}: not in this report's input (made by `{FIGURE_FILES[name]}`)"]
         try:
-            return build(self.sources.figures[name])
+            built, notes = build(self.sources.figures[name])
         except SHAPE_ERRORS as error:
             return [], [self.found_malformed(name, error)]
+        return built, [f"{name}: {self.sources.provenance[name].line()}", *notes]
 
     def found_malformed(self, name: str, error: BaseException) -> str:
         """Record `name` as malformed; the one-line note that says so."""
@@ -55,11 +58,8 @@ def section(title: str, parts: Sequence[tuple[list[Table], list[str]]]) -> Secti
 
 def _throughput(data: Any) -> tuple[list[Table], list[str]]:
     settings = data.get("settings") or {}
-    host = data.get("host") or {}
     notes = [
-        f"measured {data.get('started_at', '?')} on {host.get('name', '?')}"
-        f" ({host.get('cpus', '?')} CPUs, kernel {host.get('kernel', '?')}) in"
-        f" {data.get('duration_s', '?')} s; {settings.get('pods', '?')} pods behind one"
+        f"{data.get('duration_s', '?')} s in all; {settings.get('pods', '?')} pods behind one"
         f" Service; {settings.get('connections', '?')} connections / users",
         "ceiling: the same tool and connection mode to one pod, no proxy, measured beside each"
         " proxy's runs; locust pod runs are compared with wrk's (how far locust is below it),"
@@ -88,21 +88,17 @@ def _mutation(data: Any) -> tuple[list[Table], list[str]]:
     return [tables.mutation(data)], tables.mutation_notes(data)
 
 
-def _benchmarks(data: Any) -> tuple[list[Table], list[str]]:
-    return [tables.benchmarks(data)], []
-
-
 def _results(assembly: Assembly) -> tuple[list[Table], list[str]]:
     """The programming-latency table: a row per well-formed results file, a note per other."""
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
     for name, data in assembly.sources.results.items():
         try:
-            rows.append(tables.latency_row(name, data))
+            rows.append(tables.latency_row(name, data, assembly.sources.provenance[name]))
         except SHAPE_ERRORS as error:
             notes.append(assembly.found_malformed(name, error))
     if not assembly.sources.results:
-        notes.append(f"no results*.json: skipped (made by `{RESULTS_COMMAND}`)")
+        notes.append(f"no results*.json in this report's input (made by `{RESULTS_COMMAND}`)")
     return ([tables.programming_latency(rows)] if rows else []), notes
 
 
@@ -123,13 +119,16 @@ def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
             ],
         ),
         section("Mutation testing", [assembly.part("mutants.json", _mutation)]),
-        section("pytest-benchmark", [assembly.part("benchmarks.json", _benchmarks)]),
     ]
     return sections, {**sources.malformed, **assembly.malformed}
 
 
 def sources_section(sources: Sources, malformed: Mapping[str, str]) -> Section:
     """Which files were read, skipped as missing, or named as malformed."""
-    read = [name for name in [*sources.figures, *sources.results] if name not in malformed]
+    read = {
+        name: sources.provenance[name].origin
+        for name in [*sources.figures, *sources.results]
+        if name not in malformed
+    }
     missing = {name: FIGURE_FILES[name] for name in sources.missing}
     return Section("Figure files", (tables.sources_table(read, missing, malformed),))

@@ -8,7 +8,7 @@ note naming the file. Absent optional figures show as `-`.
 The files and their writers: throughput.json (bench/test_throughput.py), rule_sync.json
 (bench/test_rule_sync.py), local_scale.json (bench/test_local_scale.py), model_throughput.json
 (bench/test_model_throughput.py), mutants.json (`harness.mutation.mutation_report`),
-benchmarks.json (pytest-benchmark), results*.json (`harness.results.results_json`).
+results*.json (`harness.results.results_json`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from harness.reporting.provenance import Provenance
 from harness.reporting.render import MISSING, Table
 
 Json = Mapping[str, Any]
@@ -149,15 +150,17 @@ def throughput_failures(data: Json) -> list[str]:
     ]
 
 
-def latency_row(name: str, data: Json) -> tuple[str, ...]:
-    """One conformance run (results file `name`): target, when, properties passed, latency."""
+def latency_row(name: str, data: Json, origin: Provenance) -> tuple[str, ...]:
+    """One conformance run (results file `name`, measured as `origin` says): target, where and
+    when, properties passed, latency."""
     latency = data["programming_latency_ms"]
     properties: Sequence[Json] = data["properties"]
     held = sum(p["status"] == "passed" for p in properties)
     return (
         str(data["target"]),
         name,
-        fmt(data.get("started_at")),
+        origin.origin,
+        fmt(origin.measured_at),
         f"{held} of {len(properties)}",
         fmt(_number(latency.get("p50")), 1),
         fmt(_number(latency.get("p99")), 1),
@@ -167,8 +170,9 @@ def latency_row(name: str, data: Json) -> tuple[str, ...]:
 
 def programming_latency(rows: Iterable[tuple[str, ...]]) -> Table:
     """Programming latency p50/p99 of every conformance run (`latency_row`s), by target."""
-    headers = ("target", "file", "started", "properties passed", "p50 ms", "p99 ms", "samples")
-    ordered = tuple(sorted(rows, key=lambda row: (row[0], row[2])))
+    headers: tuple[str, ...] = ("target", "file", "from", "started", "properties passed")
+    headers += ("p50 ms", "p99 ms", "samples")
+    ordered = tuple(sorted(rows, key=lambda row: (row[0], row[3])))
     return Table("Programming latency in conformance runs (results files)", headers, ordered)
 
 
@@ -285,33 +289,12 @@ def mutation_notes(data: Json) -> list[str]:
     ]
 
 
-def benchmarks(data: Json) -> Table:
-    """pytest-benchmark's figures (seconds in its JSON), shown in milliseconds."""
-    rows = []
-    for bench in data["benchmarks"]:
-        stats = bench["stats"]
-        rows.append(
-            (
-                str(bench.get("fullname") or bench["name"]),
-                *(fmt(_ms(stats.get(key)), 2) for key in ("median", "mean", "stddev")),
-                fmt(stats.get("rounds")),
-                fmt(_number(stats.get("ops")), 2),
-            )
-        )
-    headers = ("benchmark", "median ms", "mean ms", "stddev ms", "rounds", "ops/s")
-    return Table("pytest-benchmark (benchmarks.json)", headers, tuple(rows))
-
-
-def _ms(seconds: object) -> float | None:
-    value = _number(seconds)
-    return None if value is None else value * 1000
-
-
 def sources_table(
-    read: Iterable[str], missing: Mapping[str, str], malformed: Mapping[str, str]
+    read: Mapping[str, str], missing: Mapping[str, str], malformed: Mapping[str, str]
 ) -> Table:
-    """Every figure file: read, missing (with the command that makes it) or malformed (why)."""
-    rows = [(name, "read", "") for name in read]
+    """Every figure file: read (from which directory), missing (with the command that makes it)
+    or malformed (why)."""
+    rows = [(name, "read", f"from {origin}") for name, origin in read.items()]
     rows += [
         (name, "missing, skipped", f"made by `{command}`") for name, command in missing.items()
     ]

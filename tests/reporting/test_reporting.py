@@ -1,20 +1,20 @@
-"""The report: tables from figure files, missing and malformed files, history, rendering.
+"""The report's parts: tables from figure files, missing and malformed files, rendering.
 
 Fixtures in tests/reporting/fixtures/ are small hand-written figure files in the shapes the
-benchmarks, the mutation report, pytest-benchmark and `harness run --results` write.
+benchmarks, the mutation report and `harness run --results` write. Runs, provenance, history and
+the output directory are tested in test_runs.py; the clean tree in test_clean_tree.py.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from harness.reporting import write_reports
-from harness.reporting.history import append_history, history_entry, history_table, read_history
+from harness.reporting.history import history_entry, history_table
+from harness.reporting.provenance import Provenance
 from harness.reporting.render import Section, Table, markdown, page_html
 from harness.reporting.sections import build_sections
 from harness.reporting.sources import FIGURE_FILES, load_sources
@@ -29,7 +29,6 @@ from harness.reporting.tables import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
-NOW = datetime.datetime(2026, 11, 26, 22, 0, tzinfo=datetime.UTC)
 
 
 def fixture(name: str) -> dict[str, object]:
@@ -66,7 +65,7 @@ def test_throughput_overview_shows_every_proxy_with_its_ratio_to_the_ceiling() -
 
 
 def test_a_proxy_or_run_without_figures_is_a_note() -> None:
-    sections, malformed = build_sections(load_sources(FIXTURES))
+    sections, malformed = build_sections(load_sources([FIXTURES]))
     throughput = next(s for s in sections if s.title == "Throughput")
     assert malformed == {}
     assert "haproxy: EnvironmentProblem: haproxy is not installed" in throughput.notes
@@ -88,9 +87,12 @@ def test_throughput_runs_name_each_runs_ceiling_and_latency() -> None:
 
 def test_programming_latency_has_one_row_per_results_file_by_target() -> None:
     names = ("results-model.json", "results-local-iptables.json")
-    rows = [latency_row(name, fixture(name)) for name in names]
+    origin = Provenance("2026-11-26T19:00:00Z", "box", "reports/runs/r1")
+    rows = [latency_row(name, fixture(name), origin) for name in names]
     table = programming_latency(rows)
     assert column(table, "target") == ["local:iptables", "model"]
+    assert column(table, "from") == ["reports/runs/r1", "reports/runs/r1"]
+    assert column(table, "started") == ["2026-11-26T19:00:00Z"] * 2
     assert column(table, "p50 ms") == ["24.5", "-"]
     assert column(table, "p99 ms") == ["61.2", "-"]
     assert column(table, "properties passed") == ["1 of 2", "1 of 1"]
@@ -123,13 +125,14 @@ def test_a_row_that_does_not_fit_its_headers_is_refused() -> None:
 
 # -- missing and malformed files ------------------------------------------------------------------
 def test_missing_files_are_notes_with_the_command_that_makes_them(tmp_path: Path) -> None:
-    sources = load_sources(tmp_path / "nothing-here")
+    sources = load_sources([tmp_path / "nothing-here"])
     assert set(sources.missing) == set(FIGURE_FILES)
     sections, malformed = build_sections(sources)
     notes = [note for section in sections for note in section.notes]
     assert malformed == {}
     assert (
-        "throughput.json: not found, skipped (made by `pytest bench/test_throughput.py`)" in notes
+        "throughput.json: not in this report's input (made by `pytest bench/test_throughput.py`)"
+        in notes
     )
     assert any(note.startswith("no results*.json") for note in notes)
 
@@ -137,7 +140,7 @@ def test_missing_files_are_notes_with_the_command_that_makes_them(tmp_path: Path
 def test_a_file_that_is_not_json_is_named_in_one_line(reports: Path) -> None:
     (reports / "rule_sync.json").write_text("{not json")
     (reports / "mutants.json").write_text("[1, 2]")
-    sections, malformed = build_sections(load_sources(reports))
+    sections, malformed = build_sections(load_sources([reports]))
     assert set(malformed) == {"rule_sync.json", "mutants.json"}
     notes = [note for section in sections for note in section.notes]
     rule_notes = [note for note in notes if note.startswith("rule_sync.json")]
@@ -150,7 +153,7 @@ def test_json_lacking_the_fields_a_table_needs_is_malformed_and_the_rest_goes_on
     reports: Path,
 ) -> None:
     (reports / "throughput.json").write_text(json.dumps({"results": [{"proxy": "x"}]}))
-    sections, malformed = build_sections(load_sources(reports))
+    sections, malformed = build_sections(load_sources([reports]))
     assert malformed == {"throughput.json": "KeyError: 'runs'"}
     throughput = next(s for s in sections if s.title == "Throughput")
     assert throughput.tables == ()
@@ -164,7 +167,7 @@ def test_a_results_file_of_another_schema_is_malformed(reports: Path) -> None:
     (reports / "results-broken.json").write_text(
         json.dumps({"schema": "harness.results/v1", "target": "t"})
     )
-    sources = load_sources(reports)
+    sources = load_sources([reports])
     assert "results-old.json" in sources.malformed
     sections, malformed = build_sections(sources)
     assert malformed["results-broken.json"] == "KeyError: 'programming_latency_ms'"
@@ -175,24 +178,10 @@ def test_a_results_file_of_another_schema_is_malformed(reports: Path) -> None:
     ]
 
 
-# -- history --------------------------------------------------------------------------------------
-def test_history_keeps_the_newest_365_lines(tmp_path: Path) -> None:
-    path = tmp_path / "history.jsonl"
-    path.write_text("".join(json.dumps({"date": f"d{n}"}) + "\n" for n in range(370)))
-    entries = append_history(path, {"date": "new"})
-    assert len(entries) == 365
-    assert len(path.read_text().splitlines()) == 365
-    assert entries[0]["date"] == "d6" and entries[-1]["date"] == "new"
-
-
-def test_history_skips_lines_that_are_not_json_objects(tmp_path: Path) -> None:
-    path = tmp_path / "history.jsonl"
-    path.write_text('{"date": "a"}\ngarbage\n[1]\n{"date": "b"}\n')
-    assert [entry["date"] for entry in read_history(path)] == ["a", "b"]
-
-
+# -- history ---------------------------------------------------------------------------------------
 def test_history_entry_picks_headline_figures(reports: Path) -> None:
-    entry = history_entry(load_sources(reports), "2026-11-26T22:00:00Z", "box")
+    entry = history_entry(load_sources([reports]))
+    assert entry["run"] == "reports"  # no manifest: the directory's name
     assert entry["throughput"]["iptables"]["wrk_vip_keepalive"] == [55060.66, 0.842]
     assert "locust_vip_keepalive_processes" not in entry["throughput"]["nginx"]
     assert entry["mutants"] == {"caught": "2 of 3", "false_alarms": 0}
@@ -202,9 +191,9 @@ def test_history_entry_picks_headline_figures(reports: Path) -> None:
     assert column(table, "wrk VIP keep-alive x ceiling") == ["iptables 0.84, nginx 0.40"]
 
 
-def test_history_entry_of_an_empty_directory_has_only_date_and_host(tmp_path: Path) -> None:
-    entry = history_entry(load_sources(tmp_path), "d", "h")
-    assert entry == {"schema": "harness.history/v1", "date": "d", "host": "h", "files": []}
+def test_history_entry_of_an_empty_directory_has_only_its_run(tmp_path: Path) -> None:
+    entry = history_entry(load_sources([tmp_path]))
+    assert entry == {"run": tmp_path.name, "files": []}
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -215,23 +204,3 @@ def test_html_is_escaped_and_has_no_script() -> None:
     assert "&lt;script&gt;" in page and "p &amp; q" in page and "n&lt;" in page
     text = markdown("t", [], [Section("s", (table,))])
     assert "| a\\|b |" in text
-
-
-def test_write_reports_writes_the_page_twice_over_and_grows_the_history(reports: Path) -> None:
-    paths = write_reports(reports, now=NOW, host="testbox (2 CPUs)")
-    assert [p.name for p in paths] == ["index.md", "index.html", "history.jsonl"]
-    text = (reports / "index.md").read_text()
-    assert "Generated 2026-11-26T22:00:00Z on testbox (2 CPUs)" in text
-    for expected in ("iptables: every run", "nginx: every run", "mutant:first-endpoint",
-                     "local:iptables", "test_model_events_per_second", "History"):  # fmt: skip
-        assert expected in text
-    assert "<h2>Mutation testing</h2>" in (reports / "index.html").read_text()
-    write_reports(reports, now=NOW, host="testbox (2 CPUs)")
-    assert len(read_history(reports / "history.jsonl")) == 2
-
-
-def test_write_reports_on_an_empty_directory_notes_every_file(tmp_path: Path) -> None:
-    write_reports(tmp_path / "reports", now=NOW, host="h")
-    text = (tmp_path / "reports" / "index.md").read_text()
-    for name in FIGURE_FILES:
-        assert f"{name}: not found, skipped" in text
