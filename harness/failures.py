@@ -93,7 +93,7 @@ def failure_id(prop: str, target_name: str, events: Sequence[Event]) -> str:
 
 
 def save_failure(
-    record: FailureRecord, directory: Path, target_name: str, err: TextIO = sys.stderr
+    record: FailureRecord, directory: Path, target_name: str, err: TextIO | None = None
 ) -> Path:
     """Write the record into `directory` (atomically) and return its path; if that fails,
     write it under FALLBACK_DIR instead, print it in full on `err`, and return that path."""
@@ -106,7 +106,7 @@ def save_failure(
     except OSError as error:
         FALLBACK_DIR.mkdir(parents=True, exist_ok=True)
         path = FALLBACK_DIR / name
-        err.write(
+        (err or sys.stderr).write(
             f"harness: cannot save the counterexample in {directory} ({error.strerror});"
             f" saved it to {path} instead. Its events:\n"
             + "".join(f"  {i}. {e}\n" for i, e in enumerate(record.events, 1))

@@ -39,7 +39,14 @@ from harness.events import (
 from harness.model.endpoints import pod_is_listed
 from harness.model.objects import PROXY_NODE, Affinity, Pod, Service, TrafficPolicy, labels_of
 from harness.model.state import ClusterState
-from harness.strategies import EXPIRY_MARGIN_S, GROUPS, OTHER_NODE, POD_NAMES, EventSpace
+from harness.strategies import (
+    EXPIRY_MARGIN_S,
+    GROUPS,
+    OTHER_NODE,
+    POD_NAMES,
+    SERVICE_NAMES,
+    EventSpace,
+)
 from harness.traffic import CLIENTS
 
 Recipe = Callable[[st.DataObject, ClusterState, EventSpace], list[Event]]
@@ -230,10 +237,13 @@ def reused_ip(data: st.DataObject, state: ClusterState, space: EventSpace) -> li
 
 
 def reused_vip(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
-    """A Service deleted and a new one created, which gets its VIP."""
+    """A Service deleted and a new one created, which gets its VIP: under another name when
+    one is free (so nothing of the old one's is simply overwritten), else the same."""
     service = _service(data, state)
     group = data.draw(st.sampled_from(GROUPS), label="group")
-    return [DeleteService(service.name), CreateService(service.name, labels_of({"app": group}))]
+    free = [n for n in SERVICE_NAMES if n not in state.services] or [service.name]
+    name = data.draw(st.sampled_from(free), label="name")
+    return [DeleteService(service.name), CreateService(name, labels_of({"app": group}))]
 
 
 def toggled_publish(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:

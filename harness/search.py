@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 from harness.checks.verdict import Verdict
 from harness.coverage import Coverage
+from harness.errors import HarnessError
 from harness.events import CreateService, Event, Scale
 from harness.model.objects import labels_of
 from harness.model.state import ClusterState
@@ -90,9 +91,9 @@ class Search:
 
     Promises: `run` returns after `limits.examples` examples, once `limits.budget_s` seconds
     have passed (checked before every step), or once every property has a finding (the first
-    one, with `stop_at_first`); each finding is handed to `on_finding` after its example ends
-    (a handler may replay on the same runner); Ctrl-C propagates as KeyboardInterrupt. It never
-    changes the target except through the runner.
+    one, with `stop_at_first`, and then only that one is handed over); each finding is handed
+    to `on_finding` after its example ends (a handler may replay on the same runner); Ctrl-C
+    propagates as KeyboardInterrupt. It never changes the target except through the runner.
     """
 
     def __init__(
@@ -116,19 +117,26 @@ class Search:
         self.stop_at_first = stop_at_first
         self.found: set[str] = set()
         self.stats = SearchStats()
+        self._error: HarnessError | None = None
 
     def settle(self, prop: str) -> None:
         """Stop looking for `prop` (it was found outside the search, e.g. while shrinking)."""
         self.found.add(prop)
 
     def run(self, seed_value: int) -> SearchStats:
-        """Search in rounds until the examples, the budget or the properties run out."""
+        """Search in rounds until the examples, the budget or the properties run out. An
+        environment or harness error (`HarnessError`) ends the search and is raised again here,
+        outside Hypothesis, once the round is over; the stats so far are kept in `stats`."""
         self.stats = SearchStats()
+        self._error = None
         round_number = 0
         while not self._over():
             before = self.stats.examples
             self._round(seed_value * 1_000_003 + round_number)
             round_number += 1
+            if self._error is not None:
+                self.stats.stopped = "error"
+                raise self._error
             if self.stats.examples == before and not self._over():
                 self.stats.stopped = "no new sequence"
                 break
@@ -158,7 +166,10 @@ class Search:
         @round_settings
         @given(st.data())
         def explore(data: st.DataObject) -> None:
-            self._example(data, short, done)
+            try:
+                self._example(data, short, done)
+            except HarnessError as error:  # never a Hypothesis failure: `run` raises it
+                self._error = self._error or error
 
         explore()
 
@@ -170,6 +181,8 @@ class Search:
         events = list(self._events(data, swarm))
         key = json.dumps([e.to_json() for e in events])
         if key in self.stats.sequences or self.stats.examples >= done or self._over():
+            return
+        if self._error is not None:
             return
         self.stats.sequences.add(key)
         self.runner.reset()
@@ -188,7 +201,7 @@ class Search:
         self.stats.latencies_s += self.runner.history.latencies_s()
         for name, count in example.checked.items():
             target(float(count), label=name)
-        for finding in findings:
+        for finding in findings[:1] if self.stop_at_first else findings:
             self.on_finding(finding)
         self._report()
 

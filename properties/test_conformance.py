@@ -1,37 +1,33 @@
-"""The conformance suite: one test per property, each a Hypothesis search against the target.
+"""The conformance suite: one test per property, each reading its verdict from the session's
+one search (properties/conftest.py).
 
-A failure prints the shrunk counterexample and the command that replays it; the sequence and
-its history are saved under reports/failures/.
+A failure prints the shrunk counterexample, how often it reproduced on fresh targets and the
+command that replays it; the sequence and its history are saved under --failures-dir.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from harness.checks import PROPERTIES
-from harness.conformance import Status, options_for, run_property
+from harness.conformance import Status, SuiteResult
+from harness.failures import replay_command
 
 
 @pytest.mark.parametrize("prop", list(PROPERTIES))
-def test_property_holds(prop: str, target: Any, suite_settings: dict[str, Any]) -> None:
-    options = options_for(
-        target,
-        seed=suite_settings["seed"],
-        examples=suite_settings["examples"],
-        steps=suite_settings["steps"],
-        deadline_s=suite_settings["deadline"],
-    )
-    result = run_property(target, prop, options)
+def test_property_holds(prop: str, suite: SuiteResult) -> None:
+    result = next(r for r in suite.results if r.name == prop)
     if result.status == Status.SKIPPED:
         pytest.skip(f"{prop}: {result.message}")
     if result.status == Status.FAILED:
+        assert result.failure_file is not None
         steps = "\n".join(f"  {i}. {e}" for i, e in enumerate(result.counterexample, 1))
         pytest.fail(
-            f"{prop} violated on {target.name} (seed {suite_settings['seed']}): {result.message}\n"
-            f"shrunk counterexample ({len(result.counterexample)} events):\n{steps}\n"
-            f"replay: harness replay {result.failure_file} --target {suite_settings['target']}",
+            f"{prop} violated on {suite.options.run.target} (seed {suite.options.seed}):"
+            f" {result.message}\nshrunk counterexample ({len(result.counterexample)} events,"
+            f" reproduced {result.reproduced}):\n{steps}\n"
+            f"replay: {replay_command(result.failure_file, suite.options.run)}",
             pytrace=False,
         )
-    assert result.examples > 0 and result.events > 0
+    assert result.status == Status.PASSED
+    assert suite.stats.examples > 0 and suite.stats.events > 0

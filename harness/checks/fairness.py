@@ -85,6 +85,8 @@ def check_fairness(
         return passed(PROPERTY, f"{service}: {n} usable endpoint(s); nothing to balance", **report)
     hits = sample.hits()
     counts = [hits.get(b, 0) for b in sorted(usable)]
+    if not sum(counts):
+        return passed(PROPERTY, f"{service}: no connection reached a usable endpoint", **report)
     alpha = budget.per_check / 2
     unreached = [str(b) for b in sorted(usable) if hits.get(b, 0) == 0]
     if unreached and sum(counts) >= liveness_size(n, alpha):

@@ -10,18 +10,32 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
   instead of being refused.
 - mutant-nftables-no-affinity (ClientIP affinity): no affinity sets, so a client's next
   connection is balanced again.
+- mutant-iptables-two-decimals (fairness, kubernetes#37932): probabilities printed with two
+  decimals, as kube-proxy did before PR #83599, so shares deviate by 2-4% at n = 7-8.
+- mutant-iptables-leaks-deleted (VIP reuse): a deleted Service's rules stay, so a new Service
+  that gets its VIP sends new connections to the old one's endpoints.
+- mutant-nftables-affinity-never-expires (affinity expiry): affinity sets that never time out.
+- mutant-userspace-no-fallback (KEP-1669): never falls back to serving, terminating endpoints.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import ClassVar
 
 from harness.model.endpoints import unique_endpoints
-from harness.model.objects import Destination, Service
+from harness.model.objects import (
+    MAX_AFFINITY_TIMEOUT_S,
+    Destination,
+    EndpointSlice,
+    Service,
+    TrafficPolicy,
+)
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.plan import PortPlan, unique_by_address
+from harness.proxies.userspace import UserspaceProxy
 
 
 class WrongProbabilityProxy(IptablesProxy):
@@ -73,6 +87,50 @@ class NoAffinityProxy(NftablesProxy):
         return False
 
 
+class TwoDecimalsProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-two-decimals"
+    description: ClassVar[str] = "iptables with probabilities rounded to two decimals (#37932)"
+
+    def probability(self, index: int, count: int) -> float:
+        return round(1.0 / (count - index), 2)
+
+
+class LeaksDeletedProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-leaks-deleted"
+    description: ClassVar[str] = "iptables that never removes a deleted Service's rules"
+
+    def program(self, services: Mapping[str, Service], changed: set[str]) -> None:
+        super().program(services, {name for name in changed if name in services})
+
+
+class AffinityNeverExpiresProxy(NftablesProxy):
+    name: ClassVar[str] = "mutant-nftables-affinity-never-expires"
+    description: ClassVar[str] = "nftables whose ClientIP affinity ignores timeoutSeconds"
+
+    def plan(self, service: Service) -> tuple[PortPlan, ...]:
+        return super().plan(replace(service, affinity_timeout_s=MAX_AFFINITY_TIMEOUT_S))
+
+
+class NoFallbackUserspaceProxy(UserspaceProxy):
+    name: ClassVar[str] = "mutant-userspace-no-fallback"
+    description: ClassVar[str] = "userspace proxy that never uses terminating endpoints"
+
+    def destinations(
+        self, slices: tuple[EndpointSlice, ...], service: Service, port_name: str
+    ) -> list[Destination]:
+        return [
+            Destination(e.backend, e.address, port, e.node)
+            for e, s in unique_endpoints(slices)
+            if e.ready
+            and (port := s.port_for(port_name)) is not None
+            and (service.internal_traffic_policy == TrafficPolicy.CLUSTER or e.node == self._node)
+        ]
+
+    @property
+    def _node(self) -> str:
+        return self.node.node if self.node is not None else ""
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -81,5 +139,9 @@ MUTANT_PROXIES: dict[str, type] = {
         IgnoresReadinessProxy,
         DropEmptyProxy,
         NoAffinityProxy,
+        TwoDecimalsProxy,
+        LeaksDeletedProxy,
+        AffinityNeverExpiresProxy,
+        NoFallbackUserspaceProxy,
     )
 }

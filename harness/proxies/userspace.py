@@ -34,7 +34,7 @@ from harness.local.control import ControlledProcess, run_helper
 from harness.local.names import netns_path
 from harness.local.netns import ip_batch, listening_socket, setns
 from harness.model.endpoints import usable_destinations
-from harness.model.objects import Affinity, Service
+from harness.model.objects import Affinity, Destination, EndpointSlice, Service
 from harness.proxies.base import NodeContext, TrackingProxy
 
 DIAL_TIMEOUTS_S = (0.25, 0.5, 1.0, 2.0)
@@ -84,7 +84,7 @@ class UserspaceProxy(TrackingProxy):
         for port in service.ports:
             if port.protocol != "TCP":
                 continue
-            destinations = usable_destinations(slices, service, port.name, self.node.node)
+            destinations = self.destinations(slices, service, port.name)
             listeners.append(
                 {
                     "address": service.cluster_ip,
@@ -98,6 +98,14 @@ class UserspaceProxy(TrackingProxy):
             "listeners": listeners,
             "affinity_timeout_s": service.affinity_timeout_s if affinity else None,
         }
+
+    def destinations(
+        self, slices: tuple[EndpointSlice, ...], service: Service, port_name: str
+    ) -> list[Destination]:
+        """Where new connections to the port may go: `CategorizeEndpoints` on the raw slices
+        (the hook a mutant overrides)."""
+        assert self.node is not None
+        return usable_destinations(slices, service, port_name, self.node.node)
 
     def _set_vips(self, vips: set[str], action: str) -> None:
         """Add or remove VIPs on the node's lo (not needed without a node namespace: the

@@ -5,8 +5,9 @@ import random
 import pytest
 
 from harness.checks.affinity import AffinityMemory, check_affinity
+from harness.checks.confidence import AlarmBudget
 from harness.checks.endpoints import check_endpoints
-from harness.checks.fairness import FairnessPolicy, check_fairness, jain_index, sample_size
+from harness.checks.fairness import check_fairness, jain_index, sample_size
 from harness.checks.latency import check_latency, percentile
 from harness.checks.rules import check_exact_balance
 from harness.checks.traffic import check_availability, check_no_stale, check_reject
@@ -16,6 +17,9 @@ from harness.model.objects import Affinity, Backend, Service
 from harness.traffic import ErrorKind, Outcome, Reachability, TrafficRequest, TrafficSample
 
 B = [Backend(f"web-{i}", f"u{i}") for i in range(10)]
+
+
+BUDGET = AlarmBudget()
 
 
 def sample(backends, errors=(), started=0.0, finished=0.1, client="client-1", latency_ms=1.0):
@@ -56,8 +60,8 @@ def test_fairness_false_alarm_rate_and_power(endpoints):
     """Per check: uniform traffic passes; a 2x bias on one endpoint fails with power >= 0.9.
 
     Uses a lenient per-check alpha (1e-3) so both rates are measurable in 300 trials."""
-    policy = FairnessPolicy(run_alpha=1e-3, max_checks=1)
-    n = policy.sample_size(endpoints)
+    policy = AlarmBudget(run_alpha=1e-3, max_checks=1)
+    n = sample_size(endpoints, policy.per_check)
     rng = random.Random(endpoints)
     usable = set(B[:endpoints])
     trials = 300
@@ -75,11 +79,14 @@ def test_fairness_false_alarm_rate_and_power(endpoints):
     assert caught / trials >= 0.85  # stated power 0.9, minus sampling noise
 
 
-def test_fairness_catches_an_unreached_endpoint_and_reports_jain():
-    verdict = check_fairness("svc", set(B[:3]), sample([B[0], B[1]] * 200), FairnessPolicy())
+def test_fairness_catches_an_unreached_endpoint_and_reports_jain_and_power():
+    verdict = check_fairness("svc", set(B[:3]), sample([B[0], B[1]] * 200), BUDGET)
     assert not verdict.holds and "never reached" in verdict.message
     assert verdict.evidence["jain"] == pytest.approx(2 / 3, abs=1e-3)
     assert jain_index([5, 5, 0]) == pytest.approx(2 / 3)
+    uniform = check_fairness("svc", set(B[:2]), sample([B[0], B[1]] * 200), BUDGET)
+    assert uniform.holds and 0 < uniform.evidence["detects_deviation"] < 1
+    assert "deviation of one share with power 0.9" in uniform.message
 
 
 def test_sample_size_grows_with_endpoints_and_strictness():
@@ -98,16 +105,20 @@ def test_affinity_holds_across_batches_until_timeout():
     )
     memory = AffinityMemory()
     usable = set(B[:3])
-    assert check_affinity(service, usable, sample([B[1]] * 15, started=0, finished=1), memory).holds
-    moved = check_affinity(service, usable, sample([B[2]] * 15, started=5, finished=6), memory)
+    assert check_affinity(
+        service, usable, sample([B[1]] * 15, started=0, finished=1), memory, BUDGET
+    ).holds
+    moved = check_affinity(
+        service, usable, sample([B[2]] * 15, started=5, finished=6), memory, BUDGET
+    )
     assert not moved.holds and "web-1/u1" in moved.message
     memory = AffinityMemory()
-    check_affinity(service, usable, sample([B[1]] * 5, started=0, finished=1), memory)
+    check_affinity(service, usable, sample([B[1]] * 5, started=0, finished=1), memory, BUDGET)
     assert check_affinity(
-        service, usable, sample([B[2]] * 5, started=20, finished=21), memory
+        service, usable, sample([B[2]] * 5, started=20, finished=21), memory, BUDGET
     ).holds
     split = check_affinity(
-        service, usable, sample([B[0], B[1]], started=30, finished=31), AffinityMemory()
+        service, usable, sample([B[0], B[1]], started=30, finished=31), AffinityMemory(), BUDGET
     )
     assert not split.holds
 
@@ -118,22 +129,24 @@ def test_affinity_ends_with_its_backend_and_is_not_owed_when_it_returns():
     service = Service("svc", "10.96.0.10", (("app", "web"),), session_affinity=Affinity.CLIENT_IP)
     kept, forgotten = AffinityMemory(), AffinityMemory()
     for memory in (kept, forgotten):
-        check_affinity(service, set(B[:2]), sample([B[0]] * 5), memory)
+        check_affinity(service, set(B[:2]), sample([B[0]] * 5), memory, BUDGET)
     forgotten.forget("svc", keep=set())  # a step without usable endpoints
     back = sample([B[1]] * 5, started=2, finished=3)
-    assert check_affinity(service, set(B[:2]), back, forgotten).holds
-    assert not check_affinity(service, set(B[:2]), back, kept).holds
+    assert check_affinity(service, set(B[:2]), back, forgotten, BUDGET).holds
+    assert not check_affinity(service, set(B[:2]), back, kept, BUDGET).holds
     other = Service("other", "10.96.0.11", (("app", "web"),), session_affinity=Affinity.CLIENT_IP)
-    check_affinity(other, set(B[:2]), sample([B[0]] * 5), forgotten)
+    check_affinity(other, set(B[:2]), sample([B[0]] * 5), forgotten, BUDGET)
     forgotten.forget("svc", keep=set())  # another Service's clients stay stuck
-    assert not check_affinity(other, set(B[:2]), back, forgotten).holds
+    assert not check_affinity(other, set(B[:2]), back, forgotten, BUDGET).holds
 
 
 def test_affinity_lets_a_client_leave_a_dead_backend():
     service = Service("svc", "10.96.0.10", (("app", "web"),), session_affinity=Affinity.CLIENT_IP)
     memory = AffinityMemory()
-    check_affinity(service, set(B[:2]), sample([B[0]] * 5), memory)
-    assert check_affinity(service, {B[1]}, sample([B[1]] * 5, started=1, finished=2), memory).holds
+    check_affinity(service, set(B[:2]), sample([B[0]] * 5), memory, BUDGET)
+    assert check_affinity(
+        service, {B[1]}, sample([B[1]] * 5, started=1, finished=2), memory, BUDGET
+    ).holds
 
 
 def test_latency_and_percentiles():
@@ -152,3 +165,50 @@ def test_exact_balance():
     assert not check_exact_balance("svc", set(), Reachability(False, {B[0]: 1.0})).holds
     assert check_exact_balance("svc", set(), Reachability(True)).holds
     assert not check_exact_balance("svc", usable, Reachability(True)).holds
+
+
+def spread(backends, started, finished):
+    """One connection from each further address of client-1 (sources 1..k)."""
+    outcomes = [Outcome(b, None, 1.0, i, i + 1) for i, b in enumerate(backends)]
+    request = TrafficRequest("svc", "client-1", sources=tuple(range(1, len(backends) + 1)))
+    return TrafficSample(request, tuple(outcomes), started, finished)
+
+
+@pytest.mark.parametrize("returns_to_old", [True, False])
+def test_affinity_expiry_is_judged_over_many_idle_clients(returns_to_old):
+    """After timeoutSeconds + slack, idle clients choose anew: all of k idle clients back on
+    their old backends fails (a proxy that never expires); a fresh choice passes."""
+    service = Service(
+        "svc",
+        "10.96.0.10",
+        (("app", "web"),),
+        session_affinity=Affinity.CLIENT_IP,
+        affinity_timeout_s=2,
+    )
+    usable, memory, rng = set(B[:2]), AffinityMemory(), random.Random(1)
+    first = [rng.choice(B[:2]) for _ in range(40)]
+    assert check_affinity(service, usable, spread(first, 0, 0.1), memory, BUDGET).holds
+    again = first if returns_to_old else [rng.choice(B[:2]) for _ in range(40)]
+    verdict = check_affinity(service, usable, spread(again, 3.0, 3.1), memory, BUDGET)
+    assert verdict.evidence["expiry_judged"] and verdict.evidence["idle_clients"] == 40
+    assert verdict.holds != returns_to_old
+    if returns_to_old:
+        assert "never expires" in verdict.message
+
+
+def test_affinity_expiry_is_not_judged_before_the_timeout_or_with_too_few_clients():
+    service = Service(
+        "svc",
+        "10.96.0.10",
+        (("app", "web"),),
+        session_affinity=Affinity.CLIENT_IP,
+        affinity_timeout_s=2,
+    )
+    memory = AffinityMemory()
+    check_affinity(service, set(B[:2]), spread([B[0]] * 40, 0, 0.1), memory, BUDGET)
+    early = check_affinity(service, set(B[:2]), spread([B[0]] * 40, 1.0, 1.1), memory, BUDGET)
+    assert early.holds and not early.evidence.get("idle_clients")
+    few = AffinityMemory()
+    check_affinity(service, set(B[:2]), spread([B[0]] * 3, 0, 0.1), few, BUDGET)
+    judged = check_affinity(service, set(B[:2]), spread([B[0]] * 3, 3.0, 3.1), few, BUDGET)
+    assert judged.holds and judged.evidence["expiry_judged"] is False

@@ -1,13 +1,20 @@
-"""The command line: exit codes, one-line errors, failure files that replay, results files."""
+"""The command line: exit codes, one-line errors, output paths checked before anything starts,
+failure files that replay with one paste, results and JUnit files for every outcome."""
 
 import json
-import shutil
+import shlex
 import subprocess
+import sys
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
-from harness.cli import main
+from harness import __version__
+from harness.cli import build_parser, main
+from harness.errors import EnvironmentProblem
+from harness.failures import RunContext, replay_command
+from harness.targets.model import ModelTarget
 
 
 def run(capsys, *argv):
@@ -21,101 +28,168 @@ def run(capsys, *argv):
     [
         (["run", "--target", "nosuch"], "unknown target 'nosuch'"),
         (["run", "--target", "mutant:nosuch"], "unknown mutant 'nosuch'"),
+        (["run", "--target", "model:foo"], "the model target takes no argument"),
+        (["run", "--target", "model", "--proxy-command", "x"], "does not apply to the model"),
+        (["run", "--target", "local:haproxy", "--proxy-command", "x"], "takes no command"),
         (["run", "--target", "model", "--examples", "0"], "must be at least 1"),
         (["run", "--target", "model", "--deadline", "soon"], "expected a number of seconds"),
+        (["run", "--target", "model", "--budget", "soon"], "not a duration"),
+        (["run", "--target", "model", "--budget", "0s"], "not a positive duration"),
+        (["run", "--target", "model", "--profile", "huge"], "unknown profile 'huge'"),
         (["run", "--target", "model", "--focus", "("], "not a valid regular expression"),
         (["run", "--target", "model", "--focus", "nothing-matches"], "select no property"),
+        (["run", "--target", "model", "--results", "/nonexistent/dir/r.json"], "does not exist"),
+        (["run", "--target", "model", "--junit", "/"], "is a directory"),
+        (["run", "--target", "model", "--failures-dir", "/nonexistent/a/b"], "does not exist"),
         (["frobnicate"], "invalid choice"),
     ],
 )
-def test_usage_errors_are_one_line_and_exit_2(capsys, argv, complaint):
-    code, _, err = run(capsys, *argv)
+def test_usage_errors_are_one_line_exit_2_and_start_nothing(capsys, tmp_path, argv, complaint):
+    code, out, err = run(capsys, *argv)
     assert code == 2
     assert complaint in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "searched" not in out  # nothing ran
+    assert not Path("/nonexistent").exists()
 
 
-def test_bad_sequence_files_exit_2(capsys, tmp_path):
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"schema": "harness.sequence/v0", "events": []}))
-    code, _, err = run(capsys, "replay", str(bad), "--target", "model")
-    assert code == 2 and "harness.sequence/v0" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run(capsys, "replay", str(tmp_path / "missing.json"), "--target", "model")
-    assert code == 2 and "cannot read" in err
+def test_a_bad_budget_in_the_environment_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_BUDGET", "a while")
+    code, _, err = run(capsys, "run", "--target", "model", "--examples", "1")
+    assert code == 2 and "HARNESS_BUDGET" in err and len(err.strip().splitlines()) == 1
+
+
+def test_version_and_help_for_every_option(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and __version__ in capsys.readouterr().out
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in subcommands.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"harness {name} {action.option_strings} has no help"
 
 
 def test_reference_passes_with_results_and_junit(capsys, tmp_path):
     results, junit = tmp_path / "results.json", tmp_path / "junit.xml"
     code, out, _ = run(
         capsys,
-        "run",
-        "--target",
-        "model",
-        "--examples",
-        "5",
-        "--seed",
-        "1",
-        "--results",
-        str(results),
-        "--junit",
-        str(junit),
-        "--failures-dir",
-        str(tmp_path),
+        *("run", "--target", "model", "--examples", "20", "--seed", "1"),
+        *("--results", str(results), "--junit", str(junit), "--failures-dir", str(tmp_path)),
     )
     assert code == 0
-    assert "properties: 7 passed, 0 failed, 1 skipped" in out
+    assert "properties: 7 passed, 0 failed, 2 skipped, 0 not judged" in out
+    assert "searched 20 examples, 20 distinct sequences" in out
+    assert "coverage, checked/reached per state feature" in out
     document = json.loads(results.read_text())
-    assert document["schema"] == "harness.results/v1"
+    assert document["schema"] == "harness.results/v2" and document["outcome"] == "passed"
+    assert document["search"]["examples"] == 20
+    assert set(document["coverage"]) >= {"terminating-fallback", "vip-reused"}
+    assert document["false_alarm_budget"]["run_alpha"] == 0.001
     statuses = {p["name"]: p["status"] for p in document["properties"]}
     assert statuses["exact-balance"] == "skipped" and statuses["endpoints"] == "passed"
     suite = ElementTree.parse(junit).getroot()
-    assert (
-        suite.get("tests") == "8" and suite.get("failures") == "0" and suite.get("skipped") == "1"
-    )
+    assert suite.get("tests") == "9" and suite.get("failures") == "0"
+    assert suite.get("skipped") == "2" and suite.get("errors") == "0"
 
 
-def test_violation_exits_1_saves_a_replayable_failure(capsys, tmp_path):
+def test_violation_exits_1_and_the_failure_file_alone_replays_it(capsys, tmp_path):
     results = tmp_path / "results.json"
-    code, out, _ = run(
+    code, out, err = run(
         capsys,
-        "run",
-        "--target",
-        "mutant:keeps-deleted",
-        "--examples",
-        "30",
-        "--seed",
-        "2",
-        "--focus",
-        "^endpoints$",
-        "--failures-dir",
-        str(tmp_path),
-        "--results",
-        str(results),
+        *("run", "--target", "mutant:keeps-deleted", "--examples", "60", "--seed", "2"),
+        *("--deadline", "20", "--failures-dir", str(tmp_path), "--results", str(results)),
     )
     assert code == 1
-    assert "endpoints failed. Shrunk counterexample" in out
-    failure_files = list(tmp_path.glob("endpoints-mutant-keeps-deleted-*.json"))
-    assert len(failure_files) == 1
-    saved = json.loads(failure_files[0].read_text())
-    assert saved["failure"]["property"] == "endpoints" and saved["history"]
-    assert json.loads(results.read_text())["properties"][0]["replay"].startswith("harness replay")
-    code, out, _ = run(capsys, "replay", str(failure_files[0]), "--target", "mutant:keeps-deleted")
-    assert code == 1 and "violation at step" in out
-    code, out, _ = run(capsys, "replay", str(failure_files[0]), "--target", "model")
-    assert code == 0 and "all" in out and "steps hold" in out
+    assert "Shrunk counterexample" in out and "FAILED" in err  # announced when found
+    document = json.loads(results.read_text())
+    failed = [p for p in document["properties"] if p["status"] == "failed"]
+    assert failed and all(p["reproduced"] == "2/2" and not p["flaky"] for p in failed)
+    replay = failed[0]["replay"]
+    assert "--deadline 20.0" in replay and "--target mutant:keeps-deleted" in replay
+    saved = json.loads(Path(failed[0]["failure_file"]).read_text())
+    assert saved["failure"]["schema"] == "harness.failure/v2"
+    assert saved["failure"]["run"]["options"] == {"deadline": 20.0}
+    code, out, _ = run(capsys, *shlex.split(replay)[1:])  # the printed command, pasted
+    assert code == 1 and f"reproduced: {failed[0]['name']} failed at step" in out
+    code, out, _ = run(capsys, "replay", failed[0]["failure_file"])  # the file alone
+    assert code == 1 and "reproduced" in out
+    code, out, _ = run(capsys, "replay", failed[0]["failure_file"], "--target", "model")
+    assert code == 0 and "did not reproduce" in out
+
+
+def test_replay_commands_carry_every_option_quoted():
+    run = RunContext("local:external", 7, {"proxy_command": "python3 my proxy.py", "deadline": 2.0})
+    command = replay_command(Path("f.json"), run)
+    assert shlex.split(command) == [
+        *("harness", "replay", "f.json", "--target", "local:external"),
+        *("--proxy-command", "python3 my proxy.py", "--deadline", "2.0"),
+    ]
+
+
+def test_an_environment_error_mid_run_is_exit_3_with_results_and_junit(
+    capsys, tmp_path, monkeypatch
+):
+    calls = {"n": 0}
+    apply = ModelTarget.apply
+
+    def failing(self, event):
+        calls["n"] += 1
+        if calls["n"] == 40:
+            raise EnvironmentProblem("the pod server exited")
+        apply(self, event)
+
+    monkeypatch.setattr(ModelTarget, "apply", failing)
+    results, junit = tmp_path / "r.json", tmp_path / "j.xml"
+    code, out, err = run(
+        capsys,
+        *("run", "--target", "model", "--examples", "20", "--results", str(results)),
+        *("--junit", str(junit), "--failures-dir", str(tmp_path)),
+    )
+    assert code == 3 and "Traceback" not in err
+    assert "environment or harness error: the pod server exited" in out
+    document = json.loads(results.read_text())
+    assert document["outcome"] == "error" and document["error"] == "the pod server exited"
+    assert {p["status"] for p in document["properties"]} <= {"error", "skipped"}
+    assert ElementTree.parse(junit).getroot().get("errors") == "7"
+
+
+def test_a_counterexample_that_cannot_be_saved_is_printed_and_kept(capsys, tmp_path, monkeypatch):
+    import harness.failures as failures
+
+    fallback = tmp_path / "fallback"
+    monkeypatch.setattr(failures, "FALLBACK_DIR", fallback)
+    original = failures.write_atomically
+
+    def refuse_in_failures_dir(path, text):
+        if path.parent == tmp_path / "failures":
+            raise OSError(28, "No space left on device")
+        original(path, text)
+
+    monkeypatch.setattr(failures, "write_atomically", refuse_in_failures_dir)
+    code, out, err = run(
+        capsys,
+        *("run", "--target", "mutant:keeps-deleted", "--examples", "60", "--seed", "2"),
+        *("--focus", "^endpoints$", "--failures-dir", str(tmp_path / "failures")),
+    )
+    assert code == 1  # the verdict stands
+    assert "No space left on device" in err and "Its events:" in err
+    assert list(fallback.glob("endpoints-*.json")) and str(fallback) in out
 
 
 def test_listings(capsys):
     code, out, _ = run(capsys, "targets")
     assert code == 0 and "model" in out and "mutant" in out and "local" in out
+    assert "mutant-controller" in out
     code, out, _ = run(capsys, "properties")
-    assert code == 0 and "fairness" in out
+    assert code == 0 and "fairness" in out and "proxy-contract" in out
     code, out, _ = run(capsys, "proxies")
     assert code == 0 and "iptables" in out and "(mutant)" in out
 
 
 def test_console_script_is_installed():
-    executable = shutil.which("harness")
-    assert executable is not None
+    executable = Path(sys.executable).parent / "harness"
+    assert executable.exists()
     done = subprocess.run([executable, "properties"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "endpoints" in done.stdout
