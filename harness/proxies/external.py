@@ -280,6 +280,12 @@ class ExternalProxy:
             self._fail(process, f"exited (code {code}) before answering {kind} #{seq}")
         except ProtocolError as error:
             self._fail(process, f"answered {kind} #{seq} with garbage: {error}")
+        if reply.get("seq", seq) < seq:
+            self._fail(
+                process,
+                f"answered {kind} #{seq} with garbage: output nobody asked for (a second reply"
+                f" to #{reply['seq']}; answer each request exactly once)",
+            )
         if reply.get("seq", seq) != seq:
             self._fail(process, f"answered {kind} #{seq} with the reply to #{reply['seq']}")
         if not reply["ok"]:

@@ -25,6 +25,9 @@ from harness.reporting.provenance import Provenance, resolve
 from harness.reporting.runs import MANIFEST, RUN_SCHEMA
 from harness.results import RESULTS_SCHEMA
 
+READABLE_RESULTS = ("harness.results/v1", RESULTS_SCHEMA)
+"""Results files a report reads: this harness's, and the v1 files published before it."""
+
 RESULTS_PATTERN = "results*.json"
 FIGURE_FILES: Mapping[str, str] = {
     "throughput.json": "pytest bench/test_throughput.py",
@@ -118,8 +121,9 @@ def _read(path: Path) -> tuple[Json | None, str | None]:
         return None, one_line(error)
     except ValueError as error:
         return None, str(error)
-    if path.match(RESULTS_PATTERN) and data.get("schema") != RESULTS_SCHEMA:
-        return None, f"schema {data.get('schema')!r}, not {RESULTS_SCHEMA!r}"
+    if path.match(RESULTS_PATTERN) and data.get("schema") not in READABLE_RESULTS:
+        readable = " or ".join(repr(s) for s in READABLE_RESULTS)
+        return None, f"schema {data.get('schema')!r}, not {readable}"
     return data, None
 
 

@@ -275,7 +275,27 @@ def mutation(data: Json) -> Table:
 
 
 def mutation_notes(data: Json) -> list[str]:
-    """The reference's false alarms and the totals, as lines."""
+    """The correct targets' false alarms next to the budget, and the totals, as lines
+    (harness.mutants/v2; a v1 file has one `reference`, the model, searched per property)."""
+    if "references" not in data:
+        return _mutation_notes_v1(data)
+    lines = [
+        f"caught {data.get('caught', MISSING)} with the {fmt(data.get('profile'))} profile;"
+        f" median counterexample {fmt(data.get('median_counterexample_events'))} events"
+        f" (seed {fmt(data.get('seed'))})"
+    ]
+    for name, reference in data["references"].items():
+        failed = ", ".join(reference.get("failed") or []) or "none"
+        lines.append(
+            f"{name} (correct): {fmt(reference['false_alarms'])} false alarm(s) in"
+            f" {fmt(reference.get('examples'))} examples ({fmt(reference.get('events'))} events),"
+            f" measured rate {fmt(reference.get('measured_rate'))} per property against a budget"
+            f" of {fmt(reference.get('budget_per_run'))} per run; failed: {failed}"
+        )
+    return lines
+
+
+def _mutation_notes_v1(data: Json) -> list[str]:
     reference = data["reference"]
     failed = ", ".join(reference.get("failed") or []) or "none"
     return [

@@ -31,7 +31,7 @@ def prefix() -> Iterator[str]:
 
 @pytest.fixture
 def userspace_target(prefix: str) -> Iterator[LocalTarget]:
-    target = LocalTarget(UserspaceProxy(), prefix=prefix)
+    target = LocalTarget(UserspaceProxy, prefix=prefix)
     target.open()
     try:
         yield target

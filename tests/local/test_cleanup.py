@@ -30,7 +30,7 @@ from harness.events import CreateService, Scale
 from harness.model.objects import labels_of
 from harness.proxies.userspace import UserspaceProxy
 from harness.targets.local import LocalTarget
-target = LocalTarget(UserspaceProxy(), prefix=sys.argv[1])
+target = LocalTarget(UserspaceProxy, prefix=sys.argv[1])
 target.open()
 target.apply(CreateService("web", labels_of({"app": "web"})))
 target.apply(Scale("web", 5))

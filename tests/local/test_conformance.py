@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.conformance import Status, SuiteOptions, run_suite
+from harness.conformance import Status, options_for, run_suite
+from harness.profiles import PROFILES
 from harness.proxies.userspace import UserspaceProxy
-from harness.strategies import EventSpace
 from harness.targets.local import LocalTarget
 from tests.local.conftest import needs_root
 
@@ -17,22 +17,18 @@ pytestmark = [pytest.mark.netns, needs_root, pytest.mark.slow]
 
 
 def test_the_suite_holds_on_the_userspace_proxy(prefix: str, tmp_path: Path) -> None:
-    target = LocalTarget(UserspaceProxy(), prefix=prefix)
+    target = LocalTarget(UserspaceProxy, prefix=prefix)
     target.open()
     try:
-        options = SuiteOptions(
-            examples=2,
-            steps=8,
-            seed=3,
-            space=EventSpace(simulated=False, max_pods=10),
-            failures_dir=tmp_path,
+        options = options_for(
+            target, seed=3, profile=PROFILES["quick"], examples=4, steps=8, failures_dir=tmp_path
         )
-        results = run_suite(target, options)
+        suite = run_suite(target, options)
     finally:
         target.close()
-    statuses = {r.name: r.status for r in results}
+    statuses = {r.name: r.status for r in suite.results}
     assert statuses.pop("exact-balance") == Status.SKIPPED
-    failed = {r.name: r.message for r in results if r.status == Status.FAILED}
-    assert failed == {}
+    failed = {r.name: r.message for r in suite.failed}
+    assert failed == {} and suite.error is None
     assert all(status == Status.PASSED for status in statuses.values())
-    assert all(r.events > 0 for r in results if r.status == Status.PASSED)
+    assert suite.stats.examples == 4 and suite.stats.events > 0

@@ -29,13 +29,13 @@ from pathlib import Path
 import pytest
 
 from harness import registry
-from harness.conformance import SuiteOptions, run_suite
-from harness.local.cluster import Client, LocalCluster, client_address
+from harness.conformance import options_for, run_suite
+from harness.local.cluster import Client, LocalCluster, client_addresses
 from harness.local.names import RunNames, netns_path
 from harness.local.netns import in_thread, mac_for, setns
 from harness.model.objects import Pod
 from harness.model.state import POD_CIDR, SERVICE_CIDR
-from harness.strategies import EventSpace
+from harness.profiles import PROFILES
 from tests.local.capture import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -151,20 +151,22 @@ def test_a_conformance_run_sends_no_packet_outside_the_harness_ranges(
     names = RunNames(prefix)
     target.open()
     try:
-        options = SuiteOptions(
-            examples=2,
-            steps=8,
+        (tmp_path / "failures").mkdir()
+        options = options_for(
+            target,
             seed=5,
-            space=EventSpace(simulated=False, max_pods=10),
+            profile=PROFILES["quick"],
+            examples=3,
+            steps=8,
             failures_dir=tmp_path / "failures",
         )
-        results = run_suite(target, options)
+        suite = run_suite(target, options)
         knock_from_every_client(target.cluster.clients.values())
         links = node_links(names.node_netns)
     finally:
         target.close()
         node_capture.stop()
-    assert sum(r.events for r in results) > 0
+    assert suite.stats.events > 0 and suite.error is None
     counts = [capture.counts for capture in node_capture.captures]
     assert node_capture.complete, f"the capture missed frames: {counts}"
     frames = node_capture.frames()
@@ -240,7 +242,8 @@ def test_the_capture_sees_frames_outside_the_ranges_on_the_bridge_and_a_pods_lin
 
 
 def test_the_ranges_hold_the_harness_addresses_and_nothing_else() -> None:
-    address, gateway = client_address(3)
+    addresses, gateway = client_addresses(3)
+    address = addresses[-1]
     for source, destination in [
         (address, "10.96.0.10"),
         (gateway, address),

@@ -14,8 +14,8 @@ from harness.proxies.base import NodeContext
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions
 from harness.targets import local
-from harness.targets.base import RuleOracle
-from harness.targets.local import LocalTarget, RuleReadingLocalTarget
+from harness.targets.base import reads_rules
+from harness.targets.local import LocalTarget
 from harness.traffic import Reachability, TrafficRequest
 from tests.hostsafety import RootGuard
 from tests.local.conftest import needs_root
@@ -73,7 +73,7 @@ def test_without_root_the_target_says_so_and_offers_loopback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(local.os, "geteuid", lambda: 1000)
-    target = LocalTarget(RecordingProxy(), prefix="hk0dead")
+    target = LocalTarget(RecordingProxy, prefix="hk0dead")
     with pytest.raises(EnvironmentProblem, match="local:loopback") as raised:
         target.open()
     assert "\n" not in str(raised.value)
@@ -86,8 +86,9 @@ def test_from_spec_picks_the_proxy_and_the_rule_oracle_only_when_the_proxy_reads
     monkeypatch.setattr(local, "load_proxy", proxies.__getitem__)
     plain = LocalTarget.from_spec("plain", TargetOptions(prefix="hk0beef"))
     reading = LocalTarget.from_spec("reading", TargetOptions())
-    assert type(plain) is LocalTarget and not isinstance(plain, RuleOracle)
-    assert isinstance(reading, RuleReadingLocalTarget) and isinstance(reading, RuleOracle)
+    assert not reads_rules(plain) and reads_rules(reading)
+    with pytest.raises(UsageError, match="cannot show its programmed rules"):
+        plain.reachability("web", "http", "client-1")
     assert plain.prefix == "hk0beef" and plain.name == "local:recording"
     with pytest.raises(UsageError, match="five hex digits"):
         LocalTarget.from_spec("plain", TargetOptions(prefix="bad"))
@@ -97,7 +98,7 @@ def test_from_spec_picks_the_proxy_and_the_rule_oracle_only_when_the_proxy_reads
 @needs_root
 def test_the_proxy_is_fed_like_a_watch_and_slices_are_the_models(prefix: str) -> None:
     proxy = RecordingProxy()
-    target = LocalTarget(proxy, prefix=prefix)
+    target = LocalTarget(lambda: proxy, prefix=prefix)
     target.open()
     try:
         assert proxy.started is not None and proxy.started.netns == f"{prefix}-node"
@@ -133,7 +134,7 @@ def test_the_proxy_is_fed_like_a_watch_and_slices_are_the_models(prefix: str) ->
 @needs_root
 def test_a_whole_run_leaves_the_root_namespace_as_it_was(prefix: str) -> None:
     root = RootGuard("an open target")
-    target = LocalTarget(UserspaceProxy(), prefix=prefix)
+    target = LocalTarget(UserspaceProxy, prefix=prefix)
     target.open()
     try:
         target.apply(CreateService("web", WEB))

@@ -46,9 +46,9 @@ BEHAVIOURS = {
     reply({"ok": True, "detail": "more than the protocol allows"})
 """,
     "double_reply": """
-    reply({"ok": True})
+    reply({"ok": True, "seq": msg["seq"]})
     if msg["type"] == "service_add":
-        reply({"ok": True})
+        reply({"ok": True, "seq": msg["seq"]})
 """,
     "refuse_sync": """
     reply({"ok": msg["type"] != "sync", "error": "cannot program that"})

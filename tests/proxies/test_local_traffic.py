@@ -20,7 +20,7 @@ from harness.proxies.mutants import DropEmptyProxy, NeverRemovesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.conntrack import ConntrackCleaner
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
-from harness.targets.local import RuleReadingLocalTarget
+from harness.targets.local import LocalTarget
 from harness.traffic import ErrorKind, TrafficRequest
 
 pytestmark = [
@@ -28,16 +28,16 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 WEB = labels_of({"app": "web"})
-OpenTarget = Callable[[type[KernelRuleProxy]], RuleReadingLocalTarget]
+OpenTarget = Callable[[type[KernelRuleProxy]], LocalTarget]
 
 
 @pytest.fixture
 def open_target() -> Iterator[OpenTarget]:
     """Opens a local target around a proxy class; closes it and proves nothing was left."""
-    prefix, targets = new_prefix(), list[RuleReadingLocalTarget]()
+    prefix, targets = new_prefix(), list[LocalTarget]()
 
-    def open_with(cls: type[KernelRuleProxy]) -> RuleReadingLocalTarget:
-        target = RuleReadingLocalTarget(cls(), prefix=prefix)
+    def open_with(cls: type[KernelRuleProxy]) -> LocalTarget:
+        target = LocalTarget(cls, prefix=prefix)
         targets.append(target)
         target.open()
         return target
@@ -50,7 +50,7 @@ def open_target() -> Iterator[OpenTarget]:
         assert clean(prefix, force=True) == []  # the root namespace: tests/conftest.py
 
 
-def usable(target: RuleReadingLocalTarget, service: str) -> set[Backend]:
+def usable(target: LocalTarget, service: str) -> set[Backend]:
     slices = derive_slices(target.state, service)
     return {d.backend for d in usable_destinations(slices, target.state.services[service], "http")}
 
@@ -102,7 +102,7 @@ def test_drop_empty_is_caught_on_real_packets(open_target: OpenTarget) -> None:
     assert sample.errors() == {ErrorKind.TIMEOUT: 2}  # not refused: clients hang
 
 
-def kept_connection(target: RuleReadingLocalTarget, service: str) -> socket.socket:
+def kept_connection(target: LocalTarget, service: str) -> socket.socket:
     """A TCP connection from client-1 to the Service's VIP, made inside the client namespace."""
     assert target.cluster is not None
     client = target.cluster.clients["client-1"].netns

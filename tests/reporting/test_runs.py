@@ -281,7 +281,7 @@ def test_report_mutants_checks_the_output_before_measuring(
     monkeypatch.chdir(tmp_path)
     calls: list[Path] = []
 
-    def mutation_report(failures_dir: Path) -> dict[str, Any]:
+    def mutation_report(mutants: list[str], failures_dir: Path) -> dict[str, Any]:
         calls.append(failures_dir)
         return {**fixture("mutants.json"), "median_counterexample_events": 2.5}
 
