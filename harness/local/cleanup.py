@@ -24,9 +24,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 
 from harness.errors import UsageError
+from harness.interrupts import on_signal
 from harness.local.names import BASE_PREFIX, NETNS_DIR, PREFIX_ENVIRONMENT, run_of
 from harness.local.netns import delete_namespaces
 
@@ -65,16 +65,6 @@ _previous_handlers: dict[int, object] = {}
 _guard_lock = threading.Lock()
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised wherever the program is, so that it unwinds like Ctrl-C: every `finally`
-    and the atexit hook run, and pytest and Hypothesis stop (a SystemExit would count as one
-    failed test and the session would go on). The harness CLI does the same."""
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(f"terminated by signal {signum}")
-
-
 def _close_all() -> None:
     for close in list(_closers.values()):
         with contextlib.suppress(Exception):
@@ -82,15 +72,16 @@ def _close_all() -> None:
 
 
 def guard(close: Callable[[], None]) -> Callable[[], None]:
-    """Call `close` at interpreter exit and turn SIGTERM into an unwinding `Terminated` (SIGINT
-    already raises KeyboardInterrupt); an existing SIGTERM handler is left in place. Returns the
-    function that removes the guard again; closing twice must be harmless for `close`."""
+    """Call `close` at interpreter exit and turn SIGTERM into an unwinding `Interrupted` (SIGINT
+    already raises KeyboardInterrupt); an existing SIGTERM handler (the CLI's) is left in place.
+    Returns the function that removes the guard again; closing twice must be harmless for
+    `close`."""
     with _guard_lock:
         if not _closers:
             atexit.register(_close_all)
             in_main = threading.current_thread() is threading.main_thread()
             if in_main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-                _previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_signal)
+                _previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_signal)
         key = id(close)
         _closers[key] = close
 
