@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UsageError
@@ -122,23 +123,75 @@ def _namespace_inodes(names: list[str]) -> dict[int, str]:
     return inodes
 
 
-def _run_processes(runs: set[str], inodes: dict[int, str]) -> dict[int, str]:
-    """Processes that belong to `runs`: their environment names the run, or they live in one of
-    the run's namespaces. Never this process."""
-    found = {}
+@dataclass(frozen=True)
+class _Process:
+    """What /proc says about one process, as far as finding a run's processes needs."""
+
+    pid: int
+    parent: int
+    netns: int
+    command: str
+    marker: str | None  # the run prefix in its environment
+
+
+def _processes() -> list[_Process]:
+    found = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit():
             continue
-        pid = int(entry.name)
-        with contextlib.suppress(OSError):
-            if os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
-                found[pid] = inodes[os.stat(f"/proc/{pid}/ns/net").st_ino]
-                continue
-            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            for variable in environment:
-                key, _, value = variable.decode(errors="replace").partition("=")
-                if key == PREFIX_ENVIRONMENT and value in runs:
-                    found[pid] = value
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environment = Path(entry.path, "environ").read_bytes().split(b"\0")
+            marker = next(
+                (
+                    value.decode(errors="replace")
+                    for key, _, value in (v.partition(b"=") for v in environment)
+                    if key == PREFIX_ENVIRONMENT.encode()
+                ),
+                None,
+            )
+            command = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ")
+            netns = os.stat(Path(entry.path, "ns", "net")).st_ino
+            found.append(
+                _Process(int(entry.name), parent, netns, command.decode(errors="replace"), marker)
+            )
+    return found
+
+
+def _run_processes(runs: set[str], inodes: dict[int, str]) -> dict[int, str]:
+    """Processes that belong to `runs`, by pid, with the run (or namespace) they belong to.
+
+    A process belongs to a run when its environment names the run, or it lives in one of the
+    run's namespaces, or (outside this process's namespace, in one whose name is already gone)
+    its command line names the run's work directory or its parent belongs to the run in the same
+    namespace: daemons such as nginx overwrite their environment. Never this process, and never
+    a process of this process's (the root) namespace for its command line or parent alone.
+    """
+    table = _processes()
+    root_netns = os.stat("/proc/self/ns/net").st_ino  # where the harness runs: the root one
+    workdirs = {run: f"{tempfile.gettempdir()}/{run}-" for run in runs}
+    found: dict[int, str] = {}
+    for process in table:
+        if process.netns in inodes:
+            found[process.pid] = inodes[process.netns]
+        elif process.marker in runs:
+            found[process.pid] = process.marker
+        elif process.netns != root_netns:
+            named = [run for run, workdir in workdirs.items() if workdir in process.command]
+            if named:
+                found[process.pid] = named[0]
+    netns_of = {process.pid: process.netns for process in table}
+    children: dict[int, list[int]] = {}
+    for process in table:
+        children.setdefault(process.parent, []).append(process.pid)
+    queue = list(found)
+    while queue:
+        parent = queue.pop()
+        for child in children.get(parent, []):
+            if child not in found and netns_of[child] == netns_of[parent] != root_netns:
+                found[child] = found[parent]
+                queue.append(child)
+    found.pop(os.getpid(), None)
     return found
 
 
