@@ -1,8 +1,9 @@
 """How the harness stops on SIGINT, SIGTERM and SIGHUP: it unwinds, it never just dies.
 
-A signal raises `Interrupted` (a KeyboardInterrupt) in the main thread wherever it is, so every
-`finally` block and context manager runs and the run removes everything it made; the CLI then says
-so in one line and exits 130. What `install()` adds to Python's own Ctrl-C handling:
+A signal raises KeyboardInterrupt in the main thread wherever it is, as Ctrl-C does, so every
+`finally` block and context manager runs and the run removes everything it made, and pytest and
+Hypothesis stop (a SystemExit would count as one failed test and the session would go on); the
+CLI then says so in one line and exits 130. What `install()` adds to Python's own Ctrl-C handling:
 
 - **Ctrl-C works even when SIGINT was inherited as ignored**, as a background job of a
   non-interactive shell and some CI runners start programs: the handler is set whatever the
@@ -40,20 +41,12 @@ RESEND_SOON_S = 0.01
 GIVE_UP_S = 30.0
 
 
-class Interrupted(KeyboardInterrupt):
-    """A signal asked the harness to stop; it unwinds like Ctrl-C, so pytest and Hypothesis stop
-    too (a SystemExit would count as one failed test and the session would go on)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
 @dataclass
 class _State:
     """What the handler knows: whose run it stops, and whether a signal is a re-sent one."""
 
     scope: CodeType | None = None  # the installing function: re-sent signals act only inside it
+    signum: int | None = None  # the signal that raised the last interrupt
     resent: bool = False
     stop_watchdog: threading.Event = field(default_factory=threading.Event)
     watchdog: threading.Thread | None = None
@@ -96,8 +89,8 @@ def _running(frame: FrameType | None, codes: set[CodeType]) -> bool:
 
 
 def on_signal(signum: int, frame: FrameType | None) -> None:
-    """The handler: raise `Interrupted` unless an interrupt is already unwinding. Runs in the
-    main thread only (Python calls signal handlers there)."""
+    """The handler: raise KeyboardInterrupt unless an interrupt is already unwinding. Runs in
+    the main thread only (Python calls signal handlers there)."""
     resent, _state.resent = _state.resent, False
     name = signal.Signals(signum).name
     if _running(frame, _HOOKS):  # an exception raised in a hook would be dropped: try again
@@ -118,7 +111,10 @@ def on_signal(signum: int, frame: FrameType | None) -> None:
         _say(f"harness: {name}: stopping and removing what the run made")
     if _state.scope is not None:
         _start_watchdog(signum)
-    raise Interrupted(signum)
+    _state.signum = signum
+    # exactly KeyboardInterrupt: Python ends a program it escapes as killed by SIGINT (exit
+    # status 130), where a subclass would exit 1, the code of a violation
+    raise KeyboardInterrupt(f"interrupted by {name}")
 
 
 def _resend(signum: int) -> None:
@@ -151,9 +147,8 @@ def _start_watchdog(signum: int) -> None:
 def _quiet_unraisable(unraisable: Any) -> None:
     """sys.unraisablehook: an interrupt dropped in a gc callback or a finaliser is raised again,
     silently; anything else goes to the previous hook."""
-    error = unraisable.exc_value
-    if isinstance(error, Interrupted):
-        _resend_soon(error.signum)
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _state.signum is not None:
+        _resend_soon(_state.signum)
         return
     _state.unraisable(unraisable)
 

@@ -73,8 +73,8 @@ def _close_all() -> None:
 
 
 def guard(close: Callable[[], None]) -> Callable[[], None]:
-    """Call `close` at interpreter exit and turn SIGTERM into an unwinding `Interrupted` (SIGINT
-    already raises KeyboardInterrupt); an existing SIGTERM handler (the CLI's) is left in place.
+    """Call `close` at interpreter exit and make SIGTERM raise KeyboardInterrupt, as SIGINT does
+    (`harness.interrupts.on_signal`); an existing SIGTERM handler (the CLI's) is left in place.
     Returns the function that removes the guard again; closing twice must be harmless for
     `close`."""
     with _guard_lock:
