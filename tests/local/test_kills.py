@@ -20,6 +20,7 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from harness.local.cleanup import clean
-from harness.local.names import new_prefix
+from harness.local.names import NETNS_DIR, new_prefix
 from tests.local.conftest import needs_root, root_snapshot
 from tests.local.runs import HARNESS, NOISE, Run, leftovers, pinned_namespaces, run_argv
 
@@ -42,6 +43,8 @@ ACK_BOUND_S = 1.0
 EXIT_BOUND_S = 30.0
 PARALLEL = 2
 SWEEP_ENVIRONMENT = "HARNESS_KILL_SWEEP"
+RUN_PROCESSES = {"iptables": 1, "nftables": 1, "userspace": 2, "nginx": 3, "haproxy": 3}
+"""The fewest processes a run has once started: the pod server, and the proxy's."""
 
 
 @dataclass(frozen=True)
@@ -175,3 +178,33 @@ def test_a_long_sweep_of_kills_leaves_nothing(tmp_path: Path) -> None:
     kills = plan(rounds, random.Random(seed), 8.0)
     failed = [o for o in sweep(kills, tmp_path) if o.problems]
     assert not failed, f"seed {seed}:\n" + "\n".join(f"{o.kill}: {o.problems}" for o in failed)
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_a_killed_runs_processes_end_by_themselves(proxy: str, tmp_path: Path) -> None:
+    """After SIGKILL of the harness alone, the proxy's daemons (parent-death signal) and the
+    helpers (the end of their stdin) end without `harness clean`, which then only removes
+    namespaces and the work directory."""
+    prefix = new_prefix()
+    run = Run(run_argv(proxy, EXAMPLES, 1, tmp_path), prefix).start()
+    try:
+        assert run.wait_for_handlers(), run.stderr
+        deadline_s = time.monotonic() + 20
+        while not Path(NETNS_DIR, f"{prefix}-p0").exists() and time.monotonic() < deadline_s:
+            time.sleep(0.05)  # the first pod exists: the proxy has started
+        with pinned_namespaces(prefix) as inodes:
+            assert len(processes(prefix, inodes)) >= RUN_PROCESSES.get(proxy, 2), run.stderr
+            run.signal(signal.SIGKILL, group=False)
+            assert run.wait(10) == -signal.SIGKILL
+            deadline_s = time.monotonic() + 5
+            while processes(prefix, inodes) and time.monotonic() < deadline_s:
+                time.sleep(0.05)
+            assert processes(prefix, inodes) == []
+            assert clean(prefix) != []  # namespaces and the work directory were left for it
+            assert leftovers(prefix, inodes) == []
+    finally:
+        clean(prefix, force=True)
+
+
+def processes(prefix: str, inodes: Iterable[int] = ()) -> list[str]:
+    return [item for item in leftovers(prefix, inodes) if item.startswith("process")]
