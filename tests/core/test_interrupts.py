@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.local.runs import HARNESS, NOISE, Run, sigint_disposition
+from tests.local.runs import HARNESS, NOISE, Run, start_program
 
 BOTH_WAYS = pytest.mark.parametrize("sigint_ignored", [True, False], ids=["ignored", "default"])
 PROGRAM = """
@@ -67,16 +67,7 @@ WAITS = """
 
 def start(body: str, signum: int, sigint_ignored: bool) -> subprocess.Popen[str]:
     program = PROGRAM.format(body=body.replace("signal.SIG)", f"signal.{signum.name})"))
-    process = subprocess.Popen(
-        [sys.executable, "-c", program],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=sigint_disposition(sigint_ignored),
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "installed"
-    return process
+    return start_program(program, [], sigint_ignored, "installed")
 
 
 def finish(process: subprocess.Popen[str]) -> tuple[int, str, str, float]:

@@ -49,6 +49,23 @@ def sigint_disposition(ignored: bool) -> Callable[[], None]:
     return set_disposition
 
 
+def start_program(
+    program: str, args: Sequence[str], sigint_ignored: bool, first_line: str
+) -> subprocess.Popen[str]:
+    """`python -c PROGRAM ARGS` with SIGINT ignored or default, once it printed `first_line`
+    (stdout and stderr are pipes)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", program, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_disposition(sigint_ignored),
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == first_line, process.communicate()[1]
+    return process
+
+
 @dataclass
 class Run:
     """A `harness run` process in its own session, its stderr lines with their arrival times."""

@@ -24,7 +24,7 @@ from harness.model.objects import labels_of
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
 from tests.local.conftest import needs_root
-from tests.local.runs import leftovers, sigint_disposition
+from tests.local.runs import leftovers, start_program
 
 pytestmark = [pytest.mark.netns, needs_root]
 
@@ -54,16 +54,7 @@ time.sleep(60)
 def start_run(
     prefix: str, busy: bool = False, sigint_ignored: bool = False
 ) -> subprocess.Popen[str]:
-    mode = "busy" if busy else "idle"
-    run = subprocess.Popen(
-        [sys.executable, "-c", RUN, prefix, mode],
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=sigint_disposition(sigint_ignored),
-    )
-    assert run.stdout is not None
-    assert run.stdout.readline().strip() == "ready"
-    return run
+    return start_program(RUN, [prefix, "busy" if busy else "idle"], sigint_ignored, "ready")
 
 
 def test_clean_removes_everything_a_killed_run_left(prefix: str) -> None:
