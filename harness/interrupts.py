@@ -127,7 +127,9 @@ def _resend(signum: int) -> None:
 def _resend_soon(signum: int) -> None:
     """Re-send from another thread, so the handler runs once the main thread left the place
     that dropped the interrupt."""
-    threading.Timer(RESEND_SOON_S, _resend, (signum,)).start()
+    timer = threading.Timer(RESEND_SOON_S, _resend, (signum,))
+    timer.daemon = True
+    timer.start()
 
 
 def _start_watchdog(signum: int) -> None:
