@@ -115,16 +115,16 @@ class ControlledProcess:
     def start(self) -> None:
         self._interrupted = False
         environment = {**os.environ, PREFIX_ENVIRONMENT: self.prefix}
-        # its own session: a terminal's Ctrl-C (to the whole foreground group) reaches only the
-        # harness, which stops the helper itself once it no longer needs it
-        self.process = subprocess.Popen(
-            self.command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=environment,
-            start_new_session=True,
-        )
         try:
+            # its own session: a terminal's Ctrl-C (to the whole foreground group) reaches only
+            # the harness, which stops the helper itself once it no longer needs it
+            self.process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=environment,
+                start_new_session=True,
+            )
             line = self._read_line()
             if line != READY_LINE:
                 raise EnvironmentProblem(f"the {self.role} did not start (it said {line!r})")

@@ -290,7 +290,12 @@ async def _pump(
 
 def main() -> None:
     if len(sys.argv) > 1:
-        setns(sys.argv[1])
+        try:
+            setns(sys.argv[1])
+        except FileNotFoundError:
+            # the harness, interrupted while starting us, has removed the node already: leave
+            # quietly (were it still waiting, it would report this exit status)
+            sys.exit(1)
     data_plane = _DataPlane()
     run_helper(data_plane.handle, data_plane.shutdown)
 

@@ -36,7 +36,7 @@ from harness.model.objects import labels_of
 from harness.proxies.userspace import UserspaceProxy
 from harness.targets.local import LocalTarget
 interrupts.install()  # what a program driving a target does first (the CLI does)
-target = LocalTarget(UserspaceProxy(), prefix=sys.argv[1])
+target = LocalTarget(UserspaceProxy, prefix=sys.argv[1])
 target.open()
 target.apply(CreateService("web", labels_of({"app": "web"})))
 target.apply(Scale("web", 5))
