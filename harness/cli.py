@@ -12,17 +12,15 @@ import argparse
 import os
 import random
 import re
-import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
-from harness import __version__, registry
+from harness import __version__, interrupts, registry
 from harness.checks import PROPERTIES
 from harness.conformance import options_for, run_suite, select_properties
 from harness.console import Console
@@ -455,12 +453,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through every `finally`, so targets close and clean up
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupts.install()  # SIGINT, SIGTERM, SIGHUP unwind through every `finally`, quietly
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

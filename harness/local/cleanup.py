@@ -23,10 +23,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from harness.errors import UsageError
+from harness.interrupts import on_signal
 from harness.local.names import BASE_PREFIX, NETNS_DIR, PREFIX_ENVIRONMENT, run_of
 from harness.local.netns import delete_namespaces
 
@@ -65,16 +66,6 @@ _previous_handlers: dict[int, object] = {}
 _guard_lock = threading.Lock()
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised wherever the program is, so that it unwinds like Ctrl-C: every `finally`
-    and the atexit hook run, and pytest and Hypothesis stop (a SystemExit would count as one
-    failed test and the session would go on). The harness CLI does the same."""
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(f"terminated by signal {signum}")
-
-
 def _close_all() -> None:
     for close in list(_closers.values()):
         with contextlib.suppress(Exception):
@@ -82,15 +73,16 @@ def _close_all() -> None:
 
 
 def guard(close: Callable[[], None]) -> Callable[[], None]:
-    """Call `close` at interpreter exit and turn SIGTERM into an unwinding `Terminated` (SIGINT
-    already raises KeyboardInterrupt); an existing SIGTERM handler is left in place. Returns the
-    function that removes the guard again; closing twice must be harmless for `close`."""
+    """Call `close` at interpreter exit and make SIGTERM raise KeyboardInterrupt, as SIGINT does
+    (`harness.interrupts.on_signal`); an existing SIGTERM handler (the CLI's) is left in place.
+    Returns the function that removes the guard again; closing twice must be harmless for
+    `close`."""
     with _guard_lock:
         if not _closers:
             atexit.register(_close_all)
             in_main = threading.current_thread() is threading.main_thread()
             if in_main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-                _previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_signal)
+                _previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_signal)
         key = id(close)
         _closers[key] = close
 
@@ -131,23 +123,75 @@ def _namespace_inodes(names: list[str]) -> dict[int, str]:
     return inodes
 
 
-def _run_processes(runs: set[str], inodes: dict[int, str]) -> dict[int, str]:
-    """Processes that belong to `runs`: their environment names the run, or they live in one of
-    the run's namespaces. Never this process."""
-    found = {}
+@dataclass(frozen=True)
+class _Process:
+    """What /proc says about one process, as far as finding a run's processes needs."""
+
+    pid: int
+    parent: int
+    netns: int
+    command: str
+    marker: str | None  # the run prefix in its environment
+
+
+def _processes() -> list[_Process]:
+    found = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit():
             continue
-        pid = int(entry.name)
-        with contextlib.suppress(OSError):
-            if os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
-                found[pid] = inodes[os.stat(f"/proc/{pid}/ns/net").st_ino]
-                continue
-            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            for variable in environment:
-                key, _, value = variable.decode(errors="replace").partition("=")
-                if key == PREFIX_ENVIRONMENT and value in runs:
-                    found[pid] = value
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environment = Path(entry.path, "environ").read_bytes().split(b"\0")
+            marker = next(
+                (
+                    value.decode(errors="replace")
+                    for key, _, value in (v.partition(b"=") for v in environment)
+                    if key == PREFIX_ENVIRONMENT.encode()
+                ),
+                None,
+            )
+            command = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ")
+            netns = os.stat(Path(entry.path, "ns", "net")).st_ino
+            found.append(
+                _Process(int(entry.name), parent, netns, command.decode(errors="replace"), marker)
+            )
+    return found
+
+
+def _run_processes(runs: set[str], inodes: dict[int, str]) -> dict[int, str]:
+    """Processes that belong to `runs`, by pid, with the run (or namespace) they belong to.
+
+    A process belongs to a run when its environment names the run, or it lives in one of the
+    run's namespaces, or (outside this process's namespace, in one whose name is already gone)
+    its command line names the run's work directory or its parent belongs to the run in the same
+    namespace: daemons such as nginx overwrite their environment. Never this process, and never
+    a process of this process's (the root) namespace for its command line or parent alone.
+    """
+    table = _processes()
+    root_netns = os.stat("/proc/self/ns/net").st_ino  # where the harness runs: the root one
+    workdirs = {run: f"{tempfile.gettempdir()}/{run}-" for run in runs}
+    found: dict[int, str] = {}
+    for process in table:
+        if process.netns in inodes:
+            found[process.pid] = inodes[process.netns]
+        elif process.marker in runs:
+            found[process.pid] = process.marker
+        elif process.netns != root_netns:
+            named = [run for run, workdir in workdirs.items() if workdir in process.command]
+            if named:
+                found[process.pid] = named[0]
+    netns_of = {process.pid: process.netns for process in table}
+    children: dict[int, list[int]] = {}
+    for process in table:
+        children.setdefault(process.parent, []).append(process.pid)
+    queue = list(found)
+    while queue:
+        parent = queue.pop()
+        for child in children.get(parent, []):
+            if child not in found and netns_of[child] == netns_of[parent] != root_netns:
+                found[child] = found[parent]
+                queue.append(child)
+    found.pop(os.getpid(), None)
     return found
 
 

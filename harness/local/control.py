@@ -26,37 +26,64 @@ from harness.local.names import PREFIX_ENVIRONMENT
 READY_LINE = "ready"
 REPLY_TIMEOUT_S = 30.0
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Shutdown = Callable[[], Awaitable[None]]
 
 
 # -- the helper process ---------------------------------------------------------------------------
 async def serve_lines(handle: Handler, control_in: IO[bytes], control_out: IO[bytes]) -> None:
     """Answer each request line with `{"ok": true, ...reply}` or `{"ok": false, "error": ...}`
-    until `control_in` reaches its end."""
+    until `control_in` reaches its end or the process gets SIGTERM (a request being answered is
+    finished first)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**26)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), control_in)
-    control_out.write(READY_LINE.encode() + b"\n")
-    control_out.flush()
-    while line := await reader.readline():
+    terminated = asyncio.Event()
+
+    def terminate() -> None:
+        terminated.set()
+        reader.feed_eof()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    written = _write_line(control_out, READY_LINE)
+    while written and (line := await reader.readline()) and not terminated.is_set():
         try:
             reply = {"ok": True, **(await handle(json.loads(line)))}
         except Exception as error:  # reported to the harness, which raises it
             reply = {"ok": False, "error": f"{type(error).__name__}: {error}"}
-        control_out.write(json.dumps(reply).encode() + b"\n")
+        written = _write_line(control_out, json.dumps(reply))
+
+
+def _write_line(control_out: IO[bytes], line: str) -> bool:
+    """Send one line; False once the harness is gone (its end of the pipe closed)."""
+    try:
+        control_out.write(line.encode() + b"\n")
         control_out.flush()
+    except OSError:
+        return False
+    return True
 
 
-def run_helper(handle: Handler) -> None:
-    """The main of a helper process: serve stdin/stdout until stdin closes.
+def run_helper(handle: Handler, shutdown: Shutdown | None = None) -> None:
+    """The main of a helper process: serve stdin/stdout until stdin closes or SIGTERM, then
+    await `shutdown()` (close listeners, end connections) and exit 0, quietly.
 
     Raises the open-file limit to its hard cap (20,000 here: many pods, many connections) and
-    ignores SIGINT: a Ctrl-C reaches the whole process group, and the harness, which owns the
-    helper, stops it by closing its stdin once it has cleaned up.
+    ignores SIGINT: the harness, which owns the helper, stops it by closing its stdin once it has
+    cleaned up (it starts helpers in their own session, out of a terminal's Ctrl-C). A harness
+    killed with SIGKILL closes the pipe too, so a helper never outlives its harness.
     """
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(serve_lines(handle, sys.stdin.buffer, sys.stdout.buffer))
+
+    async def serve() -> None:
+        try:
+            await serve_lines(handle, sys.stdin.buffer, sys.stdout.buffer)
+        finally:
+            if shutdown is not None:
+                await shutdown()
+
+    asyncio.run(serve())
 
 
 # -- the harness side -----------------------------------------------------------------------------
@@ -88,17 +115,22 @@ class ControlledProcess:
     def start(self) -> None:
         self._interrupted = False
         environment = {**os.environ, PREFIX_ENVIRONMENT: self.prefix}
-        self.process = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment
-        )
         try:
+            # its own session: a terminal's Ctrl-C (to the whole foreground group) reaches only
+            # the harness, which stops the helper itself once it no longer needs it
+            self.process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=environment,
+                start_new_session=True,
+            )
             line = self._read_line()
-        except EnvironmentProblem:
+            if line != READY_LINE:
+                raise EnvironmentProblem(f"the {self.role} did not start (it said {line!r})")
+        except BaseException:  # an interrupt too: a helper half started is still stopped
             self.stop()
             raise
-        if line != READY_LINE:
-            self.stop()
-            raise EnvironmentProblem(f"the {self.role} did not start (it said {line!r})")
 
     def _read_line(self) -> str:
         assert self.process is not None and self.process.stdout is not None

@@ -8,9 +8,12 @@ which is why the prefix is short and interface suffixes are hex counters.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from dataclasses import dataclass
+
+from harness.errors import UsageError
 
 BASE_PREFIX = "hk"
 RUN_PATTERN = re.compile(r"^(hk[0-9a-f]{5})(?:[-.]|$)")
@@ -23,8 +26,23 @@ IFNAME_MAX = 15
 NETNS_DIR = "/run/netns"
 
 
+PREFIX_REQUEST_ENVIRONMENT = "HARNESS_NEW_RUN_PREFIX"
+"""A run prefix in this variable becomes the process's next `new_prefix()`, once (the variable is
+removed, so helpers and later runs do not inherit it): a test that starts `harness run` knows the
+run's prefix before the run makes anything."""
+
+
 def new_prefix() -> str:
-    """A fresh run prefix: `hk` and five random hex digits (about a million runs apart)."""
+    """A fresh run prefix: `hk` and five random hex digits (about a million runs apart), or the
+    one requested in PREFIX_REQUEST_ENVIRONMENT (UsageError if it is not a run prefix)."""
+    requested = os.environ.pop(PREFIX_REQUEST_ENVIRONMENT, None)
+    if requested is not None:
+        if run_of(requested) != requested:
+            raise UsageError(
+                f"{PREFIX_REQUEST_ENVIRONMENT}={requested!r} is not a run prefix ('hk' and five"
+                " hex digits, e.g. hk3fa9c)"
+            )
+        return requested
     return f"{BASE_PREFIX}{secrets.token_hex(3)[:5]}"
 
 

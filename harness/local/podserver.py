@@ -12,8 +12,8 @@ What a pod answers (its identity is `POD UID`, e.g. `web-0 u3`):
   on connect, and again for every line received.
 
 Control: JSON lines over stdin and stdout (`harness.local.control`); `PodServer` below is the
-harness's handle. The server exits when stdin closes, so a
-harness killed with SIGKILL takes its pod server with it. Removing a pod closes its listening
+harness's handle. The server exits when stdin closes (or on SIGTERM), so a harness killed with
+SIGKILL takes its pod server with it. Removing a pod closes its listening
 sockets and aborts its open connections, as a killed container's would be, before the harness
 deletes the pod's namespace.
 """
@@ -147,6 +147,10 @@ class _Server:
             if pod is not None:
                 pod.close()
 
+    async def shutdown(self) -> None:
+        """Stop serving every pod (the server is exiting)."""
+        self.remove(list(self.pods))
+
     def stats(self) -> dict[str, Any]:
         connections = sum(len(p.transports) for p in self.pods.values())
         return {"pods": len(self.pods), "connections": connections}
@@ -168,7 +172,8 @@ def _spec_from_json(item: dict[str, Any]) -> PodSpec:
 
 
 def main() -> None:
-    run_helper(_Server().handle)
+    server = _Server()
+    run_helper(server.handle, server.shutdown)
 
 
 # -- the harness side -----------------------------------------------------------------------------

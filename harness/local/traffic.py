@@ -235,7 +235,7 @@ class ClientAgent:
             entered.set_result(None)
             asyncio.set_event_loop(self._loop)
             self._loop.run_forever()
-            self._loop.close()
+            _finish(self._loop)
 
         self._thread = threading.Thread(target=serve, name=f"client {self.netns}", daemon=True)
         self._thread.start()
@@ -263,11 +263,26 @@ class ClientAgent:
                 raise EnvironmentProblem(
                     f"a batch of {batch.count} requests did not end within {bound_s:.0f} s"
                 ) from None
+            except BaseException:
+                future.cancel()  # interrupted: the batch stops with its caller
+                raise
 
     def close(self) -> None:
-        """Stop the loop and its thread. Idempotent."""
+        """Stop the loop and its thread, cancelling a batch still running. Idempotent."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
         thread.join(5)
+
+
+def _finish(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what still runs on the stopped `loop` (a batch its interrupted caller left), let it
+    unwind, and close the loop: a task destroyed while pending would print a warning."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()

@@ -3,13 +3,15 @@
 `NetnsProcess` runs a command under `ip netns exec NETNS` (root only to enter the namespace),
 optionally dropping to an unprivileged user that keeps just CAP_NET_BIND_SERVICE (so it may listen
 on Service ports below 1024 without any sysctl change). The process leads its own process group,
-so `stop()` ends it and everything it forked, and nothing else.
+so `stop()` ends it and everything it forked, and nothing else; and it gets SIGTERM when the
+harness dies, even by SIGKILL (`supervised_argv`), so a killed run leaves no daemon behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,7 @@ from harness.proxies.base import NodeContext
 UNPRIVILEGED_UID = 65534  # nobody
 UNPRIVILEGED_GID = 65534  # nogroup
 TAIL_BYTES = 4096
+PARENT_DEATH_SIGNAL = "TERM"
 
 
 @dataclass(frozen=True)
@@ -33,16 +36,40 @@ class Unprivileged:
     uid: int = UNPRIVILEGED_UID
     gid: int = UNPRIVILEGED_GID
 
-    def argv(self) -> list[str]:
+    def options(self) -> list[str]:
+        """`setpriv`'s options that switch to this user."""
         return [
-            "setpriv",
             f"--reuid={self.uid}",
             f"--regid={self.gid}",
             "--clear-groups",
             "--inh-caps=+net_bind_service",
             "--ambient-caps=+net_bind_service",
-            "--",
         ]
+
+
+def supervised_argv(argv: Sequence[str], user: Unprivileged | None = None) -> list[str]:
+    """`argv` run as `user` (None: as this process's user), sent SIGTERM when its parent dies.
+
+    `setpriv` sets the parent-death signal (PR_SET_PDEATHSIG) after the user switch, which would
+    clear it. The kernel sends it when the thread that started the process ends, however it ends
+    (SIGKILL included), so a daemon never outlives a killed harness; a daemon's master then stops
+    its own workers. It does not reach processes the command forks (a shell's children): those
+    are left to their stdin's end and to `harness clean`. Without `setpriv` (util-linux) a user
+    switch is impossible (EnvironmentProblem) and a process as root runs unsupervised.
+    """
+    if shutil.which("setpriv") is None:
+        if user is not None:
+            raise EnvironmentProblem(
+                "running a daemon as nobody needs `setpriv`: apt-get install util-linux"
+            )
+        return list(argv)
+    return [
+        "setpriv",
+        *(user.options() if user else []),
+        f"--pdeathsig={PARENT_DEATH_SIGNAL}",
+        "--",
+        *argv,
+    ]
 
 
 def run_environment(node: NodeContext) -> dict[str, str]:
@@ -51,12 +78,9 @@ def run_environment(node: NodeContext) -> dict[str, str]:
     return {**os.environ, PREFIX_ENVIRONMENT: node.prefix}
 
 
-def netns_argv(
-    netns: str | None, argv: Sequence[str], user: Unprivileged | None = None
-) -> list[str]:
-    """The command line that runs `argv` inside `netns` (or here, when None), as `user`."""
-    wrapped = [*(user.argv() if user else []), *argv]
-    return ["ip", "netns", "exec", netns, *wrapped] if netns else wrapped
+def netns_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
+    """The command line that runs `argv` inside `netns` (or here, when None)."""
+    return ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
 
 
 def run_in_netns(netns: str, argv: Sequence[str], timeout_s: float = 10.0) -> None:
@@ -97,7 +121,9 @@ class NetnsProcess:
         self._popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = netns_argv(self.netns, self.argv, self.user)
+        """Start the process; it gets SIGTERM if the thread calling this ends before `stop()`
+        (`supervised_argv`), so call it from the thread that owns the process's lifetime."""
+        command = netns_argv(self.netns, supervised_argv(self.argv, self.user))
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             try:

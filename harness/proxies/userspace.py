@@ -207,6 +207,17 @@ class _DataPlane:
             _close(gone)
         self.services[service["service"]] = listeners
 
+    async def shutdown(self) -> None:
+        """Stop listening and cut every relayed connection (the helper is exiting)."""
+        for listeners in self.services.values():
+            for listener in listeners:
+                _close(listener)
+        self.services.clear()
+        relays = list(_RELAYS)
+        for relay in relays:
+            relay.cancel()
+        await asyncio.gather(*relays, return_exceptions=True)
+
 
 def _close(listener: _Listener) -> None:
     """Stop listening: new connections are refused by the kernel from now on."""
@@ -224,8 +235,21 @@ async def _relay(
     assert task is not None
     _RELAYS.add(task)
     task.add_done_callback(_RELAYS.discard)
-    client_ip = str(client_writer.get_extra_info("peername")[0])
-    now_s = time.monotonic()
+    try:
+        await _dial_and_copy(listener, client_reader, client_writer)
+    except asyncio.CancelledError:  # the helper is shutting down: cut the connection
+        client_writer.transport.abort()
+        raise
+
+
+async def _dial_and_copy(
+    listener: _Listener, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+) -> None:
+    peer = client_writer.get_extra_info("peername")
+    if peer is None:  # the client reset before the relay began
+        client_writer.transport.abort()
+        return
+    client_ip, now_s = str(peer[0]), time.monotonic()
     candidates = listener.candidates(client_ip, now_s)
     for attempt, timeout_s in enumerate(DIAL_TIMEOUTS_S if candidates else ()):
         destination = candidates[attempt % len(candidates)]
@@ -235,10 +259,14 @@ async def _relay(
         except OSError:
             continue
         listener.used(client_ip, destination, now_s)
-        await asyncio.gather(
-            _pump(client_reader, backend_writer, client_writer),
-            _pump(backend_reader, client_writer, backend_writer),
-        )
+        try:
+            await asyncio.gather(
+                _pump(client_reader, backend_writer, client_writer),
+                _pump(backend_reader, client_writer, backend_writer),
+            )
+        except asyncio.CancelledError:
+            backend_writer.transport.abort()
+            raise
         backend_writer.close()
         client_writer.close()
         return
@@ -262,8 +290,14 @@ async def _pump(
 
 def main() -> None:
     if len(sys.argv) > 1:
-        setns(sys.argv[1])
-    run_helper(_DataPlane().handle)
+        try:
+            setns(sys.argv[1])
+        except FileNotFoundError:
+            # the harness, interrupted while starting us, has removed the node already: leave
+            # quietly (were it still waiting, it would report this exit status)
+            sys.exit(1)
+    data_plane = _DataPlane()
+    run_helper(data_plane.handle, data_plane.shutdown)
 
 
 if __name__ == "__main__":

@@ -70,9 +70,26 @@ def proxy_factory(name: str, options: TargetOptions) -> ProxyFactory:
 
 
 def check_environment() -> None:
-    """EnvironmentProblem (one line) unless this process can build namespaces."""
+    """EnvironmentProblem (one line) unless this process can build namespaces: root, with
+    CAP_NET_ADMIN and CAP_SYS_ADMIN in its effective set (uid 0 in an unprivileged container has
+    neither), and the `ip` tool. Reads /proc/self/status; changes nothing."""
     if os.geteuid() != 0:
         raise EnvironmentProblem(NEEDS_ROOT)
+    try:
+        with open("/proc/self/status") as status:
+            lines = status.read().splitlines()
+    except OSError:
+        lines = []  # no /proc to ask: the namespace commands will say what they lack
+    effective = next((int(line.split()[1], 16) for line in lines if line.startswith("CapEff:")), -1)
+    needed = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}  # linux/capability.h
+    missing = [name for name, bit in needed.items() if not effective >> bit & 1]
+    if missing:
+        raise EnvironmentProblem(
+            "the local target needs root with CAP_NET_ADMIN and CAP_SYS_ADMIN to create network"
+            f" namespaces, and this process lacks {' and '.join(missing)} (an unprivileged"
+            " container?); grant them (docker run --cap-add NET_ADMIN --cap-add SYS_ADMIN), or"
+            " use --target local:loopback (pods on 127.x addresses, userspace proxy)"
+        )
     if shutil.which("ip") is None:
         raise EnvironmentProblem("the local target needs the `ip` tool: apt-get install iproute2")
 
