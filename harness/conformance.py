@@ -102,6 +102,7 @@ class SuiteResult:
     results: list[PropertyResult]
     stats: SearchStats
     options: SuiteOptions
+    target_name: str = ""
     error: str | None = None
     interrupted: bool = False
 
@@ -288,7 +289,7 @@ def run_suite(
             results.append(PropertyResult(prop, Status.ERROR, message=unjudged))
         else:
             results.append(PropertyResult(prop, Status.PASSED))
-    return SuiteResult(results, search.stats, options, error, interrupted)
+    return SuiteResult(results, search.stats, options, target.name, error, interrupted)
 
 
 def options_for(

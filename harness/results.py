@@ -48,7 +48,7 @@ class RunReport:
 
     @property
     def target(self) -> str:
-        return self.suite.options.run.target
+        return self.suite.target_name or self.suite.options.run.target
 
     @property
     def outcome(self) -> str:

@@ -13,6 +13,7 @@ environment), never as a traceback per property.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import time
@@ -126,7 +127,9 @@ def suite(pytestconfig: pytest.Config) -> Iterator[SuiteResult]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     report = _RUN.get("report")
     if report is not None:
-        print_summary(report, terminalreporter)
+        text = io.StringIO()
+        print_summary(report, text)
+        terminalreporter.write(text.getvalue())
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -101,7 +101,8 @@ class ModelTarget:
             connection = index % connections if request.keep_alive else index
             pick = picks[connection] if picks else None
             source = 0 if request.keep_alive else request.sources[index % len(request.sources)]
-            outcomes.append(replace(self._outcome(pick, connection, request), source=source))
+            outcome = self._outcome(pick, connection, request)
+            outcomes.append(replace(outcome, source=source) if source else outcome)
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
 
     # -- balancing ----------------------------------------------------------------------------
