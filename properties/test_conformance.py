@@ -40,9 +40,7 @@ def test_the_search_checked_every_state_feature(suite: SuiteResult) -> None:
     addresses) are reported, not required."""
     goal = suite.options.coverage_goal
     coverage = suite.coverage
-    if suite.options.run.target.startswith("kube"):
-        uncheckable = {"affinity-idle-past-timeout"}  # one address per client pod
-    else:
-        uncheckable = set()
-    short = {f: coverage.checked[f] for f in coverage.short_of(goal) if f not in uncheckable}
+    short = {
+        f: coverage.checked[f] for f in coverage.short_of(goal) if f not in suite.uncheckable
+    }
     assert not short, f"checked fewer than {goal} times: {short}"
