@@ -204,6 +204,11 @@ def one_endpoint(data: st.DataObject, state: ClusterState, space: EventSpace) ->
     return [] if group is None else [Scale(group, 1)]
 
 
+def some_endpoints(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    group = _group(_service(data, state))
+    return [] if group is None else [Scale(group, data.draw(st.integers(2, 6), label="n"))]
+
+
 def no_endpoint(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """Every endpoint of a Service killed (no grace): nothing usable, it must REJECT."""
     service = _service(data, state)
@@ -289,6 +294,7 @@ def evicted(data: st.DataObject, state: ClusterState, space: EventSpace) -> list
 RECIPES: dict[str, Recipe] = {
     "usable-0": no_endpoint,
     "usable-1": one_endpoint,
+    "usable-2-6": some_endpoints,
     "usable-7+": many_endpoints,
     "terminating-fallback": fallback,
     "terminating-not-serving": not_serving,

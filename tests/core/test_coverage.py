@@ -1,0 +1,140 @@
+"""State coverage: every feature is recognised where it holds and only there, every recipe leads
+to its feature, and the model's default run checks every feature at least 50 times."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+from harness.conformance import options_for, run_suite
+from harness.coverage import FEATURES
+from harness.events import (
+    CreatePod,
+    CreateService,
+    DeletePod,
+    DeleteService,
+    Event,
+    EvictPod,
+    Probe,
+    RestartPod,
+    Scale,
+    SetAffinity,
+    SetPublishNotReady,
+    SetReady,
+    SetSelector,
+    SetTrafficPolicy,
+    Wait,
+)
+from harness.model.objects import Affinity, TrafficPolicy, labels_of
+from harness.profiles import PROFILES
+from harness.recipes import RECIPES
+from harness.runner import replay
+from harness.strategies import EventSpace
+from harness.swarm import AIMS
+from harness.targets.model import ModelTarget
+
+WEB = labels_of({"app": "web"})
+START = [CreateService("svc-a", WEB), Scale("web", 3)]
+EXAMPLES: dict[str, list[Event]] = {
+    "usable-0": [CreateService("svc-a", WEB)],
+    "usable-1": [CreateService("svc-a", WEB), Scale("web", 1)],
+    "usable-2-6": START,
+    "usable-7+": [CreateService("svc-a", WEB), Scale("web", 7)],
+    "terminating-fallback": [*START, Scale("web", 0)],
+    "terminating-not-serving": [*START, Scale("web", 0), SetReady("web-0", False)],
+    "local-no-local-endpoints": [
+        CreateService("svc-a", WEB),
+        Scale("web", 2, "node-2"),
+        SetTrafficPolicy("svc-a", TrafficPolicy.LOCAL),
+    ],
+    "local-only-terminating": [
+        *START,
+        SetTrafficPolicy("svc-a", TrafficPolicy.LOCAL),
+        Scale("web", 0),
+    ],
+    "publish-not-ready-toggled": [
+        *START,
+        SetReady("web-0", False),
+        SetPublishNotReady("svc-a", True),
+    ],
+    "affinity-idle-past-timeout": [
+        *START,
+        SetAffinity("svc-a", Affinity.CLIENT_IP, 10),
+        Probe("svc-a", many_clients=True),
+        Wait(11),
+        Probe("svc-a", many_clients=True),
+    ],
+    "affinity-backend-removed": [
+        *START,
+        SetAffinity("svc-a", Affinity.CLIENT_IP, 60),
+        Probe("svc-a", many_clients=True),
+        DeletePod("web-0", 0),
+        Probe("svc-a", many_clients=True),
+    ],
+    "vip-reused": [*START, DeleteService("svc-a"), CreateService("svc-b", WEB)],
+    "named-port-per-pod": [*START, CreatePod("p-0", WEB, http_port=8081)],
+    "pod-ip-reused": [*START, RestartPod("web-1")],
+    "selector-widened": [
+        *START,
+        SetSelector("svc-a", labels_of({"app": "api"})),
+        Scale("api", 1),
+        SetSelector("svc-a", WEB),
+    ],
+    "selector-narrowed": [*START, SetSelector("svc-a", labels_of({"app": "web", "tier": "x"}))],
+    "evicted-pod": [*START, EvictPod("web-2")],
+}
+
+
+def checked(events: list[Event]) -> set[str]:
+    runner = replay(ModelTarget(), events)
+    return {feature for record in runner.history for feature in record["features"]}
+
+
+def test_every_feature_has_an_example_a_recipe_and_an_aim():
+    assert set(EXAMPLES) == set(FEATURES) == set(RECIPES) == set(AIMS)
+
+
+@pytest.mark.parametrize("feature", sorted(FEATURES))
+def test_each_feature_is_recognised_where_it_holds(feature: str) -> None:
+    assert feature in checked(EXAMPLES[feature])
+
+
+def test_a_plain_service_has_no_rare_feature():
+    found = checked(START)
+    assert found == {"usable-0", "usable-2-6"}
+
+
+@pytest.mark.parametrize("feature", sorted(RECIPES))
+def test_each_recipe_leads_to_its_feature(feature: str) -> None:
+    """From a Service with three pods, the recipe's events reach the feature in most draws."""
+    space = AIMS[feature].narrow(EventSpace(simulated=True))
+    reached = []
+
+    @seed(7)
+    @settings(
+        max_examples=20,
+        phases=[Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(st.data())
+    def draw(data: st.DataObject) -> None:
+        state = ModelTarget().state
+        for event in START:
+            state = event.apply(state)
+        events = RECIPES[feature](data, state, space)
+        reached.append(feature in checked([*START, *events]))
+
+    draw()
+    assert sum(reached) >= 0.7 * len(reached), f"{feature}: {sum(reached)} of {len(reached)}"
+
+
+@pytest.mark.slow
+def test_the_models_default_run_checks_every_feature_50_times(tmp_path):
+    target = ModelTarget(seed=3)
+    options = options_for(target, seed=3, profile=PROFILES["default"], failures_dir=tmp_path)
+    suite = run_suite(target, options)
+    assert suite.stats.examples == PROFILES["default"].simulated.examples
+    assert suite.coverage.short_of(50) == [], suite.coverage.to_json()
