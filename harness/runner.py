@@ -48,7 +48,7 @@ from harness.coverage import (
 )
 from harness.events import Event, Probe, Wait
 from harness.history import History
-from harness.model.endpoints import Expectation, expect
+from harness.model.endpoints import Expectation, expect, why_unusable
 from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
 from harness.proxies.failure import ProxyFailure
@@ -331,13 +331,31 @@ class Runner:
         assert expected.service is not None
         name = expected.service.name
         return [
-            check_no_stale(name, expected.usable, sample),
+            self._explained(check_no_stale(name, expected.usable, sample), name, sample),
             check_reject(name, expected.usable, sample),
             check_availability(name, expected.usable, sample),
             check_affinity(
                 expected.service, expected.usable, sample, self.memory, self.config.budget
             ),
         ]
+
+    def _explained(self, verdict: Verdict, service: str, sample: TrafficSample) -> Verdict:
+        """A failing no-stale verdict, its message naming why each reached backend was not to
+        be used (its endpoint's conditions, or what became of its pod)."""
+        if verdict.holds:
+            return verdict
+        reasons = {
+            str(b): why_unusable(self.model, service, b)
+            for b in sorted(sample.hits())
+            if str(b) in verdict.evidence.get("stale_hits", {})
+        }
+        text = "; ".join(f"{b}: {why}" for b, why in reasons.items())
+        return Verdict(
+            verdict.property,
+            False,
+            f"{verdict.message} ({text})",
+            {**verdict.evidence, "why_unusable": reasons},
+        )
 
     def _send(
         self,

@@ -192,3 +192,30 @@ def expect(state: ClusterState, name: str, port_name: str, node: str = PROXY_NOD
     slices = derive_slices(state, name)
     destinations = tuple(usable_destinations(slices, service, port_name, node))
     return Expectation(service, slices, destinations)
+
+
+def why_unusable(state: ClusterState, service: str, backend: Backend) -> str:
+    """Why a new connection to `service` must not reach `backend`, in a few words: the pod is
+    gone, recreated, evicted, relabelled out, or listed with conditions that `CategorizeEndpoints`
+    does not use (for a person reading a failure; the checks decide from `usable` alone)."""
+    found = state.services.get(service)
+    pod = state.pods.get(backend.pod)
+    if found is None:
+        return "the Service is deleted"
+    if pod is None:
+        return "the pod is deleted"
+    if pod.uid != backend.uid:
+        return f"an old incarnation (the pod is now {pod.uid})"
+    if pod.phase.terminal:
+        return f"the pod is {pod.phase.value} (evicted)"
+    if not pod.matches(found.selector):
+        return "the pod no longer matches the selector"
+    endpoint = endpoint_for(pod, found)
+    conditions = (
+        f"ready={endpoint.ready} serving={endpoint.serving} terminating={endpoint.terminating}"
+    )
+    if found.internal_traffic_policy == TrafficPolicy.LOCAL and pod.node != PROXY_NODE:
+        return f"on {pod.node}, and internalTrafficPolicy is Local ({conditions})"
+    if endpoint.terminating and endpoint.serving and not endpoint.ready:
+        return f"terminating while ready endpoints exist ({conditions})"
+    return f"not usable ({conditions})"

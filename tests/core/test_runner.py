@@ -170,3 +170,10 @@ def test_many_clients_probe_sends_from_many_addresses_in_a_fixed_order():
     sent.clear()
     replay(target, events)
     assert [r.sources for r in sent if len(r.sources) > 1] == [spread[0].sources]
+
+
+def test_a_stale_hit_names_why_the_backend_was_not_to_be_used():
+    runner = replay(MUTANTS["keeps-deleted"](), [CreateService("svc", WEB), Scale("web", 3)])
+    step = runner.step(DeletePod("web-0", 0))
+    stale = step.failures({"no-stale-traffic"})
+    assert stale and "web-0/u1: the pod is deleted" in stale[0].message
