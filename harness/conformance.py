@@ -28,6 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from harness.balance import balance_sequences
 from harness.checks import PROPERTIES, PROXY_CONTRACT, rules
 from harness.checks.confidence import AlarmBudget
 from harness.clock import SimulatedClock
@@ -91,6 +92,7 @@ class SuiteOptions:
     confirmations: int = 2
     stop_at_first: bool = False
     run: RunContext = field(default_factory=lambda: RunContext("model", 0))
+    fixed: tuple[tuple[Event, ...], ...] = ()
 
 
 @dataclass
@@ -324,7 +326,8 @@ def options_for(
 ) -> SuiteOptions:
     """Suite options for `target` from a profile (default: `default`), with any of its sizes
     overridden. Simulated targets (the model) get the profile's simulated sizes; real ones its
-    real sizes, and a target may name its own `default_deadline_s`. The false-alarm budget is
+    real sizes, and a target may name its own `default_deadline_s`. A profile with the
+    balancing probe runs its sequences first (`harness.balance`). The false-alarm budget is
     shared by every statistical check the run may make."""
     simulated = isinstance(target.clock, SimulatedClock)
     chosen = profile or PROFILES[DEFAULT_PROFILE]
@@ -349,4 +352,5 @@ def options_for(
         shrink_tries=200 if simulated else 60,
         shrink_seconds=120.0,
         run=run or RunContext(target.name, seed),
+        fixed=tuple(map(tuple, balance_sequences())) if chosen.balance_probe else (),
     )

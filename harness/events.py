@@ -348,7 +348,10 @@ class Probe(Event):
     Changes nothing. With `keep_alive` the sample reuses connections, so balancing is reported per
     connection and not asserted. With `many_clients` the client also connects once from each of
     many further addresses of its own (in an order fixed by the sequence), so that ClientIP
-    affinity expiry can be judged over many idle clients.
+    affinity expiry can be judged over many idle clients. With `deviation` (e.g. 0.02) the
+    sample is sized to detect one endpoint's share deviating that much from 1/n with power 0.9
+    (hundreds of thousands of fresh connections, counted at the pods: the deep profile's
+    balancing probe).
     """
 
     kind: ClassVar[str] = "probe"
@@ -356,9 +359,12 @@ class Probe(Event):
     client: str = "client-1"
     keep_alive: bool = False
     many_clients: bool = False
+    deviation: float | None = None
 
     def apply(self, state: ClusterState) -> ClusterState:
         state.service(self.service)
+        if self.deviation is not None and not 0 < self.deviation < 1:
+            raise InvalidEvent(f"probe deviation {self.deviation} must be between 0 and 1")
         return state
 
 

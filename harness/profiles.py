@@ -8,7 +8,7 @@ every step sends real connections):
 | profile | model (simulated) | real targets | what for |
 |---|---|---|---|
 | quick | 400 examples x 20 steps | 60 examples x 12 steps, at most 3 min | CI, a first look |
-| default | 2,000 x 30 | 300 x 15, at most 15 min | a candidate proxy's check |
+| default | 2,000 x 30 | 150 x 15, at most 5 min | a candidate proxy's check |
 | deep | 20,000 x 40 | 3,000 x 20, at most 2 h, and the balancing probe | nightly |
 
 `coverage_goal` is the number of checks of every coverage feature the search aims for
@@ -54,7 +54,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", Limits(400, 20), Limits(60, 12, 180.0), 50, 3),
-    "default": Profile("default", Limits(2000, 30), Limits(300, 15, 900.0), 100, 10),
+    "default": Profile("default", Limits(2000, 30), Limits(150, 15, 300.0), 100, 5),
     "deep": Profile("deep", Limits(20000, 40), Limits(3000, 20, 7200.0), 500, 50, True),
 }
 

@@ -26,19 +26,25 @@ from __future__ import annotations
 
 import random
 import zlib
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.checks import PROXY_CONTRACT
 from harness.checks.affinity import AffinityMemory, check_affinity
-from harness.checks.confidence import AlarmBudget, expiry_clients
+from harness.checks.confidence import (
+    AlarmBudget,
+    connections_for_deviation,
+    expiry_clients,
+    liveness_size,
+)
 from harness.checks.endpoints import check_endpoints
 from harness.checks.fairness import balance_report, check_fairness, sample_size
 from harness.checks.latency import check_latency
 from harness.checks.rules import check_exact_balance
 from harness.checks.traffic import check_availability, check_no_stale, check_reject
-from harness.checks.verdict import Verdict, failed
+from harness.checks.verdict import Verdict, failed, passed
 from harness.convergence import Converger, ServiceWait, balances, confirmation_size
 from harness.coverage import (
     AFFINITY_FEATURES,
@@ -53,11 +59,12 @@ from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
 from harness.proxies.failure import ProxyFailure
 from harness.targets.base import Target, reads_rules
-from harness.traffic import CLIENTS, TrafficRequest, TrafficSample
+from harness.traffic import CLIENTS, Counted, ErrorKind, Tally, TrafficRequest, TrafficSample
 
 PORT = "http"
 KEEPALIVE_CONNECTIONS = 4
 AFFINITY_CONFIRM_COUNT = 15  # test/e2e/network/service.go AffinityConfirmCount
+TALLY_BATCH = 20000  # connections per batch when a target cannot count at its pods
 
 
 @dataclass(frozen=True)
@@ -279,6 +286,8 @@ class Runner:
     ) -> tuple[list[Verdict], bool]:
         assert expected.service is not None  # Probe.apply checked it exists
         usable = len(expected.usable)
+        if probe.deviation is not None:
+            return self._balance_probe(probe, expected, record), True
         if probe.keep_alive:
             sample = self._send(
                 probe.service, probe.client, KEEPALIVE_CONNECTIONS * 8, KEEPALIVE_CONNECTIONS
@@ -303,6 +312,54 @@ class Runner:
                 observed["many_clients"] = _summary(spread)
                 verdicts += self._traffic_verdicts(expected, spread)
         return verdicts, True
+
+    def _balance_probe(
+        self, probe: Probe, expected: Expectation, record: dict[str, Any]
+    ) -> list[Verdict]:
+        """A sample sized to detect `probe.deviation` of one endpoint's share with power 0.9 at
+        the fairness test's level, counted (`Target.tally`) rather than sent one by one."""
+        assert probe.deviation is not None
+        name, n = probe.service, len(expected.usable)
+        if not balances(expected):
+            return [passed("fairness", f"{name}: {n} usable endpoint(s) without affinity needed")]
+        alpha = self.config.budget.per_check / 2
+        size = max(connections_for_deviation(n, probe.deviation, alpha), liveness_size(n, alpha))
+        tally = self._tally(name, probe.client, size)
+        record["services"][name] = {
+            "usable": _names(expected.usable),
+            "requests": tally.total,
+            "hits": {str(b): c for b, c in sorted(tally.hits().items())},
+            "errors": {k.value: c for k, c in tally.errors().items()},
+            "duration_s": round(tally.finished_s - tally.started_s, 3),
+        }
+        return [
+            self._explained(check_no_stale(name, expected.usable, tally), name, tally),
+            check_availability(name, expected.usable, tally),
+            check_fairness(name, expected.usable, tally, self.config.budget),
+        ]
+
+    def _tally(self, service: str, client: str, count: int) -> Tally:
+        """`count` fresh connections, counted: by the target's own `tally` where it has one,
+        else sent in bounded batches and added up."""
+        request = TrafficRequest(
+            service=service,
+            client=client,
+            count=count,
+            port=PORT,
+            timeout_s=self.config.request_timeout_s,
+        )
+        tally = getattr(self.target, "tally", None)
+        if callable(tally):
+            counted: Tally = tally(request)
+            return counted
+        answered: Counter[Backend] = Counter()
+        failed: Counter[ErrorKind] = Counter()
+        started_s = self.clock.now()
+        for offset in range(0, count, TALLY_BATCH):
+            sample = self._send(service, client, min(TALLY_BATCH, count - offset))
+            answered.update(sample.hits())
+            failed.update(sample.errors())
+        return Tally(request, answered, failed, started_s, self.clock.now())
 
     def _many_clients(self, probe: Probe, expected: Expectation) -> TrafficSample | None:
         """One fresh connection from each of the client's further addresses, in an order drawn
@@ -339,7 +396,7 @@ class Runner:
             ),
         ]
 
-    def _explained(self, verdict: Verdict, service: str, sample: TrafficSample) -> Verdict:
+    def _explained(self, verdict: Verdict, service: str, sample: Counted) -> Verdict:
         """A failing no-stale verdict, its message naming why each reached backend was not to
         be used (its endpoint's conditions, or what became of its pod)."""
         if verdict.holds:

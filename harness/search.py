@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings, target
@@ -106,6 +106,7 @@ class Search:
         on_finding: OnFinding,
         on_progress: OnProgress | None = None,
         stop_at_first: bool = False,
+        fixed: Sequence[Sequence[Event]] = (),
     ) -> None:
         self.runner = runner
         self.properties = frozenset(properties)
@@ -115,6 +116,7 @@ class Search:
         self.on_finding = on_finding
         self.on_progress = on_progress
         self.stop_at_first = stop_at_first
+        self.fixed = [list(events) for events in fixed]
         self.found: set[str] = set()
         self.stats = SearchStats()
         self._error: HarnessError | None = None
@@ -124,11 +126,18 @@ class Search:
         self.found.add(prop)
 
     def run(self, seed_value: int) -> SearchStats:
-        """Search in rounds until the examples, the budget or the properties run out. An
-        environment or harness error (`HarnessError`) ends the search and is raised again here,
-        outside Hypothesis, once the round is over; the stats so far are kept in `stats`."""
+        """Run the `fixed` sequences first, then search in rounds until the examples, the budget
+        or the properties run out. An environment or harness error (`HarnessError`) ends the
+        search and is raised again here, outside Hypothesis, once the round is over; the stats
+        so far are kept in `stats`."""
         self.stats = SearchStats()
         self._error = None
+        for events in self.fixed:
+            if self._over():
+                break
+            self._run_example(events)
+            if self._error is not None:
+                raise self._error
         round_number = 0
         while not self._over():
             before = self.stats.examples
@@ -166,10 +175,7 @@ class Search:
         @round_settings
         @given(st.data())
         def explore(data: st.DataObject) -> None:
-            try:
-                self._example(data, short, done)
-            except HarnessError as error:  # never a Hypothesis failure: `run` raises it
-                self._error = self._error or error
+            self._example(data, short, done)
 
         explore()
 
@@ -184,7 +190,14 @@ class Search:
             return
         if self._error is not None:
             return
-        self.stats.sequences.add(key)
+        try:
+            self._run_example(events)
+        except HarnessError as error:  # never a Hypothesis failure: `run` raises it
+            self._error = self._error or error
+
+    def _run_example(self, events: list[Event]) -> None:
+        """Run one example from a reset; record what it explored; hand over its findings."""
+        self.stats.sequences.add(json.dumps([e.to_json() for e in events]))
         self.runner.reset()
         example = Coverage()
         findings: list[Finding] = []

@@ -82,6 +82,37 @@ class TrafficSample:
     def errors(self) -> Counter[ErrorKind]:
         return Counter(o.error for o in self.outcomes if o.error is not None)
 
+    @property
+    def total(self) -> int:
+        return len(self.outcomes)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a counting batch saw: answers per backend and failures per kind, without order or
+    latency (`Target.tally`: hundreds of thousands of fresh connections, counted at the pods)."""
+
+    request: TrafficRequest
+    answered: Counter[Backend]
+    failed: Counter[ErrorKind]
+    started_s: float
+    finished_s: float
+
+    def hits(self) -> Counter[Backend]:
+        return self.answered
+
+    def errors(self) -> Counter[ErrorKind]:
+        return self.failed
+
+    @property
+    def total(self) -> int:
+        return sum(self.answered.values()) + sum(self.failed.values())
+
+
+Counted = TrafficSample | Tally
+"""Either kind of observation the count-based checks (stale traffic, availability, fairness)
+judge."""
+
 
 @dataclass(frozen=True)
 class Reachability:

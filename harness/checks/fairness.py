@@ -36,7 +36,7 @@ from harness.checks.confidence import (
 )
 from harness.checks.verdict import Verdict, failed, passed
 from harness.model.objects import Backend
-from harness.traffic import TrafficSample
+from harness.traffic import Counted
 
 PROPERTY = "fairness"
 BIAS = 2.0
@@ -63,7 +63,7 @@ def jain_index(counts: Collection[int]) -> float:
     return (total * total) / (len(counts) * squares) if squares else 0.0
 
 
-def balance_report(usable: Collection[Backend], sample: TrafficSample) -> dict[str, object]:
+def balance_report(usable: Collection[Backend], sample: Counted) -> dict[str, object]:
     """Per-backend counts, Jain's index and max/mean: reported with every balancing verdict."""
     hits = sample.hits()
     counts = [hits.get(b, 0) for b in sorted(usable)]
@@ -76,7 +76,7 @@ def balance_report(usable: Collection[Backend], sample: TrafficSample) -> dict[s
 
 
 def check_fairness(
-    service: str, usable: Collection[Backend], sample: TrafficSample, budget: AlarmBudget
+    service: str, usable: Collection[Backend], sample: Counted, budget: AlarmBudget
 ) -> Verdict:
     """Liveness and chi-square uniformity over a fresh-connection sample (module docstring)."""
     report = balance_report(usable, sample)
@@ -99,6 +99,7 @@ def check_fairness(
         )
     statistic, p_value = stats.chisquare(counts)
     detects = detectable_deviation(n, sum(counts), alpha)
+    largest = max(abs(c * n / sum(counts) - 1) for c in counts)
     evidence = {
         **report,
         "chi2": round(float(statistic), 2),
@@ -107,6 +108,7 @@ def check_fairness(
         "connections": sum(counts),
         "detects_deviation": None if detects is None else round(detects, 3),
         "power": 0.9,
+        "largest_deviation": round(largest, 4),
     }
     if p_value < alpha:
         return failed(

@@ -15,7 +15,7 @@ from collections.abc import Collection
 from harness.checks.confidence import confirmation_evidence
 from harness.checks.verdict import Verdict, failed, passed
 from harness.model.objects import Backend
-from harness.traffic import ErrorKind, TrafficSample
+from harness.traffic import Counted, ErrorKind, TrafficSample
 
 NO_STALE = "no-stale-traffic"
 REJECT = "reject-when-empty"
@@ -24,18 +24,16 @@ AVAILABILITY = "availability"
 REJECT_WITHIN_MS = 1000.0  # "refused at once": a REJECT answers in well under a second
 
 
-def check_no_stale(service: str, usable: Collection[Backend], sample: TrafficSample) -> Verdict:
+def check_no_stale(service: str, usable: Collection[Backend], sample: Counted) -> Verdict:
     """No new connection reached a backend outside `usable`: a deleted, killed, relabelled-out,
     unready, evicted or old-incarnation pod (the documented fallbacks are inside `usable`)."""
     stale = {str(b): n for b, n in sample.hits().items() if b not in usable}
-    power = confirmation_evidence(len(sample.outcomes))
+    power = confirmation_evidence(sample.total)
     if not stale:
-        return passed(
-            NO_STALE, f"{service}: {len(sample.outcomes)} request(s), none stale", **power
-        )
+        return passed(NO_STALE, f"{service}: {sample.total} request(s), none stale", **power)
     return failed(
         NO_STALE,
-        f"{service}: {sum(stale.values())} of {len(sample.outcomes)} new connections reached"
+        f"{service}: {sum(stale.values())} of {sample.total} new connections reached"
         f" {', '.join(sorted(stale))}, which must not get traffic (usable:"
         f" {', '.join(sorted(str(b) for b in usable)) or 'none'})",
         service=service,
@@ -80,15 +78,15 @@ def check_reject(service: str, usable: Collection[Backend], sample: TrafficSampl
     )
 
 
-def check_availability(service: str, usable: Collection[Backend], sample: TrafficSample) -> Verdict:
+def check_availability(service: str, usable: Collection[Backend], sample: Counted) -> Verdict:
     """While a usable endpoint exists, no request fails."""
     errors = sample.errors()
-    power = confirmation_evidence(len(sample.outcomes))
+    power = confirmation_evidence(sample.total)
     if not usable or not errors:
         return passed(AVAILABILITY, f"{service}: no failed request", **power)
     return failed(
         AVAILABILITY,
-        f"{service}: {sum(errors.values())} of {len(sample.outcomes)} request(s) failed"
+        f"{service}: {sum(errors.values())} of {sample.total} request(s) failed"
         f" ({', '.join(f'{k.value}: {v}' for k, v in sorted(errors.items()))})"
         f" while {len(usable)} endpoint(s) were usable",
         service=service,

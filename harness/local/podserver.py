@@ -7,7 +7,8 @@ one Python server per pod took 20 s and 10.6 MB each.
 What a pod answers (its identity is `POD UID`, e.g. `web-0 u3`):
 
 - `http` ports: any request gets `200 OK` with the identity as its body; HTTP/1.1 keep-alive is
-  honoured, `Connection: close` closes after the answer.
+  honoured, `Connection: close` closes after the answer. Each pod counts its answers
+  (`PodServer.counts`).
 - `tcp` ports (a container port whose name starts with `tcp`): the identity and a newline at once
   on connect, and again for every line received.
 
@@ -60,6 +61,7 @@ class _Pod:
         self.identity = f"{spec.pod} {spec.uid}".encode()
         self.servers: list[asyncio.Server] = []
         self.transports: set[asyncio.BaseTransport] = set()
+        self.answered = 0  # HTTP answers given since the last `counts` with reset
         body = self.identity
         self.keep_alive_answer = self._answer(body, b"keep-alive")
         self.closing_answer = self._answer(body, b"close")
@@ -114,6 +116,7 @@ class _Connection(asyncio.Protocol):
             closing = b"connection: close" in head or (
                 head.startswith(b"get") and b"http/1.0" in head.split(b"\r\n", 1)[0]
             )
+            self.pod.answered += 1
             if closing:
                 self.transport.write(self.pod.closing_answer)
                 self.transport.close()
@@ -155,8 +158,17 @@ class _Server:
         connections = sum(len(p.transports) for p in self.pods.values())
         return {"pods": len(self.pods), "connections": connections}
 
+    def counts(self, reset: bool) -> dict[str, Any]:
+        answered = {key: pod.answered for key, pod in self.pods.items()}
+        if reset:
+            for pod in self.pods.values():
+                pod.answered = 0
+        return {"answered": answered}
+
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
+        if op == "counts":
+            return self.counts(bool(request.get("reset")))
         if op == "add":
             await self.add(_spec_from_json(item) for item in request["pods"])
         elif op == "remove":
@@ -201,6 +213,13 @@ class PodServer(ControlledProcess):
     def stats(self) -> dict[str, Any]:
         """How many pods are served and how many connections are open."""
         return self.request({"op": "stats"})
+
+    def counts(self, reset: bool = True) -> dict[str, int]:
+        """HTTP answers each pod (by key) gave since the last reset; reset them to 0 if asked.
+        Counting at the pods is how a long probe learns where its connections went without
+        parsing every answer."""
+        answered: dict[str, int] = self.request({"op": "counts", "reset": reset})["answered"]
+        return answered
 
 
 if __name__ == "__main__":

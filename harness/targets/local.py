@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
@@ -30,16 +31,17 @@ from harness.events import Event
 from harness.local.cleanup import guard
 from harness.local.cluster import CLIENT_SOURCES, LocalCluster, PodHandle, RunCluster
 from harness.local.controller import EndpointController
+from harness.local.counting import count_fresh
 from harness.local.loopback import LoopbackCluster, TranslatingProxy
 from harness.local.names import check_prefix, new_prefix
 from harness.local.traffic import Batch, ClientAgent
-from harness.model.objects import PROXY_NODE, EndpointSlice, Pod, Service
+from harness.model.objects import PROXY_NODE, Backend, EndpointSlice, Pod, Service
 from harness.model.state import SERVICE_CIDR, ClusterState
 from harness.proxies.base import NodeContext, Proxy
 from harness.proxies.failure import ProxyFailure, last_line
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
-from harness.traffic import CLIENTS, Reachability, TrafficRequest, TrafficSample
+from harness.traffic import CLIENTS, Reachability, Tally, TrafficRequest, TrafficSample
 
 DEFAULT_PROXY = "iptables"
 LOOPBACK = "loopback"
@@ -298,18 +300,9 @@ class LocalTarget:
         A Service deleted since is still addressed at its last VIP (what a client with a cached
         address would do); a Service never created, an unknown port or client is a UsageError.
         """
-        service = self._vips.get(request.service)
-        if service is None:
-            raise UsageError(f"no Service named {request.service!r} was ever created")
-        port = next((p.port for p in service.ports if p.name == request.port), None)
-        if port is None:
-            raise UsageError(f"Service {request.service!r} has no port named {request.port!r}")
-        agent = self._agents.get(request.client)
-        if agent is None:
-            known = ", ".join(self._agents) or "none (the target is not open)"
-            raise UsageError(f"unknown client {request.client!r}; clients: {known}")
+        address, port = self._destination(request)
+        agent = self._agents[request.client]
         cluster = self._open_cluster()
-        address, port = cluster.service_address(service.cluster_ip, port)
         addresses = cluster.clients[request.client].sources
         if not request.sources or not all(0 <= s < len(addresses) for s in request.sources):
             raise UsageError(f"a client's source addresses are numbered 0 to {len(addresses) - 1}")
@@ -329,7 +322,42 @@ class LocalTarget:
             outcomes = [replace(o, source=request.sources[o.source]) for o in outcomes]
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
 
+    def tally(self, request: TrafficRequest) -> Tally:
+        """At least `request.count` fresh connections from the client's own address, counted at
+        the pods (`harness.local.counting`): for samples too large to send one by one. Bounded
+        by `request.count * request.timeout_s`."""
+        address, port = self._destination(request)
+        cluster = self._open_cluster()
+        backends = {h.key: Backend(h.pod, h.uid) for h in self._handles.values()}
+        started_s = self.clock.now()
+        counted = count_fresh(
+            cluster.clients[request.client].netns or None,
+            f"http://{address}:{port}/",
+            request.count,
+            self.prefix,
+            cluster.pod_server.counts,
+            request.count * request.timeout_s,
+        )
+        answered: Counter[Backend] = Counter()
+        for key, number in counted.answered.items():
+            answered[backends.get(key, Backend("?", key))] += number
+        return Tally(request, answered, counted.failed, started_s, self.clock.now())
+
     # -- helpers ------------------------------------------------------------------------------
+    def _destination(self, request: TrafficRequest) -> tuple[str, int]:
+        """Where a client really connects for the request's Service port: its last VIP and port
+        (UsageError for a Service never created, an unknown port or client)."""
+        service = self._vips.get(request.service)
+        if service is None:
+            raise UsageError(f"no Service named {request.service!r} was ever created")
+        port = next((p.port for p in service.ports if p.name == request.port), None)
+        if port is None:
+            raise UsageError(f"Service {request.service!r} has no port named {request.port!r}")
+        if request.client not in self._agents:
+            known = ", ".join(self._agents) or "none (the target is not open)"
+            raise UsageError(f"unknown client {request.client!r}; clients: {known}")
+        return self._open_cluster().service_address(service.cluster_ip, port)
+
     def _open_cluster(self) -> RunCluster:
         if self.cluster is None:
             raise UsageError("the local target is not open; call open() first")
