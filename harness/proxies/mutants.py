@@ -16,6 +16,9 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
   that gets its VIP sends new connections to the old one's endpoints.
 - mutant-nftables-affinity-never-expires (affinity expiry): affinity sets that never time out.
 - mutant-userspace-no-fallback (KEP-1669): never falls back to serving, terminating endpoints.
+- mutant-userspace-wrong-port (availability): dials every endpoint one port too high, so no
+  connection through a Service with endpoints succeeds (a proxy broken this plainly must reach
+  its verdict fast: issue 10).
 """
 
 from __future__ import annotations
@@ -131,6 +134,18 @@ class NoFallbackUserspaceProxy(UserspaceProxy):
         return self.node.node if self.node is not None else ""
 
 
+class WrongPortUserspaceProxy(UserspaceProxy):
+    name: ClassVar[str] = "mutant-userspace-wrong-port"
+    description: ClassVar[str] = "userspace proxy that dials every endpoint one port too high"
+
+    def destinations(
+        self, slices: tuple[EndpointSlice, ...], service: Service, port_name: str
+    ) -> list[Destination]:
+        return [
+            replace(d, port=d.port + 1) for d in super().destinations(slices, service, port_name)
+        ]
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -143,5 +158,6 @@ MUTANT_PROXIES: dict[str, type] = {
         LeaksDeletedProxy,
         AffinityNeverExpiresProxy,
         NoFallbackUserspaceProxy,
+        WrongPortUserspaceProxy,
     )
 }

@@ -101,6 +101,7 @@ ELSEWHERE = {
     "mutant-nftables-affinity-never-expires": "test_the_affinity_timeout_is_programmed",
     # no rules to read: caught on real traffic by tests/local/test_dataplane_mutants.py
     "mutant-userspace-no-fallback": "tests/local/test_dataplane_mutants.py",
+    "mutant-userspace-wrong-port": "tests/local/test_dataplane_mutants.py",
 }
 
 
