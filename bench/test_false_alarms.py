@@ -37,7 +37,7 @@ from harness.conformance import options_for, run_suite
 from harness.profiles import PROFILES
 from harness.reporting.runs import write_figures
 
-EXAMPLES = size("ALARM_EXAMPLES", full=200, quick=3)
+EXAMPLES = size("ALARM_EXAMPLES", full=200, quick=2)
 PROXIES = names("ALARM_PROXIES", full="iptables,nftables,userspace", quick="userspace")
 HOG = os.environ.get("HARNESS_BENCH_ALARM_HOG", "1") != "0"
 SECONDS_PER_EXAMPLE = 4.0  # generous: the hog's own bound

@@ -39,7 +39,7 @@ from harness.reporting.runs import write_figures
 BASELINE = "da5312d"  # main before the one search: one Hypothesis search per property
 GOAL_RATIO = 5.0
 SEEDS = size("RATE_SEEDS", full=2, quick=1)
-OLD_EXAMPLES = size("RATE_OLD_EXAMPLES", full=10, quick=2)
+OLD_EXAMPLES = size("RATE_OLD_EXAMPLES", full=10, quick=1)
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 OLD_DRIVER = textwrap.dedent(

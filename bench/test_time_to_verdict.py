@@ -35,7 +35,7 @@ BROKEN = names(
     full="mutant-userspace-wrong-port,mutant-iptables-never-removes,mutant-iptables-drop-empty",
     quick="mutant-userspace-wrong-port",
 )
-EXAMPLES = size("VERDICT_EXAMPLES", full=PROFILES["quick"].real.examples, quick=5)
+EXAMPLES = size("VERDICT_EXAMPLES", full=PROFILES["quick"].real.examples, quick=2)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 

@@ -99,7 +99,25 @@ def _results(assembly: Assembly) -> tuple[list[Table], list[str]]:
             notes.append(assembly.found_malformed(name, error))
     if not assembly.sources.results:
         notes.append(f"no results*.json in this report's input (made by `{RESULTS_COMMAND}`)")
-    return ([tables.programming_latency(rows)] if rows else []), notes
+    built = [tables.programming_latency(rows)] if rows else []
+    try:
+        covered = tables.coverage(assembly.sources.results)
+    except SHAPE_ERRORS as error:
+        notes.append(f"results files: coverage not shown ({one_line(error)})")
+        covered = None
+    return built + ([covered] if covered else []), notes
+
+
+def _search_rate(data: Any) -> tuple[list[Table], list[str]]:
+    return [tables.search_rate(data)], tables.search_rate_notes(data)
+
+
+def _false_alarms(data: Any) -> tuple[list[Table], list[str]]:
+    return [tables.false_alarms(data)], []
+
+
+def _time_to_verdict(data: Any) -> tuple[list[Table], list[str]]:
+    return [tables.time_to_verdict(data)], []
 
 
 def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
@@ -119,6 +137,14 @@ def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
             ],
         ),
         section("Mutation testing", [assembly.part("mutants.json", _mutation)]),
+        section(
+            "Detection power",
+            [
+                assembly.part("search_rate.json", _search_rate),
+                assembly.part("false_alarms.json", _false_alarms),
+                assembly.part("time_to_verdict.json", _time_to_verdict),
+            ],
+        ),
     ]
     return sections, {**sources.malformed, **assembly.malformed}
 

@@ -35,6 +35,9 @@ FIGURE_FILES: Mapping[str, str] = {
     "local_scale.json": "pytest bench/test_local_scale.py",
     "rule_sync.json": "pytest bench/test_rule_sync.py",
     "mutants.json": "harness report --mutants",
+    "search_rate.json": "pytest bench/test_search_rate.py",
+    "false_alarms.json": "pytest bench/test_false_alarms.py",
+    "time_to_verdict.json": "pytest bench/test_time_to_verdict.py",
 }
 """Each figure file the report reads, and the command that makes it (shown when it is missing)."""
 RESULTS_COMMAND = "harness run --results reports/runs/RUN/results-NAME.json"

@@ -320,3 +320,85 @@ def sources_table(
     ]
     rows += [(name, "malformed, skipped", reason) for name, reason in malformed.items()]
     return Table("Read, missing or malformed", ("file", "status", "note"), tuple(sorted(rows)))
+
+
+def coverage(results: Mapping[str, Json]) -> Table | None:
+    """How often each conformance run (results files of schema v2) checked and reached each
+    state feature, one column per run; None when no run recorded coverage."""
+    runs = {name: data["coverage"] for name, data in results.items() if "coverage" in data}
+    if not runs:
+        return None
+    features = sorted({feature for counts in runs.values() for feature in counts})
+    rows = tuple(
+        (
+            feature,
+            *(
+                f"{fmt(counts[feature]['checked'])}/{fmt(counts[feature]['reached'])}"
+                if feature in counts
+                else MISSING
+                for counts in runs.values()
+            ),
+        )
+        for feature in features
+    )
+    return Table("State coverage, checked/reached (results files)", ("feature", *runs), rows)
+
+
+def search_rate(data: Json) -> Table:
+    """Distinct sequences per minute, the per-property searches against the one search."""
+    rows = tuple(
+        (
+            fmt(run["seed"]),
+            fmt(run["old"]["distinct"]),
+            fmt(_number(run["old"]["seconds"]), 0),
+            fmt(run["new"]["distinct"]),
+            fmt(_number(run["new"]["seconds"]), 0),
+        )
+        for run in data["runs"]
+    )
+    headers = ("seed", "old: distinct", "old: s", "one search: distinct", "one search: s")
+    return Table("Distinct sequences explored (search_rate.json)", headers, rows)
+
+
+def search_rate_notes(data: Json) -> list[str]:
+    return [
+        f"per minute: {fmt(_number(data['old_per_minute_median']), 1)} before,"
+        f" {fmt(_number(data['new_per_minute_median']), 1)} with the one search; ratio"
+        f" {fmt(_number(data['ratio_median']), 1)} (goal {fmt(data['goal_ratio'])},"
+        f" met: {fmt(data['meets_goal'])}); baseline: {data['baseline']}"
+    ]
+
+
+def false_alarms(data: Json) -> Table:
+    """Each correct proxy's false alarms in its examples, with the budget."""
+    rows = tuple(
+        (
+            str(run["proxy"]),
+            fmt(run["examples"]),
+            fmt(run["events"]),
+            fmt(run["cpu_hogs"]),
+            fmt(len(run["false_alarms"])),
+            fmt(_number(run["measured_rate"]), 4),
+            fmt(_number(run["budget_per_run"]), 4),
+        )
+        for run in data["runs"]
+    )
+    headers = ("proxy", "examples", "events", "busy cores", "false alarms", "rate", "budget")
+    return Table("False alarms of the correct proxies (false_alarms.json)", headers, rows)
+
+
+def time_to_verdict(data: Json) -> Table:
+    """Seconds to the first verdict on each broken proxy against the correct proxy's run."""
+    correct = data["correct"]
+    rows = [(str(correct["proxy"]), "correct", fmt(_number(correct["seconds"]), 0), MISSING)]
+    rows += [
+        (
+            str(run["proxy"]),
+            fmt(_number(run["first_verdict_s"]), 0),
+            fmt(_number(run["seconds"]), 0),
+            fmt(_number(run["ratio_to_correct"]), 2),
+        )
+        for run in data["broken"]
+    ]
+    headers = ("proxy", "first verdict, s", "whole run, s", "first verdict / correct run")
+    return Table("Time to the first verdict (time_to_verdict.json)", headers, tuple(rows))
