@@ -54,7 +54,7 @@ POD_NAMES = tuple(f"p-{i}" for i in range(8))
 
 
 OTHER_NODE = "node-2"
-EXPIRY_MARGIN_S = 0.25
+EXPIRY_MARGIN_S = 0.1
 """A wait meant to outlast an affinity timeout lasts timeout + TIMEOUT_SLACK_S + this."""
 
 
@@ -81,13 +81,13 @@ class EventSpace:
 
     @property
     def waits_s(self) -> tuple[float, ...]:
-        return (1.0, 31.0, 301.0) if self.simulated else (0.1, 1.1)
+        return (1.0, 31.0, 301.0) if self.simulated else (0.1, 0.6)
 
     @property
     def graces_s(self) -> tuple[float, ...]:
         if self.long_graces:
             return (300.0,) if self.simulated else (30.0,)
-        return (0.0, 30.0, 300.0) if self.simulated else (0.0, 1.0, 30.0)
+        return (0.0, 30.0, 300.0) if self.simulated else (0.0, 0.5, 30.0)
 
     @property
     def affinity_timeouts_s(self) -> tuple[int, ...]:

@@ -38,9 +38,10 @@ from harness.model.objects import Affinity, Backend, Service
 from harness.traffic import Outcome, TrafficSample
 
 PROPERTY = "affinity"
-TIMEOUT_SLACK_S = 0.5
-"""Allowance on both sides of `timeoutSeconds`: the kernel's `recent` and set timers count in
-jiffies and are refreshed per packet, not per batch."""
+TIMEOUT_SLACK_S = 0.25
+"""Allowance on both sides of `timeoutSeconds` for the kernel's timers, which count in jiffies
+(a few milliseconds). Time on the harness's side needs none: idle times are bounded from the
+batches' start and end, each bound taken in the proxy's favour."""
 
 
 @dataclass
