@@ -93,6 +93,7 @@ class SuiteOptions:
     stop_at_first: bool = False
     run: RunContext = field(default_factory=lambda: RunContext("model", 0))
     fixed: tuple[tuple[Event, ...], ...] = ()
+    profile_sized: bool = True  # the search has its profile's sizes (the coverage goal applies)
 
 
 @dataclass
@@ -353,4 +354,5 @@ def options_for(
         shrink_seconds=120.0,
         run=run or RunContext(target.name, seed),
         fixed=tuple(map(tuple, balance_sequences())) if chosen.balance_probe else (),
+        profile_sized=examples is None and steps is None and budget_s is None,
     )

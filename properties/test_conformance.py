@@ -37,10 +37,11 @@ def test_the_search_checked_every_state_feature(suite: SuiteResult) -> None:
     """The search reached, and checked, every state where Service-proxy bugs live at least as
     often as its profile aims for (harness.coverage): a run that never met a state says
     nothing about it. Features the target cannot check (affinity expiry needs many client
-    addresses) are reported, not required."""
+    addresses) are reported, not required, and so is the goal of a run sized by hand
+    (--examples, --steps, --budget)."""
     goal = suite.options.coverage_goal
     coverage = suite.coverage
-    short = {
-        f: coverage.checked[f] for f in coverage.short_of(goal) if f not in suite.uncheckable
-    }
+    short = {f: coverage.checked[f] for f in coverage.short_of(goal) if f not in suite.uncheckable}
+    if short and not suite.options.profile_sized:
+        pytest.skip(f"a run sized by hand; checked fewer than {goal} times: {short}")
     assert not short, f"checked fewer than {goal} times: {short}"
