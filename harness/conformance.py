@@ -282,6 +282,7 @@ def run_suite(
         findings.handle,
         on_progress,
         options.stop_at_first,
+        options.fixed,
     )
     findings.search = search
     try:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings, target
+from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 
 from harness.checks.verdict import Verdict
@@ -212,8 +213,9 @@ class Search:
         self.stats.examples += 1
         self.stats.coverage.merge(example)
         self.stats.latencies_s += self.runner.history.latencies_s()
-        for name, count in example.checked.items():
-            target(float(count), label=name)
+        if currently_in_test_context():  # fixed sequences run outside Hypothesis
+            for name, count in example.checked.items():
+                target(float(count), label=name)
         for finding in findings[:1] if self.stop_at_first else findings:
             self.on_finding(finding)
         self._report()

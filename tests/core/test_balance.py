@@ -49,3 +49,15 @@ def test_the_probe_samples_enough_to_state_its_power() -> None:
     runner = replay(ModelTarget(seed=1), balance_sequences(range(10, 11))[0])
     observed = runner.history.records[-1]["services"]["svc-a"]
     assert observed["requests"] >= 500_000  # about 770,000 at n = 10 and alpha 5e-7
+
+
+def test_the_deep_profile_runs_the_probe_first() -> None:
+    from harness.conformance import options_for, run_suite
+    from harness.profiles import PROFILES
+
+    target = ModelTarget(seed=1)
+    options = options_for(target, seed=1, profile=PROFILES["deep"], examples=9)
+    assert len(options.fixed) == 9
+    suite = run_suite(target, options)
+    probes = [s for s in suite.stats.sequences if '"deviation": 0.02' in s]
+    assert len(probes) == 9 and suite.stats.examples == 9
