@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from harness import __version__, interrupts, registry
 from harness.checks import PROPERTIES
-from harness.conformance import options_for, run_suite, select_properties
+from harness.conformance import fails_to_restart, options_for, run_suite, select_properties
 from harness.console import Console
 from harness.errors import (
     EXIT_HARNESS,
@@ -309,7 +309,7 @@ def command_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     target.open()
     try:
-        suite = run_suite(target, options, console.verdict, console.progress)
+        suite = run_suite(target, options, console.verdict, console.progress, console.status)
     finally:
         console.done()
         target.close()
@@ -367,6 +367,9 @@ def command_replay(args: argparse.Namespace) -> int:
             other_failures += len(failing)
             if runner.broken is not None:
                 break
+        if prop is not None and fails_to_restart(runner, prop):
+            print(f"reproduced: {prop} failed when a fresh proxy started after the last step")
+            return EXIT_VIOLATION
     finally:
         target.close()
     if prop is not None:

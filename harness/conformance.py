@@ -31,6 +31,7 @@ from typing import Any
 from harness.balance import balance_sequences
 from harness.checks import PROPERTIES, PROXY_CONTRACT, rules
 from harness.checks.confidence import AlarmBudget
+from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
 from harness.coverage import Coverage
 from harness.errors import HarnessError
@@ -209,6 +210,8 @@ class _Findings:
     def _fails(self, candidate: list[Event], prop: str) -> int | None:
         """Replay `candidate` from a reset; the length of the prefix that failed `prop` (None if
         it held). Other selected properties it fails become findings of their own."""
+        if self.on_status is not None:
+            self.on_status(f"shrinking {prop}'s counterexample: trying {len(candidate)} events")
         self.runner.reset()
         for index, event in enumerate(candidate, 1):
             step = self.runner.step(event)
@@ -219,7 +222,7 @@ class _Findings:
                 return index
             if self.runner.broken is not None:
                 return None
-        return None
+        return len(candidate) if fails_to_restart(self.runner, prop) else None
 
     def _discovered(self, prop: str, verdict: Any, events: list[Event]) -> None:
         if self.search is None or prop not in self.search.properties or prop in self.search.found:
@@ -230,6 +233,8 @@ class _Findings:
     def _confirm(self, events: list[Event], prop: str) -> str:
         """Replay on the target closed and opened anew, `confirmations` times; "k/n"
         reproduced. The target is open again afterwards."""
+        if self.on_status is not None:
+            self.on_status(f"confirming {prop}'s counterexample ({len(events)} events)")
         reproduced = 0
         target = self.runner.target
         for _ in range(self.options.confirmations):
@@ -250,8 +255,22 @@ def replay_for(runner: Runner, events: Sequence[Event], prop: str) -> tuple[Any,
         if failing:
             return failing[0], runner.history
         if runner.broken is not None:
-            break
+            return None
+    history = runner.history
+    if fails_to_restart(runner, prop):
+        assert runner.reset_failure is not None
+        failure = runner.reset_failure
+        return failed(PROXY_CONTRACT, str(failure), **failure.evidence), history
     return None
+
+
+def fails_to_restart(runner: Runner, prop: str) -> bool:
+    """For `proxy-contract` only: whether a fresh proxy fails to start after what the runner
+    just ran (the proxy left something behind that breaks its successor)."""
+    if prop != PROXY_CONTRACT or runner.broken is not None:
+        return False
+    runner.reset()
+    return runner.reset_failure is not None
 
 
 def run_suite(
@@ -259,6 +278,7 @@ def run_suite(
     options: SuiteOptions,
     on_verdict: OnVerdict | None = None,
     on_progress: Callable[[SearchStats, Limits], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
 ) -> SuiteResult:
     """Search an opened target for every selected property; the target is left open (it is
     closed and reopened for each confirmation), and the caller closes it.
@@ -272,7 +292,7 @@ def run_suite(
     skipped = {p: why for p in options.properties if (why := applicable(p, target))}
     searched = [p for p in options.properties if p not in skipped]
     runner = Runner(target, options.config)
-    findings = _Findings(runner, options, on_verdict)
+    findings = _Findings(runner, options, on_verdict, on_status)
     search = Search(
         runner,
         searched,

@@ -33,10 +33,8 @@ class Console:
         self._drawn = False
 
     def progress(self, stats: SearchStats, limits: Limits) -> None:
-        now = self.now()
-        if now - self._last_s < (REDRAW_EVERY_S if self.tty else LOG_EVERY_S):
+        if not self._due():
             return
-        self._last_s = now
         budget = f"/{limits.budget_s:.0f}s" if limits.budget_s else ""
         text = (
             f"{stats.examples}/{limits.examples} examples, {stats.events} events,"
@@ -52,6 +50,25 @@ class Console:
         else:
             self.out.write(f"harness: searching: {text}\n")
         self.out.flush()
+
+    def status(self, text: str) -> None:
+        """What the run is doing between examples (shrinking, confirming), rate-limited like
+        the progress."""
+        if not self._due():
+            return
+        if self.tty:
+            self.out.write(f"\r{text[:98]:<98}")
+            self._drawn = True
+        else:
+            self.out.write(f"harness: {text}\n")
+        self.out.flush()
+
+    def _due(self) -> bool:
+        now = self.now()
+        if now - self._last_s < (REDRAW_EVERY_S if self.tty else LOG_EVERY_S):
+            return False
+        self._last_s = now
+        return True
 
     def verdict(self, result: PropertyResult) -> None:
         self._clear()

@@ -121,15 +121,27 @@ class Runner:
         self.example = ExampleMemory()
         self.missed: dict[str, tuple[str, int]] = {}
         self.broken: ProxyFailure | None = None
+        self.reset_failure: ProxyFailure | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def reset(self) -> None:
         """Return target, model and records to empty: a fresh proxy, fresh addresses (between
-        examples and before every replay). Targets without `reset` are closed and reopened."""
+        examples and before every replay). Targets without `reset` are closed and reopened.
+
+        A fresh proxy that fails to start (`ProxyFailure`: a process whose predecessor left
+        something behind, or that answers its first requests wrongly) is kept in
+        `reset_failure` for the caller to judge, and the target is closed and opened anew."""
         reset = getattr(self.target, "reset", None)
-        if callable(reset):
+        self.reset_failure = None
+        try:
+            if not callable(reset):
+                raise NotImplementedError
             reset()
-        else:
+        except NotImplementedError:
+            self.target.close()
+            self.target.open()
+        except ProxyFailure as failure:
+            self.reset_failure = failure
             self.target.close()
             self.target.open()
         self.model = ClusterState()

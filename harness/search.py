@@ -30,10 +30,11 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings, target
-from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
-from harness.checks.verdict import Verdict
+from harness.checks import PROXY_CONTRACT
+from harness.checks.verdict import Verdict, failed
 from harness.coverage import Coverage
 from harness.errors import HarnessError
 from harness.events import CreateService, Event, Scale
@@ -121,6 +122,7 @@ class Search:
         self.found: set[str] = set()
         self.stats = SearchStats()
         self._error: HarnessError | None = None
+        self._previous: list[Event] = []
 
     def settle(self, prop: str) -> None:
         """Stop looking for `prop` (it was found outside the search, e.g. while shrinking)."""
@@ -197,11 +199,20 @@ class Search:
             self._error = self._error or error
 
     def _run_example(self, events: list[Event]) -> None:
-        """Run one example from a reset; record what it explored; hand over its findings."""
+        """Run one example from a reset; record what it explored; hand over its findings. A
+        fresh proxy that fails to start after the previous example is that example's finding
+        for `proxy-contract` (replaying it and starting afresh reproduces it)."""
         self.stats.sequences.add(json.dumps([e.to_json() for e in events]))
-        self.runner.reset()
-        example = Coverage()
         findings: list[Finding] = []
+        self.runner.reset()
+        failure = self.runner.reset_failure
+        if failure is not None and PROXY_CONTRACT in self.properties - self.found:
+            self.found.add(PROXY_CONTRACT)
+            message = f"{failure} (starting a fresh proxy after the example)"
+            verdict = failed(PROXY_CONTRACT, message, **failure.evidence)
+            findings.append(Finding(PROXY_CONTRACT, tuple(self._previous), verdict))
+        self._previous = events
+        example = Coverage()
         for event in events:
             if self.runner.broken is not None or self._over():
                 break

@@ -92,9 +92,10 @@ POD_READY_TIMEOUT_S = 10.0
 PROBE_ATTEMPT_S = 0.2
 PROBE_PARALLEL = 64
 CLIENT_SYSCTLS = {"net.ipv4.ip_local_port_range": "10000 65000", "net.ipv4.tcp_tw_reuse": "1"}
-CLIENT_SOURCES = 32
+CLIENT_SOURCES = 48
 """Source addresses per client (`TrafficRequest.sources`): enough idle clients to test that
-ClientIP affinity expires (`harness.checks.confidence.expiry_clients`)."""
+ClientIP affinity expires (`harness.checks.confidence.expiry_clients`: 34 at two endpoints
+and the deep profile's false-alarm level)."""
 IPV6_CONF = Path("/proc/sys/net/ipv6/conf")  # absent when the kernel runs without IPv6
 NODE_LINK_SYSCTLS = {"net.ipv6.conf.default.disable_ipv6": "1"}  # for the links made after it
 

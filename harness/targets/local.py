@@ -142,6 +142,7 @@ class LocalTarget:
         self.state = ClusterState()
         self.cluster: RunCluster | None = None
         self.controller = self.controller_class(self.proxy)
+        self._fresh = False
         self._node: NodeContext | None = None
         self._handles: dict[str, PodHandle] = {}
         self._agents: dict[str, ClientAgent] = {}
@@ -195,7 +196,7 @@ class LocalTarget:
             )
             self._stack.callback(self._stop_proxy)
             try:
-                self._start_proxy(self.proxy)
+                self._start_proxy(self.new_proxy())
             except ProxyFailure as failure:
                 raise EnvironmentProblem(
                     f"the proxy could not start: {failure.problem}"
@@ -213,6 +214,7 @@ class LocalTarget:
         """Start `proxy` on the node with a controller of its own (nothing handed to it yet)."""
         assert self._node is not None and self.cluster is not None
         self.proxy = proxy
+        self._fresh = True
         fed: Proxy = proxy
         if isinstance(self.cluster, LoopbackCluster):
             fed = TranslatingProxy(proxy, self.cluster.addresses)
@@ -246,9 +248,10 @@ class LocalTarget:
         old entry would follow its old NAT binding to a pod that is gone.
         """
         self._open_cluster()
-        self._stop_proxy()
-        self.state = ClusterState()
-        self._start_proxy(self.new_proxy())
+        if not self._fresh:  # a proxy nothing was handed to yet is as fresh as a new one
+            self._stop_proxy()
+            self.state = ClusterState()
+            self._start_proxy(self.new_proxy())
         self._set_state(ClusterState())
         self._vips = {}
         self._open_cluster().forget_connections()
@@ -256,6 +259,7 @@ class LocalTarget:
     # -- the Target contract ------------------------------------------------------------------
     def apply(self, event: Event) -> None:
         """Make the change real and hand it to the proxy; returns after `proxy.sync()`."""
+        self._fresh = False
         self._set_state(event.apply(self.state))
 
     def apply_many(self, events: Sequence[Event]) -> None:
@@ -267,6 +271,7 @@ class LocalTarget:
         state = self.state
         for event in events:
             state = event.apply(state)
+        self._fresh = False
         self._set_state(state)
 
     def _set_state(self, state: ClusterState) -> None:

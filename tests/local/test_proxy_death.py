@@ -77,3 +77,31 @@ def test_a_proxy_silent_at_hello_is_an_environment_error(prefix: str) -> None:
     with pytest.raises(EnvironmentProblem, match="did not answer hello"):
         target.open()
     assert target.cluster is None  # nothing left open
+
+
+def test_a_proxy_whose_successor_cannot_start_is_one_proxy_contract_verdict(
+    prefix: str, tmp_path: Path
+) -> None:
+    """A proxy that leaves its route behind at shutdown breaks the next fresh process's start
+    (`ip route add` finds it): one proxy-contract verdict, reproduced from the saved sequence,
+    never an environment error for the whole run."""
+    leaky = tmp_path / "leaky.py"
+    leaky.write_text(
+        EXAMPLE.read_text()
+        .replace('"route", "replace"', '"route", "add"')
+        .replace('subprocess.run(["ip", "route", "del", *vip_route], check=True)', "pass")
+    )
+    options = registry.TargetOptions(proxy_command=f"{sys.executable} {leaky}", prefix=prefix)
+    target = registry.make_target("local:external", options)
+    suite_options = options_for(
+        target, seed=5, profile=PROFILES["quick"], examples=3, steps=4, failures_dir=tmp_path
+    )
+    target.open()
+    try:
+        suite = run_suite(target, suite_options)
+    finally:
+        target.close()
+    assert suite.error is None
+    (broken,) = suite.failed
+    assert broken.name == PROXY_CONTRACT and "refused hello" in broken.message
+    assert broken.reproduced == "2/2" and broken.counterexample
