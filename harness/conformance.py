@@ -149,10 +149,17 @@ OnVerdict = Callable[[PropertyResult], None]
 class _Findings:
     """Shrinks, confirms and saves findings as the search hands them over (module docstring)."""
 
-    def __init__(self, runner: Runner, options: SuiteOptions, on_verdict: OnVerdict | None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        options: SuiteOptions,
+        on_verdict: OnVerdict | None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
         self.runner = runner
         self.options = options
         self.on_verdict = on_verdict
+        self.on_status = on_status
         self.search: Search | None = None
         self.results: dict[str, PropertyResult] = {}
         self.started_s = time.monotonic()
