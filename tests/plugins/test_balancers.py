@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import EnvironmentProblem
+from harness.events import CreateService, Probe, Scale, Wait
+from harness.local.cleanup import clean
 from harness.local.netns import scratch_namespace
 from harness.model.objects import (
     Affinity,
@@ -28,6 +30,7 @@ from harness.model.objects import (
     EndpointSlice,
     Service,
     ServicePort,
+    labels_of,
 )
 from harness.proxies.base import NodeContext, Proxy
 from harness.proxies.external import ExternalProxy
@@ -35,6 +38,8 @@ from harness.proxies.failure import ProxyFailure
 from harness.proxies.haproxy import HaproxyProxy
 from harness.proxies.nginx import NginxProxy
 from harness.proxies.procfs import children, is_running
+from harness.runner import RunConfig, Runner
+from harness.targets.local import LocalTarget
 from tests.plugins.netns import NameServers, ask
 
 pytestmark = pytest.mark.netns
@@ -203,7 +208,8 @@ def test_a_dead_daemon_is_a_proxy_failure(kind: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("kind", "moves"), [("haproxy", True), ("nginx", False)])
 def test_affinity_timeout(kind: str, moves: bool, tmp_path: Path) -> None:
     """HAProxy's stick table expires after `timeoutSeconds`; nginx's hash never does
-    (docs/candidate-proxy.md, "Third-party load balancers")."""
+    (docs/candidate-proxy.md, "Third-party load balancers"), which fails `affinity`
+    (`test_affinity_that_never_expires_fails_the_suite`)."""
     with running(kind, tmp_path) as (proxy, netns):
         proxy.on_service_add(web(Affinity.CLIENT_IP, 1))
         proxy.on_endpoint_slice_add(web_slice(2, 3))
@@ -212,6 +218,51 @@ def test_affinity_timeout(kind: str, moves: bool, tmp_path: Path) -> None:
         time.sleep(1.5)
         after = set(answers(netns, 6))
         assert (after != {stuck}) == moves, after
+
+
+IDLE_PAST_TIMEOUT = [
+    CreateService(
+        "svc-a",
+        labels_of({"app": "web"}),
+        session_affinity=Affinity.CLIENT_IP,
+        affinity_timeout_s=1,
+    ),
+    Scale("web", 3),
+    Probe("svc-a", many_clients=True),
+    Wait(1.75),
+    Probe("svc-a", many_clients=True),
+]
+"""Many clients stick to their pods, stay idle past a 1 s timeout, and come back: the shrunk
+counterexample of `harness run --target local:nginx --profile quick --seed 1`
+(docs/candidate-proxy.md), with 3 endpoints instead of 7."""
+
+
+@pytest.mark.parametrize(("kind", "fails"), [("nginx", True), ("example", False)])
+def test_affinity_that_never_expires_fails_the_suite(kind: str, fails: bool) -> None:
+    """docs/candidate-proxy.md, "What the suite found": nginx's consistent hash ignores
+    `timeoutSeconds`, so every idle client returns to its old pod and `affinity` fails at the
+    last probe; the example proxy's affinity expires, and the same sequence passes."""
+    target = LocalTarget(PROXIES[kind])
+    target.open()
+    try:
+        runner = Runner(target, RunConfig(deadline_s=5.0))
+        runner.reset()
+        steps = runner.run(IDLE_PAST_TIMEOUT)
+    finally:
+        target.close()
+    assert clean(target.prefix, force=True) == []
+    failures = [
+        (index, v.property, v.message)
+        for index, step in enumerate(steps, 1)
+        for v in step.failures()
+    ]
+    if fails:
+        ((index, prop, message),) = failures
+        assert (index, prop) == (5, "affinity") and "never expires" in message, message
+    else:
+        assert failures == []
+        affinity = [v for v in steps[-1].verdicts if v.property == "affinity"]
+        assert any(v.evidence.get("expiry_judged") for v in affinity), affinity
 
 
 @pytest.mark.parametrize("kind", ["nginx", "haproxy"])

@@ -3,6 +3,7 @@ way a user would: `harness run --target local:external --proxy-command '...'`.""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -41,4 +42,8 @@ def test_the_example_proxy_passes_the_suite(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "exact-balance" in out and "skipped" in out  # a userspace proxy shows no rules
-    assert results.exists()
+    report = json.loads(results.read_text())
+    statuses = {p["name"]: p["status"] for p in report["properties"]}
+    assert statuses.pop("exact-balance") == "skipped"
+    assert set(statuses.values()) == {"passed"} and "proxy-contract" in statuses, statuses
+    assert report["search"]["examples"] == 5 and report["outcome"] == "passed"
