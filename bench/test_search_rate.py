@@ -12,7 +12,7 @@ rates and their ratio. Goal (issue 10): a ratio of at least 5; recorded, never a
 
 Needs root (network namespaces) and the repository's history (git). Figures go to
 search_rate.json in the run directory (bench/conftest.py). Sizes: HARNESS_BENCH_RATE_SEEDS
-(runs of each, full 2, quick 1) and HARNESS_BENCH_RATE_OLD_EXAMPLES (examples per property of
+(runs of each, full 3, quick 1) and HARNESS_BENCH_RATE_OLD_EXAMPLES (examples per property of
 the old search, full 10 as its default, quick 2).
 """
 
@@ -39,7 +39,7 @@ from harness.reporting.runs import write_figures
 
 BASELINE = "da5312d"  # main before the one search: one Hypothesis search per property
 GOAL_RATIO = 5.0
-SEEDS = size("RATE_SEEDS", full=2, quick=1)
+SEEDS = size("RATE_SEEDS", full=3, quick=1)
 OLD_EXAMPLES = size("RATE_OLD_EXAMPLES", full=10, quick=1)
 CHECKOUT = Path(__file__).resolve().parents[1]
 OLD_STEPS = 12  # the old default's steps per example: the same length of sequence on both sides
