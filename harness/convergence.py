@@ -12,8 +12,9 @@ one's EndpointSlices and data plane match the model, or its deadline passes:
    last one after the deadline; the Service has converged when one is clean, and its latency is
    the time from the change to the first observation of the clean run that led there.
 
-A mismatch the Service already missed its deadline with (`known`) is not waited for again, so a
-broken data plane costs one deadline per Service, not one per step.
+A mismatch the Service already missed its deadline with (`known`, compared by its `Mismatch.key`,
+which leaves out counts that differ from sample to sample) is not waited for again, so a broken
+data plane costs one deadline per Service, not one per step.
 
 Reads the target only (slices, rules, fresh connections); changes nothing.
 """
@@ -32,6 +33,7 @@ from harness.checks.confidence import (
 from harness.checks.endpoints import check_endpoints
 from harness.checks.rules import reachability_mismatch
 from harness.checks.traffic import check_availability, check_no_stale, check_reject
+from harness.checks.verdict import Verdict
 from harness.clock import Clock
 from harness.model.endpoints import Expectation, unique_endpoints
 from harness.model.objects import Affinity
@@ -61,22 +63,41 @@ def balances(expected: Expectation) -> bool:
     )
 
 
-def sample_mismatch(expected: Expectation, sample: TrafficSample) -> str | None:
+@dataclass(frozen=True)
+class Mismatch:
+    """Why a Service does not match the model yet: the message for a person, and a key that is
+    the same whenever the data plane is wrong in the same way (which backends a stale hit
+    reached, which kinds of error, which endpoints are unreached; not how many times)."""
+
+    message: str
+    key: tuple[object, ...]
+
+
+def _counted_keys(verdict: Verdict) -> tuple[object, ...]:
+    evidence = verdict.evidence
+    parts = [sorted(evidence.get(name) or ()) for name in ("stale_hits", "errors")]
+    firsts = [(o.get("error"), o.get("backend")) for o in evidence.get("outcomes", [])[:1]]
+    return (verdict.property, *map(tuple, parts), tuple(firsts))
+
+
+def sample_mismatch(expected: Expectation, sample: TrafficSample) -> Mismatch | None:
     """Why a sample shows an unconverged data plane: a wrong outcome, no outcome at all, or
     (for a balancing Service, with a sample large enough) a usable endpoint not reached."""
     name = expected.service.name if expected.service else "?"
     for check in (check_no_stale, check_reject, check_availability):
         verdict = check(name, expected.usable, sample)
         if not verdict.holds:
-            return verdict.message
+            return Mismatch(verdict.message, _counted_keys(verdict))
     if not sample.outcomes:
-        return f"{name}: no request could be sent within the time left"
+        message = f"{name}: no request could be sent within the time left"
+        return Mismatch(message, ("nothing sent",))
     if balances(expected) and len(sample.outcomes) >= liveness_size(
         len(expected.usable), LIVENESS_MISS
     ):
         unreached = sorted(str(b) for b in expected.usable - set(sample.hits()))
         if unreached:
-            return f"{name}: usable endpoint(s) not reached yet: {', '.join(unreached)}"
+            message = f"{name}: usable endpoint(s) not reached yet: {', '.join(unreached)}"
+            return Mismatch(message, ("unreached", *unreached))
     return None
 
 
@@ -90,17 +111,25 @@ class ServiceWait:
     expected: Expectation
     applied_s: float
     deadline_s: float
-    known: tuple[str, int] | None = None
+    known: frozenset[tuple[object, ...]] = frozenset()
     clean_since_s: float | None = None
     window: int = 0
     confirmations: int = 0
     sample: TrafficSample | None = None
     done: bool = False
     latency_s: float | None = None
-    why: str = ""
+    mismatch: Mismatch | None = None
+    note: str = ""
 
-    def finish(self, latency_s: float | None, why: str) -> None:
-        self.done, self.latency_s, self.why = True, latency_s, why
+    @property
+    def why(self) -> str:
+        """Why it did not converge (empty when it did)."""
+        if self.latency_s is not None and self.done:
+            return ""
+        return (self.mismatch.message if self.mismatch else "not confirmed") + self.note
+
+    def finish(self, latency_s: float | None, note: str = "") -> None:
+        self.done, self.latency_s, self.note = True, latency_s, note
 
 
 class Converger:
@@ -148,7 +177,7 @@ class Converger:
         expected = wait.expected
         why = self._control_plane_mismatch(wait.name, expected)
         if why is None and expected.service is None:
-            wait.finish(self.clock.now() - wait.applied_s, "")
+            wait.finish(self.clock.now() - wait.applied_s)
             return False
         if why is None:
             if wait.clean_since_s is None:
@@ -157,8 +186,8 @@ class Converger:
                 wait.sample = self.send(wait.name, CLEAN_WINDOW - wait.window)
                 why = sample_mismatch(expected, wait.sample)
                 wait.window += len(wait.sample.outcomes)
-        wait.why = why or ""
         if why is not None:
+            wait.mismatch = why
             self._unclean(wait)
             return False
         return self.oracle or wait.window >= CLEAN_WINDOW
@@ -169,42 +198,48 @@ class Converger:
         why = self._confirm(wait)
         if why is None:
             assert wait.clean_since_s is not None
-            wait.finish(wait.clean_since_s - wait.applied_s, "")
-        elif wait.confirmations == CONFIRMATIONS:
-            wait.finish(None, why)
+            wait.finish(wait.clean_since_s - wait.applied_s)
+            return
+        wait.mismatch = why
+        if wait.confirmations == CONFIRMATIONS:
+            wait.finish(None)
         else:
-            wait.why = why
             self._unclean(wait)
 
     def _unclean(self, wait: ServiceWait) -> None:
         """The run of clean observations broke: start over, unless this mismatch is the one the
         Service already missed its deadline with."""
         wait.clean_since_s, wait.window = None, 0
-        if wait.known is not None and wait.why == wait.known[0]:
-            wait.finish(None, f"{wait.why} (as at step {wait.known[1]}; not waited for again)")
+        if wait.mismatch is not None and wait.mismatch.key in wait.known:
+            wait.finish(None, " (missed its deadline before; not waited for again)")
 
     def _give_up(self, wait: ServiceWait) -> None:
         """The deadline passed: draw what the traffic properties judge (if a confirmation is
         left) and finish unconverged."""
         if wait.expected.service is not None and wait.confirmations < CONFIRMATIONS:
-            self._confirm(wait)
-        wait.finish(None, wait.why or "not confirmed")
+            drawn = self._confirm(wait)
+            wait.mismatch = wait.mismatch or drawn  # the reason seen while waiting comes first
+        wait.finish(None)
 
-    def _confirm(self, wait: ServiceWait) -> str | None:
+    def _confirm(self, wait: ServiceWait) -> Mismatch | None:
         wait.confirmations += 1
         wait.sample = self.send(wait.name, confirmation_size(wait.expected))
         return sample_mismatch(wait.expected, wait.sample)
 
-    def _control_plane_mismatch(self, name: str, expected: Expectation) -> str | None:
+    def _control_plane_mismatch(self, name: str, expected: Expectation) -> Mismatch | None:
         """Why the published slices, or the programmed rules where the target shows them, differ
-        from the model; None when they match."""
+        from the model; None when they match. (These messages hold no counts: they are their
+        own keys.)"""
         observed = self.target.endpoint_slices(name)
         if expected.service is None:
-            return "EndpointSlices still published" if unique_endpoints(observed) else None
+            if unique_endpoints(observed):
+                return Mismatch("EndpointSlices still published", ("slices left",))
+            return None
         endpoints = check_endpoints(name, expected.slices, observed)
         if not endpoints.holds:
-            return endpoints.message
+            return Mismatch(endpoints.message, (endpoints.message,))
         if self.oracle:
             reach = self.target.reachability(name, self.port, CLIENTS[0])  # type: ignore[attr-defined]
-            return reachability_mismatch(expected.usable, reach)
+            why = reachability_mismatch(expected.usable, reach)
+            return None if why is None else Mismatch(why, (why,))
         return None

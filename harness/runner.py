@@ -45,7 +45,12 @@ from harness.checks.latency import check_latency
 from harness.checks.rules import check_exact_balance
 from harness.checks.traffic import check_availability, check_no_stale, check_reject
 from harness.checks.verdict import Verdict, failed, passed
-from harness.convergence import Converger, ServiceWait, balances, confirmation_size
+from harness.convergence import (
+    Converger,
+    ServiceWait,
+    balances,
+    confirmation_size,
+)
 from harness.coverage import (
     AFFINITY_FEATURES,
     ExampleMemory,
@@ -119,7 +124,7 @@ class Runner:
         self.history = History()
         self.memory = AffinityMemory()
         self.example = ExampleMemory()
-        self.missed: dict[str, tuple[str, int]] = {}
+        self.missed: dict[str, set[tuple[object, ...]]] = {}
         self.broken: ProxyFailure | None = None
         self.reset_failure: ProxyFailure | None = None
 
@@ -130,7 +135,10 @@ class Runner:
 
         A fresh proxy that fails to start (`ProxyFailure`: a process whose predecessor left
         something behind, or that answers its first requests wrongly) is kept in
-        `reset_failure` for the caller to judge, and the target is closed and opened anew."""
+        `reset_failure` for the caller to judge, and the target is closed and opened anew.
+        The mismatches Services missed their deadlines with (`missed`) are kept: a data plane
+        broken one way is not waited for again in the next example (a fresh Runner, as every
+        confirmation uses, waits for everything)."""
         reset = getattr(self.target, "reset", None)
         self.reset_failure = None
         try:
@@ -149,7 +157,6 @@ class Runner:
         self.history = History()
         self.memory = AffinityMemory()
         self.example = ExampleMemory()
-        self.missed = {}
         self.broken = None
 
     def run(self, events: Iterable[Event]) -> list[StepResult]:
@@ -243,7 +250,7 @@ class Runner:
                 expected,
                 applied_s,
                 applied_s + self.config.deadline_s,
-                self.missed.get(name),
+                frozenset(self.missed.get(name, ())),
             )
             for name, expected in expectations.items()
         }
@@ -264,10 +271,8 @@ class Runner:
     def _settle(self, wait: ServiceWait, record: dict[str, Any]) -> tuple[list[Verdict], bool]:
         """Judge one Service after its wait; whether traffic was judged."""
         name, expected = wait.name, wait.expected
-        if wait.latency_s is not None:
-            self.missed.pop(name, None)
-        else:
-            self.missed.setdefault(name, (wait.why, len(self.events)))
+        if wait.latency_s is None and wait.mismatch is not None:
+            self.missed.setdefault(name, set()).add(wait.mismatch.key)
         verdicts = [
             check_latency(name, wait.latency_s, self.config.deadline_s, wait.why),
             check_endpoints(name, expected.slices, self.target.endpoint_slices(name)),
