@@ -1,0 +1,64 @@
+"""The one search: every example a distinct sequence from a reset, exactly the examples asked
+for, a time budget that holds, one finding per property, and generation aimed at what the run
+has checked least."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from harness.checks import PROPERTIES
+from harness.profiles import Limits
+from harness.runner import Runner
+from harness.search import Finding, Search
+from harness.strategies import EventSpace
+from harness.swarm import AIMS
+from harness.targets.model import ModelTarget
+from harness.targets.mutants import MUTANTS
+
+
+def search(target: ModelTarget, limits: Limits, goal: int = 50) -> tuple[Search, list[Finding]]:
+    found: list[Finding] = []
+    runner = Runner(target)
+    engine = Search(runner, list(PROPERTIES), EventSpace(), limits, goal, found.append)
+    return engine, found
+
+
+def test_exactly_the_examples_asked_for_each_a_distinct_sequence() -> None:
+    engine, found = search(ModelTarget(seed=1), Limits(examples=57, steps=10))
+    stats = engine.run(4)
+    assert stats.examples == 57 == stats.distinct_sequences
+    assert stats.events > 57 * 2 and not found
+    assert all(len(json.loads(s)) <= 10 for s in stats.sequences)
+
+
+def test_the_same_seed_explores_the_same_sequences() -> None:
+    first, _ = search(ModelTarget(seed=1), Limits(examples=25, steps=10))
+    second, _ = search(ModelTarget(seed=1), Limits(examples=25, steps=10))
+    assert first.run(9).sequences == second.run(9).sequences
+
+
+def test_a_time_budget_ends_the_search() -> None:
+    engine, _ = search(ModelTarget(seed=1), Limits(examples=10**6, steps=30, budget_s=1.0))
+    began = time.monotonic()
+    stats = engine.run(2)
+    assert stats.stopped == "budget" and time.monotonic() - began < 5.0
+    assert 0 < stats.examples < 10**6
+
+
+def test_one_finding_per_property_and_the_search_goes_on() -> None:
+    engine, found = search(MUTANTS["first-endpoint"](seed=1), Limits(examples=40, steps=10))
+    stats = engine.run(3)
+    names = [f.property for f in found]
+    assert "fairness" in names and len(names) == len(set(names))
+    assert stats.examples == 40  # not stopped at the first finding
+    fairness = next(f for f in found if f.property == "fairness")
+    assert not fairness.verdict.holds and fairness.events
+
+
+def test_aims_bring_rare_states_up_to_the_goal() -> None:
+    """With aims, every feature is checked; the least-checked ones are aimed at first."""
+    engine, _ = search(ModelTarget(seed=1), Limits(examples=200, steps=20), goal=5)
+    stats = engine.run(6)
+    assert stats.coverage.short_of(5) == [], stats.coverage.to_json()
+    assert set(AIMS) == set(stats.coverage.to_json())
