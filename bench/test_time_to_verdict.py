@@ -5,7 +5,8 @@ Issue 10: once a Service missed its deadline, later steps do not wait again for 
 mismatch, and a run on a broken proxy reaches its first verdict (its first failed property,
 shrunk, confirmed and saved) within 2x the time the correct proxy needs for the same budget.
 Measured: the `quick` profile (its examples and its 3-minute budget) on local:iptables (correct)
-from start to end, and on each broken proxy from start to the first verdict and to the end. Goal recorded, never asserted.
+from start to end, and on each broken proxy from start to the first verdict and to the end.
+Goal recorded, never asserted.
 
 Needs root. Figures go to time_to_verdict.json in the run directory. Sizes:
 HARNESS_BENCH_VERDICT_PROXIES (the broken ones; full: mutant-userspace-wrong-port,
