@@ -50,12 +50,11 @@ from harness.kube.scope import Scope
 from harness.kube.traffic import Exec
 from harness.model.objects import EndpointSlice
 from harness.model.state import ClusterState
-from harness.registry import TargetOptions
+from harness.registry import POD_MODES, TargetOptions
 from harness.traffic import CLIENTS, ErrorKind, Outcome, TrafficRequest, TrafficSample
 
 MERGE_PATCH = "application/merge-patch+json"
 NAMESPACE_PREFIX = "svc-lb-"
-POD_MODES = ("cluster", "local")
 STARTUP_S = 180.0  # client pods: image pulls on a fresh node
 RESET_WAIT_S = 60.0
 RECREATE_WAIT_S = 30.0
