@@ -73,8 +73,14 @@ def parse_reply(line: bytes) -> Message:
     """The reply in `line`; ProtocolError if it is not one JSON object valid as a reply."""
     try:
         reply = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ProtocolError(f"not JSON ({error.__class__.__name__}: {error})") from None
+    except UnicodeDecodeError as error:
+        raise ProtocolError(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise ProtocolError(f"not JSON ({error})") from None
+    except RecursionError:
+        raise ProtocolError("not a reply (nested too deeply)") from None
+    except ValueError as error:  # a number longer than Python's int-from-string limit
+        raise ProtocolError(f"not a reply ({str(error).split(';')[0]})") from None
     _check("reply", reply)
     assert isinstance(reply, dict)
     return reply

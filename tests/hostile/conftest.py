@@ -19,6 +19,14 @@ COUNTS: dict[str, int] = {}
 FIGURE = "hostile-inputs.json"
 
 
+def sizes(default: int, sweep: int) -> pytest.MarkDecorator:
+    """Run a fuzz test with `default` inputs, and again with `sweep` inputs marked `slow` (left
+    out by `-m "not slow"`); the test takes the count as its `examples` argument."""
+    return pytest.mark.parametrize(
+        "examples", [default, pytest.param(sweep, marks=pytest.mark.slow)], ids=["default", "sweep"]
+    )
+
+
 def fuzz_settings(examples: int, **overrides: object) -> settings:
     """Settings of a fuzz search: `examples` inputs, no deadline (some start processes), no
     example database (nothing written into the checkout), no health check about slow or

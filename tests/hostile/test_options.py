@@ -42,7 +42,7 @@ from harness.cli import BUDGET_ENVIRONMENT, build_parser, main
 from harness.events import sequence_to_json
 from harness.reporting.runs import new_run_directory, start_run, write_figures
 from harness.targets.mutants import MUTANTS
-from tests.hostile.conftest import Inputs, fuzz_settings
+from tests.hostile.conftest import Inputs, fuzz_settings, sizes
 from tests.hostile.hostile import EDGE_TEXT, hostile_text
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -257,10 +257,11 @@ def _encodable(budget: str | None) -> bool:
     return "\x00" not in budget
 
 
+@sizes(3000, 15000)
 def test_hostile_command_lines_end_in_one_line_and_the_right_exit_code(
-    sandbox: Path, inputs: Inputs
+    sandbox: Path, inputs: Inputs, examples: int
 ) -> None:
-    @fuzz_settings(3000)
+    @fuzz_settings(examples)
     @given(command_lines(), BUDGETS)
     def one(argv: list[str], budget: str | None) -> None:
         assume(_encodable(budget))
@@ -270,7 +271,7 @@ def test_hostile_command_lines_end_in_one_line_and_the_right_exit_code(
         check(code, out, err, _tree(sandbox) != before)
 
     one()
-    inputs.at_least(3000)
+    inputs.at_least(examples)
 
 
 def test_harness_budget_alone(sandbox: Path, inputs: Inputs) -> None:

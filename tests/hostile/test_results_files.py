@@ -34,7 +34,7 @@ from harness.reporting.render import Section, markdown, page_html
 from harness.reporting.sections import build_sections, sources_section
 from harness.reporting.sources import FIGURE_FILES, load_sources
 from harness.results import RESULTS_SCHEMA
-from tests.hostile.conftest import Inputs, fuzz_settings
+from tests.hostile.conftest import Inputs, fuzz_settings, sizes
 from tests.hostile.hostile import broken, damaged, dumps
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "reports" / "2026-11-26"
@@ -139,10 +139,11 @@ def check_report(run: Path, name: str) -> str:
     return "malformed" if name in malformed else "read"
 
 
+@sizes(2000, 10000)
 def test_a_broken_figure_file_is_named_and_the_report_goes_on(
-    run: Path, bases: dict[str, list[Any]], inputs: Inputs
+    run: Path, bases: dict[str, list[Any]], inputs: Inputs, examples: int
 ) -> None:
-    @fuzz_settings(2500)
+    @fuzz_settings(examples)
     @given(hostile_figure(bases))
     def one(figure: tuple[str, bytes]) -> None:
         name, data = figure
@@ -153,15 +154,16 @@ def test_a_broken_figure_file_is_named_and_the_report_goes_on(
             (run / name).write_text(json.dumps(bases[_kind(name)][0]))
 
     one()
-    inputs.at_least(2500)
+    inputs.at_least(examples)
 
 
+@sizes(300, 1500)
 def test_harness_report_on_a_broken_run_exits_0_and_writes_whole_files(
-    run: Path, bases: dict[str, list[Any]], inputs: Inputs
+    run: Path, bases: dict[str, list[Any]], inputs: Inputs, examples: int
 ) -> None:
     output = run.parent / "out"
 
-    @fuzz_settings(300)
+    @fuzz_settings(examples)
     @given(hostile_figure(bases))
     def one(figure: tuple[str, bytes]) -> None:
         name, data = figure
@@ -179,7 +181,7 @@ def test_harness_report_on_a_broken_run_exits_0_and_writes_whole_files(
         inputs.tried("reported")
 
     one()
-    inputs.at_least(300)
+    inputs.at_least(examples)
 
 
 @pytest.mark.parametrize("kind", sorted(WRITTEN))

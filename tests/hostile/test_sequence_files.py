@@ -39,7 +39,7 @@ from harness.failures import (
     run_context_of,
 )
 from harness.strategies import event_sequences
-from tests.hostile.conftest import Inputs, fuzz_settings
+from tests.hostile.conftest import Inputs, fuzz_settings, sizes
 from tests.hostile.hostile import broken, damaged, dumps
 
 LOAD_LIMIT_S = 5.0
@@ -135,19 +135,20 @@ def read(path: Path, inputs: Inputs) -> None:
     assert time.monotonic() - began < LOAD_LIMIT_S, "reading one file took too long"
 
 
+@sizes(3000, 15000)
 def test_broken_sequence_and_failure_files_are_refused_in_one_line(
-    tmp_path: Path, inputs: Inputs
+    tmp_path: Path, inputs: Inputs, examples: int
 ) -> None:
     path = tmp_path / "sequence.json"
 
-    @fuzz_settings(3000)
+    @fuzz_settings(examples)
     @given(hostile_files())
     def one(data: bytes) -> None:
         path.write_bytes(data)
         read(path, inputs)
 
     one()
-    inputs.at_least(3000)
+    inputs.at_least(examples)
 
 
 def test_valid_files_of_both_schemas_are_accepted(tmp_path: Path, inputs: Inputs) -> None:
@@ -166,12 +167,15 @@ def test_valid_files_of_both_schemas_are_accepted(tmp_path: Path, inputs: Inputs
     inputs.at_least(300)
 
 
-def test_replay_of_a_broken_file_exits_2_in_one_line(tmp_path: Path, inputs: Inputs) -> None:
+@sizes(400, 2000)
+def test_replay_of_a_broken_file_exits_2_in_one_line(
+    tmp_path: Path, inputs: Inputs, examples: int
+) -> None:
     """End to end through `harness replay FILE --target model`: a refused file exits 2 with one
     line on stderr and nothing on stdout; an accepted one replays (exit 0 or 1)."""
     path = tmp_path / "replay.json"
 
-    @fuzz_settings(400)
+    @fuzz_settings(examples)
     @given(hostile_files())
     def one(data: bytes) -> None:
         path.write_bytes(data)
@@ -188,7 +192,7 @@ def test_replay_of_a_broken_file_exits_2_in_one_line(tmp_path: Path, inputs: Inp
             assert code in (0, 1), err.getvalue()
 
     one()
-    inputs.at_least(400)
+    inputs.at_least(examples)
 
 
 def test_a_sequence_file_names_its_schema_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
