@@ -119,9 +119,15 @@ class KubeTarget:
 
     @classmethod
     def from_spec(cls, arg: str | None, options: TargetOptions) -> KubeTarget:
+        """The target the command line asks for. A kubeconfig (given, or found as kubectl finds
+        it) is read now, so that a bad one is a usage error before anything starts; reading it
+        contacts no server."""
         if arg:
             raise UsageError(f"the kube target takes no argument (got kube:{arg}); see --pods")
-        return cls(options)
+        target = cls(options)
+        if not options.kind_cluster:
+            connect(options.kubeconfig, options.context).close()
+        return target
 
     # -- open and close -----------------------------------------------------------------------
     def open(self) -> None:
