@@ -21,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import time
 from dataclasses import dataclass
 from typing import IO, NoReturn
 
+from harness.documents import shorten
 from harness.errors import UsageError
 from harness.model.objects import EndpointSlice, Service
 from harness.proxies.base import NodeContext, slice_key
@@ -151,6 +153,14 @@ def _write(stream: IO[bytes], data: bytes, deadline_s: float) -> None:
             raise _Closed from None
 
 
+def _ending(code: int | None) -> str:
+    """How a process ended, from its return code (negative: the signal that killed it)."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited (code {code})"
+
+
 class ExternalProxy:
     """A proxy run as an external command that speaks the harness's JSON-lines protocol."""
 
@@ -168,6 +178,15 @@ class ExternalProxy:
         namespace: only for tests of the protocol with proxies that touch no network."""
         if not command.strip():
             raise UsageError("--proxy-command is empty; give the command that starts your proxy")
+        try:
+            os.fsencode(command)
+        except UnicodeEncodeError as error:
+            raise UsageError(
+                f"--proxy-command holds {shorten(error.object[error.start : error.end])},"
+                " which no command line can carry; give the command as the shell would"
+            ) from None
+        if "\x00" in command:
+            raise UsageError("--proxy-command holds a NUL byte, which no command line can carry")
         self.command = command
         self.timeouts = timeouts or Timeouts()
         self.enter_netns = enter_netns
@@ -336,10 +355,10 @@ class ExternalProxy:
             sent = f", having sent {shown(partial)} without a newline" if partial else ""
             self._fail(process, f"did not answer {asked} within {limit_s:g} s{sent}; {fix}")
         except _Closed:
-            code = process.returncode() if process.wait(0.5) else None
+            ended = _ending(process.returncode()) if process.wait(0.5) else None
             partial = self._lines.partial
             sent = f", having sent {shown(partial)} without a newline" if partial else ""
-            self._fail(process, f"exited (code {code}) before answering {asked}{sent}")
+            self._fail(process, f"{ended or 'closed its stdout'} before answering {asked}{sent}")
         except _TooLong as error:
             self._fail(
                 process,

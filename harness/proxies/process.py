@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from harness.documents import shorten
 from harness.errors import EnvironmentProblem
 from harness.local.names import PREFIX_ENVIRONMENT
 from harness.proxies.base import NodeContext
@@ -138,7 +139,10 @@ class NetnsProcess:
                     env=self.env,
                 )
             except OSError as error:
-                raise EnvironmentProblem(f"cannot start {command[0]}: {error}") from None
+                raise EnvironmentProblem(
+                    f"cannot start {shorten(' '.join(self.argv))}:"
+                    f" {error.strerror or error} (running {command[0]})"
+                ) from None
 
     @property
     def pid(self) -> int:
