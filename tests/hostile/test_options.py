@@ -257,7 +257,7 @@ def _encodable(budget: str | None) -> bool:
     return "\x00" not in budget
 
 
-@sizes(3000, 15000)
+@sizes(2000, 15000)
 def test_hostile_command_lines_end_in_one_line_and_the_right_exit_code(
     sandbox: Path, inputs: Inputs, examples: int
 ) -> None:

@@ -97,12 +97,12 @@ def proxy_commands(draw: st.DrawFn) -> str:
     return draw(st.sampled_from(["", " ", "\t", "  \n  "]))
 
 
-@sizes(60, 400)
+@sizes(40, 400)
 def test_a_proxy_that_cannot_start_is_exit_3_in_one_line_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inputs: Inputs, examples: int
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    argv = ["run", "--target", "local:external", *SMALL_RUN, "--proxy-command"]
+    argv = ["run", "--target", "local:external", *SMALL_RUN]
 
     @fuzz_settings(examples)
     @given(proxy_commands())
@@ -111,7 +111,7 @@ def test_a_proxy_that_cannot_start_is_exit_3_in_one_line_and_leaves_nothing(
     def one(command: str) -> None:
         err = io.StringIO()
         with redirect_stdout(io.StringIO()), redirect_stderr(err):
-            code = main([*argv, command])
+            code = main([*argv, f"--proxy-command={command}"])  # '=': it may start with '-'
         lines = err.getvalue().splitlines()
         assert "Traceback" not in err.getvalue() and lines, lines
         assert lines[-1].startswith("harness: "), lines

@@ -136,7 +136,7 @@ def valid_request(line: str) -> dict[str, Any] | None:
     return message
 
 
-@sizes(1000, 6000)
+@sizes(700, 6000)
 def test_hostile_requests_get_one_error_reply_each_and_serving_goes_on(
     inputs: Inputs, examples: int
 ) -> None:
