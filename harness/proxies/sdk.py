@@ -42,6 +42,7 @@ from harness.proxies.protocol import (
     Message,
     ProtocolError,
     check_request,
+    decode,
     endpoint_slice_from_json,
     node_from_json,
     service_from_json,
@@ -117,7 +118,7 @@ class Session:
         """The reply to one request line (see the module docstring)."""
         seq = None
         try:
-            message = _parse(line)
+            message = decode(line)
             seq = message.get("seq") if isinstance(message, dict) else None
             _check_version(message)
             check_request(message)
@@ -197,22 +198,6 @@ def _read_line(stdin: IO[str]) -> str | None:
     while (rest := stdin.readline(MAX_LINE_BYTES)) and not rest.endswith("\n"):
         pass
     return None
-
-
-def _parse(line: str) -> Any:
-    """The JSON value of a request line; ProtocolError naming why there is none."""
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ProtocolError("not UTF-8 text") from None
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ProtocolError(f"not JSON ({error})") from None
-    except RecursionError:
-        raise ProtocolError("not JSON this proxy can read (nested too deeply)") from None
-    except ValueError as error:  # a number longer than Python's int-from-string limit
-        raise ProtocolError(f"not JSON this proxy can read ({str(error).split(';')[0]})") from None
 
 
 async def _call(callback: Callable[..., Awaitable[None] | None] | None, *args: Any) -> None:

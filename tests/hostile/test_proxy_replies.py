@@ -25,7 +25,6 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.model.objects import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
 from harness.proxies.base import NodeContext
 from harness.proxies.external import LOG_NAME, ExternalProxy, Timeouts, shown
 from harness.proxies.failure import ProxyFailure
@@ -33,17 +32,11 @@ from harness.proxies.process import group_alive
 from harness.proxies.protocol import MAX_LINE_BYTES
 from tests.hostile.conftest import Inputs, fuzz_settings, sizes
 from tests.hostile.hostile import broken, hostile_json
+from tests.plugins.test_external import SLICE, WEB
 
 REQUESTS = ("hello", "service_add", "endpoint_slice_add", "sync", "shutdown")
 FAST = Timeouts(hello_s=1.0, message_s=0.25, sync_s=0.25, shutdown_s=0.25)
 """The fake answers at once; a silent one costs its timeout, so silence is drawn rarely."""
-WEB = Service("web", "10.96.0.10", (("app", "web"),), ports=(ServicePort("http", 80, 8080),))
-SLICE = EndpointSlice(
-    "web",
-    (EndpointPort("http", 8080),),
-    (Endpoint("10.244.0.10", "web-0", "u1", "node-1", "zone-a", True, True, False),),
-    name="web-0",
-)
 FAKE = """d=$1
 cat "$d/pre" 2>/dev/null
 n=1

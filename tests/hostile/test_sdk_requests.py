@@ -27,7 +27,6 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.model.objects import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
 from harness.proxies.base import NodeContext
 from harness.proxies.protocol import (
     MAX_LINE_BYTES,
@@ -42,16 +41,10 @@ from harness.proxies.sdk import ServicePort as DesiredPort
 from harness.proxies.sdk import serve
 from tests.hostile.conftest import Inputs, fuzz_settings, sizes
 from tests.hostile.hostile import DEEP, HUGE_NUMBER, broken, hostile_text
+from tests.plugins.test_external import SLICE, WEB
 
 SERVE_LIMIT_S = 10.0
 NODE = NodeContext("node-1", "hk00000-node", "hk00000", Path("/nonexistent/work"))
-WEB = Service("web", "10.96.0.10", (("app", "web"),), ports=(ServicePort("http", 80, 8080),))
-SLICE = EndpointSlice(
-    "web",
-    (EndpointPort("http", 8080),),
-    (Endpoint("10.244.0.10", "web-0", "u1", "node-1", "zone-a", True, True, False),),
-    name="web-0",
-)
 REQUESTS: list[dict[str, Any]] = [
     hello(NODE),
     {"type": "service_add", "service": service_json(WEB)},
