@@ -56,6 +56,12 @@ class Parser(argparse.ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         if args is not None and any("\x00" in arg for arg in args):
             self.error("an argument holds a NUL byte, which no command line can")
+        for arg in args or ():
+            try:
+                os.fsencode(arg)
+            except UnicodeEncodeError as error:
+                bad = error.object[error.start : error.end]
+                self.error(f"an argument holds {bad!r}, which no command line can")
         return super().parse_known_args(args, namespace)
 
 

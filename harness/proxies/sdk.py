@@ -26,6 +26,7 @@ import asyncio
 import inspect
 import io
 import json
+import math
 import sys
 import traceback
 from collections import defaultdict
@@ -215,7 +216,9 @@ def _check_version(message: Any) -> None:
 
 
 def _error(seq: object, text: str) -> Message:
+    """An error reply, echoing `seq` when it is one (a JSON integer, 1 or more: 4.0 is one)."""
     reply: Message = {"ok": False, "error": " ".join(text.split())[:4096]}
-    if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1:
-        reply["seq"] = seq
+    number = seq if isinstance(seq, int | float) and not isinstance(seq, bool) else 0
+    if 1 <= number < math.inf and float(number).is_integer():
+        reply["seq"] = number
     return reply

@@ -216,7 +216,7 @@ def check_message(failure: ProxyFailure, seq: int, answer: Answer | None) -> Non
         assert json.loads(answer.reply)["ok"] is False, message
     else:
         assert f'"seq": {seq}' in message, message  # the reply it should have sent
-        assert "b'" in message, message  # what it sent instead
+        assert "b'" in message or 'b"' in message, message  # what it sent instead
 
 
 @sizes(300, 3000)
