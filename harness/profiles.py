@@ -70,8 +70,10 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"{text!r} is not a duration; use e.g. 90s, 5m or 1h30m")
     hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
     total = hours * 3600 + minutes * 60 + seconds
-    if not 0 < total < math.inf:
-        raise ValueError(f"{text!r} is not a positive, finite duration; use e.g. 90s, 5m or 1h30m")
+    if total <= 0:
+        raise ValueError(f"{text!r} is not a positive duration; use e.g. 90s, 5m or 1h30m")
+    if total == math.inf:
+        raise ValueError(f"{text!r} is too long to be a duration; use e.g. 90s, 5m or 1h30m")
     return total
 
 
