@@ -60,6 +60,26 @@ MUTANTS_V2 = {
         "local:iptables": {"false_alarms": 1, "failed": ["fairness"], "examples": 60},
     },
 }
+NEWER = {  # figure files newer than the published run, in the shapes their builders read
+    "search_rate.json": {
+        "schema": "harness.search_rate/v1",
+        "runs": [{"seed": 1, "old": {"distinct": 40, "seconds": 60.0},
+                  "new": {"distinct": 300, "seconds": 60.0}}],
+        "old_per_minute_median": 40.0, "new_per_minute_median": 300.0, "ratio_median": 7.5,
+        "goal_ratio": 5, "meets_goal": True, "baseline": "per-property searches",
+    },
+    "false_alarms.json": {
+        "schema": "harness.false_alarms/v1",
+        "runs": [{"proxy": "iptables", "examples": 200, "events": 3000, "cpu_hogs": 2,
+                  "false_alarms": [], "measured_rate": 0.0, "budget_per_run": 0.01}],
+    },
+    "time_to_verdict.json": {
+        "schema": "harness.time_to_verdict/v1",
+        "correct": {"proxy": "iptables", "seconds": 300.0},
+        "broken": [{"proxy": "mutant-x", "first_verdict_s": 12.0, "seconds": 40.0,
+                    "ratio_to_correct": 0.04}],
+    },
+}  # fmt: skip
 FIGURE_KEYS = ("schema", "results", "runs", "properties", "programming_latency_ms", "mutants")
 
 
@@ -78,6 +98,8 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
             documents.setdefault(_kind(path.name), []).append(json.loads(path.read_text()))
     documents[RESULTS_PATTERN].append(json.loads((where / RESULTS_V2).read_text()))
     documents["mutants.json"].append(MUTANTS_V2)
+    for name, document in NEWER.items():
+        documents[name] = [document]
     assert {d["schema"] for d in documents[RESULTS_PATTERN]} == set(READABLE[RESULTS_PATTERN])
     return documents
 
@@ -128,7 +150,7 @@ def check_report(run: Path, name: str) -> str:
     history = Section("History", (history_table(with_this_report([], this)),))
     sections += [history, sources_section(sources, malformed)]
     shown = set(sources.figures) | set(sources.results)
-    others = {_file_name(kind) for kind in WRITTEN} - {name}
+    others = {path.name for path in run.glob("*.json")} - {name}
     assert others <= shown and not others & set(malformed), malformed
     for reason in malformed.values():
         assert reason and "\n" not in reason
@@ -191,8 +213,13 @@ def test_every_written_results_file_is_one_the_report_reads() -> None:
     )
 
 
+def test_every_kind_of_figure_file_is_fuzzed(bases: dict[str, list[Any]]) -> None:
+    assert set(bases) == set(WRITTEN)
+
+
 def test_the_published_figures_are_all_read(bases: dict[str, list[Any]]) -> None:
     sources = load_sources([PUBLISHED])
     assert sources.malformed == {}
-    assert set(sources.figures) == set(FIGURE_FILES)
+    published = {path.name for path in PUBLISHED.glob("*.json")} - {"run.json"}
+    assert set(sources.figures) | set(sources.results) == published
     assert build_sections(sources)[1] == {}

@@ -22,9 +22,9 @@ from harness.failures import READABLE_FAILURE_SCHEMAS, load_failure
 from harness.kube.api import connect
 from harness.proxies.protocol import PROTOCOL_VERSION
 from harness.proxies.sdk import serve
-from harness.reporting.formats import READABLE, UNVERSIONED, WRITTEN
+from harness.reporting.formats import READABLE, RESULTS_PATTERN, UNVERSIONED, WRITTEN
 from harness.reporting.runs import MANIFEST, RUN_SCHEMA, start_run, write_figures
-from harness.reporting.sources import load_sources
+from harness.reporting.sources import FIGURE_FILES, load_sources
 from tests.hostile.test_sequence_files import failure_document
 
 NOW = datetime.datetime(2026, 11, 30, tzinfo=datetime.UTC)
@@ -49,6 +49,10 @@ def test_the_harness_writes_a_schema_into_every_file(tmp_path: Path) -> None:
         if "*" not in name:
             path = write_figures(tmp_path / "run", name, {"figure": 1}, NOW)
             assert json.loads(path.read_text())["schema"] == schema
+
+
+def test_every_figure_file_a_report_reads_has_a_schema() -> None:
+    assert set(FIGURE_FILES) | {RESULTS_PATTERN} == set(WRITTEN) == set(READABLE)
 
 
 def test_sequence_and_failure_files_of_another_version(tmp_path: Path) -> None:
