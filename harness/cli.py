@@ -64,6 +64,11 @@ class Parser(argparse.ArgumentParser):
                 self.error(f"an argument holds {bad!r}, which no command line can")
         return super().parse_known_args(args, namespace)
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        if action.nargs is None and arg_strings == ["--"]:  # `--opt=--`: argparse before 3.12
+            return self._get_value(action, "--")  # drops the value and gives []
+        return super()._get_values(action, arg_strings)
+
 
 def _positive_int(text: str) -> int:
     try:

@@ -370,9 +370,9 @@ class ExternalProxy:
         if reply.get("seq", seq) < seq:
             self._fail(
                 process,
-                f"wrote output nobody asked for after its answer to {self._answered}: a second"
-                f" reply, to #{reply['seq']}, {shown(line)}, came as the answer to {asked};"
-                " only replies go to stdout, exactly one line per request",
+                f"answered {asked} with output nobody asked for: a second reply to"
+                f" #{reply['seq']}, {shown(line)}; only replies go to stdout, exactly one line per"
+                f" request, and {fix[3:]}",
             )
         if reply.get("seq", seq) != seq:
             self._fail(

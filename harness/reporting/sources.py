@@ -103,14 +103,19 @@ def figure_paths(directory: Path) -> list[Path]:
 def check_input(directory: Path) -> None:
     """UsageError (one line: the directory and the fix) unless `directory` exists and holds at
     least one figure file."""
+    try:
+        found = directory.exists() and directory.is_dir() and bool(figure_paths(directory))
+    except OSError as error:  # a path longer than the system allows, say
+        raise UsageError(f"report: cannot read --input {directory} ({error.strerror})") from None
+    if found:
+        return
     if not directory.exists():
         raise UsageError(f"report: input directory {directory} not found; {MAKE_A_RUN}, or give"
                          " --input DIR of an existing run")  # fmt: skip
     if not directory.is_dir():
         raise UsageError(f"report: --input {directory} is not a directory; give a run's directory")
-    if not figure_paths(directory):
-        expected = ", ".join([*FIGURE_FILES, RESULTS_PATTERN])
-        raise UsageError(f"report: {directory} holds no figure file ({expected}); {MAKE_A_RUN}")
+    expected = ", ".join([*FIGURE_FILES, RESULTS_PATTERN])
+    raise UsageError(f"report: {directory} holds no figure file ({expected}); {MAKE_A_RUN}")
 
 
 def _read(path: Path) -> tuple[Json | None, str | None]:

@@ -206,7 +206,10 @@ def check_message(failure: ProxyFailure, seq: int, answer: Answer | None) -> Non
     message = str(failure)
     assert "\n" not in message and len(message) < 2000, message
     assert f"{REQUESTS[seq - 1]} #{seq}" in message, (seq, message)
-    if "nobody asked for" in message or answer is None:
+    if "nobody asked for" in message:
+        assert "b'" in message or 'b"' in message, message  # what it sent, quoted
+        return
+    if answer is None:
         return
     if answer.exit_code is not None and b"\n" not in answer.reply:
         assert f"exited (code {answer.exit_code})" in message, message
