@@ -219,6 +219,7 @@ def _error(seq: object, text: str) -> Message:
     """An error reply, echoing `seq` when it is one (a JSON integer, 1 or more: 4.0 is one)."""
     reply: Message = {"ok": False, "error": " ".join(text.split())[:4096]}
     number = seq if isinstance(seq, int | float) and not isinstance(seq, bool) else 0
-    if 1 <= number < math.inf and float(number).is_integer():
+    integral = isinstance(number, int) or (math.isfinite(number) and number.is_integer())
+    if integral and number >= 1:
         reply["seq"] = number
     return reply
