@@ -9,6 +9,8 @@ never looks like a proxy's violation.
 from __future__ import annotations
 
 import argparse
+import io
+import math
 import os
 import random
 import re
@@ -42,10 +44,30 @@ BUDGET_ENVIRONMENT = "HARNESS_BUDGET"
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one line and exits 2."""
+    """argparse that reports a usage error in one line and exits 2, and refuses arguments no
+    command line can hold (a NUL byte, which `main(argv)` could otherwise pass on to paths and
+    commands)."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if args is not None and any("\x00" in arg for arg in args):
+            self.error("an argument holds a NUL byte, which no command line can")
+        for arg in args or ():
+            try:
+                os.fsencode(arg)
+            except UnicodeEncodeError as error:
+                bad = error.object[error.start : error.end]
+                self.error(f"an argument holds {bad!r}, which no command line can")
+        return super().parse_known_args(args, namespace)
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        if action.nargs is None and arg_strings == ["--"]:  # `--opt=--`: argparse before 3.12
+            return self._get_value(action, "--")  # drops the value and gives []
+        return super()._get_values(action, arg_strings)
 
 
 def _positive_int(text: str) -> int:
@@ -63,15 +85,15 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number more than 0, got {value}")
     return value
 
 
 def _regex(text: str) -> str:
     try:
         re.compile(text)
-    except re.error as error:
+    except (re.error, OverflowError, RecursionError) as error:
         raise argparse.ArgumentTypeError(f"not a valid regular expression: {error}") from None
     return text
 
@@ -275,11 +297,11 @@ def command_run(args: argparse.Namespace) -> int:
     for path, option in ((args.results, "--results"), (args.junit, "--junit")):
         if path is not None:
             check_output_file(path, option)
-    prepare_output_dir(args.failures_dir, "--failures-dir")
     budget_s = _budget(args)
     profile = profile_named(args.profile)
     chosen = target_options(args, seed)
     target = registry.make_target(args.target, chosen)
+    prepare_output_dir(args.failures_dir, "--failures-dir")  # the last check: it creates it
     options = replace(
         options_for(
             target,
@@ -456,13 +478,22 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _escape_unprintable_output() -> None:
+    """Let stdout print what a command line can carry: bytes that are not UTF-8 reach Python as
+    lone surrogates (a file name, say), which a strict UTF-8 stdout refuses with a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     interrupts.install()  # SIGINT, SIGTERM, SIGHUP unwind through every `finally`, quietly
+    _escape_unprintable_output()
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except HarnessError as error:
-        print(f"harness: {error}", file=sys.stderr)
+        print(f"harness: {error.line()}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; everything the run made was removed", file=sys.stderr)

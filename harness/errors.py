@@ -26,6 +26,14 @@ class HarnessError(Exception):
 
     exit_code = EXIT_HARNESS
 
+    def line(self) -> str:
+        """The message as one printable line: control characters (a newline a user's value
+        carried in) are written as escapes, so the message can never become two lines."""
+        return "".join(
+            char if char.isprintable() or char == " " else char.encode("unicode_escape").decode()
+            for char in str(self)
+        )
+
 
 class UsageError(HarnessError):
     """The request was malformed; the message names the problem and the fix."""

@@ -11,16 +11,26 @@ A sequence saves to and loads from a versioned JSON file (`save_sequence` / `loa
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.documents import BadDocument, check_schema, read_document, shorten
 from harness.errors import InvalidEvent, UsageError
 from harness.files import write_atomically
+from harness.model.names import (
+    group_name_problem,
+    label_key_problem,
+    label_value_problem,
+    pod_name_problem,
+    port_name_problem,
+    service_name_problem,
+)
 from harness.model.objects import (
     DEFAULT_AFFINITY_TIMEOUT_S,
     MAX_AFFINITY_TIMEOUT_S,
@@ -36,8 +46,14 @@ from harness.model.objects import (
     labels_of,
 )
 from harness.model.state import ClusterState
+from harness.traffic import CLIENTS
 
 SEQUENCE_SCHEMA = "harness.sequence/v1"
+MAX_EVENTS = 10_000
+"""A sequence file holds at most this many events (a search's examples hold tens)."""
+MAX_REPLICAS = 1_000
+MAX_WAIT_S = 2 * 86_400.0
+"""The longest `wait` (twice the longest affinity timeout): a replay on a real target sleeps it."""
 DEFAULT_SCALE_GRACE_S = 30.0  # core/v1 terminationGracePeriodSeconds default
 
 
@@ -74,7 +90,7 @@ _LABEL_FIELDS = {"selector", "labels"}
 
 def _check_node(node: str) -> None:
     if node not in NODES:
-        raise InvalidEvent(f"unknown node {node!r}: use one of {', '.join(NODES)}")
+        raise InvalidEvent(f"unknown node {shorten(node)}: use one of {', '.join(NODES)}")
 
 
 def _check_affinity_timeout(timeout_s: int) -> None:
@@ -212,8 +228,10 @@ class Scale(Event):
     node: str = PROXY_NODE
 
     def apply(self, state: ClusterState) -> ClusterState:
-        if self.replicas < 0:
-            raise InvalidEvent(f"replicas must be >= 0, got {self.replicas}")
+        if not 0 <= self.replicas <= MAX_REPLICAS:
+            raise InvalidEvent(
+                f"replicas must be 0 to {MAX_REPLICAS:,}, got {shorten(self.replicas)}"
+            )
         _check_node(self.node)
         current = state.group_pods(self.group)
         for pod in reversed(current[self.replicas :]):
@@ -336,8 +354,8 @@ class Wait(Event):
     seconds: float
 
     def apply(self, state: ClusterState) -> ClusterState:
-        if self.seconds < 0:
-            raise InvalidEvent(f"wait seconds must be >= 0, got {self.seconds}")
+        if not 0 <= self.seconds <= MAX_WAIT_S:
+            raise InvalidEvent(f"wait seconds must be 0 to {MAX_WAIT_S:g}, got {self.seconds:g}")
         return state.advance_to(state.now_s + self.seconds)
 
 
@@ -398,7 +416,10 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
         ):
-            raise UsageError(f"{where} must be an object of string labels, got {value!r}")
+            raise UsageError(f"{where} must be an object of string labels, got {shorten(value)}")
+        for key, label in value.items():
+            _check_name(key, label_key_problem, f"{where} key")
+            _check_name(label, label_value_problem, f"{where}[{shorten(key)}]")
         return labels_of(value)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -407,53 +428,94 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
                 return _convert(value, option, where)
             except UsageError:
                 continue
-        raise UsageError(f"{where} has the wrong type: {value!r}")
+        raise UsageError(f"{where} has the wrong type: {shorten(value)}")
     if hint is type(None):
         if value is not None:
-            raise UsageError(f"{where} must be null, got {value!r}")
+            raise UsageError(f"{where} must be null, got {shorten(value)}")
         return None
     if isinstance(hint, type) and issubclass(hint, StrEnum):
         try:
             return hint(value)
         except ValueError:
             allowed = ", ".join(m.value for m in hint)
-            raise UsageError(f"{where} must be one of {allowed}, got {value!r}") from None
+            raise UsageError(f"{where} must be one of {allowed}, got {shorten(value)}") from None
     if hint is bool:
         if not isinstance(value, bool):
-            raise UsageError(f"{where} must be true or false, got {value!r}")
+            raise UsageError(f"{where} must be true or false, got {shorten(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageError(f"{where} must be an integer, got {value!r}")
+            raise UsageError(f"{where} must be an integer, got {shorten(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UsageError(f"{where} must be a number, got {value!r}")
-        return float(value)
+            raise UsageError(f"{where} must be a number, got {shorten(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise UsageError(f"{where} must be a finite number, got {shorten(value)}")
+        return number
     if hint is str:
         if not isinstance(value, str) or not value:
-            raise UsageError(f"{where} must be a non-empty string, got {value!r}")
+            raise UsageError(f"{where} must be a non-empty string, got {shorten(value)}")
         return value
     raise TypeError(f"unsupported field type {hint!r}")  # a harness bug, not bad input
 
 
+_FIELD_NAMES: dict[str, Callable[[str], str | None]] = {
+    "service": service_name_problem,
+    "pod": pod_name_problem,
+    "group": group_name_problem,
+    "key": label_key_problem,
+    "value": label_value_problem,
+    "target_port": port_name_problem,
+}
+"""Fields that hold a name, and the Kubernetes rule the name must follow (on strings only:
+`value` is also SetPublishNotReady's boolean, `target_port` also a number)."""
+
+
+def _check_name(value: str, problem: Callable[[str], str | None], where: str) -> None:
+    reason = problem(value)
+    if reason is not None:
+        raise UsageError(f"{where} {reason}, got {shorten(value)}")
+
+
+def _check_field(name: str, value: Any, where: str) -> None:
+    """The checks a field's type does not say: names as Kubernetes validates them, known
+    clients, port numbers in range."""
+    if isinstance(value, str) and name in _FIELD_NAMES:
+        _check_name(value, _FIELD_NAMES[name], where)
+    if name == "client" and value not in CLIENTS:
+        raise UsageError(f"{where} must be one of {', '.join(CLIENTS)}, got {shorten(value)}")
+    if name == "target_port" and isinstance(value, int) and not 0 < value < 65536:
+        raise UsageError(f"{where} must be a port number, 1 to 65535, got {shorten(value)}")
+
+
 def event_from_json(data: Any, where: str = "event") -> Event:
-    """Parse one event, checking every field's presence and type; UsageError on bad input."""
+    """Parse one event, checking every field's presence, type and, for names, syntax;
+    UsageError (one line) on bad input."""
     if not isinstance(data, Mapping):
         raise UsageError(f"{where} must be a JSON object, got {type(data).__name__}")
     kind = data.get("kind")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise UsageError(f"{where} has unknown kind {kind!r}; known: {', '.join(EVENT_TYPES)}")
+        raise UsageError(
+            f"{where} has unknown kind {shorten(kind)}; known: {', '.join(EVENT_TYPES)}"
+        )
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known - {"kind"}
     if unknown:
-        raise UsageError(f"{where} ({kind}) has unknown field(s): {', '.join(sorted(unknown))}")
+        names = ", ".join(n if n.isidentifier() else shorten(n) for n in sorted(unknown)[:5])
+        raise UsageError(f"{where} ({kind}) has unknown field(s): {names}")
     values = {}
     for f in fields(cls):
         if f.name in data:
-            values[f.name] = _convert(data[f.name], hints[f.name], f"{where}.{f.name}")
+            value = _convert(data[f.name], hints[f.name], f"{where}.{f.name}")
+            _check_field(f.name, value, f"{where}.{f.name}")
+            values[f.name] = value
         elif f.default is MISSING and f.default_factory is MISSING:
             raise UsageError(f"{where} ({kind}) is missing field {f.name!r}")
     return cls(**values)
@@ -472,18 +534,21 @@ def sequence_to_json(events: Sequence[Event], **meta: Any) -> dict[str, Any]:
 
 
 def sequence_from_json(data: Any, where: str = "sequence") -> list[Event]:
-    """Parse a sequence document; refuses unknown schema versions and invalid event orders."""
+    """Parse a sequence document; refuses unknown schema versions, more than MAX_EVENTS
+    events and invalid event orders (UsageError, one line)."""
     if not isinstance(data, Mapping):
         raise UsageError(f"{where} must be a JSON object with 'schema' and 'events'")
-    schema = data.get("schema")
-    if schema != SEQUENCE_SCHEMA:
-        raise UsageError(
-            f"{where} has schema {schema!r}; this harness reads {SEQUENCE_SCHEMA!r}"
-            " (re-record it with this version)"
-        )
+    try:
+        check_schema(data, (SEQUENCE_SCHEMA,))
+    except BadDocument as error:
+        raise UsageError(f"{where} {error} (re-record it with this version)") from None
     raw = data.get("events")
     if not isinstance(raw, list):
         raise UsageError(f"{where}.events must be a list")
+    if len(raw) > MAX_EVENTS:
+        raise UsageError(
+            f"{where} holds {len(raw):,} events; a sequence has at most {MAX_EVENTS:,}"
+        )
     events = [event_from_json(item, f"{where}.events[{i}]") for i, item in enumerate(raw)]
     try:
         apply_all(events)
@@ -499,23 +564,17 @@ def save_sequence(path: Path, events: Sequence[Event], **meta: Any) -> None:
 
 def load_sequence_document(path: Path) -> tuple[list[Event], dict[str, Any]]:
     """The events of a sequence file (a failure file holds one too) and the whole document;
-    one-line UsageError on any problem."""
+    one-line UsageError on any problem (`harness.documents` says which)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text; give a sequence or failure file") from None
+        data = read_document(path)
+    except BadDocument as error:
+        raise UsageError(f"{path} {error}; give a sequence or failure file") from None
     except OSError as error:
-        raise UsageError(f"cannot read sequence file {path}: {error.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
         raise UsageError(
-            f"{path} is not valid JSON ({error.msg}: line {error.lineno} column {error.colno})"
+            f"cannot read sequence file {path}: {error.strerror or type(error).__name__}"
         ) from None
-    except RecursionError:
-        raise UsageError(f"{path} is nested too deeply to be a sequence file") from None
     events = sequence_from_json(data, where=str(path))
-    return events, dict(data)
+    return events, data
 
 
 def load_sequence(path: Path) -> list[Event]:

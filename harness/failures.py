@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shlex
 import sys
 import tempfile
@@ -24,9 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness.checks import PROPERTIES
+from harness.documents import BadDocument, check_schema, shorten
 from harness.errors import UsageError
 from harness.events import Event, load_sequence_document, sequence_to_json
 from harness.files import write_atomically
+from harness.registry import POD_MODES
 
 FAILURE_SCHEMA = "harness.failure/v2"
 READABLE_FAILURE_SCHEMAS = ("harness.failure/v1", FAILURE_SCHEMA)
@@ -117,28 +121,66 @@ def save_failure(
 
 def load_failure(path: Path) -> tuple[list[Event], dict[str, Any] | None]:
     """The events of a sequence or failure file, and its `failure` object (None for a plain
-    sequence file); UsageError (one line) for an unknown failure schema or a malformed one."""
+    sequence file); UsageError (one line) for an unknown failure schema, an unknown property or
+    a run whose target, seed or options are not what `harness replay` can use."""
     events, document = load_sequence_document(path)
     failure = document.get("failure")
     if failure is None:
         return events, None
-    if not isinstance(failure, dict) or failure.get("schema") not in READABLE_FAILURE_SCHEMAS:
-        schema = failure.get("schema") if isinstance(failure, dict) else failure
-        raise UsageError(
-            f"{path}: failure has schema {schema!r}; this harness reads"
-            f" {' and '.join(READABLE_FAILURE_SCHEMAS)}"
-        )
+    if not isinstance(failure, dict):
+        raise UsageError(f"{path}: failure must be an object, got {shorten(failure)}")
+    try:
+        schema = check_schema(failure, READABLE_FAILURE_SCHEMAS)
+    except BadDocument as error:
+        raise UsageError(f"{path}: failure {error}") from None
     prop = failure.get("property")
-    if not isinstance(prop, str) or not prop:
-        raise UsageError(f"{path}: failure.property must be a property name")
-    run = failure.get("run", {})
-    if not isinstance(run, dict) or not isinstance(run.get("options", {}), dict):
-        raise UsageError(f"{path}: failure.run must be an object with an options object")
+    if not isinstance(prop, str) or prop not in PROPERTIES:
+        raise UsageError(
+            f"{path}: failure.property must name a property ({', '.join(PROPERTIES)}),"
+            f" got {shorten(prop)}"
+        )
+    run = failure if schema == "harness.failure/v1" else failure.get("run")
+    where = "failure" if run is failure else "failure.run"
+    if not isinstance(run, dict):
+        raise UsageError(f"{path}: {where} must be an object with target, seed and options")
+    _check_run(run, f"{path}: {where}", required=run is not failure)
     return events, failure
 
 
+def _check_run(run: Mapping[str, Any], where: str, required: bool) -> None:
+    """UsageError unless `run` has a usable target, seed and options (see `run_context_of`)."""
+    target, seed = run.get("target"), run.get("seed", 0)
+    if (required or target is not None) and not _text(target):
+        raise UsageError(f"{where}.target must be a target name, got {shorten(target)}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UsageError(f"{where}.seed must be an integer, got {shorten(seed)}")
+    options = run.get("options", {})
+    if not isinstance(options, dict):
+        raise UsageError(f"{where}.options must be an object, got {shorten(options)}")
+    for name in REPLAY_OPTIONS:
+        value = options.get(name)
+        if value is None:
+            continue
+        if name == "deadline":
+            number = value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+            valid = 0 < number < math.inf
+            expected = "a positive number of seconds"
+        elif name == "pods":
+            valid, expected = value in POD_MODES, f"one of {', '.join(POD_MODES)}"
+        else:
+            valid, expected = _text(value), "a non-empty string"
+        if not valid:
+            raise UsageError(f"{where}.options.{name} must be {expected}, got {shorten(value)}")
+
+
+def _text(value: object) -> bool:
+    """Whether `value` can be given on a command line: a non-empty string without NUL."""
+    return isinstance(value, str) and bool(value.strip()) and "\x00" not in value
+
+
 def run_context_of(failure: Mapping[str, Any]) -> RunContext | None:
-    """The run a failure object names (None for a v1 file, which names only its target)."""
+    """The run a failure object names (one `load_failure` accepted); a v1 file names only its
+    target and seed, and None when it names no target."""
     run = failure.get("run")
     if not isinstance(run, Mapping):
         target = failure.get("target")

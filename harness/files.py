@@ -28,19 +28,37 @@ def _writable_directory(directory: Path, option: str, fix: str) -> None:
         ) from None
 
 
+TEMPORARY_EXTRA = 10
+"""How much longer the temporary name `write_atomically` uses is than the file's own."""
+
+
 def check_output_file(path: Path, option: str) -> None:
     """UsageError (one line) unless a file can be written at `path`: its directory exists and is
-    writable, and `path` is not a directory. Creates nothing."""
-    if path.is_dir():
-        raise UsageError(f"{option}: {path} is a directory; give a file name")
-    directory = path.parent if str(path.parent) else Path(".")
-    _writable_directory(directory, option, "create it first or choose another path")
+    writable, `path` is not a directory, and its name (and its temporary name) fits the file
+    system. Creates nothing."""
+    try:
+        if path.is_dir():
+            raise UsageError(f"{option}: {path} is a directory; give a file name")
+        directory = path.parent if str(path.parent) else Path(".")
+        _writable_directory(directory, option, "create it first or choose another path")
+        name_max = os.pathconf(directory, "PC_NAME_MAX")
+    except OSError as error:  # a path longer than the system allows, say
+        raise UsageError(f"{option}: cannot use {path} ({error.strerror})") from None
+    if len(os.fsencode(path.name)) + TEMPORARY_EXTRA > name_max:
+        raise UsageError(
+            f"{option}: the file name is longer than this file system allows"
+            f" ({name_max - TEMPORARY_EXTRA} bytes); choose a shorter one"
+        )
 
 
 def prepare_output_dir(directory: Path, option: str) -> None:
     """Make sure `directory` exists and is writable: it is created if its parent exists (the
     parent is never created); UsageError (one line) otherwise."""
-    if not directory.exists():
+    try:
+        exists = directory.exists()
+    except OSError as error:  # a path longer than the system allows, say
+        raise UsageError(f"{option}: cannot use {directory} ({error.strerror})") from None
+    if not exists:
         parent = directory.parent if str(directory.parent) else Path(".")
         _writable_directory(parent, option, "create it first or choose another path")
         try:

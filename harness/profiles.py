@@ -18,6 +18,7 @@ endpoint's share at every n from 2 to 10 (`harness.balance`).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -71,6 +72,8 @@ def parse_duration(text: str) -> float:
     total = hours * 3600 + minutes * 60 + seconds
     if total <= 0:
         raise ValueError(f"{text!r} is not a positive duration; use e.g. 90s, 5m or 1h30m")
+    if total == math.inf:
+        raise ValueError(f"{text!r} is too long to be a duration; use e.g. 90s, 5m or 1h30m")
     return total
 
 

@@ -19,6 +19,8 @@ from harness.errors import UsageError
 
 TARGET_GROUP = "harness.targets"
 PROXY_GROUP = "harness.proxies"
+POD_MODES = ("cluster", "local")
+"""`--pods`: the kube target's pods on the cluster's kubelets, or local network namespaces."""
 
 
 @dataclass(frozen=True)

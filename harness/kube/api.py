@@ -30,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from harness.clock import Clock
+from harness.documents import shorten
 from harness.errors import EnvironmentProblem, UsageError
 
 T = TypeVar("T")
@@ -40,6 +41,18 @@ RETRY_PAUSE_S = 0.2
 _LOAD_KUBECONFIG: Any = config.load_kube_config
 _LOAD_INCLUSTER: Any = config.load_incluster_config
 RBAC_HINT = "deploy/rbac.yaml lists the permissions the harness needs"
+KUBECONFIG_VERSION = "v1"
+KUBECONFIG_KIND = "Config"
+LOADER_ERRORS = (
+    OSError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    RecursionError,
+)
+"""What the client's kubeconfig loader raises on a file that parses but is not a kubeconfig."""
 
 
 @dataclass
@@ -239,11 +252,14 @@ def connect(
             persist_config=False,
         )
     except ConfigException as error:
-        where = f" (context {context!r})" if context else ""
+        where = f" (context {shorten(context)})" if context else ""
         raise UsageError(f"bad kubeconfig {path}{where}: {_one_line(error)}") from None
-    except (OSError, ValueError, TypeError, AttributeError) as error:
-        # a file that is not YAML, or YAML that is not a kubeconfig
-        raise UsageError(f"bad kubeconfig {path}: {_one_line(error)}") from None
+    except LOADER_ERRORS as error:
+        # YAML that is not a kubeconfig: the loader indexes and calls what it finds
+        raise UsageError(
+            f"bad kubeconfig {path}: {type(error).__name__}: {_one_line(error)}"
+            " (`kubectl config view` shows what is wrong)"
+        ) from None
     return _cluster(configuration, context, path)
 
 
@@ -263,15 +279,28 @@ def _cluster(configuration: Any, context: str | None, kubeconfig: str | None) ->
 
 
 def _check_kubeconfig_file(path: str) -> None:
-    """UsageError unless `path` is a readable YAML mapping (the loader's errors are obscure)."""
+    """UsageError unless `path` is a readable YAML mapping of a kubeconfig version this harness
+    reads (`apiVersion: v1`, `kind: Config`, both optional as for kubectl); the loader's own
+    errors are obscure."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as error:
-        raise UsageError(f"cannot read kubeconfig {path}: {error.strerror}") from None
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"kubeconfig {path} is not UTF-8 text") from None
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or _one_line(error)
+        raise UsageError(f"cannot read kubeconfig {path}: {reason}") from None
     except yaml.YAMLError as error:
         raise UsageError(f"kubeconfig {path} is not valid YAML: {_one_line(error)}") from None
-    if not isinstance(data, dict) or "clusters" not in data:
+    except RecursionError:
+        raise UsageError(f"kubeconfig {path} is nested too deeply to be a kubeconfig") from None
+    if not isinstance(data, dict) or not isinstance(data.get("clusters"), list):
         raise UsageError(f"{path} is not a kubeconfig (no 'clusters' list)")
+    for field, readable in (("apiVersion", KUBECONFIG_VERSION), ("kind", KUBECONFIG_KIND)):
+        if data.get(field, readable) != readable:
+            raise UsageError(
+                f"kubeconfig {path} has {field} {shorten(data[field])}; this harness reads"
+                f" {field} {readable}"
+            )
 
 
 def _default_kubeconfig() -> str | None:

@@ -21,6 +21,11 @@ from harness.model.objects import Labels, Phase, Pod, Service
 POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
 _FIRST_HOST_INDEX = 10  # keep .0-.9 of each range free for gateways and the node
+MAX_PODS = 2048
+MAX_SERVICES = 2048
+"""The model holds at most this many pods (live or ended) and Services: far more than a search
+makes (tens) or the local scale benchmark (1,000 pods, 200 Services), and few enough that a
+sequence file asking for more is refused at once instead of taking minutes to allocate them."""
 
 
 def pod_address(index: int) -> str:
@@ -105,6 +110,8 @@ class ClusterState:
 
     # -- changes ------------------------------------------------------------------------------
     def with_pod(self, pod: Pod) -> ClusterState:
+        if pod.name not in self.pods and len(self.pods) >= MAX_PODS:
+            raise InvalidEvent(f"the model holds at most {MAX_PODS} pods")
         pods = dict(self.pods)
         pods[pod.name] = pod
         return replace(self, pods=MappingProxyType(pods))
@@ -116,6 +123,8 @@ class ClusterState:
         return replace(self, pods=MappingProxyType(pods))
 
     def with_service(self, service: Service) -> ClusterState:
+        if service.name not in self.services and len(self.services) >= MAX_SERVICES:
+            raise InvalidEvent(f"the model holds at most {MAX_SERVICES} Services")
         services = dict(self.services)
         services[service.name] = service
         return replace(self, services=MappingProxyType(services))

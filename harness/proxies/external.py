@@ -18,12 +18,15 @@ stopped and every later call raises the same failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
+import signal
 import time
 from dataclasses import dataclass
 from typing import IO, NoReturn
 
+from harness.documents import shorten
 from harness.errors import UsageError
 from harness.model.objects import EndpointSlice, Service
 from harness.proxies.base import NodeContext, slice_key
@@ -69,6 +72,34 @@ class _Closed(Exception):
     """The proxy closed its stdout (it exited or is exiting)."""
 
 
+class _TooLong(Exception):
+    """A reply line longer than MAX_LINE_BYTES; `start` holds its first bytes."""
+
+    def __init__(self, start: bytes) -> None:
+        super().__init__()
+        self.start = start
+
+
+SHOWN_BYTES = 80
+
+
+def shown(data: bytes) -> str:
+    """What the proxy sent, quoted for a one-line message: its first SHOWN_BYTES bytes as a
+    Python bytes literal (control and non-ASCII bytes escaped), and how long it was in all."""
+    if len(data) <= SHOWN_BYTES:
+        return repr(data)
+    return f"{data[:SHOWN_BYTES]!r}... ({len(data):,} bytes)"
+
+
+def reply_fix(seq: int) -> str:
+    """What the proxy should have sent instead, for request `seq`."""
+    return (
+        f'it must answer each request with exactly one line on stdout, {{"ok": true, "seq": {seq}}}'
+        f' or {{"ok": false, "seq": {seq}, "error": "why"}}, and flush it'
+        " (docs/candidate-proxy.md, Replies)"
+    )
+
+
 class _Lines:
     """Reads lines from a pipe with a deadline, without ever blocking past it."""
 
@@ -76,10 +107,15 @@ class _Lines:
         self._fd = stream.fileno()
         self._buffer = b""
 
+    @property
+    def partial(self) -> bytes:
+        """What arrived of a line that has not ended yet."""
+        return self._buffer
+
     def read(self, deadline_s: float) -> bytes:
         while b"\n" not in self._buffer:
             if len(self._buffer) > MAX_LINE_BYTES:
-                raise ProtocolError(f"reply line longer than {MAX_LINE_BYTES} bytes")
+                raise _TooLong(self._buffer[:SHOWN_BYTES])
             left_s = deadline_s - time.monotonic()
             if left_s <= 0 or not select.select([self._fd], [], [], left_s)[0]:
                 raise _Silent
@@ -117,6 +153,14 @@ def _write(stream: IO[bytes], data: bytes, deadline_s: float) -> None:
             raise _Closed from None
 
 
+def _ending(code: int | None) -> str:
+    """How a process ended, from its return code (negative: the signal that killed it)."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited (code {code})"
+
+
 class ExternalProxy:
     """A proxy run as an external command that speaks the harness's JSON-lines protocol."""
 
@@ -134,6 +178,15 @@ class ExternalProxy:
         namespace: only for tests of the protocol with proxies that touch no network."""
         if not command.strip():
             raise UsageError("--proxy-command is empty; give the command that starts your proxy")
+        try:
+            os.fsencode(command)
+        except UnicodeEncodeError as error:
+            raise UsageError(
+                f"--proxy-command holds {shorten(error.object[error.start : error.end])},"
+                " which no command line can carry; give the command as the shell would"
+            ) from None
+        if "\x00" in command:
+            raise UsageError("--proxy-command holds a NUL byte, which no command line can carry")
         self.command = command
         self.timeouts = timeouts or Timeouts()
         self.enter_netns = enter_netns
@@ -143,6 +196,7 @@ class ExternalProxy:
         self._lines: _Lines | None = None
         self._pending: list[Message] = []
         self._seq = 0
+        self._answered = ""  # the last request answered, "kind #seq"
         self._failure: ProxyFailure | None = None
         self._services: dict[str, Service] = {}
         self._slices: dict[tuple[str, str], EndpointSlice] = {}
@@ -168,6 +222,7 @@ class ExternalProxy:
         self._failure = None
         self.shutdown_failure = None
         self._seq = 0
+        self._answered = ""
         self._pending = [
             *({"type": "service_add", "service": service_json(s)} for s in self._services.values()),
             *(
@@ -249,13 +304,33 @@ class ExternalProxy:
         if self._failure is None and process.alive():
             try:
                 self._request({"type": "shutdown"}, process)
-                process.wait(self.timeouts.shutdown_s)
+                if process.wait(self.timeouts.shutdown_s):
+                    self._check_nothing_more(process)
             except ProxyFailure as failure:
                 self.shutdown_failure = failure
         process.stop(grace_s=1.5)
         process.log.unlink(missing_ok=True)
 
     # -- one request, one reply ---------------------------------------------------------------
+    def _unsolicited(self, process: NetnsProcess, upcoming: str) -> None:
+        """ProxyFailure if the proxy wrote anything nobody asked for: more after its answer to
+        the last request, or anything before the first (`upcoming`)."""
+        assert self._lines is not None
+        if extra := self._lines.unsolicited():
+            where = (
+                f"after its answer to {self._answered}" if self._answered else f"before {upcoming}"
+            )
+            self._fail(
+                process,
+                f"wrote output nobody asked for {where}: {shown(extra)};"
+                " only replies go to stdout, exactly one line per request (logs go to stderr)",
+            )
+
+    def _check_nothing_more(self, process: NetnsProcess) -> None:
+        """After the proxy exited: nothing may follow its answer to shutdown."""
+        with contextlib.suppress(_Closed):
+            self._unsolicited(process, "exiting")
+
     def _request(self, message: Message, process: NetnsProcess | None = None) -> Message:
         if self._failure is not None:
             raise self._failure
@@ -266,30 +341,47 @@ class ExternalProxy:
         message = {**message, "seq": self._seq}
         check_request(message)  # a failure here is a harness bug, not the proxy's
         kind, seq = message["type"], self._seq
-        deadline_s = time.monotonic() + self.timeouts.for_request(kind)
+        asked, fix = f"{kind} #{seq}", reply_fix(seq)
+        limit_s = self.timeouts.for_request(kind)
+        deadline_s = time.monotonic() + limit_s
+        line = b""
         try:
-            if extra := self._lines.unsolicited():
-                raise ProtocolError(f"output nobody asked for: {extra[:80]!r}")
+            self._unsolicited(process, asked)
             _write(process.stdin, encode(message), deadline_s)
-            reply = parse_reply(self._lines.read(deadline_s))
+            line = self._lines.read(deadline_s)
+            reply = parse_reply(line)
         except _Silent:
-            limit_s = self.timeouts.for_request(kind)
-            self._fail(process, f"did not answer {kind} #{seq} within {limit_s:g} s")
+            partial = self._lines.partial
+            sent = f", having sent {shown(partial)} without a newline" if partial else ""
+            self._fail(process, f"did not answer {asked} within {limit_s:g} s{sent}; {fix}")
         except _Closed:
-            code = process.returncode() if process.wait(0.5) else None
-            self._fail(process, f"exited (code {code}) before answering {kind} #{seq}")
+            ended = _ending(process.returncode()) if process.wait(0.5) else None
+            partial = self._lines.partial
+            sent = f", having sent {shown(partial)} without a newline" if partial else ""
+            self._fail(process, f"{ended or 'closed its stdout'} before answering {asked}{sent}")
+        except _TooLong as error:
+            self._fail(
+                process,
+                f"answered {asked} with a line longer than {MAX_LINE_BYTES:,} bytes, starting"
+                f" {shown(error.start)}; {fix}",
+            )
         except ProtocolError as error:
-            self._fail(process, f"answered {kind} #{seq} with garbage: {error}")
+            self._fail(process, f"answered {asked} with garbage, {shown(line)}: {error}; {fix}")
         if reply.get("seq", seq) < seq:
             self._fail(
                 process,
-                f"answered {kind} #{seq} with garbage: output nobody asked for (a second reply"
-                f" to #{reply['seq']}; answer each request exactly once)",
+                f"answered {asked} with output nobody asked for: a second reply to"
+                f" #{reply['seq']}, {shown(line)}; only replies go to stdout, exactly one line per"
+                f" request, and {fix[3:]}",
             )
         if reply.get("seq", seq) != seq:
-            self._fail(process, f"answered {kind} #{seq} with the reply to #{reply['seq']}")
+            self._fail(
+                process,
+                f"answered {asked} with the reply to #{reply['seq']}, {shown(line)}; {fix}",
+            )
         if not reply["ok"]:
-            self._fail(process, f"refused {kind} #{seq}: {reply['error']}")
+            self._fail(process, f"refused {asked}: {reply['error']}")
+        self._answered = asked
         return reply
 
     def _fail(self, process: NetnsProcess, problem: str) -> NoReturn:

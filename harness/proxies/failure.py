@@ -10,7 +10,7 @@ from __future__ import annotations
 from harness.errors import Violation
 
 TAIL_CHARS = 2000
-PROBLEM_CHARS = 500
+PROBLEM_CHARS = 1000  # room for the offending message, the reason and the fix
 
 
 def one_line(text: str, limit: int = PROBLEM_CHARS) -> str:

@@ -14,11 +14,13 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from harness.documents import shorten
 from harness.errors import EnvironmentProblem
 from harness.local.names import PREFIX_ENVIRONMENT
 from harness.proxies.base import NodeContext
@@ -27,6 +29,7 @@ UNPRIVILEGED_UID = 65534  # nobody
 UNPRIVILEGED_GID = 65534  # nogroup
 TAIL_BYTES = 4096
 PARENT_DEATH_SIGNAL = "TERM"
+GROUP_POLL_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,10 @@ class NetnsProcess:
                     env=self.env,
                 )
             except OSError as error:
-                raise EnvironmentProblem(f"cannot start {command[0]}: {error}") from None
+                raise EnvironmentProblem(
+                    f"cannot start {shorten(' '.join(self.argv))}:"
+                    f" {error.strerror or error} (running {command[0]})"
+                ) from None
 
     @property
     def pid(self) -> int:
@@ -184,22 +190,43 @@ class NetnsProcess:
         return True
 
     def stop(self, grace_s: float = 2.0) -> None:
-        """TERM the process group, KILL it after `grace_s`, and reap the process."""
+        """TERM the process group, KILL it after `grace_s`, reap the process, and return once
+        no process of the group runs any more (or a second after the KILL)."""
         if self._popen is None:
             return
         for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 1.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._popen.pid, sig)
-            if self.wait(wait_s) and not _group_alive(self._popen.pid):
+            if self._wait_group(wait_s):
                 break
         for stream in (self._popen.stdin, self._popen.stdout):
             if stream is not None:
                 stream.close()
 
+    def _wait_group(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the process and every process of its group to end."""
+        assert self._popen is not None
+        deadline_s = time.monotonic() + timeout_s
+        if not self.wait(timeout_s):
+            return False
+        while group_alive(self._popen.pid):
+            if time.monotonic() >= deadline_s:
+                return False
+            time.sleep(GROUP_POLL_S)
+        return True
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs. Zombies do not count: they hold nothing,
+    and in a container whose first process does not reap, orphans stay zombies for good."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
+            return True
+    return False

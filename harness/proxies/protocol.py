@@ -69,12 +69,28 @@ def check_request(message: Message) -> None:
     _check("request", message)
 
 
+def decode(line: bytes | str) -> Any:
+    """The JSON value of one line, in either direction; ProtocolError (one line) naming why
+    there is none: not UTF-8 (bytes, or text holding lone surrogates as a bad byte is read),
+    not JSON, nested too deeply, or a number longer than Python reads."""
+    try:
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+        text.encode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError) as error:
+        raise ProtocolError(f"not UTF-8 text ({error.reason} at {error.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ProtocolError(f"not JSON ({error})") from None
+    except RecursionError:
+        raise ProtocolError("not a message (nested too deeply)") from None
+    except ValueError as error:  # a number longer than Python's int-from-string limit
+        raise ProtocolError(f"not a message ({str(error).split(';')[0]})") from None
+
+
 def parse_reply(line: bytes) -> Message:
     """The reply in `line`; ProtocolError if it is not one JSON object valid as a reply."""
-    try:
-        reply = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ProtocolError(f"not JSON ({error.__class__.__name__}: {error})") from None
+    reply = decode(line)
     _check("reply", reply)
     assert isinstance(reply, dict)
     return reply

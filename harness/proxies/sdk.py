@@ -12,17 +12,21 @@ per Service port with the endpoints new connections may use. The proxy writes it
     serve(program, start=on_hello, stop=on_shutdown)
 
 Every request gets one reply: ok when the callback returns, an error (the exception in one line,
-its traceback on stderr) when it raises, after which the proxy keeps serving. Callbacks may be
-plain functions or coroutine functions; they run on one asyncio event loop, which the data plane
-may use for its own sockets. `serve` returns after `shutdown` is answered or when stdin closes
-(then `stop` is still called).
+its traceback on stderr) when it raises, after which the proxy keeps serving. A request that is
+not one (not UTF-8, not JSON, longer than `MAX_LINE_BYTES`, not valid against the schema, before
+`hello`, a second `hello`) gets an error reply naming what is wrong, and the proxy keeps serving.
+Callbacks may be plain functions or coroutine functions; they run on one asyncio event loop,
+which the data plane may use for its own sockets. `serve` returns after `shutdown` is answered
+or when stdin closes (then `stop` is still called).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import json
+import math
 import sys
 import traceback
 from collections import defaultdict
@@ -34,10 +38,12 @@ from harness.model.endpoints import usable_destinations
 from harness.model.objects import Affinity, EndpointSlice, Service
 from harness.proxies.base import NodeContext
 from harness.proxies.protocol import (
+    MAX_LINE_BYTES,
     PROTOCOL_VERSION,
     Message,
     ProtocolError,
     check_request,
+    decode,
     endpoint_slice_from_json,
     node_from_json,
     service_from_json,
@@ -110,18 +116,16 @@ class Session:
         return ports
 
     async def answer(self, line: str) -> Message:
-        """The reply to one request line."""
+        """The reply to one request line (see the module docstring)."""
         seq = None
         try:
-            message = json.loads(line)
+            message = decode(line)
             seq = message.get("seq") if isinstance(message, dict) else None
             _check_version(message)
             check_request(message)
             await self.apply(message)
         except ProtocolError as error:
             return _error(seq, f"invalid request: {error}")
-        except json.JSONDecodeError as error:
-            return _error(seq, f"invalid request: not JSON ({error})")
         except Exception as error:
             traceback.print_exc(file=sys.stderr)
             return _error(seq, f"{type(error).__name__}: {error}")
@@ -132,6 +136,8 @@ class Session:
         kind = message["type"]
         if kind != "hello" and self.node is None:
             raise ProtocolError(f"{kind} before hello")
+        if kind == "hello" and self.node is not None:
+            raise ProtocolError("a second hello in one session")
         if kind == "hello":
             self.node = node_from_json(message["node"])
             await _call(self.start, self.node)
@@ -165,18 +171,34 @@ def serve(
     stdout: IO[str] = sys.stdout,
 ) -> None:
     """Answer requests from `stdin` on `stdout` until `shutdown` or the end of `stdin`."""
+    if isinstance(stdin, io.TextIOWrapper):
+        stdin.reconfigure(errors="surrogateescape")  # bad bytes become an error reply
     asyncio.run(_serve(Session(program, start, stop), stdin, stdout))
 
 
 async def _serve(session: Session, stdin: IO[str], stdout: IO[str]) -> None:
     loop = asyncio.get_running_loop()
-    while line := await loop.run_in_executor(None, stdin.readline):
-        reply = await session.answer(line)
+    while (line := await loop.run_in_executor(None, _read_line, stdin)) != "":
+        if line is None:
+            reply = _error(None, f"invalid request: a line longer than {MAX_LINE_BYTES} bytes")
+        else:
+            reply = await session.answer(line)
         stdout.write(json.dumps(reply) + "\n")
         stdout.flush()
         if session.done:
             return
     await _call(session.stop)  # the harness went away without a shutdown: clean up anyway
+
+
+def _read_line(stdin: IO[str]) -> str | None:
+    """The next line of `stdin` ("" at its end); a line longer than MAX_LINE_BYTES is read to
+    its end and given as None, so that it is answered as one bad request."""
+    line = stdin.readline(MAX_LINE_BYTES + 1)
+    if len(line) <= MAX_LINE_BYTES or line.endswith("\n"):
+        return line
+    while (rest := stdin.readline(MAX_LINE_BYTES)) and not rest.endswith("\n"):
+        pass
+    return None
 
 
 async def _call(callback: Callable[..., Awaitable[None] | None] | None, *args: Any) -> None:
@@ -194,7 +216,10 @@ def _check_version(message: Any) -> None:
 
 
 def _error(seq: object, text: str) -> Message:
+    """An error reply, echoing `seq` when it is one (a JSON integer, 1 or more: 4.0 is one)."""
     reply: Message = {"ok": False, "error": " ".join(text.split())[:4096]}
-    if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1:
-        reply["seq"] = seq
+    number = seq if isinstance(seq, int | float) and not isinstance(seq, bool) else 0
+    integral = isinstance(number, int) or (math.isfinite(number) and number.is_integer())
+    if integral and number >= 1:
+        reply["seq"] = number
     return reply

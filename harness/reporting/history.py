@@ -59,11 +59,21 @@ def _latency(results: Mapping[str, Json]) -> dict[str, Any]:
     """Per conformance results file: target, p50 and p99 (ms)."""
     found = {}
     for name, data in results.items():
-        latency = _pick(data, lambda d: d["programming_latency_ms"])
-        if latency is not None:
-            found[name] = {"target": data.get("target"), "p50": latency.get("p50"),
-                           "p99": latency.get("p99")}  # fmt: skip
+        row = _pick(data, lambda d: {"target": d.get("target"),
+                                     "p50": d["programming_latency_ms"].get("p50"),
+                                     "p99": d["programming_latency_ms"].get("p99")})  # fmt: skip
+        if row is not None:
+            found[name] = row
     return found
+
+
+def _mutants(data: Json) -> dict[str, Any]:
+    """How many mutants were caught, and the correct targets' false alarms: one count in
+    harness.mutants/v1 (the model's), one per target in v2."""
+    if "references" in data:
+        alarms = {str(name): r["false_alarms"] for name, r in data["references"].items()}
+        return {"caught": data["caught"], "false_alarms": alarms}
+    return {"caught": data["caught"], "false_alarms": data["reference"]["false_alarms"]}
 
 
 def identity(sources: Sources) -> dict[str, Any]:
@@ -103,10 +113,7 @@ def history_entry(sources: Sources) -> dict[str, Any]:
             figures.get("model_throughput.json"),
             lambda d: d["all_checks_but_per_step_fairness"]["events_per_s_median"],
         ),
-        "mutants": _pick(
-            figures.get("mutants.json"),
-            lambda d: {"caught": d["caught"], "false_alarms": d["reference"]["false_alarms"]},
-        ),
+        "mutants": _pick(figures.get("mutants.json"), _mutants),
     }
     return {key: value for key, value in entry.items() if value is not None}
 

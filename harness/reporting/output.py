@@ -37,9 +37,13 @@ def is_report(directory: Path) -> bool:
 def check_output(directory: Path, inputs: Sequence[Path]) -> None:
     """UsageError unless `directory` may be written: it does not exist, is empty, holds a
     previous report, or is the first input (rendered again in place)."""
+    try:
+        usable = not directory.is_dir() or not any(directory.iterdir()) or is_report(directory)
+    except OSError as error:  # a path longer than the system allows, say
+        raise UsageError(f"report: cannot use --output {directory} ({error.strerror})") from None
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"report: --output {directory} is a file; give a directory")
-    if not directory.is_dir() or not any(directory.iterdir()) or is_report(directory):
+    if usable:
         return
     if inputs and directory.resolve() == inputs[0].resolve():
         return

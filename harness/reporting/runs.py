@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.reporting.formats import WRITTEN
+
 __all__ = [
     "MANIFEST",
     "RUNS_DIR",
@@ -73,10 +75,14 @@ def write_json_atomically(path: Path, data: Json) -> None:
 
 
 def write_figures(directory: Path, name: str, figures: Json, started: datetime.datetime) -> Path:
-    """Write figure file `name` into `directory`: `figures`, dated `started` and naming this
-    machine (fields `measured_at` and `host`, unless `figures` has its own). Returns its path."""
+    """Write figure file `name` into `directory`: `figures`, with the schema of its kind
+    (`harness.reporting.formats.WRITTEN`), dated `started` and naming this machine (fields
+    `schema`, `measured_at` and `host`, unless `figures` has its own). Returns its path."""
     path = directory / name
-    write_json_atomically(path, {"measured_at": iso_time(started), "host": machine(), **figures})
+    stamped = {"measured_at": iso_time(started), "host": machine(), **figures}
+    if name in WRITTEN:
+        stamped = {"schema": WRITTEN[name], **stamped}
+    write_json_atomically(path, stamped)
     return path
 
 

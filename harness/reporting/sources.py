@@ -3,8 +3,10 @@
 Contract: `load_sources` only reads. Each figure file is taken from the first directory that has
 it, so a report of one run shows that run's figures only, and a report given older directories
 after it shows their figures where the run has none, each dated (`provenance`). A file that is
-absent everywhere is listed as missing; one that is not JSON (or not the kind of JSON its name
-promises) is listed as malformed with a one-line reason; neither raises. Whether a well-formed
+absent everywhere is listed as missing; one that is not a JSON object, or names a schema this
+harness does not read (`harness.reporting.formats`), is listed as malformed with a one-line
+reason (`harness.documents`); neither raises, whatever the file holds. A directory's manifest of
+an unknown schema is listed as malformed too (its figures are still read). Whether a well-formed
 JSON file has the fields a table needs is decided later, by the table builders
 (`harness.reporting.sections`), which name the file the same way.
 
@@ -14,21 +16,17 @@ figure file at all is a usage error (exit 2) naming the directory and the fix.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.documents import BadDocument, check_schema, read_document
 from harness.errors import UsageError
+from harness.reporting.formats import RESULTS_PATTERN, UNVERSIONED, readable
 from harness.reporting.provenance import Provenance, resolve
 from harness.reporting.runs import MANIFEST, RUN_SCHEMA
-from harness.results import RESULTS_SCHEMA
 
-READABLE_RESULTS = ("harness.results/v1", RESULTS_SCHEMA)
-"""Results files a report reads: this harness's, and the v1 files published before it."""
-
-RESULTS_PATTERN = "results*.json"
 FIGURE_FILES: Mapping[str, str] = {
     "throughput.json": "pytest bench/test_throughput.py",
     "model_throughput.json": "pytest bench/test_model_throughput.py",
@@ -51,10 +49,11 @@ class Sources:
     """What was found in the input directories.
 
     `figures`: figure file name -> its JSON object; `results`: conformance results file name ->
-    its JSON object (schema harness.results/v1), in name order; `paths` and `provenance`: where
-    each of those was read and where and when it was measured; `missing`: figure files found
-    nowhere; `malformed`: file name -> why it could not be used (one line); `manifests`: each
-    input directory's manifest (None when it has none), in the order given.
+    its JSON object (schema harness.results/v1 or v2), in name order; `paths` and `provenance`:
+    where each of those was read and where and when it was measured; `missing`: figure files
+    found nowhere; `malformed`: file name (or a manifest's path) -> why it could not be used
+    (one line); `manifests`: each input directory's manifest (None when it has none or it is
+    unusable), in the order given.
     """
 
     figures: Mapping[str, Json] = field(default_factory=dict)
@@ -72,27 +71,25 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0][:160]}" if text else type(error).__name__
 
 
-def read_json_object(path: Path) -> Json:
-    """The JSON object in `path`; ValueError (one line) for anything else, OSError if unreadable."""
+def _manifest(directory: Path) -> tuple[Json | None, str | None]:
+    """(`directory`'s manifest, None), or (None, why its run.json cannot be used), or
+    (None, None) when it has none."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise ValueError(f"not UTF-8 text ({error.reason})") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not JSON ({error.msg}, line {error.lineno})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"a JSON {type(data).__name__}, not an object")
-    return data
+        data = read_document(directory / MANIFEST)
+        check_schema(data, (RUN_SCHEMA,))
+    except FileNotFoundError:
+        return None, None
+    except OSError as error:
+        return None, one_line(error)
+    except BadDocument as error:
+        return None, str(error)
+    return data, None
 
 
 def read_manifest(directory: Path) -> Json | None:
     """`directory`'s run.json if it is a readable manifest of schema harness.run/v1, else None
     (a report still reads the figures; they are then dated by their own fields only)."""
-    try:
-        data = read_json_object(directory / MANIFEST)
-    except (OSError, ValueError):
-        return None
-    return data if data.get("schema") == RUN_SCHEMA else None
+    return _manifest(directory)[0]
 
 
 def figure_paths(directory: Path) -> list[Path]:
@@ -106,27 +103,32 @@ def figure_paths(directory: Path) -> list[Path]:
 def check_input(directory: Path) -> None:
     """UsageError (one line: the directory and the fix) unless `directory` exists and holds at
     least one figure file."""
+    try:
+        found = directory.exists() and directory.is_dir() and bool(figure_paths(directory))
+    except OSError as error:  # a path longer than the system allows, say
+        raise UsageError(f"report: cannot read --input {directory} ({error.strerror})") from None
+    if found:
+        return
     if not directory.exists():
         raise UsageError(f"report: input directory {directory} not found; {MAKE_A_RUN}, or give"
                          " --input DIR of an existing run")  # fmt: skip
     if not directory.is_dir():
         raise UsageError(f"report: --input {directory} is not a directory; give a run's directory")
-    if not figure_paths(directory):
-        expected = ", ".join([*FIGURE_FILES, RESULTS_PATTERN])
-        raise UsageError(f"report: {directory} holds no figure file ({expected}); {MAKE_A_RUN}")
+    expected = ", ".join([*FIGURE_FILES, RESULTS_PATTERN])
+    raise UsageError(f"report: {directory} holds no figure file ({expected}); {MAKE_A_RUN}")
 
 
 def _read(path: Path) -> tuple[Json | None, str | None]:
-    """(the JSON object, None) or (None, why it cannot be used)."""
+    """(the JSON object, None) or (None, why it cannot be used): not a JSON object, or not of a
+    schema this harness reads (a file of the `UNVERSIONED` kinds may name none)."""
     try:
-        data = read_json_object(path)
+        data = read_document(path)
+        if not (path.name in UNVERSIONED and "schema" not in data):
+            check_schema(data, readable(path.name))
     except OSError as error:
         return None, one_line(error)
-    except ValueError as error:
+    except BadDocument as error:
         return None, str(error)
-    if path.match(RESULTS_PATTERN) and data.get("schema") not in READABLE_RESULTS:
-        readable = " or ".join(repr(s) for s in READABLE_RESULTS)
-        return None, f"schema {data.get('schema')!r}, not {readable}"
     return data, None
 
 
@@ -134,12 +136,17 @@ def load_sources(directories: Sequence[Path]) -> Sources:
     """Read every figure file and every `results*.json` of `directories`, each name from the
     first directory that has it (see the module docstring). A directory that does not exist is
     simply one with every file missing."""
-    manifests = {directory: read_manifest(directory) for directory in directories}
+    read = {directory: _manifest(directory) for directory in directories}
+    manifests = {directory: manifest for directory, (manifest, _) in read.items()}
     figures: dict[str, Json] = {}
     results: dict[str, Json] = {}
     paths: dict[str, Path] = {}
     provenance: dict[str, Provenance] = {}
-    malformed: dict[str, str] = {}
+    malformed = {
+        f"{directory / MANIFEST}": problem
+        for directory, (_, problem) in read.items()
+        if problem is not None
+    }
     for directory in directories:
         for path in figure_paths(directory):
             name = path.name

@@ -21,8 +21,9 @@ from harness.reporting.render import MISSING, Table
 
 Json = Mapping[str, Any]
 
-SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
-"""What a builder raises when a well-formed JSON file lacks the fields it needs."""
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
+"""What a builder raises when a well-formed JSON file lacks the fields it needs (or holds a
+number no float can: JSON integers have no bound)."""
 
 THROUGHPUT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("wrk_pod_keepalive", "wrk to a pod, keep-alive (ceiling) req/s"),

@@ -50,12 +50,11 @@ from harness.kube.scope import Scope
 from harness.kube.traffic import Exec
 from harness.model.objects import EndpointSlice
 from harness.model.state import ClusterState
-from harness.registry import TargetOptions
+from harness.registry import POD_MODES, TargetOptions
 from harness.traffic import CLIENTS, ErrorKind, Outcome, TrafficRequest, TrafficSample
 
 MERGE_PATCH = "application/merge-patch+json"
 NAMESPACE_PREFIX = "svc-lb-"
-POD_MODES = ("cluster", "local")
 STARTUP_S = 180.0  # client pods: image pulls on a fresh node
 RESET_WAIT_S = 60.0
 RECREATE_WAIT_S = 30.0
@@ -120,9 +119,15 @@ class KubeTarget:
 
     @classmethod
     def from_spec(cls, arg: str | None, options: TargetOptions) -> KubeTarget:
+        """The target the command line asks for. A kubeconfig (given, or found as kubectl finds
+        it) is read now, so that a bad one is a usage error before anything starts; reading it
+        contacts no server."""
         if arg:
             raise UsageError(f"the kube target takes no argument (got kube:{arg}); see --pods")
-        return cls(options)
+        target = cls(options)
+        if not options.kind_cluster:
+            connect(options.kubeconfig, options.context).close()
+        return target
 
     # -- open and close -----------------------------------------------------------------------
     def open(self) -> None:

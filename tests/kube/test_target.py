@@ -228,9 +228,8 @@ def test_unreachable_server_is_one_line() -> None:
 def test_bad_kubeconfig_is_a_usage_error(tmp_path: Any) -> None:
     path = tmp_path / "config"
     path.write_text("not: [a kubeconfig")
-    target = make_target("kube", TargetOptions(kubeconfig=str(path)))
-    with pytest.raises(UsageError) as raised:
-        target.open()
+    with pytest.raises(UsageError) as raised:  # before anything starts
+        make_target("kube", TargetOptions(kubeconfig=str(path)))
     assert str(path) in one_line(raised.value)
     with pytest.raises(UsageError):
         make_target("kube", TargetOptions(pods="elsewhere"))

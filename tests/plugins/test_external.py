@@ -110,10 +110,10 @@ def test_updates_carry_old_and_new(tmp_path: Path) -> None:
     [
         ("crash_on_sync", "exited (code 3) before answering sync #3", "KeyError: 'boom'"),
         ("hang_on_sync", "did not answer sync #3 within 1 s", "thinking forever"),
-        ("garbage_on_sync", "answered sync #3 with garbage: not JSON", ""),
-        ("extra_field", "answered hello #1 with garbage: the message: Additional properties", ""),
+        ("garbage_on_sync", "answered sync #3 with garbage, b'synced!': not JSON", ""),
+        ("extra_field", 'answered hello #1 with garbage, b\'{"ok": true, "detail"', ""),
         ("refuse_sync", "refused sync #3: cannot program that", ""),
-        ("double_reply", "answered sync #3 with garbage: output nobody asked for", ""),
+        ("double_reply", "nobody asked for after its answer to service_add #2", ""),
         ("wrong_seq", "answered hello #1 with the reply to #2", ""),
         ("old_protocol", "refused hello #1: I speak protocol 0 only", ""),
     ],

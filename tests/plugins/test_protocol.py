@@ -158,7 +158,7 @@ def test_valid_replies_parse(line: bytes) -> None:
     ("line", "complaint"),
     [
         (b"ok", "not JSON"),
-        (b"\xff\xfe", "not JSON"),
+        (b"\xff\xfe", "not UTF-8"),
         (b"[true]", "is not of type 'object'"),
         (b"{}", "'ok' is a required property"),
         (b'{"ok": "yes"}', "is not of type 'boolean'"),

@@ -144,15 +144,16 @@ def test_a_file_that_is_not_json_is_named_in_one_line(reports: Path) -> None:
     assert set(malformed) == {"rule_sync.json", "mutants.json"}
     notes = [note for section in sections for note in section.notes]
     rule_notes = [note for note in notes if note.startswith("rule_sync.json")]
-    assert rule_notes == ["rule_sync.json: malformed, skipped (not JSON (Expecting property name"
-                          " enclosed in double quotes, line 1))"]  # fmt: skip
+    assert rule_notes == ["rule_sync.json: malformed, skipped (not valid JSON (Expecting property"
+                          " name enclosed in double quotes: line 1 column 2))"]  # fmt: skip
     assert "\n" not in "".join(notes)
 
 
 def test_json_lacking_the_fields_a_table_needs_is_malformed_and_the_rest_goes_on(
     reports: Path,
 ) -> None:
-    (reports / "throughput.json").write_text(json.dumps({"results": [{"proxy": "x"}]}))
+    throughput = {"schema": "harness.throughput/v1", "results": [{"proxy": "x"}]}
+    (reports / "throughput.json").write_text(json.dumps(throughput))
     sections, malformed = build_sections(load_sources([reports]))
     assert malformed == {"throughput.json": "KeyError: 'runs'"}
     throughput = next(s for s in sections if s.title == "Throughput")
