@@ -20,10 +20,11 @@ FIGURE = "hostile-inputs.json"
 
 
 def sizes(default: int, sweep: int) -> pytest.MarkDecorator:
-    """Run a fuzz test with `default` inputs, and again with `sweep` inputs marked `slow` (left
-    out by `-m "not slow"`); the test takes the count as its `examples` argument."""
+    """Run a fuzz test with `default` inputs, and again with `sweep` inputs marked `sweep` (left
+    out of the default run, `tox -e unit`; `pytest tests/hostile -m sweep` runs them); the test
+    takes the count as its `examples` argument."""
     return pytest.mark.parametrize(
-        "examples", [default, pytest.param(sweep, marks=pytest.mark.slow)], ids=["default", "sweep"]
+        "examples", [default, pytest.param(sweep, marks=pytest.mark.sweep)], ids=["default", "sweep"]
     )
 
 
