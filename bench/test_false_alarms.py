@@ -33,7 +33,7 @@ import pytest
 from sizes import names, size
 
 from harness import registry
-from harness.conformance import options_for, run_suite
+from harness.conformance import options_for, run_target
 from harness.profiles import PROFILES
 from harness.reporting.runs import write_figures
 
@@ -69,11 +69,7 @@ def run_reference(proxy: str, failures: Path) -> dict[str, Any]:
     )
     started = time.monotonic()
     with cpu_hog(EXAMPLES * SECONDS_PER_EXAMPLE) as hogs:
-        target.open()
-        try:
-            suite = run_suite(target, options)
-        finally:
-            target.close()
+        suite = run_target(target, options)
     judged = [r for r in suite.results if r.status.value in ("passed", "failed")]
     return {
         "proxy": proxy,

@@ -33,7 +33,7 @@ import pytest
 from sizes import size
 
 from harness import registry
-from harness.conformance import options_for, run_suite
+from harness.conformance import options_for, run_target
 from harness.profiles import PROFILES
 from harness.reporting.runs import write_figures
 
@@ -100,11 +100,7 @@ def new_run(seed: int, seconds: float, tmp: Path) -> dict[str, Any]:
         failures_dir=tmp,
     )
     started = time.monotonic()
-    target.open()
-    try:
-        suite = run_suite(target, options)
-    finally:
-        target.close()
+    suite = run_target(target, options)
     return {
         "seconds": time.monotonic() - started,
         "distinct": suite.stats.distinct_sequences,

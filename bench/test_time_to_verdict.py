@@ -26,7 +26,7 @@ import pytest
 from sizes import names, size
 
 from harness import registry
-from harness.conformance import PropertyResult, options_for, run_suite
+from harness.conformance import PropertyResult, options_for, run_target
 from harness.profiles import PROFILES
 from harness.reporting.runs import write_figures
 
@@ -56,11 +56,7 @@ def timed_run(proxy: str, failures: Path) -> dict[str, Any]:
     def on_verdict(result: PropertyResult) -> None:
         verdicts.append((time.monotonic() - started, result.name))
 
-    target.open()
-    try:
-        suite = run_suite(target, options, on_verdict)
-    finally:
-        target.close()
+    suite = run_target(target, options, on_verdict)
     return {
         "proxy": proxy,
         "seconds": round(time.monotonic() - started, 1),

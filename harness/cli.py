@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from harness import __version__, interrupts, registry
 from harness.checks import PROPERTIES
-from harness.conformance import fails_to_restart, options_for, run_suite, select_properties
+from harness.conformance import fails_to_restart, options_for, run_target, select_properties
 from harness.console import Console
 from harness.errors import (
     EXIT_HARNESS,
@@ -329,12 +329,10 @@ def command_run(args: argparse.Namespace) -> int:
         + (cleanup if prefix else "")
     )
     started = time.monotonic()
-    target.open()
     try:
-        suite = run_suite(target, options, console.verdict, console.progress, console.status)
+        suite = run_target(target, options, console.verdict, console.progress, console.status)
     finally:
         console.done()
-        target.close()
     report = RunReport(suite, profile.name, time.monotonic() - started)
     print_summary(report, sys.stdout)
     if args.results:

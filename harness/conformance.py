@@ -340,6 +340,21 @@ def run_suite(
     )
 
 
+def run_target(
+    target: Target,
+    options: SuiteOptions,
+    on_verdict: OnVerdict | None = None,
+    on_progress: Callable[[SearchStats, Limits], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> SuiteResult:
+    """`run_suite` on `target` opened for it and closed afterwards, also after an error."""
+    target.open()
+    try:
+        return run_suite(target, options, on_verdict, on_progress, on_status)
+    finally:
+        target.close()
+
+
 def options_for(
     target: Target,
     *,

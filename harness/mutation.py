@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import registry
-from harness.conformance import SuiteOptions, options_for, run_suite
+from harness.conformance import SuiteOptions, options_for, run_target
 from harness.failures import RunContext
 from harness.profiles import PROFILES, Profile
 from harness.targets.mutants import MUTANTS
@@ -78,11 +78,7 @@ def catch(
         confirmations=1,
     )
     started = time.monotonic()
-    target.open()
-    try:
-        suite = run_suite(target, options)
-    finally:
-        target.close()
+    suite = run_target(target, options)
     seconds = round(time.monotonic() - started, 2)
     if suite.error is not None:
         return {"caught": False, "error": suite.error, "seconds": seconds}
@@ -115,11 +111,7 @@ def false_alarms(
     target = registry.make_target(spec, registry.TargetOptions(extra={"seed": seed}))
     options = _options(spec, target, profile, seed, failures)
     options = replace(options, limits=replace(options.limits, examples=examples, budget_s=None))
-    target.open()
-    try:
-        suite = run_suite(target, options)
-    finally:
-        target.close()
+    suite = run_target(target, options)
     budget = options.config.budget
     return {
         "false_alarms": len(suite.failed),

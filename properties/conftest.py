@@ -25,7 +25,7 @@ import pytest
 
 from harness import registry
 from harness.cli import DEFAULT_TARGET, run_context
-from harness.conformance import SuiteResult, options_for, run_suite
+from harness.conformance import SuiteResult, options_for, run_target
 from harness.errors import HarnessError, UsageError
 from harness.files import check_output_file, prepare_output_dir
 from harness.profiles import PROFILES, parse_duration, profile_named
@@ -97,11 +97,7 @@ def _run_suite(config: pytest.Config) -> tuple[SuiteResult, RunReport]:
         run=run_context(spec, seed, target_options),
     )
     started = time.monotonic()
-    target.open()
-    try:
-        suite = run_suite(target, options)
-    finally:
-        target.close()
+    suite = run_target(target, options)
     report = RunReport(suite, profile.name, time.monotonic() - started)
     if option("results"):
         write_json(report, Path(option("results")))

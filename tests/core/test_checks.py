@@ -167,6 +167,15 @@ def test_exact_balance():
     assert not check_exact_balance("svc", usable, Reachability(True)).holds
 
 
+STICKY_2S = Service(
+    "svc",
+    "10.96.0.10",
+    (("app", "web"),),
+    session_affinity=Affinity.CLIENT_IP,
+    affinity_timeout_s=2,
+)
+
+
 def spread(backends, started, finished):
     """One connection from each further address of client-1 (sources 1..k)."""
     outcomes = [Outcome(b, None, 1.0, i, i + 1) for i, b in enumerate(backends)]
@@ -178,13 +187,7 @@ def spread(backends, started, finished):
 def test_affinity_expiry_is_judged_over_many_idle_clients(returns_to_old):
     """After timeoutSeconds + slack, idle clients choose anew: all of k idle clients back on
     their old backends fails (a proxy that never expires); a fresh choice passes."""
-    service = Service(
-        "svc",
-        "10.96.0.10",
-        (("app", "web"),),
-        session_affinity=Affinity.CLIENT_IP,
-        affinity_timeout_s=2,
-    )
+    service = STICKY_2S
     usable, memory, rng = set(B[:2]), AffinityMemory(), random.Random(1)
     first = [rng.choice(B[:2]) for _ in range(40)]
     assert check_affinity(service, usable, spread(first, 0, 0.1), memory, BUDGET).holds
@@ -197,13 +200,7 @@ def test_affinity_expiry_is_judged_over_many_idle_clients(returns_to_old):
 
 
 def test_affinity_expiry_is_not_judged_before_the_timeout_or_with_too_few_clients():
-    service = Service(
-        "svc",
-        "10.96.0.10",
-        (("app", "web"),),
-        session_affinity=Affinity.CLIENT_IP,
-        affinity_timeout_s=2,
-    )
+    service = STICKY_2S
     memory = AffinityMemory()
     check_affinity(service, set(B[:2]), spread([B[0]] * 40, 0, 0.1), memory, BUDGET)
     early = check_affinity(service, set(B[:2]), spread([B[0]] * 40, 1.0, 1.1), memory, BUDGET)

@@ -24,7 +24,9 @@ def sizes(default: int, sweep: int) -> pytest.MarkDecorator:
     out of the default run, `tox -e unit`; `pytest tests/hostile -m sweep` runs them); the test
     takes the count as its `examples` argument."""
     return pytest.mark.parametrize(
-        "examples", [default, pytest.param(sweep, marks=pytest.mark.sweep)], ids=["default", "sweep"]
+        "examples",
+        [default, pytest.param(sweep, marks=pytest.mark.sweep)],
+        ids=["default", "sweep"],
     )
 
 
