@@ -354,11 +354,23 @@ def search_rate(data: Json) -> Table:
             fmt(_number(run["old"]["seconds"]), 0),
             fmt(run["new"]["distinct"]),
             fmt(_number(run["new"]["seconds"]), 0),
+            _timed(run.get("pytest_benchmark")),
         )
         for run in data["runs"]
     )
-    headers = ("seed", "old: distinct", "old: s", "one search: distinct", "one search: s")
+    headers = (
+        *("seed", "old: distinct", "old: s", "one search: distinct", "one search: s"),
+        "pytest-benchmark: s",
+    )
     return Table("Distinct sequences explored (search_rate.json)", headers, rows)
+
+
+def _timed(timed: Json) -> str:
+    """pytest-benchmark's median seconds of a timed run; MISSING in older files or when it was
+    disabled."""
+    if timed is None:
+        return MISSING
+    return fmt(_number(timed["seconds_median"]), 1)
 
 
 def search_rate_notes(data: Json) -> list[str]:

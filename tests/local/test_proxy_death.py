@@ -51,7 +51,7 @@ def test_a_proxy_killed_mid_run_is_one_proxy_contract_verdict(prefix: str, tmp_p
     assert statuses.pop(PROXY_CONTRACT) == Status.FAILED
     assert all(s in (Status.PASSED, Status.SKIPPED) for s in statuses.values()), statuses
     (death,) = suite.failed
-    told = ("killed by SIGKILL", "exited", "did not answer")  # which one depends on who sees it first
+    told = ("killed by SIGKILL", "exited", "did not answer")  # which: who sees the death first
     assert any(words in death.message for words in told), death.message
     assert suite.stats.examples == 6  # the search went on with a fresh proxy
 

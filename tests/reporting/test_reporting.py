@@ -24,6 +24,7 @@ from harness.reporting.tables import (
     mutation_notes,
     programming_latency,
     rule_sync,
+    search_rate,
     throughput_overview,
     throughput_runs,
 )
@@ -103,6 +104,20 @@ def test_rule_sync_rows_are_per_proxy_medians() -> None:
     assert column(table, "proxy") == ["iptables", "nftables"]
     assert column(table, "sync, median ms") == ["50.1", "48.2"]
     assert "1.5" in table.title
+
+
+def test_search_rate_rows_carry_pytest_benchmarks_timing_when_it_timed_the_run() -> None:
+    timed = {"distinct": 300, "seconds": 60.2}
+    data = {
+        "runs": [
+            {"seed": 1, "old": {"distinct": 12, "seconds": 60.0}, "new": timed,
+             "pytest_benchmark": {"rounds": 1, "seconds_median": 60.24}},
+            {"seed": 2, "old": {"distinct": 12, "seconds": 60.0}, "new": timed},
+        ]
+    }  # fmt: skip
+    table = search_rate(data)
+    assert column(table, "one search: distinct") == ["300", "300"]
+    assert column(table, "pytest-benchmark: s") == ["60.2", "-"]
 
 
 def test_mutation_table_names_the_catching_property_and_counterexample_length() -> None:
