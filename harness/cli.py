@@ -239,11 +239,27 @@ def build_parser() -> Parser:
     return parser
 
 
+KUBE_ONLY = ("kubeconfig", "context", "kind_cluster", "keep_cluster", "pods")
+
+
+def refuse_kube_options(args: argparse.Namespace, spec: str) -> None:
+    """UsageError when the command line gives an option of --target kube to another target
+    (which would silently ignore it). Options a replay takes from its file are not judged."""
+    if spec.partition(":")[0] == "kube":
+        return
+    for name in KUBE_ONLY:
+        if getattr(args, name, None):
+            option = "--" + name.replace("_", "-")
+            raise UsageError(f"{option} is for --target kube, not {spec}; drop {option}")
+
+
 def target_options(
-    args: argparse.Namespace, seed: int = 0, saved: RunContext | None = None
+    args: argparse.Namespace, spec: str, seed: int = 0, saved: RunContext | None = None
 ) -> registry.TargetOptions:
     """The target's options from the command line; for a replay, the saved run's options fill
-    in what the command line leaves out."""
+    in what the command line leaves out. UsageError for an option `spec`'s target does not
+    take (`refuse_kube_options`)."""
+    refuse_kube_options(args, spec)
     kept = dict(saved.options) if saved else {}
 
     def chosen(name: str) -> Any:
@@ -299,7 +315,7 @@ def command_run(args: argparse.Namespace) -> int:
             check_output_file(path, option)
     budget_s = _budget(args)
     profile = profile_named(args.profile)
-    chosen = target_options(args, seed)
+    chosen = target_options(args, args.target, seed)
     target = registry.make_target(args.target, chosen)
     prepare_output_dir(args.failures_dir, "--failures-dir")  # the last check: it creates it
     options = replace(
@@ -367,7 +383,7 @@ def command_replay(args: argparse.Namespace) -> int:
     if not spec:
         raise UsageError(f"{args.file} names no target; give --target NAME")
     seed = saved.seed if saved else 0
-    target = registry.make_target(spec, target_options(args, seed, saved))
+    target = registry.make_target(spec, target_options(args, spec, seed, saved))
     deadline: Any = args.deadline or (saved.options.get("deadline") if saved else None)
     config = RunConfig(deadline_s=float(deadline or getattr(target, "default_deadline_s", 30.0)))
     checking = f", checking {prop}" if prop else ""

@@ -31,6 +31,8 @@ def run(capsys, *argv):
         (["run", "--target", "model:foo"], "the model target takes no argument"),
         (["run", "--target", "model", "--proxy-command", "x"], "does not apply to the model"),
         (["run", "--target", "local:haproxy", "--proxy-command", "x"], "takes no command"),
+        (["run", "--target", "model", "--kubeconfig", "k"], "--kubeconfig is for --target kube"),
+        (["run", "--target", "local:nftables", "--pods", "local"], "--pods is for --target kube"),
         (["run", "--target", "model", "--examples", "0"], "must be at least 1"),
         (["run", "--target", "model", "--deadline", "soon"], "expected a number of seconds"),
         (["run", "--target", "model", "--budget", "soon"], "not a duration"),
@@ -117,6 +119,8 @@ def test_violation_exits_1_and_the_failure_file_alone_replays_it(capsys, tmp_pat
     assert code == 1 and "reproduced" in out
     code, out, _ = run(capsys, "replay", failed[0]["failure_file"], "--target", "model")
     assert code == 0 and "did not reproduce" in out
+    code, _, err = run(capsys, "replay", failed[0]["failure_file"], "--context", "c")
+    assert code == 2 and "--context is for --target kube, not mutant:keeps-deleted" in err
 
 
 def test_replay_commands_carry_every_option_quoted():
