@@ -68,11 +68,19 @@ def resolve_port(service_port: ServicePort, pod: Pod) -> EndpointPort | None:
 def endpoint_for(pod: Pod, service: Service) -> Endpoint:
     """The endpoint and its conditions, as `podToEndpoint` sets them.
 
-    serving = publishNotReadyAddresses or pod Ready; terminating = deletionTimestamp set;
-    ready = publishNotReadyAddresses or (serving and not terminating).
+    Follows kubernetes `staging/src/k8s.io/endpointslice/utils.go: podToEndpoint` (formerly
+    `pkg/controller/util/endpointslice/utils.go`):
+
+        serving     = podutil.IsPodReady(pod)          (the pod's Ready condition only)
+        terminating = pod.DeletionTimestamp != nil
+        ready       = publishNotReadyAddresses || (serving && !terminating)
+
+    publishNotReadyAddresses sets only `ready`: an unready pod of such a Service is listed
+    ready but not serving (upstream's `TestPodToEndpoint` "Unready pod +
+    publishNotReadyAddresses"; tests/core/test_upstream_tables.py runs that table).
     """
     assert pod.ip is not None
-    serving = service.publish_not_ready_addresses or pod.ready
+    serving = pod.ready
     ready = service.publish_not_ready_addresses or (serving and not pod.terminating)
     return Endpoint(
         address=pod.ip,

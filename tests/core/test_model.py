@@ -78,15 +78,20 @@ def test_unready_pod_listed_but_not_usable():
     assert usable(events) == []
 
 
-def test_publish_not_ready_addresses_makes_unready_and_terminating_ready():
-    """e2e "should create endpoints for unready pods"; publishNotReadyAddresses=true."""
+def test_publish_not_ready_addresses_makes_unready_and_terminating_ready_not_serving():
+    """e2e "should create endpoints for unready pods"; publishNotReadyAddresses=true.
+
+    podToEndpoint: publishNotReadyAddresses sets `ready` only; `serving` stays the pod's Ready
+    condition (TestPodToEndpoint "Unready pod + publishNotReadyAddresses": ready, not serving).
+    """
     events = [
         CreateService("svc", WEB, publish_not_ready_addresses=True),
         CreatePod("p", WEB, ready=False),
         Scale("web", 1),
         DeletePod("web-0", 30),
     ]
-    assert endpoints(events) == {"p": (True, True, False), "web-0": (True, True, True)}
+    assert endpoints(events) == {"p": (True, False, False), "web-0": (True, True, True)}
+    # Both are ready, so CategorizeEndpoints uses both; serving is never consulted.
     assert usable(events) == ["p", "web-0"]
     # Turned off: p (not ready) drops out; web-0 is Ready and terminating, so it is serving and
     # terminating and, with no Ready endpoint left, the terminating fallback still uses it.

@@ -251,7 +251,7 @@ class FakeCluster:
                 c.type == "Ready" and c.status == "True" for c in status.conditions or []
             )
             terminating = pod.metadata.deletion_timestamp is not None
-            serving = publish or pod_ready
+            serving = pod_ready  # podToEndpoint: the Ready condition only
             endpoints.append(
                 {
                     "addresses": [status.pod_ip],

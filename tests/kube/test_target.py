@@ -20,6 +20,7 @@ from harness.events import (
     EvictPod,
     RestartPod,
     SetLabel,
+    SetPublishNotReady,
     SetReady,
     SetSelector,
     Wait,
@@ -160,6 +161,8 @@ def test_endpoint_slices_follow_the_model(running: tuple[KubeTarget, FakeCluster
         RestartPod("web-a"),  # a new incarnation: the uid in the slice must change
         SetReady("web-b", True),
         SetLabel("web-a", "app", "other"),
+        SetPublishNotReady("web", True),
+        SetReady("web-b", False),  # listed ready (publishNotReadyAddresses), not serving
     ]
     for event in steps:
         target.apply(event)
@@ -170,8 +173,8 @@ def test_endpoint_slices_follow_the_model(running: tuple[KubeTarget, FakeCluster
 
         eventually(matches)
     (observed,) = target.endpoint_slices("web")
-    assert [(e.pod, e.uid, e.ready, e.node) for e in observed.endpoints] == [
-        ("web-b", "u2", True, "node-1")
+    assert [(e.pod, e.uid, e.ready, e.serving, e.node) for e in observed.endpoints] == [
+        ("web-b", "u2", True, False, "node-1")
     ]
 
 
