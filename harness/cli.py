@@ -474,7 +474,7 @@ def command_clean(args: argparse.Namespace) -> int:
     if args.kube:
         from harness.kube.cleanup import clean_kube
 
-        removed += clean_kube(args.kubeconfig, args.context)
+        removed += clean_kube(args.kubeconfig, args.context, args.prefix)
     for item in removed:
         print(f"removed {item}")
     print(f"{len(removed)} leftover(s) removed" if removed else "nothing to clean")

@@ -28,6 +28,23 @@ def test_deletes_labelled_namespaces_and_nodes_only(cluster: Cluster) -> None:
     assert clean_cluster(cluster) == []
 
 
+def test_a_prefix_spares_other_runs_a_decoy_namespace_and_nodes(cluster: Cluster) -> None:
+    core = cluster.core
+    for run in ("hkdead1", "hkdead2", "hklive9"):
+        core.create_namespace(
+            {"metadata": {"name": f"svc-lb-{run}", "labels": managed_labels(run)}}
+        )
+        core.create_node({"metadata": {"name": f"{run}-n", "labels": managed_labels(run, "node")}})
+    # a decoy: the harness's name and managed-by label, but another run's label
+    core.create_namespace({"metadata": {"name": "svc-lb-hkdead1x", "labels": managed_labels("x")}})
+    removed = clean_cluster(cluster, prefix="hkdead1")
+    assert removed == ["namespace/svc-lb-hkdead1", "node/hkdead1-n"]
+    left = sorted(n.metadata.name for n in core.list_namespace().items)
+    assert left == ["svc-lb-hkdead1x", "svc-lb-hkdead2", "svc-lb-hklive9"]
+    assert clean_cluster(cluster, prefix="hkdead") == ["namespace/svc-lb-hkdead2", "node/hkdead2-n"]
+    assert sorted(n.metadata.name for n in core.list_node().items) == ["hklive9-n"]
+
+
 def test_errors_are_one_line(tmp_path: object) -> None:
     with pytest.raises(UsageError):
         clean_kube("/nonexistent/kubeconfig")
