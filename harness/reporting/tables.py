@@ -290,8 +290,8 @@ def mutation_notes(data: Json) -> list[str]:
         lines.append(
             f"{name} (correct): {fmt(reference['false_alarms'])} false alarm(s) in"
             f" {fmt(reference.get('examples'))} examples ({fmt(reference.get('events'))} events),"
-            f" measured rate {fmt(reference.get('measured_rate'))} per property against a budget"
-            f" of {fmt(reference.get('budget_per_run'))} per run; failed: {failed}"
+            f" measured rate {fmt(reference.get('measured_rate'), 4)} per property against a"
+            f" budget of {fmt(reference.get('budget_per_run'), 4)} per run; failed: {failed}"
         )
     return lines
 
