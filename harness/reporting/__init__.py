@@ -47,7 +47,7 @@ def preamble(sources: Sources, this: Mapping[str, Any]) -> list[str]:
     manifest = next(iter(sources.manifests.values()), None) or {}
     profile = f", profile {manifest['profile']}" if manifest.get("profile") else ""
     lines = [f"Run {this['run']}{profile}, on {this.get('host') or UNKNOWN_HOST}."]
-    origins = list(dict.fromkeys(p.origin for p in sources.provenance.values()))
+    origins = sorted({p.origin for p in sources.provenance.values()})  # the same when re-rendered
     lines.append(f"Figures from {', '.join(origins)}.")
     if len(origins) > 1:
         lines.append(

@@ -167,12 +167,17 @@ def test_a_run_published_twice_is_one_row_and_later_reports_are_left_out(
     ]
 
 
+@pytest.mark.parametrize("order", ["new first", "old first", "old alone"])
 def test_a_published_report_rendered_again_in_place_is_unchanged(
-    tmp_path: Path, old_run: Path
+    tmp_path: Path, old_run: Path, new_run: Path, order: str
 ) -> None:
+    """Byte for byte, also when the figures came from several directories in any order."""
+    inputs = {"new first": [new_run, old_run], "old first": [old_run, new_run]}.get(
+        order, [old_run]
+    )
     published = tmp_path / "published"
     target = published / "2026-11-20"
-    write_report([old_run], target, history_root=published)
+    write_report(inputs, target, history_root=published)
     before = {p.name: p.read_bytes() for p in target.iterdir()}
     write_report([target], target, history_root=published)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
