@@ -41,6 +41,7 @@ LEASE_DURATION_S = 30  # a run that has not renewed for this long is dead to `ha
 RENEW_EVERY_S = 5.0  # six tries per lease duration
 CLOCK_ALLOWANCE_S = 2.0  # Date's one-second resolution plus a request's latency
 SKEW_ALLOWANCE_S = 60.0  # no Date header: local clocks of two machines
+DATE_RESOLUTION = timedelta(seconds=1)  # the Date header counts whole seconds
 STOP_WAIT_S = 1.0  # close() waits no longer for the thread (an API call is bounded anyway)
 
 WallClock = Callable[[], datetime]
@@ -158,7 +159,7 @@ class Heartbeat:
         self._prefix = prefix
         self._every_s = renew_every_s
         self._wall = wall
-        self._offset = timedelta(0)  # server clock minus local clock, from the last answer
+        self._offset: timedelta | None = None  # server clock minus local clock (`_record`)
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -193,8 +194,8 @@ class Heartbeat:
                 return None
             return (
                 f"the run's lease ({LEASE_NAME} in namespace {self._namespace}) failed to renew"
-                f" {self._failures} time(s), first: {self._first_problem}; while it was stale,"
-                " `harness clean --kube` elsewhere could take the run for dead"
+                f" {self._failures} time(s), first: {self._first_problem}; a run that renews"
+                f" nothing for {LEASE_DURATION_S} s looks dead to `harness clean --kube`"
             )
 
     # -- the thread ---------------------------------------------------------------------------
@@ -202,15 +203,17 @@ class Heartbeat:
         while not self._stopped.wait(self._every_s):
             try:
                 self._renew()
-            except HarnessError as error:
+            except Exception as error:  # recorded, never raised: the run goes on
                 with self._lock:
                     self._failures += 1
-                    self._first_problem = self._first_problem or str(error)
+                    if self._first_problem is None:
+                        text = str(error) if isinstance(error, HarnessError) else repr(error)
+                        self._first_problem = " ".join(text.split())[:300]
 
     def _renew(self) -> None:
         """A merge patch of spec.renewTime (only this run writes its Lease, so no
         resourceVersion is needed); a Lease someone deleted is created again."""
-        body = {"spec": {"renewTime": micro_time(self._wall() + self._offset)}}
+        body = {"spec": {"renewTime": micro_time(self._server_now())}}
         answer = self._cluster.call(
             f"patch leases in namespace {self._namespace}",
             self._api.patch_namespaced_lease_with_http_info,
@@ -220,10 +223,10 @@ class Heartbeat:
             _content_type=MERGE_PATCH,
             allow=(404,),
         )
-        if answer is None:
-            self._create()
-        else:
+        if answer is not None:
             self._record(answer)
+        elif not self._stopped.is_set():  # not the Lease stop() just deleted
+            self._create()
         with self._lock:
             self.renewals += 1
 
@@ -233,12 +236,22 @@ class Heartbeat:
                 f"create leases in namespace {self._namespace}",
                 self._api.create_namespaced_lease_with_http_info,
                 self._namespace,
-                lease_manifest(self._namespace, self._prefix, self._wall() + self._offset),
+                lease_manifest(self._namespace, self._prefix, self._server_now()),
             )
         )
 
+    def _server_now(self) -> datetime:
+        """The server's clock as last measured; local time until an answer carried a Date."""
+        return self._wall() + (self._offset or timedelta(0))
+
     def _record(self, answer: Any) -> None:
-        """Keep the server's clock offset from the answer's Date header."""
+        """Measure the server's clock offset from the answer's Date header (the middle of its
+        one-second window). A new measurement replaces the held one only when they differ by more
+        than `DATE_RESOLUTION`, so the header's jitter never moves renewTime backwards; a real
+        clock step still does."""
         now = server_time(answer[2] if answer is not None else None)
-        if now is not None:
-            self._offset = now - self._wall()
+        if now is None:
+            return
+        offset = now + DATE_RESOLUTION / 2 - self._wall()
+        if self._offset is None or abs(offset - self._offset) > DATE_RESOLUTION:
+            self._offset = offset
