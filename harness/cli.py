@@ -474,7 +474,10 @@ def command_clean(args: argparse.Namespace) -> int:
     if args.kube:
         from harness.kube.cleanup import clean_kube
 
-        removed += clean_kube(args.kubeconfig, args.context, args.prefix)
+        cleaned = clean_kube(args.kubeconfig, args.context, args.prefix)
+        removed += cleaned.removed
+        for line in cleaned.kept:
+            print(f"kept {line}")
     for item in removed:
         print(f"removed {item}")
     print(f"{len(removed)} leftover(s) removed" if removed else "nothing to clean")

@@ -6,6 +6,8 @@
 Everything lives in a namespace the target creates (`svc-lb-<prefix>`, labelled
 `app.kubernetes.io/managed-by=svc-lb-harness`) and deletes in `close()`; with `--pods local` it
 also creates and deletes one Node object per model node. Nothing else in the cluster is touched.
+While the run lives, a Lease in its namespace says so (`harness.kube.heartbeat`), so that
+`harness clean --kube`, from any machine, leaves it alone.
 
 Per step: the event is applied to the target's copy of the model, and `harness.kube.objects.plan`
 turns the difference into API writes (create, merge patch, delete with a grace period, status
@@ -24,6 +26,7 @@ from __future__ import annotations
 import atexit
 import math
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, UsageError
 from harness.events import Event
 from harness.kube.api import Cluster, connect
+from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
 from harness.kube.metrics import ProgrammingLatency
 from harness.kube.metrics import parse as parse_metrics
@@ -92,6 +96,8 @@ class KubeTarget:
         self.cluster: Cluster | None = cluster
         self._kind: KindCluster | None = None
         self._namespace_created = False
+        self._heartbeat: Heartbeat | None = None
+        self.lease_problem: str | None = None  # a renewal failure, reported by close()
         self._slices: Watched | None = None
         self._pods: Watched | None = None
         self._incarnations = Incarnations()
@@ -148,6 +154,7 @@ class KubeTarget:
                 namespace_manifest(self.namespace, self.prefix),
             )
             self._namespace_created = True
+            self._start_heartbeat(self.cluster)
             self._start_watches(self.cluster)
             self.runtime = self._make_runtime(self.cluster)
             self.runtime.start()
@@ -168,6 +175,25 @@ class KubeTarget:
             self._kind = KindCluster(self.options.kind_cluster, keep=self.options.keep_cluster)
             kubeconfig = self._kind.create()
         return connect(kubeconfig, self.options.context)
+
+    # -- liveness (the run's Lease) -------------------------------------------------------------
+    def _start_heartbeat(self, cluster: Cluster) -> None:
+        """Create the run's Lease and start renewing it (see harness.kube.heartbeat)."""
+        every_s = float(self.options.extra.get("lease_renew_s", RENEW_EVERY_S))
+        self._heartbeat = Heartbeat(cluster, self.namespace, self.prefix, every_s)
+        self._heartbeat.start()
+
+    def _stop_heartbeat(self) -> None:
+        """Stop renewing and delete the Lease; a renewal failure during the run is kept in
+        `lease_problem` and said on stderr, one line (it never fails the run). Raises only the
+        Lease delete's one-line error."""
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is None:
+            return
+        self.lease_problem = heartbeat.problem()
+        if self.lease_problem:
+            print(f"warning: {self.lease_problem}", file=sys.stderr)
+        heartbeat.stop()
 
     def _start_watches(self, cluster: Cluster) -> None:
         self._pods = Watched(
@@ -221,6 +247,10 @@ class KubeTarget:
                 runtime.close()
             except Exception as error:  # keep cleaning up; report the first problem at the end
                 problems.append(error)
+        try:
+            self._stop_heartbeat()
+        except Exception as error:
+            problems.append(error)
         if self._namespace_created and self.cluster is not None:
             self._namespace_created = False
             try:

@@ -7,14 +7,17 @@ The mock API server logs every request. The harness runs every path that talks t
   the programming-latency cross-check, reset and close; plus one real `pods/exec` request (the
   mock refuses the websocket, but the request is what needs the permission);
 - `--pods local`: Nodes created and their status written, pod status writes, evictions, kills;
-- `harness clean --kube`: labelled namespaces and Nodes listed and deleted.
+- `harness clean --kube`: labelled namespaces and Nodes listed, their runs' Leases read, the dead
+  ones deleted;
+- the run's Lease: created by open, renewed (a merge patch), deleted by close.
 
 Each request becomes the authorization attributes the API server derives for it
 (`k8s.io/apiserver/pkg/endpoints/request.RequestInfoFactory`): verb (`list`/`get`/`watch` for GET
 by shape and `watch=true`; `create`, `update`, `patch`; `delete` or `deletecollection`), API group,
 resource and subresource, namespace. A websocket exec needs `create` besides `get` (Kubernetes
 1.35, AuthorizePodWebsocketUpgradeCreatePermission, kubernetes#134577). Requests in a namespace are
-checked against the namespaced role and must go to a namespace the run created; cluster-scoped
+checked against the namespaced role and must go to a namespace a harness run created (the run's
+own, or a leftover the cleaner reads); cluster-scoped
 ones against the cluster role. Non-resource paths must be the discovery ones every authenticated
 user may read.
 
@@ -24,6 +27,7 @@ API server), which the harness tolerates being refused (documented in deploy/rba
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +36,7 @@ from typing import Any
 import pytest
 import yaml
 from fakecluster import USER_AGENT, FakeCluster, FakeLocal, make_nodes
+from kubernetes.client import CoordinationV1Api
 from mockapi import MockApiServer
 
 from harness.errors import EnvironmentProblem
@@ -48,7 +53,8 @@ from harness.events import (
 )
 from harness.kube.api import Cluster, connect_url
 from harness.kube.cleanup import clean_cluster
-from harness.kube.objects import MANAGED_BY, MANAGED_BY_KEY, Verb
+from harness.kube.heartbeat import lease_manifest, utc_now
+from harness.kube.objects import MANAGED_BY, MANAGED_BY_KEY, Verb, managed_labels
 from harness.kube.runtime import PodExec
 from harness.model.objects import labels_of
 from harness.registry import TargetOptions
@@ -170,19 +176,19 @@ def used_by_role(recording: Recording) -> dict[str, set[Permission]]:
 def record(mock: MockApiServer) -> Recording:
     accesses, created, non_resource = [], set(), set()
     for request in mock.requests():
+        method, path = request.method.name, request.url.path
+        if method == "POST" and path.rstrip("/") == "/api/v1/namespaces":
+            body = request.data or {}
+            labels = body.get("metadata", {}).get("labels", {})
+            if labels.get(MANAGED_BY_KEY) == MANAGED_BY:
+                created.add(body["metadata"]["name"])  # also a leftover made by the test
         if request.headers.get("User-Agent") == USER_AGENT:
             continue  # the fake control plane's own requests, and the test's reads
-        method, path = request.method.name, request.url.path
         entry = access(method, path, dict(request.url.query))
         if entry is None:
             non_resource.add(path)
             continue
         accesses.append(entry)
-        if method == "POST" and path.rstrip("/") == "/api/v1/namespaces":
-            body = request.data or {}
-            labels = body.get("metadata", {}).get("labels", {})
-            if labels.get(MANAGED_BY_KEY) == MANAGED_BY:
-                created.add(body["metadata"]["name"])
     return Recording(accesses, created, non_resource, set())
 
 
@@ -203,11 +209,14 @@ def run_cluster_mode(mock: MockApiServer, cluster: Cluster, operations: set[Verb
         make_nodes(fake.cluster)
         fake.exec_output = "web-a--u1\n0 0.001\n"
         target = KubeTarget(
-            TargetOptions(extra={"startup_s": 5}), cluster=cluster, pod_exec=fake.exec
+            TargetOptions(extra={"startup_s": 5, "lease_renew_s": 0.02}),
+            cluster=cluster,
+            pod_exec=fake.exec,
         )
         traced(target, operations)
         target.open()
         try:
+            wait_for_a_renewal(target)
             for event in (
                 CreateService("web", WEB),
                 CreatePod("web-a", WEB),
@@ -229,6 +238,17 @@ def run_cluster_mode(mock: MockApiServer, cluster: Cluster, operations: set[Verb
             target.reset()
         finally:
             target.close()
+
+
+def wait_for_a_renewal(target: KubeTarget) -> None:
+    """Bounded: the Lease is renewed (a patch) at least once."""
+    heartbeat = target._heartbeat
+    assert heartbeat is not None
+    for _ in range(250):
+        if heartbeat.renewals:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the run's lease was never renewed")
 
 
 def run_local_mode(cluster: Cluster, operations: set[Verb]) -> None:
@@ -254,16 +274,26 @@ def run_local_mode(cluster: Cluster, operations: set[Verb]) -> None:
 
 
 def run_clean(mock: MockApiServer) -> None:
-    """A killed run's namespace and Node, left for `harness clean --kube`."""
+    """A killed run's namespace and Node, left for `harness clean --kube`, and a live run's (its
+    Lease fresh), which the cleaner reads and keeps."""
     leftovers = connect_url(mock.url)
     leftovers.api_client.user_agent = USER_AGENT  # the leftovers are not the cleaner's requests
-    labels = {MANAGED_BY_KEY: MANAGED_BY}
-    leftovers.core.create_namespace({"metadata": {"name": "svc-lb-hkdead1", "labels": labels}})
-    leftovers.core.create_node({"metadata": {"name": "hkdead1-node-1", "labels": labels}})
+    for run in ("hkdead1", "hklive1"):
+        labels = managed_labels(run)
+        leftovers.core.create_namespace({"metadata": {"name": f"svc-lb-{run}", "labels": labels}})
+        leftovers.core.create_node({"metadata": {"name": f"{run}-node-1", "labels": labels}})
+    CoordinationV1Api(leftovers.api_client).create_namespaced_lease(
+        "svc-lb-hklive1", lease_manifest("svc-lb-hklive1", "hklive1", utc_now())
+    )
     leftovers.close()
     cleaner = connect_url(mock.url)
     try:
-        assert sorted(clean_cluster(cleaner)) == ["namespace/svc-lb-hkdead1", "node/hkdead1-node-1"]
+        cleaned = clean_cluster(cleaner)
+        assert cleaned.removed == ["namespace/svc-lb-hkdead1", "node/hkdead1-node-1"]
+        assert [line.split(":")[0] for line in cleaned.kept] == [
+            "namespace/svc-lb-hklive1",
+            "node/hklive1-node-1",
+        ]
     finally:
         cleaner.close()
 
