@@ -236,6 +236,12 @@ def build_parser() -> Parser:
     )
     clean.add_argument("--kubeconfig", help="with --kube: the cluster's kubeconfig")
     clean.add_argument("--context", help="with --kube: the kubeconfig context")
+    clean.add_argument(
+        "--force",
+        action="store_true",
+        help="also remove runs that are still alive (a held lock here, a fresh Lease in the"
+        " cluster): only when you know they are stuck",
+    )
     return parser
 
 
@@ -470,11 +476,11 @@ def command_report(args: argparse.Namespace) -> int:
 def command_clean(args: argparse.Namespace) -> int:
     from harness.local.cleanup import clean
 
-    removed = clean(args.prefix)
+    removed = clean(args.prefix, force=args.force)
     if args.kube:
         from harness.kube.cleanup import clean_kube
 
-        cleaned = clean_kube(args.kubeconfig, args.context, args.prefix)
+        cleaned = clean_kube(args.kubeconfig, args.context, args.prefix, force=args.force)
         removed += cleaned.removed
         for line in cleaned.kept:
             print(f"kept {line}")

@@ -197,3 +197,28 @@ def test_console_script_is_installed():
     assert executable.exists()
     done = subprocess.run([executable, "properties"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "endpoints" in done.stdout
+
+
+def test_clean_passes_force_and_prefix_to_both_cleaners(capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        "harness.local.cleanup.clean",
+        lambda prefix, force: calls.append(("local", prefix, force)) or [],
+    )
+
+    def kube(kubeconfig, context, prefix, force):
+        from harness.kube.cleanup import Cleaned
+
+        calls.append(("kube", prefix, force))
+        return Cleaned(
+            removed=["namespace/svc-lb-hk12345"], kept=["namespace/svc-lb-hk54321: alive"]
+        )
+
+    monkeypatch.setattr("harness.kube.cleanup.clean_kube", kube)
+    code, out, _ = run(capsys, "clean", "--kube", "--prefix", "hk1", "--force")
+    assert code == 0
+    assert calls == [("local", "hk1", True), ("kube", "hk1", True)]
+    assert "kept namespace/svc-lb-hk54321: alive" in out and "1 leftover(s) removed" in out
+    calls.clear()
+    run(capsys, "clean")
+    assert calls == [("local", None, False)]

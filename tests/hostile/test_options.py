@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 import harness.failures
 from harness.cli import BUDGET_ENVIRONMENT, build_parser, main
 from harness.events import sequence_to_json
+from harness.kube.cleanup import Cleaned
 from harness.reporting.runs import new_run_directory, start_run, write_figures
 from harness.targets.mutants import MUTANTS
 from tests.hostile.conftest import Inputs, fuzz_settings, sizes
@@ -186,7 +187,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv(BUDGET_ENVIRONMENT, raising=False)
     monkeypatch.setattr("harness.local.cleanup._scan", lambda directory: [])
-    monkeypatch.setattr("harness.kube.cleanup.clean_cluster", lambda cluster: [])
+    monkeypatch.setattr("harness.kube.cleanup.clean_cluster", lambda *_a, **_k: Cleaned())
     monkeypatch.setattr("harness.reporting.mutants.measure_mutants", _fake_mutants)
     before = _checkout_state()
     yield work
