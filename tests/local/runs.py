@@ -40,11 +40,15 @@ def run_argv(proxy: str, examples: int, seed: int, failures_dir: Path) -> list[s
 
 def sigint_disposition(ignored: bool) -> Callable[[], None]:
     """A `preexec_fn` that starts a child with SIGINT ignored (as CI runners and background jobs
-    of non-interactive shells start programs) or default, whatever this process inherited."""
+    of non-interactive shells start programs) or default, whatever this process inherited;
+    SIGTERM and SIGHUP always default (a test suite started under `nohup` inherits SIGHUP
+    ignored, which the harness rightly keeps ignored)."""
     disposition = signal.SIG_IGN if ignored else signal.SIG_DFL
 
     def set_disposition() -> None:
         signal.signal(signal.SIGINT, disposition)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
     return set_disposition
 
