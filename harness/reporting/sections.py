@@ -98,7 +98,7 @@ def _results(assembly: Assembly) -> tuple[list[Table], list[str]]:
             row = tables.latency_row(name, data, assembly.sources.provenance[name])
             line = tables.versions_line(name, data)
             rows.append(row)
-            notes.append(line)
+            notes.extend([line] if line else [])
         except SHAPE_ERRORS as error:
             notes.append(assembly.found_malformed(name, error))
     if not assembly.sources.results:

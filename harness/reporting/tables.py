@@ -169,14 +169,14 @@ def latency_row(name: str, data: Json, origin: Provenance) -> tuple[str, ...]:
     )
 
 
-def versions_line(name: str, data: Json) -> str:
-    """One line for results file `name`: the versions its run recorded (schema v3), or that it
-    recorded none; then every failure that matched a known upstream issue."""
+def versions_line(name: str, data: Json) -> str | None:
+    """One line for results file `name`: the versions its run recorded, then every failure
+    that matched a known upstream issue; None for a file written before schema v3, which
+    recorded neither (so that a published report renders again byte for byte)."""
     versions = data.get("versions")
-    if isinstance(versions, Mapping) and versions:
-        line = f"{name}: versions " + ", ".join(f"{k} {fmt(v)}" for k, v in versions.items())
-    else:
-        line = f"{name}: versions not recorded (written before schema v3)"
+    if not isinstance(versions, Mapping):
+        return None
+    line = f"{name}: versions " + ", ".join(f"{k} {fmt(v)}" for k, v in versions.items())
     for prop in data["properties"]:
         for issue in prop.get("known_issues") or ():
             line += f"; {prop['name']} failed, {issue['text']} ({issue['link']})"
