@@ -28,6 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from harness import known_issues
 from harness.balance import balance_sequences
 from harness.checks import PROPERTIES, PROXY_CONTRACT, rules
 from harness.checks.confidence import AlarmBudget
@@ -38,12 +39,13 @@ from harness.errors import HarnessError
 from harness.events import Event
 from harness.failures import FailureRecord, RunContext, save_failure
 from harness.history import History
+from harness.known_issues import Match
 from harness.profiles import DEFAULT_PROFILE, PROFILES, Limits, Profile
 from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
 from harness.shrink import shrink_events
 from harness.strategies import EventSpace
-from harness.targets.base import Target, reads_rules
+from harness.targets.base import Target, reads_rules, target_versions
 
 MAX_SERVICES_PER_STEP = 3
 STATISTICAL_CHECKS_PER_SERVICE = 2  # fairness and affinity expiry
@@ -74,6 +76,7 @@ class PropertyResult:
     flaky: bool = False
     reproduced: str = ""
     found_after_s: float | None = None
+    known_issues: list[Match] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class SuiteResult:
     error: str | None = None
     interrupted: bool = False
     uncheckable: frozenset[str] = frozenset()
+    versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[PropertyResult]:
@@ -164,6 +168,14 @@ class _Findings:
         self.results: dict[str, PropertyResult] = {}
         self.started_s = time.monotonic()
         self._pending: list[Finding] = []
+        self._versions: dict[str, str] | None = None
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """The target's versions, asked once (`target_versions`)."""
+        if self._versions is None:
+            self._versions = target_versions(self.runner.target)
+        return self._versions
 
     def handle(self, finding: Finding) -> None:
         self._pending.append(finding)
@@ -185,16 +197,21 @@ class _Findings:
         else:
             message, verdicts, history = final[0].message, [final[0].to_json()], final[1]
         reproduced = self._confirm(shrunk, prop)
+        verdicts = verdicts or [finding.verdict.to_json()]
+        matches = known_issues.match(prop, shrunk, verdicts, self.versions)
+        if matches:  # history for the failure; it stays a failure
+            message += "; " + "; ".join(m.text for m in matches)
         result = PropertyResult(
             prop,
             Status.FAILED,
             message=message,
             counterexample=shrunk,
-            verdicts=verdicts or [finding.verdict.to_json()],
+            verdicts=verdicts,
             history=history,
             flaky=final is None or not reproduced.startswith(f"{self.options.confirmations}/"),
             reproduced=reproduced,
             found_after_s=time.monotonic() - self.started_s,
+            known_issues=matches,
         )
         result.failure_file = save_failure(
             FailureRecord(
@@ -337,6 +354,7 @@ def run_suite(
         error,
         interrupted,
         uncheckable_features(target),
+        findings.versions,
     )
 
 

@@ -30,7 +30,7 @@ from harness.errors import EXIT_HARNESS, EXIT_OK, EXIT_VIOLATION
 from harness.failures import replay_command
 from harness.files import write_atomically
 
-RESULTS_SCHEMA = "harness.results/v2"
+RESULTS_SCHEMA = "harness.results/v3"  # v3: `versions`, and `known_issues` per property
 EXIT_INTERRUPTED = 130
 WIDTH = 100
 
@@ -107,6 +107,7 @@ def print_summary(report: RunReport, out: TextIO) -> None:
         f"searched {stats.examples} examples, {stats.distinct_sequences} distinct sequences,"
         f" {stats.events} events (stopped: {stats.stopped or report.outcome})\n"
     )
+    out.write(f"versions: {versions_text(suite.versions)}\n")
     out.write(f"{'property':<22}{'result':<9}detail\n")
     indent = " " * 31
     for r in suite.results:
@@ -130,6 +131,11 @@ def print_summary(report: RunReport, out: TextIO) -> None:
         for index, event in enumerate(r.counterexample, 1):
             out.write(f"  {index:>2}. {event}\n")
         out.write(f"  saved to {r.failure_file}\n  replay: {_replay(r, report)}\n")
+
+
+def versions_text(versions: dict[str, str]) -> str:
+    """`harness 0.1.0, proxy iptables: iptables v1.8.9, server v1.30.2`: every version known."""
+    return ", ".join(f"{name} {value}" for name, value in versions.items()) or "unknown"
 
 
 def print_coverage(report: RunReport, out: TextIO) -> None:
@@ -162,6 +168,7 @@ def results_json(report: RunReport) -> dict[str, Any]:
         "started_at": report.started_at,
         "duration_s": round(report.duration_s, 3),
         "host": {"python": platform.python_version(), "kernel": platform.release()},
+        "versions": dict(suite.versions),
         "search": {
             "examples": stats.examples,
             "distinct_sequences": stats.distinct_sequences,
@@ -191,6 +198,7 @@ def results_json(report: RunReport) -> dict[str, Any]:
                 "counterexample": [e.to_json() for e in r.counterexample],
                 "failure_file": str(r.failure_file) if r.failure_file else None,
                 "replay": _replay(r, report) if r.failure_file else None,
+                "known_issues": [m.to_json() for m in r.known_issues],
             }
             for r in suite.results
         ],
@@ -228,6 +236,7 @@ def write_junit(report: RunReport, path: Path) -> None:
         "distinct_sequences": suite.stats.distinct_sequences,
         "events": suite.stats.events,
         **{f"coverage.{k}": v["checked"] for k, v in suite.coverage.to_json().items()},
+        **{f"version.{name}": value for name, value in suite.versions.items()},
     }
     for name, value in facts.items():
         ElementTree.SubElement(properties, "property", name=name, value=str(value))
@@ -244,6 +253,7 @@ def write_junit(report: RunReport, path: Path) -> None:
             failure.text = "\n".join(
                 [f"{i}. {e}" for i, e in enumerate(r.counterexample, 1)]
                 + [f"reproduced {r.reproduced}", f"replay: {_replay(r, report)}"]
+                + [f"known issue: {m.text} ({m.issue.link})" for m in r.known_issues]
             )
     text = ElementTree.tostring(element, encoding="unicode", xml_declaration=True)
     write_atomically(path, text + "\n")

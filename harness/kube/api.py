@@ -128,9 +128,12 @@ class Cluster:
                 f" to {action}: {_one_line(error)}"
             ) from None
 
-    def check(self) -> None:
-        """Make one cheap request (GET /version) so that an unreachable server fails early."""
-        self.call("read the server version", client.VersionApi(self.api_client).get_code)
+    def check(self) -> str:
+        """Make one cheap request (GET /version) so that an unreachable server fails early; the
+        server's `gitVersion` ("unknown" if it gives none)."""
+        info = self.call("read the server version", client.VersionApi(self.api_client).get_code)
+        version = getattr(info, "git_version", None)
+        return version if isinstance(version, str) and version else "unknown"
 
     def close(self) -> None:
         self.api_client.close()

@@ -200,6 +200,7 @@ class ExternalProxy:
         self._failure: ProxyFailure | None = None
         self._services: dict[str, Service] = {}
         self._slices: dict[tuple[str, str], EndpointSlice] = {}
+        self.declared_version: str | None = None  # from the hello reply's optional `version`
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> ExternalProxy:
@@ -249,7 +250,9 @@ class ExternalProxy:
         )
         self._process.start()
         self._lines = _Lines(self._process.stdout)
-        self._request(hello(node))
+        reply = self._request(hello(node))
+        declared = reply.get("version")
+        self.declared_version = declared if isinstance(declared, str) else None
 
     def on_service_add(self, service: Service) -> None:
         self._services[service.name] = service

@@ -32,7 +32,7 @@ WRITTEN: Mapping[str, str] = {
 READABLE: Mapping[str, tuple[str, ...]] = {
     **{name: (schema,) for name, schema in WRITTEN.items()},
     "mutants.json": ("harness.mutants/v1", MUTANTS_SCHEMA),
-    RESULTS_PATTERN: ("harness.results/v1", RESULTS_SCHEMA),
+    RESULTS_PATTERN: ("harness.results/v1", "harness.results/v2", RESULTS_SCHEMA),
 }
 """The schemas a report reads, per figure file."""
 UNVERSIONED = (

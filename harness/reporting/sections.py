@@ -89,12 +89,16 @@ def _mutation(data: Any) -> tuple[list[Table], list[str]]:
 
 
 def _results(assembly: Assembly) -> tuple[list[Table], list[str]]:
-    """The programming-latency table: a row per well-formed results file, a note per other."""
+    """The programming-latency table: a row per well-formed results file, with a line of its
+    versions and known issues (`tables.versions_line`); a note per other."""
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
     for name, data in assembly.sources.results.items():
         try:
-            rows.append(tables.latency_row(name, data, assembly.sources.provenance[name]))
+            row = tables.latency_row(name, data, assembly.sources.provenance[name])
+            line = tables.versions_line(name, data)
+            rows.append(row)
+            notes.extend([line] if line else [])
         except SHAPE_ERRORS as error:
             notes.append(assembly.found_malformed(name, error))
     if not assembly.sources.results:

@@ -169,6 +169,20 @@ def latency_row(name: str, data: Json, origin: Provenance) -> tuple[str, ...]:
     )
 
 
+def versions_line(name: str, data: Json) -> str | None:
+    """One line for results file `name`: the versions its run recorded, then every failure
+    that matched a known upstream issue; None for a file written before schema v3, which
+    recorded neither (so that a published report renders again byte for byte)."""
+    versions = data.get("versions")
+    if not isinstance(versions, Mapping):
+        return None
+    line = f"{name}: versions " + ", ".join(f"{k} {fmt(v)}" for k, v in versions.items())
+    for prop in data["properties"]:
+        for issue in prop.get("known_issues") or ():
+            line += f"; {prop['name']} failed, {issue['text']} ({issue['link']})"
+    return line
+
+
 def programming_latency(rows: Iterable[tuple[str, ...]]) -> Table:
     """Programming latency p50/p99 of every conformance run (`latency_row`s), by target."""
     headers: tuple[str, ...] = ("target", "file", "from", "started", "properties passed")

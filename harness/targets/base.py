@@ -76,3 +76,26 @@ def reads_rules(target: object) -> bool:
     does not say otherwise through a `reads_rules` attribute (a local target reads rules only
     when its proxy can)."""
     return isinstance(target, RuleOracle) and bool(getattr(target, "reads_rules", True))
+
+
+UNKNOWN_VERSION = "unknown"
+
+
+def target_versions(target: object) -> dict[str, str]:
+    """What `target` knows of its versions, from its optional `versions()` accessor: "harness"
+    always, plus e.g. "server" (the API server's gitVersion) and "proxy" (the proxy's version
+    line, or what an external candidate declared). A target without the accessor, or one whose
+    accessor fails, gives the harness's version alone; this never raises and sends nothing the
+    accessor does not."""
+    from harness import __version__
+
+    known = {"harness": __version__}
+    accessor = getattr(target, "versions", None)
+    if callable(accessor):
+        try:
+            given = accessor()
+        except Exception:  # versions annotate a run; they never end one
+            given = {}
+        if isinstance(given, dict):
+            known.update({str(k): str(v) for k, v in given.items()})
+    return known

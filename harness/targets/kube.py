@@ -55,7 +55,9 @@ from harness.kube.traffic import Exec
 from harness.model.objects import EndpointSlice
 from harness.model.state import ClusterState
 from harness.registry import POD_MODES, TargetOptions
+from harness.targets.base import UNKNOWN_VERSION
 from harness.traffic import CLIENTS, ErrorKind, Outcome, TrafficRequest, TrafficSample
+from harness.versions import proxy_command_version
 
 MERGE_PATCH = "application/merge-patch+json"
 NAMESPACE_PREFIX = "svc-lb-"
@@ -105,6 +107,7 @@ class KubeTarget:
         self._cluster_ips: dict[str, str] = {}
         self._pending_ready: dict[str, float] = {}
         self._workdir: str | None = None
+        self._server_version = UNKNOWN_VERSION
 
     def _name_run(self) -> None:
         """Choose the run prefix (given, or fresh) and the namespace and placement named by it.
@@ -147,7 +150,7 @@ class KubeTarget:
         atexit.register(self.close)
         try:
             self.cluster = self._connect()
-            self.cluster.check()
+            self._server_version = self.cluster.check()
             self.cluster.call(
                 "create namespaces",
                 self.cluster.core.create_namespace,
@@ -164,6 +167,14 @@ class KubeTarget:
         except BaseException:
             self.close()
             raise
+
+    def versions(self) -> dict[str, str]:
+        """The API server's gitVersion (read by `open()`) and, with `--pods local`, the proxy
+        command's `--version` line when it runs kube-proxy (`proxy_command_version`)."""
+        known = {"server": self._server_version}
+        if self.options.pods == "local":
+            known["proxy"] = proxy_command_version(self.options.proxy_command)
+        return known
 
     def _connect(self) -> Cluster:
         if self._given_cluster is not None:

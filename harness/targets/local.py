@@ -42,6 +42,7 @@ from harness.proxies.failure import ProxyFailure, last_line
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
 from harness.traffic import CLIENTS, Reachability, Tally, TrafficRequest, TrafficSample
+from harness.versions import proxy_version
 
 DEFAULT_PROXY = "iptables"
 LOOPBACK = "loopback"
@@ -162,6 +163,10 @@ class LocalTarget:
                 raise UsageError("--proxy-command does not apply to local:loopback; drop it")
             return cls(UserspaceProxy, prefix=options.prefix, loopback=True)
         return cls(proxy_factory(arg or DEFAULT_PROXY, options), prefix=options.prefix)
+
+    def versions(self) -> dict[str, str]:
+        """The proxy's version line (`harness.versions.proxy_version`); reads only."""
+        return {"proxy": proxy_version(self.proxy)}
 
     @property
     def reads_rules(self) -> bool:

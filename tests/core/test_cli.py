@@ -85,7 +85,7 @@ def test_reference_passes_with_results_and_junit(capsys, tmp_path):
     assert "searched 20 examples, 20 distinct sequences" in out
     assert "coverage, checked/reached per state feature" in out
     document = json.loads(results.read_text())
-    assert document["schema"] == "harness.results/v2" and document["outcome"] == "passed"
+    assert document["schema"] == "harness.results/v3" and document["outcome"] == "passed"
     assert document["search"]["examples"] == 20
     assert set(document["coverage"]) >= {"terminating-fallback", "vip-reused"}
     assert document["false_alarm_budget"]["run_alpha"] == 0.001

@@ -77,7 +77,11 @@ def is_good(answer: Answer, seq: int) -> bool:
         value = json.loads(data)
     except ValueError:
         return False
-    if not isinstance(value, dict) or set(value) - {"ok", "seq", "error"}:
+    if not isinstance(value, dict) or set(value) - {"ok", "seq", "error", "version"}:
+        return False
+    if "version" in value and not (
+        isinstance(value["version"], str) and len(value["version"]) <= 200
+    ):
         return False
     if value.get("ok") is not True:
         return False

@@ -38,7 +38,8 @@ from tests.hostile.conftest import Inputs, fuzz_settings, sizes
 from tests.hostile.hostile import broken, damaged, dumps
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "reports" / "2026-11-26"
-RESULTS_V2 = "results-model.json"
+RESULTS_NEW = "results-model.json"  # written by this harness: the current schema
+RESULTS_V2 = PUBLISHED.parent / "2026-11-29" / "results-local-iptables.json"  # before versions
 MUTANTS_V2 = {
     "schema": MUTANTS_SCHEMA,
     "seed": 0,
@@ -86,18 +87,20 @@ FIGURE_KEYS = ("schema", "results", "runs", "properties", "programming_latency_m
 
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
-    """Valid figure documents by file name: the published ones and freshly written v2 ones."""
+    """Valid figure documents by file name: the published ones (results v1 and v2) and freshly
+    written ones."""
     where = tmp_path_factory.mktemp("bases")
     with contextlib.chdir(where), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
         size = ["--examples", "1", "--steps", "2", "--seed", "1"]
-        code = main(["run", "--target", "model", *size, "--results", RESULTS_V2,
+        code = main(["run", "--target", "model", *size, "--results", RESULTS_NEW,
                      "--failures-dir", "failures"])  # fmt: skip
     assert code == 0
     documents: dict[str, list[Any]] = {}
     for path in sorted(PUBLISHED.glob("*.json")):
         if path.name != "run.json":
             documents.setdefault(_kind(path.name), []).append(json.loads(path.read_text()))
-    documents[RESULTS_PATTERN].append(json.loads((where / RESULTS_V2).read_text()))
+    documents[RESULTS_PATTERN].append(json.loads(RESULTS_V2.read_text()))
+    documents[RESULTS_PATTERN].append(json.loads((where / RESULTS_NEW).read_text()))
     documents["mutants.json"].append(MUTANTS_V2)
     for name, document in NEWER.items():
         documents[name] = [document]

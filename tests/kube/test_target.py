@@ -429,3 +429,12 @@ def test_a_new_namespace_without_its_service_account_yet_is_waited_for(
             assert len(posts) == 5  # two refusals, then the three clients
         finally:
             target.close()
+
+
+def test_the_target_reports_the_api_servers_version(
+    running: tuple[KubeTarget, FakeCluster],
+) -> None:
+    """kmock answers /version with v1.33.0; in cluster mode the proxy is the cluster's own and
+    its version is not claimed."""
+    target, _ = running
+    assert target.versions() == {"server": "v1.33.0"}

@@ -42,6 +42,11 @@ BEHAVIOURS = {
         continue
     reply({"ok": True})
 """,
+    "declares_version": """
+    reply({"ok": True, "version": "fake-proxy 0.3.1"} if msg["type"] == "hello" else {"ok": True})
+    if msg["type"] == "shutdown":
+        break
+""",
     "extra_field": """
     reply({"ok": True, "detail": "more than the protocol allows"})
 """,

@@ -142,6 +142,20 @@ def test_a_broken_proxy_is_a_violation_with_its_stderr(
     assert failure.evidence["stderr_tail"] == failure.stderr_tail
 
 
+def test_the_version_a_proxy_declares_in_its_hello_reply_is_kept(tmp_path: Path) -> None:
+    """`version` is optional (docs/candidate-proxy.md, "Replies"): kept from hello's reply,
+    None for a proxy that declares none."""
+    proxy, _ = started(tmp_path, "declares_version")
+    silent, _ = started(tmp_path, "good")
+    try:
+        proxy.sync()
+        assert proxy.declared_version == "fake-proxy 0.3.1"
+        assert silent.declared_version is None
+    finally:
+        proxy.stop()
+        silent.stop()
+
+
 def test_a_proxy_silent_at_start_fails_the_hello(tmp_path: Path) -> None:
     command, _ = fake_proxy(tmp_path, "silent_start")
     proxy = ExternalProxy(command, timeouts=FAST, enter_netns=False)
