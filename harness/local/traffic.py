@@ -150,7 +150,9 @@ def _within_limit(batch: Batch, began: float, timer: Callable[[], float]) -> boo
 
 async def _fresh(batch: Batch, timer: Callable[[], float]) -> list[Outcome]:
     if batch.parallel:
-        return list(await asyncio.gather(*(_one_fresh(batch, i, timer) for i in range(batch.count))))
+        return list(
+            await asyncio.gather(*(_one_fresh(batch, i, timer) for i in range(batch.count)))
+        )
     outcomes = []
     began = timer()
     for index in range(batch.count):

@@ -178,7 +178,10 @@ def test_exact_balance():
     assert not check_exact_balance("svc", usable, Reachability(True)).holds
     dropping = Reachability(False, drops=True)
     assert check_exact_balance("svc", set(), dropping, drops=True).holds
-    assert "kube-proxy must DROP" in check_exact_balance("svc", set(), Reachability(True), True).message
+    assert (
+        "kube-proxy must DROP"
+        in check_exact_balance("svc", set(), Reachability(True), True).message
+    )
     assert "must REJECT" in check_exact_balance("svc", set(), dropping).message
     assert not check_exact_balance("svc", usable, dropping).holds
     assert not check_exact_balance("svc", set(), Reachability(False), drops=True).holds

@@ -228,7 +228,9 @@ def case(
     has_any: bool,
     external: bool = False,
 ) -> CategorizeCase:
-    return CategorizeCase(name, local_policy, tuple(endpoints), frozenset(usable), has_any, external)
+    return CategorizeCase(
+        name, local_policy, tuple(endpoints), frozenset(usable), has_any, external
+    )
 
 
 A0, A1, A2, A3 = "10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"
