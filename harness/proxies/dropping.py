@@ -19,6 +19,8 @@ import ctypes
 import socket
 import struct
 
+from harness.local.netns import listening_socket
+
 SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 BPF_RET_K = 0x06  # BPF_RET | BPF_K: return a constant
 DROP_ALL = struct.pack("HBBI", BPF_RET_K, 0, 0, 0)  # `ret #0`: keep 0 bytes of every packet
@@ -32,18 +34,9 @@ def attach_drop_all(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def dropping_socket(address: str, port: int, backlog: int = 16) -> socket.socket:
+def dropping_socket(address: str, port: int) -> socket.socket:
     """A non-blocking TCP socket listening on `address:port` that answers no SYN: every new
-    connection to it times out. The filter is attached before `listen`, so no handshake ever
-    completes. It must not be accepted on, and must not be used for anything but dropping."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        attach_drop_all(sock)
-        sock.bind((address, port))
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    connection to it times out. The filter is attached before the socket is bound, so no
+    handshake ever completes. It must not be accepted on, and must not be used for anything but
+    dropping."""
+    return listening_socket(address, port, prepare=attach_drop_all)
