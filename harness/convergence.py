@@ -84,8 +84,11 @@ def sample_mismatch(expected: Expectation, sample: TrafficSample) -> Mismatch | 
     """Why a sample shows an unconverged data plane: a wrong outcome, no outcome at all, or
     (for a balancing Service, with a sample large enough) a usable endpoint not reached."""
     name = expected.service.name if expected.service else "?"
-    for check in (check_no_stale, check_reject, check_availability):
-        verdict = check(name, expected.usable, sample)
+    for verdict in (
+        check_no_stale(name, expected.usable, sample),
+        check_reject(name, expected.usable, sample, expected.drops),
+        check_availability(name, expected.usable, sample),
+    ):
         if not verdict.holds:
             return Mismatch(verdict.message, _counted_keys(verdict))
     if not sample.outcomes:
@@ -240,6 +243,6 @@ class Converger:
             return Mismatch(endpoints.message, (endpoints.message,))
         if self.oracle:
             reach = self.target.reachability(name, self.port, CLIENTS[0])  # type: ignore[attr-defined]
-            why = reachability_mismatch(expected.usable, reach)
+            why = reachability_mismatch(expected.usable, reach, expected.drops)
             return None if why is None else Mismatch(why, (why,))
         return None

@@ -24,13 +24,15 @@ from harness.model.objects import PROXY_NODE, TrafficPolicy
 from harness.model.state import ClusterState
 
 FEATURES: dict[str, str] = {
-    "usable-0": "a Service without usable endpoints (it must REJECT)",
+    "usable-0": "a Service without usable endpoints (it must REJECT, or DROP under Local policy)",
     "usable-1": "a Service with one usable endpoint",
     "usable-2-6": "a Service with 2 to 6 usable endpoints",
     "usable-7+": "a Service with 7 or more usable endpoints",
     "terminating-fallback": "only serving+terminating endpoints are left (KEP-1669 fallback)",
     "terminating-not-serving": "no ready endpoint, and terminating endpoints that do not serve",
-    "local-no-local-endpoints": "internalTrafficPolicy Local, endpoints only on other nodes",
+    "local-no-local-endpoints": (
+        "internalTrafficPolicy Local, endpoints usable only on other nodes (it must DROP)"
+    ),
     "local-only-terminating": "internalTrafficPolicy Local, only local terminating endpoints",
     "publish-not-ready-toggled": "publishNotReadyAddresses toggled over unready/terminating pods",
     "affinity-idle-past-timeout": "ClientIP clients idle past the timeout connect again",
@@ -67,7 +69,7 @@ def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
         if any(e.terminating and not e.serving for e in candidates):
             found.add("terminating-not-serving")
     if local_policy:
-        if not candidates and any(e.ready or e.serving for e in everywhere):
+        if expected.drops:  # kube-proxy's "has no local endpoints" DROP
             found.add("local-no-local-endpoints")
         if expected.usable and not any(e.ready for e in candidates):
             found.add("local-only-terminating")

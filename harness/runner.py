@@ -287,7 +287,7 @@ class Runner:
             return verdicts, False
         if reads_rules(self.target):
             reach = self.target.reachability(name, PORT, CLIENTS[0])  # type: ignore[attr-defined]
-            verdicts.append(check_exact_balance(name, expected.usable, reach))
+            verdicts.append(check_exact_balance(name, expected.usable, reach, expected.drops))
         sample = wait.sample
         if sample is None:  # nothing sent yet (the control plane never matched): judge anyway
             sample = self._send(name, CLIENTS[0], confirmation_size(expected), limited=True)
@@ -398,6 +398,7 @@ class Runner:
                 port=PORT,
                 timeout_s=self.config.request_timeout_s,
                 sources=tuple(order),
+                parallel=self._drops(probe.service),
             )
         )
 
@@ -406,7 +407,7 @@ class Runner:
         name = expected.service.name
         return [
             self._explained(check_no_stale(name, expected.usable, sample), name, sample),
-            check_reject(name, expected.usable, sample),
+            check_reject(name, expected.usable, sample, expected.drops),
             check_availability(name, expected.usable, sample),
             check_affinity(
                 expected.service, expected.usable, sample, self.memory, self.config.budget
@@ -440,19 +441,28 @@ class Runner:
         limited: bool = False,
     ) -> TrafficSample:
         """One batch; `limited` batches stop starting requests after the deadline's length, so
-        a data plane that drops everything costs one deadline, not one timeout per request."""
+        a data plane that drops everything costs one deadline, not one timeout per request. To a
+        Service whose new connections the model drops (`Expectation.drops`) the requests are
+        fresh and sent in parallel: the sample costs one request timeout."""
+        drops = self._drops(service)
         return self.target.send(
             TrafficRequest(
                 service=service,
                 client=client,
                 count=count,
-                keep_alive=connections > 1,
+                keep_alive=connections > 1 and not drops,
                 connections=connections,
                 port=PORT,
                 timeout_s=self.config.request_timeout_s,
                 time_limit_s=self.config.deadline_s if limited else None,
+                parallel=drops,
             )
         )
+
+    def _drops(self, service: str) -> bool:
+        """Whether the model drops new connections to `service` now (none usable, some
+        endpoints: `harness.model.endpoints.has_any_endpoints`)."""
+        return expect(self.model, service, PORT).drops
 
 
 def _affinity_features(verdicts: Sequence[Verdict]) -> tuple[set[str], set[str]]:

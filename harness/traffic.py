@@ -40,7 +40,9 @@ class TrafficRequest:
     offers addresses 0 to `max_sources - 1`; kept-alive batches use the first source only.
     `time_limit_s`: no new request starts once the batch has run this long, so a batch against a
     data plane that drops every packet ends early; its sample then holds fewer than `count`
-    outcomes.
+    outcomes. `parallel` (fresh requests only): the requests may be sent all at once instead of
+    one after another, so that a batch whose connections are expected to be dropped costs one
+    `timeout_s`, not `count` of them (a target may ignore it and send them in turn).
     """
 
     service: str
@@ -52,6 +54,7 @@ class TrafficRequest:
     timeout_s: float = 2.0
     sources: tuple[int, ...] = (0,)
     time_limit_s: float | None = None
+    parallel: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,11 @@ class Reachability:
     """The exact data-plane answer for a new connection, read from programmed state, not traffic.
 
     `probabilities` maps each backend a new connection can reach to the probability that it does;
-    `rejects` is True when a new connection is refused. `detail` says where it was read from.
+    `rejects` is True when a new connection is refused, `drops` when one is dropped (no answer).
+    `detail` says where it was read from.
     """
 
     rejects: bool
     probabilities: Mapping[Backend, float] = field(default_factory=dict)
     detail: str = ""
+    drops: bool = False

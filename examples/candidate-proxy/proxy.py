@@ -12,9 +12,11 @@ import random
 import subprocess
 import time
 
+from harness.proxies.dropping import dropping_socket
 from harness.proxies.sdk import serve
 
 ports, listeners, sticky = {}, {}, {}  # Service ports by (VIP, port); their sockets; affinity
+dropping = {}  # sockets that drop every SYN, by (VIP, port)
 vip_route = []  # makes every Service VIP a local address
 
 
@@ -30,8 +32,13 @@ def stop():  # leave the node namespace as it was found
 async def program(desired):  # listen on each TCP Service port with backends, close the others
     ports.clear()
     ports.update({p.address: p for p in desired if p.protocol == "TCP" and p.backends})
+    drops = {p.address for p in desired if p.protocol == "TCP" and p.drops}  # DROP, not REJECT
     for address in listeners.keys() - ports.keys():
         listeners.pop(address).close()
+    for address in dropping.keys() - drops:
+        dropping.pop(address).close()
+    for address in drops - dropping.keys():
+        dropping[address] = dropping_socket(*address)
     for address in ports.keys() - listeners.keys():
         relay_to = functools.partial(relay, address)
         listeners[address] = await asyncio.start_server(relay_to, *address)

@@ -11,7 +11,10 @@ PROXY_CONTRACT = "proxy-contract"
 PROPERTIES: dict[str, str] = {
     endpoints.PROPERTY: "EndpointSlices list exactly the selected pods with the right conditions",
     traffic.NO_STALE: "no new connection reaches a deleted, unready, relabelled-out or old pod",
-    traffic.REJECT: "a Service without usable endpoints refuses connections at once",
+    traffic.REJECT: (
+        "a Service without usable endpoints refuses connections at once, or drops them when"
+        " its endpoints are all on other nodes (internalTrafficPolicy Local)"
+    ),
     traffic.AVAILABILITY: "no request fails while a usable endpoint exists",
     fairness.PROPERTY: "fresh connections reach every usable endpoint, uniformly",
     affinity.PROPERTY: "ClientIP affinity keeps a client on one live pod until the timeout",

@@ -1,5 +1,6 @@
 """Property `exact-balance`: the programmed rules send new connections exactly where the model
-says, each with probability exactly 1/n (kernel rounding aside), or REJECT.
+says, each with probability exactly 1/n (kernel rounding aside), or REJECT (no endpoints at all),
+or DROP (endpoints, none usable from this node: `harness.model.endpoints.has_any_endpoints`).
 
 Read from the data plane's own state (`RuleOracle.reachability`), as kube-proxy's unit tests
 trace packets through generated rules (pkg/proxy/iptables/proxier_test.go `tracePacket`). It is
@@ -19,12 +20,18 @@ PROPERTY = "exact-balance"
 TOLERANCE = 1e-6  # iptables' statistic match has 1/2^31 granularity; 10-decimal probabilities
 
 
-def reachability_mismatch(usable: Collection[Backend], reach: Reachability) -> str | None:
-    """Why `reach` differs from the model's `usable` backends, or None if it matches."""
+def reachability_mismatch(
+    usable: Collection[Backend], reach: Reachability, drops: bool = False
+) -> str | None:
+    """Why `reach` differs from the model's `usable` backends, or None if it matches. With
+    nothing usable every new connection must be dropped (`drops`: kube-proxy's "has no local
+    endpoints" DROP) or else rejected, and none reach an endpoint."""
     if not usable:
-        return None if reach.rejects else "has no usable endpoints but does not REJECT"
+        return _empty_mismatch(reach, drops)
     if reach.rejects:
         return f"REJECTs although {len(usable)} endpoint(s) are usable"
+    if reach.drops:
+        return f"DROPs although {len(usable)} endpoint(s) are usable"
     reached, wanted = set(reach.probabilities), set(usable)
     if reached != wanted:
         extra = ", ".join(sorted(str(b) for b in reached - wanted))
@@ -42,10 +49,27 @@ def reachability_mismatch(usable: Collection[Backend], reach: Reachability) -> s
     return None
 
 
-def check_exact_balance(service: str, usable: Collection[Backend], reach: Reachability) -> Verdict:
-    why = reachability_mismatch(usable, reach)
+def _empty_mismatch(reach: Reachability, drops: bool) -> str | None:
+    """Why rules for a port without usable endpoints are wrong, or None."""
+    wanted, other = ("DROP", "REJECTs") if drops else ("REJECT", "DROPs")
+    why = "has endpoints, none on this node," if drops else "has no endpoints"
+    if reach.probabilities:
+        reached = ", ".join(sorted(str(b) for b in reach.probabilities))
+        return f"{why} but sends new connections to {reached}"
+    if (reach.rejects and drops) or (reach.drops and not drops):
+        return f"{why} but {other} (kube-proxy must {wanted})"
+    if not (reach.drops if drops else reach.rejects):
+        return f"{why} but does not {wanted}"
+    return None
+
+
+def check_exact_balance(
+    service: str, usable: Collection[Backend], reach: Reachability, drops: bool = False
+) -> Verdict:
+    why = reachability_mismatch(usable, reach, drops)
     evidence = {
         "rejects": reach.rejects,
+        "drops": reach.drops,
         "probabilities": {str(b): round(p, 10) for b, p in sorted(reach.probabilities.items())},
         "read_from": reach.detail,
     }

@@ -1,5 +1,5 @@
-"""Properties over one batch of traffic: `no-stale-traffic` (I2, I5), `reject-when-empty` (I6)
-and `availability`.
+"""Properties over one batch of traffic: `no-stale-traffic` (I2, I5), `reject-when-empty` (I6:
+REJECT without endpoints, DROP with endpoints on other nodes only) and `availability`.
 
 Each takes the backends the model says new connections may reach (`usable`, from
 `CategorizeEndpoints`, so the terminating fallback and publishNotReadyAddresses are already
@@ -43,29 +43,51 @@ def check_no_stale(service: str, usable: Collection[Backend], sample: Counted) -
     )
 
 
-def check_reject(service: str, usable: Collection[Backend], sample: TrafficSample) -> Verdict:
-    """With no usable endpoint, every connection is refused quickly (REJECT), never left to
-    time out or answered (kubernetes#17359, PR #72534; e2e "should be rejected when no
-    endpoints exist")."""
+def check_reject(
+    service: str, usable: Collection[Backend], sample: TrafficSample, drops: bool = False
+) -> Verdict:
+    """With no usable endpoint, no connection is answered, and how it fails follows kube-proxy
+    (`harness.model.endpoints.has_any_endpoints`):
+
+    - the Service has no endpoints at all (`drops` False): every connection is refused at once
+      (ECONNREFUSED within `REJECT_WITHIN_MS`: REJECT), never left to time out (kubernetes#17359,
+      PR #72534; e2e "should be rejected when no endpoints exist");
+    - it has endpoints, none usable from this node (`drops` True: internalTrafficPolicy=Local,
+      endpoints only on other nodes): every connection times out (DROP: no answer at all) and
+      none reaches an endpoint. A refusal here is a failure: upstream DROPs
+      (`internalTrafficFilterTarget = "DROP"`, "has no local endpoints"), and a client can tell
+      the two apart, so a proxy that REJECTs deviates from kube-proxy. (Requiring the timeout
+      keeps the case judgeable: a dropped connection is the only outcome that both upstream
+      proxiers give, and a REJECTing proxy is caught by its first connection.)
+
+    Not applicable while some endpoint is usable."""
     if usable:
         return passed(REJECT, f"{service}: has usable endpoints; not applicable")
-    wrong = [
-        o
-        for o in sample.outcomes
-        if o.error != ErrorKind.REFUSED or o.latency_ms > REJECT_WITHIN_MS
-    ]
+    if drops:
+        wrong = [o for o in sample.outcomes if o.error != ErrorKind.TIMEOUT]
+        right, instead = "dropped (the client timed out)", "instead of being dropped"
+    else:
+        wrong = [
+            o
+            for o in sample.outcomes
+            if o.error != ErrorKind.REFUSED or o.latency_ms > REJECT_WITHIN_MS
+        ]
+        right, instead = "refused at once", "instead of being refused at once"
     power = confirmation_evidence(len(sample.outcomes))
     if not wrong:
-        return passed(
-            REJECT, f"{service}: {len(sample.outcomes)} connection(s) refused at once", **power
-        )
+        return passed(REJECT, f"{service}: {len(sample.outcomes)} connection(s) {right}", **power)
     first = wrong[0]
     seen = first.error.value if first.error else f"an answer from {first.backend}"
+    why = (
+        "has endpoints, none on this node (internalTrafficPolicy Local: kube-proxy DROPs)"
+        if drops
+        else "has no endpoints (kube-proxy REJECTs)"
+    )
     return failed(
         REJECT,
-        f"{service}: has no usable endpoints, but a connection got {seen}"
-        f" after {first.latency_ms:.0f} ms instead of being refused at once",
+        f"{service}: {why}, but a connection got {seen} after {first.latency_ms:.0f} ms {instead}",
         service=service,
+        expected="drop" if drops else "reject",
         outcomes=[
             {
                 "error": o.error.value if o.error else None,

@@ -189,13 +189,22 @@ def flush_conntrack(netns: str) -> None:
     )
 
 
-def listening_socket(address: str, port: int, netns: str | None = None) -> socket.socket:
+def listening_socket(
+    address: str,
+    port: int,
+    netns: str | None = None,
+    prepare: Callable[[socket.socket], None] | None = None,
+) -> socket.socket:
     """A non-blocking TCP socket listening on `address:port`, made inside namespace `netns` (a
-    path; None: the caller's own). The caller's thread is back in its namespace on return."""
+    path; None: the caller's own). `prepare` is called on the socket before it is bound (a
+    socket option that must hold from the first packet on). The caller's thread is back in its
+    namespace on return."""
     with entered(netns) if netns else contextlib.nullcontext():
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if prepare is not None:
+            prepare(sock)
         sock.bind((address, port))
         sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)

@@ -77,7 +77,8 @@ class Batch:
     address `sources[i mod len(sources)]` (none given: the kernel picks the client's own).
     Kept alive: `connections` connections, request i on connection i mod `connections`, all
     from the first source; a connection that fails is reopened for its next request. No
-    request starts once `time_limit_s` has passed since the batch began.
+    request starts once `time_limit_s` has passed since the batch began. `parallel` (fresh
+    batches only) opens every connection at once: the batch then lasts at most one `timeout_s`.
     """
 
     address: str
@@ -88,6 +89,7 @@ class Batch:
     timeout_s: float = 2.0
     sources: tuple[str, ...] = ()
     time_limit_s: float | None = None
+    parallel: bool = False
 
     def source(self, index: int) -> str | None:
         return self.sources[index % len(self.sources)] if self.sources else None
@@ -147,27 +149,34 @@ def _within_limit(batch: Batch, began: float, timer: Callable[[], float]) -> boo
 
 
 async def _fresh(batch: Batch, timer: Callable[[], float]) -> list[Outcome]:
+    if batch.parallel:
+        return list(
+            await asyncio.gather(*(_one_fresh(batch, i, timer) for i in range(batch.count)))
+        )
     outcomes = []
     began = timer()
     for index in range(batch.count):
         if not _within_limit(batch, began, timer):
             break
-        source = index % len(batch.sources) if batch.sources else 0
-        started = timer()
-        connection: _Connection | None = None
-        try:
-            async with asyncio.timeout(batch.timeout_s):
-                connection = await _Connection.open(batch, batch.source(index))
-                backend = await connection.ask(_FRESH_REQUEST)
-            latency_ms = (timer() - started) * 1000
-            outcomes.append(Outcome(backend, None, latency_ms, index, source))
-        except (OSError, _Failed) as error:
-            latency_ms = (timer() - started) * 1000
-            outcomes.append(Outcome(None, error_kind(error), latency_ms, index, source))
-        finally:
-            if connection is not None:
-                connection.close()
+        outcomes.append(await _one_fresh(batch, index, timer))
     return outcomes
+
+
+async def _one_fresh(batch: Batch, index: int, timer: Callable[[], float]) -> Outcome:
+    """Request `index` of a fresh batch, on a connection of its own."""
+    source = index % len(batch.sources) if batch.sources else 0
+    started = timer()
+    connection: _Connection | None = None
+    try:
+        async with asyncio.timeout(batch.timeout_s):
+            connection = await _Connection.open(batch, batch.source(index))
+            backend = await connection.ask(_FRESH_REQUEST)
+        return Outcome(backend, None, (timer() - started) * 1000, index, source)
+    except (OSError, _Failed) as error:
+        return Outcome(None, error_kind(error), (timer() - started) * 1000, index, source)
+    finally:
+        if connection is not None:
+            connection.close()
 
 
 async def _kept_alive(batch: Batch, timer: Callable[[], float]) -> list[Outcome]:

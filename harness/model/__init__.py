@@ -3,6 +3,8 @@
 from harness.model.endpoints import (
     categorize_endpoints,
     derive_slices,
+    drops_new_connections,
+    has_any_endpoints,
     unique_endpoints,
     usable_destinations,
 )
@@ -41,6 +43,8 @@ __all__ = [
     "TrafficPolicy",
     "categorize_endpoints",
     "derive_slices",
+    "drops_new_connections",
+    "has_any_endpoints",
     "labels_of",
     "unique_endpoints",
     "usable_destinations",

@@ -6,7 +6,8 @@ Two upstream functions are ported here:
   (`pkg/controller/endpointslice`, `staging/.../endpointslice/utils.go: podToEndpoint` and
   `ShouldPodBeInEndpoints`), and
 - kube-proxy's choice of endpoints for new connections
-  (`pkg/proxy/topology.go: CategorizeEndpoints`, without topology hints).
+  (`pkg/proxy/topology.go: CategorizeEndpoints`, without topology hints), with its
+  `hasAnyEndpoints` result, which decides between REJECT and DROP when nothing is usable here.
 """
 
 from __future__ import annotations
@@ -144,8 +145,9 @@ def categorize_endpoints(
 
     Cluster policy: the Ready endpoints; if there are none, the Serving-and-Terminating ones
     (KEP-1669, GA 1.28). Local policy (internalTrafficPolicy=Local, KEP-2086): the same rule
-    restricted to endpoints on `node`. An empty result means the proxy must REJECT new connections
-    (kubernetes#17359, PR #72534).
+    restricted to endpoints on `node`. An empty result means the proxy must not connect new
+    connections anywhere: it REJECTs them if the Service has no endpoints at all and DROPs them
+    otherwise (`has_any_endpoints`).
     """
     candidates = unique_endpoints(slices)
     if service.internal_traffic_policy == TrafficPolicy.LOCAL:
@@ -154,6 +156,39 @@ def categorize_endpoints(
     if ready:
         return ready
     return [(e, s) for e, s in candidates if e.serving and e.terminating]
+
+
+def has_any_endpoints(slices: Iterable[EndpointSlice], port_name: str) -> bool:
+    """`CategorizeEndpoints`' `hasAnyEndpoints` for one Service port: whether any endpoint
+    anywhere in the cluster, whatever the traffic policy, is ready, or serving and terminating
+    (endpoints whose slice lacks the port do not count: upstream keys endpoints per port).
+
+    kube-proxy REJECTs new connections to a Service port only when this is false
+    (kubernetes#17359, PR #72534). When it is true but nothing is usable from this node
+    (internalTrafficPolicy=Local, endpoints only elsewhere) it DROPs them: the iptables proxier's
+    `internalTrafficFilterTarget = "DROP"` ("has no local endpoints"), the nftables proxier's
+    `no-endpoint-services` element `drop` instead of `goto reject-chain`
+    (pkg/proxy/iptables/proxier.go, pkg/proxy/nftables/proxier.go: syncProxyRules).
+    """
+    return any(
+        (endpoint.ready or (endpoint.serving and endpoint.terminating))
+        and endpoint_slice.port_for(port_name) is not None
+        for endpoint, endpoint_slice in unique_endpoints(slices)
+    )
+
+
+def drops_new_connections(
+    slices: Iterable[EndpointSlice],
+    service: Service,
+    port_name: str,
+    node: str = PROXY_NODE,
+) -> bool:
+    """Whether a proxy on `node` must DROP (not REJECT, not connect) new connections to the
+    port: nothing is usable from `node`, yet the Service has endpoints (`has_any_endpoints`)."""
+    slices = tuple(slices)
+    return not usable_destinations(slices, service, port_name, node) and has_any_endpoints(
+        slices, port_name
+    )
 
 
 def usable_destinations(
@@ -181,11 +216,16 @@ def usable_destinations(
 class Expectation:
     """What the model says about one Service port right now, for a client on `node`: the
     Service (None once deleted), its EndpointSlices, the usable destinations (where new
-    connections may go) and their backends."""
+    connections may go) and their backends, and, when none is usable, whether new connections
+    are dropped (`drops`: the Service has endpoints, none for `node`) rather than rejected.
+
+    The three outcomes of a new connection: a usable destination; dropped (no answer at all,
+    the client times out; never a remote endpoint); rejected (refused at once)."""
 
     service: Service | None
     slices: tuple[EndpointSlice, ...]
     destinations: tuple[Destination, ...]
+    drops: bool = False
 
     @property
     def usable(self) -> frozenset[Backend]:
@@ -199,7 +239,8 @@ def expect(state: ClusterState, name: str, port_name: str, node: str = PROXY_NOD
         return Expectation(None, (), ())
     slices = derive_slices(state, name)
     destinations = tuple(usable_destinations(slices, service, port_name, node))
-    return Expectation(service, slices, destinations)
+    drops = not destinations and has_any_endpoints(slices, port_name)
+    return Expectation(service, slices, destinations, drops)
 
 
 def why_unusable(state: ClusterState, service: str, backend: Backend) -> str:

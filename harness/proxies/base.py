@@ -3,7 +3,8 @@
 A proxy is fed the way kube-proxy's `Provider` (pkg/proxy/types.go) and kpng's backend sink are
 fed: Service and EndpointSlice add/update/delete notifications, then `sync()`. Slices arrive with
 their raw conditions (ready, serving, terminating, node), so a proxy decides itself which
-endpoints new connections may use (`CategorizeEndpoints`) and must REJECT when none are usable.
+endpoints new connections may use (`CategorizeEndpoints`) and, when none are usable, must REJECT
+(no endpoints at all) or DROP (endpoints, none usable here: `has_any_endpoints`).
 
 `TrackingProxy` keeps change tracking (what changed since the last sync) apart from programming
 (`program`), as kube-proxy's ServiceChangeTracker and EndpointsChangeTracker do; most proxies

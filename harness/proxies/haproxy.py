@@ -5,6 +5,8 @@ One `listen` section per Service port with usable endpoints, `balance roundrobin
 master SIGUSR2, which starts a new worker and soft-stops the old ones. What it promises here:
 
 - REJECT: a Service port without usable endpoints has no listener, so the kernel refuses at once.
+  It cannot DROP: where kube-proxy drops (internalTrafficPolicy Local, endpoints only on other
+  nodes) this proxy refuses too, and fails `reject-when-empty` there (docs/candidate-proxy.md).
 - ClientIP affinity: a stick table on the source address, `expire` = `timeoutSeconds`, refreshed
   by every connection (as kube-proxy's `recent` match). The table lives in the worker, so **a
   reload forgets it**: after any change to any Service, clients may move. (A local `peers`

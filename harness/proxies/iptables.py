@@ -13,17 +13,15 @@ Layout (`pkg/proxy/iptables/proxier.go: syncProxyRules`, `writeServiceToEndpoint
   `-m recent --set --name KUBE-SEP-<hash>` for affinity).
 - KUBE-MARK-MASQ sets mark 0x4000; KUBE-POSTROUTING masquerades marked packets.
 - filter: INPUT, FORWARD and OUTPUT jump (conntrack NEW) to KUBE-SERVICES, which REJECTs
-  (`--reject-with icmp-port-unreachable`) Service ports without usable endpoints
-  (kubernetes#17359, PR #72534). kube-proxy jumps there from FORWARD and OUTPUT; INPUT is added
-  because a local cluster may route the Service range to the node itself.
+  (`--reject-with icmp-port-unreachable`, comment "has no endpoints") Service ports without any
+  endpoints (kubernetes#17359, PR #72534) and DROPs (comment "has no local endpoints") those with
+  endpoints of which none is usable here, internalTrafficPolicy=Local with endpoints only on
+  other nodes (`internalTrafficFilterTarget = "DROP"`). kube-proxy jumps there from FORWARD and
+  OUTPUT; INPUT is added because a local cluster may route the Service range to the node itself.
 
 Chain names hash "namespace/name:port" + protocol (+ "ip:port" for endpoints) like
 `servicePortChainName`. Without a cluster CIDR kube-proxy adds no `! -s CIDR -j KUBE-MARK-MASQ`
 rule, and neither does this proxy, so pods see the client's own address.
-
-Divergence: with internalTrafficPolicy=Local and endpoints only on other nodes, kube-proxy DROPs
-("has no local endpoints"); the harness's model says REJECT for an empty usable set, and this
-proxy follows the model.
 
 Partial sync (KEP-3453): a sync writes, in one `iptables-restore --noflush`, only the chains whose
 rules changed, deletes the chains no Service needs (`:CHAIN` then `-X CHAIN`), and rewrites a
@@ -101,6 +99,7 @@ class IptablesProxy(KernelRuleProxy):
     )
     binaries: ClassVar[tuple[str, ...]] = ("iptables-restore", "iptables-save")
     no_endpoints_target: ClassVar[str] = "REJECT --reject-with icmp-port-unreachable"
+    no_local_endpoints_target: ClassVar[str] = "DROP"
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,8 +120,11 @@ class IptablesProxy(KernelRuleProxy):
                 f'"{plan.name} {{}}" -m {plan.protocol} --dport {plan.port}'
             )
             if not plan.destinations:
-                rejected = match.format("has no endpoints")
-                filter_entries[f"-A {SERVICES} {rejected} -j {self.no_endpoints_target}"] = ""
+                if plan.drops:
+                    why, target = "has no local endpoints", self.no_local_endpoints_target
+                else:
+                    why, target = "has no endpoints", self.no_endpoints_target
+                filter_entries[f"-A {SERVICES} {match.format(why)} -j {target}"] = ""
                 continue
             chain = service_chain(plan)
             nat_entries[f"-A {SERVICES} {match.format('cluster IP')} -j {chain}"] = ""

@@ -2,8 +2,10 @@
 
 One listener per TCP Service port that has usable endpoints, chosen as kube-proxy's
 `CategorizeEndpoints` chooses them (`harness.model.endpoints.usable_destinations`). A Service port
-without usable endpoints gets no listener: the balancer must then REJECT, which it does by not
-listening on a VIP the node treats as local (see `harness.proxies.reloading`).
+without usable endpoints gets no listener: the balancer then REJECTs, which it does by not
+listening on a VIP the node treats as local (see `harness.proxies.reloading`). It REJECTs even
+where kube-proxy DROPs (endpoints on other nodes only, `has_any_endpoints`): these balancers cannot
+drop a SYN, a deviation `reject-when-empty` reports.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class NeverRemovesProxy(IptablesProxy):
         for plan in super().plan(service):
             kept = previous[plan.port_name].destinations if plan.port_name in previous else ()
             merged = unique_by_address((*plan.destinations, *kept))
-            plans.append(replace(plan, destinations=merged))
+            plans.append(replace(plan, destinations=merged, drops=plan.drops and not merged))
         return tuple(plans)
 
 

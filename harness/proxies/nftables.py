@@ -7,7 +7,9 @@ Layout (`pkg/proxy/nftables/proxier.go: setupNFTables`, `syncProxyRules`,
   `ip daddr . meta l4proto . th dport` in the verdict map `service-ips`; `filter-input`,
   `filter-forward`, `filter-output` (dstnat-10) jump on `ct state new` to
   `service-endpoints-check`, which looks the same key up in `no-endpoint-services`, whose
-  elements `goto reject-chain` (`reject`) for Service ports without usable endpoints;
+  elements `goto reject-chain` (`reject`) for Service ports without any endpoints and `drop` for
+  those with endpoints of which none is usable here (internalTrafficPolicy=Local, endpoints only
+  on other nodes), as kube-proxy's `no-endpoint-services` map does;
   `nat-postrouting` masquerades packets `mark-for-masquerade` marked (0x4000).
 - per Service port a chain `service-<hash>-ns/name/proto/port` (`local-...` for
   internalTrafficPolicy=Local): with ClientIP affinity first `ip saddr @affinity-<ep> goto
@@ -15,9 +17,6 @@ Layout (`pkg/proxy/nftables/proxier.go: setupNFTables`, `syncProxyRules`,
 - per endpoint a chain `endpoint-<hash>-ns/name/proto/port__ip/port`: hairpin masquerade mark,
   `update @affinity-<ep> { ip saddr }` with affinity, then `meta l4proto tcp dnat to ip:port`;
   affinity sets are `ipv4_addr` sets with flags dynamic,timeout and the Service's timeout.
-
-Divergence, as in the iptables proxy: with internalTrafficPolicy=Local and no local endpoints
-kube-proxy drops; this proxy rejects, as the harness's model expects.
 
 Incremental sync: where kube-proxy flushes and refills its maps every sync, this proxy writes one
 transaction with only the changed Services' chains, map elements and sets. Stale chains are
@@ -106,7 +105,7 @@ class NftablesProxy(KernelRuleProxy):
         for plan in plans:
             key = f"{plan.cluster_ip} . {plan.protocol} . {plan.port}"
             if not plan.destinations:
-                rejects[key] = f"goto {REJECT_CHAIN}"
+                rejects[key] = "drop" if plan.drops else f"goto {REJECT_CHAIN}"
                 continue
             chain = ("local-" if plan.local_policy else "service-") + chain_base(plan)
             dispatch[key] = f"goto {chain}"

@@ -5,6 +5,8 @@ the upstream lists them (`CategorizeEndpoints`) and balances round robin. What n
 not promise here:
 
 - REJECT: a Service port without usable endpoints has no listener, so the kernel refuses at once.
+  It cannot DROP: where kube-proxy drops (internalTrafficPolicy Local, endpoints only on other
+  nodes) this proxy refuses too, and fails `reject-when-empty` there (docs/candidate-proxy.md).
 - ClientIP affinity is `hash $remote_addr consistent`: a client stays on one backend while the
   backend set is unchanged, but there is **no timeout** (`timeoutSeconds` is ignored: a client never
   rebalances while its backend lives), and when the set changes about 1/n of clients move even if

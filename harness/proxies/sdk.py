@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from harness.model.endpoints import usable_destinations
+from harness.model.endpoints import has_any_endpoints, usable_destinations
 from harness.model.objects import Affinity, EndpointSlice, Service
 from harness.proxies.base import NodeContext
 from harness.proxies.protocol import (
@@ -62,8 +62,11 @@ class ServicePort:
     `backends` are the (address, port) pairs new connections may go to, sorted: the usable
     endpoints (`CategorizeEndpoints`: ready ones, else serving-and-terminating ones, only this
     node's under internalTrafficPolicy=Local) at their slice's port for this port name. Empty
-    means REJECT: refuse new connections at once. `affinity_timeout_s` is None unless the Service
-    has ClientIP affinity.
+    means the port takes no new connection, in one of kube-proxy's two ways: REJECT (refuse at
+    once) when `drops` is False, the Service having no endpoints at all; DROP (never answer: the
+    client's connect times out) when `drops` is True, the Service having endpoints, none usable
+    from this node (`hasAnyEndpoints`; `harness.proxies.dropping` drops from userspace).
+    `affinity_timeout_s` is None unless the Service has ClientIP affinity.
     """
 
     service: str  # namespace/name
@@ -73,6 +76,7 @@ class ServicePort:
     protocol: str
     backends: tuple[Address, ...]
     affinity_timeout_s: int | None
+    drops: bool = False
 
     @property
     def address(self) -> Address:
@@ -111,6 +115,7 @@ class Session:
                         protocol=port.protocol,
                         backends=tuple(sorted({(d.address, d.port) for d in destinations})),
                         affinity_timeout_s=service.affinity_timeout_s if affinity else None,
+                        drops=not destinations and has_any_endpoints(slices, port.name),
                     )
                 )
         return ports

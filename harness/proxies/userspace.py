@@ -1,6 +1,7 @@
 """The `userspace` proxy: an asyncio TCP proxy in the node namespace, as kube-proxy's old
 userspace mode was (`pkg/proxy/userspace`, removed in 1.26): round robin over the usable
-endpoints (`LoadBalancerRR`), ClientIP affinity with a timeout, and REJECT when none is usable.
+endpoints (`LoadBalancerRR`), ClientIP affinity with a timeout, and, when none is usable, REJECT
+(no endpoints at all) or DROP (endpoints, none on this node), as kube-proxy decides.
 
 Two halves:
 
@@ -13,9 +14,12 @@ Two halves:
   variant wants): it listens on VIP:port for every Service port that has usable endpoints and
   relays each accepted connection to the endpoint it picks.
 
-A Service port without usable endpoints has no listening socket while its VIP stays local, so the
+A Service port without any endpoints has no listening socket while its VIP stays local, so the
 node's kernel answers a SYN with RST: the client sees "connection refused" at once, which is what
-kube-proxy's REJECT rule gives. Established connections are never cut by an update (the old
+kube-proxy's REJECT rule gives. A port whose endpoints are all on other nodes under
+internalTrafficPolicy=Local gets a listener whose socket filter drops every SYN
+(`harness.proxies.dropping`): the client times out, as kube-proxy's "has no local endpoints" DROP
+makes it. Established connections are never cut by an update (the old
 userspace proxy did not either); only new connections follow the new endpoints.
 """
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -33,9 +38,10 @@ from typing import Any, ClassVar
 from harness.local.control import ControlledProcess, run_helper
 from harness.local.names import netns_path
 from harness.local.netns import ip_batch, listening_socket, setns
-from harness.model.endpoints import usable_destinations
+from harness.model.endpoints import has_any_endpoints, usable_destinations
 from harness.model.objects import Affinity, Destination, EndpointSlice, Service
 from harness.proxies.base import NodeContext, TrackingProxy
+from harness.proxies.dropping import dropping_socket
 
 DIAL_TIMEOUTS_S = (0.25, 0.5, 1.0, 2.0)
 """One dial per entry, each to the next candidate (`proxysocket.go: endpointDialTimeout`)."""
@@ -50,7 +56,7 @@ class UserspaceProxy(TrackingProxy):
 
     name: ClassVar[str] = "userspace"
     description: ClassVar[str] = (
-        "asyncio TCP proxy in the node namespace: round robin, ClientIP affinity, REJECT when empty"
+        "asyncio TCP proxy in the node namespace: round robin, ClientIP affinity, REJECT or DROP"
     )
 
     def __init__(self) -> None:
@@ -90,6 +96,7 @@ class UserspaceProxy(TrackingProxy):
                     "address": service.cluster_ip,
                     "port": port.port,
                     "destinations": [[d.address, d.port] for d in destinations],
+                    "drops": not destinations and has_any_endpoints(slices, port.name),
                 }
             )
         affinity = service.session_affinity == Affinity.CLIENT_IP
@@ -146,6 +153,7 @@ class _Listener:
     next_index: int = 0
     affinity: dict[str, tuple[Address, float]] = field(default_factory=dict)
     server: asyncio.Server | None = None
+    dropping: socket.socket | None = None
 
     def candidates(self, client_ip: str, now_s: float) -> list[Address]:
         """Endpoints to try for a new connection, best first (`LoadBalancerRR.NextEndpoint`):
@@ -196,12 +204,20 @@ class _DataPlane:
                 listener.affinity.clear()
             listener.affinity_timeout_s = timeout_s
             listener.destinations = [(str(ip), int(port)) for ip, port in item["destinations"]]
+            drops = bool(item.get("drops")) and not listener.destinations
+            if not drops and listener.dropping is not None:
+                listener.dropping.close()
+                listener.dropping = None
             if listener.destinations and listener.server is None:
                 listener.server = await asyncio.start_server(
                     functools.partial(_relay, listener), sock=listening_socket(*address)
                 )
             elif not listener.destinations:
-                _close(listener)
+                if listener.server is not None:
+                    listener.server.close()
+                    listener.server = None
+                if drops and listener.dropping is None:
+                    listener.dropping = dropping_socket(*address)
             listeners.append(listener)
         for gone in old.values():
             _close(gone)
@@ -220,10 +236,14 @@ class _DataPlane:
 
 
 def _close(listener: _Listener) -> None:
-    """Stop listening: new connections are refused by the kernel from now on."""
+    """Stop listening (relaying or dropping): new connections are refused by the kernel from now
+    on."""
     if listener.server is not None:
         listener.server.close()
         listener.server = None
+    if listener.dropping is not None:
+        listener.dropping.close()
+        listener.dropping = None
 
 
 async def _relay(

@@ -325,6 +325,7 @@ class LocalTarget:
             request.timeout_s,
             tuple(addresses[s] for s in request.sources),
             request.time_limit_s,
+            request.parallel and not request.keep_alive,
         )
         started_s = self.clock.now()
         outcomes = agent.run(batch)

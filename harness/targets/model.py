@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from harness.clock import SimulatedClock
 from harness.errors import UsageError
 from harness.events import Event
-from harness.model.endpoints import derive_slices, usable_destinations
+from harness.model.endpoints import derive_slices, has_any_endpoints, usable_destinations
 from harness.model.objects import PROXY_NODE, Affinity, Destination, EndpointSlice, Service
 from harness.model.state import ClusterState
 from harness.registry import TargetOptions
@@ -86,9 +86,11 @@ class ModelTarget:
         state = self.perceived(self.state)
         service = state.services.get(request.service)
         destinations: list[Destination] = []
+        drops = False
         if service is not None:
             slices = derive_slices(state, service.name)
             destinations = self.usable(slices, service, request.port)
+            drops = not destinations and has_any_endpoints(slices, request.port)
         connections = request.connections if request.keep_alive else request.count
         picks: list[Destination | None] = []
         for index in range(max(connections, 0)):
@@ -101,7 +103,7 @@ class ModelTarget:
             connection = index % connections if request.keep_alive else index
             pick = picks[connection] if picks else None
             source = 0 if request.keep_alive else request.sources[index % len(request.sources)]
-            outcome = self._outcome(pick, connection, request)
+            outcome = self._outcome(pick, connection, request, drops)
             outcomes.append(replace(outcome, source=source) if source else outcome)
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
 
@@ -126,10 +128,10 @@ class ModelTarget:
         return self.choose(destinations)
 
     def _outcome(
-        self, pick: Destination | None, connection: int, request: TrafficRequest
+        self, pick: Destination | None, connection: int, request: TrafficRequest, drops: bool
     ) -> Outcome:
         if pick is None:
-            return self.on_no_endpoints(connection, request)
+            return self.on_no_endpoints(connection, request, drops)
         return Outcome(pick.backend, None, MODEL_LATENCY_MS, connection)
 
     # -- hooks for mutants --------------------------------------------------------------------
@@ -161,6 +163,10 @@ class ModelTarget:
     def affinity_applies(self, service: Service) -> bool:
         return service.session_affinity == Affinity.CLIENT_IP
 
-    def on_no_endpoints(self, connection: int, request: TrafficRequest) -> Outcome:
-        """A Service without usable endpoints REJECTs: the connect is refused at once."""
+    def on_no_endpoints(self, connection: int, request: TrafficRequest, drops: bool) -> Outcome:
+        """A new connection nothing usable can take: refused at once (REJECT) when the Service
+        has no endpoints at all; with endpoints but none usable from this node (`drops`), never
+        answered, so the client times out (DROP; `harness.model.endpoints.has_any_endpoints`)."""
+        if drops:
+            return Outcome(None, ErrorKind.TIMEOUT, request.timeout_s * 1000, connection)
         return Outcome(None, ErrorKind.REFUSED, MODEL_LATENCY_MS, connection)

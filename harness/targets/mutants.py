@@ -171,8 +171,17 @@ class ListsEvictedPods(ModelTarget):
 class TimesOutWhenEmpty(ModelTarget):
     """Drops connections to a Service without endpoints instead of rejecting them."""
 
-    def on_no_endpoints(self, connection: int, request: TrafficRequest) -> Outcome:
+    def on_no_endpoints(self, connection: int, request: TrafficRequest, drops: bool) -> Outcome:
         return Outcome(None, ErrorKind.TIMEOUT, request.timeout_s * 1000, connection)
+
+
+class RejectsWhereUpstreamDrops(ModelTarget):
+    """REJECTs connections to an internalTrafficPolicy=Local Service whose endpoints are all on
+    other nodes, where kube-proxy DROPs them ("has no local endpoints"): what this harness's
+    own model and proxies did before issue 15."""
+
+    def on_no_endpoints(self, connection: int, request: TrafficRequest, drops: bool) -> Outcome:
+        return super().on_no_endpoints(connection, request, False)
 
 
 def _categorized(
@@ -290,6 +299,7 @@ MUTANTS: dict[str, type[ModelTarget]] = {
     "late-programming": LateProgramming,
     "lists-evicted": ListsEvictedPods,
     "times-out-when-empty": TimesOutWhenEmpty,
+    "rejects-where-upstream-drops": RejectsWhereUpstreamDrops,
     "no-terminating-fallback": NoTerminatingFallback,
     "falls-back-to-unserving": FallsBackToUnserving,
     "local-falls-back-to-cluster": LocalFallsBackToCluster,

@@ -51,6 +51,17 @@ def test_no_stale_and_availability_and_reject():
     assert not check_reject("svc", set(), slow).holds
 
 
+def test_a_service_with_endpoints_only_elsewhere_drops_and_a_refusal_fails():
+    """Upstream DROPs (internalTrafficPolicy Local, endpoints on other nodes only): only a
+    timeout passes; a refusal, an answer or a reset fails, naming the rule."""
+    assert check_reject("svc", set(), sample([], [ErrorKind.TIMEOUT] * 3), drops=True).holds
+    refused = check_reject("svc", set(), sample([], [ErrorKind.REFUSED]), drops=True)
+    assert not refused.holds and "kube-proxy DROPs" in refused.message
+    assert refused.evidence["expected"] == "drop"
+    assert not check_reject("svc", set(), sample([B[0]]), drops=True).holds
+    assert not check_reject("svc", set(), sample([], [ErrorKind.RESET]), drops=True).holds
+
+
 def simulate(weights, n_connections, rng):
     return sample(rng.choices(B[: len(weights)], weights=weights, k=n_connections))
 
@@ -165,6 +176,15 @@ def test_exact_balance():
     assert not check_exact_balance("svc", set(), Reachability(False, {B[0]: 1.0})).holds
     assert check_exact_balance("svc", set(), Reachability(True)).holds
     assert not check_exact_balance("svc", usable, Reachability(True)).holds
+    dropping = Reachability(False, drops=True)
+    assert check_exact_balance("svc", set(), dropping, drops=True).holds
+    assert (
+        "kube-proxy must DROP"
+        in check_exact_balance("svc", set(), Reachability(True), True).message
+    )
+    assert "must REJECT" in check_exact_balance("svc", set(), dropping).message
+    assert not check_exact_balance("svc", usable, dropping).holds
+    assert not check_exact_balance("svc", set(), Reachability(False), drops=True).holds
 
 
 STICKY_2S = Service(

@@ -13,8 +13,7 @@ inputs and expected outputs in the model's terms (written here as data, not copi
 
 Every distinct case name of those tables is either represented here or listed in
 `NOT_REPRESENTED` with the reason; `test_the_lists_account_for_every_upstream_case` keeps the two
-lists honest. A represented case the model disagrees with is a model bug, except where marked
-`xfail(strict=True)` with the issue that tracks it (it then flips to XPASS, a failure, when fixed).
+lists honest. A represented case the model disagrees with is a model bug.
 """
 
 from __future__ import annotations
@@ -23,7 +22,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.model.endpoints import endpoint_for, pod_is_listed, usable_destinations
+from harness.model.endpoints import (
+    drops_new_connections,
+    endpoint_for,
+    has_any_endpoints,
+    pod_is_listed,
+    usable_destinations,
+)
 from harness.model.objects import (
     PROXY_NODE,
     ZONES,
@@ -44,7 +49,6 @@ CATEGORIZE_ENDPOINTS = "TestCategorizeEndpoints"
 
 SELECTOR = labels_of({"app": "web"})
 OTHER_NODE = "node-2"
-ISSUE_15 = "model REJECTs where upstream DROPs; issue 15"
 
 
 def service(
@@ -193,8 +197,8 @@ def test_should_pod_be_in_endpoints(case: ListedCase) -> None:
 # and always on in the model. Upstream's endpoints without a `serving` value are not serving.
 #
 # `has_any` is upstream's hasAnyEndpoints (its allEndpoints is non-empty, or the case says only
-# remote endpoints exist): kube-proxy REJECTs a Service without any endpoints. The model REJECTs
-# exactly when nothing is usable; where the two differ the case is xfail, issue 15.
+# remote endpoints exist): kube-proxy REJECTs a Service without any endpoints, and DROPs when it
+# has some but none is usable from this node. The model's `has_any_endpoints` must agree.
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,6 @@ class CategorizeCase:
     usable: frozenset[str]
     has_any: bool
     external_half_not_represented: bool = False
-    rejects_where_upstream_drops: bool = False
 
 
 def case(
@@ -224,10 +227,9 @@ def case(
     usable: list[str],
     has_any: bool,
     external: bool = False,
-    issue_15: bool = False,
 ) -> CategorizeCase:
     return CategorizeCase(
-        name, local_policy, tuple(endpoints), frozenset(usable), has_any, external, issue_15
+        name, local_policy, tuple(endpoints), frozenset(usable), has_any, external
     )
 
 
@@ -254,7 +256,6 @@ CATEGORIZE_ENDPOINTS_CASES = [
         [Ep(A0, True), Ep(A1, True)],
         [],
         True,
-        issue_15=True,
     ),
     case(
         "internalTrafficPolicy: Local, all endpoints are local",
@@ -322,7 +323,6 @@ CATEGORIZE_ENDPOINTS_CASES = [
         [],
         True,
         external=True,
-        issue_15=True,
     ),
     case(
         "iTP: Local, eTP: Local, all endpoints remote and terminating",
@@ -331,7 +331,6 @@ CATEGORIZE_ENDPOINTS_CASES = [
         [],
         True,
         external=True,
-        issue_15=True,
     ),
     case(
         "iTP: Cluster, eTP: Local, with terminating endpoints",
@@ -364,7 +363,8 @@ CATEGORIZE_ENDPOINTS_CASES = [
 ]
 
 
-def model_usable(case: CategorizeCase) -> frozenset[str]:
+def model_slice(case: CategorizeCase) -> tuple[EndpointSlice, TrafficPolicy]:
+    """The case's endpoints as one slice of port "http", and its traffic policy."""
     endpoints = tuple(
         Endpoint(
             address=e.address,
@@ -379,7 +379,11 @@ def model_usable(case: CategorizeCase) -> frozenset[str]:
         for e in case.endpoints
     )
     endpoint_slice = EndpointSlice("svc", (EndpointPort("http", 80),), endpoints, name="svc-0")
-    policy = TrafficPolicy.LOCAL if case.local_policy else TrafficPolicy.CLUSTER
+    return endpoint_slice, TrafficPolicy.LOCAL if case.local_policy else TrafficPolicy.CLUSTER
+
+
+def model_usable(case: CategorizeCase) -> frozenset[str]:
+    endpoint_slice, policy = model_slice(case)
     found = usable_destinations([endpoint_slice], service(policy=policy), "http", PROXY_NODE)
     assert all(d.port == 80 for d in found)
     return frozenset(d.address for d in found)
@@ -390,26 +394,15 @@ def test_categorize_endpoints_usable(case: CategorizeCase) -> None:
     assert model_usable(case) == case.usable
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            c,
-            id=c.name,
-            marks=(
-                [pytest.mark.xfail(strict=True, reason=ISSUE_15)]
-                if c.rejects_where_upstream_drops
-                else []
-            ),
-        )
-        for c in CATEGORIZE_ENDPOINTS_CASES
-    ],
-)
+@pytest.mark.parametrize("case", CATEGORIZE_ENDPOINTS_CASES, ids=lambda c: c.name)
 def test_categorize_endpoints_rejects_only_without_any_endpoints(case: CategorizeCase) -> None:
-    """Upstream REJECTs when hasAnyEndpoints is false; the model REJECTs when nothing is
-    usable. The two agree except for issue 15 (Local policy, endpoints only elsewhere: upstream
-    DROPs)."""
-    model_rejects = not model_usable(case)
+    """Upstream REJECTs when hasAnyEndpoints is false and DROPs when it is true but nothing is
+    usable here (Local policy, endpoints only elsewhere); the model decides the same."""
+    endpoint_slice, policy = model_slice(case)
+    assert has_any_endpoints([endpoint_slice], "http") is case.has_any
+    drops = drops_new_connections([endpoint_slice], service(policy=policy), "http", PROXY_NODE)
+    assert drops is (case.has_any and not case.usable)
+    model_rejects = not model_usable(case) and not drops
     assert model_rejects is (not case.has_any)
 
 
@@ -504,16 +497,17 @@ def test_the_lists_account_for_every_upstream_case() -> None:
     assert all(reason.strip() for _, _, reason in NOT_REPRESENTED)
 
 
-def test_issue_15_cases_are_the_local_policy_ones_with_only_remote_endpoints() -> None:
-    """The xfail marks stay on exactly the cases that exhibit issue 15."""
-    marked = {c.name for c in CATEGORIZE_ENDPOINTS_CASES if c.rejects_where_upstream_drops}
-    exhibit = {
+def test_the_drop_cases_are_the_local_policy_ones_with_only_remote_endpoints() -> None:
+    """Upstream's table holds exactly three cases where kube-proxy DROPs (issue 15): the model
+    must keep deciding them as DROP, and no other case."""
+    dropped = {
         c.name
         for c in CATEGORIZE_ENDPOINTS_CASES
-        if c.local_policy and c.has_any and not any(e.local for e in c.endpoints)
+        if drops_new_connections(
+            [model_slice(c)[0]], service(policy=model_slice(c)[1]), "http", PROXY_NODE
+        )
     }
-    assert marked == exhibit
-    assert exhibit == {
+    assert dropped == {
         "internalTrafficPolicy: Local, but all endpoints are remote",
         "iTP: Local, eTP: Local, all endpoints remote",
         "iTP: Local, eTP: Local, all endpoints remote and terminating",

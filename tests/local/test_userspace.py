@@ -17,9 +17,10 @@ from harness.events import (
     Scale,
     SetAffinity,
     SetReady,
+    SetTrafficPolicy,
     Wait,
 )
-from harness.model.objects import Affinity, Backend, labels_of
+from harness.model.objects import Affinity, Backend, TrafficPolicy, labels_of
 from harness.targets.local import LocalTarget
 from harness.traffic import ErrorKind, TrafficRequest
 from tests.local.conftest import needs_root
@@ -50,6 +51,25 @@ def test_no_usable_endpoint_is_refused_at_once_and_returns(userspace_target: Loc
     assert max(o.latency_ms for o in sample.outcomes) < 100
     userspace_target.apply(Scale("web", 1))
     assert hits(userspace_target, 3) == {"web-0/u1": 3}
+
+
+def test_local_policy_with_endpoints_elsewhere_drops_in_parallel(
+    userspace_target: LocalTarget,
+) -> None:
+    """kube-proxy's "has no local endpoints" DROP: no answer, so every connect times out; the
+    parallel batch costs one timeout. With no ready or serving endpoint anywhere it is refused."""
+    userspace_target.apply(CreateService("web", WEB))
+    userspace_target.apply(SetTrafficPolicy("web", TrafficPolicy.LOCAL))
+    userspace_target.apply(Scale("web", 2, node="node-2"))
+    request = TrafficRequest("web", count=8, timeout_s=0.5, parallel=True)
+    started = time.monotonic()
+    sample = userspace_target.send(request)
+    assert [o.error for o in sample.outcomes] == [ErrorKind.TIMEOUT] * 8
+    assert time.monotonic() - started < 2.0
+    userspace_target.apply(SetReady("web-0", False))
+    userspace_target.apply(SetReady("web-1", False))
+    refused = userspace_target.send(TrafficRequest("web", count=3, timeout_s=1.0))
+    assert [o.error for o in refused.outcomes] == [ErrorKind.REFUSED] * 3
 
 
 def test_unready_pods_get_no_new_connections(userspace_target: LocalTarget) -> None:

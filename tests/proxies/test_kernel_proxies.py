@@ -88,7 +88,11 @@ def test_internal_traffic_policy_local(proxy: KernelRuleProxy) -> None:
     program(proxy, svc, endpoints)
     assert_exact(proxy.reachability(svc, "http", CLIENT), expected(svc, endpoints))
     replace_endpoints(proxy, svc, [endpoint(3, node="node-2")])
-    assert proxy.reachability(svc, "http", CLIENT).rejects
+    dropped = proxy.reachability(svc, "http", CLIENT)  # kube-proxy: "has no local endpoints"
+    assert dropped.drops and not dropped.rejects and not dropped.probabilities, dropped
+    replace_endpoints(proxy, svc, [])
+    rejected = proxy.reachability(svc, "http", CLIENT)  # no endpoints at all
+    assert rejected.rejects and not rejected.drops, rejected
 
 
 def test_affinity_first_connection_then_sticky(proxy: KernelRuleProxy) -> None:

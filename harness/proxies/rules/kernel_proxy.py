@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import ClassVar, Protocol
 
 from harness.errors import HarnessError
-from harness.model.endpoints import usable_destinations
+from harness.model.endpoints import has_any_endpoints, usable_destinations
 from harness.model.objects import Backend, Destination, Service
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.rules.commands import require_binaries, require_netns
@@ -139,7 +139,9 @@ class KernelRuleProxy(TrackingProxy):
     def plan(self, service: Service) -> tuple[PortPlan, ...]:
         """What to program for `service`: each port's destinations, in order."""
         destinations = {port.name: self.destinations(service, port.name) for port in service.ports}
-        return plan_ports(service, destinations, self.affinity_enabled(service))
+        slices = self.slices_of(service.name)
+        dropped = {p.name for p in service.ports if has_any_endpoints(slices, p.name)}
+        return plan_ports(service, destinations, self.affinity_enabled(service), dropped)
 
     def destinations(self, service: Service, port_name: str) -> list[Destination]:
         """Where new connections to the port may go: `CategorizeEndpoints` on the raw slices."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from harness.model.objects import Affinity, Destination, Service, TrafficPolicy
@@ -24,7 +24,9 @@ class PortPlan:
 
     `destinations` are de-duplicated by address and port (kube-proxy keys endpoints by
     "ip:port", so two entries for one address would share a chain). `affinity_timeout_s` is None
-    without ClientIP affinity. `local_policy` is internalTrafficPolicy=Local (KEP-2086).
+    without ClientIP affinity. `local_policy` is internalTrafficPolicy=Local (KEP-2086). Without
+    destinations, `drops` says new connections are dropped (the Service has endpoints, none
+    usable here: kube-proxy's "has no local endpoints" DROP) rather than rejected.
     """
 
     namespace: str
@@ -36,6 +38,7 @@ class PortPlan:
     local_policy: bool
     affinity_timeout_s: int | None
     destinations: tuple[Destination, ...]
+    drops: bool = False
 
     @property
     def name(self) -> str:
@@ -64,11 +67,15 @@ class Flow:
 
 
 def plan_ports(
-    service: Service, destinations_of: dict[str, list[Destination]], affinity: bool
+    service: Service,
+    destinations_of: dict[str, list[Destination]],
+    affinity: bool,
+    dropped: Collection[str] = (),
 ) -> tuple[PortPlan, ...]:
     """The plans of every port of `service`, given each port's usable destinations.
 
-    `affinity` says whether ClientIP affinity is programmed (a mutant may ignore it).
+    `affinity` says whether ClientIP affinity is programmed (a mutant may ignore it); `dropped`
+    names the ports whose new connections are dropped when they have no destinations.
     """
     if service.cluster_ip in NO_CLUSTER_IP:
         return ()
@@ -89,6 +96,7 @@ def plan_ports(
                     else None
                 ),
                 destinations=unique_by_address(destinations_of.get(port.name, [])),
+                drops=port.name in dropped and not destinations_of.get(port.name),
             )
         )
     return tuple(plans)

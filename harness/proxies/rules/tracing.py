@@ -205,7 +205,8 @@ def to_reachability(
     outcomes: Mapping[Verdict, float], backend_of: Callable[[str, int], Backend], detail: str
 ) -> Reachability:
     """The Target-level answer: backends reached by DNAT with their probabilities; `rejects` when
-    some new connections are rejected. Drops and untranslated accepts are named in `detail`."""
+    some new connections are rejected, `drops` when some are dropped. Drops and untranslated
+    accepts are also named in `detail`."""
     probabilities: dict[Backend, float] = defaultdict(float)
     notes = []
     for verdict, probability in sorted(outcomes.items(), key=lambda item: str(item[0])):
@@ -216,4 +217,9 @@ def to_reachability(
     rejected = outcomes.get(REJECT, 0.0)
     if notes:
         detail = f"{detail}; " + ", ".join(notes)
-    return Reachability(rejects=rejected > 0.0, probabilities=dict(probabilities), detail=detail)
+    return Reachability(
+        rejects=rejected > 0.0,
+        probabilities=dict(probabilities),
+        detail=detail,
+        drops=outcomes.get(DROP, 0.0) > 0.0,
+    )
