@@ -14,7 +14,12 @@ client pod running a bounded `curl` loop, the tool the upstream e2e affinity tes
 Every curl has `--connect-timeout` and `--max-time` of `request.timeout_s`, so a batch ends within
 `count * timeout_s` plus the exec overhead. Pods answer `/hostname` with `NAME--UID` (in the
 kubelet-less mode the local cluster's pods answer `NAME UID`; both are read); curl's exit code
-classifies failures (7 refused, 28 timeout, 52/55/56 reset).
+classifies failures (28 timeout, 52/55/56 reset). Exit 7 ("couldn't connect") covers a refusal
+and "no route to host" alike, and a Service route that loops ends in the latter: so each curl
+runs verbose into a scratch file, and the script prints the reason of every failed connect
+(`! Connection refused`, from curl's `connect to ... failed: REASON` line) after the transfers.
+Only ECONNREFUSED's reason is `refused` (what `reject-when-empty` accepts); any other reason,
+or none, is `other` (issue 15: "never no route, a TTL expiry or a timeout").
 
 `build_command` and `parse_output` are pure; `ClientPods` creates, waits for and execs into the
 client pods. Traffic goes only to Service VIPs from pods in the harness's namespace.
@@ -36,10 +41,13 @@ from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
 Exec = Callable[[str, Sequence[str], float], str]
 
 WRITE_OUT = r"\n%{exitcode} %{time_total}\n"
+CONNECT_FAILED = 7  # curl: couldn't connect (the reason line says why)
+REASON_MARK = "! "
+# after each curl: the reason of each failed connect, in order (curl -v writes one per attempt)
+REASONS = f"sed -n 's/^\\* connect to .* failed: /{REASON_MARK}/p' \"$e\""
 EXEC_OVERHEAD_S = 15.0
 NEW_NAMESPACE_WAIT_S = 30.0  # until the new namespace's default ServiceAccount exists
 CURL_ERRORS = {
-    7: ErrorKind.REFUSED,
     28: ErrorKind.TIMEOUT,
     52: ErrorKind.RESET,
     55: ErrorKind.RESET,
@@ -61,37 +69,50 @@ def build_command(request: TrafficRequest, address: str, port: int) -> list[str]
     host = f"[{ip}]" if ip.version == 6 else str(ip)
     url = f"http://{host}:{port}/hostname"
     timeout = f"{request.timeout_s:g}"
-    curl = f"curl -q -s -o - --connect-timeout {timeout} --max-time {timeout} -w '{WRITE_OUT}'"
+    curl = f"curl -q -s -v -o - --connect-timeout {timeout} --max-time {timeout} -w '{WRITE_OUT}'"
+    start, end = "e=$(mktemp) || e=/dev/null; ", '; rm -f "$e"; true'
     if not request.keep_alive:
         script = (
-            f"i=0; while [ $i -lt {request.count} ]; do {curl} {url} 2>/dev/null;"
-            " i=$((i+1)); done; true"
+            f'{start}i=0; while [ $i -lt {request.count} ]; do {curl} {url} 2>"$e"; {REASONS};'
+            f" i=$((i+1)); done{end}"
         )
         return ["/bin/sh", "-c", script]
     parts = []
     for connection in range(request.connections):
         share = len(range(connection, request.count, request.connections))
         if share:
-            parts.append(f"{curl} {' '.join([url] * share)} 2>/dev/null")
-    return ["/bin/sh", "-c", "; ".join([*parts, "true"])]
+            parts.append(f'{curl} {" ".join([url] * share)} 2>"$e"; {REASONS}')
+    return ["/bin/sh", "-c", start + "; ".join(parts) + end]
 
 
 def parse_output(output: str, request: TrafficRequest) -> list[Outcome]:
     """The outcomes, in send order, from the output of `build_command`'s script.
 
-    Each transfer prints its body, a newline, then `EXITCODE TIME_S`. Missing transfers (the exec
-    was cut short) are reported as timeouts, so a batch always has `count` outcomes.
+    Each transfer prints its body, a newline, then `EXITCODE TIME_S`; after each curl, a line
+    `! REASON` per failed connect, given in order to the transfers that exited 7 and have none
+    yet. Missing transfers (the exec was cut short) are reported as timeouts, so a batch always
+    has `count` outcomes.
     """
     lines = output.split("\n")
     results: list[tuple[str, int, float]] = []
+    reasons: dict[int, str] = {}  # result index -> the reason its connect failed
     body: list[str] = []
     for line in lines:
         fields = line.split()
-        if len(fields) == 2 and fields[0].isdigit() and _is_number(fields[1]):
+        if line.startswith(REASON_MARK):
+            waiting = [i for i, r in enumerate(results) if r[1] == CONNECT_FAILED]
+            unexplained = [i for i in waiting if i not in reasons]
+            if unexplained:
+                reasons[unexplained[0]] = line[len(REASON_MARK) :]
+        elif len(fields) == 2 and fields[0].isdigit() and _is_number(fields[1]):
             results.append(("\n".join(body), int(fields[0]), float(fields[1])))
             body = []
         elif line:
             body.append(line)
+    results = [
+        (text, code, seconds) if code != CONNECT_FAILED else (reasons.get(i, ""), code, seconds)
+        for i, (text, code, seconds) in enumerate(results)
+    ]
     order = _send_order(request)
     outcomes: list[Outcome | None] = [None] * request.count
     for position, index in enumerate(order):
@@ -115,6 +136,11 @@ def _send_order(request: TrafficRequest) -> list[int]:
 
 def _outcome(text: str, code: int, seconds: float, connection: int) -> Outcome:
     latency_ms = seconds * 1000
+    if code == CONNECT_FAILED:  # `text` is the reason the connect failed ("" if none was given)
+        refused = text.strip().lower() == "connection refused"
+        return Outcome(
+            None, ErrorKind.REFUSED if refused else ErrorKind.OTHER, latency_ms, connection
+        )
     if code != 0:
         return Outcome(None, CURL_ERRORS.get(code, ErrorKind.OTHER), latency_ms, connection)
     parsed = parse_answer(text)

@@ -84,7 +84,8 @@ class FakeCluster:
     def _proxy(self, namespace: str, script: str) -> str:
         """A crude kube-proxy: every request of a fresh-connection loop goes to a random usable
         endpoint of the Service behind the VIP (ready ones, else serving+terminating ones, as
-        CategorizeEndpoints picks); none usable: refused (curl exit 7)."""
+        CategorizeEndpoints picks); none usable: refused (curl exit 7, then its reason line, as
+        the script prints it)."""
         match = re.search(r"-lt (\d+) \]; do .* http://([\d.]+):(\d+)/hostname", script)
         assert match, f"not a fresh-connection loop: {script}"
         count, vip = int(match.group(1)), match.group(2)
@@ -117,7 +118,7 @@ class FakeCluster:
             if usable:
                 lines.append(f"{self._random.choice(usable)}\n0 0.001\n")
             else:
-                lines.append("\n7 0.0001\n")
+                lines.append("\n7 0.0001\n! Connection refused\n")
         return "".join(lines)
 
     def _set_ready(self, namespace: str | None, pod: str, ready: bool) -> None:

@@ -31,7 +31,7 @@ from harness.model.endpoints import derive_slices
 from harness.model.objects import Backend, labels_of
 from harness.registry import TargetOptions, make_target
 from harness.targets.kube import KubeTarget
-from harness.traffic import TrafficRequest
+from harness.traffic import ErrorKind, TrafficRequest
 
 WEB = labels_of({"app": "web"})
 
@@ -185,7 +185,7 @@ def test_send_execs_a_bounded_loop_in_the_client_pod(
     target.apply(CreateService("web", WEB))
     target.apply(CreatePod("web-a", WEB))
     eventually(lambda: bool(target.state.services))
-    fake.exec_output = "web-a--u1\n0 0.001\n\n7 0.0001\n"
+    fake.exec_output = "web-a--u1\n0 0.001\n\n7 0.0001\n! Connection refused\n"
     eventually(
         lambda: (
             target.cluster is not None
@@ -196,6 +196,7 @@ def test_send_execs_a_bounded_loop_in_the_client_pod(
     )
     sample = target.send(TrafficRequest("web", client="client-2", count=2))
     assert [o.backend for o in sample.outcomes] == [Backend("web-a", "u1"), None]
+    assert sample.outcomes[1].error == ErrorKind.REFUSED
     pod, argv = fake.execs[-1]
     assert pod == "harness-client-2"
     assert re.search(r"http://10\.96\.0\.\d+:80/hostname", argv[-1])

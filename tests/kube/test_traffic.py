@@ -7,6 +7,7 @@ against loopback servers, which checks what matters: one connection per request 
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.kube.traffic import build_command, parse_output
+from harness.local.names import new_prefix
 from harness.model.objects import Backend
 from harness.traffic import ErrorKind, TrafficRequest
 
@@ -87,6 +89,46 @@ def test_refused_connections_are_refused() -> None:
     request = TrafficRequest("web", count=3, timeout_s=1.0)
     outcomes = parse_output(run(request, port), request)
     assert [o.error for o in outcomes] == [ErrorKind.REFUSED] * 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
+def test_no_route_to_host_is_not_a_refusal() -> None:
+    """curl exits 7 for both; only ECONNREFUSED is the REJECT `reject-when-empty` accepts. A
+    throw-away namespace (the run prefix's name, no link) whose only route is unreachable."""
+    netns = f"{new_prefix()}-curl"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        inside = ["ip", "netns", "exec", netns]
+        subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run([*inside, "ip", "route", "add", "unreachable", "10.96.0.0/12"], check=True)
+        request = TrafficRequest("web", count=2, timeout_s=1.0)
+        unreachable = build_command(request, "10.96.0.10", 80)
+        refused = build_command(request, "127.0.0.1", 1)
+        for argv, expected in ((unreachable, ErrorKind.OTHER), (refused, ErrorKind.REFUSED)):
+            done = subprocess.run([*inside, *argv], capture_output=True, text=True, timeout=30)
+            outcomes = parse_output(done.stdout, request)
+            assert [o.error for o in outcomes] == [expected] * 2, done.stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("\n7 0.001\n! Connection refused\n", [ErrorKind.REFUSED]),
+        ("\n7 0.001\n! No route to host\n", [ErrorKind.OTHER]),
+        ("\n7 0.001\n", [ErrorKind.OTHER]),  # no reason given: never taken for a refusal
+        # keep-alive: one curl, two transfers, then their reasons in order
+        ("\n7 0.001\n\n7 0.001\n! Connection refused\n! Network is unreachable\n",
+         [ErrorKind.REFUSED, ErrorKind.OTHER]),
+        ("web-a--u1\n0 0.001\n\n7 0.001\n! Connection refused\n", [None, ErrorKind.REFUSED]),
+    ],
+)  # fmt: skip
+def test_a_failed_connect_is_a_refusal_only_when_its_reason_says_so(
+    output: str, expected: list[ErrorKind | None]
+) -> None:
+    request = TrafficRequest("web", count=len(expected))
+    assert [o.error for o in parse_output(output, request)] == expected
 
 
 def test_silent_server_times_out_within_the_bound() -> None:
