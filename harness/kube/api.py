@@ -36,6 +36,7 @@ from harness.errors import EnvironmentProblem, UsageError
 T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 10.0  # one API call; watches set their own
+MERGE_PATCH = "application/merge-patch+json"  # the content type of every patch the harness sends
 RETRY_PAUSE_S = 0.2
 # the loaders are untyped in the client package
 _LOAD_KUBECONFIG: Any = config.load_kube_config

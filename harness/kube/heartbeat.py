@@ -31,10 +31,8 @@ from typing import Any
 from kubernetes import client
 
 from harness.errors import HarnessError
-from harness.kube.api import Cluster
+from harness.kube.api import MERGE_PATCH, Cluster
 from harness.kube.objects import managed_labels
-
-MERGE_PATCH = "application/merge-patch+json"
 
 LEASE_NAME = "svc-lb-harness-run"
 LEASE_DURATION_S = 30  # a run that has not renewed for this long is dead to `harness clean`

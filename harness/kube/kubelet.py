@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import EnvironmentProblem, UsageError
+from harness.kube.api import MERGE_PATCH
 from harness.kube.metrics import read_in_netns
 from harness.kube.objects import managed_labels
 from harness.kube.relay import Relay, proxy_kubeconfig, relayed_server, server_address
@@ -48,7 +49,6 @@ from harness.traffic import TrafficRequest, TrafficSample
 NODE_ADDRESS = str(POD_CIDR.network_address + 1)  # the node namespace's bridge address
 HEARTBEAT_S = 10.0  # the kubelet's default nodeStatusUpdateFrequency
 PLACEHOLDERS = ("kubeconfig", "node", "namespace")
-MERGE_PATCH = "application/merge-patch+json"
 PROXY_NAME = "proxy-command"
 
 

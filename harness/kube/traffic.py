@@ -95,24 +95,25 @@ def parse_output(output: str, request: TrafficRequest) -> list[Outcome]:
     """
     lines = output.split("\n")
     results: list[tuple[str, int, float]] = []
-    reasons: dict[int, str] = {}  # result index -> the reason its connect failed
+    unexplained: list[int] = []  # results that exited 7 and have no reason yet, oldest first
     body: list[str] = []
     for line in lines:
         fields = line.split()
         if line.startswith(REASON_MARK):
-            waiting = [i for i, r in enumerate(results) if r[1] == CONNECT_FAILED]
-            unexplained = [i for i in waiting if i not in reasons]
-            if unexplained:
-                reasons[unexplained[0]] = line[len(REASON_MARK) :]
+            if unexplained:  # a failed connect's text is its reason
+                index = unexplained.pop(0)
+                _, code, seconds = results[index]
+                results[index] = (line[len(REASON_MARK) :], code, seconds)
         elif len(fields) == 2 and fields[0].isdigit() and _is_number(fields[1]):
-            results.append(("\n".join(body), int(fields[0]), float(fields[1])))
+            code = int(fields[0])
+            results.append(
+                ("\n".join(body) if code != CONNECT_FAILED else "", code, float(fields[1]))
+            )
+            if code == CONNECT_FAILED:
+                unexplained.append(len(results) - 1)
             body = []
         elif line:
             body.append(line)
-    results = [
-        (text, code, seconds) if code != CONNECT_FAILED else (reasons.get(i, ""), code, seconds)
-        for i, (text, code, seconds) in enumerate(results)
-    ]
     order = _send_order(request)
     outcomes: list[Outcome | None] = [None] * request.count
     for position, index in enumerate(order):

@@ -5,6 +5,7 @@ from harness.model.endpoints import (
     derive_slices,
     drops_new_connections,
     has_any_endpoints,
+    must_drop,
     unique_endpoints,
     usable_destinations,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "drops_new_connections",
     "has_any_endpoints",
     "labels_of",
+    "must_drop",
     "unique_endpoints",
     "usable_destinations",
 ]

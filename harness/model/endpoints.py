@@ -13,7 +13,7 @@ Two upstream functions are ported here:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.model.objects import (
@@ -177,18 +177,25 @@ def has_any_endpoints(slices: Iterable[EndpointSlice], port_name: str) -> bool:
     )
 
 
+def must_drop(
+    destinations: Sequence[Destination], slices: Iterable[EndpointSlice], port_name: str
+) -> bool:
+    """Whether a proxy must DROP (not REJECT, not connect) new connections to the port, given
+    where it may send them (`destinations`, its `CategorizeEndpoints` result): nothing is
+    usable, yet the Service has endpoints (`has_any_endpoints`). The one place this rule lives:
+    the model, the model target, the SDK and the harness's proxies all ask it."""
+    return not destinations and has_any_endpoints(slices, port_name)
+
+
 def drops_new_connections(
     slices: Iterable[EndpointSlice],
     service: Service,
     port_name: str,
     node: str = PROXY_NODE,
 ) -> bool:
-    """Whether a proxy on `node` must DROP (not REJECT, not connect) new connections to the
-    port: nothing is usable from `node`, yet the Service has endpoints (`has_any_endpoints`)."""
+    """`must_drop` for a proxy on `node` that follows `CategorizeEndpoints` exactly."""
     slices = tuple(slices)
-    return not usable_destinations(slices, service, port_name, node) and has_any_endpoints(
-        slices, port_name
-    )
+    return must_drop(usable_destinations(slices, service, port_name, node), slices, port_name)
 
 
 def usable_destinations(
@@ -239,8 +246,7 @@ def expect(state: ClusterState, name: str, port_name: str, node: str = PROXY_NOD
         return Expectation(None, (), ())
     slices = derive_slices(state, name)
     destinations = tuple(usable_destinations(slices, service, port_name, node))
-    drops = not destinations and has_any_endpoints(slices, port_name)
-    return Expectation(service, slices, destinations, drops)
+    return Expectation(service, slices, destinations, must_drop(destinations, slices, port_name))
 
 
 def why_unusable(state: ClusterState, service: str, backend: Backend) -> str:

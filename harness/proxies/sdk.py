@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from harness.model.endpoints import has_any_endpoints, usable_destinations
+from harness.model.endpoints import must_drop, usable_destinations
 from harness.model.objects import Affinity, EndpointSlice, Service
 from harness.proxies.base import NodeContext
 from harness.proxies.protocol import (
@@ -115,7 +115,7 @@ class Session:
                         protocol=port.protocol,
                         backends=tuple(sorted({(d.address, d.port) for d in destinations})),
                         affinity_timeout_s=service.affinity_timeout_s if affinity else None,
-                        drops=not destinations and has_any_endpoints(slices, port.name),
+                        drops=must_drop(destinations, slices, port.name),
                     )
                 )
         return ports

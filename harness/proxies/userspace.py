@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 from harness.local.control import ControlledProcess, run_helper
 from harness.local.names import netns_path
 from harness.local.netns import ip_batch, listening_socket, setns
-from harness.model.endpoints import has_any_endpoints, usable_destinations
+from harness.model.endpoints import must_drop, usable_destinations
 from harness.model.objects import Affinity, Destination, EndpointSlice, Service
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.dropping import dropping_socket
@@ -96,7 +96,7 @@ class UserspaceProxy(TrackingProxy):
                     "address": service.cluster_ip,
                     "port": port.port,
                     "destinations": [[d.address, d.port] for d in destinations],
-                    "drops": not destinations and has_any_endpoints(slices, port.name),
+                    "drops": must_drop(destinations, slices, port.name),
                 }
             )
         affinity = service.session_affinity == Affinity.CLIENT_IP

@@ -33,7 +33,7 @@ from pathlib import Path
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, UsageError
 from harness.events import Event
-from harness.kube.api import Cluster, connect
+from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
 from harness.kube.metrics import ProgrammingLatency
@@ -59,7 +59,6 @@ from harness.targets.base import UNKNOWN_VERSION
 from harness.traffic import CLIENTS, ErrorKind, Outcome, TrafficRequest, TrafficSample
 from harness.versions import proxy_command_version
 
-MERGE_PATCH = "application/merge-patch+json"
 NAMESPACE_PREFIX = "svc-lb-"
 STARTUP_S = 180.0  # client pods: image pulls on a fresh node
 RESET_WAIT_S = 60.0

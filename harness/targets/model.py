@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from harness.clock import SimulatedClock
 from harness.errors import UsageError
 from harness.events import Event
-from harness.model.endpoints import derive_slices, has_any_endpoints, usable_destinations
+from harness.model.endpoints import derive_slices, must_drop, usable_destinations
 from harness.model.objects import PROXY_NODE, Affinity, Destination, EndpointSlice, Service
 from harness.model.state import ClusterState
 from harness.registry import TargetOptions
@@ -90,7 +90,7 @@ class ModelTarget:
         if service is not None:
             slices = derive_slices(state, service.name)
             destinations = self.usable(slices, service, request.port)
-            drops = not destinations and has_any_endpoints(slices, request.port)
+            drops = must_drop(destinations, slices, request.port)
         connections = request.connections if request.keep_alive else request.count
         picks: list[Destination | None] = []
         for index in range(max(connections, 0)):
