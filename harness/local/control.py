@@ -83,7 +83,23 @@ def run_helper(handle: Handler, shutdown: Shutdown | None = None) -> None:
             if shutdown is not None:
                 await shutdown()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        _settle_stdout()
+
+
+def _settle_stdout() -> None:
+    """Flush what is left for the harness; if it is gone (the pipe closed under a signal), point
+    stdout at /dev/null, so that the interpreter's own flush at exit cannot print "Exception
+    ignored ... BrokenPipeError" onto the harness's stderr, which helpers share (Python's
+    documented way out of a closed pipe, "Note on SIGPIPE" in the `signal` docs)."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 # -- the harness side -----------------------------------------------------------------------------

@@ -196,3 +196,24 @@ def test_helpers_end_quietly_on_sigterm() -> None:
             client.close()
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("module", ["harness.local.podserver", "harness.proxies.userspace"])
+def test_a_helper_whose_harness_stopped_reading_exits_quietly(module: str) -> None:
+    """The harness, unwinding after a signal, closes its end of the helper's stdout before the
+    helper's last reply is out: the helper still exits 0 with nothing on stderr (which it shares
+    with the harness), not "Exception ignored ... BrokenPipeError" from Python's exit flush."""
+    helper = subprocess.Popen(
+        [sys.executable, "-m", module],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert helper.stdin is not None and helper.stdout is not None and helper.stderr is not None
+    assert helper.stdout.readline() == b"ready\n"
+    helper.stdout.close()  # the harness is gone from the pipe
+    helper.stdin.write(b'{"op": "nosuch"}\n')  # its reply can no longer be written
+    helper.stdin.close()
+    assert helper.wait(10) == 0
+    assert helper.stderr.read() == b""
+    helper.stderr.close()
