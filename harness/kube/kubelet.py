@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from harness.errors import EnvironmentProblem, UsageError
 from harness.kube.api import MERGE_PATCH
-from harness.kube.metrics import read_in_netns
+from harness.kube.metrics import bind_address, read_in_netns
 from harness.kube.objects import managed_labels
 from harness.kube.relay import Relay, proxy_kubeconfig, relayed_server, server_address
 from harness.kube.scope import Scope
@@ -348,10 +348,11 @@ class LocalKubelet:
             )
 
     def proxy_metrics(self) -> str | None:
-        """The proxy's metrics from inside the node namespace (kube-proxy: 127.0.0.1:10249)."""
+        """The proxy's metrics from inside the node namespace, at its command's
+        `--metrics-bind-address` (kube-proxy's default 127.0.0.1:10249 without one)."""
         if self._local is None or self._proxy is None:
             return None
-        return read_in_netns(self._local.node_netns)
+        return read_in_netns(self._local.node_netns, bind_address(self._proxy_command))
 
     def _require_local(self) -> LocalPods:
         if self._local is None:

@@ -19,6 +19,7 @@ Also here: `eventually` (bounded polling) and `FakeLocal`, a stand-in for the lo
 
 from __future__ import annotations
 
+import datetime
 import random
 import re
 import threading
@@ -33,6 +34,11 @@ from harness.kube.objects import READY_FILE
 
 MERGE = "application/merge-patch+json"
 USER_AGENT = "fakecluster"  # tells its requests from the harness's in the mock's log
+TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"  # as the controller writes it
+
+
+def _now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class FakeCluster:
@@ -225,10 +231,13 @@ class FakeCluster:
             name = f"{service.metadata.name}-fake"
             wanted.add(name)
             body = self._slice(namespace, service, pods)
+            annotations = {"annotations": {TRIGGER_TIME: _now_rfc3339()}}
             if name not in existing:
-                discovery.create_namespaced_endpoint_slice(namespace, body)
+                created = {**body, "metadata": {**body["metadata"], **annotations}}
+                discovery.create_namespaced_endpoint_slice(namespace, created)
             elif self._written.get((namespace, name)) != body:
                 patch = {"endpoints": body["endpoints"], "ports": body["ports"]}
+                patch["metadata"] = annotations
                 discovery.patch_namespaced_endpoint_slice(
                     name, namespace, patch, _content_type=MERGE
                 )

@@ -1,0 +1,238 @@
+"""`harness-kube-proxy`, the stand-in for kube-proxy, and `--pods local` end to end.
+
+Without root: the conversions from API objects, the trigger times, the flags and that it refuses
+to run outside a named network namespace. With root: kmock plus `FakeCluster(kubelet=False)`
+(the EndpointSlice controller and IP allocator) plus the kube target with `--pods local`, whose
+`--proxy-command` is the stand-in: a short search passes on it, its metrics are scraped and
+reported beside the harness's latency, and its disclosed no-REJECT mutant is caught on
+`reject-when-empty` with a shrunk counterexample.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fakecluster import FakeCluster
+from mockapi import MockApiServer
+
+from harness.conformance import Status, options_for, run_target
+from harness.errors import UsageError
+from harness.kube.api import Cluster
+from harness.kube.metrics import METRIC, SYNC_METRIC, bind_address, parse
+from harness.kube.standin import (
+    TRIGGER_TIME_ANNOTATION,
+    ProxyMetrics,
+    current_netns,
+    main,
+    seconds,
+    to_model_service,
+    trigger_time,
+    version_line,
+)
+from harness.model.objects import Affinity, TrafficPolicy
+from harness.profiles import PROFILES
+from harness.registry import TargetOptions
+from harness.results import proxy_metrics_text
+from harness.targets.kube import KubeTarget
+
+
+def _service(**spec: Any) -> Any:
+    defaults: dict[str, Any] = {
+        "cluster_ip": "10.96.0.12",
+        "ports": [SimpleNamespace(name="http", port=80, target_port="http", protocol="TCP")],
+        "selector": {"app": "web"},
+        "session_affinity": None,
+        "session_affinity_config": None,
+        "publish_not_ready_addresses": None,
+        "internal_traffic_policy": None,
+    }
+    return SimpleNamespace(
+        metadata=SimpleNamespace(name="web"), spec=SimpleNamespace(**{**defaults, **spec})
+    )
+
+
+def test_services_convert_as_kube_proxy_reads_them() -> None:
+    service = to_model_service(_service())
+    assert service is not None
+    assert (service.cluster_ip, service.selector) == ("10.96.0.12", (("app", "web"),))
+    assert service.ports[0].target_port == "http"
+    assert service.internal_traffic_policy == TrafficPolicy.CLUSTER
+    affinity = SimpleNamespace(client_ip=SimpleNamespace(timeout_seconds=30))
+    sticky = to_model_service(
+        _service(
+            session_affinity="ClientIP",
+            session_affinity_config=affinity,
+            internal_traffic_policy="Local",
+        )
+    )
+    assert sticky is not None
+    assert (sticky.session_affinity, sticky.affinity_timeout_s) == (Affinity.CLIENT_IP, 30)
+    assert sticky.internal_traffic_policy == TrafficPolicy.LOCAL
+    # kube-proxy's ShouldSkipService: headless and not-yet-allocated Services get no rules
+    assert to_model_service(_service(cluster_ip="None")) is None
+    assert to_model_service(_service(cluster_ip=None)) is None
+
+
+def test_trigger_time_from_the_annotation_else_creation() -> None:
+    created = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    annotated = SimpleNamespace(
+        metadata=SimpleNamespace(
+            annotations={TRIGGER_TIME_ANNOTATION: "2026-01-01T00:00:01.5Z"},
+            creation_timestamp=created,
+        )
+    )
+    assert trigger_time(annotated, added=False) == created.timestamp() + 1.5
+    bare = SimpleNamespace(metadata=SimpleNamespace(annotations=None, creation_timestamp=created))
+    assert trigger_time(bare, added=True) == created.timestamp()
+    assert trigger_time(bare, added=False) is None  # an update without a trigger time: none
+
+
+def test_flags_version_and_metrics_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (seconds("1s"), seconds("500ms"), seconds("0")) == (1.0, 0.5, 0.0)
+    assert main(["--version"]) == 0
+    line = capsys.readouterr().out
+    assert "stand-in for kube-proxy, not kube-proxy" in line and "MUTANT" not in line
+    assert "DISCLOSED MUTANT no-reject" in version_line("no-reject")
+    metrics = ProxyMetrics()
+    metrics.sync_duration.observe(0.003)
+    metrics.programming.observe(0.3)
+    text = metrics.text()
+    sync, programming = parse(text, SYNC_METRIC), parse(text, METRIC)
+    assert sync is not None and (sync.count, sync.quantile(0.5)) == (1, 0.004)
+    assert programming is not None and programming.quantile(0.99) == 0.5
+    assert bind_address("x --metrics-bind-address=0.0.0.0:10300") == ("127.0.0.1", 10300)
+    assert bind_address("x --metrics-bind-address 127.0.0.2:1") == ("127.0.0.2", 1)
+    assert bind_address("kube-proxy --v=2") == ("127.0.0.1", 10249)
+
+
+def test_it_refuses_to_run_outside_a_named_namespace(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="only inside a named network namespace"):
+        current_netns(netns_dir=tmp_path)
+
+
+# -- end to end: root, network namespaces ---------------------------------------------------------
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0
+    or shutil.which("ip") is None
+    or shutil.which("curl") is None
+    or shutil.which("iptables-restore") is None,
+    reason="needs root, ip, curl and iptables (network namespaces)",
+)
+METRICS_ADDRESS = "127.0.0.1:10251"
+
+
+def standin_command(*extra: str) -> str:
+    """The stand-in as a `--proxy-command` (run with this interpreter, so no install is
+    needed), with kube-proxy's placeholders."""
+    return (
+        f"exec {sys.executable} -m harness.kube.standin --kubeconfig {{kubeconfig}}"
+        f" --hostname-override {{node}} --metrics-bind-address {METRICS_ADDRESS} " + " ".join(extra)
+    )
+
+
+def _target(cluster: Cluster, command: str) -> KubeTarget:
+    from harness.local.names import new_prefix
+
+    options = TargetOptions(pods="local", prefix=new_prefix(), proxy_command=command)
+    return KubeTarget(options, cluster=cluster)
+
+
+@needs_netns
+@pytest.mark.netns
+@pytest.mark.slow
+def test_a_short_search_passes_on_the_standin_and_its_metrics_are_reported(
+    mock_api: MockApiServer, cluster: Cluster, tmp_path: Path
+) -> None:
+    from harness.local.cleanup import clean
+
+    target = _target(cluster, standin_command("--proxy-mode iptables"))
+    properties = ("endpoints", "reject-when-empty", "readiness", "removal", "availability")
+    with FakeCluster(mock_api.url, kubelet=False):
+        options = options_for(
+            target,
+            seed=5,
+            profile=PROFILES["quick"],
+            examples=3,
+            steps=6,
+            properties=properties,
+            failures_dir=tmp_path,
+        )
+        suite = run_target(target, options)
+    assert suite.error is None, suite.error
+    assert {r.name: r.message for r in suite.failed} == {}
+    assert all(r.status == Status.PASSED for r in suite.results)
+    assert suite.stats.examples == 3 and suite.stats.events > 0
+    metrics = suite.proxy_metrics
+    assert metrics is not None and metrics["available"], metrics
+    assert metrics["source"] == f"http://{METRICS_ADDRESS}/metrics in the node namespace"
+    syncs = metrics["sync_proxy_rules_duration_seconds"]
+    assert syncs["count"] > 0 and syncs["p50_le_s"] is not None
+    programming = metrics["network_programming_duration_seconds"]
+    assert programming["count"] > 0 and programming["p99_le_s"] is not None
+    line = proxy_metrics_text(metrics)
+    assert line is not None and "rule syncs p50/p99 <=" in line
+    assert cluster.core.list_node().items == []
+    assert clean(target.prefix, force=True) == []
+
+
+@needs_netns
+@pytest.mark.netns
+@pytest.mark.slow
+def test_the_no_reject_mutant_is_caught_on_reject_when_empty(
+    mock_api: MockApiServer, cluster: Cluster, tmp_path: Path
+) -> None:
+    target = _target(cluster, standin_command("--mutant no-reject"))
+    with FakeCluster(mock_api.url, kubelet=False):
+        options = options_for(
+            target,
+            seed=1,
+            profile=PROFILES["quick"],
+            examples=4,
+            steps=6,
+            properties=("reject-when-empty",),
+            failures_dir=tmp_path,
+        )
+        suite = run_target(target, options)
+    assert suite.error is None, suite.error
+    (failure,) = suite.failed
+    assert failure.name == "reject-when-empty"
+    assert 1 <= len(failure.counterexample) <= 3, failure.counterexample
+    assert failure.failure_file is not None and failure.failure_file.exists()
+
+
+@needs_netns
+@pytest.mark.netns
+def test_sigterm_removes_the_rules(
+    mock_api: MockApiServer, cluster: Cluster, tmp_path: Path
+) -> None:
+    """The stand-in, started by the kubelet in the node namespace, programs kube-proxy's
+    chains, serves its metrics there, and leaves no KUBE- chain once SIGTERM ended it."""
+    from harness.kube.metrics import read_in_netns
+    from harness.proxies.process import netns_argv
+
+    def rules(netns: str) -> str:
+        argv = netns_argv(netns, ["iptables-save"])
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    target = _target(cluster, standin_command())
+    with FakeCluster(mock_api.url, kubelet=False):
+        target.open()
+        try:
+            netns = f"{target.prefix}-node"
+            text = read_in_netns(netns, bind_address(standin_command()))
+            assert text is not None and "kubeproxy_sync_proxy_rules_last_timestamp_seconds" in text
+            assert ":KUBE-SERVICES" in rules(netns)
+            process = target.runtime._proxy  # type: ignore[union-attr]
+            process.stop()  # SIGTERM to its process group, as the kubelet's close() does
+            assert process.returncode() == 0
+            assert "KUBE-" not in rules(netns)
+        finally:
+            target.close()
