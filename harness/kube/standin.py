@@ -292,7 +292,7 @@ class StandIn:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._triggers: list[float] = []
-        self._seen_versions: dict[str, str] = {}
+        self._seen_triggers: dict[str, str] = {}  # slice name -> its trigger annotation
         self._incarnations = Incarnations()
         self._services: Watched | None = None
         self._slices: Watched | None = None
@@ -321,17 +321,18 @@ class StandIn:
         self._dirty.set()
 
     def _slice_changed(self, kind: str, item: Any) -> None:
-        """Record when the change behind a new version of a slice happened (for the
-        programming-latency histogram) and ask for a sync. A version already seen (a re-list)
-        or a deletion records no time (`EndpointsChangeTracker.EndpointSliceUpdate`)."""
+        """Record when the change behind a slice happened (for the programming-latency
+        histogram) and ask for a sync. A trigger time already recorded for the slice (a re-list
+        or a re-watch delivers the same object again) and a deletion record nothing
+        (`EndpointsChangeTracker.EndpointSliceUpdate`)."""
         name = item.metadata.name
-        version = item.metadata.resource_version or ""
+        annotation = (item.metadata.annotations or {}).get(TRIGGER_TIME_ANNOTATION, "")
         with self._lock:
             if kind == "DELETED":
-                self._seen_versions.pop(name, None)
-            elif self._seen_versions.get(name) != version or not version:
-                added = name not in self._seen_versions
-                self._seen_versions[name] = version
+                self._seen_triggers.pop(name, None)
+            elif name not in self._seen_triggers or self._seen_triggers[name] != annotation:
+                added = name not in self._seen_triggers
+                self._seen_triggers[name] = annotation
                 when = trigger_time(item, added)
                 if when is not None and when > self.started_s:
                     self._triggers.append(when)

@@ -12,7 +12,8 @@ what the control plane and a kubelet would do for the harness's namespace:
 `kubelet=False` leaves pods without status (an API server with no kubelets); `waiting_reason`
 makes every container wait with that reason (an image that cannot be pulled); `data_plane=True`
 answers the client request loops as a proxy would, from the slices. Graceful deletion is not
-emulated: kmock removes a deleted pod at once.
+emulated by kmock (it removes a deleted pod at once) unless the mock server is made with
+`graceful_pods=True`; then this removes each marked pod once its grace period has run out.
 
 Also here: `eventually` (bounded polling) and `FakeLocal`, a stand-in for the local cluster.
 """
@@ -28,6 +29,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from mockapi import GRACEFUL_FINALIZER
 
 from harness.kube.api import Cluster, connect_url
 from harness.kube.objects import READY_FILE
@@ -157,6 +160,7 @@ class FakeCluster:
         core = self.cluster.core
         pods = core.list_namespaced_pod(namespace).items
         for pod in pods:
+            self._end_grace(namespace, pod)
             if not pod.metadata.uid:
                 core.patch_namespaced_pod(
                     pod.metadata.name,
@@ -185,6 +189,20 @@ class FakeCluster:
             namespace,
             core.list_namespaced_service(namespace).items,
             core.list_namespaced_pod(namespace).items,
+        )
+
+    def _end_grace(self, namespace: str, pod: Any) -> None:
+        """Remove a pod the mock only marked for deletion once its grace period is over."""
+        metadata = pod.metadata
+        finalizers = metadata.finalizers or []
+        if metadata.deletion_timestamp is None or GRACEFUL_FINALIZER not in finalizers:
+            return
+        grace = datetime.timedelta(seconds=metadata.deletion_grace_period_seconds or 0)
+        if datetime.datetime.now(datetime.UTC) < metadata.deletion_timestamp + grace:
+            return
+        kept = [f for f in finalizers if f != GRACEFUL_FINALIZER]
+        self.cluster.core.patch_namespaced_pod(
+            metadata.name, namespace, {"metadata": {"finalizers": kept}}, _content_type=MERGE
         )
 
     def _write_status(self, namespace: str, pod: str, ready: bool) -> None:

@@ -5,6 +5,12 @@ cluster-scoped `namespaces` paths (`/api/v1/namespaces[/NAME]`), which it reads 
 prefix; `parse_path` is corrected for exactly those paths. A Service's ClusterIP is allocated in
 the create response, as the API server does (`pkg/registry/core/service/storage`: the allocation
 happens before the object is stored), so the harness never needs to read a Service back.
+
+`MockApiServer(graceful_pods=True)` also emulates graceful pod deletion, which kmock lacks: a
+DELETE with `gracePeriodSeconds` > 0 marks the pod (deletionTimestamp, through a finalizer of its
+own, `GRACEFUL_FINALIZER`) instead of removing it, and a DELETE with 0 removes a marked pod at
+once; `fakecluster.FakeCluster` removes marked pods whose grace has run out, as the kubelet
+would.
 """
 
 from __future__ import annotations
@@ -37,13 +43,34 @@ def _parse_path(path: str) -> Any:
 parsing.parse_path = _parse_path
 
 _CLUSTER_IPS = (f"10.96.0.{10 + n % 240}" for n in itertools.count())
+GRACEFUL_FINALIZER = "fakecluster/graceful-deletion"
+
+
+def _grace_s(request: Any) -> int | None:
+    value = request.params.get("gracePeriodSeconds")
+    if value is None and isinstance(request.data, dict):
+        value = request.data.get("gracePeriodSeconds")
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class _AllocatingEmulator(kmock.KubernetesEmulator):
     """kmock's emulator, allocating a created Service's ClusterIP when it has none."""
 
+    graceful_pods = False
+
     async def _handle(self, request: Any) -> Any:
         resource = request.resource
+        if (
+            self.graceful_pods
+            and request.action == kmock.action.DELETE
+            and resource is not None
+            and resource.plural == "pods"
+            and request.name is not None
+        ):
+            await self._mark_graceful(request, _grace_s(request))
         if (
             request.action == kmock.action.CREATE
             and resource is not None
@@ -53,6 +80,28 @@ class _AllocatingEmulator(kmock.KubernetesEmulator):
             spec = request.data.setdefault("spec", {})
             spec["clusterIP"] = spec.get("clusterIP") or next(_CLUSTER_IPS)
         return await super()._handle(request)
+
+    async def _mark_graceful(self, request: Any, grace_s: int | None) -> None:
+        """Before kmock's DELETE: a graceful one gets our finalizer (so kmock only marks the
+        pod), an immediate one takes it away again (so kmock removes the marked pod)."""
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                return
+            pod = self._objects[key]
+            metadata = pod.get("metadata", {})
+            finalizers = [f for f in metadata.get("finalizers") or [] if f != GRACEFUL_FINALIZER]
+            if grace_s and not metadata.get("deletionTimestamp"):
+                pod.patch(
+                    {
+                        "metadata": {
+                            "finalizers": [*finalizers, GRACEFUL_FINALIZER],
+                            "deletionGracePeriodSeconds": grace_s,
+                        }
+                    }
+                )
+            elif not grace_s:
+                pod.patch({"metadata": {"finalizers": finalizers}})
 
 
 VERSION = {
@@ -71,7 +120,8 @@ VERSION = {
 class MockApiServer:
     """kmock's Kubernetes emulator serving on 127.0.0.1 from its own event loop thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, graceful_pods: bool = False) -> None:
+        self.graceful_pods = graceful_pods
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -79,6 +129,7 @@ class MockApiServer:
 
     async def _start(self) -> str:
         self.handler = _AllocatingEmulator()
+        self.handler.graceful_pods = self.graceful_pods
         await self.handler.__aenter__()
         self.handler.resources.load_bundled()
         # the python client asks `/version/` (with the slash); kmock serves only `/version`
