@@ -32,7 +32,8 @@ which on a busy machine was seen to take a second.
 
 What the node provides to every proxy, as a real node would (a proxy must not need to set it):
 
-- **a route for the Service range**, `SERVICE_CIDR dev lo`. On a real node the default route
+- **a route for the Service range**, `SERVICE_CIDR dev lo` (or the ranges given: a real
+  cluster's, with `--pods local`). On a real node the default route
   carries a packet to a VIP that no rule translated; without any route it is answered "network
   unreachable" before a netfilter hook sees it, so kube-proxy's REJECT (in filter FORWARD and
   OUTPUT, `pkg/proxy/iptables/proxier.go`; `filter-forward` in nftables mode) never runs. It is a
@@ -233,7 +234,19 @@ class RunCluster(ABC):
 
 
 class LocalCluster(RunCluster):
-    """Pods and clients as network namespaces around a node namespace (the module docstring)."""
+    """Pods and clients as network namespaces around a node namespace (the module docstring).
+
+    `service_ranges` are the ranges the node routes for Services (default: `SERVICE_CIDR`).
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        client_names: Sequence[str],
+        service_ranges: Sequence[str] = (str(SERVICE_CIDR),),
+    ) -> None:
+        super().__init__(prefix, client_names)
+        self.service_ranges = tuple(service_ranges)
 
     @property
     def node_netns(self) -> str:
@@ -256,7 +269,7 @@ class LocalCluster(RunCluster):
         bridge = self.names.bridge
         lines = [
             "link set lo up",
-            f"route add {SERVICE_CIDR} dev lo",
+            *(f"route add {cidr} dev lo" for cidr in self.service_ranges),
             f"link add {bridge} address {mac_for(POD_GATEWAY)} type bridge mcast_snooping 0",
             f"addr add {POD_GATEWAY}/{POD_PREFIX_LENGTH} dev {bridge}",
             f"link set {bridge} up",

@@ -246,7 +246,10 @@ class KubeTarget:
 
             self._workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-kube-")
             return LocalKubelet(
-                scope, Path(self._workdir), proxy_command=self.options.proxy_command
+                scope,
+                Path(self._workdir),
+                proxy_command=self.options.proxy_command,
+                service_cidr=self.options.extra.get("service_cidr"),
             )
         return ClusterRuntime(
             scope,

@@ -10,6 +10,7 @@ reported beside the harness's latency, and its disclosed no-REJECT mutant is cau
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import shutil
@@ -221,6 +222,8 @@ def test_the_no_reject_mutant_is_caught_on_reject_when_empty(
             properties=("reject-when-empty",),
             failures_dir=tmp_path,
         )
+        # one confirmation and a short shrink: the test is about being caught, not replays
+        options = dataclasses.replace(options, confirmations=1, shrink_tries=20, stop_at_first=True)
         suite = run_target(target, options)
     assert suite.error is None, suite.error
     (failure,) = suite.failed
@@ -257,3 +260,62 @@ def test_sigterm_removes_the_rules(
             assert "KUBE-" not in rules(netns)
         finally:
             target.close()
+
+
+# -- the node routes the cluster's Service range (issue 15, item 1) ------------------------------
+def test_the_service_range_comes_from_the_cluster(
+    mock_api: MockApiServer, cluster: Cluster
+) -> None:
+    from kubernetes import client
+
+    from harness.kube.kubelet import service_ranges
+
+    assert service_ranges(cluster) == (
+        ("10.96.0.0/16",),
+        "the harness's default (the cluster shows none)",
+    )
+    assert service_ranges(cluster, "10.0.0.7/24") == (("10.0.0.0/24",), "as given")
+    with pytest.raises(UsageError, match="not an IPv4 range"):
+        service_ranges(cluster, "fd00::/108")
+    # an API server without ServiceCIDRs: the range around the kubernetes Service's address
+    cluster.core.create_namespaced_service(
+        "default",
+        {
+            "metadata": {"name": "kubernetes"},
+            "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 443}]},
+        },
+    )
+    assert service_ranges(cluster)[0] == ("10.0.0.0/12",)
+    # one that serves them (v1.33+): exactly their IPv4 ranges
+    networking = client.NetworkingV1Api(cluster.api_client)
+    networking.create_service_cidr(
+        {"metadata": {"name": "kubernetes"}, "spec": {"cidrs": ["10.100.0.0/16", "fd00:10::/108"]}}
+    )
+    assert service_ranges(cluster) == (("10.100.0.0/16",), "from the ServiceCIDR objects")
+
+
+@needs_netns
+@pytest.mark.netns
+def test_the_node_routes_a_non_default_service_range(
+    mock_api: MockApiServer, cluster: Cluster
+) -> None:
+    """--pods local on a cluster whose Service range is not the harness's: the node namespace
+    routes the cluster's range (so REJECT sees untranslated packets), not 10.96.0.0/16."""
+    from kubernetes import client
+
+    from harness.kube.kubelet import LocalKubelet
+    from harness.proxies.process import netns_argv
+
+    client.NetworkingV1Api(cluster.api_client).create_service_cidr(
+        {"metadata": {"name": "kubernetes"}, "spec": {"cidrs": ["10.100.0.0/16"]}}
+    )
+    target = _target(cluster, "")
+    target.open()
+    try:
+        assert isinstance(target.runtime, LocalKubelet)
+        assert target.runtime.service_ranges == ("10.100.0.0/16",)
+        argv = netns_argv(f"{target.prefix}-node", ["ip", "-4", "route", "show", "dev", "lo"])
+        routes = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        assert "10.100.0.0/16" in routes and "10.96.0.0/16" not in routes
+    finally:
+        target.close()
