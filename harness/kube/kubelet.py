@@ -20,9 +20,9 @@ manager, no nodes), the harness:
 6. routes the cluster's Service range in the node namespace, as a real node's default route
    carries it (so kube-proxy's REJECT in filter FORWARD/OUTPUT sees untranslated packets to an
    empty Service): the range given (`service_cidr`), else the `networking.k8s.io/v1`
-   ServiceCIDR objects where served (KEP-1880), else the range around the `kubernetes`
-   Service's ClusterIP (the first address of the primary range), else the harness's own
-   (`service_ranges`).
+   ServiceCIDR objects where served (KEP-1880, v1.33+), else the harness's own; and when the
+   API server allocates a ClusterIP outside every routed range (an older server with another
+   `--service-cluster-ip-range`), the /12 around it as well (`service_allocated`).
 
 What the kubelet writes follows `pkg/kubelet/status/status_manager.go` (status via the status
 subresource, the Ready condition mirroring readiness) and kwok's pod stage for "running".
@@ -61,15 +61,20 @@ PROXY_NAME = "proxy-command"
 DERIVED_PREFIX_LENGTH = 12  # kubeadm's default Service range size, the widest usual default
 
 
+def range_around(address: str) -> str:
+    """The /12 holding `address` (kubeadm's default Service range size: a wider route in the
+    node namespace carries only Service traffic there)."""
+    return str(ipaddress.IPv4Network(f"{address}/{DERIVED_PREFIX_LENGTH}", strict=False))
+
+
 def service_ranges(cluster: Any, given: str | None = None) -> tuple[tuple[str, ...], str]:
     """The cluster's IPv4 Service ranges and how they were found (for the log).
 
     In order: `given` (UsageError if it is not an IPv4 network); the ServiceCIDR objects'
     `spec.cidrs` (networking.k8s.io/v1, served from v1.33; skipped where not served or not
-    allowed); the /12 around the `kubernetes` Service's ClusterIP in `default`, which is the
-    first address of the primary range (kubeadm's default size: a wider route in the node
-    namespace carries only Service traffic there); else the harness's own `SERVICE_CIDR`.
-    Reads only; an API refusal is a reason to try the next source, never an error.
+    allowed: `list servicecidrs`, deploy/rbac.yaml); else the harness's own `SERVICE_CIDR`
+    (`LocalKubelet.service_allocated` then adds the range of a VIP outside it). Reads only; an
+    API refusal is a reason to try the next source, never an error.
     """
     if given:
         try:
@@ -92,15 +97,6 @@ def service_ranges(cluster: Any, given: str | None = None) -> tuple[tuple[str, .
         if cidrs:
             return tuple(sorted(set(cidrs))), "from the ServiceCIDR objects"
     except Exception:  # not served (before v1.33), not allowed, or no such API: next source
-        pass
-    try:
-        kubernetes = cluster.core.read_namespaced_service(
-            "kubernetes", "default", _request_timeout=10
-        )
-        address = ipaddress.IPv4Address(kubernetes.spec.cluster_ip)
-        network = ipaddress.IPv4Network(f"{address}/{DERIVED_PREFIX_LENGTH}", strict=False)
-        return (str(network),), "around the kubernetes Service's ClusterIP"
-    except Exception:  # no such Service (a mock server), not readable, or not IPv4
         pass
     return (str(SERVICE_CIDR),), "the harness's default (the cluster shows none)"
 
@@ -335,6 +331,22 @@ class LocalKubelet:
             ["/bin/sh", "-c", filled], self._local.node_netns, self._workdir / "proxy.log"
         )
         self._proxy.start()
+
+    def service_allocated(self, address: str) -> None:
+        """The API server gave a Service the ClusterIP `address`: if no routed range holds it
+        (a cluster whose range the API does not show), the node routes the /12 around it too,
+        before any traffic is sent to it. Only the default local cluster routes."""
+        local = self._require_local()
+        try:
+            ip = ipaddress.IPv4Address(address)
+        except ValueError:
+            return
+        route = getattr(local, "route_service_range", None)
+        if route is None or any(ip in ipaddress.IPv4Network(r) for r in self.service_ranges):
+            return
+        cidr = range_around(address)
+        route(cidr)
+        self.service_ranges = (*self.service_ranges, cidr)
 
     def _beat(self) -> None:
         """Post the Nodes' status every HEARTBEAT_S, as a kubelet does: without it the node

@@ -265,6 +265,12 @@ class LocalCluster(RunCluster):
     def forget_connections(self) -> None:
         flush_conntrack(self.node_netns)
 
+    def route_service_range(self, cidr: str) -> None:
+        """Route one more Service range in the node namespace (`--pods local` on a cluster
+        whose range shows only in the VIPs it allocates); removed with the namespace."""
+        ip_batch([f"route add {cidr} dev lo"], netns=self.node_netns)
+        self.service_ranges = (*self.service_ranges, cidr)
+
     def _build_node(self) -> None:
         bridge = self.names.bridge
         lines = [

@@ -454,6 +454,9 @@ class KubeTarget:
             ip = getattr(getattr(created, "spec", None), "cluster_ip", None)
             if ip and ip != "None":
                 self._cluster_ips[name] = ip
+                allocated = getattr(self.runtime, "service_allocated", None)
+                if allocated is not None:  # --pods local: the node routes the VIP's range
+                    allocated(ip)
         elif verb is Verb.PATCH_SERVICE:
             cluster.call(
                 f"patch services in namespace {namespace}",

@@ -277,15 +277,6 @@ def test_the_service_range_comes_from_the_cluster(
     assert service_ranges(cluster, "10.0.0.7/24") == (("10.0.0.0/24",), "as given")
     with pytest.raises(UsageError, match="not an IPv4 range"):
         service_ranges(cluster, "fd00::/108")
-    # an API server without ServiceCIDRs: the range around the kubernetes Service's address
-    cluster.core.create_namespaced_service(
-        "default",
-        {
-            "metadata": {"name": "kubernetes"},
-            "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 443}]},
-        },
-    )
-    assert service_ranges(cluster)[0] == ("10.0.0.0/12",)
     # one that serves them (v1.33+): exactly their IPv4 ranges
     networking = client.NetworkingV1Api(cluster.api_client)
     networking.create_service_cidr(
@@ -317,5 +308,11 @@ def test_the_node_routes_a_non_default_service_range(
         argv = netns_argv(f"{target.prefix}-node", ["ip", "-4", "route", "show", "dev", "lo"])
         routes = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         assert "10.100.0.0/16" in routes and "10.96.0.0/16" not in routes
+        # a VIP outside every routed range (an older server's other range): its /12 is routed
+        target.runtime.service_allocated("10.200.0.5")
+        target.runtime.service_allocated("10.100.3.4")  # inside: nothing more
+        routes = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        assert "10.192.0.0/12" in routes
+        assert target.runtime.service_ranges == ("10.100.0.0/16", "10.192.0.0/12")
     finally:
         target.close()
