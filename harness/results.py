@@ -29,6 +29,7 @@ from harness.coverage import FEATURES
 from harness.errors import EXIT_HARNESS, EXIT_OK, EXIT_VIOLATION
 from harness.failures import replay_command
 from harness.files import write_atomically
+from harness.kube.metrics import metrics_text
 
 RESULTS_SCHEMA = "harness.results/v3"  # v3: `versions`, and `known_issues` per property
 EXIT_INTERRUPTED = 130
@@ -121,7 +122,7 @@ def print_summary(report: RunReport, out: TextIO) -> None:
         f" programming latency p50/p99 {latency_text(stats.latencies_s)}"
         f" over {len(stats.latencies_s)} changes\n"
     )
-    metrics = proxy_metrics_text(suite.proxy_metrics)
+    metrics = metrics_text(suite.proxy_metrics)
     if metrics:
         out.write(f"{metrics}\n")
     print_coverage(report, out)
@@ -134,36 +135,6 @@ def print_summary(report: RunReport, out: TextIO) -> None:
         for index, event in enumerate(r.counterexample, 1):
             out.write(f"  {index:>2}. {event}\n")
         out.write(f"  saved to {r.failure_file}\n  replay: {_replay(r, report)}\n")
-
-
-def _bound_ms(value: object) -> str:
-    if isinstance(value, int | float):
-        return f"<={value * 1000:g}"
-    return "-" if value is None else f"<={value}"
-
-
-def proxy_metrics_text(metrics: dict[str, Any] | None) -> str | None:
-    """The proxy's own sync metrics, to read beside the harness's programming latency: p50/p99
-    as kube-proxy's bucket bounds (`<=250` ms: in the bucket up to 250 ms), or "not available"
-    and why; None for a target that has no proxy metrics at all."""
-    if metrics is None:
-        return None
-    if not metrics.get("available"):
-        return f"proxy's own metrics: not available ({metrics.get('reason', 'no reason given')})"
-    parts = []
-    for key, label, unit in (
-        ("network_programming_duration_seconds", "network programming", "changes"),
-        ("sync_proxy_rules_duration_seconds", "rule syncs", "syncs"),
-    ):
-        figures = metrics.get(key)
-        if not isinstance(figures, dict):
-            parts.append(f"{label} not exported")
-            continue
-        parts.append(
-            f"{label} p50/p99 {_bound_ms(figures.get('p50_le_s'))}/"
-            f"{_bound_ms(figures.get('p99_le_s'))} ms over {figures.get('count')} {unit}"
-        )
-    return "proxy's own metrics: " + "; ".join(parts)
 
 
 def versions_text(versions: dict[str, str]) -> str:

@@ -220,6 +220,37 @@ def not_available(reason: str) -> dict[str, Any]:
     return {"available": False, "reason": reason}
 
 
+def _bound_ms(value: object) -> str:
+    if isinstance(value, int | float):
+        return f"<={value * 1000:g}"
+    return "-" if value is None else f"<={value}"
+
+
+def metrics_text(metrics: dict[str, Any] | None) -> str | None:
+    """A results file's `proxy_metrics` in one line, to read beside the harness's programming
+    latency (the run summary, the report): p50/p99 as kube-proxy's bucket bounds (`<=250` ms:
+    in the bucket up to 250 ms), or "not available" and why; None for a run whose target has no
+    proxy metrics at all (and for results files written before they were recorded)."""
+    if metrics is None:
+        return None
+    if not metrics.get("available"):
+        return f"proxy's own metrics: not available ({metrics.get('reason', 'no reason given')})"
+    parts = []
+    for key, label, unit in (
+        ("network_programming_duration_seconds", "network programming", "changes"),
+        ("sync_proxy_rules_duration_seconds", "rule syncs", "syncs"),
+    ):
+        figures = metrics.get(key)
+        if not isinstance(figures, dict):
+            parts.append(f"{label} not exported")
+            continue
+        parts.append(
+            f"{label} p50/p99 {_bound_ms(figures.get('p50_le_s'))}/"
+            f"{_bound_ms(figures.get('p99_le_s'))} ms over {figures.get('count')} {unit}"
+        )
+    return "proxy's own metrics: " + "; ".join(parts)
+
+
 class MetricsWindow:
     """The proxy's histograms over a run, leaving out each proxy lifetime's first sync.
 

@@ -28,7 +28,7 @@ from mockapi import MockApiServer
 from harness.conformance import Status, options_for, run_target
 from harness.errors import UsageError
 from harness.kube.api import Cluster, connect_url
-from harness.kube.metrics import METRIC, SYNC_METRIC, bind_address, parse
+from harness.kube.metrics import METRIC, SYNC_METRIC, bind_address, metrics_text, parse
 from harness.kube.standin import (
     TRIGGER_TIME_ANNOTATION,
     ProxyMetrics,
@@ -42,7 +42,6 @@ from harness.kube.standin import (
 from harness.model.objects import Affinity, TrafficPolicy
 from harness.profiles import PROFILES
 from harness.registry import TargetOptions
-from harness.results import proxy_metrics_text
 from harness.targets.kube import KubeTarget
 
 
@@ -199,7 +198,7 @@ def test_a_short_search_passes_on_the_standin_and_its_metrics_are_reported(
     assert syncs["count"] > 0 and syncs["p50_le_s"] is not None
     programming = metrics["network_programming_duration_seconds"]
     assert programming["count"] > 0 and programming["p99_le_s"] is not None
-    line = proxy_metrics_text(metrics)
+    line = metrics_text(metrics)
     assert line is not None and "rule syncs p50/p99 <=" in line
     assert graceful_cluster.core.list_node().items == []
     assert prefixes and all(clean(prefix, force=True) == [] for prefix in prefixes)
