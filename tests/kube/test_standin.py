@@ -231,32 +231,42 @@ def test_the_no_reject_mutant_is_caught_on_reject_when_empty(
     assert failure.failure_file is not None and failure.failure_file.exists()
 
 
+MODE_RULES = {"iptables": ["iptables-save"], "nftables": ["nft", "list", "tables"]}
+MODE_MARK = {"iptables": ":KUBE-SERVICES", "nftables": "-kube-proxy"}
+
+
 @needs_netns
 @pytest.mark.netns
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
 def test_sigterm_removes_the_rules(
-    graceful_api: MockApiServer, graceful_cluster: Cluster, tmp_path: Path
+    graceful_api: MockApiServer, graceful_cluster: Cluster, mode: str
 ) -> None:
     """The stand-in, started by the kubelet in the node namespace, programs kube-proxy's
-    chains, serves its metrics there, and leaves no KUBE- chain once SIGTERM ended it."""
+    layout of its mode, serves its metrics there, and leaves none of its rules once SIGTERM
+    ended it (exit 0)."""
     from harness.kube.metrics import read_in_netns
     from harness.proxies.process import netns_argv
 
+    if shutil.which(MODE_RULES[mode][0]) is None:
+        pytest.skip(f"needs {MODE_RULES[mode][0]}")
+
     def rules(netns: str) -> str:
-        argv = netns_argv(netns, ["iptables-save"])
+        argv = netns_argv(netns, MODE_RULES[mode])
         return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
 
-    target = _target(graceful_cluster, standin_command())
+    command = standin_command(f"--proxy-mode {mode}")
+    target = _target(graceful_cluster, command)
     with FakeCluster(graceful_api.url, kubelet=False):
         target.open()
         try:
             netns = f"{target.prefix}-node"
-            text = read_in_netns(netns, bind_address(standin_command()))
+            text = read_in_netns(netns, bind_address(command))
             assert text is not None and "kubeproxy_sync_proxy_rules_last_timestamp_seconds" in text
-            assert ":KUBE-SERVICES" in rules(netns)
+            assert MODE_MARK[mode] in rules(netns)
             process = target.runtime._proxy  # type: ignore[union-attr]
             process.stop()  # SIGTERM to its process group, as the kubelet's close() does
             assert process.returncode() == 0
-            assert "KUBE-" not in rules(netns)
+            assert MODE_MARK[mode] not in rules(netns)
         finally:
             target.close()
 
