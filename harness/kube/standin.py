@@ -143,7 +143,7 @@ def current_netns(netns_dir: Path = NETNS_DIR, own: Path = Path("/proc/self/ns/n
             if (found.st_dev, found.st_ino) == (mine.st_dev, mine.st_ino):
                 return entry.name
     raise UsageError(
-        f"it runs only inside a named network namespace (ip netns exec NAME ...), as"
+        "it runs only inside a named network namespace (ip netns exec NAME ...), as"
         " the kube target's --pods local starts it; this process is in none"
     )
 
