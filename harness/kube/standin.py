@@ -48,11 +48,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from harness import __version__
 from harness.errors import EXIT_HARNESS, EXIT_USAGE, HarnessError, UsageError
@@ -261,6 +261,30 @@ def serve_metrics(metrics: ProxyMetrics, address: str) -> ThreadingHTTPServer | 
     return server
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def reconcile(
+    current: Mapping[K, V],
+    wanted: Mapping[K, V],
+    add: Callable[[V], None],
+    update: Callable[[V, V], None],
+    delete: Callable[[V], None],
+) -> None:
+    """Tell a proxy's handlers what differs between what it holds and what is wanted: deletions
+    first, then additions and updates (unchanged objects are not mentioned)."""
+    for key, old in list(current.items()):
+        if key not in wanted:
+            delete(old)
+    for key, new in wanted.items():
+        old_value = current.get(key)
+        if old_value is None:
+            add(new)
+        elif old_value != new:
+            update(old_value, new)
+
+
 # -- the proxy loop --------------------------------------------------------------------------------
 class StandIn:
     """Services and EndpointSlices from the API, synced into a kernel proxy.
@@ -391,26 +415,20 @@ class StandIn:
 
     def _update(self, services: Sequence[Service], slices: Sequence[EndpointSlice]) -> None:
         proxy = self.proxy
-        wanted = {s.name: s for s in services}
-        for name, old in list(proxy.services.items()):
-            if name not in wanted:
-                proxy.on_service_delete(old)
-        for name, new in wanted.items():
-            old_service = proxy.services.get(name)
-            if old_service is None:
-                proxy.on_service_add(new)
-            elif old_service != new:
-                proxy.on_service_update(old_service, new)
-        wanted_slices = {slice_key(s): s for s in slices}
-        for key, old_slice in list(proxy.slices.items()):
-            if key not in wanted_slices:
-                proxy.on_endpoint_slice_delete(old_slice)
-        for key, new_slice in wanted_slices.items():
-            previous = proxy.slices.get(key)
-            if previous is None:
-                proxy.on_endpoint_slice_add(new_slice)
-            elif previous != new_slice:
-                proxy.on_endpoint_slice_update(previous, new_slice)
+        reconcile(
+            proxy.services,
+            {s.name: s for s in services},
+            proxy.on_service_add,
+            proxy.on_service_update,
+            proxy.on_service_delete,
+        )
+        reconcile(
+            proxy.slices,
+            {slice_key(s): s for s in slices},
+            proxy.on_endpoint_slice_add,
+            proxy.on_endpoint_slice_update,
+            proxy.on_endpoint_slice_delete,
+        )
 
     def close(self) -> None:
         for watched in (self._slices, self._services):

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,9 +24,9 @@ import pytest
 from fakecluster import FakeCluster
 from mockapi import MockApiServer
 
-from harness.conformance import Status, options_for, run_target
+from harness.conformance import Status, SuiteResult, options_for, run_target
 from harness.errors import UsageError
-from harness.kube.api import Cluster, connect_url
+from harness.kube.api import Cluster
 from harness.kube.metrics import METRIC, SYNC_METRIC, bind_address, metrics_text, parse
 from harness.kube.standin import (
     TRIGGER_TIME_ANNOTATION,
@@ -145,48 +144,45 @@ def _target(cluster: Cluster, command: str) -> KubeTarget:
     return KubeTarget(TargetOptions(pods="local", proxy_command=command), cluster=cluster)
 
 
-@pytest.fixture
-def graceful_api() -> Iterator[MockApiServer]:
-    """kmock that keeps gracefully deleted pods terminating (the model's generated events
-    delete pods with grace periods; see mockapi.py)."""
-    server = MockApiServer(graceful_pods=True)
-    try:
-        yield server
-    finally:
-        server.stop()
+GRACEFUL = pytest.mark.parametrize("mock_api", [{"graceful_pods": True}], indirect=True)
+"""kmock that keeps gracefully deleted pods terminating: the generated events delete pods with
+grace periods (see mockapi.py)."""
 
 
-@pytest.fixture
-def graceful_cluster(graceful_api: MockApiServer) -> Iterator[Cluster]:
-    connection = connect_url(graceful_api.url)
-    try:
-        yield connection
-    finally:
-        connection.close()
+def search(
+    url: str, target: KubeTarget, tmp_path: Path, properties: tuple[str, ...], **changes: Any
+) -> tuple[SuiteResult, set[str]]:
+    """A short quick-profile search of `target` (seed, examples, steps and suite options in
+    `changes`) with the fake control plane running, and the run prefixes it used."""
+    sizes = {key: changes.pop(key) for key in ("seed", "examples", "steps")}
+    with FakeCluster(url, kubelet=False):
+        options = options_for(
+            target,
+            profile=PROFILES["quick"],
+            properties=properties,
+            failures_dir=tmp_path,
+            **sizes,
+        )
+        options = dataclasses.replace(options, **changes)
+        prefixes: set[str] = set()
+        suite = run_target(target, options, on_progress=lambda *_: prefixes.add(target.prefix))
+    return suite, prefixes
 
 
 @needs_netns
 @pytest.mark.netns
 @pytest.mark.slow
+@GRACEFUL
 def test_a_short_search_passes_on_the_standin_and_its_metrics_are_reported(
-    graceful_api: MockApiServer, graceful_cluster: Cluster, tmp_path: Path
+    mock_api: MockApiServer, cluster: Cluster, tmp_path: Path
 ) -> None:
     from harness.local.cleanup import clean
 
-    target = _target(graceful_cluster, standin_command("--proxy-mode iptables"))
+    target = _target(cluster, standin_command("--proxy-mode iptables"))
     properties = ("endpoints", "reject-when-empty", "no-stale-traffic", "availability")
-    with FakeCluster(graceful_api.url, kubelet=False):
-        options = options_for(
-            target,
-            seed=5,
-            profile=PROFILES["quick"],
-            examples=2,
-            steps=6,
-            properties=properties,
-            failures_dir=tmp_path,
-        )
-        prefixes: set[str] = set()
-        suite = run_target(target, options, on_progress=lambda *_: prefixes.add(target.prefix))
+    suite, prefixes = search(
+        mock_api.url, target, tmp_path, properties, seed=5, examples=2, steps=6
+    )
     assert suite.error is None, suite.error
     assert {r.name: r.message for r in suite.failed} == {}
     assert all(r.status == Status.PASSED for r in suite.results)
@@ -200,30 +196,31 @@ def test_a_short_search_passes_on_the_standin_and_its_metrics_are_reported(
     assert programming["count"] > 0 and programming["p99_le_s"] is not None
     line = metrics_text(metrics)
     assert line is not None and "rule syncs p50/p99 <=" in line
-    assert graceful_cluster.core.list_node().items == []
+    assert cluster.core.list_node().items == []
     assert prefixes and all(clean(prefix, force=True) == [] for prefix in prefixes)
 
 
 @needs_netns
 @pytest.mark.netns
 @pytest.mark.slow
+@GRACEFUL
 def test_the_no_reject_mutant_is_caught_on_reject_when_empty(
-    graceful_api: MockApiServer, graceful_cluster: Cluster, tmp_path: Path
+    mock_api: MockApiServer, cluster: Cluster, tmp_path: Path
 ) -> None:
-    target = _target(graceful_cluster, standin_command("--mutant no-reject"))
-    with FakeCluster(graceful_api.url, kubelet=False):
-        options = options_for(
-            target,
-            seed=1,
-            profile=PROFILES["quick"],
-            examples=4,
-            steps=6,
-            properties=("reject-when-empty",),
-            failures_dir=tmp_path,
-        )
-        # one confirmation and a short shrink: the test is about being caught, not replays
-        options = dataclasses.replace(options, confirmations=1, shrink_tries=20, stop_at_first=True)
-        suite = run_target(target, options)
+    target = _target(cluster, standin_command("--mutant no-reject"))
+    # one confirmation and a short shrink: the test is about being caught, not replays
+    suite, _ = search(
+        mock_api.url,
+        target,
+        tmp_path,
+        ("reject-when-empty",),
+        seed=1,
+        examples=4,
+        steps=6,
+        confirmations=1,
+        shrink_tries=20,
+        stop_at_first=True,
+    )
     assert suite.error is None, suite.error
     (failure,) = suite.failed
     assert failure.name == "reject-when-empty"
@@ -237,10 +234,9 @@ MODE_MARK = {"iptables": ":KUBE-SERVICES", "nftables": "-kube-proxy"}
 
 @needs_netns
 @pytest.mark.netns
+@GRACEFUL
 @pytest.mark.parametrize("mode", ["iptables", "nftables"])
-def test_sigterm_removes_the_rules(
-    graceful_api: MockApiServer, graceful_cluster: Cluster, mode: str
-) -> None:
+def test_sigterm_removes_the_rules(mock_api: MockApiServer, cluster: Cluster, mode: str) -> None:
     """The stand-in, started by the kubelet in the node namespace, programs kube-proxy's
     layout of its mode, serves its metrics there, and leaves none of its rules once SIGTERM
     ended it (exit 0)."""
@@ -255,8 +251,8 @@ def test_sigterm_removes_the_rules(
         return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
 
     command = standin_command(f"--proxy-mode {mode}")
-    target = _target(graceful_cluster, command)
-    with FakeCluster(graceful_api.url, kubelet=False):
+    target = _target(cluster, command)
+    with FakeCluster(mock_api.url, kubelet=False):
         target.open()
         try:
             netns = f"{target.prefix}-node"
