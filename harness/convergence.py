@@ -43,8 +43,9 @@ from harness.traffic import CLIENTS, TrafficSample
 LIVENESS_MISS = 1e-3
 """A confirmation sample of a correct balancer misses a usable endpoint at most this often."""
 
-Send = Callable[[str, int], TrafficSample]
-"""Sends `count` fresh connections to a Service (bounded by the deadline's length)."""
+Send = Callable[[str, int, bool], TrafficSample]
+"""Sends `count` fresh connections to a Service (bounded by the deadline's length); with the
+flag set, all at once (`TrafficRequest.parallel`), so the sample costs one request timeout."""
 
 
 def confirmation_size(expected: Expectation) -> int:
@@ -186,7 +187,7 @@ class Converger:
             if wait.clean_since_s is None:
                 wait.clean_since_s = self.clock.now()
             if not self.oracle and wait.window < CLEAN_WINDOW:
-                wait.sample = self.send(wait.name, CLEAN_WINDOW - wait.window)
+                wait.sample = self.send(wait.name, CLEAN_WINDOW - wait.window, False)
                 why = sample_mismatch(expected, wait.sample)
                 wait.window += len(wait.sample.outcomes)
         if why is not None:
@@ -218,15 +219,15 @@ class Converger:
 
     def _give_up(self, wait: ServiceWait) -> None:
         """The deadline passed: draw what the traffic properties judge (if a confirmation is
-        left) and finish unconverged."""
+        left; `judged_sample`) and finish unconverged."""
         if wait.expected.service is not None and wait.confirmations < CONFIRMATIONS:
-            drawn = self._confirm(wait)
+            drawn = self._confirm(wait, at_once=True)
             wait.mismatch = wait.mismatch or drawn  # the reason seen while waiting comes first
         wait.finish(None)
 
-    def _confirm(self, wait: ServiceWait) -> Mismatch | None:
+    def _confirm(self, wait: ServiceWait, at_once: bool = False) -> Mismatch | None:
         wait.confirmations += 1
-        wait.sample = self.send(wait.name, confirmation_size(wait.expected))
+        wait.sample = self.send(wait.name, confirmation_size(wait.expected), at_once)
         return sample_mismatch(wait.expected, wait.sample)
 
     def _control_plane_mismatch(self, name: str, expected: Expectation) -> Mismatch | None:
