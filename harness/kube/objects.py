@@ -197,13 +197,21 @@ def client_pod_manifest(name: str, placement: Placement, node: str | None) -> di
     }
     if node is not None:
         spec["nodeName"] = node
+    return _harness_pod(name, placement, "client", spec)
+
+
+def _harness_pod(
+    name: str, placement: Placement, role: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """A pod of the harness's own (no model labels, so no Service selects it) in the run's
+    namespace, labelled with the run and `role`."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": name,
             "namespace": placement.namespace,
-            "labels": managed_labels(placement.run, "client"),
+            "labels": managed_labels(placement.run, role),
         },
         "spec": spec,
     }
@@ -226,32 +234,24 @@ def node_reader_manifest(
     (`READER_LIFETIME_S`), and the harness deletes it at close (or with the namespace). Its
     image must have `sleep`, and `iptables-save` and/or `nft`.
     """
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": placement.namespace,
-            "labels": managed_labels(placement.run, NODE_READER_ROLE),
-        },
-        "spec": {
-            "nodeName": node,
-            "hostNetwork": True,
-            "enableServiceLinks": False,
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 0,
-            "activeDeadlineSeconds": READER_LIFETIME_S,
-            "tolerations": [{"operator": "Exists"}],
-            "containers": [
-                {
-                    "name": "rules",
-                    "image": image,
-                    "command": ["sleep", str(READER_LIFETIME_S)],
-                    "securityContext": {"privileged": True},
-                }
-            ],
-        },
+    spec = {
+        "nodeName": node,
+        "hostNetwork": True,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 0,
+        "activeDeadlineSeconds": READER_LIFETIME_S,
+        "tolerations": [{"operator": "Exists"}],
+        "containers": [
+            {
+                "name": "rules",
+                "image": image,
+                "command": ["sleep", str(READER_LIFETIME_S)],
+                "securityContext": {"privileged": True},
+            }
+        ],
     }
+    return _harness_pod(name, placement, NODE_READER_ROLE, spec)
 
 
 def _selector(service: Service) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The `kube` target: a real Kubernetes cluster driven through the official client.
 
 `harness run --target kube [--kubeconfig FILE] [--context NAME] [--kind-cluster NAME]
-[--pods cluster|local] [--proxy-command CMD]`
+[--pods cluster|local] [--proxy-command CMD] [--read-node-rules[=IMAGE]]`
 
 Everything lives in a namespace the target creates (`svc-lb-<prefix>`, labelled
 `app.kubernetes.io/managed-by=svc-lb-harness`) and deletes in `close()`; with `--pods local` it
@@ -15,6 +15,10 @@ writes); the runtime (`harness.kube.runtime`) then does what a kubelet would not
 (flip readiness) or, in the kubelet-less mode, everything a kubelet does. Observation reads the
 EndpointSlice watch; traffic runs from client pods (or client namespaces) to the Service's
 ClusterIP. Deadlines are the runner's (default 30 s, the e2e `KubeProxyEndpointLagTimeout`).
+
+The target is a `RuleOracle` where it can read the node's rules (`harness.kube.node_rules`):
+always with `--pods local`, with `--read-node-rules` on a cluster with kubelets; `exact-balance`
+is skipped with the reason (`rules_unsupported`) elsewhere or for a layout other than kube-proxy's.
 
 Programming latency is measured by the runner from the API write to the first observed effect.
 kube-proxy's own `kubeproxy_network_programming_duration_seconds` histogram (served on its

@@ -28,9 +28,10 @@ from mockapi import MockApiServer
 
 from harness.checks.endpoints import check_endpoints
 from harness.checks.rules import check_exact_balance
+from harness.cli import build_parser, target_options
 from harness.clock import RealClock
 from harness.conformance import applicable
-from harness.errors import EnvironmentProblem
+from harness.errors import EnvironmentProblem, UsageError
 from harness.events import CreatePod, CreateService, DeletePod, SetReady
 from harness.kube.api import Cluster
 from harness.kube.node_rules import (
@@ -41,7 +42,12 @@ from harness.kube.node_rules import (
     netns_reader,
     wait_for_layout,
 )
-from harness.kube.objects import MANAGED_BY_KEY, POD_SECURITY_ENFORCE, RUN_LABEL
+from harness.kube.objects import (
+    DEFAULT_READER_IMAGE,
+    MANAGED_BY_KEY,
+    POD_SECURITY_ENFORCE,
+    RUN_LABEL,
+)
 from harness.local.netns import scratch_namespace
 from harness.model.endpoints import derive_slices, expect
 from harness.model.objects import (
@@ -270,15 +276,25 @@ def test_backends_are_named_from_the_slices_then_from_every_known_pod() -> None:
     assert lookup("10.244.0.3", 9090) == Backend("?", "10.244.0.3:9090")  # wrong port: unknown
 
 
+def test_read_node_rules_is_an_option_of_clusters_with_kubelets_only() -> None:
+    parser = build_parser()
+    given = parser.parse_args(["run", "--target", "kube", "--read-node-rules"])
+    assert target_options(given, "kube").read_node_rules == DEFAULT_READER_IMAGE
+    given = parser.parse_args(["run", "--target", "kube", "--read-node-rules", "my/image:2"])
+    assert target_options(given, "kube").read_node_rules == "my/image:2"
+    assert (
+        target_options(parser.parse_args(["run", "--target", "kube"]), "kube").read_node_rules
+        is None
+    )
+    with pytest.raises(UsageError, match="--read-node-rules is for --target kube"):
+        target_options(
+            parser.parse_args(["run", "--target", "local", "--read-node-rules"]), "local"
+        )
+    with pytest.raises(UsageError, match="--read-node-rules is for --pods cluster"):
+        KubeTarget(TargetOptions(pods="local", read_node_rules="my/image:2"))
+
+
 # -- with root: real rules in a throw-away namespace ----------------------------------------------
-@pytest.fixture
-def netns() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    with scratch_namespace() as name:
-        yield name
-
-
 def endpoint(pod: str, address: str, node: str = "node-1") -> Endpoint:
     return Endpoint(address, pod, "u1", node, "zone-a", True, True, False)
 
@@ -289,12 +305,20 @@ def web_slice(service: str, *endpoints: Endpoint) -> EndpointSlice:
 
 @pytest.fixture(params=[IptablesProxy, NftablesProxy], ids=["iptables", "nftables"])
 def programmed(
-    request: pytest.FixtureRequest, netns: str, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[str, dict[str, tuple[Service, EndpointSlice]]]]:
     """The harness's own proxy (kube-proxy's layout) in the namespace, with a Service of three
     endpoints, one without endpoints, and one under Local policy whose endpoints are all on
     node-2."""
-    proxy: KernelRuleProxy = request.param()
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    with scratch_namespace() as netns:
+        yield from programmed_in(netns, request.param(), tmp_path)
+
+
+def programmed_in(
+    netns: str, proxy: KernelRuleProxy, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, tuple[Service, EndpointSlice]]]]:
     proxy.start(NodeContext("node-1", netns, "hkt0", tmp_path))
     web = Service("web", VIP, WEB)
     local = Service("local", LOCAL_VIP, WEB, internal_traffic_policy=TrafficPolicy.LOCAL)
@@ -341,10 +365,11 @@ def restore(netns: str, tool: Sequence[str], text: str) -> None:
 
 
 @needs_root
-def test_real_kube_proxy_iptables_layout_is_traced(netns: str) -> None:
+def test_real_kube_proxy_iptables_layout_is_traced() -> None:
     pods = ["10.244.0.2", "10.244.0.3", "10.244.0.4"]
-    restore(netns, ["iptables-restore"], kube_proxy_iptables(VIP, pods, EMPTY_VIP))
-    rules = wait_for_layout(netns_reader(netns), netns, RealClock(), 0.0)  # probed: traceable
+    with scratch_namespace() as netns:
+        restore(netns, ["iptables-restore"], kube_proxy_iptables(VIP, pods, EMPTY_VIP))
+        rules = wait_for_layout(netns_reader(netns), netns, RealClock(), 0.0)  # probed
     assert rules.layout is Layout.IPTABLES
     reach = rules.reachability(Packet(CLIENT, VIP, "tcp", 80), backend_lookup([], PORT, []))
     third = 715827883 / 2**31  # the kernel's integer behind 0.33333333333
@@ -358,10 +383,11 @@ def test_real_kube_proxy_iptables_layout_is_traced(netns: str) -> None:
 
 
 @needs_root
-def test_real_kube_proxy_nftables_layout_is_traced(netns: str) -> None:
+def test_real_kube_proxy_nftables_layout_is_traced() -> None:
     pods = ["10.244.0.2", "10.244.0.3"]
-    restore(netns, ["nft", "-f", "-"], kube_proxy_nft(VIP, pods, EMPTY_VIP, LOCAL_VIP))
-    rules = wait_for_layout(netns_reader(netns), netns, RealClock(), 0.0)
+    with scratch_namespace() as netns:
+        restore(netns, ["nft", "-f", "-"], kube_proxy_nft(VIP, pods, EMPTY_VIP, LOCAL_VIP))
+        rules = wait_for_layout(netns_reader(netns), netns, RealClock(), 0.0)
     assert rules.layout is Layout.NFTABLES
     lookup = backend_lookup([], PORT, [])
     reach = rules.reachability(Packet(CLIENT, VIP, "tcp", 80), lookup)
