@@ -173,11 +173,12 @@ def kube_proxy_nft(vip: str, endpoints: Sequence[str], empty_vip: str, local_vip
     """`nft -f` input in kube-proxy v1.30's nftables layout (table `ip kube-proxy`): a Service
     with `endpoints`, one without any (reject), one whose endpoints are all on other nodes under
     internalTrafficPolicy Local (drop), the NodePort dispatch and the ClusterIP checks."""
-    gotos = ", ".join(f"{i} : goto endpoint-{i}" for i in range(len(endpoints)))
+    names = [f"endpoint-{i:08}-ns/web/tcp/http__{a}/8080" for i, a in enumerate(endpoints)]
+    gotos = ", ".join(f"{i} : goto {name}" for i, name in enumerate(names))
     chains = "\n".join(
-        f"  chain endpoint-{i} {{\n    ip saddr {a} jump mark-for-masquerade\n"
+        f"  chain {name} {{\n    ip saddr {a} jump mark-for-masquerade\n"
         f"    meta l4proto tcp dnat to {a}:8080\n  }}"
-        for i, a in enumerate(endpoints)
+        for name, a in zip(names, endpoints, strict=True)
     )
     return f"""table ip kube-proxy {{
   comment "rules for kube-proxy"
@@ -188,10 +189,10 @@ def kube_proxy_nft(vip: str, endpoints: Sequence[str], empty_vip: str, local_vip
   map no-endpoint-nodeports {{ type inet_proto . inet_service : verdict ; }}
   map firewall-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ; }}
   map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ;
-    elements = {{ {vip} . tcp . 80 : goto service-web }} }}
+    elements = {{ {vip} . tcp . 80 : goto service-ULMVA6XW-ns/web/tcp/http }} }}
   map service-nodeports {{ type inet_proto . inet_service : verdict ; }}
   chain filter-prerouting {{
-    type filter hook prerouting priority -110 ;
+    type filter hook prerouting priority dstnat - 10 ;
     ct state new jump firewall-check
   }}
   chain filter-forward {{
@@ -200,11 +201,16 @@ def kube_proxy_nft(vip: str, endpoints: Sequence[str], empty_vip: str, local_vip
     ct state new jump cluster-ips-check
   }}
   chain nat-prerouting {{
-    type nat hook prerouting priority -100 ;
+    type nat hook prerouting priority dstnat ;
     jump services
   }}
+  chain filter-input {{
+    type filter hook input priority -110 ;
+    ct state new jump nodeport-endpoints-check
+    ct state new jump service-endpoints-check
+  }}
   chain nat-postrouting {{
-    type nat hook postrouting priority 100 ;
+    type nat hook postrouting priority srcnat ;
     jump masquerading
   }}
   chain cluster-ips-check {{
@@ -213,6 +219,9 @@ def kube_proxy_nft(vip: str, endpoints: Sequence[str], empty_vip: str, local_vip
   }}
   chain firewall-check {{
     ip daddr . meta l4proto . th dport vmap @firewall-ips
+  }}
+  chain nodeport-endpoints-check {{
+    fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports
   }}
   chain service-endpoints-check {{
     ip daddr . meta l4proto . th dport vmap @no-endpoint-services
@@ -232,7 +241,7 @@ def kube_proxy_nft(vip: str, endpoints: Sequence[str], empty_vip: str, local_vip
   chain reject-chain {{
     reject
   }}
-  chain service-web {{
+  chain service-ULMVA6XW-ns/web/tcp/http {{
     ip daddr {vip} tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
     numgen random mod {len(endpoints)} vmap {{ {gotos} }}
   }}
