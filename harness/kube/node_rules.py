@@ -102,28 +102,43 @@ def nft_kube_proxy_tables(text: str) -> dict[tuple[str, str], TableContents]:
     }
 
 
-def detect(run: Run, where: str) -> NodeRules:
+def detect(run: Run, where: str, first: Layout = Layout.NFTABLES) -> NodeRules:
     """Read the node's rules through `run` and recognise kube-proxy's layout.
 
-    The nftables layout is looked for first (a node in nftables mode may still show iptables
-    chains of an earlier mode's leftovers, never the reverse). UnsupportedRules, one line, when
-    neither layout is there or both tools are missing.
+    The nftables layout is looked for first unless `first` says otherwise (a node in nftables
+    mode may still show iptables chains of an earlier mode's leftovers, never the reverse; a
+    caller that found iptables before saves a read by asking for it first). UnsupportedRules,
+    one line, when neither layout is there or both tools are missing.
     """
     problems: list[str] = []
-    found: dict[tuple[str, str], TableContents] = {}
+    readers = (nft_layout, iptables_layout)
+    for read in readers if first is Layout.NFTABLES else reversed(readers):
+        found = read(run, where, problems)
+        if found is not None:
+            return found
+    missing = f" ({problems[0]})" if problems else ""
+    raise UnsupportedRules(f"{NOT_RECOGNISED} on {where}{missing}")
+
+
+def nft_layout(run: Run, where: str, problems: list[str]) -> NodeRules | None:
+    """kube-proxy's nftables layout from `nft -j list ruleset`, or None (a tool that cannot run
+    is added to `problems`)."""
     try:
         found = nft_kube_proxy_tables(run(NFT_COMMAND))
     except HarnessError as error:
         problems.append(str(error))
+        return None
     if len(found) > 1:
         names = ", ".join(f"{family} {name}" for family, name in sorted(found))
         raise UnsupportedRules(f"several kube-proxy nftables tables on {where}: {names}")
-    if found:
-        return NodeRules(Layout.NFTABLES, NftRuleset(found, where))
+    return NodeRules(Layout.NFTABLES, NftRuleset(found, where)) if found else None
+
+
+def iptables_layout(run: Run, where: str, problems: list[str]) -> NodeRules | None:
+    """kube-proxy's iptables layout from the first iptables-save variant that shows it."""
     for argv in IPTABLES_COMMANDS:
         try:
-            text = run(argv)
-            tables = parse_iptables_save(text)
+            tables = parse_iptables_save(run(argv))
         except HarnessError as error:
             problems.append(str(error))
             continue
@@ -132,8 +147,7 @@ def detect(run: Run, where: str) -> NodeRules:
             ruleset = IptablesRuleset(tables, where)
             ruleset.description = f"{argv[0]} on {where}"
             return NodeRules(Layout.IPTABLES, ruleset)
-    missing = f" ({problems[0]})" if problems else ""
-    raise UnsupportedRules(f"{NOT_RECOGNISED} on {where}{missing}")
+    return None
 
 
 def wait_for_layout(run: Run, where: str, clock: Clock, wait_s: float = LAYOUT_WAIT_S) -> NodeRules:

@@ -46,6 +46,7 @@ from harness.kube.metrics import parse as parse_metrics
 from harness.kube.node_readers import NodeReaders
 from harness.kube.node_rules import (
     LAYOUT_WAIT_S,
+    Layout,
     Run,
     UnsupportedRules,
     backend_lookup,
@@ -141,6 +142,7 @@ class KubeTarget:
         self._reader_exec: Exec | None = None
         self._rules_problem: str | None = None  # why rules cannot be read (kept across reopens)
         self._rules_checked = False
+        self._layout = Layout.NFTABLES  # the layout looked for first (the last one found)
 
     def _name_run(self) -> None:
         """Choose the run prefix (given, or fresh) and the namespace and placement named by it.
@@ -556,7 +558,7 @@ class KubeTarget:
         run, where = self._node_reader(CLIENTS[0])
         wait_s = float(self.options.extra.get("node_rules_wait_s", LAYOUT_WAIT_S))
         try:
-            wait_for_layout(run, where, self.clock, wait_s)
+            self._layout = wait_for_layout(run, where, self.clock, wait_s).layout
         except UnsupportedRules as error:
             self._rules_problem = f"exact rules unsupported: {error}"
         self._rules_checked = True
@@ -578,9 +580,10 @@ class KubeTarget:
         source = self._client_ip(client)
         run, where = self._node_reader(client)
         try:
-            rules = detect(run, where)
+            rules = detect(run, where, self._layout)
         except UnsupportedRules as error:
             return Reachability(False, {}, str(error))
+        self._layout = rules.layout
         packet = Packet(
             source, self._cluster_ip(service), service_port.protocol.lower(), service_port.port
         )

@@ -589,6 +589,8 @@ def test_reader_pods_run_privileged_on_each_node_are_traced_and_removed_at_close
             assert reach.probabilities == {Backend("web-a", "u1"): 0.5, Backend("web-b", "u2"): 0.5}
             # the client pods run on worker-a (the model's node-1): its reader was read
             assert {pod for pod, _ in reader.reads} == {f"{prefix}-node-rules-node-1"}
+            # the layout found first is read first: one exec per read once it is known
+            assert [argv for _, argv in reader.reads] == [["iptables-save"]]
             assert exact_balance(target, "web").holds
         finally:
             target.close()
