@@ -35,6 +35,7 @@ from harness.errors import (
 )
 from harness.failures import RunContext, load_failure, run_context_of
 from harness.files import check_output_file, prepare_output_dir
+from harness.kube.objects import DEFAULT_READER_IMAGE
 from harness.profiles import DEFAULT_PROFILE, PROFILES, parse_duration, profile_named
 from harness.results import RunReport, print_summary, write_json, write_junit
 from harness.runner import RunConfig, Runner, StepResult
@@ -147,6 +148,15 @@ def _add_target_options(parser: argparse.ArgumentParser, replay: bool = False) -
         " locally as network namespaces (local)",
     )
     group.add_argument(
+        "--read-node-rules",
+        nargs="?",
+        const=DEFAULT_READER_IMAGE,
+        metavar="IMAGE",
+        help="--target kube --pods cluster: let the harness run a privileged hostNetwork pod per"
+        " node (IMAGE, with sleep, iptables-save and nft; default %(const)s) to read"
+        " kube-proxy's rules for exact-balance; see docs/kube.md for the permissions",
+    )
+    group.add_argument(
         "--deadline",
         type=_positive_float,
         help="seconds a change may take to be programmed (default: the target's: 5 on the"
@@ -245,7 +255,7 @@ def build_parser() -> Parser:
     return parser
 
 
-KUBE_ONLY = ("kubeconfig", "context", "kind_cluster", "keep_cluster", "pods")
+KUBE_ONLY = ("kubeconfig", "context", "kind_cluster", "keep_cluster", "pods", "read_node_rules")
 
 
 def refuse_kube_options(args: argparse.Namespace, spec: str) -> None:
@@ -280,6 +290,7 @@ def target_options(
         kind_cluster=args.kind_cluster,
         keep_cluster=args.keep_cluster,
         pods=chosen("pods") or "cluster",
+        read_node_rules=chosen("read_node_rules"),
         deadline_s=float(deadline) if deadline is not None else 30.0,
         extra={"seed": seed, "deadline_given": deadline is not None},
     )
