@@ -1,4 +1,5 @@
-"""The `harness` command line: run, replay, targets, proxies, properties, report, clean.
+"""The `harness` command line: run, replay, targets, proxies, properties, known-issues, report,
+clean.
 
 Exit codes: 0 every property holds, 1 a property was violated (or, for `replay`, the saved
 violation reproduced), 2 usage error, 3 harness or environment error, 130 interrupted. Expected
@@ -211,6 +212,9 @@ def build_parser() -> Parser:
     commands.add_parser("targets", help="list the installed targets")
     commands.add_parser("proxies", help="list the installed proxies (and the harness's mutants)")
     commands.add_parser("properties", help="list the properties the suite checks")
+    commands.add_parser(
+        "known-issues", help="list the upstream issues a failure is matched against, or shown by"
+    )
 
     report = commands.add_parser(
         "report", help="render a run's figures as report.md and index.html (README: Benchmarks)"
@@ -452,6 +456,14 @@ def command_properties(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_known_issues(args: argparse.Namespace) -> int:
+    from harness.known_issues import KNOWN_ISSUES, listing
+
+    for line in listing(KNOWN_ISSUES):
+        print(line)
+    return EXIT_OK
+
+
 def command_report(args: argparse.Namespace) -> int:
     from harness.reporting import write_report
     from harness.reporting.mutants import measure_mutants
@@ -507,6 +519,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "targets": command_targets,
     "proxies": command_proxies,
     "properties": command_properties,
+    "known-issues": command_known_issues,
     "report": command_report,
     "clean": command_clean,
 }
