@@ -32,7 +32,9 @@ from harness.model.objects import EndpointSlice, Service
 from harness.proxies.base import NodeContext, Proxy, SyncState
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.nftables import NftablesProxy
+from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.traffic import Reachability
+from harness.versions import proxy_version
 
 MIN_SYNC_PERIOD_S = 1.0
 """kube-proxy's default `--min-sync-period` (iptables and nftables modes)."""
@@ -79,6 +81,11 @@ class BoundedSyncProxy:
         self._stopping = threading.Event()
         self._failure: BaseException | None = None
         self._worker: threading.Thread | None = None
+
+    @property
+    def declared_version(self) -> str:
+        """The wrapped proxy's version line, for results (`harness.versions.proxy_version`)."""
+        return proxy_version(self.inner)
 
     # -- the Proxy contract -------------------------------------------------------------------
     def start(self, node: NodeContext) -> None:
@@ -224,25 +231,22 @@ def bounded(
     return make
 
 
-class SlowSyncIptables(ReadableBoundedSyncProxy):
-    """The iptables proxy, synced at most once a second (registered as `iptables-slow-sync`)."""
+class SlowSyncProxy(ReadableBoundedSyncProxy):
+    """One of the harness's kernel proxies (`inner_class`), synced at most once a second."""
 
+    inner_class: ClassVar[type[KernelRuleProxy]]
+
+    def __init__(self) -> None:
+        super().__init__(self.inner_class())
+
+
+class SlowSyncIptables(SlowSyncProxy):
     name: ClassVar[str] = "iptables-slow-sync"
-    description: ClassVar[str] = (
-        "the iptables proxy, synced at most once a second (kube-proxy's --min-sync-period)"
-    )
-
-    def __init__(self) -> None:
-        super().__init__(IptablesProxy())
+    description: ClassVar[str] = "the iptables proxy, synced at most once a second (as kube-proxy)"
+    inner_class = IptablesProxy
 
 
-class SlowSyncNftables(ReadableBoundedSyncProxy):
-    """The nftables proxy, synced at most once a second (registered as `nftables-slow-sync`)."""
-
+class SlowSyncNftables(SlowSyncProxy):
     name: ClassVar[str] = "nftables-slow-sync"
-    description: ClassVar[str] = (
-        "the nftables proxy, synced at most once a second (kube-proxy's --min-sync-period)"
-    )
-
-    def __init__(self) -> None:
-        super().__init__(NftablesProxy())
+    description: ClassVar[str] = "the nftables proxy, synced at most once a second (as kube-proxy)"
+    inner_class = NftablesProxy
