@@ -27,7 +27,7 @@ judged before the proxy says its state is final. A proxy that says so wrongly is
 the traffic that follows; a target that gives no such evidence is judged by traffic alone, and
 the latency verdict's evidence says which (`ServiceWait.basis`).
 
-Reads the target only (slices, rules, fresh connections); changes nothing.
+Reads the target only (slices, sync reports, rules, fresh connections); changes nothing.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ from harness.traffic import CLIENTS, TrafficSample
 
 LIVENESS_MISS = 1e-3
 """A confirmation sample of a correct balancer misses a usable endpoint at most this often."""
+
+NOT_SYNCED: tuple[object, ...] = ("proxy not synced",)
+"""The key of the mismatch "the proxy reports a change it has not programmed yet"."""
 
 Send = Callable[[str, int, bool], TrafficSample]
 """Sends `count` fresh connections to a Service (bounded by the deadline's length); with the
@@ -242,9 +245,12 @@ class Converger:
 
     def _unclean(self, wait: ServiceWait) -> None:
         """The run of clean observations broke: start over, unless this mismatch is the one the
-        Service already missed its deadline with."""
+        Service already missed its deadline with. A proxy that reports a sync still to come is
+        always waited for: that is the normal state of one that syncs once a period, right
+        after every change, not a sign of a data plane broken one way."""
         wait.clean_since_s, wait.window = None, 0
-        if wait.mismatch is not None and wait.mismatch.key in wait.known:
+        mismatch = wait.mismatch
+        if mismatch is not None and mismatch.key != NOT_SYNCED and mismatch.key in wait.known:
             wait.finish(None, " (missed its deadline before; not waited for again)")
 
     def _give_up(self, wait: ServiceWait) -> None:
@@ -275,16 +281,17 @@ class Converger:
 
     def _unsynced(self, wait: ServiceWait) -> Mismatch | None:
         """Why the proxy's state is not final yet: it reports a change handed to it that it has
-        not programmed. Records the evidence in `wait.basis` (module docstring)."""
-        if not self.reports_sync:
-            wait.basis = basis(None, self.oracle)
-            return None
-        state: SyncState = self.target.sync_state()  # type: ignore[attr-defined]
-        wait.basis = basis(state.source, self.oracle)
-        if state.synced:
+        not programmed. The target's optional `sync_state()` gives the report, or None when it
+        has none to give now (kube-proxy's metrics unreachable): then traffic alone stands for
+        it. Records the evidence in `wait.basis` (module docstring)."""
+        state: SyncState | None = None
+        if self.reports_sync:
+            state = self.target.sync_state()  # type: ignore[attr-defined]
+        wait.basis = basis(state.source if state else None, self.oracle)
+        if state is None or state.synced:
             return None
         message = f"{wait.name}: the proxy has not programmed every change yet ({state.source})"
-        return Mismatch(message, ("proxy not synced",))
+        return Mismatch(message, NOT_SYNCED)
 
     def _rules_mismatch(self, name: str, expected: Expectation) -> Mismatch | None:
         """Why the programmed rules, where the target shows them, differ from the model."""

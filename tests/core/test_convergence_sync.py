@@ -19,7 +19,7 @@ SEQUENCE = [CreateService("svc", WEB), Scale("web", 3), RestartPod("web-1")]
 
 class ProgramsLate(ModelTarget):
     """Publishes slices at once; its data plane acts on the state before the last change until
-    `LAG_S` of simulated time has passed, as a proxy that syncs once a period would. Records
+    `lag_s` of simulated time has passed, as a proxy that syncs once a period would. Records
     when each batch of traffic was sent."""
 
     def __init__(self) -> None:
@@ -27,6 +27,7 @@ class ProgramsLate(ModelTarget):
         self.programmed = ClusterState()
         self.applied_s = 0.0
         self.sent_at: list[float] = []
+        self.lag_s = LAG_S
 
     def apply(self, event: Event) -> None:
         self.programmed = self.perceived(self.state)
@@ -46,7 +47,7 @@ class ProgramsLate(ModelTarget):
         return super().send(request)
 
     def _synced(self) -> bool:
-        return self.clock.now() - self.applied_s >= LAG_S
+        return self.clock.now() - self.applied_s >= self.lag_s
 
 
 class ReportsItsSync(ProgramsLate):
@@ -88,3 +89,13 @@ def test_a_proxy_that_reports_a_sync_it_has_not_done_is_caught_by_traffic() -> N
     found = [v for r in runner.history if isinstance(r["verdicts"], list) for v in r["verdicts"]]
     latency = [v for v in found if v["property"] == "programming-latency"]
     assert latency and "a lie" in latency[0]["evidence"]["convergence"]
+
+
+def test_a_proxy_that_missed_a_deadline_still_syncing_is_waited_for_at_the_next_change() -> None:
+    target = ReportsItsSync()
+    target.lag_s = 6.0  # longer than the deadline
+    runner = replay(target, [], RunConfig(deadline_s=5.0))
+    first = runner.step(SEQUENCE[0])
+    assert "has not programmed every change" in first.failures()[0].message
+    target.lag_s = LAG_S
+    assert runner.step(SEQUENCE[1]).failures() == []
