@@ -13,7 +13,7 @@ cluster with the proxy's rules unreadable, as on a cluster whose rules the harne
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import pytest
@@ -22,13 +22,15 @@ from harness.events import CreateService, Probe, RestartPod, Scale, Wait
 from harness.local.controller import EndpointController
 from harness.model.objects import EndpointSlice, Service, labels_of
 from harness.model.state import ClusterState
-from harness.proxies.base import NodeContext, SyncState
+from harness.proxies.base import NodeContext, Proxy, SyncState
 from harness.proxies.bounded import BoundedSyncProxy, bounded
+from harness.proxies.external import ExternalProxy
 from harness.proxies.iptables import IptablesProxy
 from harness.runner import RunConfig, replay
 from harness.targets.base import reads_rules
 from harness.targets.local import LocalTarget
 from tests.local.conftest import needs_root
+from tests.local.runs import EXAMPLE_PROXY
 
 WEB = labels_of({"app": "web"})
 CONFIG = RunConfig(deadline_s=5.0)
@@ -42,15 +44,22 @@ RESTART = [
 ]
 
 
-@pytest.fixture(params=[True, False], ids=["rules-unread", "rules-read"])
+PROXIES: dict[str, tuple[Callable[[], Proxy], bool]] = {
+    "iptables-rules-unread": (IptablesProxy, True),
+    "iptables-rules-read": (IptablesProxy, False),
+    "external-example": (lambda: ExternalProxy(EXAMPLE_PROXY), True),
+}
+
+
+@pytest.fixture(params=sorted(PROXIES))
 def slow_target(prefix: str, request: pytest.FixtureRequest) -> Iterator[LocalTarget]:
-    """The iptables proxy synced at most once a second, each sync taking 0.5 s from reading the
-    changes to the rules being in the kernel (kube-proxy's sync_proxy_rules_duration), with
-    its rules hidden from the harness or not: read rules cannot tell the old rule from the
-    final one either (both send to the same pod address and port), so both wait for the
-    proxy's report."""
-    unreadable = bool(request.param)
-    target = LocalTarget(bounded(IptablesProxy, 1.0, 0.5, unreadable=unreadable), prefix=prefix)
+    """A proxy synced at most once a second, each sync taking 0.5 s from reading the changes to
+    the rules being in the kernel (kube-proxy's sync_proxy_rules_duration): the iptables proxy
+    with its rules hidden from the harness or not (read rules cannot tell the old rule from the
+    final one either: both send to the same pod address and port), and the example candidate
+    proxy over the external protocol."""
+    inner, unreadable = PROXIES[request.param]
+    target = LocalTarget(bounded(inner, 1.0, 0.5, unreadable=unreadable), prefix=prefix)
     target.open()
     try:
         yield target
@@ -62,7 +71,7 @@ def slow_target(prefix: str, request: pytest.FixtureRequest) -> Iterator[LocalTa
 def test_a_same_ip_restart_through_a_proxy_syncing_once_a_second_is_not_a_false_alarm(
     slow_target: LocalTarget, request: pytest.FixtureRequest
 ) -> None:
-    assert reads_rules(slow_target) == ("rules-read" in request.node.name)
+    assert reads_rules(slow_target) == ("rules-read]" in request.node.name)
     runner = replay(slow_target, RESTART[:3], CONFIG)
     proxy = slow_target.proxy
     assert isinstance(proxy, BoundedSyncProxy)
