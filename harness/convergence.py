@@ -160,6 +160,18 @@ class ServiceWait:
             return ""
         return (self.mismatch.message if self.mismatch else "not confirmed") + self.note
 
+    @property
+    def still_syncing(self) -> bool:
+        """Whether it ended unconverged with the proxy still reporting a change it has not
+        programmed: its data plane is an interim state, which no traffic verdict judges (the
+        latency verdict fails, naming why)."""
+        return (
+            self.done
+            and self.latency_s is None
+            and self.mismatch is not None
+            and self.mismatch.key == NOT_SYNCED
+        )
+
     def finish(self, latency_s: float | None, note: str = "") -> None:
         self.done, self.latency_s, self.note = True, latency_s, note
 
@@ -255,8 +267,10 @@ class Converger:
 
     def _give_up(self, wait: ServiceWait) -> None:
         """The deadline passed: draw what the traffic properties judge (if a confirmation is
-        left; `judged_sample`) and finish unconverged."""
-        if wait.expected.service is not None and wait.confirmations < CONFIRMATIONS:
+        left, and the proxy does not report a change still to program: `still_syncing`) and
+        finish unconverged."""
+        syncing = wait.mismatch is not None and wait.mismatch.key == NOT_SYNCED
+        if wait.expected.service is not None and wait.confirmations < CONFIRMATIONS and not syncing:
             drawn = self._confirm(wait, at_once=True)
             wait.mismatch = wait.mismatch or drawn  # the reason seen while waiting comes first
         wait.finish(None)

@@ -99,3 +99,13 @@ def test_a_proxy_that_missed_a_deadline_still_syncing_is_waited_for_at_the_next_
     assert "has not programmed every change" in first.failures()[0].message
     target.lag_s = LAG_S
     assert runner.step(SEQUENCE[1]).failures() == []
+
+
+def test_no_traffic_verdict_judges_a_state_the_proxy_says_is_not_final() -> None:
+    target = ReportsItsSync()
+    runner = replay(target, SEQUENCE[:2], RunConfig(deadline_s=5.0))
+    target.lag_s = 6.0  # longer than the deadline: the step ends on the interim state
+    step = runner.step(Scale("web", 5))
+    assert {v.property for v in step.verdicts} == {"programming-latency", "endpoints"}
+    assert [v.property for v in step.failures()] == ["programming-latency"]
+    assert not step.checked  # no feature counts as checked on an interim state
