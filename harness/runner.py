@@ -275,17 +275,24 @@ class Runner:
         name, expected = wait.name, wait.expected
         if wait.latency_s is None and wait.mismatch is not None:
             self.missed.setdefault(name, set()).add(wait.mismatch.key)
+        latency = check_latency(name, wait.latency_s, self.config.deadline_s, wait.why)
+        if wait.basis:  # what "converged" rested on (harness.convergence.basis)
+            evidence = {**latency.evidence, "convergence": wait.basis}
+            latency = Verdict(latency.property, latency.holds, latency.message, evidence)
         verdicts = [
-            check_latency(name, wait.latency_s, self.config.deadline_s, wait.why),
+            latency,
             check_endpoints(name, expected.slices, self.target.endpoint_slices(name)),
         ]
         observed: dict[str, Any] = {
             "latency_s": wait.latency_s,
             "usable": _names(expected.usable),
             "confirmations": wait.confirmations,
+            "convergence": wait.basis,
         }
         record["services"][name] = observed
         if expected.service is None:
+            return verdicts, False
+        if wait.still_syncing:  # an interim state, by the proxy's own report: latency alone
             return verdicts, False
         if reads_rules(self.target):
             reach = self.target.reachability(name, PORT, CLIENTS[0])  # type: ignore[attr-defined]
