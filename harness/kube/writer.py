@@ -43,6 +43,19 @@ class Writer:
         self.concurrency = concurrency
         self._batch = threading.Lock()
 
+    @classmethod
+    def from_option(cls, value: object) -> Writer:
+        """A Writer from the target option `api_concurrency` (None: the default); UsageError,
+        one line, for anything but a whole number in range."""
+        if value is None:
+            return cls()
+        text = str(value).strip()
+        if not text.isdigit():
+            raise UsageError(
+                f"api_concurrency must be a whole number from 1 to {CONNECTION_POOL}, not {text!r}"
+            )
+        return cls(int(text))
+
     def run(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         """Every call's result, in the calls' order. Stops at the first failure and raises it;
         calls not started by then never run. On KeyboardInterrupt the same: no new call starts,

@@ -146,7 +146,7 @@ class KubeTarget:
         self._rules_problem: str | None = None  # why rules cannot be read (kept across reopens)
         self._rules_checked = False
         self._layout = Layout.NFTABLES  # the layout looked for first (the last one found)
-        self._writer = Writer()  # batches: apply_many and reset (harness.kube.writer)
+        self._writer = Writer.from_option(options.extra.get("api_concurrency"))
         self._hooks = threading.Lock()  # the runtime's hooks run one at a time
 
     def _name_run(self) -> None:
