@@ -38,7 +38,8 @@ class Writer:
     def __init__(self, concurrency: int = DEFAULT_CONCURRENCY) -> None:
         if not 1 <= concurrency <= CONNECTION_POOL:
             raise UsageError(
-                f"API write concurrency must be between 1 and {CONNECTION_POOL}, not {concurrency}"
+                f"api_concurrency must be a whole number from 1 to {CONNECTION_POOL},"
+                f" not {concurrency} (the target option api_concurrency=N)"
             )
         self.concurrency = concurrency
         self._batch = threading.Lock()
@@ -50,7 +51,7 @@ class Writer:
         if value is None:
             return cls()
         text = str(value).strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise UsageError(
                 f"api_concurrency must be a whole number from 1 to {CONNECTION_POOL}, not {text!r}"
             )

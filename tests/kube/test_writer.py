@@ -18,7 +18,7 @@ import urllib3
 from fakecluster import FakeCluster, make_nodes
 from mockapi import MockApiServer
 
-from harness.errors import EnvironmentProblem
+from harness.errors import EnvironmentProblem, UsageError
 from harness.events import CreateService, Scale
 from harness.kube.api import Cluster, connect_url
 from harness.kube.backoff import Backoff, retry_after_s, retryable
@@ -200,27 +200,8 @@ def test_concurrency_never_exceeds_the_bound(
     are in flight at once (so the bound is reached, not merely respected), the rest pass."""
     cluster, _ = retrying
     bound, total = 4, 24
-    in_flight: list[int] = [0]
-    most: list[int] = [0]
-    full: list[asyncio.Event] = []
-
-    async def intercept(request: Any) -> aiohttp.web.StreamResponse | None:
-        if not is_pod_create(request):
-            return None
-        if not full:
-            full.append(asyncio.Event())
-        in_flight[0] += 1
-        most[0] = max(most[0], in_flight[0])
-        if in_flight[0] >= bound:
-            full[0].set()
-        try:
-            await asyncio.wait_for(full[0].wait(), timeout=20)
-            await asyncio.sleep(0)  # let the others arrive while this one is in flight
-        finally:
-            in_flight[0] -= 1
-        return None
-
-    mock_api.intercept = intercept
+    most = [0]
+    mock_api.intercept = holding_until(bound, is_pod_create, most)
     names = [f"p{i}" for i in range(total)]
     results = Writer(bound).run([lambda name=name: create_pod(cluster, name) for name in names])
     assert [r.metadata.name for r in results] == names
@@ -322,39 +303,70 @@ def test_a_wait_with_no_event_looks_twice_and_reports_what_is_missing(
 
 
 # -- the target's batch path ----------------------------------------------------------------------
+def holding_until(bound: int, matches: Any, most: list[int]) -> Any:
+    """An intercept that counts the matching requests in flight (the most in `most[0]`) and holds
+    the first `bound` of them until that many are in flight at once."""
+    in_flight = [0]
+    full: list[asyncio.Event] = []
+
+    async def intercept(request: Any) -> aiohttp.web.StreamResponse | None:
+        if not matches(request):
+            return None
+        if not full:
+            full.append(asyncio.Event())
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        if in_flight[0] >= bound:
+            full[0].set()
+        try:
+            await asyncio.wait_for(full[0].wait(), timeout=20)
+            await asyncio.sleep(0)
+        finally:
+            in_flight[0] -= 1
+        return None
+
+    return intercept
+
+
 def test_apply_many_and_reset_write_concurrently_and_leave_nothing(
     mock_api: MockApiServer, cluster: Cluster
 ) -> None:
     make_nodes(cluster)
-    in_flight: list[int] = [0]
-    most: list[int] = [0]
-
-    async def intercept(request: Any) -> aiohttp.web.StreamResponse | None:
-        if request.method.name in ("POST", "DELETE") and "/namespaces/svc-lb-" in request.url.path:
-            in_flight[0] += 1
-            most[0] = max(most[0], in_flight[0])
-            await asyncio.sleep(0.01)
-            in_flight[0] -= 1
-        return None
-
+    bound = 3
     with FakeCluster(mock_api.url) as fake:
-        target = KubeTarget(TargetOptions(extra={"startup_s": 5}), cluster=cluster,
-                            pod_exec=fake.exec)  # fmt: skip
+        options = TargetOptions(extra={"startup_s": 5, "api_concurrency": bound})
+        target = KubeTarget(options, cluster=cluster, pod_exec=fake.exec)
         target.open()
     try:
-        mock_api.intercept = intercept
+        most = [0]
+        mock_api.intercept = holding_until(
+            bound,
+            lambda r: is_pod_create(r) and "/namespaces/svc-lb-" in r.url.path,
+            most,
+        )
         target.apply_many(
             [CreateService(f"s{i}", labels_of({"app": f"g{i}"})) for i in range(4)]
             + [Scale(f"g{i}", 5) for i in range(4)]
         )
+        assert most[0] == bound  # the pods were created `bound` at a time, never more
         pods = {p.metadata.name for p in cluster.core.list_namespaced_pod(target.namespace).items}
         assert {f"g{i}-{j}" for i in range(4) for j in range(5)} <= pods
         services = cluster.core.list_namespaced_service(target.namespace).items
         assert sorted(s.metadata.name for s in services) == [f"s{i}" for i in range(4)]
+        most = [0]
+        mock_api.intercept = holding_until(
+            bound, lambda r: r.method.name == "DELETE" and "/pods/g" in r.url.path, most
+        )
         target.reset()
+        assert most[0] == bound
         left = {p.metadata.name for p in cluster.core.list_namespaced_pod(target.namespace).items}
         assert not any(name.startswith("g") for name in left)
         assert cluster.core.list_namespaced_service(target.namespace).items == []
-        assert 1 <= most[0] <= Writer().concurrency
     finally:
         target.close()
+
+
+@pytest.mark.parametrize("value", ["0", "33", "many", "-1", "²"])
+def test_a_bad_api_concurrency_is_one_usage_line(value: str) -> None:
+    with pytest.raises(UsageError, match="api_concurrency must be a whole number from 1 to 32"):
+        KubeTarget(TargetOptions(extra={"api_concurrency": value}))
