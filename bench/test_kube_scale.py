@@ -19,9 +19,9 @@ groups alternating between the model's two nodes):
   `apply_many` (every pod's namespace and server realised, one proxy sync); teardown = `reset`.
 
 The API server is kmock unless HARNESS_KUBECONFIG names a cluster (bench/api_servers.py); kmock is
-not a real API server (and a slow one at scale), so there the kube wall times bound the harness's
-overhead from above, and the figure file and the printed line say so; `*_harness_cpu_s` is the
-CPU time of this process (kmock runs in its own), the harness's own cost whatever the server.
+not a real API server, so there the kube figure is the harness's own overhead (plus an in-memory
+server's), and the figure file and the printed line say so; `*_harness_cpu_s` is the CPU time of
+this process (kmock runs in its own), the harness's own cost whatever the server.
 Figures go to kube_scale.json in the run directory (bench/conftest.py).
 
 Sizes: HARNESS_BENCH_KUBE_PODS and HARNESS_BENCH_KUBE_SERVICES (default 100 and 20; 10 and 2 in

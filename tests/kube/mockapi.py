@@ -7,6 +7,10 @@ the create response, as the API server does (`pkg/registry/core/service/storage`
 happens before the object is stored), so the harness never needs to read a Service back.
 Deleting a namespace deletes the objects in it, as the namespace controller does.
 
+kmock keeps every request and matches each new one against all of them (quadratic: a benchmark's
+thousands of requests take minutes); `MockApiServer(keep_requests=False)` forgets each request
+once it is answered, for benchmarks that never look at them.
+
 `MockApiServer.intercept`, when set, sees every request first (on the server's event loop) and
 may answer it itself (an error status, a Retry-After) or delay it: the tests of retries and of
 bounded concurrency use it.
@@ -54,8 +58,16 @@ class _AllocatingEmulator(kmock.KubernetesEmulator):
     namespace's objects with it, and asking `intercept` first."""
 
     intercept: Intercept | None = None
+    keep_requests = True
 
     async def _handle(self, request: Any) -> Any:
+        try:
+            return await self._answer(request)
+        finally:
+            if not self.keep_requests:
+                self._requests[:] = [r for r in self._requests if r is not request]
+
+    async def _answer(self, request: Any) -> Any:
         if self.intercept is not None:
             answer = await self.intercept(request)
             if answer is not None:
@@ -103,7 +115,8 @@ VERSION = {
 class MockApiServer:
     """kmock's Kubernetes emulator serving on 127.0.0.1 from its own event loop thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_requests: bool = True) -> None:
+        self._keep_requests = keep_requests
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -111,6 +124,7 @@ class MockApiServer:
 
     async def _start(self) -> str:
         self.handler = _AllocatingEmulator()
+        self.handler.keep_requests = self._keep_requests
         await self.handler.__aenter__()
         self.handler.resources.load_bundled()
         # the python client asks `/version/` (with the slash); kmock serves only `/version`
