@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,13 @@ KMOCK_NOTE = (
     " controllers): the kube figures are the harness's own overhead, not an API server's"
 )
 NAMESPACE_GONE_S = 120
+KUBECONFIG = """apiVersion: v1
+kind: Config
+current-context: kmock
+clusters: [{{name: kmock, cluster: {{server: "{server}"}}}}]
+users: [{{name: anyone, user: {{}}}}]
+contexts: [{{name: kmock, context: {{cluster: kmock, user: anyone}}}}]
+"""
 SERVE = """
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -50,11 +58,12 @@ server.stop()
 
 @dataclass
 class ApiServer:
-    """An open connection, what it is (for the figure file) and, on kmock, the stand-ins for
-    what the mock lacks: `kubelet` (entered while a target opens, so its client pods become
-    ready) and `pod_exec`."""
+    """An open connection, its kubeconfig (for `harness clean --kube`), what it is (for the
+    figure file) and, on kmock, the stand-ins for what the mock lacks: `kubelet` (entered while a
+    target opens, so its client pods become ready) and `pod_exec`."""
 
     cluster: Cluster
+    kubeconfig: str
     description: str
     mock: bool
     kubelet: Any = None
@@ -70,7 +79,8 @@ def api_server() -> Iterator[ApiServer]:
             cluster = connect(kubeconfig)
             stack.callback(cluster.close)
             version = cluster.check()
-            yield ApiServer(cluster, f"a real API server, {version}, at {cluster.server}", False)
+            description = f"a real API server, {version}, at {cluster.server}"
+            yield ApiServer(cluster, kubeconfig, description, False)
             return
         sys.path.insert(0, str(KUBE_TESTS))
         from fakecluster import FakeCluster, make_nodes
@@ -80,7 +90,9 @@ def api_server() -> Iterator[ApiServer]:
         stack.callback(cluster.close)
         make_nodes(cluster)
         fake = FakeCluster(url)
-        yield ApiServer(cluster, KMOCK_NOTE, True, fake, fake.exec)
+        kubeconfig = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "kubeconfig"
+        kubeconfig.write_text(KUBECONFIG.format(server=url), encoding="utf-8")
+        yield ApiServer(cluster, str(kubeconfig), KMOCK_NOTE, True, fake, fake.exec)
 
 
 @contextmanager

@@ -13,8 +13,8 @@ groups alternating between the model's two nodes):
 - kube: open the target (namespace, Lease, watches, client pods), then *setup* =
   `apply_many` (the API writes at most `Writer.concurrency` in flight, retried on 429/5xx) until
   a watch on the run's backend pods shows every one; *teardown* = `reset` (concurrent deletes,
-  then waits on the watches until pods and slices are gone). Then close, `harness clean --kube
-  --prefix` for the run (`clean_cluster`), and list what is left.
+  then waits on the watches until pods and slices are gone). Then close, run `harness clean --kube
+  --prefix RUN --kubeconfig K` (the command, in a child process), and list what is left.
 - local (needs root; userspace proxy unless HARNESS_BENCH_KUBE_LOCAL_PROXY): setup =
   `apply_many` (every pod's namespace and server realised, one proxy sync); teardown = `reset`.
 
@@ -34,6 +34,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,6 @@ from api_servers import ApiServer, api_server, leftovers
 from sizes import names, size
 
 from harness.events import CreateService, Event, Scale
-from harness.kube.cleanup import clean_cluster
 from harness.kube.objects import ROLE_LABEL, RUN_LABEL
 from harness.kube.observe import Watched, wait_for_names
 from harness.kube.writer import DEFAULT_CONCURRENCY
@@ -104,8 +105,12 @@ def measure_kube(server: ApiServer, events: list[Event]) -> dict[str, Any]:
     finally:
         backends.stop()
         target.close()
-    cleaned = clean_cluster(cluster, prefix=run)
-    figures["clean_removed"] = cleaned.removed
+    clean = [sys.executable, "-m", "harness.cli", "clean", "--kube", "--prefix", run]
+    done = subprocess.run(
+        [*clean, "--kubeconfig", server.kubeconfig], capture_output=True, text=True, timeout=300
+    )
+    figures["clean_exit_code"] = done.returncode
+    figures["clean_said"] = " ".join((done.stdout + done.stderr).split())[-500:]
     figures["left_after_clean"] = leftovers(cluster, namespace, run)
     figures["total_s"] = figures["setup_s"] + figures["teardown_s"]
     return figures
@@ -157,6 +162,7 @@ def test_setup_and_teardown_through_the_api_against_the_local_cluster(output_dir
     assert kube["pods"] == PODS // SERVICES * SERVICES and kube["services"] == SERVICES
     assert kube["not_seen"] == [] and kube["still_there"] == [], kube
     assert kube["services_left"] == 0, kube
+    assert kube["clean_exit_code"] == 0, kube["clean_said"]
     assert kube["left_after_clean"] == [], kube["left_after_clean"]
     if local is not None:
         assert local["pods"] == kube["pods"], local
