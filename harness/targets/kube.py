@@ -32,6 +32,8 @@ import math
 import shutil
 import sys
 import tempfile
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +67,11 @@ from harness.kube.objects import (
     namespace_manifest,
     plan,
 )
-from harness.kube.observe import Incarnations, Watched, to_model_slice
+from harness.kube.observe import Incarnations, Watched, to_model_slice, wait_for_names
 from harness.kube.runtime import ClusterRuntime, PodExec, PodRuntime, pod_is_ready, pod_problem
 from harness.kube.scope import Scope
 from harness.kube.traffic import ClientPods, Exec
+from harness.kube.writer import Writer
 from harness.model.objects import PROXY_NODE, EndpointSlice, Pod
 from harness.model.state import ClusterState
 from harness.proxies.rules.tracing import Packet
@@ -143,6 +146,8 @@ class KubeTarget:
         self._rules_problem: str | None = None  # why rules cannot be read (kept across reopens)
         self._rules_checked = False
         self._layout = Layout.NFTABLES  # the layout looked for first (the last one found)
+        self._writer = Writer.from_option(options.extra.get("api_concurrency"))
+        self._hooks = threading.Lock()  # the runtime's hooks run one at a time
 
     def _name_run(self) -> None:
         """Choose the run prefix (given, or fresh) and the namespace and placement named by it.
@@ -338,29 +343,21 @@ class KubeTarget:
 
     def reset(self) -> None:
         """Back to an empty namespace between examples, keeping the clients (faster than
-        close+open): delete every Service and backend pod, and wait until the pods are gone."""
+        close+open): delete every Service and backend pod (concurrently, `harness.kube.writer`),
+        and wait on the watches until the pods and slices are gone."""
         _, pods = self._require()
-        for service in list(self.state.services):
-            self._execute(Operation(Verb.DELETE_SERVICE, service))
-        for pod in list(self.state.pods.values()):
-            self._execute(Operation(Verb.REMOVE_POD, pod.name, pod=pod, grace_s=0))
+        operations = [Operation(Verb.DELETE_SERVICE, service) for service in self.state.services]
+        operations += [
+            Operation(Verb.REMOVE_POD, pod.name, pod=pod, grace_s=0)
+            for pod in self.state.pods.values()
+        ]
+        self._writer.run_waves(operations, self._execute)
         # Wait (bounded) until the old pods and the old Services' slices are gone, so the next
         # example's incarnations (u1, u2, ... again) cannot be confused with the old ones.
         deadline_s = self.clock.now() + RESET_WAIT_S
-        gone = set(self.state.pods)
         assert self._slices is not None
-        slices = self._slices
-
-        def pods_left() -> bool:
-            return any(pods.get(name) is not None for name in gone)
-
-        def slices_left() -> bool:
-            return bool(slices.items())
-
-        for watched, leftover in ((pods, pods_left), (slices, slices_left)):
-            generation = watched.generation
-            while leftover() and self.clock.now() < deadline_s:
-                generation = watched.wait_for_change(generation, 1.0)
+        wait_for_names(pods, self.state.pods, present=False, timeout_s=RESET_WAIT_S)
+        self._slices.wait_until(lambda cache: not cache, deadline_s - self.clock.now())
         self.state = ClusterState()
         self._cluster_ips.clear()
         self._pending_ready.clear()
@@ -372,6 +369,17 @@ class KubeTarget:
         after = event.apply(before)
         for operation in plan(before, after, self.placement):
             self._execute(operation)
+        self.state = after
+
+    def apply_many(self, events: Sequence[Event]) -> None:
+        """Apply several events as one change: the API writes from the state before to the state
+        after all of them, at most `Writer.concurrency` in flight (`harness.kube.writer`). For
+        building and tearing down large clusters (benchmarks); the cluster never sees the
+        intermediate states. Like `apply`, returns without waiting for the control plane."""
+        after = self.state
+        for event in events:
+            after = event.apply(after)
+        self._writer.run_waves(plan(self.state, after, self.placement), self._execute)
         self.state = after
 
     def endpoint_slices(self, service: str) -> tuple[EndpointSlice, ...]:
@@ -459,7 +467,8 @@ class KubeTarget:
                 wait_s=RECREATE_WAIT_S,
             )
             self._pending_ready[name] = self.clock.now()
-            self.runtime.pod_created(operation.pod)
+            with self._hooks:
+                self.runtime.pod_created(operation.pod)
         elif verb is Verb.PATCH_POD:
             cluster.call(
                 f"patch pods in namespace {namespace}",
@@ -481,12 +490,14 @@ class KubeTarget:
             )
             if verb is Verb.REMOVE_POD and operation.pod is not None:
                 self._pending_ready.pop(name, None)
-                self.runtime.pod_stopped(operation.pod)
+                with self._hooks:
+                    self.runtime.pod_stopped(operation.pod)
         elif verb is Verb.SET_READY:
             assert operation.pod is not None and operation.ready is not None
             if operation.ready:
                 self._pending_ready[name] = self.clock.now()
-            self.runtime.set_ready(operation.pod, operation.ready)
+            with self._hooks:
+                self.runtime.set_ready(operation.pod, operation.ready)
         elif verb is Verb.EVICT_POD:
             cluster.call(
                 f"patch pods/status in namespace {namespace}",
@@ -498,7 +509,8 @@ class KubeTarget:
             )
             self._pending_ready.pop(name, None)
             if operation.pod is not None:
-                self.runtime.pod_stopped(operation.pod)
+                with self._hooks:
+                    self.runtime.pod_stopped(operation.pod)
 
     def _cluster_ip(self, service: str) -> str:
         """The Service's ClusterIP, as the create response carried it.
