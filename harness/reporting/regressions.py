@@ -76,7 +76,8 @@ class Verdict:
                     f" ({len(self.earlier)} earlier run(s), {MIN_EARLIER} needed)")  # fmt: skip
         return (
             f"{self.name}: {number_text(self.value)} {self.unit}, median of"
-            f" {len(self.earlier)} earlier runs {number_text(self.median)}, threshold {number_text(self.threshold)} (worse by"
+            f" {len(self.earlier)} earlier runs {number_text(self.median)}, threshold"
+            f" {number_text(self.threshold)} (worse by"
             f" {number_text(self.worse_by())}; {better} is better)"
         )
 
