@@ -28,7 +28,7 @@ THROUGHPUT_RUNS = ("wrk_vip_keepalive", "wrk_vip_fresh", "locust_vip_keepalive",
 CEILINGS = {"keepalive": "wrk_pod_keepalive", "fresh": "wrk_pod_fresh"}
 PERCENTILES = (("p50", "latency_p50_ms"), ("p90", "latency_p90_ms"), ("p99", "latency_p99_ms"))
 TREND_GROUPS = (
-    ("x ceiling", "Throughput through the VIP, ratio to the ceiling", "x ceiling"),
+    ("x", "Throughput through the VIP, ratio to the ceiling", "x ceiling"),
     ("req/s", "Throughput through the VIP", "requests/s"),
     ("ms", "Programming and sync times", "ms"),
     ("s", "Local cluster at scale, total time", "s"),
@@ -168,6 +168,11 @@ def scale_plot(rule_sync: Json | None, local_scale: Json | None) -> Plot | None:
     return Plot(title, chart, "; ".join(captions) + f". {sizes} size(s) measured so far.")
 
 
+def _short(name: str) -> str:
+    """A headline figure's name without what its plot's title already says."""
+    return name.removeprefix("throughput ").removesuffix(" x ceiling")
+
+
 def trend_plots(rows: Sequence[Json]) -> list[Plot]:
     """One plot per unit of headline figure, over every history row (oldest first) that has
     it; a figure seen in only one run has no trend and is left out."""
@@ -178,8 +183,8 @@ def trend_plots(rows: Sequence[Json]) -> list[Plot]:
     for unit, title, y_label in TREND_GROUPS:
         names = sorted({n for f in figures for n, fig in f.items() if fig.unit == unit})
         series = [
-            svg.Series(name, points=tuple((float(i), f[name].value)
-                                          for i, f in enumerate(figures) if name in f))
+            svg.Series(_short(name), points=tuple((float(i), f[name].value)
+                                                  for i, f in enumerate(figures) if name in f))
             for name in names
         ]  # fmt: skip
         series = [s for s in series if len(s.points) > 1]

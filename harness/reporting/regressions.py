@@ -36,6 +36,10 @@ RULE = (
     f" A figure with fewer than {MIN_EARLIER} earlier runs is not judged."
 )
 
+JUDGED_GENERATOR = "wrk_"
+"""Throughput figures are judged for wrk's runs only: wrk is the calibrated generator (its
+ceiling measured the same way in the same run); locust's runs are shown, not judged."""
+
 Json = Mapping[str, Any]
 
 
@@ -126,7 +130,8 @@ def headline(entry: Json) -> dict[str, Figure]:
     if isinstance(throughput, Mapping):
         for proxy, runs in throughput.items():
             for run, figures in runs.items() if isinstance(runs, Mapping) else ():
-                if isinstance(figures, list) and len(figures) == 2:
+                judged = str(run).startswith(JUDGED_GENERATOR)
+                if judged and isinstance(figures, list) and len(figures) == 2:
                     put(f"throughput {proxy} {run}", figures[0], True, "req/s")
                     put(f"throughput {proxy} {run} x ceiling", figures[1], True, "x")
     for key, label, higher, unit in (

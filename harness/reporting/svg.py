@@ -152,9 +152,17 @@ def category_label(text: str, x: float, width: float) -> str:
 
 
 def _legend(names: Sequence[tuple[str, str]]) -> list[str]:
-    """(name, colour) swatches, top right."""
+    """(name, colour) swatches, top right; as many as fit, then a line saying how many more
+    (each mark's tooltip names its series)."""
+    room = (HEIGHT - BOTTOM - TOP) // 16
+    shown = names if len(names) <= room else names[: room - 1]
     lines = []
-    for index, (name, colour) in enumerate(names):
+    if len(shown) < len(names):
+        lines.append(
+            f'<text x="{WIDTH - RIGHT + 12}" y="{TOP + 13 + 16 * len(shown)}">'
+            f"… and {len(names) - len(shown)} more (hover a mark)</text>"
+        )
+    for index, (name, colour) in enumerate(shown):
         y = TOP + 4 + 16 * index
         lines.append(
             f'<rect x="{WIDTH - RIGHT + 12}" y="{y}" width="10" height="10" fill="{colour}"/>'

@@ -9,11 +9,8 @@ and `--fail-on-regression` exiting 0 on a flagged figure.
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,44 +24,11 @@ from harness.reporting.regressions import (
     judge_one,
     noise_of,
 )
-from harness.reporting.runs import RUN_SCHEMA
+from tests.reporting.nights import night, publish
 
-FIXTURES = Path(__file__).parent / "fixtures"
 FIGURE = "throughput iptables wrk_vip_keepalive"
 NOISY_RATES = (55_100.0, 54_600.0, 55_500.0, 54_900.0, 55_300.0, 54_800.0, 55_200.0, 55_000.0)
 """Eight nights' requests/s: a spread of about 1% around 55,000."""
-
-
-def throughput(rate: float) -> dict[str, Any]:
-    """The fixture's throughput.json with iptables' keep-alive VIP run at `rate` requests/s."""
-    data: dict[str, Any] = json.loads((FIXTURES / "throughput.json").read_text())
-    data = copy.deepcopy(data)
-    run = data["results"][0]["runs"]["wrk_vip_keepalive"]
-    ceiling = data["results"][0]["runs"]["wrk_pod_keepalive"]["requests_per_s"]
-    run["requests_per_s"], run["ratio_to_ceiling"] = rate, round(rate / ceiling, 3)
-    return data
-
-
-def night(root: Path, day: int, rate: float, profile: str = "full") -> Path:
-    """A run directory measured on 2026-11-`day` with iptables' keep-alive rate `rate`."""
-    directory = root / f"run-{day:02d}"
-    directory.mkdir(parents=True)
-    started = f"2026-11-{day:02d}T02:17:00Z"
-    manifest = {"schema": RUN_SCHEMA, "run": f"night-{day:02d}", "started_at": started,
-                "host": {"name": "runner", "cpus": 2}, "profile": profile}  # fmt: skip
-    (directory / "run.json").write_text(json.dumps(manifest))
-    data = {**throughput(rate), "started_at": started}
-    (directory / "throughput.json").write_text(json.dumps(data))
-    return directory
-
-
-def publish(tmp_path: Path, rates: Sequence[float]) -> Path:
-    """Publish one dated report per rate, in order, as the nightly does; returns the root."""
-    root = tmp_path / "published"
-    for day, rate in enumerate(rates, 1):
-        run = night(tmp_path / "runs", day, rate)
-        write_report([run], root / f"2026-11-{day:02d}", history_root=root)
-    return root
 
 
 def test_a_real_drop_is_flagged_at_the_top_and_noise_is_not(tmp_path: Path) -> None:
