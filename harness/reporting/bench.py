@@ -6,7 +6,8 @@ HARNESS_BENCH_PROFILE set to the profile (`bench/sizes.py`), so it measures exac
 `tox -e bench` measures; every benchmark writes its own figure file, JSON with a `schema`
 (`harness.reporting.runs.write_figures`), into DIR, and pytest's output goes to
 DIR/logs/NAME.log. `--target local:PROXY[,PROXY]` narrows the proxies benchmarked
-(HARNESS_BENCH_PROXIES and HARNESS_BENCH_ALARM_PROXIES).
+(HARNESS_BENCH_PROXIES and HARNESS_BENCH_ALARM_PROXIES). The tools the benchmarks start
+(locust) are found first in the environment of the Python running the harness, activated or not.
 
 Contract: it needs the checkout's bench/ directory (the benchmarks are not installed with the
 package) and refuses, before running anything, a missing bench/, an unknown benchmark or
@@ -137,7 +138,9 @@ def run_benchmarks(
     start_run(output, profile=profile, command="harness bench",
               now=datetime.datetime.now(datetime.UTC))  # fmt: skip
     (output / LOGS).mkdir(exist_ok=True)
-    environment = {**os.environ, **extra, "HARNESS_BENCH_PROFILE": profile}
+    # the tools the benchmarks start (locust) come from this Python's environment, activated or not
+    tools = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    environment = {**os.environ, **extra, "HARNESS_BENCH_PROFILE": profile, "PATH": tools}
     progress = Progress(stream, len(chosen))
     outcomes = []
     for number, name in enumerate(chosen, 1):
