@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.reporting.render import number_text
+
 WINDOW = 7
 MIN_EARLIER = 3
 THRESHOLD_NOISES = 3.0
@@ -104,11 +106,6 @@ class Verdict:
             "threshold": self.threshold,
             "regressed": self.regressed,
         }
-
-
-def number_text(value: float) -> str:
-    """A figure as text: `44,000`, `51.93`, `0.841`."""
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def _number(value: object) -> float | None:

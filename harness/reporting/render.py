@@ -54,6 +54,11 @@ class Section:
     plots: tuple[Plot, ...] = ()
 
 
+def number_text(value: float) -> str:
+    """A figure as text: `44,000`, `51.93`, `0.841` (four significant digits below 1,000)."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 

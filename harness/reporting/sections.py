@@ -18,8 +18,8 @@ from typing import Any
 
 from harness.reporting import tables
 from harness.reporting.plots import figure_plots
-from harness.reporting.regressions import RULE, Verdict, number_text
-from harness.reporting.render import MISSING, Plot, Section, Table
+from harness.reporting.regressions import RULE, Verdict
+from harness.reporting.render import MISSING, Plot, Section, Table, number_text
 from harness.reporting.sources import FIGURE_FILES, RESULTS_COMMAND, Sources, one_line
 from harness.reporting.tables import SHAPE_ERRORS
 

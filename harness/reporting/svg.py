@@ -14,6 +14,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harness.reporting.render import number_text
+
 WIDTH = 760
 HEIGHT = 340
 LEFT, RIGHT, TOP, BOTTOM = 78, 210, 34, 84
@@ -202,7 +204,7 @@ def bar_chart(
                 f'<rect class="mark" x="{_num(left + number * bar)}" y="{_num(top)}"'
                 f' width="{_num(max(bar - 1, 1))}" height="{_num(max(floor - top, 0.5))}"'
                 f' fill="{COLOURS[number % len(COLOURS)]}"><title>{_esc(one.name)},'
-                f" {_esc(category)}: {value:,.4g}</title></rect>"
+                f" {_esc(category)}: {number_text(value)}</title></rect>"
             )
         mark = reference.values[index] if reference and index < len(reference.values) else None
         if reference is not None and mark is not None and (mark > 0 or not log_y):
@@ -211,7 +213,7 @@ def bar_chart(
                 f'<line class="mark" x1="{_num(left - 2)}" x2="{_num(left + group * 0.8 + 2)}"'
                 f' y1="{y}" y2="{y}" stroke="{CEILING_COLOUR}" stroke-width="2"'
                 f' stroke-dasharray="5,3"><title>{_esc(reference.name)}, {_esc(category)}:'
-                f" {mark:,.4g}</title></line>"
+                f" {number_text(mark)}</title></line>"
             )
         lines.append(category_label(category, LEFT + (index + 0.5) * group, group))
     names = [(s.name, COLOURS[i % len(COLOURS)]) for i, s in enumerate(series)]
@@ -247,6 +249,10 @@ def line_chart(
         at = x_axis.at(float(position)) if x_labels else x_axis.at(float(label))
         text = str(label) if x_labels else tick_label(float(label))
         lines.append(category_label(text, at, room))
+
+    def at_x(value: float) -> str:
+        return str(x_labels[int(value)]) if x_labels else number_text(value)
+
     for number, one in enumerate(series):
         colour = COLOURS[number % len(COLOURS)]
         drawn = [(x, y) for x, y in one.points if not ((log_x and x <= 0) or (log_y and y <= 0))]
@@ -257,7 +263,8 @@ def line_chart(
         for (x, y), (value_x, value_y) in zip(coordinates, drawn, strict=True):
             lines.append(
                 f'<circle class="mark" cx="{_num(x)}" cy="{_num(y)}" r="3.5" fill="{colour}">'
-                f"<title>{_esc(one.name)}: {value_x:,.4g}, {value_y:,.4g}</title></circle>"
+                f"<title>{_esc(one.name)}: {_esc(at_x(value_x))}, {number_text(value_y)}"
+                "</title></circle>"
             )
     names = [(s.name, COLOURS[i % len(COLOURS)]) for i, s in enumerate(series)]
     return "\n".join([*lines, *_legend(names), "</svg>"])
