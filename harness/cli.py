@@ -1,10 +1,11 @@
 """The `harness` command line: run, replay, targets, proxies, properties, known-issues, report,
-clean.
+bench, clean.
 
 Exit codes: 0 every property holds, 1 a property was violated (or, for `replay`, the saved
-violation reproduced), 2 usage error, 3 harness or environment error, 130 interrupted. Expected
-errors print one line and no traceback; a harness bug prints its traceback and exits 3, so it
-never looks like a proxy's violation.
+violation reproduced; for `report --fail-on-regression`, a headline figure regressed; for
+`bench`, a benchmark failed), 2 usage error, 3 harness or environment error, 130 interrupted.
+Expected errors print one line and no traceback; a harness bug prints its traceback and exits
+3, so it never looks like a proxy's violation.
 """
 
 from __future__ import annotations
@@ -239,6 +240,43 @@ def build_parser() -> Parser:
         "--mutants",
         action="store_true",
         help="first measure the mutation report (minutes) into a new run under reports/runs/",
+    )
+    report.add_argument(
+        "--history",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
+        help="the dated reports the history, trends and regressions are read from (default:"
+        " %(default)s); an --output directly under it also rewrites its index.html listing",
+    )
+    report.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when a headline figure regressed against the last 7 earlier runs",
+    )
+
+    bench = commands.add_parser(
+        "bench", help="run the benchmarks (bench/) into a run directory (README: Benchmarks)"
+    )
+    bench.add_argument("--profile", choices=("quick", "full"), default="full",
+                       help="how big the benchmarks run (default: %(default)s)")  # fmt: skip
+    bench.add_argument(
+        "--target",
+        metavar="TARGET",
+        help="local (default) or local:PROXY[,PROXY]: the proxies to benchmark",
+    )
+    bench.add_argument(
+        "--benchmark",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this benchmark (bench/test_NAME.py); repeat for more (default: all)",
+    )
+    bench.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="the run directory the figure files go to (default: a new reports/runs/<UTC time>/)",
     )
 
     clean = commands.add_parser("clean", help="remove what killed runs left behind")
@@ -488,11 +526,36 @@ def command_report(args: argparse.Namespace) -> int:
             f"mutants: {mutants['caught']} caught, median counterexample"
             f" {mutants['median_counterexample_events']} events; wrote {run / 'mutants.json'}"
         )
-    for written in write_report(inputs, args.output):
-        print(f"wrote {written}")
+    written = write_report(inputs, args.output, history_root=args.history)
+    for path in written.paths:
+        print(f"wrote {path}")
+    for verdict in written.regressions:
+        print(f"REGRESSION: {verdict.line()}")
     given = " ".join(f"--input {directory}" for directory in inputs)
     print(f"to publish these figures, commit the output of `harness report {given}"
           " --output reports/YYYY-MM-DD`")  # fmt: skip
+    if args.fail_on_regression and written.regressions:
+        return EXIT_VIOLATION
+    return EXIT_OK
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    import datetime
+
+    from harness.reporting.bench import run_benchmarks
+    from harness.reporting.runs import RUNS_DIR, new_run_directory
+
+    output = args.output or new_run_directory(RUNS_DIR, datetime.datetime.now(datetime.UTC))
+    outcomes = run_benchmarks(
+        output, profile=args.profile, names=args.benchmark, target=args.target
+    )
+    print(f"benchmark figures: {output} (report: harness report --input {output})")
+    failed = [outcome for outcome in outcomes if not outcome.ok]
+    if failed:
+        names = ", ".join(outcome.name for outcome in failed)
+        print(f"harness: bench: {len(failed)} benchmark(s) failed: {names}; see their logs",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_VIOLATION
     return EXIT_OK
 
 
@@ -521,6 +584,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "properties": command_properties,
     "known-issues": command_known_issues,
     "report": command_report,
+    "bench": command_bench,
     "clean": command_clean,
 }
 
