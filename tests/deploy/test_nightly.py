@@ -134,3 +134,16 @@ def test_no_step_passes_options_pytest_bench_does_not_know() -> None:
         text = run_text(step)
         if "tox -e bench" in text or "pytest bench" in text:
             assert "--target" not in text and "--kubeconfig" not in text, text
+
+
+def test_what_a_step_passes_to_tox_e_bench_harness_bench_accepts() -> None:
+    """`tox -e bench -- ARGS` runs `harness bench --profile quick ARGS` (tox.ini)."""
+    from harness.cli import build_parser
+
+    given = [
+        t.split("tox -e bench --", 1)[1] for t in map(run_text, steps()) if "tox -e bench --" in t
+    ]
+    assert given, f"{WORKFLOW}: no step runs `tox -e bench -- ...`"
+    for args in given:
+        words = [w.strip('"') for w in args.split()]
+        build_parser().parse_args(["bench", "--profile", "quick", *words])  # exits 2 if unknown
