@@ -1,9 +1,11 @@
-"""The `harness` command line: run, replay, targets, proxies, properties, report, clean.
+"""The `harness` command line: run, replay, targets, proxies, properties, known-issues, report,
+bench, clean.
 
 Exit codes: 0 every property holds, 1 a property was violated (or, for `replay`, the saved
-violation reproduced), 2 usage error, 3 harness or environment error, 130 interrupted. Expected
-errors print one line and no traceback; a harness bug prints its traceback and exits 3, so it
-never looks like a proxy's violation.
+violation reproduced; for `report --fail-on-regression`, a headline figure regressed; for
+`bench`, a benchmark failed), 2 usage error, 3 harness or environment error, 130 interrupted.
+Expected errors print one line and no traceback; a harness bug prints its traceback and exits
+3, so it never looks like a proxy's violation.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from harness.errors import (
 )
 from harness.failures import RunContext, load_failure, run_context_of
 from harness.files import check_output_file, prepare_output_dir
+from harness.kube.objects import DEFAULT_READER_IMAGE
 from harness.profiles import DEFAULT_PROFILE, PROFILES, parse_duration, profile_named
 from harness.results import RunReport, print_summary, write_json, write_junit
 from harness.runner import RunConfig, Runner, StepResult
@@ -147,6 +150,15 @@ def _add_target_options(parser: argparse.ArgumentParser, replay: bool = False) -
         " locally as network namespaces (local)",
     )
     group.add_argument(
+        "--read-node-rules",
+        nargs="?",
+        const=DEFAULT_READER_IMAGE,
+        metavar="IMAGE",
+        help="--target kube --pods cluster: let the harness run a privileged hostNetwork pod per"
+        " node (IMAGE, with sleep, iptables-save and nft; default %(const)s) to read"
+        " kube-proxy's rules for exact-balance; see docs/kube.md for the permissions",
+    )
+    group.add_argument(
         "--deadline",
         type=_positive_float,
         help="seconds a change may take to be programmed (default: the target's: 5 on the"
@@ -201,6 +213,9 @@ def build_parser() -> Parser:
     commands.add_parser("targets", help="list the installed targets")
     commands.add_parser("proxies", help="list the installed proxies (and the harness's mutants)")
     commands.add_parser("properties", help="list the properties the suite checks")
+    commands.add_parser(
+        "known-issues", help="list the upstream issues a failure is matched against, or shown by"
+    )
 
     report = commands.add_parser(
         "report", help="render a run's figures as report.md and index.html (README: Benchmarks)"
@@ -226,6 +241,43 @@ def build_parser() -> Parser:
         action="store_true",
         help="first measure the mutation report (minutes) into a new run under reports/runs/",
     )
+    report.add_argument(
+        "--history",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
+        help="the dated reports the history, trends and regressions are read from (default:"
+        " %(default)s); an --output directly under it also rewrites its index.html listing",
+    )
+    report.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when a headline figure regressed against the last 7 earlier runs",
+    )
+
+    bench = commands.add_parser(
+        "bench", help="run the benchmarks (bench/) into a run directory (README: Benchmarks)"
+    )
+    bench.add_argument("--profile", choices=("quick", "full"), default="full",
+                       help="how big the benchmarks run (default: %(default)s)")  # fmt: skip
+    bench.add_argument(
+        "--target",
+        metavar="TARGET",
+        help="local (default) or local:PROXY[,PROXY]: the proxies to benchmark",
+    )
+    bench.add_argument(
+        "--benchmark",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this benchmark (bench/test_NAME.py); repeat for more (default: all)",
+    )
+    bench.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="the run directory the figure files go to (default: a new reports/runs/<UTC time>/)",
+    )
 
     clean = commands.add_parser("clean", help="remove what killed runs left behind")
     clean.add_argument(
@@ -245,7 +297,7 @@ def build_parser() -> Parser:
     return parser
 
 
-KUBE_ONLY = ("kubeconfig", "context", "kind_cluster", "keep_cluster", "pods")
+KUBE_ONLY = ("kubeconfig", "context", "kind_cluster", "keep_cluster", "pods", "read_node_rules")
 
 
 def refuse_kube_options(args: argparse.Namespace, spec: str) -> None:
@@ -280,6 +332,7 @@ def target_options(
         kind_cluster=args.kind_cluster,
         keep_cluster=args.keep_cluster,
         pods=chosen("pods") or "cluster",
+        read_node_rules=chosen("read_node_rules"),
         deadline_s=float(deadline) if deadline is not None else 30.0,
         extra={"seed": seed, "deadline_given": deadline is not None},
     )
@@ -441,6 +494,14 @@ def command_properties(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_known_issues(args: argparse.Namespace) -> int:
+    from harness.known_issues import KNOWN_ISSUES, listing
+
+    for line in listing(KNOWN_ISSUES):
+        print(line)
+    return EXIT_OK
+
+
 def command_report(args: argparse.Namespace) -> int:
     from harness.reporting import write_report
     from harness.reporting.mutants import measure_mutants
@@ -465,11 +526,36 @@ def command_report(args: argparse.Namespace) -> int:
             f"mutants: {mutants['caught']} caught, median counterexample"
             f" {mutants['median_counterexample_events']} events; wrote {run / 'mutants.json'}"
         )
-    for written in write_report(inputs, args.output):
-        print(f"wrote {written}")
+    written = write_report(inputs, args.output, history_root=args.history)
+    for path in written.paths:
+        print(f"wrote {path}")
+    for verdict in written.regressions:
+        print(f"REGRESSION: {verdict.line()}")
     given = " ".join(f"--input {directory}" for directory in inputs)
     print(f"to publish these figures, commit the output of `harness report {given}"
           " --output reports/YYYY-MM-DD`")  # fmt: skip
+    if args.fail_on_regression and written.regressions:
+        return EXIT_VIOLATION
+    return EXIT_OK
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    import datetime
+
+    from harness.reporting.bench import run_benchmarks
+    from harness.reporting.runs import RUNS_DIR, new_run_directory
+
+    output = args.output or new_run_directory(RUNS_DIR, datetime.datetime.now(datetime.UTC))
+    outcomes = run_benchmarks(
+        output, profile=args.profile, names=args.benchmark, target=args.target
+    )
+    print(f"benchmark figures: {output} (report: harness report --input {output})")
+    failed = [outcome for outcome in outcomes if not outcome.ok]
+    if failed:
+        names = ", ".join(outcome.name for outcome in failed)
+        print(f"harness: bench: {len(failed)} benchmark(s) failed: {names}; see their logs",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_VIOLATION
     return EXIT_OK
 
 
@@ -496,7 +582,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "targets": command_targets,
     "proxies": command_proxies,
     "properties": command_properties,
+    "known-issues": command_known_issues,
     "report": command_report,
+    "bench": command_bench,
     "clean": command_clean,
 }
 

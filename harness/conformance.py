@@ -142,7 +142,8 @@ def uncheckable_features(target: Target) -> frozenset[str]:
 def applicable(prop: str, target: Target) -> str | None:
     """Why `prop` cannot run on `target`, or None if it can."""
     if prop == rules.PROPERTY and not reads_rules(target):
-        return "the target cannot show its programmed rules"
+        why = getattr(target, "rules_unsupported", None)  # a target may say why (kube)
+        return str(why) if why else "the target cannot show its programmed rules"
     if prop == PROXY_CONTRACT and not getattr(target, "runs_proxy", False):
         return "the target runs no proxy process of the harness's"
     return None

@@ -6,12 +6,16 @@ at the failed property, the shrunk counterexample's events (replayed on the mode
 each pod's phase and readiness) and the failing verdict's structured evidence, and matches only
 the exact symptom the issue describes. Pure: nothing here touches a target.
 
-Of `../shared/reference/anchors.md` §4, the entries the harness's properties can show are here:
-terminal pods kept as endpoints (4), Services without endpoints blackholing (6), plus the
-EndpointSlice controller's phase-blind change detection (issue 15). The UDP conntrack entries
-(1-3, 10) need UDP flows and conntrack state, which no property checks yet; terminating-pod
-traffic (5), session affinity (7), lag at scale (8) and random-mode unfairness (9) have no
-signature that could not also match a different cause, so they are left out rather than guessed.
+Every entry of `../shared/reference/anchors.md` §4 is in the table (`ANCHORED`, tested), but
+only symptoms the harness can tell apart are matched automatically: terminal pods kept as
+endpoints (4), Services without endpoints blackholing and the reverse, spurious REJECTs (6),
+plus the EndpointSlice controller's phase-blind change detection (issue 15). The others are
+listed with `signature` None and `shown_by` saying what would show them: the UDP conntrack
+issues (1-3) and spurious RSTs (10) need UDP flows and long-lived connections, which no
+property checks yet (issue 12); terminating-pod traffic (5), session affinity (7), lag at scale
+(8) and random-mode unfairness (9) show as failures of existing properties, but by symptoms
+that have other causes too, so a failure is not claimed to be one of them. Listed, a person
+reading a failure can still find them (`harness known-issues`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,10 @@ class KnownIssue:
     "server" for the control plane, "proxy" for the proxy); `fixed_in` is the first release
     with the fix (None: not fixed, or behaviour by design);
     `affected` says in words which versions show it; `signature(property, events, verdicts)`
-    is True only for the exact symptom (it must not raise on any input)."""
+    is True only for the exact symptom (it must not raise on any input); None: listed for
+    people, never matched, and `shown_by` says which property or future check would show it.
+    `unfixed` words a missing `fixed_in` ("not fixed upstream", or e.g. "closed without a
+    linked fix")."""
 
     id: str
     title: str
@@ -44,9 +51,11 @@ class KnownIssue:
     affected: str
     fixed_in: str | None
     link: str
-    signature: Signature
+    signature: Signature | None
     component: str = "server"
     note: str = ""
+    shown_by: str = ""
+    unfixed: str = "not fixed upstream"
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,21 @@ def unready_then_evicted_listed(prop: str, events: Sequence[Event], verdicts: Ve
     )
 
 
+def rejected_with_endpoints(prop: str, events: Sequence[Event], verdicts: Verdicts) -> bool:
+    """kubernetes#93682: connections to a Service whose endpoints are usable are refused, as
+    if it had none: every failed request is a refusal (`availability`), or the rules REJECT
+    although endpoints are usable (`exact-balance`)."""
+    del events
+    for verdict in verdicts:
+        message, evidence = verdict.get("message"), verdict.get("evidence")
+        if prop == "exact-balance" and isinstance(message, str):
+            return "REJECTs although" in message
+        if prop == "availability" and isinstance(evidence, Mapping) and evidence.get("usable"):
+            errors = evidence.get("errors")
+            return isinstance(errors, Mapping) and bool(errors) and set(errors) == {"refused"}
+    return False
+
+
 def blackholed_when_empty(prop: str, events: Sequence[Event], verdicts: Verdicts) -> bool:
     """kubernetes#17359: a Service without endpoints lets connections time out (a blackhole)
     instead of refusing them: every wrong outcome shown is a timeout without an answer."""
@@ -179,10 +203,133 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = (
         component="proxy",
         note="fixed again by PR #72534",
     ),
+    KnownIssue(
+        id="kubernetes#93682",
+        title="Service with endpoints REJECTed as if it had none",
+        properties=frozenset({"availability", "exact-balance"}),
+        affected="reported on v1.19.0-rc.3 (kube-proxy wrote 'has no endpoints' REJECTs)",
+        fixed_in=None,
+        link="https://github.com/kubernetes/kubernetes/issues/93682",
+        signature=rejected_with_endpoints,
+        component="proxy",
+        unfixed="closed without a linked fix",
+        note="the reverse of kubernetes#17359; a proxy that cannot read EndpointSlices shows it",
+    ),
+    *(
+        KnownIssue(
+            id=issue_id,
+            title=title,
+            properties=frozenset(properties),
+            affected=affected,
+            fixed_in=None,
+            link=f"https://github.com/kubernetes/kubernetes/issues/{issue_id.split('#')[1]}",
+            signature=None,
+            component="proxy",
+            unfixed="fixed releases: see the issue",
+            note=note,
+            shown_by=shown_by,
+        )
+        for issue_id, title, properties, affected, note, shown_by in (
+            (
+                "kubernetes#19029",
+                "stale UDP conntrack entries after an endpoint is removed",
+                (),
+                "see the issue; also #48370 (0 to n endpoints), #59368 (NodePort, PR #71573)",
+                "a recent regression: #139628 (scale to zero; fix PR #139629, PR #141371)",
+                "needs UDP flows through conntrack, which no property checks yet",
+            ),
+            (
+                "kubernetes#105657",
+                "UDP blackhole after an endpoint turns ready: the flush ignored readiness",
+                (),
+                "see the issue (it has an e2e regression test)",
+                "",
+                "needs UDP flows through conntrack, which no property checks yet",
+            ),
+            (
+                "kubernetes#122740",
+                "UDP flows flushed when kube-proxy restarts",
+                (),
+                "see the issue; the conntrack reconciler: #126130",
+                "",
+                "needs UDP flows and a proxy-restart event, which no property checks yet",
+            ),
+            (
+                "kubernetes#86280",
+                "traffic to terminating pods, errors during rolling updates",
+                ("no-stale-traffic", "availability"),
+                "see the issue; also #128479, PR #97238 (KEP-1669), #57841 (IPVS)",
+                "",
+                "no-stale-traffic or availability at a terminating endpoint; not matched"
+                " automatically, the same symptom has other causes",
+            ),
+            (
+                "kubernetes#35677",
+                "session affinity bugs (timeout, IPVS, externalTrafficPolicy Local)",
+                ("affinity",),
+                "see the issue; also #52626, #55429, #71809, #89358, kube-router#910",
+                "",
+                "affinity; not matched automatically, the same symptom has other causes",
+            ),
+            (
+                "kubernetes#48107",
+                "endpoint and programming lag at scale",
+                ("programming-latency",),
+                "see the issue; also #73382, #98570, #139513, #82378 (metric skew)",
+                "",
+                "programming-latency; a deadline missed has many causes",
+            ),
+            (
+                "kubernetes#37932",
+                "perceived unfairness of iptables random mode and keep-alive",
+                ("fairness",),
+                "see the issue; also #64580, #38456, #5292, PR #83599 (probability precision)",
+                "",
+                "fairness (fresh connections) tells a real bias from keep-alive pinning",
+            ),
+            (
+                "kubernetes#74839",
+                "spurious RST on long-running TCP through a VIP (INVALID conntrack packets)",
+                (),
+                "see the issue (e2e 'should drop INVALID conntrack entries')",
+                "",
+                "needs long-lived connections through changes, which no property checks yet",
+            ),
+        )
+    ),
 )
+
+ANCHORED = (
+    "kubernetes#19029",
+    "kubernetes#105657",
+    "kubernetes#122740",
+    "kubernetes#109414",
+    "kubernetes#86280",
+    "kubernetes#17359",
+    "kubernetes#93682",
+    "kubernetes#35677",
+    "kubernetes#48107",
+    "kubernetes#37932",
+    "kubernetes#74839",
+)
+"""The lead issue of each entry of anchors §4 (1-10; 6 has two, the bug and its reverse)."""
 
 
 # -- matching and wording -------------------------------------------------------------------------
+def listing(table: Sequence[KnownIssue]) -> list[str]:
+    """The table for a person (`harness known-issues`): per issue, its title and link, then
+    whether and how a failure is matched to it. Pure."""
+    lines = []
+    for issue in table:
+        fixed = f"fixed in {issue.fixed_in}" if issue.fixed_in else issue.unfixed
+        if issue.signature is not None:
+            how = f"matched on {', '.join(sorted(issue.properties))}; {issue.affected}; {fixed}"
+        else:
+            how = f"not matched automatically: {issue.shown_by}; {issue.affected}"
+        lines += [f"{issue.id}  {issue.title}", f"    {how}", f"    {issue.link}"]
+    return lines
+
+
 def version_tuple(version: str | None) -> tuple[int, int, int] | None:
     """`v1.24.3`, `1.30.0-gke.1`, `Kubernetes v1.30.2` -> (1, 24, 3); None if none is found."""
     found = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version or "")
@@ -196,7 +343,7 @@ def wording(issue: KnownIssue, version: str | None) -> str:
     target's version is known and at or after the fix."""
     head = f"matches {issue.id} ({issue.title})"
     if issue.fixed_in is None:
-        return f"{head}, not fixed upstream"
+        return f"{head}, {issue.unfixed}"
     have, fixed = version_tuple(version), version_tuple(issue.fixed_in)
     if have is not None and fixed is not None and have >= fixed:
         return f"{head}, fixed in {issue.fixed_in}; this version ({version}) should have the fix"
@@ -215,7 +362,8 @@ def match(
     raises for odd evidence."""
     found = []
     for issue in table:
-        if prop in issue.properties and issue.signature(prop, events, list(verdicts or [])):
+        signature = issue.signature
+        if prop in issue.properties and signature and signature(prop, events, list(verdicts or [])):
             version = (versions or {}).get(issue.component)
             found.append(Match(issue, wording(issue, version)))
     return found

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import registry
-from harness.conformance import SuiteOptions, options_for, run_target
+from harness.conformance import PropertyResult, SuiteOptions, options_for, run_target
 from harness.failures import RunContext
 from harness.profiles import PROFILES, Profile
 from harness.targets.mutants import MUTANTS
@@ -84,13 +84,11 @@ def catch(
         return {"caught": False, "error": suite.error, "seconds": seconds}
     if not suite.failed:
         return {"caught": False, "examples_run": suite.stats.examples, "seconds": seconds}
-    failed = sorted(suite.failed, key=lambda r: r.found_after_s or 0.0)
-    specific = [r for r in failed if r.name != "programming-latency"]
-    first = (specific or failed)[0]  # a persisting mismatch also misses the deadline
+    first = headline_finding(suite.failed)
     return {
         "caught": True,
         "property": first.name,
-        "properties": sorted(r.name for r in failed),
+        "properties": sorted(r.name for r in suite.failed),
         "counterexample_events": len(first.counterexample),
         "counterexample": [str(e) for e in first.counterexample],
         "message": first.message,
@@ -98,6 +96,25 @@ def catch(
         "examples_run": suite.stats.examples,
         "seconds": seconds,
     }
+
+
+def headline_finding(failed: Sequence[PropertyResult]) -> PropertyResult:
+    """The finding that shows the mutant caught: the first found whose counterexample
+    reproduced on a fresh target (a confirmed catch), else the first found. A property more
+    specific than `programming-latency` comes first, since a persisting mismatch misses the
+    deadline too.
+
+    A broken data plane can make a traffic property fail by chance during another property's
+    shrinking (a sample that happened to reach the stale endpoint); such a finding is kept and
+    reported flaky by the run, but it is not the evidence a mutation report should quote when
+    a confirmed one exists."""
+
+    def rank(result: PropertyResult) -> tuple[bool, bool, float]:
+        confirmed = not result.flaky
+        specific = result.name != "programming-latency"
+        return (not confirmed, not specific, result.found_after_s or 0.0)
+
+    return sorted(failed, key=rank)[0]
 
 
 def false_alarms(

@@ -33,6 +33,7 @@ class TargetOptions:
     kind_cluster: str | None = None
     keep_cluster: bool = False
     pods: str = "cluster"
+    read_node_rules: str | None = None  # --pods cluster: the reader pods' image; None: not allowed
     prefix: str | None = None
     workdir: Path | None = None
     deadline_s: float = 30.0

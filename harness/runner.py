@@ -261,7 +261,9 @@ class Runner:
             self.target,
             PORT,
             self.clock,
-            lambda name, count: self._send(name, CLIENTS[0], count, limited=True),
+            lambda name, count, at_once: self._send(
+                name, CLIENTS[0], count, limited=True, at_once=at_once
+            ),
             self.config.poll_s,
             longest_pause_s,
         )
@@ -273,24 +275,33 @@ class Runner:
         name, expected = wait.name, wait.expected
         if wait.latency_s is None and wait.mismatch is not None:
             self.missed.setdefault(name, set()).add(wait.mismatch.key)
+        latency = check_latency(name, wait.latency_s, self.config.deadline_s, wait.why)
+        if wait.basis:  # what "converged" rested on (harness.convergence.basis)
+            evidence = {**latency.evidence, "convergence": wait.basis}
+            latency = Verdict(latency.property, latency.holds, latency.message, evidence)
         verdicts = [
-            check_latency(name, wait.latency_s, self.config.deadline_s, wait.why),
+            latency,
             check_endpoints(name, expected.slices, self.target.endpoint_slices(name)),
         ]
         observed: dict[str, Any] = {
             "latency_s": wait.latency_s,
             "usable": _names(expected.usable),
             "confirmations": wait.confirmations,
+            "convergence": wait.basis,
         }
         record["services"][name] = observed
         if expected.service is None:
+            return verdicts, False
+        if wait.still_syncing:  # an interim state, by the proxy's own report: latency alone
             return verdicts, False
         if reads_rules(self.target):
             reach = self.target.reachability(name, PORT, CLIENTS[0])  # type: ignore[attr-defined]
             verdicts.append(check_exact_balance(name, expected.usable, reach, expected.drops))
         sample = wait.sample
         if sample is None:  # nothing sent yet (the control plane never matched): judge anyway
-            sample = self._send(name, CLIENTS[0], confirmation_size(expected), limited=True)
+            sample = self._send(
+                name, CLIENTS[0], confirmation_size(expected), limited=True, at_once=True
+            )
         observed.update(_summary(sample))
         verdicts += self._traffic_verdicts(expected, sample)
         if balances(expected):
@@ -439,23 +450,30 @@ class Runner:
         count: int,
         connections: int = 1,
         limited: bool = False,
+        at_once: bool = False,
     ) -> TrafficSample:
         """One batch; `limited` batches stop starting requests after the deadline's length, so
         a data plane that drops everything costs one deadline, not one timeout per request. To a
         Service whose new connections the model drops (`Expectation.drops`) the requests are
-        fresh and sent in parallel: the sample costs one request timeout."""
-        drops = self._drops(service)
+        fresh and sent in parallel: the sample costs one request timeout.
+
+        `at_once` sends fresh requests in parallel too: for the sample a Service that missed its
+        deadline is judged by. Sent one by one under the time limit, a single timeout (a stale
+        endpoint whose pod is gone) would use the whole limit and leave a sample of one
+        request, whose verdict then depends on which endpoint that request happened to reach;
+        at once, every requested connection is judged and the verdict reproduces."""
+        parallel = at_once or self._drops(service)
         return self.target.send(
             TrafficRequest(
                 service=service,
                 client=client,
                 count=count,
-                keep_alive=connections > 1 and not drops,
+                keep_alive=connections > 1 and not parallel,
                 connections=connections,
                 port=PORT,
                 timeout_s=self.config.request_timeout_s,
                 time_limit_s=self.config.deadline_s if limited else None,
-                parallel=drops,
+                parallel=parallel,
             )
         )
 

@@ -7,7 +7,10 @@ the environment can cause is reported the same way, as one line that names the c
 - the kubeconfig is missing, unreadable or has no such context: `UsageError`;
 - 401: the credentials were rejected: `EnvironmentProblem`;
 - 403: a permission is missing: `EnvironmentProblem` naming the verb and resource, pointing at
-  `deploy/rbac.yaml` (which lists every permission the harness uses).
+  `deploy/rbac.yaml` (which lists every permission the harness uses);
+- 429, 500, 502, 503, 504 and connection resets are retried with backoff, honouring Retry-After
+  (`harness.kube.backoff`); one that persists is one `EnvironmentProblem` naming the status, the
+  number of attempts and the time they took.
 
 The client is the official `kubernetes` package with a private `Configuration`: connecting never
 changes the process-wide default configuration, so two targets can talk to two clusters.
@@ -15,8 +18,10 @@ changes the process-wide default configuration, so two targets can talk to two c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import random
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -29,15 +34,17 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from harness.clock import Clock
+from harness.clock import Clock, RealClock
 from harness.documents import shorten
 from harness.errors import EnvironmentProblem, UsageError
+from harness.kube.backoff import Backoff, describe, retry_after_s, retryable
 
 T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 10.0  # one API call; watches set their own
 MERGE_PATCH = "application/merge-patch+json"  # the content type of every patch the harness sends
 RETRY_PAUSE_S = 0.2
+CONNECTION_POOL = 32  # connections kept per server: at least a Writer's concurrency
 # the loaders are untyped in the client package
 _LOAD_KUBECONFIG: Any = config.load_kube_config
 _LOAD_INCLUSTER: Any = config.load_incluster_config
@@ -62,12 +69,16 @@ class Cluster:
 
     `server` is the URL the client talks to, `context` the kubeconfig context it came from (None
     for a URL), `kubeconfig` the file (None when built from a URL or in-cluster config).
+    `backoff` is the retry policy of every call and `clock` what its waits sleep on; the
+    connection is safe to share between threads (one urllib3 pool of CONNECTION_POOL).
     """
 
     api_client: Any
     server: str
     context: str | None = None
     kubeconfig: str | None = None
+    backoff: Backoff = dataclasses.field(default_factory=Backoff)
+    clock: Clock = dataclasses.field(default_factory=RealClock)
 
     @property
     def core(self) -> Any:
@@ -92,10 +103,12 @@ class Cluster:
         """Call one API `function`; `action` names it for errors ("create pods in namespace x").
 
         Statuses in `allow` (for example 404 on a delete that may race) return None instead of
-        raising. Any other failure raises a one-line `HarnessError` from `translate`.
+        raising, and are never retried. A retryable failure (`harness.kube.backoff.retryable`)
+        is retried as `backoff` says; any other failure, or one that persists, raises a
+        one-line `HarnessError`.
         """
         try:
-            return self._invoke(action, function, *args, **kwargs)
+            return self._invoke(action, function, *args, allow=allow, **kwargs)
         except ApiException as error:
             if error.status in allow:
                 return None
@@ -115,19 +128,56 @@ class Cluster:
                     raise translate(error, action, self.server) from None
             clock.sleep(RETRY_PAUSE_S)
 
-    def _invoke(self, action: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`function(*args)`; network and decoding failures become one-line errors, while an
-        ApiException (the server's answer) is left to the caller."""
+    def _invoke(
+        self,
+        action: str,
+        function: Callable[..., T],
+        *args: Any,
+        allow: Collection[int] = (),
+        **kwargs: Any,
+    ) -> T:
+        """`function(*args)`, retried while it fails retryably (a status in `allow` is an answer,
+        not a failure); network and decoding failures, and a retryable failure that outlasts
+        `backoff.attempts`, become one-line errors, while any other ApiException (the server's
+        answer) is left to the caller."""
         kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT_S)
-        try:
-            return function(*args, **kwargs)
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise translate(error, action, self.server) from None
-        except ValueError as error:  # the client's models reject what the server sent
-            raise EnvironmentProblem(
-                f"the API server at {self.server} answered an unexpected object while trying"
-                f" to {action}: {_one_line(error)}"
-            ) from None
+        started_s = self.clock.now()
+        attempt = 1
+        while True:
+            try:
+                return function(*args, **kwargs)
+            except ApiException as error:
+                if error.status in allow or not retryable(error):
+                    raise
+                failure: BaseException = error
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                if not retryable(error):
+                    raise translate(error, action, self.server) from None
+                failure = error
+            except ValueError as error:  # the client's models reject what the server sent
+                raise EnvironmentProblem(
+                    f"the API server at {self.server} answered an unexpected object while trying"
+                    f" to {action}: {_one_line(error)}"
+                ) from None
+            if attempt >= self.backoff.attempts:
+                raise self._gave_up(failure, action, attempt, self.clock.now() - started_s)
+            self.clock.sleep(self.backoff.delay(attempt, retry_after_s(failure), random.random()))
+            attempt += 1
+
+    def _gave_up(
+        self, failure: BaseException, action: str, attempts: int, spent_s: float
+    ) -> EnvironmentProblem:
+        """The one line for a retryable failure that persisted: what, how often, for how long."""
+        what = describe(failure)
+        if isinstance(failure, ApiException):
+            message = _api_message(failure)
+            if message != str(failure.reason or "no reason given"):
+                what += f": {message[:200]}"
+        return EnvironmentProblem(
+            f"the API server at {self.server} kept failing to {action}: {what}"
+            f" ({attempts} attempts over {spent_s:.1f}s, retried with backoff); the server is"
+            " overloaded or restarting: try again later, or lower the load on it"
+        )
 
     def check(self) -> str:
         """Make one cheap request (GET /version) so that an unreachable server fails early; the
@@ -277,8 +327,13 @@ def connect_url(server: str, token: str | None = None) -> Cluster:
 
 
 def _cluster(configuration: Any, context: str | None, kubeconfig: str | None) -> Cluster:
-    # One quick try: an unreachable server must fail in seconds, not after urllib3's retries.
+    # One quick try: an unreachable server must fail in seconds, not after urllib3's retries
+    # (failures worth retrying are retried by Cluster, with backoff). Enough pooled connections
+    # for a Writer's concurrency: urllib3 otherwise opens and discards one per extra request.
     configuration.retries = 1
+    configuration.connection_pool_maxsize = max(
+        CONNECTION_POOL, configuration.connection_pool_maxsize or 0
+    )
     return Cluster(client.ApiClient(configuration), configuration.host, context, kubeconfig)
 
 

@@ -262,6 +262,17 @@ class LocalKubelet:
     def namespace(self) -> str:
         return self._scope.namespace
 
+    @property
+    def node_netns(self) -> str | None:
+        """The node namespace the proxy runs in, where its rules live; None before `start()`."""
+        return self._local.node_netns if self._local is not None else None
+
+    def client_address(self, client: str) -> str | None:
+        """The source address of `client`'s requests (None if unknown). Reads only."""
+        found = self._local.clients.get(client) if self._local is not None else None
+        address = getattr(found, "address", None)
+        return str(address) if address else None
+
     # -- start and stop -----------------------------------------------------------------------
     def start(self) -> None:
         """Create the Nodes, the local cluster, the relay and the proxy process.

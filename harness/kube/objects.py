@@ -61,6 +61,11 @@ HOSTNAME_SEPARATOR = "--"
 DELAY_SHUTDOWN_S = 86400  # serve until the kubelet's SIGKILL at the end of the grace period
 MIN_API_GRACE_S = 3600  # the harness, not the kubelet, ends terminations (see above)
 MAX_LABEL_VALUE = 63  # DNS-1123 label, also the limit of spec.hostname
+POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
+NODE_READER_ROLE = "node-rules"
+# any image with sleep, iptables-save and nft; netshoot is a common network-debugging image
+DEFAULT_READER_IMAGE = "docker.io/nicolaka/netshoot:v0.13"
+READER_LIFETIME_S = 86400  # the pod ends itself a day later if nothing deletes it
 
 
 def managed_labels(run: str, role: str | None = None) -> dict[str, str]:
@@ -112,11 +117,17 @@ class Placement:
             ) from None
 
 
-def namespace_manifest(name: str, run: str) -> dict[str, Any]:
+def namespace_manifest(name: str, run: str, privileged: bool = False) -> dict[str, Any]:
+    """The run's namespace. `privileged` (only with `--read-node-rules`) labels it for Pod
+    Security Admission's privileged level, which the node-rule reader pods need (hostNetwork,
+    a privileged container); without it the namespace takes the cluster's default level."""
+    labels = managed_labels(run)
+    if privileged:
+        labels[POD_SECURITY_ENFORCE] = "privileged"
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": name, "labels": managed_labels(run)},
+        "metadata": {"name": name, "labels": labels},
     }
 
 
@@ -186,16 +197,61 @@ def client_pod_manifest(name: str, placement: Placement, node: str | None) -> di
     }
     if node is not None:
         spec["nodeName"] = node
+    return _harness_pod(name, placement, "client", spec)
+
+
+def _harness_pod(
+    name: str, placement: Placement, role: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """A pod of the harness's own (no model labels, so no Service selects it) in the run's
+    namespace, labelled with the run and `role`."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": name,
             "namespace": placement.namespace,
-            "labels": managed_labels(placement.run, "client"),
+            "labels": managed_labels(placement.run, role),
         },
         "spec": spec,
     }
+
+
+def node_reader_name(run: str, model_node: str) -> str:
+    """The node-rule reader pod of `model_node`: `<run>-node-rules-<node>`, named by the run."""
+    return f"{run}-node-rules-{model_node}"
+
+
+def node_reader_manifest(
+    name: str, placement: Placement, node: str, image: str = DEFAULT_READER_IMAGE
+) -> dict[str, Any]:
+    """A short-lived pod on cluster node `node` that lets the harness read that node's Service
+    rules (`iptables-save`, `nft -j list ruleset`) through `pods/exec`
+    (`harness.kube.node_rules`). Created only with `--read-node-rules`.
+
+    It shares the node's network namespace (`hostNetwork`), where kube-proxy programs its rules,
+    and runs privileged, as reading netfilter needs CAP_NET_ADMIN there; it only sleeps, bounded
+    (`READER_LIFETIME_S`), and the harness deletes it at close (or with the namespace). Its
+    image must have `sleep`, and `iptables-save` and/or `nft`.
+    """
+    spec = {
+        "nodeName": node,
+        "hostNetwork": True,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 0,
+        "activeDeadlineSeconds": READER_LIFETIME_S,
+        "tolerations": [{"operator": "Exists"}],
+        "containers": [
+            {
+                "name": "rules",
+                "image": image,
+                "command": ["sleep", str(READER_LIFETIME_S)],
+                "securityContext": {"privileged": True},
+            }
+        ],
+    }
+    return _harness_pod(name, placement, NODE_READER_ROLE, spec)
 
 
 def _selector(service: Service) -> dict[str, str]:

@@ -13,6 +13,10 @@ through the incarnation label the harness put on each pod), the node from `nodeN
 to the model's node name, and the conditions follow the API's documented reading of unset values
 (ready unset: ready; serving unset: as ready; terminating unset: false).
 
+Waiting is on the watch, never by polling the API: `Watched.wait_until` sleeps on the cache's
+condition variable and looks again only when a watch event (or a re-list) changed the cache;
+`wait_for_names` waits for named objects to appear or to be gone.
+
 Observing changes nothing in the cluster.
 """
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from kubernetes import watch
@@ -128,6 +132,24 @@ class Watched:
             self._changed.wait_for(lambda: self.generation > generation, timeout=timeout_s)
             return self.generation
 
+    def wait_until(self, predicate: Callable[[Mapping[str, Any]], bool], timeout_s: float) -> bool:
+        """Block until `predicate(cache)` holds or `timeout_s` passes; whether it holds.
+
+        The predicate is called with the cache (name -> object) under the cache's lock, once now
+        and then once per change the watch delivers, never on a timer: it must be quick and must
+        not call back into this object. A problem the watch thread met repeatedly is raised, as
+        `items()` raises it, as soon as it is known.
+        """
+
+        def settled() -> bool:
+            return self._problem is not None or predicate(self._objects)
+
+        with self._changed:
+            holds = self._changed.wait_for(settled, timeout=max(timeout_s, 0.0))
+            if self._problem is not None:
+                raise self._problem
+            return bool(holds)
+
     # -- the watch thread ---------------------------------------------------------------------
     def _relist(self) -> str | None:
         listing = self._cluster.call(
@@ -179,8 +201,9 @@ class Watched:
                     f"watch {self._what} in namespace {self._namespace}",
                     self._cluster.server,
                 )
-            with self._lock:
+            with self._changed:
                 self._problem = problem
+                self._changed.notify_all()  # a waiter learns of it at once
         self._stopped.wait(RETRY_PAUSE_S * failures)
         return failures
 
@@ -219,6 +242,24 @@ class Watched:
             self._changed.notify_all()
         if self._on_change is not None:
             self._on_change(str(kind), item)
+
+
+def wait_for_names(
+    watched: Watched, names: Collection[str], present: bool, timeout_s: float
+) -> list[str]:
+    """Wait on the watch until every object in `names` is in the cache (`present`) or none is
+    (not `present`), for at most `timeout_s`; the names still not so, sorted (empty: done).
+
+    Reads the cache only: never lists, never deletes. Whoever asks decides whether a leftover
+    is an error.
+    """
+    wanted = frozenset(names)
+
+    def missing(cache: Mapping[str, Any]) -> set[str]:
+        return {n for n in wanted if (n in cache) != present}
+
+    watched.wait_until(lambda cache: not missing(cache), timeout_s)
+    return sorted(missing({item.metadata.name: item for item in watched.items()}))
 
 
 class Incarnations:

@@ -32,15 +32,20 @@ which on a busy machine was seen to take a second.
 
 What the node provides to every proxy, as a real node would (a proxy must not need to set it):
 
-- **a route for the Service range**, `SERVICE_CIDR dev lo` (or the ranges given: a real
-  cluster's, with `--pods local`). On a real node the default route
-  carries a packet to a VIP that no rule translated; without any route it is answered "network
-  unreachable" before a netfilter hook sees it, so kube-proxy's REJECT (in filter FORWARD and
-  OUTPUT, `pkg/proxy/iptables/proxier.go`; `filter-forward` in nftables mode) never runs. It is a
-  unicast route: the packet is *forwarded*, where REJECT answers it, and a packet nothing rejects
-  goes nowhere, as it would leave a real node (a `local` route would let the node's own stack
-  refuse it and hide a missing REJECT). A userspace proxy makes its VIPs local itself (an
-  address on `lo`, or a `local` route in the local table, which is looked up first).
+- **a route for the Service range**, `SERVICE_CIDR dev <prefix>sv` (or the ranges given: a
+  real cluster's, with `--pods local`): a sink, one end of a veth
+  pair without ARP whose other end stays down, so whatever is sent into it is dropped (the
+  kernel here has no `dummy` driver). On a real
+  node the default route carries a packet to a VIP that no rule translated; without any route it
+  is answered "network unreachable" before a netfilter hook sees it, so kube-proxy's REJECT (in
+  filter FORWARD and OUTPUT, `pkg/proxy/iptables/proxier.go`; `filter-forward` in nftables mode)
+  never runs. It is a unicast route: the packet is *forwarded* (or sent, from the node itself),
+  so it meets FORWARD/OUTPUT where REJECT answers it, and a packet nothing rejects is discarded
+  by the sink, as it would leave a real node: the client waits. It must not be a route
+  over `lo`: a forwarded packet comes back in on `lo` and is forwarded again until its TTL runs
+  out, and the client then sees "no route to host" (issue 15). Nor a `local` route: the node's
+  own stack would refuse the packet and hide a missing REJECT. A userspace proxy makes its VIPs
+  local itself (an address on `lo`, or a `local` route in the local table, looked up first).
 - **no ICMP rate limit** (`net.ipv4.icmp_ratemask` 0): REJECT answers with ICMP
   port-unreachable, which the kernel otherwise limits per destination, so a client opening
   connections quickly would see some time out instead of being refused.
@@ -268,14 +273,17 @@ class LocalCluster(RunCluster):
     def route_service_range(self, cidr: str) -> None:
         """Route one more Service range in the node namespace (`--pods local` on a cluster
         whose range shows only in the VIPs it allocates); removed with the namespace."""
-        ip_batch([f"route add {cidr} dev lo"], netns=self.node_netns)
+        ip_batch([f"route add {cidr} dev {self.names.service_sink}"], netns=self.node_netns)
         self.service_ranges = (*self.service_ranges, cidr)
 
     def _build_node(self) -> None:
         bridge = self.names.bridge
+        sink, sink_peer = self.names.service_sink, self.names.service_sink_peer
         lines = [
             "link set lo up",
-            *(f"route add {cidr} dev lo" for cidr in self.service_ranges),
+            f"link add {sink} type veth peer name {sink_peer}",
+            f"link set {sink} arp off up",
+            *(f"route add {cidr} dev {sink}" for cidr in self.service_ranges),
             f"link add {bridge} address {mac_for(POD_GATEWAY)} type bridge mcast_snooping 0",
             f"addr add {POD_GATEWAY}/{POD_PREFIX_LENGTH} dev {bridge}",
             f"link set {bridge} up",

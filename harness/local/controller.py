@@ -61,6 +61,26 @@ class EndpointController:
                 changed |= self._update_slices(name, self.derive(state, name))
         return changed
 
+    def interim(self, state: ClusterState) -> ClusterState | None:
+        """The state the real EndpointSlice controller publishes on the way to `state`, or None
+        when it goes there directly.
+
+        A pod recreated under its name (`restart-pod`, with or without its old IP) is a delete
+        and then a create: the controller syncs the Service when the old pod goes, publishing
+        its slices without that pod, and again when the new pod is running and ready. A proxy
+        may program that interim state (kube-proxy does, for up to its `--min-sync-period`), so
+        the local cluster hands it over too. Pure: reads the last state handed over."""
+        replaced = [
+            name
+            for name, pod in state.pods.items()
+            if (old := self._state.pods.get(name)) is not None and old.uid != pod.uid
+        ]
+        if not replaced:
+            return None
+        for name in replaced:
+            state = state.without_pod(name)
+        return state
+
     def derive(self, state: ClusterState, service: str) -> tuple[EndpointSlice, ...]:
         """The slices Service `service` should have: the EndpointSlice controller's rules
         (`derive_slices`). The one hook a control-plane mutant overrides."""

@@ -82,6 +82,16 @@ class RunNames:
     def bridge(self) -> str:
         return _ifname(f"{self.prefix}br")
 
+    @property
+    def service_sink(self) -> str:
+        """The node's device the Service range is routed to (`harness.local.cluster`): one end
+        of a veth pair whose other end, `service_sink_peer`, stays down."""
+        return _ifname(f"{self.prefix}sv")
+
+    @property
+    def service_sink_peer(self) -> str:
+        return _ifname(f"{self.prefix}sp")
+
     def pod_netns(self, number: int) -> str:
         return f"{self.prefix}-p{number:x}"
 

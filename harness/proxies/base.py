@@ -48,7 +48,9 @@ class Proxy(Protocol):
       rules). It must not touch the root network namespace, nor any namespace but `node.netns`.
     - the `on_*` handlers record a change; they must be fast and must not program anything.
     - `sync()` programs the data plane to match every change recorded so far and returns once new
-      connections see it (or raises). It may be called with nothing changed.
+      connections see it (or raises). It may be called with nothing changed. A proxy that syncs
+      later instead (at most once a period, as kube-proxy does) says so through
+      `SyncReportingProxy.sync_state`, which the harness then waits on.
     - `stop()` removes every rule, process and file the proxy created; calling it twice is
       harmless. It must return within a few seconds even if the proxy hangs.
     """
@@ -139,6 +141,32 @@ class TrackingProxy(ABC):
     def stop(self) -> None:
         """Forget pending changes; subclasses extend this to remove what they created."""
         self.changed.clear()
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """What a proxy reports about its data plane: whether every change handed to it has been
+    programmed (`synced`), and how that is known (`source`, one line for a verdict's evidence:
+    the proxy's own counter, its sync reply, kube-proxy's sync metrics)."""
+
+    synced: bool
+    source: str
+
+
+CONTRACT_SYNC = (
+    "sync() returned, which the Proxy contract (and the external protocol's sync reply)"
+    " promises only once new connections see every change handed over"
+)
+"""The evidence of a proxy that programs inside `sync()`: its return."""
+
+
+class SyncReportingProxy(Protocol):
+    """Optional, for proxies whose `sync()` only asks for a sync that happens later (kube-proxy's
+    BoundedFrequencyRunner, `harness.proxies.bounded`): `sync_state()` says whether every change
+    handed to the proxy so far has been programmed. It must be cheap, change nothing and never
+    report True while a change handed over is not yet in the data plane."""
+
+    def sync_state(self) -> SyncState: ...
 
 
 class RuleReadingProxy(Protocol):

@@ -82,6 +82,14 @@ class DropEmptyProxy(IptablesProxy):
     no_endpoints_target: ClassVar[str] = "DROP"
 
 
+class NoRejectProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-no-reject"
+    description: ClassVar[str] = (
+        "iptables that programs nothing for Services without endpoints (no REJECT at all)"
+    )
+    no_endpoints_target: ClassVar[str | None] = None
+
+
 class NoAffinityProxy(NftablesProxy):
     name: ClassVar[str] = "mutant-nftables-no-affinity"
     description: ClassVar[str] = "nftables that ignores sessionAffinity ClientIP"
@@ -153,6 +161,7 @@ MUTANT_PROXIES: dict[str, type] = {
         NeverRemovesProxy,
         IgnoresReadinessProxy,
         DropEmptyProxy,
+        NoRejectProxy,
         NoAffinityProxy,
         TwoDecimalsProxy,
         LeaksDeletedProxy,

@@ -1,6 +1,7 @@
 """A report's output directory: the pages, the figure files they show, and their manifest.
 
-Contract: `write_output` writes only into its directory: report.md, index.html, run.json (the
+Contract: `write_output` writes only into its directory: report.md, index.html, results.json
+(the report's figures for machines), run.json (the
 manifest, dating every figure file, see `harness.reporting.provenance`) and a copy of every
 figure file the report read, so the directory holds exactly the figures its pages show and can
 be read again, moved or committed as it is. Figure files a previous report left there that this
@@ -23,7 +24,10 @@ from harness.reporting.sources import Sources, figure_paths, read_manifest
 
 REPORT_MARKDOWN = "report.md"
 REPORT_HTML = "index.html"
-PAGES = (REPORT_MARKDOWN, REPORT_HTML)
+REPORT_SUMMARY = "results.json"
+"""The report's figures for machines (`harness.reporting.summary`); a page, never read as a
+conformance results file (`harness.reporting.sources.figure_paths`)."""
+PAGES = (REPORT_MARKDOWN, REPORT_HTML, REPORT_SUMMARY)
 CARRIED = ("run", "started_at", "host", "profile", "command", "notes")
 """Manifest fields a report keeps from its first input's manifest."""
 

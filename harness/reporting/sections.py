@@ -5,7 +5,9 @@ Every figure file's tables come with a note saying where and when it was measure
 is missing becomes a note in its section saying how to make it; one that could not be read, or
 lacks a field its table needs, becomes one line naming it (the reading error, or the builder's
 KeyError/TypeError/ValueError, shortened), and the rest of the report goes on. The last section
-lists every file, where it came from and what became of it.
+lists every file, where it came from and what became of it. The first section says which
+headline figures regressed against the runs before (`harness.reporting.regressions`); plots
+(`harness.reporting.plots`) sit in the sections of the figures they draw.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.reporting import tables
-from harness.reporting.render import Section, Table
+from harness.reporting.plots import figure_plots
+from harness.reporting.regressions import RULE, Verdict
+from harness.reporting.render import MISSING, Plot, Section, Table, number_text
 from harness.reporting.sources import FIGURE_FILES, RESULTS_COMMAND, Sources, one_line
 from harness.reporting.tables import SHAPE_ERRORS
 
@@ -47,12 +51,15 @@ class Assembly:
         return f"{name}: malformed, skipped ({one_line(error)})"
 
 
-def section(title: str, parts: Sequence[tuple[list[Table], list[str]]]) -> Section:
-    """A section of the tables and notes of `parts`, in order."""
+def section(
+    title: str, parts: Sequence[tuple[list[Table], list[str]]], plots: Sequence[Plot] = ()
+) -> Section:
+    """A section of `plots`, then the tables and notes of `parts`, in order."""
     return Section(
         title,
         tuple(table for part in parts for table in part[0]),
         tuple(note for part in parts for note in part[1]),
+        tuple(plots),
     )
 
 
@@ -113,6 +120,39 @@ def _results(assembly: Assembly) -> tuple[list[Table], list[str]]:
     return built + ([covered] if covered else []), notes
 
 
+def _matrix(assembly: Assembly) -> tuple[list[Table], list[str]]:
+    """Every property against every implementation (`tables.conformance_matrix`)."""
+    try:
+        matrix = tables.conformance_matrix(assembly.sources.results)
+    except SHAPE_ERRORS as error:
+        return [], [f"results files: matrix not shown ({one_line(error)})"]
+    if matrix is None:
+        return [], [f"no results*.json in this report's input (made by `{RESULTS_COMMAND}`)"]
+    return [matrix], []
+
+
+def regression_section(verdicts: Sequence[Verdict]) -> Section:
+    """The report's first section: every regressed headline figure, the rule, and every
+    figure's verdict."""
+    flagged = [f"REGRESSION: {v.line()}" for v in verdicts if v.regressed]
+    judged = sum(v.judged for v in verdicts)
+    notes = flagged or [f"No regression among {judged} judged figure(s)."]
+    rows = tuple(
+        (
+            v.name,
+            f"{number_text(v.value)} {v.unit}",
+            MISSING if v.median is None else number_text(v.median),
+            MISSING if v.threshold is None else number_text(v.threshold),
+            str(len(v.earlier)),
+            "REGRESSED" if v.regressed else ("ok" if v.judged else "not judged"),
+        )
+        for v in verdicts
+    )
+    headers = ("figure", "this run", "median, earlier", "threshold", "earlier runs", "verdict")
+    table = Table("Headline figures against the runs before this one", headers, rows)
+    return Section("Regressions", (table,), (*notes, RULE))
+
+
 def _search_rate(data: Any) -> tuple[list[Table], list[str]]:
     return [tables.search_rate(data)], tables.search_rate_notes(data)
 
@@ -128,11 +168,19 @@ def _time_to_verdict(data: Any) -> tuple[list[Table], list[str]]:
 def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
     """Every section of the report, and every file found malformed (at reading or building)."""
     assembly = Assembly(sources)
+    plots = {plot.title: plot for plot in figure_plots(sources.figures)}
+    scale = [plot for title, plot in plots.items() if "scale" in title]
     sections = [
-        section("Throughput", [assembly.part("throughput.json", _throughput)]),
+        section("Conformance matrix", [_matrix(assembly)]),
+        section(
+            "Throughput",
+            [assembly.part("throughput.json", _throughput)],
+            [plot for plot in plots.values() if plot not in scale],
+        ),
         section(
             "Programming latency",
             [_results(assembly), assembly.part("rule_sync.json", _rule_sync)],
+            scale,
         ),
         section(
             "Scale and speed",

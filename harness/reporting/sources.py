@@ -93,11 +93,15 @@ def read_manifest(directory: Path) -> Json | None:
 
 
 def figure_paths(directory: Path) -> list[Path]:
-    """Every figure file and results file in `directory` (none if it is not a directory)."""
+    """Every figure file and results file in `directory` (none if it is not a directory). A
+    file its manifest lists among the pages of a report (a report's own results.json, its
+    summary, `harness.reporting.summary`) is a page, not a figure file, and is left out."""
     if not directory.is_dir():
         return []
     named = [directory / name for name in FIGURE_FILES if (directory / name).is_file()]
-    return named + sorted(directory.glob(RESULTS_PATTERN))
+    pages = (read_manifest(directory) or {}).get("pages")
+    own = set(pages) if isinstance(pages, list) else set()
+    return named + sorted(p for p in directory.glob(RESULTS_PATTERN) if p.name not in own)
 
 
 def check_input(directory: Path) -> None:

@@ -438,3 +438,22 @@ def time_to_verdict(data: Json) -> Table:
     ]
     headers = ("proxy", "first verdict, s", "whole run, s", "first verdict / correct run")
     return Table("Time to the first verdict (time_to_verdict.json)", headers, tuple(rows))
+
+
+def conformance_matrix(results: Mapping[str, Json]) -> Table | None:
+    """Every property (rows) against every implementation that ran the suite (one column per
+    results file, headed by its target): passed, failed, flaky, skipped... as recorded; `-` where
+    that run did not check the property. None when there is no results file."""
+    if not results:
+        return None
+    columns = {name: {str(p["name"]): str(p["status"]) + (" (flaky)" if p.get("flaky") else "")
+                      for p in data["properties"]}
+               for name, data in results.items()}  # fmt: skip
+    targets = [str(data.get("target") or name) for name, data in results.items()]
+    headers = ("property", *(target if targets.count(target) == 1 else f"{target} ({name})"
+                             for target, name in zip(targets, results, strict=True)))  # fmt: skip
+    properties = sorted({prop for column in columns.values() for prop in column})
+    rows = tuple(
+        (prop, *(column.get(prop, MISSING) for column in columns.values())) for prop in properties
+    )
+    return Table("Conformance matrix: implementation x property (results files)", headers, rows)

@@ -1,7 +1,7 @@
 """The `kube` target: a real Kubernetes cluster driven through the official client.
 
 `harness run --target kube [--kubeconfig FILE] [--context NAME] [--kind-cluster NAME]
-[--pods cluster|local] [--proxy-command CMD]`
+[--pods cluster|local] [--proxy-command CMD] [--read-node-rules[=IMAGE]]`
 
 Everything lives in a namespace the target creates (`svc-lb-<prefix>`, labelled
 `app.kubernetes.io/managed-by=svc-lb-harness`) and deletes in `close()`; with `--pods local` it
@@ -16,6 +16,10 @@ writes); the runtime (`harness.kube.runtime`) then does what a kubelet would not
 EndpointSlice watch; traffic runs from client pods (or client namespaces) to the Service's
 ClusterIP. Deadlines are the runner's (default 30 s, the e2e `KubeProxyEndpointLagTimeout`).
 
+The target is a `RuleOracle` where it can read the node's rules (`harness.kube.node_rules`):
+always with `--pods local`, with `--read-node-rules` on a cluster with kubelets; `exact-balance`
+is skipped with the reason (`rules_unsupported`) elsewhere or for a layout other than kube-proxy's.
+
 Programming latency is measured by the runner from the API write to the first observed effect.
 kube-proxy's own `network_programming_duration_seconds` and `sync_proxy_rules_duration_seconds`
 histograms are the cross-check: read once the proxy has synced after `open()` and again at the
@@ -29,6 +33,8 @@ import math
 import shutil
 import sys
 import tempfile
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +51,20 @@ from harness.kube.metrics import (
     wait_for_first_sync,
 )
 from harness.kube.metrics import parse as parse_metrics
+from harness.kube.node_readers import NodeReaders
+from harness.kube.node_rules import (
+    LAYOUT_WAIT_S,
+    Layout,
+    Run,
+    UnsupportedRules,
+    backend_lookup,
+    detect,
+    netns_reader,
+    wait_for_layout,
+)
 from harness.kube.objects import (
     DEFAULT_IMAGE,
+    INCARNATION_LABEL,
     RUN_LABEL,
     SERVICE_NAME_LABEL,
     Operation,
@@ -55,15 +73,24 @@ from harness.kube.objects import (
     namespace_manifest,
     plan,
 )
-from harness.kube.observe import Incarnations, Watched, to_model_slice
-from harness.kube.runtime import ClusterRuntime, PodRuntime, pod_is_ready, pod_problem
+from harness.kube.observe import Incarnations, Watched, to_model_slice, wait_for_names
+from harness.kube.runtime import ClusterRuntime, PodExec, PodRuntime, pod_is_ready, pod_problem
 from harness.kube.scope import Scope
-from harness.kube.traffic import Exec
-from harness.model.objects import EndpointSlice
+from harness.kube.traffic import ClientPods, Exec
+from harness.kube.writer import Writer
+from harness.model.objects import PROXY_NODE, EndpointSlice, Pod
 from harness.model.state import ClusterState
+from harness.proxies.rules.tracing import Packet
 from harness.registry import POD_MODES, TargetOptions
 from harness.targets.base import UNKNOWN_VERSION
-from harness.traffic import CLIENTS, ErrorKind, Outcome, TrafficRequest, TrafficSample
+from harness.traffic import (
+    CLIENTS,
+    ErrorKind,
+    Outcome,
+    Reachability,
+    TrafficRequest,
+    TrafficSample,
+)
 from harness.versions import proxy_command_version
 
 NAMESPACE_PREFIX = "svc-lb-"
@@ -100,6 +127,11 @@ class KubeTarget:
             raise UsageError(
                 "--proxy-command needs --pods local (a real cluster runs its own proxy)"
             )
+        if options.read_node_rules and options.pods == "local":
+            raise UsageError(
+                "--read-node-rules is for --pods cluster (--pods local reads the node namespace"
+                " itself); drop it"
+            )
         self.options = options
         self._name_run()
         self.clock = RealClock()
@@ -119,6 +151,14 @@ class KubeTarget:
         self._pending_ready: dict[str, float] = {}
         self._workdir: str | None = None
         self._server_version = UNKNOWN_VERSION
+        self._scope: Scope | None = None
+        self._readers: NodeReaders | None = None
+        self._reader_exec: Exec | None = None
+        self._rules_problem: str | None = None  # why rules cannot be read (kept across reopens)
+        self._rules_checked = False
+        self._layout = Layout.NFTABLES  # the layout looked for first (the last one found)
+        self._writer = Writer.from_option(options.extra.get("api_concurrency"))
+        self._hooks = threading.Lock()  # the runtime's hooks run one at a time
         self._metrics = MetricsWindow(self._metrics_source())
 
     def _name_run(self) -> None:
@@ -166,7 +206,9 @@ class KubeTarget:
             self.cluster.call(
                 "create namespaces",
                 self.cluster.core.create_namespace,
-                namespace_manifest(self.namespace, self.prefix),
+                namespace_manifest(
+                    self.namespace, self.prefix, privileged=bool(self.options.read_node_rules)
+                ),
             )
             self._namespace_created = True
             self._start_heartbeat(self.cluster)
@@ -176,6 +218,7 @@ class KubeTarget:
             self.placement = Placement(
                 self.namespace, self.prefix, self.placement.image, self.runtime.nodes
             )
+            self._start_readers(self.cluster)
             self._begin_metrics()
         except BaseException:
             self.close()
@@ -240,7 +283,7 @@ class KubeTarget:
 
     def _make_runtime(self, cluster: Cluster) -> PodRuntime:
         assert self._pods is not None
-        scope = Scope(cluster, self.placement, CLIENTS, self.clock)
+        scope = self._scope = Scope(cluster, self.placement, CLIENTS, self.clock)
         if self.options.pods == "local":
             from harness.kube.kubelet import LocalKubelet
 
@@ -270,6 +313,12 @@ class KubeTarget:
         problems: list[BaseException] = []
         if self._metrics.open:
             self._metrics.end(self._read_proxy_metrics())
+        if self._readers is not None:
+            readers, self._readers = self._readers, None
+            try:
+                readers.close()
+            except Exception as error:
+                problems.append(error)
         if self.runtime is not None:
             runtime, self.runtime = self.runtime, None
             try:
@@ -312,29 +361,21 @@ class KubeTarget:
 
     def reset(self) -> None:
         """Back to an empty namespace between examples, keeping the clients (faster than
-        close+open): delete every Service and backend pod, and wait until the pods are gone."""
+        close+open): delete every Service and backend pod (concurrently, `harness.kube.writer`),
+        and wait on the watches until the pods and slices are gone."""
         _, pods = self._require()
-        for service in list(self.state.services):
-            self._execute(Operation(Verb.DELETE_SERVICE, service))
-        for pod in list(self.state.pods.values()):
-            self._execute(Operation(Verb.REMOVE_POD, pod.name, pod=pod, grace_s=0))
+        operations = [Operation(Verb.DELETE_SERVICE, service) for service in self.state.services]
+        operations += [
+            Operation(Verb.REMOVE_POD, pod.name, pod=pod, grace_s=0)
+            for pod in self.state.pods.values()
+        ]
+        self._writer.run_waves(operations, self._execute)
         # Wait (bounded) until the old pods and the old Services' slices are gone, so the next
         # example's incarnations (u1, u2, ... again) cannot be confused with the old ones.
         deadline_s = self.clock.now() + RESET_WAIT_S
-        gone = set(self.state.pods)
         assert self._slices is not None
-        slices = self._slices
-
-        def pods_left() -> bool:
-            return any(pods.get(name) is not None for name in gone)
-
-        def slices_left() -> bool:
-            return bool(slices.items())
-
-        for watched, leftover in ((pods, pods_left), (slices, slices_left)):
-            generation = watched.generation
-            while leftover() and self.clock.now() < deadline_s:
-                generation = watched.wait_for_change(generation, 1.0)
+        wait_for_names(pods, self.state.pods, present=False, timeout_s=RESET_WAIT_S)
+        self._slices.wait_until(lambda cache: not cache, deadline_s - self.clock.now())
         self.state = ClusterState()
         self._cluster_ips.clear()
         self._pending_ready.clear()
@@ -346,6 +387,17 @@ class KubeTarget:
         after = event.apply(before)
         for operation in plan(before, after, self.placement):
             self._execute(operation)
+        self.state = after
+
+    def apply_many(self, events: Sequence[Event]) -> None:
+        """Apply several events as one change: the API writes from the state before to the state
+        after all of them, at most `Writer.concurrency` in flight (`harness.kube.writer`). For
+        building and tearing down large clusters (benchmarks); the cluster never sees the
+        intermediate states. Like `apply`, returns without waiting for the control plane."""
+        after = self.state
+        for event in events:
+            after = event.apply(after)
+        self._writer.run_waves(plan(self.state, after, self.placement), self._execute)
         self.state = after
 
     def endpoint_slices(self, service: str) -> tuple[EndpointSlice, ...]:
@@ -486,7 +538,8 @@ class KubeTarget:
                 wait_s=RECREATE_WAIT_S,
             )
             self._pending_ready[name] = self.clock.now()
-            self.runtime.pod_created(operation.pod)
+            with self._hooks:
+                self.runtime.pod_created(operation.pod)
         elif verb is Verb.PATCH_POD:
             cluster.call(
                 f"patch pods in namespace {namespace}",
@@ -508,12 +561,14 @@ class KubeTarget:
             )
             if verb is Verb.REMOVE_POD and operation.pod is not None:
                 self._pending_ready.pop(name, None)
-                self.runtime.pod_stopped(operation.pod)
+                with self._hooks:
+                    self.runtime.pod_stopped(operation.pod)
         elif verb is Verb.SET_READY:
             assert operation.pod is not None and operation.ready is not None
             if operation.ready:
                 self._pending_ready[name] = self.clock.now()
-            self.runtime.set_ready(operation.pod, operation.ready)
+            with self._hooks:
+                self.runtime.set_ready(operation.pod, operation.ready)
         elif verb is Verb.EVICT_POD:
             cluster.call(
                 f"patch pods/status in namespace {namespace}",
@@ -525,7 +580,8 @@ class KubeTarget:
             )
             self._pending_ready.pop(name, None)
             if operation.pod is not None:
-                self.runtime.pod_stopped(operation.pod)
+                with self._hooks:
+                    self.runtime.pod_stopped(operation.pod)
 
     def _cluster_ip(self, service: str) -> str:
         """The Service's ClusterIP, as the create response carried it.
@@ -541,6 +597,126 @@ class KubeTarget:
                 " needs a server that allocates Service IPs"
             )
         return ip
+
+    # -- the rule oracle (harness.kube.node_rules) --------------------------------------------
+    def _start_readers(self, cluster: Cluster) -> None:
+        """With `--read-node-rules` on a cluster with kubelets: one reader pod per mapped node,
+        waited for (see harness.kube.node_readers). Nothing otherwise."""
+        image = self.options.read_node_rules
+        if not image or self.options.pods != "cluster" or self.runtime is None:
+            return
+        assert self._scope is not None and self._pods is not None and self.runtime.nodes
+        self._reader_exec = self._pod_exec or PodExec(cluster, self.namespace)
+        self._readers = NodeReaders(
+            self._scope,
+            self._pods,
+            self.runtime.nodes,
+            self._reader_exec,
+            image,
+            float(self.options.extra.get("startup_s", STARTUP_S)),
+            self.clock,
+        )
+        self._readers.start()
+
+    @property
+    def reads_rules(self) -> bool:
+        """Whether the node's rules can be read and are kube-proxy's layout (`rules_unsupported`
+        says why not). The first answer after `open()` may wait (bounded) for the proxy's first
+        sync; it is kept for the target's lifetime, as the proxy does not change."""
+        return self.rules_unsupported is None
+
+    @property
+    def rules_unsupported(self) -> str | None:
+        """Why `exact-balance` cannot run here, or None when it can: `--pods cluster` without
+        `--read-node-rules`, or rules that are not a layout the oracle traces."""
+        if self.options.pods == "cluster" and not self.options.read_node_rules:
+            return (
+                "the target cannot show its programmed rules (on a cluster with kubelets,"
+                " --read-node-rules lets the harness read them from a privileged pod per node)"
+            )
+        if self._rules_checked:
+            return self._rules_problem
+        if self.runtime is None:
+            return "the target cannot show its programmed rules until it is open"
+        run, where = self._node_reader(CLIENTS[0])
+        wait_s = float(self.options.extra.get("node_rules_wait_s", LAYOUT_WAIT_S))
+        try:
+            self._layout = wait_for_layout(run, where, self.clock, wait_s).layout
+        except UnsupportedRules as error:
+            self._rules_problem = f"exact rules unsupported: {error}"
+        self._rules_checked = True
+        return self._rules_problem
+
+    def reachability(self, service: str, port: str, client: str) -> Reachability:
+        """Where a new connection from `client` to `service`'s port goes, traced through the
+        rules read from the client's node now (`RuleOracle`; only when `reads_rules`). DNAT
+        destinations are named by the Service's slices and the pods the target knows. Rules
+        that are not (or no longer) a known layout give no backend and say why in `detail`, so
+        convergence keeps waiting; a rule the tracer cannot evaluate is UnsupportedRules. Sends
+        no traffic, changes nothing."""
+        if not self.reads_rules:
+            raise UsageError(self.rules_unsupported or "the target cannot show its rules")
+        found = self.state.services.get(service)
+        service_port = next((p for p in found.ports if p.name == port), None) if found else None
+        if found is None or service_port is None:
+            raise UsageError(f"no Service port {service}:{port}")
+        source = self._client_ip(client)
+        run, where = self._node_reader(client)
+        try:
+            rules = detect(run, where, self._layout)
+        except UnsupportedRules as error:
+            return Reachability(False, {}, str(error))
+        self._layout = rules.layout
+        packet = Packet(
+            source, self._cluster_ip(service), service_port.protocol.lower(), service_port.port
+        )
+        lookup = backend_lookup(self.endpoint_slices(service), service_port, self._pod_ips())
+        return rules.reachability(packet, lookup)
+
+    def _node_reader(self, client: str) -> tuple[Run, str]:
+        """How to run rule tools on the node `client`'s traffic enters: the node namespace
+        (`--pods local`), or the reader pod on the client pod's node."""
+        netns = getattr(self.runtime, "node_netns", None)
+        if self.options.pods == "local" and netns:
+            return netns_reader(netns), f"node namespace {netns}"
+        if self._readers is None:
+            raise UsageError("the target cannot read node rules: give --read-node-rules")
+        pod = self._watched_client(client)
+        node = getattr(getattr(pod, "spec", None), "node_name", None)
+        reverse = {real: model for model, real in (self.placement.nodes or {}).items()}
+        return self._readers.run_on(reverse.get(node or "", PROXY_NODE))
+
+    def _watched_client(self, client: str) -> Any:
+        """The client pod object from the pod watch (None before it is seen)."""
+        _, pods = self._require()
+        assert self._scope is not None and self._reader_exec is not None
+        return pods.get(ClientPods(self._scope, None, self._reader_exec).pod_name(client))
+
+    def _client_ip(self, client: str) -> str:
+        """The source address of `client`'s connections: the client namespace's (`--pods
+        local`) or the client pod's podIP."""
+        address: str | None = None
+        if self.options.pods == "local":
+            address = self.runtime.client_address(client)  # type: ignore[union-attr]
+        else:
+            status = getattr(self._watched_client(client), "status", None)
+            address = getattr(status, "pod_ip", None)
+        if not address:
+            raise EnvironmentProblem(f"client {client} has no address yet: is it running?")
+        return str(address)
+
+    def _pod_ips(self) -> list[tuple[Pod, str | None]]:
+        """Every model pod with its real IP: the model's own in `--pods local` (the harness
+        runs it there), the watched pod's podIP when its incarnation is the model's."""
+        if self.options.pods == "local" or self._pods is None:
+            return [(pod, pod.ip) for pod in self.state.pods.values()]
+        known = []
+        for name, pod in self.state.pods.items():
+            seen = self._pods.get(name)
+            labels = getattr(getattr(seen, "metadata", None), "labels", None) or {}
+            if seen is not None and labels.get(INCARNATION_LABEL) == pod.uid:
+                known.append((pod, getattr(seen.status, "pod_ip", None) if seen.status else None))
+        return known
 
     # -- environment checks -------------------------------------------------------------------
     def _check(self) -> None:

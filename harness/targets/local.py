@@ -37,7 +37,7 @@ from harness.local.names import check_prefix, new_prefix
 from harness.local.traffic import Batch, ClientAgent
 from harness.model.objects import PROXY_NODE, Backend, EndpointSlice, Pod, Service
 from harness.model.state import SERVICE_CIDR, ClusterState
-from harness.proxies.base import NodeContext, Proxy
+from harness.proxies.base import CONTRACT_SYNC, NodeContext, Proxy, SyncState
 from harness.proxies.failure import ProxyFailure, last_line
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
@@ -289,6 +289,10 @@ class LocalTarget:
         cluster.remove_pods(ended)
         for handle in ended:
             del self._handles[handle.pod]
+        interim = self.controller.interim(state)
+        if interim is not None:  # a recreated pod: the old one's slices go first, and are synced
+            self.controller.update(interim)
+            self.proxy.sync()
         started = [
             pod
             for pod in state.pods.values()
@@ -379,6 +383,16 @@ class LocalTarget:
         if client not in cluster.clients:
             raise UsageError(f"unknown client {client!r}; clients: {', '.join(cluster.clients)}")
         return cluster.clients[client].address
+
+    def sync_state(self) -> SyncState:
+        """Whether the proxy has programmed every change handed to it: its own report where it
+        gives one (`SyncReportingProxy`), else the return of its `sync()` (`CONTRACT_SYNC`),
+        which `apply` waited for. Reads only."""
+        report = getattr(self.proxy, "sync_state", None)
+        if callable(report):
+            state: SyncState = report()
+            return state
+        return SyncState(True, CONTRACT_SYNC)
 
     def reachability(self, service: str, port: str, client: str) -> Reachability:
         """Where a new connection from `client` to `service`'s port goes, read from the kernel

@@ -144,7 +144,8 @@ def test_versions_are_read_leniently_and_unknown_ones_say_nothing() -> None:
 
 def test_every_entry_is_complete() -> None:
     for issue in KNOWN_ISSUES:
-        assert issue.title and issue.properties and issue.affected
+        assert issue.title and issue.affected
+        assert issue.properties if issue.signature else issue.shown_by  # matched, or says why not
         assert issue.link.startswith("https://github.com/kubernetes/kubernetes/")
         assert issue.component in ("server", "proxy")
 
@@ -192,3 +193,64 @@ def test_the_lists_evicted_mutant_fails_annotated_with_109414(
     failure = junit.find("testcase[@name='endpoints']/failure")
     assert failure is not None and "kubernetes#109414" in (failure.get("message") or "")
     assert "known issue: matches kubernetes#109414" in (failure.text or "")
+
+
+# -- kubernetes#93682 and the listed-only entries -------------------------------------------------
+def availability_failure(errors: dict[str, int], usable: list[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "property": "availability",
+            "holds": False,
+            "message": "svc-a: requests failed while endpoints were usable",
+            "evidence": {"service": "svc-a", "errors": errors, "usable": usable},
+        }
+    ]
+
+
+def test_refusals_while_endpoints_are_usable_match_93682_and_nothing_else_does() -> None:
+    refused = availability_failure({"refused": 117}, ["web-0/u1"])
+    assert ids(match("availability", READY_EVICTED, refused)) == ["kubernetes#93682"]
+    mixed = availability_failure({"refused": 3, "timeout": 1}, ["web-0/u1"])
+    assert ids(match("availability", READY_EVICTED, mixed)) == []
+    timeouts = availability_failure({"timeout": 4}, ["web-0/u1"])
+    assert ids(match("availability", READY_EVICTED, timeouts)) == []
+    rules = [{"message": "svc-a: programmed rules REJECTs although 2 endpoint(s) are usable"}]
+    found = match("exact-balance", READY_EVICTED, rules)
+    assert ids(found) == ["kubernetes#93682"]
+    assert found[0].text.endswith("closed without a linked fix")
+    other = [{"message": "svc-a: programmed rules reaches the wrong endpoints; extra x"}]
+    assert ids(match("exact-balance", READY_EVICTED, other)) == []
+
+
+def test_every_anchored_issue_is_listed_and_listed_only_ones_never_match() -> None:
+    from harness.known_issues import ANCHORED
+
+    assert set(ANCHORED) <= set(BY_ID)
+    assert len(ANCHORED) == 11  # anchors §4 entries 1-10, entry 6 with its reverse bug
+    listed_only = [issue for issue in KNOWN_ISSUES if issue.signature is None]
+    assert listed_only and all(issue.shown_by for issue in listed_only)
+    for issue in listed_only:
+        for prop in issue.properties:
+            assert issue.id not in ids(match(prop, READY_EVICTED, refused_anything(prop)))
+
+
+def refused_anything(prop: str) -> list[dict[str, Any]]:
+    """A failing verdict of `prop` with every kind of evidence a signature might read."""
+    return [
+        {
+            "property": prop,
+            "holds": False,
+            "message": "svc-a: failed",
+            "evidence": {"errors": {"timeout": 1}, "usable": ["web-0/u1"], "outcomes": []},
+        }
+    ]
+
+
+def test_harness_known_issues_lists_every_issue_with_its_link(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["known-issues"]) == 0
+    shown = capsys.readouterr().out
+    for issue in KNOWN_ISSUES:
+        assert issue.id in shown and issue.link in shown
+    assert "not matched automatically" in shown

@@ -108,6 +108,29 @@ def test_a_known_mismatch_is_not_waited_for_again():
     assert "not waited for again" in second.failures({"programming-latency"})[0].message
 
 
+def test_a_service_that_missed_its_deadline_is_judged_on_a_whole_sample_sent_at_once():
+    """The sample the traffic properties judge after a missed deadline is a whole confirmation
+    sample, sent in parallel: one by one under the time limit, a single timeout (a stale
+    endpoint whose pod is gone) would use the whole limit and leave a one-request sample, whose
+    verdict then depends on where that request happened to go (it would not reproduce)."""
+    target = MUTANTS["late-programming"](delay_s=1e9)  # never programs anything
+    runner = replay(target, [CreateService("svc", WEB)])
+    sent: list[TrafficRequest] = []
+    original = target.send
+
+    def record(request: TrafficRequest):
+        sent.append(request)
+        return original(request)
+
+    target.send = record  # type: ignore[method-assign]
+    step = runner.step(Scale("web", 3))
+    assert step.failures({"programming-latency"})
+    judged = sent[-1]
+    assert judged.parallel and not judged.keep_alive
+    assert judged.count >= CONFIRMATION_SIZE
+    assert not any(r.parallel for r in sent[:-1])  # only the judged sample goes at once
+
+
 def test_late_programming_is_measured_against_the_deadline_on_simulated_time():
     runner = replay(MUTANTS["late-programming"](), SEQUENCE[:2])
     late = [r for r in runner.history if isinstance(r["verdicts"], list)]

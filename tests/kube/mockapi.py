@@ -5,6 +5,15 @@ cluster-scoped `namespaces` paths (`/api/v1/namespaces[/NAME]`), which it reads 
 prefix; `parse_path` is corrected for exactly those paths. A Service's ClusterIP is allocated in
 the create response, as the API server does (`pkg/registry/core/service/storage`: the allocation
 happens before the object is stored), so the harness never needs to read a Service back.
+Deleting a namespace deletes the objects in it, as the namespace controller does.
+
+kmock keeps every request and matches each new one against all of them (quadratic: a benchmark's
+thousands of requests take minutes); `MockApiServer(keep_requests=False)` forgets each request
+once it is answered, for benchmarks that never look at them.
+
+`MockApiServer.intercept`, when set, sees every request first (on the server's event loop) and
+may answer it itself (an error status, a Retry-After) or delay it: the tests of retries and of
+bounded concurrency use it.
 
 `MockApiServer(graceful_pods=True)` also emulates graceful pod deletion, which kmock lacks: a
 DELETE with `gracePeriodSeconds` > 0 marks the pod (deletionTimestamp, through a finalizer of its
@@ -18,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp.web
 import kmock
 from kmock._internal import parsing
 
@@ -56,12 +67,30 @@ def _grace_s(request: Any) -> int | None:
         return None
 
 
+Intercept = Callable[[Any], Awaitable[aiohttp.web.StreamResponse | None]]
+
+
 class _AllocatingEmulator(kmock.KubernetesEmulator):
-    """kmock's emulator, allocating a created Service's ClusterIP when it has none."""
+    """kmock's emulator, allocating a created Service's ClusterIP when it has none, deleting a
+    namespace's objects with it, and asking `intercept` first."""
+
+    intercept: Intercept | None = None
+    keep_requests = True
 
     graceful_pods = False
 
     async def _handle(self, request: Any) -> Any:
+        try:
+            return await self._answer(request)
+        finally:
+            if not self.keep_requests:
+                self._requests[:] = [r for r in self._requests if r is not request]
+
+    async def _answer(self, request: Any) -> Any:
+        if self.intercept is not None:
+            answer = await self.intercept(request)
+            if answer is not None:
+                return answer
         resource = request.resource
         if (
             self.graceful_pods
@@ -79,7 +108,22 @@ class _AllocatingEmulator(kmock.KubernetesEmulator):
         ):
             spec = request.data.setdefault("spec", {})
             spec["clusterIP"] = spec.get("clusterIP") or next(_CLUSTER_IPS)
-        return await super()._handle(request)
+        answer = await super()._handle(request)
+        if (
+            request.action == kmock.action.DELETE
+            and resource is not None
+            and resource.plural == "namespaces"
+            and request.name
+        ):
+            await self._delete_contents(request.name)
+        return answer
+
+    async def _delete_contents(self, namespace: str) -> None:
+        async with self._lock:
+            for key, item in list(self._objects.items()):
+                if key[1] == namespace and not item.deleted:
+                    item.delete()
+                    await self._buses[key[0]].put({"type": "DELETED", "object": item.last.raw})
 
     async def _mark_graceful(self, request: Any, grace_s: int | None) -> None:
         """Before kmock's DELETE: a graceful one gets our finalizer (so kmock only marks the
@@ -120,7 +164,8 @@ VERSION = {
 class MockApiServer:
     """kmock's Kubernetes emulator serving on 127.0.0.1 from its own event loop thread."""
 
-    def __init__(self, graceful_pods: bool = False) -> None:
+    def __init__(self, keep_requests: bool = True, graceful_pods: bool = False) -> None:
+        self._keep_requests = keep_requests
         self.graceful_pods = graceful_pods
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -129,6 +174,7 @@ class MockApiServer:
 
     async def _start(self) -> str:
         self.handler = _AllocatingEmulator()
+        self.handler.keep_requests = self._keep_requests
         self.handler.graceful_pods = self.graceful_pods
         await self.handler.__aenter__()
         self.handler.resources.load_bundled()
@@ -137,6 +183,14 @@ class MockApiServer:
         self.server = kmock.Server(self.handler)
         await self.server.__aenter__()
         return str(self.server.url).rstrip("/")
+
+    @property
+    def intercept(self) -> Intercept | None:
+        return self.handler.intercept
+
+    @intercept.setter
+    def intercept(self, function: Intercept | None) -> None:
+        self.handler.intercept = function
 
     def requests(self) -> list[Any]:
         return list(self.handler)

@@ -300,6 +300,7 @@ def test_the_node_routes_a_non_default_service_range(
     from kubernetes import client
 
     from harness.kube.kubelet import LocalKubelet
+    from harness.local.names import RunNames
     from harness.proxies.process import netns_argv
 
     client.NetworkingV1Api(cluster.api_client).create_service_cidr(
@@ -310,7 +311,8 @@ def test_the_node_routes_a_non_default_service_range(
     try:
         assert isinstance(target.runtime, LocalKubelet)
         assert target.runtime.service_ranges == ("10.100.0.0/16",)
-        argv = netns_argv(f"{target.prefix}-node", ["ip", "-4", "route", "show", "dev", "lo"])
+        sink = RunNames(target.prefix).service_sink  # the node's Service-range sink
+        argv = netns_argv(f"{target.prefix}-node", ["ip", "-4", "route", "show", "dev", sink])
         routes = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         assert "10.100.0.0/16" in routes and "10.96.0.0/16" not in routes
         # a VIP outside every routed range (an older server's other range): its /12 is routed

@@ -129,7 +129,7 @@ def test_a_rejecting_node_refuses_every_one_of_many_fast_connections(
     # and the node routes the Service range (harness.local.cluster, "What the node provides")
     node = ["ip", "netns", "exec", cluster.node_netns]
     routes = subprocess.run([*node, "ip", "route"], capture_output=True, text=True, check=True)
-    assert "10.96.0.0/16 dev lo" in routes.stdout
+    assert f"10.96.0.0/16 dev {cluster.names.service_sink}" in routes.stdout
     subprocess.run(
         [*node, "iptables", "-A", "FORWARD", "-d", "10.96.0.10", "-p", "tcp", "-j", "REJECT"],
         check=True,
@@ -161,3 +161,29 @@ def test_a_failed_add_leaves_no_namespace_link_or_arp_entry(
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "10.244.0.1" not in arp
+
+
+def test_a_packet_to_the_service_range_that_nothing_rejects_vanishes_without_looping(
+    cluster: LocalCluster, agent: ClientAgent
+) -> None:
+    """Issue 15: the node's Service route must not loop. Over `lo`, a forwarded packet came back
+    in and was forwarded again until its TTL ran out, and the client saw "no route to host";
+    through the dummy device it is discarded, as it would leave a real node, and the client
+    waits (only a REJECT may answer)."""
+    node = ["ip", "netns", "exec", cluster.node_netns]
+
+    def forwarded() -> int:
+        counters = subprocess.run(
+            [*node, "nstat", "-az", "IpForwDatagrams", "IcmpOutTimeExcds"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        values = {line.split()[0]: int(line.split()[1]) for line in counters.splitlines()[1:]}
+        assert values["IcmpOutTimeExcds"] == 0, values
+        return values["IpForwDatagrams"]
+
+    before = forwarded()
+    outcomes = agent.run(Batch("10.96.7.7", 80, count=2, timeout_s=0.5))
+    assert Counter(o.error for o in outcomes) == {ErrorKind.TIMEOUT: 2}
+    assert forwarded() - before < 10  # a few SYN retransmissions, not 64 hops each

@@ -92,6 +92,7 @@ CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-iptables-never-removes": (IptablesProxy, one_removed),
     "mutant-iptables-ignores-readiness": (IptablesProxy, one_unready),
     "mutant-iptables-drop-empty": (IptablesProxy, no_endpoints),
+    "mutant-iptables-no-reject": (IptablesProxy, no_endpoints),
     "mutant-nftables-no-affinity": (NftablesProxy, sticky_client),
     "mutant-iptables-two-decimals": (IptablesProxy, three_endpoints),
     "mutant-iptables-leaks-deleted": (IptablesProxy, vip_reused),

@@ -64,7 +64,7 @@ def test_iptables_reject_and_untouched() -> None:
 
 
 def test_iptables_refuses_to_guess() -> None:
-    rule = "-A PREROUTING -m addrtype --dst-type LOCAL -j DROP"
+    rule = "-A PREROUTING -m addrtype --src-type LOCAL -j DROP"  # --dst-type LOCAL is traced
     dump = f"*nat\n:PREROUTING ACCEPT [0:0]\n{rule}\nCOMMIT\n"
     with pytest.raises(UntraceableRules, match="addrtype"):
         IptablesRuleset(parse_iptables_save(dump), "test").trace(PACKET)

@@ -220,3 +220,24 @@ def test_html_is_escaped_and_has_no_script() -> None:
     assert "&lt;script&gt;" in page and "p &amp; q" in page and "n&lt;" in page
     text = markdown("t", [], [Section("s", (table,))])
     assert "| a\\|b |" in text
+
+
+# -- plots ----------------------------------------------------------------------------------------
+def test_plots_are_drawn_from_the_figures_and_a_malformed_file_gives_none() -> None:
+    from harness.reporting.plots import figure_plots
+
+    figures = {name: fixture(name) for name in ("throughput.json", "rule_sync.json")}
+    plots = figure_plots(figures)
+    assert [plot.title for plot in plots] == [
+        "Throughput per implementation, with the direct-to-pod ceiling",
+        "Latency percentiles through the VIP (wrk)",
+        "Programming time against scale (log axes)",
+    ]  # the fixture's per-pod counts are empty: no distribution plot
+    throughput = plots[0]
+    # bars: wrk keep-alive for iptables and nginx, locust fresh for iptables; a ceiling each
+    assert throughput.svg.count('class="mark"') == 3 + 2
+    assert "wrk_vip_keepalive, iptables: 55,061" in throughput.svg
+    assert throughput.caption.startswith("Measured on ") and "one run of the benchmark" in (
+        throughput.caption
+    )
+    assert figure_plots({"throughput.json": {"results": "not a list"}, "rule_sync.json": {}}) == []

@@ -93,6 +93,7 @@ def test_a_report_of_a_run_shows_that_runs_figures_only(
         "index.html",
         "model_throughput.json",
         "report.md",
+        "results.json",
         "run.json",
     ]
 

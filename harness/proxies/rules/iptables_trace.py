@@ -10,6 +10,7 @@ rather than being guessed:
 - `-m recent --rcheck/--update/--remove --name N`: matches when N is in `Packet.remembered`;
   `--set` always matches (it records, which a first packet's trace need not follow);
 - `-m conntrack --ctstate` / `-m state --state`: the first packet is NEW; `-m mark --mark`;
+- `-m addrtype --dst-type LOCAL`: `Packet.local_destination` (kube-proxy's NodePort dispatch);
 - targets: chains (`-j` jump, `-g` goto), RETURN, ACCEPT, DROP, REJECT, DNAT, MARK, MASQUERADE,
   SNAT and LOG.
 """
@@ -120,6 +121,12 @@ def module_probability(module: Module, packet: Packet, rule: Rule) -> float:
     elif name in ("conntrack", "state"):
         option = only_option(module, ("--ctstate", "--state"), rule)
         held = option_holds(option, "NEW" in option.value.split(","))
+    elif name == "addrtype":
+        # kube-proxy's last KUBE-SERVICES rule: `-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS`
+        option = only_option(module, ("--dst-type",), rule)
+        if option.value != "LOCAL":
+            raise UntraceableRules(f"addrtype --dst-type {option.value} is not traced: {rule.text}")
+        held = option_holds(option, packet.local_destination)
     elif name == "mark":
         option = only_option(module, ("--mark",), rule)
         value, _, mask = option.value.partition("/")

@@ -6,6 +6,7 @@ writes (`pkg/proxy/nftables/proxier.go`) are evaluated exactly; anything else ra
 `UntraceableRules`:
 
 - matches on `ip saddr/daddr/protocol`, `th|tcp|udp dport`, `meta l4proto|mark`, `ct state`,
+  `fib daddr type` (`Packet.local_destination`),
   with literals, prefixes, ranges, anonymous sets and named sets;
 - verdict maps (`vmap`) keyed by concatenations, and `numgen random mod n [offset o] vmap {...}`,
   which splits the branch into n equal shares of 1/n;
@@ -159,6 +160,9 @@ class NftChains:
             return meta[body["key"]]
         if kind == "ct" and body.get("key") == "state":
             return frozenset({"new"})
+        if kind == "fib" and body.get("result") == "type" and body.get("flags") == ["daddr"]:
+            # kube-proxy's NodePort dispatch: `fib daddr type local`
+            return "local" if packet.local_destination else "unicast"
         if kind == "concat":
             return tuple(self.value(part, packet) for part in body)
         if kind in ("&", "|", "^"):

@@ -48,6 +48,10 @@ class Packet:
     destination_port: int
     mark: int = 0
     remembered: frozenset[str] = frozenset()
+    # whether the destination is an address of the node itself (`-m addrtype --dst-type LOCAL`,
+    # nft `fib daddr type local`): kube-proxy's iptables and nftables modes never make a
+    # ClusterIP one, so it is False for every Service trace
+    local_destination: bool = False
 
 
 class Kind(StrEnum):
