@@ -40,12 +40,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.kube.proxy_sync import LAST_SYNC, gauge_values
 from harness.proxies.process import netns_argv
 
 SUBSYSTEM = "kubeproxy"
 METRIC = f"{SUBSYSTEM}_network_programming_duration_seconds"
 SYNC_METRIC = f"{SUBSYSTEM}_sync_proxy_rules_duration_seconds"
-LAST_SYNC_METRIC = f"{SUBSYSTEM}_sync_proxy_rules_last_timestamp_seconds"
+LAST_SYNC_METRIC = LAST_SYNC
 METRICS_PORT = 10249
 DEFAULT_BIND_ADDRESS = f"127.0.0.1:{METRICS_PORT}"
 BIND_FLAG = "--metrics-bind-address"
@@ -129,18 +130,6 @@ def parse(text: str, metric: str = METRIC) -> Histogram | None:
     if count is None:
         return None
     return Histogram(count, total, tuple(sorted(buckets.items())))
-
-
-def gauge(text: str, metric: str) -> float | None:
-    """The value of an unlabelled gauge `metric`, or None if absent."""
-    for line in text.splitlines():
-        name, _, rest = line.partition(" ")
-        if name == metric and rest.split():
-            try:
-                return float(rest.split()[0])
-            except ValueError:
-                return None
-    return None
 
 
 # -- where the metrics are -------------------------------------------------------------------------
@@ -323,7 +312,7 @@ def wait_for_first_sync(
     for attempt in range(attempts):
         text = read()
         if text is not None:
-            synced = (gauge(text, LAST_SYNC_METRIC) or 0) > 0
+            synced = max(gauge_values(text, LAST_SYNC_METRIC), default=0.0) > 0
             histogram = parse(text, SYNC_METRIC)
             if synced or (histogram is not None and histogram.count > 0):
                 return text

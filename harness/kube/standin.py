@@ -25,8 +25,11 @@ What it shares with kube-proxy (cmd/kube-proxy, pkg/proxy):
   `endpoints.kubernetes.io/last-change-trigger-time` annotation, observed after the sync that
   programmed it, ignoring times before the proxy started, as `EndpointsChangeTracker` does;
   where no controller writes the annotation, a newly added slice falls back to its
-  creationTimestamp, a stand-in deviation: kube-proxy observes nothing then) and
-  `kubeproxy_sync_proxy_rules_last_timestamp_seconds`;
+  creationTimestamp, a stand-in deviation: kube-proxy observes nothing then),
+  `kubeproxy_sync_proxy_rules_last_timestamp_seconds` and the changes no sync has read yet,
+  `kubeproxy_sync_proxy_rules_endpoint_changes_pending` and `..._service_changes_pending` (set
+  to 0 when a sync starts reading, as the change trackers' checkout does): the sync evidence
+  `harness.kube.proxy_sync` reads;
 - SIGTERM (or SIGINT) ends it cleanly: it stops watching and removes its rules (`stop()` of the
   kernel proxy), then exits 0.
 
@@ -68,6 +71,7 @@ from harness.kube.metrics import (
 )
 from harness.kube.objects import SERVICE_NAME_LABEL
 from harness.kube.observe import Incarnations, Watched, to_model_slice
+from harness.kube.proxy_sync import PENDING
 from harness.local.names import PREFIX_ENVIRONMENT
 from harness.model.objects import (
     DEFAULT_AFFINITY_TIMEOUT_S,
@@ -89,6 +93,7 @@ PROGRAM = "harness-kube-proxy"
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 DEFAULT_SYNC_PERIOD_S = 30.0  # kube-proxy's --iptables-sync-period default
 RETRY_AFTER_FAILURE_S = 1.0
+ENDPOINT_CHANGES, SERVICE_CHANGES = PENDING
 
 
 # -- the disclosed mutant --------------------------------------------------------------------------
@@ -224,14 +229,13 @@ class ProxyMetrics:
             METRIC, "In Cluster Network Programming Latency in seconds", PROGRAMMING_BUCKETS_S
         )
         self.last_sync_s = 0.0
+        self.pending = dict.fromkeys(PENDING, 0)  # changes no sync has read yet
 
     def text(self) -> str:
         lines = [*self.sync_duration.render(), *self.programming.render()]
-        lines += [
-            f"# HELP {LAST_SYNC_METRIC} The last time proxy rules were successfully synced",
-            f"# TYPE {LAST_SYNC_METRIC} gauge",
-            f"{LAST_SYNC_METRIC} {self.last_sync_s!r}",
-        ]
+        gauges = {LAST_SYNC_METRIC: self.last_sync_s, **self.pending}
+        for name, value in gauges.items():
+            lines += [f"# TYPE {name} gauge", f"{name} {value!r}"]
         return "\n".join(lines) + "\n"
 
 
@@ -330,7 +334,7 @@ class StandIn:
             self.namespace,
             "",
             "services",
-            on_change=lambda kind, item: self._dirty.set(),
+            on_change=lambda kind, item: self._changed(SERVICE_CHANGES),
         )
         self._slices = Watched(
             self.cluster,
@@ -360,6 +364,11 @@ class StandIn:
                 when = trigger_time(item, added)
                 if when is not None and when > self.started_s:
                     self._triggers.append(when)
+        self._changed(ENDPOINT_CHANGES)
+
+    def _changed(self, gauge: str) -> None:
+        with self._lock:
+            self.metrics.pending[gauge] += 1
         self._dirty.set()
 
     def stop(self) -> None:
@@ -390,6 +399,8 @@ class StandIn:
         """Bring the proxy's Services and slices to what is watched, program it, and record
         the metrics of a successful sync."""
         assert self._services is not None and self._slices is not None
+        with self._lock:  # what changes from here on is the next sync's
+            self.metrics.pending = dict.fromkeys(PENDING, 0)
         services = [s for s in map(to_model_service, self._services.items()) if s is not None]
         slices = [
             s

@@ -10,11 +10,11 @@ from harness.kube.metrics import (
     METRIC,
     SYNC_METRIC,
     MetricsWindow,
-    gauge,
     metrics_text,
     parse,
     wait_for_first_sync,
 )
+from harness.kube.proxy_sync import gauge_values
 from harness.registry import TargetOptions
 from harness.reporting.tables import proxy_metrics_line
 from harness.targets.kube import NODE_METRICS_OFF, KubeTarget
@@ -105,7 +105,7 @@ def test_the_baseline_waits_for_the_first_sync() -> None:
     answers = iter([None, "kubeproxy_sync_proxy_rules_last_timestamp_seconds 0\n", _text(1, 1, 1)])
     waits: list[float] = []
     text = wait_for_first_sync(lambda: next(answers), waits.append, attempts=5)
-    assert text is not None and gauge(text, LAST_SYNC_METRIC) == 1.0 and len(waits) == 2
+    assert text is not None and gauge_values(text, LAST_SYNC_METRIC) == [1.0] and len(waits) == 2
     assert wait_for_first_sync(lambda: None, waits.append, attempts=3) is None
 
 

@@ -28,6 +28,7 @@ from harness.conformance import Status, SuiteResult, options_for, run_target
 from harness.errors import UsageError
 from harness.kube.api import Cluster
 from harness.kube.metrics import METRIC, SYNC_METRIC, bind_address, metrics_text, parse
+from harness.kube.proxy_sync import PENDING, sync_state_from_metrics
 from harness.kube.standin import (
     TRIGGER_TIME_ANNOTATION,
     ProxyMetrics,
@@ -102,6 +103,12 @@ def test_flags_version_and_metrics_text(capsys: pytest.CaptureFixture[str]) -> N
     assert "stand-in for kube-proxy, not kube-proxy" in line and "MUTANT" not in line
     assert "DISCLOSED MUTANT no-reject" in version_line("no-reject")
     metrics = ProxyMetrics()
+    metrics.pending[PENDING[0]] = 2
+    before = sync_state_from_metrics(metrics.text(), 1.0)  # no sync yet: not synced
+    assert before is not None and not before.synced
+    metrics.last_sync_s = 5.0
+    pending = sync_state_from_metrics(metrics.text(), 4.0)
+    assert pending is not None and not pending.synced and "endpoint 2" in pending.source
     metrics.sync_duration.observe(0.003)
     metrics.programming.observe(0.3)
     text = metrics.text()
@@ -144,9 +151,12 @@ def _target(cluster: Cluster, command: str) -> KubeTarget:
     return KubeTarget(TargetOptions(pods="local", proxy_command=command), cluster=cluster)
 
 
-GRACEFUL = pytest.mark.parametrize("mock_api", [{"graceful_pods": True}], indirect=True)
-"""kmock that keeps gracefully deleted pods terminating: the generated events delete pods with
-grace periods (see mockapi.py)."""
+GRACEFUL = pytest.mark.parametrize(
+    "mock_api", [{"graceful_pods": True, "keep_requests": False}], indirect=True
+)
+"""kmock that keeps gracefully deleted pods terminating (the generated events delete pods with
+grace periods) and forgets answered requests (its request log makes each request slower than
+the last; see mockapi.py)."""
 
 
 def search(
@@ -257,7 +267,10 @@ def test_sigterm_removes_the_rules(mock_api: MockApiServer, cluster: Cluster, mo
         try:
             netns = f"{target.prefix}-node"
             text = read_in_netns(netns, bind_address(command))
-            assert text is not None and "kubeproxy_sync_proxy_rules_last_timestamp_seconds" in text
+            assert text is not None
+            # kube-proxy's sync evidence, as convergence reads it: synced, nothing pending
+            state = sync_state_from_metrics(text, changed_at_s=0.0)
+            assert state is not None and state.synced, state
             assert MODE_MARK[mode] in rules(netns)
             process = target.runtime._proxy  # type: ignore[union-attr]
             process.stop()  # SIGTERM to its process group, as the kubelet's close() does
