@@ -164,7 +164,7 @@ def search(
 ) -> tuple[SuiteResult, set[str]]:
     """A short quick-profile search of `target` (seed, examples, steps and suite options in
     `changes`) with the fake control plane running, and the run prefixes it used."""
-    sizes = {key: changes.pop(key) for key in ("seed", "examples", "steps")}
+    sizes = {key: changes.pop(key) for key in ("seed", "examples", "steps", "deadline_s")}
     with FakeCluster(url, kubelet=False):
         options = options_for(
             target,
@@ -191,7 +191,7 @@ def test_a_short_search_passes_on_the_standin_and_its_metrics_are_reported(
     target = _target(cluster, standin_command("--proxy-mode iptables"))
     properties = ("endpoints", "reject-when-empty", "no-stale-traffic", "availability")
     suite, prefixes = search(
-        mock_api.url, target, tmp_path, properties, seed=5, examples=2, steps=6
+        mock_api.url, target, tmp_path, properties, seed=5, examples=2, steps=6, deadline_s=30.0
     )
     assert suite.error is None, suite.error
     assert {r.name: r.message for r in suite.failed} == {}
@@ -218,23 +218,26 @@ def test_the_no_reject_mutant_is_caught_on_reject_when_empty(
     mock_api: MockApiServer, cluster: Cluster, tmp_path: Path
 ) -> None:
     target = _target(cluster, standin_command("--mutant no-reject"))
-    # one confirmation and a short shrink: the test is about being caught, not replays
+    # a short deadline, one confirmation and a short shrink: the test is about being caught
+    # (a missing REJECT leaves every connection to wait out its timeout), not about replays
     suite, _ = search(
         mock_api.url,
         target,
         tmp_path,
         ("reject-when-empty",),
         seed=1,
-        examples=4,
-        steps=6,
+        examples=2,
+        steps=4,
+        deadline_s=5.0,
         confirmations=1,
-        shrink_tries=20,
+        shrink_tries=5,
         stop_at_first=True,
     )
     assert suite.error is None, suite.error
     (failure,) = suite.failed
     assert failure.name == "reject-when-empty"
     assert 1 <= len(failure.counterexample) <= 3, failure.counterexample
+    assert "instead of being refused" in failure.message, failure.message
     assert failure.failure_file is not None and failure.failure_file.exists()
 
 
