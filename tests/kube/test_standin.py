@@ -173,7 +173,9 @@ def search(
             failures_dir=tmp_path,
             **sizes,
         )
-        options = dataclasses.replace(options, **changes)
+        timeout_s = changes.pop("request_timeout_s", options.config.request_timeout_s)
+        config = dataclasses.replace(options.config, request_timeout_s=timeout_s)
+        options = dataclasses.replace(options, config=config, **changes)
         prefixes: set[str] = set()
         suite = run_target(target, options, on_progress=lambda *_: prefixes.add(target.prefix))
     return suite, prefixes
@@ -229,6 +231,7 @@ def test_the_no_reject_mutant_is_caught_on_reject_when_empty(
         examples=2,
         steps=4,
         deadline_s=5.0,
+        request_timeout_s=0.25,  # a refusal comes at once; waiting longer changes no verdict
         confirmations=1,
         shrink_tries=5,
         stop_at_first=True,
