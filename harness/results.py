@@ -1,4 +1,5 @@
-"""Conformance results: the terminal summary, the JSON results file and JUnit XML.
+"""Conformance results: the terminal summary, the JSON results file, JUnit XML and the
+conformance report (YAML, `harness.conformance/v1`: each feature of `harness.features`).
 
 Like Sonobuoy's results, each property is passed, failed, skipped or (when the run ended early)
 not judged, and a failure carries its shrunk counterexample, the path of its failure file, how
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from xml.etree import ElementTree
 
+import yaml
+
 from harness import __version__
 from harness.checks import PROPERTIES
 from harness.checks.latency import percentile
@@ -28,6 +31,15 @@ from harness.conformance import PropertyResult, Status, SuiteResult
 from harness.coverage import FEATURES
 from harness.errors import EXIT_HARNESS, EXIT_OK, EXIT_VIOLATION
 from harness.failures import replay_command
+from harness.features import (
+    NOT_SUPPORTED,
+    PROFILES,
+    FeatureResult,
+    FeatureStatus,
+    PropertyOutcome,
+    judge_features,
+    unsupported_properties,
+)
 from harness.files import write_atomically
 
 RESULTS_SCHEMA = "harness.results/v3"  # v3: `versions`, and `known_issues` per property
@@ -257,3 +269,98 @@ def write_junit(report: RunReport, path: Path) -> None:
             )
     text = ElementTree.tostring(element, encoding="unicode", xml_declaration=True)
     write_atomically(path, text + "\n")
+
+
+CONFORMANCE_SCHEMA = "harness.conformance/v1"
+CONFORMANCE_KIND = "ConformanceReport"
+
+
+def conformance_path(results: Path) -> Path:
+    """Where the conformance report goes by default, next to the results file `results`:
+    `results-NAME.json` -> `conformance-NAME.yaml`, any other `X.json` -> `conformance-X.yaml`
+    (so `harness report` finds it in the run directory beside the results)."""
+    stem = results.stem
+    rest = stem[len("results") :] if stem.startswith("results") else f"-{stem}"
+    return results.with_name(f"conformance{rest}.yaml")
+
+
+def _profile_result(results: Sequence[FeatureResult]) -> str:
+    statuses = {r.status for r in results}
+    if FeatureStatus.FAILED in statuses:
+        return "failed"
+    return "partial" if FeatureStatus.SKIPPED in statuses else "passed"
+
+
+def conformance_report(
+    report: RunReport, supported: frozenset[str], declared_by: str
+) -> dict[str, Any]:
+    """The conformance report (schema `harness.conformance/v1`, modelled on the Gateway API's
+    ConformanceReport): the implementation and its versions, the harness version, and per
+    profile each feature's status with the properties behind it (`harness.features`)."""
+    suite = report.suite
+    outcomes = [
+        PropertyOutcome(r.name, r.status.value, tuple(r.counterexample)) for r in suite.results
+    ]
+    judged = judge_features(outcomes, supported, suite.coverage.checked)
+    versions = dict(suite.versions)
+    not_supported = set(unsupported_properties(supported))
+    profiles = []
+    for profile in PROFILES:
+        results = [r for r in judged if r.feature.profile == profile]
+        profiles.append(
+            {
+                "name": profile,
+                "result": _profile_result(results),
+                "statistics": {
+                    status.value: sum(r.status == status for r in results)
+                    for status in FeatureStatus
+                },
+                "supportedFeatures": sorted(
+                    r.feature.name for r in results if r.feature.name in supported
+                ),
+                "unsupportedFeatures": sorted(
+                    r.feature.name for r in results if r.feature.name not in supported
+                ),
+                "features": [
+                    {
+                        "name": r.feature.name,
+                        "description": r.feature.description,
+                        "status": r.status.value,
+                        "reason": r.reason,
+                        "properties": dict(r.properties),
+                        **({"discountedFailures": list(r.discounted)} if r.discounted else {}),
+                    }
+                    for r in results
+                ],
+            }
+        )
+    return {
+        "apiVersion": CONFORMANCE_SCHEMA,
+        "kind": CONFORMANCE_KIND,
+        "date": report.started_at,
+        "implementation": {
+            "name": report.target,
+            "version": versions.get("proxy") or versions.get("server") or f"harness {__version__}",
+            "versions": versions,
+            "featuresDeclaredBy": declared_by,
+        },
+        "harnessVersion": __version__,
+        "run": {"seed": suite.options.seed, "profile": report.profile, "outcome": report.outcome},
+        "profiles": profiles,
+        "properties": [
+            {
+                "name": r.name,
+                "status": "skipped" if r.name in not_supported else r.status.value,
+                **({"reason": NOT_SUPPORTED} if r.name in not_supported else {}),
+            }
+            for r in suite.results
+        ],
+    }
+
+
+def write_conformance(
+    report: RunReport, supported: frozenset[str], declared_by: str, path: Path
+) -> None:
+    """Write the conformance report to `path` as YAML, whole or not at all."""
+    document = conformance_report(report, supported, declared_by)
+    write_atomically(path, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
