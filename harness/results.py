@@ -18,17 +18,21 @@ import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, TextIO
 from xml.etree import ElementTree
 
 import yaml
+from jsonschema import Draft202012Validator
 
 from harness import __version__
 from harness.checks import PROPERTIES
 from harness.checks.latency import percentile
 from harness.conformance import PropertyResult, Status, SuiteResult
 from harness.coverage import FEATURES
+from harness.documents import BadDocument, check_schema, shorten
 from harness.errors import EXIT_HARNESS, EXIT_OK, EXIT_VIOLATION
 from harness.failures import replay_command
 from harness.features import (
@@ -364,3 +368,43 @@ def write_conformance(
     """Write the conformance report to `path` as YAML, whole or not at all."""
     document = conformance_report(report, supported, declared_by)
     write_atomically(path, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+
+
+MAX_CONFORMANCE_BYTES = 4 * 1024 * 1024
+
+
+@cache
+def _conformance_validator() -> Draft202012Validator:
+    schema = json.loads(files("harness").joinpath("schemas/conformance-report.json").read_text())
+    return Draft202012Validator(schema)
+
+
+def conformance_problem(document: object) -> str | None:
+    """Why `document` is not a conformance report of schema `harness.conformance/v1` (one line:
+    the first violation of harness/schemas/conformance-report.json and where), or None."""
+    error = next(iter(_conformance_validator().iter_errors(document)), None)
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "the top level"
+    return f"at {where}: {shorten(error.message, 160)}"
+
+
+def read_conformance(path: Path) -> dict[str, Any]:
+    """The conformance report in the YAML file at `path`. Raises BadDocument (one line) for a
+    file too large, not YAML, or not of the schema; OSError when it cannot be read at all."""
+    size = path.stat().st_size
+    if size > MAX_CONFORMANCE_BYTES:
+        raise BadDocument(f"is {size:,} bytes, more than a conformance report may have")
+    try:
+        document = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise BadDocument(f"is not UTF-8 text (byte {error.start}: {error.reason})") from None
+    except yaml.YAMLError as error:
+        raise BadDocument(f"is not valid YAML ({shorten(str(error), 160)})") from None
+    if not isinstance(document, dict):
+        raise BadDocument("does not hold a YAML mapping")
+    check_schema(document, (CONFORMANCE_SCHEMA,), field="apiVersion")
+    problem = conformance_problem(document)
+    if problem is not None:
+        raise BadDocument(f"is not a conformance report: {problem}")
+    return document
