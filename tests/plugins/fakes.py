@@ -47,6 +47,25 @@ BEHAVIOURS = {
     if msg["type"] == "shutdown":
         break
 """,
+    "declares_features": """
+    hello_reply = {"ok": True, "features": ["clusterip-tcp", "endpoints", "fairness",
+                   "session-affinity", "reject-when-empty", "internal-traffic-policy"]}
+    reply(hello_reply if msg["type"] == "hello" else {"ok": True})
+    if msg["type"] == "shutdown":
+        break
+""",
+    "unknown_feature": """
+    hello_reply = {"ok": True, "features": ["clusterip-tcp", "endpoints", "fairness",
+                   "session-affinity", "reject-when-empty", "teleportation"]}
+    reply(hello_reply if msg["type"] == "hello" else {"ok": True})
+    if msg["type"] == "shutdown":
+        break
+""",
+    "omits_core": """
+    reply({"ok": True, "features": ["clusterip-tcp"]} if msg["type"] == "hello" else {"ok": True})
+    if msg["type"] == "shutdown":
+        break
+""",
     "extra_field": """
     reply({"ok": True, "detail": "more than the protocol allows"})
 """,
