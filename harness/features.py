@@ -81,6 +81,27 @@ class Feature:
     uses: Callable[[Event], bool] | None = None
 
 
+UNTESTED_EXTENDED: Mapping[str, str] = {
+    "node-port": "type NodePort: the Service on every node's IP",
+    "load-balancer": "type LoadBalancer: ingress IPs and externalIPs",
+    "external-traffic-policy": (
+        "externalTrafficPolicy Local: local endpoints only, source IP kept, DROP without any"
+    ),
+    "health-check-node-port": (
+        "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise"
+    ),
+    "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
+    "hairpin": "a pod reaches itself through its own Service",
+    "source-ip": "a pod's source IP is preserved for ClusterIP traffic",
+    "opt-out-labels": "Services labelled service-proxy-name=<other> or headless are not programmed",
+    "udp": "Services over UDP",
+    "sctp": "Services over SCTP",
+    "multi-port": "Services with several ports",
+}
+"""Extended features no property of this harness version checks yet (issue 11 and the next):
+reported `not-tested`, never passed. A feature moves into `_FEATURES` with its properties when
+a property judges it."""
+
 _FEATURES: tuple[Feature, ...] = (
     Feature(
         "clusterip-tcp",
@@ -124,29 +145,7 @@ _FEATURES: tuple[Feature, ...] = (
         ("local-no-local-endpoints", "local-only-terminating"),
         _uses_local_policy,
     ),
-    Feature("node-port", EXTENDED, "type NodePort: the Service on every node's IP"),
-    Feature("load-balancer", EXTENDED, "type LoadBalancer: ingress IPs and externalIPs"),
-    Feature(
-        "external-traffic-policy",
-        EXTENDED,
-        "externalTrafficPolicy Local: local endpoints only, source IP kept, DROP without any",
-    ),
-    Feature(
-        "health-check-node-port",
-        EXTENDED,
-        "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise",
-    ),
-    Feature("topology", EXTENDED, "trafficDistribution PreferClose / PreferSameZone (KEP-4444)"),
-    Feature("hairpin", EXTENDED, "a pod reaches itself through its own Service"),
-    Feature("source-ip", EXTENDED, "a pod's source IP is preserved for ClusterIP traffic"),
-    Feature(
-        "opt-out-labels",
-        EXTENDED,
-        "Services labelled service-proxy-name=<other> or headless are not programmed",
-    ),
-    Feature("udp", EXTENDED, "Services over UDP"),
-    Feature("sctp", EXTENDED, "Services over SCTP"),
-    Feature("multi-port", EXTENDED, "Services with several ports"),
+    *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )
 
 FEATURES: Mapping[str, Feature] = {feature.name: feature for feature in _FEATURES}

@@ -49,7 +49,7 @@ def test_a_hello_without_features_means_core_only(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("behaviour", "named"),
-    [("unknown_feature", "unknown feature(s) teleportation"), ("omits_core", "omits core")],
+    [("unknown_feature", "unknown feature(s) teleport"), ("omits_core", "omits core")],
 )
 def test_a_bad_declaration_is_one_usage_line_and_the_proxy_is_stopped(
     tmp_path: Path, behaviour: str, named: str
