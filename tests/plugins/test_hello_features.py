@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.errors import UsageError
 from harness.features import CORE_FEATURES
 from harness.proxies.external import ExternalProxy
@@ -71,3 +72,24 @@ def test_the_schema_accepts_features_in_a_reply_and_refuses_a_bad_shape() -> Non
         parse_reply(b'{"ok": true, "features": "clusterip-tcp"}\n')
     with pytest.raises(ProtocolError):
         parse_reply(b'{"ok": true, "features": ["a", "a"]}\n')
+
+
+@pytest.mark.netns
+def test_harness_run_with_a_bad_hello_declaration_is_exit_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command, _ = fake_proxy(tmp_path, "unknown_feature")
+    results = tmp_path / "results.json"
+    code = main(
+        [
+            *("run", "--target", "local:external", "--proxy-command", command),
+            *("--examples", "1", "--results", str(results), "--failures-dir", str(tmp_path)),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "unknown feature(s) teleport" in err and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("harness: ")] == [
+        line for line in err.splitlines() if "teleport" in line
+    ]
+    assert not results.exists() and not list(tmp_path.glob("conformance*"))
