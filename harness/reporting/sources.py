@@ -53,11 +53,10 @@ class Sources:
     `figures`: figure file name -> its JSON object; `results`: conformance results file name ->
     its JSON object (schema harness.results/v1 or v2), in name order; `conformance`:
     conformance report name (`conformance*.yaml`) -> its document, in name order; `paths` and
-    `provenance`:
-    where each of those was read and where and when it was measured; `missing`: figure files
-    found nowhere; `malformed`: file name (or a manifest's path) -> why it could not be used
-    (one line); `manifests`: each input directory's manifest (None when it has none or it is
-    unusable), in the order given.
+    `provenance`: where each of those was read and where and when it was measured; `missing`:
+    figure files found nowhere; `malformed`: file name (or a manifest's path) -> why it could
+    not be used (one line); `manifests`: each input directory's manifest (None when it has none
+    or it is unusable), in the order given.
     """
 
     figures: Mapping[str, Json] = field(default_factory=dict)

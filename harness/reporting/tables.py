@@ -484,6 +484,6 @@ def feature_matrix(reports: Mapping[str, Json]) -> Table | None:
                 column[row] = str(feature["status"])
         columns.append(column)
     headers = _implementations(reports, lambda data: data["implementation"]["name"])
-    order = sorted(rows, key=lambda row: (not row.endswith(" (core)"), list(rows).index(row)))
+    order = sorted(rows, key=lambda row: not row.endswith(" (core)"))  # stable: as listed
     title = "Conformance profiles: implementation x feature (conformance reports)"
     return _matrix(title, "feature (profile)", columns, headers, order)
