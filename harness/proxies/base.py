@@ -53,6 +53,10 @@ class Proxy(Protocol):
       `SyncReportingProxy.sync_state`, which the harness then waits on.
     - `stop()` removes every rule, process and file the proxy created; calling it twice is
       harmless. It must return within a few seconds even if the proxy hangs.
+    - `features` (optional class attribute, a frozenset of `harness.features` names): the
+      conformance features the proxy implements, every core one included; absent means core
+      only. Declaring a feature is a claim: its failures are failures. An undeclared extended
+      feature is reported as unsupported, never as passed (`harness.targets.base.target_features`).
     """
 
     name: ClassVar[str]
