@@ -45,7 +45,7 @@ from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
 from harness.shrink import shrink_events
 from harness.strategies import EventSpace
-from harness.targets.base import Target, reads_rules, target_versions
+from harness.targets.base import Target, reads_rules, target_proxy_metrics, target_versions
 
 MAX_SERVICES_PER_STEP = 3
 STATISTICAL_CHECKS_PER_SERVICE = 2  # fairness and affinity expiry
@@ -114,6 +114,7 @@ class SuiteResult:
     interrupted: bool = False
     uncheckable: frozenset[str] = frozenset()
     versions: dict[str, str] = field(default_factory=dict)
+    proxy_metrics: dict[str, Any] | None = None  # the proxy's own sync metrics, if it has any
 
     @property
     def failed(self) -> list[PropertyResult]:
@@ -369,7 +370,9 @@ def run_target(
     """`run_suite` on `target` opened for it and closed afterwards, also after an error."""
     target.open()
     try:
-        return run_suite(target, options, on_verdict, on_progress, on_status)
+        result = run_suite(target, options, on_verdict, on_progress, on_status)
+        result.proxy_metrics = target_proxy_metrics(target)
+        return result
     finally:
         target.close()
 

@@ -45,6 +45,7 @@ from harness.features import (
     unsupported_properties,
 )
 from harness.files import write_atomically
+from harness.kube.metrics import metrics_text
 
 RESULTS_SCHEMA = "harness.results/v3"  # v3: `versions`, and `known_issues` per property
 EXIT_INTERRUPTED = 130
@@ -137,6 +138,9 @@ def print_summary(report: RunReport, out: TextIO) -> None:
         f" programming latency p50/p99 {latency_text(stats.latencies_s)}"
         f" over {len(stats.latencies_s)} changes\n"
     )
+    metrics = metrics_text(suite.proxy_metrics)
+    if metrics:
+        out.write(f"{metrics}\n")
     print_coverage(report, out)
     if suite.error is not None:
         out.write(f"\nthe run ended early with an environment or harness error: {suite.error}\n")
@@ -201,6 +205,7 @@ def results_json(report: RunReport) -> dict[str, Any]:
             "p99": _round_ms(percentile(stats.latencies_s, 99)),
             "samples": len(stats.latencies_s),
         },
+        "proxy_metrics": suite.proxy_metrics,
         "coverage": suite.coverage.to_json(),
         "properties": [
             {

@@ -16,7 +16,13 @@ manager, no nodes), the harness:
    `{node}` and `{namespace}` filled in, and reaches the API server from there through a loopback
    relay (`harness.kube.relay`): no route off the machine is added;
 5. sends traffic from the local cluster's client namespaces, which route through the node
-   namespace to the Service VIPs the API server allocated.
+   namespace to the Service VIPs the API server allocated;
+6. routes the cluster's Service range in the node namespace, as a real node's default route
+   carries it (so kube-proxy's REJECT in filter FORWARD/OUTPUT sees untranslated packets to an
+   empty Service): the range given (`service_cidr`), else the `networking.k8s.io/v1`
+   ServiceCIDR objects where served (KEP-1880, v1.33+), else the harness's own; and when the
+   API server allocates a ClusterIP outside every routed range (an older server with another
+   `--service-cluster-ip-range`), the /12 around it as well (`service_allocated`).
 
 What the kubelet writes follows `pkg/kubelet/status/status_manager.go` (status via the status
 subresource, the Ready condition mirroring readiness) and kwok's pod stage for "running".
@@ -27,6 +33,8 @@ Nothing outside the harness's namespace is touched except its own Node objects.
 from __future__ import annotations
 
 import datetime
+import functools
+import ipaddress
 import string
 import subprocess
 import threading
@@ -36,13 +44,13 @@ from typing import Any, Protocol
 
 from harness.errors import EnvironmentProblem, UsageError
 from harness.kube.api import MERGE_PATCH
-from harness.kube.metrics import read_in_netns
+from harness.kube.metrics import bind_address, read_in_netns
 from harness.kube.objects import managed_labels
 from harness.kube.relay import Relay, proxy_kubeconfig, relayed_server, server_address
 from harness.kube.scope import Scope
 from harness.kube.traffic import Exec, run_batch
 from harness.model.objects import NODES, PROXY_NODE, Pod
-from harness.model.state import POD_CIDR
+from harness.model.state import POD_CIDR, SERVICE_CIDR
 from harness.proxies.process import netns_argv
 from harness.traffic import TrafficRequest, TrafficSample
 
@@ -50,6 +58,47 @@ NODE_ADDRESS = str(POD_CIDR.network_address + 1)  # the node namespace's bridge 
 HEARTBEAT_S = 10.0  # the kubelet's default nodeStatusUpdateFrequency
 PLACEHOLDERS = ("kubeconfig", "node", "namespace")
 PROXY_NAME = "proxy-command"
+DERIVED_PREFIX_LENGTH = 12  # kubeadm's default Service range size, the widest usual default
+
+
+def range_around(address: str) -> str:
+    """The /12 holding `address` (kubeadm's default Service range size: a wider route in the
+    node namespace carries only Service traffic there)."""
+    return str(ipaddress.IPv4Network(f"{address}/{DERIVED_PREFIX_LENGTH}", strict=False))
+
+
+def service_ranges(cluster: Any, given: str | None = None) -> tuple[tuple[str, ...], str]:
+    """The cluster's IPv4 Service ranges and how they were found (for the log).
+
+    In order: `given` (UsageError if it is not an IPv4 network); the ServiceCIDR objects'
+    `spec.cidrs` (networking.k8s.io/v1, served from v1.33; skipped where not served or not
+    allowed: `list servicecidrs`, deploy/rbac.yaml); else the harness's own `SERVICE_CIDR`
+    (`LocalKubelet.service_allocated` then adds the range of a VIP outside it). Reads only; an
+    API refusal is a reason to try the next source, never an error.
+    """
+    if given:
+        try:
+            network = ipaddress.IPv4Network(given, strict=False)
+        except ValueError:
+            raise UsageError(
+                f"service_cidr {given!r} is not an IPv4 range (write it as 10.96.0.0/12)"
+            ) from None
+        return (str(network),), "as given"
+    from kubernetes import client
+
+    try:
+        listing = client.NetworkingV1Api(cluster.api_client).list_service_cidr(_request_timeout=10)
+        cidrs = [
+            cidr
+            for item in listing.items or []
+            for cidr in (getattr(item.spec, "cidrs", None) or [])
+            if ":" not in cidr
+        ]
+        if cidrs:
+            return tuple(sorted(set(cidrs))), "from the ServiceCIDR objects"
+    except Exception:  # not served (before v1.33), not allowed, or no such API: next source
+        pass
+    return (str(SERVICE_CIDR),), "the harness's default (the cluster shows none)"
 
 
 class LocalPods(Protocol):
@@ -186,13 +235,18 @@ class LocalKubelet:
         local_factory: Callable[[str, Sequence[str]], LocalPods] | None = None,
         proxy_factory: Callable[[list[str], str, Path], Any] | None = None,
         exec_function: Exec = local_exec,
+        service_cidr: str | None = None,
     ) -> None:
-        """The local cluster's prefix is the run's (`scope.placement.run`)."""
+        """The local cluster's prefix is the run's (`scope.placement.run`). `service_cidr`
+        overrides the Service range found in the cluster (`service_ranges`); it is found, and
+        routed, only for the default local cluster (a given `local_factory` builds its own)."""
         self._scope = scope
         self._cluster = scope.cluster
         self._workdir = workdir
         self._proxy_command = proxy_command
-        self._local_factory = local_factory or _default_local_cluster
+        self._local_factory = local_factory
+        self._service_cidr = service_cidr
+        self.service_ranges: tuple[str, ...] = ()
         self._proxy_factory = proxy_factory or _default_proxy_process
         self._exec = exec_function
         self._local: LocalPods | None = None
@@ -228,7 +282,13 @@ class LocalKubelet:
         try:
             self._create_nodes()
             self._heartbeat.start()
-            self._local = self._local_factory(self._scope.placement.run, self._scope.clients)
+            factory = self._local_factory
+            if factory is None:
+                self.service_ranges, _ = service_ranges(self._cluster, self._service_cidr)
+                factory = functools.partial(
+                    _default_local_cluster, service_ranges=self.service_ranges
+                )
+            self._local = factory(self._scope.placement.run, self._scope.clients)
             self._local.open()
             if self._proxy_command:
                 self._start_proxy(self._proxy_command)
@@ -282,6 +342,22 @@ class LocalKubelet:
             ["/bin/sh", "-c", filled], self._local.node_netns, self._workdir / "proxy.log"
         )
         self._proxy.start()
+
+    def service_allocated(self, address: str) -> None:
+        """The API server gave a Service the ClusterIP `address`: if no routed range holds it
+        (a cluster whose range the API does not show), the node routes the /12 around it too,
+        before any traffic is sent to it. Only the default local cluster routes."""
+        local = self._require_local()
+        try:
+            ip = ipaddress.IPv4Address(address)
+        except ValueError:
+            return
+        route = getattr(local, "route_service_range", None)
+        if route is None or any(ip in ipaddress.IPv4Network(r) for r in self.service_ranges):
+            return
+        cidr = range_around(address)
+        route(cidr)
+        self.service_ranges = (*self.service_ranges, cidr)
 
     def _beat(self) -> None:
         """Post the Nodes' status every HEARTBEAT_S, as a kubelet does: without it the node
@@ -359,10 +435,11 @@ class LocalKubelet:
             )
 
     def proxy_metrics(self) -> str | None:
-        """The proxy's metrics from inside the node namespace (kube-proxy: 127.0.0.1:10249)."""
+        """The proxy's metrics from inside the node namespace, at its command's
+        `--metrics-bind-address` (kube-proxy's default 127.0.0.1:10249 without one)."""
         if self._local is None or self._proxy is None:
             return None
-        return read_in_netns(self._local.node_netns)
+        return read_in_netns(self._local.node_netns, bind_address(self._proxy_command))
 
     def _require_local(self) -> LocalPods:
         if self._local is None:
@@ -370,10 +447,12 @@ class LocalKubelet:
         return self._local
 
 
-def _default_local_cluster(prefix: str, clients: Sequence[str]) -> LocalPods:
+def _default_local_cluster(
+    prefix: str, clients: Sequence[str], service_ranges: Sequence[str]
+) -> LocalPods:
     from harness.local.cluster import LocalCluster
 
-    return LocalCluster(prefix, clients)
+    return LocalCluster(prefix, clients, service_ranges=service_ranges)
 
 
 def _default_proxy_process(argv: list[str], netns: str, log: Path) -> Any:

@@ -32,7 +32,8 @@ which on a busy machine was seen to take a second.
 
 What the node provides to every proxy, as a real node would (a proxy must not need to set it):
 
-- **a route for the Service range**, `SERVICE_CIDR dev <prefix>sv`: a sink, one end of a veth
+- **a route for the Service range**, `SERVICE_CIDR dev <prefix>sv` (or the ranges given: a
+  real cluster's, with `--pods local`): a sink, one end of a veth
   pair without ARP whose other end stays down, so whatever is sent into it is dropped (the
   kernel here has no `dummy` driver). On a real
   node the default route carries a packet to a VIP that no rule translated; without any route it
@@ -238,7 +239,19 @@ class RunCluster(ABC):
 
 
 class LocalCluster(RunCluster):
-    """Pods and clients as network namespaces around a node namespace (the module docstring)."""
+    """Pods and clients as network namespaces around a node namespace (the module docstring).
+
+    `service_ranges` are the ranges the node routes for Services (default: `SERVICE_CIDR`).
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        client_names: Sequence[str],
+        service_ranges: Sequence[str] = (str(SERVICE_CIDR),),
+    ) -> None:
+        super().__init__(prefix, client_names)
+        self.service_ranges = tuple(service_ranges)
 
     @property
     def node_netns(self) -> str:
@@ -257,6 +270,12 @@ class LocalCluster(RunCluster):
     def forget_connections(self) -> None:
         flush_conntrack(self.node_netns)
 
+    def route_service_range(self, cidr: str) -> None:
+        """Route one more Service range in the node namespace (`--pods local` on a cluster
+        whose range shows only in the VIPs it allocates); removed with the namespace."""
+        ip_batch([f"route add {cidr} dev {self.names.service_sink}"], netns=self.node_netns)
+        self.service_ranges = (*self.service_ranges, cidr)
+
     def _build_node(self) -> None:
         bridge = self.names.bridge
         sink, sink_peer = self.names.service_sink, self.names.service_sink_peer
@@ -264,7 +283,7 @@ class LocalCluster(RunCluster):
             "link set lo up",
             f"link add {sink} type veth peer name {sink_peer}",
             f"link set {sink} arp off up",
-            f"route add {SERVICE_CIDR} dev {sink}",
+            *(f"route add {cidr} dev {sink}" for cidr in self.service_ranges),
             f"link add {bridge} address {mac_for(POD_GATEWAY)} type bridge mcast_snooping 0",
             f"addr add {POD_GATEWAY}/{POD_PREFIX_LENGTH} dev {bridge}",
             f"link set {bridge} up",

@@ -97,15 +97,16 @@ def _mutation(data: Any) -> tuple[list[Table], list[str]]:
 
 def _results(assembly: Assembly) -> tuple[list[Table], list[str]]:
     """The programming-latency table: a row per well-formed results file, with a line of its
-    versions and known issues (`tables.versions_line`); a note per other."""
+    versions and known issues (`tables.versions_line`) and one of the proxy's own sync metrics
+    where the run recorded them (`tables.proxy_metrics_line`); a note per other."""
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
     for name, data in assembly.sources.results.items():
         try:
             row = tables.latency_row(name, data, assembly.sources.provenance[name])
-            line = tables.versions_line(name, data)
+            lines = (tables.versions_line(name, data), tables.proxy_metrics_line(name, data))
             rows.append(row)
-            notes.extend([line] if line else [])
+            notes.extend(line for line in lines if line)
         except SHAPE_ERRORS as error:
             notes.append(assembly.found_malformed(name, error))
     if not assembly.sources.results:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from harness.kube.metrics import metrics_text
 from harness.reporting.provenance import Provenance
 from harness.reporting.render import MISSING, Table
 
@@ -182,6 +183,14 @@ def versions_line(name: str, data: Json) -> str | None:
         for issue in prop.get("known_issues") or ():
             line += f"; {prop['name']} failed, {issue['text']} ({issue['link']})"
     return line
+
+
+def proxy_metrics_line(name: str, data: Json) -> str | None:
+    """One line for results file `name`: the proxy's own sync metrics beside the harness's
+    latency (`harness.kube.metrics.metrics_text`); None where the run recorded none."""
+    metrics = data.get("proxy_metrics")
+    text = metrics_text(metrics) if isinstance(metrics, dict) else None
+    return f"{name}: {text}" if text else None
 
 
 def programming_latency(rows: Iterable[tuple[str, ...]]) -> Table:

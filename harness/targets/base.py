@@ -7,7 +7,7 @@ never judges itself.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from harness.clock import Clock
 from harness.events import Event
@@ -79,6 +79,20 @@ def reads_rules(target: object) -> bool:
 
 
 UNKNOWN_VERSION = "unknown"
+
+
+def target_proxy_metrics(target: object) -> dict[str, Any] | None:
+    """What `target`'s optional `proxy_metrics()` accessor reports of the proxy's own sync
+    metrics (`harness.kube.metrics.summary` or `not_available`), or None for a target without
+    one. A failing accessor gives "not available" with its reason; this never raises."""
+    accessor = getattr(target, "proxy_metrics", None)
+    if not callable(accessor):
+        return None
+    try:
+        given = accessor()
+    except Exception as error:  # metrics annotate a run; they never end one
+        return {"available": False, "reason": f"reading them failed: {error}"}
+    return dict(given) if isinstance(given, dict) else None
 
 
 def target_versions(target: object) -> dict[str, str]:

@@ -21,8 +21,9 @@ always with `--pods local`, with `--read-node-rules` on a cluster with kubelets;
 is skipped with the reason (`rules_unsupported`) elsewhere or for a layout other than kube-proxy's.
 
 Programming latency is measured by the runner from the API write to the first observed effect.
-kube-proxy's own `kubeproxy_network_programming_duration_seconds` histogram (served on its
-metrics port, 10249) is the cross-check; see docs/kube.md.
+kube-proxy's own `network_programming_duration_seconds` and `sync_proxy_rules_duration_seconds`
+histograms are the cross-check: read once the proxy has synced after `open()` and again at the
+end (`proxy_metrics()`, `harness.kube.metrics.MetricsWindow`); see docs/kube.md.
 """
 
 from __future__ import annotations
@@ -38,12 +39,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.clock import RealClock
-from harness.errors import EnvironmentProblem, UsageError
+from harness.errors import EnvironmentProblem, HarnessError, UsageError
 from harness.events import Event
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
-from harness.kube.metrics import ProgrammingLatency
+from harness.kube.metrics import (
+    MetricsWindow,
+    ProgrammingLatency,
+    bind_address,
+    wait_for_first_sync,
+)
 from harness.kube.metrics import parse as parse_metrics
 from harness.kube.node_readers import NodeReaders
 from harness.kube.node_rules import (
@@ -91,6 +97,11 @@ NAMESPACE_PREFIX = "svc-lb-"
 STARTUP_S = 180.0  # client pods: image pulls on a fresh node
 RESET_WAIT_S = 60.0
 RECREATE_WAIT_S = 30.0
+NODE_METRICS_OFF = (
+    "--pods cluster: kube-proxy's metrics are not read (they are on each node's loopback by"
+    " default; reading them through the node proxy needs `get nodes/proxy`)"
+)
+FIRST_SYNC_ATTEMPTS = 50  # 5 s for the proxy's first sync after open (kubernetes#82378)
 
 
 class KubeTarget:
@@ -148,6 +159,7 @@ class KubeTarget:
         self._layout = Layout.NFTABLES  # the layout looked for first (the last one found)
         self._writer = Writer.from_option(options.extra.get("api_concurrency"))
         self._hooks = threading.Lock()  # the runtime's hooks run one at a time
+        self._metrics = MetricsWindow(self._metrics_source())
 
     def _name_run(self) -> None:
         """Choose the run prefix (given, or fresh) and the namespace and placement named by it.
@@ -207,6 +219,7 @@ class KubeTarget:
                 self.namespace, self.prefix, self.placement.image, self.runtime.nodes
             )
             self._start_readers(self.cluster)
+            self._begin_metrics()
         except BaseException:
             self.close()
             raise
@@ -276,7 +289,10 @@ class KubeTarget:
 
             self._workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-kube-")
             return LocalKubelet(
-                scope, Path(self._workdir), proxy_command=self.options.proxy_command
+                scope,
+                Path(self._workdir),
+                proxy_command=self.options.proxy_command,
+                service_cidr=self.options.extra.get("service_cidr"),
             )
         return ClusterRuntime(
             scope,
@@ -295,6 +311,8 @@ class KubeTarget:
                 watched.stop()
         self._slices = self._pods = None
         problems: list[BaseException] = []
+        if self._metrics.open:
+            self._metrics.end(self._read_proxy_metrics())
         if self._readers is not None:
             readers, self._readers = self._readers, None
             try:
@@ -422,6 +440,56 @@ class KubeTarget:
         text = self.runtime.proxy_metrics()
         return parse_metrics(text) if text else None
 
+    def proxy_metrics(self) -> dict[str, Any]:
+        """The proxy's own sync histograms since `open()` (each proxy lifetime's first sync left
+        out), for the results file: `harness.kube.metrics.summary`, or `not_available` with the
+        reason. Reads only; never raises for absent metrics."""
+        if self._metrics.open:
+            text = self._read_proxy_metrics()
+            self._metrics.end(text)
+            self._metrics.begin(text, self._metrics_unreachable())
+        return self._metrics.result()
+
+    def _metrics_source(self) -> str:
+        if self.options.pods == "local":
+            host, port = bind_address(self.options.proxy_command)
+            return f"http://{host}:{port}/metrics in the node namespace"
+        return "kube-proxy on the first node, through the API server's node proxy"
+
+    def _metrics_unreachable(self) -> str:
+        """Why the proxy's metrics could not be read, in one line."""
+        if self.options.pods == "local" and not self.options.proxy_command:
+            return "no --proxy-command: no proxy runs in the node namespace"
+        if self.options.pods == "local":
+            return f"nothing answered at {self._metrics.source}"
+        return (
+            "kube-proxy's metrics are not reachable through the API server's node proxy"
+            " (loopback-bound metricsBindAddress, or no `get nodes/proxy` permission)"
+        )
+
+    def _read_proxy_metrics(self) -> str | None:
+        if self.runtime is None:
+            return None
+        try:
+            return self.runtime.proxy_metrics()
+        except HarnessError:  # metrics annotate a run; they never end one
+            return None
+
+    def _begin_metrics(self) -> None:
+        """Read the baseline once the proxy reports its first sync (kubernetes#82378: the first
+        sync's backlog is not the run's), polling up to 5 s with `--pods local`. On `--pods
+        cluster` only when asked (`extra["node_metrics"]`): it needs `get nodes/proxy`, which
+        deploy/rbac.yaml does not grant, and metrics kube-proxy binds beyond loopback."""
+        if self.options.pods == "local" and not self.options.proxy_command:
+            self._metrics.begin(None, self._metrics_unreachable())
+            return
+        if self.options.pods == "cluster" and not self.options.extra.get("node_metrics"):
+            self._metrics.begin(None, NODE_METRICS_OFF)
+            return
+        attempts = FIRST_SYNC_ATTEMPTS if self.options.pods == "local" else 1
+        text = wait_for_first_sync(self._read_proxy_metrics, self.clock.sleep, attempts)
+        self._metrics.begin(text, self._metrics_unreachable())
+
     # -- operations ---------------------------------------------------------------------------
     def _execute(self, operation: Operation) -> None:
         cluster, _ = self._require()
@@ -438,6 +506,9 @@ class KubeTarget:
             ip = getattr(getattr(created, "spec", None), "cluster_ip", None)
             if ip and ip != "None":
                 self._cluster_ips[name] = ip
+                allocated = getattr(self.runtime, "service_allocated", None)
+                if allocated is not None:  # --pods local: the node routes the VIP's range
+                    allocated(ip)
         elif verb is Verb.PATCH_SERVICE:
             cluster.call(
                 f"patch services in namespace {namespace}",

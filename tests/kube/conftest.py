@@ -24,8 +24,10 @@ from harness.kube.api import Cluster, connect_url
 
 
 @pytest.fixture
-def mock_api() -> Iterator[MockApiServer]:
-    server = MockApiServer()
+def mock_api(request: pytest.FixtureRequest) -> Iterator[MockApiServer]:
+    """kmock; options for it through indirect parametrization, e.g.
+    `@pytest.mark.parametrize("mock_api", [{"graceful_pods": True}], indirect=True)`."""
+    server = MockApiServer(**getattr(request, "param", {}))
     try:
         yield server
     finally:

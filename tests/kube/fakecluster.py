@@ -12,13 +12,15 @@ what the control plane and a kubelet would do for the harness's namespace:
 `kubelet=False` leaves pods without status (an API server with no kubelets); `waiting_reason`
 makes every container wait with that reason (an image that cannot be pulled); `data_plane=True`
 answers the client request loops as a proxy would, from the slices. Graceful deletion is not
-emulated: kmock removes a deleted pod at once.
+emulated by kmock (it removes a deleted pod at once) unless the mock server is made with
+`graceful_pods=True`; then this removes each marked pod once its grace period has run out.
 
 Also here: `eventually` (bounded polling) and `FakeLocal`, a stand-in for the local cluster.
 """
 
 from __future__ import annotations
 
+import datetime
 import random
 import re
 import threading
@@ -28,11 +30,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mockapi import GRACEFUL_FINALIZER
+
 from harness.kube.api import Cluster, connect_url
 from harness.kube.objects import READY_FILE
 
 MERGE = "application/merge-patch+json"
 USER_AGENT = "fakecluster"  # tells its requests from the harness's in the mock's log
+TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"  # as the controller writes it
+
+
+def _now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class FakeCluster:
@@ -151,6 +160,7 @@ class FakeCluster:
         core = self.cluster.core
         pods = core.list_namespaced_pod(namespace).items
         for pod in pods:
+            self._end_grace(namespace, pod)
             if not pod.metadata.uid:
                 core.patch_namespaced_pod(
                     pod.metadata.name,
@@ -179,6 +189,20 @@ class FakeCluster:
             namespace,
             core.list_namespaced_service(namespace).items,
             core.list_namespaced_pod(namespace).items,
+        )
+
+    def _end_grace(self, namespace: str, pod: Any) -> None:
+        """Remove a pod the mock only marked for deletion once its grace period is over."""
+        metadata = pod.metadata
+        finalizers = metadata.finalizers or []
+        if metadata.deletion_timestamp is None or GRACEFUL_FINALIZER not in finalizers:
+            return
+        grace = datetime.timedelta(seconds=metadata.deletion_grace_period_seconds or 0)
+        if datetime.datetime.now(datetime.UTC) < metadata.deletion_timestamp + grace:
+            return
+        kept = [f for f in finalizers if f != GRACEFUL_FINALIZER]
+        self.cluster.core.patch_namespaced_pod(
+            metadata.name, namespace, {"metadata": {"finalizers": kept}}, _content_type=MERGE
         )
 
     def _write_status(self, namespace: str, pod: str, ready: bool) -> None:
@@ -225,10 +249,13 @@ class FakeCluster:
             name = f"{service.metadata.name}-fake"
             wanted.add(name)
             body = self._slice(namespace, service, pods)
+            annotations = {"annotations": {TRIGGER_TIME: _now_rfc3339()}}
             if name not in existing:
-                discovery.create_namespaced_endpoint_slice(namespace, body)
+                created = {**body, "metadata": {**body["metadata"], **annotations}}
+                discovery.create_namespaced_endpoint_slice(namespace, created)
             elif self._written.get((namespace, name)) != body:
                 patch = {"endpoints": body["endpoints"], "ports": body["ports"]}
+                patch["metadata"] = annotations
                 discovery.patch_namespaced_endpoint_slice(
                     name, namespace, patch, _content_type=MERGE
                 )

@@ -14,6 +14,12 @@ once it is answered, for benchmarks that never look at them.
 `MockApiServer.intercept`, when set, sees every request first (on the server's event loop) and
 may answer it itself (an error status, a Retry-After) or delay it: the tests of retries and of
 bounded concurrency use it.
+
+`MockApiServer(graceful_pods=True)` also emulates graceful pod deletion, which kmock lacks: a
+DELETE with `gracePeriodSeconds` > 0 marks the pod (deletionTimestamp, through a finalizer of its
+own, `GRACEFUL_FINALIZER`) instead of removing it, and a DELETE with 0 removes a marked pod at
+once; `fakecluster.FakeCluster` removes marked pods whose grace has run out, as the kubelet
+would.
 """
 
 from __future__ import annotations
@@ -48,6 +54,17 @@ def _parse_path(path: str) -> Any:
 parsing.parse_path = _parse_path
 
 _CLUSTER_IPS = (f"10.96.0.{10 + n % 240}" for n in itertools.count())
+GRACEFUL_FINALIZER = "fakecluster/graceful-deletion"
+
+
+def _grace_s(request: Any) -> int | None:
+    value = request.params.get("gracePeriodSeconds")
+    if value is None and isinstance(request.data, dict):
+        value = request.data.get("gracePeriodSeconds")
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 Intercept = Callable[[Any], Awaitable[aiohttp.web.StreamResponse | None]]
@@ -59,6 +76,8 @@ class _AllocatingEmulator(kmock.KubernetesEmulator):
 
     intercept: Intercept | None = None
     keep_requests = True
+
+    graceful_pods = False
 
     async def _handle(self, request: Any) -> Any:
         try:
@@ -73,6 +92,14 @@ class _AllocatingEmulator(kmock.KubernetesEmulator):
             if answer is not None:
                 return answer
         resource = request.resource
+        if (
+            self.graceful_pods
+            and request.action == kmock.action.DELETE
+            and resource is not None
+            and resource.plural == "pods"
+            and request.name is not None
+        ):
+            await self._mark_graceful(request, _grace_s(request))
         if (
             request.action == kmock.action.CREATE
             and resource is not None
@@ -98,6 +125,28 @@ class _AllocatingEmulator(kmock.KubernetesEmulator):
                     item.delete()
                     await self._buses[key[0]].put({"type": "DELETED", "object": item.last.raw})
 
+    async def _mark_graceful(self, request: Any, grace_s: int | None) -> None:
+        """Before kmock's DELETE: a graceful one gets our finalizer (so kmock only marks the
+        pod), an immediate one takes it away again (so kmock removes the marked pod)."""
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                return
+            pod = self._objects[key]
+            metadata = pod.get("metadata", {})
+            finalizers = [f for f in metadata.get("finalizers") or [] if f != GRACEFUL_FINALIZER]
+            if grace_s and not metadata.get("deletionTimestamp"):
+                pod.patch(
+                    {
+                        "metadata": {
+                            "finalizers": [*finalizers, GRACEFUL_FINALIZER],
+                            "deletionGracePeriodSeconds": grace_s,
+                        }
+                    }
+                )
+            elif not grace_s:
+                pod.patch({"metadata": {"finalizers": finalizers}})
+
 
 VERSION = {
     "major": "1",
@@ -115,8 +164,9 @@ VERSION = {
 class MockApiServer:
     """kmock's Kubernetes emulator serving on 127.0.0.1 from its own event loop thread."""
 
-    def __init__(self, keep_requests: bool = True) -> None:
+    def __init__(self, keep_requests: bool = True, graceful_pods: bool = False) -> None:
         self._keep_requests = keep_requests
+        self.graceful_pods = graceful_pods
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -125,6 +175,7 @@ class MockApiServer:
     async def _start(self) -> str:
         self.handler = _AllocatingEmulator()
         self.handler.keep_requests = self._keep_requests
+        self.handler.graceful_pods = self.graceful_pods
         await self.handler.__aenter__()
         self.handler.resources.load_bundled()
         # the python client asks `/version/` (with the slash); kmock serves only `/version`

@@ -254,7 +254,8 @@ def wait_for_a_renewal(target: KubeTarget) -> None:
 def run_local_mode(cluster: Cluster, operations: set[Verb]) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
-            "harness.kube.kubelet._default_local_cluster", lambda prefix, clients: FakeLocal()
+            "harness.kube.kubelet._default_local_cluster",
+            lambda prefix, clients, service_ranges: FakeLocal(),
         )
         target = KubeTarget(TargetOptions(pods="local"), cluster=cluster)
         traced(target, operations)
