@@ -72,8 +72,9 @@ def proxy_version(proxy: object) -> str:
 
 def proxy_command_version(command: str | None) -> str:
     """The `--version` line of the kube-proxy binary a `--proxy-command` runs (the first word
-    named kube-proxy*, wherever the shell command has it). Other commands are not run with
-    `--version` (an arbitrary program may not take it), so they give "unknown" and say why."""
+    named kube-proxy* or harness-kube-proxy, the harness's stand-in, wherever the shell command
+    has it). Other commands are not run with `--version` (an arbitrary program may not take it),
+    so they give "unknown" and say why."""
     if not command:
         return f"{UNKNOWN} (no --proxy-command)"
     try:
@@ -81,6 +82,6 @@ def proxy_command_version(command: str | None) -> str:
     except ValueError:
         return f"{UNKNOWN} (the proxy command does not parse)"
     for word in words:
-        if PurePath(word).name.startswith("kube-proxy"):
+        if PurePath(word).name.startswith(("kube-proxy", "harness-kube-proxy")):
             return tool_version([word, "--version"])
     return f"{UNKNOWN} (not kube-proxy; only kube-proxy is asked for --version)"

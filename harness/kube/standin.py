@@ -55,7 +55,7 @@ from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from harness import __version__
 from harness.errors import EXIT_HARNESS, EXIT_USAGE, HarnessError, UsageError
@@ -84,10 +84,10 @@ from harness.model.objects import (
 )
 from harness.proxies.base import NodeContext, slice_key
 from harness.proxies.iptables import IptablesProxy
+from harness.proxies.mutants import NoRejectIptablesProxy, NoRejectNftablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.commands import NETNS_DIR
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
-from harness.proxies.rules.plan import PortPlan
 
 PROGRAM = "harness-kube-proxy"
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
@@ -96,25 +96,7 @@ RETRY_AFTER_FAILURE_S = 1.0
 ENDPOINT_CHANGES, SERVICE_CHANGES = PENDING
 
 
-# -- the disclosed mutant --------------------------------------------------------------------------
-class _NoReject(KernelRuleProxy):
-    """Programs nothing for a Service port without any endpoints, so no REJECT at all; the DROP
-    for ports whose endpoints are all elsewhere is kept (only the REJECT goes)."""
-
-    def plan(self, service: Service) -> tuple[PortPlan, ...]:
-        return tuple(p for p in super().plan(service) if p.destinations or p.drops)
-
-
-class NoRejectIptablesProxy(_NoReject, IptablesProxy):
-    name: ClassVar[str] = "mutant-iptables-no-reject"
-    description: ClassVar[str] = "iptables that programs no REJECT for Services without endpoints"
-
-
-class NoRejectNftablesProxy(_NoReject, NftablesProxy):
-    name: ClassVar[str] = "mutant-nftables-no-reject"
-    description: ClassVar[str] = "nftables that programs no REJECT for Services without endpoints"
-
-
+# -- the disclosed mutant: harness.proxies.mutants ------------------------------------------------
 MODES: dict[str, type[KernelRuleProxy]] = {"iptables": IptablesProxy, "nftables": NftablesProxy}
 MUTANTS: dict[str, dict[str, type[KernelRuleProxy]]] = {
     "no-reject": {"iptables": NoRejectIptablesProxy, "nftables": NoRejectNftablesProxy},

@@ -100,7 +100,7 @@ class IptablesProxy(KernelRuleProxy):
         "kube-proxy iptables mode (probability chains, recent affinity, REJECT), iptables-restore"
     )
     binaries: ClassVar[tuple[str, ...]] = ("iptables-restore", "iptables-save")
-    no_endpoints_target: ClassVar[str | None] = "REJECT --reject-with icmp-port-unreachable"
+    no_endpoints_target: ClassVar[str] = "REJECT --reject-with icmp-port-unreachable"
     no_local_endpoints_target: ClassVar[str] = "DROP"
 
     def __init__(self) -> None:
@@ -122,13 +122,11 @@ class IptablesProxy(KernelRuleProxy):
                 f'"{plan.name} {{}}" -m {plan.protocol} --dport {plan.port}'
             )
             if not plan.destinations:
-                target: str | None
                 if plan.drops:
                     why, target = "has no local endpoints", self.no_local_endpoints_target
                 else:
                     why, target = "has no endpoints", self.no_endpoints_target
-                if target is not None:  # None: a mutant that programs nothing
-                    filter_entries[f"-A {SERVICES} {match.format(why)} -j {target}"] = ""
+                filter_entries[f"-A {SERVICES} {match.format(why)} -j {target}"] = ""
                 continue
             chain = service_chain(plan)
             nat_entries[f"-A {SERVICES} {match.format('cluster IP')} -j {chain}"] = ""

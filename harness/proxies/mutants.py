@@ -37,6 +37,7 @@ from harness.model.objects import (
 )
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.nftables import NftablesProxy
+from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.proxies.rules.plan import PortPlan, unique_by_address
 from harness.proxies.userspace import UserspaceProxy
 
@@ -82,12 +83,22 @@ class DropEmptyProxy(IptablesProxy):
     no_endpoints_target: ClassVar[str] = "DROP"
 
 
-class NoRejectProxy(IptablesProxy):
+class _NoReject(KernelRuleProxy):
+    """Programs nothing for a Service port without any endpoints, so no REJECT at all; the DROP
+    for ports whose endpoints are all elsewhere is kept (only the REJECT goes)."""
+
+    def plan(self, service: Service) -> tuple[PortPlan, ...]:
+        return tuple(p for p in super().plan(service) if p.destinations or p.drops)
+
+
+class NoRejectIptablesProxy(_NoReject, IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-no-reject"
-    description: ClassVar[str] = (
-        "iptables that programs nothing for Services without endpoints (no REJECT at all)"
-    )
-    no_endpoints_target: ClassVar[str | None] = None
+    description: ClassVar[str] = "iptables that programs no REJECT for Services without endpoints"
+
+
+class NoRejectNftablesProxy(_NoReject, NftablesProxy):
+    name: ClassVar[str] = "mutant-nftables-no-reject"
+    description: ClassVar[str] = "nftables that programs no REJECT for Services without endpoints"
 
 
 class NoAffinityProxy(NftablesProxy):
@@ -161,7 +172,8 @@ MUTANT_PROXIES: dict[str, type] = {
         NeverRemovesProxy,
         IgnoresReadinessProxy,
         DropEmptyProxy,
-        NoRejectProxy,
+        NoRejectIptablesProxy,
+        NoRejectNftablesProxy,
         NoAffinityProxy,
         TwoDecimalsProxy,
         LeaksDeletedProxy,

@@ -4,6 +4,7 @@ reach the summary, the results file, JUnit and the report."""
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 from harness import __version__
@@ -60,6 +61,9 @@ def test_only_a_kube_proxy_binary_is_asked_for_its_version(tmp_path: Path) -> No
     command = f"ip route add 10.96.0.0/16 dev lo; {fake} --config x.yaml"
     assert proxy_command_version(command) == "Kubernetes v1.24.0"
     assert proxy_command_version("my-proxy --serve").startswith(f"{UNKNOWN} (not kube-proxy")
+    installed = Path(sys.executable).parent / "harness-kube-proxy"  # this environment's
+    standin = proxy_command_version(f"{installed} --kubeconfig k --proxy-mode nftables")
+    assert "stand-in for kube-proxy" in standin and not standin.startswith(UNKNOWN)
     assert proxy_command_version(None) == f"{UNKNOWN} (no --proxy-command)"
     assert proxy_command_version("echo 'unclosed").startswith(f"{UNKNOWN} (the proxy command")
 

@@ -93,6 +93,7 @@ CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-iptables-ignores-readiness": (IptablesProxy, one_unready),
     "mutant-iptables-drop-empty": (IptablesProxy, no_endpoints),
     "mutant-iptables-no-reject": (IptablesProxy, no_endpoints),
+    "mutant-nftables-no-reject": (NftablesProxy, no_endpoints),
     "mutant-nftables-no-affinity": (NftablesProxy, sticky_client),
     "mutant-iptables-two-decimals": (IptablesProxy, three_endpoints),
     "mutant-iptables-leaks-deleted": (IptablesProxy, vip_reused),
