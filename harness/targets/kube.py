@@ -34,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,14 @@ from harness.kube.objects import (
     plan,
 )
 from harness.kube.observe import Incarnations, Watched, to_model_slice, wait_for_names
+from harness.kube.proxy_sync import sync_state_from_metrics
 from harness.kube.runtime import ClusterRuntime, PodExec, PodRuntime, pod_is_ready, pod_problem
 from harness.kube.scope import Scope
 from harness.kube.traffic import ClientPods, Exec
 from harness.kube.writer import Writer
 from harness.model.objects import PROXY_NODE, EndpointSlice, Pod
 from harness.model.state import ClusterState
+from harness.proxies.base import SyncState
 from harness.proxies.rules.tracing import Packet
 from harness.registry import POD_MODES, TargetOptions
 from harness.targets.base import UNKNOWN_VERSION
@@ -102,6 +105,9 @@ NODE_METRICS_OFF = (
     " default; reading them through the node proxy needs `get nodes/proxy`)"
 )
 FIRST_SYNC_ATTEMPTS = 50  # 5 s for the proxy's first sync after open (kubernetes#82378)
+
+
+SERVICE_VERBS = frozenset({Verb.CREATE_SERVICE, Verb.PATCH_SERVICE, Verb.DELETE_SERVICE})
 
 
 class KubeTarget:
@@ -160,6 +166,7 @@ class KubeTarget:
         self._writer = Writer.from_option(options.extra.get("api_concurrency"))
         self._hooks = threading.Lock()  # the runtime's hooks run one at a time
         self._metrics = MetricsWindow(self._metrics_source())
+        self._changed_at_s = 0.0  # wall clock of the last API write or slice change seen
 
     def _name_run(self) -> None:
         """Choose the run prefix (given, or fresh) and the namespace and placement named by it.
@@ -278,8 +285,14 @@ class KubeTarget:
             self.namespace,
             SERVICE_NAME_LABEL,
             "endpointslices",
+            on_change=self._slice_changed,
         )
         self._slices.start()
+
+    def _slice_changed(self, kind: str, item: Any) -> None:
+        """The watch saw an EndpointSlice change (its thread): the proxy must sync after it."""
+        del kind, item
+        self._changed_at_s = max(self._changed_at_s, time.time())
 
     def _make_runtime(self, cluster: Cluster) -> PodRuntime:
         assert self._pods is not None
@@ -387,7 +400,22 @@ class KubeTarget:
         after = event.apply(before)
         for operation in plan(before, after, self.placement):
             self._execute(operation)
+            if operation.verb in SERVICE_VERBS:  # slice changes: `_slice_changed`
+                self._changed_at_s = max(self._changed_at_s, time.time())
         self.state = after
+
+    def sync_state(self) -> SyncState | None:
+        """kube-proxy's own report, from its metrics, that it has programmed everything up to
+        the last Service change the harness made or EndpointSlice change its watch saw
+        (`harness.kube.proxy_sync`: a sync ended after it and nothing is pending); pod writes
+        that change no slice are not waited for, since no sync need follow them. None while its
+        metrics are not being read (no evidence: convergence goes by traffic alone). Reads only;
+        wall clock, as kube-proxy stamps its syncs with its own (`--pods local`: this
+        machine's)."""
+        if not self._metrics.open:
+            return None
+        text = self._read_proxy_metrics()
+        return sync_state_from_metrics(text, self._changed_at_s) if text else None
 
     def apply_many(self, events: Sequence[Event]) -> None:
         """Apply several events as one change: the API writes from the state before to the state

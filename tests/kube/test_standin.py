@@ -342,3 +342,50 @@ def test_the_node_routes_a_non_default_service_range(
         assert target.runtime.service_ranges == ("10.100.0.0/16", "10.192.0.0/12")
     finally:
         target.close()
+
+
+@needs_netns
+@pytest.mark.netns
+@pytest.mark.slow
+@GRACEFUL
+def test_the_kube_target_reports_the_proxys_own_sync_state_from_its_metrics(
+    mock_api: MockApiServer, cluster: Cluster
+) -> None:
+    """Issue 15 item 3 on the kube target: after a change, the target says the proxy has not
+    programmed it until the proxy's metrics show a sync after it with nothing pending. The
+    stand-in syncs at most once every 5 s, so right after a sync a new change must wait."""
+    import time
+
+    from harness.events import CreateService, Scale
+    from harness.model.objects import labels_of
+
+    target = _target(cluster, standin_command("--min-sync-period 5s"))
+
+    def settled(deadline_s: float) -> Any:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            state = target.sync_state()
+            if state is not None and state.synced:
+                return state
+            time.sleep(0.1)
+        return target.sync_state()
+
+    with FakeCluster(mock_api.url, kubelet=False):
+        target.open()
+        try:
+            target.apply(CreateService("svc", labels_of({"app": "web"})))
+            target.apply(Scale("web", 1))
+            first = settled(20.0)
+            assert first is not None and first.synced, first
+            assert "kube-proxy's metrics" in first.source
+            target.apply(Scale("web", 2))
+            end = time.monotonic() + 4.0
+            while len(target.endpoint_slices("svc")[0].endpoints) < 2:
+                assert time.monotonic() < end, "the fake control plane did not publish"
+                time.sleep(0.05)
+            waiting = target.sync_state()
+            assert waiting is not None and not waiting.synced, waiting  # within its period
+            final = settled(20.0)
+            assert final is not None and final.synced, final
+        finally:
+            target.close()
