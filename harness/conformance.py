@@ -30,7 +30,7 @@ from typing import Any
 
 from harness import known_issues
 from harness.balance import balance_sequences
-from harness.checks import PROPERTIES, PROXY_CONTRACT, rules
+from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
@@ -45,7 +45,7 @@ from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
 from harness.shrink import shrink_events
 from harness.strategies import EventSpace
-from harness.targets.base import Target, reads_rules, target_versions
+from harness.targets.base import ConnectionHolder, Target, reads_rules, target_versions
 
 MAX_SERVICES_PER_STEP = 3
 STATISTICAL_CHECKS_PER_SERVICE = 2  # fairness and affinity expiry
@@ -145,6 +145,8 @@ def applicable(prop: str, target: Target) -> str | None:
         return str(why) if why else "the target cannot show its programmed rules"
     if prop == PROXY_CONTRACT and not getattr(target, "runs_proxy", False):
         return "the target runs no proxy process of the harness's"
+    if prop == connections.PROPERTY and not isinstance(target, ConnectionHolder):
+        return "the target holds no long-lived connections across steps (ConnectionHolder)"
     return None
 
 

@@ -34,6 +34,7 @@ from harness.events import (
     PodExit,
     Probe,
     RestartPod,
+    RestartProxy,
     Scale,
     SetAffinity,
     SetLabel,
@@ -317,6 +318,7 @@ GENERATORS: dict[str, Generator] = {
         lambda s: (_affinity_timeouts(s),),
         _waits,
     ),
+    "restart_proxy": Generator(_has_services, _no_key, lambda key, sp: st.just(RestartProxy())),
     "probe": Generator(
         _has_services,
         lambda s: (_services(s), _affinity_services(s)),

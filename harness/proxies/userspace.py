@@ -58,6 +58,8 @@ class UserspaceProxy(TrackingProxy):
     description: ClassVar[str] = (
         "asyncio TCP proxy in the node namespace: round robin, ClientIP affinity, REJECT or DROP"
     )
+    relays_connections: ClassVar[bool] = True
+    """Connections run through this proxy's own process: they end when it restarts."""
 
     def __init__(self) -> None:
         super().__init__()
