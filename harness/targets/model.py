@@ -108,6 +108,9 @@ class ModelTarget:
         return derive_slices(state, service)
 
     def send(self, request: TrafficRequest) -> TrafficSample:
+        return self._sample(request)
+
+    def _sample(self, request: TrafficRequest) -> TrafficSample:
         started_s = self.clock.now()
         state = self.perceived(self.state)
         service = state.services.get(request.service)
@@ -137,7 +140,7 @@ class ModelTarget:
     def hold(self, service: str, client: str, timeout_s: float) -> tuple[int | None, Outcome]:
         """A kept-alive connection balanced as a new one; kept when it was answered."""
         request = TrafficRequest(service=service, client=client, count=1, timeout_s=timeout_s)
-        (outcome,) = self.send(request).outcomes
+        (outcome,) = self._sample(request).outcomes
         if outcome.backend is None:
             return None, outcome
         number = max(self.held, default=-1) + 1
