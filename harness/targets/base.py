@@ -96,6 +96,13 @@ class ConnectionHolder(Protocol):
     def release_held(self) -> None: ...
 
 
+def restart_unsupported(target: object) -> str | None:
+    """Why `target` cannot restart its proxy (`RestartProxy`), from its optional
+    `restart_unsupported` attribute, or None when it can (the model; the local cluster)."""
+    why = getattr(target, "restart_unsupported", None)
+    return str(why) if why else None
+
+
 def reads_rules(target: object) -> bool:
     """Whether `target` can show its programmed rules: it has `reachability` (`RuleOracle`) and
     does not say otherwise through a `reads_rules` attribute (a local target reads rules only

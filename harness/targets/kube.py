@@ -39,7 +39,7 @@ from typing import Any
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, UsageError
-from harness.events import Event
+from harness.events import Event, RestartProxy
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
@@ -363,8 +363,16 @@ class KubeTarget:
         self._pending_ready.clear()
 
     # -- the Target contract ------------------------------------------------------------------
+    restart_unsupported = (
+        "restarting the proxy is not supported on the kube target yet (kube-proxy runs as the"
+        " cluster's DaemonSet, or as --proxy-command's process under --pods local)"
+    )
+
     def apply(self, event: Event) -> None:
-        """Write the API changes that take the cluster from the model's state to the next."""
+        """Write the API changes that take the cluster from the model's state to the next.
+        `RestartProxy` is refused (`restart_unsupported`), never taken as a no-op."""
+        if isinstance(event, RestartProxy):
+            raise UsageError(f"{event.kind}: {self.restart_unsupported}")
         before = self.state
         after = event.apply(before)
         for operation in plan(before, after, self.placement):
