@@ -129,6 +129,7 @@ class Runner:
         self.broken: ProxyFailure | None = None
         self.reset_failure: ProxyFailure | None = None
         self.long_lived = LongLived(target, self.config.request_timeout_s)
+        self.interim = False  # the last step ended on a state its proxy says is not final
 
     # -- lifecycle ----------------------------------------------------------------------------
     def reset(self) -> None:
@@ -207,7 +208,10 @@ class Runner:
 
     def _held(self, result: StepResult, after: ClusterState, record: dict[str, Any]) -> StepResult:
         """Judge the long-lived connections after the step and open new ones
-        (`harness.longlived`); their verdict and feature join the step's."""
+        (`harness.longlived`); their verdict and feature join the step's. Not on a state the
+        proxy says is not final (they are asked after the next step)."""
+        if self.interim:
+            return result
         verdicts, features = self.long_lived.after(len(self.events), result.event, after)
         if not verdicts:
             return result
@@ -228,17 +232,24 @@ class Runner:
         record: dict[str, Any],
     ) -> StepResult:
         names = [event.service] if isinstance(event, Probe) else changed_services(before, after)
-        if isinstance(event, RestartProxy):  # a restarted proxy programs everything anew
+        restarted = isinstance(event, RestartProxy)
+        if restarted:  # a restarted proxy programs everything anew
             names = sorted(after.services)
         expectations = {}
         for name in names:
             old, new = before.services.get(name), after.services.get(name)
-            if old is None or new is None or _affinity_settings(old) != _affinity_settings(new):
+            if (
+                old is None
+                or new is None
+                or _affinity_settings(old) != _affinity_settings(new)
+                or restarted  # stop() removes every rule: its affinity memory goes with it
+            ):
                 self.memory.forget(name)
             expectations[name] = expect(after, name, PORT)
         waits: dict[str, ServiceWait] = {}
         if not isinstance(event, Probe):
             waits = self._converge(expectations, applied_s)
+        self.interim = any(wait.still_syncing for wait in waits.values())
         verdicts: list[Verdict] = []
         reached: set[str] = set()
         checked: set[str] = set()
