@@ -363,21 +363,39 @@ class KubeTarget:
         self._pending_ready.clear()
 
     # -- the Target contract ------------------------------------------------------------------
-    restart_unsupported = (
-        "restarting the proxy is not supported on the kube target yet (kube-proxy runs as the"
-        " cluster's DaemonSet, or as --proxy-command's process under --pods local)"
-    )
+    @property
+    def restart_unsupported(self) -> str | None:
+        """Why `RestartProxy` cannot be applied here, or None: only the proxy command's process
+        of `--pods local` is the harness's to restart (`LocalKubelet.restart_proxy`)."""
+        if self.options.pods == "local" and self.options.proxy_command:
+            return None
+        return (
+            "restarting the proxy needs --pods local with --proxy-command; a cluster's own"
+            " kube-proxy (a DaemonSet) is not restarted by the harness"
+        )
 
     def apply(self, event: Event) -> None:
         """Write the API changes that take the cluster from the model's state to the next.
-        `RestartProxy` is refused (`restart_unsupported`), never taken as a no-op."""
+        `RestartProxy` restarts the proxy command's process under `--pods local` and is refused
+        elsewhere with its reason (`restart_unsupported`), never taken as a no-op."""
         if isinstance(event, RestartProxy):
-            raise UsageError(f"{event.kind}: {self.restart_unsupported}")
+            self._restart_proxy()
+            return
         before = self.state
         after = event.apply(before)
         for operation in plan(before, after, self.placement):
             self._execute(operation)
         self.state = after
+
+    def _restart_proxy(self) -> None:
+        why = self.restart_unsupported
+        if why is not None:
+            raise UsageError(f"{RestartProxy.kind}: {why}")
+        self._check()
+        restart = getattr(self.runtime, "restart_proxy", None)
+        if not callable(restart):
+            raise UsageError(f"{RestartProxy.kind}: the pod runtime cannot restart the proxy")
+        restart()
 
     def apply_many(self, events: Sequence[Event]) -> None:
         """Apply several events as one change: the API writes from the state before to the state

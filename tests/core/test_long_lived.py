@@ -5,6 +5,7 @@ restart making every Service converge again, and targets that cannot restart the
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from harness.events import (
 from harness.longlived import FEATURE, MAX_HELD, RELAY_RESTARTED
 from harness.model.objects import Affinity, Backend, labels_of
 from harness.profiles import PROFILES
+from harness.registry import TargetOptions
 from harness.runner import Runner, StepResult, replay
 from harness.strategies import GENERATORS, EventSpace
 from harness.targets.kube import KubeTarget
@@ -189,10 +191,17 @@ def test_a_target_that_cannot_restart_is_never_given_a_restart() -> None:
     assert GENERATORS["restart_proxy"].applies(state, EventSpace())
 
 
+def kube_target(**options: Any) -> KubeTarget:
+    target = KubeTarget.__new__(KubeTarget)  # nothing opened: only its declarations are read
+    target.options = TargetOptions(**options)
+    target.clock = ModelTarget().clock  # type: ignore[misc]
+    return target
+
+
 def test_the_kube_target_reports_restarts_and_held_connections_unsupported() -> None:
-    assert "not supported" in str(KubeTarget.restart_unsupported)
-    target = KubeTarget.__new__(KubeTarget)
-    with pytest.raises(UsageError, match="restart-proxy: restarting the proxy is not supported"):
+    target = kube_target()
+    assert "needs --pods local with --proxy-command" in str(target.restart_unsupported)
+    with pytest.raises(UsageError, match="restart-proxy: restarting the proxy needs --pods local"):
         target.apply(RestartProxy())
     assert applicable(PROPERTY, target) is not None
     assert {"proxy-restarted", FEATURE} <= uncheckable_features(target)
@@ -200,8 +209,13 @@ def test_the_kube_target_reports_restarts_and_held_connections_unsupported() -> 
     assert not uncheckable_features(ModelTarget()) & {"proxy-restarted", FEATURE}
 
 
+def test_the_kube_target_restarts_its_own_proxy_command_under_pods_local() -> None:
+    target = kube_target(pods="local", proxy_command="kube-proxy --kubeconfig {kubeconfig}")
+    assert target.restart_unsupported is None
+    assert "proxy-restarted" not in uncheckable_features(target)
+
+
 def test_runs_draw_restarts_only_where_the_target_can_restart() -> None:
     assert options_for(ModelTarget(), seed=1, profile=PROFILES["quick"]).space.restarts_proxy
-    kube = KubeTarget.__new__(KubeTarget)
-    kube.clock = ModelTarget().clock  # type: ignore[misc]
+    kube = kube_target()
     assert not options_for(kube, seed=1, profile=PROFILES["quick"]).space.restarts_proxy

@@ -191,6 +191,44 @@ def test_a_dead_proxy_is_the_proxys_failure(
     assert cluster.core.list_node().items == []
 
 
+def test_restart_proxy_starts_the_same_command_again_in_the_node_namespace(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    processes: list[FakeProcess] = []
+
+    def proxy_factory(argv: list[str], netns: str, log: Path) -> FakeProcess:
+        processes.append(FakeProcess(argv, netns, log))
+        return processes[-1]
+
+    monkeypatch.setattr("harness.kube.kubelet.Relay.start", lambda self: None)
+    scope = Scope(cluster, Placement(NAMESPACE, "hk00abc"), ["client-1"], RealClock())
+    runtime = LocalKubelet(
+        scope,
+        tmp_path,
+        proxy_command="kube-proxy --kubeconfig {kubeconfig}",
+        local_factory=lambda prefix, clients: FakeLocal(),
+        proxy_factory=proxy_factory,
+    )
+    runtime.start()
+    try:
+        runtime.restart_proxy()
+        first, second = processes
+        assert not first.running and second.running
+        assert (second.argv, second.netns) == (first.argv, first.netns)
+        runtime.check()  # the new process is the one watched
+    finally:
+        runtime.close()
+    assert not second.running
+
+
+def test_restart_proxy_without_a_proxy_command_is_refused(
+    kubelet: tuple[LocalKubelet, FakeLocal, list[Any]],
+) -> None:
+    runtime, _, _ = kubelet
+    with pytest.raises(UsageError, match="needs --proxy-command"):
+        runtime.restart_proxy()
+
+
 # -- for real: root, network namespaces ----------------------------------------------------------
 needs_netns = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("curl") is None,
