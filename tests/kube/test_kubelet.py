@@ -154,9 +154,10 @@ def test_proxy_command_placeholders() -> None:
         KubeTarget(TargetOptions(proxy_command="kube-proxy"))
 
 
-def test_a_dead_proxy_is_the_proxys_failure(
-    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def kubelet_with_proxy(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> tuple[LocalKubelet, list[FakeProcess]]:
+    """A started kubelet-less runtime whose proxy processes are fakes, listed as started."""
     processes: list[FakeProcess] = []
 
     def proxy_factory(argv: list[str], netns: str, log: Path) -> FakeProcess:
@@ -168,11 +169,23 @@ def test_a_dead_proxy_is_the_proxys_failure(
     runtime = LocalKubelet(
         scope,
         tmp_path,
-        proxy_command="kube-proxy --kubeconfig {kubeconfig} --hostname-override {node}",
+        proxy_command=command,
         local_factory=lambda prefix, clients: FakeLocal(),
         proxy_factory=proxy_factory,
     )
     runtime.start()
+    return runtime, processes
+
+
+def test_a_dead_proxy_is_the_proxys_failure(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime, processes = kubelet_with_proxy(
+        cluster,
+        tmp_path,
+        monkeypatch,
+        "kube-proxy --kubeconfig {kubeconfig} --hostname-override {node}",
+    )
     try:
         (process,) = processes
         assert process.netns == "hk00abc-node"
@@ -194,22 +207,9 @@ def test_a_dead_proxy_is_the_proxys_failure(
 def test_restart_proxy_starts_the_same_command_again_in_the_node_namespace(
     cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    processes: list[FakeProcess] = []
-
-    def proxy_factory(argv: list[str], netns: str, log: Path) -> FakeProcess:
-        processes.append(FakeProcess(argv, netns, log))
-        return processes[-1]
-
-    monkeypatch.setattr("harness.kube.kubelet.Relay.start", lambda self: None)
-    scope = Scope(cluster, Placement(NAMESPACE, "hk00abc"), ["client-1"], RealClock())
-    runtime = LocalKubelet(
-        scope,
-        tmp_path,
-        proxy_command="kube-proxy --kubeconfig {kubeconfig}",
-        local_factory=lambda prefix, clients: FakeLocal(),
-        proxy_factory=proxy_factory,
+    runtime, processes = kubelet_with_proxy(
+        cluster, tmp_path, monkeypatch, "kube-proxy --kubeconfig {kubeconfig}"
     )
-    runtime.start()
     try:
         runtime.restart_proxy()
         first, second = processes
