@@ -39,8 +39,16 @@ from harness.failures import RunContext, load_failure, run_context_of
 from harness.files import check_output_file, prepare_output_dir
 from harness.kube.objects import DEFAULT_READER_IMAGE
 from harness.profiles import DEFAULT_PROFILE, PROFILES, parse_duration, profile_named
-from harness.results import RunReport, print_summary, write_json, write_junit
+from harness.results import (
+    RunReport,
+    conformance_path,
+    print_summary,
+    write_conformance,
+    write_json,
+    write_junit,
+)
 from harness.runner import RunConfig, Runner, StepResult
+from harness.targets.base import target_features
 
 DEFAULT_TARGET = "local"
 BUDGET_ENVIRONMENT = "HARNESS_BUDGET"
@@ -197,6 +205,13 @@ def build_parser() -> Parser:
     run.add_argument("--exitfirst", action="store_true", help="stop at the first violated property")
     run.add_argument("--results", type=Path, help="write the JSON results file here")
     run.add_argument("--junit", type=Path, help="write JUnit XML here")
+    run.add_argument(
+        "--conformance-report",
+        type=Path,
+        metavar="FILE",
+        help="write the conformance report (YAML, harness.conformance/v1) here (default: with"
+        " --results R, conformance-NAME.yaml beside it; README: Conformance profiles)",
+    )
     run.add_argument(
         "--failures-dir",
         type=Path,
@@ -369,13 +384,16 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--focus/--skip select no property; the properties are: {', '.join(PROPERTIES)}"
         )
-    for path, option in ((args.results, "--results"), (args.junit, "--junit")):
+    conformance = args.conformance_report or (args.results and conformance_path(args.results))
+    outputs = ((args.results, "--results"), (args.junit, "--junit"))
+    for path, option in (*outputs, (conformance, "--conformance-report")):
         if path is not None:
             check_output_file(path, option)
     budget_s = _budget(args)
     profile = profile_named(args.profile)
     chosen = target_options(args, args.target, seed)
     target = registry.make_target(args.target, chosen)
+    target_features(target)  # a bad declaration is a usage error before anything starts
     prepare_output_dir(args.failures_dir, "--failures-dir")  # the last check: it creates it
     options = replace(
         options_for(
@@ -414,6 +432,8 @@ def command_run(args: argparse.Namespace) -> int:
         write_json(report, args.results)
     if args.junit:
         write_junit(report, args.junit)
+    if conformance:
+        write_conformance(report, *target_features(target), conformance)
     if suite.interrupted:
         print("harness: interrupted; everything the run made was removed", file=sys.stderr)
     return report.exit_code

@@ -1,4 +1,5 @@
-"""Conformance results: the terminal summary, the JSON results file and JUnit XML.
+"""Conformance results: the terminal summary, the JSON results file, JUnit XML and the
+conformance report (YAML, `harness.conformance/v1`: each feature of `harness.features`).
 
 Like Sonobuoy's results, each property is passed, failed, skipped or (when the run ended early)
 not judged, and a failure carries its shrunk counterexample, the path of its failure file, how
@@ -17,17 +18,32 @@ import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, TextIO
 from xml.etree import ElementTree
+
+import yaml
+from jsonschema import Draft202012Validator
 
 from harness import __version__
 from harness.checks import PROPERTIES
 from harness.checks.latency import percentile
 from harness.conformance import PropertyResult, Status, SuiteResult
 from harness.coverage import FEATURES
+from harness.documents import BadDocument, check_schema, shorten
 from harness.errors import EXIT_HARNESS, EXIT_OK, EXIT_VIOLATION
 from harness.failures import replay_command
+from harness.features import (
+    NOT_SUPPORTED,
+    PROFILES,
+    FeatureResult,
+    FeatureStatus,
+    PropertyOutcome,
+    judge_features,
+    unsupported_properties,
+)
 from harness.files import write_atomically
 
 RESULTS_SCHEMA = "harness.results/v3"  # v3: `versions`, and `known_issues` per property
@@ -258,3 +274,138 @@ def write_junit(report: RunReport, path: Path) -> None:
             )
     text = ElementTree.tostring(element, encoding="unicode", xml_declaration=True)
     write_atomically(path, text + "\n")
+
+
+CONFORMANCE_SCHEMA = "harness.conformance/v1"
+CONFORMANCE_KIND = "ConformanceReport"
+
+
+def conformance_path(results: Path) -> Path:
+    """Where the conformance report goes by default, next to the results file `results`:
+    `results-NAME.json` -> `conformance-NAME.yaml`, any other `X.json` -> `conformance-X.yaml`
+    (so `harness report` finds it in the run directory beside the results)."""
+    stem = results.stem
+    rest = stem[len("results") :] if stem.startswith("results") else f"-{stem}"
+    return results.with_name(f"conformance{rest}.yaml")
+
+
+def _profile_result(results: Sequence[FeatureResult]) -> str:
+    statuses = {r.status for r in results}
+    if FeatureStatus.FAILED in statuses:
+        return "failed"
+    return "partial" if FeatureStatus.SKIPPED in statuses else "passed"
+
+
+def conformance_report(
+    report: RunReport, supported: frozenset[str], declared_by: str
+) -> dict[str, Any]:
+    """The conformance report (schema `harness.conformance/v1`, modelled on the Gateway API's
+    ConformanceReport): the implementation and its versions, the harness version, and per
+    profile each feature's status with the properties behind it (`harness.features`)."""
+    suite = report.suite
+    outcomes = [
+        PropertyOutcome(r.name, r.status.value, tuple(r.counterexample)) for r in suite.results
+    ]
+    judged = judge_features(outcomes, supported, suite.coverage.checked)
+    versions = dict(suite.versions)
+    not_supported = set(unsupported_properties(supported))
+    profiles = []
+    for profile in PROFILES:
+        results = [r for r in judged if r.feature.profile == profile]
+        profiles.append(
+            {
+                "name": profile,
+                "result": _profile_result(results),
+                "statistics": {
+                    status.value: sum(r.status == status for r in results)
+                    for status in FeatureStatus
+                },
+                "supportedFeatures": sorted(
+                    r.feature.name for r in results if r.feature.name in supported
+                ),
+                "unsupportedFeatures": sorted(
+                    r.feature.name for r in results if r.feature.name not in supported
+                ),
+                "features": [
+                    {
+                        "name": r.feature.name,
+                        "description": r.feature.description,
+                        "status": r.status.value,
+                        "reason": r.reason,
+                        "properties": dict(r.properties),
+                        **({"discountedFailures": list(r.discounted)} if r.discounted else {}),
+                    }
+                    for r in results
+                ],
+            }
+        )
+    return {
+        "apiVersion": CONFORMANCE_SCHEMA,
+        "kind": CONFORMANCE_KIND,
+        "date": report.started_at,
+        "implementation": {
+            "name": report.target,
+            "version": versions.get("proxy") or versions.get("server") or f"harness {__version__}",
+            "versions": versions,
+            "featuresDeclaredBy": declared_by,
+        },
+        "harnessVersion": __version__,
+        "run": {"seed": suite.options.seed, "profile": report.profile, "outcome": report.outcome},
+        "profiles": profiles,
+        "properties": [
+            {
+                "name": r.name,
+                "status": "skipped" if r.name in not_supported else r.status.value,
+                **({"reason": NOT_SUPPORTED} if r.name in not_supported else {}),
+            }
+            for r in suite.results
+        ],
+    }
+
+
+def write_conformance(
+    report: RunReport, supported: frozenset[str], declared_by: str, path: Path
+) -> None:
+    """Write the conformance report to `path` as YAML, whole or not at all."""
+    document = conformance_report(report, supported, declared_by)
+    write_atomically(path, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+
+
+MAX_CONFORMANCE_BYTES = 4 * 1024 * 1024
+
+
+@cache
+def _conformance_validator() -> Draft202012Validator:
+    schema = json.loads(files("harness").joinpath("schemas/conformance-report.json").read_text())
+    return Draft202012Validator(schema)
+
+
+def conformance_problem(document: object) -> str | None:
+    """Why `document` is not a conformance report of schema `harness.conformance/v1` (one line:
+    the first violation of harness/schemas/conformance-report.json and where), or None."""
+    error = next(iter(_conformance_validator().iter_errors(document)), None)
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "the top level"
+    return f"at {where}: {shorten(error.message, 160)}"
+
+
+def read_conformance(path: Path) -> dict[str, Any]:
+    """The conformance report in the YAML file at `path`. Raises BadDocument (one line) for a
+    file too large, not YAML, or not of the schema; OSError when it cannot be read at all."""
+    size = path.stat().st_size
+    if size > MAX_CONFORMANCE_BYTES:
+        raise BadDocument(f"is {size:,} bytes, more than a conformance report may have")
+    try:
+        document = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise BadDocument(f"is not UTF-8 text (byte {error.start}: {error.reason})") from None
+    except yaml.YAMLError as error:
+        raise BadDocument(f"is not valid YAML ({shorten(str(error), 160)})") from None
+    if not isinstance(document, dict):
+        raise BadDocument("does not hold a YAML mapping")
+    check_schema(document, (CONFORMANCE_SCHEMA,), field="apiVersion")
+    problem = conformance_problem(document)
+    if problem is not None:
+        raise BadDocument(f"is not a conformance report: {problem}")
+    return document

@@ -59,6 +59,10 @@ class Proxy(Protocol):
       A proxy whose connections run through its own process says so with a class attribute
       `relays_connections = True` (they end with the process, as kube-proxy's userspace mode's
       did); kernel data planes keep them.
+    - `features` (optional class attribute, a frozenset of `harness.features` names): the
+      conformance features the proxy implements, every core one included; absent means core
+      only. Declaring a feature is a claim: its failures are failures. An undeclared extended
+      feature is reported as unsupported, never as passed (`harness.targets.base.target_features`).
     """
 
     name: ClassVar[str]

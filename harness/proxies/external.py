@@ -28,6 +28,7 @@ from typing import IO, NoReturn
 
 from harness.documents import shorten
 from harness.errors import UsageError
+from harness.features import declared_features
 from harness.model.objects import EndpointSlice, Service
 from harness.proxies.base import NodeContext, slice_key
 from harness.proxies.failure import ProxyFailure
@@ -204,6 +205,7 @@ class ExternalProxy:
         self._services: dict[str, Service] = {}
         self._slices: dict[tuple[str, str], EndpointSlice] = {}
         self.declared_version: str | None = None  # from the hello reply's optional `version`
+        self.declared_features: tuple[str, ...] | None = None  # the hello reply's `features`
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> ExternalProxy:
@@ -256,6 +258,19 @@ class ExternalProxy:
         reply = self._request(hello(node))
         declared = reply.get("version")
         self.declared_version = declared if isinstance(declared, str) else None
+        self.declared_features = self._features(reply.get("features"))
+
+    def _features(self, names: list[str] | None) -> tuple[str, ...] | None:
+        """The hello reply's optional `features` (None when absent: core only); a declaration
+        naming an unknown feature or omitting a core one stops the proxy and is a UsageError."""
+        if names is None:
+            return None
+        try:
+            declared_features(names, f"proxy {self.name!r}: the hello reply's features")
+        except UsageError:
+            self.stop()
+            raise
+        return tuple(names)
 
     def on_service_add(self, service: Service) -> None:
         self._services[service.name] = service

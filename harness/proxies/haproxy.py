@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from harness.features import CORE_FEATURES
 from harness.proxies.listeners import Listener, identifier
 from harness.proxies.reloading import ReloadingConfigProxy
 
@@ -69,6 +70,7 @@ class HaproxyProxy(ReloadingConfigProxy):
     """HAProxy (TCP): round robin, ClientIP by stick table with expiry, reload by USR2."""
 
     name: ClassVar[str] = "haproxy"
+    features: ClassVar[frozenset[str]] = CORE_FEATURES | {"internal-traffic-policy"}
     description: ClassVar[str] = (
         "HAProxy in TCP mode, master-worker, reloaded on each change (affinity lost on reload)"
     )

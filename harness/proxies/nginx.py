@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from harness.features import CORE_FEATURES
 from harness.local.names import PREFIX_ENVIRONMENT
 from harness.proxies.listeners import Listener
 from harness.proxies.reloading import ReloadingConfigProxy
@@ -75,6 +76,7 @@ class NginxProxy(ReloadingConfigProxy):
     """nginx stream (TCP): round robin, ClientIP by consistent hash (no timeout), reload by HUP."""
 
     name: ClassVar[str] = "nginx"
+    features: ClassVar[frozenset[str]] = CORE_FEATURES | {"internal-traffic-policy"}
     description: ClassVar[str] = (
         "nginx stream module, reloaded on each change (TCP; affinity without timeout)"
     )

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from harness.features import CORE_FEATURES
 from harness.local.control import ControlledProcess, run_helper
 from harness.local.names import netns_path
 from harness.local.netns import ip_batch, listening_socket, setns
@@ -55,6 +56,7 @@ class UserspaceProxy(TrackingProxy):
     """A userspace TCP proxy: round robin, ClientIP affinity, REJECT without endpoints."""
 
     name: ClassVar[str] = "userspace"
+    features: ClassVar[frozenset[str]] = CORE_FEATURES | {"internal-traffic-policy"}
     description: ClassVar[str] = (
         "asyncio TCP proxy in the node namespace: round robin, ClientIP affinity, REJECT or DROP"
     )

@@ -126,10 +126,12 @@ def run_benchmarks(
     profile: str,
     names: Sequence[str] = (),
     target: str | None = None,
-    stream: TextIO = sys.stdout,
+    stream: TextIO | None = None,
     bench_dir: Path = BENCH_DIR,
 ) -> list[Outcome]:
-    """Run the benchmarks `names` (all when empty) into `output` (see the module docstring)."""
+    """Run the benchmarks `names` (all when empty) into `output` (see the module docstring);
+    progress goes to `stream`, by default the `sys.stdout` of the moment of the call."""
+    stream = stream or sys.stdout
     if profile not in PROFILES:
         raise UsageError(f"bench: --profile must be one of {', '.join(PROFILES)}, not {profile!r}")
     chosen = choose(names, bench_dir)

@@ -17,6 +17,8 @@ from harness.mutation import MUTANTS_SCHEMA
 from harness.results import RESULTS_SCHEMA
 
 RESULTS_PATTERN = "results*.json"
+CONFORMANCE_PATTERN = "conformance*.yaml"
+"""Conformance reports (`harness.results.write_conformance`), YAML, read for the feature matrix."""
 WRITTEN: Mapping[str, str] = {
     "throughput.json": "harness.throughput/v1",
     "model_throughput.json": "harness.model_throughput/v1",

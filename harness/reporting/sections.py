@@ -120,14 +120,31 @@ def _results(assembly: Assembly) -> tuple[list[Table], list[str]]:
 
 
 def _matrix(assembly: Assembly) -> tuple[list[Table], list[str]]:
-    """Every property against every implementation (`tables.conformance_matrix`)."""
-    try:
-        matrix = tables.conformance_matrix(assembly.sources.results)
-    except SHAPE_ERRORS as error:
-        return [], [f"results files: matrix not shown ({one_line(error)})"]
-    if matrix is None:
-        return [], [f"no results*.json in this report's input (made by `{RESULTS_COMMAND}`)"]
-    return [matrix], []
+    """Every feature against every implementation (`tables.feature_matrix`, from the conformance
+    reports), then every property against every implementation (`tables.conformance_matrix`,
+    from the results files); a note for each that is missing or malformed."""
+    built: list[Table] = []
+    notes: list[str] = []
+    matrices = (
+        (
+            tables.feature_matrix,
+            assembly.sources.conformance,
+            "conformance reports",
+            "conformance*.yaml",
+        ),
+        (tables.conformance_matrix, assembly.sources.results, "results files", "results*.json"),
+    )
+    for build, documents, kind, pattern in matrices:
+        try:
+            matrix = build(documents)
+        except SHAPE_ERRORS as error:
+            notes.append(f"{kind}: matrix not shown ({one_line(error)})")
+            continue
+        if matrix is None:
+            notes.append(f"no {pattern} in this report's input (made by `{RESULTS_COMMAND}`)")
+        else:
+            built.append(matrix)
+    return built, notes
 
 
 def regression_section(verdicts: Sequence[Verdict]) -> Section:
@@ -205,7 +222,7 @@ def sources_section(sources: Sources, malformed: Mapping[str, str]) -> Section:
     """Which files were read, skipped as missing, or named as malformed."""
     read = {
         name: sources.provenance[name].origin
-        for name in [*sources.figures, *sources.results]
+        for name in [*sources.figures, *sources.results, *sources.conformance]
         if name not in malformed
     }
     missing = {name: FIGURE_FILES[name] for name in sources.missing}

@@ -16,6 +16,7 @@ figure file at all is a usage error (exit 2) naming the directory and the fix.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,10 @@ from typing import Any
 
 from harness.documents import BadDocument, check_schema, read_document
 from harness.errors import UsageError
-from harness.reporting.formats import RESULTS_PATTERN, UNVERSIONED, readable
+from harness.reporting.formats import CONFORMANCE_PATTERN, RESULTS_PATTERN, UNVERSIONED, readable
 from harness.reporting.provenance import Provenance, resolve
 from harness.reporting.runs import MANIFEST, RUN_SCHEMA
+from harness.results import read_conformance
 
 FIGURE_FILES: Mapping[str, str] = {
     "throughput.json": "pytest bench/test_throughput.py",
@@ -49,15 +51,17 @@ class Sources:
     """What was found in the input directories.
 
     `figures`: figure file name -> its JSON object; `results`: conformance results file name ->
-    its JSON object (schema harness.results/v1 or v2), in name order; `paths` and `provenance`:
-    where each of those was read and where and when it was measured; `missing`: figure files
-    found nowhere; `malformed`: file name (or a manifest's path) -> why it could not be used
-    (one line); `manifests`: each input directory's manifest (None when it has none or it is
-    unusable), in the order given.
+    its JSON object (schema harness.results/v1 or v2), in name order; `conformance`:
+    conformance report name (`conformance*.yaml`) -> its document, in name order; `paths` and
+    `provenance`: where each of those was read and where and when it was measured; `missing`:
+    figure files found nowhere; `malformed`: file name (or a manifest's path) -> why it could
+    not be used (one line); `manifests`: each input directory's manifest (None when it has none
+    or it is unusable), in the order given.
     """
 
     figures: Mapping[str, Json] = field(default_factory=dict)
     results: Mapping[str, Json] = field(default_factory=dict)
+    conformance: Mapping[str, Json] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
     malformed: Mapping[str, str] = field(default_factory=dict)
     paths: Mapping[str, Path] = field(default_factory=dict)
@@ -101,7 +105,8 @@ def figure_paths(directory: Path) -> list[Path]:
     named = [directory / name for name in FIGURE_FILES if (directory / name).is_file()]
     pages = (read_manifest(directory) or {}).get("pages")
     own = set(pages) if isinstance(pages, list) else set()
-    return named + sorted(p for p in directory.glob(RESULTS_PATTERN) if p.name not in own)
+    found = [*directory.glob(RESULTS_PATTERN), *directory.glob(CONFORMANCE_PATTERN)]
+    return named + sorted(p for p in found if p.name not in own)
 
 
 def check_input(directory: Path) -> None:
@@ -118,7 +123,7 @@ def check_input(directory: Path) -> None:
                          " --input DIR of an existing run")  # fmt: skip
     if not directory.is_dir():
         raise UsageError(f"report: --input {directory} is not a directory; give a run's directory")
-    expected = ", ".join([*FIGURE_FILES, RESULTS_PATTERN])
+    expected = ", ".join([*FIGURE_FILES, RESULTS_PATTERN, CONFORMANCE_PATTERN])
     raise UsageError(f"report: {directory} holds no figure file ({expected}); {MAKE_A_RUN}")
 
 
@@ -126,6 +131,8 @@ def _read(path: Path) -> tuple[Json | None, str | None]:
     """(the JSON object, None) or (None, why it cannot be used): not a JSON object, or not of a
     schema this harness reads (a file of the `UNVERSIONED` kinds may name none)."""
     try:
+        if fnmatch.fnmatchcase(path.name, CONFORMANCE_PATTERN):
+            return read_conformance(path), None
         data = read_document(path)
         if not (path.name in UNVERSIONED and "schema" not in data):
             check_schema(data, readable(path.name))
@@ -144,6 +151,7 @@ def load_sources(directories: Sequence[Path]) -> Sources:
     manifests = {directory: manifest for directory, (manifest, _) in read.items()}
     figures: dict[str, Json] = {}
     results: dict[str, Json] = {}
+    conformance: dict[str, Json] = {}
     paths: dict[str, Path] = {}
     provenance: dict[str, Provenance] = {}
     malformed = {
@@ -160,9 +168,20 @@ def load_sources(directories: Sequence[Path]) -> Sources:
             if data is None:
                 malformed[name] = str(problem)
                 continue
-            (results if name not in FIGURE_FILES else figures)[name] = data
+            kind = figures if name in FIGURE_FILES else results
+            if fnmatch.fnmatchcase(name, CONFORMANCE_PATTERN):
+                kind, data = conformance, {"started_at": data.get("date"), **data}
+            kind[name] = data
             paths[name] = path
             provenance[name] = resolve(data, str(directory), manifests[directory], name)
     missing = tuple(name for name in FIGURE_FILES if name not in figures and name not in malformed)
-    ordered_results = {name: results[name] for name in sorted(results)}
-    return Sources(figures, ordered_results, missing, malformed, paths, provenance, manifests)
+    return Sources(
+        figures,
+        {name: results[name] for name in sorted(results)},
+        {name: conformance[name] for name in sorted(conformance)},
+        missing,
+        malformed,
+        paths,
+        provenance,
+        manifests,
+    )

@@ -8,12 +8,13 @@ note naming the file. Absent optional figures show as `-`.
 The files and their writers: throughput.json (bench/test_throughput.py), rule_sync.json
 (bench/test_rule_sync.py), local_scale.json (bench/test_local_scale.py), model_throughput.json
 (bench/test_model_throughput.py), mutants.json (`harness.mutation.mutation_report`),
-results*.json (`harness.results.results_json`).
+results*.json (`harness.results.results_json`), conformance*.yaml
+(`harness.results.conformance_report`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from harness.reporting.provenance import Provenance
@@ -431,20 +432,58 @@ def time_to_verdict(data: Json) -> Table:
     return Table("Time to the first verdict (time_to_verdict.json)", headers, tuple(rows))
 
 
+def _implementations(
+    documents: Mapping[str, Json], name_of: Callable[[Json], object]
+) -> tuple[str, ...]:
+    """A column heading per file: its implementation's name, with the file name where two files
+    name the same implementation."""
+    named = [str(name_of(data) or file) for file, data in documents.items()]
+    return tuple(
+        name if named.count(name) == 1 else f"{name} ({file})"
+        for name, file in zip(named, documents, strict=True)
+    )
+
+
+def _matrix(title: str, first: str, columns: Sequence[Mapping[str, str]], headers: Sequence[str],
+            rows: Sequence[str]) -> Table:  # fmt: skip
+    """Rows against columns, `-` where a column has no cell for a row."""
+    cells = tuple((row, *(column.get(row, MISSING) for column in columns)) for row in rows)
+    return Table(title, (first, *headers), cells)
+
+
 def conformance_matrix(results: Mapping[str, Json]) -> Table | None:
     """Every property (rows) against every implementation that ran the suite (one column per
     results file, headed by its target): passed, failed, flaky, skipped... as recorded; `-` where
     that run did not check the property. None when there is no results file."""
     if not results:
         return None
-    columns = {name: {str(p["name"]): str(p["status"]) + (" (flaky)" if p.get("flaky") else "")
-                      for p in data["properties"]}
-               for name, data in results.items()}  # fmt: skip
-    targets = [str(data.get("target") or name) for name, data in results.items()]
-    headers = ("property", *(target if targets.count(target) == 1 else f"{target} ({name})"
-                             for target, name in zip(targets, results, strict=True)))  # fmt: skip
-    properties = sorted({prop for column in columns.values() for prop in column})
-    rows = tuple(
-        (prop, *(column.get(prop, MISSING) for column in columns.values())) for prop in properties
-    )
-    return Table("Conformance matrix: implementation x property (results files)", headers, rows)
+    columns = [{str(p["name"]): str(p["status"]) + (" (flaky)" if p.get("flaky") else "")
+                for p in data["properties"]}
+               for data in results.values()]  # fmt: skip
+    headers = _implementations(results, lambda data: data.get("target"))
+    properties = sorted({prop for column in columns for prop in column})
+    title = "Conformance matrix: implementation x property (results files)"
+    return _matrix(title, "property", columns, headers, properties)
+
+
+def feature_matrix(reports: Mapping[str, Json]) -> Table | None:
+    """Every feature (rows: core first, then extended, each as the reports list them) against
+    every implementation (one column per conformance report, headed by its implementation):
+    passed, failed, skipped, unsupported or not-tested; `-` where a report lacks the feature.
+    None when there is no conformance report."""
+    if not reports:
+        return None
+    columns: list[dict[str, str]] = []
+    rows: dict[str, None] = {}
+    for data in reports.values():
+        column: dict[str, str] = {}
+        for profile in data["profiles"]:
+            for feature in profile["features"]:
+                row = f"{feature['name']} ({profile['name']})"
+                rows.setdefault(row)
+                column[row] = str(feature["status"])
+        columns.append(column)
+    headers = _implementations(reports, lambda data: data["implementation"]["name"])
+    order = sorted(rows, key=lambda row: not row.endswith(" (core)"))  # stable: as listed
+    title = "Conformance profiles: implementation x feature (conformance reports)"
+    return _matrix(title, "feature (profile)", columns, headers, order)

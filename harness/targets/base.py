@@ -131,3 +131,28 @@ def target_versions(target: object) -> dict[str, str]:
         if isinstance(given, dict):
             known.update({str(k): str(v) for k, v in given.items()})
     return known
+
+
+def target_features(target: object) -> tuple[frozenset[str], str]:
+    """The conformance features `target` supports (`harness.features`) and where that came
+    from: its optional `features()` accessor; else its proxy's declaration (an external proxy's
+    `hello` reply, read after `open()`; a proxy class's `features` attribute), core only when
+    the proxy declares none; else, for a target running no proxy of its own (the model, a real
+    cluster), every feature. UsageError (one line) for a declaration naming an unknown feature
+    or omitting a core one. Sends nothing and changes nothing."""
+    from harness.features import ALL_FEATURES, declared_features
+
+    accessor = getattr(target, "features", None)
+    if callable(accessor):
+        return declared_features(accessor(), f"target {getattr(target, 'name', '?')}"), "target"
+    proxy = getattr(target, "proxy", None)
+    if proxy is None:
+        return ALL_FEATURES, "every feature (no proxy of its own)"
+    name = str(getattr(proxy, "name", "") or type(proxy).__name__)
+    if hasattr(proxy, "declared_features"):  # an external proxy: its hello reply
+        declared = getattr(proxy, "declared_features", None)
+        origin = "hello reply" if declared is not None else "core only (none in hello)"
+        return declared_features(declared, f"proxy {name!r} (hello features)"), origin
+    declared = getattr(proxy, "features", None)
+    origin = "proxy class" if declared is not None else "core only (none declared)"
+    return declared_features(declared, f"proxy {name!r} (class attribute features)"), origin

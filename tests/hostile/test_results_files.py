@@ -32,7 +32,7 @@ from harness.reporting.formats import READABLE, RESULTS_PATTERN, WRITTEN
 from harness.reporting.history import history_entry, history_table, with_this_report
 from harness.reporting.render import Section, markdown, page_html
 from harness.reporting.sections import build_sections, sources_section
-from harness.reporting.sources import FIGURE_FILES, load_sources
+from harness.reporting.sources import FIGURE_FILES, figure_paths, load_sources
 from harness.results import RESULTS_SCHEMA
 from tests.hostile.conftest import Inputs, fuzz_settings, sizes
 from tests.hostile.hostile import broken, damaged, dumps
@@ -96,9 +96,8 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
                      "--failures-dir", "failures"])  # fmt: skip
     assert code == 0
     documents: dict[str, list[Any]] = {}
-    for path in sorted(PUBLISHED.glob("*.json")):
-        if path.name != "run.json":
-            documents.setdefault(_kind(path.name), []).append(json.loads(path.read_text()))
+    for path in figure_paths(PUBLISHED):  # not run.json, nor the report's own results.json
+        documents.setdefault(_kind(path.name), []).append(json.loads(path.read_text()))
     documents[RESULTS_PATTERN].append(json.loads(RESULTS_V2.read_text()))
     documents[RESULTS_PATTERN].append(json.loads((where / RESULTS_NEW).read_text()))
     documents["mutants.json"].append(MUTANTS_V2)
@@ -224,6 +223,7 @@ def test_every_kind_of_figure_file_is_fuzzed(bases: dict[str, list[Any]]) -> Non
 def test_the_published_figures_are_all_read(bases: dict[str, list[Any]]) -> None:
     sources = load_sources([PUBLISHED])
     assert sources.malformed == {}
-    published = {path.name for path in PUBLISHED.glob("*.json")} - {"run.json"}
+    pages = {"run.json", "results.json"}  # the manifest, and the report's own summary
+    published = {path.name for path in PUBLISHED.glob("*.json")} - pages
     assert set(sources.figures) | set(sources.results) == published
     assert build_sections(sources)[1] == {}

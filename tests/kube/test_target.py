@@ -391,8 +391,14 @@ def test_ctrl_c_removes_the_namespace(
 
     make_nodes(cluster)
     script = SCRIPT.format(tests=str(Path(__file__).parent), url=mock_api.url)
+    from tests.local.runs import sigint_disposition
+
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=sigint_disposition(False),  # as at a terminal, whatever this process inherited
     )
     namespace = result.stdout.strip()
     assert namespace.startswith("svc-lb-") and "KeyboardInterrupt" in result.stderr

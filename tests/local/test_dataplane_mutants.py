@@ -16,7 +16,7 @@ import pytest
 from harness.mutation import catch, local_mutant_specs
 from tests.local.conftest import needs_root
 
-pytestmark = [pytest.mark.netns, needs_root]
+pytestmark = [pytest.mark.netns, pytest.mark.serial, needs_root]
 
 MAX_COUNTEREXAMPLE_EVENTS = 8
 DEADLINE_S = 1.0

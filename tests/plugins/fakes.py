@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from harness.features import CORE_FEATURES
+
 PRELUDE = """
 import json, os, sys, time
 def reply(obj):
@@ -17,6 +19,15 @@ for line in sys.stdin:
     msg = json.loads(line)
     record.write(line); record.flush()
 """
+
+HELLO_REPLYING = """
+    reply(%s if msg["type"] == "hello" else {"ok": True})
+    if msg["type"] == "shutdown":
+        break
+"""
+"""A proxy answering ok to everything, with the given reply to hello."""
+CORE = sorted(CORE_FEATURES)
+LOCAL = "internal-traffic-policy"
 
 BEHAVIOURS = {
     "good": """
@@ -42,11 +53,10 @@ BEHAVIOURS = {
         continue
     reply({"ok": True})
 """,
-    "declares_version": """
-    reply({"ok": True, "version": "fake-proxy 0.3.1"} if msg["type"] == "hello" else {"ok": True})
-    if msg["type"] == "shutdown":
-        break
-""",
+    "declares_version": HELLO_REPLYING % '{"ok": True, "version": "fake-proxy 0.3.1"}',
+    "declares_features": HELLO_REPLYING % f'{{"ok": True, "features": {[*CORE, LOCAL]!r}}}',
+    "unknown_feature": HELLO_REPLYING % f'{{"ok": True, "features": {[*CORE, "teleport"]!r}}}',
+    "omits_core": HELLO_REPLYING % '{"ok": True, "features": ["clusterip-tcp"]}',
     "extra_field": """
     reply({"ok": True, "detail": "more than the protocol allows"})
 """,

@@ -1,0 +1,279 @@
+"""Conformance features: what a Service proxy implements, named once, and what a run says of each.
+
+Modelled on the Gateway API's conformance profiles (`SupportedFeatures`, core and extended, and
+its `ConformanceReport`): every implementation must support the **core** features; **extended**
+features are optional and an implementation declares the ones it supports. A feature is judged
+by the harness's properties (`harness.checks.PROPERTIES`) and, where it is a particular state,
+shown exercised by the run's state coverage (`harness.coverage.FEATURES`).
+
+Per feature a run gives one of:
+
+- `passed`: supported, at least one of its properties passed, none of them failed for it, and
+  (if it names coverage states) the run checked at least one of them;
+- `failed`: supported, and a property behind it failed for it (see `attribute_failure`);
+- `skipped`: supported, but this run did not judge it (its properties were skipped, not
+  selected or not judged, or its states never reached); never counted as passed;
+- `unsupported`: the implementation does not declare it; never passed, and a failure
+  attributed only to unsupported features counts against none (it is listed as discounted);
+- `not-tested`: no property of this harness version checks it yet.
+
+Declarations (`declared_features`): an external proxy's `hello` reply may carry `features`; a
+plug-in proxy class may set a `features` class attribute; a target may offer `features()`.
+**Absent means core only**: an implementation is never credited with an extended feature it did
+not claim. A target that runs no proxy of its own and offers no accessor (the model, a real
+cluster) is judged on every feature. A declaration naming an unknown feature, or omitting a core
+one, is a usage error (one line, exit 2).
+
+Pure: reads names, events and results; changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from harness.checks import PROXY_CONTRACT, affinity, endpoints, fairness, latency, rules, traffic
+from harness.errors import UsageError
+from harness.events import CreateService, Event, SetAffinity, SetTrafficPolicy
+from harness.model.objects import Affinity, TrafficPolicy
+
+CORE = "core"
+EXTENDED = "extended"
+PROFILES = (CORE, EXTENDED)
+NOT_TESTED = "not tested by this harness version"
+NOT_SUPPORTED = "not supported by the implementation"
+
+
+class FeatureStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNSUPPORTED = "unsupported"
+    NOT_TESTED = "not-tested"
+
+
+def _uses_local_policy(event: Event) -> bool:
+    if isinstance(event, SetTrafficPolicy):
+        return event.policy == TrafficPolicy.LOCAL
+    return isinstance(event, CreateService) and (
+        event.internal_traffic_policy == TrafficPolicy.LOCAL
+    )
+
+
+def _uses_client_ip(event: Event) -> bool:
+    if isinstance(event, SetAffinity | CreateService):
+        return event.session_affinity == Affinity.CLIENT_IP
+    return False
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One named feature: its profile, what it means, the properties that judge it, the
+    coverage states that show a run exercised it (empty: any run does), and `uses`, whether an
+    event exercises it (None: no event is specific to it), which attributes failures."""
+
+    name: str
+    profile: str
+    description: str
+    properties: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    uses: Callable[[Event], bool] | None = None
+
+
+UNTESTED_EXTENDED: Mapping[str, str] = {
+    "node-port": "type NodePort: the Service on every node's IP",
+    "load-balancer": "type LoadBalancer: ingress IPs and externalIPs",
+    "external-traffic-policy": (
+        "externalTrafficPolicy Local: local endpoints only, source IP kept, DROP without any"
+    ),
+    "health-check-node-port": (
+        "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise"
+    ),
+    "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
+    "hairpin": "a pod reaches itself through its own Service",
+    "source-ip": "a pod's source IP is preserved for ClusterIP traffic",
+    "opt-out-labels": "Services labelled service-proxy-name=<other> or headless are not programmed",
+    "udp": "Services over UDP",
+    "sctp": "Services over SCTP",
+    "multi-port": "Services with several ports",
+}
+"""Extended features no property of this harness version checks yet (issue 11 and the next):
+reported `not-tested`, never passed. A feature moves into `_FEATURES` with its properties when
+a property judges it."""
+
+_FEATURES: tuple[Feature, ...] = (
+    Feature(
+        "clusterip-tcp",
+        CORE,
+        "ClusterIP Services over TCP: new connections reach usable endpoints only, without"
+        " errors, and changes are programmed within the deadline",
+        (traffic.NO_STALE, traffic.AVAILABILITY, latency.PROPERTY, PROXY_CONTRACT),
+    ),
+    Feature(
+        "endpoints",
+        CORE,
+        "EndpointSlices list exactly the selected pods with the right conditions",
+        (endpoints.PROPERTY,),
+    ),
+    Feature(
+        "fairness",
+        CORE,
+        "new connections are spread uniformly over the usable endpoints",
+        (fairness.PROPERTY, rules.PROPERTY),
+    ),
+    Feature(
+        "session-affinity",
+        CORE,
+        "sessionAffinity ClientIP: a client stays on one usable endpoint until the timeout",
+        (affinity.PROPERTY,),
+        ("affinity-idle-past-timeout", "affinity-backend-removed"),
+        _uses_client_ip,
+    ),
+    Feature(
+        "reject-when-empty",
+        CORE,
+        "a Service without endpoints refuses new connections at once (REJECT)",
+        (traffic.REJECT,),
+        ("usable-0",),
+    ),
+    Feature(
+        "internal-traffic-policy",
+        EXTENDED,
+        "internalTrafficPolicy Local: only this node's endpoints, DROP when it has none (KEP-2086)",
+        (traffic.REJECT, traffic.NO_STALE, traffic.AVAILABILITY),
+        ("local-no-local-endpoints", "local-only-terminating"),
+        _uses_local_policy,
+    ),
+    *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
+)
+
+FEATURES: Mapping[str, Feature] = {feature.name: feature for feature in _FEATURES}
+CORE_FEATURES = frozenset(f.name for f in _FEATURES if f.profile == CORE)
+ALL_FEATURES = frozenset(FEATURES)
+
+
+def declared_features(names: object, source: str) -> frozenset[str]:
+    """The supported features a declaration names, core always included in the result; `names`
+    None means none declared (core only). UsageError (one line naming `source`, the problem and
+    the fix) for anything but a list of known names that includes every core feature."""
+    if names is None:
+        return CORE_FEATURES
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise UsageError(f"{source}: features must be a list of feature names, not {names!r}")
+    given = list(names)
+    unknown = sorted(str(n) for n in given if not isinstance(n, str) or n not in FEATURES)
+    if unknown:
+        raise UsageError(
+            f"{source}: unknown feature(s) {', '.join(unknown)}; the features are:"
+            f" {', '.join(FEATURES)}"
+        )
+    missing = sorted(CORE_FEATURES - set(given))
+    if missing:
+        raise UsageError(
+            f"{source}: the declaration omits core feature(s) {', '.join(missing)}; every"
+            " implementation must support the core profile (declare them, or leave features out"
+            " for core only)"
+        )
+    return frozenset(given)
+
+
+def attribute_failure(prop: str, counterexample: Sequence[Event]) -> frozenset[str]:
+    """The features a failure of `prop` counts against: those judged by `prop` whose events
+    appear in the shrunk counterexample (a REJECT failure of a sequence that sets Local policy
+    is an internalTrafficPolicy failure), else those judged by `prop` that no event singles
+    out (the core ones)."""
+    judged = [f for f in _FEATURES if prop in f.properties]
+    specific = {f.name for f in judged if f.uses and any(f.uses(e) for e in counterexample)}
+    return frozenset(specific or {f.name for f in judged if f.uses is None})
+
+
+@dataclass(frozen=True)
+class PropertyOutcome:
+    """What the report needs of one property's result: its status and counterexample."""
+
+    name: str
+    status: str
+    counterexample: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    """One feature's status in a run, why, and the properties behind it (name -> status)."""
+
+    feature: Feature
+    status: FeatureStatus
+    reason: str
+    properties: Mapping[str, str]
+    discounted: tuple[str, ...] = ()
+
+
+def judge_features(
+    outcomes: Sequence[PropertyOutcome],
+    supported: frozenset[str],
+    checked: Mapping[str, int],
+) -> list[FeatureResult]:
+    """Every feature's status (see the module docstring) from the run's property outcomes,
+    the implementation's `supported` features and the coverage `checked` counts. A failure
+    attributed only to unsupported features is discounted: recorded on those features, counted
+    against none."""
+    by_name = {o.name: o for o in outcomes}
+    blamed: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        if outcome.status == "failed":
+            for name in attribute_failure(outcome.name, outcome.counterexample):
+                blamed.setdefault(name, []).append(outcome.name)
+    return [
+        _judge(f, by_name, supported, checked, tuple(blamed.get(f.name, ()))) for f in _FEATURES
+    ]
+
+
+def _judge(
+    feature: Feature,
+    by_name: Mapping[str, PropertyOutcome],
+    supported: frozenset[str],
+    checked: Mapping[str, int],
+    blamed: tuple[str, ...],
+) -> FeatureResult:
+    statuses = {
+        p: by_name[p].status if p in by_name else "not selected" for p in feature.properties
+    }
+
+    def result(
+        status: FeatureStatus, reason: str, discounted: tuple[str, ...] = ()
+    ) -> FeatureResult:
+        return FeatureResult(feature, status, reason, statuses, discounted)
+
+    if not feature.properties:
+        return result(FeatureStatus.NOT_TESTED, NOT_TESTED)
+    if feature.name not in supported:
+        note = f"; failures discounted: {', '.join(blamed)}" if blamed else ""
+        return result(FeatureStatus.UNSUPPORTED, NOT_SUPPORTED + note, blamed)
+    if blamed:
+        return result(FeatureStatus.FAILED, f"failed: {', '.join(blamed)}")
+    elsewhere = [p for p, s in statuses.items() if s == "failed"]
+    if elsewhere:
+        return result(
+            FeatureStatus.SKIPPED,
+            f"{', '.join(elsewhere)} failed for another feature, so this one's part of it was"
+            " not judged",
+        )
+    passed = [p for p, s in statuses.items() if s == "passed"]
+    if not passed:
+        return result(FeatureStatus.SKIPPED, "none of its properties was judged in this run")
+    if feature.states and not any(checked.get(state, 0) for state in feature.states):
+        return result(
+            FeatureStatus.SKIPPED,
+            f"the search never checked its states ({', '.join(feature.states)})",
+        )
+    return result(FeatureStatus.PASSED, f"passed: {', '.join(passed)}")
+
+
+def unsupported_properties(supported: frozenset[str]) -> list[str]:
+    """Properties every one of whose features is unsupported: such a property judges nothing the
+    implementation claims, and is skipped with the reason `NOT_SUPPORTED`."""
+    judging: dict[str, set[str]] = {}
+    for feature in _FEATURES:
+        for prop in feature.properties:
+            judging.setdefault(prop, set()).add(feature.name)
+    return sorted(p for p, names in judging.items() if not names & supported)

@@ -1,0 +1,289 @@
+"""Conformance profiles (harness/features.py): declarations, per-feature verdicts, the report
+`harness run` writes (checked against harness/schemas/conformance-report.json) and the matrix
+`harness report` draws from it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+
+from harness.cli import main
+from harness.conformance import PropertyResult, Status, SuiteResult, options_for, run_target
+from harness.errors import UsageError
+from harness.events import CreateService, Probe, SetTrafficPolicy
+from harness.features import (
+    ALL_FEATURES,
+    CORE_FEATURES,
+    FEATURES,
+    NOT_SUPPORTED,
+    NOT_TESTED,
+    FeatureStatus,
+    PropertyOutcome,
+    attribute_failure,
+    declared_features,
+    judge_features,
+)
+from harness.model.objects import TrafficPolicy
+from harness.profiles import PROFILES
+from harness.proxies.iptables import IptablesProxy
+from harness.proxies.userspace import UserspaceProxy
+from harness.reporting.sections import build_sections
+from harness.reporting.sources import load_sources
+from harness.reporting.tables import feature_matrix
+from harness.results import (
+    RunReport,
+    conformance_path,
+    conformance_problem,
+    conformance_report,
+    read_conformance,
+)
+from harness.targets.base import target_features
+from harness.targets.model import ModelTarget
+
+LOCAL_FAILURE = (
+    CreateService("web", (("app", "web"),), internal_traffic_policy=TrafficPolicy.LOCAL),
+    Probe("web"),
+)
+PLAIN_FAILURE = (CreateService("web", (("app", "web"),)), Probe("web"))
+WITH_LOCAL = CORE_FEATURES | {"internal-traffic-policy"}
+
+
+def statuses(results: Any) -> dict[str, FeatureStatus]:
+    return {r.feature.name: r.status for r in results}
+
+
+# -- declarations ---------------------------------------------------------------------------------
+def test_every_named_feature_is_core_or_extended_and_core_is_the_issues_list() -> None:
+    assert {f.profile for f in FEATURES.values()} == {"core", "extended"}
+    assert {
+        "clusterip-tcp",
+        "endpoints",
+        "fairness",
+        "session-affinity",
+        "reject-when-empty",
+    } == CORE_FEATURES
+    assert {"node-port", "load-balancer", "udp", "sctp", "multi-port"} <= ALL_FEATURES
+
+
+def test_no_declaration_means_core_only() -> None:
+    assert declared_features(None, "proxy 'x'") == CORE_FEATURES
+
+
+@pytest.mark.parametrize(
+    ("names", "named"),
+    [
+        ([*CORE_FEATURES, "teleportation"], "unknown feature(s) teleportation"),
+        (["clusterip-tcp"], "omits core feature(s) endpoints, fairness"),
+        ("clusterip-tcp", "must be a list"),
+    ],
+)
+def test_a_bad_declaration_is_one_usage_line(names: object, named: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        declared_features(names, "proxy 'x'")
+    assert named in str(raised.value) and "proxy 'x'" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+class _Plugin:
+    name: ClassVar[str] = "plugin"
+
+
+class _BadPlugin:
+    name: ClassVar[str] = "bad"
+    features: ClassVar[frozenset[str]] = frozenset({"clusterip-tcp"})
+
+
+class _Holder:
+    name = "local:x"
+
+    def __init__(self, proxy: object) -> None:
+        self.proxy = proxy
+
+
+def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> None:
+    assert target_features(_Holder(_Plugin())) == (CORE_FEATURES, "core only (none declared)")
+    assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == WITH_LOCAL
+    assert target_features(_Holder(UserspaceProxy.__new__(UserspaceProxy)))[0] == WITH_LOCAL
+    assert target_features(object())[0] == ALL_FEATURES
+    with pytest.raises(UsageError, match="omits core"):
+        target_features(_Holder(_BadPlugin()))
+
+
+# -- per-feature verdicts -------------------------------------------------------------------------
+JUDGED = ("no-stale-traffic", "availability", "programming-latency", "endpoints", "fairness",
+          "affinity", "reject-when-empty")  # fmt: skip
+PASSING = [PropertyOutcome(name, "passed") for name in JUDGED]
+EVERYTHING_CHECKED = {"usable-0": 3, "local-no-local-endpoints": 2, "affinity-backend-removed": 1}
+
+
+def _failing(counterexample: tuple[Any, ...]) -> list[PropertyOutcome]:
+    rest = [o for o in PASSING if o.name != "reject-when-empty"]
+    return [*rest, PropertyOutcome("reject-when-empty", "failed", counterexample)]
+
+
+def test_a_failure_under_local_policy_counts_against_internal_traffic_policy() -> None:
+    assert attribute_failure("reject-when-empty", LOCAL_FAILURE) == {"internal-traffic-policy"}
+    assert attribute_failure("reject-when-empty", PLAIN_FAILURE) == {"reject-when-empty"}
+    set_later = (*PLAIN_FAILURE, SetTrafficPolicy("web", TrafficPolicy.LOCAL))
+    assert attribute_failure("reject-when-empty", set_later) == {"internal-traffic-policy"}
+
+
+def test_a_candidate_declaring_a_feature_it_fails_shows_failed() -> None:
+    judged = statuses(judge_features(_failing(LOCAL_FAILURE), WITH_LOCAL, EVERYTHING_CHECKED))
+    assert judged["internal-traffic-policy"] == FeatureStatus.FAILED
+    assert judged["reject-when-empty"] == FeatureStatus.SKIPPED  # never passed on a failure
+    assert judged["clusterip-tcp"] == FeatureStatus.PASSED
+
+
+def test_an_undeclared_extended_feature_is_unsupported_and_its_failure_discounted() -> None:
+    results = judge_features(_failing(LOCAL_FAILURE), CORE_FEATURES, EVERYTHING_CHECKED)
+    judged = statuses(results)
+    assert judged["internal-traffic-policy"] == FeatureStatus.UNSUPPORTED
+    assert FeatureStatus.FAILED not in judged.values()
+    local = next(r for r in results if r.feature.name == "internal-traffic-policy")
+    assert local.discounted == ("reject-when-empty",) and NOT_SUPPORTED in local.reason
+
+
+def test_features_no_property_checks_are_not_tested_never_passed() -> None:
+    results = judge_features(PASSING, ALL_FEATURES, EVERYTHING_CHECKED)
+    untested = {r.feature.name for r in results if r.status == FeatureStatus.NOT_TESTED}
+    assert {"node-port", "hairpin", "udp"} <= untested
+    assert all(r.reason == NOT_TESTED for r in results if r.feature.name in untested)
+    assert statuses(results)["internal-traffic-policy"] == FeatureStatus.PASSED
+
+
+def test_a_feature_whose_states_were_never_checked_is_skipped_not_passed() -> None:
+    judged = statuses(judge_features(PASSING, WITH_LOCAL, {"usable-0": 1}))
+    assert judged["session-affinity"] == FeatureStatus.SKIPPED
+    assert judged["internal-traffic-policy"] == FeatureStatus.SKIPPED
+    assert judged["reject-when-empty"] == FeatureStatus.PASSED
+
+
+# -- the report -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_suite(tmp_path_factory: pytest.TempPathFactory) -> SuiteResult:
+    target = ModelTarget()
+    options = options_for(
+        target,
+        seed=5,
+        profile=PROFILES["quick"],
+        examples=3,
+        steps=6,
+        failures_dir=tmp_path_factory.mktemp("failures"),
+    )
+    return run_target(target, options)
+
+
+def test_a_candidate_failing_a_declared_feature_is_reported_failed_and_valid(
+    model_suite: SuiteResult,
+) -> None:
+    failure = PropertyResult("reject-when-empty", Status.FAILED, "refused", list(LOCAL_FAILURE))
+    rest = [r for r in model_suite.results if r.name != "reject-when-empty"]
+    suite = replace(model_suite, results=[*rest, failure], target_name="local:candidate")
+    report = RunReport(suite, "quick", 1.0)
+    declared = conformance_report(report, WITH_LOCAL, "hello reply")
+    undeclared = conformance_report(report, CORE_FEATURES, "core only (none in hello)")
+    for document in (declared, undeclared):
+        assert conformance_problem(yaml.safe_load(yaml.safe_dump(document))) is None
+    extended = {p["name"]: p for p in declared["profiles"]}["extended"]
+    local = {f["name"]: f for f in extended["features"]}["internal-traffic-policy"]
+    assert local["status"] == "failed" and local["properties"]["reject-when-empty"] == "failed"
+    assert extended["result"] == "failed"
+    extended = {p["name"]: p for p in undeclared["profiles"]}["extended"]
+    assert "internal-traffic-policy" in extended["unsupportedFeatures"]
+    local = {f["name"]: f for f in extended["features"]}["internal-traffic-policy"]
+    assert local["status"] == "unsupported" and local["discountedFailures"] == ["reject-when-empty"]
+
+
+def test_a_broken_report_is_named_by_the_schema(model_suite: SuiteResult) -> None:
+    document = conformance_report(RunReport(model_suite, "quick", 1.0), ALL_FEATURES, "x")
+    document["profiles"][0]["features"][0]["status"] = "sort of"
+    assert "profiles/0/features/0/status" in str(conformance_problem(document))
+
+
+def test_the_default_report_path_sits_beside_the_results() -> None:
+    assert conformance_path(Path("d/results-local.json")) == Path("d/conformance-local.yaml")
+    assert conformance_path(Path("d/run.json")) == Path("d/conformance-run.yaml")
+
+
+def _run(tmp_path: Path, target: str, *extra: str) -> int:
+    size = ("--profile", "quick", "--examples", "2", "--steps", "4", "--seed", "3")
+    return main(["run", "--target", target, *size, "--failures-dir", str(tmp_path / "f"), *extra])
+
+
+def test_harness_run_on_the_model_writes_a_valid_report_beside_the_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _run(tmp_path, "model", "--results", str(tmp_path / "results-model.json"))
+    assert code == 0, capsys.readouterr().err
+    document = read_conformance(tmp_path / "conformance-model.yaml")  # checks the schema
+    assert document["implementation"]["name"] == "model"
+    assert document["harnessVersion"] and [p["name"] for p in document["profiles"]] == [
+        "core",
+        "extended",
+    ]
+    extended = document["profiles"][1]
+    node_port = {f["name"]: f for f in extended["features"]}["node-port"]
+    assert node_port["status"] == "not-tested"
+
+
+def test_a_bad_report_path_is_one_line_exit_2_and_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results.json"
+    code = _run(tmp_path, "model", "--results", str(results),
+                "--conformance-report", str(tmp_path / "missing" / "c.yaml"))  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "--conformance-report" in err and "does not exist" in err
+    assert not results.exists() and not list(tmp_path.glob("*.yaml"))
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+def test_harness_run_on_a_local_proxy_writes_a_valid_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "userspace.yaml"
+    code = _run(tmp_path, "local:userspace", "--conformance-report", str(report))
+    assert code == 0, capsys.readouterr().err
+    document = read_conformance(report)
+    assert document["implementation"]["name"] == "local:userspace"
+    assert document["implementation"]["featuresDeclaredBy"] == "proxy class"
+    assert "internal-traffic-policy" in document["profiles"][1]["supportedFeatures"]
+    assert document["implementation"]["version"].startswith("userspace")
+
+
+# -- the matrix -----------------------------------------------------------------------------------
+def test_harness_report_draws_every_implementation_against_every_feature(
+    model_suite: SuiteResult, tmp_path: Path
+) -> None:
+    model = conformance_report(RunReport(model_suite, "quick", 1.0), ALL_FEATURES, "x")
+    candidate_suite = replace(model_suite, target_name="local:candidate")
+    candidate = conformance_report(RunReport(candidate_suite, "quick", 1.0), CORE_FEATURES, "y")
+    for name, document in (("conformance-model.yaml", model), ("conformance-c.yaml", candidate)):
+        (tmp_path / name).write_text(yaml.safe_dump(document, sort_keys=False))
+    sources = load_sources([tmp_path])
+    assert set(sources.conformance) == {"conformance-model.yaml", "conformance-c.yaml"}
+    table = feature_matrix(sources.conformance)
+    assert table is not None
+    assert table.headers == ("feature (profile)", "local:candidate", "model")
+    rows = {row[0]: row[1:] for row in table.rows}
+    assert rows["internal-traffic-policy (extended)"][0] == "unsupported"
+    assert rows["node-port (extended)"] == ("not-tested", "not-tested")
+    assert table.rows[0][0].endswith("(core)") and len(rows) == len(FEATURES)
+    sections, malformed = build_sections(sources)
+    assert malformed == {}
+    assert any(t.title.startswith("Conformance profiles") for t in sections[0].tables)
+
+
+def test_a_malformed_report_is_named_and_the_matrix_skips_it(tmp_path: Path) -> None:
+    (tmp_path / "conformance-bad.yaml").write_text("apiVersion: harness.conformance/v1\nkind: x\n")
+    sources = load_sources([tmp_path])
+    assert "conformance-bad.yaml" in sources.malformed and not sources.conformance
+    assert feature_matrix(sources.conformance) is None
