@@ -30,7 +30,7 @@ from typing import Any
 
 from harness import known_issues
 from harness.balance import balance_sequences
-from harness.checks import PROPERTIES, PROXY_CONTRACT, rules
+from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
@@ -40,12 +40,20 @@ from harness.events import Event
 from harness.failures import FailureRecord, RunContext, save_failure
 from harness.history import History
 from harness.known_issues import Match
+from harness.longlived import FEATURE as LONG_LIVED_FEATURE
 from harness.profiles import DEFAULT_PROFILE, PROFILES, Limits, Profile
 from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
 from harness.shrink import shrink_events
 from harness.strategies import EventSpace
-from harness.targets.base import Target, reads_rules, target_proxy_metrics, target_versions
+from harness.targets.base import (
+    ConnectionHolder,
+    Target,
+    reads_rules,
+    restart_unsupported,
+    target_proxy_metrics,
+    target_versions,
+)
 
 MAX_SERVICES_PER_STEP = 3
 STATISTICAL_CHECKS_PER_SERVICE = 2  # fairness and affinity expiry
@@ -133,10 +141,16 @@ def select_properties(focus: str | None, skip: str | None) -> list[str]:
 
 def uncheckable_features(target: Target) -> frozenset[str]:
     """Coverage features `target` cannot check: affinity expiry is judged over many addresses
-    of one client, which a target offering one (a client pod of a real cluster) lacks."""
+    of one client, which a target offering one (a client pod of a real cluster) lacks; a proxy
+    restart needs a target that can restart its proxy, held connections one that holds them."""
+    unreachable = set()
     if int(getattr(target, "max_sources", 1)) < 2:
-        return frozenset({"affinity-idle-past-timeout"})
-    return frozenset()
+        unreachable.add("affinity-idle-past-timeout")
+    if restart_unsupported(target) is not None:
+        unreachable.add("proxy-restarted")
+    if not isinstance(target, ConnectionHolder):
+        unreachable.add(LONG_LIVED_FEATURE)
+    return frozenset(unreachable)
 
 
 def applicable(prop: str, target: Target) -> str | None:
@@ -146,6 +160,8 @@ def applicable(prop: str, target: Target) -> str | None:
         return str(why) if why else "the target cannot show its programmed rules"
     if prop == PROXY_CONTRACT and not getattr(target, "runs_proxy", False):
         return "the target runs no proxy process of the harness's"
+    if prop == connections.PROPERTY and not isinstance(target, ConnectionHolder):
+        return "the target holds no long-lived connections across steps (ConnectionHolder)"
     return None
 
 
@@ -412,7 +428,7 @@ def options_for(
         limits=limits,
         coverage_goal=chosen.coverage_goal(simulated),
         seed=seed,
-        space=EventSpace(simulated=simulated),
+        space=EventSpace(simulated=simulated, restarts_proxy=restart_unsupported(target) is None),
         config=RunConfig(deadline_s=float(deadline), budget=AlarmBudget(max_checks=max_checks)),
         failures_dir=failures_dir,
         shrink_tries=200 if simulated else 60,

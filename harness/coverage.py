@@ -18,7 +18,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from harness.events import CreateService, Event, EvictPod, SetPublishNotReady, SetSelector
+from harness.events import (
+    CreateService,
+    Event,
+    EvictPod,
+    RestartProxy,
+    SetPublishNotReady,
+    SetSelector,
+)
 from harness.model.endpoints import Expectation, pod_is_listed, unique_endpoints
 from harness.model.objects import PROXY_NODE, TrafficPolicy
 from harness.model.state import ClusterState
@@ -43,6 +50,11 @@ FEATURES: dict[str, str] = {
     "selector-widened": "a selector change adds endpoints",
     "selector-narrowed": "a selector change removes endpoints",
     "evicted-pod": "a listed pod is evicted",
+    "proxy-restarted": "the proxy restarts while the Service has usable endpoints",
+    "long-lived-through-change": (
+        "a kept-alive connection held open through a change (its endpoint, another one, another"
+        " Service, a proxy restart) and asked again"
+    ),
 }
 AFFINITY_FEATURES = frozenset({"affinity-idle-past-timeout", "affinity-backend-removed"})
 
@@ -132,6 +144,8 @@ def change_features(
         )
     ):
         found.add("publish-not-ready-toggled")
+    if isinstance(event, RestartProxy) and expected.usable:
+        found.add("proxy-restarted")
     if isinstance(event, EvictPod) and service_before is not None:
         pod = before.pods.get(event.pod)
         if pod is not None and pod_is_listed(pod, service_before):

@@ -386,6 +386,24 @@ class Probe(Event):
         return state
 
 
+# -- Disruption (the nemesis's) ------------------------------------------------------------------
+@dataclass(frozen=True)
+class RestartProxy(Event):
+    """The proxy under test stops and starts again on its node, as kube-proxy does on a rollout,
+    a crash or an OOM kill. The cluster does not change, so the model's state does not either.
+
+    What must hold after it (Cilium's connectivity test "conn-disrupt", which holds connections
+    open across an agent restart): every Service converges again within the deadline (the
+    restarted proxy starts empty and must program everything anew), and established
+    connections to endpoints that are still usable keep working and keep their backend
+    (`harness.checks.connections`)."""
+
+    kind: ClassVar[str] = "restart-proxy"
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        return state
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -405,6 +423,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         EvictPod,
         Wait,
         Probe,
+        RestartProxy,
     )
 }
 

@@ -33,7 +33,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from harness.checks import PROXY_CONTRACT, affinity, endpoints, fairness, latency, rules, traffic
+from harness.checks import (
+    PROXY_CONTRACT,
+    affinity,
+    connections,
+    endpoints,
+    fairness,
+    latency,
+    rules,
+    traffic,
+)
 from harness.errors import UsageError
 from harness.events import CreateService, Event, SetAffinity, SetTrafficPolicy
 from harness.model.objects import Affinity, TrafficPolicy
@@ -144,6 +153,15 @@ _FEATURES: tuple[Feature, ...] = (
         (traffic.REJECT, traffic.NO_STALE, traffic.AVAILABILITY),
         ("local-no-local-endpoints", "local-only-terminating"),
         _uses_local_policy,
+    ),
+    Feature(
+        "long-lived-connections",
+        EXTENDED,
+        "established connections keep their backend through unrelated changes and proxy"
+        " restarts, and are never moved to another backend (kubernetes#74839; Cilium's"
+        " conn-disrupt)",
+        (connections.PROPERTY,),
+        ("long-lived-through-change",),
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

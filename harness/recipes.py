@@ -27,6 +27,7 @@ from harness.events import (
     EvictPod,
     Probe,
     RestartPod,
+    RestartProxy,
     Scale,
     SetAffinity,
     SetLabel,
@@ -291,6 +292,26 @@ def evicted(data: st.DataObject, state: ClusterState, space: EventSpace) -> list
     return [EvictPod(data.draw(st.sampled_from([p.name for p in listed]), label="pod"))]
 
 
+def restarted(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a Service usable endpoints (connections are held to it from then on), then restart
+    the proxy: every Service must converge again, every held connection keep its backend."""
+    service = _service(data, state)
+    return [*_populated(data, state, service, PROXY_NODE), RestartProxy()]
+
+
+def held_through_change(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a Service usable endpoints, then change something: restart the proxy, or flip one
+    endpoint's readiness (the other endpoints' connections must not notice)."""
+    service = _service(data, state)
+    events = _populated(data, state, service, PROXY_NODE)
+    ready = _listed(_apply_all(state, events), service, lambda p: p.ready and not p.terminating)
+    change: Event = RestartProxy()
+    flip: bool = data.draw(st.booleans(), label="flip readiness")
+    if ready and flip:
+        change = SetReady(data.draw(st.sampled_from([p.name for p in ready]), label="pod"), False)
+    return [*events, change]
+
+
 RECIPES: dict[str, Recipe] = {
     "usable-0": no_endpoint,
     "usable-1": one_endpoint,
@@ -309,6 +330,8 @@ RECIPES: dict[str, Recipe] = {
     "selector-widened": reselected,
     "selector-narrowed": reselected,
     "evicted-pod": evicted,
+    "proxy-restarted": restarted,
+    "long-lived-through-change": held_through_change,
 }
 
 

@@ -125,11 +125,12 @@ def print_summary(report: RunReport, out: TextIO) -> None:
         f" {stats.events} events (stopped: {stats.stopped or report.outcome})\n"
     )
     out.write(f"versions: {versions_text(suite.versions)}\n")
-    out.write(f"{'property':<22}{'result':<9}detail\n")
-    indent = " " * 31
+    name_width = max([22, *(len(r.name) + 2 for r in suite.results)])
+    out.write(f"{'property':<{name_width}}{'result':<9}detail\n")
+    indent = " " * (name_width + 9)
     for r in suite.results:
-        lines = textwrap.wrap(_detail(r), WIDTH - 31) or [""]
-        out.write(f"{r.name:<22}{r.status.value:<9}{lines[0]}\n")
+        lines = textwrap.wrap(_detail(r), WIDTH - len(indent)) or [""]
+        out.write(f"{r.name:<{name_width}}{r.status.value:<9}{lines[0]}\n")
         out.writelines(f"{indent}{line}\n" for line in lines[1:])
     counts = {s: sum(r.status == s for r in suite.results) for s in Status}
     out.write(

@@ -57,8 +57,9 @@ from harness.coverage import (
     change_features,
     service_features,
 )
-from harness.events import Event, Probe, Wait
+from harness.events import Event, Probe, RestartProxy, Wait
 from harness.history import History
+from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
 from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
@@ -127,6 +128,8 @@ class Runner:
         self.missed: dict[str, set[tuple[object, ...]]] = {}
         self.broken: ProxyFailure | None = None
         self.reset_failure: ProxyFailure | None = None
+        self.long_lived = LongLived(target, self.config.request_timeout_s)
+        self.interim = False  # the last step ended on a state its proxy says is not final
 
     # -- lifecycle ----------------------------------------------------------------------------
     def reset(self) -> None:
@@ -141,6 +144,7 @@ class Runner:
         confirmation uses, waits for everything)."""
         reset = getattr(self.target, "reset", None)
         self.reset_failure = None
+        self.long_lived.reset()
         try:
             if not callable(reset):
                 raise NotImplementedError
@@ -189,6 +193,7 @@ class Runner:
         try:
             self.target.apply(event)
             result = self._check(event, before, after, applied_s, record)
+            result = self._held(result, after, record)
         except ProxyFailure as failure:
             self.broken = failure
             verdict = failed(PROXY_CONTRACT, str(failure), **failure.evidence)
@@ -201,6 +206,23 @@ class Runner:
         self.history.append(record)
         return result
 
+    def _held(self, result: StepResult, after: ClusterState, record: dict[str, Any]) -> StepResult:
+        """Judge the long-lived connections after the step and open new ones
+        (`harness.longlived`); their verdict and feature join the step's. Not on a state the
+        proxy says is not final (they are asked after the next step)."""
+        if self.interim:
+            return result
+        verdicts, features = self.long_lived.after(len(self.events), result.event, after)
+        if not verdicts:
+            return result
+        record["long_lived"] = verdicts[0].evidence.get("connections", [])
+        return StepResult(
+            result.event,
+            result.verdicts + tuple(verdicts),
+            result.reached | features,
+            result.checked | features,
+        )
+
     def _check(
         self,
         event: Event,
@@ -210,15 +232,24 @@ class Runner:
         record: dict[str, Any],
     ) -> StepResult:
         names = [event.service] if isinstance(event, Probe) else changed_services(before, after)
+        restarted = isinstance(event, RestartProxy)
+        if restarted:  # a restarted proxy programs everything anew
+            names = sorted(after.services)
         expectations = {}
         for name in names:
             old, new = before.services.get(name), after.services.get(name)
-            if old is None or new is None or _affinity_settings(old) != _affinity_settings(new):
+            if (
+                old is None
+                or new is None
+                or _affinity_settings(old) != _affinity_settings(new)
+                or restarted  # stop() removes every rule: its affinity memory goes with it
+            ):
                 self.memory.forget(name)
             expectations[name] = expect(after, name, PORT)
         waits: dict[str, ServiceWait] = {}
         if not isinstance(event, Probe):
             waits = self._converge(expectations, applied_s)
+        self.interim = any(wait.still_syncing for wait in waits.values())
         verdicts: list[Verdict] = []
         reached: set[str] = set()
         checked: set[str] = set()

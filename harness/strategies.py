@@ -34,6 +34,7 @@ from harness.events import (
     PodExit,
     Probe,
     RestartPod,
+    RestartProxy,
     Scale,
     SetAffinity,
     SetLabel,
@@ -65,7 +66,8 @@ class EventSpace:
     `nodes`, `policies`, `affinities` and `http_ports` are drawn uniformly (repeat a value to
     make it likelier); `long_graces` keeps graceful deletes long (pods stay terminating for the
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
-    out.
+    out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
+    proxy: `harness.targets.base.restart_unsupported`).
     """
 
     max_pods: int = 50
@@ -78,6 +80,7 @@ class EventSpace:
     http_ports: tuple[int, ...] = (8080, 8081)
     long_graces: bool = False
     short_affinity: bool = False
+    restarts_proxy: bool = True
 
     @property
     def waits_s(self) -> tuple[float, ...]:
@@ -316,6 +319,11 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: sp.simulated or _time_matters(s),
         lambda s: (_affinity_timeouts(s),),
         _waits,
+    ),
+    "restart_proxy": Generator(
+        lambda s, sp: sp.restarts_proxy and bool(s.services),
+        _no_key,
+        lambda key, sp: st.just(RestartProxy()),
     ),
     "probe": Generator(
         _has_services,

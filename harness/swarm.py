@@ -75,6 +75,8 @@ AIMS: dict[str, Aim] = {
     "selector-widened": _aim("set_selector", "create_pod", "set_label"),
     "selector-narrowed": _aim("set_selector", "create_pod", "set_label"),
     "evicted-pod": _aim("evict_pod"),
+    "proxy-restarted": _aim("restart_proxy", "create_pod"),
+    "long-lived-through-change": _aim("restart_proxy", "set_ready", "delete_pod", "create_pod"),
 }
 
 

@@ -1,7 +1,7 @@
 """The invariants. Each check is a pure function from what the model expects and what was
 observed to a `Verdict` with its evidence; the runner decides when to call which."""
 
-from harness.checks import affinity, endpoints, fairness, latency, rules, traffic
+from harness.checks import affinity, connections, endpoints, fairness, latency, rules, traffic
 from harness.checks.verdict import Verdict
 
 PROXY_CONTRACT = "proxy-contract"
@@ -20,6 +20,10 @@ PROPERTIES: dict[str, str] = {
     affinity.PROPERTY: "ClientIP affinity keeps a client on one live pod until the timeout",
     latency.PROPERTY: "every change is programmed within the deadline",
     rules.PROPERTY: "programmed rules give each usable endpoint exactly 1/n (rule targets only)",
+    connections.PROPERTY: (
+        "an established connection keeps its backend through changes and proxy restarts while"
+        " its endpoint is usable, and is never silently moved to another backend"
+    ),
     PROXY_CONTRACT: "the proxy process stays up and answers every request validly and in time",
 }
 

@@ -252,6 +252,7 @@ class LocalKubelet:
         self._local: LocalPods | None = None
         self._relay: Relay | None = None
         self._proxy: Any = None
+        self._proxy_argv: list[str] = []
         self._handles: dict[str, Any] = {}
         self._created_nodes: list[str] = []
         self._stopping = threading.Event()
@@ -338,8 +339,22 @@ class LocalKubelet:
                 "namespace": self.namespace,
             },
         )
+        self._proxy_argv = ["/bin/sh", "-c", filled]
         self._proxy = self._proxy_factory(
-            ["/bin/sh", "-c", filled], self._local.node_netns, self._workdir / "proxy.log"
+            self._proxy_argv, self._local.node_netns, self._workdir / "proxy.log"
+        )
+        self._proxy.start()
+
+    def restart_proxy(self) -> None:
+        """Stop the proxy command's process and start the same command again in the node
+        namespace, as kube-proxy restarts on a rollout, a crash or an OOM kill. The relay to the
+        API server, the node's rules and its connection tracking stay. UsageError without a
+        proxy command (there is no proxy process of the harness's to restart)."""
+        if self._proxy is None or self._local is None:
+            raise UsageError("restart-proxy needs --proxy-command under --pods local")
+        self._proxy.stop()
+        self._proxy = self._proxy_factory(
+            self._proxy_argv, self._local.node_netns, self._workdir / "proxy.log"
         )
         self._proxy.start()
 

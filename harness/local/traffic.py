@@ -11,6 +11,10 @@ A batch sends its requests one after another, which keeps round-robin and affini
 in send order. Every request is bounded by `timeout_s` (connect included), so a batch of `count`
 requests ends within `count * timeout_s`; the agent also stops waiting after that plus a margin.
 
+An agent also holds a few long-lived kept-alive connections open across batches (`hold`,
+`ask_held`, `release_held`), each request on them bounded by its timeout: the harness's
+established connections, asked once after every step (`harness.checks.connections`).
+
 Outcomes: the backend a pod named in its answer (`POD UID`), or `refused` (ECONNREFUSED: the
 REJECT a Service without endpoints must give), `reset` (ECONNRESET, or the peer closed before a
 whole answer), `timeout`, or `other` (unreachable networks and anything else).
@@ -23,9 +27,10 @@ import errno
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from harness.errors import EnvironmentProblem
 from harness.local.names import netns_path
@@ -38,6 +43,7 @@ MAX_ANSWER_BYTES = 65536
 _REQUEST = b"GET / HTTP/1.1\r\nHost: service\r\nUser-Agent: harness\r\n"
 _FRESH_REQUEST = _REQUEST + b"Connection: close\r\n\r\n"
 _KEPT_REQUEST = _REQUEST + b"\r\n"
+_T = TypeVar("_T")
 
 
 class _Failed(Exception):
@@ -223,6 +229,8 @@ class ClientAgent:
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._held: dict[int, _Connection] = {}
+        self._next_held = 0
 
     def __enter__(self) -> ClientAgent:
         self.start()
@@ -276,13 +284,86 @@ class ClientAgent:
                 future.cancel()  # interrupted: the batch stops with its caller
                 raise
 
+    # -- long-lived connections ---------------------------------------------------------------
+    def hold(self, address: str, port: int, timeout_s: float) -> tuple[int | None, Outcome]:
+        """Open a kept-alive connection to `address:port`, ask once, and keep it open across
+        later batches: its number (None when the request failed: nothing is kept) and the
+        outcome. Bounded by `timeout_s`."""
+        number = self._next_held
+        self._next_held += 1
+        return self._call(self._hold(number, address, port, timeout_s), timeout_s)
+
+    def ask_held(self, number: int, timeout_s: float) -> Outcome:
+        """One request on held connection `number`, within `timeout_s`; a failed request closes
+        the connection and forgets it (an unknown number is a closed connection: RESET)."""
+        return self._call(self._ask_held(number, timeout_s), timeout_s)
+
+    def release_held(self) -> None:
+        """Close every held connection. Idempotent."""
+        if self._thread is not None and self._held:
+            self._call(self._release(), 1.0)
+
+    def _call(self, coroutine: Coroutine[Any, Any, _T], timeout_s: float) -> _T:
+        with self._lock:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+            try:
+                return future.result(timeout=timeout_s + BATCH_MARGIN_S)
+            except TimeoutError:
+                future.cancel()
+                raise EnvironmentProblem(
+                    f"a held connection's request did not end within {timeout_s:.0f} s"
+                ) from None
+            except BaseException:
+                future.cancel()
+                raise
+
+    async def _hold(
+        self, number: int, address: str, port: int, timeout_s: float
+    ) -> tuple[int | None, Outcome]:
+        started = self.timer()
+        connection: _Connection | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                connection = await _Connection.open(Batch(address, port, 1), None)
+                backend = await connection.ask(_KEPT_REQUEST)
+        except (OSError, _Failed) as error:
+            if connection is not None:
+                connection.close()
+            return None, Outcome(None, error_kind(error), (self.timer() - started) * 1000, number)
+        self._held[number] = connection
+        return number, Outcome(backend, None, (self.timer() - started) * 1000, number)
+
+    async def _ask_held(self, number: int, timeout_s: float) -> Outcome:
+        started = self.timer()
+        connection = self._held.get(number)
+        if connection is None:
+            return Outcome(None, ErrorKind.RESET, 0.0, number)
+        try:
+            async with asyncio.timeout(timeout_s):
+                backend = await connection.ask(_KEPT_REQUEST)
+        except (OSError, _Failed) as error:
+            del self._held[number]
+            connection.close()
+            return Outcome(None, error_kind(error), (self.timer() - started) * 1000, number)
+        return Outcome(backend, None, (self.timer() - started) * 1000, number)
+
+    async def _release(self) -> None:
+        self._release_now()
+
     def close(self) -> None:
-        """Stop the loop and its thread, cancelling a batch still running. Idempotent."""
+        """Stop the loop and its thread, cancelling a batch still running and closing every
+        held connection. Idempotent."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
+        self._loop.call_soon_threadsafe(self._release_now)
         self._loop.call_soon_threadsafe(self._loop.stop)
         thread.join(5)
+
+    def _release_now(self) -> None:
+        held, self._held = self._held, {}
+        for connection in held.values():
+            connection.close()
 
 
 def _finish(loop: asyncio.AbstractEventLoop) -> None:

@@ -53,6 +53,12 @@ class Proxy(Protocol):
       `SyncReportingProxy.sync_state`, which the harness then waits on.
     - `stop()` removes every rule, process and file the proxy created; calling it twice is
       harmless. It must return within a few seconds even if the proxy hangs.
+    - restart (`harness.events.RestartProxy`): the harness stops the proxy and starts a new
+      instance in the same `node.netns`, then hands it every Service and slice. Starting must not
+      disturb established connections to endpoints that are still usable (no conntrack flush).
+      A proxy whose connections run through its own process says so with a class attribute
+      `relays_connections = True` (they end with the process, as kube-proxy's userspace mode's
+      did); kernel data planes keep them.
     - `features` (optional class attribute, a frozenset of `harness.features` names): the
       conformance features the proxy implements, every core one included; absent means core
       only. Declaring a feature is a claim: its failures are failures. An undeclared extended

@@ -167,6 +167,9 @@ class ExternalProxy:
 
     name = "external"
     description = "an external command speaking JSON lines (--proxy-command 'CMD ARGS')"
+    relays_connections = True
+    """The protocol does not say how a candidate carries connections (the example relays them
+    in its own process), so connections it drops when restarted are excused, never moves."""
 
     def __init__(
         self,

@@ -70,7 +70,10 @@ class HaproxyProxy(ReloadingConfigProxy):
     """HAProxy (TCP): round robin, ClientIP by stick table with expiry, reload by USR2."""
 
     name: ClassVar[str] = "haproxy"
-    features: ClassVar[frozenset[str]] = CORE_FEATURES | {"internal-traffic-policy"}
+    features: ClassVar[frozenset[str]] = CORE_FEATURES | {
+        "internal-traffic-policy",
+        "long-lived-connections",
+    }
     description: ClassVar[str] = (
         "HAProxy in TCP mode, master-worker, reloaded on each change (affinity lost on reload)"
     )

@@ -95,7 +95,10 @@ class IptablesProxy(KernelRuleProxy):
     """kube-proxy's iptables mode in the node namespace (see the module docstring)."""
 
     name: ClassVar[str] = "iptables"
-    features: ClassVar[frozenset[str]] = CORE_FEATURES | {"internal-traffic-policy"}
+    features: ClassVar[frozenset[str]] = CORE_FEATURES | {
+        "internal-traffic-policy",
+        "long-lived-connections",
+    }
     description: ClassVar[str] = (
         "kube-proxy iptables mode (probability chains, recent affinity, REJECT), iptables-restore"
     )

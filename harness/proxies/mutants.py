@@ -19,6 +19,12 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-userspace-wrong-port (availability): dials every endpoint one port too high, so no
   connection through a Service with endpoints succeeds (a proxy broken this plainly must reach
   its verdict fast: issue 10).
+- mutant-iptables-flushes-on-restart (long-lived connections across a restart, Cilium's
+  conn-disrupt): flushes every conntrack entry of its node when it starts, so a restart
+  re-balances, and so resets, established connections to endpoints that are still usable.
+- mutant-iptables-flushes-every-sync (long-lived connections through unrelated changes,
+  kubernetes#74839): flushes every conntrack entry after each sync instead of only the removed
+  endpoints' (`harness.proxies.rules.conntrack`), so any change resets established connections.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import ClassVar
 
+from harness.local.netns import flush_conntrack
 from harness.model.endpoints import unique_endpoints
 from harness.model.objects import (
     MAX_AFFINITY_TIMEOUT_S,
@@ -35,6 +42,7 @@ from harness.model.objects import (
     Service,
     TrafficPolicy,
 )
+from harness.proxies.base import NodeContext
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
@@ -165,6 +173,27 @@ class WrongPortUserspaceProxy(UserspaceProxy):
         ]
 
 
+class FlushesOnRestartProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-flushes-on-restart"
+    description: ClassVar[str] = "iptables that flushes the node's conntrack table when it starts"
+
+    def start(self, node: NodeContext) -> None:
+        super().start(node)
+        flush_conntrack(node.netns)
+
+
+class FlushesEverySyncProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-flushes-every-sync"
+    description: ClassVar[str] = (
+        "iptables that flushes the node's conntrack table after every sync, not only removed flows"
+    )
+
+    def program(self, services: Mapping[str, Service], changed: set[str]) -> None:
+        super().program(services, changed)
+        if self.node is not None:
+            flush_conntrack(self.node.netns)
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -180,5 +209,7 @@ MUTANT_PROXIES: dict[str, type] = {
         AffinityNeverExpiresProxy,
         NoFallbackUserspaceProxy,
         WrongPortUserspaceProxy,
+        FlushesOnRestartProxy,
+        FlushesEverySyncProxy,
     )
 }

@@ -87,7 +87,10 @@ class NftablesProxy(KernelRuleProxy):
     """kube-proxy's nftables mode in the node namespace (see the module docstring)."""
 
     name: ClassVar[str] = "nftables"
-    features: ClassVar[frozenset[str]] = CORE_FEATURES | {"internal-traffic-policy"}
+    features: ClassVar[frozenset[str]] = CORE_FEATURES | {
+        "internal-traffic-policy",
+        "long-lived-connections",
+    }
     description: ClassVar[str] = (
         "kube-proxy nftables mode (numgen vmaps, affinity sets, reject), incremental nft -f"
     )

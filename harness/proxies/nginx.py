@@ -76,7 +76,10 @@ class NginxProxy(ReloadingConfigProxy):
     """nginx stream (TCP): round robin, ClientIP by consistent hash (no timeout), reload by HUP."""
 
     name: ClassVar[str] = "nginx"
-    features: ClassVar[frozenset[str]] = CORE_FEATURES | {"internal-traffic-policy"}
+    features: ClassVar[frozenset[str]] = CORE_FEATURES | {
+        "internal-traffic-policy",
+        "long-lived-connections",
+    }
     description: ClassVar[str] = (
         "nginx stream module, reloaded on each change (TCP; affinity without timeout)"
     )

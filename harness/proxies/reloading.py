@@ -111,6 +111,8 @@ class ReloadingConfigProxy(TrackingProxy):
     """
 
     reload_signal: ClassVar[signal.Signals] = signal.SIGHUP
+    relays_connections: ClassVar[bool] = True
+    """Connections run through this proxy's own process: they end when it restarts."""
     config_name: ClassVar[str] = "balancer.conf"
     packages: ClassVar[str] = ""  # what `apt-get install` brings the daemon
 

@@ -56,10 +56,15 @@ class UserspaceProxy(TrackingProxy):
     """A userspace TCP proxy: round robin, ClientIP affinity, REJECT without endpoints."""
 
     name: ClassVar[str] = "userspace"
-    features: ClassVar[frozenset[str]] = CORE_FEATURES | {"internal-traffic-policy"}
+    features: ClassVar[frozenset[str]] = CORE_FEATURES | {
+        "internal-traffic-policy",
+        "long-lived-connections",
+    }
     description: ClassVar[str] = (
         "asyncio TCP proxy in the node namespace: round robin, ClientIP affinity, REJECT or DROP"
     )
+    relays_connections: ClassVar[bool] = True
+    """Connections run through this proxy's own process: they end when it restarts."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from harness.clock import Clock
 from harness.events import Event
 from harness.model.objects import EndpointSlice
-from harness.traffic import Reachability, TrafficRequest, TrafficSample
+from harness.traffic import Outcome, Reachability, TrafficRequest, TrafficSample
 
 
 class Target(Protocol):
@@ -69,6 +69,38 @@ class RuleOracle(Protocol):
     """
 
     def reachability(self, service: str, port: str, client: str) -> Reachability: ...
+
+
+@runtime_checkable
+class ConnectionHolder(Protocol):
+    """Optional: a target that holds long-lived kept-alive connections open across steps.
+
+    - `hold(service, client, timeout_s)` opens one connection from `client` to the Service's
+      VIP and port `http`, asks once and keeps it open: its number, or None when that request
+      failed (nothing is kept), and the outcome.
+    - `ask_held(number, timeout_s)` asks once more on it; a failed request closes and forgets
+      the connection (an unknown number answers RESET).
+    - `release_held()` closes them all; `reset()` and `close()` do too.
+
+    Each call is bounded by `timeout_s` and changes nothing but the client's own sockets.
+    `relays_connections` says whether connections run through the proxy's own process (a
+    userspace proxy), so that they end when it restarts (kube-proxy's userspace mode did).
+    """
+
+    relays_connections: bool
+
+    def hold(self, service: str, client: str, timeout_s: float) -> tuple[int | None, Outcome]: ...
+
+    def ask_held(self, number: int, timeout_s: float) -> Outcome: ...
+
+    def release_held(self) -> None: ...
+
+
+def restart_unsupported(target: object) -> str | None:
+    """Why `target` cannot restart its proxy (`RestartProxy`), from its optional
+    `restart_unsupported` attribute, or None when it can (the model; the local cluster)."""
+    why = getattr(target, "restart_unsupported", None)
+    return str(why) if why else None
 
 
 def reads_rules(target: object) -> bool:

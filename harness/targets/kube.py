@@ -41,7 +41,7 @@ from typing import Any
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, HarnessError, UsageError
-from harness.events import Event
+from harness.events import Event, RestartProxy
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
@@ -394,8 +394,24 @@ class KubeTarget:
         self._pending_ready.clear()
 
     # -- the Target contract ------------------------------------------------------------------
+    @property
+    def restart_unsupported(self) -> str | None:
+        """Why `RestartProxy` cannot be applied here, or None: only the proxy command's process
+        of `--pods local` is the harness's to restart (`LocalKubelet.restart_proxy`)."""
+        if self.options.pods == "local" and self.options.proxy_command:
+            return None
+        return (
+            "restarting the proxy needs --pods local with --proxy-command; a cluster's own"
+            " kube-proxy (a DaemonSet) is not restarted by the harness"
+        )
+
     def apply(self, event: Event) -> None:
-        """Write the API changes that take the cluster from the model's state to the next."""
+        """Write the API changes that take the cluster from the model's state to the next.
+        `RestartProxy` restarts the proxy command's process under `--pods local` and is refused
+        elsewhere with its reason (`restart_unsupported`), never taken as a no-op."""
+        if isinstance(event, RestartProxy):
+            self._restart_proxy()
+            return
         before = self.state
         after = event.apply(before)
         for operation in plan(before, after, self.placement):
@@ -416,6 +432,23 @@ class KubeTarget:
             return None
         text = self._read_proxy_metrics()
         return sync_state_from_metrics(text, self._changed_at_s) if text else None
+
+    def _restart_proxy(self) -> None:
+        """Restart the proxy command; its metrics window closes with the old process and opens
+        again after the new one's first sync (kubernetes#82378), and convergence waits for a
+        sync of the new process (`sync_state`)."""
+        why = self.restart_unsupported
+        if why is not None:
+            raise UsageError(f"{RestartProxy.kind}: {why}")
+        self._check()
+        restart = getattr(self.runtime, "restart_proxy", None)
+        if not callable(restart):
+            raise UsageError(f"{RestartProxy.kind}: the pod runtime cannot restart the proxy")
+        if self._metrics.open:
+            self._metrics.end(self._read_proxy_metrics())
+        restart()
+        self._changed_at_s = max(self._changed_at_s, time.time())
+        self._begin_metrics()
 
     def apply_many(self, events: Sequence[Event]) -> None:
         """Apply several events as one change: the API writes from the state before to the state

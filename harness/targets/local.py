@@ -27,7 +27,7 @@ from typing import Any, ClassVar, cast
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, UsageError
-from harness.events import Event
+from harness.events import Event, RestartProxy
 from harness.local.cleanup import guard
 from harness.local.cluster import CLIENT_SOURCES, LocalCluster, PodHandle, RunCluster
 from harness.local.controller import EndpointController
@@ -41,7 +41,14 @@ from harness.proxies.base import CONTRACT_SYNC, NodeContext, Proxy, SyncState
 from harness.proxies.failure import ProxyFailure, last_line
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
-from harness.traffic import CLIENTS, Reachability, Tally, TrafficRequest, TrafficSample
+from harness.traffic import (
+    CLIENTS,
+    Outcome,
+    Reachability,
+    Tally,
+    TrafficRequest,
+    TrafficSample,
+)
 from harness.versions import proxy_version
 
 DEFAULT_PROXY = "iptables"
@@ -148,6 +155,7 @@ class LocalTarget:
         self._handles: dict[str, PodHandle] = {}
         self._agents: dict[str, ClientAgent] = {}
         self._vips: dict[str, Service] = {}
+        self._held: dict[int, tuple[str, int]] = {}
         self._stack = ExitStack()
 
     @classmethod
@@ -229,6 +237,19 @@ class LocalTarget:
     def _stop_proxy(self) -> None:
         self.proxy.stop()
 
+    def _restart_proxy(self) -> None:
+        """`RestartProxy`: stop the proxy and start a new instance of it in the same node
+        namespace, then hand it every Service and slice and sync, as a restarted kube-proxy
+        lists everything from the API server and programs it anew. The node's connection
+        tracking is left alone: established connections must survive the restart (Cilium's
+        conn-disrupt test). A proxy that cannot start again raises `ProxyFailure` (one
+        proxy-contract verdict)."""
+        self._open_cluster()
+        self._stop_proxy()
+        self._start_proxy(self.new_proxy())
+        self._fresh = False
+        self._set_state(self.state)
+
     def close(self) -> None:
         """Stop the proxy and the pod server, delete every namespace and the work directory.
         Idempotent; also called at exit and on SIGTERM while the target is open."""
@@ -238,6 +259,7 @@ class LocalTarget:
             self.cluster = None
             self._node = None
             self._agents = {}
+            self._held = {}
             self._handles = {}
             self._vips = {}
             self.state = ClusterState()
@@ -257,13 +279,18 @@ class LocalTarget:
             self._stop_proxy()
             self.state = ClusterState()
             self._start_proxy(self.new_proxy())
+        self.release_held()
         self._set_state(ClusterState())
         self._vips = {}
         self._open_cluster().forget_connections()
 
     # -- the Target contract ------------------------------------------------------------------
     def apply(self, event: Event) -> None:
-        """Make the change real and hand it to the proxy; returns after `proxy.sync()`."""
+        """Make the change real and hand it to the proxy; returns after `proxy.sync()`.
+        `RestartProxy` restarts the proxy (`_restart_proxy`)."""
+        if isinstance(event, RestartProxy):
+            self._restart_proxy()
+            return
         self._fresh = False
         self._set_state(event.apply(self.state))
 
@@ -336,6 +363,36 @@ class LocalTarget:
         if request.sources != (0,):  # the agent numbers sources by position in the batch
             outcomes = [replace(o, source=request.sources[o.source]) for o in outcomes]
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
+
+    # -- long-lived connections (`ConnectionHolder`) -------------------------------------------
+    @property
+    def relays_connections(self) -> bool:
+        """Whether connections run through the proxy's own process (the proxy says so)."""
+        return bool(getattr(self.proxy, "relays_connections", False))
+
+    def hold(self, service: str, client: str, timeout_s: float) -> tuple[int | None, Outcome]:
+        """Open a kept-alive connection from `client` to the Service's VIP, ask once and keep it
+        (`ConnectionHolder`); its number, or None when the request failed."""
+        request = TrafficRequest(service=service, client=client, count=1, timeout_s=timeout_s)
+        address, port = self._destination(request)
+        agent_number, outcome = self._agents[client].hold(address, port, timeout_s)
+        if agent_number is None:
+            return None, outcome
+        number = len(self._held)
+        self._held[number] = (client, agent_number)
+        return number, replace(outcome, connection=number)
+
+    def ask_held(self, number: int, timeout_s: float) -> Outcome:
+        """One request on a held connection; a failure closes it (`ConnectionHolder`)."""
+        client, agent_number = self._held.get(number, (CLIENTS[0], -1))
+        outcome = self._agents[client].ask_held(agent_number, timeout_s)
+        return replace(outcome, connection=number)
+
+    def release_held(self) -> None:
+        """Close every held connection. Idempotent."""
+        self._held = {}
+        for agent in self._agents.values():
+            agent.release_held()
 
     def tally(self, request: TrafficRequest) -> Tally:
         """At least `request.count` fresh connections from the client's own address, counted at

@@ -5,8 +5,13 @@ each new connection picks uniformly at random among the usable endpoints, with C
 keeping a client on its backend until the affinity timeout passes without a connection. It runs
 on simulated time, so deadlines and affinity timeouts cost no real waiting.
 
+It holds long-lived connections (`ConnectionHolder`): each keeps the backend it was opened to
+and answers from it while that pod incarnation still runs (a terminating pod still serves its
+established connections); a pod that is gone resets it. `RestartProxy` changes nothing.
+
 Mutants subclass it and break exactly one promise through one of its hooks (`perceived`,
-`usable`, `choose`, `affinity_applies`, `keeps_affinity`, `on_no_endpoints`).
+`usable`, `choose`, `affinity_applies`, `keeps_affinity`, `on_no_endpoints`, `held_answer`,
+`on_restart`).
 """
 
 from __future__ import annotations
@@ -17,14 +22,30 @@ from dataclasses import dataclass, replace
 
 from harness.clock import SimulatedClock
 from harness.errors import UsageError
-from harness.events import Event
+from harness.events import Event, RestartProxy
 from harness.model.endpoints import derive_slices, must_drop, usable_destinations
-from harness.model.objects import PROXY_NODE, Affinity, Destination, EndpointSlice, Service
+from harness.model.objects import (
+    PROXY_NODE,
+    Affinity,
+    Backend,
+    Destination,
+    EndpointSlice,
+    Service,
+)
 from harness.model.state import ClusterState
 from harness.registry import TargetOptions
 from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
 
 MODEL_LATENCY_MS = 0.1  # what one simulated request "takes"
+
+
+@dataclass
+class HeldConnection:
+    """A long-lived connection of the model target: its Service, client and backend."""
+
+    service: str
+    client: str
+    backend: Backend
 
 
 @dataclass
@@ -39,6 +60,7 @@ class ModelTarget:
     name = "model"
     description = "the reference model itself (simulated time, uniform random balancing)"
     max_sources = 64
+    relays_connections = False
 
     def __init__(self, seed: int = 0) -> None:
         self.clock = SimulatedClock()
@@ -46,6 +68,7 @@ class ModelTarget:
         self.seed = seed
         self._random = random.Random(seed)
         self._affinity: dict[tuple[str, str], _Stickiness] = {}
+        self.held: dict[int, HeldConnection] = {}
 
     @classmethod
     def from_spec(cls, arg: str | None, options: TargetOptions) -> ModelTarget:
@@ -70,10 +93,13 @@ class ModelTarget:
         exactly; the clock keeps running."""
         self.state = ClusterState()
         self._affinity.clear()
+        self.held.clear()
         self._random.seed(self.seed)
 
     def apply(self, event: Event) -> None:
         self.state = event.apply(self.state)
+        if isinstance(event, RestartProxy):
+            self.on_restart()
 
     def endpoint_slices(self, service: str) -> tuple[EndpointSlice, ...]:
         state = self.perceived(self.state)
@@ -82,6 +108,9 @@ class ModelTarget:
         return derive_slices(state, service)
 
     def send(self, request: TrafficRequest) -> TrafficSample:
+        return self._sample(request)
+
+    def _sample(self, request: TrafficRequest) -> TrafficSample:
         started_s = self.clock.now()
         state = self.perceived(self.state)
         service = state.services.get(request.service)
@@ -106,6 +135,30 @@ class ModelTarget:
             outcome = self._outcome(pick, connection, request, drops)
             outcomes.append(replace(outcome, source=source) if source else outcome)
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
+
+    # -- long-lived connections (`ConnectionHolder`) -------------------------------------------
+    def hold(self, service: str, client: str, timeout_s: float) -> tuple[int | None, Outcome]:
+        """A kept-alive connection balanced as a new one; kept when it was answered."""
+        request = TrafficRequest(service=service, client=client, count=1, timeout_s=timeout_s)
+        (outcome,) = self._sample(request).outcomes
+        if outcome.backend is None:
+            return None, outcome
+        number = max(self.held, default=-1) + 1
+        self.held[number] = HeldConnection(service, client, outcome.backend)
+        return number, replace(outcome, connection=number)
+
+    def ask_held(self, number: int, timeout_s: float) -> Outcome:
+        """One request on a held connection (`held_answer`); a failure forgets it."""
+        self.clock.sleep(MODEL_LATENCY_MS / 1000)
+        connection = self.held.get(number)
+        backend = self.held_answer(connection) if connection is not None else None
+        if backend is None:
+            self.held.pop(number, None)
+            return Outcome(None, ErrorKind.RESET, MODEL_LATENCY_MS, number)
+        return Outcome(backend, None, MODEL_LATENCY_MS, number)
+
+    def release_held(self) -> None:
+        self.held.clear()
 
     # -- balancing ----------------------------------------------------------------------------
     def _route(
@@ -135,6 +188,17 @@ class ModelTarget:
         return Outcome(pick.backend, None, MODEL_LATENCY_MS, connection)
 
     # -- hooks for mutants --------------------------------------------------------------------
+    def held_answer(self, connection: HeldConnection) -> Backend | None:
+        """Who answers on an established connection: its own backend while that pod
+        incarnation runs (terminating included), else nobody (the connection resets)."""
+        pod = self.state.pods.get(connection.backend.pod)
+        if pod is None or pod.uid != connection.backend.uid or pod.ip is None:
+            return None
+        return None if pod.phase.terminal else connection.backend
+
+    def on_restart(self) -> None:
+        """The proxy restarted: nothing changes (established connections survive)."""
+
     def perceived(self, state: ClusterState) -> ClusterState:
         """The cluster state the target's control and data planes act on (the truth here)."""
         return state

@@ -18,6 +18,7 @@ from harness.events import (
     EvictPod,
     Probe,
     RestartPod,
+    RestartProxy,
     Scale,
     SetAffinity,
     SetPublishNotReady,
@@ -83,6 +84,8 @@ EXAMPLES: dict[str, list[Event]] = {
     ],
     "selector-narrowed": [*START, SetSelector("svc-a", labels_of({"app": "web", "tier": "x"}))],
     "evicted-pod": [*START, EvictPod("web-2")],
+    "proxy-restarted": [*START, RestartProxy()],
+    "long-lived-through-change": [*START, SetReady("web-0", False)],
 }
 
 

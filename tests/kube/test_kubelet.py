@@ -154,9 +154,10 @@ def test_proxy_command_placeholders() -> None:
         KubeTarget(TargetOptions(proxy_command="kube-proxy"))
 
 
-def test_a_dead_proxy_is_the_proxys_failure(
-    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def kubelet_with_proxy(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> tuple[LocalKubelet, list[FakeProcess]]:
+    """A started kubelet-less runtime whose proxy processes are fakes, listed as started."""
     processes: list[FakeProcess] = []
 
     def proxy_factory(argv: list[str], netns: str, log: Path) -> FakeProcess:
@@ -168,11 +169,23 @@ def test_a_dead_proxy_is_the_proxys_failure(
     runtime = LocalKubelet(
         scope,
         tmp_path,
-        proxy_command="kube-proxy --kubeconfig {kubeconfig} --hostname-override {node}",
+        proxy_command=command,
         local_factory=lambda prefix, clients: FakeLocal(),
         proxy_factory=proxy_factory,
     )
     runtime.start()
+    return runtime, processes
+
+
+def test_a_dead_proxy_is_the_proxys_failure(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime, processes = kubelet_with_proxy(
+        cluster,
+        tmp_path,
+        monkeypatch,
+        "kube-proxy --kubeconfig {kubeconfig} --hostname-override {node}",
+    )
     try:
         (process,) = processes
         assert process.netns == "hk00abc-node"
@@ -189,6 +202,31 @@ def test_a_dead_proxy_is_the_proxys_failure(
     finally:
         runtime.close()
     assert cluster.core.list_node().items == []
+
+
+def test_restart_proxy_starts_the_same_command_again_in_the_node_namespace(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime, processes = kubelet_with_proxy(
+        cluster, tmp_path, monkeypatch, "kube-proxy --kubeconfig {kubeconfig}"
+    )
+    try:
+        runtime.restart_proxy()
+        first, second = processes
+        assert not first.running and second.running
+        assert (second.argv, second.netns) == (first.argv, first.netns)
+        runtime.check()  # the new process is the one watched
+    finally:
+        runtime.close()
+    assert not second.running
+
+
+def test_restart_proxy_without_a_proxy_command_is_refused(
+    kubelet: tuple[LocalKubelet, FakeLocal, list[Any]],
+) -> None:
+    runtime, _, _ = kubelet
+    with pytest.raises(UsageError, match="needs --proxy-command"):
+        runtime.restart_proxy()
 
 
 # -- for real: root, network namespaces ----------------------------------------------------------

@@ -1,0 +1,129 @@
+"""Long-lived connections held across steps: the observations `long-lived-connections` judges.
+
+After every step the runner hands its event and the model's new state to `LongLived.after`,
+which asks once on each held connection (each request bounded by the request timeout), judges
+the answers (`harness.checks.connections`), forgets the connections that failed or moved, and
+then opens new ones until `MAX_HELD` are held: to Services that have usable endpoints now,
+the Service with the fewest held connections first, from the clients in turn. So a
+connection is opened after its Service got usable endpoints (on a probe too) and is judged
+after every later step, whatever that step changed: its own endpoint, another endpoint,
+another Service, or a proxy restart.
+
+Connections go only to Services without ClientIP affinity: opening one is a new connection
+from the client's address, which would refresh the client's affinity and so change what the
+affinity checks expect. A target without `ConnectionHolder` (the kube target) holds none and
+the property is not judged there.
+
+Deterministic given the sequence (Services by name, clients in order), so a replay holds the
+same connections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.checks.connections import HeldAnswer, check_long_lived
+from harness.checks.verdict import Verdict
+from harness.events import Event, Probe, RestartProxy, Wait
+from harness.model.endpoints import expect
+from harness.model.objects import Affinity, Backend
+from harness.model.state import ClusterState
+from harness.targets.base import ConnectionHolder
+from harness.traffic import CLIENTS
+
+MAX_HELD = 8
+"""Connections held at once. Eight, so that a data plane that re-balances every established
+flow between two endpoints (a conntrack flush) leaves all of them on their backend with
+probability 1/256 only, and a counterexample reproduces."""
+PORT = "http"
+FEATURE = "long-lived-through-change"
+RELAY_RESTARTED = (
+    "the proxy relays connections through its own process (relays_connections), so they end"
+    " with it when it restarts, as kube-proxy's userspace mode's did"
+)
+
+
+@dataclass(frozen=True)
+class _Held:
+    number: int
+    service: str
+    client: str
+    backend: Backend
+    opened_step: int
+
+
+class LongLived:
+    """The connections one example holds (module docstring); `reset` between examples."""
+
+    def __init__(self, target: object, timeout_s: float) -> None:
+        self.target = target if isinstance(target, ConnectionHolder) else None
+        self.timeout_s = timeout_s
+        self.held: list[_Held] = []
+        self.opened = 0
+
+    def reset(self) -> None:
+        """Close every held connection (before the target's own reset)."""
+        if self.target is not None and self.held:
+            self.target.release_held()
+        self.held = []
+        self.opened = 0
+
+    def after(
+        self, step: int, event: Event, after: ClusterState
+    ) -> tuple[list[Verdict], frozenset[str]]:
+        """Judge the held connections after step `step`, then open new ones. The verdict (none
+        when nothing was held) and the coverage feature it checked (a change other than a
+        probe or a wait)."""
+        if self.target is None:
+            return [], frozenset()
+        verdicts: list[Verdict] = []
+        features: frozenset[str] = frozenset()
+        if self.held:
+            verdicts.append(self._judge(event, after))
+            if not isinstance(event, Probe | Wait):
+                features = frozenset({FEATURE})
+        self._open(step, after)
+        return verdicts, features
+
+    def _judge(self, event: Event, after: ClusterState) -> Verdict:
+        assert self.target is not None
+        answers = []
+        for held in self.held:
+            outcome = self.target.ask_held(held.number, self.timeout_s)
+            usable = held.service in after.services and held.backend in (
+                expect(after, held.service, PORT).usable
+            )
+            answers.append(
+                HeldAnswer(
+                    held.service, held.client, held.backend, outcome, usable, held.opened_step
+                )
+            )
+        self.held = [
+            h for h, a in zip(self.held, answers, strict=True) if a.outcome.backend == h.backend
+        ]
+        relayed = isinstance(event, RestartProxy) and self.target.relays_connections
+        return check_long_lived(answers, RELAY_RESTARTED if relayed else None)
+
+    def _open(self, step: int, after: ClusterState) -> None:
+        assert self.target is not None
+        while len(self.held) < MAX_HELD:
+            service = self._next_service(after)
+            if service is None:
+                return
+            client = CLIENTS[self.opened % len(CLIENTS)]
+            self.opened += 1
+            number, outcome = self.target.hold(service, client, self.timeout_s)
+            if number is None or outcome.backend is None:
+                return  # a data plane that fails a new connection now gets no more this step
+            self.held.append(_Held(number, service, client, outcome.backend, step))
+
+    def _next_service(self, after: ClusterState) -> str | None:
+        """The eligible Service with the fewest held connections (by name on a tie)."""
+        eligible = [
+            name
+            for name, service in sorted(after.services.items())
+            if service.session_affinity == Affinity.NONE and expect(after, name, PORT).usable
+        ]
+        if not eligible:
+            return None
+        return min(eligible, key=lambda name: sum(1 for h in self.held if h.service == name))
