@@ -24,7 +24,10 @@ not claim. A target that runs no proxy of its own and offers no accessor (the mo
 cluster) is judged on every feature. A declaration naming an unknown feature, or omitting a core
 one, is a usage error (one line, exit 2).
 
-Pure: reads names, events and results; changes nothing.
+Pure: reads names, events and results; changes nothing. Properties are named here by their
+strings, not imported from `harness.checks`: proxies import this module to declare what they
+support, and must not pull the checks (and scipy) in with it (tests/core/test_features.py checks
+every name against `harness.checks.PROPERTIES`).
 """
 
 from __future__ import annotations
@@ -33,16 +36,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from harness.checks import (
-    PROXY_CONTRACT,
-    affinity,
-    connections,
-    endpoints,
-    fairness,
-    latency,
-    rules,
-    traffic,
-)
 from harness.errors import UsageError
 from harness.events import CreateService, Event, SetAffinity, SetTrafficPolicy
 from harness.model.objects import Affinity, TrafficPolicy
@@ -117,25 +110,25 @@ _FEATURES: tuple[Feature, ...] = (
         CORE,
         "ClusterIP Services over TCP: new connections reach usable endpoints only, without"
         " errors, and changes are programmed within the deadline",
-        (traffic.NO_STALE, traffic.AVAILABILITY, latency.PROPERTY, PROXY_CONTRACT),
+        ("no-stale-traffic", "availability", "programming-latency", "proxy-contract"),
     ),
     Feature(
         "endpoints",
         CORE,
         "EndpointSlices list exactly the selected pods with the right conditions",
-        (endpoints.PROPERTY,),
+        ("endpoints",),
     ),
     Feature(
         "fairness",
         CORE,
         "new connections are spread uniformly over the usable endpoints",
-        (fairness.PROPERTY, rules.PROPERTY),
+        ("fairness", "exact-balance"),
     ),
     Feature(
         "session-affinity",
         CORE,
         "sessionAffinity ClientIP: a client stays on one usable endpoint until the timeout",
-        (affinity.PROPERTY,),
+        ("affinity",),
         ("affinity-idle-past-timeout", "affinity-backend-removed"),
         _uses_client_ip,
     ),
@@ -143,14 +136,14 @@ _FEATURES: tuple[Feature, ...] = (
         "reject-when-empty",
         CORE,
         "a Service without endpoints refuses new connections at once (REJECT)",
-        (traffic.REJECT,),
+        ("reject-when-empty",),
         ("usable-0",),
     ),
     Feature(
         "internal-traffic-policy",
         EXTENDED,
         "internalTrafficPolicy Local: only this node's endpoints, DROP when it has none (KEP-2086)",
-        (traffic.REJECT, traffic.NO_STALE, traffic.AVAILABILITY),
+        ("reject-when-empty", "no-stale-traffic", "availability"),
         ("local-no-local-endpoints", "local-only-terminating"),
         _uses_local_policy,
     ),
@@ -160,7 +153,7 @@ _FEATURES: tuple[Feature, ...] = (
         "established connections keep their backend through unrelated changes and proxy"
         " restarts, and are never moved to another backend (kubernetes#74839; Cilium's"
         " conn-disrupt)",
-        (connections.PROPERTY,),
+        ("long-lived-connections",),
         ("long-lived-through-change",),
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),

@@ -288,3 +288,26 @@ def test_a_malformed_report_is_named_and_the_matrix_skips_it(tmp_path: Path) -> 
     sources = load_sources([tmp_path])
     assert "conformance-bad.yaml" in sources.malformed and not sources.conformance
     assert feature_matrix(sources.conformance) is None
+
+
+def test_every_property_a_feature_names_is_one_the_harness_checks() -> None:
+    """Feature definitions name properties by string (proxies import harness.features without
+    the checks); a renamed or misspelt property would make a feature never judged."""
+    from harness.checks import PROPERTIES
+    from harness.features import FEATURES
+
+    named = {prop for feature in FEATURES.values() for prop in feature.properties}
+    assert named and named <= set(PROPERTIES), named - set(PROPERTIES)
+
+
+def test_a_proxy_declaring_its_features_does_not_import_the_checks() -> None:
+    """The loopback target runs under a Python without the harness's scientific dependencies
+    (tests/local/test_loopback.py): importing a proxy must not import harness.checks."""
+    import subprocess
+    import sys
+
+    script = "import sys, harness.proxies.userspace; print('harness.checks' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
