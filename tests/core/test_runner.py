@@ -39,6 +39,19 @@ SEQUENCE = [
 ]
 
 
+def recording(target: ModelTarget) -> list[TrafficRequest]:
+    """The requests `target` is sent from now on, in order (it still answers them)."""
+    sent: list[TrafficRequest] = []
+    original = target.send
+
+    def record(request: TrafficRequest):
+        sent.append(request)
+        return original(request)
+
+    target.send = record  # type: ignore[method-assign]
+    return sent
+
+
 def first_failure(steps, prop):
     return next((i for i, s in enumerate(steps, 1) if s.failures({prop})), None)
 
@@ -115,14 +128,7 @@ def test_a_service_that_missed_its_deadline_is_judged_on_a_whole_sample_sent_at_
     verdict then depends on where that request happened to go (it would not reproduce)."""
     target = MUTANTS["late-programming"](delay_s=1e9)  # never programs anything
     runner = replay(target, [CreateService("svc", WEB)])
-    sent: list[TrafficRequest] = []
-    original = target.send
-
-    def record(request: TrafficRequest):
-        sent.append(request)
-        return original(request)
-
-    target.send = record  # type: ignore[method-assign]
+    sent = recording(target)
     step = runner.step(Scale("web", 3))
     assert step.failures({"programming-latency"})
     judged = sent[-1]
@@ -176,14 +182,7 @@ def test_a_correct_data_plane_is_never_held_back():
 
 def test_many_clients_probe_sends_from_many_addresses_in_a_fixed_order():
     target = ModelTarget()
-    sent: list[TrafficRequest] = []
-    original = target.send
-
-    def record(request: TrafficRequest):
-        sent.append(request)
-        return original(request)
-
-    target.send = record  # type: ignore[method-assign]
+    sent = recording(target)
     events = [CreateService("svc", WEB), Scale("web", 3), Probe("svc", many_clients=True)]
     replay(target, events)
     spread = [r for r in sent if len(r.sources) > 1]
