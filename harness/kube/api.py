@@ -334,7 +334,21 @@ def _cluster(configuration: Any, context: str | None, kubeconfig: str | None) ->
     configuration.connection_pool_maxsize = max(
         CONNECTION_POOL, configuration.connection_pool_maxsize or 0
     )
-    return Cluster(client.ApiClient(configuration), configuration.host, context, kubeconfig)
+    where = f"bad kubeconfig {kubeconfig}" if kubeconfig else "bad cluster configuration"
+    proxy = configuration.proxy
+    if proxy is not None and not (isinstance(proxy, str) and "://" in proxy):
+        raise UsageError(
+            f"{where}: proxy-url {shorten(str(proxy))} is not a URL; give"
+            " http://HOST:PORT, https://HOST:PORT or socks5://HOST:PORT, or remove it"
+        )
+    try:
+        api_client = client.ApiClient(configuration)
+    except (ValueError, TypeError, AttributeError) as error:  # what the client cannot use
+        raise UsageError(
+            f"{where}: {type(error).__name__}: {_one_line(error)}"
+            " (`kubectl config view` shows what is wrong)"
+        ) from None
+    return Cluster(api_client, configuration.host, context, kubeconfig)
 
 
 def _check_kubeconfig_file(path: str) -> None:

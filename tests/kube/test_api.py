@@ -90,3 +90,22 @@ def test_exec_handshake_failures_keep_their_status() -> None:
         "https://k:6443",
     )
     assert "cannot reach the Kubernetes API server at https://k:6443" in str(refused)
+
+
+@pytest.mark.parametrize("proxy_url", ["1e-300", "127.0.0.1:3128", "'ftp//x'"])
+def test_a_proxy_url_that_is_no_url_is_one_line_and_contacts_nothing(
+    tmp_path: Path, proxy_url: str
+) -> None:
+    """Found by the kubeconfig fuzz (tests/hostile/test_kubeconfig.py): a cluster's
+    `proxy-url` without a scheme, or not a string, crashed the client with a traceback."""
+    path = tmp_path / "kubeconfig"
+    text = KUBECONFIG.format(server="https://127.0.0.1:9")
+    path.write_text(
+        text.replace(
+            'server: "https://127.0.0.1:9"',
+            f'server: "https://127.0.0.1:9", proxy-url: {proxy_url}',
+        )
+    )
+    with pytest.raises(UsageError, match=r"proxy-url .* is not a URL") as raised:
+        connect(str(path), None)
+    assert "\n" not in str(raised.value) and str(path) in str(raised.value)
