@@ -9,7 +9,10 @@ client pod running a bounded `curl` loop, the tool the upstream e2e affinity tes
   connection and the proxy picks a backend for it (upstream's health-check helper disables
   keep-alive because reused connections "mask problems where the iptables rule has changed");
 - keep-alive: `connections` curl processes, each fetching its share of the requests over one
-  connection; request `i` uses connection `i % connections`.
+  connection; request `i` uses connection `i % connections`;
+- fresh and `parallel` (a sample the model expects dropped, or one a Service that missed its
+  deadline is judged by): every curl at once, each writing to files of its own that are printed
+  in send order afterwards, so the batch costs one request timeout and parses as the loop's.
 
 Every curl has `--connect-timeout` and `--max-time` of `request.timeout_s`, so a batch ends within
 `count * timeout_s` plus the exec overhead. Pods answer `/hostname` with `NAME--UID` (in the
@@ -71,6 +74,16 @@ def build_command(request: TrafficRequest, address: str, port: int) -> list[str]
     timeout = f"{request.timeout_s:g}"
     curl = f"curl -q -s -v -o - --connect-timeout {timeout} --max-time {timeout} -w '{WRITE_OUT}'"
     start, end = "e=$(mktemp) || e=/dev/null; ", '; rm -f "$e"; true'
+    if not request.keep_alive and request.parallel:
+        # every curl at once, each into files of its own, printed afterwards in send order
+        # with its reasons, exactly as the one-by-one loop prints them: one request timeout
+        each = f'o="$d/$i"; e="$d/$i.e"; {curl} {url} >"$o" 2>"$e"; {REASONS} >>"$o"'
+        script = (
+            f"d=$(mktemp -d) || exit 1; i=0; while [ $i -lt {request.count} ]; do ({each}) &"
+            f' i=$((i+1)); done; wait; i=0; while [ $i -lt {request.count} ]; do cat "$d/$i";'
+            ' i=$((i+1)); done; rm -rf "$d"; true'
+        )
+        return ["/bin/sh", "-c", script]
     if not request.keep_alive:
         script = (
             f'{start}i=0; while [ $i -lt {request.count} ]; do {curl} {url} 2>"$e"; {REASONS};'

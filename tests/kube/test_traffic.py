@@ -157,3 +157,68 @@ def test_answers_that_are_not_pod_names_are_errors() -> None:
 def test_only_ip_addresses_reach_the_script() -> None:
     with pytest.raises(UsageError):
         build_command(TrafficRequest("web"), "example.com; rm -rf /", 80)
+
+
+def test_a_parallel_batch_opens_every_connection_at_once_and_parses_in_send_order(
+    server: tuple[int, type[_Handler]],
+) -> None:
+    """`TrafficRequest.parallel` (a sample the model expects dropped, or the one a Service that
+    missed its deadline is judged by): one curl per request, all at once, printed in order."""
+    port, handler = server
+    request = TrafficRequest("web", count=12, parallel=True)
+    outcomes = parse_output(run(request, port), request)
+    assert [o.backend for o in outcomes] == [Backend("web-a", "u1")] * 12
+    assert [o.connection for o in outcomes] == list(range(12))
+    assert handler.connections == 12
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    refused = TrafficRequest("web", count=4, timeout_s=1.0, parallel=True)
+    assert [o.error for o in parse_output(run(refused, closed), refused)] == [
+        ErrorKind.REFUSED
+    ] * 4  # each transfer keeps its own reason
+
+
+def test_parallel_connections_are_held_at_the_same_time() -> None:
+    """Against a server that accepts and never answers, all of a parallel batch's connections
+    are open together (one by one, only one ever is); every request times out."""
+    held: list[socket.socket] = []
+    peak = 0
+    lock = threading.Lock()
+
+    def hold(listener: socket.socket) -> None:
+        nonlocal peak
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with lock:
+                held.append(connection)
+                open_now = [c for c in held if not _closed_by_peer(c)]
+                peak = max(peak, len(open_now))
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(32)
+        thread = threading.Thread(target=hold, args=(listener,), daemon=True)
+        thread.start()
+        request = TrafficRequest("web", count=8, timeout_s=1.0, parallel=True)
+        outcomes = parse_output(run(request, listener.getsockname()[1]), request)
+    for connection in held:
+        connection.close()
+    assert [o.error for o in outcomes] == [ErrorKind.TIMEOUT] * 8
+    assert peak >= 4, peak
+
+
+def _closed_by_peer(connection: socket.socket) -> bool:
+    """Whether the client closed it: what it sent (its request) is read and dropped first."""
+    connection.setblocking(False)
+    try:
+        while connection.recv(4096):
+            pass
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
