@@ -35,6 +35,10 @@ MAX_HELD = 8
 """Connections held at once. Eight, so that a data plane that re-balances every established
 flow between two endpoints (a conntrack flush) leaves all of them on their backend with
 probability 1/256 only, and a counterexample reproduces."""
+GONE_TIMEOUT_S = 0.2
+"""How long a connection whose pod is gone is asked: nothing can answer it but another backend
+(a data plane that moved it), which answers within milliseconds here; silence is its right
+outcome, and waiting a whole request timeout for it cost up to `MAX_HELD` seconds a step."""
 PORT = "http"
 FEATURE = "long-lived-through-change"
 RELAY_RESTARTED = (
@@ -89,7 +93,8 @@ class LongLived:
         assert self.target is not None
         answers = []
         for held in self.held:
-            outcome = self.target.ask_held(held.number, self.timeout_s)
+            timeout_s = self.timeout_s if _alive(after, held.backend) else GONE_TIMEOUT_S
+            outcome = self.target.ask_held(held.number, timeout_s)
             usable = held.service in after.services and held.backend in (
                 expect(after, held.service, PORT).usable
             )
@@ -127,3 +132,10 @@ class LongLived:
         if not eligible:
             return None
         return min(eligible, key=lambda name: sum(1 for h in self.held if h.service == name))
+
+
+def _alive(state: ClusterState, backend: Backend) -> bool:
+    """Whether `backend`'s pod incarnation still runs (it may be terminating): it exists, is
+    the same incarnation and has not ended."""
+    pod = state.pods.get(backend.pod)
+    return pod is not None and pod.uid == backend.uid and not pod.phase.terminal
