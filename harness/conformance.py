@@ -45,12 +45,13 @@ from harness.profiles import DEFAULT_PROFILE, PROFILES, Limits, Profile
 from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
 from harness.shrink import shrink_events
-from harness.strategies import EventSpace
+from harness.strategies import OPT_OUT_FEATURE, OPT_OUT_STATES, EventSpace, space_for_features
 from harness.targets.base import (
     ConnectionHolder,
     Target,
     reads_rules,
     restart_unsupported,
+    target_features,
     target_proxy_metrics,
     target_versions,
 )
@@ -150,6 +151,8 @@ def uncheckable_features(target: Target) -> frozenset[str]:
         unreachable.add("proxy-restarted")
     if not isinstance(target, ConnectionHolder):
         unreachable.add(LONG_LIVED_FEATURE)
+    if OPT_OUT_FEATURE not in target_features(target)[0]:  # never handed a labelled Service
+        unreachable |= OPT_OUT_STATES
     return frozenset(unreachable)
 
 
@@ -338,7 +341,7 @@ def run_suite(
     search = Search(
         runner,
         searched,
-        options.space,
+        space_for_features(options.space, target_features(target)[0]),
         options.limits,
         options.coverage_goal,
         findings.handle,

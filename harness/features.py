@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from harness.errors import UsageError
-from harness.events import CreateService, Event, SetAffinity, SetTrafficPolicy
+from harness.events import CreateService, Event, SetAffinity, SetServiceLabel, SetTrafficPolicy
 from harness.model.objects import Affinity, TrafficPolicy
 
 CORE = "core"
@@ -69,6 +69,10 @@ def _uses_client_ip(event: Event) -> bool:
     return False
 
 
+def _uses_opt_out(event: Event) -> bool:
+    return isinstance(event, SetServiceLabel)
+
+
 @dataclass(frozen=True)
 class Feature:
     """One named feature: its profile, what it means, the properties that judge it, the
@@ -95,7 +99,6 @@ UNTESTED_EXTENDED: Mapping[str, str] = {
     "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
     "hairpin": "a pod reaches itself through its own Service",
     "source-ip": "a pod's source IP is preserved for ClusterIP traffic",
-    "opt-out-labels": "Services labelled service-proxy-name=<other> or headless are not programmed",
     "udp": "Services over UDP",
     "sctp": "Services over SCTP",
     "multi-port": "Services with several ports",
@@ -155,6 +158,15 @@ _FEATURES: tuple[Feature, ...] = (
         " conn-disrupt)",
         ("long-lived-connections",),
         ("long-lived-through-change",),
+    ),
+    Feature(
+        "opt-out-labels",
+        EXTENDED,
+        "Services labelled service.kubernetes.io/service-proxy-name or .../headless are not"
+        " programmed (neither forwarded nor refused); removing the label programs them (I13)",
+        ("reject-when-empty", "no-stale-traffic", "exact-balance", "programming-latency"),
+        ("opted-out", "opt-out-removed"),
+        _uses_opt_out,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

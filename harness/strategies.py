@@ -17,7 +17,7 @@ given by repetition (a value listed three times is drawn three times as often); 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -41,10 +41,21 @@ from harness.events import (
     SetPublishNotReady,
     SetReady,
     SetSelector,
+    SetServiceLabel,
     SetTrafficPolicy,
     Wait,
 )
-from harness.model.objects import PROXY_NODE, Affinity, Labels, Pod, TrafficPolicy, labels_of
+from harness.model.objects import (
+    HEADLESS_LABEL,
+    OPT_OUT_LABELS,
+    PROXY_NODE,
+    SERVICE_PROXY_NAME_LABEL,
+    Affinity,
+    Labels,
+    Pod,
+    TrafficPolicy,
+    labels_of,
+)
 from harness.model.state import ClusterState
 from harness.traffic import CLIENTS
 
@@ -67,7 +78,9 @@ class EventSpace:
     make it likelier); `long_graces` keeps graceful deletes long (pods stay terminating for the
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
-    proxy: `harness.targets.base.restart_unsupported`).
+    proxy: `harness.targets.base.restart_unsupported`); `opt_out_labels` True draws
+    `SetServiceLabel` (only for an implementation that declares the `opt-out-labels` feature:
+    one that does not is never handed a labelled Service).
     """
 
     max_pods: int = 50
@@ -81,6 +94,7 @@ class EventSpace:
     long_graces: bool = False
     short_affinity: bool = False
     restarts_proxy: bool = True
+    opt_out_labels: bool = False
 
     @property
     def waits_s(self) -> tuple[float, ...]:
@@ -96,6 +110,19 @@ class EventSpace:
     def affinity_timeouts_s(self) -> tuple[int, ...]:
         short = (10, 60) if self.simulated else (1, 2, 3)
         return short if self.short_affinity else (*short, 10800)
+
+
+OPT_OUT_FEATURE = "opt-out-labels"
+OPT_OUT_STATES = frozenset({"opted-out", "opt-out-removed"})
+"""The conformance feature `SetServiceLabel` singles out, and the coverage states only it
+reaches (`harness.features`, `harness.coverage`)."""
+
+
+def space_for_features(space: EventSpace, supported: frozenset[str]) -> EventSpace:
+    """`space` with the event kinds of the declared extended features an implementation
+    `supported` (`harness.targets.base.target_features`): `SetServiceLabel` only for one that
+    declares `opt-out-labels`. Pure."""
+    return replace(space, opt_out_labels=OPT_OUT_FEATURE in supported)
 
 
 Applies = Callable[[ClusterState, EventSpace], bool]
@@ -237,6 +264,36 @@ def _has_services(state: ClusterState, space: EventSpace) -> bool:
     return bool(state.services)
 
 
+OPT_OUT_VALUES = {SERVICE_PROXY_NAME_LABEL: "other-proxy", HEADLESS_LABEL: "true"}
+"""The value each opt-out label is set to (any value opts out; `service-proxy-name` names
+another proxy)."""
+
+
+def _opt_out_key(state: ClusterState) -> tuple[Any, ...]:
+    """Each Service with the opt-out label it carries (None: none)."""
+    return (
+        tuple(
+            (name, next((k for k, _ in service.labels if k in OPT_OUT_LABELS), None))
+            for name, service in sorted(state.services.items())
+        ),
+    )
+
+
+def _set_service_label(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """Always a change: a labelled Service loses its label, another gets one of the two
+    (service-proxy-name first, so that shrinking prefers it)."""
+
+    def flip(entry: tuple[str, str | None]) -> st.SearchStrategy[Event]:
+        name, label = entry
+        if label is not None:
+            return st.just(SetServiceLabel(name, label, None))
+        return st.sampled_from(OPT_OUT_LABELS).map(
+            lambda chosen: SetServiceLabel(name, chosen, OPT_OUT_VALUES[chosen])
+        )
+
+    return st.sampled_from(key[0]).flatmap(flip)
+
+
 GENERATORS: dict[str, Generator] = {
     "create_service": Generator(
         lambda s, sp: len(s.services) < min(sp.max_services, len(SERVICE_NAMES)),
@@ -263,6 +320,11 @@ GENERATORS: dict[str, Generator] = {
         _has_services,
         _service_key,
         _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policies)),
+    ),
+    "set_service_label": Generator(
+        lambda s, sp: sp.opt_out_labels and bool(s.services),
+        _opt_out_key,
+        _set_service_label,
     ),
     "scale": Generator(
         lambda s, sp: _room(s, sp) > 0,
@@ -365,8 +427,9 @@ def draw_event(
 def event_sequences(
     draw: st.DrawFn, space: EventSpace | None = None, max_events: int = 20
 ) -> list[Event]:
-    """A valid sequence of up to `max_events` events from an empty cluster (for replay tests)."""
-    space = space or EventSpace()
+    """A valid sequence of up to `max_events` events from an empty cluster (for replay tests;
+    every event kind, `SetServiceLabel` included, unless `space` says otherwise)."""
+    space = space or EventSpace(opt_out_labels=True)
     state = ClusterState()
     events: list[Event] = []
     for _ in range(draw(st.integers(0, max_events))):

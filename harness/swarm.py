@@ -77,6 +77,8 @@ AIMS: dict[str, Aim] = {
     "evicted-pod": _aim("evict_pod"),
     "proxy-restarted": _aim("restart_proxy", "create_pod"),
     "long-lived-through-change": _aim("restart_proxy", "set_ready", "delete_pod", "create_pod"),
+    "opted-out": _aim("set_service_label", "create_pod"),
+    "opt-out-removed": _aim("set_service_label", "create_pod"),
 }
 
 

@@ -25,6 +25,9 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-every-sync (long-lived connections through unrelated changes,
   kubernetes#74839): flushes every conntrack entry after each sync instead of only the removed
   endpoints' (`harness.proxies.rules.conntrack`), so any change resets established connections.
+- mutant-iptables-ignores-opt-out (opt-out labels, I13): programs every Service it is handed,
+  also those labelled `service.kubernetes.io/service-proxy-name` or `.../headless`, as a proxy
+  that lists Services without kube-proxy's label selector would; their VIPs then answer.
 """
 
 from __future__ import annotations
@@ -194,6 +197,14 @@ class FlushesEverySyncProxy(IptablesProxy):
             flush_conntrack(self.node.netns)
 
 
+class IgnoresOptOutProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-ignores-opt-out"
+    description: ClassVar[str] = (
+        "iptables that programs Services labelled service-proxy-name or headless (I13)"
+    )
+    honours_opt_out: ClassVar[bool] = False
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -211,5 +222,6 @@ MUTANT_PROXIES: dict[str, type] = {
         WrongPortUserspaceProxy,
         FlushesOnRestartProxy,
         FlushesEverySyncProxy,
+        IgnoresOptOutProxy,
     )
 }

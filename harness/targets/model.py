@@ -31,6 +31,7 @@ from harness.model.objects import (
     Destination,
     EndpointSlice,
     Service,
+    opt_out_label,
 )
 from harness.model.state import ClusterState
 from harness.registry import TargetOptions
@@ -116,10 +117,12 @@ class ModelTarget:
         service = state.services.get(request.service)
         destinations: list[Destination] = []
         drops = False
-        if service is not None:
+        if service is not None and self.programs(service):
             slices = derive_slices(state, service.name)
             destinations = self.usable(slices, service, request.port)
             drops = must_drop(destinations, slices, request.port)
+        elif service is not None:  # not programmed: the node's Service-range sink drops it
+            drops = True
         connections = request.connections if request.keep_alive else request.count
         picks: list[Destination | None] = []
         for index in range(max(connections, 0)):
@@ -188,6 +191,11 @@ class ModelTarget:
         return Outcome(pick.backend, None, MODEL_LATENCY_MS, connection)
 
     # -- hooks for mutants --------------------------------------------------------------------
+    def programs(self, service: Service) -> bool:
+        """Whether the proxy programs `service`: not when it carries an opt-out label
+        (`harness.model.objects.opt_out_label`, I13)."""
+        return opt_out_label(service) is None
+
     def held_answer(self, connection: HeldConnection) -> Backend | None:
         """Who answers on an established connection: its own backend while that pod
         incarnation runs (terminating included), else nobody (the connection resets)."""

@@ -24,6 +24,7 @@ from harness.events import (
     SetPublishNotReady,
     SetReady,
     SetSelector,
+    SetServiceLabel,
     SetTrafficPolicy,
     Wait,
 )
@@ -86,6 +87,12 @@ EXAMPLES: dict[str, list[Event]] = {
     "evicted-pod": [*START, EvictPod("web-2")],
     "proxy-restarted": [*START, RestartProxy()],
     "long-lived-through-change": [*START, SetReady("web-0", False)],
+    "opted-out": [*START, SetServiceLabel("svc-a", "service.kubernetes.io/headless", "true")],
+    "opt-out-removed": [
+        *START,
+        SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", "other"),
+        SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", None),
+    ],
 }
 
 
@@ -111,7 +118,7 @@ def test_a_plain_service_has_no_rare_feature():
 @pytest.mark.parametrize("feature", sorted(RECIPES))
 def test_each_recipe_leads_to_its_feature(feature: str) -> None:
     """From a Service with three pods, the recipe's events reach the feature in most draws."""
-    space = AIMS[feature].narrow(EventSpace(simulated=True))
+    space = AIMS[feature].narrow(EventSpace(simulated=True, opt_out_labels=True))
     reached = []
 
     @seed(7)
