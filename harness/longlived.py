@@ -26,7 +26,7 @@ from harness.checks.connections import HeldAnswer, check_long_lived
 from harness.checks.verdict import Verdict
 from harness.events import Event, Probe, RestartProxy, Wait
 from harness.model.endpoints import expect
-from harness.model.objects import Affinity, Backend
+from harness.model.objects import Affinity, Backend, opt_out_label
 from harness.model.state import ClusterState
 from harness.targets.base import ConnectionHolder
 from harness.traffic import CLIENTS
@@ -38,7 +38,10 @@ probability 1/256 only, and a counterexample reproduces."""
 GONE_TIMEOUT_S = 0.2
 """How long a connection whose pod is gone is asked: nothing can answer it but another backend
 (a data plane that moved it), which answers within milliseconds here; silence is its right
-outcome, and waiting a whole request timeout for it cost up to `MAX_HELD` seconds a step."""
+outcome, and waiting a whole request timeout for it cost up to `MAX_HELD` seconds a step.
+Connections to an opted-out Service (I13: its rules are gone, as if deleted) are asked as briefly:
+their own backend may still answer through conntrack within milliseconds, or the node's sink
+drops them; neither is judged a spurious drop, since the backend is no longer usable."""
 PORT = "http"
 FEATURE = "long-lived-through-change"
 RELAY_RESTARTED = (
@@ -93,7 +96,8 @@ class LongLived:
         assert self.target is not None
         answers = []
         for held in self.held:
-            timeout_s = self.timeout_s if _alive(after, held.backend) else GONE_TIMEOUT_S
+            brief = not _alive(after, held.backend) or _opted_out(after, held.service)
+            timeout_s = GONE_TIMEOUT_S if brief else self.timeout_s
             outcome = self.target.ask_held(held.number, timeout_s)
             usable = held.service in after.services and held.backend in (
                 expect(after, held.service, PORT).usable
@@ -132,6 +136,11 @@ class LongLived:
         if not eligible:
             return None
         return min(eligible, key=lambda name: sum(1 for h in self.held if h.service == name))
+
+
+def _opted_out(state: ClusterState, service: str) -> bool:
+    found = state.services.get(service)
+    return found is not None and opt_out_label(found) is not None
 
 
 def _alive(state: ClusterState, backend: Backend) -> bool:
