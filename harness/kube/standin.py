@@ -181,7 +181,11 @@ def to_model_service(item: Any) -> Service | None:
             spec.internal_traffic_policy or TrafficPolicy.CLUSTER.value
         ),
         labels=labels_of(  # the proxy filters on them, as kube-proxy's informers do (I13)
-            {k: v for k, v in (item.metadata.labels or {}).items() if k in OPT_OUT_LABELS}
+            {
+                k: v
+                for k, v in (getattr(item.metadata, "labels", None) or {}).items()
+                if k in OPT_OUT_LABELS
+            }
         ),
     )
 
