@@ -44,6 +44,7 @@ CORE = "core"
 EXTENDED = "extended"
 PROFILES = (CORE, EXTENDED)
 NOT_TESTED = "not tested by this harness version"
+INTERNAL_TRAFFIC_POLICY = "internal-traffic-policy"
 NOT_SUPPORTED = "not supported by the implementation"
 
 
@@ -140,7 +141,7 @@ _FEATURES: tuple[Feature, ...] = (
         ("usable-0",),
     ),
     Feature(
-        "internal-traffic-policy",
+        INTERNAL_TRAFFIC_POLICY,
         EXTENDED,
         "internalTrafficPolicy Local: only this node's endpoints, DROP when it has none (KEP-2086)",
         ("reject-when-empty", "no-stale-traffic", "availability"),
@@ -288,3 +289,12 @@ def unsupported_properties(supported: frozenset[str]) -> list[str]:
         for prop in feature.properties:
             judging.setdefault(prop, set()).add(feature.name)
     return sorted(p for p, names in judging.items() if not names & supported)
+
+
+def unsupported_states(supported: frozenset[str]) -> frozenset[str]:
+    """The coverage states that only undeclared features show: the search never aims at them
+    (their events are not drawn), and the coverage table lists them as uncheckable."""
+    wanted = {s for f in _FEATURES if f.name in supported for s in f.states}
+    return frozenset(
+        s for f in _FEATURES if f.name not in supported for s in f.states if s not in wanted
+    )

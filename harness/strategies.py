@@ -17,7 +17,7 @@ given by repetition (a value listed three times is drawn three times as often); 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -44,6 +44,7 @@ from harness.events import (
     SetTrafficPolicy,
     Wait,
 )
+from harness.features import INTERNAL_TRAFFIC_POLICY
 from harness.model.objects import PROXY_NODE, Affinity, Labels, Pod, TrafficPolicy, labels_of
 from harness.model.state import ClusterState
 from harness.traffic import CLIENTS
@@ -67,7 +68,10 @@ class EventSpace:
     make it likelier); `long_graces` keeps graceful deletes long (pods stay terminating for the
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
-    proxy: `harness.targets.base.restart_unsupported`).
+    proxy: `harness.targets.base.restart_unsupported`); `features` are the conformance features
+    the implementation declares (`harness.features`; None: every one), and no event that
+    exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
+    asking for what the implementation said it does not do.
     """
 
     max_pods: int = 50
@@ -81,6 +85,25 @@ class EventSpace:
     long_graces: bool = False
     short_affinity: bool = False
     restarts_proxy: bool = True
+    features: frozenset[str] | None = None
+
+    def supports(self, feature: str) -> bool:
+        """Whether events exercising the conformance feature `feature` may be drawn."""
+        return self.features is None or feature in self.features
+
+    def for_features(self, supported: frozenset[str]) -> EventSpace:
+        """This space for an implementation declaring `supported`: the odds and choices that
+        would exercise an undeclared feature are taken out (internalTrafficPolicy Local)."""
+        return replace(self, features=supported)
+
+    @property
+    def policy_choices(self) -> tuple[TrafficPolicy, ...]:
+        """`policies` without Local when internalTrafficPolicy is undeclared (never empty)."""
+        if self.supports(INTERNAL_TRAFFIC_POLICY):
+            return self.policies
+        return tuple(p for p in self.policies if p != TrafficPolicy.LOCAL) or (
+            TrafficPolicy.CLUSTER,
+        )
 
     @property
     def waits_s(self) -> tuple[float, ...]:
@@ -201,7 +224,7 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
         st.sampled_from(space.affinities),
         st.sampled_from(space.affinity_timeouts_s),
         _mostly(False, True),
-        st.sampled_from(space.policies),
+        st.sampled_from(space.policy_choices),
     )
 
 
@@ -262,7 +285,7 @@ GENERATORS: dict[str, Generator] = {
     "set_traffic_policy": Generator(
         _has_services,
         _service_key,
-        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policies)),
+        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policy_choices)),
     ),
     "scale": Generator(
         lambda s, sp: _room(s, sp) > 0,
