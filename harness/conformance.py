@@ -52,6 +52,7 @@ from harness.targets.base import (
     Target,
     reads_rules,
     restart_unsupported,
+    stale_unsupported,
     target_features,
     target_proxy_metrics,
     target_versions,
@@ -152,6 +153,8 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add("affinity-idle-past-timeout")
     if restart_unsupported(target) is not None:
         unreachable.add("proxy-restarted")
+    if stale_unsupported(target) is not None:
+        unreachable.add("stale-snapshot")
     if not isinstance(target, ConnectionHolder):
         unreachable.add(LONG_LIVED_FEATURE)
     return frozenset(unreachable)
@@ -438,7 +441,11 @@ def options_for(
         limits=limits,
         coverage_goal=chosen.coverage_goal(simulated),
         seed=seed,
-        space=EventSpace(simulated=simulated, restarts_proxy=restart_unsupported(target) is None),
+        space=EventSpace(
+            simulated=simulated,
+            restarts_proxy=restart_unsupported(target) is None,
+            shows_stale=stale_unsupported(target) is None,
+        ),
         config=RunConfig(deadline_s=float(deadline), budget=AlarmBudget(max_checks=max_checks)),
         failures_dir=failures_dir,
         shrink_tries=200 if simulated else 60,

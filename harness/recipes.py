@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    MAX_STALE_BACK,
     CreatePod,
     CreateService,
     DeletePod,
@@ -35,6 +36,7 @@ from harness.events import (
     SetReady,
     SetSelector,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
 from harness.model.endpoints import pod_is_listed
@@ -299,6 +301,14 @@ def restarted(data: st.DataObject, state: ClusterState, space: EventSpace) -> li
     return [*_populated(data, state, service, PROXY_NODE), RestartProxy()]
 
 
+def stale_shown(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a Service usable endpoints, then show the proxy a stale snapshot from before some of
+    that: it must come back to the current state within the deadline."""
+    service = _service(data, state)
+    back: int = data.draw(st.integers(1, MAX_STALE_BACK), label="back")
+    return [*_populated(data, state, service, PROXY_NODE), StaleSnapshot(back)]
+
+
 def held_through_change(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """Give a Service usable endpoints, then change something: restart the proxy, or flip one
     endpoint's readiness (the other endpoints' connections must not notice)."""
@@ -331,6 +341,7 @@ RECIPES: dict[str, Recipe] = {
     "selector-narrowed": reselected,
     "evicted-pod": evicted,
     "proxy-restarted": restarted,
+    "stale-snapshot": stale_shown,
     "long-lived-through-change": held_through_change,
 }
 

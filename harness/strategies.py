@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    MAX_STALE_BACK,
     CreatePod,
     CreateService,
     DeletePod,
@@ -42,6 +43,7 @@ from harness.events import (
     SetReady,
     SetSelector,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
 from harness.features import INTERNAL_TRAFFIC_POLICY
@@ -68,7 +70,8 @@ class EventSpace:
     make it likelier); `long_graces` keeps graceful deletes long (pods stay terminating for the
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
-    proxy: `harness.targets.base.restart_unsupported`); `features` are the conformance features
+    proxy: `harness.targets.base.restart_unsupported`), `shows_stale` False never `StaleSnapshot`
+    (`stale_unsupported`); `features` are the conformance features
     the implementation declares (`harness.features`; None: every one), and no event that
     exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
     asking for what the implementation said it does not do.
@@ -85,6 +88,7 @@ class EventSpace:
     long_graces: bool = False
     short_affinity: bool = False
     restarts_proxy: bool = True
+    shows_stale: bool = True
     features: frozenset[str] | None = None
 
     def supports(self, feature: str) -> bool:
@@ -347,6 +351,11 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: sp.restarts_proxy and bool(s.services),
         _no_key,
         lambda key, sp: st.just(RestartProxy()),
+    ),
+    "stale_snapshot": Generator(
+        lambda s, sp: sp.shows_stale and bool(s.services),
+        _no_key,
+        lambda key, sp: _of(StaleSnapshot, st.integers(1, MAX_STALE_BACK)),
     ),
     "probe": Generator(
         _has_services,

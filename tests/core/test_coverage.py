@@ -25,6 +25,7 @@ from harness.events import (
     SetReady,
     SetSelector,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
 from harness.model.objects import Affinity, TrafficPolicy, labels_of
@@ -85,6 +86,7 @@ EXAMPLES: dict[str, list[Event]] = {
     "selector-narrowed": [*START, SetSelector("svc-a", labels_of({"app": "web", "tier": "x"}))],
     "evicted-pod": [*START, EvictPod("web-2")],
     "proxy-restarted": [*START, RestartProxy()],
+    "stale-snapshot": [*START, StaleSnapshot(2)],
     "long-lived-through-change": [*START, SetReady("web-0", False)],
 }
 
