@@ -24,8 +24,8 @@ requests/s over time. No rate is asserted, nor the promise (it is a figure for t
 asserted are the figures' structure and that the load ran (requests answered in every proxy).
 
 Bounds: the load stops after the churn, or at LOAD_LIMIT_S, whichever is first; each request
-within TIMEOUT_S. The target is closed, namespaces and all, even on failure. About 4 s a proxy
-in the quick profile, 15 s in the full one.
+within TIMEOUT_S. The target is closed, namespaces and all, even on failure. About 5 s a proxy
+in the quick profile, 25 s in the full one.
 
 Run: `pytest bench/test_churn.py -s -p no:kmock`; knobs (bench/sizes.py; full, quick):
 HARNESS_BENCH_PROXIES (all five; iptables), HARNESS_BENCH_CHURN_PODS (10; 4),
