@@ -3,8 +3,9 @@
 For each proxy in HARNESS_BENCH_PROXIES (default: all five; quick: iptables) this opens a local
 target with one Service `web` over PODS ready pods and, from inside client-1's namespace (never
 the root namespace), sends fresh connections to its VIP at a steady rate (bench/churn_load.py:
-bounded in count and time, it stops by itself) while it drives churn through the target's
-events, a pause of PAUSE_MS between changes so that the load runs in every state:
+SENDERS senders sharing it, bounded in count and time, stopping by themselves) while it drives
+churn through the target's events, a pause of PAUSE_MS between changes so that the load runs
+in every state:
 
 - steady: no change (the baseline);
 - scale up: `Scale` to PODS + SURGE; scale down: `Scale` back to PODS (the newest pods deleted
@@ -30,7 +31,8 @@ in the quick profile, 25 s in the full one.
 Run: `pytest bench/test_churn.py -s -p no:kmock`; knobs (bench/sizes.py; full, quick):
 HARNESS_BENCH_PROXIES (all five; iptables), HARNESS_BENCH_CHURN_PODS (10; 4),
 HARNESS_BENCH_CHURN_SURGE (3; 2), HARNESS_BENCH_CHURN_RATE requests/s (200; 100),
-HARNESS_BENCH_CHURN_PAUSE_MS (400; 150).
+HARNESS_BENCH_CHURN_PAUSE_MS (400; 150), HARNESS_BENCH_CHURN_SENDERS (4; 4: senders sharing the
+rate, so that a request waiting for its timeout holds up one of them only).
 """
 
 from __future__ import annotations
@@ -74,12 +76,13 @@ PODS = size("CHURN_PODS", full=10, quick=4)
 SURGE = size("CHURN_SURGE", full=3, quick=2)
 RATE = size("CHURN_RATE", full=200, quick=100)
 PAUSE_MS = size("CHURN_PAUSE_MS", full=400, quick=150)
+SENDERS = size("CHURN_SENDERS", full=4, quick=4)
 GRACE_S = 30.0  # model time: the pods stay terminating until a Wait passes it
 TIMEOUT_S = 1.0
 CLIENT = "client-1"
 SERVICE, PORT = "web", "http"
 SCHEMA = "harness.churn/v1"
-GENERATOR = "harness client agent: fresh connections, one at a time, at a steady rate"
+GENERATOR = "harness client agents: fresh connections at a steady rate, one at a time per sender"
 
 Step = tuple[str, Event | None]
 
@@ -137,8 +140,9 @@ def measure(proxy: str) -> dict[str, Any]:
         netns = target.cluster.clients[CLIENT].netns
         now = time.monotonic()
         spans = [Span("steady", now, now, usable(target.state))]
-        with SteadyLoad(netns, service.cluster_ip, service.ports[0].port, rate_per_s=RATE,
-                        max_seconds=LOAD_LIMIT_S, timeout_s=TIMEOUT_S) as load:  # fmt: skip
+        address, port = service.cluster_ip, service.ports[0].port
+        bounds = {"max_seconds": LOAD_LIMIT_S, "timeout_s": TIMEOUT_S, "workers": SENDERS}
+        with SteadyLoad(netns, address, port, rate_per_s=RATE, **bounds) as load:
             spans += drive(target, PLAN, PAUSE_MS / 1000)
         if load.problem is not None:
             raise HarnessError(f"the load stopped: {load.problem}")
@@ -186,7 +190,8 @@ def test_failed_requests_under_churn(output_dir: Path) -> None:
         "schema": SCHEMA,
         "benchmark": "failed requests through a Service VIP while the cluster churns under load",
         "started_at": iso_time(started_at),
-        "settings": {"pods": PODS, "surge": SURGE, "rate_per_s": RATE, "pause_ms": PAUSE_MS,
+        "settings": {"pods": PODS, "surge": SURGE, "rate_per_s": RATE, "senders": SENDERS,
+                     "pause_ms": PAUSE_MS,
                      "grace_s": GRACE_S, "timeout_s": TIMEOUT_S, "client": CLIENT,
                      "generator": GENERATOR, "phases": PHASES, "changes": len(PLAN)},
         "duration_s": round(time.monotonic() - started, 1),

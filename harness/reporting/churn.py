@@ -91,13 +91,16 @@ def phase_of(request: Request, spans: Sequence[Span]) -> str:
 
 
 def rate_over_time(requests: Sequence[Request], began_s: float, bin_s: float) -> list[list[float]]:
-    """[[seconds since `began_s`, requests started per second in that bin], ...], one per
-    `bin_s`, from the first bin to the last one a request started in."""
+    """[[seconds since `began_s`, requests started per second in that bin], ...], one per whole
+    `bin_s` from the first to the last bin a request started in: the load's last bin, cut short
+    when it stopped, is left out unless it is the only one (it would show a drop that is only
+    the end of the run)."""
     if not requests or bin_s <= 0:
         return []
     counts = Counter(int((r.started_s - began_s) // bin_s) for r in requests)
     last = max(counts)
-    return [[round(i * bin_s, 3), round(counts.get(i, 0) / bin_s, 1)] for i in range(last + 1)]
+    whole = last if last > 0 else 1
+    return [[round(i * bin_s, 3), round(counts.get(i, 0) / bin_s, 1)] for i in range(whole)]
 
 
 def _by_cause(counts: Counter[str]) -> list[tuple[str, int]]:

@@ -103,7 +103,8 @@ def settings_line(data: Json) -> str:
     settings: Json = data.get("settings") or {}
     return (
         f"Generator: {settings.get('generator', 'not recorded')}; {settings.get('rate_per_s', '?')}"
-        f" requests/s from {settings.get('client', '?')}, each within"
+        f" requests/s from {settings.get('client', '?')} by {settings.get('senders', 1)}"
+        " sender(s), each request within"
         f" {settings.get('timeout_s', '?')} s; {settings.get('pods', '?')} pods behind one"
         f" Service, {settings.get('surge', '?')} more when scaled up;"
         f" {settings.get('changes', '?')} changes, {settings.get('pause_ms', '?')} ms apart;"
@@ -119,7 +120,9 @@ def churn_notes(data: Json) -> list[str]:
         settings_line(data),
         "A request fails by its error (refused, reset, timeout, other) or as wrong pod: answered"
         " by a pod usable in no model state the target was in while it ran. A failure while no"
-        " endpoint was usable is counted but does not break the promise.",
+        " endpoint was usable is counted but does not break the promise. A sender waits up to"
+        " the timeout for a request that gets no answer, so an outage shows as about one"
+        " timeout per sender per timeout's length, and as a dip in requests/s.",
     ]
     for result in data["results"]:
         proxy = str(result["proxy"])

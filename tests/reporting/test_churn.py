@@ -24,6 +24,7 @@ from harness.reporting.churn import (
     churn_figures,
     excused,
     phase_of,
+    rate_over_time,
 )
 from harness.reporting.churn_report import causes_table, churn_notes, churn_plots, phases_table
 from harness.reporting.history import history_entry
@@ -111,7 +112,14 @@ def test_figures_count_every_cause_per_phase_and_judge_the_promise() -> None:
         ("wrong_pod", "relabel out", "web-2"),
         ("reset", "rolling update", None),
     ]
-    assert result["rate_over_time"][0] == [0.0, 10.0]
+    assert result["rate_over_time"][0] == [0.0, 10.0] and len(result["rate_over_time"]) == 45
+
+
+def test_the_rate_over_time_leaves_out_the_last_bin_the_load_stopped_in() -> None:
+    requests = [answered(t / 4, OLD) for t in range(10)]  # 4/s from 0 to 2.25 s
+    assert rate_over_time(requests, 0.0, 1.0) == [[0.0, 4.0], [1.0, 4.0]]
+    assert rate_over_time(requests[:3], 0.0, 1.0) == [[0.0, 3.0]]
+    assert rate_over_time([], 0.0, 1.0) == []
 
 
 def test_the_promise_holds_with_only_excused_failures_and_listing_is_bounded() -> None:
