@@ -44,6 +44,8 @@ CORE = "core"
 EXTENDED = "extended"
 PROFILES = (CORE, EXTENDED)
 NOT_TESTED = "not tested by this harness version"
+INTERNAL_TRAFFIC_POLICY = "internal-traffic-policy"
+OPT_OUT_LABELS_FEATURE = "opt-out-labels"
 NOT_SUPPORTED = "not supported by the implementation"
 
 
@@ -143,7 +145,7 @@ _FEATURES: tuple[Feature, ...] = (
         ("usable-0",),
     ),
     Feature(
-        "internal-traffic-policy",
+        INTERNAL_TRAFFIC_POLICY,
         EXTENDED,
         "internalTrafficPolicy Local: only this node's endpoints, DROP when it has none (KEP-2086)",
         ("reject-when-empty", "no-stale-traffic", "availability"),
@@ -160,7 +162,7 @@ _FEATURES: tuple[Feature, ...] = (
         ("long-lived-through-change",),
     ),
     Feature(
-        "opt-out-labels",
+        OPT_OUT_LABELS_FEATURE,
         EXTENDED,
         "Services labelled service.kubernetes.io/service-proxy-name or .../headless are not"
         " programmed (neither forwarded nor refused); removing the label programs them (I13)",
@@ -300,3 +302,12 @@ def unsupported_properties(supported: frozenset[str]) -> list[str]:
         for prop in feature.properties:
             judging.setdefault(prop, set()).add(feature.name)
     return sorted(p for p, names in judging.items() if not names & supported)
+
+
+def unsupported_states(supported: frozenset[str]) -> frozenset[str]:
+    """The coverage states that only undeclared features show: the search never aims at them
+    (their events are not drawn), and the coverage table lists them as uncheckable."""
+    wanted = {s for f in _FEATURES if f.name in supported for s in f.states}
+    return frozenset(
+        s for f in _FEATURES if f.name not in supported for s in f.states if s not in wanted
+    )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from harness.checks.connections import HeldAnswer, check_long_lived
 from harness.checks.verdict import Verdict
-from harness.events import Event, Probe, RestartProxy, Wait
+from harness.events import Event, Probe, RestartProxy, StaleSnapshot, Wait
 from harness.model.endpoints import expect
 from harness.model.objects import Affinity, Backend, opt_out_label
 from harness.model.state import ClusterState
@@ -47,6 +47,10 @@ FEATURE = "long-lived-through-change"
 RELAY_RESTARTED = (
     "the proxy relays connections through its own process (relays_connections), so they end"
     " with it when it restarts, as kube-proxy's userspace mode's did"
+)
+STALE_SHOWN = (
+    "the proxy was shown a stale snapshot, which may lack a held connection's endpoint: it was"
+    " told that endpoint was gone (a connection may then be closed, never moved)"
 )
 
 
@@ -111,7 +115,10 @@ class LongLived:
             h for h, a in zip(self.held, answers, strict=True) if a.outcome.backend == h.backend
         ]
         relayed = isinstance(event, RestartProxy) and self.target.relays_connections
-        return check_long_lived(answers, RELAY_RESTARTED if relayed else None)
+        excused = RELAY_RESTARTED if relayed else None
+        if isinstance(event, StaleSnapshot):
+            excused = STALE_SHOWN
+        return check_long_lived(answers, excused)
 
     def _open(self, step: int, after: ClusterState) -> None:
         assert self.target is not None

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    MAX_STALE_BACK,
     CreatePod,
     CreateService,
     DeletePod,
@@ -36,8 +37,10 @@ from harness.events import (
     SetSelector,
     SetServiceLabel,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
+from harness.features import OPT_OUT_LABELS_FEATURE
 from harness.model.endpoints import pod_is_listed
 from harness.model.objects import (
     OPT_OUT_LABELS,
@@ -309,6 +312,14 @@ def restarted(data: st.DataObject, state: ClusterState, space: EventSpace) -> li
     return [*_populated(data, state, service, PROXY_NODE), RestartProxy()]
 
 
+def stale_shown(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a Service usable endpoints, then show the proxy a stale snapshot from before some of
+    that: it must come back to the current state within the deadline."""
+    service = _service(data, state)
+    back: int = data.draw(st.integers(1, MAX_STALE_BACK), label="back")
+    return [*_populated(data, state, service, PROXY_NODE), StaleSnapshot(back)]
+
+
 def held_through_change(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """Give a Service usable endpoints, then change something: restart the proxy, or flip one
     endpoint's readiness (the other endpoints' connections must not notice)."""
@@ -327,8 +338,8 @@ def _labelled(
 ) -> tuple[list[Event], str, str] | None:
     """Events that leave a Service with usable endpoints' pods and an opt-out label, with the
     Service's name and the label's key; None for an implementation the space does not hand
-    labelled Services (`EventSpace.opt_out_labels`)."""
-    if not space.opt_out_labels:
+    labelled Services (an implementation that does not declare the feature)."""
+    if not space.supports(OPT_OUT_LABELS_FEATURE):
         return None
     service = _service(data, state)
     events = _populated(data, state, service, PROXY_NODE)
@@ -374,6 +385,7 @@ RECIPES: dict[str, Recipe] = {
     "selector-narrowed": reselected,
     "evicted-pod": evicted,
     "proxy-restarted": restarted,
+    "stale-snapshot": stale_shown,
     "long-lived-through-change": held_through_change,
     "opted-out": opted_out,
     "opt-out-removed": opt_out_removed,

@@ -57,7 +57,7 @@ from harness.coverage import (
     change_features,
     service_features,
 )
-from harness.events import Event, Probe, RestartProxy, Wait
+from harness.events import NEMESIS_EVENTS, Event, Probe, Wait
 from harness.history import History
 from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
@@ -232,8 +232,8 @@ class Runner:
         record: dict[str, Any],
     ) -> StepResult:
         names = [event.service] if isinstance(event, Probe) else changed_services(before, after)
-        restarted = isinstance(event, RestartProxy)
-        if restarted:  # a restarted proxy programs everything anew
+        restarted = isinstance(event, NEMESIS_EVENTS)
+        if restarted:  # a restarted (or misinformed) proxy programs everything anew
             names = sorted(after.services)
         expectations = {}
         for name in names:

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    MAX_STALE_BACK,
     CreatePod,
     CreateService,
     DeletePod,
@@ -43,8 +44,10 @@ from harness.events import (
     SetSelector,
     SetServiceLabel,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
+from harness.features import INTERNAL_TRAFFIC_POLICY, OPT_OUT_LABELS_FEATURE
 from harness.model.objects import (
     HEADLESS_LABEL,
     OPT_OUT_LABELS,
@@ -78,9 +81,11 @@ class EventSpace:
     make it likelier); `long_graces` keeps graceful deletes long (pods stay terminating for the
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
-    proxy: `harness.targets.base.restart_unsupported`); `opt_out_labels` True draws
-    `SetServiceLabel` (only for an implementation that declares the `opt-out-labels` feature:
-    one that does not is never handed a labelled Service).
+    proxy: `harness.targets.base.restart_unsupported`), `shows_stale` False never `StaleSnapshot`
+    (`stale_unsupported`); `features` are the conformance features
+    the implementation declares (`harness.features`; None: every one), and no event that
+    exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
+    asking for what the implementation said it does not do.
     """
 
     max_pods: int = 50
@@ -94,7 +99,27 @@ class EventSpace:
     long_graces: bool = False
     short_affinity: bool = False
     restarts_proxy: bool = True
-    opt_out_labels: bool = False
+    shows_stale: bool = True
+    features: frozenset[str] | None = None
+
+    def supports(self, feature: str) -> bool:
+        """Whether events exercising the conformance feature `feature` may be drawn."""
+        return self.features is None or feature in self.features
+
+    def for_features(self, supported: frozenset[str]) -> EventSpace:
+        """This space for an implementation declaring `supported`: the odds and choices that
+        would exercise an undeclared feature are taken out (internalTrafficPolicy Local; an
+        opt-out label on a Service, `SetServiceLabel`)."""
+        return replace(self, features=supported)
+
+    @property
+    def policy_choices(self) -> tuple[TrafficPolicy, ...]:
+        """`policies` without Local when internalTrafficPolicy is undeclared (never empty)."""
+        if self.supports(INTERNAL_TRAFFIC_POLICY):
+            return self.policies
+        return tuple(p for p in self.policies if p != TrafficPolicy.LOCAL) or (
+            TrafficPolicy.CLUSTER,
+        )
 
     @property
     def waits_s(self) -> tuple[float, ...]:
@@ -110,19 +135,6 @@ class EventSpace:
     def affinity_timeouts_s(self) -> tuple[int, ...]:
         short = (10, 60) if self.simulated else (1, 2, 3)
         return short if self.short_affinity else (*short, 10800)
-
-
-OPT_OUT_FEATURE = "opt-out-labels"
-OPT_OUT_STATES = frozenset({"opted-out", "opt-out-removed"})
-"""The conformance feature `SetServiceLabel` singles out, and the coverage states only it
-reaches (`harness.features`, `harness.coverage`)."""
-
-
-def space_for_features(space: EventSpace, supported: frozenset[str]) -> EventSpace:
-    """`space` with the event kinds of the declared extended features an implementation
-    `supported` (`harness.targets.base.target_features`): `SetServiceLabel` only for one that
-    declares `opt-out-labels`. Pure."""
-    return replace(space, opt_out_labels=OPT_OUT_FEATURE in supported)
 
 
 Applies = Callable[[ClusterState, EventSpace], bool]
@@ -228,7 +240,7 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
         st.sampled_from(space.affinities),
         st.sampled_from(space.affinity_timeouts_s),
         _mostly(False, True),
-        st.sampled_from(space.policies),
+        st.sampled_from(space.policy_choices),
     )
 
 
@@ -319,10 +331,10 @@ GENERATORS: dict[str, Generator] = {
     "set_traffic_policy": Generator(
         _has_services,
         _service_key,
-        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policies)),
+        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policy_choices)),
     ),
     "set_service_label": Generator(
-        lambda s, sp: sp.opt_out_labels and bool(s.services),
+        lambda s, sp: sp.supports(OPT_OUT_LABELS_FEATURE) and bool(s.services),
         _opt_out_key,
         _set_service_label,
     ),
@@ -387,6 +399,11 @@ GENERATORS: dict[str, Generator] = {
         _no_key,
         lambda key, sp: st.just(RestartProxy()),
     ),
+    "stale_snapshot": Generator(
+        lambda s, sp: sp.shows_stale and bool(s.services),
+        _no_key,
+        lambda key, sp: _of(StaleSnapshot, st.integers(1, MAX_STALE_BACK)),
+    ),
     "probe": Generator(
         _has_services,
         lambda s: (_services(s), _affinity_services(s)),
@@ -427,9 +444,8 @@ def draw_event(
 def event_sequences(
     draw: st.DrawFn, space: EventSpace | None = None, max_events: int = 20
 ) -> list[Event]:
-    """A valid sequence of up to `max_events` events from an empty cluster (for replay tests;
-    every event kind, `SetServiceLabel` included, unless `space` says otherwise)."""
-    space = space or EventSpace(opt_out_labels=True)
+    """A valid sequence of up to `max_events` events from an empty cluster (for replay tests)."""
+    space = space or EventSpace()
     state = ClusterState()
     events: list[Event] = []
     for _ in range(draw(st.integers(0, max_events))):

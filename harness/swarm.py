@@ -76,6 +76,7 @@ AIMS: dict[str, Aim] = {
     "selector-narrowed": _aim("set_selector", "create_pod", "set_label"),
     "evicted-pod": _aim("evict_pod"),
     "proxy-restarted": _aim("restart_proxy", "create_pod"),
+    "stale-snapshot": _aim("stale_snapshot", "create_pod", "delete_pod", "set_selector"),
     "long-lived-through-change": _aim("restart_proxy", "set_ready", "delete_pod", "create_pod"),
     "opted-out": _aim("set_service_label", "create_pod"),
     "opt-out-removed": _aim("set_service_label", "create_pod"),

@@ -22,6 +22,11 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-on-restart (long-lived connections across a restart, Cilium's
   conn-disrupt): flushes every conntrack entry of its node when it starts, so a restart
   re-balances, and so resets, established connections to endpoints that are still usable.
+- mutant-iptables-tombstones (stale snapshots, Sieve's stale-state perturbation): remembers
+  every Service it saw deleted (by name and VIP) and ignores it if it is added again, as a guard
+  against resurrection by a late watch event would; a relist from a stale cache deletes a
+  Service created since, and the add that catches up is then ignored, so the Service is never
+  programmed again (a Service deleted and created again with its name and VIP is lost too).
 - mutant-iptables-flushes-every-sync (long-lived connections through unrelated changes,
   kubernetes#74839): flushes every conntrack entry after each sync instead of only the removed
   endpoints' (`harness.proxies.rules.conntrack`), so any change resets established connections.
@@ -197,6 +202,25 @@ class FlushesEverySyncProxy(IptablesProxy):
             flush_conntrack(self.node.netns)
 
 
+class TombstonesProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-tombstones"
+    description: ClassVar[str] = (
+        "iptables that ignores a Service added again after it saw it deleted (name and VIP)"
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tombstones: set[tuple[str, str]] = set()
+
+    def on_service_add(self, service: Service) -> None:
+        if (service.name, service.cluster_ip) not in self.tombstones:
+            super().on_service_add(service)
+
+    def on_service_delete(self, service: Service) -> None:
+        self.tombstones.add((service.name, service.cluster_ip))
+        super().on_service_delete(service)
+
+
 class IgnoresOptOutProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-ignores-opt-out"
     description: ClassVar[str] = (
@@ -222,6 +246,7 @@ MUTANT_PROXIES: dict[str, type] = {
         WrongPortUserspaceProxy,
         FlushesOnRestartProxy,
         FlushesEverySyncProxy,
+        TombstonesProxy,
         IgnoresOptOutProxy,
     )
 }

@@ -27,6 +27,7 @@ WRITTEN: Mapping[str, str] = {
     "search_rate.json": "harness.search_rate/v1",
     "false_alarms.json": "harness.false_alarms/v1",
     "time_to_verdict.json": "harness.time_to_verdict/v1",
+    "churn.json": "harness.churn/v1",
     "mutants.json": MUTANTS_SCHEMA,
     RESULTS_PATTERN: RESULTS_SCHEMA,
 }

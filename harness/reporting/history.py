@@ -76,6 +76,11 @@ def _mutants(data: Json) -> dict[str, Any]:
     return {"caught": data["caught"], "false_alarms": data["reference"]["false_alarms"]}
 
 
+def _churn(data: Json) -> dict[str, Any]:
+    """Per implementation with figures: its failed requests while usable endpoints existed."""
+    return {r["proxy"]: r["breaking_failures"] for r in data["results"] if "failed" not in r}
+
+
 def identity(sources: Sources) -> dict[str, Any]:
     """`run`, `date`, `host` and `profile` of the figures in `sources`: the first input's run
     (its manifest's `run`, else its directory's name), the newest measurement date among the
@@ -114,6 +119,7 @@ def history_entry(sources: Sources) -> dict[str, Any]:
             lambda d: d["all_checks_but_per_step_fairness"]["events_per_s_median"],
         ),
         "mutants": _pick(figures.get("mutants.json"), _mutants),
+        "churn_failures": _pick(figures.get("churn.json"), _churn),
     }
     return {key: value for key, value in entry.items() if value is not None}
 

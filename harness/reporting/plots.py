@@ -33,6 +33,7 @@ TREND_GROUPS = (
     ("ms", "Programming and sync times", "ms"),
     ("s", "Local cluster at scale, total time", "s"),
     ("events/s", "Model target speed", "events/s"),
+    ("failed requests", "Failed requests under churn", "failed requests"),
 )
 """Trend plots: the headline figures of one unit, with its title and axis label."""
 

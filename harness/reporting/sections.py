@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.reporting import tables
+from harness.reporting.churn_report import churn_notes, churn_plots, churn_tables
 from harness.reporting.plots import figure_plots
 from harness.reporting.regressions import RULE, Verdict
 from harness.reporting.render import MISSING, Plot, Section, Table, number_text
@@ -182,6 +183,21 @@ def _time_to_verdict(data: Any) -> tuple[list[Table], list[str]]:
     return [tables.time_to_verdict(data)], []
 
 
+def _churn(data: Any) -> tuple[list[Table], list[str]]:
+    return churn_tables(data), churn_notes(data)
+
+
+def churn_sections(assembly: Assembly) -> list[Section]:
+    """The churn section, with its plots, when churn.json was given (read or malformed); none
+    when it was not: churn.json is optional (`harness.reporting.sources.OPTIONAL_FILES`)."""
+    name = "churn.json"
+    if name not in assembly.sources.figures and name not in assembly.sources.malformed:
+        return []
+    part = assembly.part(name, _churn)
+    plots = churn_plots(assembly.sources.figures[name]) if part[0] else []
+    return [section("Churn", [part], plots)]
+
+
 def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
     """Every section of the report, and every file found malformed (at reading or building)."""
     assembly = Assembly(sources)
@@ -194,6 +210,7 @@ def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
             [assembly.part("throughput.json", _throughput)],
             [plot for plot in plots.values() if plot not in scale],
         ),
+        *churn_sections(assembly),
         section(
             "Programming latency",
             [_results(assembly), assembly.part("rule_sync.json", _rule_sync)],

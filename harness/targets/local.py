@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
@@ -27,7 +27,7 @@ from typing import Any, ClassVar, cast
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, UsageError
-from harness.events import Event, RestartProxy
+from harness.events import MAX_STALE_BACK, Event, RestartProxy, StaleSnapshot
 from harness.local.cleanup import guard
 from harness.local.cluster import CLIENT_SOURCES, LocalCluster, PodHandle, RunCluster
 from harness.local.controller import EndpointController
@@ -156,6 +156,7 @@ class LocalTarget:
         self._agents: dict[str, ClientAgent] = {}
         self._vips: dict[str, Service] = {}
         self._held: dict[int, tuple[str, int]] = {}
+        self._past: deque[ClusterState] = deque(maxlen=MAX_STALE_BACK)  # states before changes
         self._stack = ExitStack()
 
     @classmethod
@@ -263,6 +264,7 @@ class LocalTarget:
             self._handles = {}
             self._vips = {}
             self.state = ClusterState()
+            self._past.clear()
             self.controller = self.controller_class(self.proxy)
 
     def reset(self) -> None:
@@ -281,15 +283,20 @@ class LocalTarget:
             self._start_proxy(self.new_proxy())
         self.release_held()
         self._set_state(ClusterState())
+        self._past.clear()
         self._vips = {}
         self._open_cluster().forget_connections()
 
     # -- the Target contract ------------------------------------------------------------------
     def apply(self, event: Event) -> None:
         """Make the change real and hand it to the proxy; returns after `proxy.sync()`.
-        `RestartProxy` restarts the proxy (`_restart_proxy`)."""
+        `RestartProxy` restarts the proxy (`_restart_proxy`); `StaleSnapshot` shows it an
+        earlier state first (`_show_stale`)."""
         if isinstance(event, RestartProxy):
             self._restart_proxy()
+            return
+        if isinstance(event, StaleSnapshot):
+            self._show_stale(event.back)
             return
         self._fresh = False
         self._set_state(event.apply(self.state))
@@ -306,7 +313,21 @@ class LocalTarget:
         self._fresh = False
         self._set_state(state)
 
+    def _show_stale(self, back: int) -> None:
+        """`StaleSnapshot`: hand the proxy the Services and slices of the state `back` changes
+        ago (the empty cluster before the first ones) and sync, then hand it the current ones
+        and sync, as a watch that relisted from a lagging API server and then caught up. Pods
+        are not touched: only the proxy's view goes back."""
+        stale = self._past[-back] if back <= len(self._past) else ClusterState()
+        self._fresh = False
+        self.controller.update(stale)
+        self.proxy.sync()
+        self.controller.update(self.state)
+        self.proxy.sync()
+
     def _set_state(self, state: ClusterState) -> None:
+        if state != self.state:
+            self._past.append(self.state)
         cluster = self._open_cluster()
         ended = [
             handle

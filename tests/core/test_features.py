@@ -42,8 +42,10 @@ from harness.results import (
     conformance_report,
     read_conformance,
 )
+from harness.strategies import EventSpace
 from harness.targets.base import target_features
 from harness.targets.model import ModelTarget
+from harness.targets.mutants import LocalFallsBackToCluster
 
 LOCAL_FAILURE = (
     CreateService("web", (("app", "web"),), internal_traffic_policy=TrafficPolicy.LOCAL),
@@ -311,3 +313,41 @@ def test_a_proxy_declaring_its_features_does_not_import_the_checks() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+# -- the search asks only for what is declared ---------------------------------------------------
+class _CoreOnlyLocalFallback(LocalFallsBackToCluster):
+    """Breaks internalTrafficPolicy Local, and declares only the core features."""
+
+    def features(self) -> list[str]:
+        return sorted(CORE_FEATURES)
+
+
+def _local_policy_run(target: ModelTarget, tmp_path: Path) -> SuiteResult:
+    options = options_for(
+        target, seed=11, profile=PROFILES["quick"], examples=40, failures_dir=tmp_path
+    )
+    return run_target(target, options)
+
+
+def test_an_undeclared_feature_is_never_asked_for_so_its_bug_does_not_fail_the_run(
+    tmp_path: Path,
+) -> None:
+    declared = _local_policy_run(LocalFallsBackToCluster(), tmp_path / "declared")
+    assert any(r.name == "no-stale-traffic" for r in declared.failed)  # the bug is findable
+    suite = _local_policy_run(_CoreOnlyLocalFallback(), tmp_path / "core-only")
+    assert suite.failed == []
+    report = RunReport(suite, "quick", 1.0)
+    assert report.exit_code == 0
+    assert {"local-no-local-endpoints", "local-only-terminating"} <= suite.uncheckable
+    skipped = {r.name: r.message for r in suite.results if r.status == Status.SKIPPED}
+    assert skipped.get("long-lived-connections") == NOT_SUPPORTED
+
+
+def test_a_space_for_core_features_draws_no_local_policy() -> None:
+    space = EventSpace().for_features(CORE_FEATURES)
+    assert space.policy_choices == (TrafficPolicy.CLUSTER,) * 3
+    assert replace(space, policies=(TrafficPolicy.LOCAL,)).policy_choices == (
+        TrafficPolicy.CLUSTER,
+    )
+    assert EventSpace().for_features(WITH_LOCAL).policy_choices == EventSpace().policies

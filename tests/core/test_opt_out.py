@@ -25,7 +25,7 @@ from harness.events import (
     apply_all,
     event_from_json,
 )
-from harness.features import FEATURES, attribute_failure
+from harness.features import CORE_FEATURES, FEATURES, attribute_failure
 from harness.kube.objects import Placement, service_manifest, service_patch
 from harness.model import labels_of
 from harness.model.endpoints import expect, why_unusable
@@ -40,8 +40,9 @@ from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.mutants import IgnoresOptOutProxy
 from harness.proxies.protocol import check_request, service_from_json, service_json
 from harness.proxies.sdk import Session
+from harness.recipes import opted_out
 from harness.runner import replay
-from harness.strategies import EventSpace, draw_event, space_for_features
+from harness.strategies import EventSpace, draw_event
 from harness.targets.model import ModelTarget
 from harness.traffic import ErrorKind, Outcome, Reachability, TrafficRequest, TrafficSample
 
@@ -207,9 +208,9 @@ def test_the_label_is_set_and_removed_on_the_service_object() -> None:
 @given(st.data())
 def test_an_implementation_without_the_feature_never_gets_the_event(data: st.DataObject) -> None:
     state = apply_all(START)
-    without = space_for_features(EventSpace(), frozenset({"clusterip-tcp"}))
-    with_it = space_for_features(EventSpace(), frozenset({"opt-out-labels"}))
-    assert not without.opt_out_labels and with_it.opt_out_labels
+    without = EventSpace().for_features(CORE_FEATURES)
+    with_it = EventSpace().for_features(CORE_FEATURES | {"opt-out-labels"})
+    assert not opted_out(data, state, without)  # nor does the recipe draw it
     for _ in range(5):
         event = draw_event(data, state, without, {"set_service_label", "probe"})
         assert not isinstance(event, SetServiceLabel)

@@ -11,9 +11,8 @@ from harness.checks import PROPERTIES
 from harness.profiles import Limits
 from harness.runner import Runner
 from harness.search import Finding, Search
-from harness.strategies import EventSpace, space_for_features
+from harness.strategies import EventSpace
 from harness.swarm import AIMS
-from harness.targets.base import target_features
 from harness.targets.model import ModelTarget
 from harness.targets.mutants import MUTANTS
 
@@ -21,8 +20,7 @@ from harness.targets.mutants import MUTANTS
 def search(target: ModelTarget, limits: Limits, goal: int = 50) -> tuple[Search, list[Finding]]:
     found: list[Finding] = []
     runner = Runner(target)
-    space = space_for_features(EventSpace(), target_features(target)[0])  # as run_suite does
-    engine = Search(runner, list(PROPERTIES), space, limits, goal, found.append)
+    engine = Search(runner, list(PROPERTIES), EventSpace(), limits, goal, found.append)
     return engine, found
 
 
