@@ -30,7 +30,7 @@ from typing import Any
 
 from harness import known_issues
 from harness.balance import balance_sequences
-from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules
+from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules, sources
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
@@ -52,6 +52,7 @@ from harness.targets.base import (
     Target,
     reads_rules,
     restart_unsupported,
+    sends_from_pods,
     stale_unsupported,
     target_features,
     target_proxy_metrics,
@@ -172,6 +173,8 @@ def applicable(prop: str, target: Target, supported: frozenset[str] | None = Non
         return "the target runs no proxy process of the harness's"
     if prop == connections.PROPERTY and not isinstance(target, ConnectionHolder):
         return "the target holds no long-lived connections across steps (ConnectionHolder)"
+    if prop in (sources.SOURCE_IP, sources.HAIRPIN) and not sends_from_pods(target):
+        return "the target cannot send from inside a pod (sends_from_pods)"
     return None
 
 
