@@ -231,8 +231,9 @@ class Runner:
     ) -> StepResult:
         """One sample from a pod through its own Service (`harness.podclients`): source IP and
         hairpin; its verdicts and features join the step's. Not on a state the proxy says is
-        not final."""
-        if self.interim:
+        not final, nor after a step that already failed: a data plane broken for every client
+        would fail it too, and it must single out what only a pod client sees."""
+        if self.interim or result.failures():
             return result
         verdicts, reached, checked = self.pod_clients.after(len(self.events), after, record)
         return StepResult(
