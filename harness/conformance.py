@@ -28,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from harness import known_issues
+from harness import known_issues, podclients
 from harness.balance import balance_sequences
 from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules, sources
 from harness.checks.confidence import AlarmBudget
@@ -146,9 +146,9 @@ def select_properties(focus: str | None, skip: str | None) -> list[str]:
 def uncheckable_features(target: Target, supported: frozenset[str] | None = None) -> frozenset[str]:
     """Coverage features `target` cannot check: affinity expiry is judged over many addresses
     of one client, which a target offering one (a client pod of a real cluster) lacks; a proxy
-    restart needs a target that can restart its proxy, held connections one that holds them;
-    the states only conformance features outside `supported` show are never drawn
-    (`harness.features.unsupported_states`)."""
+    restart needs a target that can restart its proxy, held connections one that holds them,
+    source IP and hairpin one that sends from pods (`podclients`); the states only conformance
+    features outside `supported` show are never drawn (`harness.features.unsupported_states`)."""
     unreachable = set(unsupported_states(supported) if supported is not None else ())
     if int(getattr(target, "max_sources", 1)) < 2:
         unreachable.add("affinity-idle-past-timeout")
@@ -158,7 +158,7 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add("stale-snapshot")
     if not isinstance(target, ConnectionHolder):
         unreachable.add(LONG_LIVED_FEATURE)
-    return frozenset(unreachable)
+    return frozenset(unreachable) | podclients.uncheckable(target)
 
 
 def applicable(prop: str, target: Target, supported: frozenset[str] | None = None) -> str | None:

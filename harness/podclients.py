@@ -34,6 +34,7 @@ MIN_REQUESTS = 4
 PER_ENDPOINT = 3
 MAX_REQUESTS = 16
 FEATURE_OF = {HAIRPIN: "hairpin", SOURCE_IP: "source-ip"}  # property -> conformance feature
+STATE_OF = {HAIRPIN: HAIRPIN_FEATURE, SOURCE_IP: SOURCE_FEATURE}  # property -> coverage state
 
 
 def requests_for(usable: int) -> int:
@@ -41,6 +42,22 @@ def requests_for(usable: int) -> int:
     balancing the client reaches itself with probability 1 - (1 - 1/n)^k at least 0.95 up to
     5 endpoints (0.81 at 10), and another pod with probability at least 0.98 from 2 on."""
     return min(MAX_REQUESTS, max(MIN_REQUESTS, PER_ENDPOINT * usable))
+
+
+def judged_properties(target: object) -> tuple[str, ...]:
+    """The properties pod clients judge on `target` (opened): none unless it sends from pods,
+    else those whose conformance feature it declares."""
+    if not sends_from_pods(target):
+        return ()
+    supported, _ = target_features(target)
+    return tuple(p for p, f in FEATURE_OF.items() if f in supported)
+
+
+def uncheckable(target: object) -> frozenset[str]:
+    """The coverage states pod clients never check on `target` (opened): those of the
+    properties it is not judged on."""
+    judged = judged_properties(target)
+    return frozenset(state for prop, state in STATE_OF.items() if prop not in judged)
 
 
 class PodClients:
@@ -55,8 +72,7 @@ class PodClients:
     def judged(self) -> tuple[str, ...]:
         """The properties judged here that the implementation declares (after `open`)."""
         if self._judged is None:
-            supported, _ = target_features(self.target)
-            self._judged = tuple(p for p, f in FEATURE_OF.items() if f in supported)
+            self._judged = judged_properties(self.target)
         return self._judged
 
     def after(
@@ -73,9 +89,7 @@ class PodClients:
         verdicts = check_pod_client(sample, self.judged())
         record["pod_client"] = sample.evidence()
         reached = {HAIRPIN_FEATURE} | ({SOURCE_FEATURE} if len(sample.usable) > 1 else set())
-        checked = {
-            {HAIRPIN: HAIRPIN_FEATURE, SOURCE_IP: SOURCE_FEATURE}[v.property] for v in verdicts
-        }
+        checked = {STATE_OF[v.property] for v in verdicts}
         return verdicts, frozenset(reached), frozenset(checked)
 
     def _sample(self, step: int, after: ClusterState) -> PodClientSample | None:

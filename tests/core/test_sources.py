@@ -12,9 +12,13 @@ from harness.checks.sources import (
     check_pod_client,
     check_source_ip,
 )
+from harness.conformance import applicable, uncheckable_features
 from harness.events import CreateService, Scale
+from harness.features import NOT_SUPPORTED
 from harness.model.objects import Backend, labels_of
-from harness.podclients import PodClients, requests_for
+from harness.podclients import PodClients, judged_properties, requests_for, uncheckable
+from harness.proxies.userspace import UserspaceProxy
+from harness.targets.base import target_features
 from harness.targets.model import NODE_ADDRESS, ModelTarget
 from harness.traffic import ErrorKind, Outcome, TrafficRequest
 
@@ -91,3 +95,24 @@ def test_pod_clients_judge_nothing_on_a_target_that_cannot_send_from_pods() -> N
     target = ModelTarget()
     target.apply(CreateService("svc-a", labels_of({"app": "web"})))
     assert probes.after(1, target.state, {}) == ([], frozenset(), frozenset())
+
+
+class _Relaying:
+    """A target whose proxy relays connections (declares hairpin, not source-ip)."""
+
+    name = "local:userspace"
+    sends_from_pods = True
+
+    def __init__(self) -> None:
+        self.proxy = UserspaceProxy.__new__(UserspaceProxy)
+
+
+def test_states_a_target_is_never_judged_on_are_uncheckable() -> None:
+    assert uncheckable_features(ModelTarget()) == frozenset()
+    assert uncheckable(_Relaying()) == {"source-ip-checked"}
+    assert judged_properties(_Relaying()) == (HAIRPIN,)
+    relaying = target_features(_Relaying())[0]
+    assert applicable(SOURCE_IP, _Relaying(), relaying) == NOT_SUPPORTED  # type: ignore[arg-type]
+    assert applicable(HAIRPIN, _Relaying(), relaying) is None  # type: ignore[arg-type]
+    assert applicable(HAIRPIN, object()) is not None  # type: ignore[arg-type]
+    assert uncheckable(object()) == {"hairpin", "source-ip-checked"}
