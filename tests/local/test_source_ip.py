@@ -1,7 +1,7 @@
 """Source IP and hairpin (I15) on real packets: pods as clients (`TrafficRequest.client_pod`), the
-pod server reporting who it saw, the harness's iptables proxy keeping a pod's address and
-hairpinning, a relaying proxy (nginx) judged on hairpin only, and the two disclosed mutants
-caught at the step that shows them."""
+pod server reporting who it saw, the harness's iptables and nftables proxies keeping a pod's
+address and hairpinning as kube-proxy does, a relaying proxy (nginx) judged on hairpin only,
+and the two disclosed mutants caught at the step that shows them."""
 
 from __future__ import annotations
 
@@ -44,8 +44,9 @@ def run(spec: str, prefix: str) -> tuple[list[dict[str, Any]], LocalTarget]:
         raise
 
 
-def test_iptables_keeps_a_pods_source_and_lets_it_reach_itself(prefix: str) -> None:
-    history, target = run("local:iptables", prefix)
+@pytest.mark.parametrize("proxy", ["iptables", "nftables"])
+def test_kernel_proxies_keep_a_pods_source_and_let_it_reach_itself(proxy: str, prefix: str) -> None:
+    history, target = run(f"local:{proxy}", prefix)
     try:
         assert all(isinstance(r["verdicts"], int) for r in history), history  # none failed
         spread = history[SPREAD]["pod_client"]
