@@ -30,6 +30,12 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-every-sync (long-lived connections through unrelated changes,
   kubernetes#74839): flushes every conntrack entry after each sync instead of only the removed
   endpoints' (`harness.proxies.rules.conntrack`), so any change resets established connections.
+- mutant-iptables-masquerades-all (source IP, I15): every endpoint chain marks every packet for
+  masquerade (as `--masquerade-all` would), so pods see the node's address, not the client
+  pod's.
+- mutant-iptables-no-hairpin-masquerade (hairpin, I15): no `-s <endpoint IP> -j KUBE-MARK-MASQ`,
+  so a pod that reaches itself through its Service gets its own packet from its own address,
+  drops it as martian, and times out.
 """
 
 from __future__ import annotations
@@ -48,10 +54,11 @@ from harness.model.objects import (
     TrafficPolicy,
 )
 from harness.proxies.base import NodeContext
-from harness.proxies.iptables import IptablesProxy
+from harness.proxies.iptables import MARK_MASQ, IptablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.proxies.rules.plan import PortPlan, unique_by_address
+from harness.proxies.rules.rendering import Lines
 from harness.proxies.userspace import UserspaceProxy
 
 
@@ -218,6 +225,31 @@ class TombstonesProxy(IptablesProxy):
         super().on_service_delete(service)
 
 
+class MasqueradesAllProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-masquerades-all"
+    description: ClassVar[str] = (
+        "iptables that masquerades all Service traffic, so pods never see a client pod's address"
+    )
+
+    def endpoint_rules(self, plan: PortPlan, chain: str, address: str, port: int) -> Lines:
+        hairpin, *rest = super().endpoint_rules(plan, chain, address, port)
+        return (hairpin.replace(f" -s {address}/32 ", " "), *rest)
+
+
+class NoHairpinMasqueradeProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-no-hairpin-masquerade"
+    description: ClassVar[str] = (
+        "iptables without the hairpin masquerade: a pod cannot reach itself through its Service"
+    )
+
+    def endpoint_rules(self, plan: PortPlan, chain: str, address: str, port: int) -> Lines:
+        return tuple(
+            line
+            for line in super().endpoint_rules(plan, chain, address, port)
+            if not line.endswith(f"-j {MARK_MASQ}")
+        )
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -236,5 +268,7 @@ MUTANT_PROXIES: dict[str, type] = {
         FlushesOnRestartProxy,
         FlushesEverySyncProxy,
         TombstonesProxy,
+        MasqueradesAllProxy,
+        NoHairpinMasqueradeProxy,
     )
 }
