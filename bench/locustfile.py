@@ -3,8 +3,14 @@
 The local cluster's pods answer `POD UID` (`harness.local.podserver`). Every answer is reported to
 locust under the name `backend:POD` instead of `/`: locust's own statistics (stats.csv, one row per
 pod, plus the Aggregated row) are then the per-backend counts, with latencies, and locust merges
-them across `--processes` workers as it merges everything else. An answer that is not a pod
-identity is a failure under `/`; a connection error stays locust's own failure under `/`.
+them across workers (`--master` with `--worker` processes) as it merges everything else. An
+answer that is not a pod identity is a failure under `/`; a connection error stays locust's own
+failure under `/`.
+
+Latencies: locust rounds its own to whole milliseconds, so every worker also counts each
+request's response time (the `request` event's float milliseconds) into a microsecond histogram
+(bench/latency_histogram.py) and writes it, one file per worker process, into
+HARNESS_LOCUST_LATENCY_DIR when its test stops (nothing is written when that is unset).
 
 Environment (read at import, so every worker process sees the same):
 - HARNESS_LOCUST_CONNECTION: `keep-alive` (default: each user reuses one connection, so the
@@ -12,6 +18,7 @@ Environment (read at import, so every worker process sees the same):
   pod closes after each answer and the next request opens a fresh connection).
 - HARNESS_LOCUST_USER: `fast` (default: FastHttpUser, geventhttpclient, ~6k req/s per process
   here) or `http` (HttpUser, python-requests, ~1-2k req/s per process here).
+- HARNESS_LOCUST_LATENCY_DIR: where each worker writes its latency histogram (see above).
 
 Users never wait between requests (closed loop: throughput is bounded by the generator's CPU, see
 docs.locust.io "increase-performance"); the run's length is bounded by locust's `-t`.
@@ -23,10 +30,12 @@ Run (from inside a client namespace of the local cluster):
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
-from locust import FastHttpUser, HttpUser, constant, task
-from pod_identity import BACKEND_PREFIX, pod_of  # locust puts the locustfile's folder on sys.path
+from latency_histogram import Recorder  # locust puts the locustfile's folder on sys.path
+from locust import FastHttpUser, HttpUser, constant, events, task
+from pod_identity import BACKEND_PREFIX, pod_of
 
 CONNECTION = os.environ.get("HARNESS_LOCUST_CONNECTION", "keep-alive")
 USER_KIND = os.environ.get("HARNESS_LOCUST_USER", "fast")
@@ -35,6 +44,27 @@ if CONNECTION not in ("keep-alive", "close"):
 if USER_KIND not in ("fast", "http"):
     raise SystemExit(f"HARNESS_LOCUST_USER must be fast or http, not {USER_KIND!r}")
 HEADERS = {"Connection": CONNECTION}
+LATENCY_DIR = os.environ.get("HARNESS_LOCUST_LATENCY_DIR") or None
+LATENCIES = Recorder()
+
+
+def count_latency(response_time: float | None = None, **_: Any) -> None:
+    """Count every request's response time (float ms; failures too, as wrk counts every
+    answer); must not raise, since locust calls it for every request."""
+    if response_time is not None:
+        LATENCIES.add_ms(response_time)
+
+
+def write_latencies(**_: Any) -> None:
+    """Write this process's histogram (a worker stops, then quits: the later write replaces
+    the earlier one, with any request that finished in between)."""
+    if LATENCY_DIR is not None:
+        LATENCIES.write(Path(LATENCY_DIR))
+
+
+events.request.add_listener(count_latency)
+events.test_stop.add_listener(write_latencies)
+events.quitting.add_listener(write_latencies)
 
 
 def record(response: Any) -> None:
