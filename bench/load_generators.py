@@ -11,8 +11,8 @@ Locust runs distributed, always (so that runs with 1, 2 or 3 workers are alike b
 count): one headless `--master` (it runs no users) and `workers` `--worker` processes, all in
 the client namespace, talking over that namespace's own loopback (127.0.0.1:MASTER_PORT: the
 root namespace's loopback is never used). The master's `--json-file` holds the statistics merged
-over its workers; each worker of bench/locustfile.py also writes a microsecond latency histogram
-(bench/latency_histogram.py), merged here.
+over its workers; each worker of bench/locustfile.py also writes its tally (a microsecond
+latency histogram and the answers per pod, bench/worker_tally.py), merged here.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from latency_histogram import FILE_PATTERN
 from load_results import LoadResult, parse_locust, parse_wrk
+from worker_tally import FILE_PATTERN
 
 from harness.local.names import netns_path, run_of
 from harness.proxies.process import netns_argv
@@ -182,7 +182,7 @@ def locust(
 ) -> LoadResult:
     """One headless distributed locust run of `locustfile` (a master and `workers` workers, see
     the module docstring) against the base URL `url` (no path); the master's JSON stats and the
-    workers' latency histograms are read back (the bare locustfile writes none: no latency).
+    workers' tallies are read back (the bare locustfile writes none: no latency, no pods).
 
     Every process runs in `workdir` (so no locust.conf or pyproject.toml of ours configures
     it); the master exits 1 when a request failed: the failures are counted, not raised.
@@ -190,8 +190,8 @@ def locust(
     workdir.mkdir(parents=True, exist_ok=True)
     report = workdir / "stats"
     report.with_suffix(".json").unlink(missing_ok=True)
-    latency_dir = workdir / "latency"
-    for old in latency_dir.glob(FILE_PATTERN):
+    tally_dir = workdir / "tallies"
+    for old in tally_dir.glob(FILE_PATTERN):
         old.unlink()
     common = ["locust", "-f", str(locustfile), "--loglevel", "WARNING"]
     master = [*common, "--master", "--master-bind-host", "127.0.0.1"]
@@ -203,7 +203,7 @@ def locust(
     env = {
         "HARNESS_LOCUST_CONNECTION": "close" if fresh else "keep-alive",
         "HARNESS_LOCUST_USER": user_kind,
-        "HARNESS_LOCUST_LATENCY_DIR": str(latency_dir),
+        "HARNESS_LOCUST_TALLY_DIR": str(tally_dir),
     }
     timeout_s = seconds + WORKERS_WAIT_S + LOCUST_MARGIN_S
     finished = run_bounded_together(netns, [master] + [worker] * workers, timeout_s, env, workdir)
@@ -212,8 +212,8 @@ def locust(
         raise LoadRunFailed(f"locust wrote no {path.name} (exit {finished[0].returncode}): "
                             f"{_tail(finished[0])}")  # fmt: skip
     try:
-        histograms = [json.loads(f.read_text()) for f in sorted(latency_dir.glob(FILE_PATTERN))]
-        return parse_locust(json.loads(path.read_text()), histograms)
+        tallies = [json.loads(f.read_text()) for f in sorted(tally_dir.glob(FILE_PATTERN))]
+        return parse_locust(json.loads(path.read_text()), tallies)
     except (ValueError, KeyError, TypeError) as error:
         raise LoadRunFailed(f"locust's figures in {workdir} are unreadable: {error}") from None
 

@@ -2,12 +2,11 @@
 
 wrk's text output (with `--latency`) and locust's `--json-file` become one `LoadResult`; several
 rounds of one measurement become one median summary (`summarise`). Locust's per-backend counts
-are the stats entries named `backend:POD` (bench/pod_identity.py, shared with the locustfile);
-the master's file already sums them over its workers.
+come from the workers' own tallies (bench/worker_tally.py), summed over the workers.
 
 Latencies are microseconds, p50/p90/p99, for both tools: wrk's `--latency` distribution (from
 its HdrHistogram, printed to 0.01 us); for locust, the workers' own microsecond histograms
-(bench/latency_histogram.py), merged, never locust's statistics (whole milliseconds below
+(bench/worker_tally.py), merged, never locust's statistics (whole milliseconds below
 100 ms). A locust run without those histograms (the bare calibration locustfile) has no latency.
 
 Ratios compare like with like (`ratio_to`): a run and its ceiling must have been made by the
@@ -26,8 +25,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from latency_histogram import merge
-from pod_identity import BACKEND_PREFIX
+from worker_tally import merge
 
 from harness.checks.fairness import jain_index
 
@@ -132,15 +130,16 @@ def steady_rate(per_second: Mapping[int, int], requests: int, duration_s: float)
 
 
 def parse_locust(
-    entries: Sequence[Mapping[str, Any]], latencies: Sequence[Mapping[str, Any]] = ()
+    entries: Sequence[Mapping[str, Any]], tallies: Sequence[Mapping[str, Any]] = ()
 ) -> LoadResult:
-    """Locust's `--json-file` content (a list of stats entries, one per (method, name)) and the
-    workers' latency histogram files, parsed (`latency_histogram.merge`; none: no latency).
-    ValueError when a histogram file is malformed."""
-    histogram = merge(latencies)
+    """Locust's `--json-file` content (a list of stats entries, one per (method, name), summed
+    by the master over its workers) and the workers' tally files, parsed
+    (`worker_tally.merge`): latencies and per-pod counts come from the tallies (none: no
+    latency, no counts), and an answer naming no pod is an error. ValueError when a tally file
+    is malformed."""
+    tally = merge(tallies)
     per_second: Counter[int] = Counter()
-    backends: dict[str, int] = {}
-    requests = errors = 0
+    requests, errors = 0, tally.not_a_pod
     starts, ends = [], []
     for entry in entries:
         requests += int(entry["num_requests"])
@@ -148,10 +147,6 @@ def parse_locust(
         per_second.update({int(float(t)): int(n) for t, n in entry["num_reqs_per_sec"].items()})
         starts.append(float(entry["start_time"]))
         ends.append(float(entry.get("last_request_timestamp") or entry["start_time"]))
-        name = str(entry["name"])
-        if name.startswith(BACKEND_PREFIX):
-            pod = name.removeprefix(BACKEND_PREFIX)
-            backends[pod] = backends.get(pod, 0) + int(entry["num_requests"])
     duration_s = max(ends) - min(starts) if entries else 0.0
     return LoadResult(
         tool="locust",
@@ -159,8 +154,8 @@ def parse_locust(
         errors=errors,
         duration_s=duration_s,
         requests_per_s=steady_rate(per_second, requests, duration_s),
-        latency_us={p: _float(histogram_percentile(histogram, p)) for p in PERCENTILES},
-        backends=backends,
+        latency_us={p: _float(histogram_percentile(tally.histogram_us, p)) for p in PERCENTILES},
+        backends=tally.backends,
     )
 
 

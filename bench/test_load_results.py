@@ -1,8 +1,9 @@
-"""The benchmark's readers of wrk and locust output (bench/load_results.py), its latency
-histogram (bench/latency_histogram.py) and its like-with-like ratio rules: no traffic, fast.
+"""The benchmark's readers of wrk and locust output (bench/load_results.py), the workers'
+tallies (bench/worker_tally.py), its like-with-like ratio rules and the structure every
+throughput.json must have (bench/figure_rules.py): no traffic, fast.
 
 The wrk text is wrk 4.1's report as captured here; the locust entries have the shape of
-locust 2.47's `--json-file`; the histogram files are what bench/locustfile.py's workers write.
+locust 2.47's `--json-file`; the tally files are what bench/locustfile.py's workers write.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from figure_rules import structure_problems
-from latency_histogram import SCHEMA, Recorder, bucket_us, merge
 from load_results import (
     Generator,
     LoadResult,
@@ -27,6 +27,7 @@ from load_results import (
     summarise,
 )
 from pod_identity import pod_of
+from worker_tally import SCHEMA, Tally, bucket_us, merge
 
 WRK = Generator("wrk", 2, 10)
 LOCUST = Generator("locust", 2, 10, "locustfile.py (fast)")
@@ -87,32 +88,39 @@ def test_text_that_is_not_a_wrk_report_is_refused() -> None:
         parse_wrk("unable to connect to 10.96.0.10:80 Connection refused")
 
 
-def histogram_file(counts: dict[int, int]) -> dict[str, object]:
-    return {"schema": SCHEMA, "pid": 1, "histogram_us": {str(k): v for k, v in counts.items()}}
+def tally_file(
+    histogram: dict[int, int], backends: dict[str, int], not_a_pod: int = 0
+) -> dict[str, object]:
+    return {"schema": SCHEMA, "pid": 1, "histogram_us": {str(k): v for k, v in histogram.items()},
+            "backends": backends, "not_a_pod": not_a_pod}  # fmt: skip
 
 
-def test_locust_entries_become_per_pod_counts_and_steady_rate() -> None:
-    result = parse_locust([entry("backend:web-0", 100), entry("backend:web-1", 60),
-                           entry("/", 5, failures=5)])  # fmt: skip
-    assert result.backends == {"web-0": 100, "web-1": 60}
-    assert (result.requests, result.errors, result.duration_s) == (165, 5, 4.0)
+def test_locust_stats_give_the_steady_rate_and_the_tallies_pods_and_latencies() -> None:
+    # two workers' tallies: their pods are summed, their histograms merged
+    workers = [tally_file({180: 60, 950: 29}, {"web-0": 60, "web-1": 29}, not_a_pod=2),
+               tally_file({180: 30, 4120: 1}, {"web-0": 31})]  # fmt: skip
+    result = parse_locust([entry("/", 120), entry("/", 5, failures=5)], workers)
+    assert result.backends == {"web-0": 91, "web-1": 29}
+    assert (result.requests, result.errors, result.duration_s) == (125, 5 + 2, 4.0)
     # whole seconds only (101, 102): the partial first and last are left out
-    assert result.requests_per_s == (50 + 30 + 2) * 1.0
-
-
-def test_locust_latencies_come_from_the_workers_histograms_never_locusts_milliseconds() -> None:
-    # locust's own histogram ("1" and "9" ms) is ignored; two workers' files are merged
-    workers = [histogram_file({180: 60, 950: 29}), histogram_file({180: 30, 4120: 1})]
-    result = parse_locust([entry("backend:web-0", 120)], workers)
+    assert result.requests_per_s == (60 + 2) * 1.0
+    # never locust's own histogram ("1" and "9" ms)
     assert result.latency_us == {50: 180.0, 90: 950.0, 99: 950.0}
-    assert parse_locust([entry("backend:web-0", 120)]).latency_us == {50: None, 90: None, 99: None}
 
 
-def test_a_malformed_histogram_file_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"not a harness\.latency-histogram/v1 file"):
-        parse_locust([entry("backend:web-0", 1)], [{"schema": "other"}])
+def test_a_locust_run_without_tallies_has_no_latency_and_no_pods() -> None:
+    result = parse_locust([entry("/", 120)])
+    assert result.latency_us == {50: None, 90: None, 99: None}
+    assert result.backends == {}
+
+
+def test_a_malformed_tally_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"not a harness\.worker-tally/v1 file"):
+        parse_locust([entry("/", 1)], [{"schema": "other"}])
     with pytest.raises(ValueError, match="bad count"):
-        merge([histogram_file({1: -3})])
+        merge([tally_file({1: -3}, {})])
+    with pytest.raises(ValueError, match="bad count"):
+        merge([tally_file({}, {"web-0": True})])  # type: ignore[dict-item]
 
 
 def test_histogram_buckets_are_exact_microseconds_then_three_significant_digits() -> None:
@@ -120,14 +128,17 @@ def test_histogram_buckets_are_exact_microseconds_then_three_significant_digits(
     assert [bucket_us(v) for v in (1234.0, 98_765.0, -2.0)] == [1230, 98_800, 0]
 
 
-def test_a_worker_writes_its_histogram_once_per_process(tmp_path: Path) -> None:
-    recorder = Recorder()
-    assert recorder.write(tmp_path) is None  # a master counts nothing and writes nothing
+def test_a_worker_writes_its_tally_once_per_process(tmp_path: Path) -> None:
+    tally = Tally()
+    assert tally.write(tmp_path) is None  # a master counts nothing and writes nothing
     for milliseconds in (0.1834, 0.1831, 12.3456):
-        recorder.add_ms(milliseconds)
-    path = recorder.write(tmp_path)
-    assert path is not None and recorder.write(tmp_path) == path
-    assert merge([json.loads(path.read_text())]) == {183: 2, 12_300: 1}
+        tally.add_latency_ms(milliseconds)
+    tally.add_answer(b"web-3 u4")
+    tally.add_answer(b"<html>oops</html>")
+    path = tally.write(tmp_path)
+    assert path is not None and tally.write(tmp_path) == path
+    merged = merge([json.loads(path.read_text())])
+    assert merged == Tally({183: 2, 12_300: 1}, {"web-3": 1}, not_a_pod=1)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
