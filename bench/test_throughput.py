@@ -44,7 +44,8 @@ Run: `pytest bench/test_throughput.py -s -p no:kmock`; knobs (bench/sizes.py; fu
 HARNESS_BENCH_PROXIES (all five; iptables), HARNESS_BENCH_WRK_SECONDS (1; 1),
 HARNESS_BENCH_WRK_ROUNDS (3; 1), HARNESS_BENCH_LOCUST_SECONDS (4; 2),
 HARNESS_BENCH_LOCUST_WORKERS (one per core, os.cpu_count(), in both), HARNESS_BENCH_LOCUST_SCALING
-(1,2,3; 1,2: the worker counts calibrated), HARNESS_BENCH_LOCUST_USER (fast; http runs locust's
+(1,2,3; 1,2: the worker counts calibrated), HARNESS_BENCH_LOCUST_CALIBRATION_ROUNDS (3; 1),
+HARNESS_BENCH_LOCUST_USER (fast; http runs locust's
 HttpUser instead of FastHttpUser).
 """
 
@@ -187,16 +188,20 @@ def locust_run(setup: Setup, url: str, fresh: bool, workdir: Path, workers: int)
 def calibrate(setup: Setup, workdir: Path) -> dict[str, Any]:
     """The generator against one pod, keep-alive (see the module docstring), CALIBRATION_ROUNDS
     rounds, each running the harness's locustfile at every worker count of LOCUST_SCALING and
-    the bare locustfile right after the harness's run with LOCUST_WORKERS workers. Ratios are
-    medians of each round's ratio (`paired_ratio`)."""
+    the bare locustfile beside the harness's run with LOCUST_WORKERS workers (after it, before
+    it every other round). Ratios are medians of each round's ratio (`paired_ratio`)."""
     counts = sorted({*LOCUST_SCALING, LOCUST_WORKERS})
     bare = f"bare_pod_keepalive_w{LOCUST_WORKERS}"
     plan = [(f"locust_pod_keepalive_w{w}", w, False) for w in counts]
     at = counts.index(LOCUST_WORKERS) + 1
     plan[at:at] = [(bare, LOCUST_WORKERS, True)]
     rounds: dict[str, list[LoadResult | str]] = {name: [] for name, _, _ in plan}
+    swapped = list(plan)
+    swapped[at - 1 : at + 1] = reversed(plan[at - 1 : at + 1])
     for number in range(CALIBRATION_ROUNDS):
-        for name, workers, is_bare in plan:
+        # the harness's and the bare run side by side, their order swapped every other round:
+        # a machine getting busier or quieter favours neither
+        for name, workers, is_bare in swapped if number % 2 else plan:
             where = workdir / f"{name}-{number}"
             rounds[name].append(locust_once(setup, setup.pod_url, False, where, workers, is_bare))
     runs = {name: locust_summary(rounds[name], locust_generator(w, b)) for name, w, b in plan}
