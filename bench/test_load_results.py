@@ -120,7 +120,7 @@ def test_a_malformed_tally_is_refused() -> None:
     with pytest.raises(ValueError, match="bad count"):
         merge([tally_file({1: -3}, {})])
     with pytest.raises(ValueError, match="bad count"):
-        merge([tally_file({}, {"web-0": True})])  # type: ignore[dict-item]
+        merge([tally_file({}, {"web-0": True})])
 
 
 def test_histogram_buckets_are_exact_microseconds_then_three_significant_digits() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,7 +94,9 @@ def test_throughput_runs_name_each_runs_ceiling_and_latency() -> None:
 
 
 def test_locust_calibration_is_a_table_and_two_headline_lines() -> None:
-    calibration = fixture("throughput.json")["calibration"]  # type: ignore[index]
+    calibration: dict[str, Any] = json.loads((FIXTURES / "throughput.json").read_text())[
+        "calibration"
+    ]
     table = locust_calibration(calibration)
     assert column(table, "run") == ["locust_pod_keepalive_w1", "locust_pod_keepalive_w2",
                                     "bare_pod_keepalive_w2", "locust_pod_keepalive_w3"]  # fmt: skip
@@ -107,7 +110,7 @@ def test_locust_calibration_is_a_table_and_two_headline_lines() -> None:
         "workers against one worker (2 CPUs): 1 worker 1.00x, 2 workers 1.40x, 3 workers -;"
         " still gaining at the largest count measured",
     ]
-    stopped = {**calibration, "scaling": {**calibration["scaling"], "stops_at": 3}}  # type: ignore[dict-item]
+    stopped = {**calibration, "scaling": {**calibration["scaling"], "stops_at": 3}}
     assert calibration_lines(stopped)[1].endswith(
         "stops scaling at 3 workers (gains less than 1.10x over one fewer)"
     )
