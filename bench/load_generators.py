@@ -42,6 +42,7 @@ LOCUST_MARGIN_S = 40.0  # start-up of master and workers (imports: ~2 s CPU each
 WORKERS_WAIT_S = 20  # the master starts without the workers that did not connect by then
 MASTER_PORT = 5557
 KILL_WAIT_S = 3.0
+FOLLOWERS_S = 15.0  # a worker quits within a second of its master's quit message here
 
 
 class LoadRunFailed(RuntimeError):
@@ -108,21 +109,28 @@ def run_bounded_together(
     cwd: Path | None = None,
 ) -> list[Finished]:
     """Run every one of `commands` at once inside the client namespace `netns` and wait for all
-    of them; past `timeout_s` from the start (or on any error, interrupt included) every group
-    still running is ended and LoadRunFailed names the first command that had not stopped."""
+    of them. The first leads (a locust master): past `timeout_s` from the start, or on any
+    error (interrupt included), every group still running is ended and LoadRunFailed names the
+    first command that had not stopped; once the first has exited, the others get FOLLOWERS_S
+    more to exit (locust workers told to quit by their master) and are then ended, their exit
+    status (negative: the signal) returned, not raised, so the leader's own report is read."""
     running: list[_Running] = []
     deadline = time.monotonic() + timeout_s
     with ExitStack() as files:
         try:
             for argv in commands:
                 running.append(_start(netns, argv, env, cwd, files))
-            for one in running:
+            for index, one in enumerate(running):
                 try:
                     one.process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    raise LoadRunFailed(
-                        f"{' '.join(one.argv[:3])} did not stop within {timeout_s:.0f} s"
-                    ) from None
+                    if index == 0:
+                        raise LoadRunFailed(
+                            f"{' '.join(one.argv[:3])} did not stop within {timeout_s:.0f} s"
+                        ) from None
+                    _end_group(one.process)
+                if index == 0:
+                    deadline = min(deadline, time.monotonic() + FOLLOWERS_S)
             return [one.finished() for one in running]
         finally:
             for one in running:
