@@ -28,9 +28,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from harness import known_issues
+from harness import known_issues, podclients
 from harness.balance import balance_sequences
-from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules
+from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules, sources
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
@@ -52,6 +52,7 @@ from harness.targets.base import (
     Target,
     reads_rules,
     restart_unsupported,
+    sends_from_pods,
     stale_unsupported,
     target_features,
     target_proxy_metrics,
@@ -145,9 +146,9 @@ def select_properties(focus: str | None, skip: str | None) -> list[str]:
 def uncheckable_features(target: Target, supported: frozenset[str] | None = None) -> frozenset[str]:
     """Coverage features `target` cannot check: affinity expiry is judged over many addresses
     of one client, which a target offering one (a client pod of a real cluster) lacks; a proxy
-    restart needs a target that can restart its proxy, held connections one that holds them;
-    the states only conformance features outside `supported` show are never drawn
-    (`harness.features.unsupported_states`)."""
+    restart needs a target that can restart its proxy, held connections one that holds them,
+    source IP and hairpin one that sends from pods (`podclients`); the states only conformance
+    features outside `supported` show are never drawn (`harness.features.unsupported_states`)."""
     unreachable = set(unsupported_states(supported) if supported is not None else ())
     if int(getattr(target, "max_sources", 1)) < 2:
         unreachable.add("affinity-idle-past-timeout")
@@ -157,7 +158,7 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add("stale-snapshot")
     if not isinstance(target, ConnectionHolder):
         unreachable.add(LONG_LIVED_FEATURE)
-    return frozenset(unreachable)
+    return frozenset(unreachable) | podclients.uncheckable(target)
 
 
 def applicable(prop: str, target: Target, supported: frozenset[str] | None = None) -> str | None:
@@ -172,6 +173,8 @@ def applicable(prop: str, target: Target, supported: frozenset[str] | None = Non
         return "the target runs no proxy process of the harness's"
     if prop == connections.PROPERTY and not isinstance(target, ConnectionHolder):
         return "the target holds no long-lived connections across steps (ConnectionHolder)"
+    if prop in (sources.SOURCE_IP, sources.HAIRPIN) and not sends_from_pods(target):
+        return "the target cannot send from inside a pod (sends_from_pods)"
     return None
 
 

@@ -61,6 +61,10 @@ FEATURES: dict[str, str] = {
         "a kept-alive connection held open through a change (its endpoint, another one, another"
         " Service, a proxy restart) and asked again"
     ),
+    "hairpin": "a pod that is a usable endpoint reaches itself through its own Service",
+    "source-ip-checked": (
+        "a pod reaches another pod through a Service, which reports the source address it saw"
+    ),
     "opted-out": (
         "a Service labelled service-proxy-name or headless: not programmed (neither forwarded"
         " nor refused)"

@@ -99,8 +99,6 @@ UNTESTED_EXTENDED: Mapping[str, str] = {
         "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise"
     ),
     "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
-    "hairpin": "a pod reaches itself through its own Service",
-    "source-ip": "a pod's source IP is preserved for ClusterIP traffic",
     "udp": "Services over UDP",
     "sctp": "Services over SCTP",
     "multi-port": "Services with several ports",
@@ -160,6 +158,22 @@ _FEATURES: tuple[Feature, ...] = (
         " conn-disrupt)",
         ("long-lived-connections",),
         ("long-lived-through-change",),
+    ),
+    Feature(
+        "hairpin",
+        EXTENDED,
+        "a pod reaches itself through its own Service (its source masqueraded to the node;"
+        ' e2e "should allow pods to hairpin back to themselves through services")',
+        ("hairpin",),
+        ("hairpin",),
+    ),
+    Feature(
+        "source-ip",
+        EXTENDED,
+        "a pod's source IP is preserved for ClusterIP traffic to other pods (e2e \"should"
+        ' preserve source pod IP for traffic thru service cluster IP")',
+        ("source-ip",),
+        ("source-ip-checked",),
     ),
     Feature(
         OPT_OUT_LABELS_FEATURE,

@@ -387,6 +387,8 @@ RECIPES: dict[str, Recipe] = {
     "proxy-restarted": restarted,
     "stale-snapshot": stale_shown,
     "long-lived-through-change": held_through_change,
+    "hairpin": one_endpoint,  # a pod client then reaches itself on every request
+    "source-ip-checked": some_endpoints,
     "opted-out": opted_out,
     "opt-out-removed": opt_out_removed,
 }

@@ -63,6 +63,7 @@ from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
 from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
+from harness.podclients import PodClients
 from harness.proxies.failure import ProxyFailure
 from harness.targets.base import Target, reads_rules
 from harness.traffic import CLIENTS, Counted, ErrorKind, Tally, TrafficRequest, TrafficSample
@@ -129,6 +130,7 @@ class Runner:
         self.broken: ProxyFailure | None = None
         self.reset_failure: ProxyFailure | None = None
         self.long_lived = LongLived(target, self.config.request_timeout_s)
+        self.pod_clients = PodClients(target, self.config.request_timeout_s)
         self.interim = False  # the last step ended on a state its proxy says is not final
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -194,6 +196,7 @@ class Runner:
             self.target.apply(event)
             result = self._check(event, before, after, applied_s, record)
             result = self._held(result, after, record)
+            result = self._from_pod(result, after, record)
         except ProxyFailure as failure:
             self.broken = failure
             verdict = failed(PROXY_CONTRACT, str(failure), **failure.evidence)
@@ -221,6 +224,23 @@ class Runner:
             result.verdicts + tuple(verdicts),
             result.reached | features,
             result.checked | features,
+        )
+
+    def _from_pod(
+        self, result: StepResult, after: ClusterState, record: dict[str, Any]
+    ) -> StepResult:
+        """One sample from a pod through its own Service (`harness.podclients`): source IP and
+        hairpin; its verdicts and features join the step's. Not on a state the proxy says is
+        not final, nor after a step that already failed: a data plane broken for every client
+        would fail it too, and it must single out what only a pod client sees."""
+        if self.interim or result.failures():
+            return result
+        verdicts, reached, checked = self.pod_clients.after(len(self.events), after, record)
+        return StepResult(
+            result.event,
+            result.verdicts + tuple(verdicts),
+            result.reached | reached,
+            result.checked | checked,
         )
 
     def _check(

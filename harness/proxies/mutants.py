@@ -30,6 +30,12 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-every-sync (long-lived connections through unrelated changes,
   kubernetes#74839): flushes every conntrack entry after each sync instead of only the removed
   endpoints' (`harness.proxies.rules.conntrack`), so any change resets established connections.
+- mutant-iptables-masquerades-all (source IP, I15): every endpoint chain marks every packet for
+  masquerade (as `--masquerade-all` would), so pods see the node's address, not the client
+  pod's.
+- mutant-iptables-no-hairpin-masquerade (hairpin, I15): no `-s <endpoint IP> -j KUBE-MARK-MASQ`,
+  so a pod that reaches itself through its Service gets its own packet from its own address,
+  drops it as martian, and times out.
 - mutant-iptables-ignores-opt-out (opt-out labels, I13): programs every Service it is handed,
   also those labelled `service.kubernetes.io/service-proxy-name` or `.../headless`, as a proxy
   that lists Services without kube-proxy's label selector would; their VIPs then answer.
@@ -51,10 +57,11 @@ from harness.model.objects import (
     TrafficPolicy,
 )
 from harness.proxies.base import NodeContext
-from harness.proxies.iptables import IptablesProxy
+from harness.proxies.iptables import MARK_MASQ, IptablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.proxies.rules.plan import PortPlan, unique_by_address
+from harness.proxies.rules.rendering import Lines
 from harness.proxies.userspace import UserspaceProxy
 
 
@@ -221,6 +228,31 @@ class TombstonesProxy(IptablesProxy):
         super().on_service_delete(service)
 
 
+class MasqueradesAllProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-masquerades-all"
+    description: ClassVar[str] = (
+        "iptables that masquerades all Service traffic, so pods never see a client pod's address"
+    )
+
+    def endpoint_rules(self, plan: PortPlan, chain: str, address: str, port: int) -> Lines:
+        hairpin, *rest = super().endpoint_rules(plan, chain, address, port)
+        return (hairpin.replace(f" -s {address}/32 ", " "), *rest)
+
+
+class NoHairpinMasqueradeProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-no-hairpin-masquerade"
+    description: ClassVar[str] = (
+        "iptables without the hairpin masquerade: a pod cannot reach itself through its Service"
+    )
+
+    def endpoint_rules(self, plan: PortPlan, chain: str, address: str, port: int) -> Lines:
+        return tuple(
+            line
+            for line in super().endpoint_rules(plan, chain, address, port)
+            if not line.endswith(f"-j {MARK_MASQ}")
+        )
+
+
 class IgnoresOptOutProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-ignores-opt-out"
     description: ClassVar[str] = (
@@ -247,6 +279,8 @@ MUTANT_PROXIES: dict[str, type] = {
         FlushesOnRestartProxy,
         FlushesEverySyncProxy,
         TombstonesProxy,
+        MasqueradesAllProxy,
+        NoHairpinMasqueradeProxy,
         IgnoresOptOutProxy,
     )
 }

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.reporting.loadruns import like_ratio
 from harness.reporting.provenance import describe_host
 from harness.reporting.render import MISSING, Table
 from harness.reporting.runs import MANIFEST
@@ -43,10 +44,11 @@ def _pick(data: Json | None, pick: Callable[[Json], Any]) -> Any:
 
 
 def _throughput(data: Json) -> dict[str, Any]:
-    """Per proxy, per VIP run: requests/s and the ratio to its ceiling."""
+    """Per proxy, per VIP run: requests/s and the ratio to its ceiling (None unless it compares
+    like with like, `harness.reporting.loadruns.like_ratio`)."""
     return {
         result["proxy"]: {
-            name: [run.get("requests_per_s"), run.get("ratio_to_ceiling")]
+            name: [run.get("requests_per_s"), like_ratio(run, result["runs"])]
             for name, run in result["runs"].items()
             if "_vip_" in name and "failed" not in run
         }

@@ -69,15 +69,28 @@ def _throughput(data: Any) -> tuple[list[Table], list[str]]:
     notes = [
         f"{data.get('duration_s', '?')} s in all; {settings.get('pods', '?')} pods behind one"
         f" Service; {settings.get('connections', '?')} connections / users",
-        "ceiling: the same tool and connection mode to one pod, no proxy, measured beside each"
-        " proxy's runs; locust pod runs are compared with wrk's (how far locust is below it),"
-        " and the locust --processes run with the one-process locust ceiling (its gain)",
-        "wrk figures are medians over rounds; locust's over whole seconds of one run;"
-        " locust latencies are whole milliseconds",
+        "ceiling: the same generator with the same settings (tool, threads or workers,"
+        " connections or users) and connection mode, to one pod, no proxy, measured beside each"
+        " proxy's runs; a pod run is a ceiling and has no ratio (wrk and locust are never"
+        " compared with each other)",
+        "wrk figures are medians over rounds; locust's over whole seconds of one run, a"
+        " headless master with its workers; latencies in microseconds (wrk's --latency"
+        " distribution; locust's from the workers' own histograms)",
         *tables.throughput_failures(data),
     ]
+    if data.get("schema") == "harness.throughput/v1":
+        notes.append(
+            "a harness.throughput/v1 file: its locust latencies were locust's whole"
+            " milliseconds and are not shown, nor its ratios between generators (locust against"
+            " wrk, --processes against one process)"
+        )
     runs = [tables.throughput_runs(r) for r in data["results"] if "failed" not in r]
-    return [tables.throughput_overview(data), *runs], notes
+    calibration = data.get("calibration")
+    if not calibration:
+        return [tables.throughput_overview(data), *runs], notes
+    notes += tables.calibration_lines(calibration)
+    calibrated = [tables.locust_calibration(calibration)]
+    return [tables.throughput_overview(data), *runs, *calibrated], notes
 
 
 def _rule_sync(data: Any) -> tuple[list[Table], list[str]]:

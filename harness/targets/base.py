@@ -118,6 +118,13 @@ def reads_rules(target: object) -> bool:
     return isinstance(target, RuleOracle) and bool(getattr(target, "reads_rules", True))
 
 
+def sends_from_pods(target: object) -> bool:
+    """Whether `target` sends from inside a pod (`TrafficRequest.client_pod`), from its optional
+    `sends_from_pods` attribute: the model and the local cluster's namespaces do; a target
+    without the attribute does not, and is never sent such a request."""
+    return bool(getattr(target, "sends_from_pods", False))
+
+
 UNKNOWN_VERSION = "unknown"
 
 

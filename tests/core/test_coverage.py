@@ -89,6 +89,8 @@ EXAMPLES: dict[str, list[Event]] = {
     "proxy-restarted": [*START, RestartProxy()],
     "stale-snapshot": [*START, StaleSnapshot(2)],
     "long-lived-through-change": [*START, SetReady("web-0", False)],
+    "hairpin": [CreateService("svc-a", WEB), Scale("web", 1)],
+    "source-ip-checked": START,
     "opted-out": [*START, SetServiceLabel("svc-a", "service.kubernetes.io/headless", "true")],
     "opt-out-removed": [
         *START,
@@ -114,7 +116,8 @@ def test_each_feature_is_recognised_where_it_holds(feature: str) -> None:
 
 def test_a_plain_service_has_no_rare_feature():
     found = checked(START)
-    assert found == {"usable-0", "usable-2-6"}
+    # every step with a usable endpoint sends from a pod (harness.podclients): not rare
+    assert found == {"usable-0", "usable-2-6", "hairpin", "source-ip-checked"}
 
 
 @pytest.mark.parametrize("feature", sorted(RECIPES))

@@ -27,6 +27,7 @@ from harness.features import (
     attribute_failure,
     declared_features,
     judge_features,
+    unsupported_properties,
 )
 from harness.model.objects import TrafficPolicy
 from harness.profiles import PROFILES
@@ -109,8 +110,9 @@ class _Holder:
 
 def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> None:
     assert target_features(_Holder(_Plugin())) == (CORE_FEATURES, "core only (none declared)")
-    harness_proxies = WITH_LOCAL | {"long-lived-connections", "opt-out-labels"}
-    assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == harness_proxies
+    harness_proxies = WITH_LOCAL | {"long-lived-connections", "hairpin", "opt-out-labels"}
+    kernel = harness_proxies | {"source-ip"}  # relaying proxies show pods their own address
+    assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == kernel
     assert target_features(_Holder(UserspaceProxy.__new__(UserspaceProxy)))[0] == harness_proxies
     assert target_features(object())[0] == ALL_FEATURES
     with pytest.raises(UsageError, match="omits core"):
@@ -155,7 +157,7 @@ def test_an_undeclared_extended_feature_is_unsupported_and_its_failure_discounte
 def test_features_no_property_checks_are_not_tested_never_passed() -> None:
     results = judge_features(PASSING, ALL_FEATURES, EVERYTHING_CHECKED)
     untested = {r.feature.name for r in results if r.status == FeatureStatus.NOT_TESTED}
-    assert {"node-port", "hairpin", "udp"} <= untested
+    assert {"node-port", "udp"} <= untested
     assert all(r.reason == NOT_TESTED for r in results if r.feature.name in untested)
     assert statuses(results)["internal-traffic-policy"] == FeatureStatus.PASSED
 
@@ -351,3 +353,19 @@ def test_a_space_for_core_features_draws_no_local_policy() -> None:
         TrafficPolicy.CLUSTER,
     )
     assert EventSpace().for_features(WITH_LOCAL).policy_choices == EventSpace().policies
+
+
+def test_source_ip_and_hairpin_are_judged_and_never_passed_unsupported() -> None:
+    passing = [
+        *PASSING,
+        PropertyOutcome("hairpin", "passed"),
+        PropertyOutcome("source-ip", "passed"),
+    ]
+    checked = {**EVERYTHING_CHECKED, "hairpin": 1, "source-ip-checked": 1}
+    relaying = WITH_LOCAL | {"hairpin"}
+    judged = statuses(judge_features(passing, relaying, checked))
+    assert judged["hairpin"] == FeatureStatus.PASSED
+    assert judged["source-ip"] == FeatureStatus.UNSUPPORTED
+    assert "source-ip" in unsupported_properties(relaying)
+    unchecked = statuses(judge_features(passing, ALL_FEATURES, EVERYTHING_CHECKED))
+    assert unchecked["source-ip"] == FeatureStatus.SKIPPED
