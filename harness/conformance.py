@@ -54,6 +54,7 @@ from harness.targets.base import (
     target_proxy_metrics,
     target_versions,
 )
+from harness.udp_support import generates_udp
 
 MAX_SERVICES_PER_STEP = 3
 STATISTICAL_CHECKS_PER_SERVICE = 2  # fairness and affinity expiry
@@ -428,7 +429,11 @@ def options_for(
         limits=limits,
         coverage_goal=chosen.coverage_goal(simulated),
         seed=seed,
-        space=EventSpace(simulated=simulated, restarts_proxy=restart_unsupported(target) is None),
+        space=EventSpace(
+            simulated=simulated,
+            restarts_proxy=restart_unsupported(target) is None,
+            udp=generates_udp(target),
+        ),
         config=RunConfig(deadline_s=float(deadline), budget=AlarmBudget(max_checks=max_checks)),
         failures_dir=failures_dir,
         shrink_tries=200 if simulated else 60,

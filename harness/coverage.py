@@ -55,6 +55,10 @@ FEATURES: dict[str, str] = {
         "a kept-alive connection held open through a change (its endpoint, another one, another"
         " Service, a proxy restart) and asked again"
     ),
+    "udp-flow-through-change": (
+        "a UDP flow with a fixed 5-tuple held through a change (its endpoint removed or made"
+        " unready, scaled to 0 and back, a proxy restart) and asked again"
+    ),
 }
 AFFINITY_FEATURES = frozenset({"affinity-idle-past-timeout", "affinity-backend-removed"})
 

@@ -38,7 +38,7 @@ from enum import StrEnum
 
 from harness.errors import UsageError
 from harness.events import CreateService, Event, SetAffinity, SetTrafficPolicy
-from harness.model.objects import Affinity, TrafficPolicy
+from harness.model.objects import Affinity, Protocol, TrafficPolicy
 
 CORE = "core"
 EXTENDED = "extended"
@@ -61,6 +61,10 @@ def _uses_local_policy(event: Event) -> bool:
     return isinstance(event, CreateService) and (
         event.internal_traffic_policy == TrafficPolicy.LOCAL
     )
+
+
+def _uses_udp(event: Event) -> bool:
+    return isinstance(event, CreateService) and event.protocol == Protocol.UDP
 
 
 def _uses_client_ip(event: Event) -> bool:
@@ -96,7 +100,6 @@ UNTESTED_EXTENDED: Mapping[str, str] = {
     "hairpin": "a pod reaches itself through its own Service",
     "source-ip": "a pod's source IP is preserved for ClusterIP traffic",
     "opt-out-labels": "Services labelled service-proxy-name=<other> or headless are not programmed",
-    "udp": "Services over UDP",
     "sctp": "Services over SCTP",
     "multi-port": "Services with several ports",
 }
@@ -155,6 +158,23 @@ _FEATURES: tuple[Feature, ...] = (
         " conn-disrupt)",
         ("long-lived-connections",),
         ("long-lived-through-change",),
+    ),
+    Feature(
+        "udp",
+        EXTENDED,
+        "Services over UDP: every datagram of a new flow reaches a usable endpoint, REJECT"
+        " without endpoints, fair per flow; a flow with a fixed 5-tuple follows its endpoint's"
+        " removal and is never blackholed while one is usable (stale conntrack entries"
+        " cleared: kubernetes#19029, #105657)",
+        (
+            "no-stale-traffic",
+            "availability",
+            "reject-when-empty",
+            "fairness",
+            "long-lived-connections",
+        ),
+        ("udp-flow-through-change",),
+        _uses_udp,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    UDP_PORT_NAME,
     CreatePod,
     CreateService,
     DeletePod,
@@ -38,7 +39,15 @@ from harness.events import (
     Wait,
 )
 from harness.model.endpoints import pod_is_listed
-from harness.model.objects import PROXY_NODE, Affinity, Pod, Service, TrafficPolicy, labels_of
+from harness.model.objects import (
+    PROXY_NODE,
+    Affinity,
+    Pod,
+    Protocol,
+    Service,
+    TrafficPolicy,
+    labels_of,
+)
 from harness.model.state import ClusterState
 from harness.strategies import (
     EXPIRY_MARGIN_S,
@@ -312,6 +321,44 @@ def held_through_change(data: st.DataObject, state: ClusterState, space: EventSp
     return [*events, change]
 
 
+def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A UDP Service (created if there is none and a name is free) with usable endpoints, whose
+    held flows then see their endpoints change: one made unready (kubernetes#105657), deleted
+    at once (#19029), or the group scaled to 0 and back (#48370, #139628). Nothing when the
+    space generates no UDP (`EventSpace.udp`: the implementation does not declare it)."""
+    if not space.udp:
+        return []
+    udp = [s for s in state.services.values() if any(p.protocol == "UDP" for p in s.ports)]
+    events: list[Event] = []
+    if udp:
+        service = data.draw(st.sampled_from(sorted(udp, key=lambda s: s.name)), label="service")
+    else:
+        free = [n for n in SERVICE_NAMES if n not in state.services]
+        if not free:
+            return []
+        group = data.draw(st.sampled_from(GROUPS), label="group")
+        created = CreateService(
+            data.draw(st.sampled_from(free), label="name"),
+            labels_of({"app": group}),
+            UDP_PORT_NAME,
+            protocol=Protocol.UDP,
+        )
+        events.append(created)
+        service = created.apply(state).service(created.service)
+    events += _populated(data, _apply_all(state, events), service, PROXY_NODE)
+    after = _apply_all(state, events)
+    ready = _listed(after, service, lambda p: p.ready and not p.terminating)
+    owner = _group(service)
+    change = data.draw(st.sampled_from(["unready", "delete", "scale"]), label="change")
+    if change == "scale" and owner is not None:
+        replicas = len(after.group_pods(owner))
+        return [*events, Scale(owner, 0), Scale(owner, max(replicas, 2))]
+    if not ready:
+        return events
+    pod = data.draw(st.sampled_from([p.name for p in ready]), label="pod")
+    return [*events, SetReady(pod, False) if change == "unready" else DeletePod(pod, 0)]
+
+
 RECIPES: dict[str, Recipe] = {
     "usable-0": no_endpoint,
     "usable-1": one_endpoint,
@@ -332,6 +379,7 @@ RECIPES: dict[str, Recipe] = {
     "evicted-pod": evicted,
     "proxy-restarted": restarted,
     "long-lived-through-change": held_through_change,
+    "udp-flow-through-change": udp_flow_changed,
 }
 
 

@@ -17,7 +17,7 @@ given by repetition (a value listed three times is drawn three times as often); 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    UDP_PORT_NAME,
     CreatePod,
     CreateService,
     DeletePod,
@@ -44,7 +45,15 @@ from harness.events import (
     SetTrafficPolicy,
     Wait,
 )
-from harness.model.objects import PROXY_NODE, Affinity, Labels, Pod, TrafficPolicy, labels_of
+from harness.model.objects import (
+    PROXY_NODE,
+    Affinity,
+    Labels,
+    Pod,
+    Protocol,
+    TrafficPolicy,
+    labels_of,
+)
 from harness.model.state import ClusterState
 from harness.traffic import CLIENTS
 
@@ -67,7 +76,10 @@ class EventSpace:
     make it likelier); `long_graces` keeps graceful deletes long (pods stay terminating for the
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
-    proxy: `harness.targets.base.restart_unsupported`).
+    proxy: `harness.targets.base.restart_unsupported`); `udp` True lets a Service be created
+    with a UDP port (one in `UDP_ODDS`, so TCP coverage is not starved) and pods created with a
+    UDP container port: only for a target whose proxy declares the `udp` feature and that can
+    send UDP (`harness.udp_support.generates_udp`).
     """
 
     max_pods: int = 50
@@ -81,6 +93,8 @@ class EventSpace:
     long_graces: bool = False
     short_affinity: bool = False
     restarts_proxy: bool = True
+    udp: bool = False
+    udp_only: bool = False
 
     @property
     def waits_s(self) -> tuple[float, ...]:
@@ -193,7 +207,7 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
     not serve fails every proxy alike (the pod's fault, not the proxy's); the model's numeric
     resolution is covered by unit tests."""
     (taken,) = key
-    return _of(
+    services = _of(
         CreateService,
         st.sampled_from([n for n in SERVICE_NAMES if n not in taken]),
         selectors(),
@@ -203,6 +217,42 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
         _mostly(False, True),
         st.sampled_from(space.policies),
     )
+    return _with_protocol(services, space)
+
+
+UDP_ODDS = 8
+"""With `EventSpace.udp`, one Service in this many is created with a UDP port."""
+
+
+def _with_protocol(
+    services: st.SearchStrategy[Event], space: EventSpace
+) -> st.SearchStrategy[Event]:
+    """With `space.udp`, some Services get a UDP port that targets the pods' `udp` port (all
+    of them with `udp_only`, an aim's narrowing); without it, the strategy as it was."""
+    if not space.udp:
+        return services
+    odds = [Protocol.UDP] if space.udp_only else [Protocol.TCP] * (UDP_ODDS - 1) + [Protocol.UDP]
+    return st.tuples(services, st.sampled_from(odds)).map(_udp_service)
+
+
+def _udp_service(drawn: tuple[Event, Protocol]) -> Event:
+    event, protocol = drawn
+    if protocol == Protocol.TCP or not isinstance(event, CreateService):
+        return event
+    return replace(event, protocol=protocol, target_port=UDP_PORT_NAME)
+
+
+def _with_udp_port(pods: st.SearchStrategy[Event], space: EventSpace) -> st.SearchStrategy[Event]:
+    """With `space.udp`, a created pod serves UDP on its http port number half the time."""
+    if not space.udp:
+        return pods
+    return st.tuples(pods, st.booleans()).map(
+        lambda drawn: (
+            replace(drawn[0], udp_port=drawn[0].http_port)
+            if drawn[1] and isinstance(drawn[0], CreatePod)
+            else drawn[0]
+        )
+    )
 
 
 def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
@@ -210,7 +260,7 @@ def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Ev
     labels = st.dictionaries(
         st.sampled_from(["app", "tier"]), st.sampled_from(GROUPS + TIERS), min_size=1
     ).map(labels_of)
-    return _of(
+    pods = _of(
         CreatePod,
         st.sampled_from([n for n in POD_NAMES if n not in taken]),
         labels,
@@ -218,6 +268,7 @@ def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Ev
         st.sampled_from(space.nodes),
         st.sampled_from(space.http_ports),
     )
+    return _with_udp_port(pods, space)
 
 
 def _no_key(state: ClusterState) -> tuple[Any, ...]:

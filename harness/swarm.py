@@ -77,6 +77,9 @@ AIMS: dict[str, Aim] = {
     "evicted-pod": _aim("evict_pod"),
     "proxy-restarted": _aim("restart_proxy", "create_pod"),
     "long-lived-through-change": _aim("restart_proxy", "set_ready", "delete_pod", "create_pod"),
+    "udp-flow-through-change": _aim(
+        "set_ready", "delete_pod", "restart_pod", "restart_proxy", udp_only=True
+    ),
 }
 
 

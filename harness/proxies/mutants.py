@@ -25,6 +25,9 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-every-sync (long-lived connections through unrelated changes,
   kubernetes#74839): flushes every conntrack entry after each sync instead of only the removed
   endpoints' (`harness.proxies.rules.conntrack`), so any change resets established connections.
+- mutant-iptables-keeps-udp-conntrack (UDP flows, kubernetes#19029, #105657): never deletes the
+  UDP conntrack entries of removed endpoints, so a flow that keeps its 5-tuple keeps reaching an
+  unready pod, or nothing once its pod is gone.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from harness.proxies.base import NodeContext
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
-from harness.proxies.rules.plan import PortPlan, unique_by_address
+from harness.proxies.rules.plan import Flow, PortPlan, unique_by_address
+from harness.proxies.rules.rendering import Rendering
 from harness.proxies.userspace import UserspaceProxy
 
 
@@ -194,6 +198,18 @@ class FlushesEverySyncProxy(IptablesProxy):
             flush_conntrack(self.node.netns)
 
 
+class KeepsUdpConntrackProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-keeps-udp-conntrack"
+    description: ClassVar[str] = (
+        "iptables that never deletes the UDP conntrack entries of removed endpoints"
+    )
+
+    def record(
+        self, plans: Mapping[str, tuple[PortPlan, ...]], rendered: Mapping[str, Rendering]
+    ) -> set[Flow]:
+        return {f for f in super().record(plans, rendered) if f.protocol != "udp"}
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -211,5 +227,6 @@ MUTANT_PROXIES: dict[str, type] = {
         WrongPortUserspaceProxy,
         FlushesOnRestartProxy,
         FlushesEverySyncProxy,
+        KeepsUdpConntrackProxy,
     )
 }
