@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -384,9 +384,13 @@ def run_target(
     on_progress: Callable[[SearchStats, Limits], None] | None = None,
     on_status: Callable[[str], None] | None = None,
 ) -> SuiteResult:
-    """`run_suite` on `target` opened for it and closed afterwards, also after an error."""
+    """`run_suite` on `target` opened for it and closed afterwards, also after an error. Whether
+    UDP Services are generated is decided again once it is open: an external proxy declares its
+    features in its `hello` reply (`harness.udp_support`)."""
     target.open()
     try:
+        if options.space.udp != generates_udp(target):
+            options = replace(options, space=replace(options.space, udp=generates_udp(target)))
         result = run_suite(target, options, on_verdict, on_progress, on_status)
         result.proxy_metrics = target_proxy_metrics(target)
         return result
