@@ -26,13 +26,14 @@ pytestmark = [pytest.mark.netns, needs_root]
 WEB = labels_of({"app": "web"})
 SEQUENCE: list[Event] = [
     CreateService("svc-a", WEB, "udp", protocol=Protocol.UDP),
-    Scale("web", 3),
+    Scale("web", 1),  # every held flow opens to web-0
+    Scale("web", 3),  # and stays there
     SetReady("web-0", False),  # kubernetes#105657: the unready pod still answers
     DeletePod("web-1", 0),  # kubernetes#19029: the deleted pod answers nothing
     Scale("web", 0),
     Scale("web", 2),  # n -> 0 -> n (#48370)
 ]
-UNREADY_STEP = 2
+UNREADY_STEP = 3
 CONFIG = RunConfig(deadline_s=LocalTarget.default_deadline_s)
 
 
@@ -56,7 +57,8 @@ def test_udp_services_reject_balance_and_move_held_flows(proxy: str, prefix: str
     assert [o.error for o in empty.outcomes] == [ErrorKind.REFUSED] * 3
     assert [failures(record) for record in history] == [[]] * len(SEQUENCE)
     flows = [c for c in history[UNREADY_STEP]["long_lived"] if c.get("protocol") == "UDP"]
-    assert flows and all(c["answered_by"] not in (None, "web-0/u1") for c in flows), flows
+    assert {c["backend"] for c in flows} == {"web-0/u1"}  # held since web-0 was alone
+    assert all(c["answered_by"] not in (None, "web-0/u1") for c in flows), flows
     assert all(c["answered_by"] is not None for c in history[-1]["long_lived"])
     usable = expect(apply_all(SEQUENCE), "svc-a", "http").usable
     assert usable and set(reach.probabilities) == set(usable) and not reach.rejects
@@ -68,7 +70,7 @@ def test_a_proxy_that_keeps_udp_conntrack_is_caught(prefix: str) -> None:
     target = registry.make_target(spec, registry.TargetOptions(prefix=prefix))
     target.open()
     try:
-        history = list(replay(target, SEQUENCE[:4], CONFIG).history)
+        history = list(replay(target, SEQUENCE[: UNREADY_STEP + 1], CONFIG).history)
     finally:
         target.close()
     assert all(not failures(record) for record in history[:UNREADY_STEP])
