@@ -226,43 +226,59 @@ def udp_flows_flushed_on_restart(prop: str, events: Sequence[Event], verdicts: V
     return restarted and any(f.get("fault") == "moved" for f in _udp_faults(prop, verdicts))
 
 
-_UDP_ISSUE = "https://github.com/kubernetes/kubernetes/issues/"
+def _proxy_issue(
+    issue_id: str,
+    title: str,
+    properties: Sequence[str],
+    affected: str,
+    note: str,
+    shown_by: str = "",
+    signature: Signature | None = None,
+) -> KnownIssue:
+    """A kube-proxy issue of kubernetes/kubernetes without a fixed-in version of its own."""
+    return KnownIssue(
+        id=issue_id,
+        title=title,
+        properties=frozenset(properties),
+        affected=affected,
+        fixed_in=None,
+        link=f"https://github.com/kubernetes/kubernetes/issues/{issue_id.split('#')[1]}",
+        signature=signature,
+        component="proxy",
+        unfixed="fixed releases: see the issue",
+        note=note,
+        shown_by=shown_by,
+    )
+
+
+_HELD_FLOWS = ("long-lived-connections",)
 UDP_CONNTRACK_ISSUES: tuple[KnownIssue, ...] = (
-    KnownIssue(
-        id="kubernetes#19029",
-        title="stale UDP conntrack entries after an endpoint is removed",
-        properties=frozenset({"long-lived-connections"}),
-        affected="see the issue; also #48370 (0 to n endpoints), #59368 (NodePort, PR #71573)",
-        fixed_in=None,
-        link=f"{_UDP_ISSUE}19029",
+    _proxy_issue(
+        "kubernetes#19029",
+        "stale UDP conntrack entries after an endpoint is removed",
+        _HELD_FLOWS,
+        "see the issue; also #48370 (0 to n endpoints), #59368 (NodePort, PR #71573)",
+        "a recent regression: #139628 (scale to zero; fix PR #139629, PR #141371)",
         signature=udp_entry_of_removed_endpoint,
-        component="proxy",
-        unfixed="fixed releases: see the issue",
-        note="a recent regression: #139628 (scale to zero; fix PR #139629, PR #141371)",
     ),
-    KnownIssue(
-        id="kubernetes#105657",
-        title="UDP blackhole after an endpoint turns ready: the flush ignored readiness",
-        properties=frozenset({"long-lived-connections"}),
-        affected="see the issue (it has an e2e regression test)",
-        fixed_in=None,
-        link=f"{_UDP_ISSUE}105657",
+    _proxy_issue(
+        "kubernetes#105657",
+        "UDP blackhole after an endpoint turns ready: the flush ignored readiness",
+        _HELD_FLOWS,
+        "see the issue (it has an e2e regression test)",
+        "",
         signature=udp_entry_of_unready_endpoint,
-        component="proxy",
-        unfixed="fixed releases: see the issue",
     ),
-    KnownIssue(
-        id="kubernetes#122740",
-        title="UDP flows flushed when kube-proxy restarts",
-        properties=frozenset({"long-lived-connections"}),
-        affected="see the issue; the conntrack reconciler: #126130",
-        fixed_in=None,
-        link=f"{_UDP_ISSUE}122740",
+    _proxy_issue(
+        "kubernetes#122740",
+        "UDP flows flushed when kube-proxy restarts",
+        _HELD_FLOWS,
+        "see the issue; the conntrack reconciler: #126130",
+        "",
         signature=udp_flows_flushed_on_restart,
-        component="proxy",
-        unfixed="fixed releases: see the issue",
     ),
 )
+"""The UDP conntrack issues of anchors §4 (1-3), matched on `long-lived-connections`' UDP flows."""
 
 
 KNOWN_ISSUES: tuple[KnownIssue, ...] = (
@@ -313,19 +329,7 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = (
     ),
     *UDP_CONNTRACK_ISSUES,
     *(
-        KnownIssue(
-            id=issue_id,
-            title=title,
-            properties=frozenset(properties),
-            affected=affected,
-            fixed_in=None,
-            link=f"https://github.com/kubernetes/kubernetes/issues/{issue_id.split('#')[1]}",
-            signature=None,
-            component="proxy",
-            unfixed="fixed releases: see the issue",
-            note=note,
-            shown_by=shown_by,
-        )
+        _proxy_issue(issue_id, title, properties, affected, note, shown_by)
         for issue_id, title, properties, affected, note, shown_by in (
             (
                 "kubernetes#86280",
