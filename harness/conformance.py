@@ -41,6 +41,7 @@ from harness.failures import FailureRecord, RunContext, save_failure
 from harness.history import History
 from harness.known_issues import Match
 from harness.longlived import FEATURE as LONG_LIVED_FEATURE
+from harness.longlived import UDP_FEATURE as UDP_FLOW_FEATURE
 from harness.profiles import DEFAULT_PROFILE, PROFILES, Limits, Profile
 from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
@@ -143,7 +144,8 @@ def select_properties(focus: str | None, skip: str | None) -> list[str]:
 def uncheckable_features(target: Target) -> frozenset[str]:
     """Coverage features `target` cannot check: affinity expiry is judged over many addresses
     of one client, which a target offering one (a client pod of a real cluster) lacks; a proxy
-    restart needs a target that can restart its proxy, held connections one that holds them."""
+    restart needs a target that can restart its proxy, held connections one that holds them,
+    held UDP flows also one for which UDP Services are generated (`harness.udp_support`)."""
     unreachable = set()
     if int(getattr(target, "max_sources", 1)) < 2:
         unreachable.add("affinity-idle-past-timeout")
@@ -151,6 +153,8 @@ def uncheckable_features(target: Target) -> frozenset[str]:
         unreachable.add("proxy-restarted")
     if not isinstance(target, ConnectionHolder):
         unreachable.add(LONG_LIVED_FEATURE)
+    if not isinstance(target, ConnectionHolder) or not generates_udp(target):
+        unreachable.add(UDP_FLOW_FEATURE)  # no UDP Service is generated for it
     return frozenset(unreachable)
 
 

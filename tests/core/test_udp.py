@@ -4,7 +4,7 @@ implementations that declare it, and the model's held flows."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from harness import known_issues
 from harness.checks.connections import PROPERTY, HeldAnswer, check_long_lived
 from harness.checks.udp_flows import UDP, FlowFault, flow_fault
+from harness.conformance import uncheckable_features
 from harness.errors import UsageError
 from harness.events import (
     CreatePod,
@@ -26,11 +27,13 @@ from harness.events import (
     event_from_json,
 )
 from harness.features import CORE_FEATURES, FEATURES, attribute_failure
+from harness.longlived import UDP_FEATURE
 from harness.model.endpoints import expect
 from harness.model.objects import Backend, Protocol, labels_of
 from harness.model.state import ClusterState
 from harness.runner import replay
 from harness.strategies import GENERATORS, EventSpace
+from harness.swarm import AIMS
 from harness.targets.model import ModelTarget
 from harness.traffic import ErrorKind, Outcome
 from harness.udp_support import generates_udp
@@ -116,7 +119,7 @@ class _Target:
 
 
 class _NoUdpClients(_Target):
-    sends_udp: ClassVar[bool] = False  # type: ignore[misc]
+    sends_udp = False
 
 
 def test_udp_reaches_the_search_only_where_declared_and_sendable() -> None:
@@ -160,3 +163,13 @@ def test_udp_conntrack_failures_match_their_known_issue(
     assert not verdict.holds
     found = known_issues.match(PROPERTY, events, [verdict.to_json()])
     assert [m.issue.id for m in found] == [issue]
+
+
+def test_without_udp_the_flow_state_is_uncheckable_and_never_aimed_at() -> None:
+    assert UDP_FEATURE not in uncheckable_features(ModelTarget())
+    no_udp = ModelTarget()
+    no_udp.sends_udp = False  # the kube target: clients that speak HTTP only
+    assert UDP_FEATURE in uncheckable_features(no_udp)
+    assert not AIMS[UDP_FEATURE].possible(EventSpace())
+    assert AIMS[UDP_FEATURE].possible(EventSpace(udp=True))
+    assert AIMS["usable-0"].possible(EventSpace())
