@@ -185,27 +185,40 @@ def _udp_faults(prop: str, verdicts: Verdicts) -> list[Mapping[str, Any]]:
     return found
 
 
-def _final_pods(events: Sequence[Event]) -> dict[str, bool] | None:
-    """`"pod/uid"` of every pod incarnation at the end of `events`, mapped to whether it is
-    ready; None when the events do not replay on the model."""
+def _final_state(events: Sequence[Event]) -> ClusterState | None:
+    """The model state at the end of `events`; None when they do not replay on the model."""
     state = ClusterState()
     try:
         for event in events:
             state = event.apply(state)
     except Exception:  # a counterexample the model rejects matches nothing
         return None
+    return state
+
+
+def _final_pods(events: Sequence[Event]) -> dict[str, bool] | None:
+    """`"pod/uid"` of every pod incarnation at the end of `events`, mapped to whether it is
+    ready; None when the events do not replay on the model."""
+    state = _final_state(events)
+    if state is None:
+        return None
     return {f"{p.name}/{p.uid}": p.ready and not p.phase.terminal for p in state.pods.values()}
 
 
 def udp_entry_of_removed_endpoint(prop: str, events: Sequence[Event], verdicts: Verdicts) -> bool:
     """kubernetes#19029: a held UDP flow still reaches, or is blackholed on, the endpoint it
-    had, and that endpoint's pod is gone: its conntrack entry was not deleted."""
-    pods = _final_pods(events)
-    return pods is not None and any(
-        f.get("fault") in ("stale", "blackholed")
-        and f.get("backend") not in (None, "/")
-        and f.get("backend") not in pods
-        for f in _udp_faults(prop, verdicts)
+    had, and that endpoint's pod is gone, or its Service is (PR #141371): its conntrack entry
+    was not deleted."""
+    state, pods = _final_state(events), _final_pods(events)
+    return (
+        state is not None
+        and pods is not None
+        and any(
+            f.get("fault") in ("stale", "blackholed")
+            and f.get("backend") not in (None, "/")
+            and (f.get("backend") not in pods or f.get("service") not in state.services)
+            for f in _udp_faults(prop, verdicts)
+        )
     )
 
 

@@ -19,6 +19,7 @@ from harness.events import (
     CreatePod,
     CreateService,
     DeletePod,
+    DeleteService,
     Event,
     RestartProxy,
     Scale,
@@ -151,13 +152,16 @@ def test_the_models_held_flows_follow_their_endpoint() -> None:
         (SetReady("web-0", False), A, "kubernetes#105657"),  # stale on an unready pod
         (DeletePod("web-0", 0), None, "kubernetes#19029"),  # blackholed on a deleted one
         (RestartProxy(), B, "kubernetes#122740"),  # moved off a usable one by a restart
+        (DeleteService("svc-a"), A, "kubernetes#19029"),  # its Service deleted (PR #141371)
     ],
 )
 def test_udp_conntrack_failures_match_their_known_issue(
     change: Event, got: Backend | None, issue: str
 ) -> None:
     events = [UDP_SERVICE, Scale("web", 3), change]
-    usable = frozenset(expect(apply_all(events), "svc-a", "http").usable)
+    state = apply_all(events)
+    live = "svc-a" in state.services
+    usable = frozenset(expect(state, "svc-a", "http").usable) if live else frozenset()
     held = HeldAnswer("svc-a", "client-1", A, answer(got), A in usable, 2, UDP, usable)
     verdict = check_long_lived([held])
     assert not verdict.holds
