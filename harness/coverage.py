@@ -25,6 +25,7 @@ from harness.events import (
     RestartProxy,
     SetPublishNotReady,
     SetSelector,
+    StaleSnapshot,
 )
 from harness.model.endpoints import Expectation, pod_is_listed, unique_endpoints
 from harness.model.objects import PROXY_NODE, TrafficPolicy
@@ -51,9 +52,17 @@ FEATURES: dict[str, str] = {
     "selector-narrowed": "a selector change removes endpoints",
     "evicted-pod": "a listed pod is evicted",
     "proxy-restarted": "the proxy restarts while the Service has usable endpoints",
+    "stale-snapshot": (
+        "the proxy is shown a stale snapshot of the cluster, then the current one, while the"
+        " Service has usable endpoints"
+    ),
     "long-lived-through-change": (
         "a kept-alive connection held open through a change (its endpoint, another one, another"
         " Service, a proxy restart) and asked again"
+    ),
+    "hairpin": "a pod that is a usable endpoint reaches itself through its own Service",
+    "source-ip-checked": (
+        "a pod reaches another pod through a Service, which reports the source address it saw"
     ),
     "udp-flow-through-change": (
         "a UDP flow with a fixed 5-tuple held through a change (its endpoint removed or made"
@@ -150,6 +159,8 @@ def change_features(
         found.add("publish-not-ready-toggled")
     if isinstance(event, RestartProxy) and expected.usable:
         found.add("proxy-restarted")
+    if isinstance(event, StaleSnapshot) and expected.usable:
+        found.add("stale-snapshot")
     if isinstance(event, EvictPod) and service_before is not None:
         pod = before.pods.get(event.pod)
         if pod is not None and pod_is_listed(pod, service_before):

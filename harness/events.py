@@ -420,6 +420,38 @@ class RestartProxy(Event):
         return state
 
 
+MAX_STALE_BACK = 3
+"""How many changes back a stale snapshot may reach."""
+
+
+@dataclass(frozen=True)
+class StaleSnapshot(Event):
+    """The proxy is shown the cluster as it was `back` changes ago, synced, then shown it as it
+    is now: a watch that reconnected to a lagging API server and relisted from its stale cache
+    (Sieve's stale-state perturbation), then caught up. The cluster does not change, so the
+    model's state does not either; before the run's first changes the stale view is the empty
+    cluster.
+
+    What must hold after it: every Service converges again within the deadline to the current
+    state (a proxy that skips an update it believes it has already programmed stays on the
+    stale view). Held connections may drop where the stale view lacked their endpoint (the
+    proxy was told it was gone), and are never moved to another backend."""
+
+    kind: ClassVar[str] = "stale-snapshot"
+    back: int = 1
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if not 1 <= self.back <= MAX_STALE_BACK:
+            raise InvalidEvent(
+                f"stale-snapshot back={self.back} is out of range: it must be 1..{MAX_STALE_BACK}"
+            )
+        return state
+
+
+NEMESIS_EVENTS: tuple[type[Event], ...] = (RestartProxy, StaleSnapshot)
+"""Events that disturb the proxy, not the cluster: every Service is waited for after them."""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -440,6 +472,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Wait,
         Probe,
         RestartProxy,
+        StaleSnapshot,
     )
 }
 

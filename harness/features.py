@@ -44,6 +44,8 @@ CORE = "core"
 EXTENDED = "extended"
 PROFILES = (CORE, EXTENDED)
 NOT_TESTED = "not tested by this harness version"
+INTERNAL_TRAFFIC_POLICY = "internal-traffic-policy"
+UDP_FEATURE = "udp"
 NOT_SUPPORTED = "not supported by the implementation"
 
 
@@ -97,8 +99,6 @@ UNTESTED_EXTENDED: Mapping[str, str] = {
         "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise"
     ),
     "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
-    "hairpin": "a pod reaches itself through its own Service",
-    "source-ip": "a pod's source IP is preserved for ClusterIP traffic",
     "opt-out-labels": "Services labelled service-proxy-name=<other> or headless are not programmed",
     "sctp": "Services over SCTP",
     "multi-port": "Services with several ports",
@@ -143,7 +143,7 @@ _FEATURES: tuple[Feature, ...] = (
         ("usable-0",),
     ),
     Feature(
-        "internal-traffic-policy",
+        INTERNAL_TRAFFIC_POLICY,
         EXTENDED,
         "internalTrafficPolicy Local: only this node's endpoints, DROP when it has none (KEP-2086)",
         ("reject-when-empty", "no-stale-traffic", "availability"),
@@ -160,7 +160,23 @@ _FEATURES: tuple[Feature, ...] = (
         ("long-lived-through-change",),
     ),
     Feature(
-        "udp",
+        "hairpin",
+        EXTENDED,
+        "a pod reaches itself through its own Service (its source masqueraded to the node;"
+        ' e2e "should allow pods to hairpin back to themselves through services")',
+        ("hairpin",),
+        ("hairpin",),
+    ),
+    Feature(
+        "source-ip",
+        EXTENDED,
+        "a pod's source IP is preserved for ClusterIP traffic to other pods (e2e \"should"
+        ' preserve source pod IP for traffic thru service cluster IP")',
+        ("source-ip",),
+        ("source-ip-checked",),
+    ),
+    Feature(
+        UDP_FEATURE,
         EXTENDED,
         "Services over UDP: every datagram of a new flow reaches a usable endpoint, REJECT"
         " without endpoints, fair per flow; a flow with a fixed 5-tuple follows its endpoint's"
@@ -308,3 +324,12 @@ def unsupported_properties(supported: frozenset[str]) -> list[str]:
         for prop in feature.properties:
             judging.setdefault(prop, set()).add(feature.name)
     return sorted(p for p, names in judging.items() if not names & supported)
+
+
+def unsupported_states(supported: frozenset[str]) -> frozenset[str]:
+    """The coverage states that only undeclared features show: the search never aims at them
+    (their events are not drawn), and the coverage table lists them as uncheckable."""
+    wanted = {s for f in _FEATURES if f.name in supported for s in f.states}
+    return frozenset(
+        s for f in _FEATURES if f.name not in supported for s in f.states if s not in wanted
+    )

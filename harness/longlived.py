@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from harness.checks.connections import HeldAnswer, check_long_lived
 from harness.checks.udp_flows import UDP
 from harness.checks.verdict import Verdict
-from harness.events import Event, Probe, RestartProxy, Wait
+from harness.events import Event, Probe, RestartProxy, StaleSnapshot, Wait
 from harness.model.endpoints import expect
 from harness.model.objects import Affinity, Backend
 from harness.model.state import ClusterState
@@ -58,6 +58,10 @@ NO_BACKEND = Backend("", "")
 RELAY_RESTARTED = (
     "the proxy relays connections through its own process (relays_connections), so they end"
     " with it when it restarts, as kube-proxy's userspace mode's did"
+)
+STALE_SHOWN = (
+    "the proxy was shown a stale snapshot, which may lack a held connection's endpoint: it was"
+    " told that endpoint was gone (a connection may then be closed, never moved)"
 )
 
 
@@ -128,7 +132,10 @@ class LongLived:
             if (kept := _still_held(h, a, after)) is not None
         ]
         relayed = isinstance(event, RestartProxy) and self.target.relays_connections
-        return check_long_lived(answers, RELAY_RESTARTED if relayed else None)
+        excused = RELAY_RESTARTED if relayed else None
+        if isinstance(event, StaleSnapshot):
+            excused = STALE_SHOWN
+        return check_long_lived(answers, excused)
 
     def _ask_flow(self, held: _Held, after: ClusterState) -> HeldAnswer:
         """Ask a held UDP flow once: with the full timeout while its Service has usable

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    MAX_STALE_BACK,
     UDP_PORT_NAME,
     CreatePod,
     CreateService,
@@ -36,6 +37,7 @@ from harness.events import (
     SetReady,
     SetSelector,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
 from harness.model.endpoints import pod_is_listed
@@ -308,6 +310,14 @@ def restarted(data: st.DataObject, state: ClusterState, space: EventSpace) -> li
     return [*_populated(data, state, service, PROXY_NODE), RestartProxy()]
 
 
+def stale_shown(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a Service usable endpoints, then show the proxy a stale snapshot from before some of
+    that: it must come back to the current state within the deadline."""
+    service = _service(data, state)
+    back: int = data.draw(st.integers(1, MAX_STALE_BACK), label="back")
+    return [*_populated(data, state, service, PROXY_NODE), StaleSnapshot(back)]
+
+
 def held_through_change(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """Give a Service usable endpoints, then change something: restart the proxy, or flip one
     endpoint's readiness (the other endpoints' connections must not notice)."""
@@ -325,8 +335,9 @@ def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace
     """A UDP Service (created if there is none and a name is free) with usable endpoints, whose
     held flows then see their endpoints change: one made unready (kubernetes#105657), deleted
     at once (#19029), or the group scaled to 0 and back (#48370, #139628). Nothing when the
-    space generates no UDP (`EventSpace.udp`: the implementation does not declare it)."""
-    if not space.udp:
+    space generates no UDP (`EventSpace.makes_udp`: the target cannot send it, or the
+    implementation does not declare it)."""
+    if not space.makes_udp:
         return []
     udp = [s for s in state.services.values() if any(p.protocol == "UDP" for p in s.ports)]
     events: list[Event] = []
@@ -378,7 +389,10 @@ RECIPES: dict[str, Recipe] = {
     "selector-narrowed": reselected,
     "evicted-pod": evicted,
     "proxy-restarted": restarted,
+    "stale-snapshot": stale_shown,
     "long-lived-through-change": held_through_change,
+    "hairpin": one_endpoint,  # a pod client then reaches itself on every request
+    "source-ip-checked": some_endpoints,
     "udp-flow-through-change": udp_flow_changed,
 }
 

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    MAX_STALE_BACK,
     UDP_PORT_NAME,
     CreatePod,
     CreateService,
@@ -43,8 +44,10 @@ from harness.events import (
     SetReady,
     SetSelector,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
+from harness.features import INTERNAL_TRAFFIC_POLICY, UDP_FEATURE
 from harness.model.objects import (
     PROXY_NODE,
     Affinity,
@@ -76,10 +79,14 @@ class EventSpace:
     make it likelier); `long_graces` keeps graceful deletes long (pods stay terminating for the
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
-    proxy: `harness.targets.base.restart_unsupported`); `udp` True lets a Service be created
-    with a UDP port (one in `UDP_ODDS`, so TCP coverage is not starved) and pods created with a
-    UDP container port: only for a target whose proxy declares the `udp` feature and that can
-    send UDP (`harness.udp_support.generates_udp`).
+    proxy: `harness.targets.base.restart_unsupported`), `shows_stale` False never `StaleSnapshot`
+    (`stale_unsupported`); `features` are the conformance features
+    the implementation declares (`harness.features`; None: every one), and no event that
+    exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
+    asking for what the implementation said it does not do. `udp` True (the target sends UDP:
+    `sends_udp`) lets a Service be created with a UDP port (one in `UDP_ODDS`, so TCP coverage
+    is not starved; all with `udp_only`, an aim's narrowing) and pods with a UDP container port,
+    when the `udp` feature is declared too (`makes_udp`).
     """
 
     max_pods: int = 50
@@ -93,8 +100,33 @@ class EventSpace:
     long_graces: bool = False
     short_affinity: bool = False
     restarts_proxy: bool = True
+    shows_stale: bool = True
+    features: frozenset[str] | None = None
     udp: bool = False
     udp_only: bool = False
+
+    def supports(self, feature: str) -> bool:
+        """Whether events exercising the conformance feature `feature` may be drawn."""
+        return self.features is None or feature in self.features
+
+    def for_features(self, supported: frozenset[str]) -> EventSpace:
+        """This space for an implementation declaring `supported`: the odds and choices that
+        would exercise an undeclared feature are taken out (internalTrafficPolicy Local)."""
+        return replace(self, features=supported)
+
+    @property
+    def makes_udp(self) -> bool:
+        """Whether UDP Services are drawn: the target sends UDP and `udp` is declared."""
+        return self.udp and self.supports(UDP_FEATURE)
+
+    @property
+    def policy_choices(self) -> tuple[TrafficPolicy, ...]:
+        """`policies` without Local when internalTrafficPolicy is undeclared (never empty)."""
+        if self.supports(INTERNAL_TRAFFIC_POLICY):
+            return self.policies
+        return tuple(p for p in self.policies if p != TrafficPolicy.LOCAL) or (
+            TrafficPolicy.CLUSTER,
+        )
 
     @property
     def waits_s(self) -> tuple[float, ...]:
@@ -215,21 +247,21 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
         st.sampled_from(space.affinities),
         st.sampled_from(space.affinity_timeouts_s),
         _mostly(False, True),
-        st.sampled_from(space.policies),
+        st.sampled_from(space.policy_choices),
     )
     return _with_protocol(services, space)
 
 
 UDP_ODDS = 8
-"""With `EventSpace.udp`, one Service in this many is created with a UDP port."""
+"""With `EventSpace.makes_udp`, one Service in this many is created with a UDP port."""
 
 
 def _with_protocol(
     services: st.SearchStrategy[Event], space: EventSpace
 ) -> st.SearchStrategy[Event]:
-    """With `space.udp`, some Services get a UDP port that targets the pods' `udp` port (all
+    """With `space.makes_udp`, some Services get a UDP port that targets the pods' `udp` port (all
     of them with `udp_only`, an aim's narrowing); without it, the strategy as it was."""
-    if not space.udp:
+    if not space.makes_udp:
         return services
     odds = [Protocol.UDP] if space.udp_only else [Protocol.TCP] * (UDP_ODDS - 1) + [Protocol.UDP]
     return st.tuples(services, st.sampled_from(odds)).map(_udp_service)
@@ -243,8 +275,8 @@ def _udp_service(drawn: tuple[Event, Protocol]) -> Event:
 
 
 def _with_udp_port(pods: st.SearchStrategy[Event], space: EventSpace) -> st.SearchStrategy[Event]:
-    """With `space.udp`, a created pod serves UDP on its http port number half the time."""
-    if not space.udp:
+    """With `space.makes_udp`, a created pod serves UDP on its http port number half the time."""
+    if not space.makes_udp:
         return pods
     return st.tuples(pods, st.booleans()).map(
         lambda drawn: (
@@ -313,7 +345,7 @@ GENERATORS: dict[str, Generator] = {
     "set_traffic_policy": Generator(
         _has_services,
         _service_key,
-        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policies)),
+        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policy_choices)),
     ),
     "scale": Generator(
         lambda s, sp: _room(s, sp) > 0,
@@ -375,6 +407,11 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: sp.restarts_proxy and bool(s.services),
         _no_key,
         lambda key, sp: st.just(RestartProxy()),
+    ),
+    "stale_snapshot": Generator(
+        lambda s, sp: sp.shows_stale and bool(s.services),
+        _no_key,
+        lambda key, sp: _of(StaleSnapshot, st.integers(1, MAX_STALE_BACK)),
     ),
     "probe": Generator(
         _has_services,

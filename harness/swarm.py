@@ -45,7 +45,7 @@ class Aim:
 
     def possible(self, space: EventSpace) -> bool:
         """Whether `space` can reach the aim: one at UDP flows needs UDP Services generated."""
-        return space.udp or not (self.space or {}).get("udp_only")
+        return space.makes_udp or not (self.space or {}).get("udp_only")
 
 
 def _aim(*kinds: str, **space: object) -> Aim:
@@ -80,7 +80,10 @@ AIMS: dict[str, Aim] = {
     "selector-narrowed": _aim("set_selector", "create_pod", "set_label"),
     "evicted-pod": _aim("evict_pod"),
     "proxy-restarted": _aim("restart_proxy", "create_pod"),
+    "stale-snapshot": _aim("stale_snapshot", "create_pod", "delete_pod", "set_selector"),
     "long-lived-through-change": _aim("restart_proxy", "set_ready", "delete_pod", "create_pod"),
+    "hairpin": _aim("scale", "delete_pod"),
+    "source-ip-checked": _aim("scale", "create_pod"),
     "udp-flow-through-change": _aim(
         "set_ready", "delete_pod", "restart_pod", "restart_proxy", udp_only=True
     ),

@@ -11,9 +11,8 @@ Reads declarations only; changes nothing.
 
 from __future__ import annotations
 
+from harness.features import UDP_FEATURE
 from harness.targets.base import target_features
-
-UDP_FEATURE = "udp"
 
 
 def generates_udp(target: object) -> bool:

@@ -98,6 +98,8 @@ class IptablesProxy(KernelRuleProxy):
     features: ClassVar[frozenset[str]] = CORE_FEATURES | {
         "internal-traffic-policy",
         "long-lived-connections",
+        "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
+        "source-ip",
         "udp",
     }
     description: ClassVar[str] = (

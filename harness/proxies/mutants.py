@@ -22,9 +22,20 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-on-restart (long-lived connections across a restart, Cilium's
   conn-disrupt): flushes every conntrack entry of its node when it starts, so a restart
   re-balances, and so resets, established connections to endpoints that are still usable.
+- mutant-iptables-tombstones (stale snapshots, Sieve's stale-state perturbation): remembers
+  every Service it saw deleted (by name and VIP) and ignores it if it is added again, as a guard
+  against resurrection by a late watch event would; a relist from a stale cache deletes a
+  Service created since, and the add that catches up is then ignored, so the Service is never
+  programmed again (a Service deleted and created again with its name and VIP is lost too).
 - mutant-iptables-flushes-every-sync (long-lived connections through unrelated changes,
   kubernetes#74839): flushes every conntrack entry after each sync instead of only the removed
   endpoints' (`harness.proxies.rules.conntrack`), so any change resets established connections.
+- mutant-iptables-masquerades-all (source IP, I15): every endpoint chain marks every packet for
+  masquerade (as `--masquerade-all` would), so pods see the node's address, not the client
+  pod's.
+- mutant-iptables-no-hairpin-masquerade (hairpin, I15): no `-s <endpoint IP> -j KUBE-MARK-MASQ`,
+  so a pod that reaches itself through its Service gets its own packet from its own address,
+  drops it as martian, and times out.
 - mutant-iptables-keeps-udp-conntrack (UDP flows, kubernetes#19029, #105657): never deletes the
   UDP conntrack entries of removed endpoints, so a flow that keeps its 5-tuple keeps reaching an
   unready pod, or nothing once its pod is gone.
@@ -46,11 +57,11 @@ from harness.model.objects import (
     TrafficPolicy,
 )
 from harness.proxies.base import NodeContext
-from harness.proxies.iptables import IptablesProxy
+from harness.proxies.iptables import MARK_MASQ, IptablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.proxies.rules.plan import Flow, PortPlan, unique_by_address
-from harness.proxies.rules.rendering import Rendering
+from harness.proxies.rules.rendering import Lines, Rendering
 from harness.proxies.userspace import UserspaceProxy
 
 
@@ -198,6 +209,50 @@ class FlushesEverySyncProxy(IptablesProxy):
             flush_conntrack(self.node.netns)
 
 
+class TombstonesProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-tombstones"
+    description: ClassVar[str] = (
+        "iptables that ignores a Service added again after it saw it deleted (name and VIP)"
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tombstones: set[tuple[str, str]] = set()
+
+    def on_service_add(self, service: Service) -> None:
+        if (service.name, service.cluster_ip) not in self.tombstones:
+            super().on_service_add(service)
+
+    def on_service_delete(self, service: Service) -> None:
+        self.tombstones.add((service.name, service.cluster_ip))
+        super().on_service_delete(service)
+
+
+class MasqueradesAllProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-masquerades-all"
+    description: ClassVar[str] = (
+        "iptables that masquerades all Service traffic, so pods never see a client pod's address"
+    )
+
+    def endpoint_rules(self, plan: PortPlan, chain: str, address: str, port: int) -> Lines:
+        hairpin, *rest = super().endpoint_rules(plan, chain, address, port)
+        return (hairpin.replace(f" -s {address}/32 ", " "), *rest)
+
+
+class NoHairpinMasqueradeProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-no-hairpin-masquerade"
+    description: ClassVar[str] = (
+        "iptables without the hairpin masquerade: a pod cannot reach itself through its Service"
+    )
+
+    def endpoint_rules(self, plan: PortPlan, chain: str, address: str, port: int) -> Lines:
+        return tuple(
+            line
+            for line in super().endpoint_rules(plan, chain, address, port)
+            if not line.endswith(f"-j {MARK_MASQ}")
+        )
+
+
 class KeepsUdpConntrackProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-keeps-udp-conntrack"
     description: ClassVar[str] = (
@@ -227,6 +282,9 @@ MUTANT_PROXIES: dict[str, type] = {
         WrongPortUserspaceProxy,
         FlushesOnRestartProxy,
         FlushesEverySyncProxy,
+        TombstonesProxy,
+        MasqueradesAllProxy,
+        NoHairpinMasqueradeProxy,
         KeepsUdpConntrackProxy,
     )
 }

@@ -90,6 +90,8 @@ class NftablesProxy(KernelRuleProxy):
     features: ClassVar[frozenset[str]] = CORE_FEATURES | {
         "internal-traffic-policy",
         "long-lived-connections",
+        "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
+        "source-ip",
         "udp",
     }
     description: ClassVar[str] = (

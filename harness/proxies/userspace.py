@@ -59,6 +59,7 @@ class UserspaceProxy(TrackingProxy):
     features: ClassVar[frozenset[str]] = CORE_FEATURES | {
         "internal-traffic-policy",
         "long-lived-connections",
+        "hairpin",  # not source-ip: it relays connections, so pods see the proxy's address
     }
     description: ClassVar[str] = (
         "asyncio TCP proxy in the node namespace: round robin, ClientIP affinity, REJECT or DROP"

@@ -35,11 +35,12 @@ from harness.model.objects import (
     EndpointSlice,
     Service,
 )
-from harness.model.state import ClusterState
+from harness.model.state import POD_CIDR, ClusterState
 from harness.registry import TargetOptions
 from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
 
 MODEL_LATENCY_MS = 0.1  # what one simulated request "takes"
+NODE_ADDRESS = str(POD_CIDR.network_address + 1)  # where masqueraded hairpin traffic comes from
 
 
 @dataclass
@@ -65,6 +66,7 @@ class ModelTarget:
     description = "the reference model itself (simulated time, uniform random balancing)"
     max_sources = 64
     relays_connections = False
+    sends_from_pods = True
     sends_udp = True
 
     def __init__(self, seed: int = 0) -> None:
@@ -131,6 +133,8 @@ class ModelTarget:
             self.clock.sleep(MODEL_LATENCY_MS / 1000)
             source = 0 if request.keep_alive else request.sources[index % len(request.sources)]
             client = request.client if source == 0 else f"{request.client}#{source}"
+            if request.client_pod is not None:
+                client = f"pod/{request.client_pod}"
             picks.append(self._route(service, client, destinations))
         outcomes = []
         for index in range(request.count):
@@ -138,6 +142,8 @@ class ModelTarget:
             pick = picks[connection] if picks else None
             source = 0 if request.keep_alive else request.sources[index % len(request.sources)]
             outcome = self._outcome(pick, connection, request, drops)
+            if pick is not None and outcome.backend is not None and request.client_pod:
+                outcome = replace(outcome, seen_source=self.seen_source(state, pick, request))
             outcomes.append(replace(outcome, source=source) if source else outcome)
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
 
@@ -216,6 +222,15 @@ class ModelTarget:
         return Outcome(pick.backend, None, MODEL_LATENCY_MS, connection)
 
     # -- hooks for mutants --------------------------------------------------------------------
+    def seen_source(self, state: ClusterState, pick: Destination, request: TrafficRequest) -> str:
+        """The address the backend sees a pod client's connection come from: the client pod's
+        own IP (kube-proxy marks for masquerade only `-s <endpoint IP>` in KUBE-SEP-*), except
+        when the pod reached itself (hairpin), masqueraded to the node."""
+        client = state.pods.get(request.client_pod or "")
+        if client is None or client.ip is None or client.name == pick.backend.pod:
+            return NODE_ADDRESS
+        return client.ip
+
     def held_answer(self, connection: HeldConnection) -> Backend | None:
         """Who answers on an established connection: its own backend while that pod
         incarnation runs (terminating included), else nobody (the connection resets)."""

@@ -25,6 +25,7 @@ from harness.events import (
     SetReady,
     SetSelector,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
 from harness.model.objects import Affinity, Protocol, TrafficPolicy, labels_of
@@ -85,7 +86,10 @@ EXAMPLES: dict[str, list[Event]] = {
     "selector-narrowed": [*START, SetSelector("svc-a", labels_of({"app": "web", "tier": "x"}))],
     "evicted-pod": [*START, EvictPod("web-2")],
     "proxy-restarted": [*START, RestartProxy()],
+    "stale-snapshot": [*START, StaleSnapshot(2)],
     "long-lived-through-change": [*START, SetReady("web-0", False)],
+    "hairpin": [CreateService("svc-a", WEB), Scale("web", 1)],
+    "source-ip-checked": START,
     "udp-flow-through-change": [
         CreateService("svc-a", WEB, "udp", protocol=Protocol.UDP),
         Scale("web", 3),
@@ -110,7 +114,8 @@ def test_each_feature_is_recognised_where_it_holds(feature: str) -> None:
 
 def test_a_plain_service_has_no_rare_feature():
     found = checked(START)
-    assert found == {"usable-0", "usable-2-6"}
+    # every step with a usable endpoint sends from a pod (harness.podclients): not rare
+    assert found == {"usable-0", "usable-2-6", "hairpin", "source-ip-checked"}
 
 
 @pytest.mark.parametrize("feature", sorted(RECIPES))

@@ -129,6 +129,9 @@ def test_udp_reaches_the_search_only_where_declared_and_sendable() -> None:
     assert not generates_udp(_Target(CORE_FEATURES))  # userspace, nginx, haproxy: undeclared
     assert not generates_udp(_Target(None))  # core only
     assert not generates_udp(_NoUdpClients(CORE_FEATURES | {"udp"}))  # the kube target
+    assert EventSpace(udp=True).makes_udp and not EventSpace().makes_udp
+    assert not EventSpace(udp=True).for_features(CORE_FEATURES).makes_udp  # undeclared
+    assert EventSpace(udp=True).for_features(CORE_FEATURES | {"udp"}).makes_udp
 
 
 def test_a_udp_failure_counts_against_the_udp_feature() -> None:
