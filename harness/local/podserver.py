@@ -13,7 +13,8 @@ What a pod answers (its identity is `POD UID`, e.g. `web-0 u3`):
 - `tcp` ports (a container port whose name starts with `tcp`): the identity and a newline at once
   on connect, and again for every line received.
 - `udp` ports (a container port of protocol UDP, `harness.local.udp`): every datagram is answered
-  by one datagram holding the identity, to its sender; counted with the HTTP answers.
+  by one datagram holding the identity and the sender's address as the pod saw it
+  (`POD UID ADDRESS`), to its sender; counted with the HTTP answers.
 
 Control: JSON lines over stdin and stdout (`harness.local.control`); `PodServer` below is the
 harness's handle. The server exits when stdin closes (or on SIGTERM), so a harness killed with
@@ -149,7 +150,8 @@ class _Connection(asyncio.Protocol):
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    """A pod's UDP port: each datagram answered with the identity, to its sender."""
+    """A pod's UDP port: each datagram answered with the identity and the address it came
+    from, to its sender."""
 
     def __init__(self, pod: _Pod) -> None:
         self.pod = pod
@@ -161,7 +163,7 @@ class _Datagrams(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if self.transport is not None:
             self.pod.answered += 1
-            self.transport.sendto(self.pod.identity, addr)
+            self.transport.sendto(self.pod.identity + b" " + str(addr[0]).encode(), addr)
 
     def error_received(self, exc: Exception) -> None:
         """An ICMP error for an answer (its client went away): nothing to do."""

@@ -155,8 +155,8 @@ class _Connection:
 
 
 class _UdpFlow:
-    """A UDP flow in `_Connection`'s shape: `ask` sends one datagram and reads the answer (a
-    datagram answer names no source address: `seen_source` stays None)."""
+    """A UDP flow in `_Connection`'s shape: `ask` sends one datagram and reads the answer,
+    `POD UID ADDRESS` (`seen_source`: the address the pod saw)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -176,7 +176,9 @@ class _UdpFlow:
         raise AssertionError("unreachable")
 
     async def ask(self, request: bytes) -> Backend:
-        return parse_identity(await ask(self.sock))
+        *identity, seen = (await ask(self.sock)).split(b" ") or [b""]
+        self.seen_source = seen.decode(errors="replace") if len(identity) == 2 else None
+        return parse_identity(b" ".join(identity))
 
     def close(self) -> None:
         self.sock.close()

@@ -15,7 +15,8 @@ deleted (`pkg/proxy/conntrack/cleanup.go`). So:
   fixed source port 12345 (`test/e2e/network/conntrack.go`); the harness's held flows use
   `HELD_PORT_BASE` + their number.
 
-A request is one datagram (`PROBE`) answered by one datagram, the pod's identity `POD UID`.
+A request is one datagram (`PROBE`) answered by one datagram, the pod's identity and the
+address it saw the datagram come from, `POD UID ADDRESS`.
 Outcomes: the answer; `refused` when an ICMP port-unreachable comes back (the REJECT a Service
 without endpoints must give for UDP too: kube-proxy's rule is not TCP-specific), read from the
 connected socket as ECONNREFUSED; `timeout` when nothing comes back within the timeout.
