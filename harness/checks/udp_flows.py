@@ -15,11 +15,13 @@ backends now:
   (kubernetes#19029, #59368; unready endpoints: #105657; a deleted Service: PR #141371);
 - **moved**: an answer from another backend while B is still in U is wrong: the flow's entry
   was deleted although its endpoint is usable (a proxy that flushes conntrack on its restart or
-  on unrelated changes: #122740, which disrupts QUIC);
+  on unrelated changes: #122740, which disrupts QUIC), unless the step excuses it (below);
 - **blackholed**: a failure (timeout, refused) while U is not empty is wrong: the flow's
   datagrams go nowhere while a usable endpoint exists (a dead endpoint's entry never deleted,
-  #19029; scaled to 0 and back, #48370 and #139628), unless the proxy relays flows through its
-  own process and just restarted (as for TCP, the evidence says so);
+  #19029; scaled to 0 and back, #48370 and #139628), unless the step excuses it;
+- a step **excuses** moves and failures (as for TCP, the evidence says why) when the proxy relays
+  flows through its own process and just restarted, or was just shown a stale snapshot: told
+  that B was gone, it deleted B's entries as kube-proxy would, so the flow rightly moved;
 - anything else is right: B answering while usable, another usable backend answering once B is
   not (or the flow never had one), and a failure while U is empty (REJECT, or DROP under Local
   policy) or once the Service is gone.
@@ -51,12 +53,13 @@ def flow_fault(
 ) -> FlowFault | None:
     """What is wrong with held flow's `outcome` (None: nothing), for a flow last answered by
     `backend` (None: never answered), `usable_now` the Service's usable backends (empty when it
-    is gone), `excused` failures of a flow relayed by a proxy that just restarted."""
+    is gone), `excused` a step that excuses moves and failures (a relaying proxy restarted, a
+    stale snapshot shown); a stale answer is never excused."""
     answered = outcome.backend
     if answered is not None:
         if answered not in usable_now:
             return FlowFault.STALE
-        if backend is not None and answered != backend and backend in usable_now:
+        if backend is not None and answered != backend and backend in usable_now and not excused:
             return FlowFault.MOVED
         return None
     if usable_now and not excused:

@@ -67,8 +67,9 @@ def test_a_held_flows_answer_is_judged_against_the_usable_backends(
     assert flow_fault(last, answer(got), frozenset(usable), excused=False) == fault
 
 
-def test_a_relaying_proxys_restart_excuses_a_flows_failure_only() -> None:
+def test_an_excused_step_excuses_moves_and_failures_never_stale_answers() -> None:
     assert flow_fault(A, answer(None), frozenset({A}), excused=True) is None
+    assert flow_fault(A, answer(B), frozenset({A, B}), excused=True) is None  # a stale snapshot
     assert flow_fault(A, answer(C), frozenset({A}), excused=True) == FlowFault.STALE
 
 
