@@ -25,10 +25,11 @@ from harness.events import (
     RestartProxy,
     SetPublishNotReady,
     SetSelector,
+    SetServiceLabel,
     StaleSnapshot,
 )
 from harness.model.endpoints import Expectation, pod_is_listed, unique_endpoints
-from harness.model.objects import PROXY_NODE, TrafficPolicy
+from harness.model.objects import PROXY_NODE, TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
 
 FEATURES: dict[str, str] = {
@@ -64,6 +65,11 @@ FEATURES: dict[str, str] = {
     "source-ip-checked": (
         "a pod reaches another pod through a Service, which reports the source address it saw"
     ),
+    "opted-out": (
+        "a Service labelled service-proxy-name or headless: not programmed (neither forwarded"
+        " nor refused)"
+    ),
+    "opt-out-removed": "a Service's opt-out label removed: it must be programmed again",
     "udp-flow-through-change": (
         "a UDP flow with a fixed 5-tuple held through a change (its endpoint removed or made"
         " unready, scaled to 0 and back, a proxy restart) and asked again"
@@ -84,6 +90,8 @@ def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
     service = expected.service
     if service is None:
         return set()
+    if expected.opted_out is not None:  # not this proxy's: none of the states below apply
+        return {"opted-out"}
     found = {_size_feature(len(expected.usable))}
     everywhere = [endpoint for endpoint, _ in unique_endpoints(expected.slices)]
     local_policy = service.internal_traffic_policy == TrafficPolicy.LOCAL
@@ -157,6 +165,15 @@ def change_features(
         )
     ):
         found.add("publish-not-ready-toggled")
+    if (
+        isinstance(event, SetServiceLabel)
+        and event.service == name
+        and service_before is not None
+        and service_after is not None
+        and opt_out_label(service_before) is not None
+        and opt_out_label(service_after) is None
+    ):
+        found.add("opt-out-removed")
     if isinstance(event, RestartProxy) and expected.usable:
         found.add("proxy-restarted")
     if isinstance(event, StaleSnapshot) and expected.usable:

@@ -35,6 +35,7 @@ from harness.model.objects import (
     DEFAULT_AFFINITY_TIMEOUT_S,
     MAX_AFFINITY_TIMEOUT_S,
     NODES,
+    OPT_OUT_LABELS,
     PROXY_NODE,
     Affinity,
     ContainerPort,
@@ -193,6 +194,32 @@ class SetTrafficPolicy(Event):
 
     def apply(self, state: ClusterState) -> ClusterState:
         return state.patch_service(self.service, internal_traffic_policy=self.policy)
+
+
+@dataclass(frozen=True)
+class SetServiceLabel(Event):
+    """Set one of the opt-out labels on a Service (`OPT_OUT_LABELS`), or remove it when `value`
+    is None: a labelled Service is left to another proxy (or to DNS) and a default proxy must
+    not program it; removing the label programs it again (I13). Only the opt-out keys are
+    modelled: other Service labels do not change what a proxy does."""
+
+    kind: ClassVar[str] = "set-service-label"
+    service: str
+    key: str
+    value: str | None
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if self.key not in OPT_OUT_LABELS:
+            raise InvalidEvent(
+                f"Service label {shorten(self.key)} is not modelled: use one of"
+                f" {', '.join(OPT_OUT_LABELS)}"
+            )
+        labels = dict(state.service(self.service).labels)
+        if self.value is None:
+            labels.pop(self.key, None)
+        else:
+            labels[self.key] = self.value
+        return state.patch_service(self.service, labels=labels_of(labels))
 
 
 # -- Pods -----------------------------------------------------------------------------------------
@@ -461,6 +488,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SetAffinity,
         SetPublishNotReady,
         SetTrafficPolicy,
+        SetServiceLabel,
         CreatePod,
         Scale,
         DeletePod,

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from harness.errors import UsageError
-from harness.events import CreateService, Event, SetAffinity, SetTrafficPolicy
+from harness.events import CreateService, Event, SetAffinity, SetServiceLabel, SetTrafficPolicy
 from harness.model.objects import Affinity, Protocol, TrafficPolicy
 
 CORE = "core"
@@ -45,6 +45,7 @@ EXTENDED = "extended"
 PROFILES = (CORE, EXTENDED)
 NOT_TESTED = "not tested by this harness version"
 INTERNAL_TRAFFIC_POLICY = "internal-traffic-policy"
+OPT_OUT_LABELS_FEATURE = "opt-out-labels"
 UDP_FEATURE = "udp"
 NOT_SUPPORTED = "not supported by the implementation"
 
@@ -75,6 +76,10 @@ def _uses_client_ip(event: Event) -> bool:
     return False
 
 
+def _uses_opt_out(event: Event) -> bool:
+    return isinstance(event, SetServiceLabel)
+
+
 @dataclass(frozen=True)
 class Feature:
     """One named feature: its profile, what it means, the properties that judge it, the
@@ -99,7 +104,6 @@ UNTESTED_EXTENDED: Mapping[str, str] = {
         "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise"
     ),
     "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
-    "opt-out-labels": "Services labelled service-proxy-name=<other> or headless are not programmed",
     "sctp": "Services over SCTP",
     "multi-port": "Services with several ports",
 }
@@ -174,6 +178,15 @@ _FEATURES: tuple[Feature, ...] = (
         ' preserve source pod IP for traffic thru service cluster IP")',
         ("source-ip",),
         ("source-ip-checked",),
+    ),
+    Feature(
+        OPT_OUT_LABELS_FEATURE,
+        EXTENDED,
+        "Services labelled service.kubernetes.io/service-proxy-name or .../headless are not"
+        " programmed (neither forwarded nor refused); removing the label programs them (I13)",
+        ("reject-when-empty", "no-stale-traffic", "exact-balance", "programming-latency"),
+        ("opted-out", "opt-out-removed"),
+        _uses_opt_out,
     ),
     Feature(
         UDP_FEATURE,

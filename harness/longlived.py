@@ -34,7 +34,7 @@ from harness.checks.udp_flows import UDP
 from harness.checks.verdict import Verdict
 from harness.events import Event, Probe, RestartProxy, StaleSnapshot, Wait
 from harness.model.endpoints import expect
-from harness.model.objects import Affinity, Backend
+from harness.model.objects import Affinity, Backend, opt_out_label
 from harness.model.state import ClusterState
 from harness.targets.base import ConnectionHolder
 from harness.traffic import CLIENTS
@@ -49,7 +49,10 @@ endpoint's entries (or flushes a usable one's) shows it on some flow of the endp
 GONE_TIMEOUT_S = 0.2
 """How long a connection whose pod is gone is asked: nothing can answer it but another backend
 (a data plane that moved it), which answers within milliseconds here; silence is its right
-outcome, and waiting a whole request timeout for it cost up to `MAX_HELD` seconds a step."""
+outcome, and waiting a whole request timeout for it cost up to `MAX_HELD` seconds a step.
+Connections to an opted-out Service (I13: its rules are gone, as if deleted) are asked as briefly:
+their own backend may still answer through conntrack within milliseconds, or the node's sink
+drops them; neither is judged a spurious drop, since the backend is no longer usable."""
 PORT = "http"
 FEATURE = "long-lived-through-change"
 UDP_FEATURE = "udp-flow-through-change"
@@ -116,7 +119,8 @@ class LongLived:
             if held.udp:
                 answers.append(self._ask_flow(held, after))
                 continue
-            timeout_s = self.timeout_s if _alive(after, held.backend) else GONE_TIMEOUT_S
+            brief = not _alive(after, held.backend) or _opted_out(after, held.service)
+            timeout_s = GONE_TIMEOUT_S if brief else self.timeout_s
             outcome = self.target.ask_held(held.number, timeout_s)
             usable = held.service in after.services and held.backend in (
                 expect(after, held.service, PORT).usable
@@ -193,6 +197,11 @@ class LongLived:
         if not eligible:
             return None
         return min(eligible, key=lambda name: sum(1 for h in self.held if h.service == name))
+
+
+def _opted_out(state: ClusterState, service: str) -> bool:
+    found = state.services.get(service)
+    return found is not None and opt_out_label(found) is not None
 
 
 def _is_udp(state: ClusterState, service: str) -> bool:

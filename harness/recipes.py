@@ -36,12 +36,15 @@ from harness.events import (
     SetPublishNotReady,
     SetReady,
     SetSelector,
+    SetServiceLabel,
     SetTrafficPolicy,
     StaleSnapshot,
     Wait,
 )
+from harness.features import OPT_OUT_LABELS_FEATURE
 from harness.model.endpoints import pod_is_listed
 from harness.model.objects import (
+    OPT_OUT_LABELS,
     PROXY_NODE,
     Affinity,
     Pod,
@@ -54,6 +57,7 @@ from harness.model.state import ClusterState
 from harness.strategies import (
     EXPIRY_MARGIN_S,
     GROUPS,
+    OPT_OUT_VALUES,
     OTHER_NODE,
     POD_NAMES,
     SERVICE_NAMES,
@@ -331,6 +335,39 @@ def held_through_change(data: st.DataObject, state: ClusterState, space: EventSp
     return [*events, change]
 
 
+def _labelled(
+    data: st.DataObject, state: ClusterState, space: EventSpace
+) -> tuple[list[Event], str, str] | None:
+    """Events that leave a Service with usable endpoints' pods and an opt-out label, with the
+    Service's name and the label's key; None for an implementation the space does not hand
+    labelled Services (an implementation that does not declare the feature)."""
+    if not space.supports(OPT_OUT_LABELS_FEATURE):
+        return None
+    service = _service(data, state)
+    events = _populated(data, state, service, PROXY_NODE)
+    carried = [key for key, _ in service.labels if key in OPT_OUT_LABELS]
+    if carried:
+        return events, service.name, carried[0]
+    key = data.draw(st.sampled_from(OPT_OUT_LABELS), label="opt-out label")
+    return [*events, SetServiceLabel(service.name, key, OPT_OUT_VALUES[key])], service.name, key
+
+
+def opted_out(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a Service ready endpoints, then label it service-proxy-name or headless: its VIP
+    must stop answering although its slices still list them."""
+    found = _labelled(data, state, space)
+    return found[0] if found else []
+
+
+def opt_out_removed(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """An opted-out Service with ready endpoints loses its label: it must be programmed again."""
+    found = _labelled(data, state, space)
+    if found is None:
+        return []
+    events, name, key = found
+    return [*events, SetServiceLabel(name, key, None)]
+
+
 def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """A UDP Service (created if there is none and a name is free) with usable endpoints, whose
     held flows then see their endpoints change: one made unready (kubernetes#105657), deleted
@@ -393,6 +430,8 @@ RECIPES: dict[str, Recipe] = {
     "long-lived-through-change": held_through_change,
     "hairpin": one_endpoint,  # a pod client then reaches itself on every request
     "source-ip-checked": some_endpoints,
+    "opted-out": opted_out,
+    "opt-out-removed": opt_out_removed,
     "udp-flow-through-change": udp_flow_changed,
 }
 

@@ -347,7 +347,11 @@ class Runner:
             return verdicts, False
         if reads_rules(self.target):
             reach = self.target.reachability(name, PORT, CLIENTS[0])  # type: ignore[attr-defined]
-            verdicts.append(check_exact_balance(name, expected.usable, reach, expected.drops))
+            verdicts.append(
+                check_exact_balance(
+                    name, expected.usable, reach, expected.drops, expected.opted_out
+                )
+            )
         sample = wait.sample
         if sample is None:  # nothing sent yet (the control plane never matched): judge anyway
             sample = self._send(
@@ -469,7 +473,7 @@ class Runner:
         name = expected.service.name
         return [
             self._explained(check_no_stale(name, expected.usable, sample), name, sample),
-            check_reject(name, expected.usable, sample, expected.drops),
+            check_reject(name, expected.usable, sample, expected.drops, expected.opted_out),
             check_availability(name, expected.usable, sample),
             check_affinity(
                 expected.service, expected.usable, sample, self.memory, self.config.budget

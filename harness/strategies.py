@@ -43,13 +43,17 @@ from harness.events import (
     SetPublishNotReady,
     SetReady,
     SetSelector,
+    SetServiceLabel,
     SetTrafficPolicy,
     StaleSnapshot,
     Wait,
 )
-from harness.features import INTERNAL_TRAFFIC_POLICY, UDP_FEATURE
+from harness.features import INTERNAL_TRAFFIC_POLICY, OPT_OUT_LABELS_FEATURE, UDP_FEATURE
 from harness.model.objects import (
+    HEADLESS_LABEL,
+    OPT_OUT_LABELS,
     PROXY_NODE,
+    SERVICE_PROXY_NAME_LABEL,
     Affinity,
     Labels,
     Pod,
@@ -111,7 +115,8 @@ class EventSpace:
 
     def for_features(self, supported: frozenset[str]) -> EventSpace:
         """This space for an implementation declaring `supported`: the odds and choices that
-        would exercise an undeclared feature are taken out (internalTrafficPolicy Local)."""
+        would exercise an undeclared feature are taken out (internalTrafficPolicy Local; an
+        opt-out label on a Service, `SetServiceLabel`)."""
         return replace(self, features=supported)
 
     @property
@@ -320,6 +325,36 @@ def _has_services(state: ClusterState, space: EventSpace) -> bool:
     return bool(state.services)
 
 
+OPT_OUT_VALUES = {SERVICE_PROXY_NAME_LABEL: "other-proxy", HEADLESS_LABEL: "true"}
+"""The value each opt-out label is set to (any value opts out; `service-proxy-name` names
+another proxy)."""
+
+
+def _opt_out_key(state: ClusterState) -> tuple[Any, ...]:
+    """Each Service with the opt-out label it carries (None: none)."""
+    return (
+        tuple(
+            (name, next((k for k, _ in service.labels if k in OPT_OUT_LABELS), None))
+            for name, service in sorted(state.services.items())
+        ),
+    )
+
+
+def _set_service_label(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """Always a change: a labelled Service loses its label, another gets one of the two
+    (service-proxy-name first, so that shrinking prefers it)."""
+
+    def flip(entry: tuple[str, str | None]) -> st.SearchStrategy[Event]:
+        name, label = entry
+        if label is not None:
+            return st.just(SetServiceLabel(name, label, None))
+        return st.sampled_from(OPT_OUT_LABELS).map(
+            lambda chosen: SetServiceLabel(name, chosen, OPT_OUT_VALUES[chosen])
+        )
+
+    return st.sampled_from(key[0]).flatmap(flip)
+
+
 GENERATORS: dict[str, Generator] = {
     "create_service": Generator(
         lambda s, sp: len(s.services) < min(sp.max_services, len(SERVICE_NAMES)),
@@ -346,6 +381,11 @@ GENERATORS: dict[str, Generator] = {
         _has_services,
         _service_key,
         _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policy_choices)),
+    ),
+    "set_service_label": Generator(
+        lambda s, sp: sp.supports(OPT_OUT_LABELS_FEATURE) and bool(s.services),
+        _opt_out_key,
+        _set_service_label,
     ),
     "scale": Generator(
         lambda s, sp: _room(s, sp) > 0,

@@ -84,6 +84,8 @@ AIMS: dict[str, Aim] = {
     "long-lived-through-change": _aim("restart_proxy", "set_ready", "delete_pod", "create_pod"),
     "hairpin": _aim("scale", "delete_pod"),
     "source-ip-checked": _aim("scale", "create_pod"),
+    "opted-out": _aim("set_service_label", "create_pod"),
+    "opt-out-removed": _aim("set_service_label", "create_pod"),
     "udp-flow-through-change": _aim(
         "set_ready", "delete_pod", "restart_pod", "restart_proxy", udp_only=True
     ),

@@ -100,6 +100,7 @@ class IptablesProxy(KernelRuleProxy):
         "long-lived-connections",
         "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
         "source-ip",
+        "opt-out-labels",
         "udp",
     }
     description: ClassVar[str] = (

@@ -36,6 +36,9 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-no-hairpin-masquerade (hairpin, I15): no `-s <endpoint IP> -j KUBE-MARK-MASQ`,
   so a pod that reaches itself through its Service gets its own packet from its own address,
   drops it as martian, and times out.
+- mutant-iptables-ignores-opt-out (opt-out labels, I13): programs every Service it is handed,
+  also those labelled `service.kubernetes.io/service-proxy-name` or `.../headless`, as a proxy
+  that lists Services without kube-proxy's label selector would; their VIPs then answer.
 - mutant-iptables-keeps-udp-conntrack (UDP flows, kubernetes#19029, #105657): never deletes the
   UDP conntrack entries of removed endpoints, so a flow that keeps its 5-tuple keeps reaching an
   unready pod, or nothing once its pod is gone.
@@ -253,6 +256,14 @@ class NoHairpinMasqueradeProxy(IptablesProxy):
         )
 
 
+class IgnoresOptOutProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-ignores-opt-out"
+    description: ClassVar[str] = (
+        "iptables that programs Services labelled service-proxy-name or headless (I13)"
+    )
+    honours_opt_out: ClassVar[bool] = False
+
+
 class KeepsUdpConntrackProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-keeps-udp-conntrack"
     description: ClassVar[str] = (
@@ -285,6 +296,7 @@ MUTANT_PROXIES: dict[str, type] = {
         TombstonesProxy,
         MasqueradesAllProxy,
         NoHairpinMasqueradeProxy,
+        IgnoresOptOutProxy,
         KeepsUdpConntrackProxy,
     )
 }

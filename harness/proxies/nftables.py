@@ -92,6 +92,7 @@ class NftablesProxy(KernelRuleProxy):
         "long-lived-connections",
         "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
         "source-ip",
+        "opt-out-labels",
         "udp",
     }
     description: ClassVar[str] = (

@@ -34,6 +34,7 @@ from harness.model.objects import (
     Destination,
     EndpointSlice,
     Service,
+    opt_out_label,
 )
 from harness.model.state import POD_CIDR, ClusterState
 from harness.registry import TargetOptions
@@ -123,10 +124,12 @@ class ModelTarget:
         service = state.services.get(request.service)
         destinations: list[Destination] = []
         drops = False
-        if service is not None:
+        if service is not None and self.programs(service):
             slices = derive_slices(state, service.name)
             destinations = self.usable(slices, service, request.port)
             drops = must_drop(destinations, slices, request.port)
+        elif service is not None:  # not programmed: the node's Service-range sink drops it
+            drops = True
         connections = request.connections if request.keep_alive else request.count
         picks: list[Destination | None] = []
         for index in range(max(connections, 0)):
@@ -230,6 +233,11 @@ class ModelTarget:
         if client is None or client.ip is None or client.name == pick.backend.pod:
             return NODE_ADDRESS
         return client.ip
+
+    def programs(self, service: Service) -> bool:
+        """Whether the proxy programs `service`: not when it carries an opt-out label
+        (`harness.model.objects.opt_out_label`, I13)."""
+        return opt_out_label(service) is None
 
     def held_answer(self, connection: HeldConnection) -> Backend | None:
         """Who answers on an established connection: its own backend while that pod

@@ -24,6 +24,7 @@ from harness.events import (
     SetPublishNotReady,
     SetReady,
     SetSelector,
+    SetServiceLabel,
     SetTrafficPolicy,
     StaleSnapshot,
     Wait,
@@ -90,6 +91,12 @@ EXAMPLES: dict[str, list[Event]] = {
     "long-lived-through-change": [*START, SetReady("web-0", False)],
     "hairpin": [CreateService("svc-a", WEB), Scale("web", 1)],
     "source-ip-checked": START,
+    "opted-out": [*START, SetServiceLabel("svc-a", "service.kubernetes.io/headless", "true")],
+    "opt-out-removed": [
+        *START,
+        SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", "other"),
+        SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", None),
+    ],
     "udp-flow-through-change": [
         CreateService("svc-a", WEB, "udp", protocol=Protocol.UDP),
         Scale("web", 3),

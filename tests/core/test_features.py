@@ -110,7 +110,7 @@ class _Holder:
 
 def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> None:
     assert target_features(_Holder(_Plugin())) == (CORE_FEATURES, "core only (none declared)")
-    harness_proxies = WITH_LOCAL | {"long-lived-connections", "hairpin"}
+    harness_proxies = WITH_LOCAL | {"long-lived-connections", "hairpin", "opt-out-labels"}
     # relaying proxies show pods their own address, and relay TCP only
     kernel = harness_proxies | {"source-ip", "udp"}
     assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == kernel

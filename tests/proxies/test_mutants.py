@@ -7,10 +7,11 @@ model's; the same scenario must conform on the real proxy and fail on the mutant
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
-from harness.model.objects import Backend
+from harness.model.objects import SERVICE_PROXY_NAME_LABEL, Backend
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import MUTANT_PROXIES
 from harness.proxies.nftables import NftablesProxy
@@ -87,6 +88,14 @@ def sticky_client(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
     return proxy.reachability(svc, "http", CLIENT, affinity_backend=chosen), (False, {chosen: 1.0})
 
 
+def opted_out(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
+    """A Service labelled service-proxy-name (I13): no rule for its VIP, so a new connection is
+    neither translated nor rejected (the node's sink drops it)."""
+    svc = replace(service(), labels=((SERVICE_PROXY_NAME_LABEL, "other-proxy"),))
+    program(proxy, svc, [endpoint(2), endpoint(3)])
+    return proxy.reachability(svc, "http", CLIENT), (False, {})
+
+
 CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-iptables-wrong-probability": (IptablesProxy, three_endpoints),
     "mutant-iptables-never-removes": (IptablesProxy, one_removed),
@@ -97,6 +106,7 @@ CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-nftables-no-affinity": (NftablesProxy, sticky_client),
     "mutant-iptables-two-decimals": (IptablesProxy, three_endpoints),
     "mutant-iptables-leaks-deleted": (IptablesProxy, vip_reused),
+    "mutant-iptables-ignores-opt-out": (IptablesProxy, opted_out),
 }
 ELSEWHERE = {
     # the rule oracle traces one connection, not the timeout its affinity entry lives for
