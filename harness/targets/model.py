@@ -174,7 +174,8 @@ class ModelTarget:
         if service is None:
             return Outcome(None, ErrorKind.REFUSED, MODEL_LATENCY_MS, number)
         slices = derive_slices(state, service.name)
-        destinations = self.usable(slices, service, request.port)
+        programmed = self.programs(service)  # an opted-out Service's entries are cleared too
+        destinations = self.usable(slices, service, request.port) if programmed else []
         if any(d.backend == flow.backend for d in destinations):
             return Outcome(flow.backend, None, MODEL_LATENCY_MS, number)
         (outcome,) = self._sample(request).outcomes
