@@ -210,13 +210,19 @@ def _is_udp(state: ClusterState, service: str) -> bool:
 
 def _still_held(held: _Held, answer: HeldAnswer, after: ClusterState) -> _Held | None:
     """What is held after an answer: a TCP connection while its backend answers; a UDP flow
-    while its Service exists, now last answered by whoever answered (if anyone)."""
+    while its Service exists, now last answered by whoever answered, or by nobody when nothing
+    answered and its backend is not usable (a correct proxy deleted the flow's entry, so once
+    endpoints are usable again any of them may take it: after scaling to 0 and back, an
+    unready pod ready again, an opt-out label removed)."""
     if not held.udp:
         return held if answer.outcome.backend == held.backend else None
     if held.service not in after.services:
         return None
     answered = answer.outcome.backend
-    return held if answered is None or answered == held.backend else replace(held, backend=answered)
+    if answered is None:
+        gone = held.backend not in answer.usable_now
+        return replace(held, backend=NO_BACKEND) if gone else held
+    return held if answered == held.backend else replace(held, backend=answered)
 
 
 def _alive(state: ClusterState, backend: Backend) -> bool:
