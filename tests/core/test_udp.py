@@ -28,7 +28,7 @@ from harness.events import (
     event_from_json,
 )
 from harness.features import CORE_FEATURES, FEATURES, attribute_failure
-from harness.longlived import UDP_FEATURE
+from harness.longlived import UDP_FEATURE, LongLived
 from harness.model.endpoints import expect
 from harness.model.objects import Backend, Protocol, labels_of
 from harness.model.state import ClusterState
@@ -181,3 +181,37 @@ def test_without_udp_the_flow_state_is_uncheckable_and_never_aimed_at() -> None:
     assert not AIMS[UDP_FEATURE].possible(EventSpace())
     assert AIMS[UDP_FEATURE].possible(EventSpace(udp=True))
     assert AIMS["usable-0"].possible(EventSpace())
+
+
+class _ScriptedFlows:
+    """A ConnectionHolder whose held flows answer what the test says."""
+
+    relays_connections = False
+
+    def __init__(self) -> None:
+        self.answer: Outcome = answer(A)
+
+    def hold(self, service: str, client: str, timeout_s: float) -> tuple[int | None, Outcome]:
+        return 0, answer(A)
+
+    def ask_held(self, number: int, timeout_s: float) -> Outcome:
+        return self.answer
+
+    def release_held(self) -> None:
+        """Nothing is open."""
+
+
+def test_a_flow_whose_endpoint_went_away_may_come_back_on_any_usable_one() -> None:
+    """Scaled to nothing usable and back (an opt-out label removed, a pod ready again): the
+    proxy deleted the flow's entry meanwhile, so another backend taking it is no move."""
+    target = _ScriptedFlows()
+    held = LongLived(target, 1.0)
+    events: list[Event] = [UDP_SERVICE, Scale("web", 2)]
+    held.after(1, events[-1], apply_all(events))  # flows opened, answered by web-0
+    events += [SetReady("web-0", False), SetReady("web-1", False)]
+    target.answer = Outcome(None, ErrorKind.REFUSED, 1.0, 0)
+    (refused,), _ = held.after(3, events[-1], apply_all(events))
+    events += [SetReady("web-0", True), SetReady("web-1", True)]
+    target.answer = answer(B)
+    (moved,), _ = held.after(5, events[-1], apply_all(events))
+    assert refused.holds and moved.holds, moved.message
