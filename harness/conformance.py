@@ -42,6 +42,7 @@ from harness.features import NOT_SUPPORTED, unsupported_properties, unsupported_
 from harness.history import History
 from harness.known_issues import Match
 from harness.longlived import FEATURE as LONG_LIVED_FEATURE
+from harness.longlived import UDP_FEATURE as UDP_FLOW_FEATURE
 from harness.profiles import DEFAULT_PROFILE, PROFILES, Limits, Profile
 from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
@@ -58,6 +59,7 @@ from harness.targets.base import (
     target_proxy_metrics,
     target_versions,
 )
+from harness.udp_support import generates_udp
 
 MAX_SERVICES_PER_STEP = 3
 STATISTICAL_CHECKS_PER_SERVICE = 2  # fairness and affinity expiry
@@ -147,8 +149,9 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
     """Coverage features `target` cannot check: affinity expiry is judged over many addresses
     of one client, which a target offering one (a client pod of a real cluster) lacks; a proxy
     restart needs a target that can restart its proxy, held connections one that holds them,
-    source IP and hairpin one that sends from pods (`podclients`); the states only conformance
-    features outside `supported` show are never drawn (`harness.features.unsupported_states`)."""
+    source IP and hairpin one that sends from pods (`podclients`), held UDP flows one for which
+    UDP Services are generated (`harness.udp_support`); the states only conformance features
+    outside `supported` show are never drawn (`harness.features.unsupported_states`)."""
     unreachable = set(unsupported_states(supported) if supported is not None else ())
     if int(getattr(target, "max_sources", 1)) < 2:
         unreachable.add("affinity-idle-past-timeout")
@@ -158,6 +161,8 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add("stale-snapshot")
     if not isinstance(target, ConnectionHolder):
         unreachable.add(LONG_LIVED_FEATURE)
+    if not isinstance(target, ConnectionHolder) or not generates_udp(target):
+        unreachable.add(UDP_FLOW_FEATURE)  # no UDP Service is generated for it
     return frozenset(unreachable) | podclients.uncheckable(target)
 
 
@@ -448,6 +453,7 @@ def options_for(
             simulated=simulated,
             restarts_proxy=restart_unsupported(target) is None,
             shows_stale=stale_unsupported(target) is None,
+            udp=bool(getattr(target, "sends_udp", False)),  # declared or not: `for_features`
         ),
         config=RunConfig(deadline_s=float(deadline), budget=AlarmBudget(max_checks=max_checks)),
         failures_dir=failures_dir,

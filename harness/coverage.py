@@ -70,6 +70,10 @@ FEATURES: dict[str, str] = {
         " nor refused)"
     ),
     "opt-out-removed": "a Service's opt-out label removed: it must be programmed again",
+    "udp-flow-through-change": (
+        "a UDP flow with a fixed 5-tuple held through a change (its endpoint removed or made"
+        " unready, scaled to 0 and back, a proxy restart) and asked again"
+    ),
 }
 AFFINITY_FEATURES = frozenset({"affinity-idle-past-timeout", "affinity-backend-removed"})
 

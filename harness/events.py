@@ -41,6 +41,7 @@ from harness.model.objects import (
     ContainerPort,
     Labels,
     Phase,
+    Protocol,
     Service,
     ServicePort,
     TrafficPolicy,
@@ -56,6 +57,10 @@ MAX_REPLICAS = 1_000
 MAX_WAIT_S = 2 * 86_400.0
 """The longest `wait` (twice the longest affinity timeout): a replay on a real target sleeps it."""
 DEFAULT_SCALE_GRACE_S = 30.0  # core/v1 terminationGracePeriodSeconds default
+UDP_PORT_NAME = "udp"
+"""The name of a pod's UDP container port (`CreatePod.udp_port`), which UDP Services target."""
+SCALED_PORTS = (ContainerPort("http", 8080), ContainerPort(UDP_PORT_NAME, 8080, "UDP"))
+"""The container ports of a pod `Scale` creates."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,9 @@ def _check_affinity_timeout(timeout_s: int) -> None:
 # -- Services -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CreateService(Event):
-    """Create a ClusterIP Service with one TCP port 80 to `target_port` (a number or a name)."""
+    """Create a ClusterIP Service with one port 80, named `http`, of `protocol` (TCP or UDP) to
+    `target_port` (a number or a name; a named one resolves against container ports of the same
+    protocol, so a UDP Service names the pods' `udp` port: `CreatePod.udp_port`)."""
 
     kind: ClassVar[str] = "create-service"
     service: str
@@ -114,6 +121,7 @@ class CreateService(Event):
     affinity_timeout_s: int = DEFAULT_AFFINITY_TIMEOUT_S
     publish_not_ready_addresses: bool = False
     internal_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+    protocol: Protocol = Protocol.TCP
 
     def apply(self, state: ClusterState) -> ClusterState:
         if self.service in state.services:
@@ -124,7 +132,7 @@ class CreateService(Event):
                 name=self.service,
                 cluster_ip=state.next_service_ip(),
                 selector=self.selector,
-                ports=(ServicePort("http", 80, self.target_port),),
+                ports=(ServicePort("http", 80, self.target_port, self.protocol.value),),
                 session_affinity=self.session_affinity,
                 affinity_timeout_s=self.affinity_timeout_s,
                 publish_not_ready_addresses=self.publish_not_ready_addresses,
@@ -217,7 +225,8 @@ class SetServiceLabel(Event):
 # -- Pods -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CreatePod(Event):
-    """Create a Running pod whose container port `http` is `http_port`."""
+    """Create a Running pod whose container port `http` is `http_port`, and, with `udp_port`, a
+    UDP container port `udp` on that number (the port UDP Services name)."""
 
     kind: ClassVar[str] = "create-pod"
     pod: str
@@ -225,6 +234,7 @@ class CreatePod(Event):
     ready: bool = True
     node: str = PROXY_NODE
     http_port: int = 8080
+    udp_port: int | None = None
 
     def apply(self, state: ClusterState) -> ClusterState:
         if self.pod in state.pods:
@@ -232,12 +242,13 @@ class CreatePod(Event):
         _check_node(self.node)
         if not 1024 < self.http_port < 65536:
             raise InvalidEvent(f"http_port {self.http_port} must be in 1025..65535")
+        ports: tuple[ContainerPort, ...] = (ContainerPort("http", self.http_port),)
+        if self.udp_port is not None:
+            if not 1024 < self.udp_port < 65536:
+                raise InvalidEvent(f"udp_port {self.udp_port} must be in 1025..65535")
+            ports += (ContainerPort(UDP_PORT_NAME, self.udp_port, Protocol.UDP.value),)
         return state.new_incarnation(
-            self.pod,
-            self.labels,
-            ready=self.ready,
-            node=self.node,
-            ports=(ContainerPort("http", self.http_port),),
+            self.pod, self.labels, ready=self.ready, node=self.node, ports=ports
         )
 
 
@@ -245,8 +256,10 @@ class CreatePod(Event):
 class Scale(Event):
     """Scale the group `group` (pods `group-N` labelled app=group) to `replicas`.
 
-    Scaling up creates ready pods with new ordinals on `node`; scaling down deletes the newest
-    pods gracefully, as a ReplicaSet does, with the default 30 s grace period.
+    Scaling up creates ready pods with new ordinals on `node`, each serving `http` (TCP) and
+    `udp` (UDP) on 8080 (`SCALED_PORTS`: a group serves TCP and UDP Services alike); scaling
+    down deletes the newest pods gracefully, as a ReplicaSet does, with the default 30 s grace
+    period.
     """
 
     kind: ClassVar[str] = "scale"
@@ -266,7 +279,10 @@ class Scale(Event):
         for _ in range(self.replicas - len(current)):
             ordinal, state = state.next_ordinal(self.group)
             state = state.new_incarnation(
-                f"{self.group}-{ordinal}", labels_of({"app": self.group}), node=self.node
+                f"{self.group}-{ordinal}",
+                labels_of({"app": self.group}),
+                node=self.node,
+                ports=SCALED_PORTS,
             )
         return state
 

@@ -38,7 +38,7 @@ from enum import StrEnum
 
 from harness.errors import UsageError
 from harness.events import CreateService, Event, SetAffinity, SetServiceLabel, SetTrafficPolicy
-from harness.model.objects import Affinity, TrafficPolicy
+from harness.model.objects import Affinity, Protocol, TrafficPolicy
 
 CORE = "core"
 EXTENDED = "extended"
@@ -46,6 +46,7 @@ PROFILES = (CORE, EXTENDED)
 NOT_TESTED = "not tested by this harness version"
 INTERNAL_TRAFFIC_POLICY = "internal-traffic-policy"
 OPT_OUT_LABELS_FEATURE = "opt-out-labels"
+UDP_FEATURE = "udp"
 NOT_SUPPORTED = "not supported by the implementation"
 
 
@@ -63,6 +64,10 @@ def _uses_local_policy(event: Event) -> bool:
     return isinstance(event, CreateService) and (
         event.internal_traffic_policy == TrafficPolicy.LOCAL
     )
+
+
+def _uses_udp(event: Event) -> bool:
+    return isinstance(event, CreateService) and event.protocol == Protocol.UDP
 
 
 def _uses_client_ip(event: Event) -> bool:
@@ -99,7 +104,6 @@ UNTESTED_EXTENDED: Mapping[str, str] = {
         "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise"
     ),
     "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
-    "udp": "Services over UDP",
     "sctp": "Services over SCTP",
     "multi-port": "Services with several ports",
 }
@@ -183,6 +187,23 @@ _FEATURES: tuple[Feature, ...] = (
         ("reject-when-empty", "no-stale-traffic", "exact-balance", "programming-latency"),
         ("opted-out", "opt-out-removed"),
         _uses_opt_out,
+    ),
+    Feature(
+        UDP_FEATURE,
+        EXTENDED,
+        "Services over UDP: every datagram of a new flow reaches a usable endpoint, REJECT"
+        " without endpoints, fair per flow; a flow with a fixed 5-tuple follows its endpoint's"
+        " removal and is never blackholed while one is usable (stale conntrack entries"
+        " cleared: kubernetes#19029, #105657)",
+        (
+            "no-stale-traffic",
+            "availability",
+            "reject-when-empty",
+            "fairness",
+            "long-lived-connections",
+        ),
+        ("udp-flow-through-change",),
+        _uses_udp,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

@@ -10,9 +10,11 @@ Every entry of `../shared/reference/anchors.md` §4 is in the table (`ANCHORED`,
 only symptoms the harness can tell apart are matched automatically: terminal pods kept as
 endpoints (4), Services without endpoints blackholing and the reverse, spurious REJECTs (6),
 plus the EndpointSlice controller's phase-blind change detection (issue 15). The others are
-listed with `signature` None and `shown_by` saying what would show them: the UDP conntrack
-issues (1-3) and spurious RSTs (10) need UDP flows and long-lived connections, which no
-property checks yet (issue 12); terminating-pod traffic (5), session affinity (7), lag at scale
+listed with `signature` None and `shown_by` saying what would show them. The UDP conntrack
+issues (1-3) are matched on `long-lived-connections`' held UDP flows (`harness.checks.udp_flows`):
+a flow stale or blackholed on an endpoint that was deleted (#19029), stale on one that is only
+unready (#105657), moved off a usable endpoint at a proxy restart (#122740). Spurious RSTs (10)
+are listed only; terminating-pod traffic (5), session affinity (7), lag at scale
 (8) and random-mode unfairness (9) show as failures of existing properties, but by symptoms
 that have other causes too, so a failure is not claimed to be one of them. Listed, a person
 reading a failure can still find them (`harness known-issues`).
@@ -25,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.events import Event, EvictPod
+from harness.events import Event, EvictPod, RestartProxy
 from harness.model.state import ClusterState
 
 Verdicts = Sequence[Mapping[str, Any]]
@@ -169,6 +171,129 @@ def blackholed_when_empty(prop: str, events: Sequence[Event], verdicts: Verdicts
     return False
 
 
+def _udp_faults(prop: str, verdicts: Verdicts) -> list[Mapping[str, Any]]:
+    """The held UDP flows a failing `long-lived-connections` verdict names as wrong, each with
+    its `fault` (stale, moved, blackholed) and `backend` (`"pod/uid"`, `"/"` never answered)."""
+    if prop != "long-lived-connections":
+        return []
+    found = []
+    for verdict in verdicts:
+        evidence = verdict.get("evidence")
+        flows = evidence.get("udp_flows") if isinstance(evidence, Mapping) else None
+        if isinstance(flows, list):
+            found += [f for f in flows if isinstance(f, Mapping)]
+    return found
+
+
+def _final_state(events: Sequence[Event]) -> ClusterState | None:
+    """The model state at the end of `events`; None when they do not replay on the model."""
+    state = ClusterState()
+    try:
+        for event in events:
+            state = event.apply(state)
+    except Exception:  # a counterexample the model rejects matches nothing
+        return None
+    return state
+
+
+def _final_pods(events: Sequence[Event]) -> dict[str, bool] | None:
+    """`"pod/uid"` of every pod incarnation at the end of `events`, mapped to whether it is
+    ready; None when the events do not replay on the model."""
+    state = _final_state(events)
+    if state is None:
+        return None
+    return {f"{p.name}/{p.uid}": p.ready and not p.phase.terminal for p in state.pods.values()}
+
+
+def udp_entry_of_removed_endpoint(prop: str, events: Sequence[Event], verdicts: Verdicts) -> bool:
+    """kubernetes#19029: a held UDP flow still reaches, or is blackholed on, the endpoint it
+    had, and that endpoint's pod is gone, or its Service is (PR #141371): its conntrack entry
+    was not deleted."""
+    state, pods = _final_state(events), _final_pods(events)
+    return (
+        state is not None
+        and pods is not None
+        and any(
+            f.get("fault") in ("stale", "blackholed")
+            and f.get("backend") not in (None, "/")
+            and (f.get("backend") not in pods or f.get("service") not in state.services)
+            for f in _udp_faults(prop, verdicts)
+        )
+    )
+
+
+def udp_entry_of_unready_endpoint(prop: str, events: Sequence[Event], verdicts: Verdicts) -> bool:
+    """kubernetes#105657: a held UDP flow still reaches its endpoint, whose pod runs but is not
+    ready: the conntrack cleanup ignored readiness."""
+    pods = _final_pods(events)
+    return pods is not None and any(
+        f.get("fault") == "stale" and pods.get(str(f.get("backend"))) is False
+        for f in _udp_faults(prop, verdicts)
+    )
+
+
+def udp_flows_flushed_on_restart(prop: str, events: Sequence[Event], verdicts: Verdicts) -> bool:
+    """kubernetes#122740: held UDP flows moved off endpoints still usable, and the last event
+    restarted the proxy: its restart flushed their conntrack entries."""
+    restarted = bool(events) and isinstance(events[-1], RestartProxy)
+    return restarted and any(f.get("fault") == "moved" for f in _udp_faults(prop, verdicts))
+
+
+def _proxy_issue(
+    issue_id: str,
+    title: str,
+    properties: Sequence[str],
+    affected: str,
+    note: str,
+    shown_by: str = "",
+    signature: Signature | None = None,
+) -> KnownIssue:
+    """A kube-proxy issue of kubernetes/kubernetes without a fixed-in version of its own."""
+    return KnownIssue(
+        id=issue_id,
+        title=title,
+        properties=frozenset(properties),
+        affected=affected,
+        fixed_in=None,
+        link=f"https://github.com/kubernetes/kubernetes/issues/{issue_id.split('#')[1]}",
+        signature=signature,
+        component="proxy",
+        unfixed="fixed releases: see the issue",
+        note=note,
+        shown_by=shown_by,
+    )
+
+
+_HELD_FLOWS = ("long-lived-connections",)
+UDP_CONNTRACK_ISSUES: tuple[KnownIssue, ...] = (
+    _proxy_issue(
+        "kubernetes#19029",
+        "stale UDP conntrack entries after an endpoint is removed",
+        _HELD_FLOWS,
+        "see the issue; also #48370 (0 to n endpoints), #59368 (NodePort, PR #71573)",
+        "a recent regression: #139628 (scale to zero; fix PR #139629, PR #141371)",
+        signature=udp_entry_of_removed_endpoint,
+    ),
+    _proxy_issue(
+        "kubernetes#105657",
+        "UDP blackhole after an endpoint turns ready: the flush ignored readiness",
+        _HELD_FLOWS,
+        "see the issue (it has an e2e regression test)",
+        "",
+        signature=udp_entry_of_unready_endpoint,
+    ),
+    _proxy_issue(
+        "kubernetes#122740",
+        "UDP flows flushed when kube-proxy restarts",
+        _HELD_FLOWS,
+        "see the issue; the conntrack reconciler: #126130",
+        "",
+        signature=udp_flows_flushed_on_restart,
+    ),
+)
+"""The UDP conntrack issues of anchors §4 (1-3), matched on `long-lived-connections`' UDP flows."""
+
+
 KNOWN_ISSUES: tuple[KnownIssue, ...] = (
     KnownIssue(
         id="kubernetes#109414",
@@ -215,45 +340,10 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = (
         unfixed="closed without a linked fix",
         note="the reverse of kubernetes#17359; a proxy that cannot read EndpointSlices shows it",
     ),
+    *UDP_CONNTRACK_ISSUES,
     *(
-        KnownIssue(
-            id=issue_id,
-            title=title,
-            properties=frozenset(properties),
-            affected=affected,
-            fixed_in=None,
-            link=f"https://github.com/kubernetes/kubernetes/issues/{issue_id.split('#')[1]}",
-            signature=None,
-            component="proxy",
-            unfixed="fixed releases: see the issue",
-            note=note,
-            shown_by=shown_by,
-        )
+        _proxy_issue(issue_id, title, properties, affected, note, shown_by)
         for issue_id, title, properties, affected, note, shown_by in (
-            (
-                "kubernetes#19029",
-                "stale UDP conntrack entries after an endpoint is removed",
-                (),
-                "see the issue; also #48370 (0 to n endpoints), #59368 (NodePort, PR #71573)",
-                "a recent regression: #139628 (scale to zero; fix PR #139629, PR #141371)",
-                "needs UDP flows through conntrack, which no property checks yet",
-            ),
-            (
-                "kubernetes#105657",
-                "UDP blackhole after an endpoint turns ready: the flush ignored readiness",
-                (),
-                "see the issue (it has an e2e regression test)",
-                "",
-                "needs UDP flows through conntrack, which no property checks yet",
-            ),
-            (
-                "kubernetes#122740",
-                "UDP flows flushed when kube-proxy restarts",
-                (),
-                "see the issue; the conntrack reconciler: #126130",
-                "",
-                "needs UDP flows and a proxy-restart event, which no property checks yet",
-            ),
             (
                 "kubernetes#86280",
                 "traffic to terminating pods, errors during rolling updates",

@@ -14,15 +14,23 @@ from the client's address, which would refresh the client's affinity and so chan
 affinity checks expect. A target without `ConnectionHolder` (the kube target) holds none and
 the property is not judged there.
 
+A Service whose port is UDP gets held *flows* instead (`ConnectionHolder.hold` on such a
+Service): one socket each with a fixed 5-tuple, kept whatever it got (a flow refused while its
+Service had no endpoints must reach the endpoints it gets later, kubernetes#48370), following
+its endpoint to another once that endpoint is no longer usable, forgotten only when its Service
+is deleted; judged by `harness.checks.udp_flows`. A judged flow after a change counts as the
+coverage feature `udp-flow-through-change`.
+
 Deterministic given the sequence (Services by name, clients in order), so a replay holds the
 same connections.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.checks.connections import HeldAnswer, check_long_lived
+from harness.checks.udp_flows import UDP
 from harness.checks.verdict import Verdict
 from harness.events import Event, Probe, RestartProxy, StaleSnapshot, Wait
 from harness.model.endpoints import expect
@@ -35,6 +43,9 @@ MAX_HELD = 8
 """Connections held at once. Eight, so that a data plane that re-balances every established
 flow between two endpoints (a conntrack flush) leaves all of them on their backend with
 probability 1/256 only, and a counterexample reproduces."""
+MAX_UDP_HELD = 4
+"""UDP flows held at once, besides the TCP connections: enough that a proxy which keeps a removed
+endpoint's entries (or flushes a usable one's) shows it on some flow of the endpoint changed."""
 GONE_TIMEOUT_S = 0.2
 """How long a connection whose pod is gone is asked: nothing can answer it but another backend
 (a data plane that moved it), which answers within milliseconds here; silence is its right
@@ -44,6 +55,9 @@ their own backend may still answer through conntrack within milliseconds, or the
 drops them; neither is judged a spurious drop, since the backend is no longer usable."""
 PORT = "http"
 FEATURE = "long-lived-through-change"
+UDP_FEATURE = "udp-flow-through-change"
+NO_BACKEND = Backend("", "")
+"""The backend of a held UDP flow that has never been answered."""
 RELAY_RESTARTED = (
     "the proxy relays connections through its own process (relays_connections), so they end"
     " with it when it restarts, as kube-proxy's userspace mode's did"
@@ -61,6 +75,7 @@ class _Held:
     client: str
     backend: Backend
     opened_step: int
+    udp: bool = False
 
 
 class LongLived:
@@ -90,9 +105,10 @@ class LongLived:
         verdicts: list[Verdict] = []
         features: frozenset[str] = frozenset()
         if self.held:
+            udp = any(h.udp for h in self.held)
             verdicts.append(self._judge(event, after))
             if not isinstance(event, Probe | Wait):
-                features = frozenset({FEATURE})
+                features = frozenset({FEATURE, UDP_FEATURE} if udp else {FEATURE})
         self._open(step, after)
         return verdicts, features
 
@@ -100,6 +116,9 @@ class LongLived:
         assert self.target is not None
         answers = []
         for held in self.held:
+            if held.udp:
+                answers.append(self._ask_flow(held, after))
+                continue
             brief = not _alive(after, held.backend) or _opted_out(after, held.service)
             timeout_s = GONE_TIMEOUT_S if brief else self.timeout_s
             outcome = self.target.ask_held(held.number, timeout_s)
@@ -112,7 +131,9 @@ class LongLived:
                 )
             )
         self.held = [
-            h for h, a in zip(self.held, answers, strict=True) if a.outcome.backend == h.backend
+            kept
+            for h, a in zip(self.held, answers, strict=True)
+            if (kept := _still_held(h, a, after)) is not None
         ]
         relayed = isinstance(event, RestartProxy) and self.target.relays_connections
         excused = RELAY_RESTARTED if relayed else None
@@ -120,25 +141,58 @@ class LongLived:
             excused = STALE_SHOWN
         return check_long_lived(answers, excused)
 
-    def _open(self, step: int, after: ClusterState) -> None:
+    def _ask_flow(self, held: _Held, after: ClusterState) -> HeldAnswer:
+        """Ask a held UDP flow once: with the full timeout while its Service has usable
+        endpoints (an answer is due), else briefly (REJECT answers at once; DROP never)."""
         assert self.target is not None
-        while len(self.held) < MAX_HELD:
-            service = self._next_service(after)
+        usable_now = (
+            frozenset(expect(after, held.service, PORT).usable)
+            if held.service in after.services
+            else frozenset()
+        )
+        timeout_s = self.timeout_s if usable_now else GONE_TIMEOUT_S
+        outcome = self.target.ask_held(held.number, timeout_s)
+        return HeldAnswer(
+            held.service,
+            held.client,
+            held.backend,
+            outcome,
+            held.backend in usable_now,
+            held.opened_step,
+            UDP,
+            usable_now,
+        )
+
+    def _open(self, step: int, after: ClusterState) -> None:
+        """Open TCP connections up to `MAX_HELD`, then UDP flows up to `MAX_UDP_HELD`."""
+        self._open_kind(step, after, udp=False, limit=MAX_HELD)
+        self._open_kind(step, after, udp=True, limit=MAX_UDP_HELD)
+
+    def _open_kind(self, step: int, after: ClusterState, udp: bool, limit: int) -> None:
+        assert self.target is not None
+        while sum(1 for h in self.held if h.udp == udp) < limit:
+            service = self._next_service(after, udp)
             if service is None:
                 return
             client = CLIENTS[self.opened % len(CLIENTS)]
             self.opened += 1
             number, outcome = self.target.hold(service, client, self.timeout_s)
-            if number is None or outcome.backend is None:
+            if number is None or (outcome.backend is None and not udp):
                 return  # a data plane that fails a new connection now gets no more this step
-            self.held.append(_Held(number, service, client, outcome.backend, step))
+            backend = outcome.backend or NO_BACKEND
+            self.held.append(_Held(number, service, client, backend, step, udp))
+            if outcome.backend is None:
+                return
 
-    def _next_service(self, after: ClusterState) -> str | None:
-        """The eligible Service with the fewest held connections (by name on a tie)."""
+    def _next_service(self, after: ClusterState, udp: bool) -> str | None:
+        """The eligible Service (TCP or UDP) with the fewest held connections (by name on a
+        tie)."""
         eligible = [
             name
             for name, service in sorted(after.services.items())
-            if service.session_affinity == Affinity.NONE and expect(after, name, PORT).usable
+            if service.session_affinity == Affinity.NONE
+            and _is_udp(after, name) == udp
+            and expect(after, name, PORT).usable
         ]
         if not eligible:
             return None
@@ -148,6 +202,27 @@ class LongLived:
 def _opted_out(state: ClusterState, service: str) -> bool:
     found = state.services.get(service)
     return found is not None and opt_out_label(found) is not None
+
+
+def _is_udp(state: ClusterState, service: str) -> bool:
+    return any(p.protocol == UDP for p in state.service(service).ports if p.name == PORT)
+
+
+def _still_held(held: _Held, answer: HeldAnswer, after: ClusterState) -> _Held | None:
+    """What is held after an answer: a TCP connection while its backend answers; a UDP flow
+    while its Service exists, now last answered by whoever answered, or by nobody when nothing
+    answered and its backend is not usable (a correct proxy deleted the flow's entry, so once
+    endpoints are usable again any of them may take it: after scaling to 0 and back, an
+    unready pod ready again, an opt-out label removed)."""
+    if not held.udp:
+        return held if answer.outcome.backend == held.backend else None
+    if held.service not in after.services:
+        return None
+    answered = answer.outcome.backend
+    if answered is None:
+        gone = held.backend not in answer.usable_now
+        return replace(held, backend=NO_BACKEND) if gone else held
+    return held if answered == held.backend else replace(held, backend=answered)
 
 
 def _alive(state: ClusterState, backend: Backend) -> bool:

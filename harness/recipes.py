@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
     MAX_STALE_BACK,
+    UDP_PORT_NAME,
     CreatePod,
     CreateService,
     DeletePod,
@@ -47,6 +48,7 @@ from harness.model.objects import (
     PROXY_NODE,
     Affinity,
     Pod,
+    Protocol,
     Service,
     TrafficPolicy,
     labels_of,
@@ -366,6 +368,45 @@ def opt_out_removed(data: st.DataObject, state: ClusterState, space: EventSpace)
     return [*events, SetServiceLabel(name, key, None)]
 
 
+def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A UDP Service (created if there is none and a name is free) with usable endpoints, whose
+    held flows then see their endpoints change: one made unready (kubernetes#105657), deleted
+    at once (#19029), or the group scaled to 0 and back (#48370, #139628). Nothing when the
+    space generates no UDP (`EventSpace.makes_udp`: the target cannot send it, or the
+    implementation does not declare it)."""
+    if not space.makes_udp:
+        return []
+    udp = [s for s in state.services.values() if any(p.protocol == "UDP" for p in s.ports)]
+    events: list[Event] = []
+    if udp:
+        service = data.draw(st.sampled_from(sorted(udp, key=lambda s: s.name)), label="service")
+    else:
+        free = [n for n in SERVICE_NAMES if n not in state.services]
+        if not free:
+            return []
+        group = data.draw(st.sampled_from(GROUPS), label="group")
+        created = CreateService(
+            data.draw(st.sampled_from(free), label="name"),
+            labels_of({"app": group}),
+            UDP_PORT_NAME,
+            protocol=Protocol.UDP,
+        )
+        events.append(created)
+        service = created.apply(state).service(created.service)
+    events += _populated(data, _apply_all(state, events), service, PROXY_NODE)
+    after = _apply_all(state, events)
+    ready = _listed(after, service, lambda p: p.ready and not p.terminating)
+    owner = _group(service)
+    change = data.draw(st.sampled_from(["unready", "delete", "scale"]), label="change")
+    if change == "scale" and owner is not None:
+        replicas = len(after.group_pods(owner))
+        return [*events, Scale(owner, 0), Scale(owner, max(replicas, 2))]
+    if not ready:
+        return events
+    pod = data.draw(st.sampled_from([p.name for p in ready]), label="pod")
+    return [*events, SetReady(pod, False) if change == "unready" else DeletePod(pod, 0)]
+
+
 RECIPES: dict[str, Recipe] = {
     "usable-0": no_endpoint,
     "usable-1": one_endpoint,
@@ -391,6 +432,7 @@ RECIPES: dict[str, Recipe] = {
     "source-ip-checked": some_endpoints,
     "opted-out": opted_out,
     "opt-out-removed": opt_out_removed,
+    "udp-flow-through-change": udp_flow_changed,
 }
 
 

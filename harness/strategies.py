@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
     MAX_STALE_BACK,
+    UDP_PORT_NAME,
     CreatePod,
     CreateService,
     DeletePod,
@@ -47,7 +48,7 @@ from harness.events import (
     StaleSnapshot,
     Wait,
 )
-from harness.features import INTERNAL_TRAFFIC_POLICY, OPT_OUT_LABELS_FEATURE
+from harness.features import INTERNAL_TRAFFIC_POLICY, OPT_OUT_LABELS_FEATURE, UDP_FEATURE
 from harness.model.objects import (
     HEADLESS_LABEL,
     OPT_OUT_LABELS,
@@ -56,6 +57,7 @@ from harness.model.objects import (
     Affinity,
     Labels,
     Pod,
+    Protocol,
     TrafficPolicy,
     labels_of,
 )
@@ -85,7 +87,10 @@ class EventSpace:
     (`stale_unsupported`); `features` are the conformance features
     the implementation declares (`harness.features`; None: every one), and no event that
     exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
-    asking for what the implementation said it does not do.
+    asking for what the implementation said it does not do. `udp` True (the target sends UDP:
+    `sends_udp`) lets a Service be created with a UDP port (one in `UDP_ODDS`, so TCP coverage
+    is not starved; all with `udp_only`, an aim's narrowing) and pods with a UDP container port,
+    when the `udp` feature is declared too (`makes_udp`).
     """
 
     max_pods: int = 50
@@ -101,6 +106,8 @@ class EventSpace:
     restarts_proxy: bool = True
     shows_stale: bool = True
     features: frozenset[str] | None = None
+    udp: bool = False
+    udp_only: bool = False
 
     def supports(self, feature: str) -> bool:
         """Whether events exercising the conformance feature `feature` may be drawn."""
@@ -111,6 +118,11 @@ class EventSpace:
         would exercise an undeclared feature are taken out (internalTrafficPolicy Local; an
         opt-out label on a Service, `SetServiceLabel`)."""
         return replace(self, features=supported)
+
+    @property
+    def makes_udp(self) -> bool:
+        """Whether UDP Services are drawn: the target sends UDP and `udp` is declared."""
+        return self.udp and self.supports(UDP_FEATURE)
 
     @property
     def policy_choices(self) -> tuple[TrafficPolicy, ...]:
@@ -232,7 +244,7 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
     not serve fails every proxy alike (the pod's fault, not the proxy's); the model's numeric
     resolution is covered by unit tests."""
     (taken,) = key
-    return _of(
+    services = _of(
         CreateService,
         st.sampled_from([n for n in SERVICE_NAMES if n not in taken]),
         selectors(),
@@ -242,6 +254,42 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
         _mostly(False, True),
         st.sampled_from(space.policy_choices),
     )
+    return _with_protocol(services, space)
+
+
+UDP_ODDS = 8
+"""With `EventSpace.makes_udp`, one Service in this many is created with a UDP port."""
+
+
+def _with_protocol(
+    services: st.SearchStrategy[Event], space: EventSpace
+) -> st.SearchStrategy[Event]:
+    """With `space.makes_udp`, some Services get a UDP port that targets the pods' `udp` port (all
+    of them with `udp_only`, an aim's narrowing); without it, the strategy as it was."""
+    if not space.makes_udp:
+        return services
+    odds = [Protocol.UDP] if space.udp_only else [Protocol.TCP] * (UDP_ODDS - 1) + [Protocol.UDP]
+    return st.tuples(services, st.sampled_from(odds)).map(_udp_service)
+
+
+def _udp_service(drawn: tuple[Event, Protocol]) -> Event:
+    event, protocol = drawn
+    if protocol == Protocol.TCP or not isinstance(event, CreateService):
+        return event
+    return replace(event, protocol=protocol, target_port=UDP_PORT_NAME)
+
+
+def _with_udp_port(pods: st.SearchStrategy[Event], space: EventSpace) -> st.SearchStrategy[Event]:
+    """With `space.makes_udp`, a created pod serves UDP on its http port number half the time."""
+    if not space.makes_udp:
+        return pods
+    return st.tuples(pods, st.booleans()).map(
+        lambda drawn: (
+            replace(drawn[0], udp_port=drawn[0].http_port)
+            if drawn[1] and isinstance(drawn[0], CreatePod)
+            else drawn[0]
+        )
+    )
 
 
 def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
@@ -249,7 +297,7 @@ def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Ev
     labels = st.dictionaries(
         st.sampled_from(["app", "tier"]), st.sampled_from(GROUPS + TIERS), min_size=1
     ).map(labels_of)
-    return _of(
+    pods = _of(
         CreatePod,
         st.sampled_from([n for n in POD_NAMES if n not in taken]),
         labels,
@@ -257,6 +305,7 @@ def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Ev
         st.sampled_from(space.nodes),
         st.sampled_from(space.http_ports),
     )
+    return _with_udp_port(pods, space)
 
 
 def _no_key(state: ClusterState) -> tuple[Any, ...]:

@@ -43,6 +43,10 @@ class Aim:
     def narrow(self, space: EventSpace) -> EventSpace:
         return replace(space, **self.space) if self.space else space  # type: ignore[arg-type]
 
+    def possible(self, space: EventSpace) -> bool:
+        """Whether `space` can reach the aim: one at UDP flows needs UDP Services generated."""
+        return space.makes_udp or not (self.space or {}).get("udp_only")
+
 
 def _aim(*kinds: str, **space: object) -> Aim:
     return Aim(frozenset(kinds), space or None)
@@ -82,6 +86,9 @@ AIMS: dict[str, Aim] = {
     "source-ip-checked": _aim("scale", "create_pod"),
     "opted-out": _aim("set_service_label", "create_pod"),
     "opt-out-removed": _aim("set_service_label", "create_pod"),
+    "udp-flow-through-change": _aim(
+        "set_ready", "delete_pod", "restart_pod", "restart_proxy", udp_only=True
+    ),
 }
 
 
@@ -97,7 +104,7 @@ class Swarm:
 def draw_swarm(data: st.DataObject, base: EventSpace, short: Sequence[str]) -> Swarm:
     """Draw one example's swarm. `short` lists the features checked least so far, the least
     first; an aimed example picks one of the first few."""
-    candidates = [f for f in short[:AIM_CANDIDATES] if f in AIMS]
+    candidates = [f for f in short if f in AIMS and AIMS[f].possible(base)][:AIM_CANDIDATES]
     aim: str | None = None
     if candidates:
         aimed: bool = data.draw(st.booleans(), label="aimed")

@@ -22,6 +22,10 @@ once on each after every step. What each answer must be, for a connection opened
   (`relays_connections`: kube-proxy's userspace mode ended them too), or after the proxy was
   shown a stale snapshot (it was told the endpoint was gone), which the evidence says.
 
+Held UDP flows (`protocol` UDP) are judged by their own rules, `harness.checks.udp_flows`: a
+flow must follow its endpoint's removal (kube-proxy deletes its conntrack entry) rather than
+keep it, and is never blackholed while a usable endpoint exists.
+
 Pure: a function of the answers and what the model says of their backends.
 """
 
@@ -31,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.checks.udp_flows import DESCRIPTIONS, UDP, FlowFault, flow_fault
 from harness.checks.verdict import Verdict, failed, passed
 from harness.model.objects import Backend
 from harness.traffic import Outcome
@@ -50,12 +55,26 @@ class HeldAnswer:
     outcome: Outcome
     usable: bool
     opened_step: int
+    protocol: str = "TCP"
+    usable_now: frozenset[Backend] = frozenset()
+    """The Service's usable backends now (UDP flows only: where the next datagram may go)."""
 
     def moved(self) -> bool:
+        if self.protocol == UDP:
+            return False
         return self.outcome.backend is not None and self.outcome.backend != self.backend
 
     def dropped(self, excused: bool) -> bool:
+        if self.protocol == UDP:
+            return False
         return self.outcome.error is not None and self.usable and not excused
+
+    def flow_fault(self, excused: bool) -> FlowFault | None:
+        """What is wrong with a UDP flow's answer (`harness.checks.udp_flows`); None for TCP."""
+        if self.protocol != UDP:
+            return None
+        last = self.backend if self.backend.pod else None
+        return flow_fault(last, self.outcome, self.usable_now, excused)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +86,7 @@ class HeldAnswer:
             "error": None if self.outcome.error is None else self.outcome.error.value,
             "latency_ms": round(self.outcome.latency_ms, 1),
             "backend_still_usable": self.usable,
+            **({"protocol": UDP} if self.protocol == UDP else {}),
         }
 
 
@@ -77,10 +97,12 @@ def check_long_lived(answers: Sequence[HeldAnswer], excused: str | None = None) 
     A move is never excused."""
     moved = [a for a in answers if a.moved()]
     dropped = [a for a in answers if a.dropped(excused is not None)]
+    faults = [(a, a.flow_fault(excused is not None)) for a in answers]
+    flows = [(a, fault) for a, fault in faults if fault is not None]
     evidence: dict[str, Any] = {"connections": [a.to_json() for a in answers]}
     if excused is not None:
         evidence["failures_excused"] = excused
-    if not moved and not dropped:
+    if not moved and not dropped and not flows:
         kept = sum(1 for a in answers if a.outcome.backend is not None)
         return passed(
             PROPERTY,
@@ -104,10 +126,28 @@ def check_long_lived(answers: Sequence[HeldAnswer], excused: str | None = None) 
             f" {first.service} opened to {first.backend} (step {first.opened_step}) got"
             f" {first.outcome.error.value}"
         )
+    parts += _flow_parts(flows)
     return failed(
         PROPERTY,
         "; ".join(parts),
         moved=[a.to_json() for a in moved],
         dropped=[a.to_json() for a in dropped],
+        **({"udp_flows": [{"fault": f.value, **a.to_json()} for a, f in flows]} if flows else {}),
         **evidence,
     )
+
+
+def _flow_parts(flows: Sequence[tuple[HeldAnswer, FlowFault]]) -> list[str]:
+    """One message part per kind of UDP flow fault, naming its first flow."""
+    parts = []
+    for fault in FlowFault:
+        found = [a for a, f in flows if f == fault]
+        if found:
+            first = found[0]
+            got = first.outcome.backend or (first.outcome.error and first.outcome.error.value)
+            parts.append(
+                f"{len(found)} {DESCRIPTIONS[fault]}: one to {first.service} last answered by"
+                f" {first.backend if first.backend.pod else 'nobody'} (opened at step"
+                f" {first.opened_step}) got {got}"
+            )
+    return parts

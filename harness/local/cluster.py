@@ -423,7 +423,10 @@ async def _probe_all(
 
 
 def _spec(handle: PodHandle, pod: Pod) -> PodSpec:
-    ports = tuple((p.port, port_mode(p.name)) for p in pod.ports if p.protocol == "TCP")
+    served = ("TCP", "UDP")
+    ports = tuple(
+        (p.port, port_mode(p.name, p.protocol)) for p in pod.ports if p.protocol in served
+    )
     return PodSpec(handle.key, pod.name, pod.uid, netns_path(handle.netns), "0.0.0.0", ports)
 
 

@@ -12,6 +12,9 @@ What a pod answers (its identity is `POD UID`, e.g. `web-0 u3`):
   the answer. Each pod counts its answers (`PodServer.counts`).
 - `tcp` ports (a container port whose name starts with `tcp`): the identity and a newline at once
   on connect, and again for every line received.
+- `udp` ports (a container port of protocol UDP, `harness.local.udp`): every datagram is answered
+  by one datagram holding the identity and the sender's address as the pod saw it
+  (`POD UID ADDRESS`), to its sender; counted with the HTTP answers.
 
 Control: JSON lines over stdin and stdout (`harness.local.control`); `PodServer` below is the
 harness's handle. The server exits when stdin closes (or on SIGTERM), so a harness killed with
@@ -26,17 +29,21 @@ import asyncio
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from harness.local.control import ControlledProcess, run_helper
 from harness.local.netns import listening_socket
+from harness.local.udp import UDP_MODE, datagram_socket
 
 MAX_HEADER_BYTES = 65536
 SOURCE_HEADER = b"X-Source-Address"
 
 
-def port_mode(port_name: str) -> str:
-    """The protocol a container port speaks, from its name: `tcp*` is plain TCP, else HTTP."""
+def port_mode(port_name: str, protocol: str = "TCP") -> str:
+    """What a container port speaks: `udp` for a UDP port; else from its name, `tcp*` plain
+    TCP, anything else HTTP."""
+    if protocol == "UDP":
+        return UDP_MODE
     return "tcp" if port_name.startswith("tcp") else "http"
 
 
@@ -62,6 +69,7 @@ class _Pod:
         self.spec = spec
         self.identity = f"{spec.pod} {spec.uid}".encode()
         self.servers: list[asyncio.Server] = []
+        self.datagram_transports: list[asyncio.DatagramTransport] = []
         self.transports: set[asyncio.BaseTransport] = set()
         self.answered = 0  # HTTP answers given since the last `counts` with reset
 
@@ -87,6 +95,8 @@ class _Pod:
     def close(self) -> None:
         for server in self.servers:
             server.close()
+        for datagrams in self.datagram_transports:
+            datagrams.abort()
         for transport in list(self.transports):
             transport.abort()  # type: ignore[attr-defined]
         self.transports.clear()
@@ -139,6 +149,26 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class _Datagrams(asyncio.DatagramProtocol):
+    """A pod's UDP port: each datagram answered with the identity and the address it came
+    from, to its sender."""
+
+    def __init__(self, pod: _Pod) -> None:
+        self.pod = pod
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if self.transport is not None:
+            self.pod.answered += 1
+            self.transport.sendto(self.pod.identity + b" " + str(addr[0]).encode(), addr)
+
+    def error_received(self, exc: Exception) -> None:
+        """An ICMP error for an answer (its client went away): nothing to do."""
+
+
 class _Server:
     def __init__(self) -> None:
         self.pods: dict[str, _Pod] = {}
@@ -151,6 +181,13 @@ class _Server:
             pod = _Pod(spec)
             self.pods[spec.key] = pod
             for port, mode in spec.ports:
+                if mode == UDP_MODE:
+                    transport, _ = await loop.create_datagram_endpoint(
+                        functools.partial(_Datagrams, pod),
+                        sock=datagram_socket(spec.address, port, spec.netns),
+                    )
+                    pod.datagram_transports.append(transport)
+                    continue
                 sock = listening_socket(spec.address, port, spec.netns)
                 server = await loop.create_server(
                     functools.partial(_Connection, pod, mode), sock=sock
@@ -228,8 +265,8 @@ class PodServer(ControlledProcess):
         return self.request({"op": "stats"})
 
     def counts(self, reset: bool = True) -> dict[str, int]:
-        """HTTP answers each pod (by key) gave since the last reset; reset them to 0 if asked.
-        Counting at the pods is how a long probe learns where its connections went without
+        """HTTP and UDP answers each pod (by key) gave since the last reset; reset them to 0 if
+        asked. Counting at the pods is how a long probe learns where its connections went without
         parsing every answer."""
         answered: dict[str, int] = self.request({"op": "counts", "reset": reset})["answered"]
         return answered

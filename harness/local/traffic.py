@@ -19,6 +19,11 @@ Outcomes: the backend a pod named in its answer (`POD UID`) and the source addre
 (its `X-Source-Address` header, `harness.local.podserver`), or `refused` (ECONNREFUSED: the
 REJECT a Service without endpoints must give), `reset` (ECONNRESET, or the peer closed before a
 whole answer), `timeout`, or `other` (unreachable networks and anything else).
+
+UDP (`Batch.protocol` "udp", `harness.local.udp`): a request is one datagram and its answer;
+a fresh request is a new flow (a source port no recent flow used), a kept-alive "connection" a
+flow that keeps its source port; a held UDP flow keeps its 5-tuple across steps (source port
+`held_port(number)`). `refused` is the ICMP port-unreachable of a REJECT.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from harness.errors import EnvironmentProblem
 from harness.local.names import netns_path
 from harness.local.netns import setns
 from harness.local.podserver import SOURCE_HEADER
+from harness.local.udp import BIND_TRIES, ask, flow_socket, fresh_port, held_port
 from harness.model.objects import Backend
 from harness.traffic import ErrorKind, Outcome
 
@@ -98,6 +104,7 @@ class Batch:
     sources: tuple[str, ...] = ()
     time_limit_s: float | None = None
     parallel: bool = False
+    protocol: str = "tcp"
 
     def source(self, index: int) -> str | None:
         return self.sources[index % len(self.sources)] if self.sources else None
@@ -147,6 +154,43 @@ class _Connection:
         self.sock.close()
 
 
+class _UdpFlow:
+    """A UDP flow in `_Connection`'s shape: `ask` sends one datagram and reads the answer,
+    `POD UID ADDRESS` (`seen_source`: the address the pod saw)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.seen_source: str | None = None
+
+    @classmethod
+    def open(cls, batch: Batch, source: str | None, source_port: int | None = None) -> _UdpFlow:
+        """A flow from `source_port` (None: a fresh port, the next free one of `fresh_port`)."""
+        tries = 1 if source_port is not None else BIND_TRIES
+        for attempt in range(tries):
+            port = source_port if source_port is not None else fresh_port()
+            try:
+                return cls(flow_socket(source, port, batch.address, batch.port))
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE or attempt == tries - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def ask(self, request: bytes) -> Backend:
+        *identity, seen = (await ask(self.sock)).split(b" ") or [b""]
+        self.seen_source = seen.decode(errors="replace") if len(identity) == 2 else None
+        return parse_identity(b" ".join(identity))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def _open(batch: Batch, source: str | None) -> _Connection | _UdpFlow:
+    """A new connection (TCP) or flow (UDP) for `batch` from `source`."""
+    if batch.protocol == "udp":
+        return _UdpFlow.open(batch, source)
+    return await _Connection.open(batch, source)
+
+
 def _header(head: bytes, wanted: bytes) -> bytes | None:
     """The value of header `wanted` (any case) in an answer's head, or None."""
     for line in head.split(b"\r\n")[1:]:
@@ -185,10 +229,10 @@ async def _one_fresh(batch: Batch, index: int, timer: Callable[[], float]) -> Ou
     """Request `index` of a fresh batch, on a connection of its own."""
     source = index % len(batch.sources) if batch.sources else 0
     started = timer()
-    connection: _Connection | None = None
+    connection: _Connection | _UdpFlow | None = None
     try:
         async with asyncio.timeout(batch.timeout_s):
-            connection = await _Connection.open(batch, batch.source(index))
+            connection = await _open(batch, batch.source(index))
             backend = await connection.ask(_FRESH_REQUEST)
         latency_ms = (timer() - started) * 1000
         return Outcome(backend, None, latency_ms, index, source, connection.seen_source)
@@ -200,7 +244,7 @@ async def _one_fresh(batch: Batch, index: int, timer: Callable[[], float]) -> Ou
 
 
 async def _kept_alive(batch: Batch, timer: Callable[[], float]) -> list[Outcome]:
-    slots: list[_Connection | None] = [None] * batch.connections
+    slots: list[_Connection | _UdpFlow | None] = [None] * batch.connections
     outcomes = []
     began = timer()
     try:
@@ -212,7 +256,7 @@ async def _kept_alive(batch: Batch, timer: Callable[[], float]) -> list[Outcome]
             try:
                 async with asyncio.timeout(batch.timeout_s):
                     if slots[slot] is None:
-                        slots[slot] = await _Connection.open(batch, batch.source(0))
+                        slots[slot] = await _open(batch, batch.source(0))
                     connection = slots[slot]
                     assert connection is not None
                     backend = await connection.ask(_KEPT_REQUEST)
@@ -246,7 +290,7 @@ class ClientAgent:
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._held: dict[int, _Connection] = {}
+        self._held: dict[int, _Connection | _UdpFlow] = {}
         self._next_held = 0
 
     def __enter__(self) -> ClientAgent:
@@ -310,9 +354,20 @@ class ClientAgent:
         self._next_held += 1
         return self._call(self._hold(number, address, port, timeout_s), timeout_s)
 
+    def hold_udp(self, address: str, port: int, timeout_s: float) -> tuple[int, Outcome]:
+        """Open a UDP flow to `address:port` from the fixed source port `held_port(number)`,
+        ask once, and keep it across later batches whatever the answer (a flow refused now must
+        reach the endpoints the Service gets later: kubernetes#48370): its number and the
+        outcome. `ask_held` asks on it again; a failed request does not forget it. Bounded by
+        `timeout_s`; EnvironmentProblem if the source port is taken."""
+        number = self._next_held
+        self._next_held += 1
+        return self._call(self._hold_udp(number, address, port, timeout_s), timeout_s)
+
     def ask_held(self, number: int, timeout_s: float) -> Outcome:
         """One request on held connection `number`, within `timeout_s`; a failed request closes
-        the connection and forgets it (an unknown number is a closed connection: RESET)."""
+        the connection and forgets it (an unknown number is a closed connection: RESET); a held
+        UDP flow stays held through failures."""
         return self._call(self._ask_held(number, timeout_s), timeout_s)
 
     def release_held(self) -> None:
@@ -350,6 +405,18 @@ class ClientAgent:
         self._held[number] = connection
         return number, Outcome(backend, None, (self.timer() - started) * 1000, number)
 
+    async def _hold_udp(
+        self, number: int, address: str, port: int, timeout_s: float
+    ) -> tuple[int, Outcome]:
+        try:
+            flow = _UdpFlow.open(Batch(address, port, 1, protocol="udp"), None, held_port(number))
+        except OSError as error:
+            raise EnvironmentProblem(
+                f"cannot open a held UDP flow from port {held_port(number)}: {error}"
+            ) from None
+        self._held[number] = flow
+        return number, await self._ask_held(number, timeout_s)
+
     async def _ask_held(self, number: int, timeout_s: float) -> Outcome:
         started = self.timer()
         connection = self._held.get(number)
@@ -359,6 +426,8 @@ class ClientAgent:
             async with asyncio.timeout(timeout_s):
                 backend = await connection.ask(_KEPT_REQUEST)
         except (OSError, _Failed) as error:
+            if isinstance(connection, _UdpFlow):  # a flow keeps its 5-tuple through failures
+                return Outcome(None, error_kind(error), (self.timer() - started) * 1000, number)
             del self._held[number]
             connection.close()
             return Outcome(None, error_kind(error), (self.timer() - started) * 1000, number)

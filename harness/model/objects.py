@@ -52,6 +52,13 @@ class TrafficPolicy(StrEnum):
     LOCAL = "Local"
 
 
+class Protocol(StrEnum):
+    """core/v1 Protocol of a Service or container port, as far as the model knows them."""
+
+    TCP = "TCP"
+    UDP = "UDP"
+
+
 @dataclass(frozen=True)
 class ContainerPort:
     """A named port a pod's container listens on; named targetPorts resolve against these."""

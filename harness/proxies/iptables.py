@@ -101,6 +101,7 @@ class IptablesProxy(KernelRuleProxy):
         "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
         "source-ip",
         "opt-out-labels",
+        "udp",
     }
     description: ClassVar[str] = (
         "kube-proxy iptables mode (probability chains, recent affinity, REJECT), iptables-restore"

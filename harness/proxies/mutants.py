@@ -39,6 +39,9 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-ignores-opt-out (opt-out labels, I13): programs every Service it is handed,
   also those labelled `service.kubernetes.io/service-proxy-name` or `.../headless`, as a proxy
   that lists Services without kube-proxy's label selector would; their VIPs then answer.
+- mutant-iptables-keeps-udp-conntrack (UDP flows, kubernetes#19029, #105657): never deletes the
+  UDP conntrack entries of removed endpoints, so a flow that keeps its 5-tuple keeps reaching an
+  unready pod, or nothing once its pod is gone.
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ from harness.proxies.base import NodeContext
 from harness.proxies.iptables import MARK_MASQ, IptablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
-from harness.proxies.rules.plan import PortPlan, unique_by_address
-from harness.proxies.rules.rendering import Lines
+from harness.proxies.rules.plan import Flow, PortPlan, unique_by_address
+from harness.proxies.rules.rendering import Lines, Rendering
 from harness.proxies.userspace import UserspaceProxy
 
 
@@ -261,6 +264,18 @@ class IgnoresOptOutProxy(IptablesProxy):
     honours_opt_out: ClassVar[bool] = False
 
 
+class KeepsUdpConntrackProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-keeps-udp-conntrack"
+    description: ClassVar[str] = (
+        "iptables that never deletes the UDP conntrack entries of removed endpoints"
+    )
+
+    def record(
+        self, plans: Mapping[str, tuple[PortPlan, ...]], rendered: Mapping[str, Rendering]
+    ) -> set[Flow]:
+        return {f for f in super().record(plans, rendered) if f.protocol != "udp"}
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -282,5 +297,6 @@ MUTANT_PROXIES: dict[str, type] = {
         MasqueradesAllProxy,
         NoHairpinMasqueradeProxy,
         IgnoresOptOutProxy,
+        KeepsUdpConntrackProxy,
     )
 }

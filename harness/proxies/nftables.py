@@ -93,6 +93,7 @@ class NftablesProxy(KernelRuleProxy):
         "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
         "source-ip",
         "opt-out-labels",
+        "udp",
     }
     description: ClassVar[str] = (
         "kube-proxy nftables mode (numgen vmaps, affinity sets, reject), incremental nft -f"

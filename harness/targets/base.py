@@ -82,6 +82,10 @@ class ConnectionHolder(Protocol):
       the connection (an unknown number answers RESET).
     - `release_held()` closes them all; `reset()` and `close()` do too.
 
+    For a Service whose port `http` is UDP (`harness.local.udp`), `hold` opens a *flow*: a
+    socket with a fixed 5-tuple, kept whatever its first datagram got (always a number), and
+    `ask_held` on it never forgets it; where its datagrams go is the data plane's conntrack.
+
     Each call is bounded by `timeout_s` and changes nothing but the client's own sockets.
     `relays_connections` says whether connections run through the proxy's own process (a
     userspace proxy), so that they end when it restarts (kube-proxy's userspace mode did).

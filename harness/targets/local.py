@@ -128,6 +128,7 @@ class LocalTarget:
     default_deadline_s = 5.0
     max_sources = CLIENT_SOURCES
     runs_proxy = True
+    sends_udp = True  # the client agents send UDP flows (`harness.local.udp`)
 
     def __init__(
         self,
@@ -394,6 +395,7 @@ class LocalTarget:
             sources,
             request.time_limit_s,
             request.parallel and not request.keep_alive,
+            self._protocol(request),
         )
         started_s = self.clock.now()
         outcomes = agent.run(batch)
@@ -439,9 +441,17 @@ class LocalTarget:
         (`ConnectionHolder`); its number, or None when the request failed."""
         request = TrafficRequest(service=service, client=client, count=1, timeout_s=timeout_s)
         address, port = self._destination(request)
+        if self._protocol(request) == "udp":  # a flow with a fixed 5-tuple, kept whatever it got
+            flow, answer = self._agents[client].hold_udp(address, port, timeout_s)
+            return self._remember_held(client, flow, answer)
         agent_number, outcome = self._agents[client].hold(address, port, timeout_s)
         if agent_number is None:
             return None, outcome
+        return self._remember_held(client, agent_number, outcome)
+
+    def _remember_held(
+        self, client: str, agent_number: int, outcome: Outcome
+    ) -> tuple[int | None, Outcome]:
         number = len(self._held)
         self._held[number] = (client, agent_number)
         return number, replace(outcome, connection=number)
@@ -463,6 +473,11 @@ class LocalTarget:
         the pods (`harness.local.counting`): for samples too large to send one by one. Bounded
         by `request.count * request.timeout_s`."""
         address, port = self._destination(request)
+        if self._protocol(request) == "udp":
+            raise UsageError(
+                f"Service {request.service!r} port {request.port!r} is UDP; counting at the pods"
+                " (wrk) is for TCP only: send a sample instead"
+            )
         cluster = self._open_cluster()
         backends = {h.key: Backend(h.pod, h.uid) for h in self._handles.values()}
         started_s = self.clock.now()
@@ -493,6 +508,11 @@ class LocalTarget:
             known = ", ".join(self._agents) or "none (the target is not open)"
             raise UsageError(f"unknown client {request.client!r}; clients: {known}")
         return self._open_cluster().service_address(service.cluster_ip, port)
+
+    def _protocol(self, request: TrafficRequest) -> str:
+        """The request's Service port's protocol, lower case (`_destination` checked it)."""
+        service = self._vips[request.service]
+        return next(p.protocol for p in service.ports if p.name == request.port).lower()
 
     def _open_cluster(self) -> RunCluster:
         if self.cluster is None:

@@ -8,6 +8,9 @@ on simulated time, so deadlines and affinity timeouts cost no real waiting.
 It holds long-lived connections (`ConnectionHolder`): each keeps the backend it was opened to
 and answers from it while that pod incarnation still runs (a terminating pod still serves its
 established connections); a pod that is gone resets it. `RestartProxy` changes nothing.
+A held UDP flow (a Service whose port is UDP) keeps its backend while that endpoint is usable;
+once it is not, its next datagram is balanced as a new flow's, as kube-proxy's conntrack cleanup
+makes it (`pkg/proxy/conntrack/cleanup.go`); it is kept whatever it got.
 
 Mutants subclass it and break exactly one promise through one of its hooks (`perceived`,
 `usable`, `choose`, `affinity_applies`, `keeps_affinity`, `on_no_endpoints`, `held_answer`,
@@ -48,6 +51,7 @@ class HeldConnection:
     service: str
     client: str
     backend: Backend
+    udp: bool = False
 
 
 @dataclass
@@ -64,6 +68,7 @@ class ModelTarget:
     max_sources = 64
     relays_connections = False
     sends_from_pods = True
+    sends_udp = True
 
     def __init__(self, seed: int = 0) -> None:
         self.clock = SimulatedClock()
@@ -150,16 +155,40 @@ class ModelTarget:
         """A kept-alive connection balanced as a new one; kept when it was answered."""
         request = TrafficRequest(service=service, client=client, count=1, timeout_s=timeout_s)
         (outcome,) = self._sample(request).outcomes
-        if outcome.backend is None:
+        udp = self._is_udp(service)
+        if outcome.backend is None and not udp:
             return None, outcome
         number = max(self.held, default=-1) + 1
-        self.held[number] = HeldConnection(service, client, outcome.backend)
+        self.held[number] = HeldConnection(service, client, outcome.backend or Backend("", ""), udp)
         return number, replace(outcome, connection=number)
+
+    def _is_udp(self, service: str) -> bool:
+        found = self.state.services.get(service)
+        return found is not None and any(p.protocol == "UDP" for p in found.ports)
+
+    def _flow_answer(self, flow: HeldConnection, number: int) -> Outcome:
+        """A held UDP flow's next datagram: its backend while usable, else a new flow's."""
+        request = TrafficRequest(service=flow.service, client=flow.client, count=1)
+        state = self.perceived(self.state)
+        service = state.services.get(flow.service)
+        if service is None:
+            return Outcome(None, ErrorKind.REFUSED, MODEL_LATENCY_MS, number)
+        slices = derive_slices(state, service.name)
+        programmed = self.programs(service)  # an opted-out Service's entries are cleared too
+        destinations = self.usable(slices, service, request.port) if programmed else []
+        if any(d.backend == flow.backend for d in destinations):
+            return Outcome(flow.backend, None, MODEL_LATENCY_MS, number)
+        (outcome,) = self._sample(request).outcomes
+        if outcome.backend is not None:
+            flow.backend = outcome.backend
+        return replace(outcome, connection=number)
 
     def ask_held(self, number: int, timeout_s: float) -> Outcome:
         """One request on a held connection (`held_answer`); a failure forgets it."""
         self.clock.sleep(MODEL_LATENCY_MS / 1000)
         connection = self.held.get(number)
+        if connection is not None and connection.udp:
+            return self._flow_answer(connection, number)
         backend = self.held_answer(connection) if connection is not None else None
         if backend is None:
             self.held.pop(number, None)

@@ -29,7 +29,7 @@ from harness.events import (
     StaleSnapshot,
     Wait,
 )
-from harness.model.objects import Affinity, TrafficPolicy, labels_of
+from harness.model.objects import Affinity, Protocol, TrafficPolicy, labels_of
 from harness.profiles import PROFILES
 from harness.recipes import RECIPES
 from harness.runner import replay
@@ -97,6 +97,11 @@ EXAMPLES: dict[str, list[Event]] = {
         SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", "other"),
         SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", None),
     ],
+    "udp-flow-through-change": [
+        CreateService("svc-a", WEB, "udp", protocol=Protocol.UDP),
+        Scale("web", 3),
+        SetReady("web-0", False),
+    ],
 }
 
 
@@ -123,7 +128,7 @@ def test_a_plain_service_has_no_rare_feature():
 @pytest.mark.parametrize("feature", sorted(RECIPES))
 def test_each_recipe_leads_to_its_feature(feature: str) -> None:
     """From a Service with three pods, the recipe's events reach the feature in most draws."""
-    space = AIMS[feature].narrow(EventSpace(simulated=True))
+    space = AIMS[feature].narrow(EventSpace(simulated=True, udp=True))
     reached = []
 
     @seed(7)

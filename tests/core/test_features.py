@@ -111,7 +111,8 @@ class _Holder:
 def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> None:
     assert target_features(_Holder(_Plugin())) == (CORE_FEATURES, "core only (none declared)")
     harness_proxies = WITH_LOCAL | {"long-lived-connections", "hairpin", "opt-out-labels"}
-    kernel = harness_proxies | {"source-ip"}  # relaying proxies show pods their own address
+    # relaying proxies show pods their own address, and relay TCP only
+    kernel = harness_proxies | {"source-ip", "udp"}
     assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == kernel
     assert target_features(_Holder(UserspaceProxy.__new__(UserspaceProxy)))[0] == harness_proxies
     assert target_features(object())[0] == ALL_FEATURES
@@ -157,7 +158,7 @@ def test_an_undeclared_extended_feature_is_unsupported_and_its_failure_discounte
 def test_features_no_property_checks_are_not_tested_never_passed() -> None:
     results = judge_features(PASSING, ALL_FEATURES, EVERYTHING_CHECKED)
     untested = {r.feature.name for r in results if r.status == FeatureStatus.NOT_TESTED}
-    assert {"node-port", "udp"} <= untested
+    assert {"node-port", "sctp"} <= untested
     assert all(r.reason == NOT_TESTED for r in results if r.feature.name in untested)
     assert statuses(results)["internal-traffic-policy"] == FeatureStatus.PASSED
 

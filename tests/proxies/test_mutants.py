@@ -122,6 +122,7 @@ ELSEWHERE = {
     # wrong in what the pods see of a connection's source, which the reachability does not say
     "mutant-iptables-masquerades-all": "tests/local/test_source_ip.py",
     "mutant-iptables-no-hairpin-masquerade": "tests/local/test_source_ip.py",
+    "mutant-iptables-keeps-udp-conntrack": "tests/local/test_udp.py",
 }
 
 

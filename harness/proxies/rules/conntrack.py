@@ -9,14 +9,18 @@ endpoint forever (kubernetes#19029, #59368, #105657, #139628). It leaves TCP alo
 to a dead pod dies with its connection (the client sees resets or timeouts, and a new
 connection takes the new rules), and deleting the entry does not move an open connection.
 
-What the harness does: it serves TCP, and its checks ask that no traffic reach a removed endpoint
-once the change is programmed. So after each sync the proxies delete, for every flow they no
-longer program, the TCP entries whose original destination is the Service's VIP and port and
-whose reply comes from the endpoint (`conntrack -D -p tcp --orig-dst VIP --orig-port-dst PORT
---reply-src POD_IP --reply-port-src POD_PORT`, all deletions of one sync in one `conntrack -R -`
-batch inside the node namespace). The next packet of such a connection is traced anew and reaches
-a current endpoint, which resets it: the client learns at once instead of talking to a pod the
-Service no longer lists.
+What the harness does: it serves TCP and UDP, and its checks ask that no traffic reach a removed
+endpoint once the change is programmed. So after each sync the proxies delete, for every flow
+they no longer program, the entries of the flow's protocol whose original destination is the
+Service's VIP and port and whose reply comes from the endpoint (`conntrack -D -p tcp|udp
+--orig-dst VIP --orig-port-dst PORT --reply-src POD_IP --reply-port-src POD_PORT`, all deletions
+of one sync in one `conntrack -R -` batch inside the node namespace). The next packet of such a
+TCP connection is traced anew and reaches a current endpoint, which resets it: the client learns
+at once instead of talking to a pod the Service no longer lists. The next datagram of such a UDP
+flow is translated anew, to a usable endpoint (or REJECTed): what a held UDP flow is judged by
+(`harness.checks.udp_flows`); `mutant-iptables-keeps-udp-conntrack` skips the UDP deletions.
+Entries of flows still programmed are never touched, so a flow to a usable endpoint survives
+every sync and a proxy restart (kubernetes#122740).
 
 Untranslated entries: a Service the proxy does not program (an opted-out one, I13) leaves new
 connections to its VIP untranslated, and the node forwards them to its Service-range sink, so
