@@ -34,7 +34,7 @@ from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
-from harness.coverage import Coverage
+from harness.coverage import MULTI_PORT_FEATURE, Coverage
 from harness.errors import HarnessError
 from harness.events import Event
 from harness.failures import FailureRecord, RunContext, save_failure
@@ -45,12 +45,13 @@ from harness.profiles import DEFAULT_PROFILE, PROFILES, Limits, Profile
 from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
 from harness.shrink import shrink_events
-from harness.strategies import EventSpace
+from harness.strategies import EventSpace, for_features
 from harness.targets.base import (
     ConnectionHolder,
     Target,
     reads_rules,
     restart_unsupported,
+    target_features,
     target_proxy_metrics,
     target_versions,
 )
@@ -150,6 +151,8 @@ def uncheckable_features(target: Target) -> frozenset[str]:
         unreachable.add("proxy-restarted")
     if not isinstance(target, ConnectionHolder):
         unreachable.add(LONG_LIVED_FEATURE)
+    if "multi-port" not in target_features(target)[0]:  # never generated: `for_features`
+        unreachable.add(MULTI_PORT_FEATURE)
     return frozenset(unreachable)
 
 
@@ -338,7 +341,7 @@ def run_suite(
     search = Search(
         runner,
         searched,
-        options.space,
+        for_features(options.space, target_features(target)[0]),
         options.limits,
         options.coverage_goal,
         findings.handle,

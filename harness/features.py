@@ -37,7 +37,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from harness.errors import UsageError
-from harness.events import CreateService, Event, SetAffinity, SetTrafficPolicy
+from harness.events import (
+    CreateMultiPortPod,
+    CreateMultiPortService,
+    CreateService,
+    Event,
+    SetAffinity,
+    SetServicePort,
+    SetTrafficPolicy,
+)
 from harness.model.objects import Affinity, TrafficPolicy
 
 CORE = "core"
@@ -69,6 +77,11 @@ def _uses_client_ip(event: Event) -> bool:
     return False
 
 
+def _uses_several_ports(event: Event) -> bool:
+    """A Service of several ports, a pod serving the second named port, or a port change."""
+    return isinstance(event, CreateMultiPortService | CreateMultiPortPod | SetServicePort)
+
+
 @dataclass(frozen=True)
 class Feature:
     """One named feature: its profile, what it means, the properties that judge it, the
@@ -98,7 +111,6 @@ UNTESTED_EXTENDED: Mapping[str, str] = {
     "opt-out-labels": "Services labelled service-proxy-name=<other> or headless are not programmed",
     "udp": "Services over UDP",
     "sctp": "Services over SCTP",
-    "multi-port": "Services with several ports",
 }
 """Extended features no property of this harness version checks yet (issue 11 and the next):
 reported `not-tested`, never passed. A feature moves into `_FEATURES` with its properties when
@@ -155,6 +167,15 @@ _FEATURES: tuple[Feature, ...] = (
         " conn-disrupt)",
         ("long-lived-connections",),
         ("long-lived-through-change",),
+    ),
+    Feature(
+        "multi-port",
+        EXTENDED,
+        "Services of several ports, each programmed on its own: named targetPorts resolved per"
+        " pod (a pod lacking the name left out of that port), port and targetPort changes",
+        ("no-stale-traffic", "availability", "reject-when-empty", "exact-balance"),
+        ("multi-port-named",),
+        _uses_several_ports,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    CreateMultiPortPod,
+    CreateMultiPortService,
     CreatePod,
     CreateService,
     DeletePod,
@@ -227,6 +229,31 @@ def named_ports(data: st.DataObject, state: ClusterState, space: EventSpace) -> 
     return [*events, CreatePod(pod, service.selector, True, PROXY_NODE, 8081)]
 
 
+def multi_port_pods(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A Service of several ports (the chosen one recreated so, if it has one port) and two
+    pods of its selector serving `http` and `admin` on different numbers; its other pods lack
+    `admin` and are left out of that port."""
+    if not space.multi_port:
+        return []
+    service = _service(data, state)
+    events: list[Event] = []
+    if len(service.ports) < 2:
+        count = data.draw(st.integers(2, 3), label="ports")
+        events = [
+            DeleteService(service.name),
+            CreateMultiPortService(service.name, service.selector, port_count=count),
+        ]
+    free = [n for n in POD_NAMES if n not in state.pods]
+    if len(free) < 2 or len(state.pods) + 2 > space.max_pods:
+        return events
+    first, second = data.draw(st.permutations(free), label="pods")[:2]
+    return [
+        *events,
+        CreateMultiPortPod(first, service.selector, True, PROXY_NODE, 8080, 9090),
+        CreateMultiPortPod(second, service.selector, True, PROXY_NODE, 8081, 9091),
+    ]
+
+
 def reused_ip(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """A listed pod killed and another incarnation given its address (a restart at the same
     address, or a new pod taking the lowest free one)."""
@@ -332,6 +359,7 @@ RECIPES: dict[str, Recipe] = {
     "evicted-pod": evicted,
     "proxy-restarted": restarted,
     "long-lived-through-change": held_through_change,
+    "multi-port-named": multi_port_pods,
 }
 
 

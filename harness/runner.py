@@ -63,9 +63,18 @@ from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
 from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
+from harness.ports import judge_other_ports
 from harness.proxies.failure import ProxyFailure
 from harness.targets.base import Target, reads_rules
-from harness.traffic import CLIENTS, Counted, ErrorKind, Tally, TrafficRequest, TrafficSample
+from harness.traffic import (
+    CLIENTS,
+    Counted,
+    ErrorKind,
+    Reachability,
+    Tally,
+    TrafficRequest,
+    TrafficSample,
+)
 
 PORT = "http"
 KEEPALIVE_CONNECTIONS = 4
@@ -337,7 +346,23 @@ class Runner:
         verdicts += self._traffic_verdicts(expected, sample)
         if balances(expected):
             verdicts.append(check_fairness(name, expected.usable, sample, self.config.budget))
+        verdicts += self._other_ports(name)
         return verdicts, True
+
+    def _other_ports(self, name: str) -> list[Verdict]:
+        """The Service's ports after the first, each judged on the same final state on a
+        confirmation sample of its own (`harness.ports`)."""
+
+        def send(port: str, expected: Expectation) -> TrafficSample:
+            count = confirmation_size(expected)
+            return self._send(name, CLIENTS[0], count, limited=True, at_once=True, port=port)
+
+        def read(port: str) -> Reachability:
+            return self.target.reachability(name, port, CLIENTS[0])  # type: ignore[attr-defined,no-any-return]
+
+        return judge_other_ports(
+            self.model, name, PORT, send, read if reads_rules(self.target) else None
+        )
 
     # -- probes -------------------------------------------------------------------------------
     def _probe(
@@ -482,6 +507,7 @@ class Runner:
         connections: int = 1,
         limited: bool = False,
         at_once: bool = False,
+        port: str = PORT,
     ) -> TrafficSample:
         """One batch; `limited` batches stop starting requests after the deadline's length, so
         a data plane that drops everything costs one deadline, not one timeout per request. To a
@@ -493,7 +519,7 @@ class Runner:
         endpoint whose pod is gone) would use the whole limit and leave a sample of one
         request, whose verdict then depends on which endpoint that request happened to reach;
         at once, every requested connection is judged and the verdict reproduces."""
-        parallel = at_once or self._drops(service)
+        parallel = at_once or self._drops(service, port)
         return self.target.send(
             TrafficRequest(
                 service=service,
@@ -501,17 +527,17 @@ class Runner:
                 count=count,
                 keep_alive=connections > 1 and not parallel,
                 connections=connections,
-                port=PORT,
+                port=port,
                 timeout_s=self.config.request_timeout_s,
                 time_limit_s=self.config.deadline_s if limited else None,
                 parallel=parallel,
             )
         )
 
-    def _drops(self, service: str) -> bool:
-        """Whether the model drops new connections to `service` now (none usable, some
+    def _drops(self, service: str, port: str = PORT) -> bool:
+        """Whether the model drops new connections to `service`'s `port` now (none usable, some
         endpoints: `harness.model.endpoints.has_any_endpoints`)."""
-        return expect(self.model, service, PORT).drops
+        return expect(self.model, service, port).drops
 
 
 def _affinity_features(verdicts: Sequence[Verdict]) -> tuple[set[str], set[str]]:

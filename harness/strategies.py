@@ -17,7 +17,7 @@ given by repetition (a value listed three times is drawn three times as often); 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +25,10 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    ADMIN_PORT,
+    MULTI_PORTS,
+    CreateMultiPortPod,
+    CreateMultiPortService,
     CreatePod,
     CreateService,
     DeletePod,
@@ -41,6 +45,7 @@ from harness.events import (
     SetPublishNotReady,
     SetReady,
     SetSelector,
+    SetServicePort,
     SetTrafficPolicy,
     Wait,
 )
@@ -67,7 +72,11 @@ class EventSpace:
     make it likelier); `long_graces` keeps graceful deletes long (pods stay terminating for the
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
-    proxy: `harness.targets.base.restart_unsupported`).
+    proxy: `harness.targets.base.restart_unsupported`). `multi_port` False never draws a
+    Service of several ports, a pod serving the `admin` port or a port change (an
+    implementation that does not declare the `multi-port` feature: `for_features`); else one
+    created Service in `multi_port_odds` has several ports, and multi-port pods serve `admin`
+    on one of `admin_ports`.
     """
 
     max_pods: int = 50
@@ -81,6 +90,9 @@ class EventSpace:
     long_graces: bool = False
     short_affinity: bool = False
     restarts_proxy: bool = True
+    multi_port: bool = True
+    admin_ports: tuple[int, ...] = (9090, 9091)
+    multi_port_odds: int = 4
 
     @property
     def waits_s(self) -> tuple[float, ...]:
@@ -237,11 +249,87 @@ def _has_services(state: ClusterState, space: EventSpace) -> bool:
     return bool(state.services)
 
 
+# -- several ports (issue 12, item 3) -------------------------------------------------------------
+SERVICE_PORT_NUMBERS = (80, 81, 82, 8000, 8080)
+"""The numbers a `SetServicePort` moves a port to (each unique among the Service's ports)."""
+TARGET_PORT_NAMES = ("http", ADMIN_PORT)
+"""The targetPorts a `SetServicePort` sets: container port names only. A numeric targetPort is
+not generated, for the reason `_create_service` gives."""
+
+
+def for_features(space: EventSpace, supported: Collection[str]) -> EventSpace:
+    """`space` narrowed to what an implementation declares (`harness.features`): without the
+    `multi-port` feature, no Service of several ports, no `admin` pod, no port change."""
+    if "multi-port" in supported:
+        return space
+    return replace(space, multi_port=False)
+
+
+def _create_multi_port_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """A Service of 2 or 3 of `MULTI_PORTS`, its first port's targetPort the name `http`, as
+    `_create_service` draws the rest."""
+    (taken,) = key
+    return _of(
+        CreateMultiPortService,
+        st.sampled_from([n for n in SERVICE_NAMES if n not in taken]),
+        selectors(),
+        st.just("http"),
+        st.sampled_from(space.affinities),
+        st.sampled_from(space.affinity_timeouts_s),
+        _mostly(False, True),
+        st.sampled_from(space.policies),
+        st.sampled_from(range(2, len(MULTI_PORTS) + 1)),
+    )
+
+
+def _create_some_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """A Service of one port, or, one time in `multi_port_odds` where the space allows, of
+    several (shrinks towards one port)."""
+    single = _create_service(key, space)
+    if not space.multi_port:
+        return single
+    return st.one_of(
+        *[single] * (space.multi_port_odds - 1), _create_multi_port_service(key, space)
+    )
+
+
+def _create_multi_port_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """A pod as `_create_pod` draws it that also serves `admin` on one of `admin_ports`."""
+    return st.tuples(_create_pod(key, space), st.sampled_from(space.admin_ports)).map(
+        lambda drawn: CreateMultiPortPod(
+            **{f.name: getattr(drawn[0], f.name) for f in fields(drawn[0])}, admin_port=drawn[1]
+        )
+    )
+
+
+def _service_ports(state: ClusterState) -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
+    return tuple(
+        (name, tuple((p.name, p.port) for p in service.ports))
+        for name, service in sorted(state.services.items())
+    )
+
+
+def _set_service_port(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """One port of one Service moved to a number no other port of it uses, and pointed at a
+    container port name."""
+    (services,) = key
+    choices = [
+        (name, port_name, number)
+        for name, ports in services
+        for port_name, _ in ports
+        for number in SERVICE_PORT_NUMBERS
+        if all(n != number for other, n in ports if other != port_name)
+    ]
+    return st.tuples(st.sampled_from(choices), st.sampled_from(TARGET_PORT_NAMES)).map(
+        lambda drawn: SetServicePort(drawn[0][0], drawn[0][1], drawn[0][2], drawn[1])
+    )
+
+
 GENERATORS: dict[str, Generator] = {
     "create_service": Generator(
         lambda s, sp: len(s.services) < min(sp.max_services, len(SERVICE_NAMES)),
         _service_key,
-        _create_service,
+        _create_some_service,
     ),
     "delete_service": Generator(_has_services, _service_key, _on_named(DeleteService)),
     "set_selector": Generator(
@@ -329,6 +417,16 @@ GENERATORS: dict[str, Generator] = {
         _has_services,
         lambda s: (_services(s), _affinity_services(s)),
         lambda key, sp: st.sampled_from(key[0]).flatmap(lambda name: _probe(name, key[1])),
+    ),
+    "create_multi_port_pod": Generator(
+        lambda s, sp: sp.multi_port and GENERATORS["create_pod"].applies(s, sp),
+        lambda s: (frozenset(s.pods),),
+        _create_multi_port_pod,
+    ),
+    "set_service_port": Generator(
+        lambda s, sp: sp.multi_port and bool(s.services),
+        lambda s: (_service_ports(s),),
+        _set_service_port,
     ),
 }
 

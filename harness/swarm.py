@@ -77,6 +77,9 @@ AIMS: dict[str, Aim] = {
     "evicted-pod": _aim("evict_pod"),
     "proxy-restarted": _aim("restart_proxy", "create_pod"),
     "long-lived-through-change": _aim("restart_proxy", "set_ready", "delete_pod", "create_pod"),
+    "multi-port-named": _aim(
+        "create_multi_port_pod", "set_service_port", "create_pod", multi_port_odds=1
+    ),
 }
 
 

@@ -73,6 +73,7 @@ class HaproxyProxy(ReloadingConfigProxy):
     features: ClassVar[frozenset[str]] = CORE_FEATURES | {
         "internal-traffic-policy",
         "long-lived-connections",
+        "multi-port",
     }
     description: ClassVar[str] = (
         "HAProxy in TCP mode, master-worker, reloaded on each change (affinity lost on reload)"

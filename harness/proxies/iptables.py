@@ -98,6 +98,7 @@ class IptablesProxy(KernelRuleProxy):
     features: ClassVar[frozenset[str]] = CORE_FEATURES | {
         "internal-traffic-policy",
         "long-lived-connections",
+        "multi-port",
     }
     description: ClassVar[str] = (
         "kube-proxy iptables mode (probability chains, recent affinity, REJECT), iptables-restore"

@@ -25,6 +25,8 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-every-sync (long-lived connections through unrelated changes,
   kubernetes#74839): flushes every conntrack entry after each sync instead of only the removed
   endpoints' (`harness.proxies.rules.conntrack`), so any change resets established connections.
+- mutant-iptables-first-port-only (several ports, issue 12): programs only the first port of a
+  Service of several ports, so its other ports neither reach their endpoints nor REJECT.
 """
 
 from __future__ import annotations
@@ -194,6 +196,14 @@ class FlushesEverySyncProxy(IptablesProxy):
             flush_conntrack(self.node.netns)
 
 
+class FirstPortOnlyProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-first-port-only"
+    description: ClassVar[str] = "iptables that programs only the first port of every Service"
+
+    def plan(self, service: Service) -> tuple[PortPlan, ...]:
+        return super().plan(service)[:1]
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -211,5 +221,6 @@ MUTANT_PROXIES: dict[str, type] = {
         WrongPortUserspaceProxy,
         FlushesOnRestartProxy,
         FlushesEverySyncProxy,
+        FirstPortOnlyProxy,
     )
 }

@@ -90,6 +90,7 @@ class NftablesProxy(KernelRuleProxy):
     features: ClassVar[frozenset[str]] = CORE_FEATURES | {
         "internal-traffic-policy",
         "long-lived-connections",
+        "multi-port",
     }
     description: ClassVar[str] = (
         "kube-proxy nftables mode (numgen vmaps, affinity sets, reject), incremental nft -f"

@@ -79,6 +79,7 @@ class NginxProxy(ReloadingConfigProxy):
     features: ClassVar[frozenset[str]] = CORE_FEATURES | {
         "internal-traffic-policy",
         "long-lived-connections",
+        "multi-port",
     }
     description: ClassVar[str] = (
         "nginx stream module, reloaded on each change (TCP; affinity without timeout)"

@@ -59,6 +59,7 @@ class UserspaceProxy(TrackingProxy):
     features: ClassVar[frozenset[str]] = CORE_FEATURES | {
         "internal-traffic-policy",
         "long-lived-connections",
+        "multi-port",
     }
     description: ClassVar[str] = (
         "asyncio TCP proxy in the node namespace: round robin, ClientIP affinity, REJECT or DROP"

@@ -67,7 +67,7 @@ class ModelTarget:
         self.state = ClusterState()
         self.seed = seed
         self._random = random.Random(seed)
-        self._affinity: dict[tuple[str, str], _Stickiness] = {}
+        self._affinity: dict[tuple[str, str, str], _Stickiness] = {}  # service, port, client
         self.held: dict[int, HeldConnection] = {}
 
     @classmethod
@@ -126,7 +126,7 @@ class ModelTarget:
             self.clock.sleep(MODEL_LATENCY_MS / 1000)
             source = 0 if request.keep_alive else request.sources[index % len(request.sources)]
             client = request.client if source == 0 else f"{request.client}#{source}"
-            picks.append(self._route(service, client, destinations))
+            picks.append(self._route(service, client, destinations, request.port))
         outcomes = []
         for index in range(request.count):
             connection = index % connections if request.keep_alive else index
@@ -162,11 +162,17 @@ class ModelTarget:
 
     # -- balancing ----------------------------------------------------------------------------
     def _route(
-        self, service: Service | None, client: str, destinations: Sequence[Destination]
+        self,
+        service: Service | None,
+        client: str,
+        destinations: Sequence[Destination],
+        port: str = "http",
     ) -> Destination | None:
+        """Where one new connection goes. ClientIP affinity is kept per Service port, as
+        kube-proxy keeps one affinity record per `ServicePortName`."""
         if service is None or not destinations:
             return None
-        key = (service.name, client)
+        key = (service.name, port, client)
         now_s = self.clock.now()
         sticky = self._affinity.get(key)
         if self.affinity_applies(service):

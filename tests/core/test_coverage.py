@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from harness.conformance import options_for, run_suite
 from harness.coverage import FEATURES
 from harness.events import (
+    CreateMultiPortPod,
+    CreateMultiPortService,
     CreatePod,
     CreateService,
     DeletePod,
@@ -86,6 +88,11 @@ EXAMPLES: dict[str, list[Event]] = {
     "evicted-pod": [*START, EvictPod("web-2")],
     "proxy-restarted": [*START, RestartProxy()],
     "long-lived-through-change": [*START, SetReady("web-0", False)],
+    "multi-port-named": [  # p-1 lacks `admin`: left out of that port, listed on the others
+        CreateMultiPortService("svc-a", WEB, port_count=3),
+        CreateMultiPortPod("p-0", WEB),
+        CreatePod("p-1", WEB),
+    ],
 }
 
 

@@ -107,7 +107,7 @@ class _Holder:
 
 def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> None:
     assert target_features(_Holder(_Plugin())) == (CORE_FEATURES, "core only (none declared)")
-    harness_proxies = WITH_LOCAL | {"long-lived-connections"}
+    harness_proxies = WITH_LOCAL | {"long-lived-connections", "multi-port"}
     assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == harness_proxies
     assert target_features(_Holder(UserspaceProxy.__new__(UserspaceProxy)))[0] == harness_proxies
     assert target_features(object())[0] == ALL_FEATURES

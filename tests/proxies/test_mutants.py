@@ -6,11 +6,13 @@ model's; the same scenario must conform on the real proxy and fail on the mutant
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
 
-from harness.model.objects import Backend
+from harness.events import ADMIN_PORT, MULTI_PORTS
+from harness.model.objects import Backend, EndpointPort, EndpointSlice
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import MUTANT_PROXIES
 from harness.proxies.nftables import NftablesProxy
@@ -20,6 +22,7 @@ from harness.traffic import Reachability
 from .conftest import ProxyFactory
 from .kernel_cases import (
     CLIENT,
+    PORT,
     STATISTIC_STEP,
     endpoint,
     expected,
@@ -87,6 +90,19 @@ def sticky_client(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
     return proxy.reachability(svc, "http", CLIENT, affinity_backend=chosen), (False, {chosen: 1.0})
 
 
+def second_port(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
+    """A Service of two ports, both to the same endpoints: the second port balances too."""
+    svc = dataclasses.replace(service(), ports=MULTI_PORTS[:2])
+    endpoints = [endpoint(2), endpoint(3)]
+    endpoint_slice = EndpointSlice(
+        svc.name, (PORT, EndpointPort(ADMIN_PORT, 9090)), tuple(endpoints), name="web-0"
+    )
+    proxy.on_service_add(svc)
+    proxy.on_endpoint_slice_add(endpoint_slice)
+    proxy.sync()
+    return proxy.reachability(svc, ADMIN_PORT, CLIENT), (False, expected(svc, endpoints))
+
+
 CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-iptables-wrong-probability": (IptablesProxy, three_endpoints),
     "mutant-iptables-never-removes": (IptablesProxy, one_removed),
@@ -97,6 +113,7 @@ CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-nftables-no-affinity": (NftablesProxy, sticky_client),
     "mutant-iptables-two-decimals": (IptablesProxy, three_endpoints),
     "mutant-iptables-leaks-deleted": (IptablesProxy, vip_reused),
+    "mutant-iptables-first-port-only": (IptablesProxy, second_port),
 }
 ELSEWHERE = {
     # the rule oracle traces one connection, not the timeout its affinity entry lives for
