@@ -54,6 +54,7 @@ class _Held:
     client: str
     backend: Backend
     opened_step: int
+    flow: tuple[int | None, int | None] = (None, None)  # `_flow` when it was opened
 
 
 class LongLived:
@@ -93,10 +94,13 @@ class LongLived:
         assert self.target is not None
         answers = []
         for held in self.held:
-            timeout_s = self.timeout_s if _alive(after, held.backend) else GONE_TIMEOUT_S
-            outcome = self.target.ask_held(held.number, timeout_s)
-            usable = held.service in after.services and held.backend in (
-                expect(after, held.service, PORT).usable
+            same_flow = _same_flow(held.flow, _flow(after, held.service, held.backend))
+            alive = _alive(after, held.backend) and same_flow
+            outcome = self.target.ask_held(held.number, self.timeout_s if alive else GONE_TIMEOUT_S)
+            usable = (
+                held.service in after.services
+                and held.backend in expect(after, held.service, PORT).usable
+                and same_flow
             )
             answers.append(
                 HeldAnswer(
@@ -120,7 +124,8 @@ class LongLived:
             number, outcome = self.target.hold(service, client, self.timeout_s)
             if number is None or outcome.backend is None:
                 return  # a data plane that fails a new connection now gets no more this step
-            self.held.append(_Held(number, service, client, outcome.backend, step))
+            flow = _flow(after, service, outcome.backend)
+            self.held.append(_Held(number, service, client, outcome.backend, step, flow))
 
     def _next_service(self, after: ClusterState) -> str | None:
         """The eligible Service with the fewest held connections (by name on a tie)."""
@@ -132,6 +137,25 @@ class LongLived:
         if not eligible:
             return None
         return min(eligible, key=lambda name: sum(1 for h in self.held if h.service == name))
+
+
+def _flow(state: ClusterState, service: str, backend: Backend) -> tuple[int | None, int | None]:
+    """The Service port number and the backend's endpoint port a connection to `service` on
+    `PORT` uses in `state` (None: no such port, or the backend is no destination now)."""
+    found = state.services.get(service)
+    port = next((p.port for p in found.ports if p.name == PORT), None) if found else None
+    destination = next(
+        (d.port for d in expect(state, service, PORT).destinations if d.backend == backend), None
+    )
+    return port, destination
+
+
+def _same_flow(opened: tuple[int | None, int | None], now: tuple[int | None, int | None]) -> bool:
+    """Whether a connection opened on flow `opened` is still on a programmed flow: the same
+    Service port number, and the backend, if still a destination, on the same endpoint port.
+    One whose port's number or targetPort changed (`SetServicePort`, issue 12) is on a flow the
+    proxy no longer programs: like a removed endpoint's, it may end, and must not move."""
+    return opened[0] == now[0] and (now[1] is None or now[1] == opened[1])
 
 
 def _alive(state: ClusterState, backend: Backend) -> bool:

@@ -350,10 +350,25 @@ class Runner:
         return verdicts, True
 
     def _other_ports(self, name: str) -> list[Verdict]:
-        """The Service's ports after the first, each judged on the same final state on a
-        confirmation sample of its own (`harness.ports`)."""
+        """The Service's ports after the first, each waited for as the first one was (a proxy
+        may program its ports one after another: nginx and haproxy reload) and judged on its
+        own confirmation sample (`harness.ports`)."""
 
         def send(port: str, expected: Expectation) -> TrafficSample:
+            now_s = self.clock.now()
+            wait = ServiceWait(name, expected, now_s, now_s + self.config.deadline_s)
+            Converger(
+                self.target,
+                port,
+                self.clock,
+                lambda service, count, at_once: self._send(
+                    service, CLIENTS[0], count, limited=True, at_once=at_once, port=port
+                ),
+                self.config.poll_s,
+                max(self.config.deadline_s / 50, self.config.poll_s),
+            ).run([wait])
+            if wait.sample is not None:
+                return wait.sample
             count = confirmation_size(expected)
             return self._send(name, CLIENTS[0], count, limited=True, at_once=True, port=port)
 
