@@ -265,21 +265,22 @@ def for_features(space: EventSpace, supported: Collection[str]) -> EventSpace:
     return replace(space, multi_port=False)
 
 
-def _create_multi_port_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
-    """A Service of 2 or 3 of `MULTI_PORTS`, its first port's targetPort the name `http`, as
-    `_create_service` draws the rest."""
-    (taken,) = key
-    return _of(
-        CreateMultiPortService,
-        st.sampled_from([n for n in SERVICE_NAMES if n not in taken]),
-        selectors(),
-        st.just("http"),
-        st.sampled_from(space.affinities),
-        st.sampled_from(space.affinity_timeouts_s),
-        _mostly(False, True),
-        st.sampled_from(space.policies),
-        st.sampled_from(range(2, len(MULTI_PORTS) + 1)),
+def _extended(
+    cls: type[Event], base: st.SearchStrategy[Event], name: str, values: st.SearchStrategy[Any]
+) -> st.SearchStrategy[Event]:
+    """Events of `cls`, a subclass of the class of `base`'s events, with every field `base`
+    drew and the further field `name` drawn from `values` (shrinks as `base` does)."""
+    return st.tuples(base, values).map(
+        lambda drawn: cls(
+            **{f.name: getattr(drawn[0], f.name) for f in fields(drawn[0])}, **{name: drawn[1]}
+        )
     )
+
+
+def _create_multi_port_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """A Service as `_create_service` draws it, of 2 or 3 of `MULTI_PORTS`."""
+    counts = st.sampled_from(range(2, len(MULTI_PORTS) + 1))
+    return _extended(CreateMultiPortService, _create_service(key, space), "port_count", counts)
 
 
 def _create_some_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
@@ -295,11 +296,8 @@ def _create_some_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchSt
 
 def _create_multi_port_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
     """A pod as `_create_pod` draws it that also serves `admin` on one of `admin_ports`."""
-    return st.tuples(_create_pod(key, space), st.sampled_from(space.admin_ports)).map(
-        lambda drawn: CreateMultiPortPod(
-            **{f.name: getattr(drawn[0], f.name) for f in fields(drawn[0])}, admin_port=drawn[1]
-        )
-    )
+    admin = st.sampled_from(space.admin_ports)
+    return _extended(CreateMultiPortPod, _create_pod(key, space), "admin_port", admin)
 
 
 def _service_ports(state: ClusterState) -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
