@@ -63,7 +63,7 @@ from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
 from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
-from harness.ports import judge_other_ports
+from harness.ports import judge_other_ports, port_label
 from harness.proxies.failure import ProxyFailure
 from harness.targets.base import Target, reads_rules
 from harness.traffic import (
@@ -346,17 +346,27 @@ class Runner:
         verdicts += self._traffic_verdicts(expected, sample)
         if balances(expected):
             verdicts.append(check_fairness(name, expected.usable, sample, self.config.budget))
-        verdicts += self._other_ports(name)
+        verdicts += self._other_ports(name, wait.latency_s is not None)
         return verdicts, True
 
-    def _other_ports(self, name: str) -> list[Verdict]:
-        """The Service's ports after the first, each waited for as the first one was (a proxy
-        may program its ports one after another: nginx and haproxy reload) and judged on its
-        own confirmation sample (`harness.ports`)."""
+    def _other_ports(self, name: str, converged: bool) -> list[Verdict]:
+        """The Service's ports after the first, each judged on its own confirmation sample
+        (`harness.ports`). When the first port `converged`, each is waited for as it was (a
+        proxy may program its ports one after another: nginx and haproxy reload); when it did
+        not, the data plane is already known not to match, and each is judged at once on one
+        sample, so a broken data plane costs one deadline a step, not one a port."""
+
+        def send_at_once(port: str, expected: Expectation) -> TrafficSample:
+            count = confirmation_size(expected)
+            return self._send(name, CLIENTS[0], count, limited=True, at_once=True, port=port)
 
         def send(port: str, expected: Expectation) -> TrafficSample:
+            if not converged:
+                return send_at_once(port, expected)
             now_s = self.clock.now()
-            wait = ServiceWait(name, expected, now_s, now_s + self.config.deadline_s)
+            missed = self.missed.setdefault(port_label(name, port), set())
+            deadline_s = now_s + self.config.deadline_s
+            wait = ServiceWait(name, expected, now_s, deadline_s, frozenset(missed))
             Converger(
                 self.target,
                 port,
@@ -367,10 +377,11 @@ class Runner:
                 self.config.poll_s,
                 max(self.config.deadline_s / 50, self.config.poll_s),
             ).run([wait])
+            if wait.latency_s is None and wait.mismatch is not None:  # as `_settle` remembers
+                missed.add(wait.mismatch.key)
             if wait.sample is not None:
                 return wait.sample
-            count = confirmation_size(expected)
-            return self._send(name, CLIENTS[0], count, limited=True, at_once=True, port=port)
+            return send_at_once(port, expected)
 
         def read(port: str) -> Reachability:
             return self.target.reachability(name, port, CLIENTS[0])  # type: ignore[attr-defined,no-any-return]
