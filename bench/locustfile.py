@@ -1,10 +1,14 @@
-"""Locust users that GET `/` from a Service and count which pod answered.
+"""Locust users that GET `/` from a Service; every worker tallies which pod answered and how
+long each answer took.
 
-The local cluster's pods answer `POD UID` (`harness.local.podserver`). Every answer is reported to
-locust under the name `backend:POD` instead of `/`: locust's own statistics (stats.csv, one row per
-pod, plus the Aggregated row) are then the per-backend counts, with latencies, and locust merges
-them across `--processes` workers as it merges everything else. An answer that is not a pod
-identity is a failure under `/`; a connection error stays locust's own failure under `/`.
+The local cluster's pods answer `POD UID` (`harness.local.podserver`). A listener on locust's
+`request` event (bench/worker_tally.py) counts each answer's latency into a microsecond
+histogram (locust's own statistics round to whole milliseconds) and each good answer's pod; an
+answer that names no pod is counted apart, as an error of the run. Every worker process writes
+its tally into HARNESS_LOCUST_TALLY_DIR when its test stops (nothing is written when that is
+unset); the harness merges them (bench/load_results.py), so the per-pod counts sum over the
+workers. Requests keep the one name `/`: the task is as cheap as a bare one-task locustfile's
+(bench/locustfile_bare.py), against which bench/test_throughput.py measures it.
 
 Environment (read at import, so every worker process sees the same):
 - HARNESS_LOCUST_CONNECTION: `keep-alive` (default: each user reuses one connection, so the
@@ -12,6 +16,7 @@ Environment (read at import, so every worker process sees the same):
   pod closes after each answer and the next request opens a fresh connection).
 - HARNESS_LOCUST_USER: `fast` (default: FastHttpUser, geventhttpclient, ~6k req/s per process
   here) or `http` (HttpUser, python-requests, ~1-2k req/s per process here).
+- HARNESS_LOCUST_TALLY_DIR: where each worker writes its tally (see above).
 
 Users never wait between requests (closed loop: throughput is bounded by the generator's CPU, see
 docs.locust.io "increase-performance"); the run's length is bounded by locust's `-t`.
@@ -23,10 +28,11 @@ Run (from inside a client namespace of the local cluster):
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
-from locust import FastHttpUser, HttpUser, constant, task
-from pod_identity import BACKEND_PREFIX, pod_of  # locust puts the locustfile's folder on sys.path
+from locust import FastHttpUser, HttpUser, constant, events, task
+from worker_tally import Tally  # locust puts the locustfile's folder on sys.path
 
 CONNECTION = os.environ.get("HARNESS_LOCUST_CONNECTION", "keep-alive")
 USER_KIND = os.environ.get("HARNESS_LOCUST_USER", "fast")
@@ -35,22 +41,36 @@ if CONNECTION not in ("keep-alive", "close"):
 if USER_KIND not in ("fast", "http"):
     raise SystemExit(f"HARNESS_LOCUST_USER must be fast or http, not {USER_KIND!r}")
 HEADERS = {"Connection": CONNECTION}
+TALLY_DIR = os.environ.get("HARNESS_LOCUST_TALLY_DIR") or None
+TALLY = Tally()
 
 
-def record(response: Any) -> None:
-    """Rename a good answer to its backend (`backend:POD`); fail an answer that names none.
+def observe(
+    response_time: float | None = None,
+    response: Any = None,
+    exception: BaseException | None = None,
+    **_: Any,
+) -> None:
+    """Tally one request: its response time (float ms; failures too, as wrk times every
+    answer) and, for an answer locust took as good (200), the pod its body names. Reads the
+    body's bytes, never `response.text` (which runs charset detection on every answer naming
+    no charset: a fifth of the rate here). Must not raise: locust calls it for every request."""
+    if response_time is not None:
+        TALLY.add_latency_ms(response_time)
+    if exception is None and response is not None and response.status_code == 200:
+        TALLY.add_answer(response.content or b"")
 
-    `response` is either user class's catch_response context; both carry `request_meta`, whose
-    `name` locust reads when the context exits. Answers other than 200 keep locust's verdict.
-    """
-    if response.status_code != 200:
-        return
-    text = response.text or ""
-    pod = pod_of(text)
-    if pod is None:
-        response.failure(f"not a pod identity: {text[:40]!r}")
-        return
-    response.request_meta["name"] = BACKEND_PREFIX + pod
+
+def write_tally(**_: Any) -> None:
+    """Write this process's tally (a worker stops, then quits: the later write replaces the
+    earlier one, with any request that finished in between)."""
+    if TALLY_DIR is not None:
+        TALLY.write(Path(TALLY_DIR))
+
+
+events.request.add_listener(observe)
+events.test_stop.add_listener(write_tally)
+events.quitting.add_listener(write_tally)
 
 
 class IdentityFastUser(FastHttpUser):
@@ -63,8 +83,7 @@ class IdentityFastUser(FastHttpUser):
 
     @task
     def identity(self) -> None:
-        with self.client.get("/", name="/", headers=HEADERS, catch_response=True) as response:
-            record(response)
+        self.client.get("/", headers=HEADERS)
 
 
 class IdentityHttpUser(HttpUser):
@@ -75,7 +94,4 @@ class IdentityHttpUser(HttpUser):
 
     @task
     def identity(self) -> None:
-        with self.client.get(
-            "/", name="/", headers=HEADERS, catch_response=True, timeout=5.0
-        ) as response:
-            record(response)
+        self.client.get("/", headers=HEADERS, timeout=5.0)

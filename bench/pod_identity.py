@@ -1,13 +1,10 @@
-"""How a load generator reads which pod answered: shared by bench/locustfile.py (which runs
-inside locust, so this module imports nothing) and bench/load_results.py.
+"""How a load generator reads which pod answered: shared by bench/worker_tally.py (which runs
+inside locust, so this module imports nothing) and the benchmarks.
 
 The local cluster's pods answer any HTTP request with `POD UID` (`harness.local.podserver`).
 """
 
 from __future__ import annotations
-
-BACKEND_PREFIX = "backend:"
-"""Locust reports each answer under `backend:POD`, so its stats entries are per-pod counts."""
 
 
 def pod_of(text: str) -> str | None:

@@ -38,3 +38,15 @@ def names(name: str, full: str, quick: str) -> list[str]:
     """HARNESS_BENCH_`name` as a comma-separated list, else the profile's default."""
     text = _given(name) or (full if PROFILE == "full" else quick)
     return [item for item in text.split(",") if item]
+
+
+def counts(name: str, full: str, quick: str) -> list[int]:
+    """HARNESS_BENCH_`name` as a comma-separated list of whole numbers >= 1 (e.g. `1,2,3`),
+    else the profile's default."""
+    items = names(name, full, quick)
+    if not items or not all(item.isdigit() and int(item) >= 1 for item in items):
+        raise pytest.UsageError(
+            f"HARNESS_BENCH_{name} must be whole numbers >= 1 separated by commas (e.g. 1,2,3),"
+            f" not {','.join(items)!r}"
+        )
+    return [int(item) for item in items]

@@ -28,16 +28,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from harness import known_issues
+from harness import known_issues, podclients
 from harness.balance import balance_sequences
-from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules
+from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules, sources
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
-from harness.coverage import MULTI_PORT_FEATURE, Coverage
+from harness.coverage import Coverage
 from harness.errors import HarnessError
 from harness.events import Event
 from harness.failures import FailureRecord, RunContext, save_failure
+from harness.features import NOT_SUPPORTED, unsupported_properties, unsupported_states
 from harness.history import History
 from harness.known_issues import Match
 from harness.longlived import FEATURE as LONG_LIVED_FEATURE
@@ -45,12 +46,14 @@ from harness.profiles import DEFAULT_PROFILE, PROFILES, Limits, Profile
 from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
 from harness.shrink import shrink_events
-from harness.strategies import EventSpace, for_features
+from harness.strategies import EventSpace
 from harness.targets.base import (
     ConnectionHolder,
     Target,
     reads_rules,
     restart_unsupported,
+    sends_from_pods,
+    stale_unsupported,
     target_features,
     target_proxy_metrics,
     target_versions,
@@ -140,24 +143,29 @@ def select_properties(focus: str | None, skip: str | None) -> list[str]:
     return [p for p in chosen if skip is None or not re.search(skip, p)]
 
 
-def uncheckable_features(target: Target) -> frozenset[str]:
+def uncheckable_features(target: Target, supported: frozenset[str] | None = None) -> frozenset[str]:
     """Coverage features `target` cannot check: affinity expiry is judged over many addresses
     of one client, which a target offering one (a client pod of a real cluster) lacks; a proxy
-    restart needs a target that can restart its proxy, held connections one that holds them."""
-    unreachable = set()
+    restart needs a target that can restart its proxy, held connections one that holds them,
+    source IP and hairpin one that sends from pods (`podclients`); the states only conformance
+    features outside `supported` show are never drawn (`harness.features.unsupported_states`)."""
+    unreachable = set(unsupported_states(supported) if supported is not None else ())
     if int(getattr(target, "max_sources", 1)) < 2:
         unreachable.add("affinity-idle-past-timeout")
     if restart_unsupported(target) is not None:
         unreachable.add("proxy-restarted")
+    if stale_unsupported(target) is not None:
+        unreachable.add("stale-snapshot")
     if not isinstance(target, ConnectionHolder):
         unreachable.add(LONG_LIVED_FEATURE)
-    if "multi-port" not in target_features(target)[0]:  # never generated: `for_features`
-        unreachable.add(MULTI_PORT_FEATURE)
-    return frozenset(unreachable)
+    return frozenset(unreachable) | podclients.uncheckable(target)
 
 
-def applicable(prop: str, target: Target) -> str | None:
-    """Why `prop` cannot run on `target`, or None if it can."""
+def applicable(prop: str, target: Target, supported: frozenset[str] | None = None) -> str | None:
+    """Why `prop` cannot run on `target`, or None if it can: also when it judges only
+    conformance features outside `supported` (what the implementation declares)."""
+    if supported is not None and prop in unsupported_properties(supported):
+        return NOT_SUPPORTED
     if prop == rules.PROPERTY and not reads_rules(target):
         why = getattr(target, "rules_unsupported", None)  # a target may say why (kube)
         return str(why) if why else "the target cannot show its programmed rules"
@@ -165,6 +173,8 @@ def applicable(prop: str, target: Target) -> str | None:
         return "the target runs no proxy process of the harness's"
     if prop == connections.PROPERTY and not isinstance(target, ConnectionHolder):
         return "the target holds no long-lived connections across steps (ConnectionHolder)"
+    if prop in (sources.SOURCE_IP, sources.HAIRPIN) and not sends_from_pods(target):
+        return "the target cannot send from inside a pod (sends_from_pods)"
     return None
 
 
@@ -334,20 +344,23 @@ def run_suite(
     report it before exiting."""
     error: str | None = None
     interrupted = False
-    skipped = {p: why for p in options.properties if (why := applicable(p, target))}
+    supported = target_features(target)[0]
+    skipped = {p: why for p in options.properties if (why := applicable(p, target, supported))}
     searched = [p for p in options.properties if p not in skipped]
     runner = Runner(target, options.config)
     findings = _Findings(runner, options, on_verdict, on_status)
+    uncheckable = uncheckable_features(target, supported)
     search = Search(
         runner,
         searched,
-        for_features(options.space, target_features(target)[0]),
+        options.space.for_features(supported),
         options.limits,
         options.coverage_goal,
         findings.handle,
         on_progress,
         options.stop_at_first,
         options.fixed,
+        uncheckable=uncheckable,
     )
     findings.search = search
     try:
@@ -374,7 +387,7 @@ def run_suite(
         target.name,
         error,
         interrupted,
-        uncheckable_features(target),
+        uncheckable,
         findings.versions,
     )
 
@@ -431,7 +444,11 @@ def options_for(
         limits=limits,
         coverage_goal=chosen.coverage_goal(simulated),
         seed=seed,
-        space=EventSpace(simulated=simulated, restarts_proxy=restart_unsupported(target) is None),
+        space=EventSpace(
+            simulated=simulated,
+            restarts_proxy=restart_unsupported(target) is None,
+            shows_stale=stale_unsupported(target) is None,
+        ),
         config=RunConfig(deadline_s=float(deadline), budget=AlarmBudget(max_checks=max_checks)),
         failures_dir=failures_dir,
         shrink_tries=200 if simulated else 60,

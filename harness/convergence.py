@@ -114,7 +114,7 @@ def sample_mismatch(expected: Expectation, sample: TrafficSample) -> Mismatch | 
     name = expected.service.name if expected.service else "?"
     for verdict in (
         check_no_stale(name, expected.usable, sample),
-        check_reject(name, expected.usable, sample, expected.drops),
+        check_reject(name, expected.usable, sample, expected.drops, expected.opted_out),
         check_availability(name, expected.usable, sample),
     ):
         if not verdict.holds:
@@ -311,6 +311,6 @@ class Converger:
         """Why the programmed rules, where the target shows them, differ from the model."""
         if self.oracle and expected.service is not None:
             reach = self.target.reachability(name, self.port, CLIENTS[0])  # type: ignore[attr-defined]
-            why = reachability_mismatch(expected.usable, reach, expected.drops)
+            why = reachability_mismatch(expected.usable, reach, expected.drops, expected.opted_out)
             return None if why is None else Mismatch(why, (why,))
         return None

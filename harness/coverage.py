@@ -25,9 +25,11 @@ from harness.events import (
     RestartProxy,
     SetPublishNotReady,
     SetSelector,
+    SetServiceLabel,
+    StaleSnapshot,
 )
 from harness.model.endpoints import Expectation, pod_is_listed, unique_endpoints
-from harness.model.objects import PROXY_NODE, TrafficPolicy
+from harness.model.objects import PROXY_NODE, TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
 
 FEATURES: dict[str, str] = {
@@ -51,6 +53,10 @@ FEATURES: dict[str, str] = {
     "selector-narrowed": "a selector change removes endpoints",
     "evicted-pod": "a listed pod is evicted",
     "proxy-restarted": "the proxy restarts while the Service has usable endpoints",
+    "stale-snapshot": (
+        "the proxy is shown a stale snapshot of the cluster, then the current one, while the"
+        " Service has usable endpoints"
+    ),
     "long-lived-through-change": (
         "a kept-alive connection held open through a change (its endpoint, another one, another"
         " Service, a proxy restart) and asked again"
@@ -59,6 +65,15 @@ FEATURES: dict[str, str] = {
         "a Service of several ports whose named targetPorts resolve per pod: to different numbers"
         " on different pods, or a pod lacking the name left out of that port"
     ),
+    "hairpin": "a pod that is a usable endpoint reaches itself through its own Service",
+    "source-ip-checked": (
+        "a pod reaches another pod through a Service, which reports the source address it saw"
+    ),
+    "opted-out": (
+        "a Service labelled service-proxy-name or headless: not programmed (neither forwarded"
+        " nor refused)"
+    ),
+    "opt-out-removed": "a Service's opt-out label removed: it must be programmed again",
 }
 MULTI_PORT_FEATURE = "multi-port-named"
 AFFINITY_FEATURES = frozenset({"affinity-idle-past-timeout", "affinity-backend-removed"})
@@ -76,6 +91,8 @@ def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
     service = expected.service
     if service is None:
         return set()
+    if expected.opted_out is not None:  # not this proxy's: none of the states below apply
+        return {"opted-out"}
     found = {_size_feature(len(expected.usable))}
     everywhere = [endpoint for endpoint, _ in unique_endpoints(expected.slices)]
     local_policy = service.internal_traffic_policy == TrafficPolicy.LOCAL
@@ -162,8 +179,19 @@ def change_features(
         )
     ):
         found.add("publish-not-ready-toggled")
+    if (
+        isinstance(event, SetServiceLabel)
+        and event.service == name
+        and service_before is not None
+        and service_after is not None
+        and opt_out_label(service_before) is not None
+        and opt_out_label(service_after) is None
+    ):
+        found.add("opt-out-removed")
     if isinstance(event, RestartProxy) and expected.usable:
         found.add("proxy-restarted")
+    if isinstance(event, StaleSnapshot) and expected.usable:
+        found.add("stale-snapshot")
     if isinstance(event, EvictPod) and service_before is not None:
         pod = before.pods.get(event.pod)
         if pod is not None and pod_is_listed(pod, service_before):

@@ -35,6 +35,7 @@ from harness.model.objects import (
     DEFAULT_AFFINITY_TIMEOUT_S,
     MAX_AFFINITY_TIMEOUT_S,
     NODES,
+    OPT_OUT_LABELS,
     PROXY_NODE,
     Affinity,
     ContainerPort,
@@ -185,6 +186,32 @@ class SetTrafficPolicy(Event):
 
     def apply(self, state: ClusterState) -> ClusterState:
         return state.patch_service(self.service, internal_traffic_policy=self.policy)
+
+
+@dataclass(frozen=True)
+class SetServiceLabel(Event):
+    """Set one of the opt-out labels on a Service (`OPT_OUT_LABELS`), or remove it when `value`
+    is None: a labelled Service is left to another proxy (or to DNS) and a default proxy must
+    not program it; removing the label programs it again (I13). Only the opt-out keys are
+    modelled: other Service labels do not change what a proxy does."""
+
+    kind: ClassVar[str] = "set-service-label"
+    service: str
+    key: str
+    value: str | None
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if self.key not in OPT_OUT_LABELS:
+            raise InvalidEvent(
+                f"Service label {shorten(self.key)} is not modelled: use one of"
+                f" {', '.join(OPT_OUT_LABELS)}"
+            )
+        labels = dict(state.service(self.service).labels)
+        if self.value is None:
+            labels.pop(self.key, None)
+        else:
+            labels[self.key] = self.value
+        return state.patch_service(self.service, labels=labels_of(labels))
 
 
 # -- Pods -----------------------------------------------------------------------------------------
@@ -498,6 +525,38 @@ class SetServicePort(Event):
         return state.patch_service(self.service, ports=ports)
 
 
+MAX_STALE_BACK = 3
+"""How many changes back a stale snapshot may reach."""
+
+
+@dataclass(frozen=True)
+class StaleSnapshot(Event):
+    """The proxy is shown the cluster as it was `back` changes ago, synced, then shown it as it
+    is now: a watch that reconnected to a lagging API server and relisted from its stale cache
+    (Sieve's stale-state perturbation), then caught up. The cluster does not change, so the
+    model's state does not either; before the run's first changes the stale view is the empty
+    cluster.
+
+    What must hold after it: every Service converges again within the deadline to the current
+    state (a proxy that skips an update it believes it has already programmed stays on the
+    stale view). Held connections may drop where the stale view lacked their endpoint (the
+    proxy was told it was gone), and are never moved to another backend."""
+
+    kind: ClassVar[str] = "stale-snapshot"
+    back: int = 1
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if not 1 <= self.back <= MAX_STALE_BACK:
+            raise InvalidEvent(
+                f"stale-snapshot back={self.back} is out of range: it must be 1..{MAX_STALE_BACK}"
+            )
+        return state
+
+
+NEMESIS_EVENTS: tuple[type[Event], ...] = (RestartProxy, StaleSnapshot)
+"""Events that disturb the proxy, not the cluster: every Service is waited for after them."""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -507,6 +566,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SetAffinity,
         SetPublishNotReady,
         SetTrafficPolicy,
+        SetServiceLabel,
         CreatePod,
         Scale,
         DeletePod,
@@ -521,6 +581,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CreateMultiPortService,
         CreateMultiPortPod,
         SetServicePort,
+        StaleSnapshot,
     )
 }
 

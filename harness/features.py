@@ -43,6 +43,7 @@ from harness.events import (
     CreateService,
     Event,
     SetAffinity,
+    SetServiceLabel,
     SetServicePort,
     SetTrafficPolicy,
 )
@@ -52,7 +53,10 @@ CORE = "core"
 EXTENDED = "extended"
 PROFILES = (CORE, EXTENDED)
 NOT_TESTED = "not tested by this harness version"
+INTERNAL_TRAFFIC_POLICY = "internal-traffic-policy"
+OPT_OUT_LABELS_FEATURE = "opt-out-labels"
 NOT_SUPPORTED = "not supported by the implementation"
+MULTI_PORT = "multi-port"
 
 
 class FeatureStatus(StrEnum):
@@ -82,6 +86,10 @@ def _uses_several_ports(event: Event) -> bool:
     return isinstance(event, CreateMultiPortService | CreateMultiPortPod | SetServicePort)
 
 
+def _uses_opt_out(event: Event) -> bool:
+    return isinstance(event, SetServiceLabel)
+
+
 @dataclass(frozen=True)
 class Feature:
     """One named feature: its profile, what it means, the properties that judge it, the
@@ -106,9 +114,6 @@ UNTESTED_EXTENDED: Mapping[str, str] = {
         "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise"
     ),
     "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
-    "hairpin": "a pod reaches itself through its own Service",
-    "source-ip": "a pod's source IP is preserved for ClusterIP traffic",
-    "opt-out-labels": "Services labelled service-proxy-name=<other> or headless are not programmed",
     "udp": "Services over UDP",
     "sctp": "Services over SCTP",
 }
@@ -152,7 +157,7 @@ _FEATURES: tuple[Feature, ...] = (
         ("usable-0",),
     ),
     Feature(
-        "internal-traffic-policy",
+        INTERNAL_TRAFFIC_POLICY,
         EXTENDED,
         "internalTrafficPolicy Local: only this node's endpoints, DROP when it has none (KEP-2086)",
         ("reject-when-empty", "no-stale-traffic", "availability"),
@@ -169,13 +174,38 @@ _FEATURES: tuple[Feature, ...] = (
         ("long-lived-through-change",),
     ),
     Feature(
-        "multi-port",
+        MULTI_PORT,
         EXTENDED,
         "Services of several ports, each programmed on its own: named targetPorts resolved per"
         " pod (a pod lacking the name left out of that port), port and targetPort changes",
         ("no-stale-traffic", "availability", "reject-when-empty", "exact-balance"),
         ("multi-port-named",),
         _uses_several_ports,
+    ),
+    Feature(
+        "hairpin",
+        EXTENDED,
+        "a pod reaches itself through its own Service (its source masqueraded to the node;"
+        ' e2e "should allow pods to hairpin back to themselves through services")',
+        ("hairpin",),
+        ("hairpin",),
+    ),
+    Feature(
+        "source-ip",
+        EXTENDED,
+        "a pod's source IP is preserved for ClusterIP traffic to other pods (e2e \"should"
+        ' preserve source pod IP for traffic thru service cluster IP")',
+        ("source-ip",),
+        ("source-ip-checked",),
+    ),
+    Feature(
+        OPT_OUT_LABELS_FEATURE,
+        EXTENDED,
+        "Services labelled service.kubernetes.io/service-proxy-name or .../headless are not"
+        " programmed (neither forwarded nor refused); removing the label programs them (I13)",
+        ("reject-when-empty", "no-stale-traffic", "exact-balance", "programming-latency"),
+        ("opted-out", "opt-out-removed"),
+        _uses_opt_out,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )
@@ -309,3 +339,12 @@ def unsupported_properties(supported: frozenset[str]) -> list[str]:
         for prop in feature.properties:
             judging.setdefault(prop, set()).add(feature.name)
     return sorted(p for p, names in judging.items() if not names & supported)
+
+
+def unsupported_states(supported: frozenset[str]) -> frozenset[str]:
+    """The coverage states that only undeclared features show: the search never aims at them
+    (their events are not drawn), and the coverage table lists them as uncheckable."""
+    wanted = {s for f in _FEATURES if f.name in supported for s in f.states}
+    return frozenset(
+        s for f in _FEATURES if f.name not in supported for s in f.states if s not in wanted
+    )

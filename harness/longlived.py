@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 from harness.checks.connections import HeldAnswer, check_long_lived
 from harness.checks.verdict import Verdict
-from harness.events import Event, Probe, RestartProxy, Wait
+from harness.events import Event, Probe, RestartProxy, StaleSnapshot, Wait
 from harness.model.endpoints import expect
-from harness.model.objects import Affinity, Backend
+from harness.model.objects import Affinity, Backend, opt_out_label
 from harness.model.state import ClusterState
 from harness.targets.base import ConnectionHolder
 from harness.traffic import CLIENTS
@@ -38,12 +38,19 @@ probability 1/256 only, and a counterexample reproduces."""
 GONE_TIMEOUT_S = 0.2
 """How long a connection whose pod is gone is asked: nothing can answer it but another backend
 (a data plane that moved it), which answers within milliseconds here; silence is its right
-outcome, and waiting a whole request timeout for it cost up to `MAX_HELD` seconds a step."""
+outcome, and waiting a whole request timeout for it cost up to `MAX_HELD` seconds a step.
+Connections to an opted-out Service (I13: its rules are gone, as if deleted) are asked as briefly:
+their own backend may still answer through conntrack within milliseconds, or the node's sink
+drops them; neither is judged a spurious drop, since the backend is no longer usable."""
 PORT = "http"
 FEATURE = "long-lived-through-change"
 RELAY_RESTARTED = (
     "the proxy relays connections through its own process (relays_connections), so they end"
     " with it when it restarts, as kube-proxy's userspace mode's did"
+)
+STALE_SHOWN = (
+    "the proxy was shown a stale snapshot, which may lack a held connection's endpoint: it was"
+    " told that endpoint was gone (a connection may then be closed, never moved)"
 )
 
 
@@ -95,8 +102,11 @@ class LongLived:
         answers = []
         for held in self.held:
             same_flow = _same_flow(held.flow, _flow(after, held.service, held.backend))
-            alive = _alive(after, held.backend) and same_flow
-            outcome = self.target.ask_held(held.number, self.timeout_s if alive else GONE_TIMEOUT_S)
+            brief = (
+                not _alive(after, held.backend) or _opted_out(after, held.service) or not same_flow
+            )
+            timeout_s = GONE_TIMEOUT_S if brief else self.timeout_s
+            outcome = self.target.ask_held(held.number, timeout_s)
             usable = (
                 held.service in after.services
                 and held.backend in expect(after, held.service, PORT).usable
@@ -111,7 +121,10 @@ class LongLived:
             h for h, a in zip(self.held, answers, strict=True) if a.outcome.backend == h.backend
         ]
         relayed = isinstance(event, RestartProxy) and self.target.relays_connections
-        return check_long_lived(answers, RELAY_RESTARTED if relayed else None)
+        excused = RELAY_RESTARTED if relayed else None
+        if isinstance(event, StaleSnapshot):
+            excused = STALE_SHOWN
+        return check_long_lived(answers, excused)
 
     def _open(self, step: int, after: ClusterState) -> None:
         assert self.target is not None
@@ -156,6 +169,11 @@ def _same_flow(opened: tuple[int | None, int | None], now: tuple[int | None, int
     One whose port's number or targetPort changed (`SetServicePort`, issue 12) is on a flow the
     proxy no longer programs: like a removed endpoint's, it may end, and must not move."""
     return opened[0] == now[0] and (now[1] is None or now[1] == opened[1])
+
+
+def _opted_out(state: ClusterState, service: str) -> bool:
+    found = state.services.get(service)
+    return found is not None and opt_out_label(found) is not None
 
 
 def _alive(state: ClusterState, backend: Backend) -> bool:

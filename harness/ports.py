@@ -52,14 +52,16 @@ def judge_port(
     label: str, expected: Expectation, sample: TrafficSample, reach: Reachability | None
 ) -> list[Verdict]:
     """The verdicts of one further port: exact-balance (when `reach` was read), no-stale-traffic,
-    reject-when-empty and availability, each naming the port by `label`."""
+    reject-when-empty and availability, each naming the port by `label` (an opted-out Service's
+    ports are all unprogrammed, as its first is)."""
     verdicts = []
+    usable, drops, opted_out = expected.usable, expected.drops, expected.opted_out
     if reach is not None:
-        verdicts.append(check_exact_balance(label, expected.usable, reach, expected.drops))
+        verdicts.append(check_exact_balance(label, usable, reach, drops, opted_out))
     return [
         *verdicts,
         check_no_stale(label, expected.usable, sample),
-        check_reject(label, expected.usable, sample, expected.drops),
+        check_reject(label, usable, sample, drops, opted_out),
         check_availability(label, expected.usable, sample),
     ]
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    MAX_STALE_BACK,
     CreateMultiPortPod,
     CreateMultiPortService,
     CreatePod,
@@ -36,15 +37,27 @@ from harness.events import (
     SetPublishNotReady,
     SetReady,
     SetSelector,
+    SetServiceLabel,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
+from harness.features import MULTI_PORT, OPT_OUT_LABELS_FEATURE
 from harness.model.endpoints import pod_is_listed
-from harness.model.objects import PROXY_NODE, Affinity, Pod, Service, TrafficPolicy, labels_of
+from harness.model.objects import (
+    OPT_OUT_LABELS,
+    PROXY_NODE,
+    Affinity,
+    Pod,
+    Service,
+    TrafficPolicy,
+    labels_of,
+)
 from harness.model.state import ClusterState
 from harness.strategies import (
     EXPIRY_MARGIN_S,
     GROUPS,
+    OPT_OUT_VALUES,
     OTHER_NODE,
     POD_NAMES,
     SERVICE_NAMES,
@@ -233,7 +246,7 @@ def multi_port_pods(data: st.DataObject, state: ClusterState, space: EventSpace)
     """A Service of several ports (the chosen one recreated so, if it has one port) and two
     pods of its selector serving `http` and `admin` on different numbers; its other pods lack
     `admin` and are left out of that port."""
-    if not space.multi_port:
+    if not space.supports(MULTI_PORT):
         return []
     service = _service(data, state)
     events: list[Event] = []
@@ -326,6 +339,14 @@ def restarted(data: st.DataObject, state: ClusterState, space: EventSpace) -> li
     return [*_populated(data, state, service, PROXY_NODE), RestartProxy()]
 
 
+def stale_shown(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a Service usable endpoints, then show the proxy a stale snapshot from before some of
+    that: it must come back to the current state within the deadline."""
+    service = _service(data, state)
+    back: int = data.draw(st.integers(1, MAX_STALE_BACK), label="back")
+    return [*_populated(data, state, service, PROXY_NODE), StaleSnapshot(back)]
+
+
 def held_through_change(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """Give a Service usable endpoints, then change something: restart the proxy, or flip one
     endpoint's readiness (the other endpoints' connections must not notice)."""
@@ -337,6 +358,39 @@ def held_through_change(data: st.DataObject, state: ClusterState, space: EventSp
     if ready and flip:
         change = SetReady(data.draw(st.sampled_from([p.name for p in ready]), label="pod"), False)
     return [*events, change]
+
+
+def _labelled(
+    data: st.DataObject, state: ClusterState, space: EventSpace
+) -> tuple[list[Event], str, str] | None:
+    """Events that leave a Service with usable endpoints' pods and an opt-out label, with the
+    Service's name and the label's key; None for an implementation the space does not hand
+    labelled Services (an implementation that does not declare the feature)."""
+    if not space.supports(OPT_OUT_LABELS_FEATURE):
+        return None
+    service = _service(data, state)
+    events = _populated(data, state, service, PROXY_NODE)
+    carried = [key for key, _ in service.labels if key in OPT_OUT_LABELS]
+    if carried:
+        return events, service.name, carried[0]
+    key = data.draw(st.sampled_from(OPT_OUT_LABELS), label="opt-out label")
+    return [*events, SetServiceLabel(service.name, key, OPT_OUT_VALUES[key])], service.name, key
+
+
+def opted_out(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a Service ready endpoints, then label it service-proxy-name or headless: its VIP
+    must stop answering although its slices still list them."""
+    found = _labelled(data, state, space)
+    return found[0] if found else []
+
+
+def opt_out_removed(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """An opted-out Service with ready endpoints loses its label: it must be programmed again."""
+    found = _labelled(data, state, space)
+    if found is None:
+        return []
+    events, name, key = found
+    return [*events, SetServiceLabel(name, key, None)]
 
 
 RECIPES: dict[str, Recipe] = {
@@ -358,8 +412,13 @@ RECIPES: dict[str, Recipe] = {
     "selector-narrowed": reselected,
     "evicted-pod": evicted,
     "proxy-restarted": restarted,
+    "stale-snapshot": stale_shown,
     "long-lived-through-change": held_through_change,
     "multi-port-named": multi_port_pods,
+    "hairpin": one_endpoint,  # a pod client then reaches itself on every request
+    "source-ip-checked": some_endpoints,
+    "opted-out": opted_out,
+    "opt-out-removed": opt_out_removed,
 }
 
 

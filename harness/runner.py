@@ -57,12 +57,13 @@ from harness.coverage import (
     change_features,
     service_features,
 )
-from harness.events import Event, Probe, RestartProxy, Wait
+from harness.events import NEMESIS_EVENTS, Event, Probe, Wait
 from harness.history import History
 from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
 from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
+from harness.podclients import PodClients
 from harness.ports import judge_other_ports, port_label
 from harness.proxies.failure import ProxyFailure
 from harness.targets.base import Target, reads_rules
@@ -138,6 +139,7 @@ class Runner:
         self.broken: ProxyFailure | None = None
         self.reset_failure: ProxyFailure | None = None
         self.long_lived = LongLived(target, self.config.request_timeout_s)
+        self.pod_clients = PodClients(target, self.config.request_timeout_s)
         self.interim = False  # the last step ended on a state its proxy says is not final
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -203,6 +205,7 @@ class Runner:
             self.target.apply(event)
             result = self._check(event, before, after, applied_s, record)
             result = self._held(result, after, record)
+            result = self._from_pod(result, after, record)
         except ProxyFailure as failure:
             self.broken = failure
             verdict = failed(PROXY_CONTRACT, str(failure), **failure.evidence)
@@ -232,6 +235,23 @@ class Runner:
             result.checked | features,
         )
 
+    def _from_pod(
+        self, result: StepResult, after: ClusterState, record: dict[str, Any]
+    ) -> StepResult:
+        """One sample from a pod through its own Service (`harness.podclients`): source IP and
+        hairpin; its verdicts and features join the step's. Not on a state the proxy says is
+        not final, nor after a step that already failed: a data plane broken for every client
+        would fail it too, and it must single out what only a pod client sees."""
+        if self.interim or result.failures():
+            return result
+        verdicts, reached, checked = self.pod_clients.after(len(self.events), after, record)
+        return StepResult(
+            result.event,
+            result.verdicts + tuple(verdicts),
+            result.reached | reached,
+            result.checked | checked,
+        )
+
     def _check(
         self,
         event: Event,
@@ -241,8 +261,8 @@ class Runner:
         record: dict[str, Any],
     ) -> StepResult:
         names = [event.service] if isinstance(event, Probe) else changed_services(before, after)
-        restarted = isinstance(event, RestartProxy)
-        if restarted:  # a restarted proxy programs everything anew
+        restarted = isinstance(event, NEMESIS_EVENTS)
+        if restarted:  # a restarted (or misinformed) proxy programs everything anew
             names = sorted(after.services)
         expectations = {}
         for name in names:
@@ -336,7 +356,11 @@ class Runner:
             return verdicts, False
         if reads_rules(self.target):
             reach = self.target.reachability(name, PORT, CLIENTS[0])  # type: ignore[attr-defined]
-            verdicts.append(check_exact_balance(name, expected.usable, reach, expected.drops))
+            verdicts.append(
+                check_exact_balance(
+                    name, expected.usable, reach, expected.drops, expected.opted_out
+                )
+            )
         sample = wait.sample
         if sample is None:  # nothing sent yet (the control plane never matched): judge anyway
             sample = self._send(
@@ -500,7 +524,7 @@ class Runner:
         name = expected.service.name
         return [
             self._explained(check_no_stale(name, expected.usable, sample), name, sample),
-            check_reject(name, expected.usable, sample, expected.drops),
+            check_reject(name, expected.usable, sample, expected.drops, expected.opted_out),
             check_availability(name, expected.usable, sample),
             check_affinity(
                 expected.service, expected.usable, sample, self.memory, self.config.budget

@@ -96,6 +96,8 @@ class Search:
     one, with `stop_at_first`, and then only that one is handed over); each finding is handed
     to `on_finding` after its example ends (a handler may replay on the same runner); Ctrl-C
     propagates as KeyboardInterrupt. It never changes the target except through the runner.
+    It never aims at a coverage feature in `uncheckable` (the target cannot show it, or the
+    implementation does not declare the conformance feature behind it).
     """
 
     def __init__(
@@ -109,6 +111,8 @@ class Search:
         on_progress: OnProgress | None = None,
         stop_at_first: bool = False,
         fixed: Sequence[Sequence[Event]] = (),
+        *,
+        uncheckable: Collection[str] = (),
     ) -> None:
         self.runner = runner
         self.properties = frozenset(properties)
@@ -119,6 +123,7 @@ class Search:
         self.on_progress = on_progress
         self.stop_at_first = stop_at_first
         self.fixed = [list(events) for events in fixed]
+        self.uncheckable = frozenset(uncheckable)
         self.found: set[str] = set()
         self.stats = SearchStats()
         self._error: HarnessError | None = None
@@ -159,7 +164,9 @@ class Search:
         sequences, and none once the search is over (the others are drawn and dropped: a test
         that stopped drawing early would break Hypothesis's rule that the same choices draw the
         same)."""
-        short = tuple(self.stats.coverage.short_of(self.coverage_goal))
+        short = tuple(
+            f for f in self.stats.coverage.short_of(self.coverage_goal) if f not in self.uncheckable
+        )
         share = ROUND_EXAMPLES[self.space.simulated]
         done = self.stats.examples + share
         round_settings = settings(

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
     ADMIN_PORT,
+    MAX_STALE_BACK,
     MULTI_PORTS,
     CreateMultiPortPod,
     CreateMultiPortService,
@@ -45,11 +46,24 @@ from harness.events import (
     SetPublishNotReady,
     SetReady,
     SetSelector,
+    SetServiceLabel,
     SetServicePort,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
-from harness.model.objects import PROXY_NODE, Affinity, Labels, Pod, TrafficPolicy, labels_of
+from harness.features import INTERNAL_TRAFFIC_POLICY, MULTI_PORT, OPT_OUT_LABELS_FEATURE
+from harness.model.objects import (
+    HEADLESS_LABEL,
+    OPT_OUT_LABELS,
+    PROXY_NODE,
+    SERVICE_PROXY_NAME_LABEL,
+    Affinity,
+    Labels,
+    Pod,
+    TrafficPolicy,
+    labels_of,
+)
 from harness.model.state import ClusterState
 from harness.traffic import CLIENTS
 
@@ -72,11 +86,14 @@ class EventSpace:
     make it likelier); `long_graces` keeps graceful deletes long (pods stay terminating for the
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
-    proxy: `harness.targets.base.restart_unsupported`). `multi_port` False never draws a
-    Service of several ports, a pod serving the `admin` port or a port change (an
-    implementation that does not declare the `multi-port` feature: `for_features`); else one
-    created Service in `multi_port_odds` has several ports, and multi-port pods serve `admin`
-    on one of `admin_ports`.
+    proxy: `harness.targets.base.restart_unsupported`), `shows_stale` False never `StaleSnapshot`
+    (`stale_unsupported`); `features` are the conformance features
+    the implementation declares (`harness.features`; None: every one), and no event that
+    exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
+    asking for what the implementation said it does not do. Where `multi-port` is supported,
+    one created Service in `multi_port_odds` has several ports, and multi-port pods serve
+    `admin` on one of `admin_ports`; where it is not, no Service of several ports, no pod
+    serving `admin` and no port change is drawn.
     """
 
     max_pods: int = 50
@@ -90,9 +107,29 @@ class EventSpace:
     long_graces: bool = False
     short_affinity: bool = False
     restarts_proxy: bool = True
-    multi_port: bool = True
     admin_ports: tuple[int, ...] = (9090, 9091)
     multi_port_odds: int = 4
+    shows_stale: bool = True
+    features: frozenset[str] | None = None
+
+    def supports(self, feature: str) -> bool:
+        """Whether events exercising the conformance feature `feature` may be drawn."""
+        return self.features is None or feature in self.features
+
+    def for_features(self, supported: frozenset[str]) -> EventSpace:
+        """This space for an implementation declaring `supported`: the odds and choices that
+        would exercise an undeclared feature are taken out (internalTrafficPolicy Local; an
+        opt-out label on a Service, `SetServiceLabel`)."""
+        return replace(self, features=supported)
+
+    @property
+    def policy_choices(self) -> tuple[TrafficPolicy, ...]:
+        """`policies` without Local when internalTrafficPolicy is undeclared (never empty)."""
+        if self.supports(INTERNAL_TRAFFIC_POLICY):
+            return self.policies
+        return tuple(p for p in self.policies if p != TrafficPolicy.LOCAL) or (
+            TrafficPolicy.CLUSTER,
+        )
 
     @property
     def waits_s(self) -> tuple[float, ...]:
@@ -213,7 +250,7 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
         st.sampled_from(space.affinities),
         st.sampled_from(space.affinity_timeouts_s),
         _mostly(False, True),
-        st.sampled_from(space.policies),
+        st.sampled_from(space.policy_choices),
     )
 
 
@@ -257,14 +294,6 @@ TARGET_PORT_NAMES = ("http", ADMIN_PORT)
 not generated, for the reason `_create_service` gives."""
 
 
-def for_features(space: EventSpace, supported: Collection[str]) -> EventSpace:
-    """`space` narrowed to what an implementation declares (`harness.features`): without the
-    `multi-port` feature, no Service of several ports, no `admin` pod, no port change."""
-    if "multi-port" in supported:
-        return space
-    return replace(space, multi_port=False)
-
-
 def _extended(
     cls: type[Event], base: st.SearchStrategy[Event], name: str, values: st.SearchStrategy[Any]
 ) -> st.SearchStrategy[Event]:
@@ -287,7 +316,7 @@ def _create_some_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchSt
     """A Service of one port, or, one time in `multi_port_odds` where the space allows, of
     several (shrinks towards one port)."""
     single = _create_service(key, space)
-    if not space.multi_port:
+    if not space.supports(MULTI_PORT):
         return single
     return st.one_of(
         *[single] * (space.multi_port_odds - 1), _create_multi_port_service(key, space)
@@ -323,6 +352,36 @@ def _set_service_port(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrat
     )
 
 
+OPT_OUT_VALUES = {SERVICE_PROXY_NAME_LABEL: "other-proxy", HEADLESS_LABEL: "true"}
+"""The value each opt-out label is set to (any value opts out; `service-proxy-name` names
+another proxy)."""
+
+
+def _opt_out_key(state: ClusterState) -> tuple[Any, ...]:
+    """Each Service with the opt-out label it carries (None: none)."""
+    return (
+        tuple(
+            (name, next((k for k, _ in service.labels if k in OPT_OUT_LABELS), None))
+            for name, service in sorted(state.services.items())
+        ),
+    )
+
+
+def _set_service_label(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """Always a change: a labelled Service loses its label, another gets one of the two
+    (service-proxy-name first, so that shrinking prefers it)."""
+
+    def flip(entry: tuple[str, str | None]) -> st.SearchStrategy[Event]:
+        name, label = entry
+        if label is not None:
+            return st.just(SetServiceLabel(name, label, None))
+        return st.sampled_from(OPT_OUT_LABELS).map(
+            lambda chosen: SetServiceLabel(name, chosen, OPT_OUT_VALUES[chosen])
+        )
+
+    return st.sampled_from(key[0]).flatmap(flip)
+
+
 GENERATORS: dict[str, Generator] = {
     "create_service": Generator(
         lambda s, sp: len(s.services) < min(sp.max_services, len(SERVICE_NAMES)),
@@ -348,7 +407,12 @@ GENERATORS: dict[str, Generator] = {
     "set_traffic_policy": Generator(
         _has_services,
         _service_key,
-        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policies)),
+        _on_named(SetTrafficPolicy, lambda sp: st.sampled_from(sp.policy_choices)),
+    ),
+    "set_service_label": Generator(
+        lambda s, sp: sp.supports(OPT_OUT_LABELS_FEATURE) and bool(s.services),
+        _opt_out_key,
+        _set_service_label,
     ),
     "scale": Generator(
         lambda s, sp: _room(s, sp) > 0,
@@ -411,18 +475,23 @@ GENERATORS: dict[str, Generator] = {
         _no_key,
         lambda key, sp: st.just(RestartProxy()),
     ),
+    "stale_snapshot": Generator(
+        lambda s, sp: sp.shows_stale and bool(s.services),
+        _no_key,
+        lambda key, sp: _of(StaleSnapshot, st.integers(1, MAX_STALE_BACK)),
+    ),
     "probe": Generator(
         _has_services,
         lambda s: (_services(s), _affinity_services(s)),
         lambda key, sp: st.sampled_from(key[0]).flatmap(lambda name: _probe(name, key[1])),
     ),
     "create_multi_port_pod": Generator(
-        lambda s, sp: sp.multi_port and GENERATORS["create_pod"].applies(s, sp),
+        lambda s, sp: sp.supports(MULTI_PORT) and GENERATORS["create_pod"].applies(s, sp),
         lambda s: (frozenset(s.pods),),
         _create_multi_port_pod,
     ),
     "set_service_port": Generator(
-        lambda s, sp: sp.multi_port and bool(s.services),
+        lambda s, sp: sp.supports(MULTI_PORT) and bool(s.services),
         lambda s: (_service_ports(s),),
         _set_service_port,
     ),

@@ -43,6 +43,9 @@ class TrafficRequest:
     outcomes. `parallel` (fresh requests only): the requests may be sent all at once instead of
     one after another, so that a batch whose connections are expected to be dropped costs one
     `timeout_s`, not `count` of them (a target may ignore it and send them in turn).
+    `client_pod`: send from inside this pod's own network namespace instead (a pod as the
+    client, from its pod IP; `client` and `sources` other than (0,) do not apply); a target
+    that cannot (`PodClients`) refuses it.
     """
 
     service: str
@@ -55,19 +58,23 @@ class TrafficRequest:
     sources: tuple[int, ...] = (0,)
     time_limit_s: float | None = None
     parallel: bool = False
+    client_pod: str | None = None
 
 
 @dataclass(frozen=True)
 class Outcome:
     """One request: the backend that answered (pod and incarnation) or the error, its latency,
-    the index of the connection it used within its batch, and the source address it left from
-    (an index into the client's addresses, see `TrafficRequest.sources`)."""
+    the index of the connection it used within its batch, the source address it left from
+    (an index into the client's addresses, see `TrafficRequest.sources`), and `seen_source`, the
+    address the answering pod saw the connection come from (after any NAT), when the target
+    knows it (None: not known)."""
 
     backend: Backend | None
     error: ErrorKind | None
     latency_ms: float
     connection: int
     source: int = 0
+    seen_source: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 observed to a `Verdict` with its evidence; the runner decides when to call which."""
 
 from harness.checks import affinity, connections, endpoints, fairness, latency, rules, traffic
+from harness.checks import sources as sources
 from harness.checks.verdict import Verdict
 
 PROXY_CONTRACT = "proxy-contract"
@@ -24,6 +25,10 @@ PROPERTIES: dict[str, str] = {
         "an established connection keeps its backend through changes and proxy restarts while"
         " its endpoint is usable, and is never silently moved to another backend"
     ),
+    sources.SOURCE_IP: (
+        "a pod reaching other pods through a ClusterIP Service keeps its own source address"
+    ),
+    sources.HAIRPIN: "a pod reaches itself through its own Service (hairpin)",
     PROXY_CONTRACT: "the proxy process stays up and answers every request validly and in time",
 }
 

@@ -19,7 +19,8 @@ once on each after every step. What each answer must be, for a connection opened
   an agent restart and asserts none is dropped). It is allowed once B is not usable (the
   connection may be closed: the harness's own proxies reset it by clearing the flow's entry),
   and after a restart of a proxy whose connections run through its own process
-  (`relays_connections`: kube-proxy's userspace mode ended them too), which the evidence says.
+  (`relays_connections`: kube-proxy's userspace mode ended them too), or after the proxy was
+  shown a stale snapshot (it was told the endpoint was gone), which the evidence says.
 
 Pure: a function of the answers and what the model says of their backends.
 """
@@ -69,15 +70,16 @@ class HeldAnswer:
         }
 
 
-def check_long_lived(answers: Sequence[HeldAnswer], relay_restarted: str | None = None) -> Verdict:
-    """Judge one step's answers on the held connections (module docstring). `relay_restarted`
-    is why failures of connections to usable endpoints are excused this step (the proxy relays
-    connections in its own process and was restarted), or None."""
+def check_long_lived(answers: Sequence[HeldAnswer], excused: str | None = None) -> Verdict:
+    """Judge one step's answers on the held connections (module docstring). `excused` is why
+    failures of connections to usable endpoints are excused this step (the proxy relays
+    connections in its own process and was restarted; it was shown a stale snapshot), or None.
+    A move is never excused."""
     moved = [a for a in answers if a.moved()]
-    dropped = [a for a in answers if a.dropped(relay_restarted is not None)]
+    dropped = [a for a in answers if a.dropped(excused is not None)]
     evidence: dict[str, Any] = {"connections": [a.to_json() for a in answers]}
-    if relay_restarted is not None:
-        evidence["failures_excused"] = relay_restarted
+    if excused is not None:
+        evidence["failures_excused"] = excused
     if not moved and not dropped:
         kept = sum(1 for a in answers if a.outcome.backend is not None)
         return passed(

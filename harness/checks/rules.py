@@ -21,11 +21,18 @@ TOLERANCE = 1e-6  # iptables' statistic match has 1/2^31 granularity; 10-decimal
 
 
 def reachability_mismatch(
-    usable: Collection[Backend], reach: Reachability, drops: bool = False
+    usable: Collection[Backend],
+    reach: Reachability,
+    drops: bool = False,
+    opted_out: str | None = None,
 ) -> str | None:
     """Why `reach` differs from the model's `usable` backends, or None if it matches. With
     nothing usable every new connection must be dropped (`drops`: kube-proxy's "has no local
-    endpoints" DROP) or else rejected, and none reach an endpoint."""
+    endpoints" DROP) or else rejected, and none reach an endpoint. An opted-out Service
+    (`opted_out`, its label) must not be programmed: no new connection is translated to an
+    endpoint or rejected (an untranslated packet goes on to the node's sink)."""
+    if opted_out is not None:
+        return _opted_out_mismatch(reach, opted_out)
     if not usable:
         return _empty_mismatch(reach, drops)
     if reach.rejects:
@@ -63,10 +70,24 @@ def _empty_mismatch(reach: Reachability, drops: bool) -> str | None:
     return None
 
 
+def _opted_out_mismatch(reach: Reachability, label: str) -> str | None:
+    """Why rules for an opted-out Service are wrong (it is programmed), or None."""
+    if reach.probabilities:
+        reached = ", ".join(sorted(str(b) for b in reach.probabilities))
+        return f"is labelled {label} (not this proxy's) but sends new connections to {reached}"
+    if reach.rejects:
+        return f"is labelled {label} (not this proxy's) but REJECTs new connections"
+    return None
+
+
 def check_exact_balance(
-    service: str, usable: Collection[Backend], reach: Reachability, drops: bool = False
+    service: str,
+    usable: Collection[Backend],
+    reach: Reachability,
+    drops: bool = False,
+    opted_out: str | None = None,
 ) -> Verdict:
-    why = reachability_mismatch(usable, reach, drops)
+    why = reachability_mismatch(usable, reach, drops, opted_out)
     evidence = {
         "rejects": reach.rejects,
         "drops": reach.drops,

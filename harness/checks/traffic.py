@@ -21,6 +21,9 @@ NO_STALE = "no-stale-traffic"
 REJECT = "reject-when-empty"
 AVAILABILITY = "availability"
 
+OPT_OUT_PART = "opt-out"
+"""The named part of `reject-when-empty` that judges opted-out Services (I13)."""
+
 REJECT_WITHIN_MS = 1000.0  # "refused at once": a REJECT answers in well under a second
 
 
@@ -44,7 +47,11 @@ def check_no_stale(service: str, usable: Collection[Backend], sample: Counted) -
 
 
 def check_reject(
-    service: str, usable: Collection[Backend], sample: TrafficSample, drops: bool = False
+    service: str,
+    usable: Collection[Backend],
+    sample: TrafficSample,
+    drops: bool = False,
+    opted_out: str | None = None,
 ) -> Verdict:
     """With no usable endpoint, no connection is answered, and how it fails follows kube-proxy
     (`harness.model.endpoints.has_any_endpoints`):
@@ -60,7 +67,15 @@ def check_reject(
       keeps the case judgeable: a dropped connection is the only outcome that both upstream
       proxiers give, and a REJECTing proxy is caught by its first connection.)
 
+    - it is opted out (`opted_out`, the label: `service.kubernetes.io/service-proxy-name` or
+      `.../headless`, I13; the model passes `drops` True): no default proxy programs it, so a
+      new connection is neither forwarded (no endpoint answers) nor refused by the proxy; the
+      node routes the Service range to a sink, so it times out. This is the named part
+      `opt-out` of the property (evidence `part`).
+
     Not applicable while some endpoint is usable."""
+    if opted_out is not None:
+        return _check_opted_out(service, sample, opted_out)
     if usable:
         return passed(REJECT, f"{service}: has usable endpoints; not applicable")
     if drops:
@@ -88,6 +103,43 @@ def check_reject(
         f"{service}: {why}, but a connection got {seen} after {first.latency_ms:.0f} ms {instead}",
         service=service,
         expected="drop" if drops else "reject",
+        outcomes=[
+            {
+                "error": o.error.value if o.error else None,
+                "backend": str(o.backend),
+                "latency_ms": round(o.latency_ms, 1),
+            }
+            for o in wrong[:5]
+        ],
+        **power,
+    )
+
+
+def _check_opted_out(service: str, sample: TrafficSample, label: str) -> Verdict:
+    """`check_reject`'s part `opt-out`: every new connection timed out (never answered by an
+    endpoint, never refused)."""
+    wrong = [o for o in sample.outcomes if o.error != ErrorKind.TIMEOUT]
+    power = confirmation_evidence(len(sample.outcomes))
+    if not wrong:
+        return passed(
+            REJECT,
+            f"{service}: labelled {label}, not programmed: {len(sample.outcomes)} connection(s)"
+            " neither forwarded nor refused (timed out at the node's sink)",
+            part=OPT_OUT_PART,
+            label=label,
+            **power,
+        )
+    first = wrong[0]
+    seen = "a refusal" if first.error == ErrorKind.REFUSED else None
+    seen = seen or (first.error.value if first.error else f"an answer from {first.backend}")
+    return failed(
+        REJECT,
+        f"{service}: labelled {label}, so no default proxy may program it, but a connection got"
+        f" {seen} after {first.latency_ms:.0f} ms (the proxy ignored the opt-out label)",
+        service=service,
+        part=OPT_OUT_PART,
+        label=label,
+        expected="not programmed (timeout)",
         outcomes=[
             {
                 "error": o.error.value if o.error else None,

@@ -13,6 +13,7 @@ the API operations that turn a cluster in the first state into one in the second
 | a pod is gone (kill, exit, grace ran out)  | delete with grace 0 (the object goes at once)      |
 | a pod is replaced by a new incarnation     | delete with grace 0, then create under the name    |
 | labels change                              | JSON merge patch of `metadata.labels`              |
+| a Service's opt-out label set / removed    | JSON merge patch of the Service's `metadata.labels`|
 | readiness flips                            | the readiness switch (`SET_READY`)                 |
 | the pod is evicted (phase Failed)          | a status write: phase Failed, reason Evicted       |
 
@@ -43,7 +44,7 @@ from enum import StrEnum
 from typing import Any
 
 from harness.errors import UsageError
-from harness.model.objects import Affinity, Pod, Service
+from harness.model.objects import Affinity, Labels, Pod, Service
 from harness.model.state import ClusterState
 
 MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
@@ -304,7 +305,7 @@ def service_manifest(service: Service, placement: Placement) -> dict[str, Any]:
         "metadata": {
             "name": service.name,
             "namespace": placement.namespace,
-            "labels": managed_labels(placement.run),
+            "labels": {**dict(service.labels), **managed_labels(placement.run)},
         },
         "spec": spec,
     }
@@ -313,7 +314,8 @@ def service_manifest(service: Service, placement: Placement) -> dict[str, Any]:
 def service_patch(old: Service, new: Service) -> dict[str, Any] | None:
     """The JSON merge patch (RFC 7386) from `old` to `new`, or None if nothing differs.
 
-    A key set to None removes it: that is how a selector loses a label.
+    A key set to None removes it: that is how a selector loses a label, and a Service an
+    opt-out label (`metadata.labels`, I13; the harness's own labels are never touched).
     """
     spec: dict[str, Any] = {}
     if old.selector != new.selector:
@@ -331,11 +333,19 @@ def service_patch(old: Service, new: Service) -> dict[str, Any] | None:
     if old.ports != new.ports:  # a merge patch replaces the whole list (SetServicePort)
         spec["ports"] = _ports(new)
     return {"spec": spec} if spec else None
+    patch: dict[str, Any] = {"spec": spec} if spec else {}
+    patch.update(_labels_change(old.labels, new.labels) or {})
+    return patch or None
 
 
 def labels_patch(old: Pod, new: Pod) -> dict[str, Any] | None:
     """The merge patch of `metadata.labels` from `old` to `new` (None: unchanged)."""
-    before, after = dict(old.labels), dict(new.labels)
+    return _labels_change(old.labels, new.labels)
+
+
+def _labels_change(old: Labels, new: Labels) -> dict[str, Any] | None:
+    """The merge patch of `metadata.labels` from labels `old` to `new` (None: unchanged)."""
+    before, after = dict(old), dict(new)
     if before == after:
         return None
     changes: dict[str, str | None] = {key: None for key in before if key not in after}

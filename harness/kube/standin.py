@@ -75,6 +75,7 @@ from harness.kube.proxy_sync import PENDING
 from harness.local.names import PREFIX_ENVIRONMENT
 from harness.model.objects import (
     DEFAULT_AFFINITY_TIMEOUT_S,
+    OPT_OUT_LABELS,
     Affinity,
     EndpointSlice,
     Service,
@@ -178,6 +179,13 @@ def to_model_service(item: Any) -> Service | None:
         publish_not_ready_addresses=bool(spec.publish_not_ready_addresses),
         internal_traffic_policy=TrafficPolicy(
             spec.internal_traffic_policy or TrafficPolicy.CLUSTER.value
+        ),
+        labels=labels_of(  # the proxy filters on them, as kube-proxy's informers do (I13)
+            {
+                k: v
+                for k, v in (getattr(item.metadata, "labels", None) or {}).items()
+                if k in OPT_OUT_LABELS
+            }
         ),
     )
 

@@ -6,9 +6,10 @@ one Python server per pod took 20 s and 10.6 MB each.
 
 What a pod answers (its identity is `POD UID`, e.g. `web-0 u3`):
 
-- `http` ports: any request gets `200 OK` with the identity as its body; HTTP/1.1 keep-alive is
-  honoured, `Connection: close` closes after the answer. Each pod counts its answers
-  (`PodServer.counts`).
+- `http` ports: any request gets `200 OK` with the identity as its body and the address the
+  connection came from (its peer, as the pod saw it after any NAT) in an `X-Source-Address`
+  header (`SOURCE_HEADER`); HTTP/1.1 keep-alive is honoured, `Connection: close` closes after
+  the answer. Each pod counts its answers (`PodServer.counts`).
 - `tcp` ports (a container port whose name starts with `tcp`): the identity and a newline at once
   on connect, and again for every line received.
 
@@ -31,6 +32,7 @@ from harness.local.control import ControlledProcess, run_helper
 from harness.local.netns import listening_socket
 
 MAX_HEADER_BYTES = 65536
+SOURCE_HEADER = b"X-Source-Address"
 
 
 def port_mode(port_name: str) -> str:
@@ -62,17 +64,22 @@ class _Pod:
         self.servers: list[asyncio.Server] = []
         self.transports: set[asyncio.BaseTransport] = set()
         self.answered = 0  # HTTP answers given since the last `counts` with reset
-        body = self.identity
-        self.keep_alive_answer = self._answer(body, b"keep-alive")
-        self.closing_answer = self._answer(body, b"close")
 
-    @staticmethod
-    def _answer(body: bytes, connection: bytes) -> bytes:
+    def answers(self, peer: str) -> tuple[bytes, bytes]:
+        """The kept-alive and the closing answer to a connection from `peer`."""
+        return self._answer(b"keep-alive", peer), self._answer(b"close", peer)
+
+    def _answer(self, connection: bytes, peer: str) -> bytes:
+        body = self.identity
         return (
             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
             + str(len(body)).encode()
             + b"\r\nConnection: "
             + connection
+            + b"\r\n"
+            + SOURCE_HEADER
+            + b": "
+            + peer.encode()
             + b"\r\n\r\n"
             + body
         )
@@ -91,11 +98,17 @@ class _Connection(asyncio.Protocol):
         self.mode = mode
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
+        self.keep_alive_answer = self.closing_answer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.pod.transports.add(transport)
+        peer = transport.get_extra_info("peername")
+        if self.mode == "http":
+            self.keep_alive_answer, self.closing_answer = self.pod.answers(
+                str(peer[0]) if peer else ""
+            )
         if self.mode == "tcp":
             transport.write(self.pod.identity + b"\n")
 
@@ -118,10 +131,10 @@ class _Connection(asyncio.Protocol):
             )
             self.pod.answered += 1
             if closing:
-                self.transport.write(self.pod.closing_answer)
+                self.transport.write(self.closing_answer)
                 self.transport.close()
                 return
-            self.transport.write(self.pod.keep_alive_answer)
+            self.transport.write(self.keep_alive_answer)
         if len(self.buffer) > MAX_HEADER_BYTES:
             self.transport.abort()
 

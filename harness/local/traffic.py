@@ -15,7 +15,8 @@ An agent also holds a few long-lived kept-alive connections open across batches 
 `ask_held`, `release_held`), each request on them bounded by its timeout: the harness's
 established connections, asked once after every step (`harness.checks.connections`).
 
-Outcomes: the backend a pod named in its answer (`POD UID`), or `refused` (ECONNREFUSED: the
+Outcomes: the backend a pod named in its answer (`POD UID`) and the source address it saw
+(its `X-Source-Address` header, `harness.local.podserver`), or `refused` (ECONNREFUSED: the
 REJECT a Service without endpoints must give), `reset` (ECONNRESET, or the peer closed before a
 whole answer), `timeout`, or `other` (unreachable networks and anything else).
 """
@@ -35,6 +36,7 @@ from typing import Any, TypeVar
 from harness.errors import EnvironmentProblem
 from harness.local.names import netns_path
 from harness.local.netns import setns
+from harness.local.podserver import SOURCE_HEADER
 from harness.model.objects import Backend
 from harness.traffic import ErrorKind, Outcome
 
@@ -106,6 +108,7 @@ class _Connection:
         self.loop = loop
         self.sock = sock
         self.buffer = b""
+        self.seen_source: str | None = None  # what the pod saw of the last answer's connection
 
     @classmethod
     async def open(cls, batch: Batch, source: str | None) -> _Connection:
@@ -126,6 +129,8 @@ class _Connection:
         while (end := self.buffer.find(b"\r\n\r\n")) < 0:
             await self._fill()
         head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+        seen = _header(head, SOURCE_HEADER)
+        self.seen_source = seen.decode(errors="replace") if seen else None
         length = _content_length(head)
         while len(self.buffer) < length:
             await self._fill()
@@ -142,12 +147,20 @@ class _Connection:
         self.sock.close()
 
 
-def _content_length(head: bytes) -> int:
+def _header(head: bytes, wanted: bytes) -> bytes | None:
+    """The value of header `wanted` (any case) in an answer's head, or None."""
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value.strip())
-    raise _Failed(ErrorKind.OTHER)
+        if name.strip().lower() == wanted.lower():
+            return value.strip()
+    return None
+
+
+def _content_length(head: bytes) -> int:
+    value = _header(head, b"content-length")
+    if value is None:
+        raise _Failed(ErrorKind.OTHER)
+    return int(value)
 
 
 def _within_limit(batch: Batch, began: float, timer: Callable[[], float]) -> bool:
@@ -177,7 +190,8 @@ async def _one_fresh(batch: Batch, index: int, timer: Callable[[], float]) -> Ou
         async with asyncio.timeout(batch.timeout_s):
             connection = await _Connection.open(batch, batch.source(index))
             backend = await connection.ask(_FRESH_REQUEST)
-        return Outcome(backend, None, (timer() - started) * 1000, index, source)
+        latency_ms = (timer() - started) * 1000
+        return Outcome(backend, None, latency_ms, index, source, connection.seen_source)
     except (OSError, _Failed) as error:
         return Outcome(None, error_kind(error), (timer() - started) * 1000, index, source)
     finally:
@@ -202,7 +216,10 @@ async def _kept_alive(batch: Batch, timer: Callable[[], float]) -> list[Outcome]
                     connection = slots[slot]
                     assert connection is not None
                     backend = await connection.ask(_KEPT_REQUEST)
-                outcomes.append(Outcome(backend, None, (timer() - started) * 1000, slot))
+                latency_ms = (timer() - started) * 1000
+                outcomes.append(
+                    Outcome(backend, None, latency_ms, slot, seen_source=connection.seen_source)
+                )
             except (OSError, _Failed) as error:
                 outcomes.append(Outcome(None, error_kind(error), (timer() - started) * 1000, slot))
                 broken, slots[slot] = slots[slot], None

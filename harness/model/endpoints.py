@@ -27,6 +27,7 @@ from harness.model.objects import (
     Service,
     ServicePort,
     TrafficPolicy,
+    opt_out_label,
 )
 from harness.model.state import ClusterState
 
@@ -227,12 +228,18 @@ class Expectation:
     are dropped (`drops`: the Service has endpoints, none for `node`) rather than rejected.
 
     The three outcomes of a new connection: a usable destination; dropped (no answer at all,
-    the client times out; never a remote endpoint); rejected (refused at once)."""
+    the client times out; never a remote endpoint); rejected (refused at once).
+
+    `opted_out` names the opt-out label ("key=value") of a Service no default proxy programs
+    (`harness.model.objects.OPT_OUT_LABELS`): its slices are still published, nothing is
+    usable, and new connections are neither forwarded nor refused by the proxy; the node routes
+    the Service range to a sink, so they time out (`drops`)."""
 
     service: Service | None
     slices: tuple[EndpointSlice, ...]
     destinations: tuple[Destination, ...]
     drops: bool = False
+    opted_out: str | None = None
 
     @property
     def usable(self) -> frozenset[Backend]:
@@ -240,11 +247,20 @@ class Expectation:
 
 
 def expect(state: ClusterState, name: str, port_name: str, node: str = PROXY_NODE) -> Expectation:
-    """The model's expectation for Service `name`'s port `port_name` from `node`."""
+    """The model's expectation for Service `name`'s port `port_name` from `node`.
+
+    An opted-out Service (`opt_out_label`) keeps its EndpointSlices: the EndpointSlice controller
+    does not look at the opt-out labels (staging/src/k8s.io/endpointslice/utils.go:
+    `setEndpointSliceLabels` copies the Service's labels onto its slices, except the reserved
+    `service.kubernetes.io/headless`, which it sets only for a Service without a ClusterIP), but
+    no destination is usable and new connections are dropped (`Expectation.opted_out`)."""
     service = state.services.get(name)
     if service is None:
         return Expectation(None, (), ())
     slices = derive_slices(state, name)
+    label = opt_out_label(service)
+    if label is not None:
+        return Expectation(service, slices, (), drops=True, opted_out=label)
     destinations = tuple(usable_destinations(slices, service, port_name, node))
     return Expectation(service, slices, destinations, must_drop(destinations, slices, port_name))
 
@@ -257,6 +273,9 @@ def why_unusable(state: ClusterState, service: str, backend: Backend) -> str:
     pod = state.pods.get(backend.pod)
     if found is None:
         return "the Service is deleted"
+    label = opt_out_label(found)
+    if label is not None:
+        return f"the Service is labelled {label}: no default proxy programs it"
     if pod is None:
         return "the pod is deleted"
     if pod.uid != backend.uid:

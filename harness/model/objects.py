@@ -127,6 +127,30 @@ class Service:
     affinity_timeout_s: int = DEFAULT_AFFINITY_TIMEOUT_S
     publish_not_ready_addresses: bool = False
     internal_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+    labels: Labels = ()
+
+
+SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
+HEADLESS_LABEL = "service.kubernetes.io/headless"
+OPT_OUT_LABELS = (SERVICE_PROXY_NAME_LABEL, HEADLESS_LABEL)
+"""Service labels that take a Service away from the default proxy, whatever their value
+(invariant I13; e2e "should implement service.kubernetes.io/service-proxy-name" and
+"... /headless"). kube-proxy lists Services with a label selector requiring that neither
+exists: `noProxyName` (`apis.LabelServiceProxyName`, `selection.DoesNotExist`) and
+`noHeadlessEndpoints` (`v1.IsHeadlessService`, `selection.DoesNotExist`) in
+cmd/kube-proxy/app/server.go `(*ProxyServer).Run`. (Newer upstream main applies the headless
+requirement to the EndpointSlice informer only; the e2e test above still requires a ClusterIP
+Service carrying the label to stay unreachable, which is what the model follows.)"""
+
+
+def opt_out_label(service: Service) -> str | None:
+    """The opt-out label that keeps a default proxy from programming `service`, as
+    "key=value", or None when it carries none (`OPT_OUT_LABELS`)."""
+    labels = dict(service.labels)
+    for key in OPT_OUT_LABELS:
+        if key in labels:
+            return f"{key}={labels[key]}"
+    return None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from harness.model.objects import EndpointSlice, Service
+from harness.model.objects import EndpointSlice, Service, opt_out_label
 from harness.traffic import Reachability
 
 
@@ -93,10 +93,18 @@ def slice_key(endpoint_slice: EndpointSlice) -> tuple[str, str]:
 
 class TrackingProxy(ABC):
     """Change tracking for proxies: keeps the current Services and slices and the set of
-    Services changed since the last sync, then calls `program` with them."""
+    Services changed since the last sync, then calls `program` with them.
+
+    It is handed every Service, as a watch without kube-proxy's label selector delivers them,
+    and filters once, here, for every proxy built on it: a Service carrying an opt-out label
+    (`harness.model.objects.OPT_OUT_LABELS`; kube-proxy's `noProxyName` and
+    `noHeadlessEndpoints` requirements, cmd/kube-proxy/app/server.go) never reaches `program`;
+    to the data plane, labelling a Service deletes it and removing the label adds it again.
+    `honours_opt_out` False (a disclosed mutant) programs them all."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    honours_opt_out: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.services: dict[str, Service] = {}
@@ -130,6 +138,13 @@ class TrackingProxy(ABC):
     def slices_of(self, service: str) -> tuple[EndpointSlice, ...]:
         return tuple(s for (name, _), s in sorted(self.slices.items()) if name == service)
 
+    def watched(self) -> dict[str, Service]:
+        """The Services this proxy programs: those a default proxy's informer lists (none
+        carrying an opt-out label), or all of them when it does not honour the labels."""
+        if not self.honours_opt_out:
+            return dict(self.services)
+        return {n: s for n, s in self.services.items() if opt_out_label(s) is None}
+
     # -- programming --------------------------------------------------------------------------
     def start(self, node: NodeContext) -> None:
         self.node = node
@@ -137,7 +152,7 @@ class TrackingProxy(ABC):
     def sync(self) -> None:
         changed, self.changed = self.changed, set()
         try:
-            self.program(self.services, changed)
+            self.program(self.watched(), changed)
         except BaseException:
             self.changed |= changed  # not programmed: the next sync must try them again
             raise

@@ -74,6 +74,8 @@ class HaproxyProxy(ReloadingConfigProxy):
         "internal-traffic-policy",
         "long-lived-connections",
         "multi-port",
+        "hairpin",  # not source-ip: it relays connections, so pods see the proxy's address
+        "opt-out-labels",
     }
     description: ClassVar[str] = (
         "HAProxy in TCP mode, master-worker, reloaded on each change (affinity lost on reload)"

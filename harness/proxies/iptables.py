@@ -99,6 +99,9 @@ class IptablesProxy(KernelRuleProxy):
         "internal-traffic-policy",
         "long-lived-connections",
         "multi-port",
+        "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
+        "source-ip",
+        "opt-out-labels",
     }
     description: ClassVar[str] = (
         "kube-proxy iptables mode (probability chains, recent affinity, REJECT), iptables-restore"

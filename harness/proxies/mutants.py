@@ -22,11 +22,25 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-on-restart (long-lived connections across a restart, Cilium's
   conn-disrupt): flushes every conntrack entry of its node when it starts, so a restart
   re-balances, and so resets, established connections to endpoints that are still usable.
+- mutant-iptables-tombstones (stale snapshots, Sieve's stale-state perturbation): remembers
+  every Service it saw deleted (by name and VIP) and ignores it if it is added again, as a guard
+  against resurrection by a late watch event would; a relist from a stale cache deletes a
+  Service created since, and the add that catches up is then ignored, so the Service is never
+  programmed again (a Service deleted and created again with its name and VIP is lost too).
 - mutant-iptables-flushes-every-sync (long-lived connections through unrelated changes,
   kubernetes#74839): flushes every conntrack entry after each sync instead of only the removed
   endpoints' (`harness.proxies.rules.conntrack`), so any change resets established connections.
 - mutant-iptables-first-port-only (several ports, issue 12): programs only the first port of a
   Service of several ports, so its other ports neither reach their endpoints nor REJECT.
+- mutant-iptables-masquerades-all (source IP, I15): every endpoint chain marks every packet for
+  masquerade (as `--masquerade-all` would), so pods see the node's address, not the client
+  pod's.
+- mutant-iptables-no-hairpin-masquerade (hairpin, I15): no `-s <endpoint IP> -j KUBE-MARK-MASQ`,
+  so a pod that reaches itself through its Service gets its own packet from its own address,
+  drops it as martian, and times out.
+- mutant-iptables-ignores-opt-out (opt-out labels, I13): programs every Service it is handed,
+  also those labelled `service.kubernetes.io/service-proxy-name` or `.../headless`, as a proxy
+  that lists Services without kube-proxy's label selector would; their VIPs then answer.
 """
 
 from __future__ import annotations
@@ -45,10 +59,11 @@ from harness.model.objects import (
     TrafficPolicy,
 )
 from harness.proxies.base import NodeContext
-from harness.proxies.iptables import IptablesProxy
+from harness.proxies.iptables import MARK_MASQ, IptablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.proxies.rules.plan import PortPlan, unique_by_address
+from harness.proxies.rules.rendering import Lines
 from harness.proxies.userspace import UserspaceProxy
 
 
@@ -204,6 +219,58 @@ class FirstPortOnlyProxy(IptablesProxy):
         return super().plan(service)[:1]
 
 
+class TombstonesProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-tombstones"
+    description: ClassVar[str] = (
+        "iptables that ignores a Service added again after it saw it deleted (name and VIP)"
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tombstones: set[tuple[str, str]] = set()
+
+    def on_service_add(self, service: Service) -> None:
+        if (service.name, service.cluster_ip) not in self.tombstones:
+            super().on_service_add(service)
+
+    def on_service_delete(self, service: Service) -> None:
+        self.tombstones.add((service.name, service.cluster_ip))
+        super().on_service_delete(service)
+
+
+class MasqueradesAllProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-masquerades-all"
+    description: ClassVar[str] = (
+        "iptables that masquerades all Service traffic, so pods never see a client pod's address"
+    )
+
+    def endpoint_rules(self, plan: PortPlan, chain: str, address: str, port: int) -> Lines:
+        hairpin, *rest = super().endpoint_rules(plan, chain, address, port)
+        return (hairpin.replace(f" -s {address}/32 ", " "), *rest)
+
+
+class NoHairpinMasqueradeProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-no-hairpin-masquerade"
+    description: ClassVar[str] = (
+        "iptables without the hairpin masquerade: a pod cannot reach itself through its Service"
+    )
+
+    def endpoint_rules(self, plan: PortPlan, chain: str, address: str, port: int) -> Lines:
+        return tuple(
+            line
+            for line in super().endpoint_rules(plan, chain, address, port)
+            if not line.endswith(f"-j {MARK_MASQ}")
+        )
+
+
+class IgnoresOptOutProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-ignores-opt-out"
+    description: ClassVar[str] = (
+        "iptables that programs Services labelled service-proxy-name or headless (I13)"
+    )
+    honours_opt_out: ClassVar[bool] = False
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -222,5 +289,9 @@ MUTANT_PROXIES: dict[str, type] = {
         FlushesOnRestartProxy,
         FlushesEverySyncProxy,
         FirstPortOnlyProxy,
+        TombstonesProxy,
+        MasqueradesAllProxy,
+        NoHairpinMasqueradeProxy,
+        IgnoresOptOutProxy,
     )
 }

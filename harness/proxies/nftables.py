@@ -91,6 +91,9 @@ class NftablesProxy(KernelRuleProxy):
         "internal-traffic-policy",
         "long-lived-connections",
         "multi-port",
+        "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
+        "source-ip",
+        "opt-out-labels",
     }
     description: ClassVar[str] = (
         "kube-proxy nftables mode (numgen vmaps, affinity sets, reject), incremental nft -f"

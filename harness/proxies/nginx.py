@@ -80,6 +80,8 @@ class NginxProxy(ReloadingConfigProxy):
         "internal-traffic-policy",
         "long-lived-connections",
         "multi-port",
+        "hairpin",  # not source-ip: it relays connections, so pods see the proxy's address
+        "opt-out-labels",
     }
     description: ClassVar[str] = (
         "nginx stream module, reloaded on each change (TCP; affinity without timeout)"

@@ -26,6 +26,7 @@ from harness.model.objects import (
     Service,
     ServicePort,
     TrafficPolicy,
+    labels_of,
 )
 from harness.proxies.base import NodeContext
 
@@ -113,6 +114,11 @@ def node_json(node: NodeContext) -> Message:
 
 
 def service_json(service: Service) -> Message:
+    """The Service as the protocol carries it. `labels` (optional in version 1) is present only
+    when the Service has labels, which only the opt-out labels give it, and only a proxy that
+    declares the `opt-out-labels` feature is handed such a Service: a proxy written before the
+    field never sees it."""
+    labels = {"labels": dict(service.labels)} if service.labels else {}
     return {
         "name": service.name,
         "namespace": service.namespace,
@@ -130,6 +136,7 @@ def service_json(service: Service) -> Message:
         "affinity_timeout_s": service.affinity_timeout_s,
         "publish_not_ready_addresses": service.publish_not_ready_addresses,
         "internal_traffic_policy": service.internal_traffic_policy.value,
+        **labels,
     }
 
 
@@ -184,6 +191,7 @@ def service_from_json(service: Message) -> Service:
         affinity_timeout_s=service["affinity_timeout_s"],
         publish_not_ready_addresses=service["publish_not_ready_addresses"],
         internal_traffic_policy=TrafficPolicy(service["internal_traffic_policy"]),
+        labels=labels_of(service.get("labels", {})),
     )
 
 

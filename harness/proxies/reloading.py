@@ -15,6 +15,11 @@ namespace by one `local` route for the whole Service CIDR on `lo`, so a connecti
 with no listener is refused by the kernel at once (a TCP RST): the REJECT that kube-proxy gives
 Services without endpoints (kubernetes#17359, PR #72534).
 
+An opted-out Service (`service.kubernetes.io/service-proxy-name` or `.../headless`, I13) is not
+this proxy's: `TrackingProxy` leaves it out of `program`, and its VIP is handed back to what the
+node does with an unprogrammed VIP (`carved_out`: a `blackhole` /32 route in the local table,
+more specific than the range's `local` route), so a connection to it is dropped, not refused.
+
 The daemon runs in the node namespace as `nobody` with only CAP_NET_BIND_SERVICE, from a private
 directory under `NodeContext.workdir`; `stop()` ends it and removes the route and the directory.
 """
@@ -87,6 +92,18 @@ def private_directory(path: Path, user: Unprivileged, prefix: str) -> Iterator[P
         shutil.rmtree(path, ignore_errors=True)
 
 
+def carve_out(netns: str, address: str, carved: bool) -> None:
+    """Take `address` out of the local Service range in `netns` (`carved` True: a `blackhole`
+    route for it in the local table, which wins over the range's `local` route), or give it
+    back. Removing a route that is already gone is not an error."""
+    route = ["blackhole", f"{address}/32", "table", "local"]
+    if carved:
+        run_in_netns(netns, ["ip", "route", "replace", *route])
+        return
+    with contextlib.suppress(EnvironmentProblem):
+        run_in_netns(netns, ["ip", "route", "del", *route])
+
+
 @contextlib.contextmanager
 def running(process: NetnsProcess) -> Iterator[NetnsProcess]:
     process.start()
@@ -125,6 +142,7 @@ class ReloadingConfigProxy(TrackingProxy):
         self._process: NetnsProcess | None = None
         self._directory = Path()
         self._config = ""
+        self._carved: set[str] = set()
 
     @abstractmethod
     def render(self, listeners: Sequence[Listener], directory: Path) -> str:
@@ -149,6 +167,7 @@ class ReloadingConfigProxy(TrackingProxy):
                 private_directory(node.workdir / self.name, self.user, node.prefix)
             )
             stack.enter_context(local_service_range(node.netns, node.service_cidr))
+            stack.callback(self._carve, set())
             self._config = self.render((), self._directory)
             config = self._directory / self.config_name
             write_atomically(config, self._config)
@@ -168,6 +187,7 @@ class ReloadingConfigProxy(TrackingProxy):
 
     def program(self, services: Mapping[str, Service], changed: set[str]) -> None:
         assert self.node is not None and self._process is not None, "program() before start()"
+        self._carve({s.cluster_ip for name, s in self.services.items() if name not in services})
         listeners = plan_listeners(services, self.slices_of, self.node.node)
         text = self.render(listeners, self._directory)
         if text == self._config:
@@ -178,8 +198,17 @@ class ReloadingConfigProxy(TrackingProxy):
         self._signal_reload()
         self._await_generation(old_workers, listeners, self.node.service_cidr)
 
+    def _carve(self, wanted: set[str]) -> None:
+        """Carve exactly the VIPs `wanted` (those of opted-out Services) out of the local range."""
+        assert self.node is not None
+        for address in sorted(wanted - self._carved):
+            carve_out(self.node.netns, address, True)
+        for address in sorted(self._carved - wanted):
+            carve_out(self.node.netns, address, False)
+        self._carved = set(wanted)
+
     def stop(self) -> None:
-        """End the daemon (TERM, then KILL), remove the VIP route and the private directory."""
+        """End the daemon (TERM, then KILL), remove the VIP routes and the private directory."""
         self._process = None
         self._stack.close()
 

@@ -18,6 +18,13 @@ not one (not UTF-8, not JSON, longer than `MAX_LINE_BYTES`, not valid against th
 Callbacks may be plain functions or coroutine functions; they run on one asyncio event loop,
 which the data plane may use for its own sockets. `serve` returns after `shutdown` is answered
 or when stdin closes (then `stop` is still called).
+
+Opt-out labels (I13): the harness hands over every Service with its labels, as a watch without
+kube-proxy's label selector would, and `desired()` leaves out those labelled
+`service.kubernetes.io/service-proxy-name` or `service.kubernetes.io/headless`, as kube-proxy's
+informers do (`serve(..., honours_opt_out=False)` hands them over too, for a proxy that is
+itself the one a `service-proxy-name` names). A proxy declares the `opt-out-labels` feature in
+its `hello` reply to be handed labelled Services at all.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from harness.model.endpoints import must_drop, usable_destinations
-from harness.model.objects import Affinity, EndpointSlice, Service
+from harness.model.objects import Affinity, EndpointSlice, Service, opt_out_label
 from harness.proxies.base import NodeContext
 from harness.proxies.protocol import (
     MAX_LINE_BYTES,
@@ -87,21 +94,31 @@ class ServicePort:
 class Session:
     """One protocol session: the state the requests built and the proxy's callbacks."""
 
-    def __init__(self, program: Program, start: Start | None = None, stop: Stop | None = None):
+    def __init__(
+        self,
+        program: Program,
+        start: Start | None = None,
+        stop: Stop | None = None,
+        honours_opt_out: bool = True,
+    ):
         self.program, self.start, self.stop = program, start, stop
+        self.honours_opt_out = honours_opt_out
         self.node: NodeContext | None = None
         self.services: dict[str, Service] = {}
         self.slices: dict[str, EndpointSlice] = {}
         self.done = False  # shutdown was requested: answer it, then stop reading
 
     def desired(self) -> list[ServicePort]:
-        """Every Service port with its usable backends, in a stable order."""
+        """Every Service port with its usable backends, in a stable order; none of an
+        opted-out Service (module docstring) unless the session does not honour the labels."""
         assert self.node is not None
         slices_of: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
         for endpoint_slice in self.slices.values():
             slices_of[(endpoint_slice.namespace, endpoint_slice.service)].append(endpoint_slice)
         ports = []
         for key, service in sorted(self.services.items()):
+            if self.honours_opt_out and opt_out_label(service) is not None:
+                continue
             slices = slices_of[(service.namespace, service.name)]
             affinity = service.session_affinity == Affinity.CLIENT_IP
             for port in service.ports:
@@ -174,11 +191,12 @@ def serve(
     stop: Stop | None = None,
     stdin: IO[str] = sys.stdin,
     stdout: IO[str] = sys.stdout,
+    honours_opt_out: bool = True,
 ) -> None:
     """Answer requests from `stdin` on `stdout` until `shutdown` or the end of `stdin`."""
     if isinstance(stdin, io.TextIOWrapper):
         stdin.reconfigure(errors="surrogateescape")  # bad bytes become an error reply
-    asyncio.run(_serve(Session(program, start, stop), stdin, stdout))
+    asyncio.run(_serve(Session(program, start, stop, honours_opt_out), stdin, stdout))
 
 
 async def _serve(session: Session, stdin: IO[str], stdout: IO[str]) -> None:

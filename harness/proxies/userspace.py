@@ -60,6 +60,8 @@ class UserspaceProxy(TrackingProxy):
         "internal-traffic-policy",
         "long-lived-connections",
         "multi-port",
+        "hairpin",  # not source-ip: it relays connections, so pods see the proxy's address
+        "opt-out-labels",
     }
     description: ClassVar[str] = (
         "asyncio TCP proxy in the node namespace: round robin, ClientIP affinity, REJECT or DROP"

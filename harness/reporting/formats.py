@@ -20,13 +20,14 @@ RESULTS_PATTERN = "results*.json"
 CONFORMANCE_PATTERN = "conformance*.yaml"
 """Conformance reports (`harness.results.write_conformance`), YAML, read for the feature matrix."""
 WRITTEN: Mapping[str, str] = {
-    "throughput.json": "harness.throughput/v1",
+    "throughput.json": "harness.throughput/v2",
     "model_throughput.json": "harness.model_throughput/v1",
     "local_scale.json": "harness.local_scale/v1",
     "rule_sync.json": "harness.rule_sync/v1",
     "search_rate.json": "harness.search_rate/v1",
     "false_alarms.json": "harness.false_alarms/v1",
     "time_to_verdict.json": "harness.time_to_verdict/v1",
+    "churn.json": "harness.churn/v1",
     "mutants.json": MUTANTS_SCHEMA,
     RESULTS_PATTERN: RESULTS_SCHEMA,
 }
@@ -34,9 +35,12 @@ WRITTEN: Mapping[str, str] = {
 READABLE: Mapping[str, tuple[str, ...]] = {
     **{name: (schema,) for name, schema in WRITTEN.items()},
     "mutants.json": ("harness.mutants/v1", MUTANTS_SCHEMA),
+    "throughput.json": ("harness.throughput/v1", "harness.throughput/v2"),
     RESULTS_PATTERN: ("harness.results/v1", "harness.results/v2", RESULTS_SCHEMA),
 }
-"""The schemas a report reads, per figure file."""
+"""The schemas a report reads, per figure file. throughput v2 (latencies `latency_pNN_us`, locust
+runs with `workers`, a `calibration` of the generator) replaced v1 (`latency_pNN_ms`, locust's
+whole milliseconds); a v1 file's latencies are shown converted to microseconds."""
 UNVERSIONED = (
     "model_throughput.json",
     "local_scale.json",

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.reporting.loadruns import like_ratio
 from harness.reporting.provenance import describe_host
 from harness.reporting.render import MISSING, Table
 from harness.reporting.runs import MANIFEST
@@ -43,10 +44,11 @@ def _pick(data: Json | None, pick: Callable[[Json], Any]) -> Any:
 
 
 def _throughput(data: Json) -> dict[str, Any]:
-    """Per proxy, per VIP run: requests/s and the ratio to its ceiling."""
+    """Per proxy, per VIP run: requests/s and the ratio to its ceiling (None unless it compares
+    like with like, `harness.reporting.loadruns.like_ratio`)."""
     return {
         result["proxy"]: {
-            name: [run.get("requests_per_s"), run.get("ratio_to_ceiling")]
+            name: [run.get("requests_per_s"), like_ratio(run, result["runs"])]
             for name, run in result["runs"].items()
             if "_vip_" in name and "failed" not in run
         }
@@ -74,6 +76,11 @@ def _mutants(data: Json) -> dict[str, Any]:
         alarms = {str(name): r["false_alarms"] for name, r in data["references"].items()}
         return {"caught": data["caught"], "false_alarms": alarms}
     return {"caught": data["caught"], "false_alarms": data["reference"]["false_alarms"]}
+
+
+def _churn(data: Json) -> dict[str, Any]:
+    """Per implementation with figures: its failed requests while usable endpoints existed."""
+    return {r["proxy"]: r["breaking_failures"] for r in data["results"] if "failed" not in r}
 
 
 def identity(sources: Sources) -> dict[str, Any]:
@@ -114,6 +121,7 @@ def history_entry(sources: Sources) -> dict[str, Any]:
             lambda d: d["all_checks_but_per_step_fairness"]["events_per_s_median"],
         ),
         "mutants": _pick(figures.get("mutants.json"), _mutants),
+        "churn_failures": _pick(figures.get("churn.json"), _churn),
     }
     return {key: value for key, value in entry.items() if value is not None}
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.reporting import svg
+from harness.reporting.loadruns import PERCENTILES, latency_us
 from harness.reporting.provenance import describe_host
 from harness.reporting.regressions import headline
 from harness.reporting.render import Plot
@@ -26,13 +27,14 @@ Json = Mapping[str, Any]
 
 THROUGHPUT_RUNS = ("wrk_vip_keepalive", "wrk_vip_fresh", "locust_vip_keepalive", "locust_vip_fresh")
 CEILINGS = {"keepalive": "wrk_pod_keepalive", "fresh": "wrk_pod_fresh"}
-PERCENTILES = (("p50", "latency_p50_ms"), ("p90", "latency_p90_ms"), ("p99", "latency_p99_ms"))
+LATENCY_RUNS = ("wrk_vip_keepalive", "wrk_vip_fresh", "locust_vip_keepalive", "locust_vip_fresh")
 TREND_GROUPS = (
     ("x", "Throughput through the VIP, ratio to the ceiling", "x ceiling"),
     ("req/s", "Throughput through the VIP", "requests/s"),
     ("ms", "Programming and sync times", "ms"),
     ("s", "Local cluster at scale, total time", "s"),
     ("events/s", "Model target speed", "events/s"),
+    ("failed requests", "Failed requests under churn", "failed requests"),
 )
 """Trend plots: the headline figures of one unit, with its title and axis label."""
 
@@ -62,11 +64,14 @@ def _rate(run: Json | None) -> float | None:
 def _throughput_caption(data: Json) -> str:
     settings = data.get("settings") or {}
     rounds = settings.get("wrk_rounds", "?")
+    given = settings.get("locust_workers")
+    workers = f"a master and {given} worker(s), " if given is not None else ""
     return (
         f"Measured on {_machine(data)}. Generators: wrk ({settings.get('wrk_threads', '?')}"
         f" threads, {settings.get('connections', '?')} connections, {rounds} round(s) of"
         f" {settings.get('wrk_seconds', '?')} s, median shown) and locust"
-        f" ({settings.get('connections', '?')} users, {settings.get('locust_seconds', '?')} s);"
+        f" ({workers}{settings.get('connections', '?')} users,"
+        f" {settings.get('locust_seconds', '?')} s);"
         f" {settings.get('pods', '?')} pods behind one Service; one run of the benchmark. The"
         " dashed mark is the ceiling: wrk straight to one pod with keep-alive, no proxy,"
         " measured beside each proxy's runs (ratios compare wrk with wrk, in one run)."
@@ -92,23 +97,25 @@ def throughput_plot(data: Json) -> Plot | None:
 
 
 def latency_plot(data: Json) -> Plot | None:
+    """Latency p50/p90/p99 in microseconds of every VIP run, wrk's and locust's, per proxy."""
     results = _ok_results(data)
     categories: list[str] = []
-    values: dict[str, list[float | None]] = {label: [] for label, _ in PERCENTILES}
+    values: dict[int, list[float | None]] = {percent: [] for percent in PERCENTILES}
     for result in results:
-        for name in ("wrk_vip_keepalive", "wrk_vip_fresh"):
+        for name in LATENCY_RUNS:
             run = result["runs"].get(name)
             if _rate(run) is None:
                 continue
-            categories.append(f"{result['proxy']} {name.removeprefix('wrk_vip_')}")
-            for label, key in PERCENTILES:
-                value = run.get(key)
-                values[label].append(float(value) if isinstance(value, int | float) else None)
-    series = [svg.Series(label, tuple(v)) for label, v in values.items() if any(v)]
+            tool, _, mode = name.partition("_vip_")
+            categories.append(f"{result['proxy']} {tool} {mode}")
+            for percent in PERCENTILES:
+                values[percent].append(latency_us(run, percent))
+    series = [svg.Series(f"p{p}", tuple(v)) for p, v in values.items() if any(v)]
     if not categories or not series:
         return None
-    title = "Latency percentiles through the VIP (wrk)"
-    chart = svg.bar_chart(title, categories, series, y_label="ms", x_label="proxy, connections")
+    title = "Latency percentiles through the VIP (µs)"
+    chart = svg.bar_chart(title, categories, series, y_label="µs",
+                          x_label="proxy, generator, connections")  # fmt: skip
     return Plot(title, chart, _throughput_caption(data))
 
 

@@ -42,6 +42,10 @@ JUDGED_GENERATOR = "wrk_"
 """Throughput figures are judged for wrk's runs only: wrk is the calibrated generator (its
 ceiling measured the same way in the same run); locust's runs are shown, not judged."""
 
+CHURN_UNIT = "failed requests"
+"""The unit of the churn figures: requests that failed while usable endpoints existed (the
+promise is none; `harness.reporting.churn`)."""
+
 Json = Mapping[str, Any]
 
 
@@ -134,6 +138,7 @@ def headline(entry: Json) -> dict[str, Figure]:
     for key, label, higher, unit in (
         ("rule_sync_median_ms", "rule sync {} median", False, "ms"),
         ("scale_total_s", "local scale {} total", False, "s"),
+        ("churn_failures", "churn {} failed requests", False, CHURN_UNIT),
     ):
         values = entry.get(key)
         if isinstance(values, Mapping):

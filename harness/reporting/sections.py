@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.reporting import tables
+from harness.reporting.churn_report import churn_notes, churn_plots, churn_tables
 from harness.reporting.plots import figure_plots
 from harness.reporting.regressions import RULE, Verdict
 from harness.reporting.render import MISSING, Plot, Section, Table, number_text
@@ -68,15 +69,28 @@ def _throughput(data: Any) -> tuple[list[Table], list[str]]:
     notes = [
         f"{data.get('duration_s', '?')} s in all; {settings.get('pods', '?')} pods behind one"
         f" Service; {settings.get('connections', '?')} connections / users",
-        "ceiling: the same tool and connection mode to one pod, no proxy, measured beside each"
-        " proxy's runs; locust pod runs are compared with wrk's (how far locust is below it),"
-        " and the locust --processes run with the one-process locust ceiling (its gain)",
-        "wrk figures are medians over rounds; locust's over whole seconds of one run;"
-        " locust latencies are whole milliseconds",
+        "ceiling: the same generator with the same settings (tool, threads or workers,"
+        " connections or users) and connection mode, to one pod, no proxy, measured beside each"
+        " proxy's runs; a pod run is a ceiling and has no ratio (wrk and locust are never"
+        " compared with each other)",
+        "wrk figures are medians over rounds; locust's over whole seconds of one run, a"
+        " headless master with its workers; latencies in microseconds (wrk's --latency"
+        " distribution; locust's from the workers' own histograms)",
         *tables.throughput_failures(data),
     ]
+    if data.get("schema") == "harness.throughput/v1":
+        notes.append(
+            "a harness.throughput/v1 file: its locust latencies were locust's whole"
+            " milliseconds and are not shown, nor its ratios between generators (locust against"
+            " wrk, --processes against one process)"
+        )
     runs = [tables.throughput_runs(r) for r in data["results"] if "failed" not in r]
-    return [tables.throughput_overview(data), *runs], notes
+    calibration = data.get("calibration")
+    if not calibration:
+        return [tables.throughput_overview(data), *runs], notes
+    notes += tables.calibration_lines(calibration)
+    calibrated = [tables.locust_calibration(calibration)]
+    return [tables.throughput_overview(data), *runs, *calibrated], notes
 
 
 def _rule_sync(data: Any) -> tuple[list[Table], list[str]]:
@@ -182,6 +196,21 @@ def _time_to_verdict(data: Any) -> tuple[list[Table], list[str]]:
     return [tables.time_to_verdict(data)], []
 
 
+def _churn(data: Any) -> tuple[list[Table], list[str]]:
+    return churn_tables(data), churn_notes(data)
+
+
+def churn_sections(assembly: Assembly) -> list[Section]:
+    """The churn section, with its plots, when churn.json was given (read or malformed); none
+    when it was not: churn.json is optional (`harness.reporting.sources.OPTIONAL_FILES`)."""
+    name = "churn.json"
+    if name not in assembly.sources.figures and name not in assembly.sources.malformed:
+        return []
+    part = assembly.part(name, _churn)
+    plots = churn_plots(assembly.sources.figures[name]) if part[0] else []
+    return [section("Churn", [part], plots)]
+
+
 def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
     """Every section of the report, and every file found malformed (at reading or building)."""
     assembly = Assembly(sources)
@@ -194,6 +223,7 @@ def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
             [assembly.part("throughput.json", _throughput)],
             [plot for plot in plots.values() if plot not in scale],
         ),
+        *churn_sections(assembly),
         section(
             "Programming latency",
             [_results(assembly), assembly.part("rule_sync.json", _rule_sync)],

@@ -38,8 +38,12 @@ FIGURE_FILES: Mapping[str, str] = {
     "search_rate.json": "pytest bench/test_search_rate.py",
     "false_alarms.json": "pytest bench/test_false_alarms.py",
     "time_to_verdict.json": "pytest bench/test_time_to_verdict.py",
+    "churn.json": "pytest bench/test_churn.py",
 }
 """Each figure file the report reads, and the command that makes it (shown when it is missing)."""
+OPTIONAL_FILES = frozenset({"churn.json"})
+"""Figure files whose absence is not listed as missing: their section is simply left out, so
+that a report published before they existed renders again byte for byte."""
 RESULTS_COMMAND = "harness run --results reports/runs/RUN/results-NAME.json"
 MAKE_A_RUN = "run `tox -e bench` (or `harness report --mutants`) to make one under reports/runs/"
 
@@ -174,7 +178,11 @@ def load_sources(directories: Sequence[Path]) -> Sources:
             kind[name] = data
             paths[name] = path
             provenance[name] = resolve(data, str(directory), manifests[directory], name)
-    missing = tuple(name for name in FIGURE_FILES if name not in figures and name not in malformed)
+    missing = tuple(
+        name
+        for name in FIGURE_FILES
+        if name not in figures and name not in malformed and name not in OPTIONAL_FILES
+    )
     return Sources(
         figures,
         {name: results[name] for name in sorted(results)},

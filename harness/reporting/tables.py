@@ -18,6 +18,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from harness.kube.metrics import metrics_text
+from harness.reporting.loadruns import (
+    PERCENTILES,
+    comparable,
+    generator_text,
+    latency_us,
+    like_ratio,
+    us_text,
+)
 from harness.reporting.provenance import Provenance
 from harness.reporting.render import MISSING, Table
 
@@ -32,7 +40,6 @@ THROUGHPUT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("wrk_vip_keepalive", "wrk VIP keep-alive req/s (x ceiling)"),
     ("wrk_vip_fresh", "wrk VIP fresh conn. req/s (x ceiling)"),
     ("locust_vip_keepalive", "locust VIP keep-alive req/s (x ceiling)"),
-    ("locust_vip_keepalive_processes", "locust VIP keep-alive, processes req/s (x ceiling)"),
     ("locust_vip_fresh", "locust VIP fresh conn. req/s (x ceiling)"),
 )
 """The throughput overview's columns: a run name in throughput.json and its heading."""
@@ -60,14 +67,15 @@ def _number(value: object) -> float | None:
     return float(value)
 
 
-def rate_cell(run: Json | None) -> str:
-    """`55,061 (0.84)`: a run's requests/s and its ratio to its ceiling (when it has one)."""
+def rate_cell(run: Json | None, runs: Json) -> str:
+    """`55,061 (0.84)`: a run's requests/s and its ratio to its ceiling (a run of `runs`, when
+    it has one that compares like with like, `loadruns.comparable`)."""
     if run is None:
         return MISSING
     if "failed" in run:
         return "failed"
     rate = fmt(_number(run.get("requests_per_s")), 0)
-    ratio = _number(run.get("ratio_to_ceiling"))
+    ratio = like_ratio(run, runs)
     return rate if ratio is None else f"{rate} ({ratio:.2f})"
 
 
@@ -93,7 +101,7 @@ def throughput_overview(data: Json) -> Table:
         rows.append(
             (
                 str(result["proxy"]),
-                *(rate_cell(runs.get(name)) for name, _ in THROUGHPUT_COLUMNS),
+                *(rate_cell(runs.get(name), runs) for name, _ in THROUGHPUT_COLUMNS),
                 _spread(runs.get("locust_vip_fresh")),
                 _spread(runs.get("locust_vip_keepalive")),
             )
@@ -106,18 +114,12 @@ def throughput_overview(data: Json) -> Table:
 
 
 def throughput_runs(result: Json) -> Table:
-    """One proxy's runs in full: rate, ratio and which run was its ceiling, latency, errors,
-    and how the answers spread over the Service's pods."""
-    headers: tuple[str, ...] = (
-        "run",
-        "req/s",
-        "x ceiling",
-        "ceiling",
-        "p50 ms",
-        "p99 ms",
-        "requests",
-    )
-    headers += ("errors", "pods reached", "Jain", "max/mean")
+    """One proxy's runs in full: generator, rate, ratio and which run was its ceiling (the same
+    generator with the same settings), latency percentiles in microseconds, errors, and how the
+    answers spread over the Service's pods."""
+    headers: tuple[str, ...] = ("run", "generator", "req/s", "x ceiling", "ceiling")
+    headers += tuple(f"p{p} µs" for p in PERCENTILES)
+    headers += ("requests", "errors", "pods reached", "Jain", "max/mean")
     rows = []
     for name, run in result["runs"].items():
         if "failed" in run:
@@ -127,11 +129,11 @@ def throughput_runs(result: Json) -> Table:
         rows.append(
             (
                 str(name),
+                generator_text(run),
                 fmt(_number(run["requests_per_s"]), 0),
-                fmt(_number(run.get("ratio_to_ceiling")), 3),
-                fmt(run.get("ceiling")),
-                fmt(_number(run.get("latency_p50_ms")), 3),
-                fmt(_number(run.get("latency_p99_ms")), 3),
+                fmt(like_ratio(run, result["runs"]), 3),
+                fmt(run.get("ceiling") if comparable(run, result["runs"]) else None),
+                *(us_text(latency_us(run, p)) for p in PERCENTILES),
                 fmt(run["requests"]),
                 fmt(run["errors"]),
                 fmt(spread.get("pods_reached")),
@@ -140,6 +142,65 @@ def throughput_runs(result: Json) -> Table:
             )
         )
     return Table(f"{result['proxy']}: every run", headers, tuple(rows))
+
+
+def locust_calibration(calibration: Json) -> Table:
+    """The generator's calibration against one pod (throughput.json v2 `calibration`): each
+    run of the harness's and the bare locustfile, its workers, rate, ratio to the run it is
+    compared with (one setting apart: the workers or the locustfile) and latencies in µs."""
+    headers: tuple[str, ...] = ("run", "generator", "req/s", "ratio", "compared with")
+    headers += tuple(f"p{p} µs" for p in PERCENTILES)
+    rows = []
+    for name, run in calibration["runs"].items():
+        if "failed" in run:
+            rows.append((str(name), generator_text(run), "failed", *([MISSING] * 5)))
+            continue
+        rows.append(
+            (
+                str(name),
+                generator_text(run),
+                fmt(_number(run["requests_per_s"]), 0),
+                fmt(_number(run.get("ratio_to_ceiling")), 3),
+                fmt(run.get("ceiling")),
+                *(us_text(latency_us(run, p)) for p in PERCENTILES),
+            )
+        )
+    rounds = calibration.get("rounds", "?")
+    title = (
+        f"Locust calibration against one pod, keep-alive ({calibration.get('proxy', '?')}"
+        f" cluster; medians of {rounds} round(s); ratios: medians of each round's ratio)"
+    )
+    return Table(title, headers, tuple(rows))
+
+
+def _times(value: float | None, digits: int) -> str:
+    """`1.40x`, or `-` for no figure."""
+    return MISSING if value is None else f"{value:.{digits}f}x"
+
+
+def calibration_lines(calibration: Json) -> list[str]:
+    """The calibration's two headline sentences: what the harness's locustfile costs against
+    the bare one, and how the rate grows with workers (and where it stops)."""
+    workers, cpus = calibration.get("workers", "?"), calibration.get("cpus", "?")
+    over_bare = _number(calibration.get("harness_over_bare"))
+    lines = [
+        f"harness locustfile / bare one-task FastHttpUser locustfile, {workers} workers each,"
+        f" same pod, same run: {_times(over_bare, 3)}"
+    ]
+    scaled = calibration["scaling"]
+    steps = [
+        f"{count} worker{'' if count == 1 else 's'} {_times(_number(ratio), 2)}"
+        for count, ratio in zip(scaled["workers"], scaled["x_one_worker"], strict=True)
+    ]
+    stops = scaled.get("stops_at")
+    where = (
+        f"stops scaling at {stops} workers (gains less than"
+        f" {fmt(_number(scaled.get('gain_threshold')), 2)}x over one fewer)"
+        if stops is not None
+        else "still gaining at the largest count measured"
+    )
+    lines.append(f"workers against one worker ({cpus} CPUs): {', '.join(steps)}; {where}")
+    return lines
 
 
 def throughput_failures(data: Json) -> list[str]:

@@ -103,11 +103,26 @@ def restart_unsupported(target: object) -> str | None:
     return str(why) if why else None
 
 
+def stale_unsupported(target: object) -> str | None:
+    """Why `target` cannot show its proxy a stale snapshot (`StaleSnapshot`), from its optional
+    `stale_unsupported` attribute, or None when it can (the model; the local cluster, which
+    hands the proxy its inputs itself)."""
+    why = getattr(target, "stale_unsupported", None)
+    return str(why) if why else None
+
+
 def reads_rules(target: object) -> bool:
     """Whether `target` can show its programmed rules: it has `reachability` (`RuleOracle`) and
     does not say otherwise through a `reads_rules` attribute (a local target reads rules only
     when its proxy can)."""
     return isinstance(target, RuleOracle) and bool(getattr(target, "reads_rules", True))
+
+
+def sends_from_pods(target: object) -> bool:
+    """Whether `target` sends from inside a pod (`TrafficRequest.client_pod`), from its optional
+    `sends_from_pods` attribute: the model and the local cluster's namespaces do; a target
+    without the attribute does not, and is never sent such a request."""
+    return bool(getattr(target, "sends_from_pods", False))
 
 
 UNKNOWN_VERSION = "unknown"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
@@ -27,7 +27,7 @@ from typing import Any, ClassVar, cast
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, UsageError
-from harness.events import Event, RestartProxy
+from harness.events import MAX_STALE_BACK, Event, RestartProxy, StaleSnapshot
 from harness.local.cleanup import guard
 from harness.local.cluster import CLIENT_SOURCES, LocalCluster, PodHandle, RunCluster
 from harness.local.controller import EndpointController
@@ -154,8 +154,10 @@ class LocalTarget:
         self._node: NodeContext | None = None
         self._handles: dict[str, PodHandle] = {}
         self._agents: dict[str, ClientAgent] = {}
+        self._pod_agents: dict[str, ClientAgent] = {}  # by pod handle key: pods as clients
         self._vips: dict[str, Service] = {}
         self._held: dict[int, tuple[str, int]] = {}
+        self._past: deque[ClusterState] = deque(maxlen=MAX_STALE_BACK)  # states before changes
         self._stack = ExitStack()
 
     @classmethod
@@ -175,6 +177,12 @@ class LocalTarget:
     def versions(self) -> dict[str, str]:
         """The proxy's version line (`harness.versions.proxy_version`); reads only."""
         return {"proxy": proxy_version(self.proxy)}
+
+    @property
+    def sends_from_pods(self) -> bool:
+        """Whether requests may come from inside a pod (`TrafficRequest.client_pod`): every pod
+        has a namespace of its own, except on the loopback variant."""
+        return not self.loopback
 
     @property
     def reads_rules(self) -> bool:
@@ -254,6 +262,7 @@ class LocalTarget:
         """Stop the proxy and the pod server, delete every namespace and the work directory.
         Idempotent; also called at exit and on SIGTERM while the target is open."""
         try:
+            self._close_pod_agents(list(self._pod_agents))
             self._stack.close()
         finally:
             self.cluster = None
@@ -263,6 +272,7 @@ class LocalTarget:
             self._handles = {}
             self._vips = {}
             self.state = ClusterState()
+            self._past.clear()
             self.controller = self.controller_class(self.proxy)
 
     def reset(self) -> None:
@@ -281,15 +291,20 @@ class LocalTarget:
             self._start_proxy(self.new_proxy())
         self.release_held()
         self._set_state(ClusterState())
+        self._past.clear()
         self._vips = {}
         self._open_cluster().forget_connections()
 
     # -- the Target contract ------------------------------------------------------------------
     def apply(self, event: Event) -> None:
         """Make the change real and hand it to the proxy; returns after `proxy.sync()`.
-        `RestartProxy` restarts the proxy (`_restart_proxy`)."""
+        `RestartProxy` restarts the proxy (`_restart_proxy`); `StaleSnapshot` shows it an
+        earlier state first (`_show_stale`)."""
         if isinstance(event, RestartProxy):
             self._restart_proxy()
+            return
+        if isinstance(event, StaleSnapshot):
+            self._show_stale(event.back)
             return
         self._fresh = False
         self._set_state(event.apply(self.state))
@@ -306,13 +321,28 @@ class LocalTarget:
         self._fresh = False
         self._set_state(state)
 
+    def _show_stale(self, back: int) -> None:
+        """`StaleSnapshot`: hand the proxy the Services and slices of the state `back` changes
+        ago (the empty cluster before the first ones) and sync, then hand it the current ones
+        and sync, as a watch that relisted from a lagging API server and then caught up. Pods
+        are not touched: only the proxy's view goes back."""
+        stale = self._past[-back] if back <= len(self._past) else ClusterState()
+        self._fresh = False
+        self.controller.update(stale)
+        self.proxy.sync()
+        self.controller.update(self.state)
+        self.proxy.sync()
+
     def _set_state(self, state: ClusterState) -> None:
+        if state != self.state:
+            self._past.append(self.state)
         cluster = self._open_cluster()
         ended = [
             handle
             for name, handle in self._handles.items()
             if not _serving(state.pods.get(name), handle.uid)
         ]
+        self._close_pod_agents([handle.key for handle in ended])
         cluster.remove_pods(ended)
         for handle in ended:
             del self._handles[handle.pod]
@@ -336,17 +366,24 @@ class LocalTarget:
         return self.controller.published(service)
 
     def send(self, request: TrafficRequest) -> TrafficSample:
-        """One bounded batch from the client's namespace to the Service's VIP and port.
+        """One bounded batch from the client's namespace (or from inside `client_pod`) to the
+        Service's VIP and port.
 
         A Service deleted since is still addressed at its last VIP (what a client with a cached
         address would do); a Service never created, an unknown port or client is a UsageError.
         """
         address, port = self._destination(request)
-        agent = self._agents[request.client]
-        cluster = self._open_cluster()
-        addresses = cluster.clients[request.client].sources
-        if not request.sources or not all(0 <= s < len(addresses) for s in request.sources):
-            raise UsageError(f"a client's source addresses are numbered 0 to {len(addresses) - 1}")
+        if request.client_pod is not None:
+            agent = self._pod_agent(request)
+            sources: tuple[str, ...] = ()  # the pod's own address, the kernel's choice
+        else:
+            agent = self._agents[request.client]
+            addresses = self._open_cluster().clients[request.client].sources
+            if not request.sources or not all(0 <= s < len(addresses) for s in request.sources):
+                raise UsageError(
+                    f"a client's source addresses are numbered 0 to {len(addresses) - 1}"
+                )
+            sources = tuple(addresses[s] for s in request.sources)
         batch = Batch(
             address,
             port,
@@ -354,7 +391,7 @@ class LocalTarget:
             request.keep_alive,
             max(request.connections, 1),
             request.timeout_s,
-            tuple(addresses[s] for s in request.sources),
+            sources,
             request.time_limit_s,
             request.parallel and not request.keep_alive,
         )
@@ -363,6 +400,33 @@ class LocalTarget:
         if request.sources != (0,):  # the agent numbers sources by position in the batch
             outcomes = [replace(o, source=request.sources[o.source]) for o in outcomes]
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
+
+    # -- pods as clients ------------------------------------------------------------------------
+    def _pod_agent(self, request: TrafficRequest) -> ClientAgent:
+        """The client agent inside the running pod `request.client_pod` (requests leave from its
+        pod IP): entered into the pod's namespace on first use and closed with the pod.
+        UsageError on the loopback variant, for a pod not running, or for further source
+        addresses (a pod has one)."""
+        if not self.sends_from_pods:
+            raise UsageError("local:loopback pods share one namespace: it cannot send from a pod")
+        handle = self._handles.get(request.client_pod or "")
+        if handle is None:
+            raise UsageError(f"pod {request.client_pod!r} is not running: it cannot be a client")
+        if request.sources != (0,):
+            raise UsageError("a pod as the client has one source address: use sources=(0,)")
+        agent = self._pod_agents.get(handle.key)
+        if agent is None:
+            agent = ClientAgent(handle.netns)
+            agent.start()
+            self._pod_agents[handle.key] = agent
+        return agent
+
+    def _close_pod_agents(self, keys: Sequence[str]) -> None:
+        """Stop the client agents of these pods (before their namespaces go). Idempotent."""
+        for key in keys:
+            agent = self._pod_agents.pop(key, None)
+            if agent is not None:
+                agent.close()
 
     # -- long-lived connections (`ConnectionHolder`) -------------------------------------------
     @property

@@ -31,12 +31,14 @@ from harness.model.objects import (
     Destination,
     EndpointSlice,
     Service,
+    opt_out_label,
 )
-from harness.model.state import ClusterState
+from harness.model.state import POD_CIDR, ClusterState
 from harness.registry import TargetOptions
 from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
 
 MODEL_LATENCY_MS = 0.1  # what one simulated request "takes"
+NODE_ADDRESS = str(POD_CIDR.network_address + 1)  # where masqueraded hairpin traffic comes from
 
 
 @dataclass
@@ -61,6 +63,7 @@ class ModelTarget:
     description = "the reference model itself (simulated time, uniform random balancing)"
     max_sources = 64
     relays_connections = False
+    sends_from_pods = True
 
     def __init__(self, seed: int = 0) -> None:
         self.clock = SimulatedClock()
@@ -116,10 +119,12 @@ class ModelTarget:
         service = state.services.get(request.service)
         destinations: list[Destination] = []
         drops = False
-        if service is not None:
+        if service is not None and self.programs(service):
             slices = derive_slices(state, service.name)
             destinations = self.usable(slices, service, request.port)
             drops = must_drop(destinations, slices, request.port)
+        elif service is not None:  # not programmed: the node's Service-range sink drops it
+            drops = True
         connections = request.connections if request.keep_alive else request.count
         picks: list[Destination | None] = []
         for index in range(max(connections, 0)):
@@ -127,12 +132,17 @@ class ModelTarget:
             source = 0 if request.keep_alive else request.sources[index % len(request.sources)]
             client = request.client if source == 0 else f"{request.client}#{source}"
             picks.append(self._route(service, client, destinations, request.port))
+            if request.client_pod is not None:
+                client = f"pod/{request.client_pod}"
+            picks.append(self._route(service, client, destinations))
         outcomes = []
         for index in range(request.count):
             connection = index % connections if request.keep_alive else index
             pick = picks[connection] if picks else None
             source = 0 if request.keep_alive else request.sources[index % len(request.sources)]
             outcome = self._outcome(pick, connection, request, drops)
+            if pick is not None and outcome.backend is not None and request.client_pod:
+                outcome = replace(outcome, seen_source=self.seen_source(state, pick, request))
             outcomes.append(replace(outcome, source=source) if source else outcome)
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
 
@@ -194,6 +204,20 @@ class ModelTarget:
         return Outcome(pick.backend, None, MODEL_LATENCY_MS, connection)
 
     # -- hooks for mutants --------------------------------------------------------------------
+    def seen_source(self, state: ClusterState, pick: Destination, request: TrafficRequest) -> str:
+        """The address the backend sees a pod client's connection come from: the client pod's
+        own IP (kube-proxy marks for masquerade only `-s <endpoint IP>` in KUBE-SEP-*), except
+        when the pod reached itself (hairpin), masqueraded to the node."""
+        client = state.pods.get(request.client_pod or "")
+        if client is None or client.ip is None or client.name == pick.backend.pod:
+            return NODE_ADDRESS
+        return client.ip
+
+    def programs(self, service: Service) -> bool:
+        """Whether the proxy programs `service`: not when it carries an opt-out label
+        (`harness.model.objects.opt_out_label`, I13)."""
+        return opt_out_label(service) is None
+
     def held_answer(self, connection: HeldConnection) -> Backend | None:
         """Who answers on an established connection: its own backend while that pod
         incarnation runs (terminating included), else nobody (the connection resets)."""

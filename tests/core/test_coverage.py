@@ -26,7 +26,9 @@ from harness.events import (
     SetPublishNotReady,
     SetReady,
     SetSelector,
+    SetServiceLabel,
     SetTrafficPolicy,
+    StaleSnapshot,
     Wait,
 )
 from harness.model.objects import Affinity, TrafficPolicy, labels_of
@@ -87,11 +89,20 @@ EXAMPLES: dict[str, list[Event]] = {
     "selector-narrowed": [*START, SetSelector("svc-a", labels_of({"app": "web", "tier": "x"}))],
     "evicted-pod": [*START, EvictPod("web-2")],
     "proxy-restarted": [*START, RestartProxy()],
+    "stale-snapshot": [*START, StaleSnapshot(2)],
     "long-lived-through-change": [*START, SetReady("web-0", False)],
     "multi-port-named": [  # p-1 lacks `admin`: left out of that port, listed on the others
         CreateMultiPortService("svc-a", WEB, port_count=3),
         CreateMultiPortPod("p-0", WEB),
         CreatePod("p-1", WEB),
+    ],
+    "hairpin": [CreateService("svc-a", WEB), Scale("web", 1)],
+    "source-ip-checked": START,
+    "opted-out": [*START, SetServiceLabel("svc-a", "service.kubernetes.io/headless", "true")],
+    "opt-out-removed": [
+        *START,
+        SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", "other"),
+        SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", None),
     ],
 }
 
@@ -112,7 +123,8 @@ def test_each_feature_is_recognised_where_it_holds(feature: str) -> None:
 
 def test_a_plain_service_has_no_rare_feature():
     found = checked(START)
-    assert found == {"usable-0", "usable-2-6"}
+    # every step with a usable endpoint sends from a pod (harness.podclients): not rare
+    assert found == {"usable-0", "usable-2-6", "hairpin", "source-ip-checked"}
 
 
 @pytest.mark.parametrize("feature", sorted(RECIPES))

@@ -27,6 +27,7 @@ from harness.features import (
     attribute_failure,
     declared_features,
     judge_features,
+    unsupported_properties,
 )
 from harness.model.objects import TrafficPolicy
 from harness.profiles import PROFILES
@@ -42,8 +43,10 @@ from harness.results import (
     conformance_report,
     read_conformance,
 )
+from harness.strategies import EventSpace
 from harness.targets.base import target_features
 from harness.targets.model import ModelTarget
+from harness.targets.mutants import LocalFallsBackToCluster
 
 LOCAL_FAILURE = (
     CreateService("web", (("app", "web"),), internal_traffic_policy=TrafficPolicy.LOCAL),
@@ -107,8 +110,14 @@ class _Holder:
 
 def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> None:
     assert target_features(_Holder(_Plugin())) == (CORE_FEATURES, "core only (none declared)")
-    harness_proxies = WITH_LOCAL | {"long-lived-connections", "multi-port"}
-    assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == harness_proxies
+    harness_proxies = WITH_LOCAL | {
+        "long-lived-connections",
+        "hairpin",
+        "opt-out-labels",
+        "multi-port",
+    }
+    kernel = harness_proxies | {"source-ip"}  # relaying proxies show pods their own address
+    assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == kernel
     assert target_features(_Holder(UserspaceProxy.__new__(UserspaceProxy)))[0] == harness_proxies
     assert target_features(object())[0] == ALL_FEATURES
     with pytest.raises(UsageError, match="omits core"):
@@ -153,7 +162,7 @@ def test_an_undeclared_extended_feature_is_unsupported_and_its_failure_discounte
 def test_features_no_property_checks_are_not_tested_never_passed() -> None:
     results = judge_features(PASSING, ALL_FEATURES, EVERYTHING_CHECKED)
     untested = {r.feature.name for r in results if r.status == FeatureStatus.NOT_TESTED}
-    assert {"node-port", "hairpin", "udp"} <= untested
+    assert {"node-port", "udp"} <= untested
     assert all(r.reason == NOT_TESTED for r in results if r.feature.name in untested)
     assert statuses(results)["internal-traffic-policy"] == FeatureStatus.PASSED
 
@@ -311,3 +320,57 @@ def test_a_proxy_declaring_its_features_does_not_import_the_checks() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+# -- the search asks only for what is declared ---------------------------------------------------
+class _CoreOnlyLocalFallback(LocalFallsBackToCluster):
+    """Breaks internalTrafficPolicy Local, and declares only the core features."""
+
+    def features(self) -> list[str]:
+        return sorted(CORE_FEATURES)
+
+
+def _local_policy_run(target: ModelTarget, tmp_path: Path) -> SuiteResult:
+    options = options_for(
+        target, seed=11, profile=PROFILES["quick"], examples=40, failures_dir=tmp_path
+    )
+    return run_target(target, options)
+
+
+def test_an_undeclared_feature_is_never_asked_for_so_its_bug_does_not_fail_the_run(
+    tmp_path: Path,
+) -> None:
+    declared = _local_policy_run(LocalFallsBackToCluster(), tmp_path / "declared")
+    assert any(r.name == "no-stale-traffic" for r in declared.failed)  # the bug is findable
+    suite = _local_policy_run(_CoreOnlyLocalFallback(), tmp_path / "core-only")
+    assert suite.failed == []
+    report = RunReport(suite, "quick", 1.0)
+    assert report.exit_code == 0
+    assert {"local-no-local-endpoints", "local-only-terminating"} <= suite.uncheckable
+    skipped = {r.name: r.message for r in suite.results if r.status == Status.SKIPPED}
+    assert skipped.get("long-lived-connections") == NOT_SUPPORTED
+
+
+def test_a_space_for_core_features_draws_no_local_policy() -> None:
+    space = EventSpace().for_features(CORE_FEATURES)
+    assert space.policy_choices == (TrafficPolicy.CLUSTER,) * 3
+    assert replace(space, policies=(TrafficPolicy.LOCAL,)).policy_choices == (
+        TrafficPolicy.CLUSTER,
+    )
+    assert EventSpace().for_features(WITH_LOCAL).policy_choices == EventSpace().policies
+
+
+def test_source_ip_and_hairpin_are_judged_and_never_passed_unsupported() -> None:
+    passing = [
+        *PASSING,
+        PropertyOutcome("hairpin", "passed"),
+        PropertyOutcome("source-ip", "passed"),
+    ]
+    checked = {**EVERYTHING_CHECKED, "hairpin": 1, "source-ip-checked": 1}
+    relaying = WITH_LOCAL | {"hairpin"}
+    judged = statuses(judge_features(passing, relaying, checked))
+    assert judged["hairpin"] == FeatureStatus.PASSED
+    assert judged["source-ip"] == FeatureStatus.UNSUPPORTED
+    assert "source-ip" in unsupported_properties(relaying)
+    unchecked = statuses(judge_features(passing, ALL_FEATURES, EVERYTHING_CHECKED))
+    assert unchecked["source-ip"] == FeatureStatus.SKIPPED

@@ -12,7 +12,7 @@ import pytest
 from harness.checks import PROPERTIES
 from harness.checks.connections import PROPERTY, HeldAnswer, check_long_lived
 from harness.conformance import applicable, options_for, uncheckable_features
-from harness.errors import UsageError
+from harness.errors import InvalidEvent, UsageError
 from harness.events import (
     CreatePod,
     CreateService,
@@ -22,9 +22,10 @@ from harness.events import (
     RestartProxy,
     Scale,
     SetReady,
+    StaleSnapshot,
     event_from_json,
 )
-from harness.longlived import FEATURE, MAX_HELD, RELAY_RESTARTED
+from harness.longlived import FEATURE, MAX_HELD, RELAY_RESTARTED, STALE_SHOWN
 from harness.model.objects import Affinity, Backend, labels_of
 from harness.profiles import PROFILES
 from harness.registry import TargetOptions
@@ -219,3 +220,39 @@ def test_runs_draw_restarts_only_where_the_target_can_restart() -> None:
     assert options_for(ModelTarget(), seed=1, profile=PROFILES["quick"]).space.restarts_proxy
     kube = kube_target()
     assert not options_for(kube, seed=1, profile=PROFILES["quick"]).space.restarts_proxy
+
+
+# -- stale snapshots ----------------------------------------------------------------------------
+def test_a_stale_snapshot_round_trips_changes_no_state_and_is_bounded() -> None:
+    event = event_from_json(json.loads(json.dumps(StaleSnapshot(2).to_json())))
+    assert event == StaleSnapshot(2) and str(event) == "stale-snapshot back=2"
+    target = ModelTarget()
+    target.apply(CreateService("svc-a", WEB))
+    before = target.state
+    target.apply(StaleSnapshot(1))
+    assert target.state == before
+    with pytest.raises(InvalidEvent, match="back=9 is out of range"):
+        StaleSnapshot(9).apply(before)
+
+
+def test_a_stale_snapshot_excuses_drops_but_never_moves() -> None:
+    excused = check_long_lived([answer(RESET)], STALE_SHOWN)
+    assert excused.holds and excused.evidence["failures_excused"] == STALE_SHOWN
+    assert not check_long_lived([answer(MOVED)], STALE_SHOWN).holds
+    runner = replay(ModelTarget(), [CreateService("svc-a", WEB), Scale("web", 2)])
+    (step,) = runner.run([StaleSnapshot(1)])
+    (verdict,) = [v for v in step.verdicts if v.property == PROPERTY]
+    assert verdict.evidence["failures_excused"] == STALE_SHOWN
+    assert sorted(list(runner.history)[2]["services"]) == ["svc-a"]  # waited for again
+
+
+def test_the_kube_target_never_gets_a_stale_snapshot() -> None:
+    target = kube_target(pods="local", proxy_command="kube-proxy --kubeconfig {kubeconfig}")
+    with pytest.raises(UsageError, match="stale-snapshot: a real proxy reads its inputs"):
+        target.apply(StaleSnapshot(1))
+    assert "stale-snapshot" in uncheckable_features(target)
+    assert not options_for(target, seed=1, profile=PROFILES["quick"]).space.shows_stale
+    assert options_for(ModelTarget(), seed=1, profile=PROFILES["quick"]).space.shows_stale
+    state = CreateService("svc-a", WEB).apply(ModelTarget().state)
+    assert not GENERATORS["stale_snapshot"].applies(state, EventSpace(shows_stale=False))
+    assert GENERATORS["stale_snapshot"].applies(state, EventSpace())

@@ -29,7 +29,7 @@ from harness.model.objects import labels_of
 from harness.protocols import environment_notes, sctp_unsupported
 from harness.proxies.iptables import IptablesProxy
 from harness.runner import Runner
-from harness.strategies import EventSpace, event_sequences, for_features
+from harness.strategies import EventSpace, event_sequences
 from harness.targets.model import ModelTarget
 
 WEB = labels_of({"app": "web"})
@@ -99,7 +99,7 @@ def test_every_port_is_judged_on_the_model() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(event_sequences(for_features(EventSpace(), CORE_FEATURES), max_events=25))
+@given(event_sequences(EventSpace().for_features(CORE_FEATURES), max_events=25))
 def test_a_space_without_multi_port_never_draws_it(events: list[Event]) -> None:
     assert not {e.kind for e in events} & MULTI_KINDS
     assert all(len(s.ports) == 1 for s in apply_all(events).services.values())
@@ -107,14 +107,10 @@ def test_a_space_without_multi_port_never_draws_it(events: list[Event]) -> None:
 
 def test_the_feature_is_declared_attributed_and_uncheckable_where_unsupported() -> None:
     assert "multi-port" in IptablesProxy.features
-    assert for_features(EventSpace(), IptablesProxy.features).multi_port
+    assert EventSpace().for_features(IptablesProxy.features).supports("multi-port")
     assert attribute_failure("availability", THREE_PORTS) == {"multi-port"}
 
-    class CoreOnly:
-        name = "local:core"
-        proxy = type("P", (), {"name": "core"})()
-
-    assert "multi-port-named" in uncheckable_features(CoreOnly())  # type: ignore[arg-type]
+    assert "multi-port-named" in uncheckable_features(ModelTarget(), CORE_FEATURES)
 
 
 def test_sctp_is_reported_unsupported_where_the_kernel_lacks_it(tmp_path: Path) -> None:

@@ -20,9 +20,14 @@ pytestmark = [pytest.mark.netns, pytest.mark.serial, needs_root]
 
 MAX_COUNTEREXAMPLE_EVENTS = 8
 DEADLINE_S = 1.0
+CAUGHT_CHEAPER = {
+    # the quick profile catches it too (seed 11: 8 examples, a 2-event counterexample, about
+    # 22 s with shrinking and confirmation), more than this file's share of CI time allows
+    "local:mutant-iptables-ignores-opt-out": "tests/proxies/test_mutants.py (rule oracle)",
+}
 
 
-@pytest.mark.parametrize("spec", local_mutant_specs())
+@pytest.mark.parametrize("spec", [s for s in local_mutant_specs() if s not in CAUGHT_CHEAPER])
 def test_local_mutant_is_caught(spec: str, tmp_path: Path) -> None:
     result = catch(spec, seed=11, failures=tmp_path, deadline_s=DEADLINE_S)
     assert result["caught"], f"{spec} passed the quick profile: {result}"

@@ -33,7 +33,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 EXPECTED_PLOTS = (
     "Throughput per implementation, with the direct-to-pod ceiling",
-    "Latency percentiles through the VIP (wrk)",
+    "Latency percentiles through the VIP (µs)",
     "Requests per pod (locust, fresh connections)",
     "Programming time against scale (log axes)",
     "Trend: Throughput through the VIP, ratio to the ceiling",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,11 @@ from harness.reporting.history import history_entry, history_table
 from harness.reporting.provenance import Provenance
 from harness.reporting.render import Section, Table, markdown, page_html
 from harness.reporting.sections import build_sections
-from harness.reporting.sources import FIGURE_FILES, load_sources
+from harness.reporting.sources import FIGURE_FILES, OPTIONAL_FILES, load_sources
 from harness.reporting.tables import (
+    calibration_lines,
     latency_row,
+    locust_calibration,
     mutation,
     mutation_notes,
     programming_latency,
@@ -61,8 +64,8 @@ def test_throughput_overview_shows_every_proxy_with_its_ratio_to_the_ceiling() -
     ]
     assert column(table, "wrk to a pod, keep-alive (ceiling) req/s")[:2] == ["65,410", "60,000"]
     assert column(table, "pods reached, fresh")[:2] == ["10/10, J 1.000", "-"]
-    processes = column(table, "locust VIP keep-alive, processes req/s (x ceiling)")
-    assert processes[:2] == ["-", "failed"]
+    assert column(table, "locust VIP keep-alive req/s (x ceiling)")[:2] == ["-", "failed"]
+    assert column(table, "locust VIP fresh conn. req/s (x ceiling)")[0] == "2,974 (0.90)"
 
 
 def test_a_proxy_or_run_without_figures_is_a_note() -> None:
@@ -70,10 +73,8 @@ def test_a_proxy_or_run_without_figures_is_a_note() -> None:
     throughput = next(s for s in sections if s.title == "Throughput")
     assert malformed == {}
     assert "haproxy: EnvironmentProblem: haproxy is not installed" in throughput.notes
-    assert "nginx locust_vip_keepalive_processes: locust wrote no stats.json (exit 1)" in (
-        throughput.notes
-    )
-    assert [t.title for t in throughput.tables[1:]] == ["iptables: every run", "nginx: every run"]
+    assert "nginx locust_vip_keepalive: locust wrote no stats.json (exit 1)" in throughput.notes
+    assert [t.title for t in throughput.tables[1:3]] == ["iptables: every run", "nginx: every run"]
 
 
 def test_throughput_runs_name_each_runs_ceiling_and_latency() -> None:
@@ -82,8 +83,55 @@ def test_throughput_runs_name_each_runs_ceiling_and_latency() -> None:
     vip = dict(zip(table.headers, table.rows[1], strict=True))
     assert vip["run"] == "wrk_vip_keepalive"
     assert vip["ceiling"] == "wrk_pod_keepalive"
-    assert (vip["x ceiling"], vip["p50 ms"], vip["p99 ms"]) == ("0.842", "0.136", "2.620")
+    assert vip["generator"] == "wrk 2 threads, 10 conn."
+    assert (vip["x ceiling"], vip["p50 µs"], vip["p90 µs"], vip["p99 µs"]) == (
+        "0.842", "136", "1,210", "2,620")  # fmt: skip
+    locust = dict(zip(table.headers, table.rows[-1], strict=True))
+    assert locust["generator"] == "locust 2 workers, 10 users, locustfile.py (fast)"
+    # sub-millisecond locust latencies keep three digits: never "0.000 ms"
+    assert (locust["p50 µs"], locust["p90 µs"], locust["p99 µs"]) == ("7.25", "48.1", "8,000")
     assert column(table, "Jain")[-1] == "1.000"
+
+
+def test_locust_calibration_is_a_table_and_two_headline_lines() -> None:
+    calibration: dict[str, Any] = json.loads((FIXTURES / "throughput.json").read_text())[
+        "calibration"
+    ]
+    table = locust_calibration(calibration)
+    assert column(table, "run") == ["locust_pod_keepalive_w1", "locust_pod_keepalive_w2",
+                                    "bare_pod_keepalive_w2", "locust_pod_keepalive_w3"]  # fmt: skip
+    assert column(table, "ratio") == ["-", "0.930", "-", "-"]
+    assert column(table, "compared with")[1] == "bare_pod_keepalive_w2"
+    assert column(table, "p50 µs")[:3] == ["541", "386", "-"]
+    assert column(table, "req/s")[3] == "failed"
+    assert calibration_lines(calibration) == [
+        "harness locustfile / bare one-task FastHttpUser locustfile, 2 workers each, same pod,"
+        " same run: 0.930x",
+        "workers against one worker (2 CPUs): 1 worker 1.00x, 2 workers 1.40x, 3 workers -;"
+        " still gaining at the largest count measured",
+    ]
+    stopped = {**calibration, "scaling": {**calibration["scaling"], "stops_at": 3}}
+    assert calibration_lines(stopped)[1].endswith(
+        "stops scaling at 3 workers (gains less than 1.10x over one fewer)"
+    )
+
+
+def test_a_v1_file_shows_wrk_latencies_in_microseconds_and_no_ratio_across_generators() -> None:
+    pod = {"tool": "locust", "requests_per_s": 9000.0, "latency_p50_ms": 0.0, "processes": 1,
+           "requests": 1, "errors": 0}  # fmt: skip
+    runs = {
+        "wrk_pod_keepalive": {"tool": "wrk", "requests_per_s": 60000.0, "latency_p50_ms": 0.128,
+                              "requests": 1, "errors": 0},
+        "locust_pod_keepalive": {**pod, "ceiling": "wrk_pod_keepalive", "ratio_to_ceiling": 0.15},
+        "locust_vip_keepalive": {**pod, "ceiling": "locust_pod_keepalive", "ratio_to_ceiling": 1.0},
+        "locust_vip_keepalive_processes": {**pod, "processes": 2,
+                                           "ceiling": "locust_pod_keepalive",
+                                           "ratio_to_ceiling": 1.2},
+    }  # fmt: skip
+    table = throughput_runs({"proxy": "iptables", "runs": runs})
+    assert column(table, "p50 µs") == ["128", "-", "-", "-"]  # locust's whole ms are not shown
+    assert column(table, "x ceiling") == ["-", "-", "1.000", "-"]
+    assert column(table, "ceiling") == ["-", "-", "locust_pod_keepalive", "-"]
 
 
 def test_programming_latency_has_one_row_per_results_file_by_target() -> None:
@@ -141,7 +189,7 @@ def test_a_row_that_does_not_fit_its_headers_is_refused() -> None:
 # -- missing and malformed files ------------------------------------------------------------------
 def test_missing_files_are_notes_with_the_command_that_makes_them(tmp_path: Path) -> None:
     sources = load_sources([tmp_path / "nothing-here"])
-    assert set(sources.missing) == set(FIGURE_FILES)
+    assert set(sources.missing) == set(FIGURE_FILES) - OPTIONAL_FILES
     sections, malformed = build_sections(sources)
     notes = [note for section in sections for note in section.notes]
     assert malformed == {}
@@ -230,12 +278,16 @@ def test_plots_are_drawn_from_the_figures_and_a_malformed_file_gives_none() -> N
     plots = figure_plots(figures)
     assert [plot.title for plot in plots] == [
         "Throughput per implementation, with the direct-to-pod ceiling",
-        "Latency percentiles through the VIP (wrk)",
+        "Latency percentiles through the VIP (µs)",
         "Programming time against scale (log axes)",
     ]  # the fixture's per-pod counts are empty: no distribution plot
     throughput = plots[0]
     # bars: wrk keep-alive for iptables and nginx, locust fresh for iptables; a ceiling each
     assert throughput.svg.count('class="mark"') == 3 + 2
+    latency = plots[1]
+    # p50, p90, p99 of iptables' wrk keep-alive and locust fresh, nginx's wrk keep-alive
+    assert latency.svg.count('class="mark"') == 3 * 3
+    assert "p50, iptables locust fresh: 7.25" in latency.svg
     assert "wrk_vip_keepalive, iptables: 55,061" in throughput.svg
     assert throughput.caption.startswith("Measured on ") and "one run of the benchmark" in (
         throughput.caption

@@ -18,6 +18,16 @@ batch inside the node namespace). The next packet of such a connection is traced
 a current endpoint, which resets it: the client learns at once instead of talking to a pod the
 Service no longer lists.
 
+Untranslated entries: a Service the proxy does not program (an opted-out one, I13) leaves new
+connections to its VIP untranslated, and the node forwards them to its Service-range sink, so
+conntrack confirms an unreplied, un-NATed entry for each (held for the SYN_SENT timeout, 120 s).
+When the Service is programmed again (its opt-out label removed, or its VIP reused), a client
+that reuses such a 5-tuple would match the old entry and never be translated. So when a Service
+becomes programmed the proxies also delete its VIP's entries whose reply comes from the VIP
+itself (`untranslated`: `--reply-src VIP --reply-port-src PORT`). kube-proxy has no such TCP
+entries to clear where it REJECTs (the packet is dropped before conntrack confirms it); for UDP
+it clears the analogous stale entries when a Service gets endpoints (kubernetes#48370).
+
 Dumping conntrack walks the global hash table (about 10 ms here), so the namespace's entry count
 is read first, from a `nf_conntrack_count` file opened inside the namespace (O(1)); with no
 entries there is nothing to delete and no command runs.
@@ -32,7 +42,7 @@ from harness.errors import EnvironmentProblem
 from harness.local.names import netns_path
 from harness.local.netns import entered, in_thread
 from harness.proxies.rules.commands import run_in_netns
-from harness.proxies.rules.plan import Flow
+from harness.proxies.rules.plan import Flow, PortPlan
 
 COUNT_FILE = "/proc/sys/net/netfilter/nf_conntrack_count"
 NOTHING_DELETED = 1  # conntrack's exit code when no entry matched
@@ -44,6 +54,14 @@ def delete_command(flow: Flow) -> str:
         f"-D -p {flow.protocol} --orig-dst {flow.cluster_ip} --orig-port-dst {flow.port} "
         f"--reply-src {flow.endpoint_ip} --reply-port-src {flow.endpoint_port}"
     )
+
+
+def untranslated(plans: Iterable[PortPlan]) -> set[Flow]:
+    """The flows that stand for each port's untranslated entries: from the VIP to itself."""
+    return {
+        Flow(plan.protocol, plan.cluster_ip, plan.port, plan.cluster_ip, plan.port)
+        for plan in plans
+    }
 
 
 class ConntrackCleaner:

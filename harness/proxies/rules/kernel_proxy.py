@@ -22,7 +22,7 @@ from harness.model.endpoints import has_any_endpoints, usable_destinations
 from harness.model.objects import Backend, Destination, Service
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.rules.commands import require_binaries, require_netns
-from harness.proxies.rules.conntrack import ConntrackCleaner
+from harness.proxies.rules.conntrack import ConntrackCleaner, untranslated
 from harness.proxies.rules.plan import Flow, PortPlan, flows_of, plan_ports
 from harness.proxies.rules.rendering import EMPTY, Delta, Rendering
 from harness.proxies.rules.tracing import Packet, Verdict, to_reachability
@@ -118,7 +118,8 @@ class KernelRuleProxy(TrackingProxy):
         except BaseException:
             self.changed |= changed  # nothing was programmed: the next sync tries again
             raise
-        removed = self.record(plans, rendered)
+        programmed = [plan for name, plan in plans.items() if plan and not self.plans.get(name)]
+        removed = self.record(plans, rendered) | untranslated(p for ps in programmed for p in ps)
         if removed and self._conntrack is not None:
             self._conntrack.clear(removed)
 
