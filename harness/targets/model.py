@@ -131,10 +131,9 @@ class ModelTarget:
             self.clock.sleep(MODEL_LATENCY_MS / 1000)
             source = 0 if request.keep_alive else request.sources[index % len(request.sources)]
             client = request.client if source == 0 else f"{request.client}#{source}"
-            picks.append(self._route(service, client, destinations, request.port))
             if request.client_pod is not None:
                 client = f"pod/{request.client_pod}"
-            picks.append(self._route(service, client, destinations))
+            picks.append(self._route(service, client, destinations, request.port))
         outcomes = []
         for index in range(request.count):
             connection = index % connections if request.keep_alive else index

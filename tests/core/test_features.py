@@ -332,7 +332,7 @@ class _CoreOnlyLocalFallback(LocalFallsBackToCluster):
 
 def _local_policy_run(target: ModelTarget, tmp_path: Path) -> SuiteResult:
     options = options_for(
-        target, seed=11, profile=PROFILES["quick"], examples=40, failures_dir=tmp_path
+        target, seed=11, profile=PROFILES["quick"], examples=60, failures_dir=tmp_path
     )
     return run_target(target, options)
 
