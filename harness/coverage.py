@@ -61,6 +61,10 @@ FEATURES: dict[str, str] = {
         "a kept-alive connection held open through a change (its endpoint, another one, another"
         " Service, a proxy restart) and asked again"
     ),
+    "multi-port-named": (
+        "a Service of several ports whose named targetPorts resolve per pod: to different numbers"
+        " on different pods, or a pod lacking the name left out of that port"
+    ),
     "hairpin": "a pod that is a usable endpoint reaches itself through its own Service",
     "source-ip-checked": (
         "a pod reaches another pod through a Service, which reports the source address it saw"
@@ -75,6 +79,7 @@ FEATURES: dict[str, str] = {
         " unready, scaled to 0 and back, a proxy restart) and asked again"
     ),
 }
+MULTI_PORT_FEATURE = "multi-port-named"
 AFFINITY_FEATURES = frozenset({"affinity-idle-past-timeout", "affinity-backend-removed"})
 
 
@@ -108,7 +113,20 @@ def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
             found.add("local-only-terminating")
     if len({d.port for d in expected.destinations}) >= 2:
         found.add("named-port-per-pod")
+    if resolves_per_pod(expected):
+        found.add(MULTI_PORT_FEATURE)
     return found
+
+
+def resolves_per_pod(expected: Expectation) -> bool:
+    """Whether the Service has several ports and one of them resolves per pod among its listed
+    endpoints: to two numbers, or to a number on some pods and to nothing (the pod lacks the
+    container port's name, upstream's `getEndpointPorts` leaves the port out) on others."""
+    service = expected.service
+    if service is None or len(service.ports) < 2:
+        return False
+    listed = [s for s in expected.slices if s.endpoints]
+    return any(len({s.port_for(port.name) for s in listed}) >= 2 for port in service.ports)
 
 
 @dataclass

@@ -447,6 +447,100 @@ class RestartProxy(Event):
         return state
 
 
+# -- Several ports (issue 12, item 3) -------------------------------------------------------------
+ADMIN_PORT = "admin"
+"""The second named container port a pod may serve (`CreateMultiPortPod`); a pod created any
+other way lacks it, and is left out of the Service ports that target it."""
+MULTI_PORTS: tuple[ServicePort, ...] = (
+    ServicePort("http", 80, "http"),
+    ServicePort(ADMIN_PORT, 81, ADMIN_PORT),
+    ServicePort("alt", 8000, "http"),
+)
+"""The ports of a multi-port Service, in order (`CreateMultiPortService` takes the first 2 or
+3): distinct names and numbers, named targetPorts that resolve per pod, and two Service ports
+on one container port (`alt` and `http`), which Kubernetes allows."""
+
+
+@dataclass(frozen=True)
+class CreateMultiPortService(CreateService):
+    """Create a ClusterIP Service with the first `port_count` (2 or 3) of `MULTI_PORTS`, the
+    first port's targetPort being `target_port`. Each port's named targetPort resolves per pod
+    (`harness.model.endpoints.resolve_port`, upstream's `podutil.FindPort`), so one port may
+    reach different container port numbers on different pods, and a pod lacking a name is left
+    out of that port's endpoints (upstream's `getEndpointPorts` skips a port `FindPort` cannot
+    resolve)."""
+
+    kind: ClassVar[str] = "create-multi-port-service"
+    port_count: int = 2
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if not 2 <= self.port_count <= len(MULTI_PORTS):
+            raise InvalidEvent(
+                f"port_count {self.port_count} must be 2 to {len(MULTI_PORTS)}"
+                " (a Service of one port is create-service)"
+            )
+        first = replace(MULTI_PORTS[0], target_port=self.target_port)
+        ports = (first, *MULTI_PORTS[1 : self.port_count])
+        return super().apply(state).patch_service(self.service, ports=ports)
+
+
+@dataclass(frozen=True)
+class CreateMultiPortPod(CreatePod):
+    """Create a Running pod whose container ports are `http` on `http_port` and `admin` on
+    `admin_port`: pods of one selector may serve the same name on different numbers."""
+
+    kind: ClassVar[str] = "create-multi-port-pod"
+    admin_port: int = 9090
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if not 1024 < self.admin_port < 65536 or self.admin_port == self.http_port:
+            raise InvalidEvent(
+                f"admin_port {self.admin_port} must be in 1025..65535 and differ from http_port"
+            )
+        state = super().apply(state)
+        ports = (ContainerPort("http", self.http_port), ContainerPort(ADMIN_PORT, self.admin_port))
+        return state.with_pod(replace(state.pod(self.pod), ports=ports))
+
+
+@dataclass(frozen=True)
+class SetServicePort(Event):
+    """Change one port of a Service, named `port_name` (a port's name and protocol are its
+    identity; names are unique within a Service): its number `port` and its `target_port` (a
+    number or a container port name). Clients of the old number are refused or dropped once
+    the proxy has programmed the change; the endpoints follow the new targetPort."""
+
+    kind: ClassVar[str] = "set-service-port"
+    service: str
+    port_name: str
+    port: int
+    target_port: int | str
+    protocol: str = "TCP"
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        service = state.service(self.service)
+        found = [
+            p for p in service.ports if (p.name, p.protocol) == (self.port_name, self.protocol)
+        ]
+        if not found:
+            raise InvalidEvent(
+                f"Service {self.service!r} has no {self.protocol} port named {self.port_name!r}"
+            )
+        if not 0 < self.port < 65536:
+            raise InvalidEvent(f"port {self.port} must be 1 to 65535")
+        if any(
+            (p.port, p.protocol) == (self.port, self.protocol)
+            for p in service.ports
+            if p.name != self.port_name
+        ):
+            raise InvalidEvent(
+                f"Service {self.service!r} already has {self.protocol} port {self.port}"
+                " under another name (ports must be unique per protocol)"
+            )
+        changed = replace(found[0], port=self.port, target_port=self.target_port)
+        ports = tuple(changed if p == found[0] else p for p in service.ports)
+        return state.patch_service(self.service, ports=ports)
+
+
 MAX_STALE_BACK = 3
 """How many changes back a stale snapshot may reach."""
 
@@ -500,6 +594,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Wait,
         Probe,
         RestartProxy,
+        CreateMultiPortService,
+        CreateMultiPortPod,
+        SetServicePort,
         StaleSnapshot,
     )
 }
@@ -567,6 +664,7 @@ _FIELD_NAMES: dict[str, Callable[[str], str | None]] = {
     "key": label_key_problem,
     "value": label_value_problem,
     "target_port": port_name_problem,
+    "port_name": port_name_problem,
 }
 """Fields that hold a name, and the Kubernetes rule the name must follow (on strings only:
 `value` is also SetPublishNotReady's boolean, `target_port` also a number)."""

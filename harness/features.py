@@ -37,7 +37,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from harness.errors import UsageError
-from harness.events import CreateService, Event, SetAffinity, SetServiceLabel, SetTrafficPolicy
+from harness.events import (
+    CreateMultiPortPod,
+    CreateMultiPortService,
+    CreateService,
+    Event,
+    SetAffinity,
+    SetServiceLabel,
+    SetServicePort,
+    SetTrafficPolicy,
+)
 from harness.model.objects import Affinity, Protocol, TrafficPolicy
 
 CORE = "core"
@@ -48,6 +57,7 @@ INTERNAL_TRAFFIC_POLICY = "internal-traffic-policy"
 OPT_OUT_LABELS_FEATURE = "opt-out-labels"
 UDP_FEATURE = "udp"
 NOT_SUPPORTED = "not supported by the implementation"
+MULTI_PORT = "multi-port"
 
 
 class FeatureStatus(StrEnum):
@@ -74,6 +84,11 @@ def _uses_client_ip(event: Event) -> bool:
     if isinstance(event, SetAffinity | CreateService):
         return event.session_affinity == Affinity.CLIENT_IP
     return False
+
+
+def _uses_several_ports(event: Event) -> bool:
+    """A Service of several ports, a pod serving the second named port, or a port change."""
+    return isinstance(event, CreateMultiPortService | CreateMultiPortPod | SetServicePort)
 
 
 def _uses_opt_out(event: Event) -> bool:
@@ -105,7 +120,6 @@ UNTESTED_EXTENDED: Mapping[str, str] = {
     ),
     "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
     "sctp": "Services over SCTP",
-    "multi-port": "Services with several ports",
 }
 """Extended features no property of this harness version checks yet (issue 11 and the next):
 reported `not-tested`, never passed. A feature moves into `_FEATURES` with its properties when
@@ -162,6 +176,15 @@ _FEATURES: tuple[Feature, ...] = (
         " conn-disrupt)",
         ("long-lived-connections",),
         ("long-lived-through-change",),
+    ),
+    Feature(
+        MULTI_PORT,
+        EXTENDED,
+        "Services of several ports, each programmed on its own: named targetPorts resolved per"
+        " pod (a pod lacking the name left out of that port), port and targetPort changes",
+        ("no-stale-traffic", "availability", "reject-when-empty", "exact-balance"),
+        ("multi-port-named",),
+        _uses_several_ports,
     ),
     Feature(
         "hairpin",

@@ -76,6 +76,7 @@ class _Held:
     backend: Backend
     opened_step: int
     udp: bool = False
+    flow: tuple[int | None, int | None] = (None, None)  # `_flow` when it was opened
 
 
 class LongLived:
@@ -119,11 +120,16 @@ class LongLived:
             if held.udp:
                 answers.append(self._ask_flow(held, after))
                 continue
-            brief = not _alive(after, held.backend) or _opted_out(after, held.service)
+            same_flow = _same_flow(held.flow, _flow(after, held.service, held.backend))
+            brief = (
+                not _alive(after, held.backend) or _opted_out(after, held.service) or not same_flow
+            )
             timeout_s = GONE_TIMEOUT_S if brief else self.timeout_s
             outcome = self.target.ask_held(held.number, timeout_s)
-            usable = held.service in after.services and held.backend in (
-                expect(after, held.service, PORT).usable
+            usable = (
+                held.service in after.services
+                and held.backend in expect(after, held.service, PORT).usable
+                and same_flow
             )
             answers.append(
                 HeldAnswer(
@@ -180,7 +186,8 @@ class LongLived:
             if number is None or (outcome.backend is None and not udp):
                 return  # a data plane that fails a new connection now gets no more this step
             backend = outcome.backend or NO_BACKEND
-            self.held.append(_Held(number, service, client, backend, step, udp))
+            flow = _flow(after, service, backend)
+            self.held.append(_Held(number, service, client, backend, step, udp, flow))
             if outcome.backend is None:
                 return
 
@@ -197,6 +204,25 @@ class LongLived:
         if not eligible:
             return None
         return min(eligible, key=lambda name: sum(1 for h in self.held if h.service == name))
+
+
+def _flow(state: ClusterState, service: str, backend: Backend) -> tuple[int | None, int | None]:
+    """The Service port number and the backend's endpoint port a connection to `service` on
+    `PORT` uses in `state` (None: no such port, or the backend is no destination now)."""
+    found = state.services.get(service)
+    port = next((p.port for p in found.ports if p.name == PORT), None) if found else None
+    destination = next(
+        (d.port for d in expect(state, service, PORT).destinations if d.backend == backend), None
+    )
+    return port, destination
+
+
+def _same_flow(opened: tuple[int | None, int | None], now: tuple[int | None, int | None]) -> bool:
+    """Whether a connection opened on flow `opened` is still on a programmed flow: the same
+    Service port number, and the backend, if still a destination, on the same endpoint port.
+    One whose port's number or targetPort changed (`SetServicePort`, issue 12) is on a flow the
+    proxy no longer programs: like a removed endpoint's, it may end, and must not move."""
+    return opened[0] == now[0] and (now[1] is None or now[1] == opened[1])
 
 
 def _opted_out(state: ClusterState, service: str) -> bool:

@@ -21,6 +21,8 @@ from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
     MAX_STALE_BACK,
     UDP_PORT_NAME,
+    CreateMultiPortPod,
+    CreateMultiPortService,
     CreatePod,
     CreateService,
     DeletePod,
@@ -41,7 +43,7 @@ from harness.events import (
     StaleSnapshot,
     Wait,
 )
-from harness.features import OPT_OUT_LABELS_FEATURE
+from harness.features import MULTI_PORT, OPT_OUT_LABELS_FEATURE
 from harness.model.endpoints import pod_is_listed
 from harness.model.objects import (
     OPT_OUT_LABELS,
@@ -242,6 +244,31 @@ def named_ports(data: st.DataObject, state: ClusterState, space: EventSpace) -> 
     return [*events, CreatePod(pod, service.selector, True, PROXY_NODE, 8081)]
 
 
+def multi_port_pods(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A Service of several ports (the chosen one recreated so, if it has one port) and two
+    pods of its selector serving `http` and `admin` on different numbers; its other pods lack
+    `admin` and are left out of that port."""
+    if not space.supports(MULTI_PORT):
+        return []
+    service = _service(data, state)
+    events: list[Event] = []
+    if len(service.ports) < 2:
+        count = data.draw(st.integers(2, 3), label="ports")
+        events = [
+            DeleteService(service.name),
+            CreateMultiPortService(service.name, service.selector, port_count=count),
+        ]
+    free = [n for n in POD_NAMES if n not in state.pods]
+    if len(free) < 2 or len(state.pods) + 2 > space.max_pods:
+        return events
+    first, second = data.draw(st.permutations(free), label="pods")[:2]
+    return [
+        *events,
+        CreateMultiPortPod(first, service.selector, True, PROXY_NODE, 8080, 9090),
+        CreateMultiPortPod(second, service.selector, True, PROXY_NODE, 8081, 9091),
+    ]
+
+
 def reused_ip(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """A listed pod killed and another incarnation given its address (a restart at the same
     address, or a new pod taking the lowest free one)."""
@@ -428,6 +455,7 @@ RECIPES: dict[str, Recipe] = {
     "proxy-restarted": restarted,
     "stale-snapshot": stale_shown,
     "long-lived-through-change": held_through_change,
+    "multi-port-named": multi_port_pods,
     "hairpin": one_endpoint,  # a pod client then reaches itself on every request
     "source-ip-checked": some_endpoints,
     "opted-out": opted_out,

@@ -46,6 +46,7 @@ from harness.features import (
 )
 from harness.files import write_atomically
 from harness.kube.metrics import metrics_text
+from harness.protocols import environment_notes
 
 RESULTS_SCHEMA = "harness.results/v3"  # v3: `versions`, and `known_issues` per property
 EXIT_INTERRUPTED = 130
@@ -312,6 +313,7 @@ def conformance_report(
         PropertyOutcome(r.name, r.status.value, tuple(r.counterexample)) for r in suite.results
     ]
     judged = judge_features(outcomes, supported, suite.coverage.checked)
+    notes = environment_notes(report.target)
     versions = dict(suite.versions)
     not_supported = set(unsupported_properties(supported))
     profiles = []
@@ -336,7 +338,7 @@ def conformance_report(
                         "name": r.feature.name,
                         "description": r.feature.description,
                         "status": r.status.value,
-                        "reason": r.reason,
+                        "reason": _with_note(r.reason, notes.get(r.feature.name)),
                         "properties": dict(r.properties),
                         **({"discountedFailures": list(r.discounted)} if r.discounted else {}),
                     }
@@ -366,6 +368,11 @@ def conformance_report(
             for r in suite.results
         ],
     }
+
+
+def _with_note(reason: str, note: str | None) -> str:
+    """A feature's reason with what the environment says of it (`harness.protocols`)."""
+    return f"{reason}; {note}" if note else reason
 
 
 def write_conformance(

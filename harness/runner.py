@@ -64,9 +64,18 @@ from harness.model.endpoints import Expectation, expect, why_unusable
 from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
 from harness.podclients import PodClients
+from harness.ports import judge_other_ports, port_label
 from harness.proxies.failure import ProxyFailure
 from harness.targets.base import Target, reads_rules
-from harness.traffic import CLIENTS, Counted, ErrorKind, Tally, TrafficRequest, TrafficSample
+from harness.traffic import (
+    CLIENTS,
+    Counted,
+    ErrorKind,
+    Reachability,
+    Tally,
+    TrafficRequest,
+    TrafficSample,
+)
 
 PORT = "http"
 KEEPALIVE_CONNECTIONS = 4
@@ -361,7 +370,49 @@ class Runner:
         verdicts += self._traffic_verdicts(expected, sample)
         if balances(expected):
             verdicts.append(check_fairness(name, expected.usable, sample, self.config.budget))
+        verdicts += self._other_ports(name, wait.latency_s is not None)
         return verdicts, True
+
+    def _other_ports(self, name: str, converged: bool) -> list[Verdict]:
+        """The Service's ports after the first, each judged on its own confirmation sample
+        (`harness.ports`). When the first port `converged`, each is waited for as it was (a
+        proxy may program its ports one after another: nginx and haproxy reload); when it did
+        not, the data plane is already known not to match, and each is judged at once on one
+        sample, so a broken data plane costs one deadline a step, not one a port."""
+
+        def send_at_once(port: str, expected: Expectation) -> TrafficSample:
+            count = confirmation_size(expected)
+            return self._send(name, CLIENTS[0], count, limited=True, at_once=True, port=port)
+
+        def send(port: str, expected: Expectation) -> TrafficSample:
+            if not converged:
+                return send_at_once(port, expected)
+            now_s = self.clock.now()
+            missed = self.missed.setdefault(port_label(name, port), set())
+            deadline_s = now_s + self.config.deadline_s
+            wait = ServiceWait(name, expected, now_s, deadline_s, frozenset(missed))
+            Converger(
+                self.target,
+                port,
+                self.clock,
+                lambda service, count, at_once: self._send(
+                    service, CLIENTS[0], count, limited=True, at_once=at_once, port=port
+                ),
+                self.config.poll_s,
+                max(self.config.deadline_s / 50, self.config.poll_s),
+            ).run([wait])
+            if wait.latency_s is None and wait.mismatch is not None:  # as `_settle` remembers
+                missed.add(wait.mismatch.key)
+            if wait.sample is not None:
+                return wait.sample
+            return send_at_once(port, expected)
+
+        def read(port: str) -> Reachability:
+            return self.target.reachability(name, port, CLIENTS[0])  # type: ignore[attr-defined,no-any-return]
+
+        return judge_other_ports(
+            self.model, name, PORT, send, read if reads_rules(self.target) else None
+        )
 
     # -- probes -------------------------------------------------------------------------------
     def _probe(
@@ -506,6 +557,7 @@ class Runner:
         connections: int = 1,
         limited: bool = False,
         at_once: bool = False,
+        port: str = PORT,
     ) -> TrafficSample:
         """One batch; `limited` batches stop starting requests after the deadline's length, so
         a data plane that drops everything costs one deadline, not one timeout per request. To a
@@ -517,7 +569,7 @@ class Runner:
         endpoint whose pod is gone) would use the whole limit and leave a sample of one
         request, whose verdict then depends on which endpoint that request happened to reach;
         at once, every requested connection is judged and the verdict reproduces."""
-        parallel = at_once or self._drops(service)
+        parallel = at_once or self._drops(service, port)
         return self.target.send(
             TrafficRequest(
                 service=service,
@@ -525,17 +577,17 @@ class Runner:
                 count=count,
                 keep_alive=connections > 1 and not parallel,
                 connections=connections,
-                port=PORT,
+                port=port,
                 timeout_s=self.config.request_timeout_s,
                 time_limit_s=self.config.deadline_s if limited else None,
                 parallel=parallel,
             )
         )
 
-    def _drops(self, service: str) -> bool:
-        """Whether the model drops new connections to `service` now (none usable, some
+    def _drops(self, service: str, port: str = PORT) -> bool:
+        """Whether the model drops new connections to `service`'s `port` now (none usable, some
         endpoints: `harness.model.endpoints.has_any_endpoints`)."""
-        return expect(self.model, service, PORT).drops
+        return expect(self.model, service, port).drops
 
 
 def _affinity_features(verdicts: Sequence[Verdict]) -> tuple[set[str], set[str]]:

@@ -17,7 +17,7 @@ given by repetition (a value listed three times is drawn three times as often); 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -25,8 +25,12 @@ from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
+    ADMIN_PORT,
     MAX_STALE_BACK,
+    MULTI_PORTS,
     UDP_PORT_NAME,
+    CreateMultiPortPod,
+    CreateMultiPortService,
     CreatePod,
     CreateService,
     DeletePod,
@@ -44,11 +48,17 @@ from harness.events import (
     SetReady,
     SetSelector,
     SetServiceLabel,
+    SetServicePort,
     SetTrafficPolicy,
     StaleSnapshot,
     Wait,
 )
-from harness.features import INTERNAL_TRAFFIC_POLICY, OPT_OUT_LABELS_FEATURE, UDP_FEATURE
+from harness.features import (
+    INTERNAL_TRAFFIC_POLICY,
+    MULTI_PORT,
+    OPT_OUT_LABELS_FEATURE,
+    UDP_FEATURE,
+)
 from harness.model.objects import (
     HEADLESS_LABEL,
     OPT_OUT_LABELS,
@@ -90,7 +100,10 @@ class EventSpace:
     asking for what the implementation said it does not do. `udp` True (the target sends UDP:
     `sends_udp`) lets a Service be created with a UDP port (one in `UDP_ODDS`, so TCP coverage
     is not starved; all with `udp_only`, an aim's narrowing) and pods with a UDP container port,
-    when the `udp` feature is declared too (`makes_udp`).
+    when the `udp` feature is declared too (`makes_udp`). Where `multi-port` is supported,
+    one created Service in `multi_port_odds` has several ports, and multi-port pods serve
+    `admin` on one of `admin_ports`; where it is not, no Service of several ports, no pod
+    serving `admin` and no port change is drawn.
     """
 
     max_pods: int = 50
@@ -104,6 +117,8 @@ class EventSpace:
     long_graces: bool = False
     short_affinity: bool = False
     restarts_proxy: bool = True
+    admin_ports: tuple[int, ...] = (9090, 9091)
+    multi_port_odds: int = 4
     shows_stale: bool = True
     features: frozenset[str] | None = None
     udp: bool = False
@@ -325,6 +340,72 @@ def _has_services(state: ClusterState, space: EventSpace) -> bool:
     return bool(state.services)
 
 
+# -- several ports (issue 12, item 3) -------------------------------------------------------------
+SERVICE_PORT_NUMBERS = (80, 81, 82, 8000, 8080)
+"""The numbers a `SetServicePort` moves a port to (each unique among the Service's ports)."""
+TARGET_PORT_NAMES = ("http", ADMIN_PORT)
+"""The targetPorts a `SetServicePort` sets: container port names only. A numeric targetPort is
+not generated, for the reason `_create_service` gives."""
+
+
+def _extended(
+    cls: type[Event], base: st.SearchStrategy[Event], name: str, values: st.SearchStrategy[Any]
+) -> st.SearchStrategy[Event]:
+    """Events of `cls`, a subclass of the class of `base`'s events, with every field `base`
+    drew and the further field `name` drawn from `values` (shrinks as `base` does)."""
+    return st.tuples(base, values).map(
+        lambda drawn: cls(
+            **{f.name: getattr(drawn[0], f.name) for f in fields(drawn[0])}, **{name: drawn[1]}
+        )
+    )
+
+
+def _create_multi_port_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """A Service as `_create_service` draws it, of 2 or 3 of `MULTI_PORTS`."""
+    counts = st.sampled_from(range(2, len(MULTI_PORTS) + 1))
+    return _extended(CreateMultiPortService, _create_service(key, space), "port_count", counts)
+
+
+def _create_some_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """A Service of one port, or, one time in `multi_port_odds` where the space allows, of
+    several (shrinks towards one port)."""
+    single = _create_service(key, space)
+    if not space.supports(MULTI_PORT):
+        return single
+    return st.one_of(
+        *[single] * (space.multi_port_odds - 1), _create_multi_port_service(key, space)
+    )
+
+
+def _create_multi_port_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """A pod as `_create_pod` draws it that also serves `admin` on one of `admin_ports`."""
+    admin = st.sampled_from(space.admin_ports)
+    return _extended(CreateMultiPortPod, _create_pod(key, space), "admin_port", admin)
+
+
+def _service_ports(state: ClusterState) -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
+    return tuple(
+        (name, tuple((p.name, p.port) for p in service.ports))
+        for name, service in sorted(state.services.items())
+    )
+
+
+def _set_service_port(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """One port of one Service moved to a number no other port of it uses, and pointed at a
+    container port name."""
+    (services,) = key
+    choices = [
+        (name, port_name, number)
+        for name, ports in services
+        for port_name, _ in ports
+        for number in SERVICE_PORT_NUMBERS
+        if all(n != number for other, n in ports if other != port_name)
+    ]
+    return st.tuples(st.sampled_from(choices), st.sampled_from(TARGET_PORT_NAMES)).map(
+        lambda drawn: SetServicePort(drawn[0][0], drawn[0][1], drawn[0][2], drawn[1])
+    )
+
+
 OPT_OUT_VALUES = {SERVICE_PROXY_NAME_LABEL: "other-proxy", HEADLESS_LABEL: "true"}
 """The value each opt-out label is set to (any value opts out; `service-proxy-name` names
 another proxy)."""
@@ -359,7 +440,7 @@ GENERATORS: dict[str, Generator] = {
     "create_service": Generator(
         lambda s, sp: len(s.services) < min(sp.max_services, len(SERVICE_NAMES)),
         _service_key,
-        _create_service,
+        _create_some_service,
     ),
     "delete_service": Generator(_has_services, _service_key, _on_named(DeleteService)),
     "set_selector": Generator(
@@ -457,6 +538,16 @@ GENERATORS: dict[str, Generator] = {
         _has_services,
         lambda s: (_services(s), _affinity_services(s)),
         lambda key, sp: st.sampled_from(key[0]).flatmap(lambda name: _probe(name, key[1])),
+    ),
+    "create_multi_port_pod": Generator(
+        lambda s, sp: sp.supports(MULTI_PORT) and GENERATORS["create_pod"].applies(s, sp),
+        lambda s: (frozenset(s.pods),),
+        _create_multi_port_pod,
+    ),
+    "set_service_port": Generator(
+        lambda s, sp: sp.supports(MULTI_PORT) and bool(s.services),
+        lambda s: (_service_ports(s),),
+        _set_service_port,
     ),
 }
 

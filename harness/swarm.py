@@ -82,6 +82,9 @@ AIMS: dict[str, Aim] = {
     "proxy-restarted": _aim("restart_proxy", "create_pod"),
     "stale-snapshot": _aim("stale_snapshot", "create_pod", "delete_pod", "set_selector"),
     "long-lived-through-change": _aim("restart_proxy", "set_ready", "delete_pod", "create_pod"),
+    "multi-port-named": _aim(
+        "create_multi_port_pod", "set_service_port", "create_pod", multi_port_odds=1
+    ),
     "hairpin": _aim("scale", "delete_pod"),
     "source-ip-checked": _aim("scale", "create_pod"),
     "opted-out": _aim("set_service_label", "create_pod"),

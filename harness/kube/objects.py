@@ -148,6 +148,7 @@ def pod_manifest(pod: Pod, placement: Placement) -> dict[str, Any]:
     first = pod.ports[0].port if pod.ports else 8080
     port = next((p.port for p in pod.ports if p.name == "http"), first)
     start = f"touch {READY_FILE} && " if pod.ready else ""
+    start += _further_servers(pod, port)
     command = (
         f"{start}exec /agnhost netexec --http-port={port} --udp-port=-1"
         f" --delay-shutdown={DELAY_SHUTDOWN_S}"
@@ -255,6 +256,22 @@ def node_reader_manifest(
     return _harness_pod(name, placement, NODE_READER_ROLE, spec)
 
 
+def _further_servers(pod: Pod, port: int) -> str:
+    """Background netexec servers for the pod's other TCP container ports (a multi-port pod's
+    `admin`, issue 12): each answers /hostname with the same pod hostname, so every port
+    identifies its pod. They run in the container's shell, beside the main server."""
+    others = sorted({p.port for p in pod.ports if p.protocol == "TCP" and p.port != port})
+    return "".join(f"/agnhost netexec --http-port={n} --udp-port=-1 & " for n in others)
+
+
+def _ports(service: Service) -> list[dict[str, Any]]:
+    """A Service's ports as the API writes them."""
+    return [
+        {"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
+        for p in service.ports
+    ]
+
+
 def _selector(service: Service) -> dict[str, str]:
     # A Service with no selector is not managed by the EndpointSlice controller at all
     # (endpointslice controller syncService: Selector == nil -> no slices), whereas the model's
@@ -275,10 +292,7 @@ def service_manifest(service: Service, placement: Placement) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "type": "ClusterIP",
         "selector": _selector(service),
-        "ports": [
-            {"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
-            for p in service.ports
-        ],
+        "ports": _ports(service),
         "publishNotReadyAddresses": service.publish_not_ready_addresses,
         "internalTrafficPolicy": service.internal_traffic_policy.value,
         **_affinity_spec(service),
@@ -316,6 +330,9 @@ def service_patch(old: Service, new: Service) -> dict[str, Any] | None:
         spec["publishNotReadyAddresses"] = new.publish_not_ready_addresses
     if old.internal_traffic_policy != new.internal_traffic_policy:
         spec["internalTrafficPolicy"] = new.internal_traffic_policy.value
+    if old.ports != new.ports:  # a merge patch replaces the whole list (SetServicePort)
+        spec["ports"] = _ports(new)
+    return {"spec": spec} if spec else None
     patch: dict[str, Any] = {"spec": spec} if spec else {}
     patch.update(_labels_change(old.labels, new.labels) or {})
     return patch or None

@@ -98,6 +98,7 @@ class IptablesProxy(KernelRuleProxy):
     features: ClassVar[frozenset[str]] = CORE_FEATURES | {
         "internal-traffic-policy",
         "long-lived-connections",
+        "multi-port",
         "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
         "source-ip",
         "opt-out-labels",

@@ -30,6 +30,8 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-every-sync (long-lived connections through unrelated changes,
   kubernetes#74839): flushes every conntrack entry after each sync instead of only the removed
   endpoints' (`harness.proxies.rules.conntrack`), so any change resets established connections.
+- mutant-iptables-first-port-only (several ports, issue 12): programs only the first port of a
+  Service of several ports, so its other ports neither reach their endpoints nor REJECT.
 - mutant-iptables-masquerades-all (source IP, I15): every endpoint chain marks every packet for
   masquerade (as `--masquerade-all` would), so pods see the node's address, not the client
   pod's.
@@ -212,6 +214,14 @@ class FlushesEverySyncProxy(IptablesProxy):
             flush_conntrack(self.node.netns)
 
 
+class FirstPortOnlyProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-first-port-only"
+    description: ClassVar[str] = "iptables that programs only the first port of every Service"
+
+    def plan(self, service: Service) -> tuple[PortPlan, ...]:
+        return super().plan(service)[:1]
+
+
 class TombstonesProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-tombstones"
     description: ClassVar[str] = (
@@ -293,6 +303,7 @@ MUTANT_PROXIES: dict[str, type] = {
         WrongPortUserspaceProxy,
         FlushesOnRestartProxy,
         FlushesEverySyncProxy,
+        FirstPortOnlyProxy,
         TombstonesProxy,
         MasqueradesAllProxy,
         NoHairpinMasqueradeProxy,

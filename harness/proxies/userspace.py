@@ -59,6 +59,7 @@ class UserspaceProxy(TrackingProxy):
     features: ClassVar[frozenset[str]] = CORE_FEATURES | {
         "internal-traffic-policy",
         "long-lived-connections",
+        "multi-port",
         "hairpin",  # not source-ip: it relays connections, so pods see the proxy's address
         "opt-out-labels",
     }

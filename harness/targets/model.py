@@ -75,7 +75,7 @@ class ModelTarget:
         self.state = ClusterState()
         self.seed = seed
         self._random = random.Random(seed)
-        self._affinity: dict[tuple[str, str], _Stickiness] = {}
+        self._affinity: dict[tuple[str, str, str], _Stickiness] = {}  # service, port, client
         self.held: dict[int, HeldConnection] = {}
 
     @classmethod
@@ -138,7 +138,7 @@ class ModelTarget:
             client = request.client if source == 0 else f"{request.client}#{source}"
             if request.client_pod is not None:
                 client = f"pod/{request.client_pod}"
-            picks.append(self._route(service, client, destinations))
+            picks.append(self._route(service, client, destinations, request.port))
         outcomes = []
         for index in range(request.count):
             connection = index % connections if request.keep_alive else index
@@ -200,11 +200,17 @@ class ModelTarget:
 
     # -- balancing ----------------------------------------------------------------------------
     def _route(
-        self, service: Service | None, client: str, destinations: Sequence[Destination]
+        self,
+        service: Service | None,
+        client: str,
+        destinations: Sequence[Destination],
+        port: str = "http",
     ) -> Destination | None:
+        """Where one new connection goes. ClientIP affinity is kept per Service port, as
+        kube-proxy keeps one affinity record per `ServicePortName`."""
         if service is None or not destinations:
             return None
-        key = (service.name, client)
+        key = (service.name, port, client)
         now_s = self.clock.now()
         sticky = self._affinity.get(key)
         if self.affinity_applies(service):

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from harness.conformance import options_for, run_suite
 from harness.coverage import FEATURES
 from harness.events import (
+    CreateMultiPortPod,
+    CreateMultiPortService,
     CreatePod,
     CreateService,
     DeletePod,
@@ -89,6 +91,11 @@ EXAMPLES: dict[str, list[Event]] = {
     "proxy-restarted": [*START, RestartProxy()],
     "stale-snapshot": [*START, StaleSnapshot(2)],
     "long-lived-through-change": [*START, SetReady("web-0", False)],
+    "multi-port-named": [  # p-1 lacks `admin`: left out of that port, listed on the others
+        CreateMultiPortService("svc-a", WEB, port_count=3),
+        CreateMultiPortPod("p-0", WEB),
+        CreatePod("p-1", WEB),
+    ],
     "hairpin": [CreateService("svc-a", WEB), Scale("web", 1)],
     "source-ip-checked": START,
     "opted-out": [*START, SetServiceLabel("svc-a", "service.kubernetes.io/headless", "true")],

@@ -110,7 +110,12 @@ class _Holder:
 
 def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> None:
     assert target_features(_Holder(_Plugin())) == (CORE_FEATURES, "core only (none declared)")
-    harness_proxies = WITH_LOCAL | {"long-lived-connections", "hairpin", "opt-out-labels"}
+    harness_proxies = WITH_LOCAL | {
+        "long-lived-connections",
+        "hairpin",
+        "opt-out-labels",
+        "multi-port",
+    }
     # relaying proxies show pods their own address, and relay TCP only
     kernel = harness_proxies | {"source-ip", "udp"}
     assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == kernel
@@ -328,7 +333,7 @@ class _CoreOnlyLocalFallback(LocalFallsBackToCluster):
 
 def _local_policy_run(target: ModelTarget, tmp_path: Path) -> SuiteResult:
     options = options_for(
-        target, seed=11, profile=PROFILES["quick"], examples=40, failures_dir=tmp_path
+        target, seed=11, profile=PROFILES["quick"], examples=60, failures_dir=tmp_path
     )
     return run_target(target, options)
 

@@ -6,6 +6,8 @@ import pytest
 
 from harness.errors import UsageError
 from harness.events import (
+    CreateMultiPortPod,
+    CreateMultiPortService,
     CreatePod,
     CreateService,
     DeletePod,
@@ -19,6 +21,7 @@ from harness.events import (
     SetPublishNotReady,
     SetReady,
     SetSelector,
+    SetServicePort,
     SetTrafficPolicy,
     Wait,
     apply_all,
@@ -206,3 +209,24 @@ def test_unmapped_node_is_a_usage_error() -> None:
     after = CreatePod("x", WEB, node="node-2").apply(state)
     with pytest.raises(UsageError, match="node-2"):
         plan(state, after, placement)
+
+
+def test_several_ports_are_served_created_and_patched() -> None:
+    """Issue 12: a multi-port pod serves `admin` too, and a port change patches the list."""
+    (pod,) = ops(CreateMultiPortPod("web-b", WEB, http_port=8081, admin_port=9091))
+    assert pod.body is not None
+    script = pod.body["spec"]["containers"][0]["command"][-1]
+    assert "netexec --http-port=9091 --udp-port=-1 & " in script
+    assert "exec /agnhost netexec --http-port=8081" in script
+    before = [CreateMultiPortService("web", WEB, port_count=3)]
+    (created,) = ops(before[0], [])
+    assert created.body is not None
+    assert [p["name"] for p in created.body["spec"]["ports"]] == ["http", "admin", "alt"]
+    (patched,) = ops(SetServicePort("web", "admin", 82, "http"), before)
+    assert patched.verb is Verb.PATCH_SERVICE and patched.body is not None
+    assert patched.body["spec"]["ports"][1] == {
+        "name": "admin",
+        "port": 82,
+        "targetPort": "http",
+        "protocol": "TCP",
+    }

@@ -6,12 +6,14 @@ model's; the same scenario must conform on the real proxy and fail on the mutant
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 
-from harness.model.objects import SERVICE_PROXY_NAME_LABEL, Backend
+from harness.events import ADMIN_PORT, MULTI_PORTS
+from harness.model.objects import SERVICE_PROXY_NAME_LABEL, Backend, EndpointPort, EndpointSlice
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import MUTANT_PROXIES
 from harness.proxies.nftables import NftablesProxy
@@ -21,6 +23,7 @@ from harness.traffic import Reachability
 from .conftest import ProxyFactory
 from .kernel_cases import (
     CLIENT,
+    PORT,
     STATISTIC_STEP,
     endpoint,
     expected,
@@ -88,6 +91,19 @@ def sticky_client(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
     return proxy.reachability(svc, "http", CLIENT, affinity_backend=chosen), (False, {chosen: 1.0})
 
 
+def second_port(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
+    """A Service of two ports, both to the same endpoints: the second port balances too."""
+    svc = dataclasses.replace(service(), ports=MULTI_PORTS[:2])
+    endpoints = [endpoint(2), endpoint(3)]
+    endpoint_slice = EndpointSlice(
+        svc.name, (PORT, EndpointPort(ADMIN_PORT, 9090)), tuple(endpoints), name="web-0"
+    )
+    proxy.on_service_add(svc)
+    proxy.on_endpoint_slice_add(endpoint_slice)
+    proxy.sync()
+    return proxy.reachability(svc, ADMIN_PORT, CLIENT), (False, expected(svc, endpoints))
+
+
 def opted_out(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
     """A Service labelled service-proxy-name (I13): no rule for its VIP, so a new connection is
     neither translated nor rejected (the node's sink drops it)."""
@@ -106,6 +122,7 @@ CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-nftables-no-affinity": (NftablesProxy, sticky_client),
     "mutant-iptables-two-decimals": (IptablesProxy, three_endpoints),
     "mutant-iptables-leaks-deleted": (IptablesProxy, vip_reused),
+    "mutant-iptables-first-port-only": (IptablesProxy, second_port),
     "mutant-iptables-ignores-opt-out": (IptablesProxy, opted_out),
 }
 ELSEWHERE = {

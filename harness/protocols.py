@@ -1,0 +1,41 @@
+"""What this machine's kernel offers beyond TCP, for the features report (issue 12, item 3).
+
+SCTP Services need the kernel's SCTP protocol. Whether it is there is read from
+`/proc/net/protocols` (the protocols registered in this network namespace's kernel), which
+changes nothing: opening a probe socket instead could make the kernel load the `sctp` module,
+a change to the whole machine. The local cluster runs on this kernel, so for a `local:` target
+an absent SCTP is reported as "unsupported by the environment" beside the feature's status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+PROTOCOLS_FILE = Path("/proc/net/protocols")
+SCTP_FEATURE = "sctp"
+
+
+def sctp_unsupported(protocols_file: Path = PROTOCOLS_FILE) -> str | None:
+    """Why this environment cannot carry SCTP, or None when its kernel has SCTP registered.
+    Reads one file; never raises."""
+    try:
+        lines = protocols_file.read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError as error:
+        return f"unsupported by the environment: {protocols_file} unreadable ({error.strerror})"
+    if any(line.split()[:1] == ["SCTP"] for line in lines):
+        return None
+    return (
+        "unsupported by the environment: this kernel has no SCTP protocol registered"
+        f" ({protocols_file} lists none; the sctp module is not loaded or not built)"
+    )
+
+
+def environment_notes(target: str) -> Mapping[str, str]:
+    """Features the environment of `target` cannot carry, with why: SCTP on a `local:` target
+    whose kernel lacks it. Other targets run elsewhere (a cluster's nodes) or on no kernel at
+    all (the model): nothing is said of them."""
+    if not target.startswith("local"):
+        return {}
+    why = sctp_unsupported()
+    return {SCTP_FEATURE: why} if why else {}
