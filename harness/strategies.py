@@ -384,10 +384,14 @@ def _create_multi_port_pod(key: tuple[Any, ...], space: EventSpace) -> st.Search
 
 
 def _service_ports(state: ClusterState) -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
-    return tuple(
-        (name, tuple((p.name, p.port) for p in service.ports))
+    """Each Service with its TCP ports (name, number): only those are moved, since the
+    targetPorts drawn (`TARGET_PORT_NAMES`) name TCP container ports; a Service without one is
+    left out."""
+    found = (
+        (name, tuple((p.name, p.port) for p in service.ports if p.protocol == "TCP"))
         for name, service in sorted(state.services.items())
     )
+    return tuple((name, ports) for name, ports in found if ports)
 
 
 def _set_service_port(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
@@ -545,7 +549,7 @@ GENERATORS: dict[str, Generator] = {
         _create_multi_port_pod,
     ),
     "set_service_port": Generator(
-        lambda s, sp: sp.supports(MULTI_PORT) and bool(s.services),
+        lambda s, sp: sp.supports(MULTI_PORT) and bool(_service_ports(s)),
         lambda s: (_service_ports(s),),
         _set_service_port,
     ),

@@ -332,7 +332,6 @@ def service_patch(old: Service, new: Service) -> dict[str, Any] | None:
         spec["internalTrafficPolicy"] = new.internal_traffic_policy.value
     if old.ports != new.ports:  # a merge patch replaces the whole list (SetServicePort)
         spec["ports"] = _ports(new)
-    return {"spec": spec} if spec else None
     patch: dict[str, Any] = {"spec": spec} if spec else {}
     patch.update(_labels_change(old.labels, new.labels) or {})
     return patch or None
