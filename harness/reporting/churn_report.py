@@ -78,10 +78,10 @@ def failures_text(failures: Json) -> str:
 def phases_table(data: Json) -> Table:
     """Implementation x churn phase: the phase's requests and its failures by cause."""
     results = [r for r in data["results"] if FAILED not in r]
-    phases = list(dict.fromkeys(p["phase"] for r in results for p in r["phases"]))
+    phases = list(dict.fromkeys(_phase(p) for r in results for p in r["phases"]))
     rows = []
     for result in results:
-        by_phase = {p["phase"]: p for p in result["phases"]}
+        by_phase = {_phase(p): p for p in result["phases"]}
         cells = [
             MISSING
             if phase not in by_phase
@@ -91,6 +91,14 @@ def phases_table(data: Json) -> Table:
         ]
         rows.append((str(result["proxy"]), *cells))
     return Table("Requests and failures per churn phase", ("proxy", *phases), tuple(rows))
+
+
+def _phase(phase: Json) -> str:
+    """A phase's name; TypeError (a malformed file) for anything but a string."""
+    name = phase["phase"]
+    if not isinstance(name, str):
+        raise TypeError(f"a churn phase is named {name!r}, not a string")
+    return name
 
 
 def churn_tables(data: Json) -> list[Table]:

@@ -194,7 +194,10 @@ def test_a_killed_runs_processes_end_by_themselves(proxy: str, tmp_path: Path) -
         while not Path(NETNS_DIR, f"{prefix}-p0").exists() and time.monotonic() < deadline_s:
             time.sleep(0.05)  # the first pod exists: the proxy has started
         with pinned_namespaces(prefix) as inodes:
-            assert len(processes(prefix, inodes)) >= RUN_PROCESSES.get(proxy, 2), run.stderr
+            wanted, deadline_s = RUN_PROCESSES.get(proxy, 2), time.monotonic() + 5
+            while len(processes(prefix, inodes)) < wanted and time.monotonic() < deadline_s:
+                time.sleep(0.05)  # a master daemon (haproxy -W) forks its worker a moment later
+            assert len(processes(prefix, inodes)) >= wanted, run.stderr
             run.signal(signal.SIGKILL, group=False)
             assert run.wait(10) == -signal.SIGKILL
             deadline_s = time.monotonic() + 5
