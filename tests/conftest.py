@@ -44,7 +44,7 @@ def root_namespace_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """tox -e unit runs the `serial` tests in a second session (tox.ini); when its arguments
+    """tox -e mutants runs the `serial` tests in a session of their own (tox.ini); when its arguments
     name only other tests, that session selects none, which is not a failure."""
     selection = str(session.config.getoption("markexpr", "") or "")
     if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and selection.startswith("serial"):

@@ -5,7 +5,8 @@ plugged in through the targets' plug-in point (`mutant-controller:NAME`).
 The programming deadline is 1 s here instead of the local cluster's 5 s: the correct proxies
 program in milliseconds (p99 about 0.1 s on this machine), and every replay of a broken data
 plane while its counterexample is shrunk waits out one deadline, so this keeps the test short.
-The mutation report (`harness report --mutants`) runs them with the default deadline."""
+The mutation report (`harness report --mutants`) runs them with the default deadline. They run
+in a session of their own (`tox -e mutants`, which CI runs after the default test run)."""
 
 from __future__ import annotations
 
