@@ -384,11 +384,13 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--focus/--skip select no property; the properties are: {', '.join(PROPERTIES)}"
         )
-    conformance = args.conformance_report or (args.results and conformance_path(args.results))
-    outputs = ((args.results, "--results"), (args.junit, "--junit"))
-    for path, option in (*outputs, (conformance, "--conformance-report")):
+    for path, option in ((args.results, "--results"), (args.junit, "--junit")):
         if path is not None:
             check_output_file(path, option)
+    # derived from --results only once that names a file (`--results .` has no name to derive from)
+    conformance = args.conformance_report or (args.results and conformance_path(args.results))
+    if conformance is not None:
+        check_output_file(conformance, "--conformance-report")
     budget_s = _budget(args)
     profile = profile_named(args.profile)
     chosen = target_options(args, args.target, seed)

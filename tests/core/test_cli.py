@@ -43,6 +43,7 @@ def run(capsys, *argv):
         (["run", "--target", "model", "--focus", "nothing-matches"], "select no property"),
         (["run", "--target", "model", "--results", "/nonexistent/dir/r.json"], "does not exist"),
         (["run", "--target", "model", "--junit", "/"], "is a directory"),
+        (["run", "--target", "model", "--results", "."], "--results: . is a directory"),
         (["run", "--target", "model", "--failures-dir", "/nonexistent/a/b"], "does not exist"),
         (["frobnicate"], "invalid choice"),
     ],
