@@ -44,8 +44,8 @@ def root_namespace_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """tox -e mutants runs the `serial` tests in a session of their own (tox.ini); when its arguments
-    name only other tests, that session selects none, which is not a failure."""
+    """tox -e mutants runs the `serial` tests in a session of their own (tox.ini); when its
+    arguments name only other tests, that session selects none, which is not a failure."""
     selection = str(session.config.getoption("markexpr", "") or "")
     if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and selection.startswith("serial"):
         session.exitstatus = pytest.ExitCode.OK
