@@ -28,6 +28,7 @@ WRITTEN: Mapping[str, str] = {
     "false_alarms.json": "harness.false_alarms/v1",
     "time_to_verdict.json": "harness.time_to_verdict/v1",
     "churn.json": "harness.churn/v1",
+    "kube_scale.json": "harness.kube_scale/v1",
     "mutants.json": MUTANTS_SCHEMA,
     RESULTS_PATTERN: RESULTS_SCHEMA,
 }

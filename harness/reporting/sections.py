@@ -46,6 +46,13 @@ class Assembly:
             return [], [self.found_malformed(name, error)]
         return built, [f"{name}: {self.sources.provenance[name].line()}", *notes]
 
+    def optional_part(self, name: str, build: Build) -> tuple[list[Table], list[str]]:
+        """`part` for an optional figure file (`OPTIONAL_FILES`): nothing at all when it was not
+        given, so a report made before the file existed renders again byte for byte."""
+        if name not in self.sources.figures and name not in self.sources.malformed:
+            return [], []
+        return self.part(name, build)
+
     def found_malformed(self, name: str, error: BaseException) -> str:
         """Record `name` as malformed; the one-line note that says so."""
         self.malformed[name] = one_line(error)
@@ -99,6 +106,10 @@ def _rule_sync(data: Any) -> tuple[list[Table], list[str]]:
 
 def _local_scale(data: Any) -> tuple[list[Table], list[str]]:
     return [tables.local_scale(data)], []
+
+
+def _kube_scale(data: Any) -> tuple[list[Table], list[str]]:
+    return [tables.kube_scale(data)], [f"API server: {data['api_server']}"]
 
 
 def _model_speed(data: Any) -> tuple[list[Table], list[str]]:
@@ -204,9 +215,9 @@ def churn_sections(assembly: Assembly) -> list[Section]:
     """The churn section, with its plots, when churn.json was given (read or malformed); none
     when it was not: churn.json is optional (`harness.reporting.sources.OPTIONAL_FILES`)."""
     name = "churn.json"
-    if name not in assembly.sources.figures and name not in assembly.sources.malformed:
+    part = assembly.optional_part(name, _churn)
+    if part == ([], []):
         return []
-    part = assembly.part(name, _churn)
     plots = churn_plots(assembly.sources.figures[name]) if part[0] else []
     return [section("Churn", [part], plots)]
 
@@ -233,6 +244,7 @@ def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
             "Scale and speed",
             [
                 assembly.part("local_scale.json", _local_scale),
+                assembly.optional_part("kube_scale.json", _kube_scale),
                 assembly.part("model_throughput.json", _model_speed),
             ],
         ),

@@ -290,6 +290,34 @@ def rule_sync(data: Json) -> Table:
     return Table(title + (f"; goal ratio <= {goal}" if goal else ""), headers, tuple(rows))
 
 
+def kube_scale(data: Json) -> Table:
+    """Setup and teardown of the same pods and Services through the kube target's API path and
+    on the local cluster (bench/test_kube_scale.py), with the ratio and its goal."""
+    sizes, goal = data["sizes"], data.get("goal") or {}
+    sides = [("kube (API)", data["kube"]), ("local cluster", data["local"])]
+    rows = []
+    for name, side in sides:
+        if name == "local cluster" and isinstance(side, str):  # skipped: its reason
+            rows.append((name, str(side), MISSING, MISSING, MISSING))
+            continue
+        rows.append(
+            (
+                name,
+                fmt(side["pods"]),
+                fmt(_number(side["setup_s"]), 2),
+                fmt(_number(side["teardown_s"]), 2),
+                fmt(_number(side["total_s"]), 2),
+            )
+        )
+    ratio = fmt(_number(data.get("kube_over_local")), 2)
+    title = (
+        f"{fmt(sizes['pods'])} pods and {fmt(sizes['services'])} Services through the API"
+        f" (kube_scale.json): kube/local {ratio}x; goal at most"
+        f" {fmt(goal.get('kube_over_local_at_most'))}x"
+    )
+    return Table(title, ("side", "pods", "setup s", "teardown s", "total s"), tuple(rows))
+
+
 def local_scale(data: Json) -> Table:
     """The local cluster at scale, one row per proxy, against the goals recorded with it."""
     goals = data.get("goals") or {}

@@ -37,6 +37,7 @@ from harness.results import RESULTS_SCHEMA
 from tests.hostile.conftest import Inputs, fuzz_settings, sizes
 from tests.hostile.hostile import broken, damaged, dumps
 from tests.reporting.test_churn import churn_json
+from tests.reporting.test_kube_scale_report import kube_scale_json
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "reports" / "2026-11-26"
 RESULTS_NEW = "results-model.json"  # written by this harness: the current schema
@@ -105,6 +106,7 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
     for name, document in NEWER.items():
         documents[name] = [document]
     documents["churn.json"] = [churn_json()]  # the shape tests/reporting/test_churn.py builds
+    documents["kube_scale.json"] = [kube_scale_json()]  # and test_kube_scale_report.py
     assert {d["schema"] for d in documents[RESULTS_PATTERN]} == set(READABLE[RESULTS_PATTERN])
     return documents
 
