@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from harness.features import CORE_FEATURES
 from harness.model.objects import EndpointSlice, Service, opt_out_label
 from harness.traffic import Reachability
 
@@ -39,6 +40,22 @@ class NodeContext:
     prefix: str
     workdir: Path
     service_cidr: str = "10.96.0.0/16"
+
+
+RELAYING_FEATURES: frozenset[str] = CORE_FEATURES | {
+    "internal-traffic-policy",
+    "long-lived-connections",
+    "multi-port",
+    "hairpin",
+    "opt-out-labels",
+}
+"""What the harness's proxies that relay connections through their own process (userspace,
+nginx, haproxy) declare: not `source-ip`, since pods see the proxy's address, nor `udp`, since
+they relay TCP only."""
+KERNEL_FEATURES: frozenset[str] = RELAYING_FEATURES | {"source-ip", "udp"}
+"""What the harness's kernel-rule proxies (iptables, nftables) declare: as kube-proxy, they keep
+the client's address (masquerading only hairpin traffic: KUBE-MARK-MASQ for `-s <endpoint IP>`
+on each endpoint chain) and translate UDP too."""
 
 
 class Proxy(Protocol):

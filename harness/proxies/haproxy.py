@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from harness.features import CORE_FEATURES
+from harness.proxies.base import RELAYING_FEATURES
 from harness.proxies.listeners import Listener, identifier
 from harness.proxies.reloading import ReloadingConfigProxy
 
@@ -70,13 +70,7 @@ class HaproxyProxy(ReloadingConfigProxy):
     """HAProxy (TCP): round robin, ClientIP by stick table with expiry, reload by USR2."""
 
     name: ClassVar[str] = "haproxy"
-    features: ClassVar[frozenset[str]] = CORE_FEATURES | {
-        "internal-traffic-policy",
-        "long-lived-connections",
-        "multi-port",
-        "hairpin",  # not source-ip: it relays connections, so pods see the proxy's address
-        "opt-out-labels",
-    }
+    features: ClassVar[frozenset[str]] = RELAYING_FEATURES
     description: ClassVar[str] = (
         "HAProxy in TCP mode, master-worker, reloaded on each change (affinity lost on reload)"
     )

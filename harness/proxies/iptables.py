@@ -34,7 +34,7 @@ import shutil
 from collections.abc import Mapping
 from typing import ClassVar
 
-from harness.features import CORE_FEATURES
+from harness.proxies.base import KERNEL_FEATURES
 from harness.proxies.rules.commands import run_in_netns
 from harness.proxies.rules.iptables_save import Table, parse_iptables_save
 from harness.proxies.rules.iptables_trace import IptablesRuleset
@@ -95,15 +95,7 @@ class IptablesProxy(KernelRuleProxy):
     """kube-proxy's iptables mode in the node namespace (see the module docstring)."""
 
     name: ClassVar[str] = "iptables"
-    features: ClassVar[frozenset[str]] = CORE_FEATURES | {
-        "internal-traffic-policy",
-        "long-lived-connections",
-        "multi-port",
-        "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
-        "source-ip",
-        "opt-out-labels",
-        "udp",
-    }
+    features: ClassVar[frozenset[str]] = KERNEL_FEATURES
     description: ClassVar[str] = (
         "kube-proxy iptables mode (probability chains, recent affinity, REJECT), iptables-restore"
     )

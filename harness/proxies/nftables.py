@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from harness.features import CORE_FEATURES
+from harness.proxies.base import KERNEL_FEATURES
 from harness.proxies.rules.commands import run_in_netns
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.proxies.rules.nft_ruleset import parse_nft_json
@@ -87,15 +87,7 @@ class NftablesProxy(KernelRuleProxy):
     """kube-proxy's nftables mode in the node namespace (see the module docstring)."""
 
     name: ClassVar[str] = "nftables"
-    features: ClassVar[frozenset[str]] = CORE_FEATURES | {
-        "internal-traffic-policy",
-        "long-lived-connections",
-        "multi-port",
-        "hairpin",  # KUBE-MARK-MASQ for `-s <endpoint IP>` on each endpoint chain
-        "source-ip",
-        "opt-out-labels",
-        "udp",
-    }
+    features: ClassVar[frozenset[str]] = KERNEL_FEATURES
     description: ClassVar[str] = (
         "kube-proxy nftables mode (numgen vmaps, affinity sets, reject), incremental nft -f"
     )

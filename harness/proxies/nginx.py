@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from harness.features import CORE_FEATURES
 from harness.local.names import PREFIX_ENVIRONMENT
+from harness.proxies.base import RELAYING_FEATURES
 from harness.proxies.listeners import Listener
 from harness.proxies.reloading import ReloadingConfigProxy
 
@@ -76,13 +76,7 @@ class NginxProxy(ReloadingConfigProxy):
     """nginx stream (TCP): round robin, ClientIP by consistent hash (no timeout), reload by HUP."""
 
     name: ClassVar[str] = "nginx"
-    features: ClassVar[frozenset[str]] = CORE_FEATURES | {
-        "internal-traffic-policy",
-        "long-lived-connections",
-        "multi-port",
-        "hairpin",  # not source-ip: it relays connections, so pods see the proxy's address
-        "opt-out-labels",
-    }
+    features: ClassVar[frozenset[str]] = RELAYING_FEATURES
     description: ClassVar[str] = (
         "nginx stream module, reloaded on each change (TCP; affinity without timeout)"
     )

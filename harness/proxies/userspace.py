@@ -35,13 +35,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from harness.features import CORE_FEATURES
 from harness.local.control import ControlledProcess, run_helper
 from harness.local.names import netns_path
 from harness.local.netns import ip_batch, listening_socket, setns
 from harness.model.endpoints import must_drop, usable_destinations
 from harness.model.objects import Affinity, Destination, EndpointSlice, Service
-from harness.proxies.base import NodeContext, TrackingProxy
+from harness.proxies.base import RELAYING_FEATURES, NodeContext, TrackingProxy
 from harness.proxies.dropping import dropping_socket
 
 DIAL_TIMEOUTS_S = (0.25, 0.5, 1.0, 2.0)
@@ -56,13 +55,7 @@ class UserspaceProxy(TrackingProxy):
     """A userspace TCP proxy: round robin, ClientIP affinity, REJECT without endpoints."""
 
     name: ClassVar[str] = "userspace"
-    features: ClassVar[frozenset[str]] = CORE_FEATURES | {
-        "internal-traffic-policy",
-        "long-lived-connections",
-        "multi-port",
-        "hairpin",  # not source-ip: it relays connections, so pods see the proxy's address
-        "opt-out-labels",
-    }
+    features: ClassVar[frozenset[str]] = RELAYING_FEATURES
     description: ClassVar[str] = (
         "asyncio TCP proxy in the node namespace: round robin, ClientIP affinity, REJECT or DROP"
     )
