@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -207,6 +207,42 @@ def _content_length(head: bytes) -> int:
     return int(value)
 
 
+def submit(
+    loop: asyncio.AbstractEventLoop, make: Callable[[], Coroutine[Any, Any, _T]]
+) -> Future[_T]:
+    """`asyncio.run_coroutine_threadsafe(make(), loop)`, but the coroutine is made in the loop's
+    own thread, once the loop gets to it: an interrupt (SIGINT) in the calling thread before that,
+    or a loop stopped first, leaves no coroutine behind that was never awaited (Python warns of
+    one at exit, on the stderr of a run that was asked to stop quietly). Cancelling the returned
+    future cancels the task. It must not be called from the loop's own thread."""
+    future: Future[_T] = Future()
+
+    def copy(task: asyncio.Task[_T]) -> None:
+        if future.cancelled():
+            return
+        try:
+            if task.cancelled():
+                future.cancel()
+            elif (error := task.exception()) is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(task.result())
+        except InvalidStateError:  # cancelled by the caller meanwhile
+            pass
+
+    def start() -> None:
+        if future.cancelled():
+            return
+        task = loop.create_task(make())
+        task.add_done_callback(copy)
+        future.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(task.cancel) if done.cancelled() else None
+        )
+
+    loop.call_soon_threadsafe(start)
+    return future
+
+
 def _within_limit(batch: Batch, began: float, timer: Callable[[], float]) -> bool:
     return batch.time_limit_s is None or timer() - began < batch.time_limit_s
 
@@ -332,7 +368,7 @@ class ClientAgent:
             raise ValueError("a kept-alive batch needs at least one connection")
         sender = _kept_alive if batch.keep_alive else _fresh
         with self._lock:
-            future = asyncio.run_coroutine_threadsafe(sender(batch, self.timer), self._loop)
+            future = submit(self._loop, lambda: sender(batch, self.timer))
             bound_s = batch.count * batch.timeout_s + BATCH_MARGIN_S
             try:
                 return future.result(timeout=bound_s)
@@ -352,7 +388,7 @@ class ClientAgent:
         outcome. Bounded by `timeout_s`."""
         number = self._next_held
         self._next_held += 1
-        return self._call(self._hold(number, address, port, timeout_s), timeout_s)
+        return self._call(lambda: self._hold(number, address, port, timeout_s), timeout_s)
 
     def hold_udp(self, address: str, port: int, timeout_s: float) -> tuple[int, Outcome]:
         """Open a UDP flow to `address:port` from the fixed source port `held_port(number)`,
@@ -362,22 +398,22 @@ class ClientAgent:
         `timeout_s`; EnvironmentProblem if the source port is taken."""
         number = self._next_held
         self._next_held += 1
-        return self._call(self._hold_udp(number, address, port, timeout_s), timeout_s)
+        return self._call(lambda: self._hold_udp(number, address, port, timeout_s), timeout_s)
 
     def ask_held(self, number: int, timeout_s: float) -> Outcome:
         """One request on held connection `number`, within `timeout_s`; a failed request closes
         the connection and forgets it (an unknown number is a closed connection: RESET); a held
         UDP flow stays held through failures."""
-        return self._call(self._ask_held(number, timeout_s), timeout_s)
+        return self._call(lambda: self._ask_held(number, timeout_s), timeout_s)
 
     def release_held(self) -> None:
         """Close every held connection. Idempotent."""
         if self._thread is not None and self._held:
-            self._call(self._release(), 1.0)
+            self._call(self._release, 1.0)
 
-    def _call(self, coroutine: Coroutine[Any, Any, _T], timeout_s: float) -> _T:
+    def _call(self, make: Callable[[], Coroutine[Any, Any, _T]], timeout_s: float) -> _T:
         with self._lock:
-            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+            future = submit(self._loop, make)
             try:
                 return future.result(timeout=timeout_s + BATCH_MARGIN_S)
             except TimeoutError:
