@@ -116,6 +116,17 @@ class StepResult:
             if not v.holds and (properties is None or v.property in properties)
         ]
 
+    def joined(
+        self, verdicts: Sequence[Verdict], reached: frozenset[str], checked: frozenset[str]
+    ) -> StepResult:
+        """This step with more verdicts and coverage features (judged after its own checks)."""
+        return StepResult(
+            self.event,
+            self.verdicts + tuple(verdicts),
+            self.reached | reached,
+            self.checked | checked,
+        )
+
 
 def changed_services(before: ClusterState, after: ClusterState) -> list[str]:
     """Services whose settings, endpoints or usable backends differ between two states."""
@@ -228,12 +239,7 @@ class Runner:
         if not verdicts:
             return result
         record["long_lived"] = verdicts[0].evidence.get("connections", [])
-        return StepResult(
-            result.event,
-            result.verdicts + tuple(verdicts),
-            result.reached | features,
-            result.checked | features,
-        )
+        return result.joined(verdicts, features, features)
 
     def _from_pod(
         self, result: StepResult, after: ClusterState, record: dict[str, Any]
@@ -245,12 +251,7 @@ class Runner:
         if self.interim or result.failures():
             return result
         verdicts, reached, checked = self.pod_clients.after(len(self.events), after, record)
-        return StepResult(
-            result.event,
-            result.verdicts + tuple(verdicts),
-            result.reached | reached,
-            result.checked | checked,
-        )
+        return result.joined(verdicts, reached, checked)
 
     def _check(
         self,
