@@ -100,6 +100,20 @@ def _throughput(data: Any) -> tuple[list[Table], list[str]]:
     return [tables.throughput_overview(data), *runs, *calibrated], notes
 
 
+def _kube_throughput(data: Any) -> tuple[list[Table], list[str]]:
+    """A real cluster's figures (bench/test_kube_throughput.py): locust in the cluster."""
+    settings = data.get("settings") or {}
+    notes = [
+        f"a real cluster: locust in the cluster ({settings.get('locust_workers', '?')} worker"
+        f" pods spread over its nodes, {settings.get('connections', '?')} users,"
+        f" {settings.get('locust_seconds', '?')} s), {settings.get('pods', '?')} pods behind one"
+        " Service; the ceiling is the same run against one pod's IP",
+        *tables.throughput_failures(data),
+    ]
+    runs = [tables.throughput_runs(r) for r in data["results"] if "failed" not in r]
+    return [tables.throughput_overview(data), *runs], notes
+
+
 def _rule_sync(data: Any) -> tuple[list[Table], list[str]]:
     return [tables.rule_sync(data)], []
 
@@ -231,7 +245,10 @@ def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
         section("Conformance matrix", [_matrix(assembly)]),
         section(
             "Throughput",
-            [assembly.part("throughput.json", _throughput)],
+            [
+                assembly.part("throughput.json", _throughput),
+                assembly.optional_part("kube_throughput.json", _kube_throughput),
+            ],
             [plot for plot in plots.values() if plot not in scale],
         ),
         *churn_sections(assembly),

@@ -45,6 +45,7 @@ from harness.events import Event, RestartProxy, StaleSnapshot
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
+from harness.kube.loadgen import InClusterLocust
 from harness.kube.metrics import (
     MetricsWindow,
     ProgrammingLatency,
@@ -651,6 +652,20 @@ class KubeTarget:
             if operation.pod is not None:
                 with self._hooks:
                     self.runtime.pod_stopped(operation.pod)
+
+    def service_ip(self, service: str) -> str:
+        """The ClusterIP the API server gave Service `service` (for benchmarks that address it
+        from inside the cluster); one-line EnvironmentProblem if it gave none."""
+        return self._cluster_ip(service)
+
+    def in_cluster_load(self) -> InClusterLocust:
+        """Locust run by pods in the run's namespace (`harness.kube.loadgen`), for benchmarks:
+        its pods go when each run ends, and with the namespace at `close()`."""
+        if self.cluster is None or self._scope is None:
+            raise UsageError(f"the target {self.name} is not open")
+        pod_exec = self._pod_exec or PodExec(self.cluster, self.namespace)
+        budget_s = float(self.options.extra.get("startup_s", STARTUP_S))
+        return InClusterLocust(self._scope, pod_exec, self.clock, budget_s)
 
     def _cluster_ip(self, service: str) -> str:
         """The Service's ClusterIP, as the create response carried it.
