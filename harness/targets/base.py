@@ -115,6 +115,14 @@ def stale_unsupported(target: object) -> str | None:
     return str(why) if why else None
 
 
+def unobserved_unsupported(target: object) -> str | None:
+    """Why `target` cannot keep changes from its proxy (`UnobservedChanges`), from its optional
+    `unobserved_unsupported` attribute, or None when it can (the model; the local cluster, which
+    hands the proxy its inputs itself)."""
+    why = getattr(target, "unobserved_unsupported", None)
+    return str(why) if why else None
+
+
 def reads_rules(target: object) -> bool:
     """Whether `target` can show its programmed rules: it has `reachability` (`RuleOracle`) and
     does not say otherwise through a `reads_rules` attribute (a local target reads rules only

@@ -41,7 +41,7 @@ from typing import Any
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, HarnessError, UsageError
-from harness.events import Event, RestartProxy, StaleSnapshot
+from harness.events import Event, RestartProxy, StaleSnapshot, UnobservedChanges
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
@@ -411,16 +411,23 @@ class KubeTarget:
         " serve a stale snapshot"
     )
 
+    unobserved_unsupported = (
+        "a real proxy watches the API server, which the harness cannot make hide changes from it"
+    )
+
     def apply(self, event: Event) -> None:
         """Write the API changes that take the cluster from the model's state to the next.
         `RestartProxy` restarts the proxy command's process under `--pods local` and is refused
         elsewhere with its reason (`restart_unsupported`), never taken as a no-op; so is
-        `StaleSnapshot`, always (`stale_unsupported`)."""
+        `StaleSnapshot` and `UnobservedChanges`, always (`stale_unsupported`,
+        `unobserved_unsupported`)."""
         if isinstance(event, RestartProxy):
             self._restart_proxy()
             return
         if isinstance(event, StaleSnapshot):
             raise UsageError(f"{StaleSnapshot.kind}: {self.stale_unsupported}")
+        if isinstance(event, UnobservedChanges):
+            raise UsageError(f"{UnobservedChanges.kind}: {self.unobserved_unsupported}")
         before = self.state
         after = event.apply(before)
         for operation in plan(before, after, self.placement):
