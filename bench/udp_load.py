@@ -23,6 +23,7 @@ Each records figures only; the benchmark (bench/test_udp.py) decides what they m
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import threading
 import time
@@ -207,10 +208,9 @@ class FixedFlow:
                 due = began + number * self.interval_s
                 if self._stop.is_set() or due - began >= self.max_seconds:
                     break
-                try:
+                # an ICMP error for an earlier datagram is reported once, by this send
+                with contextlib.suppress(OSError):
                     self._sock.send(PROBE)
-                except OSError:  # an ICMP error for an earlier datagram, reported here once
-                    pass
                 while (left := due + self.interval_s - time.monotonic()) > 0:
                     self._sock.settimeout(left)
                     try:

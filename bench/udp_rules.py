@@ -52,7 +52,8 @@ def _throughput_problems(proxy: str, result: Mapping[str, Any]) -> list[str]:
 def _move_problems(proxy: str, moves: Mapping[str, Any], planned: object) -> list[str]:
     found = []
     if moves["moves"] != planned or len(moves["samples"]) != planned:
-        found.append(f"{proxy}: {moves['moves']} flow moves, planned {planned}")
+        found.append(f"{proxy}: {moves['moves']} flow moves ({len(moves['samples'])} timed),"
+                     f" planned {planned}")  # fmt: skip
     if moves["not_moved"]:
         found.append(f"{proxy}: the fixed UDP flow did not move {moves['not_moved']} time(s)"
                      " after its backend was deleted (stale conntrack entry?)")  # fmt: skip
