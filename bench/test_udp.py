@@ -62,6 +62,7 @@ from harness.events import UDP_PORT_NAME, CreateService, DeletePod, Scale
 from harness.model.objects import Protocol, labels_of
 from harness.registry import TargetOptions
 from harness.reporting.runs import iso_time, write_figures
+from harness.reporting.sources import one_line
 from harness.targets.base import target_features
 from harness.targets.local import LocalTarget
 
@@ -159,43 +160,43 @@ def flow_moves(target: LocalTarget, netns: str, vip: tuple[str, int]) -> dict[st
     }
 
 
+def figures(target: LocalTarget) -> dict[str, Any]:
+    """The open `target`'s figures: "not supported" unless its proxy declares `udp`, else the
+    throughput rounds and the flow moves."""
+    features, origin = target_features(target)
+    if "udp" not in features:
+        return {NOT_SUPPORTED: f"does not declare the udp feature ({origin})"}
+    selector = labels_of({"app": SERVICE})
+    target.apply_many([CreateService(SERVICE, selector, target_port=UDP_PORT_NAME,
+                                     protocol=Protocol.UDP), Scale(SERVICE, PODS)])  # fmt: skip
+    service = target.state.services[SERVICE]
+    first = min(target.state.pods.values(), key=lambda pod: pod.name)
+    assert target.cluster is not None and first.ip is not None
+    netns = target.cluster.clients[CLIENT].netns
+    pod_port = next(p.port for p in first.ports if p.name == UDP_PORT_NAME)
+    vip = (service.cluster_ip, service.ports[0].port)
+    throughput = rounds(netns, (first.ip, pod_port), vip)
+    return {**throughput, "flow_move": flow_moves(target, netns, vip)}
+
+
 def measure(proxy: str) -> dict[str, Any]:
-    """One proxy's figures: "not supported" unless it declares `udp`, else both figures."""
+    """One proxy's result: its `figures`, or the one-line reason it gave none (`failed`; the
+    other proxies still run). Its target is closed, namespaces and all, whatever happened."""
     target = LocalTarget.from_spec(proxy, TargetOptions())
-    target.open()
     try:
-        features, origin = target_features(target)
-        if "udp" not in features:
-            return {"proxy": proxy, NOT_SUPPORTED: f"does not declare the udp feature ({origin})"}
-        selector = labels_of({"app": SERVICE})
-        target.apply_many([CreateService(SERVICE, selector, target_port=UDP_PORT_NAME,
-                                         protocol=Protocol.UDP), Scale(SERVICE, PODS)])  # fmt: skip
-        service = target.state.services[SERVICE]
-        first = min(target.state.pods.values(), key=lambda pod: pod.name)
-        assert target.cluster is not None and first.ip is not None
-        netns = target.cluster.clients[CLIENT].netns
-        pod_port = next(p.port for p in first.ports if p.name == UDP_PORT_NAME)
-        vip = (service.cluster_ip, service.ports[0].port)
-        throughput = rounds(netns, (first.ip, pod_port), vip)
-        moves = flow_moves(target, netns, vip)
+        target.open()
+        return {"proxy": proxy, **figures(target)}
+    except (HarnessError, OSError) as error:
+        return {"proxy": proxy, "failed": one_line(error)}
     finally:
         target.close()
-    return {"proxy": proxy, **throughput, "flow_move": moves}
-
-
-def measure_or_record(proxy: str) -> dict[str, Any]:
-    """`measure`, or the one-line reason this proxy gave no figures (the others still run)."""
-    try:
-        return measure(proxy)
-    except (HarnessError, OSError) as error:
-        return {"proxy": proxy, "failed": f"{type(error).__name__}: {error}".splitlines()[0]}
 
 
 def test_udp_through_the_vip(output_dir: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
     started, started_at = time.monotonic(), datetime.datetime.now(datetime.UTC)
-    results = [measure_or_record(proxy) for proxy in PROXIES]
+    results = [measure(proxy) for proxy in PROXIES]
     report = {
         "schema": SCHEMA,
         "benchmark": "UDP request/response through the VIP against direct-to-pod, and the time"

@@ -16,7 +16,7 @@ that cannot be drawn is left out. Nothing here reads a file or a clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from harness.reporting import svg
@@ -24,7 +24,7 @@ from harness.reporting.loadruns import latency_us, like_ratio, us_text
 from harness.reporting.plots import drawable
 from harness.reporting.provenance import describe_host
 from harness.reporting.render import MISSING, Plot, Table
-from harness.reporting.tables import fmt
+from harness.reporting.tables import _number, fmt
 
 Json = Mapping[str, Any]
 
@@ -33,15 +33,6 @@ NOT_SUPPORTED = "not_supported"
 FAILED = "failed"
 UNSUPPORTED_CELL = "not supported"
 MEASURED_WITH = "same generator and settings, measured side by side"
-
-
-def _number(value: object) -> float | None:
-    """`value` as a float, None for None; TypeError (a malformed file) for anything else."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {value!r}")
-    return float(value)
 
 
 def _count(value: object) -> int:
@@ -83,27 +74,31 @@ def vip_ratio(result: Json) -> float | None:
     return like_ratio(result["vip"], {"pod": result["pod"]})
 
 
+def _rows(
+    data: Json, headers: tuple[str, ...], cells: Callable[[Json], tuple[str, ...]]
+) -> tuple[tuple[str, ...], ...]:
+    """A row per implementation: its name, then `cells` of its figures, or, without figures,
+    "not supported" or "failed" in every cell (never a number)."""
+    rows = []
+    for result in data["results"]:
+        absent = _absent(result)
+        figures = cells(result) if absent is None else (absent,) * (len(headers) - 1)
+        rows.append((_proxy(result), *figures))
+    return tuple(rows)
+
+
+def _throughput_cells(result: Json) -> tuple[str, ...]:
+    ratio = vip_ratio(result)
+    shown = MISSING if ratio is None else f"{ratio:.2f}x"
+    return (*_run_cells(result["pod"]), *_run_cells(result["vip"]), shown)
+
+
 def throughput_table(data: Json) -> Table:
     """Implementation x (ceiling, VIP): requests/s, p50, p99 in µs, and the VIP/pod ratio."""
     headers = ("proxy", "pod req/s (ceiling)", "pod p50 µs", "pod p99 µs", "VIP req/s",
                "VIP p50 µs", "VIP p99 µs", "VIP / pod")  # fmt: skip
-    rows = []
-    for result in data["results"]:
-        absent = _absent(result)
-        if absent is not None:
-            rows.append((_proxy(result), *([absent] * (len(headers) - 1))))
-            continue
-        ratio = vip_ratio(result)
-        rows.append(
-            (
-                _proxy(result),
-                *_run_cells(result["pod"]),
-                *_run_cells(result["vip"]),
-                MISSING if ratio is None else f"{ratio:.2f}x",
-            )
-        )
     title = f"UDP request/response through the VIP against direct-to-pod ({MEASURED_WITH})"
-    return Table(title, headers, tuple(rows))
+    return Table(title, headers, _rows(data, headers, _throughput_cells))
 
 
 def _ms(value: object) -> str:
@@ -111,30 +106,24 @@ def _ms(value: object) -> str:
     return MISSING if number is None else f"{number:,.1f}"
 
 
+def _move_cells(result: Json) -> tuple[str, ...]:
+    moves: Json = result["flow_move"]
+    return (
+        fmt(_count(moves["moves"])),
+        _ms(moves["move_p50_ms"]),
+        _ms(moves["move_p99_ms"]),
+        _ms(moves.get("apply_p50_ms")),
+        fmt(_count(moves["not_moved"])),
+    )
+
+
 def flow_move_table(data: Json) -> Table:
     """Implementation x flow-move figures: moves, p50/p99 ms, apply p50 ms, not moved."""
     limit = (data.get("settings") or {}).get("move_limit_s", "?")
     headers = ("proxy", "moves", "move p50 ms", "move p99 ms", "apply p50 ms",
                f"not moved within {limit} s")  # fmt: skip
-    rows = []
-    for result in data["results"]:
-        absent = _absent(result)
-        if absent is not None:
-            rows.append((_proxy(result), *([absent] * (len(headers) - 1))))
-            continue
-        moves: Json = result["flow_move"]
-        rows.append(
-            (
-                _proxy(result),
-                fmt(_count(moves["moves"])),
-                _ms(moves["move_p50_ms"]),
-                _ms(moves["move_p99_ms"]),
-                _ms(moves.get("apply_p50_ms")),
-                fmt(_count(moves["not_moved"])),
-            )
-        )
     title = "Time for a fixed-5-tuple UDP flow to move after its backend is deleted"
-    return Table(title, headers, tuple(rows))
+    return Table(title, headers, _rows(data, headers, _move_cells))
 
 
 def udp_tables(data: Json) -> list[Table]:
