@@ -1,10 +1,11 @@
 """Benchmark (not a unit test): UDP through each proxy's Service VIP (issue 12, "Figures").
 
-For each proxy in HARNESS_BENCH_PROXIES (default: all five, in both profiles) this opens a local
-target and asks it which conformance features it declares (`target_features`, as a conformance
-run does). A proxy that does not declare `udp` (userspace, nginx and haproxy relay TCP only) is
-a row "not supported", never a number. For the others it makes one UDP Service `web` over PODS
-ready pods and, from inside client-1's namespace (never from the root namespace), measures:
+For each proxy in HARNESS_BENCH_PROXIES (default: all five, in both profiles) this asks a local
+target which conformance features its proxy declares (`target_features`, as a conformance run
+does: from the proxy class, without starting it, or from an external proxy's hello once open).
+A proxy that does not declare `udp` (userspace, nginx and haproxy relay TCP only) is a row "not
+supported", never a number. For the others it opens the target, makes one UDP Service `web` over
+PODS ready pods and, from inside client-1's namespace (never from the root namespace), measures:
 
 - *request/response throughput*: the harness's UDP generator (bench/udp_load.py: one thread,
   FLOWS flows with one request in flight each, a closed loop; wrk and locust speak HTTP over
@@ -160,12 +161,21 @@ def flow_moves(target: LocalTarget, netns: str, vip: tuple[str, int]) -> dict[st
     }
 
 
-def figures(target: LocalTarget) -> dict[str, Any]:
-    """The open `target`'s figures: "not supported" unless its proxy declares `udp`, else the
-    throughput rounds and the flow moves."""
+def unsupported(target: LocalTarget) -> dict[str, Any] | None:
+    """{"not_supported": reason} when `target`'s proxy does not declare `udp`, else None."""
     features, origin = target_features(target)
-    if "udp" not in features:
-        return {NOT_SUPPORTED: f"does not declare the udp feature ({origin})"}
+    if "udp" in features:
+        return None
+    return {NOT_SUPPORTED: f"does not declare the udp feature ({origin})"}
+
+
+def figures(target: LocalTarget) -> dict[str, Any]:
+    """The open `target`'s figures: "not supported" unless its proxy declares `udp` (an
+    external proxy declares in its hello, once open), else the throughput rounds and the flow
+    moves."""
+    refused = unsupported(target)
+    if refused is not None:
+        return refused
     selector = labels_of({"app": SERVICE})
     target.apply_many([CreateService(SERVICE, selector, target_port=UDP_PORT_NAME,
                                      protocol=Protocol.UDP), Scale(SERVICE, PODS)])  # fmt: skip
@@ -180,10 +190,15 @@ def figures(target: LocalTarget) -> dict[str, Any]:
 
 
 def measure(proxy: str) -> dict[str, Any]:
-    """One proxy's result: its `figures`, or the one-line reason it gave none (`failed`; the
-    other proxies still run). Its target is closed, namespaces and all, whatever happened."""
+    """One proxy's result: "not supported" when its class declares no `udp` (nothing is
+    started), else its `figures`, or the one-line reason it gave none (`failed`; the other
+    proxies still run). Its target is closed, namespaces and all, whatever happened."""
     target = LocalTarget.from_spec(proxy, TargetOptions())
+    declared_by_class = not hasattr(target.proxy, "declared_features")  # not from a hello
     try:
+        refused = unsupported(target) if declared_by_class else None
+        if refused is not None:  # known without starting the proxy
+            return {"proxy": proxy, **refused}
         target.open()
         return {"proxy": proxy, **figures(target)}
     except (HarnessError, OSError) as error:
