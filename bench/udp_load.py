@@ -11,8 +11,11 @@ server do not share an interpreter.
 - `request_response`: `flows` UDP flows (each its own socket, its own 5-tuple, so each one
   conntrack entry: the UDP analogue of a kept-alive connection) with one request in flight
   each; every answer starts that flow's next request at once (a closed loop). A request
-  unanswered after `timeout_s` is counted lost and the flow asks again. Bounded in time
-  (`seconds`) and in count (`max_requests` sent): whichever comes first ends the run.
+  unanswered after `timeout_s` is counted lost and the flow asks again (an answer that still
+  comes later is taken for the new request's: the pod's answers carry no request number; with
+  timeouts far above the latencies measured here, that is rare and shows as lost requests).
+  Bounded in time (`seconds`) and in count (`max_requests` sent): whichever comes first ends
+  the run.
 - `FixedFlow`: one flow from a fixed source port (upstream's conntrack e2e sends from
   `-p 12345`, `test/e2e/network/conntrack.go`), one datagram every `interval_s`, each answer
   timestamped with the pod that gave it; on a thread of its own, bounded in time and count,
