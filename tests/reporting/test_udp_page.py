@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.reporting import write_report
-from tests.reporting.test_page import PLOTS_SCRIPT, browser, pytestmark
+from tests.reporting.test_page import assert_drawn, browser, pytestmark
 from tests.reporting.test_udp_report import udp_json, write
 
 __all__ = ["browser", "pytestmark"]  # the fixture and the skip of test_page.py, reused
@@ -21,10 +21,4 @@ UDP_PLOTS = (
 def test_the_udp_plots_render_with_a_size_and_drawn_marks(tmp_path: Path, browser: Any) -> None:
     run = write(tmp_path / "run", udp_json())
     write_report([run], tmp_path / "out", history_root=tmp_path / "published")
-    browser.get((tmp_path / "out" / "index.html").as_uri())
-    plots = {plot["title"]: plot for plot in browser.execute_script(PLOTS_SCRIPT)}
-    assert sorted(plots) == sorted(UDP_PLOTS)
-    for plot in plots.values():
-        assert plot["width"] > 0 and plot["height"] > 0, plot
-        assert plot["drawnWidth"] > 0 and plot["drawnHeight"] > 0, plot
-        assert plot["marks"] > 0, plot
+    assert_drawn(browser, tmp_path / "out" / "index.html", UDP_PLOTS)
