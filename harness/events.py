@@ -44,6 +44,7 @@ from harness.model.objects import (
     Protocol,
     Service,
     ServicePort,
+    ServiceType,
     TrafficPolicy,
     labels_of,
 )
@@ -194,6 +195,97 @@ class SetTrafficPolicy(Event):
 
     def apply(self, state: ClusterState) -> ClusterState:
         return state.patch_service(self.service, internal_traffic_policy=self.policy)
+
+
+def typed(state: ClusterState, service: Service, kind: ServiceType) -> Service:
+    """`service` as type `kind`, with what the API server keeps, allocates and drops on the
+    way (pkg/registry/core/service/storage: `dropTypeDependentFields`, the node port and
+    healthCheckNodePort allocators): a node port per port for NodePort and LoadBalancer, kept
+    between the two; an ingress IP for a LoadBalancer (the local cluster's load-balancer
+    controller, `LOAD_BALANCER_CIDR`); a healthCheckNodePort for a LoadBalancer under
+    externalTrafficPolicy Local; none of them, and externalTrafficPolicy Cluster, for ClusterIP."""
+    if not kind.external:
+        ports = tuple(replace(p, node_port=None) for p in service.ports)
+        return replace(
+            service,
+            type=kind,
+            ports=ports,
+            external_traffic_policy=TrafficPolicy.CLUSTER,
+            health_check_node_port=None,
+            load_balancer_ip=None,
+        )
+    missing = [p for p in service.ports if p.node_port is None]
+    fresh = iter(state.next_node_ports(len(missing)))
+    ports = tuple(p if p.node_port is not None else replace(p, node_port=next(fresh))
+                  for p in service.ports)  # fmt: skip
+    balanced = kind == ServiceType.LOAD_BALANCER
+    changed = replace(
+        service,
+        type=kind,
+        ports=ports,
+        load_balancer_ip=(service.load_balancer_ip or state.next_load_balancer_ip())
+        if balanced
+        else None,
+    )
+    return with_health_check(state, changed)
+
+
+def with_health_check(state: ClusterState, service: Service) -> Service:
+    """`service` with a healthCheckNodePort exactly when it is a LoadBalancer under
+    externalTrafficPolicy Local (kept while it stays one, allocated when it becomes one)."""
+    wanted = (
+        service.type == ServiceType.LOAD_BALANCER
+        and service.external_traffic_policy == TrafficPolicy.LOCAL
+    )
+    if not wanted:
+        return replace(service, health_check_node_port=None)
+    if service.health_check_node_port is not None:
+        return service
+    taken = [p.node_port for p in service.ports if p.node_port]
+    (port,) = state.next_node_ports(1, taken)
+    return replace(service, health_check_node_port=port)
+
+
+@dataclass(frozen=True)
+class SetServiceType(Event):
+    """Change a Service's type: ClusterIP, NodePort or LoadBalancer (`typed`: node ports are
+    allocated, kept or released as the API server does; a LoadBalancer gets an ingress IP).
+
+    A NodePort Service answers on every node's IP at each port's node port; a LoadBalancer
+    also on its ingress IP. New connections from outside the cluster go where
+    externalTrafficPolicy says (`harness.model.endpoints.expect_external`)."""
+
+    kind: ClassVar[str] = "set-service-type"
+    service: str
+    type: ServiceType
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        service = state.service(self.service)
+        if service.type == self.type:
+            return state
+        return state.with_service(typed(state, service, self.type))
+
+
+@dataclass(frozen=True)
+class SetExternalTrafficPolicy(Event):
+    """Set externalTrafficPolicy of a NodePort or LoadBalancer Service: Cluster (any usable
+    endpoint; the client's address may be masqueraded) or Local (this node's endpoints only,
+    the client's address kept, dropped where there is none; a LoadBalancer gets a
+    healthCheckNodePort). The API refuses it on a ClusterIP Service."""
+
+    kind: ClassVar[str] = "set-external-traffic-policy"
+    service: str
+    policy: TrafficPolicy
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        service = state.service(self.service)
+        if not service.type.external:
+            raise InvalidEvent(
+                f"Service {self.service!r} is {service.type.value}: externalTrafficPolicy"
+                " applies only to NodePort and LoadBalancer Services"
+            )
+        changed = replace(service, external_traffic_policy=self.policy)
+        return state.with_service(with_health_check(state, changed))
 
 
 @dataclass(frozen=True)
@@ -636,6 +728,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SetPublishNotReady,
         SetTrafficPolicy,
         SetServiceLabel,
+        SetServiceType,
+        SetExternalTrafficPolicy,
         CreatePod,
         Scale,
         DeletePod,

@@ -58,6 +58,9 @@ OPT_OUT_LABELS_FEATURE = "opt-out-labels"
 UDP_FEATURE = "udp"
 NOT_SUPPORTED = "not supported by the implementation"
 MULTI_PORT = "multi-port"
+NODE_PORT = "node-port"
+LOAD_BALANCER = "load-balancer"
+EXTERNAL_TRAFFIC_POLICY = "external-traffic-policy"
 
 
 class FeatureStatus(StrEnum):
@@ -110,9 +113,9 @@ class Feature:
 
 
 UNTESTED_EXTENDED: Mapping[str, str] = {
-    "node-port": "type NodePort: the Service on every node's IP",
-    "load-balancer": "type LoadBalancer: ingress IPs and externalIPs",
-    "external-traffic-policy": (
+    NODE_PORT: "type NodePort: the Service on every node's IP",
+    LOAD_BALANCER: "type LoadBalancer: ingress IPs and externalIPs",
+    EXTERNAL_TRAFFIC_POLICY: (
         "externalTrafficPolicy Local: local endpoints only, source IP kept, DROP without any"
     ),
     "health-check-node-port": (

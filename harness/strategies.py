@@ -43,20 +43,25 @@ from harness.events import (
     RestartProxy,
     Scale,
     SetAffinity,
+    SetExternalTrafficPolicy,
     SetLabel,
     SetPublishNotReady,
     SetReady,
     SetSelector,
     SetServiceLabel,
     SetServicePort,
+    SetServiceType,
     SetTrafficPolicy,
     StaleSnapshot,
     UnobservedChanges,
     Wait,
 )
 from harness.features import (
+    EXTERNAL_TRAFFIC_POLICY,
     INTERNAL_TRAFFIC_POLICY,
+    LOAD_BALANCER,
     MULTI_PORT,
+    NODE_PORT,
     OPT_OUT_LABELS_FEATURE,
     UDP_FEATURE,
 )
@@ -70,6 +75,7 @@ from harness.model.objects import (
     Pod,
     Protocol,
     Service,
+    ServiceType,
     TrafficPolicy,
     labels_of,
 )
@@ -444,6 +450,19 @@ def _set_service_label(key: tuple[Any, ...], space: EventSpace) -> st.SearchStra
     return st.sampled_from(key[0]).flatmap(flip)
 
 
+def _typed_key(state: ClusterState) -> tuple[Any, ...]:
+    """Services by type: every one, and those reached from outside (NodePort, LoadBalancer)."""
+    external = tuple(sorted(n for n, s in state.services.items() if s.type.external))
+    return (_services(state), external)
+
+
+def _set_service_type(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    types = [ServiceType.NODE_PORT, ServiceType.CLUSTER_IP]
+    if space.supports(LOAD_BALANCER):
+        types.append(ServiceType.LOAD_BALANCER)
+    return _of(SetServiceType, st.sampled_from(key[0]), st.sampled_from(types))
+
+
 def _unobserved_key(state: ClusterState) -> tuple[Any, ...]:
     """What `UnobservedChanges` draws from: single-port Services (recreated whole), the free
     Service names, the live pods and the scaled groups with their sizes."""
@@ -595,6 +614,20 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: sp.shows_stale and bool(s.services),
         _no_key,
         lambda key, sp: _of(StaleSnapshot, st.integers(1, MAX_STALE_BACK)),
+    ),
+    "set_service_type": Generator(
+        lambda s, sp: sp.supports(NODE_PORT) and bool(s.services),
+        _typed_key,
+        _set_service_type,
+    ),
+    "set_external_traffic_policy": Generator(
+        lambda s, sp: sp.supports(EXTERNAL_TRAFFIC_POLICY) and bool(_typed_key(s)[1]),
+        _typed_key,
+        lambda key, sp: _of(
+            SetExternalTrafficPolicy,
+            st.sampled_from(key[1]),
+            st.sampled_from([TrafficPolicy.CLUSTER, TrafficPolicy.LOCAL]),
+        ),
     ),
     "unobserved_changes": Generator(
         lambda s, sp: sp.hides_updates and _unobserved_applies(_unobserved_key(s)),
