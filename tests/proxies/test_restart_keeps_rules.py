@@ -1,0 +1,144 @@
+"""The kernel proxies keep their rules across a restart, as kube-proxy does (`RuleKeepingProxy`):
+stopped for a restart they remove nothing, a new instance adopts what they left without
+changing what packets see, and its first sync replaces it in one transaction, keeping the
+affinity memory (xt_recent lists, nft affinity sets) of the endpoints that stay. `stop()` after
+a restart still leaves the namespace as it found it. Read back from the kernel at every point
+between the two instances, so a moment without rules would show."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from harness.model.objects import Backend
+from harness.proxies.base import keeps_rules_on_restart, stop_for_restart
+from harness.proxies.bounded import SlowSyncIptables, SlowSyncNftables
+from harness.proxies.iptables import IptablesProxy, endpoint_chain
+from harness.proxies.mutants import ClearsRulesOnRestartProxy
+from harness.proxies.nftables import NftablesProxy
+from harness.proxies.rules.kernel_proxy import KernelRuleProxy
+from harness.proxies.rules.nft_ruleset import parse_nft_json
+from harness.proxies.userspace import UserspaceProxy
+
+from .conftest import ProxyFactory
+from .kernel_cases import (
+    CLIENT,
+    assert_exact,
+    endpoint,
+    expected,
+    in_netns,
+    program,
+    rule_handles,
+    service,
+    slice_of,
+)
+
+pytestmark = pytest.mark.netns
+PROXIES: list[type[KernelRuleProxy]] = [IptablesProxy, NftablesProxy]
+STICKY = Backend("pod-3", "uid-3")
+KEPT, GONE = service(affinity=True), service("gone", "10.96.0.11")
+KEPT_ENDPOINTS = [endpoint(n) for n in range(2, 5)]
+
+
+def remember(proxy: KernelRuleProxy, address: str) -> Callable[[], bool]:
+    """Put `address` into the affinity memory of the STICKY endpoint, as its first connection
+    would have; returns a probe that says whether the kernel still remembers it."""
+    netns = proxy.netns
+    if isinstance(proxy, IptablesProxy):
+        (plan,) = proxy.plans[KEPT.name]
+        path = f"/proc/net/xt_recent/{endpoint_chain(plan, '10.244.0.3', 8080)}"
+        in_netns(netns, "sh", "-c", f"echo +{address} > {path}")
+        return lambda: f"src={address} " in in_netns(netns, "cat", path)
+    assert isinstance(proxy, NftablesProxy)
+    (name,) = [s for s in proxy.rendered[KEPT.name].sets if "__10.244.0.3/" in s]
+    table = proxy.table
+    in_netns(netns, "nft", "-f", "-", stdin=f"add element ip {table} {name} {{ {address} }}\n")
+
+    def still() -> bool:
+        listed = parse_nft_json(in_netns(netns, "nft", "-j", "list", "table", "ip", table))
+        found = listed[("ip", table)].sets.get(name)
+        return found is not None and address in str(found.elements)
+
+    return still
+
+
+def restarted(old: KernelRuleProxy) -> KernelRuleProxy:
+    """`old` stopped for a restart and a new instance of its class started on its node and
+    handed KEPT, checked to serve exactly what `old` programmed at every point in between."""
+    assert old.node is not None
+    node, wanted = old.node, expected(KEPT, KEPT_ENDPOINTS)
+    assert_exact(old.reachability(KEPT, "http", CLIENT), wanted)
+    stop_for_restart(old)
+    new = type(old)()
+    new.start(node)
+    new.on_service_add(KEPT)  # handed, not yet synced (GONE was deleted while no proxy ran)
+    new.on_endpoint_slice_add(slice_of(KEPT, KEPT_ENDPOINTS))
+    assert_exact(new.reachability(KEPT, "http", CLIENT), wanted)  # adopted, not yet synced
+    assert new.reachability(GONE, "http", CLIENT).rejects
+    return new
+
+
+@pytest.mark.parametrize("cls", PROXIES, ids=lambda cls: cls.name)
+def test_a_restart_keeps_the_rules_and_the_first_sync_replaces_them(
+    cls: type[KernelRuleProxy], start_proxy: ProxyFactory
+) -> None:
+    old = start_proxy(cls)
+    program(old, KEPT, KEPT_ENDPOINTS)
+    program(old, GONE, [])
+    remembered = remember(old, CLIENT)
+    new = restarted(old)
+    try:
+        before_sync = rule_handles(new.netns)
+        new.sync()
+        assert_exact(new.reachability(KEPT, "http", CLIENT), expected(KEPT, KEPT_ENDPOINTS))
+        gone = new.reachability(GONE, "http", CLIENT)
+        assert not gone.rejects and not gone.probabilities, gone
+        assert remembered(), "the affinity memory did not survive the restart"
+        sticky = new.reachability(KEPT, "http", CLIENT, affinity_backend=STICKY)
+        assert sticky.probabilities == {STICKY: 1.0}
+        rewritten = {
+            c for c in set(before_sync) if before_sync[c] != rule_handles(new.netns).get(c)
+        }
+        assert rewritten, "the first sync replaced nothing"
+        assert new.last_payload.count("\n") > 10  # one transaction held the whole replacement
+    finally:
+        new.stop()
+
+
+@pytest.mark.parametrize("cls", PROXIES, ids=lambda cls: cls.name)
+def test_stop_after_a_restart_leaves_nothing(
+    cls: type[KernelRuleProxy], netns: str, start_proxy: ProxyFactory
+) -> None:
+    pristine = in_netns(netns, "nft", "list", "ruleset")
+    old = start_proxy(cls)
+    program(old, KEPT, KEPT_ENDPOINTS)
+    program(old, GONE, [])
+    new = restarted(old)
+    new.sync()
+    new.stop()
+    old.stop()  # stopped for the restart already: nothing more to do
+    assert in_netns(netns, "nft", "list", "ruleset") == pristine
+
+
+def test_the_old_behaviour_is_a_disclosed_mutant(start_proxy: ProxyFactory) -> None:
+    old = start_proxy(ClearsRulesOnRestartProxy)
+    program(old, KEPT, KEPT_ENDPOINTS)
+    assert old.node is not None
+    node = old.node
+    assert keeps_rules_on_restart(old)  # it claims to keep them ...
+    stop_for_restart(old)
+    new = ClearsRulesOnRestartProxy()
+    new.start(node)
+    try:  # ... and leaves a moment without them
+        reach = new.reachability(KEPT, "http", CLIENT)
+        assert not reach.probabilities and not reach.rejects, reach
+    finally:
+        new.stop()
+
+
+def test_who_keeps_rules_on_restart() -> None:
+    for kept in (IptablesProxy(), NftablesProxy(), SlowSyncIptables(), SlowSyncNftables()):
+        assert keeps_rules_on_restart(kept), kept.name
+    assert not keeps_rules_on_restart(UserspaceProxy())
+    assert not keeps_rules_on_restart(None)
