@@ -7,13 +7,15 @@ between the two instances, so a moment without rules would show."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from harness.model.objects import Backend
-from harness.proxies.base import keeps_rules_on_restart, stop_for_restart
-from harness.proxies.bounded import SlowSyncIptables, SlowSyncNftables
+from harness.proxies.base import NodeContext, keeps_rules_on_restart, stop_for_restart
+from harness.proxies.bounded import SlowSyncIptables, SlowSyncNftables, SlowSyncProxy
 from harness.proxies.iptables import IptablesProxy, endpoint_chain
 from harness.proxies.mutants import ClearsRulesOnRestartProxy
 from harness.proxies.nftables import NftablesProxy
@@ -39,6 +41,7 @@ PROXIES: list[type[KernelRuleProxy]] = [IptablesProxy, NftablesProxy]
 STICKY = Backend("pod-3", "uid-3")
 KEPT, GONE = service(affinity=True), service("gone", "10.96.0.11")
 KEPT_ENDPOINTS = [endpoint(n) for n in range(2, 5)]
+LEFT_ADDRESSES = [f"10.244.0.{n}:8080" for n in range(2, 5)]  # unknown backends: "ip:port"
 
 
 def remember(proxy: KernelRuleProxy, address: str) -> Callable[[], bool]:
@@ -135,6 +138,41 @@ def test_the_old_behaviour_is_a_disclosed_mutant(start_proxy: ProxyFactory) -> N
         assert not reach.probabilities and not reach.rejects, reach
     finally:
         new.stop()
+
+
+def synced(proxy: SlowSyncProxy) -> None:
+    """Wait (at most 10 s) until the slow-sync proxy reports every change programmed."""
+    deadline = time.monotonic() + 10.0
+    while not proxy.sync_state().synced:
+        assert time.monotonic() < deadline, proxy.sync_state()
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("cls", [SlowSyncIptables, SlowSyncNftables], ids=lambda c: c.name)
+def test_the_slow_sync_variants_keep_their_rules_too(
+    cls: type[SlowSyncProxy], netns: str, tmp_path: Path
+) -> None:
+    node = NodeContext("node-1", netns, "hkt0", tmp_path)
+    instances = [cls(), cls()]
+    try:
+        wanted = expected(KEPT, KEPT_ENDPOINTS)
+        for proxy in instances:
+            proxy.start(node)
+            proxy.on_service_add(KEPT)
+            proxy.on_endpoint_slice_add(slice_of(KEPT, KEPT_ENDPOINTS))
+            if proxy is instances[1]:  # what the first one left serves until the first run
+                left = proxy.reachability(KEPT, "http", CLIENT)  # slices not yet handed inside
+                assert sorted(b.uid for b in left.probabilities) == LEFT_ADDRESSES, left
+            proxy.sync()
+            synced(proxy)
+            assert_exact(proxy.reachability(KEPT, "http", CLIENT), wanted)
+            if proxy is instances[0]:
+                stop_for_restart(proxy)
+    finally:
+        for proxy in instances:
+            proxy.stop()
+    assert "KUBE-" not in in_netns(netns, "iptables-save")
+    assert "kube-proxy" not in in_netns(netns, "nft", "list", "ruleset")
 
 
 def test_who_keeps_rules_on_restart() -> None:
