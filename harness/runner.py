@@ -66,6 +66,7 @@ from harness.model.state import ClusterState
 from harness.podclients import PodClients
 from harness.ports import judge_other_ports, port_label
 from harness.proxies.failure import ProxyFailure
+from harness.restart_traffic import DuringRestart
 from harness.targets.base import Target, keeps_proxy_state, reads_rules
 from harness.traffic import (
     CLIENTS,
@@ -213,8 +214,13 @@ class Runner:
             "services": {},
         }
         try:
-            self.target.apply(event)
+            during = DuringRestart(
+                self.target, event, after, PORT, self.config.request_timeout_s, self.clock.now
+            )
+            with during:  # fresh connections while a proxy that keeps its rules restarts
+                self.target.apply(event)
             result = self._check(event, before, after, applied_s, record)
+            result = result.joined(during.verdicts(), frozenset(), frozenset())
             result = self._held(result, after, record)
             result = self._from_pod(result, after, record)
         except ProxyFailure as failure:
