@@ -23,43 +23,35 @@ from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.proxies.rules.nft_ruleset import parse_nft_json
 from harness.proxies.userspace import UserspaceProxy
 
+from . import kernel_cases as cases
 from .conftest import ProxyFactory
-from .kernel_cases import (
-    CLIENT,
-    assert_exact,
-    endpoint,
-    expected,
-    in_netns,
-    program,
-    rule_handles,
-    service,
-    slice_of,
-)
 
 pytestmark = pytest.mark.netns
 PROXIES: list[type[KernelRuleProxy]] = [IptablesProxy, NftablesProxy]
 STICKY = Backend("pod-3", "uid-3")
-KEPT, GONE = service(affinity=True), service("gone", "10.96.0.11")
-KEPT_ENDPOINTS = [endpoint(n) for n in range(2, 5)]
+KEPT, GONE = cases.service(affinity=True), cases.service("gone", "10.96.0.11")
+KEPT_ENDPOINTS = [cases.endpoint(n) for n in range(2, 5)]
 LEFT_ADDRESSES = [f"10.244.0.{n}:8080" for n in range(2, 5)]  # unknown backends: "ip:port"
 
 
 def remember(proxy: KernelRuleProxy, address: str) -> Callable[[], bool]:
-    """Put `address` into the affinity memory of the STICKY endpoint, as its first connection
+    """Put `address` into the affinity memory of the STICKY cases.endpoint, as its first connection
     would have; returns a probe that says whether the kernel still remembers it."""
     netns = proxy.netns
     if isinstance(proxy, IptablesProxy):
         (plan,) = proxy.plans[KEPT.name]
         path = f"/proc/net/xt_recent/{endpoint_chain(plan, '10.244.0.3', 8080)}"
-        in_netns(netns, "sh", "-c", f"echo +{address} > {path}")
-        return lambda: f"src={address} " in in_netns(netns, "cat", path)
+        cases.in_netns(netns, "sh", "-c", f"echo +{address} > {path}")
+        return lambda: f"src={address} " in cases.in_netns(netns, "cat", path)
     assert isinstance(proxy, NftablesProxy)
     (name,) = [s for s in proxy.rendered[KEPT.name].sets if "__10.244.0.3/" in s]
     table = proxy.table
-    in_netns(netns, "nft", "-f", "-", stdin=f"add element ip {table} {name} {{ {address} }}\n")
+    cases.in_netns(
+        netns, "nft", "-f", "-", stdin=f"add element ip {table} {name} {{ {address} }}\n"
+    )
 
     def still() -> bool:
-        listed = parse_nft_json(in_netns(netns, "nft", "-j", "list", "table", "ip", table))
+        listed = parse_nft_json(cases.in_netns(netns, "nft", "-j", "list", "table", "ip", table))
         found = listed[("ip", table)].sets.get(name)
         return found is not None and address in str(found.elements)
 
@@ -70,15 +62,17 @@ def restarted(old: KernelRuleProxy) -> KernelRuleProxy:
     """`old` stopped for a restart and a new instance of its class started on its node and
     handed KEPT, checked to serve exactly what `old` programmed at every point in between."""
     assert old.node is not None
-    node, wanted = old.node, expected(KEPT, KEPT_ENDPOINTS)
-    assert_exact(old.reachability(KEPT, "http", CLIENT), wanted)
+    node, wanted = old.node, cases.expected(KEPT, KEPT_ENDPOINTS)
+    cases.assert_exact(old.reachability(KEPT, "http", cases.CLIENT), wanted)
     stop_for_restart(old)
     new = type(old)()
     new.start(node)
     new.on_service_add(KEPT)  # handed, not yet synced (GONE was deleted while no proxy ran)
-    new.on_endpoint_slice_add(slice_of(KEPT, KEPT_ENDPOINTS))
-    assert_exact(new.reachability(KEPT, "http", CLIENT), wanted)  # adopted, not yet synced
-    assert new.reachability(GONE, "http", CLIENT).rejects
+    new.on_endpoint_slice_add(cases.slice_of(KEPT, KEPT_ENDPOINTS))
+    cases.assert_exact(
+        new.reachability(KEPT, "http", cases.CLIENT), wanted
+    )  # adopted, not yet synced
+    assert new.reachability(GONE, "http", cases.CLIENT).rejects
     return new
 
 
@@ -87,21 +81,23 @@ def test_a_restart_keeps_the_rules_and_the_first_sync_replaces_them(
     cls: type[KernelRuleProxy], start_proxy: ProxyFactory
 ) -> None:
     old = start_proxy(cls)
-    program(old, KEPT, KEPT_ENDPOINTS)
-    program(old, GONE, [])
-    remembered = remember(old, CLIENT)
+    cases.program(old, KEPT, KEPT_ENDPOINTS)
+    cases.program(old, GONE, [])
+    remembered = remember(old, cases.CLIENT)
     new = restarted(old)
     try:
-        before_sync = rule_handles(new.netns)
+        before_sync = cases.rule_handles(new.netns)
         new.sync()
-        assert_exact(new.reachability(KEPT, "http", CLIENT), expected(KEPT, KEPT_ENDPOINTS))
-        gone = new.reachability(GONE, "http", CLIENT)
+        cases.assert_exact(
+            new.reachability(KEPT, "http", cases.CLIENT), cases.expected(KEPT, KEPT_ENDPOINTS)
+        )
+        gone = new.reachability(GONE, "http", cases.CLIENT)
         assert not gone.rejects and not gone.probabilities, gone
         assert remembered(), "the affinity memory did not survive the restart"
-        sticky = new.reachability(KEPT, "http", CLIENT, affinity_backend=STICKY)
+        sticky = new.reachability(KEPT, "http", cases.CLIENT, affinity_backend=STICKY)
         assert sticky.probabilities == {STICKY: 1.0}
         rewritten = {
-            c for c in set(before_sync) if before_sync[c] != rule_handles(new.netns).get(c)
+            c for c in set(before_sync) if before_sync[c] != cases.rule_handles(new.netns).get(c)
         }
         assert rewritten, "the first sync replaced nothing"
         assert new.last_payload.count("\n") > 10  # one transaction held the whole replacement
@@ -113,20 +109,20 @@ def test_a_restart_keeps_the_rules_and_the_first_sync_replaces_them(
 def test_stop_after_a_restart_leaves_nothing(
     cls: type[KernelRuleProxy], netns: str, start_proxy: ProxyFactory
 ) -> None:
-    pristine = in_netns(netns, "nft", "list", "ruleset")
+    pristine = cases.in_netns(netns, "nft", "list", "ruleset")
     old = start_proxy(cls)
-    program(old, KEPT, KEPT_ENDPOINTS)
-    program(old, GONE, [])
+    cases.program(old, KEPT, KEPT_ENDPOINTS)
+    cases.program(old, GONE, [])
     new = restarted(old)
     new.sync()
     new.stop()
     old.stop()  # stopped for the restart already: nothing more to do
-    assert in_netns(netns, "nft", "list", "ruleset") == pristine
+    assert cases.in_netns(netns, "nft", "list", "ruleset") == pristine
 
 
 def test_the_old_behaviour_is_a_disclosed_mutant(start_proxy: ProxyFactory) -> None:
     old = start_proxy(ClearsRulesOnRestartProxy)
-    program(old, KEPT, KEPT_ENDPOINTS)
+    cases.program(old, KEPT, KEPT_ENDPOINTS)
     assert old.node is not None
     node = old.node
     assert keeps_rules_on_restart(old)  # it claims to keep them ...
@@ -134,7 +130,7 @@ def test_the_old_behaviour_is_a_disclosed_mutant(start_proxy: ProxyFactory) -> N
     new = ClearsRulesOnRestartProxy()
     new.start(node)
     try:  # ... and leaves a moment without them
-        reach = new.reachability(KEPT, "http", CLIENT)
+        reach = new.reachability(KEPT, "http", cases.CLIENT)
         assert not reach.probabilities and not reach.rejects, reach
     finally:
         new.stop()
@@ -155,24 +151,26 @@ def test_the_slow_sync_variants_keep_their_rules_too(
     node = NodeContext("node-1", netns, "hkt0", tmp_path)
     instances = [cls(), cls()]
     try:
-        wanted = expected(KEPT, KEPT_ENDPOINTS)
+        wanted = cases.expected(KEPT, KEPT_ENDPOINTS)
         for proxy in instances:
             proxy.start(node)
             proxy.on_service_add(KEPT)
-            proxy.on_endpoint_slice_add(slice_of(KEPT, KEPT_ENDPOINTS))
+            proxy.on_endpoint_slice_add(cases.slice_of(KEPT, KEPT_ENDPOINTS))
             if proxy is instances[1]:  # what the first one left serves until the first run
-                left = proxy.reachability(KEPT, "http", CLIENT)  # slices not yet handed inside
+                left = proxy.reachability(
+                    KEPT, "http", cases.CLIENT
+                )  # slices not yet handed inside
                 assert sorted(b.uid for b in left.probabilities) == LEFT_ADDRESSES, left
             proxy.sync()
             synced(proxy)
-            assert_exact(proxy.reachability(KEPT, "http", CLIENT), wanted)
+            cases.assert_exact(proxy.reachability(KEPT, "http", cases.CLIENT), wanted)
             if proxy is instances[0]:
                 stop_for_restart(proxy)
     finally:
         for proxy in instances:
             proxy.stop()
-    assert "KUBE-" not in in_netns(netns, "iptables-save")
-    assert "kube-proxy" not in in_netns(netns, "nft", "list", "ruleset")
+    assert "KUBE-" not in cases.in_netns(netns, "iptables-save")
+    assert "kube-proxy" not in cases.in_netns(netns, "nft", "list", "ruleset")
 
 
 def test_who_keeps_rules_on_restart() -> None:
