@@ -35,7 +35,7 @@ LEFT_ADDRESSES = [f"10.244.0.{n}:8080" for n in range(2, 5)]  # unknown backends
 
 
 def remember(proxy: KernelRuleProxy, address: str) -> Callable[[], bool]:
-    """Put `address` into the affinity memory of the STICKY cases.endpoint, as its first connection
+    """Put `address` into the affinity memory of the STICKY endpoint, as its first connection
     would have; returns a probe that says whether the kernel still remembers it."""
     netns = proxy.netns
     if isinstance(proxy, IptablesProxy):
