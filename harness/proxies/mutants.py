@@ -22,6 +22,11 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-on-restart (long-lived connections across a restart, Cilium's
   conn-disrupt): flushes every conntrack entry of its node when it starts, so a restart
   re-balances, and so resets, established connections to endpoints that are still usable.
+- mutant-iptables-clears-rules-on-restart (a restart without a moment of no rules, kube-proxy;
+  ClientIP affinity across it): declares that it keeps its rules across a restart but removes
+  them when stopped for one, as the harness's proxies did before, so the new instance starts
+  empty: new connections meet no rules until its first sync, and the xt_recent lists go with
+  their rules, so every ClientIP client is balanced anew.
 - mutant-iptables-tombstones (stale snapshots, Sieve's stale-state perturbation): remembers
   every Service it saw deleted (by name and VIP) and ignores it if it is added again, as a guard
   against resurrection by a late watch event would; a relist from a stale cache deletes a
@@ -207,6 +212,16 @@ class FlushesOnRestartProxy(IptablesProxy):
         flush_conntrack(node.netns)
 
 
+class ClearsRulesOnRestartProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-clears-rules-on-restart"
+    description: ClassVar[str] = (
+        "iptables that removes every rule when stopped for a restart (and so starts empty)"
+    )
+
+    def stop_for_restart(self) -> None:
+        self.stop()
+
+
 class FlushesEverySyncProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-flushes-every-sync"
     description: ClassVar[str] = (
@@ -318,6 +333,7 @@ MUTANT_PROXIES: dict[str, type] = {
         NoFallbackUserspaceProxy,
         WrongPortUserspaceProxy,
         FlushesOnRestartProxy,
+        ClearsRulesOnRestartProxy,
         FlushesEverySyncProxy,
         FirstPortOnlyProxy,
         TombstonesProxy,

@@ -134,6 +134,8 @@ ELSEWHERE = {
     # wrong only in what they do to established flows, which rules do not show
     "mutant-iptables-flushes-on-restart": "tests/local/test_long_lived.py",
     "mutant-iptables-flushes-every-sync": "tests/local/test_long_lived.py",
+    # wrong only between two instances: its rules are right once synced
+    "mutant-iptables-clears-rules-on-restart": "tests/proxies/test_restart_keeps_rules.py",
     # wrong only in the order of what it is handed: caught at a stale snapshot on real packets
     "mutant-iptables-tombstones": "tests/local/test_stale_snapshot.py",
     # wrong in what the pods see of a connection's source, which the reachability does not say
