@@ -847,6 +847,9 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             )
         return tuple(event_from_json(item, f"{where}[{i}]") for i, item in enumerate(value))
     if origin in (typing.Union, types.UnionType):
+        given = [o for o in typing.get_args(hint) if o is not type(None)]
+        if value is not None and len(given) == 1:  # an optional field: say what it must be
+            return _convert(value, given[0], where)
         for option in typing.get_args(hint):
             try:
                 return _convert(value, option, where)
