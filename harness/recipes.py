@@ -433,7 +433,7 @@ def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace
     implementation does not declare it)."""
     if not space.makes_udp:
         return []
-    udp = [s for s in state.services.values() if any(p.protocol == "UDP" for p in s.ports)]
+    udp = [s for s in state.services.values() if s.ports[0].protocol == "UDP"]  # flows use it
     events: list[Event] = []
     if udp:
         service = data.draw(st.sampled_from(sorted(udp, key=lambda s: s.name)), label="service")

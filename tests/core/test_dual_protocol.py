@@ -24,6 +24,7 @@ from harness.events import (
     RemoveServicePort,
     Scale,
     SetPortProtocol,
+    SetReady,
     apply_all,
     event_from_json,
     sequence_to_json,
@@ -32,7 +33,9 @@ from harness.features import FEATURES, MULTI_PORT, UDP_FEATURE
 from harness.kube.objects import Placement, Verb, plan
 from harness.model.endpoints import expect
 from harness.model.objects import Protocol, labels_of
+from harness.runner import RunConfig, Runner
 from harness.strategies import EventSpace, event_sequences
+from harness.targets.model import ModelTarget
 
 WEB = labels_of({"app": "web"})
 DUAL = [CreateDualProtocolService("svc-a", WEB), Scale("web", 2)]
@@ -211,3 +214,17 @@ def test_a_probe_of_the_probed_ports_protocol_applies(protocol: Protocol) -> Non
         "svc-a", WEB, "udp" if protocol == Protocol.UDP else "http", protocol=protocol
     )
     assert apply_all([created, Probe("svc-a", protocol=protocol)]) == apply_all([created])
+
+
+def test_a_connection_held_on_the_tcp_port_of_a_dual_service_is_tcp_on_the_model() -> None:
+    """The model target held every connection to a Service with any UDP port as a UDP flow,
+    which moves to another backend when its own goes: on a dual-protocol Service that is a
+    TCP connection silently moved, a false alarm of long-lived-connections."""
+    target = ModelTarget()
+    target.open()
+    runner = Runner(target, RunConfig())
+    runner.reset()
+    unready = [SetReady("web-0", False), SetReady("web-1", False)]
+    results = runner.run([CreateDualProtocolService("svc-a", WEB), Scale("web", 3), *unready])
+    held = [v for r in results for v in r.verdicts if v.property == "long-lived-connections"]
+    assert held and all(v.holds for v in held), [v.message for v in held]
