@@ -103,7 +103,7 @@ def test_the_mutant_keying_ports_by_number_is_caught(prefix: str) -> None:
     target = make_target(spec, TargetOptions(prefix=prefix))
     target.open()
     try:
-        runner = Runner(target, RunConfig(deadline_s=1.0, request_timeout_s=0.5))
+        runner = Runner(target, RunConfig(deadline_s=0.5, request_timeout_s=0.3))
         runner.reset()
         found = failures(runner.run(SERVED[:2]))
     finally:
