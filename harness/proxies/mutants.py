@@ -52,7 +52,10 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-port-ignores-protocol (one number on TCP and UDP, issue 12): keys a Service's
   ports by number alone, as a proxy that forgot the protocol in kube-proxy's `ServicePortName`
   key would, so of TCP 80 and UDP 80 only the last is programmed: the other protocol's clients
-  time out.
+  time out. Cilium's datapath did this until 1.17 (cilium/cilium#9207: one frontend per IP and
+  port, whatever the protocol), and failed the Conformance test "should serve endpoints on same
+  port and different protocols" once kubernetes PR #120069 promoted it in v1.29
+  (cilium/cilium#29913).
 """
 
 from __future__ import annotations
