@@ -124,7 +124,7 @@ def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
         found.add("named-port-per-pod")
     if resolves_per_pod(expected):
         found.add(MULTI_PORT_FEATURE)
-    if dual_protocol(service):
+    if has_dual_protocol_port(service):
         found.add(DUAL_PROTOCOL_FEATURE)
     return found
 
@@ -132,7 +132,7 @@ def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
 DUAL_PROTOCOL_FEATURE = "dual-protocol-port"
 
 
-def dual_protocol(service: Service) -> bool:
+def has_dual_protocol_port(service: Service) -> bool:
     """Whether `service` has one port number on two protocols (TCP 53 and UDP 53)."""
     protocols: dict[int, set[str]] = {}
     for port in service.ports:

@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
-from harness.coverage import dual_protocol as dual_protocol_service
+from harness.coverage import has_dual_protocol_port
 from harness.events import (
     MAX_STALE_BACK,
     UDP_PORT_NAME,
@@ -471,7 +471,7 @@ def dual_protocol(data: st.DataObject, state: ClusterState, space: EventSpace) -
     if not (space.makes_udp and space.supports(MULTI_PORT)):
         return []
     events: list[Event] = []
-    ready = [s for s in state.services.values() if dual_protocol_service(s)]
+    ready = [s for s in state.services.values() if has_dual_protocol_port(s)]
     open_ = [s for s in state.services.values() if _can_add_udp(s)]
     free = [n for n in SERVICE_NAMES if n not in state.services]
     if ready:

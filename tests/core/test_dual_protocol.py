@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
-from harness.coverage import dual_protocol, service_features
+from harness.coverage import has_dual_protocol_port, service_features
 from harness.errors import InvalidEvent, UsageError
 from harness.events import (
     AddServicePort,
@@ -53,7 +53,7 @@ def test_a_dual_protocol_service_serves_one_number_on_both_protocols() -> None:
     state = apply_all(DUAL)
     tcp, udp = expect(state, "svc-a", "http"), expect(state, "svc-a", "udp")
     assert len(tcp.usable) == 2 and tcp.usable == udp.usable  # the same pods, one each
-    assert dual_protocol(state.service("svc-a"))
+    assert has_dual_protocol_port(state.service("svc-a"))
     assert "dual-protocol-port" in service_features(tcp)
 
 
@@ -65,7 +65,7 @@ def test_removing_one_protocol_leaves_the_other_alone() -> None:
         == expect(apply_all(DUAL), "svc-a", "http").destinations
     )
     assert not expect(state, "svc-a", "udp").destinations  # no such port any more
-    assert not dual_protocol(state.service("svc-a"))
+    assert not has_dual_protocol_port(state.service("svc-a"))
 
 
 def test_ports_are_added_and_change_protocol_in_one_update() -> None:
