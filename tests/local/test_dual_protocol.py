@@ -7,7 +7,8 @@ the other protocol. The pod server answers UDP on the container port a pod is gi
 here, beside the group's 8080). The disclosed mutant that keys ports by number alone is caught
 at the step that populates the dual-protocol Service.
 
-One sequence, replayed from a reset on each proxy (a few seconds each)."""
+One sequence, replayed from a reset on each proxy (a few seconds each); then, on iptables, held
+UDP flows through the removal of the TCP port of their number (the UDP flow checks)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from collections import Counter
 import pytest
 
 from harness.events import (
+    UDP_PORT_NAME,
     AddServicePort,
     CreateDualProtocolService,
     CreatePod,
+    CreateService,
     RemoveServicePort,
     Scale,
     SetPortProtocol,
@@ -93,6 +96,42 @@ def test_each_protocol_of_one_number_is_served_and_removed_on_its_own(
         assert failures(changed) == []
         assert judged_ports(changed) == {"dns"}  # judged as UDP, then as TCP
         assert udp_answers(target, runner, 53) == Counter()  # UDP 53 went with the change
+    finally:
+        target.close()
+
+
+def test_held_udp_flows_keep_their_pods_when_the_tcp_port_of_their_number_goes(
+    prefix: str,
+) -> None:
+    """A UDP Service given TCP on its number too, then the TCP port removed: the UDP flows held
+    since the first steps (fixed 5-tuples, `harness.longlived`) keep their pods, and no pod
+    answers TCP on that number any more."""
+    target = make_target("local:iptables", TargetOptions(prefix=prefix))
+    assert isinstance(target, LocalTarget)
+    target.open()
+    try:
+        runner = Runner(target, CONFIG)
+        runner.reset()
+        results = runner.run(
+            [
+                CreateService("svc-a", WEB, UDP_PORT_NAME, protocol=Protocol.UDP),
+                Scale("web", 2),
+                AddServicePort("svc-a", "tcp", 80, "http"),  # 80 on TCP beside 80 on UDP
+                RemoveServicePort("svc-a", "tcp"),
+            ]
+        )
+        assert failures(results) == []
+        held = [
+            connection
+            for verdict in results[-1].verdicts
+            if verdict.property == "long-lived-connections"
+            for connection in verdict.evidence["connections"]
+        ]
+        assert held and all(c.get("protocol") == "UDP" for c in held), held
+        assert all(c["answered_by"] == c["backend"] for c in held), held  # kept, not moved
+        vip = runner.model.services["svc-a"].cluster_ip
+        batch = Batch(vip, 80, 10, timeout_s=0.3, parallel=True)
+        assert all(o.backend is None for o in target._agents[CLIENTS[0]].run(batch))
     finally:
         target.close()
 
