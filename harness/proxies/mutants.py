@@ -54,6 +54,13 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
   first added with through every update; a relist that missed a Service deleted and created
   again, with another VIP because a new Service took its old one meanwhile, hands the proxy one
   update, and the Service's new VIP is never programmed.
+- mutant-iptables-port-ignores-protocol (one number on TCP and UDP, issue 12): keys a Service's
+  ports by number alone, as a proxy that forgot the protocol in kube-proxy's `ServicePortName`
+  key would, so of TCP 80 and UDP 80 only the last is programmed: the other protocol's clients
+  time out. Cilium's datapath did this until 1.17 (cilium/cilium#9207: one frontend per IP and
+  port, whatever the protocol), and failed the Conformance test "should serve endpoints on same
+  port and different protocols" once kubernetes PR #120069 promoted it in v1.29
+  (cilium/cilium#29913).
 """
 
 from __future__ import annotations
@@ -317,6 +324,17 @@ class ImmutableVipProxy(IptablesProxy):
         super().on_service_update(old, replace(new, cluster_ip=first.cluster_ip))
 
 
+class PortIgnoresProtocolProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-port-ignores-protocol"
+    description: ClassVar[str] = (
+        "iptables that keys Service ports by number only: of TCP and UDP on one number, one is lost"
+    )
+
+    def plan(self, service: Service) -> tuple[PortPlan, ...]:
+        by_number = {plan.port: plan for plan in super().plan(service)}  # the last one wins
+        return tuple(by_number.values())
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -342,5 +360,6 @@ MUTANT_PROXIES: dict[str, type] = {
         IgnoresOptOutProxy,
         KeepsUdpConntrackProxy,
         ImmutableVipProxy,
+        PortIgnoresProtocolProxy,
     )
 }
