@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -229,7 +229,9 @@ class _Findings:
             max_tries=self.options.shrink_tries,
             max_seconds=self.options.shrink_seconds,
         )
-        final = replay_for(self.runner, shrunk, prop)
+        # a fresh runner, as the confirmations and a replay from the file: the search's runner
+        # no longer waits for mismatches it saw missed (`Runner.reset`), so its samples differ
+        final = replay_for(Runner(self.runner.target, self.options.config), shrunk, prop)
         if final is None:  # did not fail on replay: keep what the search saw
             shrunk, message, verdicts = list(finding.events), finding.verdict.message, None
             history: History | None = None
@@ -257,7 +259,7 @@ class _Findings:
                 prop,
                 result.message,
                 shrunk,
-                self.options.run,
+                replace(self.options.run, alarm_budget=self.options.config.budget.to_json()),
                 result.verdicts,
                 history.to_json() if history else [],
                 result.flaky,
