@@ -44,6 +44,10 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-keeps-udp-conntrack (UDP flows, kubernetes#19029, #105657): never deletes the
   UDP conntrack entries of removed endpoints, so a flow that keeps its 5-tuple keeps reaching an
   unready pod, or nothing once its pod is gone.
+- mutant-iptables-keeps-invalid (long-lived connections, kubernetes#74839): no `KUBE-FORWARD
+  -m conntrack --ctstate INVALID -j DROP` although the node leaves `nf_conntrack_tcp_be_liberal`
+  at 0, as kube-proxy before v1.14 (PR #74840): an out-of-window segment from a backend reaches
+  the client untranslated, the client answers RST, and the established connection is reset.
 """
 
 from __future__ import annotations
@@ -286,6 +290,16 @@ class KeepsUdpConntrackProxy(IptablesProxy):
         return {f for f in super().record(plans, rendered) if f.protocol != "udp"}
 
 
+class KeepsInvalidProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-keeps-invalid"
+    description: ClassVar[str] = (
+        "iptables without the INVALID conntrack drop, so out-of-window segments reset connections"
+    )
+
+    def drops_invalid(self) -> bool:
+        return False
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -309,5 +323,6 @@ MUTANT_PROXIES: dict[str, type] = {
         NoHairpinMasqueradeProxy,
         IgnoresOptOutProxy,
         KeepsUdpConntrackProxy,
+        KeepsInvalidProxy,
     )
 }
