@@ -57,6 +57,10 @@ FEATURES: dict[str, str] = {
         "the proxy is shown a stale snapshot of the cluster, then the current one, while the"
         " Service has usable endpoints"
     ),
+    "out-of-window": (
+        "a pod sends an out-of-window segment on its established connections (kubernetes#74839;"
+        " the e2e test's boom server), and a connection held to it is asked again"
+    ),
     "long-lived-through-change": (
         "a kept-alive connection held open through a change (its endpoint, another one, another"
         " Service, a proxy restart) and asked again"
