@@ -9,6 +9,10 @@ connection is opened after its Service got usable endpoints (on a probe too) and
 after every later step, whatever that step changed: its own endpoint, another endpoint,
 another Service, or a proxy restart.
 
+After an `OutOfWindow` event (a pod sent an out-of-window segment on each of its connections,
+kubernetes#74839) the verdict is the named part `out-of-window`, and a held TCP connection to
+that pod asked then counts as the coverage feature `out-of-window`.
+
 Connections go only to Services without ClientIP affinity: opening one is a new connection
 from the client's address, which would refresh the client's affinity and so change what the
 affinity checks expect. A target without `ConnectionHolder` (the kube target) holds none and

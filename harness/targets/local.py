@@ -445,7 +445,7 @@ class LocalTarget:
     def out_of_window_unsupported(self) -> str | None:
         """Why a pod cannot send out-of-window segments here (`OutOfWindow`), or None."""
         if self.loopback:
-            return "local:loopback pods share the root namespace's loopback, not namespaces"
+            return "local:loopback pods are addresses of one namespace, not namespaces of their own"
         if self.relays_connections:
             return (
                 "the proxy relays connections through its own process, which terminates TCP: a"
