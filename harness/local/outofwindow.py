@@ -78,15 +78,6 @@ class Sent:
     next_seq: int
     next_ack: int
 
-    def to_json(self) -> dict[str, object]:
-        c = self.connection
-        return {
-            "pod": f"{c.pod_address}:{c.pod_port}",
-            "client": f"{c.client_address}:{c.client_port}",
-            "seq": (self.next_seq + OFFSET) % (1 << 32),
-            "pod_next_seq": self.next_seq,
-        }
-
 
 def send_out_of_window(pod_netns_path: str, pod_address: str) -> list[Sent]:
     """Send one out-of-window segment on every established connection the pod at
@@ -213,7 +204,7 @@ def _await_ack(watcher: socket.socket, connection: Connection) -> tuple[int, int
             raise
         if where[0] == "lo" or where[1] != ETH_P_IP or where[2] != PACKET_OUTGOING:
             continue
-        parsed = _parse(packet)
+        parsed = parse_segment(packet)
         if parsed is None:
             continue
         source, destination, source_port, destination_port, seq, ack, flags = parsed
@@ -232,7 +223,7 @@ def _await_ack(watcher: socket.socket, connection: Connection) -> tuple[int, int
     return None
 
 
-def _parse(packet: bytes) -> tuple[str, str, int, int, int, int, int] | None:
+def parse_segment(packet: bytes) -> tuple[str, str, int, int, int, int, int] | None:
     """Addresses, ports, seq, ack and flags of an IPv4 TCP packet; None for anything else."""
     if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != socket.IPPROTO_TCP:
         return None

@@ -11,6 +11,7 @@ import pytest
 from harness.checks.connections import OUT_OF_WINDOW, PROPERTY, HeldAnswer, check_long_lived
 from harness.events import CreateService, InvalidEvent, OutOfWindow, RestartProxy, Scale
 from harness.known_issues import match
+from harness.local.outofwindow import ACK, PSH, checksum, parse_segment, segment
 from harness.longlived import OUT_OF_WINDOW_FEATURE
 from harness.model.objects import Backend, labels_of
 from harness.model.state import ClusterState
@@ -63,3 +64,20 @@ def test_the_model_keeps_every_connection_and_counts_the_state() -> None:
     assert isinstance(last["verdicts"], int), last["verdicts"]  # a count: nothing failed
     assert last["long_lived"] and all(c["answered_by"] == c["backend"] for c in last["long_lived"])
     assert OUT_OF_WINDOW_FEATURE in last["features"]
+
+
+def test_the_segment_is_well_formed_and_reads_back() -> None:
+    packet = segment("10.244.0.2", "10.250.1.2", 8080, 40000, 2**32 - 1, 7, PSH | ACK, b"boom")
+    assert checksum(packet[:20]) == 0  # the IP header's checksum verifies
+    pseudo = packet[12:20] + bytes([0, 6]) + (len(packet) - 20).to_bytes(2, "big")
+    assert checksum(pseudo + packet[20:]) == 0  # so does the TCP checksum
+    assert parse_segment(packet) == (
+        "10.244.0.2",
+        "10.250.1.2",
+        8080,
+        40000,
+        2**32 - 1,
+        7,
+        PSH | ACK,
+    )
+    assert parse_segment(packet[:30]) is None and parse_segment(b"\x60" + packet[1:]) is None
