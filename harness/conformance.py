@@ -34,7 +34,7 @@ from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules, sourc
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
-from harness.coverage import Coverage
+from harness.coverage import UNOBSERVED_FEATURE, Coverage
 from harness.errors import HarnessError
 from harness.events import Event
 from harness.failures import FailureRecord, RunContext, save_failure
@@ -59,6 +59,7 @@ from harness.targets.base import (
     target_features,
     target_proxy_metrics,
     target_versions,
+    unobserved_unsupported,
 )
 from harness.udp_support import generates_udp
 
@@ -160,6 +161,8 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add("proxy-restarted")
     if stale_unsupported(target) is not None:
         unreachable.add("stale-snapshot")
+    if unobserved_unsupported(target) is not None:
+        unreachable.add(UNOBSERVED_FEATURE)
     if out_of_window_unsupported(target) is not None or not isinstance(target, ConnectionHolder):
         unreachable.add("out-of-window")
     if not isinstance(target, ConnectionHolder):
@@ -456,6 +459,7 @@ def options_for(
             simulated=simulated,
             restarts_proxy=restart_unsupported(target) is None,
             shows_stale=stale_unsupported(target) is None,
+            hides_updates=unobserved_unsupported(target) is None,
             sends_out_of_window=out_of_window_unsupported(target) is None,
             udp=bool(getattr(target, "sends_udp", False)),  # declared or not: `for_features`
         ),

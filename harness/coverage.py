@@ -27,6 +27,7 @@ from harness.events import (
     SetSelector,
     SetServiceLabel,
     StaleSnapshot,
+    UnobservedChanges,
 )
 from harness.model.endpoints import Expectation, pod_is_listed, unique_endpoints
 from harness.model.objects import PROXY_NODE, TrafficPolicy, opt_out_label
@@ -57,6 +58,10 @@ FEATURES: dict[str, str] = {
         "the proxy is shown a stale snapshot of the cluster, then the current one, while the"
         " Service has usable endpoints"
     ),
+    "unobserved-changes": (
+        "the proxy's watch misses changes (it is handed only their end state, as after a"
+        " relist) and the Service has usable endpoints after them"
+    ),
     "out-of-window": (
         "a pod sends an out-of-window segment on its established connections (kubernetes#74839;"
         " the e2e test's boom server), and a connection held to it is asked again"
@@ -84,6 +89,7 @@ FEATURES: dict[str, str] = {
     ),
 }
 MULTI_PORT_FEATURE = "multi-port-named"
+UNOBSERVED_FEATURE = "unobserved-changes"
 AFFINITY_FEATURES = frozenset({"affinity-idle-past-timeout", "affinity-backend-removed"})
 
 
@@ -200,6 +206,8 @@ def change_features(
         found.add("proxy-restarted")
     if isinstance(event, StaleSnapshot) and expected.usable:
         found.add("stale-snapshot")
+    if isinstance(event, UnobservedChanges) and expected.usable:
+        found.add(UNOBSERVED_FEATURE)
     if isinstance(event, EvictPod) and service_before is not None:
         pod = before.pods.get(event.pod)
         if pod is not None and pod_is_listed(pod, service_before):

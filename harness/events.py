@@ -595,6 +595,60 @@ class OutOfWindow(Event):
         return state
 
 
+MAX_UNOBSERVED = 4
+"""The most changes one `UnobservedChanges` holds back from the proxy."""
+
+
+@dataclass(frozen=True)
+class UnobservedChanges(Event):
+    """The cluster makes `changes` (2 to MAX_UNOBSERVED events, in order) while the proxy's
+    watch is down; when it comes back the proxy is handed only the end state, as a watch that
+    reconnected and relisted (Sieve's unobserved-state perturbation: the proxy never sees the
+    states in between). A Service deleted and created again under its name meanwhile reaches
+    the proxy as one *update*, possibly with another ClusterIP, although the API never changes
+    a Service's ClusterIP (it is immutable); a pod deleted and created again, as one slice
+    update with another UID.
+
+    The model's state is the changes applied in order; what must hold after it is what holds
+    after any step: every Service converges to the end state within the deadline. Nested
+    unobserved changes, nemesis events (`RestartProxy`, `StaleSnapshot`), waits and probes are
+    not changes of the cluster and are refused."""
+
+    kind: ClassVar[str] = "unobserved-changes"
+    changes: tuple[Event, ...] = ()
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if not 2 <= len(self.changes) <= MAX_UNOBSERVED:
+            raise InvalidEvent(
+                f"unobserved-changes holds {len(self.changes)} changes: it must hold 2 to"
+                f" {MAX_UNOBSERVED}"
+            )
+        for change in self.changes:
+            if isinstance(change, NOT_CHANGES):
+                raise InvalidEvent(
+                    f"unobserved-changes cannot hold {change.kind}: only changes of the cluster"
+                )
+            state = change.apply(state)
+        return state
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "changes": [change.to_json() for change in self.changes]}
+
+    def __str__(self) -> str:
+        return f"{self.kind} [{'; '.join(str(change) for change in self.changes)}]"
+
+
+NOT_CHANGES: tuple[type[Event], ...] = (
+    RestartProxy,
+    StaleSnapshot,
+    UnobservedChanges,
+    Wait,
+    Probe,
+    OutOfWindow,
+)
+"""Events an `UnobservedChanges` may not hold: they change the proxy, time, packets or nothing."""
+
+
 NEMESIS_EVENTS: tuple[type[Event], ...] = (RestartProxy, StaleSnapshot)
 """Events that disturb the proxy, not the cluster: every Service is waited for after them."""
 
@@ -624,6 +678,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CreateMultiPortPod,
         SetServicePort,
         StaleSnapshot,
+        UnobservedChanges,
         OutOfWindow,
     )
 }
@@ -642,6 +697,12 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             _check_name(label, label_value_problem, f"{where}[{shorten(key)}]")
         return labels_of(value)
     origin = typing.get_origin(hint)
+    if origin is tuple and typing.get_args(hint) == (Event, ...):
+        if not isinstance(value, list) or len(value) > MAX_UNOBSERVED:
+            raise UsageError(
+                f"{where} must be a list of at most {MAX_UNOBSERVED} events, got {shorten(value)}"
+            )
+        return tuple(event_from_json(item, f"{where}[{i}]") for i, item in enumerate(value))
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(hint):
             try:

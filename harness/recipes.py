@@ -42,6 +42,7 @@ from harness.events import (
     SetServiceLabel,
     SetTrafficPolicy,
     StaleSnapshot,
+    UnobservedChanges,
     Wait,
 )
 from harness.features import MULTI_PORT, OPT_OUT_LABELS_FEATURE
@@ -65,6 +66,7 @@ from harness.strategies import (
     POD_NAMES,
     SERVICE_NAMES,
     EventSpace,
+    recreated,
 )
 from harness.traffic import CLIENTS
 
@@ -350,6 +352,31 @@ def stale_shown(data: st.DataObject, state: ClusterState, space: EventSpace) -> 
     return [*_populated(data, state, service, PROXY_NODE), StaleSnapshot(back)]
 
 
+def unobserved(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a single-port Service usable endpoints, then, while the proxy's watch is down,
+    delete and create it again (with another VIP when a free name can take its old one
+    meanwhile) or scale its group to 0 and back (`UnobservedChanges`): the proxy must reach the
+    end state within the deadline from only that state."""
+    service = _service(data, state)
+    events = _populated(data, state, service, PROXY_NODE)
+    group = _group(service)
+    free = [n for n in SERVICE_NAMES if n not in state.services]
+    if len(service.ports) != 1 or not space.hides_updates:
+        return events
+    patterns: list[tuple[Event, ...]] = []  # created again with its own VIP: nothing changed
+    if free:
+        patterns.append(
+            (DeleteService(service.name), recreated(service, free[0]), recreated(service))
+        )
+    if group is not None:
+        replicas = len(_apply_all(state, events).group_pods(group))
+        patterns.append((Scale(group, 0), Scale(group, max(replicas, 1), PROXY_NODE)))
+    if not patterns:
+        return events
+    changes = data.draw(st.sampled_from(patterns), label="unobserved")
+    return [*events, UnobservedChanges(changes)]
+
+
 def out_of_window(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """Give a Service usable endpoints (connections are held to it from then on), then have one
     of its ready pods send an out-of-window segment on each of its connections: every held
@@ -467,6 +494,7 @@ RECIPES: dict[str, Recipe] = {
     "evicted-pod": evicted,
     "proxy-restarted": restarted,
     "stale-snapshot": stale_shown,
+    "unobserved-changes": unobserved,
     "out-of-window": out_of_window,
     "long-lived-through-change": held_through_change,
     "multi-port-named": multi_port_pods,

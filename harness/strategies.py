@@ -52,6 +52,7 @@ from harness.events import (
     SetServicePort,
     SetTrafficPolicy,
     StaleSnapshot,
+    UnobservedChanges,
     Wait,
 )
 from harness.features import (
@@ -69,6 +70,7 @@ from harness.model.objects import (
     Labels,
     Pod,
     Protocol,
+    Service,
     TrafficPolicy,
     labels_of,
 )
@@ -95,7 +97,8 @@ class EventSpace:
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
     proxy: `harness.targets.base.restart_unsupported`), `shows_stale` False never `StaleSnapshot`
-    (`stale_unsupported`), `sends_out_of_window` False never `OutOfWindow`
+    (`stale_unsupported`), `hides_updates` False never `UnobservedChanges`
+    (`unobserved_unsupported`), `sends_out_of_window` False never `OutOfWindow`
     (`out_of_window_unsupported`); `features` are the conformance features
     the implementation declares (`harness.features`; None: every one), and no event that
     exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
@@ -122,6 +125,7 @@ class EventSpace:
     admin_ports: tuple[int, ...] = (9090, 9091)
     multi_port_odds: int = 4
     shows_stale: bool = True
+    hides_updates: bool = True
     features: frozenset[str] | None = None
     udp: bool = False
     udp_only: bool = False
@@ -443,6 +447,60 @@ def _set_service_label(key: tuple[Any, ...], space: EventSpace) -> st.SearchStra
     return st.sampled_from(key[0]).flatmap(flip)
 
 
+def _unobserved_key(state: ClusterState) -> tuple[Any, ...]:
+    """What `UnobservedChanges` draws from: single-port Services (recreated whole), the free
+    Service names, the live pods and the scaled groups with their sizes."""
+    services = tuple(sorted((n, s) for n, s in state.services.items() if len(s.ports) == 1))
+    free = tuple(n for n in SERVICE_NAMES if n not in state.services)
+    pods = tuple(sorted((p.name, p) for p in state.pods.values() if _alive(p)))
+    groups = tuple((g, len(state.group_pods(g))) for g in GROUPS if state.group_pods(g))
+    return (services, free, pods, groups)
+
+
+def _unobserved_applies(key: tuple[Any, ...]) -> bool:
+    services, free, pods, groups = key
+    return bool((services and free) or any(n in POD_NAMES for n, _ in pods) or groups)
+
+
+def recreated(service: Service, name: str | None = None) -> CreateService:
+    """The `CreateService` that makes single-port `service` again (under `name`, or its own)."""
+    port = service.ports[0]
+    return CreateService(
+        name or service.name,
+        service.selector,
+        port.target_port,
+        service.session_affinity,
+        service.affinity_timeout_s,
+        service.publish_not_ready_addresses,
+        service.internal_traffic_policy,
+        Protocol(port.protocol),
+    )
+
+
+def _unobserved(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """Changes the proxy's watch misses, each pattern one a relist collapses into an update:
+    a Service deleted and created again with another VIP (a new Service took its old one
+    meanwhile), a pod deleted and created again under its name, a group scaled to 0 and back.
+    (Changes that cancel out, as a readiness flip and back, show the proxy nothing at all.)"""
+    services, free, pods, groups = key
+    options: list[st.SearchStrategy[Event]] = []
+    for name, service in services:  # created again with its own VIP, nothing would change
+        if free:
+            moved = (DeleteService(name), recreated(service, free[0]), recreated(service))
+            options.append(st.just(UnobservedChanges(moved)))
+    for name, pod in pods:
+        ports = {p.name: p.port for p in pod.ports}
+        if name in POD_NAMES and set(ports) <= {"http"}:
+            again_pod = CreatePod(
+                name, pod.labels, node=pod.node, http_port=ports.get("http", 8080)
+            )
+            options.append(st.just(UnobservedChanges((DeletePod(name, 0.0), again_pod))))
+    for group, replicas in groups:
+        node = space.nodes[0]
+        options.append(st.just(UnobservedChanges((Scale(group, 0), Scale(group, replicas, node)))))
+    return st.one_of(options) if options else st.nothing()
+
+
 GENERATORS: dict[str, Generator] = {
     "create_service": Generator(
         lambda s, sp: len(s.services) < min(sp.max_services, len(SERVICE_NAMES)),
@@ -540,6 +598,11 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: sp.shows_stale and bool(s.services),
         _no_key,
         lambda key, sp: _of(StaleSnapshot, st.integers(1, MAX_STALE_BACK)),
+    ),
+    "unobserved_changes": Generator(
+        lambda s, sp: sp.hides_updates and _unobserved_applies(_unobserved_key(s)),
+        _unobserved_key,
+        _unobserved,
     ),
     "out_of_window": Generator(
         lambda s, sp: sp.sends_out_of_window and any(_alive(p) for p in s.pods.values()),

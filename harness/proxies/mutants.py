@@ -44,6 +44,11 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-keeps-udp-conntrack (UDP flows, kubernetes#19029, #105657): never deletes the
   UDP conntrack entries of removed endpoints, so a flow that keeps its 5-tuple keeps reaching an
   unready pod, or nothing once its pod is gone.
+- mutant-iptables-immutable-vip (unobserved changes, Sieve's unobserved-state perturbation):
+  takes a Service's ClusterIP as immutable, as the API makes it, and keeps the VIP a Service was
+  first added with through every update; a relist that missed a Service deleted and created
+  again, with another VIP because a new Service took its old one meanwhile, hands the proxy one
+  update, and the Service's new VIP is never programmed.
 - mutant-iptables-keeps-invalid (long-lived connections, kubernetes#74839): no `KUBE-FORWARD
   -m conntrack --ctstate INVALID -j DROP` although the node leaves `nf_conntrack_tcp_be_liberal`
   at 0, as kube-proxy before v1.14 (PR #74840): an out-of-window segment from a backend reaches
@@ -290,6 +295,17 @@ class KeepsUdpConntrackProxy(IptablesProxy):
         return {f for f in super().record(plans, rendered) if f.protocol != "udp"}
 
 
+class ImmutableVipProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-immutable-vip"
+    description: ClassVar[str] = (
+        "iptables that keeps the ClusterIP a Service was first added with through every update"
+    )
+
+    def on_service_update(self, old: Service, new: Service) -> None:
+        first = self.services.get(new.name, old)
+        super().on_service_update(old, replace(new, cluster_ip=first.cluster_ip))
+
+
 class KeepsInvalidProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-keeps-invalid"
     description: ClassVar[str] = (
@@ -323,6 +339,7 @@ MUTANT_PROXIES: dict[str, type] = {
         NoHairpinMasqueradeProxy,
         IgnoresOptOutProxy,
         KeepsUdpConntrackProxy,
+        ImmutableVipProxy,
         KeepsInvalidProxy,
     )
 }

@@ -115,6 +115,14 @@ def stale_unsupported(target: object) -> str | None:
     return str(why) if why else None
 
 
+def unobserved_unsupported(target: object) -> str | None:
+    """Why `target` cannot keep changes from its proxy (`UnobservedChanges`), from its optional
+    `unobserved_unsupported` attribute, or None when it can (the model; the local cluster, which
+    hands the proxy its inputs itself)."""
+    why = getattr(target, "unobserved_unsupported", None)
+    return str(why) if why else None
+
+
 def out_of_window_unsupported(target: object) -> str | None:
     """Why `target` cannot have a pod send out-of-window segments (`OutOfWindow`), from its
     optional `out_of_window_unsupported` attribute, or None when it can (the model; the local

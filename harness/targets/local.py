@@ -27,7 +27,14 @@ from typing import Any, ClassVar, cast
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, UsageError
-from harness.events import MAX_STALE_BACK, Event, OutOfWindow, RestartProxy, StaleSnapshot
+from harness.events import (
+    MAX_STALE_BACK,
+    Event,
+    OutOfWindow,
+    RestartProxy,
+    StaleSnapshot,
+    UnobservedChanges,
+)
 from harness.local.cleanup import guard
 from harness.local.cluster import CLIENT_SOURCES, LocalCluster, PodHandle, RunCluster
 from harness.local.controller import EndpointController
@@ -302,12 +309,16 @@ class LocalTarget:
     def apply(self, event: Event) -> None:
         """Make the change real and hand it to the proxy; returns after `proxy.sync()`.
         `RestartProxy` restarts the proxy (`_restart_proxy`); `StaleSnapshot` shows it an
-        earlier state first (`_show_stale`)."""
+        earlier state first (`_show_stale`); `UnobservedChanges` hands it only the end state
+        (`apply_many`)."""
         if isinstance(event, RestartProxy):
             self._restart_proxy()
             return
         if isinstance(event, StaleSnapshot):
             self._show_stale(event.back)
+            return
+        if isinstance(event, UnobservedChanges):  # the proxy sees only the end state
+            self.apply_many(event.changes)
             return
         if isinstance(event, OutOfWindow):
             self._send_out_of_window(event)

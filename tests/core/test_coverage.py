@@ -30,6 +30,7 @@ from harness.events import (
     SetServiceLabel,
     SetTrafficPolicy,
     StaleSnapshot,
+    UnobservedChanges,
     Wait,
 )
 from harness.model.objects import Affinity, Protocol, TrafficPolicy, labels_of
@@ -91,6 +92,7 @@ EXAMPLES: dict[str, list[Event]] = {
     "evicted-pod": [*START, EvictPod("web-2")],
     "proxy-restarted": [*START, RestartProxy()],
     "stale-snapshot": [*START, StaleSnapshot(2)],
+    "unobserved-changes": [*START, UnobservedChanges((Scale("web", 0), Scale("web", 2)))],
     "long-lived-through-change": [*START, SetReady("web-0", False)],
     "multi-port-named": [  # p-1 lacks `admin`: left out of that port, listed on the others
         CreateMultiPortService("svc-a", WEB, port_count=3),

@@ -128,7 +128,11 @@ class KernelRuleProxy(TrackingProxy):
     def record(
         self, plans: Mapping[str, tuple[PortPlan, ...]], rendered: Mapping[str, Rendering]
     ) -> set[Flow]:
-        """Remember what is now programmed; return the flows no longer programmed."""
+        """Remember what is now programmed; return the flows no longer programmed by any
+        Service. A flow one Service dropped and another programs (a Service deleted and its VIP
+        and endpoints taken by a new one, seen in one sync after a relist) is still programmed,
+        so its connections are kept, as kube-proxy's `CleanStaleEntries` keeps every entry that
+        matches a current Service port and endpoint."""
         removed: set[Flow] = set()
         for name, plan in plans.items():
             removed |= flows_of(self.plans.get(name, ())) - flows_of(plan)
@@ -137,7 +141,9 @@ class KernelRuleProxy(TrackingProxy):
             else:
                 self.plans.pop(name, None)
                 self.rendered.pop(name, None)
-        return removed
+        if not removed:
+            return removed
+        return removed - {flow for kept in self.plans.values() for flow in flows_of(kept)}
 
     def plan(self, service: Service) -> tuple[PortPlan, ...]:
         """What to program for `service`: each port's destinations, in order."""
