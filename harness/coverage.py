@@ -30,7 +30,7 @@ from harness.events import (
     UnobservedChanges,
 )
 from harness.model.endpoints import Expectation, pod_is_listed, unique_endpoints
-from harness.model.objects import PROXY_NODE, TrafficPolicy, opt_out_label
+from harness.model.objects import PROXY_NODE, Service, TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
 
 FEATURES: dict[str, str] = {
@@ -87,6 +87,9 @@ FEATURES: dict[str, str] = {
         "a UDP flow with a fixed 5-tuple held through a change (its endpoint removed or made"
         " unready, scaled to 0 and back, a proxy restart) and asked again"
     ),
+    "dual-protocol-port": (
+        "a Service with the same port number on TCP and UDP, each port judged on its own"
+    ),
 }
 MULTI_PORT_FEATURE = "multi-port-named"
 UNOBSERVED_FEATURE = "unobserved-changes"
@@ -125,7 +128,20 @@ def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
         found.add("named-port-per-pod")
     if resolves_per_pod(expected):
         found.add(MULTI_PORT_FEATURE)
+    if has_dual_protocol_port(service):
+        found.add(DUAL_PROTOCOL_FEATURE)
     return found
+
+
+DUAL_PROTOCOL_FEATURE = "dual-protocol-port"
+
+
+def has_dual_protocol_port(service: Service) -> bool:
+    """Whether `service` has one port number on two protocols (TCP 53 and UDP 53)."""
+    protocols: dict[int, set[str]] = {}
+    for port in service.ports:
+        protocols.setdefault(port.port, set()).add(port.protocol)
+    return any(len(found) >= 2 for found in protocols.values())
 
 
 def resolves_per_pod(expected: Expectation) -> bool:

@@ -18,9 +18,12 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
+from harness.coverage import has_dual_protocol_port
 from harness.events import (
     MAX_STALE_BACK,
     UDP_PORT_NAME,
+    AddServicePort,
+    CreateDualProtocolService,
     CreateMultiPortPod,
     CreateMultiPortService,
     CreatePod,
@@ -443,7 +446,7 @@ def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace
     implementation does not declare it)."""
     if not space.makes_udp:
         return []
-    udp = [s for s in state.services.values() if any(p.protocol == "UDP" for p in s.ports)]
+    udp = [s for s in state.services.values() if s.ports[0].protocol == "UDP"]  # flows use it
     events: list[Event] = []
     if udp:
         service = data.draw(st.sampled_from(sorted(udp, key=lambda s: s.name)), label="service")
@@ -472,6 +475,44 @@ def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace
         return events
     pod = data.draw(st.sampled_from([p.name for p in ready]), label="pod")
     return [*events, SetReady(pod, False) if change == "unready" else DeletePod(pod, 0)]
+
+
+def dual_protocol(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A Service with its first port's number on UDP too (a `udp` port added to a TCP Service
+    that has none, or a dual-protocol Service created), populated: both protocols then have
+    endpoints to judge. Nothing when the space makes no UDP or several ports are undeclared."""
+    if not (space.makes_udp and space.supports(MULTI_PORT)):
+        return []
+    events: list[Event] = []
+    ready = [s for s in state.services.values() if has_dual_protocol_port(s)]
+    open_ = [s for s in state.services.values() if _can_add_udp(s)]
+    free = [n for n in SERVICE_NAMES if n not in state.services]
+    if ready:
+        service = data.draw(st.sampled_from(sorted(ready, key=lambda s: s.name)), label="dual")
+    elif open_:
+        service = data.draw(st.sampled_from(sorted(open_, key=lambda s: s.name)), label="tcp")
+        first = service.ports[0]
+        events.append(
+            AddServicePort(service.name, UDP_PORT_NAME, first.port, UDP_PORT_NAME, Protocol.UDP)
+        )
+    elif free:
+        group = data.draw(st.sampled_from(GROUPS), label="group")
+        name = data.draw(st.sampled_from(free), label="name")
+        created = CreateDualProtocolService(name, labels_of({"app": group}))
+        events.append(created)
+        service = created.apply(state).service(name)
+    else:
+        return []
+    return events + _populated(data, _apply_all(state, events), service, PROXY_NODE)
+
+
+def _can_add_udp(service: Service) -> bool:
+    """Whether a `udp` port on the first port's number can be added to `service`."""
+    first = service.ports[0]
+    return first.protocol == Protocol.TCP.value and all(
+        p.name != UDP_PORT_NAME and (p.port, p.protocol) != (first.port, Protocol.UDP.value)
+        for p in service.ports
+    )
 
 
 RECIPES: dict[str, Recipe] = {
@@ -503,6 +544,7 @@ RECIPES: dict[str, Recipe] = {
     "opted-out": opted_out,
     "opt-out-removed": opt_out_removed,
     "udp-flow-through-change": udp_flow_changed,
+    "dual-protocol-port": dual_protocol,
 }
 
 

@@ -26,9 +26,12 @@ from hypothesis import strategies as st
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
     ADMIN_PORT,
+    FIRST_PORT,
     MAX_STALE_BACK,
     MULTI_PORTS,
     UDP_PORT_NAME,
+    AddServicePort,
+    CreateDualProtocolService,
     CreateMultiPortPod,
     CreateMultiPortService,
     CreatePod,
@@ -40,24 +43,31 @@ from harness.events import (
     OutOfWindow,
     PodExit,
     Probe,
+    RemoveServicePort,
     RestartPod,
     RestartProxy,
     Scale,
     SetAffinity,
+    SetExternalTrafficPolicy,
     SetLabel,
+    SetPortProtocol,
     SetPublishNotReady,
     SetReady,
     SetSelector,
     SetServiceLabel,
     SetServicePort,
+    SetServiceType,
     SetTrafficPolicy,
     StaleSnapshot,
     UnobservedChanges,
     Wait,
 )
 from harness.features import (
+    EXTERNAL_TRAFFIC_POLICY,
     INTERNAL_TRAFFIC_POLICY,
+    LOAD_BALANCER,
     MULTI_PORT,
+    NODE_PORT,
     OPT_OUT_LABELS_FEATURE,
     UDP_FEATURE,
 )
@@ -71,6 +81,7 @@ from harness.model.objects import (
     Pod,
     Protocol,
     Service,
+    ServiceType,
     TrafficPolicy,
     labels_of,
 )
@@ -417,6 +428,102 @@ def _set_service_port(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrat
     )
 
 
+# -- one number on TCP and UDP, ports added, removed and changed in protocol (issue 12, item 3) ----
+ADDED_PORT_NAMES = ("extra", UDP_PORT_NAME)
+"""The names an `AddServicePort` gives (each only where the Service lacks it; `udp` to UDP
+ports only)."""
+TARGET_BY_PROTOCOL = {Protocol.TCP: "http", Protocol.UDP: UDP_PORT_NAME}
+"""The container port a port of each protocol targets: pods serve `http` over TCP and `udp`
+over UDP (`harness.events.SCALED_PORTS`, `CreatePod.udp_port`)."""
+
+
+def _protocols(space: EventSpace) -> tuple[Protocol, ...]:
+    """The protocols a port event may give a port: UDP only where the space makes UDP."""
+    return (Protocol.TCP, Protocol.UDP) if space.makes_udp else (Protocol.TCP,)
+
+
+def _taken(service: Service) -> frozenset[tuple[int, str]]:
+    return frozenset((p.port, p.protocol) for p in service.ports)
+
+
+def _ports_key(state: ClusterState) -> tuple[Any, ...]:
+    """Each Service with its ports (name, number, protocol), in order."""
+    return (
+        tuple(
+            (name, tuple((p.name, p.port, p.protocol) for p in service.ports))
+            for name, service in sorted(state.services.items())
+        ),
+    )
+
+
+def _port_additions(
+    services: tuple[tuple[str, tuple[tuple[str, int, str], ...]], ...], space: EventSpace
+) -> list[Event]:
+    """Every `AddServicePort` the space allows on these Services: a free name, a number free
+    for its protocol (the first port's number on the other protocol first, so shrinking
+    prefers the same number on TCP and UDP)."""
+    added: list[Event] = []
+    for name, ports in services:
+        names = {port_name for port_name, _, _ in ports}
+        taken = {(number, protocol) for _, number, protocol in ports}
+        for port_name in ADDED_PORT_NAMES:
+            if port_name in names:
+                continue
+            for protocol in reversed(_protocols(space)):
+                if port_name == UDP_PORT_NAME and protocol != Protocol.UDP:
+                    continue  # a port named `udp` is a UDP one
+                for number in (ports[0][1], *SERVICE_PORT_NUMBERS):
+                    if (number, protocol.value) not in taken:
+                        target = TARGET_BY_PROTOCOL[protocol]
+                        added.append(AddServicePort(name, port_name, number, target, protocol))
+    return list(dict.fromkeys(added))
+
+
+def _port_removals(
+    services: tuple[tuple[str, tuple[tuple[str, int, str], ...]], ...],
+) -> list[Event]:
+    """Every `RemoveServicePort`: any port but the first."""
+    return [
+        RemoveServicePort(name, port_name)
+        for name, ports in services
+        for port_name, _, _ in ports
+        if port_name != FIRST_PORT
+    ]
+
+
+def _protocol_changes(
+    services: tuple[tuple[str, tuple[tuple[str, int, str], ...]], ...],
+) -> list[Event]:
+    """Every `SetPortProtocol` that keeps (number, protocol) unique: a port but the first to
+    the other protocol, targeting that protocol's container port."""
+    changes: list[Event] = []
+    for name, ports in services:
+        taken = {(number, protocol) for _, number, protocol in ports}
+        for port_name, number, protocol in ports:
+            other = Protocol.TCP if protocol == Protocol.UDP.value else Protocol.UDP
+            if port_name != FIRST_PORT and (number, other.value) not in taken:
+                target = TARGET_BY_PROTOCOL[other]
+                changes.append(SetPortProtocol(name, port_name, other, target))
+    return changes
+
+
+def _create_dual_protocol_service(
+    key: tuple[Any, ...], space: EventSpace
+) -> st.SearchStrategy[Event]:
+    """A Service as `_create_service` draws a TCP one, with `udp` 80/UDP beside `http` 80/TCP."""
+    tcp = _create_service(key, replace(space, udp=False))
+    return tcp.map(
+        lambda event: CreateDualProtocolService(
+            **{f.name: getattr(event, f.name) for f in fields(event)}
+        )
+    )
+
+
+def _dual_applies(state: ClusterState, space: EventSpace) -> bool:
+    """Dual-protocol Services need UDP made (`makes_udp`) and several ports supported."""
+    return space.makes_udp and space.supports(MULTI_PORT)
+
+
 OPT_OUT_VALUES = {SERVICE_PROXY_NAME_LABEL: "other-proxy", HEADLESS_LABEL: "true"}
 """The value each opt-out label is set to (any value opts out; `service-proxy-name` names
 another proxy)."""
@@ -445,6 +552,19 @@ def _set_service_label(key: tuple[Any, ...], space: EventSpace) -> st.SearchStra
         )
 
     return st.sampled_from(key[0]).flatmap(flip)
+
+
+def _typed_key(state: ClusterState) -> tuple[Any, ...]:
+    """Services by type: every one, and those reached from outside (NodePort, LoadBalancer)."""
+    external = tuple(sorted(n for n, s in state.services.items() if s.type.external))
+    return (_services(state), external)
+
+
+def _set_service_type(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    types = [ServiceType.NODE_PORT, ServiceType.CLUSTER_IP]
+    if space.supports(LOAD_BALANCER):
+        types.append(ServiceType.LOAD_BALANCER)
+    return _of(SetServiceType, st.sampled_from(key[0]), st.sampled_from(types))
 
 
 def _unobserved_key(state: ClusterState) -> tuple[Any, ...]:
@@ -599,6 +719,20 @@ GENERATORS: dict[str, Generator] = {
         _no_key,
         lambda key, sp: _of(StaleSnapshot, st.integers(1, MAX_STALE_BACK)),
     ),
+    "set_service_type": Generator(
+        lambda s, sp: sp.supports(NODE_PORT) and bool(s.services),
+        _typed_key,
+        _set_service_type,
+    ),
+    "set_external_traffic_policy": Generator(
+        lambda s, sp: sp.supports(EXTERNAL_TRAFFIC_POLICY) and bool(_typed_key(s)[1]),
+        _typed_key,
+        lambda key, sp: _of(
+            SetExternalTrafficPolicy,
+            st.sampled_from(key[1]),
+            st.sampled_from([TrafficPolicy.CLUSTER, TrafficPolicy.LOCAL]),
+        ),
+    ),
     "unobserved_changes": Generator(
         lambda s, sp: sp.hides_updates and _unobserved_applies(_unobserved_key(s)),
         _unobserved_key,
@@ -623,6 +757,26 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: sp.supports(MULTI_PORT) and bool(_service_ports(s)),
         lambda s: (_service_ports(s),),
         _set_service_port,
+    ),
+    "create_dual_protocol_service": Generator(
+        lambda s, sp: _dual_applies(s, sp) and GENERATORS["create_service"].applies(s, sp),
+        _service_key,
+        _create_dual_protocol_service,
+    ),
+    "add_service_port": Generator(
+        lambda s, sp: sp.supports(MULTI_PORT) and bool(_port_additions(_ports_key(s)[0], sp)),
+        _ports_key,
+        lambda key, sp: st.sampled_from(_port_additions(key[0], sp)),
+    ),
+    "remove_service_port": Generator(
+        lambda s, sp: sp.supports(MULTI_PORT) and bool(_port_removals(_ports_key(s)[0])),
+        _ports_key,
+        lambda key, sp: st.sampled_from(_port_removals(key[0])),
+    ),
+    "set_port_protocol": Generator(
+        lambda s, sp: _dual_applies(s, sp) and bool(_protocol_changes(_ports_key(s)[0])),
+        _ports_key,
+        lambda key, sp: st.sampled_from(_protocol_changes(key[0])),
     ),
 }
 

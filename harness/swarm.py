@@ -94,6 +94,13 @@ AIMS: dict[str, Aim] = {
     "udp-flow-through-change": _aim(
         "set_ready", "delete_pod", "restart_pod", "restart_proxy", udp_only=True
     ),
+    "dual-protocol-port": _aim(
+        "create_dual_protocol_service",
+        "add_service_port",
+        "remove_service_port",
+        "set_port_protocol",
+        udp_only=True,
+    ),
 }
 
 

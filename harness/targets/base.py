@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from harness.clock import Clock
 from harness.events import Event
 from harness.model.objects import EndpointSlice
+from harness.proxies.base import keeps_rules_on_restart
 from harness.traffic import Outcome, Reachability, TrafficRequest, TrafficSample
 
 
@@ -105,6 +106,18 @@ def restart_unsupported(target: object) -> str | None:
     `restart_unsupported` attribute, or None when it can (the model; the local cluster)."""
     why = getattr(target, "restart_unsupported", None)
     return str(why) if why else None
+
+
+def keeps_proxy_state(target: object) -> bool:
+    """Whether a restart of the target's proxy (`RestartProxy`) keeps the proxy's kernel state:
+    its rules, and with them the affinity memory of its xt_recent lists or nft sets, as
+    kube-proxy's restart does. The target's optional `keeps_proxy_state` attribute, else its
+    `proxy`'s declaration (`harness.proxies.base.keeps_rules_on_restart`); False for a target
+    with neither, whose restarts then excuse lost affinity."""
+    declared = getattr(target, "keeps_proxy_state", None)
+    if declared is not None:
+        return bool(declared)
+    return keeps_rules_on_restart(getattr(target, "proxy", None))
 
 
 def stale_unsupported(target: object) -> str | None:

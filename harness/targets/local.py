@@ -45,7 +45,7 @@ from harness.local.outofwindow import Sent, send_out_of_window
 from harness.local.traffic import Batch, ClientAgent
 from harness.model.objects import PROXY_NODE, Backend, EndpointSlice, Pod, Service
 from harness.model.state import SERVICE_CIDR, ClusterState
-from harness.proxies.base import CONTRACT_SYNC, NodeContext, Proxy, SyncState
+from harness.proxies.base import CONTRACT_SYNC, NodeContext, Proxy, SyncState, stop_for_restart
 from harness.proxies.failure import ProxyFailure, last_line
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
@@ -263,7 +263,7 @@ class LocalTarget:
         conn-disrupt test). A proxy that cannot start again raises `ProxyFailure` (one
         proxy-contract verdict)."""
         self._open_cluster()
-        self._stop_proxy()
+        stop_for_restart(self.proxy)  # a RuleKeepingProxy leaves its rules for the next instance
         self._start_proxy(self.new_proxy())
         self._fresh = False
         self._set_state(self.state)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from harness.conformance import options_for, run_suite
 from harness.coverage import FEATURES
 from harness.events import (
+    CreateDualProtocolService,
     CreateMultiPortPod,
     CreateMultiPortService,
     CreatePod,
@@ -113,6 +114,7 @@ EXAMPLES: dict[str, list[Event]] = {
         Scale("web", 3),
         SetReady("web-0", False),
     ],
+    "dual-protocol-port": [CreateDualProtocolService("svc-a", WEB), Scale("web", 2)],
 }
 
 
