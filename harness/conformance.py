@@ -51,6 +51,7 @@ from harness.strategies import EventSpace
 from harness.targets.base import (
     ConnectionHolder,
     Target,
+    out_of_window_unsupported,
     reads_rules,
     restart_unsupported,
     sends_from_pods,
@@ -162,6 +163,8 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add("stale-snapshot")
     if unobserved_unsupported(target) is not None:
         unreachable.add(UNOBSERVED_FEATURE)
+    if out_of_window_unsupported(target) is not None or not isinstance(target, ConnectionHolder):
+        unreachable.add("out-of-window")
     if not isinstance(target, ConnectionHolder):
         unreachable.add(LONG_LIVED_FEATURE)
     if not isinstance(target, ConnectionHolder) or not generates_udp(target):
@@ -459,6 +462,7 @@ def options_for(
             restarts_proxy=restart_unsupported(target) is None,
             shows_stale=stale_unsupported(target) is None,
             hides_updates=unobserved_unsupported(target) is None,
+            sends_out_of_window=out_of_window_unsupported(target) is None,
             udp=bool(getattr(target, "sends_udp", False)),  # declared or not: `for_features`
         ),
         config=RunConfig(deadline_s=float(deadline), budget=AlarmBudget(max_checks=max_checks)),

@@ -62,6 +62,10 @@ FEATURES: dict[str, str] = {
         "the proxy's watch misses changes (it is handed only their end state, as after a"
         " relist) and the Service has usable endpoints after them"
     ),
+    "out-of-window": (
+        "a pod sends an out-of-window segment on its established connections (kubernetes#74839;"
+        " the e2e test's boom server), and a connection held to it is asked again"
+    ),
     "long-lived-through-change": (
         "a kept-alive connection held open through a change (its endpoint, another one, another"
         " Service, a proxy restart) and asked again"

@@ -828,6 +828,32 @@ class StaleSnapshot(Event):
         return state
 
 
+# -- Out-of-window segments (issue 12, item 5) ----------------------------------------------------
+@dataclass(frozen=True)
+class OutOfWindow(Event):
+    """Pod `pod` sends, on every established connection it serves, one TCP segment with a
+    sequence number far outside the window: upstream's e2e "should drop INVALID conntrack
+    entries" (test/e2e/network/conntrack.go, whose "boom" server does this), the regression test
+    of kubernetes#74839 (`harness.local.outofwindow`). The cluster does not change, so the
+    model's state does not either; an unknown pod is an invalid event.
+
+    What must hold after it: every held connection to that pod keeps working and keeps its
+    backend (`long-lived-connections`, part `out-of-window`). Conntrack on the node marks the
+    segment INVALID; a proxy must drop it (kube-proxy's `--ctstate INVALID -j DROP`, unless the
+    node sets `nf_conntrack_tcp_be_liberal`) rather than let it through untranslated, which makes
+    the client answer RST and resets the connection. Only for a data plane that translates
+    connections (kernel NAT): one that relays them terminates TCP itself, so the segment never
+    meets the client's connection (`out_of_window_unsupported`)."""
+
+    kind: ClassVar[str] = "out-of-window"
+    pod: str
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if self.pod not in state.pods:
+            raise InvalidEvent(f"out-of-window pod={self.pod!r}: no such pod")
+        return state
+
+
 MAX_UNOBSERVED = 4
 """The most changes one `UnobservedChanges` holds back from the proxy."""
 
@@ -877,8 +903,9 @@ NOT_CHANGES: tuple[type[Event], ...] = (
     UnobservedChanges,
     Wait,
     Probe,
+    OutOfWindow,
 )
-"""Events an `UnobservedChanges` may not hold: they change the proxy, time or nothing."""
+"""Events an `UnobservedChanges` may not hold: they change the proxy, time, packets or nothing."""
 
 
 NEMESIS_EVENTS: tuple[type[Event], ...] = (RestartProxy, StaleSnapshot)
@@ -917,6 +944,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AddServicePort,
         RemoveServicePort,
         SetPortProtocol,
+        OutOfWindow,
     )
 }
 

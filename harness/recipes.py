@@ -32,6 +32,7 @@ from harness.events import (
     DeleteService,
     Event,
     EvictPod,
+    OutOfWindow,
     Probe,
     RestartPod,
     RestartProxy,
@@ -379,6 +380,18 @@ def unobserved(data: st.DataObject, state: ClusterState, space: EventSpace) -> l
     return [*events, UnobservedChanges(changes)]
 
 
+def out_of_window(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a Service usable endpoints (connections are held to it from then on), then have one
+    of its ready pods send an out-of-window segment on each of its connections: every held
+    connection must keep working (kubernetes#74839)."""
+    service = _service(data, state)
+    events = _populated(data, state, service, PROXY_NODE)
+    ready = _listed(_apply_all(state, events), service, lambda p: p.ready and not p.terminating)
+    if not ready:
+        return events
+    return [*events, OutOfWindow(data.draw(st.sampled_from([p.name for p in ready]), label="pod"))]
+
+
 def held_through_change(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """Give a Service usable endpoints, then change something: restart the proxy, or flip one
     endpoint's readiness (the other endpoints' connections must not notice)."""
@@ -523,6 +536,7 @@ RECIPES: dict[str, Recipe] = {
     "proxy-restarted": restarted,
     "stale-snapshot": stale_shown,
     "unobserved-changes": unobserved,
+    "out-of-window": out_of_window,
     "long-lived-through-change": held_through_change,
     "multi-port-named": multi_port_pods,
     "hairpin": one_endpoint,  # a pod client then reaches itself on every request

@@ -40,6 +40,7 @@ from harness.events import (
     DeleteService,
     Event,
     EvictPod,
+    OutOfWindow,
     PodExit,
     Probe,
     RemoveServicePort,
@@ -108,7 +109,8 @@ class EventSpace:
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
     proxy: `harness.targets.base.restart_unsupported`), `shows_stale` False never `StaleSnapshot`
     (`stale_unsupported`), `hides_updates` False never `UnobservedChanges`
-    (`unobserved_unsupported`); `features` are the conformance features
+    (`unobserved_unsupported`), `sends_out_of_window` False never `OutOfWindow`
+    (`out_of_window_unsupported`); `features` are the conformance features
     the implementation declares (`harness.features`; None: every one), and no event that
     exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
     asking for what the implementation said it does not do. `udp` True (the target sends UDP:
@@ -138,6 +140,7 @@ class EventSpace:
     features: frozenset[str] | None = None
     udp: bool = False
     udp_only: bool = False
+    sends_out_of_window: bool = True
 
     def supports(self, feature: str) -> bool:
         """Whether events exercising the conformance feature `feature` may be drawn."""
@@ -734,6 +737,11 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: sp.hides_updates and _unobserved_applies(_unobserved_key(s)),
         _unobserved_key,
         _unobserved,
+    ),
+    "out_of_window": Generator(
+        lambda s, sp: sp.sends_out_of_window and any(_alive(p) for p in s.pods.values()),
+        lambda s: (_pod_names(s, _alive),),
+        _on_named(OutOfWindow),
     ),
     "probe": Generator(
         _has_services,

@@ -82,6 +82,7 @@ AIMS: dict[str, Aim] = {
     "proxy-restarted": _aim("restart_proxy", "create_pod"),
     "stale-snapshot": _aim("stale_snapshot", "create_pod", "delete_pod", "set_selector"),
     "unobserved-changes": _aim("unobserved_changes", "scale", "create_pod"),
+    "out-of-window": _aim("out_of_window", "create_pod", "scale"),
     "long-lived-through-change": _aim("restart_proxy", "set_ready", "delete_pod", "create_pod"),
     "multi-port-named": _aim(
         "create_multi_port_pod", "set_service_port", "create_pod", multi_port_odds=1

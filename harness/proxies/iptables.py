@@ -18,6 +18,11 @@ Layout (`pkg/proxy/iptables/proxier.go: syncProxyRules`, `writeServiceToEndpoint
   endpoints of which none is usable here, internalTrafficPolicy=Local with endpoints only on
   other nodes (`internalTrafficFilterTarget = "DROP"`). kube-proxy jumps there from FORWARD and
   OUTPUT; INPUT is added because a local cluster may route the Service range to the node itself.
+- filter: FORWARD jumps (`-m comment --comment "kubernetes forwarding rules"`) to KUBE-FORWARD,
+  which DROPs packets conntrack marks INVALID (`-m conntrack --ctstate INVALID -j DROP`) unless
+  the node sets `nf_conntrack_tcp_be_liberal` (kubernetes#74839, PR #120412:
+  `harness.proxies.rules.invalid`). kube-proxy's further KUBE-FORWARD rules ACCEPT marked and
+  established traffic for nodes whose FORWARD policy is DROP; the node here accepts.
 
 Chain names hash "namespace/name:port" + protocol (+ "ip:port" for endpoints) like
 `servicePortChainName`. Without a cluster CIDR kube-proxy adds no `! -s CIDR -j KUBE-MARK-MASQ`
@@ -37,6 +42,7 @@ from typing import ClassVar
 
 from harness.proxies.base import KERNEL_FEATURES
 from harness.proxies.rules.commands import run_in_netns
+from harness.proxies.rules.invalid import FORWARD_COMMENT
 from harness.proxies.rules.iptables_save import Table, parse_iptables_save
 from harness.proxies.rules.iptables_trace import IptablesRuleset
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
@@ -54,6 +60,7 @@ MARK_MASQ = "KUBE-MARK-MASQ"
 POSTROUTING = "KUBE-POSTROUTING"
 MASQUERADE_MARK = "0x4000"
 OWN_PREFIX = "KUBE-"
+FORWARD = "KUBE-FORWARD"
 NAT_SERVICES = f"nat {SERVICES}"
 FILTER_SERVICES = f"filter {SERVICES}"
 PORTALS = '-m comment --comment "kubernetes service portals"'
@@ -61,7 +68,9 @@ SNAT_COMMENT = "kubernetes service traffic requiring SNAT"
 
 SETUP = f"""*filter
 :{SERVICES} - [0:0]
+:{FORWARD} - [0:0]
 -A INPUT -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
+-A FORWARD -m comment --comment "{FORWARD_COMMENT}" -j {FORWARD}
 -A FORWARD -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
 -A OUTPUT -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
 COMMIT
@@ -76,6 +85,11 @@ COMMIT
 -A {POSTROUTING} -m mark ! --mark {MASQUERADE_MARK}/{MASQUERADE_MARK} -j RETURN
 -A {POSTROUTING} -j MARK --xor-mark {MASQUERADE_MARK}
 -A {POSTROUTING} -m comment --comment "{SNAT_COMMENT}" -j MASQUERADE --random-fully
+COMMIT
+"""
+
+DROP_INVALID = f"""*filter
+-A {FORWARD} -m conntrack --ctstate INVALID -j DROP
 COMMIT
 """
 
@@ -249,7 +263,7 @@ class IptablesProxy(KernelRuleProxy):
             for name in ("filter", "nat")
             if name not in present or any(c.startswith(OWN_PREFIX) for c in present[name].chains)
         }
-        self.apply(setup_over(SETUP, present))
+        self.apply(setup_over(SETUP + (DROP_INVALID if self.drops_invalid() else ""), present))
 
     def adopt(self) -> Rendering:
         """The Service chains an earlier instance left in nat (each rewritten or deleted by the

@@ -61,6 +61,10 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
   port, whatever the protocol), and failed the Conformance test "should serve endpoints on same
   port and different protocols" once kubernetes PR #120069 promoted it in v1.29
   (cilium/cilium#29913).
+- mutant-iptables-keeps-invalid (long-lived connections, kubernetes#74839): no `KUBE-FORWARD
+  -m conntrack --ctstate INVALID -j DROP` although the node leaves `nf_conntrack_tcp_be_liberal`
+  at 0, as kube-proxy before v1.14 (PR #74840): an out-of-window segment from a backend reaches
+  the client untranslated, the client answers RST, and the established connection is reset.
 """
 
 from __future__ import annotations
@@ -335,6 +339,16 @@ class PortIgnoresProtocolProxy(IptablesProxy):
         return tuple(by_number.values())
 
 
+class KeepsInvalidProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-keeps-invalid"
+    description: ClassVar[str] = (
+        "iptables without the INVALID conntrack drop, so out-of-window segments reset connections"
+    )
+
+    def drops_invalid(self) -> bool:
+        return False
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -361,5 +375,6 @@ MUTANT_PROXIES: dict[str, type] = {
         KeepsUdpConntrackProxy,
         ImmutableVipProxy,
         PortIgnoresProtocolProxy,
+        KeepsInvalidProxy,
     )
 }

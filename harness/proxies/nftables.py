@@ -11,6 +11,9 @@ Layout (`pkg/proxy/nftables/proxier.go: setupNFTables`, `syncProxyRules`,
   those with endpoints of which none is usable here (internalTrafficPolicy=Local, endpoints only
   on other nodes), as kube-proxy's `no-endpoint-services` map does;
   `nat-postrouting` masquerades packets `mark-for-masquerade` marked (0x4000).
+- `filter-forward` jumps to `forward`, which holds `ct state invalid drop` unless the node sets
+  `nf_conntrack_tcp_be_liberal`, as `setupNFTables` writes it (kubernetes#74839, #117924:
+  `harness.proxies.rules.invalid`).
 - per Service port a chain `service-<hash>-ns/name/proto/port` (`local-...` for
   internalTrafficPolicy=Local): with ClientIP affinity first `ip saddr @affinity-<ep> goto
   endpoint-<ep>` per endpoint, then `numgen random mod n vmap { 0 : goto endpoint-..., ... }`.
@@ -40,6 +43,8 @@ from harness.proxies.rules.rendering import EMPTY, Delta, Lines, Rendering
 SERVICE_IPS = "service-ips"
 NO_ENDPOINTS = "no-endpoint-services"
 REJECT_CHAIN = "reject-chain"
+FORWARD_CHAIN = "forward"
+DROP_INVALID = "ct state invalid drop"
 MARK_MASQ = "mark-for-masquerade"
 MASQUERADE_MARK = "0x4000"
 DISPATCH_KEY = "ip daddr . meta l4proto . th dport"
@@ -54,6 +59,7 @@ BASE_CHAINS = (
 JUMPS = (
     ("filter-input", "ct state new jump service-endpoints-check"),
     ("filter-forward", "ct state new jump service-endpoints-check"),
+    ("filter-forward", f"jump {FORWARD_CHAIN}"),
     ("filter-output", "ct state new jump service-endpoints-check"),
     ("nat-prerouting", "jump services"),
     ("nat-output", "jump services"),
@@ -90,7 +96,9 @@ def affinity_set(timeout_s: int) -> str:
 
 AFFINITY_PREFIX = "affinity-"
 SETUP_CHAINS = frozenset(
-    [name for name, _, _, _ in BASE_CHAINS] + [chain for chain, _ in (*JUMPS, *HELPER_RULES)]
+    [name for name, _, _, _ in BASE_CHAINS]
+    + [chain for chain, _ in (*JUMPS, *HELPER_RULES)]
+    + [FORWARD_CHAIN]
 )
 """The chains `setup` writes: the proxy's Service-independent chains, never adopted."""
 ADOPTED = ("# left by an earlier instance",)
@@ -196,12 +204,14 @@ class NftablesProxy(KernelRuleProxy):
         for name, kind, hook, priority in BASE_CHAINS:
             out.append(f"add chain {t} {name} {{ type {kind} hook {hook} priority {priority} ; }}")
         base_chains = {name for name, _, _, _ in BASE_CHAINS}
-        helpers = sorted({chain for chain, _ in (*JUMPS, *HELPER_RULES)} - base_chains)
+        helpers = sorted({FORWARD_CHAIN} | {c for c, _ in (*JUMPS, *HELPER_RULES)} - base_chains)
         out += [f"add chain {t} {chain}" for chain in helpers]
         out += [f"add map {t} {name} {VERDICT_MAP}" for name in (SERVICE_IPS, NO_ENDPOINTS)]
         # idempotent over an earlier instance's table, in the same transaction: no rule doubled
         out += [f"flush chain {t} {chain}" for chain in sorted(SETUP_CHAINS)]
         out += [f"add rule {t} {chain} {rule}" for chain, rule in (*HELPER_RULES, *JUMPS)]
+        if self.drops_invalid():
+            out.append(f"add rule {t} {FORWARD_CHAIN} {DROP_INVALID}")
         self.apply("\n".join(out) + "\n")
 
     def adopt(self) -> Rendering:

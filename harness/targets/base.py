@@ -136,6 +136,14 @@ def unobserved_unsupported(target: object) -> str | None:
     return str(why) if why else None
 
 
+def out_of_window_unsupported(target: object) -> str | None:
+    """Why `target` cannot have a pod send out-of-window segments (`OutOfWindow`), from its
+    optional `out_of_window_unsupported` attribute, or None when it can (the model; the local
+    cluster with a proxy that translates connections rather than relaying them)."""
+    why = getattr(target, "out_of_window_unsupported", None)
+    return str(why) if why else None
+
+
 def reads_rules(target: object) -> bool:
     """Whether `target` can show its programmed rules: it has `reachability` (`RuleOracle`) and
     does not say otherwise through a `reads_rules` attribute (a local target reads rules only

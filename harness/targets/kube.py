@@ -41,7 +41,7 @@ from typing import Any
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, HarnessError, UsageError
-from harness.events import Event, RestartProxy, StaleSnapshot, UnobservedChanges
+from harness.events import Event, OutOfWindow, RestartProxy, StaleSnapshot, UnobservedChanges
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
@@ -414,6 +414,10 @@ class KubeTarget:
     unobserved_unsupported = (
         "a real proxy watches the API server, which the harness cannot make hide changes from it"
     )
+    out_of_window_unsupported = (
+        "the harness holds no connection open on a real cluster (long-lived-connections is not"
+        " judged there), so no pod's out-of-window segment can be judged"
+    )
 
     def apply(self, event: Event) -> None:
         """Write the API changes that take the cluster from the model's state to the next.
@@ -428,6 +432,8 @@ class KubeTarget:
             raise UsageError(f"{StaleSnapshot.kind}: {self.stale_unsupported}")
         if isinstance(event, UnobservedChanges):
             raise UsageError(f"{UnobservedChanges.kind}: {self.unobserved_unsupported}")
+        if isinstance(event, OutOfWindow):
+            raise UsageError(f"{OutOfWindow.kind}: {self.out_of_window_unsupported}")
         before = self.state
         after = event.apply(before)
         for operation in plan(before, after, self.placement):

@@ -19,6 +19,7 @@ from harness.events import (
     DeleteService,
     Event,
     EvictPod,
+    OutOfWindow,
     Probe,
     RestartPod,
     RestartProxy,
@@ -107,6 +108,7 @@ EXAMPLES: dict[str, list[Event]] = {
         SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", "other"),
         SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", None),
     ],
+    "out-of-window": [*START, OutOfWindow("web-0")],
     "udp-flow-through-change": [
         CreateService("svc-a", WEB, "udp", protocol=Protocol.UDP),
         Scale("web", 3),

@@ -8,7 +8,8 @@ sync), and then clear the conntrack entries of flows no longer programmed. A sub
 syntax: `render`, `transaction`, `apply`, `setup`, `teardown` and `read_rules`.
 
 Hooks for the deliberately broken variants (`harness.proxies.mutants`) are ordinary methods:
-`destinations` (which endpoints), `plan` (what to program) and `affinity_enabled`.
+`destinations` (which endpoints), `plan` (what to program), `affinity_enabled` and
+`drops_invalid`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from harness.model.objects import Backend, Destination, Service
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.rules.commands import require_binaries, require_netns
 from harness.proxies.rules.conntrack import ConntrackCleaner, untranslated
+from harness.proxies.rules.invalid import tcp_be_liberal
 from harness.proxies.rules.plan import Flow, PortPlan, flows_of, plan_ports
 from harness.proxies.rules.rendering import EMPTY, Delta, Rendering, merged
-from harness.proxies.rules.tracing import Packet, Verdict, to_reachability
+from harness.proxies.rules.tracing import INVALID, Packet, Verdict, to_reachability
 from harness.traffic import Reachability
 
 
@@ -184,6 +186,12 @@ class KernelRuleProxy(TrackingProxy):
         """Whether ClientIP affinity is programmed (always, unless a mutant says otherwise)."""
         return True
 
+    def drops_invalid(self) -> bool:
+        """Whether to drop forwarded packets conntrack marks INVALID: as kube-proxy, unless the
+        node sets `nf_conntrack_tcp_be_liberal` (`harness.proxies.rules.invalid`). Reads the
+        node's sysctl; never changes it. A mutant may say False."""
+        return not tcp_be_liberal(self.netns)
+
     # -- reading back ---------------------------------------------------------------------------
     def reachability(
         self,
@@ -211,6 +219,13 @@ class KernelRuleProxy(TrackingProxy):
             client_ip, service.cluster_ip, port.protocol.lower(), port.port, remembered=remembered
         )
         return to_reachability(rules.trace(packet), backend_of, rules.description)
+
+    def invalid_fate(self, source: str, destination: str, port: int) -> dict[Verdict, float]:
+        """Where a forwarded TCP segment from `source` to `destination:port` that conntrack
+        marked INVALID ends, read from the kernel's rules: DROP with probability 1 when the
+        proxy drops INVALID packets (`drops_invalid`), else ACCEPT. Changes nothing."""
+        packet = Packet(source, destination, "tcp", port, ct_state=INVALID)
+        return self.read_rules().trace(packet)
 
     def backend_lookup(self, service: Service, port_name: str) -> BackendLookup:
         """Backends by endpoint address and port, from the current slices; usable ones win."""
