@@ -19,6 +19,7 @@ from typing import Any
 from harness.reporting import tables
 from harness.reporting.churn_report import churn_notes, churn_plots, churn_tables
 from harness.reporting.plots import figure_plots
+from harness.reporting.programming_cost import cost_plot, cost_tables
 from harness.reporting.regressions import RULE, Verdict
 from harness.reporting.render import MISSING, Plot, Section, Table, number_text
 from harness.reporting.sources import FIGURE_FILES, RESULTS_COMMAND, Sources, one_line
@@ -222,6 +223,19 @@ def churn_sections(assembly: Assembly) -> list[Section]:
     return [section("Churn", [part], plots)]
 
 
+def optional_section(
+    assembly: Assembly, title: str, name: str, build: Build, plot: Callable[[Any], Plot | None]
+) -> list[Section]:
+    """Section `title` of optional figure file `name` (`OPTIONAL_FILES`): its plot (when its
+    tables were built and `plot` draws one), tables and notes; none when the file was not
+    given, so a report made before the file existed renders again byte for byte."""
+    part = assembly.optional_part(name, build)
+    if part == ([], []):
+        return []
+    drawn = plot(assembly.sources.figures[name]) if part[0] else None
+    return [section(title, [part], [drawn] if drawn is not None else [])]
+
+
 def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
     """Every section of the report, and every file found malformed (at reading or building)."""
     assembly = Assembly(sources)
@@ -239,6 +253,9 @@ def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
             "Programming latency",
             [_results(assembly), assembly.part("rule_sync.json", _rule_sync)],
             scale,
+        ),
+        *optional_section(
+            assembly, "Programming cost at scale", "programming_cost.json", cost_tables, cost_plot
         ),
         section(
             "Scale and speed",
