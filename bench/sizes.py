@@ -75,4 +75,11 @@ PROGCOST_FULL_ROUNDS = size("PROGCOST_FULL_ROUNDS", full=3, quick=1)
 """Proxy restarts per size (full syncs), and bare applications of the full ruleset."""
 PROGCOST_CONNECTIONS = size("PROGCOST_CONNECTIONS", full=21, quick=7)
 """Fresh connections per size whose connect time is the first-packet latency."""
-PROGCOST_PROXIES = names("PROGCOST_PROXIES", full="iptables,nftables", quick="iptables,nftables")
+_KERNEL_PROXIES = ",".join(
+    name
+    for name in names("PROXIES", full="iptables,nftables", quick="iptables,nftables")
+    if name in ("iptables", "nftables")
+)
+PROGCOST_PROXIES = names("PROGCOST_PROXIES", full=_KERNEL_PROXIES, quick=_KERNEL_PROXIES)
+"""The kernel-rule proxies among HARNESS_BENCH_PROXIES (`harness bench --target`), unless
+HARNESS_BENCH_PROGCOST_PROXIES names them."""
