@@ -6,7 +6,10 @@ one line per breach out (empty when it holds).
 - every proxy gave figures (`sizes`, at least one) or says why not (`failed`, a line);
 - every size has every figure (`FIGURES`, numbers > 0) and its counts (`COUNTS`, whole numbers
   >= 1; the changes go there and back, so their count is even), and at least one endpoint per
-  Service;
+  Service, or says why not (`failed`, a line, beside its endpoints and Services);
+- every measured size has the restart with tracked connections: how many (`flows_tracked`, a
+  whole number) and its sync (`flows_sync_ms`, a number > 0) or why it failed
+  (`flows_sync_failed`, a line), not both;
 - a proxy's sizes grow strictly in endpoints, and every proxy measured the same sizes, so a ratio
   between proxies or sizes compares figures of one run at the same scale;
 - each median keeps the order of the samples it comes from: a change or restart is served no
@@ -48,12 +51,46 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _reason(where: str, value: object, what: str = "failed") -> list[str]:
+    """A breach unless `value` is a line saying why something `what`."""
+    return [] if isinstance(value, str) and value else [f"{where}: {what} without a reason"]
+
+
+def _failed_problems(where: str, size: Mapping[str, Any]) -> list[str]:
+    counts = ("endpoints", "services")
+    return _reason(where, size["failed"]) + [
+        f"{where}: {key} is {size.get(key)!r}, not a whole number >= 1"
+        for key in counts
+        if not _is_count(size.get(key))
+    ]
+
+
+def _flows_problems(where: str, size: Mapping[str, Any]) -> list[str]:
+    found = []
+    if not (_is_count(size.get("flows_tracked")) or size.get("flows_tracked") == 0):
+        found.append(f"{where}: flows_tracked is {size.get('flows_tracked')!r}, not a count")
+    timed, failed = size.get("flows_sync_ms"), size.get("flows_sync_failed")
+    if (timed is None) == (failed is None):
+        found.append(f"{where}: flows_sync_ms or flows_sync_failed, one of the two, is needed")
+    elif timed is not None and not (_is_number(timed) and timed > 0):
+        found.append(f"{where}: flows_sync_ms is {timed!r}, not a number > 0")
+    elif failed is not None:
+        found += _reason(where, failed, "flows_sync_failed")
+    return found
+
+
 def _size_problems(where: str, size: Mapping[str, Any]) -> list[str]:
-    found = [f"{where}: {key} is {size.get(key)!r}, not a number > 0" for key in FIGURES
+    if "failed" in size:
+        return _failed_problems(where, size)
+    found = _flows_problems(where, size)
+    found += [f"{where}: {key} is {size.get(key)!r}, not a number > 0" for key in FIGURES
              if not (_is_number(size.get(key)) and size[key] > 0)]  # fmt: skip
     found += [f"{where}: {key} is {size.get(key)!r}, not a whole number >= 1" for key in COUNTS
-              if not (isinstance(size.get(key), int) and not isinstance(size.get(key), bool)
-                      and size[key] >= 1)]  # fmt: skip
+              if not _is_count(size.get(key))]  # fmt: skip
     if found:
         return found
     if size["change_rounds"] % 2:
@@ -74,8 +111,7 @@ def structure_problems(report: Mapping[str, Any]) -> list[str]:
     for result in report.get("results") or []:
         proxy = str(result.get("proxy"))
         if "failed" in result:
-            if not isinstance(result["failed"], str) or not result["failed"]:
-                found.append(f"{proxy}: failed without a reason")
+            found += _reason(proxy, result["failed"])
             continue
         sizes = result.get("sizes")
         if not isinstance(sizes, list) or not sizes:

@@ -48,3 +48,20 @@ def test_sizes_that_do_not_grow_or_differ_between_proxies_are_named() -> None:
     assert problems[0] == "iptables: sizes [100, 10, 10000] do not grow strictly"
     assert problems[1].startswith("proxies measured different sizes:")
     assert len(problems) == 2
+
+
+def test_a_failed_size_needs_a_reason_and_a_restart_with_flows_one_outcome() -> None:
+    data = programming_cost_json()
+    data["results"][0]["sizes"][2] = {"endpoints": 10_000, "services": 5_000, "failed": "why"}
+    assert structure_problems(data) == []
+    data["results"][0]["sizes"][2]["failed"] = ""
+    size = data["results"][1]["sizes"][0]
+    size["flows_sync_failed"] = "timed out"  # beside flows_sync_ms: one of the two
+    other = data["results"][1]["sizes"][1]
+    del other["flows_sync_ms"]
+    other["flows_sync_failed"] = ""
+    assert structure_problems(data) == [
+        "iptables size 2: failed without a reason",
+        "nftables size 0: flows_sync_ms or flows_sync_failed, one of the two, is needed",
+        "nftables size 1: flows_sync_failed without a reason",
+    ]

@@ -47,6 +47,8 @@ def sizes_of(proxy: str) -> list[dict[str, Any]]:
             "connections": 21,
             "change_lines_max": 9,
             "full_lines": 100,
+            "flows_tracked": 30,
+            "flows_sync_ms": 2 * FIGURES[proxy]["full_sync_ms"][index],
         }
         for index, (endpoints, services) in enumerate(SCALES)
     ]

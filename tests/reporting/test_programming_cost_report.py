@@ -151,3 +151,23 @@ def test_absent_it_is_no_part_of_the_report(tmp_path: Path) -> None:
     write_report([again], again, history_root=CHECKOUT / "reports")
     for page in ("report.md", "index.html", "results.json"):
         assert (again / page).read_bytes() == (published / page).read_bytes(), page
+
+
+def test_a_failed_size_is_a_row_and_a_note_and_the_restart_with_flows_a_note() -> None:
+    data = programming_cost_json()
+    sizes = data["results"][1]["sizes"]
+    sizes[2] = {"endpoints": 10_000, "services": 5_000, "failed": "nft timed out"}
+    sizes[1]["flows_sync_ms"] = None
+    sizes[1]["flows_sync_failed"] = "conntrack did not finish within 30 s"
+    rows = cost_table(data).rows
+    assert rows[3][:4] == ("nftables", "10,000", "5,000", "failed")
+    assert [row[1] for row in rows[4:]] == ["10", "100"]
+    notes = cost_notes(data)
+    assert "nftables at 10,000 endpoints: no figures (nft timed out)" in notes
+    (flows,) = [note for note in notes if note.startswith("nftables, full sync after a restart")]
+    assert flows.endswith(
+        "10 endpoints: 80 ms with 30 tracked; 100 endpoints: failed (conntrack did not finish"
+        " within 30 s) with 30 tracked"
+    )
+    growth = ratios(data)["nftables one-change sync, growth from 10 to 100 endpoints"]
+    assert growth == (1.2, True)  # the sizes that gave figures only
