@@ -278,6 +278,9 @@ def measure_size(name: str, endpoints: int, services: int, scratch: str, workdir
     target = LocalTarget(cls, controller_class=bulk_controller(cluster))
     target.open()
     try:
+        # the bulk first, alone, while the node tracks no connection yet (the probe's pods,
+        # once made, are connected to from the node): see `measure_restart_with_flows`
+        target.apply_many(())
         target.apply_many(PROBE_EVENTS)
         wait_served(target, PROBE_PODS[0], time.perf_counter())
         figures: dict[str, Any] = {"endpoints": cluster.endpoint_count, "services": services}
