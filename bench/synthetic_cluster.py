@@ -2,11 +2,14 @@
 bulk of a cluster at a scale the local cluster cannot realise (10,000 pod namespaces is too many
 for one machine), for bench/test_programming_cost.py.
 
-The bulk's VIPs come from the top half of the Service range (10.96.128.0/17), which the model
-allocates from the bottom up and never reaches in a benchmark, and its endpoint addresses from
-10.64.0.0/12, outside the pod range (10.244.0.0/16), so no real pod or Service ever shares an
-address with one. No packet is ever sent to them: they only make the proxy's rules as large as a
-cluster of that size would.
+The bulk's VIPs come from 10.1.0.0/16, outside the Service range (10.96.0.0/16) the model
+allocates real Services from, and its endpoint addresses from 10.64.0.0/12, outside the pod
+range (10.244.0.0/16), so no real pod or Service ever shares an address with one. No packet is
+ever sent to them: they only make the proxy's rules as large as a cluster of that size would.
+The VIPs sort before every real one, so in the iptables proxy's KUBE-SERVICES chain (rules in
+text order, `harness.proxies.rules.rendering.container_entries`) a real Service's rule comes
+after every bulk Service's: a new connection to it walks them all, the worst case of a linear
+chain (nftables looks the VIP up in a map).
 
 Pure except `bulk_controller`'s controllers, which only call the proxy's handlers.
 """
@@ -20,7 +23,7 @@ from harness.local.controller import EndpointController
 from harness.model.objects import PROXY_NODE, Endpoint, EndpointPort, EndpointSlice, Service
 from harness.model.state import ClusterState
 
-BULK_VIPS = ipaddress.IPv4Network("10.96.128.0/17")
+BULK_VIPS = ipaddress.IPv4Network("10.1.0.0/16")
 BULK_ENDPOINTS = ipaddress.IPv4Network("10.64.0.0/12")
 PORT = EndpointPort("http", 8080)
 

@@ -32,7 +32,8 @@ probe Service, whose two endpoints are real pods (probe-a and probe-b). Measured
   (`harness.proxies.rules.conntrack`), which at 5,000 Services exceeded the 30 s the proxy
   gives the command; the flush keeps that out of the programming figures;
 - first-packet latency: the connect time (SYN to SYN-ACK) of `PROGCOST_CONNECTIONS` fresh
-  connections from client-1 to the probe's VIP, every packet through the proxy's rules.
+  connections from client-1 to the probe's VIP, every packet through the proxy's rules (for
+  iptables the probe's rule is the last of KUBE-SERVICES: bench/synthetic_cluster.py).
 
 Medians, with their counts, go to programming_cost.json in the run directory (bench/conftest.py);
 the report (`harness.reporting.programming_cost`) computes the issue's ratios from them in one
@@ -340,7 +341,8 @@ def test_programming_cost_at_scale(bench_netns: str, tmp_path: Path, output_dir:
             " its contract, at addresses no pod holds (not pods: no namespace each); they"
             " only make the rules as large as such a cluster's",
             "first_packet": "connect time (SYN to SYN-ACK) of fresh TCP connections from the"
-            " client to the probe's VIP",
+            " client to the probe's VIP (iptables: its rule last in KUBE-SERVICES, after every"
+            " bulk Service's)",
             "full_sync": "after a proxy restart on a node whose conntrack table was flushed"
             " first; flows_*: one restart more with the connections"
             f" {FLOW_CONNECTIONS} fresh probe requests left tracked",
