@@ -19,13 +19,13 @@ probe Service, whose two endpoints are real pods (probe-a and probe-b). Measured
 - bare rule command: each pair of changes' transactions, as the proxy wrote them, applied again in
   the node namespace with the plain kernel command (`iptables-restore --noflush`, `nft -f -`, run
   as the proxy runs it); the rules cycle back, so every replay applies cleanly;
-- full sync: a `RestartProxy` on a node whose conntrack table was flushed first, whose fresh
-  proxy instance programs everything in its first sync (`full_sync_ms`, its rule command
-  `full_apply_ms`), and the time from the restart to a fresh connection answered
-  (`restart_to_serve_ms`, which includes the old instance removing its rules); `full_bare_ms`
-  applies that first sync's transaction with the bare command in a scratch namespace where a
-  fresh instance of the proxy has just installed its Service-independent objects (the state the
-  first sync starts from). `PROGCOST_FULL_ROUNDS` restarts. One restart more keeps the
+- full sync: a `RestartProxy` on a node whose conntrack table was flushed first: the fresh
+  proxy instance adopts the rules its predecessor left (they keep serving) and its first sync
+  programs everything anew in one transaction (`full_sync_ms`, its rule command
+  `full_apply_ms`), then a fresh connection is answered (`restart_to_serve_ms`); `full_bare_ms`
+  applies that transaction again with the bare command in the node namespace, whose rules are
+  the same before and after it (the state the proxy's sync started from).
+  `PROGCOST_FULL_ROUNDS` restarts. One restart more keeps the
   connections some probe requests left (`flows_tracked`) and records its sync
   (`flows_sync_ms`) or why it failed (`flows_sync_failed`): a fresh instance clears the
   untranslated entries of every Service port it programs, one conntrack table walk each
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -69,23 +70,19 @@ from sizes import (
     PROGCOST_SERVICES,
 )
 from synthetic_cluster import bulk, bulk_controller
-from test_rule_sync import BARE_COMMANDS, bench_netns, timed_bare
+from test_rule_sync import BARE_COMMANDS, timed_bare
 
 from harness.errors import EnvironmentProblem
 from harness.events import CreatePod, CreateService, Event, RestartProxy, SetReady
 from harness.local.names import netns_path
 from harness.local.netns import flush_conntrack, in_thread, setns
-from harness.model.objects import PROXY_NODE, labels_of
-from harness.model.state import SERVICE_CIDR
-from harness.proxies.base import NodeContext
+from harness.model.objects import labels_of
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.reporting.runs import write_figures
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
-
-__all__ = ["bench_netns"]  # the scratch-namespace fixture of test_rule_sync.py, reused
 
 pytestmark = pytest.mark.netns
 
@@ -223,10 +220,10 @@ def tracked_flows(netns: str) -> int:
     return int(done.stdout.strip() or 0)
 
 
-def measure_full(target: LocalTarget, cls: type[SyncTimer], scratch: NodeContext) -> dict[str, Any]:
+def measure_full(target: LocalTarget, command: list[str]) -> dict[str, Any]:
     """`PROGCOST_FULL_ROUNDS` proxy restarts on a node without tracked connections (flushed
-    first: see `measure_restart_with_flows`), and the first sync's transaction applied with the
-    bare command after a fresh instance's setup in `scratch`."""
+    first: see `measure_restart_with_flows`), each first sync's transaction applied again with
+    the bare command."""
     synced, applied, served, bare = [], [], [], []
     payload = ""
     node = target.cluster.node_netns if target.cluster else ""
@@ -239,12 +236,7 @@ def measure_full(target: LocalTarget, cls: type[SyncTimer], scratch: NodeContext
         applied.append(proxy.last_apply_ms)
         payload = proxy.last_payload
         served.append(wait_served(target, PROBE_PODS[0], started))
-        fresh = cls()
-        fresh.start(scratch)
-        try:
-            bare.append(timed_bare(scratch.netns, BARE_COMMANDS[cls.name], payload))
-        finally:
-            fresh.stop()
+        bare.append(timed_bare(node, command, payload))
     return {
         "full_sync_ms": median(synced),
         "full_apply_ms": median(applied),
@@ -272,7 +264,7 @@ def measure_restart_with_flows(target: LocalTarget) -> dict[str, Any]:
     return {**figures, "flows_sync_ms": round(proxy_of(target).last_sync_ms, 2)}
 
 
-def measure_size(name: str, endpoints: int, services: int, scratch: str, workdir: Path) -> Any:
+def measure_size(name: str, endpoints: int, services: int) -> Any:
     """One proxy at one size (see the module docstring)."""
     cls = TIMED[name]
     cluster = bulk(endpoints, services)
@@ -292,22 +284,21 @@ def measure_size(name: str, endpoints: int, services: int, scratch: str, workdir
         latencies = connect_times_us(client, vip.cluster_ip, vip.ports[0].port,
                                      PROGCOST_CONNECTIONS)  # fmt: skip
         figures.update(first_packet_us=median(latencies, 1), connections=len(latencies))
-        context = NodeContext(PROXY_NODE, scratch, target.prefix, workdir, str(SERVICE_CIDR))
-        figures.update(measure_full(target, cls, context))
+        figures.update(measure_full(target, BARE_COMMANDS[name]))
         figures.update(measure_restart_with_flows(target))
         return figures
     finally:
         target.close()
 
 
-def measure(name: str, scratch: str, workdir: Path) -> dict[str, Any]:
+def measure(name: str) -> dict[str, Any]:
     """Every size for proxy `name`, smallest first. A size that cannot be measured here (a
     command refused or timed out) is recorded as failed with the reason; a proxy whose every
     size failed (a missing tool) as failed itself."""
     sizes: list[dict[str, Any]] = []
     for endpoints, services in zip(PROGCOST_ENDPOINTS, PROGCOST_SERVICES, strict=True):
         try:
-            sizes.append(measure_size(name, endpoints, services, scratch, workdir))
+            sizes.append(measure_size(name, endpoints, services))
         except EnvironmentProblem as problem:
             sizes.append({"endpoints": endpoints, "services": services, "failed": str(problem)})
     if all("failed" in size for size in sizes):
@@ -315,7 +306,9 @@ def measure(name: str, scratch: str, workdir: Path) -> dict[str, Any]:
     return {"proxy": name, "sizes": sizes}
 
 
-def test_programming_cost_at_scale(bench_netns: str, tmp_path: Path, output_dir: Path) -> None:
+def test_programming_cost_at_scale(output_dir: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
     unknown = sorted(set(PROGCOST_PROXIES) - set(TIMED))
     if unknown:
         raise pytest.UsageError(
@@ -324,7 +317,7 @@ def test_programming_cost_at_scale(bench_netns: str, tmp_path: Path, output_dir:
     if not PROGCOST_PROXIES:
         pytest.skip("no kernel-rule proxy (iptables, nftables) among HARNESS_BENCH_PROXIES")
     started = datetime.datetime.now(datetime.UTC)
-    results = [measure(name, bench_netns, tmp_path) for name in PROGCOST_PROXIES]
+    results = [measure(name) for name in PROGCOST_PROXIES]
     report = {
         "benchmark": "programming cost at scale: one endpoint change and a full sync against the"
         " bare rule command, and first-packet latency through the VIP",

@@ -263,3 +263,9 @@ def cost_plot(data: Json) -> Plot | None:
     chart = svg.line_chart(PLOT_TITLE, series, y_label="ms", x_label="endpoints", log_x=True,
                            log_y=True)  # fmt: skip
     return Plot(PLOT_TITLE, chart, f"{settings_line(data)}. Both axes logarithmic.")
+
+
+def cost_plots(data: Json) -> list[Plot]:
+    """`cost_plot` as the list a section takes: empty when there is nothing to draw."""
+    plot = cost_plot(data)
+    return [plot] if plot is not None else []

@@ -3,7 +3,8 @@ as the benchmark writes it holds; each kind of breach is named in one line. No t
 
 from __future__ import annotations
 
-from bench.cost_rules import structure_problems
+from cost_rules import structure_problems
+
 from tests.reporting.programming_cost_files import programming_cost_json
 
 
