@@ -43,11 +43,12 @@ from harness.history import History
 from harness.known_issues import Match
 from harness.longlived import FEATURE as LONG_LIVED_FEATURE
 from harness.longlived import UDP_FEATURE as UDP_FLOW_FEATURE
+from harness.model.objects import NODES
 from harness.profiles import DEFAULT_PROFILE, PROFILES, Limits, Profile
 from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
 from harness.shrink import shrink_events
-from harness.strategies import EventSpace
+from harness.strategies import EventSpace, space_nodes
 from harness.targets.base import (
     ConnectionHolder,
     Target,
@@ -454,6 +455,7 @@ def options_for(
             restarts_proxy=restart_unsupported(target) is None,
             shows_stale=stale_unsupported(target) is None,
             udp=bool(getattr(target, "sends_udp", False)),  # declared or not: `for_features`
+            nodes=space_nodes(getattr(target, "accepted_nodes", NODES)),
         ),
         config=RunConfig(deadline_s=float(deadline), budget=AlarmBudget(max_checks=max_checks)),
         failures_dir=failures_dir,
