@@ -381,13 +381,13 @@ def target_options(
 
 
 def made_with_nodes(
-    target: Any, args: argparse.Namespace, spec: str, options: registry.TargetOptions
+    target: Any, given: int | None, spec: str, options: registry.TargetOptions
 ) -> registry.TargetOptions:
     """`options` with the node count `target` was made with (so failure files record it);
-    UsageError when `--nodes` was given to a target without nodes of its own."""
+    UsageError when `--nodes` was `given` to a target without nodes of its own."""
     nodes = getattr(target, "nodes", None)
     if not isinstance(nodes, int):
-        if getattr(args, "nodes", None) is not None:
+        if given is not None:
             raise UsageError(f"--nodes is for local targets (local:PROXY), not {spec}; drop it")
         return options
     return replace(options, nodes=nodes)
@@ -436,7 +436,7 @@ def command_run(args: argparse.Namespace) -> int:
     profile = profile_named(args.profile)
     chosen = target_options(args, args.target, seed)
     target = registry.make_target(args.target, chosen)
-    chosen = made_with_nodes(target, args, args.target, chosen)
+    chosen = made_with_nodes(target, args.nodes, args.target, chosen)
     target_features(target)  # a bad declaration is a usage error before anything starts
     prepare_output_dir(args.failures_dir, "--failures-dir")  # the last check: it creates it
     options = replace(
@@ -508,7 +508,7 @@ def command_replay(args: argparse.Namespace) -> int:
     seed = saved.seed if saved else 0
     chosen = target_options(args, spec, seed, saved)
     target = registry.make_target(spec, chosen)
-    made_with_nodes(target, args, spec, chosen)
+    made_with_nodes(target, args.nodes, spec, chosen)
     check_nodes(events, getattr(target, "accepted_nodes", None))
     deadline: Any = args.deadline or (saved.options.get("deadline") if saved else None)
     config = RunConfig(deadline_s=float(deadline or getattr(target, "default_deadline_s", 30.0)))
