@@ -28,9 +28,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from harness import known_issues, podclients
+from harness import known_issues, nodeclients, podclients
 from harness.balance import balance_sequences
-from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules, sources
+from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, nodes, rules, sources
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
@@ -164,7 +164,7 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add(LONG_LIVED_FEATURE)
     if not isinstance(target, ConnectionHolder) or not generates_udp(target):
         unreachable.add(UDP_FLOW_FEATURE)  # no UDP Service is generated for it
-    return frozenset(unreachable) | podclients.uncheckable(target)
+    return frozenset(unreachable) | podclients.uncheckable(target) | nodeclients.uncheckable(target)
 
 
 def applicable(prop: str, target: Target, supported: frozenset[str] | None = None) -> str | None:
@@ -181,6 +181,8 @@ def applicable(prop: str, target: Target, supported: frozenset[str] | None = Non
         return "the target holds no long-lived connections across steps (ConnectionHolder)"
     if prop in (sources.SOURCE_IP, sources.HAIRPIN) and not sends_from_pods(target):
         return "the target cannot send from inside a pod (sends_from_pods)"
+    if prop == nodes.PROPERTY:
+        return nodeclients.unavailable(target)
     return None
 
 

@@ -78,6 +78,10 @@ FEATURES: dict[str, str] = {
         "a UDP flow with a fixed 5-tuple held through a change (its endpoint removed or made"
         " unready, scaled to 0 and back, a proxy restart) and asked again"
     ),
+    "seen-from-every-node": (
+        "a changed Service reached from every node's host network, each through its own proxy"
+        " and judged by that node's expectation"
+    ),
 }
 MULTI_PORT_FEATURE = "multi-port-named"
 AFFINITY_FEATURES = frozenset({"affinity-idle-past-timeout", "affinity-backend-removed"})

@@ -92,6 +92,7 @@ AIMS: dict[str, Aim] = {
     "udp-flow-through-change": _aim(
         "set_ready", "delete_pod", "restart_pod", "restart_proxy", udp_only=True
     ),
+    "seen-from-every-node": _aim("scale", "create_pod", "set_traffic_policy"),
 }
 
 

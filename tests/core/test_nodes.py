@@ -10,14 +10,28 @@ from pathlib import Path
 
 import pytest
 
+from harness.checks.nodes import NodeSample, check_every_node
 from harness.cli import main, run_context, target_options
 from harness.errors import InvalidEvent, UsageError
-from harness.events import CreatePod, RestartPod, Scale, check_nodes, save_sequence
+from harness.events import (
+    CreatePod,
+    CreateService,
+    DeletePod,
+    RestartPod,
+    RestartProxy,
+    Scale,
+    SetTrafficPolicy,
+    check_nodes,
+    save_sequence,
+)
 from harness.failures import RunContext, _check_run
-from harness.model.objects import ALL_NODES, ZONES, labels_of, run_nodes
+from harness.model.endpoints import expect
+from harness.model.objects import ALL_NODES, ZONES, Backend, TrafficPolicy, labels_of, run_nodes
 from harness.model.state import POD_CIDR, ClusterState, node_pod_cidr
+from harness.nodeclients import changed_services
 from harness.registry import TargetOptions
 from harness.strategies import space_nodes
+from harness.traffic import ErrorKind, Outcome
 
 WEB = labels_of({"app": "web"})
 
@@ -115,3 +129,52 @@ def test_failure_files_record_the_node_count_and_a_replay_uses_it() -> None:
     older = RunContext("local:iptables", 7)  # saved before local clusters had nodes
     assert target_options(args, "local:iptables", 7, older).nodes == 1
     assert target_options(args, "local:iptables", 7).nodes is None  # the target's default: 2
+
+
+def _sample(node: str, state: ClusterState, *seen: Backend | ErrorKind) -> NodeSample:
+    outcomes = tuple(
+        Outcome(s, None, 1.0, 0) if isinstance(s, Backend) else Outcome(None, s, 1.0, 0)
+        for s in seen
+    )
+    return NodeSample("web", node, expect(state, "web", "http", node), outcomes)
+
+
+def test_every_node_is_judged_by_its_own_expectation() -> None:
+    state = ClusterState()
+    for event in (
+        CreateService("web", WEB, internal_traffic_policy=TrafficPolicy.LOCAL),
+        CreatePod("a", WEB, node="node-2"),
+    ):
+        state = event.apply(state)
+    a = Backend("a", state.pods["a"].uid)
+    right = [
+        _sample("node-1", state, ErrorKind.TIMEOUT, ErrorKind.TIMEOUT),  # DROP: only elsewhere
+        _sample("node-2", state, a, a),
+        _sample("node-3", state, ErrorKind.TIMEOUT),
+    ]
+    verdict = check_every_node(right)
+    assert verdict is not None and verdict.holds, verdict
+    assert [s["expected"] for s in verdict.evidence["samples"]] == ["drop", "connect", "drop"]
+    # a node-2 proxy that thinks it is node-1 drops what it must forward
+    wrong = check_every_node([right[0], _sample("node-2", state, ErrorKind.TIMEOUT, a)])
+    assert wrong is not None and not wrong.holds
+    assert "from node-2's host network: 1 of 2" in wrong.message and "connect" in wrong.message
+    # and a node that forwards what it must drop, or refuses it, is wrong too
+    for seen in (a, ErrorKind.REFUSED):
+        forwarded = check_every_node([_sample("node-3", state, seen)])
+        assert forwarded is not None and not forwarded.holds
+    empty = DeletePod("a", 0.0).apply(state)
+    refused = check_every_node([_sample("node-2", empty, ErrorKind.REFUSED)])
+    assert refused is not None and refused.holds  # no endpoint anywhere: REJECT
+    assert check_every_node([]) is None
+
+
+def test_changed_services_are_those_any_node_sees_differently() -> None:
+    db = labels_of({"app": "db"})
+    state = CreateService("db", db).apply(CreateService("web", WEB).apply(ClusterState()))
+    nodes = ("node-1", "node-2")
+    local = SetTrafficPolicy("web", TrafficPolicy.LOCAL)
+    assert changed_services(local, state, local.apply(state), nodes) == ["web"]
+    pod = CreatePod("a", db, node="node-2")
+    assert changed_services(pod, state, pod.apply(state), nodes) == ["db"]
+    assert changed_services(RestartProxy(), state, state, nodes) == ["db", "web"]

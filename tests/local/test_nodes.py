@@ -13,11 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.checks.nodes import PROPERTY
 from harness.errors import UsageError
 from harness.events import (
     CreatePod,
     CreateService,
     RestartProxy,
+    Scale,
     SetTrafficPolicy,
 )
 from harness.local.cleanup import clean
@@ -26,6 +28,8 @@ from harness.model.objects import TrafficPolicy, labels_of
 from harness.model.state import node_pod_cidr
 from harness.podclients import PodClients
 from harness.proxies.iptables import IptablesProxy
+from harness.proxies.mutants import WrongNodeProxy
+from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
 from tests.local.conftest import needs_root
@@ -159,6 +163,32 @@ def test_a_pod_client_goes_through_its_own_nodes_proxy(cluster: LocalTarget) -> 
         assert evidence["usable"] == [evidence["client_pod"]]  # its own node's expectation
         answers = {a.get("backend") for a in evidence["answers"]}
         assert answers == {evidence["client_pod"]}, evidence  # only itself, under Local policy
+
+
+def test_a_proxy_told_the_wrong_node_is_caught_from_the_other_nodes(
+    cluster: LocalTarget,
+) -> None:
+    """`mutant-iptables-wrong-node` by a fixed sequence: a Local Service with endpoints on
+    node-1 only must be dropped by the other nodes' proxies; the mutant's forward to node-1's
+    endpoints. The real proxies hold on the same sequence (no false alarm)."""
+    sequence = [
+        CreateService("web", WEB, internal_traffic_policy=TrafficPolicy.LOCAL),
+        Scale("web", 2, node="node-1"),
+    ]
+    held = Runner(cluster, RunConfig(deadline_s=2.0)).run(sequence)
+    judged = [v for step in held for v in step.verdicts if v.property == PROPERTY]
+    assert judged and all(v.holds for v in judged), judged
+    assert [s["expected"] for s in judged[-1].evidence["samples"]] == ["connect", "drop", "drop"]
+    cluster.reset()
+    cluster.new_proxy = WrongNodeProxy
+    try:
+        cluster.apply(RestartProxy())  # every node's proxy is now the mutant
+        caught = Runner(cluster, RunConfig(deadline_s=2.0)).run(sequence)
+        failing = [v for v in caught[-1].verdicts if not v.holds]
+        assert [v.property for v in failing] == [PROPERTY], failing
+        assert "from node-2's host network" in failing[0].message
+    finally:
+        cluster.new_proxy = IptablesProxy  # the fixture's reset starts the real ones again
 
 
 def test_one_node_keeps_todays_single_namespace_layout() -> None:
