@@ -79,8 +79,8 @@ FEATURES: dict[str, str] = {
         " unready, scaled to 0 and back, a proxy restart) and asked again"
     ),
     "seen-from-every-node": (
-        "a changed Service reached from every node's host network, each through its own proxy"
-        " and judged by that node's expectation"
+        "a changed Service the nodes see differently (internalTrafficPolicy Local, endpoints on"
+        " some nodes) reached from every node's host network, each by its own proxy"
     ),
 }
 MULTI_PORT_FEATURE = "multi-port-named"

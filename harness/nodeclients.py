@@ -20,9 +20,10 @@ comes after it), so from the host the two cannot be told apart (measured: iptabl
 nftables, both `other`). TCP shows them apart (the REJECT's ICMP refuses the connect; a dropped
 SYN times out) and is judged in all three cases.
 
-Only on targets with a proxy on more than one node (`host_nodes`: the local cluster with
-`--nodes` 2 or more); elsewhere the property is not applicable and its coverage state
-`seen-from-every-node` uncheckable.
+Only on targets with a proxy on more than one node (`host_nodes`: the model's two nodes, the
+local cluster with `--nodes` 2 or more); elsewhere the property is not applicable and its
+coverage state `seen-from-every-node` (a sampled Service the nodes see differently:
+`seen_differently`) uncheckable.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from harness.checks.nodes import NodeSample, check_every_node
 from harness.checks.verdict import Verdict
 from harness.events import NEMESIS_EVENTS, Event
 from harness.model.endpoints import expect
-from harness.model.objects import Protocol
+from harness.model.objects import Backend, Protocol
 from harness.model.state import ClusterState
 from harness.targets.base import Target
 from harness.traffic import TrafficRequest
@@ -78,6 +79,18 @@ def changed_services(
     ]
 
 
+def seen_differently(samples: list[NodeSample]) -> bool:
+    """Whether the nodes' expectations of some sampled Service differ (what it must do, or
+    where it may go): the coverage state `seen-from-every-node`, where a proxy told the wrong
+    node, or one programming every node alike, shows."""
+    views: dict[str, set[tuple[str, frozenset[Backend]]]] = {}
+    for sample in samples:
+        views.setdefault(sample.service, set()).add(
+            (sample.outcome, frozenset(sample.expected.usable))
+        )
+    return any(len(seen) > 1 for seen in views.values())
+
+
 class NodeClients:
     """One sample per node and changed Service per step (module docstring). Holds nothing
     between steps."""
@@ -114,7 +127,8 @@ class NodeClients:
         if verdict is None:
             return [], frozenset(), frozenset()
         record["every_node"] = verdict.evidence["samples"]
-        return [verdict], frozenset({FEATURE}), frozenset({FEATURE})
+        features = frozenset({FEATURE}) if seen_differently(samples) else frozenset()
+        return [verdict], features, features
 
     def _sample(self, state: ClusterState, service: str, node: str) -> NodeSample | None:
         """A sample from `node`'s host network, or None for one that cannot be judged (a UDP
