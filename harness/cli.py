@@ -39,7 +39,7 @@ from harness.events import check_nodes
 from harness.failures import RunContext, load_failure, run_context_of
 from harness.files import check_output_file, prepare_output_dir
 from harness.kube.objects import DEFAULT_READER_IMAGE
-from harness.model.objects import MAX_NODES
+from harness.model.objects import MAX_NODES, RUN_NODES
 from harness.profiles import DEFAULT_PROFILE, PROFILES, parse_duration, profile_named
 from harness.results import (
     RunReport,
@@ -364,8 +364,8 @@ def target_options(
 
     deadline = chosen("deadline")
     nodes = chosen("nodes")
-    if nodes is None and saved is not None:
-        nodes = 1  # a failure file from before local clusters had nodes: it ran on one
+    if nodes is None:  # a failure file from before local clusters had nodes ran on one
+        nodes = 1 if saved is not None else RUN_NODES
     return registry.TargetOptions(
         proxy_command=chosen("proxy_command"),
         kubeconfig=chosen("kubeconfig"),
@@ -383,13 +383,14 @@ def target_options(
 def made_with_nodes(
     target: Any, given: int | None, spec: str, options: registry.TargetOptions
 ) -> registry.TargetOptions:
-    """`options` with the node count `target` was made with (so failure files record it);
-    UsageError when `--nodes` was `given` to a target without nodes of its own."""
+    """`options` with the node count `target` was made with (so failure files record it; none
+    for a target without nodes of its own); UsageError when `--nodes` was `given` to such a
+    target."""
     nodes = getattr(target, "nodes", None)
     if not isinstance(nodes, int):
         if given is not None:
             raise UsageError(f"--nodes is for local targets (local:PROXY), not {spec}; drop it")
-        return options
+        return replace(options, nodes=None)
     return replace(options, nodes=nodes)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from harness import registry
 from harness.conformance import PropertyResult, SuiteOptions, options_for, run_target
 from harness.failures import RunContext
+from harness.model.objects import RUN_NODES
 from harness.profiles import PROFILES, Profile
 from harness.targets.mutants import MUTANTS
 
@@ -71,7 +72,9 @@ def catch(
     docstring); the result records whether and how it was caught. `deadline_s` overrides the
     target's programming deadline (a broken data plane costs one deadline per failing replay
     while its counterexample is shrunk)."""
-    target = registry.make_target(spec, registry.TargetOptions(extra={"seed": seed}))
+    target = registry.make_target(
+        spec, registry.TargetOptions(nodes=RUN_NODES, extra={"seed": seed})
+    )  # a local target gets the nodes `harness run` gives it (the model's ignore the count)
     options = replace(
         _options(spec, target, profile, seed, failures, deadline_s),
         stop_at_first=True,
@@ -125,7 +128,9 @@ def false_alarms(
     failures: Path = Path("."),
 ) -> dict[str, Any]:
     """Run a correct target for `examples` examples; every violation is a false alarm."""
-    target = registry.make_target(spec, registry.TargetOptions(extra={"seed": seed}))
+    target = registry.make_target(
+        spec, registry.TargetOptions(nodes=RUN_NODES, extra={"seed": seed})
+    )
     options = _options(spec, target, profile, seed, failures)
     options = replace(options, limits=replace(options.limits, examples=examples, budget_s=None))
     suite = run_target(target, options)

@@ -28,6 +28,7 @@ from harness.cli import DEFAULT_TARGET, made_with_nodes, run_context
 from harness.conformance import SuiteResult, options_for, run_target
 from harness.errors import HarnessError, UsageError
 from harness.files import check_output_file, prepare_output_dir
+from harness.model.objects import RUN_NODES
 from harness.profiles import PROFILES, parse_duration, profile_named
 from harness.results import RunReport, print_summary, write_json, write_junit
 
@@ -82,7 +83,7 @@ def _run_suite(config: pytest.Config) -> tuple[SuiteResult, RunReport]:
         kind_cluster=option("kind_cluster"),
         pods=option("pods") or "cluster",
         deadline_s=option("deadline") or 30.0,
-        nodes=option("nodes"),
+        nodes=option("nodes") or RUN_NODES,
         extra={"seed": seed, "deadline_given": option("deadline") is not None},
     )
     spec = option("target")

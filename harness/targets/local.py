@@ -65,9 +65,6 @@ from harness.traffic import (
 from harness.versions import proxy_version
 
 DEFAULT_PROXY = "iptables"
-RUN_NODES = 2
-"""Nodes of a local target made from a spec (`harness run`, the suite) unless `--nodes` says
-otherwise; one built directly has one (`LocalTarget(nodes=1)`), today's cost for unit tests."""
 LOOPBACK = "loopback"
 NEEDS_ROOT = (
     "the local target needs root to create network namespaces;"
@@ -210,7 +207,7 @@ class LocalTarget:
         return cls(
             proxy_factory(arg or DEFAULT_PROXY, options),
             prefix=options.prefix,
-            nodes=options.nodes or RUN_NODES,
+            nodes=options.nodes or 1,  # `harness run` and the suite ask for RUN_NODES
         )
 
     @property

@@ -31,6 +31,7 @@ from harness.model.state import POD_CIDR, ClusterState, node_pod_cidr
 from harness.nodeclients import changed_services
 from harness.registry import TargetOptions
 from harness.strategies import space_nodes
+from harness.targets.local import LocalTarget
 from harness.traffic import ErrorKind, Outcome
 
 WEB = labels_of({"app": "web"})
@@ -128,7 +129,8 @@ def test_failure_files_record_the_node_count_and_a_replay_uses_it() -> None:
     assert target_options(args, "local:iptables", 7, recorded).nodes == 3
     older = RunContext("local:iptables", 7)  # saved before local clusters had nodes
     assert target_options(args, "local:iptables", 7, older).nodes == 1
-    assert target_options(args, "local:iptables", 7).nodes is None  # the target's default: 2
+    assert target_options(args, "local:iptables", 7).nodes == 2  # `harness run`'s default
+    assert LocalTarget.from_spec(None, TargetOptions()).nodes == 1  # benchmarks: today's cost
 
 
 def _sample(node: str, state: ClusterState, *seen: Backend | ErrorKind) -> NodeSample:
