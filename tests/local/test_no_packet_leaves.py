@@ -153,7 +153,7 @@ def describe(frames: Sequence[Frame], links: dict[str, int]) -> str:
 def test_a_conformance_run_sends_no_packet_outside_the_harness_ranges(
     spec: str, prefix: str, tmp_path: Path, node_capture: NodeCaptures
 ) -> None:
-    target = registry.make_target(spec, registry.TargetOptions(prefix=prefix))
+    target = registry.make_target(spec, registry.TargetOptions(prefix=prefix, nodes=2))
     names = RunNames(prefix)
     target.open()
     try:
