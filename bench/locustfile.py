@@ -17,6 +17,8 @@ Environment (read at import, so every worker process sees the same):
 - HARNESS_LOCUST_USER: `fast` (default: FastHttpUser, geventhttpclient, ~6k req/s per process
   here) or `http` (HttpUser, python-requests, ~1-2k req/s per process here).
 - HARNESS_LOCUST_TALLY_DIR: where each worker writes its tally (see above).
+- HARNESS_LOCUST_PATH: the path asked (default `/`; the kube target's agnhost pods answer their
+  name on `/hostname`, bench/kube_locust.py).
 
 Users never wait between requests (closed loop: throughput is bounded by the generator's CPU, see
 docs.locust.io "increase-performance"); the run's length is bounded by locust's `-t`.
@@ -41,6 +43,9 @@ if CONNECTION not in ("keep-alive", "close"):
 if USER_KIND not in ("fast", "http"):
     raise SystemExit(f"HARNESS_LOCUST_USER must be fast or http, not {USER_KIND!r}")
 HEADERS = {"Connection": CONNECTION}
+PATH = os.environ.get("HARNESS_LOCUST_PATH", "/")
+if not PATH.startswith("/"):
+    raise SystemExit(f"HARNESS_LOCUST_PATH must start with /, not {PATH!r}")
 TALLY_DIR = os.environ.get("HARNESS_LOCUST_TALLY_DIR") or None
 TALLY = Tally()
 
@@ -83,7 +88,7 @@ class IdentityFastUser(FastHttpUser):
 
     @task
     def identity(self) -> None:
-        self.client.get("/", headers=HEADERS)
+        self.client.get(PATH, headers=HEADERS, name="/")
 
 
 class IdentityHttpUser(HttpUser):
@@ -94,4 +99,4 @@ class IdentityHttpUser(HttpUser):
 
     @task
     def identity(self) -> None:
-        self.client.get("/", headers=HEADERS, timeout=5.0)
+        self.client.get(PATH, headers=HEADERS, timeout=5.0, name="/")

@@ -212,6 +212,8 @@ def test_scaling_names_the_first_worker_count_that_gains_too_little() -> None:
 
 def test_pod_identity_is_name_and_uid() -> None:
     assert pod_of("web-3 u4") == "web-3"
+    assert pod_of("web-3--0f1e2d\n") == "web-3"  # the kube target's agnhost /hostname
+    assert pod_of("web-3--") is None and pod_of("--u4") is None
     assert pod_of("<html>oops</html>") is None
     assert pod_of("") is None
 

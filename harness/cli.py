@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from harness import __version__, interrupts, registry
 from harness.checks import PROPERTIES
+from harness.checks.confidence import AlarmBudget
 from harness.conformance import fails_to_restart, options_for, run_target, select_properties
 from harness.console import Console
 from harness.errors import (
@@ -513,6 +514,12 @@ def command_replay(args: argparse.Namespace) -> int:
     check_nodes(events, getattr(target, "accepted_nodes", None))
     deadline: Any = args.deadline or (saved.options.get("deadline") if saved else None)
     config = RunConfig(deadline_s=float(deadline or getattr(target, "default_deadline_s", 30.0)))
+    if saved is not None and saved.alarm_budget is not None:  # judged as the run judged it
+        budget = saved.alarm_budget
+        config = replace(
+            config,
+            budget=AlarmBudget(float(budget["run_alpha"]), int(budget["max_checks"])),
+        )
     checking = f", checking {prop}" if prop else ""
     print(f"replaying {len(events)} events from {args.file} on {target.name}{checking}")
     other_failures = 0

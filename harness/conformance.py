@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, nodes, rules
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
-from harness.coverage import Coverage
+from harness.coverage import UNOBSERVED_FEATURE, Coverage
 from harness.errors import HarnessError
 from harness.events import Event
 from harness.failures import FailureRecord, RunContext, save_failure
@@ -52,6 +52,7 @@ from harness.strategies import EventSpace, space_nodes
 from harness.targets.base import (
     ConnectionHolder,
     Target,
+    out_of_window_unsupported,
     reads_rules,
     restart_unsupported,
     sends_from_pods,
@@ -59,6 +60,7 @@ from harness.targets.base import (
     target_features,
     target_proxy_metrics,
     target_versions,
+    unobserved_unsupported,
 )
 from harness.udp_support import generates_udp
 
@@ -160,6 +162,10 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add("proxy-restarted")
     if stale_unsupported(target) is not None:
         unreachable.add("stale-snapshot")
+    if unobserved_unsupported(target) is not None:
+        unreachable.add(UNOBSERVED_FEATURE)
+    if out_of_window_unsupported(target) is not None or not isinstance(target, ConnectionHolder):
+        unreachable.add("out-of-window")
     if not isinstance(target, ConnectionHolder):
         unreachable.add(LONG_LIVED_FEATURE)
     if not isinstance(target, ConnectionHolder) or not generates_udp(target):
@@ -229,7 +235,9 @@ class _Findings:
             max_tries=self.options.shrink_tries,
             max_seconds=self.options.shrink_seconds,
         )
-        final = replay_for(self.runner, shrunk, prop)
+        # a fresh runner, as the confirmations and a replay from the file: the search's runner
+        # no longer waits for mismatches it saw missed (`Runner.reset`), so its samples differ
+        final = replay_for(Runner(self.runner.target, self.options.config), shrunk, prop)
         if final is None:  # did not fail on replay: keep what the search saw
             shrunk, message, verdicts = list(finding.events), finding.verdict.message, None
             history: History | None = None
@@ -257,7 +265,7 @@ class _Findings:
                 prop,
                 result.message,
                 shrunk,
-                self.options.run,
+                replace(self.options.run, alarm_budget=self.options.config.budget.to_json()),
                 result.verdicts,
                 history.to_json() if history else [],
                 result.flaky,
@@ -456,6 +464,8 @@ def options_for(
             simulated=simulated,
             restarts_proxy=restart_unsupported(target) is None,
             shows_stale=stale_unsupported(target) is None,
+            hides_updates=unobserved_unsupported(target) is None,
+            sends_out_of_window=out_of_window_unsupported(target) is None,
             udp=bool(getattr(target, "sends_udp", False)),  # declared or not: `for_features`
             nodes=space_nodes(getattr(target, "accepted_nodes", NODES)),
         ),

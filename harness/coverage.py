@@ -27,9 +27,10 @@ from harness.events import (
     SetSelector,
     SetServiceLabel,
     StaleSnapshot,
+    UnobservedChanges,
 )
 from harness.model.endpoints import Expectation, pod_is_listed, unique_endpoints
-from harness.model.objects import PROXY_NODE, TrafficPolicy, opt_out_label
+from harness.model.objects import PROXY_NODE, Service, TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
 
 FEATURES: dict[str, str] = {
@@ -57,6 +58,14 @@ FEATURES: dict[str, str] = {
         "the proxy is shown a stale snapshot of the cluster, then the current one, while the"
         " Service has usable endpoints"
     ),
+    "unobserved-changes": (
+        "the proxy's watch misses changes (it is handed only their end state, as after a"
+        " relist) and the Service has usable endpoints after them"
+    ),
+    "out-of-window": (
+        "a pod sends an out-of-window segment on its established connections (kubernetes#74839;"
+        " the e2e test's boom server), and a connection held to it is asked again"
+    ),
     "long-lived-through-change": (
         "a kept-alive connection held open through a change (its endpoint, another one, another"
         " Service, a proxy restart) and asked again"
@@ -82,8 +91,12 @@ FEATURES: dict[str, str] = {
         "a changed Service the nodes see differently (internalTrafficPolicy Local, endpoints on"
         " some nodes) reached from every node's host network, each by its own proxy"
     ),
+    "dual-protocol-port": (
+        "a Service with the same port number on TCP and UDP, each port judged on its own"
+    ),
 }
 MULTI_PORT_FEATURE = "multi-port-named"
+UNOBSERVED_FEATURE = "unobserved-changes"
 AFFINITY_FEATURES = frozenset({"affinity-idle-past-timeout", "affinity-backend-removed"})
 
 
@@ -119,7 +132,20 @@ def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
         found.add("named-port-per-pod")
     if resolves_per_pod(expected):
         found.add(MULTI_PORT_FEATURE)
+    if has_dual_protocol_port(service):
+        found.add(DUAL_PROTOCOL_FEATURE)
     return found
+
+
+DUAL_PROTOCOL_FEATURE = "dual-protocol-port"
+
+
+def has_dual_protocol_port(service: Service) -> bool:
+    """Whether `service` has one port number on two protocols (TCP 53 and UDP 53)."""
+    protocols: dict[int, set[str]] = {}
+    for port in service.ports:
+        protocols.setdefault(port.port, set()).add(port.protocol)
+    return any(len(found) >= 2 for found in protocols.values())
 
 
 def resolves_per_pod(expected: Expectation) -> bool:
@@ -200,6 +226,8 @@ def change_features(
         found.add("proxy-restarted")
     if isinstance(event, StaleSnapshot) and expected.usable:
         found.add("stale-snapshot")
+    if isinstance(event, UnobservedChanges) and expected.usable:
+        found.add(UNOBSERVED_FEATURE)
     if isinstance(event, EvictPod) and service_before is not None:
         pod = before.pods.get(event.pod)
         if pod is not None and pod_is_listed(pod, service_before):

@@ -44,6 +44,7 @@ from harness.model.objects import (
     Protocol,
     Service,
     ServicePort,
+    ServiceType,
     TrafficPolicy,
     labels_of,
 )
@@ -196,6 +197,97 @@ class SetTrafficPolicy(Event):
 
     def apply(self, state: ClusterState) -> ClusterState:
         return state.patch_service(self.service, internal_traffic_policy=self.policy)
+
+
+def typed(state: ClusterState, service: Service, kind: ServiceType) -> Service:
+    """`service` as type `kind`, with what the API server keeps, allocates and drops on the
+    way (pkg/registry/core/service/storage: `dropTypeDependentFields`, the node port and
+    healthCheckNodePort allocators): a node port per port for NodePort and LoadBalancer, kept
+    between the two; an ingress IP for a LoadBalancer (the local cluster's load-balancer
+    controller, `LOAD_BALANCER_CIDR`); a healthCheckNodePort for a LoadBalancer under
+    externalTrafficPolicy Local; none of them, and externalTrafficPolicy Cluster, for ClusterIP."""
+    if not kind.external:
+        ports = tuple(replace(p, node_port=None) for p in service.ports)
+        return replace(
+            service,
+            type=kind,
+            ports=ports,
+            external_traffic_policy=TrafficPolicy.CLUSTER,
+            health_check_node_port=None,
+            load_balancer_ip=None,
+        )
+    missing = [p for p in service.ports if p.node_port is None]
+    fresh = iter(state.next_node_ports(len(missing)))
+    ports = tuple(p if p.node_port is not None else replace(p, node_port=next(fresh))
+                  for p in service.ports)  # fmt: skip
+    balanced = kind == ServiceType.LOAD_BALANCER
+    changed = replace(
+        service,
+        type=kind,
+        ports=ports,
+        load_balancer_ip=(service.load_balancer_ip or state.next_load_balancer_ip())
+        if balanced
+        else None,
+    )
+    return with_health_check(state, changed)
+
+
+def with_health_check(state: ClusterState, service: Service) -> Service:
+    """`service` with a healthCheckNodePort exactly when it is a LoadBalancer under
+    externalTrafficPolicy Local (kept while it stays one, allocated when it becomes one)."""
+    wanted = (
+        service.type == ServiceType.LOAD_BALANCER
+        and service.external_traffic_policy == TrafficPolicy.LOCAL
+    )
+    if not wanted:
+        return replace(service, health_check_node_port=None)
+    if service.health_check_node_port is not None:
+        return service
+    taken = [p.node_port for p in service.ports if p.node_port]
+    (port,) = state.next_node_ports(1, taken)
+    return replace(service, health_check_node_port=port)
+
+
+@dataclass(frozen=True)
+class SetServiceType(Event):
+    """Change a Service's type: ClusterIP, NodePort or LoadBalancer (`typed`: node ports are
+    allocated, kept or released as the API server does; a LoadBalancer gets an ingress IP).
+
+    A NodePort Service answers on every node's IP at each port's node port; a LoadBalancer
+    also on its ingress IP. New connections from outside the cluster go where
+    externalTrafficPolicy says (`harness.model.endpoints.expect_external`)."""
+
+    kind: ClassVar[str] = "set-service-type"
+    service: str
+    type: ServiceType
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        service = state.service(self.service)
+        if service.type == self.type:
+            return state
+        return state.with_service(typed(state, service, self.type))
+
+
+@dataclass(frozen=True)
+class SetExternalTrafficPolicy(Event):
+    """Set externalTrafficPolicy of a NodePort or LoadBalancer Service: Cluster (any usable
+    endpoint; the client's address may be masqueraded) or Local (this node's endpoints only,
+    the client's address kept, dropped where there is none; a LoadBalancer gets a
+    healthCheckNodePort). The API refuses it on a ClusterIP Service."""
+
+    kind: ClassVar[str] = "set-external-traffic-policy"
+    service: str
+    policy: TrafficPolicy
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        service = state.service(self.service)
+        if not service.type.external:
+            raise InvalidEvent(
+                f"Service {self.service!r} is {service.type.value}: externalTrafficPolicy"
+                " applies only to NodePort and LoadBalancer Services"
+            )
+        changed = replace(service, external_traffic_policy=self.policy)
+        return state.with_service(with_health_check(state, changed))
 
 
 @dataclass(frozen=True)
@@ -415,6 +507,10 @@ class Probe(Event):
     sample is sized to detect one endpoint's share deviating that much from 1/n with power 0.9
     (hundreds of thousands of fresh connections, counted at the pods: the deep profile's
     balancing probe).
+
+    A probe measures the Service's first port, `http` (`FIRST_PORT`), in its protocol. With
+    `protocol` the sequence says which protocol it means to probe (a UDP probe): a Service whose
+    probed port is not of that protocol is refused as bad input, one line naming the ports.
     """
 
     kind: ClassVar[str] = "probe"
@@ -423,12 +519,36 @@ class Probe(Event):
     keep_alive: bool = False
     many_clients: bool = False
     deviation: float | None = None
+    protocol: Protocol | None = None
 
     def apply(self, state: ClusterState) -> ClusterState:
-        state.service(self.service)
+        service = state.service(self.service)
         if self.deviation is not None and not 0 < self.deviation < 1:
             raise InvalidEvent(f"probe deviation {self.deviation} must be between 0 and 1")
+        if self.protocol is not None:
+            _check_probed_protocol(service, self.protocol)
         return state
+
+
+def _check_probed_protocol(service: Service, protocol: Protocol) -> None:
+    """InvalidEvent (one line) unless `service`'s probed port (`FIRST_PORT`) is of `protocol`:
+    a UDP probe to a Service with no UDP port, or whose UDP port is not the probed one."""
+    probed = next((p for p in service.ports if p.name == FIRST_PORT), None)
+    if probed is not None and probed.protocol == protocol.value:
+        return
+    listed = ", ".join(f"{p.name} {p.port}/{p.protocol}" for p in service.ports)
+    same = [p.name for p in service.ports if p.protocol == protocol.value]
+    if not same:
+        raise InvalidEvent(
+            f"probe protocol={protocol.value}: Service {service.name!r} has no {protocol.value}"
+            f" port (its ports: {listed}); probe it without protocol, or add one"
+            " (add-service-port)"
+        )
+    raise InvalidEvent(
+        f"probe protocol={protocol.value}: a probe measures Service {service.name!r}'s port"
+        f" {FIRST_PORT!r}, which is not {protocol.value} (its ports: {listed}); its"
+        f" {protocol.value} port {same[0]!r} is judged after every step without a probe"
+    )
 
 
 # -- Disruption (the nemesis's) ------------------------------------------------------------------
@@ -516,7 +636,7 @@ class SetServicePort(Event):
     port_name: str
     port: int
     target_port: int | str
-    protocol: str = "TCP"
+    protocol: Protocol = Protocol.TCP
 
     def apply(self, state: ClusterState) -> ClusterState:
         service = state.service(self.service)
@@ -540,6 +660,145 @@ class SetServicePort(Event):
             )
         changed = replace(found[0], port=self.port, target_port=self.target_port)
         ports = tuple(changed if p == found[0] else p for p in service.ports)
+        return state.patch_service(self.service, ports=ports)
+
+
+# -- One port number on TCP and UDP, and protocol changes (issue 12, item 3) ----------------------
+FIRST_PORT = "http"
+"""The port every Service keeps, under its name and protocol (`CreateService` makes it): the
+runner converges, probes and holds connections on it (`harness.runner.PORT`,
+`harness.longlived.PORT`), so the port events below leave it be; every other port is judged by
+`harness.ports`."""
+DUAL_UDP_PORT = ServicePort(UDP_PORT_NAME, 80, UDP_PORT_NAME, Protocol.UDP.value)
+"""The UDP port of a dual-protocol Service: the first port's number 80, named `udp`, to the
+pods' `udp` container port."""
+
+
+def _port_problem(service: Service, name: str, port: int, protocol: str) -> str | None:
+    """Why a port `name` `port`/`protocol` cannot join `service`'s other ports, or None: the API
+    server's validation of a Service's ports (names unique, and each (port, protocol) pair
+    unique: `ValidateService`, "duplicate ... port and protocol")."""
+    if not 0 < port < 65536:
+        return f"port {port} must be 1 to 65535"
+    others = [p for p in service.ports if p.name != name]
+    if any((p.port, p.protocol) == (port, protocol) for p in others):
+        return (
+            f"Service {service.name!r} already has {protocol} port {port} under another name"
+            " (a port number is unique per protocol)"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class CreateDualProtocolService(CreateService):
+    """Create a ClusterIP Service with the same port number on TCP and UDP: `http` 80/TCP to
+    `target_port` and `udp` 80/UDP to the pods' `udp` container port (`DUAL_UDP_PORT`).
+    Kubernetes allows it since the two differ in protocol (names unique, (port, protocol)
+    unique; Conformance "should serve endpoints on same port and different protocols", v1.29,
+    test/e2e/network/service.go), and kube-proxy keys its Service ports by name *and* protocol
+    (`ServicePortName{NamespacedName, Port, Protocol}`, pkg/proxy/types.go; built per port in
+    pkg/proxy/servicechangetracker.go and pkg/proxy/serviceport.go), so each protocol has its
+    own rules, endpoints and REJECT, and removing one leaves the other alone. `protocol` is the
+    first port's and must be TCP."""
+
+    kind: ClassVar[str] = "create-dual-protocol-service"
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if self.protocol != Protocol.TCP:
+            raise InvalidEvent(
+                f"a dual-protocol Service's first port is TCP, got protocol {self.protocol.value}:"
+                " leave protocol out (its UDP port is `udp`)"
+            )
+        state = super().apply(state)
+        first = state.service(self.service).ports[0]
+        return state.patch_service(self.service, ports=(first, DUAL_UDP_PORT))
+
+
+@dataclass(frozen=True)
+class AddServicePort(Event):
+    """Add a port to a Service: `port_name` (unique in the Service), number `port` of
+    `protocol` (unique per protocol: TCP 53 and UDP 53 may both be there), to `target_port` (a
+    number, or a container port name resolved among the pods' ports of the same protocol)."""
+
+    kind: ClassVar[str] = "add-service-port"
+    service: str
+    port_name: str
+    port: int
+    target_port: int | str
+    protocol: Protocol = Protocol.TCP
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        service = state.service(self.service)
+        if any(p.name == self.port_name for p in service.ports):
+            raise InvalidEvent(
+                f"Service {self.service!r} already has a port named {self.port_name!r}"
+                " (port names are unique in a Service)"
+            )
+        problem = _port_problem(service, self.port_name, self.port, self.protocol.value)
+        if problem is not None:
+            raise InvalidEvent(problem)
+        added = ServicePort(self.port_name, self.port, self.target_port, self.protocol.value)
+        return state.patch_service(self.service, ports=(*service.ports, added))
+
+
+def _other_port(state: ClusterState, service: str, port_name: str) -> ServicePort:
+    """Service `service`'s port `port_name`, which a port event may change; InvalidEvent for
+    an unknown one and for `FIRST_PORT`."""
+    found = next((p for p in state.service(service).ports if p.name == port_name), None)
+    if found is None:
+        raise InvalidEvent(f"Service {service!r} has no port named {port_name!r}")
+    if port_name == FIRST_PORT:
+        raise InvalidEvent(
+            f"port {FIRST_PORT!r} is the one every Service keeps (the harness judges a Service"
+            " by it): remove or change another port, or delete the Service"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class RemoveServicePort(Event):
+    """Remove one port (any but `FIRST_PORT`) from a Service: its protocol's rules for that
+    number go within the deadline, and the Service's other ports, also the other protocol's
+    port of the same number, keep working (kube-proxy deletes only that `ServicePortName`'s
+    rules, and for UDP its conntrack entries: pkg/proxy/conntrack/cleanup.go, `CleanStaleEntries`
+    deletes the entries of every removed UDP Service port by its cluster IP and port)."""
+
+    kind: ClassVar[str] = "remove-service-port"
+    service: str
+    port_name: str
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        removed = _other_port(state, self.service, self.port_name)
+        ports = tuple(p for p in state.service(self.service).ports if p != removed)
+        return state.patch_service(self.service, ports=ports)
+
+
+@dataclass(frozen=True)
+class SetPortProtocol(Event):
+    """Change one port's protocol (any port but `FIRST_PORT`): it keeps its name and number and
+    gets `protocol` and `target_port`, in one update, as `kubectl apply` of an edited manifest
+    replaces the ports list (the TCP port 53 deleted and a UDP port 53 added at once). To a proxy
+    this is one `ServicePortName` gone and another added (the protocol is part of the key):
+    the old protocol's clients are refused or dropped once programmed, the new one's served."""
+
+    kind: ClassVar[str] = "set-port-protocol"
+    service: str
+    port_name: str
+    protocol: Protocol
+    target_port: int | str
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        found = _other_port(state, self.service, self.port_name)
+        if found.protocol == self.protocol.value:
+            raise InvalidEvent(
+                f"Service {self.service!r} port {self.port_name!r} is already {self.protocol.value}"
+            )
+        service = state.service(self.service)
+        problem = _port_problem(service, self.port_name, found.port, self.protocol.value)
+        if problem is not None:
+            raise InvalidEvent(problem)
+        changed = replace(found, protocol=self.protocol.value, target_port=self.target_port)
+        ports = tuple(changed if p == found else p for p in service.ports)
         return state.patch_service(self.service, ports=ports)
 
 
@@ -571,6 +830,86 @@ class StaleSnapshot(Event):
         return state
 
 
+# -- Out-of-window segments (issue 12, item 5) ----------------------------------------------------
+@dataclass(frozen=True)
+class OutOfWindow(Event):
+    """Pod `pod` sends, on every established connection it serves, one TCP segment with a
+    sequence number far outside the window: upstream's e2e "should drop INVALID conntrack
+    entries" (test/e2e/network/conntrack.go, whose "boom" server does this), the regression test
+    of kubernetes#74839 (`harness.local.outofwindow`). The cluster does not change, so the
+    model's state does not either; an unknown pod is an invalid event.
+
+    What must hold after it: every held connection to that pod keeps working and keeps its
+    backend (`long-lived-connections`, part `out-of-window`). Conntrack on the node marks the
+    segment INVALID; a proxy must drop it (kube-proxy's `--ctstate INVALID -j DROP`, unless the
+    node sets `nf_conntrack_tcp_be_liberal`) rather than let it through untranslated, which makes
+    the client answer RST and resets the connection. Only for a data plane that translates
+    connections (kernel NAT): one that relays them terminates TCP itself, so the segment never
+    meets the client's connection (`out_of_window_unsupported`)."""
+
+    kind: ClassVar[str] = "out-of-window"
+    pod: str
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if self.pod not in state.pods:
+            raise InvalidEvent(f"out-of-window pod={self.pod!r}: no such pod")
+        return state
+
+
+MAX_UNOBSERVED = 4
+"""The most changes one `UnobservedChanges` holds back from the proxy."""
+
+
+@dataclass(frozen=True)
+class UnobservedChanges(Event):
+    """The cluster makes `changes` (2 to MAX_UNOBSERVED events, in order) while the proxy's
+    watch is down; when it comes back the proxy is handed only the end state, as a watch that
+    reconnected and relisted (Sieve's unobserved-state perturbation: the proxy never sees the
+    states in between). A Service deleted and created again under its name meanwhile reaches
+    the proxy as one *update*, possibly with another ClusterIP, although the API never changes
+    a Service's ClusterIP (it is immutable); a pod deleted and created again, as one slice
+    update with another UID.
+
+    The model's state is the changes applied in order; what must hold after it is what holds
+    after any step: every Service converges to the end state within the deadline. Nested
+    unobserved changes, nemesis events (`RestartProxy`, `StaleSnapshot`), waits and probes are
+    not changes of the cluster and are refused."""
+
+    kind: ClassVar[str] = "unobserved-changes"
+    changes: tuple[Event, ...] = ()
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if not 2 <= len(self.changes) <= MAX_UNOBSERVED:
+            raise InvalidEvent(
+                f"unobserved-changes holds {len(self.changes)} changes: it must hold 2 to"
+                f" {MAX_UNOBSERVED}"
+            )
+        for change in self.changes:
+            if isinstance(change, NOT_CHANGES):
+                raise InvalidEvent(
+                    f"unobserved-changes cannot hold {change.kind}: only changes of the cluster"
+                )
+            state = change.apply(state)
+        return state
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "changes": [change.to_json() for change in self.changes]}
+
+    def __str__(self) -> str:
+        return f"{self.kind} [{'; '.join(str(change) for change in self.changes)}]"
+
+
+NOT_CHANGES: tuple[type[Event], ...] = (
+    RestartProxy,
+    StaleSnapshot,
+    UnobservedChanges,
+    Wait,
+    Probe,
+    OutOfWindow,
+)
+"""Events an `UnobservedChanges` may not hold: they change the proxy, time, packets or nothing."""
+
+
 NEMESIS_EVENTS: tuple[type[Event], ...] = (RestartProxy, StaleSnapshot)
 """Events that disturb the proxy, not the cluster: every Service is waited for after them."""
 
@@ -585,6 +924,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SetPublishNotReady,
         SetTrafficPolicy,
         SetServiceLabel,
+        SetServiceType,
+        SetExternalTrafficPolicy,
         CreatePod,
         Scale,
         DeletePod,
@@ -600,6 +941,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CreateMultiPortPod,
         SetServicePort,
         StaleSnapshot,
+        UnobservedChanges,
+        CreateDualProtocolService,
+        AddServicePort,
+        RemoveServicePort,
+        SetPortProtocol,
+        OutOfWindow,
     )
 }
 
@@ -617,7 +964,16 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             _check_name(label, label_value_problem, f"{where}[{shorten(key)}]")
         return labels_of(value)
     origin = typing.get_origin(hint)
+    if origin is tuple and typing.get_args(hint) == (Event, ...):
+        if not isinstance(value, list) or len(value) > MAX_UNOBSERVED:
+            raise UsageError(
+                f"{where} must be a list of at most {MAX_UNOBSERVED} events, got {shorten(value)}"
+            )
+        return tuple(event_from_json(item, f"{where}[{i}]") for i, item in enumerate(value))
     if origin in (typing.Union, types.UnionType):
+        given = [o for o in typing.get_args(hint) if o is not type(None)]
+        if value is not None and len(given) == 1:  # an optional field: say what it must be
+            return _convert(value, given[0], where)
         for option in typing.get_args(hint):
             try:
                 return _convert(value, option, where)

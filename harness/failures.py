@@ -42,14 +42,21 @@ REPLAY_OPTIONS = ("proxy_command", "kubeconfig", "context", "pods", "deadline", 
 
 @dataclass(frozen=True)
 class RunContext:
-    """The run a failure came from: target spec, seed, and the options the target needed."""
+    """The run a failure came from: target spec, seed, the options the target needed, and the
+    run's false-alarm budget (`alarm_budget`: its `max_checks` sizes every statistical sample,
+    and so how much of the target's random stream each step draws; a replay judged with
+    another budget can take other paths)."""
 
     target: str
     seed: int
     options: Mapping[str, Any] = field(default_factory=dict)
+    alarm_budget: Mapping[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "seed": self.seed, "options": dict(self.options)}
+        data = {"target": self.target, "seed": self.seed, "options": dict(self.options)}
+        if self.alarm_budget is not None:
+            data["alarm_budget"] = dict(self.alarm_budget)
+        return data
 
     def flags(self) -> list[str]:
         """The command-line flags for the options (only those that were given)."""
@@ -192,7 +199,19 @@ def run_context_of(failure: Mapping[str, Any]) -> RunContext | None:
         target = failure.get("target")
         return RunContext(str(target), int(failure.get("seed", 0))) if target else None
     options = {k: v for k, v in dict(run.get("options", {})).items() if k in REPLAY_OPTIONS}
-    return RunContext(str(run.get("target", "")), int(run.get("seed", 0)), options)
+    budget = run.get("alarm_budget")
+    kept = _budget(budget) if isinstance(budget, Mapping) else None
+    return RunContext(str(run.get("target", "")), int(run.get("seed", 0)), options, kept)
+
+
+def _budget(data: Mapping[str, Any]) -> dict[str, float] | None:
+    """A saved alarm budget's two numbers, or None when they are not sane."""
+    alpha, checks = data.get("run_alpha"), data.get("max_checks")
+    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not 0 < alpha < 1:
+        return None
+    if not isinstance(checks, int) or isinstance(checks, bool) or not 1 <= checks <= 10**9:
+        return None
+    return {"run_alpha": float(alpha), "max_checks": checks}
 
 
 def replay_command(path: Path, run: RunContext) -> str:

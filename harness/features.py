@@ -38,11 +38,15 @@ from enum import StrEnum
 
 from harness.errors import UsageError
 from harness.events import (
+    AddServicePort,
+    CreateDualProtocolService,
     CreateMultiPortPod,
     CreateMultiPortService,
     CreateService,
     Event,
+    RemoveServicePort,
     SetAffinity,
+    SetPortProtocol,
     SetServiceLabel,
     SetServicePort,
     SetTrafficPolicy,
@@ -58,6 +62,9 @@ OPT_OUT_LABELS_FEATURE = "opt-out-labels"
 UDP_FEATURE = "udp"
 NOT_SUPPORTED = "not supported by the implementation"
 MULTI_PORT = "multi-port"
+NODE_PORT = "node-port"
+LOAD_BALANCER = "load-balancer"
+EXTERNAL_TRAFFIC_POLICY = "external-traffic-policy"
 
 
 class FeatureStatus(StrEnum):
@@ -77,6 +84,11 @@ def _uses_local_policy(event: Event) -> bool:
 
 
 def _uses_udp(event: Event) -> bool:
+    """A UDP Service, a UDP port added, or a port's protocol changed (to or from UDP)."""
+    if isinstance(event, CreateDualProtocolService | SetPortProtocol):
+        return True
+    if isinstance(event, AddServicePort):
+        return event.protocol == Protocol.UDP
     return isinstance(event, CreateService) and event.protocol == Protocol.UDP
 
 
@@ -87,8 +99,14 @@ def _uses_client_ip(event: Event) -> bool:
 
 
 def _uses_several_ports(event: Event) -> bool:
-    """A Service of several ports, a pod serving the second named port, or a port change."""
-    return isinstance(event, CreateMultiPortService | CreateMultiPortPod | SetServicePort)
+    """A Service of several ports, a pod serving the second named port, a port change, a port
+    added or removed, or a port's protocol changed."""
+    several = (CreateMultiPortService, CreateMultiPortPod, SetServicePort, *PORT_EVENTS)
+    return isinstance(event, several)
+
+
+PORT_EVENTS = (CreateDualProtocolService, AddServicePort, RemoveServicePort, SetPortProtocol)
+"""The events that give a Service further ports, take them away or change their protocol."""
 
 
 def _uses_opt_out(event: Event) -> bool:
@@ -110,9 +128,9 @@ class Feature:
 
 
 UNTESTED_EXTENDED: Mapping[str, str] = {
-    "node-port": "type NodePort: the Service on every node's IP",
-    "load-balancer": "type LoadBalancer: ingress IPs and externalIPs",
-    "external-traffic-policy": (
+    NODE_PORT: "type NodePort: the Service on every node's IP",
+    LOAD_BALANCER: "type LoadBalancer: ingress IPs and externalIPs",
+    EXTERNAL_TRAFFIC_POLICY: (
         "externalTrafficPolicy Local: local endpoints only, source IP kept, DROP without any"
     ),
     "health-check-node-port": (
@@ -217,7 +235,8 @@ _FEATURES: tuple[Feature, ...] = (
         "Services over UDP: every datagram of a new flow reaches a usable endpoint, REJECT"
         " without endpoints, fair per flow; a flow with a fixed 5-tuple follows its endpoint's"
         " removal and is never blackholed while one is usable (stale conntrack entries"
-        " cleared: kubernetes#19029, #105657)",
+        " cleared: kubernetes#19029, #105657); the same port number on TCP and UDP served"
+        " independently, removing or changing one protocol's port leaving the other's alone",
         (
             "no-stale-traffic",
             "availability",
@@ -225,7 +244,7 @@ _FEATURES: tuple[Feature, ...] = (
             "fairness",
             "long-lived-connections",
         ),
-        ("udp-flow-through-change",),
+        ("udp-flow-through-change", "dual-protocol-port"),
         _uses_udp,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),

@@ -13,8 +13,10 @@ plus the EndpointSlice controller's phase-blind change detection (issue 15). The
 listed with `signature` None and `shown_by` saying what would show them. The UDP conntrack
 issues (1-3) are matched on `long-lived-connections`' held UDP flows (`harness.checks.udp_flows`):
 a flow stale or blackholed on an endpoint that was deleted (#19029), stale on one that is only
-unready (#105657), moved off a usable endpoint at a proxy restart (#122740). Spurious RSTs (10)
-are listed only; terminating-pod traffic (5), session affinity (7), lag at scale
+unready (#105657), moved off a usable endpoint at a proxy restart (#122740). Spurious RSTs (10,
+#74839) are matched on held connections reset right after an `OutOfWindow` event (the named part
+`out-of-window` of `long-lived-connections`); terminating-pod traffic (5), session affinity (7),
+lag at scale
 (8) and random-mode unfairness (9) show as failures of existing properties, but by symptoms
 that have other causes too, so a failure is not claimed to be one of them. Listed, a person
 reading a failure can still find them (`harness known-issues`).
@@ -27,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.events import Event, EvictPod, RestartProxy
+from harness.events import Event, EvictPod, OutOfWindow, RestartProxy
 from harness.model.state import ClusterState
 
 Verdicts = Sequence[Mapping[str, Any]]
@@ -239,6 +241,23 @@ def udp_flows_flushed_on_restart(prop: str, events: Sequence[Event], verdicts: V
     return restarted and any(f.get("fault") == "moved" for f in _udp_faults(prop, verdicts))
 
 
+def reset_after_out_of_window(prop: str, events: Sequence[Event], verdicts: Verdicts) -> bool:
+    """kubernetes#74839: the last event had a backend send out-of-window segments
+    (`OutOfWindow`), and `long-lived-connections`' part `out-of-window` failed with held
+    connections to endpoints still usable reset: the proxy let the INVALID segment through."""
+    if prop != "long-lived-connections" or not events or not isinstance(events[-1], OutOfWindow):
+        return False
+    for verdict in verdicts:
+        evidence = verdict.get("evidence")
+        if not isinstance(evidence, Mapping) or evidence.get("part") != "out-of-window":
+            continue
+        dropped = evidence.get("dropped")
+        rows = dropped if isinstance(dropped, list) else []
+        if any(isinstance(d, Mapping) and d.get("error") == "reset" for d in rows):
+            return True
+    return False
+
+
 def _proxy_issue(
     issue_id: str,
     title: str,
@@ -377,15 +396,21 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = (
                 "",
                 "fairness (fresh connections) tells a real bias from keep-alive pinning",
             ),
-            (
-                "kubernetes#74839",
-                "spurious RST on long-running TCP through a VIP (INVALID conntrack packets)",
-                (),
-                "see the issue (e2e 'should drop INVALID conntrack entries')",
-                "",
-                "needs long-lived connections through changes, which no property checks yet",
-            ),
         )
+    ),
+    KnownIssue(
+        id="kubernetes#74839",
+        title="spurious RST on long-running TCP through a VIP (INVALID conntrack packets)",
+        properties=frozenset({"long-lived-connections"}),
+        affected="before v1.14.0 (no DROP of conntrack INVALID packets); since v1.29 (PR"
+        " #120412, #117924) the DROP is left out on nodes that set nf_conntrack_tcp_be_liberal,"
+        " where conntrack does not mark such segments INVALID",
+        fixed_in="v1.14.0",
+        link="https://github.com/kubernetes/kubernetes/issues/74839",
+        signature=reset_after_out_of_window,
+        component="proxy",
+        note="fixed by PR #74840 (KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP; nftables:"
+        " ct state invalid drop, PR #122663); e2e 'should drop INVALID conntrack entries'",
     ),
 )
 

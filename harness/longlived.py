@@ -9,6 +9,10 @@ connection is opened after its Service got usable endpoints (on a probe too) and
 after every later step, whatever that step changed: its own endpoint, another endpoint,
 another Service, or a proxy restart.
 
+After an `OutOfWindow` event (a pod sent an out-of-window segment on each of its connections,
+kubernetes#74839) the verdict is the named part `out-of-window`, and a held TCP connection to
+that pod asked then counts as the coverage feature `out-of-window`.
+
 Connections go only to Services without ClientIP affinity: opening one is a new connection
 from the client's address, which would refresh the client's affinity and so change what the
 affinity checks expect. A target without `ConnectionHolder` (the kube target) holds none and
@@ -29,10 +33,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from harness.checks.connections import HeldAnswer, check_long_lived
+from harness.checks.connections import OUT_OF_WINDOW, HeldAnswer, check_long_lived
 from harness.checks.udp_flows import UDP
 from harness.checks.verdict import Verdict
-from harness.events import Event, Probe, RestartProxy, StaleSnapshot, Wait
+from harness.events import Event, OutOfWindow, Probe, RestartProxy, StaleSnapshot, Wait
 from harness.model.endpoints import expect
 from harness.model.objects import Affinity, Backend, opt_out_label
 from harness.model.state import ClusterState
@@ -55,6 +59,7 @@ their own backend may still answer through conntrack within milliseconds, or the
 drops them; neither is judged a spurious drop, since the backend is no longer usable."""
 PORT = "http"
 FEATURE = "long-lived-through-change"
+OUT_OF_WINDOW_FEATURE = "out-of-window"
 UDP_FEATURE = "udp-flow-through-change"
 NO_BACKEND = Backend("", "")
 """The backend of a held UDP flow that has never been answered."""
@@ -107,9 +112,14 @@ class LongLived:
         features: frozenset[str] = frozenset()
         if self.held:
             udp = any(h.udp for h in self.held)
+            asked = list(self.held)
             verdicts.append(self._judge(event, after))
             if not isinstance(event, Probe | Wait):
                 features = frozenset({FEATURE, UDP_FEATURE} if udp else {FEATURE})
+            if isinstance(event, OutOfWindow) and any(
+                h.backend.pod == event.pod and not h.udp for h in asked
+            ):
+                features |= {OUT_OF_WINDOW_FEATURE}
         self._open(step, after)
         return verdicts, features
 
@@ -145,7 +155,8 @@ class LongLived:
         excused = RELAY_RESTARTED if relayed else None
         if isinstance(event, StaleSnapshot):
             excused = STALE_SHOWN
-        return check_long_lived(answers, excused)
+        part = OUT_OF_WINDOW if isinstance(event, OutOfWindow) else None
+        return check_long_lived(answers, excused, part)
 
     def _ask_flow(self, held: _Held, after: ClusterState) -> HeldAnswer:
         """Ask a held UDP flow once: with the full timeout while its Service has usable

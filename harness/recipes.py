@@ -18,9 +18,12 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.checks.affinity import TIMEOUT_SLACK_S
+from harness.coverage import has_dual_protocol_port
 from harness.events import (
     MAX_STALE_BACK,
     UDP_PORT_NAME,
+    AddServicePort,
+    CreateDualProtocolService,
     CreateMultiPortPod,
     CreateMultiPortService,
     CreatePod,
@@ -29,6 +32,7 @@ from harness.events import (
     DeleteService,
     Event,
     EvictPod,
+    OutOfWindow,
     Probe,
     RestartPod,
     RestartProxy,
@@ -41,6 +45,7 @@ from harness.events import (
     SetServiceLabel,
     SetTrafficPolicy,
     StaleSnapshot,
+    UnobservedChanges,
     Wait,
 )
 from harness.features import INTERNAL_TRAFFIC_POLICY, MULTI_PORT, OPT_OUT_LABELS_FEATURE
@@ -64,6 +69,7 @@ from harness.strategies import (
     POD_NAMES,
     SERVICE_NAMES,
     EventSpace,
+    recreated,
 )
 from harness.traffic import CLIENTS
 
@@ -362,6 +368,43 @@ def stale_shown(data: st.DataObject, state: ClusterState, space: EventSpace) -> 
     return [*_populated(data, state, service, PROXY_NODE), StaleSnapshot(back)]
 
 
+def unobserved(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a single-port Service usable endpoints, then, while the proxy's watch is down,
+    delete and create it again (with another VIP when a free name can take its old one
+    meanwhile) or scale its group to 0 and back (`UnobservedChanges`): the proxy must reach the
+    end state within the deadline from only that state."""
+    service = _service(data, state)
+    events = _populated(data, state, service, PROXY_NODE)
+    group = _group(service)
+    free = [n for n in SERVICE_NAMES if n not in state.services]
+    if len(service.ports) != 1 or not space.hides_updates:
+        return events
+    patterns: list[tuple[Event, ...]] = []  # created again with its own VIP: nothing changed
+    if free:
+        patterns.append(
+            (DeleteService(service.name), recreated(service, free[0]), recreated(service))
+        )
+    if group is not None:
+        replicas = len(_apply_all(state, events).group_pods(group))
+        patterns.append((Scale(group, 0), Scale(group, max(replicas, 1), PROXY_NODE)))
+    if not patterns:
+        return events
+    changes = data.draw(st.sampled_from(patterns), label="unobserved")
+    return [*events, UnobservedChanges(changes)]
+
+
+def out_of_window(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Give a Service usable endpoints (connections are held to it from then on), then have one
+    of its ready pods send an out-of-window segment on each of its connections: every held
+    connection must keep working (kubernetes#74839)."""
+    service = _service(data, state)
+    events = _populated(data, state, service, PROXY_NODE)
+    ready = _listed(_apply_all(state, events), service, lambda p: p.ready and not p.terminating)
+    if not ready:
+        return events
+    return [*events, OutOfWindow(data.draw(st.sampled_from([p.name for p in ready]), label="pod"))]
+
+
 def held_through_change(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """Give a Service usable endpoints, then change something: restart the proxy, or flip one
     endpoint's readiness (the other endpoints' connections must not notice)."""
@@ -416,7 +459,7 @@ def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace
     implementation does not declare it)."""
     if not space.makes_udp:
         return []
-    udp = [s for s in state.services.values() if any(p.protocol == "UDP" for p in s.ports)]
+    udp = [s for s in state.services.values() if s.ports[0].protocol == "UDP"]  # flows use it
     events: list[Event] = []
     if udp:
         service = data.draw(st.sampled_from(sorted(udp, key=lambda s: s.name)), label="service")
@@ -447,6 +490,44 @@ def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace
     return [*events, SetReady(pod, False) if change == "unready" else DeletePod(pod, 0)]
 
 
+def dual_protocol(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A Service with its first port's number on UDP too (a `udp` port added to a TCP Service
+    that has none, or a dual-protocol Service created), populated: both protocols then have
+    endpoints to judge. Nothing when the space makes no UDP or several ports are undeclared."""
+    if not (space.makes_udp and space.supports(MULTI_PORT)):
+        return []
+    events: list[Event] = []
+    ready = [s for s in state.services.values() if has_dual_protocol_port(s)]
+    open_ = [s for s in state.services.values() if _can_add_udp(s)]
+    free = [n for n in SERVICE_NAMES if n not in state.services]
+    if ready:
+        service = data.draw(st.sampled_from(sorted(ready, key=lambda s: s.name)), label="dual")
+    elif open_:
+        service = data.draw(st.sampled_from(sorted(open_, key=lambda s: s.name)), label="tcp")
+        first = service.ports[0]
+        events.append(
+            AddServicePort(service.name, UDP_PORT_NAME, first.port, UDP_PORT_NAME, Protocol.UDP)
+        )
+    elif free:
+        group = data.draw(st.sampled_from(GROUPS), label="group")
+        name = data.draw(st.sampled_from(free), label="name")
+        created = CreateDualProtocolService(name, labels_of({"app": group}))
+        events.append(created)
+        service = created.apply(state).service(name)
+    else:
+        return []
+    return events + _populated(data, _apply_all(state, events), service, PROXY_NODE)
+
+
+def _can_add_udp(service: Service) -> bool:
+    """Whether a `udp` port on the first port's number can be added to `service`."""
+    first = service.ports[0]
+    return first.protocol == Protocol.TCP.value and all(
+        p.name != UDP_PORT_NAME and (p.port, p.protocol) != (first.port, Protocol.UDP.value)
+        for p in service.ports
+    )
+
+
 RECIPES: dict[str, Recipe] = {
     "usable-0": no_endpoint,
     "usable-1": one_endpoint,
@@ -467,6 +548,8 @@ RECIPES: dict[str, Recipe] = {
     "evicted-pod": evicted,
     "proxy-restarted": restarted,
     "stale-snapshot": stale_shown,
+    "unobserved-changes": unobserved,
+    "out-of-window": out_of_window,
     "long-lived-through-change": held_through_change,
     "multi-port-named": multi_port_pods,
     "hairpin": one_endpoint,  # a pod client then reaches itself on every request
@@ -475,6 +558,7 @@ RECIPES: dict[str, Recipe] = {
     "opt-out-removed": opt_out_removed,
     "udp-flow-through-change": udp_flow_changed,
     "seen-from-every-node": spread_over_nodes,
+    "dual-protocol-port": dual_protocol,
 }
 
 

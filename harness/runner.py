@@ -57,7 +57,7 @@ from harness.coverage import (
     change_features,
     service_features,
 )
-from harness.events import NEMESIS_EVENTS, Event, Probe, Wait
+from harness.events import NEMESIS_EVENTS, Event, Probe, RestartProxy, Wait
 from harness.history import History
 from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
@@ -67,7 +67,8 @@ from harness.nodeclients import NodeClients
 from harness.podclients import PodClients
 from harness.ports import judge_other_ports, port_label
 from harness.proxies.failure import ProxyFailure
-from harness.targets.base import Target, reads_rules
+from harness.restart_traffic import DuringRestart
+from harness.targets.base import Target, keeps_proxy_state, reads_rules
 from harness.traffic import (
     CLIENTS,
     Counted,
@@ -215,8 +216,13 @@ class Runner:
             "services": {},
         }
         try:
-            self.target.apply(event)
+            during = DuringRestart(
+                self.target, event, after, PORT, self.config.request_timeout_s, self.clock.now
+            )
+            with during:  # fresh connections while a proxy that keeps its rules restarts
+                self.target.apply(event)
             result = self._check(event, before, after, applied_s, record)
+            result = result.joined(during.verdicts(), frozenset(), frozenset())
             result = self._held(result, after, record)
             result = self._from_pod(result, after, record)
             result = self._from_nodes(result, event, before, after, record)
@@ -284,6 +290,8 @@ class Runner:
         restarted = isinstance(event, NEMESIS_EVENTS)
         if restarted:  # a restarted (or misinformed) proxy programs everything anew
             names = sorted(after.services)
+        # a proxy that keeps its rules across a restart (kube-proxy) keeps its affinity memory
+        kept = isinstance(event, RestartProxy) and keeps_proxy_state(self.target)
         expectations = {}
         for name in names:
             old, new = before.services.get(name), after.services.get(name)
@@ -291,7 +299,7 @@ class Runner:
                 old is None
                 or new is None
                 or _affinity_settings(old) != _affinity_settings(new)
-                or restarted  # stop() removes every rule: its affinity memory goes with it
+                or (restarted and not kept)  # its rules, and their affinity memory, went
             ):
                 self.memory.forget(name)
             expectations[name] = expect(after, name, PORT)

@@ -26,9 +26,12 @@ from hypothesis import strategies as st
 from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.events import (
     ADMIN_PORT,
+    FIRST_PORT,
     MAX_STALE_BACK,
     MULTI_PORTS,
     UDP_PORT_NAME,
+    AddServicePort,
+    CreateDualProtocolService,
     CreateMultiPortPod,
     CreateMultiPortService,
     CreatePod,
@@ -37,25 +40,34 @@ from harness.events import (
     DeleteService,
     Event,
     EvictPod,
+    OutOfWindow,
     PodExit,
     Probe,
+    RemoveServicePort,
     RestartPod,
     RestartProxy,
     Scale,
     SetAffinity,
+    SetExternalTrafficPolicy,
     SetLabel,
+    SetPortProtocol,
     SetPublishNotReady,
     SetReady,
     SetSelector,
     SetServiceLabel,
     SetServicePort,
+    SetServiceType,
     SetTrafficPolicy,
     StaleSnapshot,
+    UnobservedChanges,
     Wait,
 )
 from harness.features import (
+    EXTERNAL_TRAFFIC_POLICY,
     INTERNAL_TRAFFIC_POLICY,
+    LOAD_BALANCER,
     MULTI_PORT,
+    NODE_PORT,
     OPT_OUT_LABELS_FEATURE,
     UDP_FEATURE,
 )
@@ -68,6 +80,8 @@ from harness.model.objects import (
     Labels,
     Pod,
     Protocol,
+    Service,
+    ServiceType,
     TrafficPolicy,
     labels_of,
 )
@@ -101,7 +115,9 @@ class EventSpace:
     rest of a real-time example); `short_affinity` keeps affinity timeouts short enough to wait
     out; `restarts_proxy` False never draws `RestartProxy` (a target that cannot restart its
     proxy: `harness.targets.base.restart_unsupported`), `shows_stale` False never `StaleSnapshot`
-    (`stale_unsupported`); `features` are the conformance features
+    (`stale_unsupported`), `hides_updates` False never `UnobservedChanges`
+    (`unobserved_unsupported`), `sends_out_of_window` False never `OutOfWindow`
+    (`out_of_window_unsupported`); `features` are the conformance features
     the implementation declares (`harness.features`; None: every one), and no event that
     exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
     asking for what the implementation said it does not do. `udp` True (the target sends UDP:
@@ -127,9 +143,11 @@ class EventSpace:
     admin_ports: tuple[int, ...] = (9090, 9091)
     multi_port_odds: int = 4
     shows_stale: bool = True
+    hides_updates: bool = True
     features: frozenset[str] | None = None
     udp: bool = False
     udp_only: bool = False
+    sends_out_of_window: bool = True
 
     def supports(self, feature: str) -> bool:
         """Whether events exercising the conformance feature `feature` may be drawn."""
@@ -417,6 +435,102 @@ def _set_service_port(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrat
     )
 
 
+# -- one number on TCP and UDP, ports added, removed and changed in protocol (issue 12, item 3) ----
+ADDED_PORT_NAMES = ("extra", UDP_PORT_NAME)
+"""The names an `AddServicePort` gives (each only where the Service lacks it; `udp` to UDP
+ports only)."""
+TARGET_BY_PROTOCOL = {Protocol.TCP: "http", Protocol.UDP: UDP_PORT_NAME}
+"""The container port a port of each protocol targets: pods serve `http` over TCP and `udp`
+over UDP (`harness.events.SCALED_PORTS`, `CreatePod.udp_port`)."""
+
+
+def _protocols(space: EventSpace) -> tuple[Protocol, ...]:
+    """The protocols a port event may give a port: UDP only where the space makes UDP."""
+    return (Protocol.TCP, Protocol.UDP) if space.makes_udp else (Protocol.TCP,)
+
+
+def _taken(service: Service) -> frozenset[tuple[int, str]]:
+    return frozenset((p.port, p.protocol) for p in service.ports)
+
+
+def _ports_key(state: ClusterState) -> tuple[Any, ...]:
+    """Each Service with its ports (name, number, protocol), in order."""
+    return (
+        tuple(
+            (name, tuple((p.name, p.port, p.protocol) for p in service.ports))
+            for name, service in sorted(state.services.items())
+        ),
+    )
+
+
+def _port_additions(
+    services: tuple[tuple[str, tuple[tuple[str, int, str], ...]], ...], space: EventSpace
+) -> list[Event]:
+    """Every `AddServicePort` the space allows on these Services: a free name, a number free
+    for its protocol (the first port's number on the other protocol first, so shrinking
+    prefers the same number on TCP and UDP)."""
+    added: list[Event] = []
+    for name, ports in services:
+        names = {port_name for port_name, _, _ in ports}
+        taken = {(number, protocol) for _, number, protocol in ports}
+        for port_name in ADDED_PORT_NAMES:
+            if port_name in names:
+                continue
+            for protocol in reversed(_protocols(space)):
+                if port_name == UDP_PORT_NAME and protocol != Protocol.UDP:
+                    continue  # a port named `udp` is a UDP one
+                for number in (ports[0][1], *SERVICE_PORT_NUMBERS):
+                    if (number, protocol.value) not in taken:
+                        target = TARGET_BY_PROTOCOL[protocol]
+                        added.append(AddServicePort(name, port_name, number, target, protocol))
+    return list(dict.fromkeys(added))
+
+
+def _port_removals(
+    services: tuple[tuple[str, tuple[tuple[str, int, str], ...]], ...],
+) -> list[Event]:
+    """Every `RemoveServicePort`: any port but the first."""
+    return [
+        RemoveServicePort(name, port_name)
+        for name, ports in services
+        for port_name, _, _ in ports
+        if port_name != FIRST_PORT
+    ]
+
+
+def _protocol_changes(
+    services: tuple[tuple[str, tuple[tuple[str, int, str], ...]], ...],
+) -> list[Event]:
+    """Every `SetPortProtocol` that keeps (number, protocol) unique: a port but the first to
+    the other protocol, targeting that protocol's container port."""
+    changes: list[Event] = []
+    for name, ports in services:
+        taken = {(number, protocol) for _, number, protocol in ports}
+        for port_name, number, protocol in ports:
+            other = Protocol.TCP if protocol == Protocol.UDP.value else Protocol.UDP
+            if port_name != FIRST_PORT and (number, other.value) not in taken:
+                target = TARGET_BY_PROTOCOL[other]
+                changes.append(SetPortProtocol(name, port_name, other, target))
+    return changes
+
+
+def _create_dual_protocol_service(
+    key: tuple[Any, ...], space: EventSpace
+) -> st.SearchStrategy[Event]:
+    """A Service as `_create_service` draws a TCP one, with `udp` 80/UDP beside `http` 80/TCP."""
+    tcp = _create_service(key, replace(space, udp=False))
+    return tcp.map(
+        lambda event: CreateDualProtocolService(
+            **{f.name: getattr(event, f.name) for f in fields(event)}
+        )
+    )
+
+
+def _dual_applies(state: ClusterState, space: EventSpace) -> bool:
+    """Dual-protocol Services need UDP made (`makes_udp`) and several ports supported."""
+    return space.makes_udp and space.supports(MULTI_PORT)
+
+
 OPT_OUT_VALUES = {SERVICE_PROXY_NAME_LABEL: "other-proxy", HEADLESS_LABEL: "true"}
 """The value each opt-out label is set to (any value opts out; `service-proxy-name` names
 another proxy)."""
@@ -445,6 +559,73 @@ def _set_service_label(key: tuple[Any, ...], space: EventSpace) -> st.SearchStra
         )
 
     return st.sampled_from(key[0]).flatmap(flip)
+
+
+def _typed_key(state: ClusterState) -> tuple[Any, ...]:
+    """Services by type: every one, and those reached from outside (NodePort, LoadBalancer)."""
+    external = tuple(sorted(n for n, s in state.services.items() if s.type.external))
+    return (_services(state), external)
+
+
+def _set_service_type(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    types = [ServiceType.NODE_PORT, ServiceType.CLUSTER_IP]
+    if space.supports(LOAD_BALANCER):
+        types.append(ServiceType.LOAD_BALANCER)
+    return _of(SetServiceType, st.sampled_from(key[0]), st.sampled_from(types))
+
+
+def _unobserved_key(state: ClusterState) -> tuple[Any, ...]:
+    """What `UnobservedChanges` draws from: single-port Services (recreated whole), the free
+    Service names, the live pods and the scaled groups with their sizes."""
+    services = tuple(sorted((n, s) for n, s in state.services.items() if len(s.ports) == 1))
+    free = tuple(n for n in SERVICE_NAMES if n not in state.services)
+    pods = tuple(sorted((p.name, p) for p in state.pods.values() if _alive(p)))
+    groups = tuple((g, len(state.group_pods(g))) for g in GROUPS if state.group_pods(g))
+    return (services, free, pods, groups)
+
+
+def _unobserved_applies(key: tuple[Any, ...]) -> bool:
+    services, free, pods, groups = key
+    return bool((services and free) or any(n in POD_NAMES for n, _ in pods) or groups)
+
+
+def recreated(service: Service, name: str | None = None) -> CreateService:
+    """The `CreateService` that makes single-port `service` again (under `name`, or its own)."""
+    port = service.ports[0]
+    return CreateService(
+        name or service.name,
+        service.selector,
+        port.target_port,
+        service.session_affinity,
+        service.affinity_timeout_s,
+        service.publish_not_ready_addresses,
+        service.internal_traffic_policy,
+        Protocol(port.protocol),
+    )
+
+
+def _unobserved(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """Changes the proxy's watch misses, each pattern one a relist collapses into an update:
+    a Service deleted and created again with another VIP (a new Service took its old one
+    meanwhile), a pod deleted and created again under its name, a group scaled to 0 and back.
+    (Changes that cancel out, as a readiness flip and back, show the proxy nothing at all.)"""
+    services, free, pods, groups = key
+    options: list[st.SearchStrategy[Event]] = []
+    for name, service in services:  # created again with its own VIP, nothing would change
+        if free:
+            moved = (DeleteService(name), recreated(service, free[0]), recreated(service))
+            options.append(st.just(UnobservedChanges(moved)))
+    for name, pod in pods:
+        ports = {p.name: p.port for p in pod.ports}
+        if name in POD_NAMES and set(ports) <= {"http"}:
+            again_pod = CreatePod(
+                name, pod.labels, node=pod.node, http_port=ports.get("http", 8080)
+            )
+            options.append(st.just(UnobservedChanges((DeletePod(name, 0.0), again_pod))))
+    for group, replicas in groups:
+        node = space.nodes[0]
+        options.append(st.just(UnobservedChanges((Scale(group, 0), Scale(group, replicas, node)))))
+    return st.one_of(options) if options else st.nothing()
 
 
 GENERATORS: dict[str, Generator] = {
@@ -545,6 +726,30 @@ GENERATORS: dict[str, Generator] = {
         _no_key,
         lambda key, sp: _of(StaleSnapshot, st.integers(1, MAX_STALE_BACK)),
     ),
+    "set_service_type": Generator(
+        lambda s, sp: sp.supports(NODE_PORT) and bool(s.services),
+        _typed_key,
+        _set_service_type,
+    ),
+    "set_external_traffic_policy": Generator(
+        lambda s, sp: sp.supports(EXTERNAL_TRAFFIC_POLICY) and bool(_typed_key(s)[1]),
+        _typed_key,
+        lambda key, sp: _of(
+            SetExternalTrafficPolicy,
+            st.sampled_from(key[1]),
+            st.sampled_from([TrafficPolicy.CLUSTER, TrafficPolicy.LOCAL]),
+        ),
+    ),
+    "unobserved_changes": Generator(
+        lambda s, sp: sp.hides_updates and _unobserved_applies(_unobserved_key(s)),
+        _unobserved_key,
+        _unobserved,
+    ),
+    "out_of_window": Generator(
+        lambda s, sp: sp.sends_out_of_window and any(_alive(p) for p in s.pods.values()),
+        lambda s: (_pod_names(s, _alive),),
+        _on_named(OutOfWindow),
+    ),
     "probe": Generator(
         _has_services,
         lambda s: (_services(s), _affinity_services(s)),
@@ -559,6 +764,26 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: sp.supports(MULTI_PORT) and bool(_service_ports(s)),
         lambda s: (_service_ports(s),),
         _set_service_port,
+    ),
+    "create_dual_protocol_service": Generator(
+        lambda s, sp: _dual_applies(s, sp) and GENERATORS["create_service"].applies(s, sp),
+        _service_key,
+        _create_dual_protocol_service,
+    ),
+    "add_service_port": Generator(
+        lambda s, sp: sp.supports(MULTI_PORT) and bool(_port_additions(_ports_key(s)[0], sp)),
+        _ports_key,
+        lambda key, sp: st.sampled_from(_port_additions(key[0], sp)),
+    ),
+    "remove_service_port": Generator(
+        lambda s, sp: sp.supports(MULTI_PORT) and bool(_port_removals(_ports_key(s)[0])),
+        _ports_key,
+        lambda key, sp: st.sampled_from(_port_removals(key[0])),
+    ),
+    "set_port_protocol": Generator(
+        lambda s, sp: _dual_applies(s, sp) and bool(_protocol_changes(_ports_key(s)[0])),
+        _ports_key,
+        lambda key, sp: st.sampled_from(_protocol_changes(key[0])),
     ),
 }
 

@@ -81,6 +81,8 @@ AIMS: dict[str, Aim] = {
     "evicted-pod": _aim("evict_pod"),
     "proxy-restarted": _aim("restart_proxy", "create_pod"),
     "stale-snapshot": _aim("stale_snapshot", "create_pod", "delete_pod", "set_selector"),
+    "unobserved-changes": _aim("unobserved_changes", "scale", "create_pod"),
+    "out-of-window": _aim("out_of_window", "create_pod", "scale"),
     "long-lived-through-change": _aim("restart_proxy", "set_ready", "delete_pod", "create_pod"),
     "multi-port-named": _aim(
         "create_multi_port_pod", "set_service_port", "create_pod", multi_port_odds=1
@@ -93,6 +95,13 @@ AIMS: dict[str, Aim] = {
         "set_ready", "delete_pod", "restart_pod", "restart_proxy", udp_only=True
     ),
     "seen-from-every-node": _aim("scale", "create_pod", "set_traffic_policy"),
+    "dual-protocol-port": _aim(
+        "create_dual_protocol_service",
+        "add_service_port",
+        "remove_service_port",
+        "set_port_protocol",
+        udp_only=True,
+    ),
 }
 
 

@@ -14,7 +14,11 @@ once on each after every step. What each answer must be, for a connection opened
   client answers from a pod it never connected to (kubernetes#74839: conntrack INVALID packets
   must be dropped, not re-translated or reset; e2e "should drop INVALID conntrack entries");
 - a failure (reset, timeout, refused) is wrong while B is still usable for the Service: a spurious
-  RST on a long-running flow (#74839), a proxy that flushes connection tracking on unrelated
+  RST on a long-running flow (#74839: the named part `out-of-window`, after an `OutOfWindow`
+  event in which B's pod sent each of its connections a segment far outside the window, as the
+  e2e test "should drop INVALID conntrack entries" does; conntrack marks it INVALID, and a
+  proxy that does not drop it lets it reach the client untranslated, which answers RST and so
+  resets the connection), a proxy that flushes connection tracking on unrelated
   changes, or on its restart (Cilium's connectivity test "conn-disrupt" holds connections across
   an agent restart and asserts none is dropped). It is allowed once B is not usable (the
   connection may be closed: the harness's own proxies reset it by clearing the flow's entry),
@@ -41,6 +45,15 @@ from harness.model.objects import Backend
 from harness.traffic import Outcome
 
 PROPERTY = "long-lived-connections"
+OUT_OF_WINDOW = "out-of-window"
+PARTS = {
+    OUT_OF_WINDOW: (
+        "after a backend sent an out-of-window segment (conntrack INVALID: it must be dropped,"
+        " kubernetes#74839)"
+    ),
+}
+"""Named parts of the property, by the event that tests them, and what a failure's message says
+of each."""
 
 
 @dataclass(frozen=True)
@@ -90,16 +103,21 @@ class HeldAnswer:
         }
 
 
-def check_long_lived(answers: Sequence[HeldAnswer], excused: str | None = None) -> Verdict:
+def check_long_lived(
+    answers: Sequence[HeldAnswer], excused: str | None = None, part: str | None = None
+) -> Verdict:
     """Judge one step's answers on the held connections (module docstring). `excused` is why
     failures of connections to usable endpoints are excused this step (the proxy relays
     connections in its own process and was restarted; it was shown a stale snapshot), or None.
-    A move is never excused."""
+    A move is never excused. `part` names the part of the property the step's event tests
+    (`OUT_OF_WINDOW`), which the evidence and a failure's message say."""
     moved = [a for a in answers if a.moved()]
     dropped = [a for a in answers if a.dropped(excused is not None)]
     faults = [(a, a.flow_fault(excused is not None)) for a in answers]
     flows = [(a, fault) for a, fault in faults if fault is not None]
     evidence: dict[str, Any] = {"connections": [a.to_json() for a in answers]}
+    if part is not None:
+        evidence["part"] = part
     if excused is not None:
         evidence["failures_excused"] = excused
     if not moved and not dropped and not flows:
@@ -127,9 +145,10 @@ def check_long_lived(answers: Sequence[HeldAnswer], excused: str | None = None) 
             f" {first.outcome.error.value}"
         )
     parts += _flow_parts(flows)
+    prefix = f"{PARTS[part]}: " if part is not None else ""
     return failed(
         PROPERTY,
-        "; ".join(parts),
+        prefix + "; ".join(parts),
         moved=[a.to_json() for a in moved],
         dropped=[a.to_json() for a in dropped],
         **({"udp_flows": [{"fault": f.value, **a.to_json()} for a, f in flows]} if flows else {}),

@@ -265,11 +265,29 @@ def _further_servers(pod: Pod, port: int) -> str:
 
 
 def _ports(service: Service) -> list[dict[str, Any]]:
-    """A Service's ports as the API writes them."""
-    return [
-        {"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
-        for p in service.ports
-    ]
+    """A Service's ports as the API writes them; a NodePort or LoadBalancer Service asks for
+    the model's node ports (the API allocates a requested free one as given)."""
+    ports = []
+    for p in service.ports:
+        port = {"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
+        if p.node_port is not None:
+            port["nodePort"] = p.node_port
+        ports.append(port)
+    return ports
+
+
+def _type_spec(service: Service) -> dict[str, Any]:
+    """The type-dependent fields: type, and for NodePort and LoadBalancer
+    externalTrafficPolicy and (LoadBalancer under Local) the model's healthCheckNodePort; for
+    ClusterIP they are removed (null in a merge patch), as the API server requires."""
+    if not service.type.external:
+        return {"type": service.type.value, "externalTrafficPolicy": None,
+                "healthCheckNodePort": None}  # fmt: skip
+    return {
+        "type": service.type.value,
+        "externalTrafficPolicy": service.external_traffic_policy.value,
+        "healthCheckNodePort": service.health_check_node_port,
+    }
 
 
 def _selector(service: Service) -> dict[str, str]:
@@ -288,9 +306,10 @@ def _affinity_spec(service: Service) -> dict[str, Any]:
 
 
 def service_manifest(service: Service, placement: Placement) -> dict[str, Any]:
-    """A ClusterIP Service; the API server allocates the VIP (the model's is not requested)."""
+    """A Service of the model's type; the API server allocates the VIP (the model's is not
+    requested), its node ports are the model's (`_ports`)."""
     spec: dict[str, Any] = {
-        "type": "ClusterIP",
+        **{key: value for key, value in _type_spec(service).items() if value is not None},
         "selector": _selector(service),
         "ports": _ports(service),
         "publishNotReadyAddresses": service.publish_not_ready_addresses,
@@ -332,6 +351,12 @@ def service_patch(old: Service, new: Service) -> dict[str, Any] | None:
         spec["internalTrafficPolicy"] = new.internal_traffic_policy.value
     if old.ports != new.ports:  # a merge patch replaces the whole list (SetServicePort)
         spec["ports"] = _ports(new)
+    if (old.type, old.external_traffic_policy, old.health_check_node_port) != (
+        new.type,
+        new.external_traffic_policy,
+        new.health_check_node_port,
+    ):
+        spec.update(_type_spec(new))
     patch: dict[str, Any] = {"spec": spec} if spec else {}
     patch.update(_labels_change(old.labels, new.labels) or {})
     return patch or None

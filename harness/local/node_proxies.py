@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 from harness.local.controller import EndpointController
 from harness.model.state import ClusterState
-from harness.proxies.base import CONTRACT_SYNC, NodeContext, Proxy, SyncState
+from harness.proxies.base import (
+    CONTRACT_SYNC,
+    NodeContext,
+    Proxy,
+    SyncState,
+    stop_for_restart,
+)
 
 
 @dataclass(frozen=True)
@@ -74,14 +80,19 @@ class NodeProxies:
             self.stop()
             raise
 
-    def stop(self) -> None:
+    def stop(self, for_restart: bool = False) -> None:
         """Stop every instance, node-1's first; the list is empty afterwards. Every instance is
-        asked to stop even when one raises; the first error is raised at the end."""
+        asked to stop even when one raises; the first error is raised at the end. `for_restart`:
+        new instances are about to start on the same nodes, so one that keeps its rules across
+        a restart leaves them (`stop_for_restart`)."""
         members, self.members = self.members, []
         failure: BaseException | None = None
         for member in members:
             try:
-                member.proxy.stop()
+                if for_restart:
+                    stop_for_restart(member.proxy)
+                else:
+                    member.proxy.stop()
             except BaseException as error:  # the others must stop too
                 failure = failure or error
         if failure is not None:

@@ -29,7 +29,8 @@ import contextlib
 import itertools
 import socket
 
-from harness.local.netns import entered
+from harness.local.names import netns_path
+from harness.local.netns import entered, in_thread
 
 UDP_MODE = "udp"
 PROBE = b"who\n"
@@ -83,6 +84,21 @@ def flow_socket(source: str | None, source_port: int, address: str, port: int) -
         sock.close()
         raise
     return sock
+
+
+def flow_socket_in(netns: str, source_port: int, address: str, port: int) -> socket.socket:
+    """`flow_socket(None, source_port, address, port)` made inside namespace `netns` (a name),
+    on a thread of its own that ends at once, so the caller's thread never changes namespace;
+    the socket stays in `netns` for its life. ValueError for an empty `netns`: a benchmark's
+    flows leave from a client namespace, never from the root one."""
+    if not netns:
+        raise ValueError("a UDP flow leaves from a client namespace, never from the root one")
+
+    def make() -> socket.socket:
+        with entered(netns_path(netns)):
+            return flow_socket(None, source_port, address, port)
+
+    return in_thread(make, timeout_s=10.0)
 
 
 async def ask(sock: socket.socket) -> bytes:

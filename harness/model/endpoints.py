@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.model.objects import (
     PROXY_NODE,
@@ -263,6 +263,76 @@ def expect(state: ClusterState, name: str, port_name: str, node: str = PROXY_NOD
         return Expectation(service, slices, (), drops=True, opted_out=label)
     destinations = tuple(usable_destinations(slices, service, port_name, node))
     return Expectation(service, slices, destinations, must_drop(destinations, slices, port_name))
+
+
+def local_endpoints(
+    slices: Iterable[EndpointSlice], node: str
+) -> list[tuple[Endpoint, EndpointSlice]]:
+    """`CategorizeEndpoints`' local endpoints for a proxy on `node`: the Ready endpoints on
+    `node`; if none, the Serving-and-Terminating ones on `node` (the local fallback is decided
+    apart from the cluster-wide one, pkg/proxy/topology.go)."""
+    here = [(e, s) for e, s in unique_endpoints(slices) if e.node == node]
+    ready = [(e, s) for e, s in here if e.ready]
+    return ready or [(e, s) for e, s in here if e.serving and e.terminating]
+
+
+def external_destinations(
+    slices: Iterable[EndpointSlice], service: Service, port_name: str, node: str
+) -> list[Destination]:
+    """Where a new connection from outside the cluster to `service`'s port `port_name` may go
+    when it arrives at `node` (its node port on the node's IP, or a LoadBalancer's ingress IP
+    routed to the node): under externalTrafficPolicy Local the node's local endpoints only
+    (`local_endpoints`); under Cluster the endpoints `CategorizeEndpoints` gives any client,
+    whatever internalTrafficPolicy says (it governs traffic from inside the cluster only:
+    `clusterEndpoints` vs `localEndpoints` chosen by `ExternalPolicyLocal`,
+    pkg/proxy/iptables/proxier.go syncProxyRules)."""
+    slices = tuple(slices)
+    if service.external_traffic_policy == TrafficPolicy.LOCAL:
+        chosen = local_endpoints(slices, node)
+    else:
+        chosen = categorize_endpoints(
+            slices, replace(service, internal_traffic_policy=TrafficPolicy.CLUSTER), node
+        )
+    destinations = []
+    for endpoint, endpoint_slice in chosen:
+        port = endpoint_slice.port_for(port_name)
+        if port is not None:
+            destinations.append(
+                Destination(endpoint.backend, endpoint.address, port, endpoint.node)
+            )
+    return sorted(destinations, key=lambda d: d.backend)
+
+
+def expect_external(state: ClusterState, name: str, port_name: str, node: str) -> Expectation:
+    """The model's expectation for a new connection from outside the cluster to Service
+    `name`'s port `port_name`, arriving at `node`: a usable destination
+    (`external_destinations`); dropped when the Service has endpoints but none for this node
+    under externalTrafficPolicy Local (kube-proxy's `externalTrafficFilterTarget` DROP, "has no
+    local endpoints"); rejected when it has none at all (KUBE-EXTERNAL-SERVICES REJECT). A
+    ClusterIP Service has no node port: nothing answers there, as for a deleted Service."""
+    service = state.services.get(name)
+    if service is None or not service.type.external:
+        return Expectation(None, (), ())
+    slices = derive_slices(state, name)
+    label = opt_out_label(service)
+    if label is not None:
+        return Expectation(service, slices, (), drops=True, opted_out=label)
+    destinations = tuple(external_destinations(slices, service, port_name, node))
+    return Expectation(service, slices, destinations, must_drop(destinations, slices, port_name))
+
+
+def health_check_status(state: ClusterState, name: str, node: str) -> int | None:
+    """What `node`'s healthCheckNodePort of Service `name` answers: 200 while the node has a
+    local endpoint that is Ready, 503 otherwise, also when only terminating endpoints are left
+    there, even while they still serve (invariant I9; pkg/proxy/healthcheck/service_health.go
+    counts `NumLocalEndpoints` of ready endpoints; e2e "should fail health check node port if
+    there are only terminating endpoints"). None when the Service has no healthCheckNodePort."""
+    service = state.services.get(name)
+    if service is None or service.health_check_node_port is None:
+        return None
+    ready_here = [e for e, _ in unique_endpoints(derive_slices(state, name))
+                  if e.node == node and e.ready]  # fmt: skip
+    return 200 if ready_here else 503
 
 
 def why_unusable(state: ClusterState, service: str, backend: Backend) -> str:

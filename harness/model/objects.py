@@ -78,6 +78,20 @@ class TrafficPolicy(StrEnum):
     LOCAL = "Local"
 
 
+class ServiceType(StrEnum):
+    """core/v1 ServiceType, as far as load balancing goes (ExternalName has no endpoints)."""
+
+    CLUSTER_IP = "ClusterIP"
+    NODE_PORT = "NodePort"
+    LOAD_BALANCER = "LoadBalancer"
+
+    @property
+    def external(self) -> bool:
+        """Whether the Service is reached from outside the cluster (a node port on every
+        node; a LoadBalancer also on its ingress IP)."""
+        return self != ServiceType.CLUSTER_IP
+
+
 class Protocol(StrEnum):
     """core/v1 Protocol of a Service or container port, as far as the model knows them."""
 
@@ -145,11 +159,15 @@ class ServicePort:
     port: int = 80
     target_port: int | str = "http"
     protocol: str = "TCP"
+    node_port: int | None = None  # allocated for NodePort and LoadBalancer Services
 
 
 @dataclass(frozen=True)
 class Service:
-    """A ClusterIP Service with the fields that shape its endpoints and balancing."""
+    """A Service with the fields that shape its endpoints and balancing: a ClusterIP always;
+    for type NodePort and LoadBalancer (`type.external`) a node port per port and an
+    externalTrafficPolicy; a LoadBalancer's ingress IP once its controller assigned one, and its
+    healthCheckNodePort under externalTrafficPolicy Local."""
 
     name: str
     cluster_ip: str
@@ -161,6 +179,10 @@ class Service:
     publish_not_ready_addresses: bool = False
     internal_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
     labels: Labels = ()
+    type: ServiceType = ServiceType.CLUSTER_IP
+    external_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+    health_check_node_port: int | None = None  # LoadBalancer with externalTrafficPolicy Local
+    load_balancer_ip: str | None = None  # status.loadBalancer.ingress[0].ip, once assigned
 
 
 SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"

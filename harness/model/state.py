@@ -25,6 +25,11 @@ NODE_POD_PREFIX_LENGTH = 20
 kube-controller-manager's `--node-cidr-mask-size` allocates): node-1 10.244.0.0/20, node-2
 10.244.16.0/20, ..., node-16 10.244.240.0/20; 4,086 pods each, more than MAX_PODS."""
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
+LOAD_BALANCER_CIDR = ipaddress.IPv4Network("10.255.0.0/24")
+"""Where the local cluster's load-balancer controller (the harness) takes ingress IPs from."""
+NODE_PORT_RANGE = range(30000, 32768)
+"""The API server's default --service-node-port-range, 30000-32767; healthCheckNodePorts come
+from it too (pkg/registry/core/service/portallocator)."""
 _FIRST_HOST_INDEX = 10  # keep .0-.9 of each range free for gateways and the node
 MAX_PODS = 2048
 MAX_SERVICES = 2048
@@ -116,6 +121,29 @@ class ClusterState:
         on real nodes, and a pod's address says its node, as a CNI's per-node podCIDR does."""
         taken = [p.ip for p in self.live_pods() if p.ip]
         return pod_address(_lowest_free([*taken, *avoid], node_pod_cidr(node)), node)
+
+    def taken_node_ports(self) -> set[int]:
+        """Every node port and healthCheckNodePort a Service holds."""
+        taken = {p.node_port for s in self.services.values() for p in s.ports if p.node_port}
+        return taken | {
+            s.health_check_node_port for s in self.services.values() if s.health_check_node_port
+        }
+
+    def next_node_ports(self, count: int, avoid: Iterable[int] = ()) -> tuple[int, ...]:
+        """The `count` lowest node ports no Service holds (nor `avoid`). The API server picks at
+        random; the model picks the lowest so that a sequence always gets the same ports, and a
+        target that can asks for exactly those. InvalidEvent when the range is spent."""
+        taken = self.taken_node_ports() | set(avoid)
+        free = [port for port in NODE_PORT_RANGE if port not in taken][:count]
+        if len(free) < count:
+            raise InvalidEvent("the node port range 30000-32767 is spent")
+        return tuple(free)
+
+    def next_load_balancer_ip(self) -> str:
+        """The lowest ingress IP of LOAD_BALANCER_CIDR no Service holds."""
+        taken = [s.load_balancer_ip for s in self.services.values() if s.load_balancer_ip]
+        base = LOAD_BALANCER_CIDR.network_address + _FIRST_HOST_INDEX
+        return str(base + _lowest_free(taken, LOAD_BALANCER_CIDR))
 
     def next_service_ip(self) -> str:
         return service_address(

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, cast
 
 from harness.features import CORE_FEATURES
 from harness.model.objects import EndpointSlice, Service, opt_out_label
@@ -75,7 +75,9 @@ class Proxy(Protocol):
       disturb established connections to endpoints that are still usable (no conntrack flush).
       A proxy whose connections run through its own process says so with a class attribute
       `relays_connections = True` (they end with the process, as kube-proxy's userspace mode's
-      did); kernel data planes keep them.
+      did); kernel data planes keep them. A proxy that leaves its rules in place across the
+      restart, as kube-proxy does, says so by being a `RuleKeepingProxy`; the harness then stops
+      it with `stop_for_restart` instead of `stop` (`stop_for_restart(proxy)` below).
     - `features` (optional class attribute, a frozenset of `harness.features` names): the
       conformance features the proxy implements, every core one included; absent means core
       only. Declaring a feature is a claim: its failures are failures. An undeclared extended
@@ -224,3 +226,47 @@ class RuleReadingProxy(Protocol):
     """
 
     def reachability(self, service: Service, port_name: str, client_ip: str) -> Reachability: ...
+
+
+class RuleKeepingProxy(Protocol):
+    """Optional, for proxies that keep their data plane across a restart, as kube-proxy does:
+    it exits without touching its rules (`CleanupLeftovers` runs only with `--cleanup`), and the
+    new instance's first sync replaces them in one atomic transaction (iptables: one
+    `iptables-restore --noflush` writing every chain it owns and deleting the stale ones;
+    nftables: one `nft -f` that flushes its maps and chains and refills them, keeping the
+    affinity sets). So a restart leaves no moment without rules, and the kernel's per-client
+    state (xt_recent lists, nft affinity sets) and conntrack survive it.
+
+    - `keeps_rules_on_restart` (a class attribute, True) is a claim the harness judges: ClientIP
+      affinity and new connections are held to the same promises across a restart as across
+      any unrelated change (`harness.runner`, `targets.base.keeps_proxy_state`).
+    - `stop_for_restart()` ends the proxy's own processes, threads and pending changes like
+      `stop()`, but must not remove, change or flush any rule, chain, map, set or conntrack
+      entry in `node.netns`; harmless twice, and after it `stop()` is a no-op. What it leaves
+      must be what a later instance's `start` adopts and first `sync` replaces, and what that
+      instance's `stop()` (a reset, the target's close) and cleanup by prefix remove.
+    - `start(node)` of such a proxy adopts whatever an earlier instance left in `node.netns`:
+      it must not delete those rules (that is the window this contract forbids); until its first
+      `sync()` they keep serving, and that first sync replaces every object the proxy owns
+      (also a crashed run's leftovers) atomically.
+    """
+
+    keeps_rules_on_restart: ClassVar[bool]
+
+    def stop_for_restart(self) -> None: ...
+
+
+def keeps_rules_on_restart(proxy: object) -> bool:
+    """Whether `proxy` declares that its rules survive a restart (`RuleKeepingProxy`)."""
+    return bool(getattr(proxy, "keeps_rules_on_restart", False)) and callable(
+        getattr(proxy, "stop_for_restart", None)
+    )
+
+
+def stop_for_restart(proxy: Proxy) -> None:
+    """Stop `proxy` because a new instance is about to start on its node: its rules stay when it
+    keeps them (`RuleKeepingProxy.stop_for_restart`), otherwise this is `proxy.stop()`."""
+    if keeps_rules_on_restart(proxy):
+        cast(RuleKeepingProxy, proxy).stop_for_restart()
+    else:
+        proxy.stop()

@@ -29,7 +29,13 @@ from typing import ClassVar
 
 from harness.errors import HarnessError
 from harness.model.objects import EndpointSlice, Service
-from harness.proxies.base import NodeContext, Proxy, SyncState
+from harness.proxies.base import (
+    NodeContext,
+    Proxy,
+    SyncState,
+    keeps_rules_on_restart,
+    stop_for_restart,
+)
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.nftables import NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
@@ -138,6 +144,21 @@ class BoundedSyncProxy:
     def stop(self) -> None:
         """Stop the worker (a run in progress finishes first), drop what it had not programmed,
         and stop `inner`. Harmless twice."""
+        self._stop_worker()
+        self.inner.stop()
+
+    @property
+    def keeps_rules_on_restart(self) -> bool:
+        """Whether `inner` keeps its rules across a restart (`RuleKeepingProxy`): so does this."""
+        return keeps_rules_on_restart(self.inner)
+
+    def stop_for_restart(self) -> None:
+        """As `stop`, but `inner` is stopped for a restart: its rules stay for the next
+        instance, whose first run replaces them (`harness.proxies.base.stop_for_restart`)."""
+        self._stop_worker()
+        stop_for_restart(self.inner)
+
+    def _stop_worker(self) -> None:
         self._stopping.set()
         with self._state:
             self._state.notify_all()
@@ -147,7 +168,6 @@ class BoundedSyncProxy:
         with self._state:
             self._queue, self._requested, self._ready, self._busy = [], False, None, False
             self._programmed = self._handed
-        self.inner.stop()
 
     # -- the worker -----------------------------------------------------------------------------
     def _hand(self, change: Change) -> None:

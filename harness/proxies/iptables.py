@@ -18,6 +18,11 @@ Layout (`pkg/proxy/iptables/proxier.go: syncProxyRules`, `writeServiceToEndpoint
   endpoints of which none is usable here, internalTrafficPolicy=Local with endpoints only on
   other nodes (`internalTrafficFilterTarget = "DROP"`). kube-proxy jumps there from FORWARD and
   OUTPUT; INPUT is added because a local cluster may route the Service range to the node itself.
+- filter: FORWARD jumps (`-m comment --comment "kubernetes forwarding rules"`) to KUBE-FORWARD,
+  which DROPs packets conntrack marks INVALID (`-m conntrack --ctstate INVALID -j DROP`) unless
+  the node sets `nf_conntrack_tcp_be_liberal` (kubernetes#74839, PR #120412:
+  `harness.proxies.rules.invalid`). kube-proxy's further KUBE-FORWARD rules ACCEPT marked and
+  established traffic for nodes whose FORWARD policy is DROP; the node here accepts.
 
 Chain names hash "namespace/name:port" + protocol (+ "ip:port" for endpoints) like
 `servicePortChainName`. Without a cluster CIDR kube-proxy adds no `! -s CIDR -j KUBE-MARK-MASQ`
@@ -30,23 +35,32 @@ KUBE-SERVICES chain only when a Service port gained, lost or changed its entry t
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Mapping
 from typing import ClassVar
 
 from harness.proxies.base import KERNEL_FEATURES
 from harness.proxies.rules.commands import run_in_netns
+from harness.proxies.rules.invalid import FORWARD_COMMENT
 from harness.proxies.rules.iptables_save import Table, parse_iptables_save
 from harness.proxies.rules.iptables_trace import IptablesRuleset
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.proxies.rules.plan import PortPlan, name_hash
-from harness.proxies.rules.rendering import Delta, Lines, Rendering, container_entries
+from harness.proxies.rules.rendering import (
+    EMPTY,
+    Delta,
+    Lines,
+    Rendering,
+    container_entries,
+)
 
 SERVICES = "KUBE-SERVICES"
 MARK_MASQ = "KUBE-MARK-MASQ"
 POSTROUTING = "KUBE-POSTROUTING"
 MASQUERADE_MARK = "0x4000"
 OWN_PREFIX = "KUBE-"
+FORWARD = "KUBE-FORWARD"
 NAT_SERVICES = f"nat {SERVICES}"
 FILTER_SERVICES = f"filter {SERVICES}"
 PORTALS = '-m comment --comment "kubernetes service portals"'
@@ -54,7 +68,9 @@ SNAT_COMMENT = "kubernetes service traffic requiring SNAT"
 
 SETUP = f"""*filter
 :{SERVICES} - [0:0]
+:{FORWARD} - [0:0]
 -A INPUT -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
+-A FORWARD -m comment --comment "{FORWARD_COMMENT}" -j {FORWARD}
 -A FORWARD -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
 -A OUTPUT -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
 COMMIT
@@ -72,6 +88,11 @@ COMMIT
 COMMIT
 """
 
+DROP_INVALID = f"""*filter
+-A {FORWARD} -m conntrack --ctstate INVALID -j DROP
+COMMIT
+"""
+
 
 def service_chain(plan: PortPlan) -> str:
     prefix = "KUBE-SVL-" if plan.local_policy else "KUBE-SVC-"
@@ -80,6 +101,49 @@ def service_chain(plan: PortPlan) -> str:
 
 def endpoint_chain(plan: PortPlan, address: str, port: int) -> str:
     return "KUBE-SEP-" + name_hash(f"{plan.name}{plan.protocol}{address}:{port}", 16)
+
+
+SETUP_CHAINS = frozenset(re.findall(r"^:(\S+) ", SETUP, re.MULTILINE))
+"""The chains SETUP declares: the proxy's Service-independent chains, never adopted."""
+ADOPTED = ("# left by an earlier instance",)
+"""The lines an adopted chain is taken to hold: they match no rendering, so it is rewritten."""
+
+
+def setup_over(text: str, present: Mapping[str, Table]) -> str:
+    """`text` (restore input for `--noflush`) made safe over what an earlier instance left: a
+    chain that exists is declared, which flushes it, only if `text` refills it in the same
+    restore (KUBE-SERVICES keeps its rules until the first sync), and a jump from a built-in
+    chain to a chain of this proxy is left out if it is there already (kube-proxy's
+    `EnsureRule`)."""
+    out: list[str] = []
+    refilled = {(t, line.split()[1]) for t, line in _table_lines(text) if line.startswith("-A ")}
+    for table, line in _table_lines(text):
+        chains = present[table].chains if table in present else {}
+        if line.startswith(":"):
+            chain = line[1:].split()[0]
+            if chain in chains and (table, chain) not in refilled:
+                continue
+        elif line.startswith("-A "):
+            chain, target = line.split()[1], line.rsplit(" -j ", 1)[-1].split()[0]
+            if (
+                chain not in SETUP_CHAINS
+                and target.startswith(OWN_PREFIX)
+                and any(rule.target == target for rule in chains.get(chain, []))
+            ):
+                continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _table_lines(text: str) -> list[tuple[str, str]]:
+    """Each line of restore input with the table it belongs to."""
+    lines: list[tuple[str, str]] = []
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        lines.append((table, line))
+    return lines
 
 
 def is_pristine(table: Table) -> bool:
@@ -189,9 +253,35 @@ class IptablesProxy(KernelRuleProxy):
         run_in_netns(self.netns, ["iptables-restore", "--noflush"], stdin=payload)
 
     def setup(self) -> None:
+        """SETUP in one restore, over what an earlier instance left without a moment's change
+        to what packets see (`setup_over`).
+        A table counts as this proxy's (deleted by `stop()` once empty) if it was absent or
+        holds an earlier instance's KUBE-* chains."""
         present = parse_iptables_save(run_in_netns(self.netns, ["iptables-save"]))
-        self.made_tables = {"filter", "nat"} - set(present)
-        self.apply(SETUP)
+        self.made_tables = {
+            name
+            for name in ("filter", "nat")
+            if name not in present or any(c.startswith(OWN_PREFIX) for c in present[name].chains)
+        }
+        self.apply(setup_over(SETUP + (DROP_INVALID if self.drops_invalid() else ""), present))
+
+    def adopt(self) -> Rendering:
+        """The Service chains an earlier instance left in nat (each rewritten or deleted by the
+        first sync) and, if either KUBE-SERVICES chain holds rules, a placeholder entry in it,
+        so that the first sync rewrites both whole."""
+        tables = parse_iptables_save(run_in_netns(self.netns, ["iptables-save"]))
+        nat = tables.get("nat")
+        chains = {
+            name: ADOPTED
+            for name in (nat.chains if nat is not None else {})
+            if name.startswith(OWN_PREFIX) and name not in SETUP_CHAINS
+        }
+        entries = {
+            f"{name} {SERVICES}": {ADOPTED[0]: ""}
+            for name, table in tables.items()
+            if name in ("filter", "nat") and table.chains.get(SERVICES)
+        }
+        return Rendering(chains, entries) if chains or entries else EMPTY
 
     def teardown(self) -> None:
         """Flush and delete every KUBE-* chain in nat and filter and the jumps to them, read

@@ -22,6 +22,11 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-flushes-on-restart (long-lived connections across a restart, Cilium's
   conn-disrupt): flushes every conntrack entry of its node when it starts, so a restart
   re-balances, and so resets, established connections to endpoints that are still usable.
+- mutant-iptables-clears-rules-on-restart (a restart without a moment of no rules, kube-proxy;
+  ClientIP affinity across it): declares that it keeps its rules across a restart but removes
+  them when stopped for one, as the harness's proxies did before, so the new instance starts
+  empty: new connections meet no rules until its first sync, and the xt_recent lists go with
+  their rules, so every ClientIP client is balanced anew.
 - mutant-iptables-tombstones (stale snapshots, Sieve's stale-state perturbation): remembers
   every Service it saw deleted (by name and VIP) and ignores it if it is added again, as a guard
   against resurrection by a late watch event would; a relist from a stale cache deletes a
@@ -48,6 +53,22 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
   on, so under internalTrafficPolicy Local every node's proxy uses node-1's endpoints: right on
   node-1, where the clients are, wrong on every other node (`every-node`; pod clients on other
   nodes see it too).
+- mutant-iptables-immutable-vip (unobserved changes, Sieve's unobserved-state perturbation):
+  takes a Service's ClusterIP as immutable, as the API makes it, and keeps the VIP a Service was
+  first added with through every update; a relist that missed a Service deleted and created
+  again, with another VIP because a new Service took its old one meanwhile, hands the proxy one
+  update, and the Service's new VIP is never programmed.
+- mutant-iptables-port-ignores-protocol (one number on TCP and UDP, issue 12): keys a Service's
+  ports by number alone, as a proxy that forgot the protocol in kube-proxy's `ServicePortName`
+  key would, so of TCP 80 and UDP 80 only the last is programmed: the other protocol's clients
+  time out. Cilium's datapath did this until 1.17 (cilium/cilium#9207: one frontend per IP and
+  port, whatever the protocol), and failed the Conformance test "should serve endpoints on same
+  port and different protocols" once kubernetes PR #120069 promoted it in v1.29
+  (cilium/cilium#29913).
+- mutant-iptables-keeps-invalid (long-lived connections, kubernetes#74839): no `KUBE-FORWARD
+  -m conntrack --ctstate INVALID -j DROP` although the node leaves `nf_conntrack_tcp_be_liberal`
+  at 0, as kube-proxy before v1.14 (PR #74840): an out-of-window segment from a backend reaches
+  the client untranslated, the client answers RST, and the established connection is reset.
 """
 
 from __future__ import annotations
@@ -207,6 +228,16 @@ class FlushesOnRestartProxy(IptablesProxy):
         flush_conntrack(node.netns)
 
 
+class ClearsRulesOnRestartProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-clears-rules-on-restart"
+    description: ClassVar[str] = (
+        "iptables that removes every rule when stopped for a restart (and so starts empty)"
+    )
+
+    def stop_for_restart(self) -> None:
+        self.stop()
+
+
 class FlushesEverySyncProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-flushes-every-sync"
     description: ClassVar[str] = (
@@ -302,6 +333,38 @@ class WrongNodeProxy(IptablesProxy):
         return usable_destinations(slices, service, port_name, PROXY_NODE)
 
 
+class ImmutableVipProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-immutable-vip"
+    description: ClassVar[str] = (
+        "iptables that keeps the ClusterIP a Service was first added with through every update"
+    )
+
+    def on_service_update(self, old: Service, new: Service) -> None:
+        first = self.services.get(new.name, old)
+        super().on_service_update(old, replace(new, cluster_ip=first.cluster_ip))
+
+
+class PortIgnoresProtocolProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-port-ignores-protocol"
+    description: ClassVar[str] = (
+        "iptables that keys Service ports by number only: of TCP and UDP on one number, one is lost"
+    )
+
+    def plan(self, service: Service) -> tuple[PortPlan, ...]:
+        by_number = {plan.port: plan for plan in super().plan(service)}  # the last one wins
+        return tuple(by_number.values())
+
+
+class KeepsInvalidProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-keeps-invalid"
+    description: ClassVar[str] = (
+        "iptables without the INVALID conntrack drop, so out-of-window segments reset connections"
+    )
+
+    def drops_invalid(self) -> bool:
+        return False
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -318,6 +381,7 @@ MUTANT_PROXIES: dict[str, type] = {
         NoFallbackUserspaceProxy,
         WrongPortUserspaceProxy,
         FlushesOnRestartProxy,
+        ClearsRulesOnRestartProxy,
         FlushesEverySyncProxy,
         FirstPortOnlyProxy,
         TombstonesProxy,
@@ -326,5 +390,8 @@ MUTANT_PROXIES: dict[str, type] = {
         IgnoresOptOutProxy,
         KeepsUdpConntrackProxy,
         WrongNodeProxy,
+        ImmutableVipProxy,
+        PortIgnoresProtocolProxy,
+        KeepsInvalidProxy,
     )
 }

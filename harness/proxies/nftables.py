@@ -11,6 +11,9 @@ Layout (`pkg/proxy/nftables/proxier.go: setupNFTables`, `syncProxyRules`,
   those with endpoints of which none is usable here (internalTrafficPolicy=Local, endpoints only
   on other nodes), as kube-proxy's `no-endpoint-services` map does;
   `nat-postrouting` masquerades packets `mark-for-masquerade` marked (0x4000).
+- `filter-forward` jumps to `forward`, which holds `ct state invalid drop` unless the node sets
+  `nf_conntrack_tcp_be_liberal`, as `setupNFTables` writes it (kubernetes#74839, #117924:
+  `harness.proxies.rules.invalid`).
 - per Service port a chain `service-<hash>-ns/name/proto/port` (`local-...` for
   internalTrafficPolicy=Local): with ClientIP affinity first `ip saddr @affinity-<ep> goto
   endpoint-<ep>` per endpoint, then `numgen random mod n vmap { 0 : goto endpoint-..., ... }`.
@@ -35,11 +38,13 @@ from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.proxies.rules.nft_ruleset import parse_nft_json
 from harness.proxies.rules.nft_trace import NftRuleset
 from harness.proxies.rules.plan import PortPlan, name_hash
-from harness.proxies.rules.rendering import Delta, Lines, Rendering
+from harness.proxies.rules.rendering import EMPTY, Delta, Lines, Rendering
 
 SERVICE_IPS = "service-ips"
 NO_ENDPOINTS = "no-endpoint-services"
 REJECT_CHAIN = "reject-chain"
+FORWARD_CHAIN = "forward"
+DROP_INVALID = "ct state invalid drop"
 MARK_MASQ = "mark-for-masquerade"
 MASQUERADE_MARK = "0x4000"
 DISPATCH_KEY = "ip daddr . meta l4proto . th dport"
@@ -54,6 +59,7 @@ BASE_CHAINS = (
 JUMPS = (
     ("filter-input", "ct state new jump service-endpoints-check"),
     ("filter-forward", "ct state new jump service-endpoints-check"),
+    ("filter-forward", f"jump {FORWARD_CHAIN}"),
     ("filter-output", "ct state new jump service-endpoints-check"),
     ("nat-prerouting", "jump services"),
     ("nat-output", "jump services"),
@@ -83,6 +89,31 @@ def endpoint_base(plan: PortPlan, address: str, port: int) -> str:
     return f"{name_hash(name, 8)}-{name}"
 
 
+def affinity_set(timeout_s: int) -> str:
+    """An affinity set's declaration (`ipv4_addr`, flags dynamic,timeout, the Service's timeout)."""
+    return f"{{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout_s}s ; }}"
+
+
+AFFINITY_PREFIX = "affinity-"
+SETUP_CHAINS = frozenset(
+    [name for name, _, _, _ in BASE_CHAINS]
+    + [chain for chain, _ in (*JUMPS, *HELPER_RULES)]
+    + [FORWARD_CHAIN]
+)
+"""The chains `setup` writes: the proxy's Service-independent chains, never adopted."""
+ADOPTED = ("# left by an earlier instance",)
+"""The lines an adopted chain is taken to hold: they match no rendering, so it is rewritten."""
+
+
+def adopted_set(flags: tuple[str, ...], timeout_s: int | None) -> str:
+    """An existing set's declaration as `render` writes it, if it is an affinity set as this
+    proxy declares them (the kernel lists such a set's flags as `timeout` alone, or with
+    `dynamic`); otherwise one no rendering has (so the first sync replaces it)."""
+    if "timeout" in flags and set(flags) <= {"dynamic", "timeout"} and timeout_s is not None:
+        return affinity_set(timeout_s)
+    return f"{{ unknown flags {','.join(sorted(flags))} }}"
+
+
 class NftablesProxy(KernelRuleProxy):
     """kube-proxy's nftables mode in the node namespace (see the module docstring)."""
 
@@ -92,6 +123,10 @@ class NftablesProxy(KernelRuleProxy):
         "kube-proxy nftables mode (numgen vmaps, affinity sets, reject), incremental nft -f"
     )
     binaries: ClassVar[tuple[str, ...]] = ("nft",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maps_to_flush: tuple[str, ...] = ()  # adopted maps with elements, for the first sync
 
     @property
     def table(self) -> str:
@@ -118,10 +153,7 @@ class NftablesProxy(KernelRuleProxy):
             lines = []
             if plan.affinity_timeout_s is not None:
                 for base, _, _ in endpoints:
-                    sets[f"affinity-{base}"] = (
-                        "{ type ipv4_addr ; flags dynamic,timeout ; "
-                        f"timeout {plan.affinity_timeout_s}s ; }}"
-                    )
+                    sets[f"affinity-{base}"] = affinity_set(plan.affinity_timeout_s)
                     lines.append(f"ip saddr @affinity-{base} goto endpoint-{base}")
             choices = " , ".join(
                 f"{index} : goto endpoint-{base}" for index, (base, _, _) in enumerate(endpoints)
@@ -142,9 +174,13 @@ class NftablesProxy(KernelRuleProxy):
 
     def transaction(self, delta: Delta, rendered: Mapping[str, Rendering]) -> str:
         """Flush what is rewritten or deleted, remove stale elements, chains and sets, then add
-        sets, chains, rules and elements: references always go before what they point to."""
+        sets, chains, rules and elements: references always go before what they point to. The
+        first sync after adopting an earlier instance's table flushes its maps first and refills
+        them, as kube-proxy's every sync does."""
         t = f"ip {self.table}"
-        out = [f"flush chain {t} {c}" for c in sorted(delta.existing | delta.chains_deleted)]
+        maps = self.maps_to_flush if self.adopted is not None else ()
+        out = [f"flush map {t} {name}" for name in maps]
+        out += [f"flush chain {t} {c}" for c in sorted(delta.existing | delta.chains_deleted)]
         for container, removed in sorted(delta.entries_removed.items()):
             out += [f"delete element {t} {container} {{ {key} }}" for key in removed]
         out += [f"delete chain {t} {c}" for c in sorted(delta.chains_deleted)]
@@ -168,11 +204,35 @@ class NftablesProxy(KernelRuleProxy):
         for name, kind, hook, priority in BASE_CHAINS:
             out.append(f"add chain {t} {name} {{ type {kind} hook {hook} priority {priority} ; }}")
         base_chains = {name for name, _, _, _ in BASE_CHAINS}
-        helpers = sorted({chain for chain, _ in (*JUMPS, *HELPER_RULES)} - base_chains)
+        helpers = sorted({FORWARD_CHAIN} | {c for c, _ in (*JUMPS, *HELPER_RULES)} - base_chains)
         out += [f"add chain {t} {chain}" for chain in helpers]
         out += [f"add map {t} {name} {VERDICT_MAP}" for name in (SERVICE_IPS, NO_ENDPOINTS)]
+        # idempotent over an earlier instance's table, in the same transaction: no rule doubled
+        out += [f"flush chain {t} {chain}" for chain in sorted(SETUP_CHAINS)]
         out += [f"add rule {t} {chain} {rule}" for chain, rule in (*HELPER_RULES, *JUMPS)]
+        if self.drops_invalid():
+            out.append(f"add rule {t} {FORWARD_CHAIN} {DROP_INVALID}")
         self.apply("\n".join(out) + "\n")
+
+    def adopt(self) -> Rendering:
+        """The Service chains and affinity sets an earlier instance left in the table (chains
+        rewritten or deleted by the first sync, a set kept with its entries while a Service
+        still needs it as declared); its maps are flushed by that sync (`maps_to_flush`)."""
+        text = run_in_netns(self.netns, ["nft", "-j", "list", "table", "ip", self.table])
+        contents = parse_nft_json(text).get(("ip", self.table))
+        if contents is None:
+            return EMPTY
+        chains = {name: ADOPTED for name in contents.chains if name not in SETUP_CHAINS}
+        sets = {
+            name: adopted_set(found.flags, found.timeout_s)
+            for name, found in contents.sets.items()
+            if name.startswith(AFFINITY_PREFIX)
+        }
+        maps = (SERVICE_IPS, NO_ENDPOINTS)
+        self.maps_to_flush = tuple(
+            m for m in maps if m in contents.sets and contents.sets[m].elements
+        )
+        return Rendering(chains, {}, sets) if chains or sets or self.maps_to_flush else EMPTY
 
     def teardown(self) -> None:
         """Delete the proxy's table with everything in it ("add" first, so it need not exist)."""

@@ -12,14 +12,15 @@ names the file as malformed); a plot that cannot be drawn is left out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from harness.reporting import svg
 from harness.reporting.churn import CAUSES
+from harness.reporting.plots import drawable
 from harness.reporting.provenance import describe_host
 from harness.reporting.render import MISSING, Plot, Table
-from harness.reporting.tables import SHAPE_ERRORS, fmt
+from harness.reporting.tables import fmt
 
 Json = Mapping[str, Any]
 
@@ -188,13 +189,4 @@ def rate_plot(data: Json) -> Plot | None:
 
 def churn_plots(data: Json) -> list[Plot]:
     """Every churn plot the figures allow (a malformed file gives none)."""
-    builders: Sequence[Callable[[Json], Plot | None]] = (failures_plot, rate_plot)
-    plots = []
-    for build in builders:
-        try:
-            plot = build(data)
-        except SHAPE_ERRORS:
-            plot = None
-        if plot is not None:
-            plots.append(plot)
-    return plots
+    return drawable((failures_plot, rate_plot), data)

@@ -29,6 +29,8 @@ WRITTEN: Mapping[str, str] = {
     "time_to_verdict.json": "harness.time_to_verdict/v1",
     "churn.json": "harness.churn/v1",
     "kube_scale.json": "harness.kube_scale/v1",
+    "kube_throughput.json": "harness.kube_throughput/v1",
+    "udp.json": "harness.udp/v1",
     "mutants.json": MUTANTS_SCHEMA,
     RESULTS_PATTERN: RESULTS_SCHEMA,
 }

@@ -24,6 +24,7 @@ from harness.reporting.render import Plot
 from harness.reporting.tables import SHAPE_ERRORS
 
 Json = Mapping[str, Any]
+Builder = Callable[[Json], Plot | None]
 
 THROUGHPUT_RUNS = ("wrk_vip_keepalive", "wrk_vip_fresh", "locust_vip_keepalive", "locust_vip_fresh")
 CEILINGS = {"keepalive": "wrk_pod_keepalive", "fresh": "wrk_pod_fresh"}
@@ -222,3 +223,18 @@ def figure_plots(figures: Mapping[str, Json]) -> list[Plot]:
         _safe(lambda: scale_plot(figures.get("rule_sync.json"), figures.get("local_scale.json")))
     )
     return [plot for plot in built if plot is not None]
+
+
+def drawable(builders: Sequence[Builder], data: Json) -> list[Plot]:
+    """The plots `builders` make of one figure file's `data`, in order: a builder that gives
+    None (nothing to draw) or raises what `SHAPE_ERRORS` lists (a malformed file, which its
+    table names) gives no plot. Never raises for the file's content."""
+    plots = []
+    for build in builders:
+        try:
+            plot = build(data)
+        except SHAPE_ERRORS:
+            plot = None
+        if plot is not None:
+            plots.append(plot)
+    return plots

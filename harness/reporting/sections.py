@@ -23,6 +23,7 @@ from harness.reporting.regressions import RULE, Verdict
 from harness.reporting.render import MISSING, Plot, Section, Table, number_text
 from harness.reporting.sources import FIGURE_FILES, RESULTS_COMMAND, Sources, one_line
 from harness.reporting.tables import SHAPE_ERRORS
+from harness.reporting.udp_report import udp_notes, udp_plots, udp_tables
 
 Build = Callable[[Any], tuple[list[Table], list[str]]]
 
@@ -98,6 +99,20 @@ def _throughput(data: Any) -> tuple[list[Table], list[str]]:
     notes += tables.calibration_lines(calibration)
     calibrated = [tables.locust_calibration(calibration)]
     return [tables.throughput_overview(data), *runs, *calibrated], notes
+
+
+def _kube_throughput(data: Any) -> tuple[list[Table], list[str]]:
+    """A real cluster's figures (bench/test_kube_throughput.py): locust in the cluster."""
+    settings = data.get("settings") or {}
+    notes = [
+        f"a real cluster: locust in the cluster ({settings.get('locust_workers', '?')} worker"
+        f" pods spread over its nodes, {settings.get('connections', '?')} users,"
+        f" {settings.get('locust_seconds', '?')} s), {settings.get('pods', '?')} pods behind one"
+        " Service; the ceiling is the same run against one pod's IP",
+        *tables.throughput_failures(data),
+    ]
+    runs = [tables.throughput_runs(r) for r in data["results"] if "failed" not in r]
+    return [tables.throughput_overview(data), *runs], notes
 
 
 def _rule_sync(data: Any) -> tuple[list[Table], list[str]]:
@@ -222,6 +237,23 @@ def churn_sections(assembly: Assembly) -> list[Section]:
     return [section("Churn", [part], plots)]
 
 
+def _udp(data: Any) -> tuple[list[Table], list[str]]:
+    return udp_tables(data), udp_notes(data)
+
+
+def optional_section(
+    assembly: Assembly, name: str, title: str, build: Build, draw: Callable[[Any], list[Plot]]
+) -> list[Section]:
+    """Section `title` of optional figure file `name` (`OPTIONAL_FILES`): its tables and notes
+    (`build`) and, when they were built, its plots (`draw`); a one-note section when the file is
+    malformed; no section at all when it was not given."""
+    part = assembly.optional_part(name, build)
+    if part == ([], []):
+        return []
+    plots = draw(assembly.sources.figures[name]) if part[0] else []
+    return [section(title, [part], plots)]
+
+
 def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
     """Every section of the report, and every file found malformed (at reading or building)."""
     assembly = Assembly(sources)
@@ -231,10 +263,14 @@ def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
         section("Conformance matrix", [_matrix(assembly)]),
         section(
             "Throughput",
-            [assembly.part("throughput.json", _throughput)],
+            [
+                assembly.part("throughput.json", _throughput),
+                assembly.optional_part("kube_throughput.json", _kube_throughput),
+            ],
             [plot for plot in plots.values() if plot not in scale],
         ),
         *churn_sections(assembly),
+        *optional_section(assembly, "udp.json", "UDP", _udp, udp_plots),
         section(
             "Programming latency",
             [_results(assembly), assembly.part("rule_sync.json", _rule_sync)],

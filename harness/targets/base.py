@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from harness.clock import Clock
 from harness.events import Event
 from harness.model.objects import EndpointSlice
+from harness.proxies.base import keeps_rules_on_restart
 from harness.traffic import Outcome, Reachability, TrafficRequest, TrafficSample
 
 
@@ -107,11 +108,39 @@ def restart_unsupported(target: object) -> str | None:
     return str(why) if why else None
 
 
+def keeps_proxy_state(target: object) -> bool:
+    """Whether a restart of the target's proxy (`RestartProxy`) keeps the proxy's kernel state:
+    its rules, and with them the affinity memory of its xt_recent lists or nft sets, as
+    kube-proxy's restart does. The target's optional `keeps_proxy_state` attribute, else its
+    `proxy`'s declaration (`harness.proxies.base.keeps_rules_on_restart`); False for a target
+    with neither, whose restarts then excuse lost affinity."""
+    declared = getattr(target, "keeps_proxy_state", None)
+    if declared is not None:
+        return bool(declared)
+    return keeps_rules_on_restart(getattr(target, "proxy", None))
+
+
 def stale_unsupported(target: object) -> str | None:
     """Why `target` cannot show its proxy a stale snapshot (`StaleSnapshot`), from its optional
     `stale_unsupported` attribute, or None when it can (the model; the local cluster, which
     hands the proxy its inputs itself)."""
     why = getattr(target, "stale_unsupported", None)
+    return str(why) if why else None
+
+
+def unobserved_unsupported(target: object) -> str | None:
+    """Why `target` cannot keep changes from its proxy (`UnobservedChanges`), from its optional
+    `unobserved_unsupported` attribute, or None when it can (the model; the local cluster, which
+    hands the proxy its inputs itself)."""
+    why = getattr(target, "unobserved_unsupported", None)
+    return str(why) if why else None
+
+
+def out_of_window_unsupported(target: object) -> str | None:
+    """Why `target` cannot have a pod send out-of-window segments (`OutOfWindow`), from its
+    optional `out_of_window_unsupported` attribute, or None when it can (the model; the local
+    cluster with a proxy that translates connections rather than relaying them)."""
+    why = getattr(target, "out_of_window_unsupported", None)
     return str(why) if why else None
 
 

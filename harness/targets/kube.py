@@ -41,10 +41,11 @@ from typing import Any
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, HarnessError, UsageError
-from harness.events import Event, RestartProxy, StaleSnapshot
+from harness.events import Event, OutOfWindow, RestartProxy, StaleSnapshot, UnobservedChanges
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
+from harness.kube.loadgen import InClusterLocust
 from harness.kube.metrics import (
     MetricsWindow,
     ProgrammingLatency,
@@ -410,16 +411,29 @@ class KubeTarget:
         " serve a stale snapshot"
     )
 
+    unobserved_unsupported = (
+        "a real proxy watches the API server, which the harness cannot make hide changes from it"
+    )
+    out_of_window_unsupported = (
+        "the harness holds no connection open on a real cluster (long-lived-connections is not"
+        " judged there), so no pod's out-of-window segment can be judged"
+    )
+
     def apply(self, event: Event) -> None:
         """Write the API changes that take the cluster from the model's state to the next.
         `RestartProxy` restarts the proxy command's process under `--pods local` and is refused
         elsewhere with its reason (`restart_unsupported`), never taken as a no-op; so is
-        `StaleSnapshot`, always (`stale_unsupported`)."""
+        `StaleSnapshot` and `UnobservedChanges`, always (`stale_unsupported`,
+        `unobserved_unsupported`)."""
         if isinstance(event, RestartProxy):
             self._restart_proxy()
             return
         if isinstance(event, StaleSnapshot):
             raise UsageError(f"{StaleSnapshot.kind}: {self.stale_unsupported}")
+        if isinstance(event, UnobservedChanges):
+            raise UsageError(f"{UnobservedChanges.kind}: {self.unobserved_unsupported}")
+        if isinstance(event, OutOfWindow):
+            raise UsageError(f"{OutOfWindow.kind}: {self.out_of_window_unsupported}")
         before = self.state
         after = event.apply(before)
         for operation in plan(before, after, self.placement):
@@ -651,6 +665,20 @@ class KubeTarget:
             if operation.pod is not None:
                 with self._hooks:
                     self.runtime.pod_stopped(operation.pod)
+
+    def service_ip(self, service: str) -> str:
+        """The ClusterIP the API server gave Service `service` (for benchmarks that address it
+        from inside the cluster); one-line EnvironmentProblem if it gave none."""
+        return self._cluster_ip(service)
+
+    def in_cluster_load(self) -> InClusterLocust:
+        """Locust run by pods in the run's namespace (`harness.kube.loadgen`), for benchmarks:
+        its pods go when each run ends, and with the namespace at `close()`."""
+        if self.cluster is None or self._scope is None:
+            raise UsageError(f"the target {self.name} is not open")
+        pod_exec = self._pod_exec or PodExec(self.cluster, self.namespace)
+        budget_s = float(self.options.extra.get("startup_s", STARTUP_S))
+        return InClusterLocust(self._scope, pod_exec, self.clock, budget_s)
 
     def _cluster_ip(self, service: str) -> str:
         """The Service's ClusterIP, as the create response carried it.

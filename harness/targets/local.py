@@ -33,7 +33,15 @@ from typing import Any, ClassVar, cast
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, UsageError
-from harness.events import MAX_STALE_BACK, Event, RestartProxy, StaleSnapshot, unknown_node
+from harness.events import (
+    MAX_STALE_BACK,
+    Event,
+    OutOfWindow,
+    RestartProxy,
+    StaleSnapshot,
+    UnobservedChanges,
+    unknown_node,
+)
 from harness.local.cleanup import guard
 from harness.local.cluster import (
     CLIENT_SOURCES,
@@ -45,8 +53,9 @@ from harness.local.cluster import (
 from harness.local.controller import EndpointController
 from harness.local.counting import count_fresh
 from harness.local.loopback import LoopbackCluster, TranslatingProxy
-from harness.local.names import check_prefix, new_prefix
+from harness.local.names import check_prefix, netns_path, new_prefix
 from harness.local.node_proxies import NodeProxies
+from harness.local.outofwindow import Sent, send_out_of_window
 from harness.local.traffic import Batch, ClientAgent
 from harness.model.objects import PROXY_NODE, Backend, EndpointSlice, Pod, Service, run_nodes
 from harness.model.state import SERVICE_CIDR, ClusterState
@@ -185,6 +194,7 @@ class LocalTarget:
         self._pod_agents: dict[str, ClientAgent] = {}  # by pod handle key: pods as clients
         self._vips: dict[str, Service] = {}
         self._held: dict[int, tuple[str, int]] = {}
+        self.out_of_window_sent: list[Sent] = []  # the last `OutOfWindow`'s segments
         self._past: deque[ClusterState] = deque(maxlen=MAX_STALE_BACK)  # states before changes
         self._stack = ExitStack()
 
@@ -310,7 +320,7 @@ class LocalTarget:
         conn-disrupt test). A proxy that cannot start again raises `ProxyFailure` (one
         proxy-contract verdict)."""
         self._open_cluster()
-        self._stop_proxy()
+        self._proxies.stop(for_restart=True)  # a RuleKeepingProxy leaves its rules for the next
         self._start_proxy(self.new_proxy())
         self._fresh = False
         self._set_state(self.state)
@@ -357,7 +367,8 @@ class LocalTarget:
     def apply(self, event: Event) -> None:
         """Make the change real and hand it to the proxy; returns after `proxy.sync()`.
         `RestartProxy` restarts the proxy (`_restart_proxy`); `StaleSnapshot` shows it an
-        earlier state first (`_show_stale`)."""
+        earlier state first (`_show_stale`); `UnobservedChanges` hands it only the end state
+        (`apply_many`)."""
         if isinstance(event, RestartProxy):
             self._restart_proxy()
             return
@@ -365,6 +376,12 @@ class LocalTarget:
             self._show_stale(event.back)
             return
         self._check_node(event)
+        if isinstance(event, UnobservedChanges):  # the proxy sees only the end state
+            self.apply_many(event.changes)
+            return
+        if isinstance(event, OutOfWindow):
+            self._send_out_of_window(event)
+            return
         self._fresh = False
         self._set_state(event.apply(self.state))
 
@@ -528,6 +545,33 @@ class LocalTarget:
     def relays_connections(self) -> bool:
         """Whether connections run through the proxy's own process (the proxy says so)."""
         return bool(getattr(self.proxy, "relays_connections", False))
+
+    @property
+    def out_of_window_unsupported(self) -> str | None:
+        """Why a pod cannot send out-of-window segments here (`OutOfWindow`), or None."""
+        if self.loopback:
+            return "local:loopback pods are addresses of one namespace, not namespaces of their own"
+        if self.relays_connections:
+            return (
+                "the proxy relays connections through its own process, which terminates TCP: a"
+                " backend's out-of-window segment reaches the proxy's socket, never conntrack on"
+                " the client's connection, so there is no INVALID packet to drop"
+            )
+        return None
+
+    def _send_out_of_window(self, event: OutOfWindow) -> None:
+        """`OutOfWindow`: the pod sends one out-of-window segment on each established
+        connection it serves (`harness.local.outofwindow`); a pod not running sends nothing.
+        Refused with its reason where unsupported, never taken as a no-op."""
+        why = self.out_of_window_unsupported
+        if why is not None:
+            raise UsageError(f"{OutOfWindow.kind}: {why}")
+        event.apply(self.state)
+        handle = self._handles.get(event.pod)
+        sent: list[Sent] = []
+        if handle is not None:
+            sent = send_out_of_window(netns_path(handle.netns), handle.address)
+        self.out_of_window_sent = sent
 
     def hold(self, service: str, client: str, timeout_s: float) -> tuple[int | None, Outcome]:
         """Open a kept-alive connection from `client` to the Service's VIP, ask once and keep it

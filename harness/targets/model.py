@@ -182,16 +182,18 @@ class ModelTarget:
         """A kept-alive connection balanced as a new one; kept when it was answered."""
         request = TrafficRequest(service=service, client=client, count=1, timeout_s=timeout_s)
         (outcome,) = self._sample(request).outcomes
-        udp = self._is_udp(service)
+        udp = self._is_udp(service, request.port)
         if outcome.backend is None and not udp:
             return None, outcome
         number = max(self.held, default=-1) + 1
         self.held[number] = HeldConnection(service, client, outcome.backend or Backend("", ""), udp)
         return number, replace(outcome, connection=number)
 
-    def _is_udp(self, service: str) -> bool:
+    def _is_udp(self, service: str, port: str) -> bool:
+        """Whether the Service's port `port` is UDP (only that port: a Service may have TCP
+        and UDP on one number, and a connection held on its TCP port is a TCP connection)."""
         found = self.state.services.get(service)
-        return found is not None and any(p.protocol == "UDP" for p in found.ports)
+        return found is not None and any(p.protocol == "UDP" for p in found.ports if p.name == port)
 
     def _flow_answer(self, flow: HeldConnection, number: int) -> Outcome:
         """A held UDP flow's next datagram: its backend while usable, else a new flow's."""

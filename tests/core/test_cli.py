@@ -14,7 +14,7 @@ from harness import __version__
 from harness.checks import PROPERTIES
 from harness.cli import build_parser, main
 from harness.errors import EnvironmentProblem
-from harness.failures import RunContext, replay_command
+from harness.failures import RunContext, replay_command, run_context_of
 from harness.targets.model import ModelTarget
 
 
@@ -116,6 +116,9 @@ def test_violation_exits_1_and_the_failure_file_alone_replays_it(capsys, tmp_pat
     saved = json.loads(Path(failed[0]["failure_file"]).read_text())
     assert saved["failure"]["schema"] == "harness.failure/v2"
     assert saved["failure"]["run"]["options"] == {"deadline": 20.0}
+    # judged with the run's budget: the samples, and the random draws they take, are the same
+    budget = saved["failure"]["run"]["alarm_budget"]
+    assert budget["max_checks"] == document["false_alarm_budget"]["max_checks"] > 1000
     code, out, _ = run(capsys, *shlex.split(replay)[1:])  # the printed command, pasted
     assert code == 1 and f"reproduced: {failed[0]['name']} failed at step" in out
     code, out, _ = run(capsys, "replay", failed[0]["failure_file"])  # the file alone
@@ -225,3 +228,14 @@ def test_clean_passes_force_and_prefix_to_both_cleaners(capsys, monkeypatch):
     calls.clear()
     run(capsys, "clean")
     assert calls == [("local", None, False)]
+
+
+@pytest.mark.parametrize(
+    "budget", [{"run_alpha": 2, "max_checks": 10}, {"run_alpha": 0.001, "max_checks": True}, "x"]
+)
+def test_a_failure_file_with_a_bad_budget_replays_with_the_default(budget: object) -> None:
+    run = {"target": "model", "seed": 1, "options": {}, "alarm_budget": budget}
+    context = run_context_of({"run": run})
+    assert context is not None and context.alarm_budget is None
+    good = {**run, "alarm_budget": {"run_alpha": 0.001, "max_checks": 500}}
+    assert run_context_of({"run": good}).alarm_budget == {"run_alpha": 0.001, "max_checks": 500}

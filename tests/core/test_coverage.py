@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from harness.conformance import options_for, run_suite
 from harness.coverage import FEATURES
 from harness.events import (
+    CreateDualProtocolService,
     CreateMultiPortPod,
     CreateMultiPortService,
     CreatePod,
@@ -18,6 +19,7 @@ from harness.events import (
     DeleteService,
     Event,
     EvictPod,
+    OutOfWindow,
     Probe,
     RestartPod,
     RestartProxy,
@@ -29,6 +31,7 @@ from harness.events import (
     SetServiceLabel,
     SetTrafficPolicy,
     StaleSnapshot,
+    UnobservedChanges,
     Wait,
 )
 from harness.model.objects import Affinity, Protocol, TrafficPolicy, labels_of
@@ -90,6 +93,7 @@ EXAMPLES: dict[str, list[Event]] = {
     "evicted-pod": [*START, EvictPod("web-2")],
     "proxy-restarted": [*START, RestartProxy()],
     "stale-snapshot": [*START, StaleSnapshot(2)],
+    "unobserved-changes": [*START, UnobservedChanges((Scale("web", 0), Scale("web", 2)))],
     "long-lived-through-change": [*START, SetReady("web-0", False)],
     "multi-port-named": [  # p-1 lacks `admin`: left out of that port, listed on the others
         CreateMultiPortService("svc-a", WEB, port_count=3),
@@ -104,6 +108,7 @@ EXAMPLES: dict[str, list[Event]] = {
         SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", "other"),
         SetServiceLabel("svc-a", "service.kubernetes.io/service-proxy-name", None),
     ],
+    "out-of-window": [*START, OutOfWindow("web-0")],
     "udp-flow-through-change": [
         CreateService("svc-a", WEB, "udp", protocol=Protocol.UDP),
         Scale("web", 3),
@@ -114,6 +119,7 @@ EXAMPLES: dict[str, list[Event]] = {
         Scale("web", 2, "node-2"),
         SetTrafficPolicy("svc-a", TrafficPolicy.LOCAL),
     ],
+    "dual-protocol-port": [CreateDualProtocolService("svc-a", WEB), Scale("web", 2)],
 }
 
 

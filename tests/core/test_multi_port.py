@@ -78,7 +78,7 @@ def set_port(**fields: object) -> dict[str, object]:
         (set_port(port_name="nope", port=80), "no TCP port named"),
         (set_port(port_name="alt", port=80), "already has TCP port 80"),
         (set_port(port_name="http", port=70000), "1 to 65535"),
-        (set_port(port_name="http", port=80, protocol="QUIC"), "no QUIC port"),
+        (set_port(port_name="http", port=80, protocol="QUIC"), "must be one of TCP, UDP"),
         (set_port(port_name="Bad_Name", port=80), "port_name"),
     ],
 )

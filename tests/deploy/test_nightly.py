@@ -147,3 +147,12 @@ def test_what_a_step_passes_to_tox_e_bench_harness_bench_accepts() -> None:
     for args in given:
         words = [w.strip('"') for w in args.split()]
         build_parser().parse_args(["bench", "--profile", "quick", *words])  # exits 2 if unknown
+
+
+def test_the_kind_benchmarks_are_rendered_into_a_report_of_their_own() -> None:
+    """The kind job's figures (locust in the cluster: kube_throughput.json) reach a report in
+    its artifact, read from the directory the bench step wrote."""
+    bench, report = index_of(r"tox -e bench -- --output"), index_of(r"harness report --input")
+    assert bench < report
+    assert '--input "reports/bench-$PROXY_MODE"' in steps()[report]["run"]
+    assert '--output "reports/bench-$PROXY_MODE"' in steps()[bench]["run"]

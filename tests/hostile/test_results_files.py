@@ -38,6 +38,7 @@ from tests.hostile.conftest import Inputs, fuzz_settings, sizes
 from tests.hostile.hostile import broken, damaged, dumps
 from tests.reporting.test_churn import churn_json
 from tests.reporting.test_kube_scale_report import kube_scale_json
+from tests.reporting.test_kube_throughput_report import kube_throughput_json
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "reports" / "2026-11-26"
 RESULTS_NEW = "results-model.json"  # written by this harness: the current schema
@@ -107,6 +108,7 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
         documents[name] = [document]
     documents["churn.json"] = [churn_json()]  # the shape tests/reporting/test_churn.py builds
     documents["kube_scale.json"] = [kube_scale_json()]  # and test_kube_scale_report.py
+    documents["kube_throughput.json"] = [kube_throughput_json()]
     assert {d["schema"] for d in documents[RESULTS_PATTERN]} == set(READABLE[RESULTS_PATTERN])
     return documents
 

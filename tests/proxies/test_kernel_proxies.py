@@ -182,14 +182,15 @@ def test_an_existing_route_to_the_service_range_is_kept(
     assert in_netns(netns, "ip", "route").split() == ["10.96.0.0/12", "dev", "lo", "scope", "link"]
 
 
-def test_start_removes_leftovers_of_a_crashed_run(start_proxy: ProxyFactory) -> None:
-    for cls in PROXIES:
+def test_the_first_sync_removes_leftovers_of_a_crashed_run(start_proxy: ProxyFactory) -> None:
+    for cls in PROXIES:  # adopted at start, as kube-proxy does, then replaced by the first sync
         crashed = start_proxy(cls)
         program(crashed, service(), [endpoint(2)])
         assert crashed.node is not None
         fresh = cls()
         fresh.start(crashed.node)
         try:
+            fresh.sync()
             reach = fresh.reachability(service(), "http", CLIENT)
             assert not reach.probabilities and not reach.rejects, (cls.name, reach)
         finally:

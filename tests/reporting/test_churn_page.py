@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.reporting import write_report
 from tests.reporting.test_churn import churn_json, write
-from tests.reporting.test_page import PLOTS_SCRIPT, browser, pytestmark
+from tests.reporting.test_page import assert_drawn, browser, pytestmark
 
 __all__ = ["browser", "pytestmark"]  # the fixture and the skip of test_page.py, reused
 
@@ -19,10 +19,4 @@ CHURN_PLOTS = ("Failed requests under churn, per cause", "Requests/s under churn
 def test_the_churn_plots_render_with_a_size_and_drawn_marks(tmp_path: Path, browser: Any) -> None:
     run = write(tmp_path / "run", churn_json())
     write_report([run], tmp_path / "out", history_root=tmp_path / "published")
-    browser.get((tmp_path / "out" / "index.html").as_uri())
-    plots = {plot["title"]: plot for plot in browser.execute_script(PLOTS_SCRIPT)}
-    assert sorted(plots) == sorted(CHURN_PLOTS)
-    for plot in plots.values():
-        assert plot["width"] > 0 and plot["height"] > 0, plot
-        assert plot["drawnWidth"] > 0 and plot["drawnHeight"] > 0, plot
-        assert plot["marks"] > 0, plot
+    assert_drawn(browser, tmp_path / "out" / "index.html", CHURN_PLOTS)

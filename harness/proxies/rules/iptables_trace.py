@@ -9,7 +9,8 @@ rather than being guessed:
 - `-m statistic --mode random --probability p`: matches with the kernel's exact probability;
 - `-m recent --rcheck/--update/--remove --name N`: matches when N is in `Packet.remembered`;
   `--set` always matches (it records, which a first packet's trace need not follow);
-- `-m conntrack --ctstate` / `-m state --state`: the first packet is NEW; `-m mark --mark`;
+- `-m conntrack --ctstate` / `-m state --state`: the first packet is NEW (`Packet.ct_state`:
+  INVALID for an out-of-window segment); `-m mark --mark`;
 - `-m addrtype --dst-type LOCAL`: `Packet.local_destination` (kube-proxy's NodePort dispatch);
 - targets: chains (`-j` jump, `-g` goto), RETURN, ACCEPT, DROP, REJECT, DNAT, MARK, MASQUERADE,
   SNAT and LOG.
@@ -120,7 +121,7 @@ def module_probability(module: Module, packet: Packet, rule: Rule) -> float:
         held = recent_match(module, packet, rule)
     elif name in ("conntrack", "state"):
         option = only_option(module, ("--ctstate", "--state"), rule)
-        held = option_holds(option, "NEW" in option.value.split(","))
+        held = option_holds(option, packet.ct_state in option.value.split(","))
     elif name == "addrtype":
         # kube-proxy's last KUBE-SERVICES rule: `-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS`
         option = only_option(module, ("--dst-type",), rule)

@@ -8,7 +8,8 @@ sync), and then clear the conntrack entries of flows no longer programmed. A sub
 syntax: `render`, `transaction`, `apply`, `setup`, `teardown` and `read_rules`.
 
 Hooks for the deliberately broken variants (`harness.proxies.mutants`) are ordinary methods:
-`destinations` (which endpoints), `plan` (what to program) and `affinity_enabled`.
+`destinations` (which endpoints), `plan` (what to program), `affinity_enabled` and
+`drops_invalid`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from harness.model.objects import Backend, Destination, Service
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.rules.commands import require_binaries, require_netns
 from harness.proxies.rules.conntrack import ConntrackCleaner, untranslated
+from harness.proxies.rules.invalid import tcp_be_liberal
 from harness.proxies.rules.plan import Flow, PortPlan, flows_of, plan_ports
-from harness.proxies.rules.rendering import EMPTY, Delta, Rendering
-from harness.proxies.rules.tracing import Packet, Verdict, to_reachability
+from harness.proxies.rules.rendering import EMPTY, Delta, Rendering, merged
+from harness.proxies.rules.tracing import INVALID, Packet, Verdict, to_reachability
 from harness.traffic import Reachability
 
 
@@ -47,12 +49,15 @@ class KernelRuleProxy(TrackingProxy):
     """A TrackingProxy that programs kernel rules in the node namespace and reads them back.
 
     Obligations beyond the Proxy contract: every rule lives in `node.netns`; a sync writes one
-    atomic transaction with only the changed Services' objects; `stop()` removes every object
-    the proxy made, even ones a crashed earlier run left there; `reachability` reads the
-    kernel's rules and changes nothing.
+    atomic transaction with only the changed Services' objects, except the first after `start`,
+    which replaces everything an earlier instance (or a crashed run) left with every Service's
+    objects in one transaction; `stop()` removes every object the proxy made, also adopted
+    ones; `stop_for_restart()` removes none (`RuleKeepingProxy`: kube-proxy keeps its rules
+    across a restart); `reachability` reads the kernel's rules and changes nothing.
     """
 
     binaries: ClassVar[tuple[str, ...]] = ()
+    keeps_rules_on_restart: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -60,6 +65,7 @@ class KernelRuleProxy(TrackingProxy):
         self.rendered: dict[str, Rendering] = {}
         self.last_payload = ""  # the text of the last transaction applied (for tests and benches)
         self._conntrack: ConntrackCleaner | None = None
+        self.adopted: Rendering | None = None  # left by an earlier instance, until the first sync
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -69,16 +75,18 @@ class KernelRuleProxy(TrackingProxy):
         return self.node.netns
 
     def start(self, node: NodeContext) -> None:
-        """Check the tools and namespace, remove leftovers of an earlier run and install the
-        Service-independent objects. Every Service starts without rules. (What the node must
-        provide for REJECT to answer, a route for the Service range, is the node's:
+        """Check the tools and namespace, install the Service-independent objects (idempotently,
+        in one transaction) and adopt what an earlier instance left (`RuleKeepingProxy`): its
+        rules keep serving until the first sync, which replaces every object this proxy owns at
+        once (`adopt`). In an empty namespace every Service starts without rules. (What the node
+        must provide for REJECT to answer, a route for the Service range, is the node's:
         `harness.local.cluster`.)"""
         require_binaries(("nsenter", "ip", "conntrack", *self.binaries))
         require_netns(node.netns)
         super().start(node)
         self.plans, self.rendered = {}, {}
-        self.teardown()
         self.setup()
+        self.adopted = self.adopt()
         self._conntrack = ConntrackCleaner(node.netns)
 
     def stop(self) -> None:
@@ -94,6 +102,17 @@ class KernelRuleProxy(TrackingProxy):
             self.node, self._conntrack = None, None
             self.plans, self.rendered = {}, {}
 
+    def stop_for_restart(self) -> None:
+        """`RuleKeepingProxy`: forget everything, remove nothing from the kernel (the next
+        instance adopts it); harmless twice, and `stop()` after it does nothing."""
+        try:
+            if self._conntrack is not None:
+                self._conntrack.close()
+        finally:
+            self.node, self._conntrack, self.adopted = None, None, None
+            self.plans, self.rendered = {}, {}
+            self.changed.clear()
+
     def namespace_exists(self) -> bool:
         try:
             require_netns(self.netns)
@@ -103,13 +122,20 @@ class KernelRuleProxy(TrackingProxy):
 
     # -- programming --------------------------------------------------------------------------
     def program(self, services: Mapping[str, Service], changed: set[str]) -> None:
+        """The first sync after `start` replaces what was adopted with every Service at once;
+        later ones write only what `changed` changed."""
+        adopted = self.adopted
+        if adopted is not None:
+            changed = changed | set(services)
         try:
             plans = {
                 name: self.plan(services[name]) if name in services else () for name in changed
             }
             rendered = {name: self.render(plan) for name, plan in plans.items()}
             delta = Delta()
-            for name in changed:
+            if adopted is not None:
+                delta.add(adopted, merged(rendered.values()))
+            for name in changed if adopted is None else ():
                 delta.add(self.rendered.get(name, EMPTY), rendered[name])
             if not delta.empty:
                 payload = self.transaction(delta, {**self.rendered, **rendered})
@@ -118,6 +144,7 @@ class KernelRuleProxy(TrackingProxy):
         except BaseException:
             self.changed |= changed  # nothing was programmed: the next sync tries again
             raise
+        self.adopted = None
         programmed = [plan for name, plan in plans.items() if plan and not self.plans.get(name)]
         removed = self.record(plans, rendered) | untranslated(p for ps in programmed for p in ps)
         if removed and self._conntrack is not None:
@@ -126,7 +153,11 @@ class KernelRuleProxy(TrackingProxy):
     def record(
         self, plans: Mapping[str, tuple[PortPlan, ...]], rendered: Mapping[str, Rendering]
     ) -> set[Flow]:
-        """Remember what is now programmed; return the flows no longer programmed."""
+        """Remember what is now programmed; return the flows no longer programmed by any
+        Service. A flow one Service dropped and another programs (a Service deleted and its VIP
+        and endpoints taken by a new one, seen in one sync after a relist) is still programmed,
+        so its connections are kept, as kube-proxy's `CleanStaleEntries` keeps every entry that
+        matches a current Service port and endpoint."""
         removed: set[Flow] = set()
         for name, plan in plans.items():
             removed |= flows_of(self.plans.get(name, ())) - flows_of(plan)
@@ -135,7 +166,9 @@ class KernelRuleProxy(TrackingProxy):
             else:
                 self.plans.pop(name, None)
                 self.rendered.pop(name, None)
-        return removed
+        if not removed:
+            return removed
+        return removed - {flow for kept in self.plans.values() for flow in flows_of(kept)}
 
     def plan(self, service: Service) -> tuple[PortPlan, ...]:
         """What to program for `service`: each port's destinations, in order."""
@@ -152,6 +185,12 @@ class KernelRuleProxy(TrackingProxy):
     def affinity_enabled(self, service: Service) -> bool:
         """Whether ClientIP affinity is programmed (always, unless a mutant says otherwise)."""
         return True
+
+    def drops_invalid(self) -> bool:
+        """Whether to drop forwarded packets conntrack marks INVALID: as kube-proxy, unless the
+        node sets `nf_conntrack_tcp_be_liberal` (`harness.proxies.rules.invalid`). Reads the
+        node's sysctl; never changes it. A mutant may say False."""
+        return not tcp_be_liberal(self.netns)
 
     # -- reading back ---------------------------------------------------------------------------
     def reachability(
@@ -180,6 +219,13 @@ class KernelRuleProxy(TrackingProxy):
             client_ip, service.cluster_ip, port.protocol.lower(), port.port, remembered=remembered
         )
         return to_reachability(rules.trace(packet), backend_of, rules.description)
+
+    def invalid_fate(self, source: str, destination: str, port: int) -> dict[Verdict, float]:
+        """Where a forwarded TCP segment from `source` to `destination:port` that conntrack
+        marked INVALID ends, read from the kernel's rules: DROP with probability 1 when the
+        proxy drops INVALID packets (`drops_invalid`), else ACCEPT. Changes nothing."""
+        packet = Packet(source, destination, "tcp", port, ct_state=INVALID)
+        return self.read_rules().trace(packet)
 
     def backend_lookup(self, service: Service, port_name: str) -> BackendLookup:
         """Backends by endpoint address and port, from the current slices; usable ones win."""
@@ -211,7 +257,16 @@ class KernelRuleProxy(TrackingProxy):
 
     @abstractmethod
     def setup(self) -> None:
-        """Install the Service-independent objects (hooks, top-level chains, maps)."""
+        """Install the Service-independent objects (hooks, top-level chains, maps) in one
+        transaction; idempotent: over an earlier instance's objects it changes nothing a packet
+        sees (no jump doubled, no Service's rule or set touched)."""
+
+    @abstractmethod
+    def adopt(self) -> Rendering:
+        """What an earlier instance left in the node namespace, read from the kernel, as the
+        `old` side of the first sync's `Delta`: every Service chain this proxy owns (with lines
+        that match no rendering, so each one kept is rewritten and each other one deleted), the
+        shared containers' entries and the affinity sets. Changes nothing."""
 
     @abstractmethod
     def teardown(self) -> None:

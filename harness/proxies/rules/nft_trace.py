@@ -159,7 +159,7 @@ class NftChains:
                 raise UntraceableRules(f"meta {body['key']} is not traced")
             return meta[body["key"]]
         if kind == "ct" and body.get("key") == "state":
-            return frozenset({"new"})
+            return frozenset({packet.ct_state.lower()})
         if kind == "fib" and body.get("result") == "type" and body.get("flags") == ["daddr"]:
             # kube-proxy's NodePort dispatch: `fib daddr type local`
             return "local" if packet.local_destination else "unicast"

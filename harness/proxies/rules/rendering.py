@@ -97,3 +97,17 @@ def container_entries(renderings: Iterable[Rendering], container: str) -> dict[s
     for rendering in renderings:
         merged.update(rendering.entries.get(container, {}))
     return dict(sorted(merged.items()))
+
+
+def merged(renderings: Iterable[Rendering]) -> Rendering:
+    """Several Services' renderings as one (their chains and sets are disjoint; shared
+    containers' entries are joined): the `new` side of a sync that replaces everything."""
+    chains: dict[str, Lines] = {}
+    entries: dict[str, dict[str, str]] = {}
+    sets: dict[str, str] = {}
+    for rendering in renderings:
+        chains.update(rendering.chains)
+        sets.update(rendering.sets)
+        for container, added in rendering.entries.items():
+            entries.setdefault(container, {}).update(added)
+    return Rendering(chains, entries, sets)

@@ -31,6 +31,7 @@ from harness.model.objects import Backend
 from harness.traffic import Reachability
 
 MAX_DEPTH = 64
+INVALID = "INVALID"  # `Packet.ct_state` of a segment conntrack marked invalid
 STATISTIC_SCALE = 1 << 31  # xt_statistic compares a 31-bit random number to probability * 2^31
 
 
@@ -52,6 +53,9 @@ class Packet:
     # nft `fib daddr type local`): kube-proxy's iptables and nftables modes never make a
     # ClusterIP one, so it is False for every Service trace
     local_destination: bool = False
+    # the conntrack state the rules see: NEW for a connection's first packet; INVALID for a
+    # segment conntrack could not place (`harness.proxies.rules.invalid`), which NAT never sees
+    ct_state: str = "NEW"
 
 
 class Kind(StrEnum):
@@ -185,6 +189,8 @@ def run_hooks(stages: Sequence[BaseChain[Any]], packet: Packet) -> dict[Verdict,
     finals: dict[Verdict, float] = defaultdict(float)
     states: list[tuple[float, Packet, Verdict | None]] = [(1.0, packet, None)]
     for stage in stages:
+        if stage.nat and packet.ct_state == INVALID:
+            continue  # no conntrack entry, so the NAT hooks pass it untouched
         following: list[tuple[float, Packet, Verdict | None]] = []
         for probability, current, translated in states:
             for share, after, verdict in walk(stage.source, stage.chain, current):
