@@ -21,9 +21,10 @@ MAX_NODES = 16
 """The most nodes a local cluster builds (`--nodes`): node-k's pod range is the k-th /20 of the
 pod /16 (`harness.model.state.node_pod_cidr`), and 16 of them fill it."""
 RUN_NODES = 2
-"""Nodes of the local cluster a run builds (`harness run`, the suite, the mutation runs) unless
-`--nodes` says otherwise (issue 11: "default 2 for the suite"). A local target made any other way
-(built directly, or from a spec without a count: the benchmarks) has one, today's cost."""
+"""Nodes of the local cluster a run builds (`harness run`, the suite, the mutation report's
+false-alarm runs) unless `--nodes` says otherwise (issue 11: "default 2 for the suite"). A local
+target made any other way (built directly, or from a spec without a count: the benchmarks; a
+mutant's search, `harness.mutation.nodes_to_catch`) has one, today's cost."""
 ZONE_NAMES = ("zone-a", "zone-b", "zone-c")
 
 

@@ -327,6 +327,7 @@ class WrongNodeProxy(IptablesProxy):
     description: ClassVar[str] = (
         "iptables that takes node-1 as its node on every node (internalTrafficPolicy Local)"
     )
+    nodes: ClassVar[int] = 2  # wrong only on another node: searched on two (`mutation`)
 
     def destinations(self, service: Service, port_name: str) -> list[Destination]:
         slices = self.slices_of(service.name)

@@ -28,6 +28,7 @@ from harness.failures import RunContext, _check_run
 from harness.model.endpoints import expect
 from harness.model.objects import ALL_NODES, ZONES, Backend, TrafficPolicy, labels_of, run_nodes
 from harness.model.state import POD_CIDR, ClusterState, node_pod_cidr
+from harness.mutation import nodes_to_catch
 from harness.nodeclients import changed_services
 from harness.registry import TargetOptions
 from harness.strategies import space_nodes
@@ -180,3 +181,9 @@ def test_changed_services_are_those_any_node_sees_differently() -> None:
     pod = CreatePod("a", db, node="node-2")
     assert changed_services(pod, state, pod.apply(state), nodes) == ["db"]
     assert changed_services(RestartProxy(), state, state, nodes) == ["db", "web"]
+
+
+def test_mutants_are_searched_on_the_nodes_they_need() -> None:
+    assert nodes_to_catch("local:mutant-iptables-wrong-node") == 2  # wrong only off node-1
+    assert nodes_to_catch("local:mutant-iptables-drop-empty") == 1  # today's cost
+    assert nodes_to_catch("mutant:first-endpoint") == nodes_to_catch("local:nosuch") == 1
