@@ -58,8 +58,18 @@ def _options(
         profile=profile,
         deadline_s=deadline_s,
         failures_dir=failures,
-        run=RunContext(spec, seed, {} if deadline_s is None else {"deadline": deadline_s}),
+        run=RunContext(spec, seed, _replay_options(target, deadline_s)),
     )
+
+
+def _replay_options(target: Any, deadline_s: float | None) -> dict[str, Any]:
+    """What a saved counterexample's replay needs of this run: the deadline when given, the
+    node count of a local target (a replay of a file without one builds one node)."""
+    options: dict[str, Any] = {} if deadline_s is None else {"deadline": deadline_s}
+    nodes = getattr(target, "nodes", None)
+    if isinstance(nodes, int):
+        options["nodes"] = nodes
+    return options
 
 
 def catch(

@@ -28,7 +28,7 @@ from harness.failures import RunContext, _check_run
 from harness.model.endpoints import expect
 from harness.model.objects import ALL_NODES, ZONES, Backend, TrafficPolicy, labels_of, run_nodes
 from harness.model.state import POD_CIDR, ClusterState, node_pod_cidr
-from harness.mutation import nodes_to_catch
+from harness.mutation import _replay_options, nodes_to_catch
 from harness.nodeclients import changed_services
 from harness.registry import TargetOptions
 from harness.strategies import space_nodes
@@ -187,3 +187,7 @@ def test_mutants_are_searched_on_the_nodes_they_need() -> None:
     assert nodes_to_catch("local:mutant-iptables-wrong-node") == 2  # wrong only off node-1
     assert nodes_to_catch("local:mutant-iptables-drop-empty") == 1  # today's cost
     assert nodes_to_catch("mutant:first-endpoint") == nodes_to_catch("local:nosuch") == 1
+    # and its saved counterexample replays on as many
+    made = LocalTarget.from_spec("mutant-iptables-wrong-node", TargetOptions(nodes=2))
+    assert _replay_options(made, 1.0) == {"deadline": 1.0, "nodes": 2}
+    assert _replay_options(object(), None) == {}
