@@ -36,9 +36,11 @@ from harness.errors import (
     HarnessError,
     UsageError,
 )
+from harness.events import check_nodes
 from harness.failures import RunContext, load_failure, run_context_of
 from harness.files import check_output_file, prepare_output_dir
 from harness.kube.objects import DEFAULT_READER_IMAGE
+from harness.model.objects import MAX_NODES, RUN_NODES
 from harness.profiles import DEFAULT_PROFILE, PROFILES, parse_duration, profile_named
 from harness.results import (
     RunReport,
@@ -89,6 +91,20 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _node_count(text: str) -> int:
+    """`--nodes`: a whole number of node namespaces, 1 to MAX_NODES."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_NODES:
+        raise argparse.ArgumentTypeError(
+            f"a local cluster has 1 to {MAX_NODES} nodes, got {value}; give --nodes 1 to"
+            f" {MAX_NODES}"
+        )
     return value
 
 
@@ -166,6 +182,13 @@ def _add_target_options(parser: argparse.ArgumentParser, replay: bool = False) -
         help="--target kube --pods cluster: let the harness run a privileged hostNetwork pod per"
         " node (IMAGE, with sleep, iptables-save and nft; default %(const)s) to read"
         " kube-proxy's rules for exact-balance; see docs/kube.md for the permissions",
+    )
+    group.add_argument(
+        "--nodes",
+        type=_node_count,
+        help="local targets: node namespaces, each with its own proxy instance (1 to"
+        f" {MAX_NODES}; default: "
+        + ("the run's, or 1 for a failure file that names none)" if replay else "2)"),
     )
     group.add_argument(
         "--deadline",
@@ -341,6 +364,9 @@ def target_options(
         return value if value is not None else kept.get(name)
 
     deadline = chosen("deadline")
+    nodes = chosen("nodes")
+    if nodes is None:  # a failure file from before local clusters had nodes ran on one
+        nodes = 1 if saved is not None else RUN_NODES
     return registry.TargetOptions(
         proxy_command=chosen("proxy_command"),
         kubeconfig=chosen("kubeconfig"),
@@ -350,8 +376,23 @@ def target_options(
         pods=chosen("pods") or "cluster",
         read_node_rules=chosen("read_node_rules"),
         deadline_s=float(deadline) if deadline is not None else 30.0,
+        nodes=nodes,
         extra={"seed": seed, "deadline_given": deadline is not None},
     )
+
+
+def made_with_nodes(
+    target: Any, given: int | None, spec: str, options: registry.TargetOptions
+) -> registry.TargetOptions:
+    """`options` with the node count `target` was made with (so failure files record it; none
+    for a target without nodes of its own); UsageError when `--nodes` was `given` to such a
+    target."""
+    nodes = getattr(target, "nodes", None)
+    if not isinstance(nodes, int):
+        if given is not None:
+            raise UsageError(f"--nodes is for local targets (local:PROXY), not {spec}; drop it")
+        return replace(options, nodes=None)
+    return replace(options, nodes=nodes)
 
 
 def run_context(spec: str, seed: int, options: registry.TargetOptions) -> RunContext:
@@ -362,6 +403,7 @@ def run_context(spec: str, seed: int, options: registry.TargetOptions) -> RunCon
         "context": options.context,
         "pods": options.pods if options.pods != "cluster" else None,
         "deadline": options.deadline_s if options.extra.get("deadline_given") else None,
+        "nodes": options.nodes,
     }
     return RunContext(spec, seed, {k: v for k, v in given.items() if v is not None})
 
@@ -396,6 +438,7 @@ def command_run(args: argparse.Namespace) -> int:
     profile = profile_named(args.profile)
     chosen = target_options(args, args.target, seed)
     target = registry.make_target(args.target, chosen)
+    chosen = made_with_nodes(target, args.nodes, args.target, chosen)
     target_features(target)  # a bad declaration is a usage error before anything starts
     prepare_output_dir(args.failures_dir, "--failures-dir")  # the last check: it creates it
     options = replace(
@@ -465,7 +508,10 @@ def command_replay(args: argparse.Namespace) -> int:
     if not spec:
         raise UsageError(f"{args.file} names no target; give --target NAME")
     seed = saved.seed if saved else 0
-    target = registry.make_target(spec, target_options(args, spec, seed, saved))
+    chosen = target_options(args, spec, seed, saved)
+    target = registry.make_target(spec, chosen)
+    made_with_nodes(target, args.nodes, spec, chosen)
+    check_nodes(events, getattr(target, "accepted_nodes", None))
     deadline: Any = args.deadline or (saved.options.get("deadline") if saved else None)
     config = RunConfig(deadline_s=float(deadline or getattr(target, "default_deadline_s", 30.0)))
     if saved is not None and saved.alarm_budget is not None:  # judged as the run judged it

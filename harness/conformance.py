@@ -28,9 +28,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from harness import known_issues, podclients
+from harness import known_issues, nodeclients, podclients
 from harness.balance import balance_sequences
-from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, rules, sources
+from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, nodes, rules, sources
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
@@ -43,11 +43,12 @@ from harness.history import History
 from harness.known_issues import Match
 from harness.longlived import FEATURE as LONG_LIVED_FEATURE
 from harness.longlived import UDP_FEATURE as UDP_FLOW_FEATURE
+from harness.model.objects import NODES
 from harness.profiles import DEFAULT_PROFILE, PROFILES, Limits, Profile
 from harness.runner import RunConfig, Runner
 from harness.search import Finding, Search, SearchStats
 from harness.shrink import shrink_events
-from harness.strategies import EventSpace
+from harness.strategies import EventSpace, space_nodes
 from harness.targets.base import (
     ConnectionHolder,
     Target,
@@ -169,7 +170,7 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add(LONG_LIVED_FEATURE)
     if not isinstance(target, ConnectionHolder) or not generates_udp(target):
         unreachable.add(UDP_FLOW_FEATURE)  # no UDP Service is generated for it
-    return frozenset(unreachable) | podclients.uncheckable(target)
+    return frozenset(unreachable) | podclients.uncheckable(target) | nodeclients.uncheckable(target)
 
 
 def applicable(prop: str, target: Target, supported: frozenset[str] | None = None) -> str | None:
@@ -186,6 +187,8 @@ def applicable(prop: str, target: Target, supported: frozenset[str] | None = Non
         return "the target holds no long-lived connections across steps (ConnectionHolder)"
     if prop in (sources.SOURCE_IP, sources.HAIRPIN) and not sends_from_pods(target):
         return "the target cannot send from inside a pod (sends_from_pods)"
+    if prop == nodes.PROPERTY:
+        return nodeclients.unavailable(target)
     return None
 
 
@@ -464,6 +467,7 @@ def options_for(
             hides_updates=unobserved_unsupported(target) is None,
             sends_out_of_window=out_of_window_unsupported(target) is None,
             udp=bool(getattr(target, "sends_udp", False)),  # declared or not: `for_features`
+            nodes=space_nodes(getattr(target, "accepted_nodes", NODES)),
         ),
         config=RunConfig(deadline_s=float(deadline), budget=AlarmBudget(max_checks=max_checks)),
         failures_dir=failures_dir,

@@ -87,6 +87,10 @@ FEATURES: dict[str, str] = {
         "a UDP flow with a fixed 5-tuple held through a change (its endpoint removed or made"
         " unready, scaled to 0 and back, a proxy restart) and asked again"
     ),
+    "seen-from-every-node": (
+        "a changed Service the nodes see differently (internalTrafficPolicy Local, endpoints on"
+        " some nodes) reached from every node's host network, each by its own proxy"
+    ),
     "dual-protocol-port": (
         "a Service with the same port number on TCP and UDP, each port judged on its own"
     ),

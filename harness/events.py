@@ -32,9 +32,9 @@ from harness.model.names import (
     service_name_problem,
 )
 from harness.model.objects import (
+    ALL_NODES,
     DEFAULT_AFFINITY_TIMEOUT_S,
     MAX_AFFINITY_TIMEOUT_S,
-    NODES,
     OPT_OUT_LABELS,
     PROXY_NODE,
     Affinity,
@@ -96,8 +96,10 @@ _LABEL_FIELDS = {"selector", "labels"}
 
 
 def _check_node(node: str) -> None:
-    if node not in NODES:
-        raise InvalidEvent(f"unknown node {shorten(node)}: use one of {', '.join(NODES)}")
+    if node not in ALL_NODES:
+        raise InvalidEvent(
+            f"unknown node {shorten(node)}: use one of {ALL_NODES[0]} to {ALL_NODES[-1]}"
+        )
 
 
 def _check_affinity_timeout(timeout_s: int) -> None:
@@ -429,7 +431,7 @@ class RestartPod(Event):
         keep = not self.new_ip and old.ip is not None
         ip = old.ip if keep and all(p.ip != old.ip for p in state.live_pods()) else None
         if ip is None:
-            ip = state.next_pod_ip(avoid=[old.ip] if old.ip else [])
+            ip = state.next_pod_ip(avoid=[old.ip] if old.ip else [], node=old.node)
         return state.new_incarnation(
             old.name, old.labels, ip=ip, node=old.node, ports=old.ports, namespace=old.namespace
         )
@@ -1130,3 +1132,22 @@ def load_sequence_document(path: Path) -> tuple[list[Event], dict[str, Any]]:
 def load_sequence(path: Path) -> list[Event]:
     """Read a sequence file (a failure file holds one too); one-line UsageError on any problem."""
     return load_sequence_document(path)[0]
+
+
+def unknown_node(node: str, nodes: Sequence[str], verb: str = "place a pod on") -> str:
+    """The one line for a node a target does not have (`nodes`: those it has)."""
+    return (
+        f"this target has no node {shorten(node)} to {verb} (it has {', '.join(nodes)});"
+        " give --nodes N for a local cluster of N nodes, or edit the sequence"
+    )
+
+
+def check_nodes(events: Sequence[Event], nodes: Sequence[str] | None) -> None:
+    """UsageError (one line, `unknown_node`) for the first event that places a pod on a node
+    not in `nodes`; None: the target takes any node the model knows. Reads only."""
+    if nodes is None:
+        return
+    for number, event in enumerate(events, 1):
+        node = getattr(event, "node", None)
+        if isinstance(node, str) and node not in nodes:
+            raise UsageError(f"event {number} ({event.kind}): {unknown_node(node, nodes)}")

@@ -30,12 +30,13 @@ from harness.documents import BadDocument, check_schema, shorten
 from harness.errors import UsageError
 from harness.events import Event, load_sequence_document, sequence_to_json
 from harness.files import write_atomically
+from harness.model.objects import MAX_NODES
 from harness.registry import POD_MODES
 
 FAILURE_SCHEMA = "harness.failure/v2"
 READABLE_FAILURE_SCHEMAS = ("harness.failure/v1", FAILURE_SCHEMA)
 FALLBACK_DIR = Path(tempfile.gettempdir()) / "harness-failures"
-REPLAY_OPTIONS = ("proxy_command", "kubeconfig", "context", "pods", "deadline")
+REPLAY_OPTIONS = ("proxy_command", "kubeconfig", "context", "pods", "deadline", "nodes")
 """Run options a replay needs (option name with dashes is the flag)."""
 
 
@@ -172,6 +173,11 @@ def _check_run(run: Mapping[str, Any], where: str, required: bool) -> None:
             number = value if isinstance(value, int | float) and not isinstance(value, bool) else 0
             valid = 0 < number < math.inf
             expected = "a positive number of seconds"
+        elif name == "nodes":
+            valid = (
+                isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_NODES
+            )
+            expected = f"a whole number of nodes, 1 to {MAX_NODES}"
         elif name == "pods":
             valid, expected = value in POD_MODES, f"one of {', '.join(POD_MODES)}"
         else:

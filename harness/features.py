@@ -149,7 +149,7 @@ _FEATURES: tuple[Feature, ...] = (
         CORE,
         "ClusterIP Services over TCP: new connections reach usable endpoints only, without"
         " errors, and changes are programmed within the deadline",
-        ("no-stale-traffic", "availability", "programming-latency", "proxy-contract"),
+        ("no-stale-traffic", "availability", "programming-latency", "proxy-contract", "every-node"),
     ),
     Feature(
         "endpoints",
@@ -182,8 +182,8 @@ _FEATURES: tuple[Feature, ...] = (
         INTERNAL_TRAFFIC_POLICY,
         EXTENDED,
         "internalTrafficPolicy Local: only this node's endpoints, DROP when it has none (KEP-2086)",
-        ("reject-when-empty", "no-stale-traffic", "availability"),
-        ("local-no-local-endpoints", "local-only-terminating"),
+        ("reject-when-empty", "no-stale-traffic", "availability", "every-node"),
+        ("local-no-local-endpoints", "local-only-terminating", "seen-from-every-node"),
         _uses_local_policy,
     ),
     Feature(

@@ -21,7 +21,9 @@ from typing import Any
 
 from harness import registry
 from harness.conformance import PropertyResult, SuiteOptions, options_for, run_target
+from harness.errors import UsageError
 from harness.failures import RunContext
+from harness.model.objects import RUN_NODES
 from harness.profiles import PROFILES, Profile
 from harness.targets.mutants import MUTANTS
 
@@ -56,8 +58,18 @@ def _options(
         profile=profile,
         deadline_s=deadline_s,
         failures_dir=failures,
-        run=RunContext(spec, seed, {} if deadline_s is None else {"deadline": deadline_s}),
+        run=RunContext(spec, seed, _replay_options(target, deadline_s)),
     )
+
+
+def _replay_options(target: Any, deadline_s: float | None) -> dict[str, Any]:
+    """What a saved counterexample's replay needs of this run: the deadline when given, the
+    node count of a local target (a replay of a file without one builds one node)."""
+    options: dict[str, Any] = {} if deadline_s is None else {"deadline": deadline_s}
+    nodes = getattr(target, "nodes", None)
+    if isinstance(nodes, int):
+        options["nodes"] = nodes
+    return options
 
 
 def catch(
@@ -71,7 +83,9 @@ def catch(
     docstring); the result records whether and how it was caught. `deadline_s` overrides the
     target's programming deadline (a broken data plane costs one deadline per failing replay
     while its counterexample is shrunk)."""
-    target = registry.make_target(spec, registry.TargetOptions(extra={"seed": seed}))
+    target = registry.make_target(
+        spec, registry.TargetOptions(nodes=nodes_to_catch(spec), extra={"seed": seed})
+    )
     options = replace(
         _options(spec, target, profile, seed, failures, deadline_s),
         stop_at_first=True,
@@ -117,6 +131,21 @@ def headline_finding(failed: Sequence[PropertyResult]) -> PropertyResult:
     return sorted(failed, key=rank)[0]
 
 
+def nodes_to_catch(spec: str) -> int:
+    """Node namespaces a local mutant is searched on: the `nodes` its proxy class says it needs
+    (one wrong only on nodes other than node-1: `mutant-iptables-wrong-node`), else one, so a
+    mutant session costs what it did before the local cluster had nodes (two cost about 40%
+    more per example). Other targets ignore the count."""
+    kind, _, name = spec.partition(":")
+    if kind != "local" or not name:
+        return 1
+    try:
+        proxy_class = registry.load_proxy(name)
+    except UsageError:
+        return 1  # make_target says what is wrong with the spec
+    return int(getattr(proxy_class, "nodes", 1))
+
+
 def false_alarms(
     spec: str,
     examples: int,
@@ -125,7 +154,9 @@ def false_alarms(
     failures: Path = Path("."),
 ) -> dict[str, Any]:
     """Run a correct target for `examples` examples; every violation is a false alarm."""
-    target = registry.make_target(spec, registry.TargetOptions(extra={"seed": seed}))
+    target = registry.make_target(
+        spec, registry.TargetOptions(nodes=RUN_NODES, extra={"seed": seed})
+    )
     options = _options(spec, target, profile, seed, failures)
     options = replace(options, limits=replace(options.limits, examples=examples, budget_s=None))
     suite = run_target(target, options)

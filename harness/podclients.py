@@ -9,6 +9,12 @@ that served it and the source address that pod saw (`Outcome.seen_source`): answ
 pods judge `source-ip`, answers from the client itself (and any failure) judge `hairpin`. The
 batch costs one request timeout at most, also when hairpin traffic is dropped.
 
+A pod's traffic goes through its own node's proxy (`via_node`: the pod's node where the target
+has a proxy there, `node_names`; node-1's otherwise, as on the model and a one-node local
+cluster), so the model's expectation is that node's: a client is an endpoint usable from its
+own node, and the sample is judged against what its node may reach (internalTrafficPolicy
+Local, topology).
+
 Only on targets that send from pods (`targets.base.sends_from_pods`: the model, the local
 cluster), and only for the properties whose conformance feature the implementation declares
 (`targets.base.target_features`): a proxy that relays connections through its own process
@@ -23,6 +29,7 @@ from typing import Any
 from harness.checks.sources import HAIRPIN, SOURCE_IP, PodClientSample, check_pod_client
 from harness.checks.verdict import Verdict
 from harness.model.endpoints import expect
+from harness.model.objects import PROXY_NODE, Backend, Pod
 from harness.model.state import ClusterState
 from harness.targets.base import Target, sends_from_pods, target_features
 from harness.traffic import TrafficRequest
@@ -42,6 +49,13 @@ def requests_for(usable: int) -> int:
     balancing the client reaches itself with probability 1 - (1 - 1/n)^k at least 0.95 up to
     5 endpoints (0.81 at 10), and another pod with probability at least 0.98 from 2 on."""
     return min(MAX_REQUESTS, max(MIN_REQUESTS, PER_ENDPOINT * usable))
+
+
+def via_node(target: object, pod: Pod) -> str:
+    """The node whose proxy `pod`'s traffic goes through on `target`: the pod's own when the
+    target runs a proxy there (`node_names`), else node-1's."""
+    nodes = getattr(target, "node_names", (PROXY_NODE,))
+    return pod.node if pod.node in nodes else PROXY_NODE
 
 
 def judged_properties(target: object) -> tuple[str, ...]:
@@ -95,17 +109,18 @@ class PodClients:
     def _sample(self, step: int, after: ClusterState) -> PodClientSample | None:
         assert self.target is not None
         candidates = [
-            (name, sorted(expected.usable))
+            (name, clients)
             for name in sorted(after.services)
-            if (expected := expect(after, name, PORT)).usable
+            if (clients := self._clients(after, name))
         ]
         if not candidates:
             return None
-        service, usable = candidates[step % len(candidates)]
-        client = usable[(step // len(candidates)) % len(usable)]
+        service, clients = candidates[step % len(candidates)]
+        client = clients[(step // len(candidates)) % len(clients)]
         pod = after.pods.get(client.pod)
         if pod is None or pod.ip is None:
             return None
+        usable = expect(after, service, PORT, via_node(self.target, pod)).usable
         request = TrafficRequest(
             service=service,
             count=requests_for(len(usable)),
@@ -115,3 +130,14 @@ class PodClients:
         )
         outcomes = self.target.send(request).outcomes
         return PodClientSample(service, client, pod.ip, frozenset(usable), outcomes)
+
+    def _clients(self, after: ClusterState, service: str) -> list[Backend]:
+        """The Service's endpoints usable from their own pod's node (`via_node`), sorted."""
+        nodes = getattr(self.target, "node_names", (PROXY_NODE,))
+        usable_from = {node: expect(after, service, PORT, node).usable for node in nodes}
+        return sorted(
+            backend
+            for backend in frozenset[Backend]().union(*usable_from.values())
+            if (pod := after.pods.get(backend.pod)) is not None
+            and backend in usable_from[via_node(self.target, pod)]
+        )

@@ -48,7 +48,7 @@ from harness.events import (
     UnobservedChanges,
     Wait,
 )
-from harness.features import MULTI_PORT, OPT_OUT_LABELS_FEATURE
+from harness.features import INTERNAL_TRAFFIC_POLICY, MULTI_PORT, OPT_OUT_LABELS_FEATURE
 from harness.model.endpoints import pod_is_listed
 from harness.model.objects import (
     OPT_OUT_LABELS,
@@ -179,6 +179,19 @@ def no_local(data: st.DataObject, state: ClusterState, space: EventSpace) -> lis
     state = _apply_all(state, events)
     local = _listed(state, service, lambda p: p.node == PROXY_NODE and not p.terminating)
     return events + [DeletePod(p.name, 0.0) for p in local]
+
+
+def spread_over_nodes(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Endpoints on a node other than node-1, and internalTrafficPolicy Local where it is
+    declared: every node then sees the Service differently (connect, or DROP)."""
+    service = _service(data, state)
+    others = sorted(set(space.nodes) - {PROXY_NODE}) or [OTHER_NODE]
+    node = data.draw(st.sampled_from(others), label="node")
+    events: list[Event] = _populated(data, state, service, node)
+    local = service.internal_traffic_policy == TrafficPolicy.LOCAL
+    if space.supports(INTERNAL_TRAFFIC_POLICY) and not local:
+        events.append(SetTrafficPolicy(service.name, TrafficPolicy.LOCAL))
+    return events
 
 
 def idle_clients(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
@@ -544,6 +557,7 @@ RECIPES: dict[str, Recipe] = {
     "opted-out": opted_out,
     "opt-out-removed": opt_out_removed,
     "udp-flow-through-change": udp_flow_changed,
+    "seen-from-every-node": spread_over_nodes,
     "dual-protocol-port": dual_protocol,
 }
 

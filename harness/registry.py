@@ -37,6 +37,7 @@ class TargetOptions:
     prefix: str | None = None
     workdir: Path | None = None
     deadline_s: float = 30.0
+    nodes: int | None = None  # local targets: node namespaces (None: the target's default)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -63,6 +63,7 @@ from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
 from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
+from harness.nodeclients import NodeClients
 from harness.podclients import PodClients
 from harness.ports import judge_other_ports, port_label
 from harness.proxies.failure import ProxyFailure
@@ -152,6 +153,7 @@ class Runner:
         self.reset_failure: ProxyFailure | None = None
         self.long_lived = LongLived(target, self.config.request_timeout_s)
         self.pod_clients = PodClients(target, self.config.request_timeout_s)
+        self.node_clients = NodeClients(target, self.config.request_timeout_s)
         self.interim = False  # the last step ended on a state its proxy says is not final
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -223,6 +225,7 @@ class Runner:
             result = result.joined(during.verdicts(), frozenset(), frozenset())
             result = self._held(result, after, record)
             result = self._from_pod(result, after, record)
+            result = self._from_nodes(result, event, before, after, record)
         except ProxyFailure as failure:
             self.broken = failure
             verdict = failed(PROXY_CONTRACT, str(failure), **failure.evidence)
@@ -258,6 +261,22 @@ class Runner:
             return result
         verdicts, reached, checked = self.pod_clients.after(len(self.events), after, record)
         return result.joined(verdicts, reached, checked)
+
+    def _from_nodes(
+        self,
+        result: StepResult,
+        event: Event,
+        before: ClusterState,
+        after: ClusterState,
+        record: dict[str, Any],
+    ) -> StepResult:
+        """A few connections from every node's host network to the changed Services
+        (`harness.nodeclients`): `every-node`. Not on a state the proxy says is not final,
+        nor after a step that already failed (as `_from_pod`)."""
+        if self.interim or result.failures():
+            return result
+        found = self.node_clients.after(len(self.events), event, before, after, record)
+        return result.joined(*found)
 
     def _check(
         self,

@@ -94,6 +94,7 @@ AIMS: dict[str, Aim] = {
     "udp-flow-through-change": _aim(
         "set_ready", "delete_pod", "restart_pod", "restart_proxy", udp_only=True
     ),
+    "seen-from-every-node": _aim("scale", "create_pod", "set_traffic_policy"),
     "dual-protocol-port": _aim(
         "create_dual_protocol_service",
         "add_service_port",

@@ -46,6 +46,9 @@ class TrafficRequest:
     `client_pod`: send from inside this pod's own network namespace instead (a pod as the
     client, from its pod IP; `client` and `sources` other than (0,) do not apply); a target
     that cannot (`PodClients`) refuses it.
+    `client_node`: send from this node's host network instead (a hostNetwork client, from the
+    node's own address, through that node's proxy; `client` and `sources` other than (0,) do
+    not apply); only a target with that node (`node_names`) takes it, others refuse it.
     """
 
     service: str
@@ -59,6 +62,7 @@ class TrafficRequest:
     time_limit_s: float | None = None
     parallel: bool = False
     client_pod: str | None = None
+    client_node: str | None = None
 
 
 @dataclass(frozen=True)

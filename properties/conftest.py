@@ -24,10 +24,11 @@ from typing import Any
 import pytest
 
 from harness import registry
-from harness.cli import DEFAULT_TARGET, run_context
+from harness.cli import DEFAULT_TARGET, made_with_nodes, run_context
 from harness.conformance import SuiteResult, options_for, run_target
 from harness.errors import HarnessError, UsageError
 from harness.files import check_output_file, prepare_output_dir
+from harness.model.objects import RUN_NODES
 from harness.profiles import PROFILES, parse_duration, profile_named
 from harness.results import RunReport, print_summary, write_json, write_junit
 
@@ -45,6 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--steps", type=int, default=None, help="events per example")
     add("--seed", type=int, default=None, help="random seed (default: fresh, printed)")
     add("--deadline", type=float, default=None, help="programming deadline, seconds")
+    add("--nodes", type=int, default=None, help="local targets: node namespaces (default 2)")
     add("--proxy-command", default=None, help="external proxy command")
     add("--kubeconfig", default=None, help="kubeconfig for --target kube")
     add("--context", default=None, help="kubeconfig context for --target kube")
@@ -81,10 +83,12 @@ def _run_suite(config: pytest.Config) -> tuple[SuiteResult, RunReport]:
         kind_cluster=option("kind_cluster"),
         pods=option("pods") or "cluster",
         deadline_s=option("deadline") or 30.0,
+        nodes=option("nodes") or RUN_NODES,
         extra={"seed": seed, "deadline_given": option("deadline") is not None},
     )
     spec = option("target")
     target = registry.make_target(spec, target_options)
+    target_options = made_with_nodes(target, option("nodes"), spec, target_options)
     options = options_for(
         target,
         seed=seed,

@@ -2,6 +2,7 @@
 observed to a `Verdict` with its evidence; the runner decides when to call which."""
 
 from harness.checks import affinity, connections, endpoints, fairness, latency, rules, traffic
+from harness.checks import nodes as nodes
 from harness.checks import sources as sources
 from harness.checks.verdict import Verdict
 
@@ -29,6 +30,10 @@ PROPERTIES: dict[str, str] = {
         "a pod reaching other pods through a ClusterIP Service keeps its own source address"
     ),
     sources.HAIRPIN: "a pod reaches itself through its own Service (hairpin)",
+    nodes.PROPERTY: (
+        "every node's proxy serves each Service as the model says for that node: its usable"
+        " endpoints, DROP under Local policy with endpoints elsewhere only, REJECT with none"
+    ),
     PROXY_CONTRACT: "the proxy process stays up and answers every request validly and in time",
 }
 

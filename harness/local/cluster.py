@@ -1,4 +1,4 @@
-"""The local cluster: a node namespace with a bridge, pods as namespaces on it, client namespaces.
+"""The local cluster: node namespaces with a bridge each, pods as namespaces on them, clients.
 
 ```
  root namespace: untouched (no link, address, route, rule or sysctl of ours)
@@ -11,14 +11,28 @@
                                          CLIENT_SOURCES - 1 further source addresses
                                          10.250.M.3 and up (a client each for ClientIP affinity)
 ```
-No namespace has a link to the root namespace or anywhere else, so no packet can leave the
-machine. The links carry IPv4 only: IPv6 is off on each of them (`disable_ipv6`, set before the
-link comes up), so the kernel never sends its own link-local IPv6 (router solicitations, MLD
-reports, duplicate-address probes); loopback keeps ::1. The bridge does no multicast snooping,
-which would have it join the all-snoopers group and send IGMP reports to 224.0.0.22. Clients sit
-on their own links so that replies route back through the node, as they do from another host;
-bridge ports have hairpin on (kubelet's hairpin-veth mode) so a pod can reach itself through a
-Service.
+With `nodes` N > 1, node k (1-based) is a namespace of its own, joined to the others as a
+host-gw CNI joins hosts (flannel's host-gw backend, Calico without encapsulation):
+```
+   <prefix>-net         bridge <prefix>fb: the fabric, one port <prefix>nK per node
+     ├─ <prefix>-node   <prefix>fab 10.240.0.1/24; pods on 10.244.0.0/20 (bridge 10.244.0.1/20)
+     ├─ <prefix>-node2  <prefix>fab 10.240.0.2/24; pods on 10.244.16.0/20 (bridge 10.244.16.1/20)
+     └─ <prefix>-nodeK  <prefix>fab 10.240.0.K/24; pods on node K's /20 (`node_pod_cidr`)
+```
+Every node routes each other node's pod /20 via that node's fabric address, and the nodes other
+than node-1 route the client links (10.250.0.0/16) via node-1, where the clients hang. Each
+node has its own Service-range sink and sysctls (below) and its own proxy. With one node
+(the default) there is no fabric and the layout is the single node above, its bridge on the whole
+pod /16: pods of the model's other, logical node (`run_nodes`) hang off it too.
+
+No namespace has a link to the root namespace or anywhere else, and no node has a default route
+(pods and clients route via their node), so no packet can leave the machine. The links carry IPv4
+only: IPv6 is off on each of them (`disable_ipv6`, set before the link comes up), so the kernel
+never sends its own link-local IPv6 (router solicitations, MLD reports, duplicate-address probes);
+loopback keeps ::1. The bridges do no multicast snooping, which would have them join the all-
+snoopers group and send IGMP reports to 224.0.0.22. Clients sit on their own links so that replies
+route back through the node, as they do from another host; bridge ports have hairpin on (kubelet's
+hairpin-veth mode) so a pod can reach itself through a Service.
 
 A pod recreated with an address its predecessor had gets the same MAC (`mac_for`), and its
 predecessor's link is deleted before, so no stale ARP entry can send its traffic elsewhere.
@@ -63,7 +77,8 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Self
 
@@ -82,11 +97,15 @@ from harness.local.netns import (
     write_sysctls,
 )
 from harness.local.podserver import PodServer, PodSpec, port_mode
-from harness.model.objects import Pod
-from harness.model.state import POD_CIDR, SERVICE_CIDR
+from harness.model.objects import MAX_NODES, PROXY_NODE, Pod, node_name
+from harness.model.state import POD_CIDR, SERVICE_CIDR, node_pod_cidr
 
 POD_GATEWAY = str(POD_CIDR.network_address + 1)
 POD_PREFIX_LENGTH = POD_CIDR.prefixlen
+FABRIC_CIDR = IPv4Network("10.240.0.0/24")
+"""The nodes' own addresses (their InternalIPs): node k is 10.240.0.k on the fabric."""
+CLIENT_LINKS = IPv4Network("10.250.0.0/16")
+"""Where the client namespaces' links are (`client_addresses`), all on node-1."""
 NODE_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
     "net.bridge.bridge-nf-call-iptables": "1",
@@ -122,14 +141,48 @@ class Client:
 
 
 @dataclass(frozen=True)
+class Node:
+    """A node namespace: the model's node `name` (node `number`, 1-based), its namespace, the pod
+    range its bridge serves (`pod_cidr`: the pods' prefix, its first address the bridge's, the
+    pods' gateway) and `address`, the node's own address (its fabric address; the bridge's when
+    the cluster has one node and no fabric): where its host-network traffic leaves from."""
+
+    name: str
+    number: int
+    netns: str
+    pod_cidr: IPv4Network
+    address: str
+
+    @property
+    def gateway(self) -> str:
+        return str(self.pod_cidr.network_address + 1)
+
+
+def node_address(number: int) -> str:
+    """Node `number`'s fabric address."""
+    return str(FABRIC_CIDR.network_address + number)
+
+
+def check_node_count(nodes: int) -> int:
+    """`nodes` if a local cluster can have that many (1 to MAX_NODES); ValueError otherwise."""
+    if not 1 <= nodes <= MAX_NODES:
+        raise ValueError(
+            f"--nodes {nodes} is out of range: a local cluster has 1 to {MAX_NODES} nodes"
+        )
+    return nodes
+
+
+@dataclass(frozen=True)
 class PodHandle:
-    """A pod incarnation realised as a namespace; `key` (its namespace name) identifies it."""
+    """A pod incarnation realised as a namespace; `key` (its namespace name) identifies it;
+    `node_netns` is the node namespace its link hangs off."""
 
     key: str
     pod: str
     uid: str
     address: str
     veth: str
+    node_netns: str = field(default="", compare=False)
 
     @property
     def netns(self) -> str:
@@ -165,6 +218,21 @@ class RunCluster(ABC):
     @abstractmethod
     def node_netns(self) -> str:
         """The node's namespace name, where the proxy runs ("" when there is none)."""
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """The model nodes that have a namespace (and a proxy) of their own, node-1 first."""
+        return (PROXY_NODE,)
+
+    def node_netns_of(self, node: str) -> str:
+        """The namespace of the node that serves pods placed on `node` (node-1's for a node
+        without a namespace of its own)."""
+        return self.node_netns
+
+    def node_address_of(self, node: str) -> str | None:
+        """Where host-network traffic of `node` leaves from (None: the cluster has no
+        host network to send from)."""
+        return None
 
     @abstractmethod
     def _client(self, number: int, name: str) -> Client: ...
@@ -232,16 +300,17 @@ class RunCluster(ABC):
             assert pod.ip is not None, f"pod {pod.name} has no address"
             number = next(self._numbers)
             key = self.names.pod_netns(number)
-            handles.append(
-                PodHandle(key, pod.name, pod.uid, address_of(pod.ip), self.names.pod_veth(number))
-            )
+            veth = self.names.pod_veth(number)
+            host = self.node_netns_of(pod.node)
+            handles.append(PodHandle(key, pod.name, pod.uid, address_of(pod.ip), veth, host))
         return handles
 
 
 class LocalCluster(RunCluster):
-    """Pods and clients as network namespaces around a node namespace (the module docstring).
+    """Pods and clients as network namespaces around `nodes` node namespaces (the module
+    docstring); `nodes` is 1 to MAX_NODES (ValueError otherwise).
 
-    `service_ranges` are the ranges the node routes for Services (default: `SERVICE_CIDR`).
+    `service_ranges` are the ranges every node routes for Services (default: `SERVICE_CIDR`).
     """
 
     def __init__(
@@ -249,13 +318,40 @@ class LocalCluster(RunCluster):
         prefix: str,
         client_names: Sequence[str],
         service_ranges: Sequence[str] = (str(SERVICE_CIDR),),
+        nodes: int = 1,
     ) -> None:
         super().__init__(prefix, client_names)
         self.service_ranges = tuple(service_ranges)
+        check_node_count(nodes)
+        self.nodes = {
+            node.name: node for node in (self._node(k, nodes) for k in range(1, 1 + nodes))
+        }
+
+    def _node(self, number: int, count: int) -> Node:
+        name = node_name(number)
+        if count == 1:  # today's single node: its bridge on the whole pod range, no fabric
+            return Node(name, 1, self.names.node_netns, POD_CIDR, POD_GATEWAY)
+        netns = self.names.node_netns_of(number)
+        return Node(name, number, netns, node_pod_cidr(name), node_address(number))
 
     @property
     def node_netns(self) -> str:
         return self.names.node_netns
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(self.nodes)
+
+    def node_netns_of(self, node: str) -> str:
+        return self._node_of(node).netns
+
+    def node_address_of(self, node: str) -> str | None:
+        return self._node_of(node).address
+
+    def _node_of(self, node: str) -> Node:
+        """The node that hosts pods placed on `node`: its own, or node-1 when it has none
+        (the one-node cluster's logical second node)."""
+        return self.nodes.get(node) or self.nodes[PROXY_NODE]
 
     def _client(self, number: int, name: str) -> Client:
         sources, gateway = client_addresses(number)
@@ -263,20 +359,74 @@ class LocalCluster(RunCluster):
 
     def _build(self) -> None:
         client_namespaces = [c.netns for c in self.clients.values()]
-        self._stack.enter_context(namespaces([self.node_netns, *client_namespaces]))
+        fabric = [self.names.fabric_netns] if len(self.nodes) > 1 else []
+        node_namespaces = [node.netns for node in self.nodes.values()]
+        self._stack.enter_context(namespaces([*node_namespaces, *fabric, *client_namespaces]))
         self._stack.callback(self._delete_pod_namespaces)
-        self._build_node()
+        for node in self.nodes.values():
+            self._build_node(node)
+        if fabric:
+            self._build_fabric()
 
     def forget_connections(self) -> None:
-        flush_conntrack(self.node_netns)
+        for node in self.nodes.values():
+            flush_conntrack(node.netns)
 
     def route_service_range(self, cidr: str) -> None:
-        """Route one more Service range in the node namespace (`--pods local` on a cluster
-        whose range shows only in the VIPs it allocates); removed with the namespace."""
-        ip_batch([f"route add {cidr} dev {self.names.service_sink}"], netns=self.node_netns)
+        """Route one more Service range in every node namespace (`--pods local` on a cluster
+        whose range shows only in the VIPs it allocates); removed with the namespaces."""
+        for node in self.nodes.values():
+            ip_batch([f"route add {cidr} dev {self.names.service_sink}"], netns=node.netns)
         self.service_ranges = (*self.service_ranges, cidr)
 
-    def _build_node(self) -> None:
+    def _build_fabric(self) -> None:
+        """The fabric bridge, each node's link to it and address on it, and the routes between
+        the nodes (module docstring). No route leads anywhere but to another node."""
+        fabric, bridge, link = (
+            self.names.fabric_netns,
+            self.names.fabric_bridge,
+            self.names.fabric_link,
+        )
+        if IPV6_CONF.exists():
+            write_sysctls(fabric, NODE_LINK_SYSCTLS)
+        ip_batch(
+            [
+                "link set lo up",
+                f"link add {bridge} type bridge mcast_snooping 0",
+                f"link set {bridge} up",
+            ],
+            netns=fabric,
+        )
+        for node in self.nodes.values():
+            port = self.names.fabric_port(node.number)
+            ip_batch(
+                [
+                    f"link add {link} address {mac_for(node.address)} type veth"
+                    f" peer name {port} netns {fabric}",
+                    f"addr add {node.address}/{FABRIC_CIDR.prefixlen} dev {link}",
+                    f"link set {link} up",
+                ],
+                netns=node.netns,
+            )
+        ip_batch(
+            [
+                f"link set {self.names.fabric_port(n.number)} master {bridge} up"
+                for n in self.nodes.values()
+            ],
+            netns=fabric,
+        )
+        for node in self.nodes.values():
+            routes = [
+                f"route add {other.pod_cidr} via {other.address} dev {link}"
+                for other in self.nodes.values()
+                if other is not node
+            ]
+            if node.name != PROXY_NODE:
+                routes.append(f"route add {CLIENT_LINKS} via {self.nodes[PROXY_NODE].address}")
+            ip_batch(routes, netns=node.netns)
+
+    def _build_node(self, node: Node) -> None:
+        """Node `node`'s links (sink, bridge; node-1 also the clients'), routes and sysctls."""
         bridge = self.names.bridge
         sink, sink_peer = self.names.service_sink, self.names.service_sink_peer
         lines = [
@@ -284,10 +434,23 @@ class LocalCluster(RunCluster):
             f"link add {sink} type veth peer name {sink_peer}",
             f"link set {sink} arp off up",
             *(f"route add {cidr} dev {sink}" for cidr in self.service_ranges),
-            f"link add {bridge} address {mac_for(POD_GATEWAY)} type bridge mcast_snooping 0",
-            f"addr add {POD_GATEWAY}/{POD_PREFIX_LENGTH} dev {bridge}",
+            f"link add {bridge} address {mac_for(node.gateway)} type bridge mcast_snooping 0",
+            f"addr add {node.gateway}/{node.pod_cidr.prefixlen} dev {bridge}",
             f"link set {bridge} up",
         ]
+        clients = node.name == PROXY_NODE
+        if clients:
+            lines += self._client_links()
+        if IPV6_CONF.exists():
+            write_sysctls(node.netns, NODE_LINK_SYSCTLS)
+        ip_batch(lines, netns=node.netns)
+        write_sysctls(node.netns, NODE_SYSCTLS)
+        if clients:
+            self._configure_clients()
+
+    def _client_links(self) -> list[str]:
+        """The `ip` lines in node-1 that link the client namespaces to it."""
+        lines: list[str] = []
         for number, client in enumerate(self.clients.values(), start=1):
             veth = self.names.client_veth(number)
             lines += [
@@ -296,10 +459,10 @@ class LocalCluster(RunCluster):
                 f"addr add {client.gateway}/24 dev {veth}",
                 f"link set {veth} up",
             ]
-        if IPV6_CONF.exists():
-            write_sysctls(self.node_netns, NODE_LINK_SYSCTLS)
-        ip_batch(lines, netns=self.node_netns)
-        write_sysctls(self.node_netns, NODE_SYSCTLS)
+        return lines
+
+    def _configure_clients(self) -> None:
+        """Inside each client namespace: sysctls, addresses, the default route via node-1."""
         for client in self.clients.values():
             write_sysctls(client.netns, CLIENT_SYSCTLS)
         in_thread(
@@ -322,22 +485,22 @@ class LocalCluster(RunCluster):
         self.pods.update((h.key, h) for h in handles)  # known to `close()` from the start
         try:
             ip_batch([f"netns add {h.netns}" for h in handles])
-            lines = []
-            for handle in handles:
-                lines += [
-                    f"link add {handle.veth} type veth peer name eth0"
-                    f" address {mac_for(handle.address)} netns {handle.netns}",
-                    f"link set {handle.veth} master {self.names.bridge} up",
-                    f"link set {handle.veth} type bridge_slave hairpin on",
-                    f"neigh replace {handle.address} lladdr {mac_for(handle.address)}"
-                    f" dev {self.names.bridge} nud permanent",
-                ]
-            ip_batch(lines, netns=self.node_netns)
-            in_thread(
-                lambda: _configure_inside(
-                    [(h.netns, (h.address,), POD_PREFIX_LENGTH, POD_GATEWAY) for h in handles]
+            hosts = [self._node_of(pod.node) for pod in pods]
+            for node in self.nodes.values():
+                ip_batch(
+                    [
+                        line
+                        for handle, host in zip(handles, hosts, strict=True)
+                        if host is node
+                        for line in self._pod_link(handle)
+                    ],
+                    netns=node.netns,
                 )
-            )
+            inside = [
+                (h.netns, (h.address,), host.pod_cidr.prefixlen, host.gateway)
+                for h, host in zip(handles, hosts, strict=True)
+            ]
+            in_thread(lambda: _configure_inside(inside))
             self.pod_server.add(
                 [_spec(handle, pod) for handle, pod in zip(handles, pods, strict=True)]
             )
@@ -357,8 +520,19 @@ class LocalCluster(RunCluster):
             raise
         return handles
 
+    def _pod_link(self, handle: PodHandle) -> list[str]:
+        """The `ip` lines in its node that link a new pod to the node's bridge."""
+        return [
+            f"link add {handle.veth} type veth peer name eth0"
+            f" address {mac_for(handle.address)} netns {handle.netns}",
+            f"link set {handle.veth} master {self.names.bridge} up",
+            f"link set {handle.veth} type bridge_slave hairpin on",
+            f"neigh replace {handle.address} lladdr {mac_for(handle.address)}"
+            f" dev {self.names.bridge} nud permanent",
+        ]
+
     def _wait_reachable(self, addresses: Sequence[tuple[str, int]]) -> None:
-        """Return once the node can open a TCP connection to every address.
+        """Return once node-1 can open a TCP connection to every address.
 
         A new bridge port forwards only after the kernel's link watcher has seen its carrier,
         which runs from a work queue under the rtnl lock: on a busy machine (namespaces being
@@ -392,9 +566,11 @@ class LocalCluster(RunCluster):
     def _unlink(self, handles: Sequence[PodHandle]) -> None:
         """Delete the pods' links, static ARP entries and namespaces (missing ones are fine)."""
         # the links go first and synchronously, so a successor may reuse the address at once
-        lines = [f"link del {h.veth}" for h in handles]
-        lines += [f"neigh del {h.address} dev {self.names.bridge}" for h in handles]
-        ip_batch(lines, netns=self.node_netns, force=True)
+        for netns in dict.fromkeys(h.node_netns or self.node_netns for h in handles):
+            mine = [h for h in handles if (h.node_netns or self.node_netns) == netns]
+            lines = [f"link del {h.veth}" for h in mine]
+            lines += [f"neigh del {h.address} dev {self.names.bridge}" for h in mine]
+            ip_batch(lines, netns=netns, force=True)
         delete_namespaces(h.netns for h in handles)
 
 

@@ -78,6 +78,29 @@ class RunNames:
     def node_netns(self) -> str:
         return f"{self.prefix}-node"
 
+    def node_netns_of(self, number: int) -> str:
+        """Node `number`'s namespace (1-based): node 1 keeps `node_netns`, node k is
+        `<prefix>-node<k>`."""
+        return self.node_netns if number == 1 else f"{self.prefix}-node{number}"
+
+    @property
+    def fabric_netns(self) -> str:
+        """The namespace of the bridge that joins the nodes (only with more than one node)."""
+        return f"{self.prefix}-net"
+
+    @property
+    def fabric_bridge(self) -> str:
+        return _ifname(f"{self.prefix}fb")
+
+    @property
+    def fabric_link(self) -> str:
+        """A node's end of its link to the fabric (the same name in every node namespace)."""
+        return _ifname(f"{self.prefix}fab")
+
+    def fabric_port(self, number: int) -> str:
+        """The fabric's end of node `number`'s link, a port of `fabric_bridge`."""
+        return _ifname(f"{self.prefix}n{number:x}")
+
     @property
     def bridge(self) -> str:
         return _ifname(f"{self.prefix}br")

@@ -9,6 +9,7 @@ addresses (the local cluster) agree on every IP.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -16,9 +17,13 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.errors import InvalidEvent
-from harness.model.objects import Labels, Phase, Pod, Service
+from harness.model.objects import ALL_NODES, PROXY_NODE, Labels, Phase, Pod, Service
 
 POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
+NODE_POD_PREFIX_LENGTH = 20
+"""Each node's pod range is one /20 of POD_CIDR, in node order (a CNI's per-node podCIDR, as
+kube-controller-manager's `--node-cidr-mask-size` allocates): node-1 10.244.0.0/20, node-2
+10.244.16.0/20, ..., node-16 10.244.240.0/20; 4,086 pods each, more than MAX_PODS."""
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
 LOAD_BALANCER_CIDR = ipaddress.IPv4Network("10.255.0.0/24")
 """Where the local cluster's load-balancer controller (the harness) takes ingress IPs from."""
@@ -33,9 +38,17 @@ makes (tens) or the local scale benchmark (1,000 pods, 200 Services), and few en
 sequence file asking for more is refused at once instead of taking minutes to allocate them."""
 
 
-def pod_address(index: int) -> str:
-    """The index-th pod address in POD_CIDR."""
-    return str(POD_CIDR.network_address + _FIRST_HOST_INDEX + index)
+def node_pod_cidr(node: str) -> ipaddress.IPv4Network:
+    """The pod range of `node` (one of `ALL_NODES`; ValueError otherwise)."""
+    if node not in ALL_NODES:
+        raise ValueError(f"unknown node {node!r}")
+    subnets = POD_CIDR.subnets(new_prefix=NODE_POD_PREFIX_LENGTH)
+    return next(itertools.islice(subnets, ALL_NODES.index(node), None))
+
+
+def pod_address(index: int, node: str = PROXY_NODE) -> str:
+    """The index-th pod address in `node`'s pod range (node-1's is the start of POD_CIDR)."""
+    return str(node_pod_cidr(node).network_address + _FIRST_HOST_INDEX + index)
 
 
 def service_address(index: int) -> str:
@@ -103,10 +116,11 @@ class ClusterState:
         return sorted(owned, key=lambda p: int(p.name[len(prefix) :]))
 
     # -- allocation ---------------------------------------------------------------------------
-    def next_pod_ip(self, avoid: Iterable[str] = ()) -> str:
-        """The lowest pod address no live pod holds: addresses are reused, as on real nodes."""
+    def next_pod_ip(self, avoid: Iterable[str] = (), node: str = PROXY_NODE) -> str:
+        """The lowest address of `node`'s pod range no live pod holds: addresses are reused, as
+        on real nodes, and a pod's address says its node, as a CNI's per-node podCIDR does."""
         taken = [p.ip for p in self.live_pods() if p.ip]
-        return pod_address(_lowest_free([*taken, *avoid], POD_CIDR))
+        return pod_address(_lowest_free([*taken, *avoid], node_pod_cidr(node)), node)
 
     def taken_node_ports(self) -> set[int]:
         """Every node port and healthCheckNodePort a Service holds."""
@@ -172,7 +186,10 @@ class ClusterState:
     ) -> ClusterState:
         """Add a pod incarnation with a fresh uid (and the lowest free address unless given)."""
         uid = f"u{self.uid_counter + 1}"
-        pod = Pod(name=name, uid=uid, ip=ip or self.next_pod_ip(), labels=labels, **fields)  # type: ignore[arg-type]
+        node = fields.get("node", PROXY_NODE)
+        assert isinstance(node, str)
+        ip = ip or self.next_pod_ip(node=node)
+        pod = Pod(name=name, uid=uid, ip=ip, labels=labels, **fields)  # type: ignore[arg-type]
         return replace(self.with_pod(pod), uid_counter=self.uid_counter + 1)
 
     def next_ordinal(self, group: str) -> tuple[int, ClusterState]:

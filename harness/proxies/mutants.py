@@ -49,6 +49,10 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-keeps-udp-conntrack (UDP flows, kubernetes#19029, #105657): never deletes the
   UDP conntrack entries of removed endpoints, so a flow that keeps its 5-tuple keeps reaching an
   unready pod, or nothing once its pod is gone.
+- mutant-iptables-wrong-node (every node, I10): takes node-1 as its node whatever node it runs
+  on, so under internalTrafficPolicy Local every node's proxy uses node-1's endpoints: right on
+  node-1, where the clients are, wrong on every other node (`every-node`; pod clients on other
+  nodes see it too).
 - mutant-iptables-immutable-vip (unobserved changes, Sieve's unobserved-state perturbation):
   takes a Service's ClusterIP as immutable, as the API makes it, and keeps the VIP a Service was
   first added with through every update; a relist that missed a Service deleted and created
@@ -74,9 +78,10 @@ from dataclasses import replace
 from typing import ClassVar
 
 from harness.local.netns import flush_conntrack
-from harness.model.endpoints import unique_endpoints
+from harness.model.endpoints import unique_endpoints, usable_destinations
 from harness.model.objects import (
     MAX_AFFINITY_TIMEOUT_S,
+    PROXY_NODE,
     Destination,
     EndpointSlice,
     Service,
@@ -317,6 +322,18 @@ class KeepsUdpConntrackProxy(IptablesProxy):
         return {f for f in super().record(plans, rendered) if f.protocol != "udp"}
 
 
+class WrongNodeProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-wrong-node"
+    description: ClassVar[str] = (
+        "iptables that takes node-1 as its node on every node (internalTrafficPolicy Local)"
+    )
+    nodes: ClassVar[int] = 2  # wrong only on another node: searched on two (`mutation`)
+
+    def destinations(self, service: Service, port_name: str) -> list[Destination]:
+        slices = self.slices_of(service.name)
+        return usable_destinations(slices, service, port_name, PROXY_NODE)
+
+
 class ImmutableVipProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-immutable-vip"
     description: ClassVar[str] = (
@@ -373,6 +390,7 @@ MUTANT_PROXIES: dict[str, type] = {
         NoHairpinMasqueradeProxy,
         IgnoresOptOutProxy,
         KeepsUdpConntrackProxy,
+        WrongNodeProxy,
         ImmutableVipProxy,
         PortIgnoresProtocolProxy,
         KeepsInvalidProxy,

@@ -10,9 +10,15 @@ How an event becomes real (`apply`): the new state is `event.apply(state)`, exac
 then pod incarnations that ended (deleted, killed, restarted, evicted, grace period over) lose
 their namespace, new incarnations get one with the model's IP and ports, and the proxy is handed
 the Service and slice changes and synced. Readiness is a control-plane flag only: an unready pod
-still answers if traffic reaches it, which is how a proxy that ignores readiness is caught. Node
-names are logical: every pod hangs off the one node namespace, whose proxy serves `node-1`, where
-all clients are.
+still answers if traffic reaches it, which is how a proxy that ignores readiness is caught.
+
+Nodes (`nodes`, `--nodes`): each node namespace runs its own instance of the proxy under test
+(`harness.local.node_proxies`), told its node's name, namespace and work directory, and fed by a
+controller of its own; every change goes to all of them, and `sync_state` says programmed only
+when every instance has. Pods hang off their own node (`Pod.node`), the clients off node-1, whose
+proxy they go through; a host-network client in each node (`TrafficRequest.client_node`, made
+on first use) sends through that node's proxy. With one node (the default when built directly)
+the model's second node is logical: its pods hang off node-1 and node-1's proxy serves them.
 """
 
 from __future__ import annotations
@@ -34,18 +40,26 @@ from harness.events import (
     RestartProxy,
     StaleSnapshot,
     UnobservedChanges,
+    unknown_node,
 )
 from harness.local.cleanup import guard
-from harness.local.cluster import CLIENT_SOURCES, LocalCluster, PodHandle, RunCluster
+from harness.local.cluster import (
+    CLIENT_SOURCES,
+    LocalCluster,
+    PodHandle,
+    RunCluster,
+    check_node_count,
+)
 from harness.local.controller import EndpointController
 from harness.local.counting import count_fresh
 from harness.local.loopback import LoopbackCluster, TranslatingProxy
 from harness.local.names import check_prefix, netns_path, new_prefix
+from harness.local.node_proxies import NodeProxies
 from harness.local.outofwindow import Sent, send_out_of_window
 from harness.local.traffic import Batch, ClientAgent
-from harness.model.objects import PROXY_NODE, Backend, EndpointSlice, Pod, Service
+from harness.model.objects import PROXY_NODE, Backend, EndpointSlice, Pod, Service, run_nodes
 from harness.model.state import SERVICE_CIDR, ClusterState
-from harness.proxies.base import CONTRACT_SYNC, NodeContext, Proxy, SyncState, stop_for_restart
+from harness.proxies.base import NodeContext, Proxy, SyncState
 from harness.proxies.failure import ProxyFailure, last_line
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
@@ -122,6 +136,9 @@ class LocalTarget:
       describes, so nothing a proxy leaked in one example can show up in the next.
     - `reachability()` (the `RuleOracle`) when the proxy can read its rules back
       (`reads_rules`).
+    - `nodes` node namespaces (1 to 16; UsageError otherwise), each with its own proxy
+      instance (module docstring); `node_names` are those with a namespace, `accepted_nodes`
+      those a pod may be placed on (at least the model's two).
     - Plug-in points, for targets registered under `harness.targets` that subclass this one:
       `controller_class` (the endpoint controller: replace it, or pass one to the constructor,
       to test another control plane; rule reading, reset and cleanup stay as they are) and
@@ -145,7 +162,16 @@ class LocalTarget:
         clients: tuple[str, ...] = CLIENTS,
         loopback: bool = False,
         controller_class: type[EndpointController] | None = None,
+        nodes: int = 1,
     ) -> None:
+        try:
+            self.nodes = check_node_count(nodes)
+        except ValueError as error:
+            raise UsageError(f"{error}; give --nodes 1 to 16") from None
+        if loopback and nodes != 1:
+            raise UsageError(
+                "local:loopback has one node (its pods share a namespace); drop --nodes"
+            )
         self.clock = RealClock()
         if controller_class is not None:
             self.controller_class = controller_class
@@ -159,10 +185,12 @@ class LocalTarget:
         self.state = ClusterState()
         self.cluster: RunCluster | None = None
         self.controller = self.controller_class(self.proxy)
+        self._proxies = NodeProxies(self.controller_class)
         self._fresh = False
-        self._node: NodeContext | None = None
+        self._contexts: list[NodeContext] = []
         self._handles: dict[str, PodHandle] = {}
         self._agents: dict[str, ClientAgent] = {}
+        self._node_agents: dict[str, ClientAgent] = {}  # by node: host-network clients
         self._pod_agents: dict[str, ClientAgent] = {}  # by pod handle key: pods as clients
         self._vips: dict[str, Service] = {}
         self._held: dict[int, tuple[str, int]] = {}
@@ -181,8 +209,26 @@ class LocalTarget:
         if arg == LOOPBACK:
             if options.proxy_command:
                 raise UsageError("--proxy-command does not apply to local:loopback; drop it")
+            if options.nodes not in (None, 1):
+                raise UsageError(
+                    "local:loopback has one node (its pods share a namespace); drop --nodes"
+                )
             return cls(UserspaceProxy, prefix=options.prefix, loopback=True)
-        return cls(proxy_factory(arg or DEFAULT_PROXY, options), prefix=options.prefix)
+        return cls(
+            proxy_factory(arg or DEFAULT_PROXY, options),
+            prefix=options.prefix,
+            nodes=options.nodes or 1,  # `harness run` and the suite ask for RUN_NODES
+        )
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """The nodes with a namespace and a proxy of their own, node-1 first."""
+        return run_nodes(self.nodes)[: 1 if self.loopback else self.nodes]
+
+    @property
+    def accepted_nodes(self) -> tuple[str, ...]:
+        """The nodes a pod may be placed on (`harness.model.objects.run_nodes`)."""
+        return run_nodes(self.nodes)
 
     def versions(self) -> dict[str, str]:
         """The proxy's version line (`harness.versions.proxy_version`); reads only."""
@@ -217,14 +263,9 @@ class LocalTarget:
             if self.loopback:
                 cluster = LoopbackCluster(self.prefix, self.client_names)
             else:
-                cluster = LocalCluster(self.prefix, self.client_names)
+                cluster = LocalCluster(self.prefix, self.client_names, nodes=self.nodes)
             self.cluster = self._stack.enter_context(cluster)
-            assert self.cluster.workdir is not None
-            workdir = self.cluster.workdir / "proxy"
-            workdir.mkdir()
-            self._node = NodeContext(
-                PROXY_NODE, self.cluster.node_netns, self.prefix, workdir, str(SERVICE_CIDR)
-            )
+            self._contexts = [self._context(self.cluster, node) for node in self.node_names]
             self._stack.callback(self._stop_proxy)
             try:
                 self._start_proxy(self.new_proxy())
@@ -241,29 +282,45 @@ class LocalTarget:
             self.close()
             raise
 
+    def _context(self, cluster: RunCluster, node: str) -> NodeContext:
+        """Where `node`'s proxy runs: its namespace and a work directory of its own (node-1's
+        is `proxy`, as before the cluster had nodes)."""
+        assert cluster.workdir is not None
+        workdir = cluster.workdir / ("proxy" if node == PROXY_NODE else f"proxy-{node}")
+        workdir.mkdir()
+        netns = cluster.node_netns_of(node)
+        return NodeContext(node, netns, self.prefix, workdir, str(SERVICE_CIDR))
+
     def _start_proxy(self, proxy: Proxy) -> None:
-        """Start `proxy` on the node with a controller of its own (nothing handed to it yet)."""
-        assert self._node is not None and self.cluster is not None
+        """Start `proxy` on node-1 and a fresh instance on every other node, each with a
+        controller of its own (nothing handed to any yet)."""
+        assert self.cluster is not None
         self.proxy = proxy
         self._fresh = True
-        fed: Proxy = proxy
-        if isinstance(self.cluster, LoopbackCluster):
-            fed = TranslatingProxy(proxy, self.cluster.addresses)
-        self.controller = self.controller_class(fed)
-        proxy.start(self._node)
+        cluster = self.cluster
+
+        def fed(instance: Proxy) -> Proxy:
+            if isinstance(cluster, LoopbackCluster):
+                return TranslatingProxy(instance, cluster.addresses)
+            return instance
+
+        self._proxies.controller_class = self.controller_class
+        self._proxies.start(self._contexts, self.new_proxy, fed, first=proxy)
+        self.controller = self._proxies.members[0].controller
 
     def _stop_proxy(self) -> None:
-        self.proxy.stop()
+        """Stop every node's proxy (`NodeProxies.stop`: idempotent)."""
+        self._proxies.stop()
 
     def _restart_proxy(self) -> None:
-        """`RestartProxy`: stop the proxy and start a new instance of it in the same node
-        namespace, then hand it every Service and slice and sync, as a restarted kube-proxy
+        """`RestartProxy`: stop every node's proxy and start a new instance of each in the same
+        node namespace, then hand it every Service and slice and sync, as a restarted kube-proxy
         lists everything from the API server and programs it anew. The node's connection
         tracking is left alone: established connections must survive the restart (Cilium's
         conn-disrupt test). A proxy that cannot start again raises `ProxyFailure` (one
         proxy-contract verdict)."""
         self._open_cluster()
-        stop_for_restart(self.proxy)  # a RuleKeepingProxy leaves its rules for the next instance
+        self._proxies.stop(for_restart=True)  # a RuleKeepingProxy leaves its rules for the next
         self._start_proxy(self.new_proxy())
         self._fresh = False
         self._set_state(self.state)
@@ -273,10 +330,11 @@ class LocalTarget:
         Idempotent; also called at exit and on SIGTERM while the target is open."""
         try:
             self._close_pod_agents(list(self._pod_agents))
+            self._close_node_agents()
             self._stack.close()
         finally:
             self.cluster = None
-            self._node = None
+            self._contexts = []
             self._agents = {}
             self._held = {}
             self._handles = {}
@@ -317,6 +375,7 @@ class LocalTarget:
         if isinstance(event, StaleSnapshot):
             self._show_stale(event.back)
             return
+        self._check_node(event)
         if isinstance(event, UnobservedChanges):  # the proxy sees only the end state
             self.apply_many(event.changes)
             return
@@ -325,6 +384,12 @@ class LocalTarget:
             return
         self._fresh = False
         self._set_state(event.apply(self.state))
+
+    def _check_node(self, event: Event) -> None:
+        """UsageError (one line) for an event that places a pod on a node this target lacks."""
+        node = getattr(event, "node", None)
+        if isinstance(node, str) and node not in self.accepted_nodes:
+            raise UsageError(unknown_node(node, self.accepted_nodes))
 
     def apply_many(self, events: Sequence[Event]) -> None:
         """Apply several events as one change: realised in one batch and synced once.
@@ -345,10 +410,10 @@ class LocalTarget:
         are not touched: only the proxy's view goes back."""
         stale = self._past[-back] if back <= len(self._past) else ClusterState()
         self._fresh = False
-        self.controller.update(stale)
-        self.proxy.sync()
-        self.controller.update(self.state)
-        self.proxy.sync()
+        self._proxies.update(stale)
+        self._proxies.sync()
+        self._proxies.update(self.state)
+        self._proxies.sync()
 
     def _set_state(self, state: ClusterState) -> None:
         if state != self.state:
@@ -365,8 +430,8 @@ class LocalTarget:
             del self._handles[handle.pod]
         interim = self.controller.interim(state)
         if interim is not None:  # a recreated pod: the old one's slices go first, and are synced
-            self.controller.update(interim)
-            self.proxy.sync()
+            self._proxies.update(interim)
+            self._proxies.sync()
         started = [
             pod
             for pod in state.pods.values()
@@ -376,8 +441,8 @@ class LocalTarget:
             self._handles[handle.pod] = handle
         self.state = state
         self._vips.update(state.services)
-        self.controller.update(state)
-        self.proxy.sync()
+        self._proxies.update(state)
+        self._proxies.sync()
 
     def endpoint_slices(self, service: str) -> tuple[EndpointSlice, ...]:
         return self.controller.published(service)
@@ -390,9 +455,12 @@ class LocalTarget:
         address would do); a Service never created, an unknown port or client is a UsageError.
         """
         address, port = self._destination(request)
+        client_node = request.client_node
         if request.client_pod is not None:
             agent = self._pod_agent(request)
             sources: tuple[str, ...] = ()  # the pod's own address, the kernel's choice
+        elif client_node is not None:
+            agent, sources = self._node_agent(client_node, request)
         else:
             agent = self._agents[request.client]
             addresses = self._open_cluster().clients[request.client].sources
@@ -438,6 +506,32 @@ class LocalTarget:
             agent.start()
             self._pod_agents[handle.key] = agent
         return agent
+
+    # -- nodes' host networks as clients -------------------------------------------------------
+    def _node_agent(
+        self, node: str, request: TrafficRequest
+    ) -> tuple[ClientAgent, tuple[str, ...]]:
+        """The host-network client agent of `node` and its one source address (the node's own):
+        made on first use, closed with the target. UsageError for a node without a namespace
+        of its own, or for further source addresses."""
+        cluster = self._open_cluster()
+        address = cluster.node_address_of(node)
+        if node not in self.node_names or address is None:
+            raise UsageError(unknown_node(node, self.node_names, "send from"))
+        if request.sources != (0,):
+            raise UsageError("a node as the client has one source address: use sources=(0,)")
+        agent = self._node_agents.get(node)
+        if agent is None:
+            agent = ClientAgent(cluster.node_netns_of(node))
+            agent.start()
+            self._node_agents[node] = agent
+        return agent, (address,)
+
+    def _close_node_agents(self) -> None:
+        """Stop the nodes' host-network client agents. Idempotent."""
+        agents, self._node_agents = self._node_agents, {}
+        for agent in agents.values():
+            agent.close()
 
     def _close_pod_agents(self, keys: Sequence[str]) -> None:
         """Stop the client agents of these pods (before their namespaces go). Idempotent."""
@@ -569,14 +663,10 @@ class LocalTarget:
         return cluster.clients[client].address
 
     def sync_state(self) -> SyncState:
-        """Whether the proxy has programmed every change handed to it: its own report where it
-        gives one (`SyncReportingProxy`), else the return of its `sync()` (`CONTRACT_SYNC`),
-        which `apply` waited for. Reads only."""
-        report = getattr(self.proxy, "sync_state", None)
-        if callable(report):
-            state: SyncState = report()
-            return state
-        return SyncState(True, CONTRACT_SYNC)
+        """Whether every node's proxy has programmed every change handed to it: each one's own
+        report where it gives one (`SyncReportingProxy`), else the return of its `sync()`
+        (`CONTRACT_SYNC`), which `apply` waited for (`NodeProxies.sync_state`). Reads only."""
+        return self._proxies.sync_state()
 
     def reachability(self, service: str, port: str, client: str) -> Reachability:
         """Where a new connection from `client` to `service`'s port goes, read from the kernel

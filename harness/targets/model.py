@@ -12,6 +12,11 @@ A held UDP flow (a Service whose port is UDP) keeps its backend while that endpo
 once it is not, its next datagram is balanced as a new flow's, as kube-proxy's conntrack cleanup
 makes it (`pkg/proxy/conntrack/cleanup.go`); it is kept whatever it got.
 
+It has the model's two nodes (`node_names`), each with its own proxy: a request from a node's
+host network (`TrafficRequest.client_node`) or from a pod (through its own node) is balanced
+over what is usable from that node (`node`, which `usable` reads); the harness's clients are on
+node-1.
+
 Mutants subclass it and break exactly one promise through one of its hooks (`perceived`,
 `usable`, `choose`, `affinity_applies`, `keeps_affinity`, `on_no_endpoints`, `held_answer`,
 `on_restart`).
@@ -28,6 +33,7 @@ from harness.errors import UsageError
 from harness.events import Event, RestartProxy
 from harness.model.endpoints import derive_slices, must_drop, usable_destinations
 from harness.model.objects import (
+    NODES,
     PROXY_NODE,
     Affinity,
     Backend,
@@ -69,8 +75,10 @@ class ModelTarget:
     relays_connections = False
     sends_from_pods = True
     sends_udp = True
+    node_names: tuple[str, ...] = NODES
 
     def __init__(self, seed: int = 0) -> None:
+        self.node = PROXY_NODE  # the node whose proxy the request being balanced goes through
         self.clock = SimulatedClock()
         self.state = ClusterState()
         self.seed = seed
@@ -126,7 +134,11 @@ class ModelTarget:
         drops = False
         if service is not None and self.programs(service):
             slices = derive_slices(state, service.name)
-            destinations = self.usable(slices, service, request.port)
+            self.node = self._through(state, request)
+            try:
+                destinations = self.usable(slices, service, request.port)
+            finally:
+                self.node = PROXY_NODE
             drops = must_drop(destinations, slices, request.port)
         elif service is not None:  # not programmed: the node's Service-range sink drops it
             drops = True
@@ -138,6 +150,8 @@ class ModelTarget:
             client = request.client if source == 0 else f"{request.client}#{source}"
             if request.client_pod is not None:
                 client = f"pod/{request.client_pod}"
+            if request.client_node is not None:
+                client = f"node/{request.client_node}"
             picks.append(self._route(service, client, destinations, request.port))
         outcomes = []
         for index in range(request.count):
@@ -149,6 +163,19 @@ class ModelTarget:
                 outcome = replace(outcome, seen_source=self.seen_source(state, pick, request))
             outcomes.append(replace(outcome, source=source) if source else outcome)
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
+
+    def _through(self, state: ClusterState, request: TrafficRequest) -> str:
+        """The node whose proxy `request` goes through: its `client_node` (UsageError for one
+        the model lacks), its client pod's node, else node-1 (the harness's clients)."""
+        if request.client_node is not None:
+            if request.client_node not in self.node_names:
+                raise UsageError(
+                    f"the model has no node {request.client_node!r} to send from"
+                    f" ({', '.join(self.node_names)})"
+                )
+            return request.client_node
+        pod = state.pods.get(request.client_pod or "")
+        return pod.node if pod is not None and pod.node in self.node_names else PROXY_NODE
 
     # -- long-lived connections (`ConnectionHolder`) -------------------------------------------
     def hold(self, service: str, client: str, timeout_s: float) -> tuple[int | None, Outcome]:
@@ -266,8 +293,9 @@ class ModelTarget:
     def usable(
         self, slices: Sequence[EndpointSlice], service: Service, port: str
     ) -> list[Destination]:
-        """Where new connections may go (`CategorizeEndpoints` on the slices)."""
-        return usable_destinations(slices, service, port, PROXY_NODE)
+        """Where new connections through `node`'s proxy may go (`CategorizeEndpoints` on the
+        slices)."""
+        return usable_destinations(slices, service, port, self.node)
 
     def keeps_affinity(
         self,

@@ -190,11 +190,13 @@ def _categorized(
     port: str,
     fallback: Callable[[Endpoint], bool] | None,
     local_fallback_to_cluster: bool = False,
+    node: str = PROXY_NODE,
 ) -> list[Destination]:
-    """`CategorizeEndpoints` with a replaceable fallback rule (None: no fallback), for mutants."""
+    """`CategorizeEndpoints` from `node` with a replaceable fallback rule (None: no fallback),
+    for mutants."""
     candidates = unique_endpoints(slices)
     if service.internal_traffic_policy == TrafficPolicy.LOCAL:
-        local = [(e, s) for e, s in candidates if e.node == PROXY_NODE]
+        local = [(e, s) for e, s in candidates if e.node == node]
         candidates = local if local or not local_fallback_to_cluster else candidates
     chosen = [(e, s) for e, s in candidates if e.ready]
     if not chosen and fallback is not None:
@@ -218,7 +220,7 @@ class NoTerminatingFallback(ModelTarget):
     def usable(
         self, slices: Sequence[EndpointSlice], service: Service, port: str
     ) -> list[Destination]:
-        return _categorized(slices, service, port, None)
+        return _categorized(slices, service, port, None, node=self.node)
 
 
 class FallsBackToUnserving(ModelTarget):
@@ -227,7 +229,7 @@ class FallsBackToUnserving(ModelTarget):
     def usable(
         self, slices: Sequence[EndpointSlice], service: Service, port: str
     ) -> list[Destination]:
-        return _categorized(slices, service, port, lambda e: e.terminating)
+        return _categorized(slices, service, port, lambda e: e.terminating, node=self.node)
 
 
 class LocalFallsBackToCluster(ModelTarget):
@@ -236,7 +238,7 @@ class LocalFallsBackToCluster(ModelTarget):
     def usable(
         self, slices: Sequence[EndpointSlice], service: Service, port: str
     ) -> list[Destination]:
-        return _categorized(slices, service, port, _serving_terminating, True)
+        return _categorized(slices, service, port, _serving_terminating, True, self.node)
 
 
 class CapsEndpoints(ModelTarget):

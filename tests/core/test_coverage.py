@@ -114,6 +114,11 @@ EXAMPLES: dict[str, list[Event]] = {
         Scale("web", 3),
         SetReady("web-0", False),
     ],
+    "seen-from-every-node": [
+        CreateService("svc-a", WEB),
+        Scale("web", 2, "node-2"),
+        SetTrafficPolicy("svc-a", TrafficPolicy.LOCAL),
+    ],
     "dual-protocol-port": [CreateDualProtocolService("svc-a", WEB), Scale("web", 2)],
 }
 

@@ -1,6 +1,6 @@
-"""The conformance suite, briefly, on the local cluster with the userspace proxy: every property
-holds (exact-balance is skipped: the userspace proxy has no rules to read back; source-ip is not
-declared: it relays connections, so pods see its address)."""
+"""The conformance suite, briefly, on a 2-node local cluster with the userspace proxy: every
+property holds (exact-balance is skipped: the userspace proxy has no rules to read back;
+source-ip is not declared: it relays connections, so pods see its address)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.netns, needs_root, pytest.mark.slow]
 
 
 def test_the_suite_holds_on_the_userspace_proxy(prefix: str, tmp_path: Path) -> None:
-    target = LocalTarget(UserspaceProxy, prefix=prefix)
+    target = LocalTarget(UserspaceProxy, prefix=prefix, nodes=2)  # the suite's default
     target.open()
     try:
         options = options_for(

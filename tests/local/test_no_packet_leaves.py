@@ -30,7 +30,7 @@ import pytest
 
 from harness import registry
 from harness.conformance import options_for, run_suite
-from harness.local.cluster import Client, LocalCluster, client_addresses
+from harness.local.cluster import FABRIC_CIDR, Client, LocalCluster, Node, client_addresses
 from harness.local.names import RunNames, netns_path
 from harness.local.netns import in_thread, mac_for, setns
 from harness.model.objects import Pod
@@ -53,7 +53,13 @@ pytestmark = [
 ]
 
 CLIENT_LINKS = ipaddress.IPv4Network("10.250.0.0/16")
-IPV4_RANGES = (POD_CIDR, SERVICE_CIDR, CLIENT_LINKS, ipaddress.IPv4Network("127.0.0.0/8"))
+IPV4_RANGES = (
+    POD_CIDR,
+    SERVICE_CIDR,
+    CLIENT_LINKS,
+    FABRIC_CIDR,  # the nodes' own addresses, with --nodes 2 or more
+    ipaddress.IPv4Network("127.0.0.0/8"),
+)
 IPV6_LOOPBACK = ipaddress.IPv6Address("::1")
 
 
@@ -90,12 +96,12 @@ class NodeCaptures:
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         build_node = LocalCluster._build_node
 
-        def capturing(cluster: LocalCluster) -> None:
-            path = self.directory / f"{cluster.node_netns}.pcap"
-            capture = NamespaceCapture(cluster.node_netns, path)
+        def capturing(cluster: LocalCluster, node: Node) -> None:
+            path = self.directory / f"{node.netns}.pcap"
+            capture = NamespaceCapture(node.netns, path)
             self.captures.append(capture)
             capture.start()
-            build_node(cluster)
+            build_node(cluster, node)
 
         monkeypatch.setattr(LocalCluster, "_build_node", capturing)
 
@@ -147,7 +153,7 @@ def describe(frames: Sequence[Frame], links: dict[str, int]) -> str:
 def test_a_conformance_run_sends_no_packet_outside_the_harness_ranges(
     spec: str, prefix: str, tmp_path: Path, node_capture: NodeCaptures
 ) -> None:
-    target = registry.make_target(spec, registry.TargetOptions(prefix=prefix))
+    target = registry.make_target(spec, registry.TargetOptions(prefix=prefix, nodes=2))
     names = RunNames(prefix)
     target.open()
     try:

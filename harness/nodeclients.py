@@ -1,0 +1,149 @@
+"""Nodes as clients: after a step, a few fresh connections from every node's host network to the
+changed Services, judged against each node's own expectation (`harness.checks.nodes`,
+`every-node`; invariants I4, I10).
+
+The harness's clients hang off node-1, so every other check sees a Service through node-1's
+proxy alone. After a step whose state the proxies say is final and in which nothing failed
+(a data plane broken for every client fails the step's own checks; this must single out what
+only another node shows), `NodeClients.after` sends `REQUESTS` fresh connections at once from
+each node's host network (`TrafficRequest.client_node`) to the first port of every Service whose
+expectation changed for some node (all Services after a proxy restart or stale snapshot, which
+reprogram everything), at most `MAX_SERVICES` of them (in name order, rotated by the step so a
+replay picks the same). A connection that must be dropped or refused is given `EMPTY_TIMEOUT_S`
+(a REJECT answers in milliseconds, a forwarded one too); one that must connect, the run's
+request timeout. A batch costs one timeout at most.
+
+A UDP Service is judged from a node only where it must connect: a datagram the node itself
+sends and its own filter rules REJECT or DROP (OUTPUT) fails to send with EPERM either way
+(`net/ipv4/ip_output.c`: a netfilter drop is `-EPERM` to the sender; the REJECT's ICMP error
+comes after it), so from the host the two cannot be told apart (measured: iptables and
+nftables, both `other`). TCP shows them apart (the REJECT's ICMP refuses the connect; a dropped
+SYN times out) and is judged in all three cases.
+
+Only on targets with a proxy on more than one node (`host_nodes`: the model's two nodes, the
+local cluster with `--nodes` 2 or more); elsewhere the property is not applicable and its
+coverage state `seen-from-every-node` (a sampled Service the nodes see differently:
+`seen_differently`) uncheckable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checks.nodes import NodeSample, check_every_node
+from harness.checks.verdict import Verdict
+from harness.events import NEMESIS_EVENTS, Event
+from harness.model.endpoints import expect
+from harness.model.objects import Backend, Protocol
+from harness.model.state import ClusterState
+from harness.targets.base import Target
+from harness.traffic import TrafficRequest
+
+PORT = "http"
+FEATURE = "seen-from-every-node"
+REQUESTS = 4
+MAX_SERVICES = 2
+EMPTY_TIMEOUT_S = 0.5
+
+
+def host_nodes(target: object) -> tuple[str, ...]:
+    """The nodes whose host network `target` sends from (`TrafficRequest.client_node`): its
+    `node_names` when it runs a proxy on more than one node; none otherwise."""
+    nodes = tuple(getattr(target, "node_names", ()))
+    return nodes if len(nodes) > 1 else ()
+
+
+def unavailable(target: object) -> str | None:
+    """Why `every-node` cannot run on `target` (None: it can)."""
+    if host_nodes(target):
+        return None
+    return "the target runs a proxy on one node only (a local cluster with --nodes 2 or more)"
+
+
+def uncheckable(target: object) -> frozenset[str]:
+    """The coverage states never checked on `target`."""
+    return frozenset() if host_nodes(target) else frozenset({FEATURE})
+
+
+def changed_services(
+    event: Event, before: ClusterState, after: ClusterState, nodes: tuple[str, ...]
+) -> list[str]:
+    """Existing Services whose expectation changed for any of `nodes` (every Service after a
+    nemesis event: the proxies programmed everything anew). Pure."""
+    if isinstance(event, NEMESIS_EVENTS):
+        return sorted(after.services)
+    return [
+        name
+        for name in sorted(after.services)
+        if any(expect(before, name, PORT, n) != expect(after, name, PORT, n) for n in nodes)
+    ]
+
+
+def seen_differently(samples: list[NodeSample]) -> bool:
+    """Whether the nodes' expectations of some sampled Service differ (what it must do, or
+    where it may go): the coverage state `seen-from-every-node`, where a proxy told the wrong
+    node, or one programming every node alike, shows."""
+    views: dict[str, set[tuple[str, frozenset[Backend]]]] = {}
+    for sample in samples:
+        views.setdefault(sample.service, set()).add(
+            (sample.outcome, frozenset(sample.expected.usable))
+        )
+    return any(len(seen) > 1 for seen in views.values())
+
+
+class NodeClients:
+    """One sample per node and changed Service per step (module docstring). Holds nothing
+    between steps."""
+
+    def __init__(self, target: Target, timeout_s: float) -> None:
+        self.target = target
+        self.nodes = host_nodes(target)
+        self.timeout_s = timeout_s
+
+    def after(
+        self,
+        step: int,
+        event: Event,
+        before: ClusterState,
+        after: ClusterState,
+        record: dict[str, Any],
+    ) -> tuple[list[Verdict], frozenset[str], frozenset[str]]:
+        """Send the samples after step `step` and judge them: the verdicts and the coverage
+        features reached and checked. Nothing on a target with one node or when no Service
+        changed."""
+        if not self.nodes:
+            return [], frozenset(), frozenset()
+        changed = changed_services(event, before, after, self.nodes)
+        if len(changed) > MAX_SERVICES:
+            start = step % len(changed)
+            changed = (changed[start:] + changed[:start])[:MAX_SERVICES]
+        samples = [
+            sample
+            for service in changed
+            for node in self.nodes
+            if (sample := self._sample(after, service, node)) is not None
+        ]
+        verdict = check_every_node(samples)
+        if verdict is None:
+            return [], frozenset(), frozenset()
+        record["every_node"] = verdict.evidence["samples"]
+        features = frozenset({FEATURE}) if seen_differently(samples) else frozenset()
+        return [verdict], features, features
+
+    def _sample(self, state: ClusterState, service: str, node: str) -> NodeSample | None:
+        """A sample from `node`'s host network, or None for one that cannot be judged (a UDP
+        Service that must not connect from `node`: module docstring)."""
+        expected = expect(state, service, PORT, node)
+        found = state.services[service]
+        udp = any(p.name == PORT and p.protocol == Protocol.UDP.value for p in found.ports)
+        if udp and not expected.usable:
+            return None
+        request = TrafficRequest(
+            service=service,
+            count=REQUESTS,
+            timeout_s=self.timeout_s if expected.usable else EMPTY_TIMEOUT_S,
+            parallel=True,
+            client_node=node,
+        )
+        outcomes = self.target.send(request).outcomes
+        return NodeSample(service, node, expected, outcomes)
