@@ -121,7 +121,8 @@ def _rule_sync(data: Any) -> tuple[list[Table], list[str]]:
 
 
 def _local_scale(data: Any) -> tuple[list[Table], list[str]]:
-    return [tables.local_scale(data)], []
+    several = tables.several_nodes_scale(data)
+    return [tables.local_scale(data), *([several] if several is not None else [])], []
 
 
 def _kube_scale(data: Any) -> tuple[list[Table], list[str]]:
