@@ -49,6 +49,9 @@ class TrafficRequest:
     `client_node`: send from this node's host network instead (a hostNetwork client, from the
     node's own address, through that node's proxy; `client` and `sources` other than (0,) do
     not apply); only a target with that node (`node_names`) takes it, others refuse it.
+    `removed_port`: (number, protocol) of a port the Service no longer has, asked on its VIP
+    instead of the named `port` (that no pod answers there once the change is programmed);
+    only a target that `addresses_removed_ports` takes it.
     """
 
     service: str
@@ -63,6 +66,7 @@ class TrafficRequest:
     parallel: bool = False
     client_pod: str | None = None
     client_node: str | None = None
+    removed_port: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ class ModelTarget:
     relays_connections = False
     sends_from_pods = True
     sends_udp = True
+    addresses_removed_ports = True
     node_names: tuple[str, ...] = NODES
 
     def __init__(self, seed: int = 0) -> None:
@@ -132,7 +133,9 @@ class ModelTarget:
         service = state.services.get(request.service)
         destinations: list[Destination] = []
         drops = False
-        if service is not None and self.programs(service):
+        if service is not None and _lacks(service, request.removed_port):
+            pass  # a port the Service no longer has: nothing is programmed there, refused
+        elif service is not None and self.programs(service):
             slices = derive_slices(state, service.name)
             self.node = self._through(state, request)
             try:
@@ -322,3 +325,10 @@ class ModelTarget:
         if drops:
             return Outcome(None, ErrorKind.TIMEOUT, request.timeout_s * 1000, connection)
         return Outcome(None, ErrorKind.REFUSED, MODEL_LATENCY_MS, connection)
+
+
+def _lacks(service: Service, removed: tuple[int, str] | None) -> bool:
+    """Whether `removed` names a (number, protocol) none of `service`'s ports has."""
+    if removed is None:
+        return False
+    return all((p.port, p.protocol) != removed for p in service.ports)
