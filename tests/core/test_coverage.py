@@ -169,7 +169,7 @@ def test_each_recipe_leads_to_its_feature(feature: str) -> None:
     assert sum(reached) >= 0.7 * len(reached), f"{feature}: {sum(reached)} of {len(reached)}"
 
 
-@pytest.mark.slow
+@pytest.mark.search  # about 140 s of CPU: tox -e mutants runs it, beside the mutant searches
 def test_the_models_default_run_checks_every_feature_50_times(tmp_path):
     target = ModelTarget(seed=3)
     options = options_for(target, seed=3, profile=PROFILES["default"], failures_dir=tmp_path)
