@@ -203,7 +203,7 @@ def run_context_of(failure: Mapping[str, Any]) -> RunContext | None:
     """The run a failure object names (one `load_failure` accepted); a v1 file names only its
     target and seed, and None when it names no target."""
     run = failure.get("run")
-    if not isinstance(run, Mapping):
+    if not isinstance(run, Mapping) or not run.get("target"):  # a v1 file, or a run naming none
         target = failure.get("target")
         return RunContext(str(target), int(failure.get("seed", 0))) if target else None
     options = {k: v for k, v in dict(run.get("options", {})).items() if k in REPLAY_OPTIONS}
