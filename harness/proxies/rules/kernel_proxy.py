@@ -19,8 +19,12 @@ from collections.abc import Mapping
 from typing import ClassVar, Protocol
 
 from harness.errors import HarnessError
-from harness.model.endpoints import has_any_endpoints, usable_destinations
-from harness.model.objects import Backend, Destination, Service
+from harness.model.endpoints import (
+    external_destinations,
+    has_any_endpoints,
+    usable_destinations,
+)
+from harness.model.objects import Backend, Destination, Service, TrafficPolicy
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.rules.commands import require_binaries, require_netns
 from harness.proxies.rules.conntrack import ConntrackCleaner, untranslated
@@ -175,7 +179,33 @@ class KernelRuleProxy(TrackingProxy):
         destinations = {port.name: self.destinations(service, port.name) for port in service.ports}
         slices = self.slices_of(service.name)
         dropped = {p.name for p in service.ports if has_any_endpoints(slices, p.name)}
-        return plan_ports(service, destinations, self.affinity_enabled(service), dropped)
+        external = (
+            {port.name: self.external_destinations(service, port.name) for port in service.ports}
+            if self.programs_node_ports
+            else None
+        )
+        return plan_ports(
+            service,
+            destinations,
+            self.affinity_enabled(service),
+            dropped,
+            external,
+            self.external_policy_local(service),
+        )
+
+    programs_node_ports: ClassVar[bool] = True
+    """Whether the proxy programs NodePort and LoadBalancer Services' node ports."""
+
+    def external_destinations(self, service: Service, port_name: str) -> list[Destination]:
+        """Where new connections arriving at this node's node port may go
+        (`harness.model.endpoints.external_destinations` on the raw slices)."""
+        node = self.node.node if self.node is not None else ""
+        return external_destinations(self.slices_of(service.name), service, port_name, node)
+
+    def external_policy_local(self, service: Service) -> bool:
+        """Whether node-port traffic is programmed as externalTrafficPolicy Local (kept
+        unmasqueraded); a mutant may say otherwise."""
+        return service.external_traffic_policy == TrafficPolicy.LOCAL
 
     def destinations(self, service: Service, port_name: str) -> list[Destination]:
         """Where new connections to the port may go: `CategorizeEndpoints` on the raw slices."""
