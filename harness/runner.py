@@ -58,6 +58,7 @@ from harness.coverage import (
     service_features,
 )
 from harness.events import NEMESIS_EVENTS, Event, Probe, RestartProxy, Wait
+from harness.externalclients import ExternalClients
 from harness.history import History
 from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
@@ -154,6 +155,7 @@ class Runner:
         self.long_lived = LongLived(target, self.config.request_timeout_s)
         self.pod_clients = PodClients(target, self.config.request_timeout_s)
         self.node_clients = NodeClients(target, self.config.request_timeout_s)
+        self.external_clients = ExternalClients(target, self.config.request_timeout_s)
         self.interim = False  # the last step ended on a state its proxy says is not final
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -226,6 +228,7 @@ class Runner:
             result = self._held(result, after, record)
             result = self._from_pod(result, after, record)
             result = self._from_nodes(result, event, before, after, record)
+            result = self._from_outside(result, event, before, after, record)
         except ProxyFailure as failure:
             self.broken = failure
             verdict = failed(PROXY_CONTRACT, str(failure), **failure.evidence)
@@ -276,6 +279,23 @@ class Runner:
         if self.interim or result.failures():
             return result
         found = self.node_clients.after(len(self.events), event, before, after, record)
+        return result.joined(*found)
+
+    def _from_outside(
+        self,
+        result: StepResult,
+        event: Event,
+        before: ClusterState,
+        after: ClusterState,
+        record: dict[str, Any],
+    ) -> StepResult:
+        """A few connections from the external client to every node's node port of the changed
+        NodePort and LoadBalancer Services (`harness.externalclients`): `node-port`. Not on a
+        state the proxy says is not final, nor after a step that already failed (as
+        `_from_pod`)."""
+        if self.interim or result.failures():
+            return result
+        found = self.external_clients.after(len(self.events), event, before, after, record)
         return result.joined(*found)
 
     def _check(

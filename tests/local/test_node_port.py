@@ -11,11 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.checks.external import PROPERTY
 from harness.errors import UsageError
 from harness.events import (
     CreatePod,
     CreateService,
     DeletePod,
+    Event,
+    RestartProxy,
+    Scale,
     SetExternalTrafficPolicy,
     SetServiceType,
 )
@@ -24,7 +28,9 @@ from harness.local.names import RunNames, new_prefix
 from harness.model.endpoints import expect_external
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
 from harness.proxies.iptables import IptablesProxy
+from harness.proxies.mutants import NodePortIgnoresLocalProxy, NodePortRejectsNoLocalProxy
 from harness.proxies.nftables import NftablesProxy
+from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest, TrafficSample
 from tests.local.conftest import needs_root
@@ -127,3 +133,49 @@ def test_local_policy_keeps_the_source_and_the_node_drops_without_local_endpoint
     cluster.apply(DeletePod("p1", grace_s=0))
     for node in NODES:  # no endpoints at all: rejected
         assert seen(from_outside(cluster, node, count=4)) == {"refused": 4}
+
+
+SEQUENCE: list[Event] = [
+    CreateService("web", WEB),
+    Scale("web", 2, node="node-2"),
+    SetServiceType("web", ServiceType.NODE_PORT),
+    SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
+]
+
+
+def node_port_verdicts(target: LocalTarget) -> list[list[object]]:
+    """The `node-port` verdicts of each step of SEQUENCE run on `target`."""
+    steps = Runner(target, RunConfig(deadline_s=2.0)).run(SEQUENCE)
+    return [[v for v in step.verdicts if v.property == PROPERTY] for step in steps]
+
+
+def test_the_property_holds_on_the_real_proxy_and_catches_the_disclosed_mutants(
+    cluster: LocalTarget,
+) -> None:
+    """`node-port` by a fixed sequence: a NodePort Service with endpoints on node-2 only, then
+    externalTrafficPolicy Local: node-1 must DROP, node-2 connect with the client's address
+    kept. The real proxy holds; `mutant-iptables-nodeport-ignores-local` (node-1 forwards to
+    node-2, masqueraded) and `mutant-iptables-nodeport-rejects-no-local` (node-1 refuses) fail
+    at the last step, on node-1."""
+    held = node_port_verdicts(cluster)
+    assert [len(v) for v in held] == [0, 0, 1, 1]  # judged once the Service has a node port
+    assert all(v.holds for step in held for v in step), held  # type: ignore[attr-defined]
+    evidence = held[-1][0].evidence["samples"]  # type: ignore[attr-defined]
+    assert [(s["node"], s["expected"]) for s in evidence] == [
+        ("node-1", "drop"),
+        ("node-2", "connect"),
+    ]
+    assert evidence[1]["seen_sources"] == [EXTERNAL]
+    if not isinstance(cluster.proxy, IptablesProxy):  # the mutants are iptables'
+        return
+    for mutant in (NodePortIgnoresLocalProxy, NodePortRejectsNoLocalProxy):
+        cluster.reset()
+        cluster.new_proxy = mutant
+        try:
+            cluster.apply(RestartProxy())  # every node's proxy is now the mutant
+            caught = node_port_verdicts(cluster)
+        finally:
+            cluster.new_proxy = IptablesProxy  # the fixture's reset starts the real ones
+        assert all(v.holds for v in caught[2]), caught  # type: ignore[attr-defined]
+        (verdict,) = caught[3]
+        assert not verdict.holds and "node-1's node port" in verdict.message, verdict  # type: ignore[attr-defined]
