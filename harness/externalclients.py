@@ -4,12 +4,13 @@ judged against that node's `expect_external` (`harness.checks.external`, `node-p
 
 After a step whose state the proxies say is final and in which nothing failed (as
 `harness.nodeclients`: this must single out what only traffic from outside shows),
-`ExternalClients.after` sends `REQUESTS` fresh connections at once from the external client
+`ExternalClients.after` sends a few fresh connections at once from the external client
 (`TrafficRequest.external_node`) to each node's node port of the first port of every
 NodePort/LoadBalancer Service whose external expectation changed for some node (every such
-Service after a proxy restart or stale snapshot), at most `MAX_SERVICES` of them (in name
+Service after a proxy restart or stale snapshot), at most two of them (in name
 order, rotated by the step so a replay picks the same). A connection that must be dropped or
-refused gets `EMPTY_TIMEOUT_S`, one that must connect the run's request timeout.
+refused gets `EMPTY_TIMEOUT_S`, one that must connect the run's request timeout (the sizes and
+the rotation are `harness.nodeclients`': `sample_each`, `sample_request`).
 
 Not judged: a Service with an opt-out label (its node port is not programmed at all, so the
 node's own stack answers it, which the model does not say), a UDP port where it must not connect
@@ -23,26 +24,22 @@ and its coverage states are uncheckable.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.checks.external import ExternalSample, check_node_port
 from harness.checks.nodes import CONNECT, DROP
 from harness.checks.verdict import Verdict
 from harness.events import NEMESIS_EVENTS, Event
 from harness.model.endpoints import expect_external
-from harness.model.objects import Protocol, TrafficPolicy, opt_out_label
+from harness.model.objects import TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
-from harness.nodeclients import host_nodes
+from harness.nodeclients import NodeClients, host_nodes, sample_request
 from harness.targets.base import Target
-from harness.traffic import TrafficRequest
 
 PORT = "http"
 REACHED = "node-port-reached"
 LOCAL_DROPS = "external-local-no-local-endpoints"
 FEATURES = frozenset({REACHED, LOCAL_DROPS})
-REQUESTS = 4
-MAX_SERVICES = 2
-EMPTY_TIMEOUT_S = 0.5
 
 
 def external_nodes(target: object) -> tuple[str, ...]:
@@ -86,70 +83,38 @@ def judged_services(
     return names
 
 
-class ExternalClients:
-    """One sample per node and changed external Service per step (module docstring). Holds
-    nothing between steps."""
+class ExternalClients(NodeClients):
+    """One sample per node and changed external Service per step (module docstring), from the
+    external client to the node ports. Holds nothing between steps."""
 
-    def __init__(self, target: Target, timeout_s: float) -> None:
-        self.target = target
-        self.nodes = external_nodes(target)
-        self.timeout_s = timeout_s
+    record_key: ClassVar[str] = "node_port"
 
-    def after(
-        self,
-        step: int,
-        event: Event,
-        before: ClusterState,
-        after: ClusterState,
-        record: dict[str, Any],
-    ) -> tuple[list[Verdict], frozenset[str], frozenset[str]]:
-        """Send the samples after step `step` and judge them: the verdicts and the coverage
-        features reached and checked. Nothing on a target without an external client or when
-        no external Service changed."""
-        if not self.nodes:
-            return [], frozenset(), frozenset()
-        changed = judged_services(event, before, after, self.nodes)
-        if len(changed) > MAX_SERVICES:
-            start = step % len(changed)
-            changed = (changed[start:] + changed[:start])[:MAX_SERVICES]
-        samples = [
-            sample
-            for service in changed
-            for node in self.nodes
-            if (sample := self._sample(after, service, node)) is not None
-        ]
-        verdict = check_node_port(samples)
-        if verdict is None:
-            return [], frozenset(), frozenset()
-        record["node_port"] = verdict.evidence["samples"]
+    def route_nodes(self, target: Target) -> tuple[str, ...]:
+        return external_nodes(target)
+
+    def changed(self, event: Event, before: ClusterState, after: ClusterState) -> list[str]:
+        return judged_services(event, before, after, self.nodes)
+
+    def judge(self, samples: list[Any]) -> tuple[Verdict | None, frozenset[str]]:
         features = set()
         if any(s.outcome == CONNECT for s in samples):
             features.add(REACHED)
         if any(s.keeps_source and s.outcome == DROP for s in samples):
             features.add(LOCAL_DROPS)
-        return [verdict], frozenset(features), frozenset(features)
+        return check_node_port(samples), frozenset(features)
 
     def _sample(self, state: ClusterState, service: str, node: str) -> ExternalSample | None:
         """A sample from outside at `node`'s node port, or None for one that cannot be judged
         (a UDP port that must not connect there: module docstring)."""
         expected = expect_external(state, service, PORT, node)
-        found = state.services[service]
-        udp = any(p.name == PORT and p.protocol == Protocol.UDP.value for p in found.ports)
-        if udp and not expected.usable:
+        request = sample_request(state, service, expected, self.timeout_s, external_node=node)
+        if request is None:
             return None
-        request = TrafficRequest(
-            service=service,
-            count=REQUESTS,
-            timeout_s=self.timeout_s if expected.usable else EMPTY_TIMEOUT_S,
-            parallel=True,
-            external_node=node,
-        )
-        outcomes = self.target.send(request).outcomes
         return ExternalSample(
             service,
             node,
             expected,
-            outcomes,
+            self.target.send(request).outcomes,
             client_address=str(getattr(self.target, "external_address", "") or ""),
-            keeps_source=found.external_traffic_policy == TrafficPolicy.LOCAL,
+            keeps_source=state.services[service].external_traffic_policy == TrafficPolicy.LOCAL,
         )

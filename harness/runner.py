@@ -228,7 +228,6 @@ class Runner:
             result = self._held(result, after, record)
             result = self._from_pod(result, after, record)
             result = self._from_nodes(result, event, before, after, record)
-            result = self._from_outside(result, event, before, after, record)
         except ProxyFailure as failure:
             self.broken = failure
             verdict = failed(PROXY_CONTRACT, str(failure), **failure.evidence)
@@ -274,29 +273,16 @@ class Runner:
         record: dict[str, Any],
     ) -> StepResult:
         """A few connections from every node's host network to the changed Services
-        (`harness.nodeclients`): `every-node`. Not on a state the proxy says is not final,
+        (`harness.nodeclients`): `every-node`; then, if that held, from the external client to
+        every node's node port of the changed NodePort and LoadBalancer Services
+        (`harness.externalclients`): `node-port`. Not on a state the proxy says is not final,
         nor after a step that already failed (as `_from_pod`)."""
-        if self.interim or result.failures():
-            return result
-        found = self.node_clients.after(len(self.events), event, before, after, record)
-        return result.joined(*found)
-
-    def _from_outside(
-        self,
-        result: StepResult,
-        event: Event,
-        before: ClusterState,
-        after: ClusterState,
-        record: dict[str, Any],
-    ) -> StepResult:
-        """A few connections from the external client to every node's node port of the changed
-        NodePort and LoadBalancer Services (`harness.externalclients`): `node-port`. Not on a
-        state the proxy says is not final, nor after a step that already failed (as
-        `_from_pod`)."""
-        if self.interim or result.failures():
-            return result
-        found = self.external_clients.after(len(self.events), event, before, after, record)
-        return result.joined(*found)
+        for clients in (self.node_clients, self.external_clients):
+            if self.interim or result.failures():
+                return result
+            found = clients.after(len(self.events), event, before, after, record)
+            result = result.joined(*found)
+        return result
 
     def _check(
         self,

@@ -23,8 +23,7 @@ from harness.events import (
     SetExternalTrafficPolicy,
     SetServiceType,
 )
-from harness.local.cleanup import clean
-from harness.local.names import RunNames, new_prefix
+from harness.local.names import RunNames
 from harness.model.endpoints import expect_external
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
 from harness.proxies.iptables import IptablesProxy
@@ -33,7 +32,7 @@ from harness.proxies.nftables import NftablesProxy
 from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest, TrafficSample
-from tests.local.conftest import needs_root
+from tests.local.conftest import needs_root, opened_target
 
 pytestmark = [pytest.mark.netns, needs_root]
 
@@ -44,14 +43,8 @@ EXTERNAL = "10.240.0.200"
 
 @pytest.fixture(scope="module", params=[IptablesProxy, NftablesProxy], ids=["iptables", "nftables"])
 def target(request: pytest.FixtureRequest) -> Iterator[LocalTarget]:
-    run = new_prefix()
-    opened = LocalTarget(request.param, prefix=run, nodes=2)
-    opened.open()
-    try:
+    with opened_target(request.param, 2) as opened:
         yield opened
-    finally:
-        opened.close()
-        assert clean(run, force=True) == [], "the 2-node target left something behind"
 
 
 @pytest.fixture
