@@ -250,6 +250,24 @@ class KernelRuleProxy(TrackingProxy):
         )
         return to_reachability(rules.trace(packet), backend_of, rules.description)
 
+    def node_port_reachability(
+        self, service: Service, port_name: str, client_ip: str, node_ip: str
+    ) -> Reachability:
+        """Where a new connection from `client_ip` outside the cluster to this node's address
+        `node_ip` on the Service port's node port goes, read from the kernel (a packet whose
+        destination is local: `-m addrtype --dst-type LOCAL`, `fib daddr type local`): the
+        rule oracle for NodePort traffic. Rejects for a port without a node port. Changes
+        nothing."""
+        port = next((p for p in service.ports if p.name == port_name), None)
+        if port is None or port.node_port is None:
+            return Reachability(True, {}, f"{service.name} has no node port {port_name!r}")
+        packet = Packet(
+            client_ip, node_ip, port.protocol.lower(), port.node_port, local_destination=True
+        )
+        rules = self.read_rules()
+        backend_of = self.backend_lookup(service, port_name)
+        return to_reachability(rules.trace(packet), backend_of, rules.description)
+
     def invalid_fate(self, source: str, destination: str, port: int) -> dict[Verdict, float]:
         """Where a forwarded TCP segment from `source` to `destination:port` that conntrack
         marked INVALID ends, read from the kernel's rules: DROP with probability 1 when the
