@@ -50,3 +50,36 @@ def counts(name: str, full: str, quick: str) -> list[int]:
             f" not {','.join(items)!r}"
         )
     return [int(item) for item in items]
+
+
+def paired(name: str, full: str, quick: str, other: str, other_counts: list[int]) -> list[int]:
+    """`counts(name, ...)`, which must have as many items as HARNESS_BENCH_`other` (two lists
+    read side by side, one size per position)."""
+    items = counts(name, full, quick)
+    if len(items) != len(other_counts):
+        raise pytest.UsageError(
+            f"HARNESS_BENCH_{name} must name as many sizes as HARNESS_BENCH_{other}"
+            f" ({len(other_counts)}), not {len(items)}"
+        )
+    return items
+
+
+# bench/test_programming_cost.py: sizes read side by side (endpoints[i] in services[i] Services)
+PROGCOST_ENDPOINTS = counts("PROGCOST_ENDPOINTS", full="10,100,1000,10000", quick="10,100")
+PROGCOST_SERVICES = paired(
+    "PROGCOST_SERVICES", "10,50,500,5000", "10,50", "PROGCOST_ENDPOINTS", PROGCOST_ENDPOINTS
+)
+PROGCOST_ROUNDS = size("PROGCOST_ROUNDS", full=5, quick=2)
+"""Endpoint changes per size (alternately one way and back), and bare replays of them."""
+PROGCOST_FULL_ROUNDS = size("PROGCOST_FULL_ROUNDS", full=3, quick=1)
+"""Proxy restarts per size (full syncs), and bare applications of the full ruleset."""
+PROGCOST_CONNECTIONS = size("PROGCOST_CONNECTIONS", full=21, quick=7)
+"""Fresh connections per size whose connect time is the first-packet latency."""
+_KERNEL_PROXIES = ",".join(
+    name
+    for name in names("PROXIES", full="iptables,nftables", quick="iptables,nftables")
+    if name in ("iptables", "nftables")
+)
+PROGCOST_PROXIES = names("PROGCOST_PROXIES", full=_KERNEL_PROXIES, quick=_KERNEL_PROXIES)
+"""The kernel-rule proxies among HARNESS_BENCH_PROXIES (`harness bench --target`), unless
+HARNESS_BENCH_PROGCOST_PROXIES names them."""

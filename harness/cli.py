@@ -402,6 +402,7 @@ def run_context(spec: str, seed: int, options: registry.TargetOptions) -> RunCon
         "kubeconfig": options.kubeconfig,
         "context": options.context,
         "pods": options.pods if options.pods != "cluster" else None,
+        "read_node_rules": options.read_node_rules,  # the reader image: exact-balance again
         "deadline": options.deadline_s if options.extra.get("deadline_given") else None,
         "nodes": options.nodes,
     }

@@ -36,7 +36,15 @@ from harness.registry import POD_MODES
 FAILURE_SCHEMA = "harness.failure/v2"
 READABLE_FAILURE_SCHEMAS = ("harness.failure/v1", FAILURE_SCHEMA)
 FALLBACK_DIR = Path(tempfile.gettempdir()) / "harness-failures"
-REPLAY_OPTIONS = ("proxy_command", "kubeconfig", "context", "pods", "deadline", "nodes")
+REPLAY_OPTIONS = (
+    "proxy_command",
+    "kubeconfig",
+    "context",
+    "pods",
+    "read_node_rules",
+    "deadline",
+    "nodes",
+)
 """Run options a replay needs (option name with dashes is the flag)."""
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from harness.checks.rules import check_exact_balance
 from harness.checks.traffic import check_availability, check_no_stale, check_reject
-from harness.checks.verdict import Verdict
+from harness.checks.verdict import Verdict, failed, passed
 from harness.model.endpoints import Expectation, expect
 from harness.model.objects import Service
 from harness.model.state import ClusterState
@@ -41,6 +41,50 @@ def other_ports(service: Service | None, first: str) -> tuple[str, ...]:
     if service is None:
         return ()
     return tuple(p.name for p in service.ports if p.name != first)
+
+
+REMOVED_SAMPLE = 20
+"""Fresh connections to a removed port per look: a data plane still serving a share of 0.21 or
+more of them there is caught with probability 0.99 (1 - 0.79**20)."""
+REMOVED_PART = "removed-port"
+
+
+def removed_ports(old: Service | None, new: Service | None) -> tuple[tuple[int, str], ...]:
+    """(number, protocol) of every port `old` had and `new`, the same Service after the step,
+    no longer has (`remove-service-port`, a protocol changed; kube-proxy keys a Service port by
+    its number and protocol, `ServicePortName` plus protocol): none when either is missing."""
+    if old is None or new is None:
+        return ()
+    kept = {(p.port, str(p.protocol)) for p in new.ports}
+    return tuple(
+        sorted(
+            {(p.port, str(p.protocol)) for p in old.ports if (p.port, str(p.protocol)) not in kept}
+        )
+    )
+
+
+def judge_removed_port(service: str, port: tuple[int, str], sample: TrafficSample) -> Verdict:
+    """`no-stale-traffic`, part `removed-port`: no pod answers on a port the Service no longer
+    has once the change is programmed (refused or unanswered alike: kube-proxy's nftables mode
+    rejects a ClusterIP's unused ports, its iptables mode lets them fall through)."""
+    label = f"{service}:{port[0]}/{port[1]}"
+    answered = sorted({str(o.backend) for o in sample.outcomes if o.backend is not None})
+    evidence = {
+        "part": REMOVED_PART,
+        "service": service,
+        "port": port[0],
+        "protocol": port[1],
+        "connections": len(sample.outcomes),
+        "answered_by": answered,
+        "errors": {str(kind): n for kind, n in sorted(sample.errors().items())},
+    }
+    if answered:
+        return failed(
+            "no-stale-traffic",
+            f"{label}: a port the Service no longer has still reaches {', '.join(answered)}",
+            **evidence,
+        )
+    return passed("no-stale-traffic", f"{label}: removed, no pod answers there", **evidence)
 
 
 def port_label(service: str, port: str) -> str:

@@ -66,7 +66,13 @@ from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
 from harness.nodeclients import NodeClients
 from harness.podclients import PodClients
-from harness.ports import judge_other_ports, port_label
+from harness.ports import (
+    REMOVED_SAMPLE,
+    judge_other_ports,
+    judge_removed_port,
+    port_label,
+    removed_ports,
+)
 from harness.proxies.failure import ProxyFailure
 from harness.restart_traffic import DuringRestart
 from harness.targets.base import Target, keeps_proxy_state, reads_rules
@@ -331,7 +337,34 @@ class Runner:
             reached_affinity, checked_affinity = _affinity_features(found)
             reached |= reached_affinity
             checked |= checked_affinity
+        if getattr(self.target, "addresses_removed_ports", False) and not isinstance(event, Probe):
+            for name in expectations:
+                for port in removed_ports(before.services.get(name), after.services.get(name)):
+                    verdicts.append(self._removed_port(name, port))
         return StepResult(event, tuple(verdicts), frozenset(reached), frozenset(checked))
+
+    def _removed_port(self, name: str, port: tuple[int, str]) -> Verdict:
+        """`no-stale-traffic`'s part `removed-port` (`harness.ports.judge_removed_port`): fresh
+        connections, all at once, to a port the Service no longer has, looked at again (with
+        the convergence wait's doubling pauses) until no pod answers or the deadline passes."""
+        deadline_s = self.clock.now() + self.config.deadline_s
+        pause_s = self.config.poll_s
+        while True:
+            sample = self.target.send(
+                TrafficRequest(
+                    name,
+                    CLIENTS[0],
+                    REMOVED_SAMPLE,
+                    timeout_s=self.config.request_timeout_s,
+                    parallel=True,
+                    removed_port=port,
+                )
+            )
+            answered = any(o.backend is not None for o in sample.outcomes)
+            if not answered or self.clock.now() >= deadline_s:
+                return judge_removed_port(name, port, sample)
+            self.clock.sleep(pause_s)
+            pause_s = min(pause_s * 2, max(self.config.deadline_s / 50, self.config.poll_s))
 
     # -- convergence --------------------------------------------------------------------------
     def _converge(

@@ -54,6 +54,9 @@ class TrafficRequest:
     (`ServicePort.node_port`), so the connection meets that node's proxy as NodePort traffic
     does; `client` does not apply, `sources` number the external client's addresses. A target
     without an external client (`external_address` None) refuses it.
+    `removed_port`: (number, protocol) of a port the Service no longer has, asked on its VIP
+    instead of the named `port` (that no pod answers there once the change is programmed);
+    only a target that `addresses_removed_ports` takes it.
     """
 
     service: str
@@ -69,6 +72,7 @@ class TrafficRequest:
     client_pod: str | None = None
     client_node: str | None = None
     external_node: str | None = None
+    removed_port: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol, cast
+from typing import Any, ClassVar, Protocol, cast
 
 from harness.features import CORE_FEATURES
 from harness.model.objects import EndpointSlice, Service, opt_out_label
@@ -116,6 +116,43 @@ def slice_key(endpoint_slice: EndpointSlice) -> tuple[str, str]:
     return (endpoint_slice.service, endpoint_slice.name)
 
 
+class SliceStore(dict[tuple[str, str], EndpointSlice]):
+    """The slices a proxy holds, keyed by (Service, slice name), also indexed by Service, so
+    that a sync reading every Service's slices (`of`) costs O(slices), not O(Services x slices)
+    (a full sync of 5,000 Services spent 15 of its 18 s sorting every slice per Service).
+    Changes go through `__setitem__`, `__delitem__`, `pop` and `clear`, which keep the index;
+    nothing else of dict's writing methods may be used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_service: dict[str, dict[str, EndpointSlice]] = {}
+
+    def __setitem__(self, key: tuple[str, str], value: EndpointSlice) -> None:
+        super().__setitem__(key, value)
+        self._by_service.setdefault(key[0], {})[key[1]] = value
+
+    def pop(self, key: tuple[str, str], default: Any = None) -> Any:
+        found = super().pop(key, default)
+        held = self._by_service.get(key[0])
+        if held is not None:
+            held.pop(key[1], None)
+            if not held:
+                del self._by_service[key[0]]
+        return found
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        self.pop(key)
+
+    def clear(self) -> None:
+        super().clear()
+        self._by_service.clear()
+
+    def of(self, service: str) -> tuple[EndpointSlice, ...]:
+        """`service`'s slices, by slice name."""
+        held = self._by_service.get(service, {})
+        return tuple(held[name] for name in sorted(held))
+
+
 class TrackingProxy(ABC):
     """Change tracking for proxies: keeps the current Services and slices and the set of
     Services changed since the last sync, then calls `program` with them.
@@ -133,7 +170,7 @@ class TrackingProxy(ABC):
 
     def __init__(self) -> None:
         self.services: dict[str, Service] = {}
-        self.slices: dict[tuple[str, str], EndpointSlice] = {}
+        self.slices = SliceStore()
         self.changed: set[str] = set()
         self.node: NodeContext | None = None
 
@@ -161,7 +198,7 @@ class TrackingProxy(ABC):
         self.changed.add(endpoint_slice.service)
 
     def slices_of(self, service: str) -> tuple[EndpointSlice, ...]:
-        return tuple(s for (name, _), s in sorted(self.slices.items()) if name == service)
+        return self.slices.of(service)
 
     def watched(self) -> dict[str, Service]:
         """The Services this proxy programs: those a default proxy's informer lists (none

@@ -31,6 +31,7 @@ WRITTEN: Mapping[str, str] = {
     "kube_scale.json": "harness.kube_scale/v1",
     "kube_throughput.json": "harness.kube_throughput/v1",
     "udp.json": "harness.udp/v1",
+    "programming_cost.json": "harness.programming_cost/v1",
     "mutants.json": MUTANTS_SCHEMA,
     RESULTS_PATTERN: RESULTS_SCHEMA,
 }

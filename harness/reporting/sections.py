@@ -19,6 +19,7 @@ from typing import Any
 from harness.reporting import tables
 from harness.reporting.churn_report import churn_notes, churn_plots, churn_tables
 from harness.reporting.plots import figure_plots
+from harness.reporting.programming_cost import cost_plots, cost_tables
 from harness.reporting.regressions import RULE, Verdict
 from harness.reporting.render import MISSING, Plot, Section, Table, number_text
 from harness.reporting.sources import FIGURE_FILES, RESULTS_COMMAND, Sources, one_line
@@ -120,7 +121,8 @@ def _rule_sync(data: Any) -> tuple[list[Table], list[str]]:
 
 
 def _local_scale(data: Any) -> tuple[list[Table], list[str]]:
-    return [tables.local_scale(data)], []
+    several = tables.several_nodes_scale(data)
+    return [tables.local_scale(data), *([several] if several is not None else [])], []
 
 
 def _kube_scale(data: Any) -> tuple[list[Table], list[str]]:
@@ -275,6 +277,9 @@ def build_sections(sources: Sources) -> tuple[list[Section], dict[str, str]]:
             "Programming latency",
             [_results(assembly), assembly.part("rule_sync.json", _rule_sync)],
             scale,
+        ),
+        *optional_section(
+            assembly, "programming_cost.json", "Programming cost at scale", cost_tables, cost_plots
         ),
         section(
             "Scale and speed",

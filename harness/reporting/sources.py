@@ -42,9 +42,12 @@ FIGURE_FILES: Mapping[str, str] = {
     "kube_scale.json": "pytest bench/test_kube_scale.py",
     "kube_throughput.json": "HARNESS_KUBECONFIG=... pytest bench/test_kube_throughput.py",
     "udp.json": "pytest bench/test_udp.py",
+    "programming_cost.json": "pytest bench/test_programming_cost.py",
 }
 """Each figure file the report reads, and the command that makes it (shown when it is missing)."""
-OPTIONAL_FILES = frozenset({"churn.json", "kube_scale.json", "kube_throughput.json", "udp.json"})
+OPTIONAL_FILES = frozenset(
+    {"churn.json", "kube_scale.json", "kube_throughput.json", "udp.json", "programming_cost.json"}
+)
 """Figure files whose absence is not listed as missing: their section is simply left out, so
 that a report published before they existed renders again byte for byte."""
 RESULTS_COMMAND = "harness run --results reports/runs/RUN/results-NAME.json"

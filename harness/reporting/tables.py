@@ -350,6 +350,36 @@ def local_scale(data: Json) -> Table:
     return Table("Local cluster at scale (local_scale.json)" + goal, headers, tuple(rows))
 
 
+def several_nodes_scale(data: Json) -> Table | None:
+    """The local cluster of several nodes at scale (`several_nodes` in local_scale.json, issue
+    11's figure), against its goals; None for a file made before it was measured."""
+    several = data.get("several_nodes")
+    if not several:
+        return None
+    goals = several.get("goals") or {}
+    headers = ("proxy", "nodes", "pods", "Services", "type", "setup s", "teardown s", "total s",
+               "RSS MiB", "Services answering", "left behind", "meets goals")  # fmt: skip
+    rows = tuple(
+        (
+            str(result["proxy"]),
+            fmt(result["nodes"]),
+            fmt(result["pods"]),
+            fmt(result["services"]),
+            str(result.get("service_type", MISSING)),
+            fmt(_number(result.get("setup_s")), 2),
+            fmt(_number(result.get("teardown_s")), 2),
+            fmt(_number(result["total_s"]), 2),
+            fmt(_number(result["rss_mib"]), 1),
+            fmt(result.get("services_answering")),
+            fmt(len(result.get("left_behind") or [])),
+            "yes" if result.get("meets_goals") else "no",
+        )
+        for result in several["results"]
+    )
+    goal = f"; goals: total < {fmt(goals.get('total_s'))} s, RSS < {fmt(goals.get('rss_mib'))} MiB"
+    return Table("Several nodes at scale (local_scale.json)" + goal, headers, rows)
+
+
 def model_speed(data: Json) -> Table:
     """Events applied and checked per second on the model target."""
     rows = []

@@ -157,6 +157,7 @@ class LocalTarget:
     max_sources = CLIENT_SOURCES
     runs_proxy = True
     sends_udp = True  # the client agents send UDP flows (`harness.local.udp`)
+    addresses_removed_ports = True  # `TrafficRequest.removed_port`: a number on the last VIP
 
     def __init__(
         self,
@@ -690,6 +691,8 @@ class LocalTarget:
         if service is None:
             raise UsageError(f"no Service named {request.service!r} was ever created")
         port = next((p.port for p in service.ports if p.name == request.port), None)
+        if request.removed_port is not None:
+            port = request.removed_port[0]
         if port is None:
             raise UsageError(f"Service {request.service!r} has no port named {request.port!r}")
         if request.client not in self._agents:
@@ -699,6 +702,8 @@ class LocalTarget:
 
     def _protocol(self, request: TrafficRequest) -> str:
         """The request's Service port's protocol, lower case (`_destination` checked it)."""
+        if request.removed_port is not None:
+            return request.removed_port[1].lower()
         service = self._vips[request.service]
         return next(p.protocol for p in service.ports if p.name == request.port).lower()
 

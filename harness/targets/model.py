@@ -82,6 +82,7 @@ class ModelTarget:
     relays_connections = False
     sends_from_pods = True
     sends_udp = True
+    addresses_removed_ports = True
     node_names: tuple[str, ...] = NODES
     external_address: str | None = EXTERNAL_ADDRESS
 
@@ -142,6 +143,8 @@ class ModelTarget:
         drops = False
         if request.external_node is not None:
             destinations, drops = self._external(state, service, request)
+        elif service is not None and _lacks(service, request.removed_port):
+            pass  # a port the Service no longer has: nothing is programmed there, refused
         elif service is not None and self.programs(service):
             slices = derive_slices(state, service.name)
             self.node = self._through(state, request)
@@ -373,3 +376,10 @@ class ModelTarget:
         if drops:
             return Outcome(None, ErrorKind.TIMEOUT, request.timeout_s * 1000, connection)
         return Outcome(None, ErrorKind.REFUSED, MODEL_LATENCY_MS, connection)
+
+
+def _lacks(service: Service, removed: tuple[int, str] | None) -> bool:
+    """Whether `removed` names a (number, protocol) none of `service`'s ports has."""
+    if removed is None:
+        return False
+    return all((p.port, p.protocol) != removed for p in service.ports)

@@ -29,7 +29,7 @@ from harness.model.objects import (
 from harness.model.state import ClusterState
 from harness.registry import TargetOptions
 from harness.targets.model import ModelTarget
-from harness.traffic import ErrorKind, Outcome, TrafficRequest
+from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
 
 
 class KeepsDeletedEndpoints(ModelTarget):
@@ -290,6 +290,15 @@ class IgnoresPublishNotReady(ModelTarget):
         return replace(state, services=MappingProxyType(services))
 
 
+class KeepsRemovedPorts(ModelTarget):
+    """Keeps serving a port removed from a Service (or moved to another protocol), from the
+    Service's endpoints, as a proxy that adds and updates service ports but never deletes one
+    would (upstream keys them by name and protocol, `ServicePortName`)."""
+
+    def send(self, request: TrafficRequest) -> TrafficSample:
+        return super().send(replace(request, removed_port=None))
+
+
 MUTANTS: dict[str, type[ModelTarget]] = {
     "keeps-deleted": KeepsDeletedEndpoints,
     "ignores-readiness": IgnoresReadiness,
@@ -309,6 +318,7 @@ MUTANTS: dict[str, type[ModelTarget]] = {
     "affinity-never-expires": AffinityNeverExpires,
     "keeps-affinity-to-removed": KeepsAffinityToRemoved,
     "ignores-publish-not-ready": IgnoresPublishNotReady,
+    "keeps-removed-ports": KeepsRemovedPorts,
 }
 
 

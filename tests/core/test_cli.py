@@ -12,7 +12,7 @@ import pytest
 
 from harness import __version__
 from harness.checks import PROPERTIES
-from harness.cli import build_parser, main
+from harness.cli import build_parser, main, target_options
 from harness.errors import EnvironmentProblem
 from harness.failures import RunContext, replay_command, run_context_of
 from harness.targets.model import ModelTarget
@@ -136,6 +136,13 @@ def test_replay_commands_carry_every_option_quoted():
         *("harness", "replay", "f.json", "--target", "local:external"),
         *("--proxy-command", "python3 my proxy.py", "--deadline", "2.0"),
     ]
+    image = "docker.io/nicolaka/netshoot:v0.13"
+    kube = RunContext("kube", 7, {"read_node_rules": image, "kubeconfig": "k"})
+    assert shlex.split(replay_command(Path("f.json"), kube))[5:] == [
+        *("--kubeconfig", "k", "--read-node-rules", image)
+    ]
+    options = target_options(build_parser().parse_args(["replay", "f.json"]), "kube", saved=kube)
+    assert options.read_node_rules == image  # a replay reads the node's rules as the run did
 
 
 def test_an_environment_error_mid_run_is_exit_3_with_results_and_junit(

@@ -128,7 +128,7 @@ def drawn_kinds(space: EventSpace) -> set[str]:
     seen: set[str] = set()
 
     @settings(
-        max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
     )
     @given(event_sequences(space, max_events=15))
     def collect(events: list[Event]) -> None:

@@ -89,6 +89,8 @@ def test_each_protocol_of_one_number_is_served_and_removed_on_its_own(
 
         removed = runner.step(REMOVED)
         assert failures([removed]) == []  # TCP 80 is judged after the removal and keeps working
+        parts = [v.evidence for v in removed.verdicts if v.evidence.get("part") == "removed-port"]
+        assert [(e["port"], e["protocol"], e["answered_by"]) for e in parts] == [(80, "UDP", [])]
         assert any(v.property == "availability" and v.holds for v in removed.verdicts)
         assert udp_answers(target, runner, 80) == Counter()  # UDP 80 stopped
 

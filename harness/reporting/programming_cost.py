@@ -1,0 +1,271 @@
+"""The report's programming-cost section, from programming_cost.json
+(bench/test_programming_cost.py; issue 13, item 5, the kube-proxy nftables comparison of
+KEP-3866).
+
+The file holds, per proxy (iptables, nftables) and per size (endpoints in Services), the medians
+of: one endpoint change's sync and its time until a fresh connection through the VIP is served by
+the new pod, the same change's transaction applied with the bare rule command, a fresh proxy
+instance's full sync and the bare command applying its transaction, and the first-packet latency
+(connect time) through the VIP; and one more restart's sync with the node's tracked connections
+left (`flows_*`, shown as a note). A size that could not be measured names why (`failed`).
+
+Pure: parsed JSON in, `Table`s, notes and one `Plot` out; no clock, no files. `cost_ratios`
+computes the issue's ratios from the figures of the one file (so every ratio compares figures
+of one run): the iptables full sync's growth from the smallest to the largest size, the
+nftables change sync's growth (goal: within 2x), each proxy's sync over the bare command at its
+worst size (goal: within 1.5x), and the nftables first-packet latency's growth (goal: within
+1.5x). A file lacking a field a table needs raises what `harness.reporting.tables.SHAPE_ERRORS`
+lists (the section names the file as malformed); the plot is then left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.reporting import svg
+from harness.reporting.provenance import describe_host
+from harness.reporting.render import MISSING, Plot, Table, number_text
+from harness.reporting.tables import SHAPE_ERRORS
+
+Json = Mapping[str, Any]
+
+FILE = "programming_cost.json"
+TITLE = "Programming cost at scale"
+PLOT_TITLE = "Programming time against endpoints (log-log)"
+FAILED = "failed"
+DEFAULT_GOALS: Mapping[str, float] = {
+    "proxy_over_bare_at_most": 1.5,
+    "nftables_change_growth_at_most": 2.0,
+    "nftables_first_packet_growth_at_most": 1.5,
+}
+"""The issue's goals, used for a file that does not state its own."""
+PLOTTED = (("change_sync_ms", "one change, sync"), ("full_sync_ms", "full sync"))
+"""The measures the plot draws per proxy: a field of each size, and its legend."""
+
+
+def _number(value: object) -> float:
+    """A figure; TypeError (a malformed file) for anything but a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def measured(data: Json) -> list[Json]:
+    """The proxies that gave figures, each with the sizes that gave figures (`sizes`) and those
+    that failed (`failed_sizes`), both sorted by endpoints."""
+    found: list[Json] = []
+    for result in data["results"]:
+        if FAILED in result:
+            continue
+        every = sorted(result["sizes"], key=lambda size: _number(size["endpoints"]))
+        sizes = [size for size in every if FAILED not in size]
+        failed = [size for size in every if FAILED in size]
+        found.append({**result, "sizes": sizes, "failed_sizes": failed})
+    return found
+
+
+def _quotient(top: object, bottom: object) -> float | None:
+    """`top` / `bottom`, or None when `bottom` is 0 (no ratio to show)."""
+    denominator = _number(bottom)
+    return _number(top) / denominator if denominator > 0 else None
+
+
+def _ratio_cell(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.2f}x"
+
+
+def cost_table(data: Json) -> Table:
+    """Proxy x size: the change's sync (the rule command's share), the bare command, their
+    ratio, the change served; the full sync, its bare command, their ratio, a restart served;
+    the first-packet latency."""
+    headers = (
+        "proxy", "endpoints", "Services", "change: sync ms (apply)", "bare ms", "sync/bare",
+        "served ms", "full sync ms (apply)", "bare ms", "sync/bare", "restart served ms",
+        "first packet µs",
+    )  # fmt: skip
+    rows = []
+    for result in measured(data):
+        for size in result["failed_sizes"]:
+            scale = (
+                number_text(_number(size["endpoints"])),
+                number_text(_number(size["services"])),
+            )
+            rows.append((str(result["proxy"]), *scale, *([FAILED] * (len(headers) - 3))))
+        for size in result["sizes"]:
+            rows.append((
+                str(result["proxy"]),
+                number_text(_number(size["endpoints"])),
+                number_text(_number(size["services"])),
+                f"{number_text(_number(size['change_sync_ms']))}"
+                f" ({number_text(_number(size['change_apply_ms']))})",
+                number_text(_number(size["change_bare_ms"])),
+                _ratio_cell(_quotient(size["change_sync_ms"], size["change_bare_ms"])),
+                number_text(_number(size["change_to_serve_ms"])),
+                f"{number_text(_number(size['full_sync_ms']))}"
+                f" ({number_text(_number(size['full_apply_ms']))})",
+                number_text(_number(size["full_bare_ms"])),
+                _ratio_cell(_quotient(size["full_sync_ms"], size["full_bare_ms"])),
+                number_text(_number(size["restart_to_serve_ms"])),
+                number_text(_number(size["first_packet_us"])),
+            ))  # fmt: skip
+    title = f"Programming cost against scale ({FILE}; medians, counts in the notes)"
+    return Table(title, headers, tuple(rows))
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One ratio of the run's figures: what it compares, its value (None when a figure it
+    needs is 0 or absent), its goal in words, and whether it meets it (None: no bound)."""
+
+    name: str
+    value: float | None
+    goal: str
+    met: bool | None
+
+
+def _at_most(name: str, value: float | None, bound: float) -> Ratio:
+    met = None if value is None else value <= bound
+    return Ratio(name, value, f"at most {bound:g}x", met)
+
+
+def _growth(sizes: Sequence[Json], key: str) -> tuple[float | None, str]:
+    """The figure `key` at the largest size over that at the smallest, and the span in words."""
+    low, high = sizes[0], sizes[-1]
+    span = f"{number_text(_number(low['endpoints']))} to {number_text(_number(high['endpoints']))}"
+    return _quotient(high[key], low[key]), f"{span} endpoints"
+
+
+def cost_ratios(data: Json) -> list[Ratio]:
+    """The issue's ratios from the one file (see the module docstring); a ratio whose proxy
+    gave no figures, or that needs two sizes where there is one, is left out."""
+    goals = {**DEFAULT_GOALS, **(data.get("goals") or {})}
+    by_proxy = {str(result["proxy"]): result["sizes"] for result in measured(data)}
+    ratios = []
+    iptables, nftables = by_proxy.get("iptables"), by_proxy.get("nftables")
+    if iptables and len(iptables) > 1:
+        value, span = _growth(iptables, "full_sync_ms")
+        met = None if value is None else value > 1
+        ratios.append(Ratio(f"iptables full sync, growth from {span}", value, "grows", met))
+    if nftables and len(nftables) > 1:
+        bound = _number(goals["nftables_change_growth_at_most"])
+        value, span = _growth(nftables, "change_sync_ms")
+        ratios.append(_at_most(f"nftables one-change sync, growth from {span}", value, bound))
+    for proxy, sizes in by_proxy.items():
+        bound = _number(goals["proxy_over_bare_at_most"])
+        for key, what in (("change", "one-change sync"), ("full", "full sync")):
+            quotients = [_quotient(s[f"{key}_sync_ms"], s[f"{key}_bare_ms"]) for s in sizes]
+            known = [q for q in quotients if q is not None]
+            worst = max(known) if known else None
+            name = f"{proxy} {what} over the bare command, worst of {len(sizes)} size(s)"
+            ratios.append(_at_most(name, worst, bound))
+    if nftables and len(nftables) > 1:
+        bound = _number(goals["nftables_first_packet_growth_at_most"])
+        value, span = _growth(nftables, "first_packet_us")
+        ratios.append(_at_most(f"nftables first-packet latency, growth from {span}", value, bound))
+    return ratios
+
+
+def ratios_table(data: Json) -> Table:
+    """Every ratio of `cost_ratios` beside its goal."""
+    rows = tuple(
+        (
+            ratio.name,
+            _ratio_cell(ratio.value),
+            ratio.goal,
+            MISSING if ratio.met is None else ("yes" if ratio.met else "NO"),
+        )
+        for ratio in cost_ratios(data)
+    )
+    title = "Ratios measured in this run, beside the goals (issue 13)"
+    return Table(title, ("ratio", "measured", "goal", "met"), rows)
+
+
+def settings_line(data: Json) -> str:
+    """The machine and what each figure is a median of, in one line."""
+    settings: Json = data.get("settings") or {}
+    host = describe_host(data.get("host")) or "machine not recorded"
+    return (
+        f"Measured on {host}, one run of the benchmark (profile {data.get('profile', '?')}):"
+        f" medians of {settings.get('change_rounds', '?')} endpoint changes (there and back),"
+        f" {settings.get('full_rounds', '?')} full sync(s) after a proxy restart and"
+        f" {settings.get('connections', '?')} fresh connection(s) from"
+        f" {settings.get('client', '?')} for the first-packet latency"
+    )
+
+
+def cost_notes(data: Json) -> list[str]:
+    """The settings, how each figure was measured, and every proxy that gave no figures."""
+    settings: Json = data.get("settings") or {}
+    notes = [
+        settings_line(data),
+        "sync: the proxy's whole sync (choosing and rendering the rules, the rule command, whose"
+        " share is in brackets, and clearing stale conntrack entries); bare: the plain kernel"
+        " command (iptables-restore --noflush, nft -f) applying the same transaction from the"
+        " same rules; served: from the change (or the restart) to a fresh connection through the"
+        " VIP answered by the right pod",
+    ]
+    notes += [f"{key}: {settings[key]}" for key in ("probe", "bulk", "first_packet")
+              if settings.get(key)]  # fmt: skip
+    notes += [f"{r['proxy']}: no figures ({r[FAILED]})" for r in data["results"] if FAILED in r]
+    for result in measured(data):
+        notes += [
+            f"{result['proxy']} at {number_text(_number(size['endpoints']))} endpoints: no"
+            f" figures ({size[FAILED]})"
+            for size in result["failed_sizes"]
+        ]
+        flows = [_flows_text(size) for size in result["sizes"] if "flows_tracked" in size]
+        if flows:
+            notes.append(
+                f"{result['proxy']}, full sync after a restart that left the node's tracked"
+                " connections (the proxy clears every newly programmed Service port's"
+                f" untranslated conntrack entries, one table walk each): {'; '.join(flows)}"
+            )
+    return notes
+
+
+def _flows_text(size: Json) -> str:
+    """`10 endpoints: 220 ms with 31 tracked`, or `... failed (why) with 31 tracked`."""
+    outcome = (
+        f"failed ({size['flows_sync_failed']})"
+        if size.get("flows_sync_failed")
+        else f"{number_text(_number(size['flows_sync_ms']))} ms"
+    )
+    tracked = number_text(_number(size["flows_tracked"]))
+    return f"{number_text(_number(size['endpoints']))} endpoints: {outcome} with {tracked} tracked"
+
+
+def cost_tables(data: Json) -> tuple[list[Table], list[str]]:
+    """The section's tables (figures, then ratios) and notes."""
+    return [cost_table(data), ratios_table(data)], cost_notes(data)
+
+
+def cost_plot(data: Json) -> Plot | None:
+    """Programming time against endpoints on log axes: the one-change sync and the full sync
+    of each proxy (KEP-3866's shape); None without a drawable point or for a malformed file."""
+    try:
+        series = [
+            svg.Series(
+                f"{result['proxy']} {label}",
+                points=tuple(
+                    (_number(size["endpoints"]), _number(size[key])) for size in result["sizes"]
+                ),
+            )
+            for result in measured(data)
+            for key, label in PLOTTED
+        ]
+    except SHAPE_ERRORS:
+        return None
+    series = [s for s in series if any(x > 0 and y > 0 for x, y in s.points)]
+    if not series:
+        return None
+    chart = svg.line_chart(PLOT_TITLE, series, y_label="ms", x_label="endpoints", log_x=True,
+                           log_y=True)  # fmt: skip
+    return Plot(PLOT_TITLE, chart, f"{settings_line(data)}. Both axes logarithmic.")
+
+
+def cost_plots(data: Json) -> list[Plot]:
+    """`cost_plot` as the list a section takes: empty when there is nothing to draw."""
+    plot = cost_plot(data)
+    return [plot] if plot is not None else []
