@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.checks.nodes import CONNECT, NodeSample, check_every_node
-from harness.checks.verdict import Verdict
+from harness.checks.nodes import NodeSample, check_every_node
+from harness.checks.verdict import Verdict, failed
 
 PROPERTY = "node-port"
 ROUTE = "from outside at {node}'s node port"
@@ -40,20 +40,18 @@ class ExternalSample(NodeSample):
     client_address: str = ""
     keeps_source: bool = False
 
-    def wrong(self) -> list[str]:
-        """One line per connection that did not do what the node's expectation says, and, under
-        Local, per answer whose pod saw another source than the client's (an unknown one,
-        None, is not judged)."""
-        lines = super().wrong()
-        if self.keeps_source and self.outcome == CONNECT:
-            lines += [
-                f"{o.backend.pod} saw source {o.seen_source}, not the client's"
-                for o in self.outcomes
-                if o.backend is not None
-                and o.seen_source is not None
-                and o.seen_source != self.client_address
-            ]
-        return lines
+    def wrong_sources(self) -> list[str]:
+        """Under Local, the source each answering pod saw that is not the client's (an unknown
+        one, None, is not judged); nothing under Cluster."""
+        if not self.keeps_source:
+            return []
+        return [
+            str(o.seen_source)
+            for o in self.outcomes
+            if o.backend is not None
+            and o.seen_source is not None
+            and o.seen_source != self.client_address
+        ]
 
     def evidence(self) -> dict[str, Any]:
         found = super().evidence()
@@ -68,4 +66,18 @@ def check_node_port(samples: Sequence[ExternalSample]) -> Verdict | None:
     at every node did what that node's `expect_external` says (connect to a destination usable
     there, time out when the node drops, be refused when it rejects) and, under Local, every
     answering pod saw the client's own address. Evidence: every sample."""
-    return check_every_node(samples, PROPERTY, ROUTE)
+    verdict = check_every_node(samples, PROPERTY, ROUTE)
+    if verdict is None or not verdict.holds:
+        return verdict
+    for sample in samples:
+        wrong = sample.wrong_sources()
+        if wrong:
+            return failed(
+                PROPERTY,
+                f"{sample.service} {ROUTE.format(node=sample.node)} under externalTrafficPolicy"
+                f" Local: {len(wrong)} of {len(sample.outcomes)} answering pods saw source"
+                f" {', '.join(sorted(set(wrong)))}, not the client's {sample.client_address}"
+                " (kube-proxy does not masquerade it)",
+                **verdict.evidence,
+            )
+    return verdict
