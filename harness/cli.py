@@ -350,6 +350,10 @@ def refuse_kube_options(args: argparse.Namespace, spec: str) -> None:
             raise UsageError(f"{option} is for --target kube, not {spec}; drop {option}")
 
 
+ONE_NODE_SPEC = "local:loopback"
+"""The local target whose pods share one namespace: one node, whatever the default."""
+
+
 def target_options(
     args: argparse.Namespace, spec: str, seed: int = 0, saved: RunContext | None = None
 ) -> registry.TargetOptions:
@@ -366,7 +370,7 @@ def target_options(
     deadline = chosen("deadline")
     nodes = chosen("nodes")
     if nodes is None:  # a failure file from before local clusters had nodes ran on one
-        nodes = 1 if saved is not None else RUN_NODES
+        nodes = 1 if saved is not None or spec == ONE_NODE_SPEC else RUN_NODES
     return registry.TargetOptions(
         proxy_command=chosen("proxy_command"),
         kubeconfig=chosen("kubeconfig"),

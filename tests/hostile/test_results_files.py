@@ -36,9 +36,11 @@ from harness.reporting.sources import FIGURE_FILES, figure_paths, load_sources
 from harness.results import RESULTS_SCHEMA
 from tests.hostile.conftest import Inputs, fuzz_settings, sizes
 from tests.hostile.hostile import broken, damaged, dumps
+from tests.reporting.programming_cost_files import programming_cost_json
 from tests.reporting.test_churn import churn_json
 from tests.reporting.test_kube_scale_report import kube_scale_json
 from tests.reporting.test_kube_throughput_report import kube_throughput_json
+from tests.reporting.test_udp_report import udp_json
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "reports" / "2026-11-26"
 RESULTS_NEW = "results-model.json"  # written by this harness: the current schema
@@ -109,6 +111,8 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
     documents["churn.json"] = [churn_json()]  # the shape tests/reporting/test_churn.py builds
     documents["kube_scale.json"] = [kube_scale_json()]  # and test_kube_scale_report.py
     documents["kube_throughput.json"] = [kube_throughput_json()]
+    documents["udp.json"] = [udp_json()]  # and test_udp_report.py
+    documents["programming_cost.json"] = [programming_cost_json()]
     assert {d["schema"] for d in documents[RESULTS_PATTERN]} == set(READABLE[RESULTS_PATTERN])
     return documents
 
