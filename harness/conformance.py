@@ -28,9 +28,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from harness import known_issues, nodeclients, podclients
+from harness import externalclients, known_issues, nodeclients, podclients
 from harness.balance import balance_sequences
-from harness.checks import PROPERTIES, PROXY_CONTRACT, connections, nodes, rules, sources
+from harness.checks import (
+    PROPERTIES,
+    PROXY_CONTRACT,
+    connections,
+    external,
+    nodes,
+    rules,
+    sources,
+)
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
@@ -170,7 +178,12 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add(LONG_LIVED_FEATURE)
     if not isinstance(target, ConnectionHolder) or not generates_udp(target):
         unreachable.add(UDP_FLOW_FEATURE)  # no UDP Service is generated for it
-    return frozenset(unreachable) | podclients.uncheckable(target) | nodeclients.uncheckable(target)
+    return (
+        frozenset(unreachable)
+        | podclients.uncheckable(target)
+        | nodeclients.uncheckable(target)
+        | externalclients.uncheckable(target)
+    )
 
 
 def applicable(prop: str, target: Target, supported: frozenset[str] | None = None) -> str | None:
@@ -189,6 +202,8 @@ def applicable(prop: str, target: Target, supported: frozenset[str] | None = Non
         return "the target cannot send from inside a pod (sends_from_pods)"
     if prop == nodes.PROPERTY:
         return nodeclients.unavailable(target)
+    if prop == external.PROPERTY:
+        return externalclients.unavailable(target)
     return None
 
 

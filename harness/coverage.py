@@ -94,6 +94,14 @@ FEATURES: dict[str, str] = {
     "dual-protocol-port": (
         "a Service with the same port number on TCP and UDP, each port judged on its own"
     ),
+    "node-port-reached": (
+        "a NodePort or LoadBalancer Service with usable endpoints reached from outside at"
+        " every node's node port, each node by its own proxy"
+    ),
+    "external-local-no-local-endpoints": (
+        "externalTrafficPolicy Local with endpoints on other nodes only: that node's node port"
+        " must DROP"
+    ),
 }
 MULTI_PORT_FEATURE = "multi-port-named"
 UNOBSERVED_FEATURE = "unobserved-changes"

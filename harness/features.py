@@ -46,12 +46,14 @@ from harness.events import (
     Event,
     RemoveServicePort,
     SetAffinity,
+    SetExternalTrafficPolicy,
     SetPortProtocol,
     SetServiceLabel,
     SetServicePort,
+    SetServiceType,
     SetTrafficPolicy,
 )
-from harness.model.objects import Affinity, Protocol, TrafficPolicy
+from harness.model.objects import Affinity, Protocol, ServiceType, TrafficPolicy
 
 CORE = "core"
 EXTENDED = "extended"
@@ -113,6 +115,15 @@ def _uses_opt_out(event: Event) -> bool:
     return isinstance(event, SetServiceLabel)
 
 
+def _uses_node_port(event: Event) -> bool:
+    """A Service made NodePort or LoadBalancer (so it gets node ports)."""
+    return isinstance(event, SetServiceType) and event.type != ServiceType.CLUSTER_IP
+
+
+def _uses_external_local(event: Event) -> bool:
+    return isinstance(event, SetExternalTrafficPolicy) and event.policy == TrafficPolicy.LOCAL
+
+
 @dataclass(frozen=True)
 class Feature:
     """One named feature: its profile, what it means, the properties that judge it, the
@@ -128,11 +139,7 @@ class Feature:
 
 
 UNTESTED_EXTENDED: Mapping[str, str] = {
-    NODE_PORT: "type NodePort: the Service on every node's IP",
     LOAD_BALANCER: "type LoadBalancer: ingress IPs and externalIPs",
-    EXTERNAL_TRAFFIC_POLICY: (
-        "externalTrafficPolicy Local: local endpoints only, source IP kept, DROP without any"
-    ),
     "health-check-node-port": (
         "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise"
     ),
@@ -246,6 +253,24 @@ _FEATURES: tuple[Feature, ...] = (
         ),
         ("udp-flow-through-change", "dual-protocol-port"),
         _uses_udp,
+    ),
+    Feature(
+        NODE_PORT,
+        EXTENDED,
+        "type NodePort: the Service on every node's IP at its node port, from outside the"
+        " cluster (externalTrafficPolicy Cluster: any usable endpoint; REJECT without endpoints)",
+        ("node-port",),
+        ("node-port-reached",),
+        _uses_node_port,
+    ),
+    Feature(
+        EXTERNAL_TRAFFIC_POLICY,
+        EXTENDED,
+        "externalTrafficPolicy Local: node-port traffic reaches only the node's own endpoints,"
+        " with the client's source address kept, and is dropped on a node without any",
+        ("node-port",),
+        ("external-local-no-local-endpoints",),
+        _uses_external_local,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

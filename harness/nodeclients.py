@@ -28,12 +28,13 @@ coverage state `seen-from-every-node` (a sampled Service the nodes see different
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 from harness.checks.nodes import NodeSample, check_every_node
 from harness.checks.verdict import Verdict
 from harness.events import NEMESIS_EVENTS, Event
-from harness.model.endpoints import expect
+from harness.model.endpoints import Expectation, expect
 from harness.model.objects import Backend, Protocol
 from harness.model.state import ClusterState
 from harness.targets.base import Target
@@ -91,14 +92,78 @@ def seen_differently(samples: list[NodeSample]) -> bool:
     return any(len(seen) > 1 for seen in views.values())
 
 
+Sample = TypeVar("Sample")
+
+
+def sample_each(
+    services: list[str],
+    step: int,
+    nodes: tuple[str, ...],
+    sample: Callable[[str, str], Sample | None],
+) -> list[Sample]:
+    """`sample(service, node)` for every node and at most MAX_SERVICES of `services` (in name
+    order, rotated by `step` so a replay picks the same); a None sample is left out."""
+    if len(services) > MAX_SERVICES:
+        start = step % len(services)
+        services = (services[start:] + services[:start])[:MAX_SERVICES]
+    return [
+        found
+        for service in services
+        for node in nodes
+        if (found := sample(service, node)) is not None
+    ]
+
+
+def sample_request(
+    state: ClusterState,
+    service: str,
+    expected: Expectation,
+    timeout_s: float,
+    **where: str,
+) -> TrafficRequest | None:
+    """`REQUESTS` fresh connections at once to `service`'s port PORT from `where` (the
+    request's `client_node` or `external_node`), each given `timeout_s` where they must connect
+    and EMPTY_TIMEOUT_S where they must be dropped or refused; None for a UDP port that must
+    not connect (module docstring: not judged)."""
+    found = state.services[service]
+    udp = any(p.name == PORT and p.protocol == Protocol.UDP.value for p in found.ports)
+    if udp and not expected.usable:
+        return None
+    return TrafficRequest(
+        service=service,
+        count=REQUESTS,
+        timeout_s=timeout_s if expected.usable else EMPTY_TIMEOUT_S,
+        parallel=True,
+        **where,  # type: ignore[arg-type]
+    )
+
+
 class NodeClients:
     """One sample per node and changed Service per step (module docstring). Holds nothing
-    between steps."""
+    between steps. A subclass may sample another route to the nodes by overriding `route_nodes`,
+    `changed`, `_sample` and `judge` (`harness.externalclients`)."""
+
+    record_key: ClassVar[str] = "every_node"
+    """Where a step's record keeps the samples' evidence."""
 
     def __init__(self, target: Target, timeout_s: float) -> None:
         self.target = target
-        self.nodes = host_nodes(target)
+        self.nodes = self.route_nodes(target)
         self.timeout_s = timeout_s
+
+    def route_nodes(self, target: Target) -> tuple[str, ...]:
+        """The nodes sampled on `target` (none: nothing is sent)."""
+        return host_nodes(target)
+
+    def changed(self, event: Event, before: ClusterState, after: ClusterState) -> list[str]:
+        """The Services to sample after `event` (`changed_services`)."""
+        return changed_services(event, before, after, self.nodes)
+
+    def judge(self, samples: list[Any]) -> tuple[Verdict | None, frozenset[str]]:
+        """The verdict over one step's samples (None without any) and the coverage features
+        they reached and checked."""
+        features = frozenset({FEATURE}) if seen_differently(samples) else frozenset()
+        return check_every_node(samples), features
 
     def after(
         self,
@@ -113,37 +178,19 @@ class NodeClients:
         changed."""
         if not self.nodes:
             return [], frozenset(), frozenset()
-        changed = changed_services(event, before, after, self.nodes)
-        if len(changed) > MAX_SERVICES:
-            start = step % len(changed)
-            changed = (changed[start:] + changed[:start])[:MAX_SERVICES]
-        samples = [
-            sample
-            for service in changed
-            for node in self.nodes
-            if (sample := self._sample(after, service, node)) is not None
-        ]
-        verdict = check_every_node(samples)
+        changed = self.changed(event, before, after)
+        samples = sample_each(changed, step, self.nodes, lambda s, n: self._sample(after, s, n))
+        verdict, features = self.judge(samples)
         if verdict is None:
             return [], frozenset(), frozenset()
-        record["every_node"] = verdict.evidence["samples"]
-        features = frozenset({FEATURE}) if seen_differently(samples) else frozenset()
+        record[self.record_key] = verdict.evidence["samples"]
         return [verdict], features, features
 
     def _sample(self, state: ClusterState, service: str, node: str) -> NodeSample | None:
         """A sample from `node`'s host network, or None for one that cannot be judged (a UDP
         Service that must not connect from `node`: module docstring)."""
         expected = expect(state, service, PORT, node)
-        found = state.services[service]
-        udp = any(p.name == PORT and p.protocol == Protocol.UDP.value for p in found.ports)
-        if udp and not expected.usable:
+        request = sample_request(state, service, expected, self.timeout_s, client_node=node)
+        if request is None:
             return None
-        request = TrafficRequest(
-            service=service,
-            count=REQUESTS,
-            timeout_s=self.timeout_s if expected.usable else EMPTY_TIMEOUT_S,
-            parallel=True,
-            client_node=node,
-        )
-        outcomes = self.target.send(request).outcomes
-        return NodeSample(service, node, expected, outcomes)
+        return NodeSample(service, node, expected, self.target.send(request).outcomes)

@@ -38,11 +38,13 @@ from harness.events import (
     RestartProxy,
     Scale,
     SetAffinity,
+    SetExternalTrafficPolicy,
     SetLabel,
     SetPublishNotReady,
     SetReady,
     SetSelector,
     SetServiceLabel,
+    SetServiceType,
     SetTrafficPolicy,
     StaleSnapshot,
     UnobservedChanges,
@@ -57,6 +59,7 @@ from harness.model.objects import (
     Pod,
     Protocol,
     Service,
+    ServiceType,
     TrafficPolicy,
     labels_of,
 )
@@ -176,6 +179,33 @@ def no_local(data: st.DataObject, state: ClusterState, space: EventSpace) -> lis
     events: list[Event] = _populated(data, state, service, OTHER_NODE)
     if service.internal_traffic_policy != TrafficPolicy.LOCAL:
         events.append(SetTrafficPolicy(service.name, TrafficPolicy.LOCAL))
+    state = _apply_all(state, events)
+    local = _listed(state, service, lambda p: p.node == PROXY_NODE and not p.terminating)
+    return events + [DeletePod(p.name, 0.0) for p in local]
+
+
+def node_port_reached(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Endpoints on some node and the Service made NodePort: every node's node port then
+    forwards from outside (`harness.externalclients`)."""
+    service = _service(data, state)
+    node = data.draw(st.sampled_from(sorted(space.nodes) or [PROXY_NODE]), label="node")
+    events: list[Event] = _populated(data, state, service, node)
+    if not service.type.external:
+        events.append(SetServiceType(service.name, ServiceType.NODE_PORT))
+    return events
+
+
+def external_local_no_local(
+    data: st.DataObject, state: ClusterState, space: EventSpace
+) -> list[Event]:
+    """A NodePort Service under externalTrafficPolicy Local with endpoints on another node
+    only: node-1's node port must DROP."""
+    service = _service(data, state)
+    events: list[Event] = _populated(data, state, service, OTHER_NODE)
+    if not service.type.external:
+        events.append(SetServiceType(service.name, ServiceType.NODE_PORT))
+    if service.external_traffic_policy != TrafficPolicy.LOCAL:
+        events.append(SetExternalTrafficPolicy(service.name, TrafficPolicy.LOCAL))
     state = _apply_all(state, events)
     local = _listed(state, service, lambda p: p.node == PROXY_NODE and not p.terminating)
     return events + [DeletePod(p.name, 0.0) for p in local]
@@ -559,6 +589,8 @@ RECIPES: dict[str, Recipe] = {
     "udp-flow-through-change": udp_flow_changed,
     "seen-from-every-node": spread_over_nodes,
     "dual-protocol-port": dual_protocol,
+    "node-port-reached": node_port_reached,
+    "external-local-no-local-endpoints": external_local_no_local,
 }
 
 

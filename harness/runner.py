@@ -58,6 +58,7 @@ from harness.coverage import (
     service_features,
 )
 from harness.events import NEMESIS_EVENTS, Event, Probe, RestartProxy, Wait
+from harness.externalclients import ExternalClients
 from harness.history import History
 from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
@@ -160,6 +161,7 @@ class Runner:
         self.long_lived = LongLived(target, self.config.request_timeout_s)
         self.pod_clients = PodClients(target, self.config.request_timeout_s)
         self.node_clients = NodeClients(target, self.config.request_timeout_s)
+        self.external_clients = ExternalClients(target, self.config.request_timeout_s)
         self.interim = False  # the last step ended on a state its proxy says is not final
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -277,12 +279,16 @@ class Runner:
         record: dict[str, Any],
     ) -> StepResult:
         """A few connections from every node's host network to the changed Services
-        (`harness.nodeclients`): `every-node`. Not on a state the proxy says is not final,
+        (`harness.nodeclients`): `every-node`; then, if that held, from the external client to
+        every node's node port of the changed NodePort and LoadBalancer Services
+        (`harness.externalclients`): `node-port`. Not on a state the proxy says is not final,
         nor after a step that already failed (as `_from_pod`)."""
-        if self.interim or result.failures():
-            return result
-        found = self.node_clients.after(len(self.events), event, before, after, record)
-        return result.joined(*found)
+        for clients in (self.node_clients, self.external_clients):
+            if self.interim or result.failures():
+                return result
+            found = clients.after(len(self.events), event, before, after, record)
+            result = result.joined(*found)
+        return result
 
     def _check(
         self,

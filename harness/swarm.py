@@ -95,6 +95,10 @@ AIMS: dict[str, Aim] = {
         "set_ready", "delete_pod", "restart_pod", "restart_proxy", udp_only=True
     ),
     "seen-from-every-node": _aim("scale", "create_pod", "set_traffic_policy"),
+    "node-port-reached": _aim("set_service_type", "scale", "create_pod"),
+    "external-local-no-local-endpoints": _aim(
+        "set_service_type", "set_external_traffic_policy", "create_pod", "delete_pod"
+    ),
     "dual-protocol-port": _aim(
         "create_dual_protocol_service",
         "add_service_port",

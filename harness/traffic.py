@@ -49,6 +49,11 @@ class TrafficRequest:
     `client_node`: send from this node's host network instead (a hostNetwork client, from the
     node's own address, through that node's proxy; `client` and `sources` other than (0,) do
     not apply); only a target with that node (`node_names`) takes it, others refuse it.
+    `external_node`: send from the external client instead (a client on the nodes' network,
+    outside every node and pod) to this node's own address on the Service port's node port
+    (`ServicePort.node_port`), so the connection meets that node's proxy as NodePort traffic
+    does; `client` does not apply, `sources` number the external client's addresses. A target
+    without an external client (`external_address` None) refuses it.
     `removed_port`: (number, protocol) of a port the Service no longer has, asked on its VIP
     instead of the named `port` (that no pod answers there once the change is programmed);
     only a target that `addresses_removed_ports` takes it.
@@ -66,6 +71,7 @@ class TrafficRequest:
     parallel: bool = False
     client_pod: str | None = None
     client_node: str | None = None
+    external_node: str | None = None
     removed_port: tuple[int, str] | None = None
 
 

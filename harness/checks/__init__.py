@@ -2,6 +2,7 @@
 observed to a `Verdict` with its evidence; the runner decides when to call which."""
 
 from harness.checks import affinity, connections, endpoints, fairness, latency, rules, traffic
+from harness.checks import external as external
 from harness.checks import nodes as nodes
 from harness.checks import sources as sources
 from harness.checks.verdict import Verdict
@@ -33,6 +34,11 @@ PROPERTIES: dict[str, str] = {
     nodes.PROPERTY: (
         "every node's proxy serves each Service as the model says for that node: its usable"
         " endpoints, DROP under Local policy with endpoints elsewhere only, REJECT with none"
+    ),
+    external.PROPERTY: (
+        "NodePort traffic from outside reaches, at every node's address, what that node's"
+        " externalTrafficPolicy allows (Local: its own endpoints, the client's address kept,"
+        " DROP without any), and is refused when the Service has no endpoints"
     ),
     PROXY_CONTRACT: "the proxy process stays up and answers every request validly and in time",
 }

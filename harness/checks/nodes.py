@@ -81,11 +81,15 @@ def _seen(outcome: Outcome) -> str:
     return outcome.error.value if outcome.error else "none"
 
 
-def check_every_node(samples: Sequence[NodeSample]) -> Verdict | None:
+def check_every_node(
+    samples: Sequence[NodeSample], prop: str = PROPERTY, route: str = "from {node}'s host network"
+) -> Verdict | None:
     """One verdict over the samples of one step (None without any): it holds when every
     connection from every node did what that node's expectation says (connect to a destination
     usable from that node; time out when the node drops; be refused when it rejects). The
-    evidence lists every sample; the message names the first wrong node."""
+    evidence lists every sample; the message names the first wrong node. `prop` names the
+    verdict and `route` (formatted with `node`) where the connections came from (another
+    property may judge its own node samples this way: `harness.checks.external`)."""
     if not samples:
         return None
     evidence = {"samples": [s.evidence() for s in samples]}
@@ -94,8 +98,8 @@ def check_every_node(samples: Sequence[NodeSample]) -> Verdict | None:
         if wrong:
             usable = ", ".join(sorted(b.pod for b in sample.expected.usable)) or "none"
             return failed(
-                PROPERTY,
-                f"{sample.service} from {sample.node}'s host network: {len(wrong)} of"
+                prop,
+                f"{sample.service} {route.format(node=sample.node)}: {len(wrong)} of"
                 f" {len(sample.outcomes)} new connections got {', '.join(sorted(set(wrong)))};"
                 f" the model says they must {sample.outcome} (usable from {sample.node}:"
                 f" {usable})",
@@ -104,7 +108,7 @@ def check_every_node(samples: Sequence[NodeSample]) -> Verdict | None:
     nodes = sorted({s.node for s in samples})
     services = sorted({s.service for s in samples})
     return passed(
-        PROPERTY,
+        prop,
         f"{', '.join(services)}: every node ({', '.join(nodes)}) as the model says",
         **evidence,
     )

@@ -20,7 +20,12 @@ host-gw CNI joins hosts (flannel's host-gw backend, Calico without encapsulation
      └─ <prefix>-nodeK  <prefix>fab 10.240.0.K/24; pods on node K's /20 (`node_pod_cidr`)
 ```
 Every node routes each other node's pod /20 via that node's fabric address, and the nodes other
-than node-1 route the client links (10.250.0.0/16) via node-1, where the clients hang. Each
+than node-1 route the client links (10.250.0.0/16) via node-1, where the clients hang.
+The fabric also carries the **external client** (`<prefix>-ext`, eth0 on the fabric port
+`<prefix>nx`): a client on the nodes' network, outside every node and pod, with
+`EXTERNAL_SOURCES` addresses from 10.240.0.200/24 (`external_addresses`); it reaches every node's
+own address directly, as NodePort traffic from another host does (`TrafficRequest.external_node`),
+and routes nothing else (its default route points at node-1, which has none). Each
 node has its own Service-range sink and sysctls (below) and its own proxy. With one node
 (the default) there is no fabric and the layout is the single node above, its bridge on the whole
 pod /16: pods of the model's other, logical node (`run_nodes`) hang off it too.
@@ -104,6 +109,10 @@ POD_GATEWAY = str(POD_CIDR.network_address + 1)
 POD_PREFIX_LENGTH = POD_CIDR.prefixlen
 FABRIC_CIDR = IPv4Network("10.240.0.0/24")
 """The nodes' own addresses (their InternalIPs): node k is 10.240.0.k on the fabric."""
+EXTERNAL_SOURCES = 4
+"""Addresses of the external client (`external_addresses`): its own and a few more."""
+EXTERNAL_FIRST = 200
+"""The external client's first address is the fabric's address number EXTERNAL_FIRST."""
 CLIENT_LINKS = IPv4Network("10.250.0.0/16")
 """Where the client namespaces' links are (`client_addresses`), all on node-1."""
 NODE_SYSCTLS = {
@@ -161,6 +170,12 @@ class Node:
 def node_address(number: int) -> str:
     """Node `number`'s fabric address."""
     return str(FABRIC_CIDR.network_address + number)
+
+
+def external_addresses() -> tuple[str, ...]:
+    """The external client's source addresses on the fabric, its own first (10.240.0.200...)."""
+    base = FABRIC_CIDR.network_address + EXTERNAL_FIRST
+    return tuple(str(base + i) for i in range(EXTERNAL_SOURCES))
 
 
 def check_node_count(nodes: int) -> int:
@@ -232,6 +247,11 @@ class RunCluster(ABC):
     def node_address_of(self, node: str) -> str | None:
         """Where host-network traffic of `node` leaves from (None: the cluster has no
         host network to send from)."""
+        return None
+
+    @property
+    def external(self) -> Client | None:
+        """The client outside every node, on the nodes' network (None: the cluster has none)."""
         return None
 
     @abstractmethod
@@ -326,6 +346,11 @@ class LocalCluster(RunCluster):
         self.nodes = {
             node.name: node for node in (self._node(k, nodes) for k in range(1, 1 + nodes))
         }
+        self._external = (
+            Client("external", self.names.external_netns, external_addresses(), node_address(1))
+            if nodes > 1
+            else None
+        )
 
     def _node(self, number: int, count: int) -> Node:
         name = node_name(number)
@@ -348,6 +373,11 @@ class LocalCluster(RunCluster):
     def node_address_of(self, node: str) -> str | None:
         return self._node_of(node).address
 
+    @property
+    def external(self) -> Client | None:
+        """The external client on the fabric (module docstring); only with more than one node."""
+        return self._external
+
     def _node_of(self, node: str) -> Node:
         """The node that hosts pods placed on `node`: its own, or node-1 when it has none
         (the one-node cluster's logical second node)."""
@@ -360,13 +390,18 @@ class LocalCluster(RunCluster):
     def _build(self) -> None:
         client_namespaces = [c.netns for c in self.clients.values()]
         fabric = [self.names.fabric_netns] if len(self.nodes) > 1 else []
+        external = [self._external.netns] if self._external is not None else []
         node_namespaces = [node.netns for node in self.nodes.values()]
-        self._stack.enter_context(namespaces([*node_namespaces, *fabric, *client_namespaces]))
+        self._stack.enter_context(
+            namespaces([*node_namespaces, *fabric, *external, *client_namespaces])
+        )
         self._stack.callback(self._delete_pod_namespaces)
         for node in self.nodes.values():
             self._build_node(node)
         if fabric:
             self._build_fabric()
+        if self._external is not None:
+            self._build_external(self._external)
 
     def forget_connections(self) -> None:
         for node in self.nodes.values():
@@ -424,6 +459,22 @@ class LocalCluster(RunCluster):
             if node.name != PROXY_NODE:
                 routes.append(f"route add {CLIENT_LINKS} via {self.nodes[PROXY_NODE].address}")
             ip_batch(routes, netns=node.netns)
+
+    def _build_external(self, client: Client) -> None:
+        """The external client's link to the fabric bridge, its addresses and sysctls (module
+        docstring); its only routes are the fabric's /24 and a default via node-1."""
+        fabric, port = self.names.fabric_netns, self.names.external_port
+        ip_batch(
+            [
+                f"link add {port} type veth peer name eth0"
+                f" address {mac_for(client.address)} netns {client.netns}",
+                f"link set {port} master {self.names.fabric_bridge} up",
+            ],
+            netns=fabric,
+        )
+        write_sysctls(client.netns, CLIENT_SYSCTLS)
+        inside = [(client.netns, client.sources, FABRIC_CIDR.prefixlen, client.gateway)]
+        in_thread(lambda: _configure_inside(inside))
 
     def _build_node(self, node: Node) -> None:
         """Node `node`'s links (sink, bridge; node-1 also the clients'), routes and sysctls."""

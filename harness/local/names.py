@@ -97,6 +97,16 @@ class RunNames:
         """A node's end of its link to the fabric (the same name in every node namespace)."""
         return _ifname(f"{self.prefix}fab")
 
+    @property
+    def external_netns(self) -> str:
+        """The external client's namespace, on the fabric (only with more than one node)."""
+        return f"{self.prefix}-ext"
+
+    @property
+    def external_port(self) -> str:
+        """The fabric's end of the external client's link, a port of `fabric_bridge`."""
+        return _ifname(f"{self.prefix}nx")
+
     def fabric_port(self, number: int) -> str:
         """The fabric's end of node `number`'s link, a port of `fabric_bridge`."""
         return _ifname(f"{self.prefix}n{number:x}")

@@ -52,10 +52,16 @@ RELAYING_FEATURES: frozenset[str] = CORE_FEATURES | {
 """What the harness's proxies that relay connections through their own process (userspace,
 nginx, haproxy) declare: not `source-ip`, since pods see the proxy's address, nor `udp`, since
 they relay TCP only."""
-KERNEL_FEATURES: frozenset[str] = RELAYING_FEATURES | {"source-ip", "udp"}
+KERNEL_FEATURES: frozenset[str] = RELAYING_FEATURES | {
+    "source-ip",
+    "udp",
+    "node-port",
+    "external-traffic-policy",
+}
 """What the harness's kernel-rule proxies (iptables, nftables) declare: as kube-proxy, they keep
 the client's address (masquerading only hairpin traffic: KUBE-MARK-MASQ for `-s <endpoint IP>`
-on each endpoint chain) and translate UDP too."""
+on each endpoint chain), translate UDP too, and program node ports with externalTrafficPolicy
+(`harness.proxies.iptables`, `harness.proxies.nftables`)."""
 
 
 class Proxy(Protocol):

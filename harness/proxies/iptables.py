@@ -24,6 +24,23 @@ Layout (`pkg/proxy/iptables/proxier.go: syncProxyRules`, `writeServiceToEndpoint
   `harness.proxies.rules.invalid`). kube-proxy's further KUBE-FORWARD rules ACCEPT marked and
   established traffic for nodes whose FORWARD policy is DROP; the node here accepts.
 
+Node ports (NodePort and LoadBalancer Services; `syncProxyRules`, "Capture nodeports"):
+
+- nat: KUBE-SERVICES ends with `-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS` (comment
+  "kubernetes service nodeports; NOTE: this must be the last rule in this chain"), written
+  while some Service port has a KUBE-NODEPORTS entry; KUBE-NODEPORTS holds one rule per node
+  port with external endpoints, `-p tcp --dport NODE_PORT -j KUBE-EXT-<hash>`.
+- KUBE-EXT-<hash> (`externalPolicyChainName`): under externalTrafficPolicy Cluster it marks for
+  masquerade (comment "masquerade traffic for ... external destinations", so the pod sees a node's
+  address) and jumps to KUBE-SVC-<hash>, the chain of every usable endpoint; under Local it jumps
+  to KUBE-SVL-<hash>, this node's endpoints only, unmasqueraded (the pod sees the client). The
+  rules kube-proxy adds for the node's own and the pods' traffic to a Local node port
+  (`--src-type LOCAL`, the cluster-CIDR detector) are left out: that traffic is not judged.
+- filter: INPUT and FORWARD jump (conntrack NEW, comment "kubernetes externally-visible service
+  portals") to KUBE-EXTERNAL-SERVICES, which REJECTs a node port whose Service has no endpoints
+  and DROPs one with endpoints but none for external traffic here (`externalTrafficFilterTarget`,
+  "has no local endpoints"), each `-m addrtype --dst-type LOCAL -p tcp --dport NODE_PORT`.
+
 Chain names hash "namespace/name:port" + protocol (+ "ip:port" for endpoints) like
 `servicePortChainName`. Without a cluster CIDR kube-proxy adds no `! -s CIDR -j KUBE-MARK-MASQ`
 rule, and neither does this proxy, so pods see the client's own address.
@@ -38,6 +55,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import ClassVar
 
 from harness.proxies.base import KERNEL_FEATURES
@@ -61,6 +79,16 @@ POSTROUTING = "KUBE-POSTROUTING"
 MASQUERADE_MARK = "0x4000"
 OWN_PREFIX = "KUBE-"
 FORWARD = "KUBE-FORWARD"
+NODEPORTS = "KUBE-NODEPORTS"
+EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+NAT_NODEPORTS = f"nat {NODEPORTS}"
+FILTER_EXTERNAL = f"filter {EXTERNAL_SERVICES}"
+NODEPORTS_JUMP = (
+    f"-A {SERVICES} -m comment --comment"
+    ' "kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
+    f" -m addrtype --dst-type LOCAL -j {NODEPORTS}"
+)
+EXTERNAL_PORTALS = '-m comment --comment "kubernetes externally-visible service portals"'
 NAT_SERVICES = f"nat {SERVICES}"
 FILTER_SERVICES = f"filter {SERVICES}"
 PORTALS = '-m comment --comment "kubernetes service portals"'
@@ -69,13 +97,17 @@ SNAT_COMMENT = "kubernetes service traffic requiring SNAT"
 SETUP = f"""*filter
 :{SERVICES} - [0:0]
 :{FORWARD} - [0:0]
+:{EXTERNAL_SERVICES} - [0:0]
 -A INPUT -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
+-A INPUT -m conntrack --ctstate NEW {EXTERNAL_PORTALS} -j {EXTERNAL_SERVICES}
 -A FORWARD -m comment --comment "{FORWARD_COMMENT}" -j {FORWARD}
 -A FORWARD -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
+-A FORWARD -m conntrack --ctstate NEW {EXTERNAL_PORTALS} -j {EXTERNAL_SERVICES}
 -A OUTPUT -m conntrack --ctstate NEW {PORTALS} -j {SERVICES}
 COMMIT
 *nat
 :{SERVICES} - [0:0]
+:{NODEPORTS} - [0:0]
 :{MARK_MASQ} - [0:0]
 :{POSTROUTING} - [0:0]
 -A PREROUTING {PORTALS} -j {SERVICES}
@@ -97,6 +129,11 @@ COMMIT
 def service_chain(plan: PortPlan) -> str:
     prefix = "KUBE-SVL-" if plan.local_policy else "KUBE-SVC-"
     return prefix + name_hash(plan.name + plan.protocol, 16)
+
+
+def external_chain(plan: PortPlan) -> str:
+    """`externalPolicyChainName`: KUBE-EXT-<hash>, the node port's chain."""
+    return "KUBE-EXT-" + name_hash(plan.name + plan.protocol, 16)
 
 
 def endpoint_chain(plan: PortPlan, address: str, port: int) -> str:
@@ -166,6 +203,7 @@ class IptablesProxy(KernelRuleProxy):
     binaries: ClassVar[tuple[str, ...]] = ("iptables-restore", "iptables-save")
     no_endpoints_target: ClassVar[str] = "REJECT --reject-with icmp-port-unreachable"
     no_local_endpoints_target: ClassVar[str] = "DROP"
+    no_local_external_target: ClassVar[str] = "DROP"
 
     def __init__(self) -> None:
         super().__init__()
@@ -180,7 +218,11 @@ class IptablesProxy(KernelRuleProxy):
         chains: dict[str, Lines] = {}
         nat_entries: dict[str, str] = {}
         filter_entries: dict[str, str] = {}
+        node_ports: dict[str, str] = {}
+        external_filter: dict[str, str] = {}
         for plan in plans:
+            if plan.node_port is not None:
+                self.render_node_port(plan, chains, node_ports, external_filter)
             match = (
                 f"-d {plan.cluster_ip}/32 -p {plan.protocol} -m comment --comment "
                 f'"{plan.name} {{}}" -m {plan.protocol} --dport {plan.port}'
@@ -198,8 +240,49 @@ class IptablesProxy(KernelRuleProxy):
             for destination in plan.destinations:
                 sep = endpoint_chain(plan, destination.address, destination.port)
                 chains[sep] = self.endpoint_rules(plan, sep, destination.address, destination.port)
-        entries = {NAT_SERVICES: nat_entries, FILTER_SERVICES: filter_entries}
+        entries = {
+            NAT_SERVICES: nat_entries,
+            FILTER_SERVICES: filter_entries,
+            NAT_NODEPORTS: node_ports,
+            FILTER_EXTERNAL: external_filter,
+        }
         return Rendering(chains, {k: v for k, v in entries.items() if v})
+
+    def render_node_port(
+        self,
+        plan: PortPlan,
+        chains: dict[str, Lines],
+        node_ports: dict[str, str],
+        external_filter: dict[str, str],
+    ) -> None:
+        """Add `plan`'s node-port objects (module docstring): its KUBE-NODEPORTS entry, KUBE-EXT
+        chain and the chains it jumps to, or its KUBE-EXTERNAL-SERVICES DROP or REJECT."""
+        port_match = f"-p {plan.protocol} -m {plan.protocol} --dport {plan.node_port}"
+        if not plan.external:
+            if plan.external_drops:
+                why, target = "has no local endpoints", self.no_local_external_target
+            else:
+                why, target = "has no endpoints", self.no_endpoints_target
+            external_filter[
+                f'-A {EXTERNAL_SERVICES} -m comment --comment "{plan.name} {why}"'
+                f" -m addrtype --dst-type LOCAL {port_match} -j {target}"
+            ] = ""
+            return
+        ext = external_chain(plan)
+        node_ports[f'-A {NODEPORTS} -m comment --comment "{plan.name}" {port_match} -j {ext}'] = ""
+        routed = replace(plan, destinations=plan.external, local_policy=plan.external_local)
+        chain = service_chain(routed)
+        lines = []
+        if not plan.external_local:
+            lines.append(
+                f'-A {ext} -m comment --comment "masquerade traffic for {plan.name} external'
+                f' destinations" -j {MARK_MASQ}'
+            )
+        chains[ext] = (*lines, f"-A {ext} -j {chain}")
+        chains[chain] = self.service_rules(routed, chain)
+        for destination in plan.external:
+            sep = endpoint_chain(plan, destination.address, destination.port)
+            chains[sep] = self.endpoint_rules(plan, sep, destination.address, destination.port)
 
     def service_rules(self, plan: PortPlan, chain: str) -> Lines:
         lines = []
@@ -232,14 +315,27 @@ class IptablesProxy(KernelRuleProxy):
         nat: list[str] = []
         rules: list[str] = []
         changed = delta.containers_changed
-        if FILTER_SERVICES in changed:
-            filter_rules = container_entries(rendered.values(), FILTER_SERVICES)
-            filter_part = ["*filter", f":{SERVICES} - [0:0]", *filter_rules, "COMMIT"]
-        else:
-            filter_part = []
+        if NAT_NODEPORTS in changed:  # KUBE-SERVICES' last rule comes and goes with it
+            changed = changed | {NAT_SERVICES}
+        filter_rules = [
+            line
+            for container in (FILTER_SERVICES, FILTER_EXTERNAL)
+            if container in changed
+            for line in (
+                f":{container.split()[1]} - [0:0]",
+                *container_entries(rendered.values(), container),
+            )
+        ]
+        filter_part = ["*filter", *filter_rules, "COMMIT"] if filter_rules else []
+        node_ports = container_entries(rendered.values(), NAT_NODEPORTS)
         if NAT_SERVICES in changed:
             nat.append(f":{SERVICES} - [0:0]")
             rules.extend(container_entries(rendered.values(), NAT_SERVICES))
+            if node_ports:
+                rules.append(NODEPORTS_JUMP)
+        if NAT_NODEPORTS in changed:
+            nat.append(f":{NODEPORTS} - [0:0]")
+            rules.extend(node_ports)
         for chain in sorted(set(delta.chains_written) | delta.chains_deleted):
             nat.append(f":{chain} - [0:0]")
         for _, lines in sorted(delta.chains_written.items()):
@@ -277,9 +373,10 @@ class IptablesProxy(KernelRuleProxy):
             if name.startswith(OWN_PREFIX) and name not in SETUP_CHAINS
         }
         entries = {
-            f"{name} {SERVICES}": {ADOPTED[0]: ""}
+            f"{name} {chain}": {ADOPTED[0]: ""}
             for name, table in tables.items()
-            if name in ("filter", "nat") and table.chains.get(SERVICES)
+            for chain in (SERVICES, NODEPORTS, EXTERNAL_SERVICES)
+            if name in ("filter", "nat") and table.chains.get(chain)
         }
         return Rendering(chains, entries) if chains or entries else EMPTY
 

@@ -69,6 +69,12 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
   -m conntrack --ctstate INVALID -j DROP` although the node leaves `nf_conntrack_tcp_be_liberal`
   at 0, as kube-proxy before v1.14 (PR #74840): an out-of-window segment from a backend reaches
   the client untranslated, the client answers RST, and the established connection is reset.
+- mutant-iptables-nodeport-ignores-local (externalTrafficPolicy Local, I10): programs every node
+  port as externalTrafficPolicy Cluster, so traffic from outside reaches other nodes' endpoints,
+  masqueraded, where it must reach only the node's own with the client's address (`node-port`).
+- mutant-iptables-nodeport-rejects-no-local (externalTrafficPolicy Local, I10): REJECTs node-port
+  traffic at a node without local endpoints where kube-proxy DROPs it (so that a load balancer's
+  health check, not a refusal, takes the node out), and the client is refused (`node-port`).
 """
 
 from __future__ import annotations
@@ -366,6 +372,30 @@ class KeepsInvalidProxy(IptablesProxy):
         return False
 
 
+class NodePortIgnoresLocalProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-nodeport-ignores-local"
+    description: ClassVar[str] = (
+        "iptables that programs node ports as externalTrafficPolicy Cluster whatever the policy"
+    )
+    nodes: ClassVar[int] = 2  # only a node without local endpoints shows it: searched on two
+
+    def external_destinations(self, service: Service, port_name: str) -> list[Destination]:
+        cluster = replace(service, external_traffic_policy=TrafficPolicy.CLUSTER)
+        return super().external_destinations(cluster, port_name)
+
+    def external_policy_local(self, service: Service) -> bool:
+        return False
+
+
+class NodePortRejectsNoLocalProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-nodeport-rejects-no-local"
+    description: ClassVar[str] = (
+        "iptables that REJECTs node-port traffic at a node without local endpoints (eTP Local)"
+    )
+    nodes: ClassVar[int] = 2
+    no_local_external_target: ClassVar[str] = "REJECT --reject-with icmp-port-unreachable"
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -394,5 +424,7 @@ MUTANT_PROXIES: dict[str, type] = {
         ImmutableVipProxy,
         PortIgnoresProtocolProxy,
         KeepsInvalidProxy,
+        NodePortIgnoresLocalProxy,
+        NodePortRejectsNoLocalProxy,
     )
 }

@@ -21,6 +21,20 @@ Layout (`pkg/proxy/nftables/proxier.go: setupNFTables`, `syncProxyRules`,
   `update @affinity-<ep> { ip saddr }` with affinity, then `meta l4proto tcp dnat to ip:port`;
   affinity sets are `ipv4_addr` sets with flags dynamic,timeout and the Service's timeout.
 
+Node ports (NodePort and LoadBalancer Services; `setupNFTables`, `syncProxyRules`):
+
+- `services` ends with `fib daddr type local meta l4proto . th dport vmap @service-nodeports`,
+  whose elements `proto . NODE_PORT : goto external-<base>` send traffic at any of the node's
+  own addresses to the port's `external-` chain: under externalTrafficPolicy Cluster `jump
+  mark-for-masquerade` (the pod sees a node's address) then `goto service-<base>` (every usable
+  endpoint); under Local `goto local-<base>` (this node's endpoints, the client's address kept).
+  kube-proxy's further rules there for the node's own and the pods' traffic are left out: that
+  traffic is not judged.
+- `filter-input` jumps on `ct state new` to `nodeport-endpoints-check`, which looks
+  `meta l4proto . th dport` of locally addressed packets up in `no-endpoint-nodeports`:
+  `goto reject-chain` for a node port whose Service has no endpoints, `drop` for one with
+  endpoints but none for external traffic here ("has no local endpoints").
+
 Incremental sync: where kube-proxy flushes and refills its maps every sync, this proxy writes one
 transaction with only the changed Services' chains, map elements and sets. Stale chains are
 deleted in the same transaction after the elements that referenced them (kernels since 6.2 see
@@ -30,6 +44,7 @@ the references go at once; kube-proxy defers the delete for older kernels).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import ClassVar
 
 from harness.proxies.base import KERNEL_FEATURES
@@ -42,6 +57,9 @@ from harness.proxies.rules.rendering import EMPTY, Delta, Lines, Rendering
 
 SERVICE_IPS = "service-ips"
 NO_ENDPOINTS = "no-endpoint-services"
+SERVICE_NODEPORTS = "service-nodeports"
+NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
+NODEPORT_KEY = "meta l4proto . th dport"
 REJECT_CHAIN = "reject-chain"
 FORWARD_CHAIN = "forward"
 DROP_INVALID = "ct state invalid drop"
@@ -58,6 +76,7 @@ BASE_CHAINS = (
 )
 JUMPS = (
     ("filter-input", "ct state new jump service-endpoints-check"),
+    ("filter-input", "ct state new jump nodeport-endpoints-check"),
     ("filter-forward", "ct state new jump service-endpoints-check"),
     ("filter-forward", f"jump {FORWARD_CHAIN}"),
     ("filter-output", "ct state new jump service-endpoints-check"),
@@ -67,7 +86,12 @@ JUMPS = (
 )
 HELPER_RULES = (
     ("services", f"{DISPATCH_KEY} vmap @{SERVICE_IPS}"),
+    ("services", f"fib daddr type local {NODEPORT_KEY} vmap @{SERVICE_NODEPORTS}"),
     ("service-endpoints-check", f"{DISPATCH_KEY} vmap @{NO_ENDPOINTS}"),
+    (
+        "nodeport-endpoints-check",
+        f"fib daddr type local {NODEPORT_KEY} vmap @{NO_ENDPOINT_NODEPORTS}",
+    ),
     (REJECT_CHAIN, "reject"),
     (MARK_MASQ, f"mark set mark or {MASQUERADE_MARK}"),
     ("masquerading", f"mark and {MASQUERADE_MARK} == 0 return"),
@@ -75,6 +99,13 @@ HELPER_RULES = (
     ("masquerading", "masquerade fully-random"),
 )
 VERDICT_MAP = "{ type ipv4_addr . inet_proto . inet_service : verdict ; }"
+NODEPORT_MAP = "{ type inet_proto . inet_service : verdict ; }"
+MAPS = (
+    (SERVICE_IPS, VERDICT_MAP),
+    (NO_ENDPOINTS, VERDICT_MAP),
+    (SERVICE_NODEPORTS, NODEPORT_MAP),
+    (NO_ENDPOINT_NODEPORTS, NODEPORT_MAP),
+)
 
 
 def chain_base(plan: PortPlan) -> str:
@@ -123,6 +154,7 @@ class NftablesProxy(KernelRuleProxy):
         "kube-proxy nftables mode (numgen vmaps, affinity sets, reject), incremental nft -f"
     )
     binaries: ClassVar[tuple[str, ...]] = ("nft",)
+    no_local_external_verdict: ClassVar[str] = "drop"
 
     def __init__(self) -> None:
         super().__init__()
@@ -139,31 +171,61 @@ class NftablesProxy(KernelRuleProxy):
         dispatch: dict[str, str] = {}
         rejects: dict[str, str] = {}
         sets: dict[str, str] = {}
+        node_ports: dict[str, str] = {}
+        node_port_rejects: dict[str, str] = {}
         for plan in plans:
+            if plan.node_port is not None:
+                key = f"{plan.protocol} . {plan.node_port}"
+                if plan.external:
+                    node_ports[key] = f"goto {self.render_external(plan, chains, sets)}"
+                elif plan.external_drops:
+                    node_port_rejects[key] = self.no_local_external_verdict
+                else:
+                    node_port_rejects[key] = f"goto {REJECT_CHAIN}"
             key = f"{plan.cluster_ip} . {plan.protocol} . {plan.port}"
             if not plan.destinations:
                 rejects[key] = "drop" if plan.drops else f"goto {REJECT_CHAIN}"
                 continue
-            chain = ("local-" if plan.local_policy else "service-") + chain_base(plan)
-            dispatch[key] = f"goto {chain}"
-            endpoints = [
-                (endpoint_base(plan, d.address, d.port), d.address, d.port)
-                for d in plan.destinations
-            ]
-            lines = []
-            if plan.affinity_timeout_s is not None:
-                for base, _, _ in endpoints:
-                    sets[f"affinity-{base}"] = affinity_set(plan.affinity_timeout_s)
-                    lines.append(f"ip saddr @affinity-{base} goto endpoint-{base}")
-            choices = " , ".join(
-                f"{index} : goto endpoint-{base}" for index, (base, _, _) in enumerate(endpoints)
-            )
-            lines.append(f"numgen random mod {len(endpoints)} vmap {{ {choices} }}")
-            chains[chain] = tuple(lines)
-            for base, address, port in endpoints:
-                chains[f"endpoint-{base}"] = self.endpoint_rules(plan, base, address, port)
-        entries = {SERVICE_IPS: dispatch, NO_ENDPOINTS: rejects}
+            dispatch[key] = f"goto {self.render_service(plan, chains, sets)}"
+        entries = {
+            SERVICE_IPS: dispatch,
+            NO_ENDPOINTS: rejects,
+            SERVICE_NODEPORTS: node_ports,
+            NO_ENDPOINT_NODEPORTS: node_port_rejects,
+        }
         return Rendering(chains, {k: v for k, v in entries.items() if v}, sets)
+
+    def render_external(
+        self, plan: PortPlan, chains: dict[str, Lines], sets: dict[str, str]
+    ) -> str:
+        """Add the node port's `external-` chain and the chains it goes to (module docstring);
+        return its name."""
+        routed = replace(plan, destinations=plan.external, local_policy=plan.external_local)
+        external = f"external-{chain_base(plan)}"
+        masquerade = () if plan.external_local else (f"jump {MARK_MASQ}",)
+        chains[external] = (*masquerade, f"goto {self.render_service(routed, chains, sets)}")
+        return external
+
+    def render_service(self, plan: PortPlan, chains: dict[str, Lines], sets: dict[str, str]) -> str:
+        """Add the chain choosing among `plan.destinations`, their endpoint chains and affinity
+        sets; return the chain's name (`local-` under Local policy, else `service-`)."""
+        chain = ("local-" if plan.local_policy else "service-") + chain_base(plan)
+        endpoints = [
+            (endpoint_base(plan, d.address, d.port), d.address, d.port) for d in plan.destinations
+        ]
+        lines = []
+        if plan.affinity_timeout_s is not None:
+            for base, _, _ in endpoints:
+                sets[f"affinity-{base}"] = affinity_set(plan.affinity_timeout_s)
+                lines.append(f"ip saddr @affinity-{base} goto endpoint-{base}")
+        choices = " , ".join(
+            f"{index} : goto endpoint-{base}" for index, (base, _, _) in enumerate(endpoints)
+        )
+        lines.append(f"numgen random mod {len(endpoints)} vmap {{ {choices} }}")
+        chains[chain] = tuple(lines)
+        for base, address, port in endpoints:
+            chains[f"endpoint-{base}"] = self.endpoint_rules(plan, base, address, port)
+        return chain
 
     def endpoint_rules(self, plan: PortPlan, base: str, address: str, port: int) -> Lines:
         lines = [f"ip saddr {address} jump {MARK_MASQ}"]
@@ -186,9 +248,11 @@ class NftablesProxy(KernelRuleProxy):
         out += [f"delete chain {t} {c}" for c in sorted(delta.chains_deleted)]
         out += [f"delete set {t} {s}" for s in sorted(delta.sets_deleted)]
         out += [f"add set {t} {s} {decl}" for s, decl in sorted(delta.sets_added.items())]
+        # every new chain first: a node port's `external-` chain goes to one added with it
+        out += [
+            f"add chain {t} {c}" for c in sorted(delta.chains_written) if c not in delta.existing
+        ]
         for chain, lines in sorted(delta.chains_written.items()):
-            if chain not in delta.existing:
-                out.append(f"add chain {t} {chain}")
             out += [f"add rule {t} {chain} {line}" for line in lines]
         for container, added in sorted(delta.entries_added.items()):
             out += [f"add element {t} {container} {{ {k} : {v} }}" for k, v in added.items()]
@@ -206,7 +270,7 @@ class NftablesProxy(KernelRuleProxy):
         base_chains = {name for name, _, _, _ in BASE_CHAINS}
         helpers = sorted({FORWARD_CHAIN} | {c for c, _ in (*JUMPS, *HELPER_RULES)} - base_chains)
         out += [f"add chain {t} {chain}" for chain in helpers]
-        out += [f"add map {t} {name} {VERDICT_MAP}" for name in (SERVICE_IPS, NO_ENDPOINTS)]
+        out += [f"add map {t} {name} {declaration}" for name, declaration in MAPS]
         # idempotent over an earlier instance's table, in the same transaction: no rule doubled
         out += [f"flush chain {t} {chain}" for chain in sorted(SETUP_CHAINS)]
         out += [f"add rule {t} {chain} {rule}" for chain, rule in (*HELPER_RULES, *JUMPS)]
@@ -228,7 +292,7 @@ class NftablesProxy(KernelRuleProxy):
             for name, found in contents.sets.items()
             if name.startswith(AFFINITY_PREFIX)
         }
-        maps = (SERVICE_IPS, NO_ENDPOINTS)
+        maps = tuple(name for name, _ in MAPS)
         self.maps_to_flush = tuple(
             m for m in maps if m in contents.sets and contents.sets[m].elements
         )

@@ -498,9 +498,16 @@ class KubeTarget:
         return tuple(sorted(converted, key=lambda s: s.name))
 
     def send(self, request: TrafficRequest) -> TrafficSample:
-        """One bounded batch from a client to the Service's ClusterIP and port."""
+        """One bounded batch from a client to the Service's ClusterIP and port. UsageError for a
+        request from outside at a node port (`external_node`): the kube target has no external
+        client yet."""
         self._check()
         assert self.runtime is not None
+        if request.external_node is not None:
+            raise UsageError(
+                "the kube target has no external client: it cannot send to a node port from"
+                " outside (external_node); use --target local:iptables --nodes 2"
+            )
         service = self.state.services.get(request.service)
         port = (
             next((p.port for p in service.ports if p.name == request.port), None)

@@ -73,6 +73,9 @@ from harness.traffic import (
 )
 from harness.versions import proxy_version
 
+EXTERNAL_AGENT = "<external>"
+"""The external client's agent's key among the nodes' agents (no node has this name)."""
+
 DEFAULT_PROXY = "iptables"
 LOOPBACK = "loopback"
 NEEDS_ROOT = (
@@ -460,6 +463,9 @@ class LocalTarget:
         if request.client_pod is not None:
             agent = self._pod_agent(request)
             sources: tuple[str, ...] = ()  # the pod's own address, the kernel's choice
+        elif request.external_node is not None:
+            agent, sources = self._external_agent(request)
+            address, port = self._node_port_destination(request, request.external_node)
         elif client_node is not None:
             agent, sources = self._node_agent(client_node, request)
         else:
@@ -527,6 +533,51 @@ class LocalTarget:
             agent.start()
             self._node_agents[node] = agent
         return agent, (address,)
+
+    # -- the external client -------------------------------------------------------------------
+    @property
+    def external_address(self) -> str | None:
+        """The external client's own address (`TrafficRequest.external_node`), or None when the
+        cluster has no external client (one node, or not open)."""
+        external = self.cluster.external if self.cluster is not None else None
+        return external.address if external is not None else None
+
+    def _external_agent(self, request: TrafficRequest) -> tuple[ClientAgent, tuple[str, ...]]:
+        """The external client's agent (made on first use, closed with the nodes' agents) and
+        the request's source addresses. UsageError without an external client or for a source
+        it lacks."""
+        external = self._open_cluster().external
+        if external is None:
+            raise UsageError(
+                "this local cluster has no external client: NodePort traffic needs --nodes 2"
+                " or more"
+            )
+        if not request.sources or not all(0 <= s < len(external.sources) for s in request.sources):
+            raise UsageError(
+                f"the external client's source addresses are numbered 0 to"
+                f" {len(external.sources) - 1}"
+            )
+        agent = self._node_agents.get(EXTERNAL_AGENT)
+        if agent is None:
+            agent = ClientAgent(external.netns)
+            agent.start()
+            self._node_agents[EXTERNAL_AGENT] = agent
+        return agent, tuple(external.sources[s] for s in request.sources)
+
+    def _node_port_destination(self, request: TrafficRequest, node: str) -> tuple[str, int]:
+        """`node`'s own address and the request's Service port's node port (its last one).
+        UsageError for a node without a namespace or a port without a node port."""
+        address = self._open_cluster().node_address_of(node)
+        if node not in self.node_names or address is None:
+            raise UsageError(unknown_node(node, self.node_names, "send to"))
+        service = self._vips[request.service]
+        node_port = next(p.node_port for p in service.ports if p.name == request.port)
+        if node_port is None:
+            raise UsageError(
+                f"Service {request.service!r} port {request.port!r} has no node port (type"
+                f" {service.type.value}): make it NodePort or LoadBalancer first"
+            )
+        return address, node_port
 
     def _close_node_agents(self) -> None:
         """Stop the nodes' host-network client agents. Idempotent."""

@@ -31,7 +31,12 @@ from dataclasses import dataclass, replace
 from harness.clock import SimulatedClock
 from harness.errors import UsageError
 from harness.events import Event, RestartProxy
-from harness.model.endpoints import derive_slices, must_drop, usable_destinations
+from harness.model.endpoints import (
+    derive_slices,
+    external_destinations,
+    must_drop,
+    usable_destinations,
+)
 from harness.model.objects import (
     NODES,
     PROXY_NODE,
@@ -40,6 +45,7 @@ from harness.model.objects import (
     Destination,
     EndpointSlice,
     Service,
+    TrafficPolicy,
     opt_out_label,
 )
 from harness.model.state import POD_CIDR, ClusterState
@@ -48,6 +54,7 @@ from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
 
 MODEL_LATENCY_MS = 0.1  # what one simulated request "takes"
 NODE_ADDRESS = str(POD_CIDR.network_address + 1)  # where masqueraded hairpin traffic comes from
+EXTERNAL_ADDRESS = "10.240.0.200"  # the external client's, as on the local cluster's fabric
 
 
 @dataclass
@@ -77,6 +84,7 @@ class ModelTarget:
     sends_udp = True
     addresses_removed_ports = True
     node_names: tuple[str, ...] = NODES
+    external_address: str | None = EXTERNAL_ADDRESS
 
     def __init__(self, seed: int = 0) -> None:
         self.node = PROXY_NODE  # the node whose proxy the request being balanced goes through
@@ -133,7 +141,9 @@ class ModelTarget:
         service = state.services.get(request.service)
         destinations: list[Destination] = []
         drops = False
-        if service is not None and _lacks(service, request.removed_port):
+        if request.external_node is not None:
+            destinations, drops = self._external(state, service, request)
+        elif service is not None and _lacks(service, request.removed_port):
             pass  # a port the Service no longer has: nothing is programmed there, refused
         elif service is not None and self.programs(service):
             slices = derive_slices(state, service.name)
@@ -155,6 +165,8 @@ class ModelTarget:
                 client = f"pod/{request.client_pod}"
             if request.client_node is not None:
                 client = f"node/{request.client_node}"
+            if request.external_node is not None:
+                client = f"external#{source}"
             picks.append(self._route(service, client, destinations, request.port))
         outcomes = []
         for index in range(request.count):
@@ -164,8 +176,31 @@ class ModelTarget:
             outcome = self._outcome(pick, connection, request, drops)
             if pick is not None and outcome.backend is not None and request.client_pod:
                 outcome = replace(outcome, seen_source=self.seen_source(state, pick, request))
+            if pick is not None and outcome.backend is not None and request.external_node:
+                seen = self.seen_external_source(service, source)
+                outcome = replace(outcome, seen_source=seen)
             outcomes.append(replace(outcome, source=source) if source else outcome)
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
+
+    def _external(
+        self, state: ClusterState, service: Service | None, request: TrafficRequest
+    ) -> tuple[list[Destination], bool]:
+        """Where a connection from the external client to `request.external_node`'s node port
+        may go, and whether it is dropped (`harness.model.endpoints.expect_external`): nothing
+        answers a Service without a node port (refused, as a closed port is). UsageError for a
+        node the model lacks."""
+        node = request.external_node or ""
+        if node not in self.node_names:
+            raise UsageError(
+                f"the model has no node {node!r} to send to ({', '.join(self.node_names)})"
+            )
+        if service is None or not service.type.external:
+            return [], False
+        if not self.programs(service):
+            return [], True
+        slices = derive_slices(state, service.name)
+        destinations = self.external_usable(slices, service, request.port, node)
+        return destinations, must_drop(destinations, slices, request.port)
 
     def _through(self, state: ClusterState, request: TrafficRequest) -> str:
         """The node whose proxy `request` goes through: its `client_node` (UsageError for one
@@ -272,6 +307,22 @@ class ModelTarget:
         if client is None or client.ip is None or client.name == pick.backend.pod:
             return NODE_ADDRESS
         return client.ip
+
+    def seen_external_source(self, service: Service | None, source: int) -> str:
+        """The address a backend sees an external client's connection come from: the client's
+        own under externalTrafficPolicy Local (kube-proxy does not masquerade it), a node's
+        under Cluster (`KUBE-EXT-*` marks it for masquerade)."""
+        local = service is not None and service.external_traffic_policy == TrafficPolicy.LOCAL
+        if local:
+            return EXTERNAL_ADDRESS if source == 0 else f"{EXTERNAL_ADDRESS}#{source}"
+        return NODE_ADDRESS
+
+    def external_usable(
+        self, slices: Sequence[EndpointSlice], service: Service, port: str, node: str
+    ) -> list[Destination]:
+        """Where new connections from outside, arriving at `node`'s node port, may go
+        (`external_destinations` on the slices)."""
+        return external_destinations(slices, service, port, node)
 
     def programs(self, service: Service) -> bool:
         """Whether the proxy programs `service`: not when it carries an opt-out label

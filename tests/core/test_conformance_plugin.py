@@ -49,6 +49,6 @@ def test_the_model_passes_and_prints_the_summary(tmp_path: Path) -> None:
         *("--results", str(results), "--failures-dir", str(tmp_path)),
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "11 passed, 3 skipped" in done.stdout  # every-node too: the model has two nodes
+    assert "12 passed, 3 skipped" in done.stdout  # every-node and node-port too: two nodes
     assert "coverage, checked/reached per state feature" in done.stdout
     assert results.exists()

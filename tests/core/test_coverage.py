@@ -25,16 +25,18 @@ from harness.events import (
     RestartProxy,
     Scale,
     SetAffinity,
+    SetExternalTrafficPolicy,
     SetPublishNotReady,
     SetReady,
     SetSelector,
     SetServiceLabel,
+    SetServiceType,
     SetTrafficPolicy,
     StaleSnapshot,
     UnobservedChanges,
     Wait,
 )
-from harness.model.objects import Affinity, Protocol, TrafficPolicy, labels_of
+from harness.model.objects import Affinity, Protocol, ServiceType, TrafficPolicy, labels_of
 from harness.profiles import PROFILES
 from harness.recipes import RECIPES
 from harness.runner import replay
@@ -120,6 +122,13 @@ EXAMPLES: dict[str, list[Event]] = {
         SetTrafficPolicy("svc-a", TrafficPolicy.LOCAL),
     ],
     "dual-protocol-port": [CreateDualProtocolService("svc-a", WEB), Scale("web", 2)],
+    "node-port-reached": [*START, SetServiceType("svc-a", ServiceType.NODE_PORT)],
+    "external-local-no-local-endpoints": [
+        CreateService("svc-a", WEB),
+        Scale("web", 2, "node-2"),
+        SetServiceType("svc-a", ServiceType.NODE_PORT),
+        SetExternalTrafficPolicy("svc-a", TrafficPolicy.LOCAL),
+    ],
 }
 
 

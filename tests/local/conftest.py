@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -37,3 +38,17 @@ def userspace_target(prefix: str) -> Iterator[LocalTarget]:
         yield target
     finally:
         target.close()
+
+
+@contextmanager
+def opened_target(proxy: type, nodes: int) -> Iterator[LocalTarget]:
+    """A local target of `nodes` nodes running `proxy`, open under a run prefix of its own;
+    closed after, and then nothing named with that prefix may remain."""
+    run = new_prefix()
+    opened = LocalTarget(proxy, prefix=run, nodes=nodes)
+    opened.open()
+    try:
+        yield opened
+    finally:
+        opened.close()
+        assert clean(run, force=True) == [], f"the {nodes}-node target left something behind"

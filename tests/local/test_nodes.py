@@ -22,7 +22,6 @@ from harness.events import (
     Scale,
     SetTrafficPolicy,
 )
-from harness.local.cleanup import clean
 from harness.local.names import RunNames, new_prefix
 from harness.model.objects import TrafficPolicy, labels_of
 from harness.model.state import node_pod_cidr
@@ -32,7 +31,7 @@ from harness.proxies.mutants import WrongNodeProxy
 from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
-from tests.local.conftest import needs_root
+from tests.local.conftest import needs_root, opened_target
 
 pytestmark = [pytest.mark.netns, needs_root]
 
@@ -42,14 +41,8 @@ NODES = ("node-1", "node-2", "node-3")
 
 @pytest.fixture(scope="module")
 def target() -> Iterator[LocalTarget]:
-    run = new_prefix()
-    opened = LocalTarget(IptablesProxy, prefix=run, nodes=3)
-    opened.open()
-    try:
+    with opened_target(IptablesProxy, 3) as opened:
         yield opened
-    finally:
-        opened.close()
-        assert clean(run, force=True) == [], "the 3-node target left something behind"
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """Tracing a new TCP connection through an `iptables-save` dump.
 
 A forwarded packet passes, in order: raw, mangle and nat PREROUTING, then mangle and filter
-FORWARD (netfilter's hook priorities). The matches and targets kube-proxy's iptables mode uses are
-evaluated exactly (`pkg/proxy/iptables/proxier.go`); anything else raises `UntraceableRules`
-rather than being guessed:
+FORWARD (netfilter's hook priorities); a packet to the node's own address that no DNAT moved
+(NodePort traffic the node does not forward) meets mangle and filter INPUT instead. The matches
+and targets kube-proxy's iptables mode uses are evaluated exactly
+(`pkg/proxy/iptables/proxier.go`); anything else raises `UntraceableRules` rather than being
+guessed:
 
 - `-s`, `-d`, `-p`; `-m tcp/udp --dport`; `-m multiport --dports`; `-m comment`;
 - `-m statistic --mode random --probability p`: matches with the kernel's exact probability;
@@ -32,7 +34,12 @@ FORWARD_PATH = (
     ("nat", "PREROUTING"),
     ("mangle", "FORWARD"),
     ("filter", "FORWARD"),
+    ("mangle", "INPUT"),
+    ("filter", "INPUT"),
 )
+DELIVERY = {"FORWARD": False, "INPUT": True}
+"""The chains after routing, by whether they lie on the local-delivery path
+(`BaseChain.delivery`): a packet to the node's own address that no DNAT moved meets INPUT."""
 PROTOCOL_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp"}
 TERMINAL_TARGETS = {"ACCEPT": tracing.ACCEPT, "DROP": tracing.DROP, "REJECT": tracing.REJECT}
 FALLTHROUGH_TARGETS = {"", "LOG"}
@@ -234,7 +241,9 @@ class IptablesRuleset:
                 continue
             policy = TERMINAL_TARGETS.get(table.policies.get(chain, "ACCEPT"), tracing.ACCEPT)
             stages.append(
-                tracing.BaseChain(IptablesChains(table), chain, policy, table_name == "nat")
+                tracing.BaseChain(
+                    IptablesChains(table), chain, policy, table_name == "nat", DELIVERY.get(chain)
+                )
             )
         return tracing.run_hooks(stages, packet)
 

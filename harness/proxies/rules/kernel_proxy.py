@@ -19,8 +19,12 @@ from collections.abc import Mapping
 from typing import ClassVar, Protocol
 
 from harness.errors import HarnessError
-from harness.model.endpoints import has_any_endpoints, usable_destinations
-from harness.model.objects import Backend, Destination, Service
+from harness.model.endpoints import (
+    external_destinations,
+    has_any_endpoints,
+    usable_destinations,
+)
+from harness.model.objects import Backend, Destination, Service, TrafficPolicy
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.rules.commands import require_binaries, require_netns
 from harness.proxies.rules.conntrack import ConntrackCleaner, untranslated
@@ -175,7 +179,33 @@ class KernelRuleProxy(TrackingProxy):
         destinations = {port.name: self.destinations(service, port.name) for port in service.ports}
         slices = self.slices_of(service.name)
         dropped = {p.name for p in service.ports if has_any_endpoints(slices, p.name)}
-        return plan_ports(service, destinations, self.affinity_enabled(service), dropped)
+        external = (
+            {port.name: self.external_destinations(service, port.name) for port in service.ports}
+            if self.programs_node_ports
+            else None
+        )
+        return plan_ports(
+            service,
+            destinations,
+            self.affinity_enabled(service),
+            dropped,
+            external,
+            self.external_policy_local(service),
+        )
+
+    programs_node_ports: ClassVar[bool] = True
+    """Whether the proxy programs NodePort and LoadBalancer Services' node ports."""
+
+    def external_destinations(self, service: Service, port_name: str) -> list[Destination]:
+        """Where new connections arriving at this node's node port may go
+        (`harness.model.endpoints.external_destinations` on the raw slices)."""
+        node = self.node.node if self.node is not None else ""
+        return external_destinations(self.slices_of(service.name), service, port_name, node)
+
+    def external_policy_local(self, service: Service) -> bool:
+        """Whether node-port traffic is programmed as externalTrafficPolicy Local (kept
+        unmasqueraded); a mutant may say otherwise."""
+        return service.external_traffic_policy == TrafficPolicy.LOCAL
 
     def destinations(self, service: Service, port_name: str) -> list[Destination]:
         """Where new connections to the port may go: `CategorizeEndpoints` on the raw slices."""
@@ -218,6 +248,24 @@ class KernelRuleProxy(TrackingProxy):
         packet = Packet(
             client_ip, service.cluster_ip, port.protocol.lower(), port.port, remembered=remembered
         )
+        return to_reachability(rules.trace(packet), backend_of, rules.description)
+
+    def node_port_reachability(
+        self, service: Service, port_name: str, client_ip: str, node_ip: str
+    ) -> Reachability:
+        """Where a new connection from `client_ip` outside the cluster to this node's address
+        `node_ip` on the Service port's node port goes, read from the kernel (a packet whose
+        destination is local: `-m addrtype --dst-type LOCAL`, `fib daddr type local`): the
+        rule oracle for NodePort traffic. Rejects for a port without a node port. Changes
+        nothing."""
+        port = next((p for p in service.ports if p.name == port_name), None)
+        if port is None or port.node_port is None:
+            return Reachability(True, {}, f"{service.name} has no node port {port_name!r}")
+        packet = Packet(
+            client_ip, node_ip, port.protocol.lower(), port.node_port, local_destination=True
+        )
+        rules = self.read_rules()
+        backend_of = self.backend_lookup(service, port_name)
         return to_reachability(rules.trace(packet), backend_of, rules.description)
 
     def invalid_fate(self, source: str, destination: str, port: int) -> dict[Verdict, float]:

@@ -29,7 +29,9 @@ from harness.proxies.rules import tracing
 from harness.proxies.rules.nft_ruleset import JsonValue, NamedSet, TableContents, normalise
 from harness.proxies.rules.tracing import Packet, UntraceableRules, Verdict
 
-FORWARD_HOOKS = ("prerouting", "forward")
+FORWARD_HOOKS = ("prerouting", "forward", "input")
+DELIVERY = {"forward": False, "input": True}
+"""The hooks after routing, by whether they are on the local-delivery path (BaseChain.delivery)."""
 FAMILIES = ("ip", "inet")
 PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp"}
 NO_EFFECT = {"counter", "log", "set", "notrack", "comment"}
@@ -261,7 +263,9 @@ class NftRuleset:
                 for chain in table.chains.values():
                     if chain.hook == hook:
                         policy = tracing.DROP if chain.policy == "drop" else tracing.ACCEPT
-                        stage = tracing.BaseChain(source, chain.name, policy, chain.type == "nat")
+                        stage = tracing.BaseChain(
+                            source, chain.name, policy, chain.type == "nat", DELIVERY.get(hook)
+                        )
                         found.append((chain.priority, stage))
             stages.extend(stage for _, stage in sorted(found, key=lambda item: item[0]))
         return tracing.run_hooks(stages, packet)

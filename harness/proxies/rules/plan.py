@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from harness.model.objects import Affinity, Destination, Service, TrafficPolicy
 
@@ -27,6 +28,12 @@ class PortPlan:
     without ClientIP affinity. `local_policy` is internalTrafficPolicy=Local (KEP-2086). Without
     destinations, `drops` says new connections are dropped (the Service has endpoints, none
     usable here: kube-proxy's "has no local endpoints" DROP) rather than rejected.
+
+    `node_port` (NodePort and LoadBalancer Services only, else None) is reached on the node's own
+    addresses; traffic arriving there goes to `external` (externalTrafficPolicy Local,
+    `external_local`: this node's endpoints only; Cluster: any usable endpoint, whatever
+    internalTrafficPolicy says), and without any it is dropped when `external_drops` (endpoints
+    elsewhere only) and rejected otherwise (`harness.model.endpoints.expect_external`).
     """
 
     namespace: str
@@ -39,6 +46,10 @@ class PortPlan:
     affinity_timeout_s: int | None
     destinations: tuple[Destination, ...]
     drops: bool = False
+    node_port: int | None = None
+    external_local: bool = False
+    external: tuple[Destination, ...] = ()
+    external_drops: bool = False
 
     @property
     def name(self) -> str:
@@ -71,11 +82,16 @@ def plan_ports(
     destinations_of: dict[str, list[Destination]],
     affinity: bool,
     dropped: Collection[str] = (),
+    external_of: Mapping[str, list[Destination]] | None = None,
+    external_local: bool = False,
 ) -> tuple[PortPlan, ...]:
     """The plans of every port of `service`, given each port's usable destinations.
 
     `affinity` says whether ClientIP affinity is programmed (a mutant may ignore it); `dropped`
-    names the ports whose new connections are dropped when they have no destinations.
+    names the ports whose new connections are dropped when they have no destinations (from
+    inside or, at a node port, from outside). `external_of` gives each port's destinations for
+    traffic at its node port (None: the Service's node ports are not programmed);
+    `external_local` whether it is programmed as externalTrafficPolicy Local.
     """
     if service.cluster_ip in NO_CLUSTER_IP:
         return ()
@@ -97,9 +113,29 @@ def plan_ports(
                 ),
                 destinations=unique_by_address(destinations_of.get(port.name, [])),
                 drops=port.name in dropped and not destinations_of.get(port.name),
+                **_node_port_fields(service, port.name, port.node_port, external_of, dropped),
+                external_local=external_local,
             )
         )
     return tuple(plans)
+
+
+def _node_port_fields(
+    service: Service,
+    port_name: str,
+    node_port: int | None,
+    external_of: Mapping[str, list[Destination]] | None,
+    dropped: Collection[str],
+) -> dict[str, Any]:
+    """A PortPlan's node-port fields: none for a ClusterIP Service or without `external_of`."""
+    if external_of is None or node_port is None or not service.type.external:
+        return {}
+    external = unique_by_address(external_of.get(port_name, []))
+    return {
+        "node_port": node_port,
+        "external": external,
+        "external_drops": port_name in dropped and not external,
+    }
 
 
 def unique_by_address(destinations: Iterable[Destination]) -> tuple[Destination, ...]:

@@ -178,6 +178,9 @@ class BaseChain(Generic[RuleT]):
     chain: str
     policy: Verdict = ACCEPT
     nat: bool = False
+    delivery: bool | None = None
+    """Where the chain's hook lies after routing: on the local-delivery path (INPUT: True), on
+    the forwarding path (FORWARD: False), or before routing (None: every packet)."""
 
 
 def run_hooks(stages: Sequence[BaseChain[Any]], packet: Packet) -> dict[Verdict, float]:
@@ -185,6 +188,9 @@ def run_hooks(stages: Sequence[BaseChain[Any]], packet: Packet) -> dict[Verdict,
 
     An ACCEPT ends one base chain and goes on to the next; DROP and REJECT end the trace; a DNAT
     (only in NAT chains) rewrites the destination and is remembered as the connection's verdict.
+    Routing follows the hooks before it: a packet to a node's own address that no DNAT moved
+    (`Packet.local_destination`) meets the local-delivery chains (`BaseChain.delivery` True),
+    every other one the forwarding chains; a DNAT moves it to a pod, which is not local.
     """
     finals: dict[Verdict, float] = defaultdict(float)
     states: list[tuple[float, Packet, Verdict | None]] = [(1.0, packet, None)]
@@ -193,13 +199,21 @@ def run_hooks(stages: Sequence[BaseChain[Any]], packet: Packet) -> dict[Verdict,
             continue  # no conntrack entry, so the NAT hooks pass it untouched
         following: list[tuple[float, Packet, Verdict | None]] = []
         for probability, current, translated in states:
+            if stage.delivery is not None and stage.delivery != current.local_destination:
+                following.append((probability, current, translated))  # not on its path
+                continue
             for share, after, verdict in walk(stage.source, stage.chain, current):
                 weight = probability * share
                 ending = verdict or stage.policy
                 if ending.kind == Kind.DNAT:
                     if not stage.nat:
                         raise UntraceableRules(f"DNAT outside a NAT chain ({stage.chain})")
-                    moved = replace(after, destination=ending.address, destination_port=ending.port)
+                    moved = replace(
+                        after,
+                        destination=ending.address,
+                        destination_port=ending.port,
+                        local_destination=False,
+                    )
                     following.append((weight, moved, ending))
                 elif ending.kind == Kind.ACCEPT:
                     following.append((weight, after, translated))

@@ -1,0 +1,83 @@
+"""`node-port`: a NodePort (or LoadBalancer) Service reached from outside the cluster at every
+node's own address on its node port, each node judged by its own proxy (I4, I10; issue 11 items
+2-3).
+
+kube-proxy programs node ports on every node (`pkg/proxy/iptables/proxier.go: syncProxyRules`,
+KUBE-NODEPORTS and KUBE-EXT-<hash>; `pkg/proxy/nftables/proxier.go`, the `service-nodeports`
+map and `external-` chains). Under externalTrafficPolicy Cluster a connection arriving at any
+node reaches any usable endpoint, masqueraded (the pod may see a node's address); under Local it
+reaches only that node's endpoints (`CategorizeEndpoints`' local ones, with the local
+terminating fallback), unmasqueraded, so the pod sees the client's own address (e2e "should
+preserve source IP for traffic ... externalTrafficPolicy=Local"), and a node without any drops
+it (`externalTrafficFilterTarget` DROP, "has no local endpoints"); a Service without endpoints
+rejects it (KUBE-EXTERNAL-SERVICES REJECT). The model says which for each node
+(`harness.model.endpoints.expect_external`).
+
+Pure: a function of the model's expectation per node and what a few fresh connections from the
+external client to each node's node port saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.checks.nodes import NodeSample, check_every_node
+from harness.checks.verdict import Verdict, failed
+
+PROPERTY = "node-port"
+ROUTE = "from outside at {node}'s node port"
+
+
+@dataclass(frozen=True)
+class ExternalSample(NodeSample):
+    """Fresh connections from the external client (own address `client_address`) to `node`'s
+    node port of `service`, and the model's expectation there
+    (`expect_external(state, service, port, node)`); `keeps_source`: externalTrafficPolicy
+    Local, under which every answering pod must have seen `client_address`."""
+
+    client_address: str = ""
+    keeps_source: bool = False
+
+    def wrong_sources(self) -> list[str]:
+        """Under Local, the source each answering pod saw that is not the client's (an unknown
+        one, None, is not judged); nothing under Cluster."""
+        if not self.keeps_source:
+            return []
+        return [
+            str(o.seen_source)
+            for o in self.outcomes
+            if o.backend is not None
+            and o.seen_source is not None
+            and o.seen_source != self.client_address
+        ]
+
+    def evidence(self) -> dict[str, Any]:
+        found = super().evidence()
+        found["external_traffic_policy"] = "Local" if self.keeps_source else "Cluster"
+        found["client_address"] = self.client_address
+        found["seen_sources"] = sorted({o.seen_source for o in self.outcomes if o.seen_source})
+        return found
+
+
+def check_node_port(samples: Sequence[ExternalSample]) -> Verdict | None:
+    """One verdict over one step's samples (None without any): it holds when every connection
+    at every node did what that node's `expect_external` says (connect to a destination usable
+    there, time out when the node drops, be refused when it rejects) and, under Local, every
+    answering pod saw the client's own address. Evidence: every sample."""
+    verdict = check_every_node(samples, PROPERTY, ROUTE)
+    if verdict is None or not verdict.holds:
+        return verdict
+    for sample in samples:
+        wrong = sample.wrong_sources()
+        if wrong:
+            return failed(
+                PROPERTY,
+                f"{sample.service} {ROUTE.format(node=sample.node)} under externalTrafficPolicy"
+                f" Local: {len(wrong)} of {len(sample.outcomes)} answering pods saw source"
+                f" {', '.join(sorted(set(wrong)))}, not the client's {sample.client_address}"
+                " (kube-proxy does not masquerade it)",
+                **verdict.evidence,
+            )
+    return verdict

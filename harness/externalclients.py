@@ -1,0 +1,120 @@
+"""NodePort traffic from outside: after a step, a few fresh connections from the external client
+to every node's own address on the node port of each changed NodePort or LoadBalancer Service,
+judged against that node's `expect_external` (`harness.checks.external`, `node-port`; I4, I10).
+
+After a step whose state the proxies say is final and in which nothing failed (as
+`harness.nodeclients`: this must single out what only traffic from outside shows),
+`ExternalClients.after` sends a few fresh connections at once from the external client
+(`TrafficRequest.external_node`) to each node's node port of the first port of every
+NodePort/LoadBalancer Service whose external expectation changed for some node (every such
+Service after a proxy restart or stale snapshot), at most two of them (in name
+order, rotated by the step so a replay picks the same). A connection that must be dropped or
+refused gets `EMPTY_TIMEOUT_S`, one that must connect the run's request timeout (the sizes and
+the rotation are `harness.nodeclients`': `sample_each`, `sample_request`).
+
+Not judged: a Service with an opt-out label (its node port is not programmed at all, so the
+node's own stack answers it, which the model does not say), a UDP port where it must not connect
+(as `harness.nodeclients`), and pod or node traffic to a node port (implementation-defined,
+issue 11 item 3).
+
+Only on targets with an external client and a proxy on more than one node (`external_nodes`:
+the model, the local cluster with `--nodes` 2 or more); elsewhere `node-port` is not applicable
+and its coverage states are uncheckable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from harness.checks.external import ExternalSample, check_node_port
+from harness.checks.nodes import CONNECT, DROP
+from harness.checks.verdict import Verdict
+from harness.events import NEMESIS_EVENTS, Event
+from harness.model.endpoints import expect_external
+from harness.model.objects import TrafficPolicy, opt_out_label
+from harness.model.state import ClusterState
+from harness.nodeclients import NodeClients, host_nodes, sample_request
+from harness.targets.base import Target
+
+PORT = "http"
+REACHED = "node-port-reached"
+LOCAL_DROPS = "external-local-no-local-endpoints"
+FEATURES = frozenset({REACHED, LOCAL_DROPS})
+
+
+def external_nodes(target: object) -> tuple[str, ...]:
+    """The nodes whose node ports `target` sends to from outside: its `host_nodes` when it has
+    an external client (an `external_address` attribute); none otherwise."""
+    return host_nodes(target) if hasattr(target, "external_address") else ()
+
+
+def unavailable(target: object) -> str | None:
+    """Why `node-port` cannot run on `target` (None: it can)."""
+    if external_nodes(target):
+        return None
+    return (
+        "the target has no external client on the nodes' network (a local cluster with --nodes"
+        " 2 or more, or the model)"
+    )
+
+
+def uncheckable(target: object) -> frozenset[str]:
+    """The coverage states never checked on `target`."""
+    return frozenset() if external_nodes(target) else FEATURES
+
+
+def judged_services(
+    event: Event, before: ClusterState, after: ClusterState, nodes: tuple[str, ...]
+) -> list[str]:
+    """NodePort and LoadBalancer Services, without an opt-out label, with the port `PORT`,
+    whose external expectation changed for any of `nodes` (all of them after a nemesis
+    event). Pure."""
+    names = []
+    for name, service in sorted(after.services.items()):
+        if not service.type.external or opt_out_label(service) is not None:
+            continue
+        if all(p.name != PORT for p in service.ports):
+            continue
+        if isinstance(event, NEMESIS_EVENTS) or any(
+            expect_external(before, name, PORT, n) != expect_external(after, name, PORT, n)
+            for n in nodes
+        ):
+            names.append(name)
+    return names
+
+
+class ExternalClients(NodeClients):
+    """One sample per node and changed external Service per step (module docstring), from the
+    external client to the node ports. Holds nothing between steps."""
+
+    record_key: ClassVar[str] = "node_port"
+
+    def route_nodes(self, target: Target) -> tuple[str, ...]:
+        return external_nodes(target)
+
+    def changed(self, event: Event, before: ClusterState, after: ClusterState) -> list[str]:
+        return judged_services(event, before, after, self.nodes)
+
+    def judge(self, samples: list[Any]) -> tuple[Verdict | None, frozenset[str]]:
+        features = set()
+        if any(s.outcome == CONNECT for s in samples):
+            features.add(REACHED)
+        if any(s.keeps_source and s.outcome == DROP for s in samples):
+            features.add(LOCAL_DROPS)
+        return check_node_port(samples), frozenset(features)
+
+    def _sample(self, state: ClusterState, service: str, node: str) -> ExternalSample | None:
+        """A sample from outside at `node`'s node port, or None for one that cannot be judged
+        (a UDP port that must not connect there: module docstring)."""
+        expected = expect_external(state, service, PORT, node)
+        request = sample_request(state, service, expected, self.timeout_s, external_node=node)
+        if request is None:
+            return None
+        return ExternalSample(
+            service,
+            node,
+            expected,
+            self.target.send(request).outcomes,
+            client_address=str(getattr(self.target, "external_address", "") or ""),
+            keeps_source=state.services[service].external_traffic_policy == TrafficPolicy.LOCAL,
+        )

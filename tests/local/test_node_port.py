@@ -1,0 +1,174 @@
+"""NodePort and externalTrafficPolicy on the local cluster (issue 11, items 2-3): the external
+client on the fabric, and the kernel proxies' node ports as kube-proxy programs them. One 2-node
+target per proxy for the module; every test leaves it reset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from harness.checks.external import PROPERTY
+from harness.errors import UsageError
+from harness.events import (
+    CreatePod,
+    CreateService,
+    DeletePod,
+    Event,
+    RestartProxy,
+    Scale,
+    SetExternalTrafficPolicy,
+    SetServiceType,
+)
+from harness.local.names import RunNames
+from harness.model.endpoints import expect_external
+from harness.model.objects import ServiceType, TrafficPolicy, labels_of
+from harness.proxies.iptables import IptablesProxy
+from harness.proxies.mutants import NodePortIgnoresLocalProxy, NodePortRejectsNoLocalProxy
+from harness.proxies.nftables import NftablesProxy
+from harness.runner import RunConfig, Runner
+from harness.targets.local import LocalTarget
+from harness.traffic import TrafficRequest, TrafficSample
+from tests.local.conftest import needs_root, opened_target
+
+pytestmark = [pytest.mark.netns, needs_root]
+
+WEB = labels_of({"app": "web"})
+NODES = ("node-1", "node-2")
+EXTERNAL = "10.240.0.200"
+
+
+@pytest.fixture(scope="module", params=[IptablesProxy, NftablesProxy], ids=["iptables", "nftables"])
+def target(request: pytest.FixtureRequest) -> Iterator[LocalTarget]:
+    with opened_target(request.param, 2) as opened:
+        yield opened
+
+
+@pytest.fixture
+def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
+    """The module's target, reset after the test."""
+    try:
+        yield target
+    finally:
+        target.reset()
+
+
+def from_outside(target: LocalTarget, node: str, count: int = 8) -> TrafficSample:
+    request = TrafficRequest("web", count=count, timeout_s=0.5, parallel=True, external_node=node)
+    return target.send(request)
+
+
+def seen(sample: TrafficSample) -> Counter[str]:
+    """Who answered (an error's name where nothing did)."""
+    return Counter(o.backend.pod if o.backend else str(o.error) for o in sample.outcomes)
+
+
+def node_port_web(target: LocalTarget) -> None:
+    if "web" not in target.state.services:
+        target.apply(CreateService("web", WEB))
+    for number, node in enumerate(NODES, 1):
+        target.apply(CreatePod(f"p{number}", WEB, node=node))
+    target.apply(SetServiceType("web", ServiceType.NODE_PORT))
+
+
+def test_the_external_client_sits_on_the_fabric_and_routes_nowhere_else(
+    cluster: LocalTarget,
+) -> None:
+    names = RunNames(cluster.prefix)
+    assert cluster.external_address == EXTERNAL
+    done = subprocess.run(
+        ["ip", "-n", names.external_netns, "-j", "route", "show"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    routes = {str(r["dst"]): r for r in json.loads(done.stdout)}
+    assert set(routes) == {"default", "10.240.0.0/24"}
+    assert routes["default"]["gateway"] == "10.240.0.1"  # node-1, which routes nothing off
+
+
+def test_a_cluster_ip_service_has_no_node_port_to_send_to(cluster: LocalTarget) -> None:
+    cluster.apply(CreateService("web", WEB))
+    with pytest.raises(UsageError, match="has no node port"):
+        from_outside(cluster, "node-1")
+    node_port_web(cluster)
+    with pytest.raises(UsageError, match="node-9"):
+        from_outside(cluster, "node-9")
+
+
+def test_cluster_policy_reaches_every_endpoint_from_every_node_masqueraded(
+    cluster: LocalTarget,
+) -> None:
+    node_port_web(cluster)
+    for node in NODES:
+        sample = from_outside(cluster, node, count=16)
+        assert set(seen(sample)) == {"p1", "p2"}, (node, seen(sample))
+        sources = {o.seen_source for o in sample.outcomes}
+        assert EXTERNAL not in sources and None not in sources  # a node's address instead
+
+
+def test_local_policy_keeps_the_source_and_the_node_drops_without_local_endpoints(
+    cluster: LocalTarget,
+) -> None:
+    node_port_web(cluster)
+    cluster.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
+    for number, node in enumerate(NODES, 1):
+        sample = from_outside(cluster, node)
+        assert seen(sample) == {f"p{number}": 8}
+        assert {o.seen_source for o in sample.outcomes} == {EXTERNAL}
+    cluster.apply(DeletePod("p2", grace_s=0))
+    assert expect_external(cluster.state, "web", "http", "node-2").drops
+    assert seen(from_outside(cluster, "node-2", count=2)) == {"timeout": 2}
+    assert seen(from_outside(cluster, "node-1")) == {"p1": 8}
+    cluster.apply(DeletePod("p1", grace_s=0))
+    for node in NODES:  # no endpoints at all: rejected
+        assert seen(from_outside(cluster, node, count=4)) == {"refused": 4}
+
+
+SEQUENCE: list[Event] = [
+    CreateService("web", WEB),
+    Scale("web", 2, node="node-2"),
+    SetServiceType("web", ServiceType.NODE_PORT),
+    SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
+]
+
+
+def node_port_verdicts(target: LocalTarget) -> list[list[object]]:
+    """The `node-port` verdicts of each step of SEQUENCE run on `target`."""
+    steps = Runner(target, RunConfig(deadline_s=2.0)).run(SEQUENCE)
+    return [[v for v in step.verdicts if v.property == PROPERTY] for step in steps]
+
+
+def test_the_property_holds_on_the_real_proxy_and_catches_the_disclosed_mutants(
+    cluster: LocalTarget,
+) -> None:
+    """`node-port` by a fixed sequence: a NodePort Service with endpoints on node-2 only, then
+    externalTrafficPolicy Local: node-1 must DROP, node-2 connect with the client's address
+    kept. The real proxy holds; `mutant-iptables-nodeport-ignores-local` (node-1 forwards to
+    node-2, masqueraded) and `mutant-iptables-nodeport-rejects-no-local` (node-1 refuses) fail
+    at the last step, on node-1."""
+    held = node_port_verdicts(cluster)
+    assert [len(v) for v in held] == [0, 0, 1, 1]  # judged once the Service has a node port
+    assert all(v.holds for step in held for v in step), held  # type: ignore[attr-defined]
+    evidence = held[-1][0].evidence["samples"]  # type: ignore[attr-defined]
+    assert [(s["node"], s["expected"]) for s in evidence] == [
+        ("node-1", "drop"),
+        ("node-2", "connect"),
+    ]
+    assert evidence[1]["seen_sources"] == [EXTERNAL]
+    if not isinstance(cluster.proxy, IptablesProxy):  # the mutants are iptables'
+        return
+    for mutant in (NodePortIgnoresLocalProxy, NodePortRejectsNoLocalProxy):
+        cluster.reset()
+        cluster.new_proxy = mutant
+        try:
+            cluster.apply(RestartProxy())  # every node's proxy is now the mutant
+            caught = node_port_verdicts(cluster)
+        finally:
+            cluster.new_proxy = IptablesProxy  # the fixture's reset starts the real ones
+        assert all(v.holds for v in caught[2]), caught  # type: ignore[attr-defined]
+        (verdict,) = caught[3]
+        assert not verdict.holds and "node-1's node port" in verdict.message, verdict  # type: ignore[attr-defined]
