@@ -114,13 +114,29 @@ def answering(target: LocalTarget, services: int) -> list[str]:
     return wrong
 
 
+def memory(figures: dict[str, Any]) -> None:
+    """This process and every process it started: how many, and their RSS summed."""
+    tree = process_tree(os.getpid())
+    figures["processes"] = len(tree)
+    figures["rss_mib"] = sum(rss_kib(pid) for pid in tree) / 1024
+
+
+def closed(target: LocalTarget, figures: dict[str, Any], started: float) -> None:
+    """Close `target`, timed, and record the whole run's time and what its prefix left."""
+    mark = time.monotonic()
+    target.close()
+    figures["close_s"] = time.monotonic() - mark
+    figures["total_s"] = time.monotonic() - started
+    figures["left_behind"] = [n for n in os.listdir(NETNS_DIR) if n.startswith(target.prefix)]
+    figures["left_behind"] += clean(target.prefix)
+
+
 def measure_nodes() -> dict[str, Any]:
     """The several-nodes figures (see the module docstring)."""
     figures: dict[str, Any] = {"proxy": NODE_PROXY, "nodes": NODES, "pods": NODE_PODS,
                                "services": NODE_SERVICES, "service_type": "NodePort"}  # fmt: skip
     started = time.monotonic()
     target = LocalTarget.from_spec(NODE_PROXY, TargetOptions(nodes=NODES))
-    prefix = target.prefix
     target.open()
     try:
         figures["open_s"] = time.monotonic() - started
@@ -131,20 +147,13 @@ def measure_nodes() -> dict[str, Any]:
         wrong = answering(target, NODE_SERVICES)
         figures["services_answering"] = NODE_SERVICES - len(wrong)
         figures["setup_s"] = time.monotonic() - started
-        tree = process_tree(os.getpid())
-        figures["processes"] = len(tree)
-        figures["rss_mib"] = sum(rss_kib(pid) for pid in tree) / 1024
+        memory(figures)
         mark = time.monotonic()
         target.reset()
         figures["teardown_s"] = time.monotonic() - mark
         assert wrong == [], wrong[:3]
     finally:
-        mark = time.monotonic()
-        target.close()
-        figures["close_s"] = time.monotonic() - mark
-    figures["total_s"] = time.monotonic() - started
-    figures["left_behind"] = [n for n in os.listdir(NETNS_DIR) if n.startswith(prefix)]
-    figures["left_behind"] += clean(prefix)
+        closed(target, figures, started)
     figures = {k: _round(v) for k, v in figures.items()}
     figures["meets_goals"] = (
         figures["total_s"] < NODE_GOAL_TOTAL_S and figures["rss_mib"] < NODE_GOAL_RSS_MIB
@@ -156,7 +165,6 @@ def measure(proxy: str) -> dict[str, Any]:
     figures: dict[str, Any] = {"proxy": proxy, "pods": PODS, "services": SERVICES}
     started = time.monotonic()
     target = LocalTarget.from_spec(proxy, TargetOptions())
-    prefix = target.prefix
     target.open()
     try:
         figures["open_s"] = time.monotonic() - started
@@ -171,17 +179,10 @@ def measure(proxy: str) -> dict[str, Any]:
         mark = time.monotonic()
         target.apply(SetReady("g0-0", False))
         figures["readiness_flip_apply_s"] = time.monotonic() - mark
-        tree = process_tree(os.getpid())
-        figures["processes"] = len(tree)
-        figures["rss_mib"] = sum(rss_kib(pid) for pid in tree) / 1024
+        memory(figures)
         assert wrong == [], wrong[:3]
     finally:
-        mark = time.monotonic()
-        target.close()
-        figures["close_s"] = time.monotonic() - mark
-    figures["total_s"] = time.monotonic() - started
-    figures["left_behind"] = [n for n in os.listdir(NETNS_DIR) if n.startswith(prefix)]
-    figures["left_behind"] += clean(prefix)
+        closed(target, figures, started)
     return figures
 
 

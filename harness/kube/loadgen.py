@@ -265,15 +265,7 @@ class InClusterLocust:
             self._delete(created)
 
     def _create(self, manifest: dict[str, Any], created: list[str]) -> None:
-        cluster, namespace = self._scope.cluster, self._scope.namespace
-        cluster.create(
-            f"create pods in namespace {namespace}",
-            cluster.core.create_namespaced_pod,
-            namespace,
-            manifest,
-            clock=self._clock,
-            wait_s=CREATE_WAIT_S,
-        )
+        self._scope.create_pod(manifest, self._clock, CREATE_WAIT_S)
         created.append(manifest["metadata"]["name"])
 
     def _address(self, pods: Watched, name: str) -> str:
@@ -295,16 +287,8 @@ class InClusterLocust:
         return parse_output(self._exec(name, ["cat", OUTPUT], 30.0))
 
     def _delete(self, names: list[str]) -> None:
-        cluster, namespace = self._scope.cluster, self._scope.namespace
         while names:
-            cluster.call(
-                f"delete pods in namespace {namespace}",
-                cluster.core.delete_namespaced_pod,
-                names.pop(),
-                namespace,
-                grace_period_seconds=0,
-                allow=(404,),
-            )
+            self._scope.delete_pod(names.pop())
 
 
 def _pod_ip(pod: Any) -> str | None:

@@ -50,18 +50,10 @@ class NodeReaders:
         """Create one reader pod per node and wait until all run (one-line EnvironmentProblem
         naming a pod that cannot start, for example an image without a pull secret). On failure
         the pods made so far stay recorded, so `close()` removes them."""
-        cluster, namespace = self._scope.cluster, self._scope.namespace
         for model_node, node in sorted(self._nodes.items()):
             name = self.name(model_node)
             manifest = node_reader_manifest(name, self._scope.placement, node, self._image)
-            cluster.create(
-                f"create pods in namespace {namespace}",
-                cluster.core.create_namespaced_pod,
-                namespace,
-                manifest,
-                clock=self._clock,
-                wait_s=CREATE_WAIT_S,
-            )
+            self._scope.create_pod(manifest, self._clock, CREATE_WAIT_S)
             self._created.append(name)
         wait_until_ready(self._pods, list(self._created), self._startup_s, self._clock)
 
@@ -74,14 +66,5 @@ class NodeReaders:
 
     def close(self) -> None:
         """Delete the reader pods (grace 0). Idempotent; a pod already gone is fine."""
-        cluster, namespace = self._scope.cluster, self._scope.namespace
         while self._created:
-            name = self._created.pop()
-            cluster.call(
-                f"delete pods in namespace {namespace}",
-                cluster.core.delete_namespaced_pod,
-                name,
-                namespace,
-                grace_period_seconds=0,
-                allow=(404,),
-            )
+            self._scope.delete_pod(self._created.pop())

@@ -216,19 +216,11 @@ class ClientPods:
 
     def start(self) -> None:
         """Create the client pods (not waiting: `open` waits for every pod it needs)."""
-        cluster, namespace = self._scope.cluster, self._scope.namespace
         for client_name in self._scope.clients:
             manifest = client_pod_manifest(
                 self.pod_name(client_name), self._scope.placement, self._node
             )
-            cluster.create(
-                f"create pods in namespace {namespace}",
-                cluster.core.create_namespaced_pod,
-                namespace,
-                manifest,
-                clock=self._scope.clock,
-                wait_s=NEW_NAMESPACE_WAIT_S,
-            )
+            self._scope.create_pod(manifest, self._scope.clock, NEW_NAMESPACE_WAIT_S)
 
     def send(self, request: TrafficRequest, address: str, port: int) -> TrafficSample:
         """Send one batch from `request.client` to `address:port` and report every request."""

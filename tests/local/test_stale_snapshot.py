@@ -6,16 +6,12 @@ Service, and only there."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from harness import registry
 from harness.events import CreateService, Event, Scale, StaleSnapshot
 from harness.model.objects import labels_of
-from harness.runner import RunConfig, replay
-from harness.targets.local import LocalTarget
 from tests.local.conftest import needs_root
+from tests.local.histories import failures, replayed
 
 pytestmark = [pytest.mark.netns, needs_root]
 
@@ -23,26 +19,11 @@ WEB = labels_of({"app": "web"})
 BEFORE: list[Event] = [CreateService("svc-a", WEB), Scale("web", 3), CreateService("svc-b", WEB)]
 SEQUENCE: list[Event] = [*BEFORE, StaleSnapshot(1), Scale("web", 2), StaleSnapshot(3)]
 STALE = (3, 5)  # indexes of the stale snapshots in SEQUENCE
-CONFIG = RunConfig(deadline_s=LocalTarget.default_deadline_s)
-
-
-def run(spec: str, prefix: str, events: list[Event]) -> list[dict[str, Any]]:
-    target = registry.make_target(spec, registry.TargetOptions(prefix=prefix))
-    target.open()
-    try:
-        return list(replay(target, events, CONFIG).history)
-    finally:
-        target.close()
-
-
-def failures(record: dict[str, Any]) -> list[dict[str, Any]]:
-    verdicts = record["verdicts"]
-    return [] if isinstance(verdicts, int) else list(verdicts)
 
 
 @pytest.mark.parametrize("proxy", ["iptables", "nftables"])
 def test_correct_proxies_come_back_from_a_stale_snapshot(proxy: str, prefix: str) -> None:
-    history = run(f"local:{proxy}", prefix, SEQUENCE)
+    history = replayed(f"local:{proxy}", prefix, SEQUENCE)
     assert [failures(record) for record in history] == [[]] * len(SEQUENCE)
     for index in STALE:
         assert sorted(history[index]["services"]) == ["svc-a", "svc-b"]  # every one waited for
@@ -50,7 +31,7 @@ def test_correct_proxies_come_back_from_a_stale_snapshot(proxy: str, prefix: str
 
 
 def test_a_proxy_that_keeps_tombstones_is_caught_at_the_stale_snapshot(prefix: str) -> None:
-    history = run("local:mutant-iptables-tombstones", prefix, SEQUENCE[: STALE[0] + 1])
+    history = replayed("local:mutant-iptables-tombstones", prefix, SEQUENCE[: STALE[0] + 1])
     assert all(not failures(record) for record in history[: STALE[0]])
     found = failures(history[STALE[0]])
     assert found and {v["property"] for v in found} >= {"availability"}, found

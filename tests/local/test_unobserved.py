@@ -8,16 +8,12 @@ its old one meanwhile), and only there."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from harness import registry
 from harness.events import CreateService, DeleteService, Event, Scale, UnobservedChanges
 from harness.model.objects import labels_of
-from harness.runner import RunConfig, replay
-from harness.targets.local import LocalTarget
 from tests.local.conftest import needs_root
+from tests.local.histories import failures, replayed
 
 pytestmark = [pytest.mark.netns, needs_root]
 
@@ -27,28 +23,13 @@ MOVED = UnobservedChanges(
 )
 REPLACED = UnobservedChanges((Scale("web", 0), Scale("web", 2)))
 SEQUENCE: list[Event] = [CreateService("svc-a", WEB), Scale("web", 2), MOVED, REPLACED]
-CONFIG = RunConfig(deadline_s=LocalTarget.default_deadline_s)
-
-
-def run(spec: str, prefix: str, events: list[Event]) -> list[dict[str, Any]]:
-    target = registry.make_target(spec, registry.TargetOptions(prefix=prefix))
-    target.open()
-    try:
-        return list(replay(target, events, CONFIG).history)
-    finally:
-        target.close()
-
-
-def failures(record: dict[str, Any]) -> list[dict[str, Any]]:
-    verdicts = record["verdicts"]
-    return [] if isinstance(verdicts, int) else list(verdicts)
 
 
 @pytest.mark.parametrize("proxy", ["iptables", "nftables"])
 def test_correct_proxies_reach_the_end_state_of_changes_they_missed(
     proxy: str, prefix: str
 ) -> None:
-    history = run(f"local:{proxy}", prefix, SEQUENCE)
+    history = replayed(f"local:{proxy}", prefix, SEQUENCE)
     assert [failures(record) for record in history] == [[]] * len(SEQUENCE)
     assert "unobserved-changes" in history[2]["features"]
     assert "unobserved-changes" in history[3]["features"]
@@ -57,7 +38,7 @@ def test_correct_proxies_reach_the_end_state_of_changes_they_missed(
 def test_a_proxy_that_takes_the_cluster_ip_as_immutable_is_caught_where_it_moved(
     prefix: str,
 ) -> None:
-    history = run("local:mutant-iptables-immutable-vip", prefix, SEQUENCE[:3])
+    history = replayed("local:mutant-iptables-immutable-vip", prefix, SEQUENCE[:3])
     assert all(not failures(record) for record in history[:2])
     found = failures(history[2])
     assert found and {v["property"] for v in found} <= {
