@@ -210,8 +210,14 @@ def usable_destinations(
     Endpoints whose slice lacks the port (a named targetPort the pod does not have) are skipped.
     The result is sorted by backend so that every caller sees the same order.
     """
+    return _on_port(categorize_endpoints(slices, service, node), port_name)
+
+
+def _on_port(chosen: Iterable[tuple[Endpoint, EndpointSlice]], port_name: str) -> list[Destination]:
+    """The `chosen` endpoints as destinations of port `port_name` (those whose slice lacks the
+    port skipped), sorted by backend."""
     destinations = []
-    for endpoint, endpoint_slice in categorize_endpoints(slices, service, node):
+    for endpoint, endpoint_slice in chosen:
         port = endpoint_slice.port_for(port_name)
         if port is not None:
             destinations.append(
@@ -258,11 +264,25 @@ def expect(state: ClusterState, name: str, port_name: str, node: str = PROXY_NOD
     if service is None:
         return Expectation(None, (), ())
     slices = derive_slices(state, name)
+    return _expectation(
+        service, slices, port_name, usable_destinations(slices, service, port_name, node)
+    )
+
+
+def _expectation(
+    service: Service,
+    slices: tuple[EndpointSlice, ...],
+    port_name: str,
+    destinations: Sequence[Destination],
+) -> Expectation:
+    """The expectation for `service`'s port given where new connections may go: DROP when
+    nothing is usable but the Service has endpoints (`must_drop`); nothing usable and DROP for
+    an opted-out Service, whose slices are published all the same."""
     label = opt_out_label(service)
     if label is not None:
         return Expectation(service, slices, (), drops=True, opted_out=label)
-    destinations = tuple(usable_destinations(slices, service, port_name, node))
-    return Expectation(service, slices, destinations, must_drop(destinations, slices, port_name))
+    found = tuple(destinations)
+    return Expectation(service, slices, found, must_drop(found, slices, port_name))
 
 
 def local_endpoints(
@@ -293,14 +313,7 @@ def external_destinations(
         chosen = categorize_endpoints(
             slices, replace(service, internal_traffic_policy=TrafficPolicy.CLUSTER), node
         )
-    destinations = []
-    for endpoint, endpoint_slice in chosen:
-        port = endpoint_slice.port_for(port_name)
-        if port is not None:
-            destinations.append(
-                Destination(endpoint.backend, endpoint.address, port, endpoint.node)
-            )
-    return sorted(destinations, key=lambda d: d.backend)
+    return _on_port(chosen, port_name)
 
 
 def expect_external(state: ClusterState, name: str, port_name: str, node: str) -> Expectation:
@@ -314,11 +327,9 @@ def expect_external(state: ClusterState, name: str, port_name: str, node: str) -
     if service is None or not service.type.external:
         return Expectation(None, (), ())
     slices = derive_slices(state, name)
-    label = opt_out_label(service)
-    if label is not None:
-        return Expectation(service, slices, (), drops=True, opted_out=label)
-    destinations = tuple(external_destinations(slices, service, port_name, node))
-    return Expectation(service, slices, destinations, must_drop(destinations, slices, port_name))
+    return _expectation(
+        service, slices, port_name, external_destinations(slices, service, port_name, node)
+    )
 
 
 def health_check_status(state: ClusterState, name: str, node: str) -> int | None:
