@@ -173,15 +173,21 @@ def local_only_terminating(
     return events + _drain(state, service, _long_grace(space), lambda p: p.node == PROXY_NODE)
 
 
+def _node_one_emptied(state: ClusterState, service: Service, events: list[Event]) -> list[Event]:
+    """Deletes, at once, of the Service's pods still running on node-1 after `events`: only
+    the other nodes keep endpoints."""
+    after = _apply_all(state, events)
+    local = _listed(after, service, lambda p: p.node == PROXY_NODE and not p.terminating)
+    return [DeletePod(p.name, 0.0) for p in local]
+
+
 def no_local(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """internalTrafficPolicy Local, endpoints on the other node only."""
     service = _service(data, state)
     events: list[Event] = _populated(data, state, service, OTHER_NODE)
     if service.internal_traffic_policy != TrafficPolicy.LOCAL:
         events.append(SetTrafficPolicy(service.name, TrafficPolicy.LOCAL))
-    state = _apply_all(state, events)
-    local = _listed(state, service, lambda p: p.node == PROXY_NODE and not p.terminating)
-    return events + [DeletePod(p.name, 0.0) for p in local]
+    return [*events, *_node_one_emptied(state, service, events)]
 
 
 def node_port_reached(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
@@ -206,9 +212,7 @@ def external_local_no_local(
         events.append(SetServiceType(service.name, ServiceType.NODE_PORT))
     if service.external_traffic_policy != TrafficPolicy.LOCAL:
         events.append(SetExternalTrafficPolicy(service.name, TrafficPolicy.LOCAL))
-    state = _apply_all(state, events)
-    local = _listed(state, service, lambda p: p.node == PROXY_NODE and not p.terminating)
-    return events + [DeletePod(p.name, 0.0) for p in local]
+    return [*events, *_node_one_emptied(state, service, events)]
 
 
 def spread_over_nodes(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
