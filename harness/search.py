@@ -44,12 +44,12 @@ from harness.profiles import Limits
 from harness.recipes import draw_recipe
 from harness.runner import Runner, StepResult
 from harness.strategies import GENERATORS, EventSpace, draw_event
-from harness.swarm import Swarm, draw_swarm
+from harness.swarm import RECIPE_ODDS, Swarm, draw_odds, draw_swarm
 
 PRELUDE_REPLICAS = (3, 5, 1, 0, 7)
-ROUND_EXAMPLES = {True: 20, False: 5}
+ROUND_EXAMPLES = {True: 20, False: 1}
 """Examples per round, on simulated time and on real targets (whose examples cost seconds, so
-the aims are brought up to date more often)."""
+the aims are brought up to date after every example)."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ class Search:
         left = self.limits.steps - len(prelude)
         while left > 0:
             batch: list[Event] = []
-            if swarm.aim is not None and data.draw(st.booleans(), label="follow the recipe"):
+            if swarm.aim is not None and draw_odds(data, RECIPE_ODDS, "follow the recipe"):
                 batch = draw_recipe(data, swarm.aim, model, swarm.space)
             if not batch:
                 drawn = draw_event(data, model, swarm.space, swarm.kinds)

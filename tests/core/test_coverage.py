@@ -3,10 +3,13 @@ to its feature, and the model's default run checks every feature at least 50 tim
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from harness import search, swarm
 from harness.conformance import options_for, run_suite
 from harness.coverage import FEATURES
 from harness.events import (
@@ -37,7 +40,7 @@ from harness.events import (
     Wait,
 )
 from harness.model.objects import Affinity, Protocol, ServiceType, TrafficPolicy, labels_of
-from harness.profiles import PROFILES
+from harness.profiles import PROFILES, Limits
 from harness.recipes import RECIPES
 from harness.runner import replay
 from harness.strategies import EventSpace
@@ -185,3 +188,48 @@ def test_the_models_default_run_checks_every_feature_50_times(tmp_path):
     suite = run_suite(target, options)
     assert suite.stats.examples == PROFILES["default"].simulated.examples
     assert suite.coverage.short_of(50) == [], suite.coverage.to_json()
+
+
+QUICK_REAL_SEEDS = (1, 2, 3, 4)
+
+
+def quick_real_run_on_the_model(run_seed: int, examples: int) -> list[str]:
+    """The features a real target's quick run would leave short of its goal after `examples`
+    examples: the same search on the model with the real targets' event space and round size.
+    The aims are decided from the model alone, so they are the ones a local run takes."""
+    target = ModelTarget(seed=run_seed)
+    quick = PROFILES["quick"]
+    options = options_for(target, seed=run_seed, profile=quick)
+    options = replace(
+        options,
+        limits=Limits(examples, quick.real.steps),
+        coverage_goal=quick.coverage_goal_real,
+        space=replace(options.space, simulated=False),
+    )
+    target.open()
+    try:
+        suite = run_suite(target, options)
+    finally:
+        target.close()
+    assert suite.stats.examples == examples
+    return suite.coverage.short_of(quick.coverage_goal_real)
+
+
+@pytest.mark.parametrize("run_seed", QUICK_REAL_SEEDS)
+def test_thirty_examples_of_the_quick_real_profile_check_every_feature_three_times(run_seed):
+    """A real target's quick run may end on its budget after some 30 examples (CI's two cores
+    ran 37 in 180 s on the local cluster); by then its aims have checked every feature as often
+    as the profile's goal."""
+    assert quick_real_run_on_the_model(run_seed, 30) == []
+
+
+def test_the_quick_real_profile_check_can_fail(monkeypatch):
+    """The check above is not vacuous: with the aiming this harness had before (half of the
+    examples aimed among four candidates, rounds of five, recipes followed half the time), 30
+    examples leave features short on three of those four seeds (and on 6 of seeds 1-8)."""
+    monkeypatch.setattr(swarm, "AIMED_ODDS", (1, 2))
+    monkeypatch.setattr(swarm, "AIM_CANDIDATES", 4)
+    monkeypatch.setattr(search, "RECIPE_ODDS", (1, 2))
+    monkeypatch.setattr(search, "ROUND_EXAMPLES", {True: 20, False: 5})
+    short = [run_seed for run_seed in QUICK_REAL_SEEDS if quick_real_run_on_the_model(run_seed, 30)]
+    assert len(short) >= 3, short

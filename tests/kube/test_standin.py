@@ -26,6 +26,7 @@ from mockapi import MockApiServer
 
 from harness.conformance import Status, SuiteResult, options_for, run_target
 from harness.errors import UsageError
+from harness.events import CreateService
 from harness.kube.api import Cluster
 from harness.kube.metrics import METRIC, SYNC_METRIC, bind_address, metrics_text, parse
 from harness.kube.proxy_sync import PENDING, sync_state_from_metrics
@@ -39,7 +40,7 @@ from harness.kube.standin import (
     trigger_time,
     version_line,
 )
-from harness.model.objects import Affinity, TrafficPolicy
+from harness.model.objects import Affinity, TrafficPolicy, labels_of
 from harness.profiles import PROFILES
 from harness.registry import TargetOptions
 from harness.targets.kube import KubeTarget
@@ -221,15 +222,18 @@ def test_the_no_reject_mutant_is_caught_on_reject_when_empty(
 ) -> None:
     target = _target(cluster, standin_command("--mutant no-reject"))
     # a short deadline, one confirmation and a short shrink: the test is about being caught
-    # (a missing REJECT leaves every connection to wait out its timeout), not about replays
+    # (a missing REJECT leaves every connection to wait out its timeout), not about replays.
+    # The search starts from a Service without endpoints (a fixed sequence), so that what is
+    # tested is the catch, not whether two drawn examples happen to reach that state.
     suite, _ = search(
         mock_api.url,
         target,
         tmp_path,
         ("reject-when-empty",),
         seed=1,
-        examples=2,
+        examples=3,
         steps=4,
+        fixed=((CreateService("svc-a", labels_of({"app": "web"})),),),
         deadline_s=5.0,
         request_timeout_s=0.25,  # a refusal comes at once; waiting longer changes no verdict
         confirmations=1,
