@@ -81,7 +81,7 @@ class _Held:
     backend: Backend
     opened_step: int
     udp: bool = False
-    flow: tuple[int | None, int | None] = (None, None)  # `_flow` when it was opened
+    flow: HeldFlow = (None, None, None)  # `_flow` when it was opened
 
 
 class LongLived:
@@ -164,7 +164,7 @@ class LongLived:
         assert self.target is not None
         usable_now = (
             frozenset(expect(after, held.service, PORT).usable)
-            if held.service in after.services
+            if _same_vip(held, after)
             else frozenset()
         )
         timeout_s = self.timeout_s if usable_now else GONE_TIMEOUT_S
@@ -217,23 +217,37 @@ class LongLived:
         return min(eligible, key=lambda name: sum(1 for h in self.held if h.service == name))
 
 
-def _flow(state: ClusterState, service: str, backend: Backend) -> tuple[int | None, int | None]:
-    """The Service port number and the backend's endpoint port a connection to `service` on
-    `PORT` uses in `state` (None: no such port, or the backend is no destination now)."""
+HeldFlow = tuple[str | None, int | None, int | None]
+"""A held connection's flow as the model sees it: the Service's VIP, its port number on `PORT`
+and the backend's endpoint port (None: no such Service or port, or no destination now)."""
+
+
+def _flow(state: ClusterState, service: str, backend: Backend) -> HeldFlow:
+    """The flow a connection to `service` on `PORT` through `backend` uses in `state`."""
     found = state.services.get(service)
+    vip = found.cluster_ip if found else None
     port = next((p.port for p in found.ports if p.name == PORT), None) if found else None
     destination = next(
         (d.port for d in expect(state, service, PORT).destinations if d.backend == backend), None
     )
-    return port, destination
+    return vip, port, destination
 
 
-def _same_flow(opened: tuple[int | None, int | None], now: tuple[int | None, int | None]) -> bool:
-    """Whether a connection opened on flow `opened` is still on a programmed flow: the same
-    Service port number, and the backend, if still a destination, on the same endpoint port.
-    One whose port's number or targetPort changed (`SetServicePort`, issue 12) is on a flow the
-    proxy no longer programs: like a removed endpoint's, it may end, and must not move."""
-    return opened[0] == now[0] and (now[1] is None or now[1] == opened[1])
+def _same_flow(opened: HeldFlow, now: HeldFlow) -> bool:
+    """Whether a connection opened on flow `opened` is still on a programmed flow: the same VIP
+    and Service port number, and the backend, if still a destination, on the same endpoint port.
+    One whose port's number or targetPort changed (`SetServicePort`, issue 12), or whose Service
+    was deleted and created again on another VIP (possibly within one `UnobservedChanges`
+    batch, whose VIP another Service may hold meanwhile) is on a flow the proxy no longer
+    programs: like a removed endpoint's, it may end, and must not move."""
+    return opened[:2] == now[:2] and (now[2] is None or now[2] == opened[2])
+
+
+def _same_vip(held: _Held, state: ClusterState) -> bool:
+    """Whether `held`'s Service still exists on the VIP the flow was opened to (a Service
+    deleted and created again on another VIP is another Service to that flow)."""
+    found = state.services.get(held.service)
+    return found is not None and found.cluster_ip == held.flow[0]
 
 
 def _opted_out(state: ClusterState, service: str) -> bool:
@@ -253,7 +267,7 @@ def _still_held(held: _Held, answer: HeldAnswer, after: ClusterState) -> _Held |
     unready pod ready again, an opt-out label removed)."""
     if not held.udp:
         return held if answer.outcome.backend == held.backend else None
-    if held.service not in after.services:
+    if not _same_vip(held, after):
         return None
     answered = answer.outcome.backend
     if answered is None:

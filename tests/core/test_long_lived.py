@@ -23,6 +23,7 @@ from harness.events import (
     Scale,
     SetReady,
     StaleSnapshot,
+    UnobservedChanges,
     event_from_json,
 )
 from harness.longlived import FEATURE, MAX_HELD, RELAY_RESTARTED, STALE_SHOWN
@@ -183,6 +184,27 @@ def test_a_deleted_service_may_keep_or_close_its_connections() -> None:
     assert len(connections) == MAX_HELD
     assert not any(c["backend_still_usable"] for c in connections)
     assert isinstance(list(runner.history)[2]["verdicts"], int)  # none failed
+
+
+def test_a_service_created_again_on_another_vip_does_not_own_the_old_vips_connections() -> None:
+    """Found by the quick search on the local cluster: svc-a deleted and created again within
+    one unobserved batch gets another VIP, and svc-b the old one. The connections opened to
+    svc-a's old VIP are no longer svc-a's (they may end, never move); once svc-b is deleted
+    they are on a flow nobody programs, and the harness's proxies end them."""
+    api = labels_of({"app": "api"})
+    recreated = (DeleteService("svc-a"), CreateService("svc-b", api), CreateService("svc-a", api))
+    events = [
+        CreateService("svc-a", api),
+        Scale("api", 1),
+        UnobservedChanges(recreated),
+        DeleteService("svc-b"),
+    ]
+    runner = replay(ModelTarget(), events)
+    steps = list(runner.history)
+    for step in steps[2:]:
+        held = step["long_lived"]
+        assert len(held) == MAX_HELD and {c["opened_at_step"] for c in held} == {2}
+        assert not any(c["backend_still_usable"] for c in held)
 
 
 def test_a_target_that_cannot_restart_is_never_given_a_restart() -> None:
