@@ -1,0 +1,136 @@
+"""LoadBalancer ingress IPs on the local cluster (issue 11, item 2): the external client hands a
+connection to an ingress IP to one chosen node, as a cloud or MetalLB load balancer would, and
+the kernel proxies program the ingress IP as kube-proxy does. One 2-node target per proxy for the
+module; every test leaves it reset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from harness.errors import UsageError
+from harness.events import (
+    CreatePod,
+    CreateService,
+    DeletePod,
+    SetExternalTrafficPolicy,
+    SetServiceType,
+)
+from harness.local.cluster import load_balancer_source
+from harness.local.names import RunNames
+from harness.model.endpoints import expect_external
+from harness.model.objects import ServiceType, TrafficPolicy, labels_of
+from harness.proxies.iptables import IptablesProxy
+from harness.proxies.nftables import NftablesProxy
+from harness.targets.local import LocalTarget
+from harness.traffic import TrafficRequest, TrafficSample
+from tests.local.conftest import needs_root, opened_target
+
+pytestmark = [pytest.mark.netns, needs_root]
+
+WEB = labels_of({"app": "web"})
+NODES = ("node-1", "node-2")
+
+
+@pytest.fixture(scope="module", params=[IptablesProxy, NftablesProxy], ids=["iptables", "nftables"])
+def target(request: pytest.FixtureRequest) -> Iterator[LocalTarget]:
+    with opened_target(request.param, 2) as opened:
+        yield opened
+
+
+@pytest.fixture
+def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
+    """The module's target, reset after the test."""
+    try:
+        yield target
+    finally:
+        target.reset()
+
+
+def via(target: LocalTarget, node: str, count: int = 8) -> TrafficSample:
+    """`count` fresh connections to web's ingress IP, handed to `node`."""
+    request = TrafficRequest(
+        "web", count=count, timeout_s=0.5, parallel=True, external_node=node, via_load_balancer=True
+    )
+    return target.send(request)
+
+
+def seen(sample: TrafficSample) -> Counter[str]:
+    """Who answered (an error's name where nothing did)."""
+    return Counter(o.backend.pod if o.backend else str(o.error) for o in sample.outcomes)
+
+
+def balanced_web(target: LocalTarget) -> None:
+    """web with a pod on each node, made LoadBalancer (its ingress IP assigned)."""
+    target.apply(CreateService("web", WEB))
+    for number, node in enumerate(NODES, 1):
+        target.apply(CreatePod(f"p{number}", WEB, node=node))
+    target.apply(SetServiceType("web", ServiceType.LOAD_BALANCER))
+
+
+def test_the_external_client_hands_the_ingress_range_to_each_node_from_its_own_address(
+    cluster: LocalTarget,
+) -> None:
+    names = RunNames(cluster.prefix)
+
+    def listed(*what: str) -> list[dict[str, object]]:
+        command = ["ip", "-n", names.external_netns, "-j", *what]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        return list(json.loads(done.stdout))
+
+    rules = {
+        str(r["src"]): str(r["table"]) for r in listed("rule", "show") if r.get("src") != "all"
+    }
+    assert rules == {load_balancer_source(1): "101", load_balancer_source(2): "102"}
+    for number in (1, 2):
+        routes = listed("route", "show", "table", str(100 + number))
+        wanted = [("10.255.0.0/24", f"10.240.0.{number}")]
+        assert [(r["dst"], r["gateway"]) for r in routes] == wanted
+    assert cluster.load_balancer_source("node-2") == "10.240.0.222"
+    assert cluster.load_balancer_source("node-9") is None
+
+
+def test_a_service_without_an_ingress_ip_is_refused_in_one_line(cluster: LocalTarget) -> None:
+    cluster.apply(CreateService("web", WEB))
+    cluster.apply(SetServiceType("web", ServiceType.NODE_PORT))
+    with pytest.raises(UsageError, match="no LoadBalancer ingress IP"):
+        via(cluster, "node-1")
+    cluster.apply(SetServiceType("web", ServiceType.LOAD_BALANCER))
+    with pytest.raises(UsageError, match="node-9"):
+        via(cluster, "node-9")
+    request = TrafficRequest("web", sources=(1,), external_node="node-1", via_load_balancer=True)
+    with pytest.raises(UsageError, match="sources=\\(0,\\)"):
+        cluster.send(request)
+
+
+def test_cluster_policy_reaches_every_endpoint_via_every_node_masqueraded(
+    cluster: LocalTarget,
+) -> None:
+    balanced_web(cluster)
+    for node in NODES:
+        sample = via(cluster, node, count=16)
+        assert set(seen(sample)) == {"p1", "p2"}, (node, seen(sample))
+        sources = {o.seen_source for o in sample.outcomes}
+        assert cluster.load_balancer_source(node) not in sources and None not in sources
+
+
+def test_local_policy_keeps_the_source_and_a_node_without_local_endpoints_drops(
+    cluster: LocalTarget,
+) -> None:
+    balanced_web(cluster)
+    cluster.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
+    for number, node in enumerate(NODES, 1):
+        sample = via(cluster, node)
+        assert seen(sample) == {f"p{number}": 8}
+        assert {o.seen_source for o in sample.outcomes} == {load_balancer_source(number)}
+    cluster.apply(DeletePod("p2", grace_s=0))
+    assert expect_external(cluster.state, "web", "http", "node-2").drops
+    assert seen(via(cluster, "node-2", count=2)) == {"timeout": 2}
+    assert seen(via(cluster, "node-1")) == {"p1": 8}
+    cluster.apply(DeletePod("p1", grace_s=0))
+    for node in NODES:  # no endpoints at all: rejected
+        assert seen(via(cluster, node, count=4)) == {"refused": 4}
