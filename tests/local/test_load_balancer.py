@@ -12,11 +12,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.checks.external import LOAD_BALANCER_PART, PROPERTY
+from harness.checks.verdict import Verdict
 from harness.errors import UsageError
 from harness.events import (
     CreatePod,
     CreateService,
     DeletePod,
+    Event,
+    RestartProxy,
+    Scale,
     SetExternalTrafficPolicy,
     SetServiceType,
 )
@@ -25,7 +30,9 @@ from harness.local.names import RunNames
 from harness.model.endpoints import expect_external
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
 from harness.proxies.iptables import IptablesProxy
+from harness.proxies.mutants import LoadBalancerIpUnprogrammedProxy
 from harness.proxies.nftables import NftablesProxy
+from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest, TrafficSample
 from tests.local.conftest import needs_root, opened_target
@@ -134,3 +141,54 @@ def test_local_policy_keeps_the_source_and_a_node_without_local_endpoints_drops(
     cluster.apply(DeletePod("p1", grace_s=0))
     for node in NODES:  # no endpoints at all: rejected
         assert seen(via(cluster, node, count=4)) == {"refused": 4}
+
+
+SEQUENCE: list[Event] = [
+    CreateService("web", WEB),
+    Scale("web", 2, node="node-2"),
+    SetServiceType("web", ServiceType.LOAD_BALANCER),
+    SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
+]
+
+
+def ingress_verdicts(target: LocalTarget, events: list[Event]) -> list[list[Verdict]]:
+    """The `node-port` verdicts of part `load-balancer` of each step of `events` on `target`."""
+    steps = Runner(target, RunConfig(deadline_s=2.0)).run(events)
+    return [
+        [
+            v
+            for v in step.verdicts
+            if v.property == PROPERTY and v.evidence.get("part") == LOAD_BALANCER_PART
+        ]
+        for step in steps
+    ]
+
+
+def test_the_part_holds_on_the_real_proxy_and_catches_the_disclosed_mutant(
+    cluster: LocalTarget,
+) -> None:
+    """`node-port`'s part `load-balancer` by a fixed sequence: a LoadBalancer Service with
+    endpoints on node-2 only, then externalTrafficPolicy Local: via node-1 the ingress IP must
+    DROP, via node-2 connect with the load balancer's address for node-2 kept. The real proxy
+    holds; `mutant-iptables-lb-ip-unprogrammed` fails as soon as the Service is LoadBalancer
+    (its ingress IP meets no rule: the connections time out)."""
+    held = ingress_verdicts(cluster, SEQUENCE)
+    assert [len(v) for v in held] == [0, 0, 1, 1]  # judged once the Service has an ingress IP
+    assert all(v.holds for step in held for v in step), held
+    evidence = held[-1][0].evidence["samples"]
+    assert [(s["node"], s["expected"]) for s in evidence] == [
+        ("node-1", "drop"),
+        ("node-2", "connect"),
+    ]
+    assert evidence[1]["seen_sources"] == [load_balancer_source(2)]
+    if not isinstance(cluster.proxy, IptablesProxy):  # the mutant is iptables'
+        return
+    cluster.reset()
+    cluster.new_proxy = LoadBalancerIpUnprogrammedProxy
+    try:
+        cluster.apply(RestartProxy())  # every node's proxy is now the mutant
+        caught = ingress_verdicts(cluster, SEQUENCE[:3])
+    finally:
+        cluster.new_proxy = IptablesProxy  # the fixture's reset starts the real ones
+    (verdict,) = caught[2]
+    assert not verdict.holds and "ingress IP via node-1" in verdict.message, verdict
