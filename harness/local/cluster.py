@@ -27,8 +27,8 @@ The fabric also carries the **external client** (`<prefix>-ext`, eth0 on the fab
 own address directly, as NodePort traffic from another host does (`TrafficRequest.external_node`),
 and routes nothing else (its default route points at node-1, which has none). It also
 stands in for a cloud or MetalLB load balancer: one more address per node,
-`load_balancer_source(k)` (10.240.0.220+k), each with a policy rule (`from 10.240.0.22k lookup
-table 100+k`) whose table routes only the ingress range (`INGRESS_RANGES`, LoadBalancer ingress
+`load_balancer_source(k)` (10.240.0.220+k), each with a policy rule (`from 10.240.0.220+k
+lookup table 100+k`) whose table routes only the ingress range (`INGRESS_RANGES`, LoadBalancer ingress
 IPs) via node k, so a connection to an ingress IP from that address is handed to node k alone
 (`TrafficRequest.via_load_balancer`); all in its own namespace, nothing in the root namespace.
 Each
