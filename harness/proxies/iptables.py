@@ -269,10 +269,7 @@ class IptablesProxy(KernelRuleProxy):
         chain and the chains it jumps to, or its KUBE-EXTERNAL-SERVICES DROP or REJECT."""
         port_match = f"-p {plan.protocol} -m {plan.protocol} --dport {plan.node_port}"
         if not plan.external:
-            if plan.external_drops:
-                why, target = "has no local endpoints", self.no_local_external_target
-            else:
-                why, target = "has no endpoints", self.no_endpoints_target
+            why, target = self.external_filter_target(plan)
             external_filter[
                 f'-A {EXTERNAL_SERVICES} -m comment --comment "{plan.name} {why}"'
                 f" -m addrtype --dst-type LOCAL {port_match} -j {target}"
@@ -310,11 +307,16 @@ class IptablesProxy(KernelRuleProxy):
                 target = external_chain(plan)
                 nat_entries[f"-A {SERVICES} {match.format('loadbalancer IP')} -j {target}"] = ""
                 continue
-            if plan.external_drops:
-                why, target = "has no local endpoints", self.no_local_external_target
-            else:
-                why, target = "has no endpoints", self.no_endpoints_target
+            why, target = self.external_filter_target(plan)
             external_filter[f"-A {EXTERNAL_SERVICES} {match.format(why)} -j {target}"] = ""
+
+    def external_filter_target(self, plan: PortPlan) -> tuple[str, str]:
+        """The comment and target of `plan`'s KUBE-EXTERNAL-SERVICES rules when it has no
+        external destinations (`externalTrafficFilterTarget`): DROP "has no local endpoints"
+        with endpoints elsewhere, else REJECT "has no endpoints"."""
+        if plan.external_drops:
+            return "has no local endpoints", self.no_local_external_target
+        return "has no endpoints", self.no_endpoints_target
 
     def service_rules(self, plan: PortPlan, chain: str) -> Lines:
         lines = []

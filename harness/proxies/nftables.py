@@ -185,10 +185,8 @@ class NftablesProxy(KernelRuleProxy):
                 key = f"{plan.protocol} . {plan.node_port}"
                 if plan.external:
                     node_ports[key] = f"goto {self.render_external(plan, chains, sets)}"
-                elif plan.external_drops:
-                    node_port_rejects[key] = self.no_local_external_verdict
                 else:
-                    node_port_rejects[key] = f"goto {REJECT_CHAIN}"
+                    node_port_rejects[key] = self.external_filter_verdict(plan)
                 self.render_load_balancer(plan, dispatch, rejects)
             key = f"{plan.cluster_ip} . {plan.protocol} . {plan.port}"
             if not plan.destinations:
@@ -225,10 +223,13 @@ class NftablesProxy(KernelRuleProxy):
             key = f"{address} . {plan.protocol} . {plan.port}"
             if plan.external:
                 dispatch[key] = f"goto external-{chain_base(plan)}"
-            elif plan.external_drops:
-                rejects[key] = self.no_local_external_verdict
             else:
-                rejects[key] = f"goto {REJECT_CHAIN}"
+                rejects[key] = self.external_filter_verdict(plan)
+
+    def external_filter_verdict(self, plan: PortPlan) -> str:
+        """The verdict for `plan`'s external traffic when it has no external destinations:
+        `drop` ("has no local endpoints") with endpoints elsewhere, else `goto reject-chain`."""
+        return self.no_local_external_verdict if plan.external_drops else f"goto {REJECT_CHAIN}"
 
     def render_service(self, plan: PortPlan, chains: dict[str, Lines], sets: dict[str, str]) -> str:
         """Add the chain choosing among `plan.destinations`, their endpoint chains and affinity

@@ -1,14 +1,12 @@
 """LoadBalancer ingress IPs on the local cluster (issue 11, item 2): the external client hands a
 connection to an ingress IP to one chosen node, as a cloud or MetalLB load balancer would, and
 the kernel proxies program the ingress IP as kube-proxy does. One 2-node target per proxy for the
-module; every test leaves it reset."""
+module (tests/local/test_node_port.py's fixtures); every test leaves it reset."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -31,31 +29,19 @@ from harness.model.endpoints import expect_external
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import LoadBalancerIpUnprogrammedProxy
-from harness.proxies.nftables import NftablesProxy
 from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest, TrafficSample
-from tests.local.conftest import needs_root, opened_target
+from tests.local import test_node_port as node_port
+from tests.local.conftest import needs_root
 
 pytestmark = [pytest.mark.netns, needs_root]
 
 WEB = labels_of({"app": "web"})
-NODES = ("node-1", "node-2")
-
-
-@pytest.fixture(scope="module", params=[IptablesProxy, NftablesProxy], ids=["iptables", "nftables"])
-def target(request: pytest.FixtureRequest) -> Iterator[LocalTarget]:
-    with opened_target(request.param, 2) as opened:
-        yield opened
-
-
-@pytest.fixture
-def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
-    """The module's target, reset after the test."""
-    try:
-        yield target
-    finally:
-        target.reset()
+NODES = node_port.NODES
+seen = node_port.seen
+target = node_port.target  # the fixtures: a 2-node target per kernel proxy, reset after each test
+cluster = node_port.cluster
 
 
 def via(target: LocalTarget, node: str, count: int = 8) -> TrafficSample:
@@ -64,11 +50,6 @@ def via(target: LocalTarget, node: str, count: int = 8) -> TrafficSample:
         "web", count=count, timeout_s=0.5, parallel=True, external_node=node, via_load_balancer=True
     )
     return target.send(request)
-
-
-def seen(sample: TrafficSample) -> Counter[str]:
-    """Who answered (an error's name where nothing did)."""
-    return Counter(o.backend.pod if o.backend else str(o.error) for o in sample.outcomes)
 
 
 def balanced_web(target: LocalTarget) -> None:
