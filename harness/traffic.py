@@ -25,6 +25,13 @@ class ErrorKind(StrEnum):
     OTHER = "other"
 
 
+VIA_LOAD_BALANCER_SOURCES = (
+    "a connection via a load balancer leaves from the external client's address for its node:"
+    " use sources=(0,)"
+)
+"""The one line a target refuses `via_load_balancer` with further source addresses with."""
+
+
 @dataclass(frozen=True)
 class TrafficRequest:
     """A bounded batch: `count` requests from `client` to `service`'s port `port`.

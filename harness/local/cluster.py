@@ -28,10 +28,9 @@ own address directly, as NodePort traffic from another host does (`TrafficReques
 and routes nothing else (its default route points at node-1, which has none). It also
 stands in for a cloud or MetalLB load balancer: one more address per node,
 `load_balancer_source(k)` (10.240.0.220+k), each with a policy rule (`from 10.240.0.220+k
-lookup table 100+k`) whose table routes only the ingress range (`INGRESS_RANGES`, LoadBalancer ingress
-IPs) via node k, so a connection to an ingress IP from that address is handed to node k alone
-(`TrafficRequest.via_load_balancer`); all in its own namespace, nothing in the root namespace.
-Each
+lookup 100+k`) whose table routes only the ingress ranges (`INGRESS_RANGES`: LoadBalancer
+ingress IPs) via node k, so a connection to an ingress IP from that address is handed to node k
+alone (`TrafficRequest.via_load_balancer`); all in its own namespace, none in the root one. Each
 node has its own Service-range sink and sysctls (below) and its own proxy. With one node
 (the default) there is no fabric and the layout is the single node above, its bridge on the whole
 pod /16: pods of the model's other, logical node (`run_nodes`) hang off it too.

@@ -66,6 +66,7 @@ from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
 from harness.traffic import (
     CLIENTS,
+    VIA_LOAD_BALANCER_SOURCES,
     Outcome,
     Reachability,
     Tally,
@@ -599,10 +600,7 @@ class LocalTarget:
         `node`. UsageError without an external client, for a node the cluster lacks, or for
         further source addresses."""
         if request.sources != (0,):
-            raise UsageError(
-                "a connection via a load balancer leaves from the external client's address for"
-                " its node: use sources=(0,)"
-            )
+            raise UsageError(VIA_LOAD_BALANCER_SOURCES)
         agent, _ = self._external_agent(request)
         source = self.load_balancer_source(node)
         if source is None:

@@ -51,7 +51,13 @@ from harness.model.objects import (
 )
 from harness.model.state import POD_CIDR, ClusterState
 from harness.registry import TargetOptions
-from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
+from harness.traffic import (
+    VIA_LOAD_BALANCER_SOURCES,
+    ErrorKind,
+    Outcome,
+    TrafficRequest,
+    TrafficSample,
+)
 
 MODEL_LATENCY_MS = 0.1  # what one simulated request "takes"
 NODE_ADDRESS = str(POD_CIDR.network_address + 1)  # where masqueraded hairpin traffic comes from
@@ -217,10 +223,7 @@ class ModelTarget:
         IP (the node routes the ingress range into its sink). UsageError for a node the model
         lacks or further source addresses."""
         if request.sources != (0,):
-            raise UsageError(
-                "a connection via a load balancer leaves from the external client's address for"
-                " its node: use sources=(0,)"
-            )
+            raise UsageError(VIA_LOAD_BALANCER_SOURCES)
         destinations, drops = self._external(state, service, request)
         if service is None or service.load_balancer_ip is None:
             return [], True
