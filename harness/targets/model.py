@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from ipaddress import ip_address
 
 from harness.clock import SimulatedClock
 from harness.errors import UsageError
@@ -50,11 +51,18 @@ from harness.model.objects import (
 )
 from harness.model.state import POD_CIDR, ClusterState
 from harness.registry import TargetOptions
-from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
+from harness.traffic import (
+    VIA_LOAD_BALANCER_SOURCES,
+    ErrorKind,
+    Outcome,
+    TrafficRequest,
+    TrafficSample,
+)
 
 MODEL_LATENCY_MS = 0.1  # what one simulated request "takes"
 NODE_ADDRESS = str(POD_CIDR.network_address + 1)  # where masqueraded hairpin traffic comes from
 EXTERNAL_ADDRESS = "10.240.0.200"  # the external client's, as on the local cluster's fabric
+LOAD_BALANCER_SOURCE_OFFSET = 20  # node-k's load-balancer source: EXTERNAL_ADDRESS + 20 + k
 
 
 @dataclass
@@ -141,7 +149,9 @@ class ModelTarget:
         service = state.services.get(request.service)
         destinations: list[Destination] = []
         drops = False
-        if request.external_node is not None:
+        if request.external_node is not None and request.via_load_balancer:
+            destinations, drops = self._load_balanced(state, service, request)
+        elif request.external_node is not None:
             destinations, drops = self._external(state, service, request)
         elif service is not None and _lacks(service, request.removed_port):
             pass  # a port the Service no longer has: nothing is programmed there, refused
@@ -178,6 +188,8 @@ class ModelTarget:
                 outcome = replace(outcome, seen_source=self.seen_source(state, pick, request))
             if pick is not None and outcome.backend is not None and request.external_node:
                 seen = self.seen_external_source(service, source)
+                if request.via_load_balancer and seen != NODE_ADDRESS:
+                    seen = self.load_balancer_source(request.external_node) or seen
                 outcome = replace(outcome, seen_source=seen)
             outcomes.append(replace(outcome, source=source) if source else outcome)
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
@@ -201,6 +213,30 @@ class ModelTarget:
         slices = derive_slices(state, service.name)
         destinations = self.external_usable(slices, service, request.port, node)
         return destinations, must_drop(destinations, slices, request.port)
+
+    def _load_balanced(
+        self, state: ClusterState, service: Service | None, request: TrafficRequest
+    ) -> tuple[list[Destination], bool]:
+        """Where a connection from the external client to the Service's ingress IP, handed to
+        `request.external_node`, may go: as at that node's node port (`_external`; kube-proxy
+        sends both to the Service's KUBE-EXT chain); dropped for a Service without an ingress
+        IP (the node routes the ingress range into its sink). UsageError for a node the model
+        lacks or further source addresses."""
+        if request.sources != (0,):
+            raise UsageError(VIA_LOAD_BALANCER_SOURCES)
+        destinations, drops = self._external(state, service, request)
+        if service is None or service.load_balancer_ip is None:
+            return [], True
+        return destinations, drops
+
+    def load_balancer_source(self, node: str) -> str | None:
+        """The external client's address whose connections to an ingress IP go via `node`, as
+        on the local cluster's fabric (10.240.0.220+k for node-k), or None for a node the model
+        lacks."""
+        if node not in self.node_names:
+            return None
+        number = self.node_names.index(node) + 1
+        return str(ip_address(EXTERNAL_ADDRESS) + LOAD_BALANCER_SOURCE_OFFSET + number)
 
     def _through(self, state: ClusterState, request: TrafficRequest) -> str:
         """The node whose proxy `request` goes through: its `client_node` (UsageError for one

@@ -126,6 +126,7 @@ EXAMPLES: dict[str, list[Event]] = {
     ],
     "dual-protocol-port": [CreateDualProtocolService("svc-a", WEB), Scale("web", 2)],
     "node-port-reached": [*START, SetServiceType("svc-a", ServiceType.NODE_PORT)],
+    "load-balancer-reached": [*START, SetServiceType("svc-a", ServiceType.LOAD_BALANCER)],
     "external-local-no-local-endpoints": [
         CreateService("svc-a", WEB),
         Scale("web", 2, "node-2"),
