@@ -10,7 +10,8 @@ and answers from it while that pod incarnation still runs (a terminating pod sti
 established connections); a pod that is gone resets it. `RestartProxy` changes nothing.
 A held UDP flow (a Service whose port is UDP) keeps its backend while that endpoint is usable;
 once it is not, its next datagram is balanced as a new flow's, as kube-proxy's conntrack cleanup
-makes it (`pkg/proxy/conntrack/cleanup.go`); it is kept whatever it got.
+makes it (`pkg/proxy/conntrack/cleanup.go`); it is kept whatever it got. A flow belongs to the
+Service that holds its VIP and port now (`flow_owner`), whatever its name.
 
 It has the model's two nodes (`node_names`), each with its own proxy: a request from a node's
 host network (`TrafficRequest.client_node`) or from a pod (through its own node) is balanced
@@ -67,12 +68,15 @@ LOAD_BALANCER_SOURCE_OFFSET = 20  # node-k's load-balancer source: EXTERNAL_ADDR
 
 @dataclass
 class HeldConnection:
-    """A long-lived connection of the model target: its Service, client and backend."""
+    """A long-lived connection of the model target: its Service, client and backend, and the
+    Service's VIP and port number it was opened to (a UDP flow belongs to whichever Service
+    holds them: `ModelTarget.flow_owner`)."""
 
     service: str
     client: str
     backend: Backend
     udp: bool = False
+    address: tuple[str, str, int] | None = None  # VIP, port name, port number
 
 
 @dataclass
@@ -260,8 +264,28 @@ class ModelTarget:
         if outcome.backend is None and not udp:
             return None, outcome
         number = max(self.held, default=-1) + 1
-        self.held[number] = HeldConnection(service, client, outcome.backend or Backend("", ""), udp)
+        found = self.state.services.get(service)
+        port = (
+            next((p.port for p in found.ports if p.name == request.port), None) if found else None
+        )
+        address = (found.cluster_ip, request.port, port) if found and port is not None else None
+        backend = outcome.backend or Backend("", "")
+        self.held[number] = HeldConnection(service, client, backend, udp, address)
         return number, replace(outcome, connection=number)
+
+    def flow_owner(self, state: ClusterState, flow: HeldConnection) -> Service | None:
+        """The Service a held UDP flow's next datagram goes to: the one on the flow's VIP with a
+        UDP port of the flow's name and number (a Service deleted and created again on another
+        VIP no longer gets it; one given that VIP meanwhile does)."""
+        if flow.address is None:
+            return None
+        vip, name, number = flow.address
+        for service in state.services.values():
+            if service.cluster_ip == vip and any(
+                p.name == name and p.protocol == "UDP" and p.port == number for p in service.ports
+            ):
+                return service
+        return None
 
     def _is_udp(self, service: str, port: str) -> bool:
         """Whether the Service's port `port` is UDP (only that port: a Service may have TCP
@@ -271,11 +295,11 @@ class ModelTarget:
 
     def _flow_answer(self, flow: HeldConnection, number: int) -> Outcome:
         """A held UDP flow's next datagram: its backend while usable, else a new flow's."""
-        request = TrafficRequest(service=flow.service, client=flow.client, count=1)
         state = self.perceived(self.state)
-        service = state.services.get(flow.service)
-        if service is None:
+        service = self.flow_owner(state, flow)
+        if service is None or flow.address is None:
             return Outcome(None, ErrorKind.REFUSED, MODEL_LATENCY_MS, number)
+        request = TrafficRequest(service.name, flow.client, count=1, port=flow.address[1])
         slices = derive_slices(state, service.name)
         programmed = self.programs(service)  # an opted-out Service's entries are cleared too
         destinations = self.usable(slices, service, request.port) if programmed else []
