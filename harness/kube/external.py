@@ -54,6 +54,29 @@ def one_node(nodes: Mapping[str, str]) -> str | None:
     )
 
 
+LOCAL_PODS = (
+    "--pods local runs one node namespace (node-1's proxy), so no node port can be reached from"
+    " outside another node: use --pods cluster on a cluster of two nodes or more, or"
+    " --target local:iptables --nodes 2"
+)
+TURNED_OFF = "the hostNetwork client pods are turned off (host_clients=off)"
+OFF_VALUES = ("off", "no", "false")
+
+
+def host_clients_problem(
+    pods: str, extra: Mapping[str, Any], nodes: Mapping[str, str] | None
+) -> str | None:
+    """Why a run with `--pods` `pods`, extra options `extra` and the node mapping `nodes` gets
+    no hostNetwork clients (so `node-port` and `every-node` are not applicable there), or None
+    when it gets them: `--pods local` (one node namespace, `LOCAL_PODS`), `host_clients=off`,
+    or one mapped node (`one_node`). Pure."""
+    if pods == "local":
+        return LOCAL_PODS
+    if str(extra.get("host_clients", "on")).lower() in OFF_VALUES:
+        return TURNED_OFF
+    return one_node(nodes or {})
+
+
 def outside_of(nodes: Sequence[str], node: str) -> str:
     """The model node whose client sends to `node` from outside: the next one of `nodes` (in
     their order, wrapping round). UsageError for a node not in `nodes`."""

@@ -50,7 +50,7 @@ from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, HarnessError, UsageError
 from harness.events import Event, OutOfWindow, RestartProxy, StaleSnapshot, UnobservedChanges
 from harness.kube.api import MERGE_PATCH, Cluster, connect
-from harness.kube.external import HostClients, one_node
+from harness.kube.external import HostClients, host_clients_problem
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
 from harness.kube.loadgen import InClusterLocust
@@ -114,12 +114,6 @@ NODE_METRICS_OFF = (
     " default; reading them through the node proxy needs `get nodes/proxy`)"
 )
 FIRST_SYNC_ATTEMPTS = 50  # 5 s for the proxy's first sync after open (kubernetes#82378)
-LOCAL_PODS_NO_EXTERNAL = (
-    "--pods local runs one node namespace (node-1's proxy), so no node port can be reached from"
-    " outside another node: use --pods cluster on a cluster of two nodes or more, or"
-    " --target local:iptables --nodes 2"
-)
-HOST_CLIENTS_OFF = "the hostNetwork client pods are turned off (host_clients=off)"
 
 
 SERVICE_VERBS = frozenset({Verb.CREATE_SERVICE, Verb.PATCH_SERVICE, Verb.DELETE_SERVICE})
@@ -545,18 +539,13 @@ class KubeTarget:
         refuses or cannot run them (Pod Security Admission forbids hostNetwork below its
         privileged level) leaves `node-port` and `every-node` not applicable with that line,
         never the run failed."""
-        self._host_problem = None
-        if self.options.pods == "local":
-            self._host_problem = LOCAL_PODS_NO_EXTERNAL
-            return
-        if str(self.options.extra.get("host_clients", "on")).lower() in ("off", "no", "false"):
-            self._host_problem = HOST_CLIENTS_OFF
-            return
-        assert self.runtime is not None and self.runtime.nodes and self._scope is not None
-        self._host_problem = one_node(self.runtime.nodes)
+        assert self.runtime is not None
+        self._host_problem = host_clients_problem(
+            self.options.pods, self.options.extra, self.runtime.nodes
+        )
         if self._host_problem is not None:
             return
-        assert self._pods is not None
+        assert self._pods is not None and self._scope is not None and self.runtime.nodes
         host = HostClients(
             self._scope,
             self._pods,
