@@ -532,6 +532,23 @@ class KubeTarget:
             return TrafficSample(request, outcomes, now_s, now_s)
         return self.runtime.send(request, self._cluster_ip(request.service), port)
 
+    # -- what the cluster offers -----------------------------------------------------------------
+    def features(self) -> frozenset[str]:
+        """The conformance features judged on this cluster (`target_features`): every one but
+        `load-balancer`, which only with `load_balancer=on` in the extra options (the user says
+        the cluster has a LoadBalancer controller: MetalLB, cloud-provider-kind, a cloud's).
+        Without a controller a LoadBalancer Service's ingress never gets an IP: that is the
+        environment's limit, not the proxy's failure, so the feature is reported unsupported
+        (with `harness.protocols.environment_notes`' "unsupported by the environment" note)
+        and no LoadBalancer Service is drawn, so nothing waits for an ingress IP. Reads only
+        the options."""
+        from harness.features import ALL_FEATURES, LOAD_BALANCER
+
+        claimed = str(self.options.extra.get("load_balancer", "off")).lower()
+        if claimed in ("on", "yes", "true"):
+            return ALL_FEATURES
+        return ALL_FEATURES - {LOAD_BALANCER}
+
     # -- the nodes' host networks as clients (harness.kube.external) ---------------------------
     def _start_host_clients(self, cluster: Cluster) -> None:
         """On `--pods cluster` with two or more distinct mapped nodes (and not turned off with
