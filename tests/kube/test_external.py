@@ -238,3 +238,44 @@ def test_nodes_without_addresses_leave_node_port_not_applicable_not_the_run_fail
             assert why is not None and "has no InternalIP" in why
         finally:
             target.close()
+
+
+@pytest.mark.parametrize("masquerade", [False, True])
+def test_the_runner_judges_node_ports_from_outside_on_the_kube_target(
+    mock_api: MockApiServer, cluster: Cluster, masquerade: bool
+) -> None:
+    """The runner over the kube target with a fake data plane that serves node ports: under
+    externalTrafficPolicy Local node-1 serves its own endpoint to the client on node-2, keeping
+    its address, and node-2, whose only endpoint is not ready, drops; `node-port` holds there,
+    and fails when the data plane masquerades Local traffic (a broken proxy)."""
+    from harness.runner import RunConfig, Runner
+
+    make_addressed_nodes(cluster)
+    with FakeCluster(mock_api.url) as fake:
+        fake.data_plane = True
+        fake.masquerade_local = masquerade
+        target = KubeTarget(
+            TargetOptions(extra={"startup_s": 5}), cluster=cluster, pod_exec=fake.exec
+        )
+        target.open()
+        try:
+            steps = Runner(target, RunConfig(deadline_s=10.0)).run(
+                [
+                    CreatePod("web-a", WEB),
+                    CreatePod("web-b", WEB, ready=False, node="node-2"),
+                    CreateService("web", WEB),
+                    SetServiceType("web", ServiceType.NODE_PORT),
+                    SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
+                ]
+            )
+        finally:
+            target.close()
+    judged = [v for step in steps for v in step.verdicts if v.property == "node-port"]
+    assert judged, "node-port was never judged"
+    failed = [v for step in steps for v in step.failures()]
+    if masquerade:
+        assert [v.property for v in failed] == ["node-port"]
+        assert "answering pods saw source 172.18.0.3" in failed[0].message
+    else:
+        assert failed == [] and all(v.holds for v in judged)
+        assert "external-local-no-local-endpoints" in steps[-1].checked
