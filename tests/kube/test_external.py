@@ -11,6 +11,7 @@ property is not applicable (one mapped node, `--pods local`, host clients off or
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -64,6 +65,23 @@ class Answers:
             return self.fake.exec(pod, argv, timeout_s)
         self.loops.append((pod, argv[-1]))
         return self.answer(pod, argv[-1])
+
+
+@contextmanager
+def open_target(
+    url: str, cluster: Cluster, **extra: Any
+) -> Iterator[tuple[KubeTarget, FakeCluster]]:
+    """The kube target opened on kmock (extra options `extra`) with the fake control plane
+    running; closed afterwards."""
+    with FakeCluster(url) as fake:
+        target = KubeTarget(
+            TargetOptions(extra={"startup_s": 5, **extra}), cluster=cluster, pod_exec=fake.exec
+        )
+        target.open()
+        try:
+            yield target, fake
+        finally:
+            target.close()
 
 
 @pytest.fixture
@@ -205,39 +223,23 @@ def test_one_mapped_node_makes_node_port_not_applicable_with_the_reason(
     mock_api: MockApiServer, cluster: Cluster
 ) -> None:
     make_addressed_nodes(cluster)
-    with FakeCluster(mock_api.url) as fake:
-        target = KubeTarget(
-            TargetOptions(extra={"startup_s": 5, "nodes": "worker-a,worker-a"}),
-            cluster=cluster,
-            pod_exec=fake.exec,
-        )
-        target.open()
-        try:
-            why = applicable("node-port", target)
-            assert why is not None and "one cluster node (worker-a)" in why
-            assert target.node_names == ()
-            pods = cluster.core.list_namespaced_pod(target.namespace).items
-            assert not [p for p in pods if p.spec.host_network]
-            with pytest.raises(UsageError, match="cannot send from the nodes"):
-                target.send(TrafficRequest("web", external_node="node-2"))
-        finally:
-            target.close()
+    with open_target(mock_api.url, cluster, nodes="worker-a,worker-a") as (target, _):
+        why = applicable("node-port", target)
+        assert why is not None and "one cluster node (worker-a)" in why
+        assert target.node_names == ()
+        pods = cluster.core.list_namespaced_pod(target.namespace).items
+        assert not [p for p in pods if p.spec.host_network]
+        with pytest.raises(UsageError, match="cannot send from the nodes"):
+            target.send(TrafficRequest("web", external_node="node-2"))
 
 
 def test_nodes_without_addresses_leave_node_port_not_applicable_not_the_run_failed(
     mock_api: MockApiServer, cluster: Cluster
 ) -> None:
     make_nodes(cluster)
-    with FakeCluster(mock_api.url) as fake:
-        target = KubeTarget(
-            TargetOptions(extra={"startup_s": 5}), cluster=cluster, pod_exec=fake.exec
-        )
-        target.open()
-        try:
-            why = applicable("node-port", target)
-            assert why is not None and "has no InternalIP" in why
-        finally:
-            target.close()
+    with open_target(mock_api.url, cluster) as (target, _):
+        why = applicable("node-port", target)
+        assert why is not None and "has no InternalIP" in why
 
 
 @pytest.mark.parametrize("masquerade", [False, True])
@@ -251,25 +253,18 @@ def test_the_runner_judges_node_ports_from_outside_on_the_kube_target(
     from harness.runner import RunConfig, Runner
 
     make_addressed_nodes(cluster)
-    with FakeCluster(mock_api.url) as fake:
+    with open_target(mock_api.url, cluster) as (target, fake):
         fake.data_plane = True
         fake.masquerade_local = masquerade
-        target = KubeTarget(
-            TargetOptions(extra={"startup_s": 5}), cluster=cluster, pod_exec=fake.exec
+        steps = Runner(target, RunConfig(deadline_s=10.0)).run(
+            [
+                CreatePod("web-a", WEB),
+                CreatePod("web-b", WEB, ready=False, node="node-2"),
+                CreateService("web", WEB),
+                SetServiceType("web", ServiceType.NODE_PORT),
+                SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
+            ]
         )
-        target.open()
-        try:
-            steps = Runner(target, RunConfig(deadline_s=10.0)).run(
-                [
-                    CreatePod("web-a", WEB),
-                    CreatePod("web-b", WEB, ready=False, node="node-2"),
-                    CreateService("web", WEB),
-                    SetServiceType("web", ServiceType.NODE_PORT),
-                    SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
-                ]
-            )
-        finally:
-            target.close()
     judged = [v for step in steps for v in step.verdicts if v.property == "node-port"]
     assert judged, "node-port was never judged"
     failed = [v for step in steps for v in step.failures()]
