@@ -196,15 +196,19 @@ def _pair_sources(transfers: list[Transfer]) -> tuple[list[Transfer], list[str |
 
 
 def parse_peer(text: str) -> str | None:
-    """The address of a `/clientip` answer (`10.0.0.5:43210`, `[fd00::5]:43210`), or None for
-    anything that is not an address and port."""
-    host, separator, port = text.strip().rpartition(":")
-    if not separator or not port.isdigit():
-        return None
-    try:
-        return str(ipaddress.ip_address(host.removeprefix("[").removesuffix("]")))
-    except ValueError:
-        return None
+    """The address of a `/clientip` answer (`10.0.0.5:43210`, `[fd00::5]:43210`, as the e2e
+    tests split it; a bare address is taken too), or None for anything else."""
+    answer = text.strip()
+    host, separator, port = answer.rpartition(":")
+    candidates = [answer]
+    if separator and port.isdigit():
+        candidates.append(host.removeprefix("[").removesuffix("]"))
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
 
 
 def _send_order(request: TrafficRequest) -> list[int]:

@@ -277,7 +277,8 @@ def test_a_lost_clientip_transfer_keeps_the_backend_and_pairs_the_rest() -> None
     [
         ("10.0.0.5:43210", "10.0.0.5"),
         ("[fd00::5]:43210", "fd00::5"),
-        ("10.0.0.5", None),
+        ("10.0.0.5", "10.0.0.5"),
+        ("fd00::5", "fd00::5"),
         ("web-a--u1", None),
         ("not-an-ip:80", None),
     ],
