@@ -60,7 +60,21 @@ LOCAL_PODS = (
     " --target local:iptables --nodes 2"
 )
 TURNED_OFF = "the hostNetwork client pods are turned off (host_clients=off)"
-OFF_VALUES = ("off", "no", "false")
+SWITCH_VALUES = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
+
+
+def switch(extra: Mapping[str, Any], key: str, default: bool) -> bool:
+    """The on/off target option `key` of `extra` (`default` when absent). UsageError, one line
+    naming the option and its values, for anything else."""
+    value = extra.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    found = SWITCH_VALUES.get(str(value).strip().lower())
+    if found is None:
+        raise UsageError(f"the kube target option {key} must be on or off, not {value!r}")
+    return found
 
 
 def host_clients_problem(
@@ -69,10 +83,11 @@ def host_clients_problem(
     """Why a run with `--pods` `pods`, extra options `extra` and the node mapping `nodes` gets
     no hostNetwork clients (so `node-port` and `every-node` are not applicable there), or None
     when it gets them: `--pods local` (one node namespace, `LOCAL_PODS`), `host_clients=off`,
-    or one mapped node (`one_node`). Pure."""
+    or one mapped node (`one_node`). UsageError for a `host_clients` that is not on or off.
+    Pure."""
     if pods == "local":
         return LOCAL_PODS
-    if str(extra.get("host_clients", "on")).lower() in OFF_VALUES:
+    if not switch(extra, "host_clients", True):
         return TURNED_OFF
     return one_node(nodes or {})
 

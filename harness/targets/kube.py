@@ -50,7 +50,7 @@ from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, HarnessError, UsageError
 from harness.events import Event, OutOfWindow, RestartProxy, StaleSnapshot, UnobservedChanges
 from harness.kube.api import MERGE_PATCH, Cluster, connect
-from harness.kube.external import HostClients, host_clients_problem
+from harness.kube.external import HostClients, host_clients_problem, switch
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
 from harness.kube.loadgen import InClusterLocust
@@ -147,6 +147,8 @@ class KubeTarget:
                 "--read-node-rules is for --pods cluster (--pods local reads the node namespace"
                 " itself); drop it"
             )
+        for key, default in (("host_clients", True), ("load_balancer", False)):
+            switch(options.extra, key, default)  # a bad value stops here, before anything
         self.options = options
         self._name_run()
         self.clock = RealClock()
@@ -541,11 +543,10 @@ class KubeTarget:
         environment's limit, not the proxy's failure, so the feature is reported unsupported
         (with `harness.protocols.environment_notes`' "unsupported by the environment" note)
         and no LoadBalancer Service is drawn, so nothing waits for an ingress IP. Reads only
-        the options."""
+        the options; UsageError for a `load_balancer` that is not on or off."""
         from harness.features import ALL_FEATURES, LOAD_BALANCER
 
-        claimed = str(self.options.extra.get("load_balancer", "off")).lower()
-        if claimed in ("on", "yes", "true"):
+        if switch(self.options.extra, "load_balancer", False):
             return ALL_FEATURES
         return ALL_FEATURES - {LOAD_BALANCER}
 

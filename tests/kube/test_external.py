@@ -136,6 +136,8 @@ def test_why_there_are_no_host_clients() -> None:
     assert host_clients_problem("cluster", {}, two) is None
     assert host_clients_problem("local", {}, two) == LOCAL_PODS
     assert host_clients_problem("cluster", {"host_clients": "off"}, two) == TURNED_OFF
+    with pytest.raises(UsageError, match="host_clients must be on or off, not 'sometimes'"):
+        host_clients_problem("cluster", {"host_clients": "sometimes"}, two)
     one = host_clients_problem("cluster", {}, {"node-1": "a", "node-2": "a"})
     assert one is not None and "one cluster node (a)" in one and "outside" in one
 

@@ -5,6 +5,9 @@ ingress IP. `load_balancer=on` says the cluster has a controller."""
 
 from __future__ import annotations
 
+import pytest
+
+from harness.errors import UsageError
 from harness.features import ALL_FEATURES, LOAD_BALANCER, FeatureStatus, judge_features
 from harness.protocols import environment_notes
 from harness.registry import TargetOptions
@@ -22,3 +25,10 @@ def test_load_balancer_is_unsupported_by_the_environment_unless_claimed() -> Non
     assert not EventSpace().for_features(supported).supports(LOAD_BALANCER)
     claimed = KubeTarget(TargetOptions(extra={"load_balancer": "on"}))
     assert target_features(claimed)[0] == ALL_FEATURES
+
+
+@pytest.mark.parametrize("key", ["load_balancer", "host_clients"])
+def test_an_on_off_option_with_another_value_is_one_line_before_anything(key: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        KubeTarget(TargetOptions(extra={key: "maybe"}))
+    assert str(raised.value) == f"the kube target option {key} must be on or off, not 'maybe'"
