@@ -31,6 +31,7 @@ from harness.kube.external import (
     outside_of,
 )
 from harness.kube.objects import HOST_CLIENT_ROLE, RUN_LABEL, Placement, host_client_manifest
+from harness.kube.scope import Scope
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
 from harness.registry import TargetOptions
 from harness.targets.kube import KubeTarget
@@ -276,3 +277,26 @@ def test_the_runner_judges_node_ports_from_outside_on_the_kube_target(
     else:
         assert failed == [] and all(v.holds for v in judged)
         assert "external-local-no-local-endpoints" in steps[-1].checked
+
+
+def test_refused_host_pods_leave_node_port_not_applicable_and_the_run_going(
+    mock_api: MockApiServer, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pod Security Admission below `privileged` refuses hostNetwork pods (403): the refusal
+    becomes the reason, the clients and the namespace stay usable."""
+    refusal = 'pods "x" is forbidden: violates PodSecurity "baseline:latest": hostNetwork=true'
+    create = Scope.create_pod
+
+    def refuse_host_network(scope: Scope, manifest: Any, clock: Any, wait_s: float) -> None:
+        if manifest["spec"].get("hostNetwork"):
+            raise EnvironmentProblem(f"missing permission: ... ({refusal})")
+        create(scope, manifest, clock, wait_s)
+
+    monkeypatch.setattr(Scope, "create_pod", refuse_host_network)
+    make_addressed_nodes(cluster)
+    with open_target(mock_api.url, cluster) as (target, _):
+        why = applicable("node-port", target)
+        assert why is not None and why.startswith("the hostNetwork client pods cannot run here")
+        assert "violates PodSecurity" in why
+        assert target.node_names == ()
+        target.apply(CreateService("web", WEB))  # the run goes on
