@@ -32,8 +32,9 @@ def sctp_unsupported(protocols_file: Path = PROTOCOLS_FILE) -> str | None:
 
 
 KUBE_LOAD_BALANCER = (
-    "unsupported by the environment unless the run says the cluster has a LoadBalancer"
-    " controller (load_balancer=on): without one an ingress IP never comes"
+    "unsupported by the environment: an ingress IP comes from the cluster's LoadBalancer"
+    " controller, which a cluster may lack (kind has none) and the harness does not drive; the"
+    " kube target sends to node ports only"
 )
 """The kube target's note on `load-balancer` (`KubeTarget.features`)."""
 

@@ -147,8 +147,7 @@ class KubeTarget:
                 "--read-node-rules is for --pods cluster (--pods local reads the node namespace"
                 " itself); drop it"
             )
-        for key, default in (("host_clients", True), ("load_balancer", False)):
-            switch(options.extra, key, default)  # a bad value stops here, before anything
+        switch(options.extra, "host_clients", True)  # a bad value stops here, before anything
         self.options = options
         self._name_run()
         self.clock = RealClock()
@@ -515,8 +514,8 @@ class KubeTarget:
         """One bounded batch from a client to the Service's ClusterIP and port; from outside to
         a node's InternalIP on the port's node port (`external_node`), or from a node's host
         network (`client_node`), through the hostNetwork clients (`harness.kube.external`).
-        UsageError for those where the target has none (`external_unsupported`) or for a port
-        without a node port."""
+        UsageError for those where the target has none (`external_unsupported`), for a port
+        without a node port, and for a request to an ingress IP (`via_load_balancer`)."""
         self._check()
         assert self.runtime is not None
         if request.external_node is not None or request.client_node is not None:
@@ -537,17 +536,15 @@ class KubeTarget:
     # -- what the cluster offers -----------------------------------------------------------------
     def features(self) -> frozenset[str]:
         """The conformance features judged on this cluster (`target_features`): every one but
-        `load-balancer`, which only with `load_balancer=on` in the extra options (the user says
-        the cluster has a LoadBalancer controller: MetalLB, cloud-provider-kind, a cloud's).
-        Without a controller a LoadBalancer Service's ingress never gets an IP: that is the
-        environment's limit, not the proxy's failure, so the feature is reported unsupported
-        (with `harness.protocols.environment_notes`' "unsupported by the environment" note)
-        and no LoadBalancer Service is drawn, so nothing waits for an ingress IP. Reads only
-        the options; UsageError for a `load_balancer` that is not on or off."""
+        `load-balancer`. A LoadBalancer Service's ingress IP comes from the cluster's
+        LoadBalancer controller, which a cluster may lack (kind has none; then it never comes)
+        and which is not the harness's to drive, and the kube target does not send to ingress
+        IPs (it has no `load_balancer_source`): that is the environment's limit, not the
+        proxy's failure. So the feature is reported unsupported, with
+        `harness.protocols.environment_notes`' "unsupported by the environment" note, and no
+        LoadBalancer Service is drawn, so nothing waits for an ingress IP. Pure."""
         from harness.features import ALL_FEATURES, LOAD_BALANCER
 
-        if switch(self.options.extra, "load_balancer", False):
-            return ALL_FEATURES
         return ALL_FEATURES - {LOAD_BALANCER}
 
     # -- the nodes' host networks as clients (harness.kube.external) ---------------------------
@@ -611,6 +608,12 @@ class KubeTarget:
     def _send_from_host(self, request: TrafficRequest) -> TrafficSample:
         """A batch from a hostNetwork client: to a node port from outside, or to the ClusterIP
         from a node (`send`)."""
+        if request.via_load_balancer:
+            raise UsageError(
+                "the kube target does not send to LoadBalancer ingress IPs (via_load_balancer):"
+                " load-balancer is unsupported by the environment there; use --target"
+                " local:iptables --nodes 2"
+            )
         if self._host is None:
             raise UsageError(
                 f"the kube target cannot send from the nodes: {self.external_unsupported}"

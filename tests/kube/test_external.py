@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -188,6 +189,8 @@ def test_a_node_port_batch_runs_on_the_other_node_and_parses_the_seen_source(
     pod, script = answers.loops[-1]
     assert pod == f"{target.prefix}-host-node-2" and "/clientip" not in script
     assert f"http://{target.service_ip('web')}:80/hostname" in script
+    with pytest.raises(UsageError, match="does not send to LoadBalancer ingress IPs"):
+        target.send(replace(request, via_load_balancer=True))
     with pytest.raises(UsageError, match="has no node port"):
         target.apply(SetServiceType("web", ServiceType.CLUSTER_IP))
         target.send(request)
