@@ -59,13 +59,27 @@ def external_nodes(target: object) -> tuple[str, ...]:
 
 
 def unavailable(target: object) -> str | None:
-    """Why `node-port` cannot run on `target` (None: it can)."""
+    """Why `node-port` cannot run on `target` (None: it can); a target may say why itself
+    (`external_unsupported`, the kube target)."""
     if external_nodes(target):
         return None
+    why = getattr(target, "external_unsupported", None)
+    if why:
+        return str(why)
     return (
         "the target has no external client on the nodes' network (a local cluster with --nodes"
         " 2 or more, or the model)"
     )
+
+
+def client_address(target: object, node: str) -> str:
+    """The external client's own address as sending to `node`: the target's
+    `external_source(node)` where it sends to each node from elsewhere (the kube target: a
+    hostNetwork client on another node), else its `external_address` ("" if none)."""
+    per_node = getattr(target, "external_source", None)
+    if callable(per_node):
+        return str(per_node(node) or "")
+    return str(getattr(target, "external_address", "") or "")
 
 
 def uncheckable(target: object) -> frozenset[str]:
@@ -136,7 +150,7 @@ def external_sample(
         request = replace(request, via_load_balancer=True)
         source = getattr(target, "load_balancer_source", lambda _: None)(node)
     else:
-        source = getattr(target, "external_address", None)
+        source = client_address(target, node)
     return ExternalSample(
         service,
         node,
