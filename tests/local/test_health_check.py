@@ -9,18 +9,24 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.checks.external import PROPERTY
+from harness.checks.health import PART
+from harness.checks.verdict import Verdict
 from harness.errors import UsageError
 from harness.events import (
     CreatePod,
     CreateService,
     DeletePod,
     Event,
+    RestartProxy,
     SetExternalTrafficPolicy,
     SetServiceType,
 )
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
 from harness.proxies.iptables import IptablesProxy
+from harness.proxies.mutants import HealthCountsTerminatingProxy
 from harness.proxies.nftables import NftablesProxy
+from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.targets.model import ModelTarget
 from harness.traffic import ErrorKind, HealthCheckReply, HealthCheckRequest
@@ -107,3 +113,49 @@ def test_the_port_is_released_with_the_local_policy(cluster: LocalTarget) -> Non
 def test_a_node_the_cluster_lacks_is_one_line(cluster: LocalTarget) -> None:
     with pytest.raises(UsageError, match="node-9"):
         cluster.health_check(HealthCheckRequest("node-9", 30000))
+
+
+SEQUENCE: list[Event] = [
+    *BALANCED_LOCAL,
+    DeletePod("p2", 30.0),  # node-2 keeps a terminating endpoint that serves: 503 there (I9)
+    SetExternalTrafficPolicy("web", TrafficPolicy.CLUSTER),  # the port is released
+]
+
+
+def health_verdicts(target: LocalTarget) -> list[list[Verdict]]:
+    """The `node-port` verdicts of part `health-check-node-port` of each step of SEQUENCE."""
+    steps = Runner(target, RunConfig(deadline_s=2.0)).run(SEQUENCE)
+    return [
+        [v for v in step.verdicts if v.property == PROPERTY and v.evidence.get("part") == PART]
+        for step in steps
+    ]
+
+
+def test_the_part_holds_on_the_real_proxy_and_catches_the_disclosed_mutant(
+    cluster: LocalTarget,
+) -> None:
+    """`health-check-node-port` by a fixed sequence: judged once the LoadBalancer is Local
+    (200 at both nodes), after node-2's endpoint terminates (503 there, 200 at node-1) and
+    once the port is released (refused at both). The real proxies hold;
+    `mutant-iptables-health-counts-terminating` answers 200 at node-2 and fails there."""
+    held = health_verdicts(cluster)
+    assert [len(v) for v in held] == [0, 0, 0, 0, 1, 1, 1]
+    assert all(v.holds for step in held for v in step), held
+    expected = [[s["expected"] for s in step[0].evidence["samples"]] for step in held[4:]]
+    assert expected == [
+        [{"status": 200, "count": 1}] * 2,
+        [{"status": 200, "count": 1}, {"status": 503, "count": 0}],
+        ["refused"] * 2,
+    ]
+    if not isinstance(cluster.proxy, IptablesProxy):  # the mutant is iptables'
+        return
+    cluster.reset()
+    cluster.new_proxy = HealthCountsTerminatingProxy
+    try:
+        cluster.apply(RestartProxy())  # every node's proxy is now the mutant
+        caught = health_verdicts(cluster)
+    finally:
+        cluster.new_proxy = IptablesProxy  # the fixture's reset starts the real ones
+    assert all(v.holds for v in caught[4]), caught
+    (verdict,) = caught[5]
+    assert not verdict.holds and "at node-2: status 200, not 503" in verdict.message, verdict
