@@ -9,9 +9,10 @@ After a step whose state the proxies say is final and in which nothing failed (r
 view (`view`: its port, whether a proxy programs it, and per node the status and count the model
 expects) changed for some node (every such Service after a proxy restart or stale snapshot),
 and the old port of each Service that released one (made ClusterIP or NodePort, set to
-externalTrafficPolicy Cluster, deleted, or opted out) while no Service holds that number, where
-nothing may answer. At most two Services a step (`harness.nodeclients.sample_each`: in name
-order, rotated by the step so a replay picks the same).
+externalTrafficPolicy Cluster, deleted, or opted out) while no Service has that number as a
+node port and none is served there, so nothing may answer. At most two Services a step
+(`harness.nodeclients.sample_each`: in name order, rotated by the step so a replay picks the
+same).
 
 Coverage: `health-check-only-terminating`, a node whose only local endpoints of a judged
 Service are terminating but still serving (the e2e test's case: it must answer 503).
@@ -84,7 +85,8 @@ def judged(
     """(Service, port) pairs to ask after `event` (module docstring), in Service name order.
     Pure."""
     pairs = []
-    held = after.taken_node_ports()
+    held = {p.node_port for s in after.services.values() for p in s.ports if p.node_port}
+    held |= {port for name in after.services if (port := served(after, name)) is not None}
     for name in sorted(set(before.services) | set(after.services)):
         old, new = served(before, name), served(after, name)
         if new is not None and (
