@@ -18,8 +18,9 @@ Coverage: `health-check-only-terminating`, a node whose only local endpoints of 
 Service are terminating but still serving (the e2e test's case: it must answer 503).
 
 Only on targets with an external client and several nodes that can ask (`health_check`: the
-model, the local cluster with `--nodes` 2 or more); elsewhere the part is not applicable and its
-state uncheckable (the kube target: later, it has no external client yet).
+model, the local cluster with `--nodes` 2 or more) and whose implementation declares
+`health-check-node-port`; elsewhere the part is not applicable and its state uncheckable (the
+kube target: later, it has no external client yet).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from harness.checks.health import HealthSample, check_health
 from harness.checks.verdict import Verdict
 from harness.events import NEMESIS_EVENTS, Event
+from harness.features import HEALTH_CHECK_NODE_PORT
 from harness.model.endpoints import (
     derive_slices,
     health_check_count,
@@ -38,6 +40,7 @@ from harness.model.endpoints import (
 from harness.model.objects import DEFAULT_NAMESPACE, opt_out_label
 from harness.model.state import ClusterState
 from harness.nodeclients import sample_each
+from harness.targets.base import target_features
 from harness.traffic import HealthCheckRequest
 
 ONLY_TERMINATING = "health-check-only-terminating"
@@ -49,6 +52,13 @@ TIMEOUT_S = 1.0
 def asks_health(target: object) -> bool:
     """Whether `target` can ask a node's healthCheckNodePort (a `health_check` method)."""
     return callable(getattr(target, "health_check", None))
+
+
+def judges_health(target: object) -> bool:
+    """Whether the health checks are judged on `target` (opened): it can ask, and its
+    implementation declares the feature (`targets.base.target_features`; an implementation
+    that does not is never judged on it, whatever LoadBalancer Services it is handed)."""
+    return asks_health(target) and HEALTH_CHECK_NODE_PORT in target_features(target)[0]
 
 
 def served(state: ClusterState, name: str) -> int | None:
@@ -105,7 +115,8 @@ class HealthChecks:
 
     def __init__(self, target: Any, nodes: tuple[str, ...], timeout_s: float = TIMEOUT_S) -> None:
         self.target = target
-        self.nodes = nodes if asks_health(target) else ()
+        self.candidates = nodes
+        self.nodes: tuple[str, ...] | None = None  # read from the declaration on first use
         self.timeout_s = timeout_s
 
     def after(
@@ -118,11 +129,14 @@ class HealthChecks:
     ) -> tuple[list[Verdict], frozenset[str], frozenset[str]]:
         """Ask and judge after step `step`: the verdicts and the coverage features reached and
         checked. Nothing where the target cannot ask or nothing changed."""
+        if self.nodes is None:
+            self.nodes = self.candidates if judges_health(self.target) else ()
         if not self.nodes:
             return [], frozenset(), frozenset()
-        ports = dict(judged(event, before, after, self.nodes))
+        nodes = self.nodes
+        ports = dict(judged(event, before, after, nodes))
         samples = sample_each(
-            sorted(ports), step, self.nodes, lambda s, n: self._sample(after, s, ports[s], n)
+            sorted(ports), step, nodes, lambda s, n: self._sample(after, s, ports[s], n)
         )
         verdict = check_health(samples)
         if verdict is None:

@@ -18,6 +18,7 @@ from harness.events import (
     SetServiceLabel,
     SetServiceType,
 )
+from harness.features import CORE_FEATURES
 from harness.model.objects import HEADLESS_LABEL, ServiceType, TrafficPolicy, labels_of
 from harness.model.state import ClusterState
 from harness.runner import replay
@@ -125,7 +126,7 @@ def test_the_runner_judges_the_part_on_the_model_and_counts_the_i9_state() -> No
     assert healthchecks.ONLY_TERMINATING not in records[-2]["features"]
 
 
-def test_a_target_that_cannot_ask_is_not_asked_and_the_state_is_uncheckable() -> None:
+def test_a_target_that_cannot_ask_or_does_not_declare_is_not_asked() -> None:
     class CannotAsk:
         node_names = NODES
         external_address = "10.240.0.200"
@@ -138,5 +139,14 @@ def test_a_target_that_cannot_ask_is_not_asked_and_the_state_is_uncheckable() ->
         frozenset(),
     )
     assert externalclients.uncheckable(CannotAsk()) == healthchecks.FEATURES
+
+    class Undeclared(ModelTarget):  # could ask, but its implementation does not claim it
+        def features(self) -> list[str]:
+            return sorted(CORE_FEATURES | {"node-port", "external-traffic-policy"})
+
+    undeclared = healthchecks.HealthChecks(Undeclared(), NODES)
+    assert undeclared.after(5, LOCAL_LB[4], state_of(LOCAL_LB[:4]), after, {})[0] == []
+    declared = healthchecks.HealthChecks(ModelTarget(), NODES)
+    assert len(declared.after(5, LOCAL_LB[4], state_of(LOCAL_LB[:4]), after, {})[0]) == 1
     assert healthchecks.ONLY_TERMINATING in externalclients.uncheckable(object())
     assert externalclients.uncheckable(ModelTarget()) == frozenset()

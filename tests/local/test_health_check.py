@@ -14,15 +14,12 @@ from harness.checks.health import PART
 from harness.checks.verdict import Verdict
 from harness.errors import UsageError
 from harness.events import (
-    CreatePod,
-    CreateService,
     DeletePod,
     Event,
     RestartProxy,
     SetExternalTrafficPolicy,
-    SetServiceType,
 )
-from harness.model.objects import ServiceType, TrafficPolicy, labels_of
+from harness.model.objects import TrafficPolicy
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import HealthCountsTerminatingProxy
 from harness.proxies.nftables import NftablesProxy
@@ -30,19 +27,13 @@ from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.targets.model import ModelTarget
 from harness.traffic import ErrorKind, HealthCheckReply, HealthCheckRequest
+from tests.core.test_health_check import LOCAL_LB
 from tests.local.conftest import needs_root, opened_target
 
 pytestmark = [pytest.mark.netns, needs_root]
 
-WEB = labels_of({"app": "web"})
 NODES = ("node-1", "node-2")
-BALANCED_LOCAL: list[Event] = [
-    CreateService("web", WEB),
-    CreatePod("p1", WEB, node="node-1"),
-    CreatePod("p2", WEB, node="node-2"),
-    SetServiceType("web", ServiceType.LOAD_BALANCER),
-    SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
-]
+BALANCED_LOCAL = LOCAL_LB  # p1 on node-1, p2 on node-2, a LoadBalancer under Local
 
 
 @pytest.fixture(scope="module", params=[IptablesProxy, NftablesProxy], ids=["iptables", "nftables"])
