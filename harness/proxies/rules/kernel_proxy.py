@@ -66,7 +66,10 @@ class KernelRuleProxy(TrackingProxy):
     which replaces everything an earlier instance (or a crashed run) left with every Service's
     objects in one transaction; `stop()` removes every object the proxy made, also adopted
     ones; `stop_for_restart()` removes none (`RuleKeepingProxy`: kube-proxy keeps its rules
-    across a restart); `reachability` reads the kernel's rules and changes nothing.
+    across a restart); `reachability` reads the kernel's rules and changes nothing. After each
+    sync it serves the healthCheckNodePort of every programmed Service that has one
+    (`serve_health`, `harness.proxies.healthcheck`); `stop()` and `stop_for_restart()` close
+    those servers and end their thread, as a stopped kube-proxy's end.
     """
 
     binaries: ClassVar[tuple[str, ...]] = ()
@@ -102,6 +105,7 @@ class KernelRuleProxy(TrackingProxy):
         self.setup()
         self.adopted = self.adopt()
         self._conntrack = ConntrackCleaner(node.netns)
+        self.close_health()  # an instance started again without a stop serves afresh
         self.health = HealthServer(node.netns)
 
     def stop(self) -> None:
