@@ -90,6 +90,21 @@ def test_the_server_answers_releases_ports_and_ends_its_thread(
     )
 
 
+def test_connections_beyond_the_bound_are_closed_unanswered(
+    netns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(healthcheck, "MAX_CONNECTIONS", 1)
+    server = HealthServer(netns)
+    try:
+        server.sync({"web": ENTRY})
+        first = connect(netns, 30005)  # holds the one place: it never sends its header
+        second = ask_health(netns, "127.0.0.1", HealthCheckRequest("node-1", 30005))
+        assert second.status is None and second.error in (ErrorKind.RESET, ErrorKind.OTHER)
+        first.close()
+    finally:
+        server.close()
+
+
 def test_a_port_taken_is_reported_and_tried_again(netns: str) -> None:
     with entered(netns_path(netns)):
         holder = socket.socket()
