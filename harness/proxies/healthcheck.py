@@ -164,14 +164,21 @@ class HealthServer:
             if name in self._servers:
                 continue
             try:
-                sock = listening_socket(BIND_ADDRESS, entry.port)  # in the loop's namespace
-                server = await asyncio.start_server(
-                    partial(self._answer, name), sock=sock, limit=REQUEST_LIMIT
-                )
+                self._servers[name] = (entry.port, await self._listen(name, entry.port))
             except OSError as error:
                 self.failures[name] = f"port {entry.port}: {error.strerror or error}"
-                continue
-            self._servers[name] = (entry.port, server)
+
+    async def _listen(self, name: str, port: int) -> asyncio.AbstractServer:
+        """A server answering for Service `name` on `port` in the loop's namespace; OSError
+        (nothing left open) when the port cannot be had."""
+        sock = listening_socket(BIND_ADDRESS, port)
+        try:
+            return await asyncio.start_server(
+                partial(self._answer, name), sock=sock, limit=REQUEST_LIMIT
+            )
+        except BaseException:
+            sock.close()
+            raise
 
     async def _answer(
         self, name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -113,7 +113,6 @@ class KernelRuleProxy(TrackingProxy):
         if self.node is None:
             return
         try:
-            self.close_health()
             if self._conntrack is not None:
                 self._conntrack.close()
             if self.namespace_exists():
@@ -121,18 +120,19 @@ class KernelRuleProxy(TrackingProxy):
         finally:
             self.node, self._conntrack = None, None
             self.plans, self.rendered = {}, {}
+            self.close_health()  # last: a hung server must not keep the rules in place
 
     def stop_for_restart(self) -> None:
         """`RuleKeepingProxy`: forget everything, remove nothing from the kernel (the next
         instance adopts it); harmless twice, and `stop()` after it does nothing."""
         try:
-            self.close_health()
             if self._conntrack is not None:
                 self._conntrack.close()
         finally:
             self.node, self._conntrack, self.adopted = None, None, None
             self.plans, self.rendered = {}, {}
             self.changed.clear()
+            self.close_health()
 
     def namespace_exists(self) -> bool:
         try:
