@@ -25,6 +25,10 @@ it to that node as a load balancer would), judged by the same `expect_external` 
 (`LoadBalancerClients`, `harness.checks.external.check_load_balancer`); its coverage state is
 `load-balancer-reached`.
 
+Then, if those held, the same step's health checks (`harness.healthchecks`: every node's
+healthCheckNodePort of the changed LoadBalancer Services under Local, part
+`health-check-node-port`).
+
 Only on targets with an external client and a proxy on more than one node (`external_nodes`:
 the model, the local cluster with `--nodes` 2 or more); elsewhere `node-port` is not applicable
 and its coverage states are uncheckable.
@@ -35,6 +39,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from harness import healthchecks
 from harness.checks.external import ExternalSample, check_load_balancer, check_node_port
 from harness.checks.nodes import CONNECT, DROP
 from harness.checks.verdict import Verdict
@@ -49,7 +54,7 @@ PORT = "http"
 REACHED = "node-port-reached"
 LOCAL_DROPS = "external-local-no-local-endpoints"
 LOAD_BALANCER_REACHED = "load-balancer-reached"
-FEATURES = frozenset({REACHED, LOCAL_DROPS, LOAD_BALANCER_REACHED})
+FEATURES = frozenset({REACHED, LOCAL_DROPS, LOAD_BALANCER_REACHED}) | healthchecks.FEATURES
 
 
 def external_nodes(target: object) -> tuple[str, ...]:
@@ -84,7 +89,9 @@ def client_address(target: object, node: str) -> str:
 
 def uncheckable(target: object) -> frozenset[str]:
     """The coverage states never checked on `target`."""
-    return frozenset() if external_nodes(target) else FEATURES
+    if not external_nodes(target):
+        return FEATURES
+    return frozenset() if healthchecks.asks_health(target) else healthchecks.FEATURES
 
 
 def judged_services(
@@ -193,6 +200,10 @@ class ExternalClients(NodeClients):
     def __init__(self, target: Target, timeout_s: float) -> None:
         super().__init__(target, timeout_s)
         self.load_balancer = LoadBalancerClients(target, timeout_s)
+        self.health = healthchecks.HealthChecks(target, self.nodes)
+
+    def route_nodes(self, target: Target) -> tuple[str, ...]:
+        return external_nodes(target)
 
     def after(
         self,
@@ -202,18 +213,20 @@ class ExternalClients(NodeClients):
         after: ClusterState,
         record: dict[str, Any],
     ) -> tuple[list[Verdict], frozenset[str], frozenset[str]]:
-        """The node ports' samples and verdict (`NodeClients.after`), then, if it held, the
-        ingress IPs' (`LoadBalancerClients`)."""
+        """The node ports' samples and verdict (`NodeClients.after`), then, while every verdict
+        held, the ingress IPs' (`LoadBalancerClients`) and the health checks
+        (`harness.healthchecks`)."""
         verdicts, reached, checked = super().after(step, event, before, after, record)
-        if any(not v.holds for v in verdicts):
-            return verdicts, reached, checked
-        more, more_reached, more_checked = self.load_balancer.after(
-            step, event, before, after, record
-        )
-        return verdicts + more, reached | more_reached, checked | more_checked
-
-    def route_nodes(self, target: Target) -> tuple[str, ...]:
-        return external_nodes(target)
+        for more_of in (self.load_balancer, self.health):
+            if any(not v.holds for v in verdicts):
+                break
+            more, more_reached, more_checked = more_of.after(step, event, before, after, record)
+            verdicts, reached, checked = (
+                [*verdicts, *more],
+                reached | more_reached,
+                checked | more_checked,
+            )
+        return verdicts, reached, checked
 
     def changed(self, event: Event, before: ClusterState, after: ClusterState) -> list[str]:
         return judged_services(event, before, after, self.nodes)

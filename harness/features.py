@@ -67,6 +67,7 @@ MULTI_PORT = "multi-port"
 NODE_PORT = "node-port"
 LOAD_BALANCER = "load-balancer"
 EXTERNAL_TRAFFIC_POLICY = "external-traffic-policy"
+HEALTH_CHECK_NODE_PORT = "health-check-node-port"
 
 
 class FeatureStatus(StrEnum):
@@ -144,9 +145,6 @@ class Feature:
 
 
 UNTESTED_EXTENDED: Mapping[str, str] = {
-    "health-check-node-port": (
-        "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise"
-    ),
     "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
     "sctp": "Services over SCTP",
 }
@@ -284,6 +282,16 @@ _FEATURES: tuple[Feature, ...] = (
         ("node-port",),
         ("load-balancer-reached",),
         _uses_load_balancer,
+    ),
+    Feature(
+        HEALTH_CHECK_NODE_PORT,
+        EXTENDED,
+        "healthCheckNodePort (LoadBalancer, externalTrafficPolicy Local) answers 200 with local"
+        " ready endpoints, 503 otherwise, also while only terminating ones serve (I9), with"
+        " their number; released with the policy",
+        ("node-port",),
+        ("health-check-only-terminating",),
+        _uses_load_balancer,  # under Local a LoadBalancer gets a healthCheckNodePort
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

@@ -50,7 +50,12 @@ from harness.events import (
     UnobservedChanges,
     Wait,
 )
-from harness.features import INTERNAL_TRAFFIC_POLICY, MULTI_PORT, OPT_OUT_LABELS_FEATURE
+from harness.features import (
+    HEALTH_CHECK_NODE_PORT,
+    INTERNAL_TRAFFIC_POLICY,
+    MULTI_PORT,
+    OPT_OUT_LABELS_FEATURE,
+)
 from harness.model.endpoints import pod_is_listed
 from harness.model.objects import (
     OPT_OUT_LABELS,
@@ -230,6 +235,26 @@ def external_local_no_local(
     if service.external_traffic_policy != TrafficPolicy.LOCAL:
         events.append(SetExternalTrafficPolicy(service.name, TrafficPolicy.LOCAL))
     return [*events, *_node_one_emptied(state, service, events)]
+
+
+def health_only_terminating(
+    data: st.DataObject, state: ClusterState, space: EventSpace
+) -> list[Event]:
+    """A LoadBalancer under externalTrafficPolicy Local with ready endpoints on a node, then
+    every one of them there terminating (long grace, still serving): that node's
+    healthCheckNodePort must answer 503 (I9). Nothing where the space does not hand out the
+    health check (the implementation does not declare it)."""
+    if not space.supports(HEALTH_CHECK_NODE_PORT):
+        return []
+    service = _service(data, state)
+    node = data.draw(st.sampled_from(sorted(space.nodes) or [PROXY_NODE]), label="node")
+    events: list[Event] = _populated(data, state, service, node)
+    if service.type != ServiceType.LOAD_BALANCER:
+        events.append(SetServiceType(service.name, ServiceType.LOAD_BALANCER))
+    if service.external_traffic_policy != TrafficPolicy.LOCAL:
+        events.append(SetExternalTrafficPolicy(service.name, TrafficPolicy.LOCAL))
+    after = _apply_all(state, events)
+    return events + _drain(after, service, _long_grace(space), lambda p: p.node == node)
 
 
 def spread_over_nodes(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
@@ -613,6 +638,7 @@ RECIPES: dict[str, Recipe] = {
     "node-port-reached": node_port_reached,
     "external-local-no-local-endpoints": external_local_no_local,
     "load-balancer-reached": load_balancer_reached,
+    "health-check-only-terminating": health_only_terminating,
 }
 
 

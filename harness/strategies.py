@@ -64,6 +64,7 @@ from harness.events import (
 )
 from harness.features import (
     EXTERNAL_TRAFFIC_POLICY,
+    HEALTH_CHECK_NODE_PORT,
     INTERNAL_TRAFFIC_POLICY,
     LOAD_BALANCER,
     MULTI_PORT,
@@ -569,7 +570,7 @@ def _typed_key(state: ClusterState) -> tuple[Any, ...]:
 
 def _set_service_type(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
     types = [ServiceType.NODE_PORT, ServiceType.CLUSTER_IP]
-    if space.supports(LOAD_BALANCER):
+    if space.supports(LOAD_BALANCER) or space.supports(HEALTH_CHECK_NODE_PORT):
         types.append(ServiceType.LOAD_BALANCER)
     return _of(SetServiceType, st.sampled_from(key[0]), st.sampled_from(types))
 

@@ -114,6 +114,9 @@ AIMS: dict[str, Aim] = {
     "external-local-no-local-endpoints": _aim(
         "set_service_type", "set_external_traffic_policy", "create_pod", "delete_pod"
     ),
+    "health-check-only-terminating": _aim(
+        "set_service_type", "set_external_traffic_policy", "delete_pod", "scale", long_graces=True
+    ),
     "dual-protocol-port": _aim(
         "create_dual_protocol_service",
         "add_service_port",

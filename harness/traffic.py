@@ -165,3 +165,45 @@ class Reachability:
     probabilities: Mapping[Backend, float] = field(default_factory=dict)
     detail: str = ""
     drops: bool = False
+
+
+@dataclass(frozen=True)
+class HealthCheckRequest:
+    """One HTTP GET from the external client to `node`'s own address on `port`: a Service's
+    healthCheckNodePort (or a port one had), as a cloud load balancer's health check asks it
+    (issue 11 item 3, I9). No answer within `timeout_s` is a timeout. A target that cannot send
+    it has no `health_check` method (`harness.healthchecks.unavailable`)."""
+
+    node: str
+    port: int
+    timeout_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class HealthCheckReply:
+    """What one health check got: the HTTP `status` (None when no HTTP answer came: `error`
+    says how it failed), the JSON `body` (None when the body was not a JSON object), whether
+    the `X-Content-Type-Options: nosniff` header came, and `detail`, one line for evidence
+    (the failure, or what was malformed)."""
+
+    request: HealthCheckRequest
+    status: int | None
+    error: ErrorKind | None = None
+    body: Mapping[str, object] | None = None
+    nosniff: bool = False
+    detail: str = ""
+
+    @property
+    def local_endpoints(self) -> int | None:
+        """The body's `localEndpoints` (None when absent or not an integer)."""
+        found = (self.body or {}).get("localEndpoints")
+        return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+    @property
+    def service(self) -> tuple[str, str] | None:
+        """The body's `service` as (namespace, name) (None when absent or malformed)."""
+        found = (self.body or {}).get("service")
+        if not isinstance(found, Mapping):
+            return None
+        namespace, name = found.get("namespace"), found.get("name")
+        return (namespace, name) if isinstance(namespace, str) and isinstance(name, str) else None

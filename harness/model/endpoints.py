@@ -346,6 +346,25 @@ def health_check_status(state: ClusterState, name: str, node: str) -> int | None
     return 200 if ready_here else 503
 
 
+def local_ready_addresses(slices: Iterable[EndpointSlice], node: str) -> frozenset[str]:
+    """The distinct addresses of `node`'s Ready endpoints among `slices`: kube-proxy's
+    `EndpointsMap.LocalReadyEndpoints` (pkg/proxy/endpointschangetracker.go), which squashes a
+    Service's endpoints by IP (one pod serving two ports counts once) and leaves terminating
+    ones out even while they serve, since the health check must fail on a node that has only
+    those (I9). Its size is the `localEndpoints` a healthCheckNodePort reports. Pure."""
+    return frozenset(e.address for e, _ in unique_endpoints(slices) if e.node == node and e.ready)
+
+
+def health_check_count(state: ClusterState, name: str, node: str) -> int | None:
+    """The `localEndpoints` `node`'s healthCheckNodePort of Service `name` reports
+    (`local_ready_addresses`); None when the Service has no healthCheckNodePort. It is 0
+    exactly when `health_check_status` is 503."""
+    service = state.services.get(name)
+    if service is None or service.health_check_node_port is None:
+        return None
+    return len(local_ready_addresses(derive_slices(state, name), node))
+
+
 def why_unusable(state: ClusterState, service: str, backend: Backend) -> str:
     """Why a new connection to `service` must not reach `backend`, in a few words: the pod is
     gone, recreated, evicted, relabelled out, or listed with conditions that `CategorizeEndpoints`

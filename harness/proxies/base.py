@@ -58,11 +58,13 @@ KERNEL_FEATURES: frozenset[str] = RELAYING_FEATURES | {
     "node-port",
     "external-traffic-policy",
     "load-balancer",
+    "health-check-node-port",
 }
 """What the harness's kernel-rule proxies (iptables, nftables) declare: as kube-proxy, they keep
 the client's address (masquerading only hairpin traffic: KUBE-MARK-MASQ for `-s <endpoint IP>`
-on each endpoint chain), translate UDP too, and program node ports and LoadBalancer ingress IPs
-with externalTrafficPolicy (`harness.proxies.iptables`, `harness.proxies.nftables`)."""
+on each endpoint chain), translate UDP too, program node ports and LoadBalancer ingress IPs
+with externalTrafficPolicy (`harness.proxies.iptables`, `harness.proxies.nftables`) and serve
+healthCheckNodePorts (`harness.proxies.healthcheck`)."""
 
 
 class Proxy(Protocol):

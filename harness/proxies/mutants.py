@@ -81,16 +81,22 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
   load balancer would: a connection the load balancer hands to a node for the ingress IP meets
   no rule and is routed on (here into the node's sink), so the client times out where it must
   connect or be refused (`node-port`, part `load-balancer`).
+- mutant-iptables-health-counts-terminating (healthCheckNodePort, I9): counts a node's local
+  endpoints as the traffic rules use them, with the terminating fallback (`local_endpoints`),
+  so a node left with only terminating, still serving endpoints answers the health check 200,
+  and a load balancer keeps sending it new connections it should send elsewhere (`node-port`,
+  part `health-check-node-port`; e2e "should fail health check node port if there are only
+  terminating endpoints").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import ClassVar
 
 from harness.local.netns import flush_conntrack
-from harness.model.endpoints import unique_endpoints, usable_destinations
+from harness.model.endpoints import local_endpoints, unique_endpoints, usable_destinations
 from harness.model.objects import (
     MAX_AFFINITY_TIMEOUT_S,
     PROXY_NODE,
@@ -413,6 +419,17 @@ class LoadBalancerIpUnprogrammedProxy(IptablesProxy):
         return ()
 
 
+class HealthCountsTerminatingProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-health-counts-terminating"
+    description: ClassVar[str] = (
+        "iptables whose healthCheckNodePort counts serving terminating endpoints as healthy (I9)"
+    )
+    nodes: ClassVar[int] = 2  # judged from outside, which needs two nodes
+
+    def health_count(self, slices: Iterable[EndpointSlice], node: str) -> int:
+        return len({e.address for e, _ in local_endpoints(slices, node)})
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -444,5 +461,6 @@ MUTANT_PROXIES: dict[str, type] = {
         NodePortIgnoresLocalProxy,
         NodePortRejectsNoLocalProxy,
         LoadBalancerIpUnprogrammedProxy,
+        HealthCountsTerminatingProxy,
     )
 }

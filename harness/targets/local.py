@@ -53,6 +53,7 @@ from harness.local.cluster import (
 )
 from harness.local.controller import EndpointController
 from harness.local.counting import count_fresh
+from harness.local.healthprobe import ask_health
 from harness.local.loopback import LoopbackCluster, TranslatingProxy
 from harness.local.names import check_prefix, netns_path, new_prefix
 from harness.local.node_proxies import NodeProxies
@@ -67,6 +68,8 @@ from harness.registry import TargetOptions, load_proxy
 from harness.traffic import (
     CLIENTS,
     VIA_LOAD_BALANCER_SOURCES,
+    HealthCheckReply,
+    HealthCheckRequest,
     Outcome,
     Reachability,
     Tally,
@@ -618,6 +621,21 @@ class LocalTarget:
                 f" {service.type.value}): make it LoadBalancer first"
             )
         return service.load_balancer_ip, port
+
+    def health_check(self, request: HealthCheckRequest) -> HealthCheckReply:
+        """One HTTP GET from the external client to `request.node`'s own address on
+        `request.port` (`harness.local.healthprobe`): what a kernel proxy's healthCheckNodePort
+        answers there, or how the connection failed. UsageError without an external client or
+        for a node the cluster lacks."""
+        cluster = self._open_cluster()
+        external, address = cluster.external, cluster.node_address_of(request.node)
+        if external is None:
+            raise UsageError(
+                "this local cluster has no external client: health checks need --nodes 2 or more"
+            )
+        if request.node not in self.node_names or address is None:
+            raise UsageError(unknown_node(request.node, self.node_names, "ask"))
+        return ask_health(external.netns, address, request)
 
     def _close_node_agents(self) -> None:
         """Stop the nodes' host-network client agents. Idempotent."""

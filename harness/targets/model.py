@@ -36,6 +36,8 @@ from harness.events import Event, RestartProxy
 from harness.model.endpoints import (
     derive_slices,
     external_destinations,
+    health_check_count,
+    health_check_status,
     must_drop,
     usable_destinations,
 )
@@ -55,6 +57,8 @@ from harness.registry import TargetOptions
 from harness.traffic import (
     VIA_LOAD_BALANCER_SOURCES,
     ErrorKind,
+    HealthCheckReply,
+    HealthCheckRequest,
     Outcome,
     TrafficRequest,
     TrafficSample,
@@ -254,6 +258,31 @@ class ModelTarget:
             return request.client_node
         pod = state.pods.get(request.client_pod or "")
         return pod.node if pod is not None and pod.node in self.node_names else PROXY_NODE
+
+    def health_check(self, request: HealthCheckRequest) -> HealthCheckReply:
+        """What `request.node`'s port `request.port` answers a health check with: the
+        programmed Service whose healthCheckNodePort it is answers as kube-proxy's server does
+        (`health_check_status`, `health_check_count`); nothing listens there otherwise
+        (refused). The model does not know what another Service's node port on that number
+        would answer: a caller asks a released port only while no Service holds it.
+        UsageError for a node the model lacks."""
+        node = request.node
+        if node not in self.node_names:
+            raise UsageError(
+                f"the model has no node {node!r} to ask ({', '.join(self.node_names)})"
+            )
+        state = self.perceived(self.state)
+        for service in state.services.values():
+            if service.health_check_node_port == request.port and self.programs(service):
+                count = health_check_count(state, service.name, node) or 0
+                body = {
+                    "service": {"namespace": service.namespace, "name": service.name},
+                    "localEndpoints": count,
+                    "serviceProxyHealthy": True,
+                }
+                status = health_check_status(state, service.name, node)
+                return HealthCheckReply(request, status, body=body, nosniff=True)
+        return HealthCheckReply(request, None, ErrorKind.REFUSED, detail="connection refused")
 
     # -- long-lived connections (`ConnectionHolder`) -------------------------------------------
     def hold(self, service: str, client: str, timeout_s: float) -> tuple[int | None, Outcome]:

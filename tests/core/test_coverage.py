@@ -133,6 +133,13 @@ EXAMPLES: dict[str, list[Event]] = {
         SetServiceType("svc-a", ServiceType.NODE_PORT),
         SetExternalTrafficPolicy("svc-a", TrafficPolicy.LOCAL),
     ],
+    "health-check-only-terminating": [
+        CreateService("svc-a", WEB),
+        Scale("web", 2, "node-2"),
+        SetServiceType("svc-a", ServiceType.LOAD_BALANCER),
+        SetExternalTrafficPolicy("svc-a", TrafficPolicy.LOCAL),
+        Scale("web", 0),
+    ],
 }
 
 

@@ -20,6 +20,7 @@ from harness.features import (
     ALL_FEATURES,
     CORE_FEATURES,
     FEATURES,
+    INTERNAL_TRAFFIC_POLICY,
     NOT_SUPPORTED,
     NOT_TESTED,
     FeatureStatus,
@@ -120,6 +121,7 @@ def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> No
     # kernel-rule proxies also program node ports, ingress IPs and externalTrafficPolicy
     kernel = harness_proxies | {"source-ip", "udp", "node-port", "external-traffic-policy"}
     kernel |= {"load-balancer"}
+    kernel |= {"health-check-node-port"}  # and serve healthCheckNodePorts
     assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == kernel
     assert target_features(_Holder(UserspaceProxy.__new__(UserspaceProxy)))[0] == harness_proxies
     assert target_features(object())[0] == ALL_FEATURES
@@ -344,7 +346,9 @@ def test_an_undeclared_feature_is_never_asked_for_so_its_bug_does_not_fail_the_r
     tmp_path: Path,
 ) -> None:
     declared = _local_policy_run(LocalFallsBackToCluster(), tmp_path / "declared")
-    assert any(r.name == "no-stale-traffic" for r in declared.failed)  # the bug is findable
+    # the bug is findable: a property judging internalTrafficPolicy fails
+    judging = set(FEATURES[INTERNAL_TRAFFIC_POLICY].properties)
+    assert judging & {r.name for r in declared.failed}, [r.name for r in declared.failed]
     suite = _local_policy_run(_CoreOnlyLocalFallback(), tmp_path / "core-only")
     assert suite.failed == []
     report = RunReport(suite, "quick", 1.0)

@@ -15,17 +15,26 @@ Hooks for the deliberately broken variants (`harness.proxies.mutants`) are ordin
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import ClassVar, Protocol
 
 from harness.errors import HarnessError
 from harness.model.endpoints import (
     external_destinations,
     has_any_endpoints,
+    local_ready_addresses,
     usable_destinations,
 )
-from harness.model.objects import Backend, Destination, Service, ServiceType, TrafficPolicy
+from harness.model.objects import (
+    Backend,
+    Destination,
+    EndpointSlice,
+    Service,
+    ServiceType,
+    TrafficPolicy,
+)
 from harness.proxies.base import NodeContext, TrackingProxy
+from harness.proxies.healthcheck import HealthServer, health_entries
 from harness.proxies.rules.commands import require_binaries, require_netns
 from harness.proxies.rules.conntrack import ConntrackCleaner, untranslated
 from harness.proxies.rules.invalid import tcp_be_liberal
@@ -57,7 +66,10 @@ class KernelRuleProxy(TrackingProxy):
     which replaces everything an earlier instance (or a crashed run) left with every Service's
     objects in one transaction; `stop()` removes every object the proxy made, also adopted
     ones; `stop_for_restart()` removes none (`RuleKeepingProxy`: kube-proxy keeps its rules
-    across a restart); `reachability` reads the kernel's rules and changes nothing.
+    across a restart); `reachability` reads the kernel's rules and changes nothing. After each
+    sync it serves the healthCheckNodePort of every programmed Service that has one
+    (`serve_health`, `harness.proxies.healthcheck`); `stop()` and `stop_for_restart()` close
+    those servers and end their thread, as a stopped kube-proxy's end.
     """
 
     binaries: ClassVar[tuple[str, ...]] = ()
@@ -70,6 +82,7 @@ class KernelRuleProxy(TrackingProxy):
         self.last_payload = ""  # the text of the last transaction applied (for tests and benches)
         self._conntrack: ConntrackCleaner | None = None
         self.adopted: Rendering | None = None  # left by an earlier instance, until the first sync
+        self.health: HealthServer | None = None  # the healthCheckNodePorts, once started
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -92,6 +105,8 @@ class KernelRuleProxy(TrackingProxy):
         self.setup()
         self.adopted = self.adopt()
         self._conntrack = ConntrackCleaner(node.netns)
+        self.close_health()  # an instance started again without a stop serves afresh
+        self.health = HealthServer(node.netns)
 
     def stop(self) -> None:
         """Remove every object the proxy made; harmless twice and after the namespace is gone."""
@@ -105,6 +120,7 @@ class KernelRuleProxy(TrackingProxy):
         finally:
             self.node, self._conntrack = None, None
             self.plans, self.rendered = {}, {}
+            self.close_health()  # last: a hung server must not keep the rules in place
 
     def stop_for_restart(self) -> None:
         """`RuleKeepingProxy`: forget everything, remove nothing from the kernel (the next
@@ -116,6 +132,7 @@ class KernelRuleProxy(TrackingProxy):
             self.node, self._conntrack, self.adopted = None, None, None
             self.plans, self.rendered = {}, {}
             self.changed.clear()
+            self.close_health()
 
     def namespace_exists(self) -> bool:
         try:
@@ -153,6 +170,28 @@ class KernelRuleProxy(TrackingProxy):
         removed = self.record(plans, rendered) | untranslated(p for ps in programmed for p in ps)
         if removed and self._conntrack is not None:
             self._conntrack.clear(removed)
+        self.serve_health(services)
+
+    def serve_health(self, services: Mapping[str, Service]) -> None:
+        """Serve the healthCheckNodePort of every programmed Service that has one, counting
+        this node's endpoints with `health_count` (`harness.proxies.healthcheck`), as
+        kube-proxy's `SyncServices` and `SyncEndpoints` after each sync."""
+        if self.health is not None:
+            node = self.node.node if self.node is not None else ""
+            self.health.sync(
+                health_entries(services.values(), self.slices_of, node, self.health_count)
+            )
+
+    def health_count(self, slices: Iterable[EndpointSlice], node: str) -> int:
+        """The `localEndpoints` a health check reports: `node`'s ready endpoints by address
+        (kube-proxy's `LocalReadyEndpoints`); a mutant may count otherwise."""
+        return len(local_ready_addresses(slices, node))
+
+    def close_health(self) -> None:
+        """Close every health-check server (the ports are released). Idempotent."""
+        health, self.health = self.health, None
+        if health is not None:
+            health.close()
 
     def record(
         self, plans: Mapping[str, tuple[PortPlan, ...]], rendered: Mapping[str, Rendering]
