@@ -5,8 +5,6 @@ it reset."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from harness.checks.external import PROPERTY
@@ -22,33 +20,22 @@ from harness.events import (
 from harness.model.objects import TrafficPolicy
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import HealthCountsTerminatingProxy
-from harness.proxies.nftables import NftablesProxy
 from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.targets.model import ModelTarget
 from harness.traffic import ErrorKind, HealthCheckReply, HealthCheckRequest
 from tests.core.test_health_check import LOCAL_LB
-from tests.local.conftest import needs_root, opened_target
+from tests.local import two_nodes
+from tests.local.conftest import needs_root
 
 pytestmark = [pytest.mark.netns, needs_root]
 
-NODES = ("node-1", "node-2")
+NODES = two_nodes.NODES
 BALANCED_LOCAL = LOCAL_LB  # p1 on node-1, p2 on node-2, a LoadBalancer under Local
 
 
-@pytest.fixture(scope="module", params=[IptablesProxy, NftablesProxy], ids=["iptables", "nftables"])
-def target(request: pytest.FixtureRequest) -> Iterator[LocalTarget]:
-    with opened_target(request.param, 2) as opened:
-        yield opened
-
-
-@pytest.fixture
-def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
-    """The module's target, reset after the test."""
-    try:
-        yield target
-    finally:
-        target.reset()
+target = two_nodes.target  # the fixtures: a 2-node target per kernel proxy, reset after each test
+cluster = two_nodes.cluster
 
 
 def both(events: list[Event], cluster: LocalTarget) -> ModelTarget:

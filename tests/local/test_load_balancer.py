@@ -1,7 +1,7 @@
 """LoadBalancer ingress IPs on the local cluster (issue 11, item 2): the external client hands a
 connection to an ingress IP to one chosen node, as a cloud or MetalLB load balancer would, and
 the kernel proxies program the ingress IP as kube-proxy does. One 2-node target per proxy for the
-module (tests/local/test_node_port.py's fixtures); every test leaves it reset."""
+module (tests/local/two_nodes.py); every test leaves it reset."""
 
 from __future__ import annotations
 
@@ -33,15 +33,16 @@ from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest, TrafficSample
 from tests.local import test_node_port as node_port
+from tests.local import two_nodes
 from tests.local.conftest import needs_root
 
 pytestmark = [pytest.mark.netns, needs_root]
 
 WEB = labels_of({"app": "web"})
-NODES = node_port.NODES
+NODES = two_nodes.NODES
 seen = node_port.seen
-target = node_port.target  # the fixtures: a 2-node target per kernel proxy, reset after each test
-cluster = node_port.cluster
+target = two_nodes.target  # the fixtures: a 2-node target per kernel proxy, reset after each test
+cluster = two_nodes.cluster
 
 
 def via(target: LocalTarget, node: str, count: int = 8) -> TrafficSample:

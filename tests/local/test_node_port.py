@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -28,32 +27,21 @@ from harness.model.endpoints import expect_external
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import NodePortIgnoresLocalProxy, NodePortRejectsNoLocalProxy
-from harness.proxies.nftables import NftablesProxy
 from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest, TrafficSample
-from tests.local.conftest import needs_root, opened_target
+from tests.local import two_nodes
+from tests.local.conftest import needs_root
 
 pytestmark = [pytest.mark.netns, needs_root]
 
 WEB = labels_of({"app": "web"})
-NODES = ("node-1", "node-2")
+NODES = two_nodes.NODES
 EXTERNAL = "10.240.0.200"
 
 
-@pytest.fixture(scope="module", params=[IptablesProxy, NftablesProxy], ids=["iptables", "nftables"])
-def target(request: pytest.FixtureRequest) -> Iterator[LocalTarget]:
-    with opened_target(request.param, 2) as opened:
-        yield opened
-
-
-@pytest.fixture
-def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
-    """The module's target, reset after the test."""
-    try:
-        yield target
-    finally:
-        target.reset()
+target = two_nodes.target  # the fixtures: a 2-node target per kernel proxy, reset after each test
+cluster = two_nodes.cluster
 
 
 def from_outside(target: LocalTarget, node: str, count: int = 8) -> TrafficSample:

@@ -1,0 +1,32 @@
+"""Fixtures shared by the modules that test the kernel proxies from outside the nodes (node
+ports, ingress IPs, health checks): one opened 2-node target per kernel proxy for the module,
+and the same target reset after each test. A module uses them by binding the names:
+`target = two_nodes.target` and `cluster = two_nodes.cluster`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from harness.proxies.iptables import IptablesProxy
+from harness.proxies.nftables import NftablesProxy
+from harness.targets.local import LocalTarget
+from tests.local.conftest import opened_target
+
+NODES = ("node-1", "node-2")
+
+
+@pytest.fixture(scope="module", params=[IptablesProxy, NftablesProxy], ids=["iptables", "nftables"])
+def target(request: pytest.FixtureRequest) -> Iterator[LocalTarget]:
+    with opened_target(request.param, len(NODES)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
+    """The module's target, reset after the test."""
+    try:
+        yield target
+    finally:
+        target.reset()
