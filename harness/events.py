@@ -564,9 +564,46 @@ class RestartProxy(Event):
     (`harness.checks.connections`)."""
 
     kind: ClassVar[str] = "restart-proxy"
+    while_down: tuple[Event, ...] = ()
+    """Changes of the cluster made between the stop and the start (none, or 1 to
+    MAX_WHILE_DOWN): the new instance lists a cluster its predecessor never saw change, as when
+    kube-proxy is down during a rollout while pods come and go. What must hold besides: a held
+    UDP flow whose endpoint went meanwhile reaches a usable endpoint within the deadline (its
+    stale conntrack entry is reconciled at the start: `pkg/proxy/conntrack/cleanup.go:
+    CleanStaleEntries`, kubernetes PR #127318; before it, kubernetes#105657 and #122740)."""
 
     def apply(self, state: ClusterState) -> ClusterState:
+        """The changes made while the proxy was down, in order (the restart itself changes
+        nothing); InvalidEvent for more than MAX_WHILE_DOWN of them or one that is not a change
+        of the cluster (`NOT_CHANGES`)."""
+        if len(self.while_down) > MAX_WHILE_DOWN:
+            raise InvalidEvent(
+                f"restart-proxy holds {len(self.while_down)} changes while down: it may hold 1 to"
+                f" {MAX_WHILE_DOWN}"
+            )
+        for change in self.while_down:
+            if isinstance(change, NOT_CHANGES):
+                raise InvalidEvent(
+                    f"restart-proxy cannot hold {change.kind} while down: only changes of the"
+                    " cluster"
+                )
+            state = change.apply(state)
         return state
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain restart is `{"kind": "restart-proxy"}`, as before `while_down` existed."""
+        if not self.while_down:
+            return {"kind": self.kind}
+        return {"kind": self.kind, "while_down": [change.to_json() for change in self.while_down]}
+
+    def __str__(self) -> str:
+        if not self.while_down:
+            return self.kind
+        return f"{self.kind} while-down [{'; '.join(str(c) for c in self.while_down)}]"
+
+
+MAX_WHILE_DOWN = 3
+"""The most changes one `RestartProxy` makes while the proxy is down."""
 
 
 # -- Several ports (issue 12, item 3) -------------------------------------------------------------
