@@ -59,6 +59,10 @@ CAUGHT_CHEAPER = {
     # node-port rule oracle at once (tests/proxies/test_node_port_rules.py)
     "local:mutant-iptables-nodeport-ignores-local": "tests/local/test_node_port.py",
     "local:mutant-iptables-nodeport-rejects-no-local": "tests/local/test_node_port.py",
+    # wrong only for a UDP flow whose endpoint went while no proxy ran (a restart with changes
+    # while down, which the quick search was not measured to reach); a fixed sequence catches
+    # it at that restart in about 1 s
+    "local:mutant-iptables-forgets-while-down": "tests/local/test_restart_while_down.py",
 }
 
 
