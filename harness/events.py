@@ -1002,9 +1002,10 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         return labels_of(value)
     origin = typing.get_origin(hint)
     if origin is tuple and typing.get_args(hint) == (Event, ...):
-        if not isinstance(value, list) or len(value) > MAX_UNOBSERVED:
+        most = MAX_WHILE_DOWN if where.endswith(".while_down") else MAX_UNOBSERVED
+        if not isinstance(value, list) or len(value) > most:
             raise UsageError(
-                f"{where} must be a list of at most {MAX_UNOBSERVED} events, got {shorten(value)}"
+                f"{where} must be a list of at most {most} events, got {shorten(value)}"
             )
         return tuple(event_from_json(item, f"{where}[{i}]") for i, item in enumerate(value))
     if origin in (typing.Union, types.UnionType):
