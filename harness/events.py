@@ -581,14 +581,7 @@ class RestartProxy(Event):
                 f"restart-proxy holds {len(self.while_down)} changes while down: it may hold 1 to"
                 f" {MAX_WHILE_DOWN}"
             )
-        for change in self.while_down:
-            if isinstance(change, NOT_CHANGES):
-                raise InvalidEvent(
-                    f"restart-proxy cannot hold {change.kind} while down: only changes of the"
-                    " cluster"
-                )
-            state = change.apply(state)
-        return state
+        return _apply_changes(self.kind, self.while_down, state)
 
     def to_json(self) -> dict[str, Any]:
         """A plain restart is `{"kind": "restart-proxy"}`, as before `while_down` existed."""
@@ -921,19 +914,23 @@ class UnobservedChanges(Event):
                 f"unobserved-changes holds {len(self.changes)} changes: it must hold 2 to"
                 f" {MAX_UNOBSERVED}"
             )
-        for change in self.changes:
-            if isinstance(change, NOT_CHANGES):
-                raise InvalidEvent(
-                    f"unobserved-changes cannot hold {change.kind}: only changes of the cluster"
-                )
-            state = change.apply(state)
-        return state
+        return _apply_changes(self.kind, self.changes, state)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "changes": [change.to_json() for change in self.changes]}
 
     def __str__(self) -> str:
         return f"{self.kind} [{'; '.join(str(change) for change in self.changes)}]"
+
+
+def _apply_changes(holder: str, changes: Sequence[Event], state: ClusterState) -> ClusterState:
+    """`changes` applied in order for the event `holder` that holds them; InvalidEvent for one
+    that is not a change of the cluster (`NOT_CHANGES`)."""
+    for change in changes:
+        if isinstance(change, NOT_CHANGES):
+            raise InvalidEvent(f"{holder} cannot hold {change.kind}: only changes of the cluster")
+        state = change.apply(state)
+    return state
 
 
 NOT_CHANGES: tuple[type[Event], ...] = (

@@ -70,8 +70,8 @@ def test_a_restart_with_changes_round_trips_and_applies_them_in_order() -> None:
 @pytest.mark.parametrize(
     ("while_down", "problem"),
     [
-        ([{"kind": "wait", "seconds": 1}], "cannot hold wait while down"),
-        ([{"kind": "restart-proxy"}], "cannot hold restart-proxy while down"),
+        ([{"kind": "wait", "seconds": 1}], "restart-proxy cannot hold wait: only changes"),
+        ([{"kind": "restart-proxy"}], "restart-proxy cannot hold restart-proxy"),
         ([{"kind": "delete-pod", "pod": "nope"}], "no pod named 'nope'"),
         ([{"kind": "scale", "group": "web", "replicas": 1}] * 4, "at most 3 events"),
         ("web-0", "must be a list of at most 3 events"),

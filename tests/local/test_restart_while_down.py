@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 
-from harness import registry
 from harness.checks.connections import PROPERTY
 from harness.events import CreateService, DeletePod, Event, RestartProxy, Scale, SetReady
 from harness.longlived import MAX_UDP_HELD
 from harness.model.objects import Protocol, labels_of
-from harness.runner import RunConfig, replay
-from harness.targets.local import LocalTarget
 from tests.local.conftest import needs_root
+from tests.local.histories import failures, replayed
 
 pytestmark = [pytest.mark.netns, needs_root]
 
@@ -32,32 +30,17 @@ SEQUENCE: list[Event] = [
     RestartProxy((DeletePod("web-2", 0), Scale("web", 3))),  # deleted while down (#19029)
 ]
 KEPT_STEP, UNREADY_STEP = 3, 4
-CONFIG = RunConfig(deadline_s=LocalTarget.default_deadline_s)
-
-
-def failures(record: dict[str, Any]) -> list[dict[str, Any]]:
-    verdicts = record["verdicts"]
-    return [] if isinstance(verdicts, int) else list(verdicts)
 
 
 def held(record: dict[str, Any], backend: str) -> list[dict[str, Any]]:
     return [c for c in record["long_lived"] if c.get("backend") == backend]
 
 
-def run(spec: str, prefix: str, events: list[Event]) -> list[dict[str, Any]]:
-    target = registry.make_target(spec, registry.TargetOptions(prefix=prefix))
-    target.open()
-    try:
-        return list(replay(target, events, CONFIG).history)
-    finally:
-        target.close()
-
-
 @pytest.mark.parametrize("proxy", ["iptables", "nftables"])
 def test_held_udp_flows_follow_changes_made_while_the_proxy_was_down(
     proxy: str, prefix: str
 ) -> None:
-    history = run(f"local:{proxy}", prefix, SEQUENCE)
+    history = replayed(f"local:{proxy}", prefix, SEQUENCE)
     assert [failures(record) for record in history] == [[]] * len(SEQUENCE)
     kept = held(history[KEPT_STEP], "web-0/u1")
     assert len(kept) == MAX_UDP_HELD and all(c["answered_by"] == "web-0/u1" for c in kept), kept
@@ -71,7 +54,7 @@ def test_held_udp_flows_follow_changes_made_while_the_proxy_was_down(
 
 def test_a_proxy_that_forgets_what_changed_while_down_is_caught(prefix: str) -> None:
     spec = "local:mutant-iptables-forgets-while-down"
-    history = run(spec, prefix, SEQUENCE[: UNREADY_STEP + 1])
+    history = replayed(spec, prefix, SEQUENCE[: UNREADY_STEP + 1])
     assert all(not failures(record) for record in history[:UNREADY_STEP])
     (found,) = [v for v in failures(history[UNREADY_STEP]) if v["property"] == PROPERTY]
     assert "stale conntrack entry" in found["message"]
