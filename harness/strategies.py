@@ -118,7 +118,10 @@ class EventSpace:
     proxy: `harness.targets.base.restart_unsupported`), `shows_stale` False never `StaleSnapshot`
     (`stale_unsupported`), `hides_updates` False never `UnobservedChanges`
     (`unobserved_unsupported`), `sends_out_of_window` False never `OutOfWindow`
-    (`out_of_window_unsupported`); `features` are the conformance features
+    (`out_of_window_unsupported`), `changes_while_down` True (the aim at `changed-while-down`
+    narrows to it; only where `hides_updates` too) lets a restart carry changes made while the
+    proxy is down (`RestartProxy.while_down`; off by default, so that other examples draw
+    exactly what they drew before it existed); `features` are the conformance features
     the implementation declares (`harness.features`; None: every one), and no event that
     exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
     asking for what the implementation said it does not do. `udp` True (the target sends UDP:
@@ -149,6 +152,7 @@ class EventSpace:
     udp: bool = False
     udp_only: bool = False
     sends_out_of_window: bool = True
+    changes_while_down: bool = False
 
     def supports(self, feature: str) -> bool:
         """Whether events exercising the conformance feature `feature` may be drawn."""
@@ -652,14 +656,16 @@ def while_down_options(state: ClusterState) -> tuple[tuple[str, Event], ...]:
 
 
 def _restart_proxy(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
-    """A plain restart, or (one in `WHILE_DOWN_ODDS`, where the target can hold changes from
-    its proxy: `hides_updates`) one with 1 to MAX_WHILE_DOWN changes to different groups or
-    pods made while the proxy is down (`RestartProxy.while_down`); shrinks to a plain one."""
+    """A plain restart, or (one in `WHILE_DOWN_ODDS`, where the space asks for changes while
+    down, `changes_while_down`, and the target can hold changes from its proxy:
+    `hides_updates`) one with 1 to MAX_WHILE_DOWN changes to different groups or pods made
+    while the proxy is down (`RestartProxy.while_down`); shrinks to a plain one. A plain
+    restart draws nothing (`st.just`)."""
     plain: st.SearchStrategy[Event] = st.just(RestartProxy())
     options = [
         o for o in key[0] if not isinstance(o[1], Scale) or o[1].replicas <= space.max_replicas
     ]
-    if not space.hides_updates or not options:
+    if not (space.changes_while_down and space.hides_updates) or not options:
         return plain
     changes = st.lists(
         st.sampled_from(options), min_size=1, max_size=MAX_WHILE_DOWN, unique_by=lambda o: o[0]

@@ -132,10 +132,14 @@ def test_drawn_only_where_the_target_can_restart_and_hide_changes() -> None:
     @settings(max_examples=60, database=None, suppress_health_check=list(HealthCheck))
     @given(st.data())
     def draw(data: st.DataObject) -> None:
-        for space in (EventSpace(), EventSpace(hides_updates=False)):
+        for space in (
+            EventSpace(changes_while_down=True),
+            EventSpace(changes_while_down=True, hides_updates=False),
+            EventSpace(),  # only the aim at changed-while-down asks for them
+        ):
             event = data.draw(GENERATORS["restart_proxy"].strategy(state, space))
             assert isinstance(event, RestartProxy)
-            assert space.hides_updates or not event.while_down
+            assert (space.hides_updates and space.changes_while_down) or not event.while_down
             event.apply(state)  # raises InvalidEvent for a change that does not apply
             drawn.append(event)
 
