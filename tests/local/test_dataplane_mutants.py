@@ -60,7 +60,7 @@ CAUGHT_CHEAPER = {
     "local:mutant-iptables-nodeport-ignores-local": "tests/local/test_node_port.py",
     "local:mutant-iptables-nodeport-rejects-no-local": "tests/local/test_node_port.py",
     # wrong only for a UDP flow whose endpoint went while no proxy ran: the quick profile
-    # catches it too (seed 11: 3 examples, a 4-event counterexample, 9.3 s with shrinking and
+    # catches it too (seed 11: 3 examples, a 3-event counterexample, 7.6 s with shrinking and
     # confirmation, through a restart during which an endpoint was made unready); a fixed
     # sequence catches it at that restart in about 0.7 s of the default run instead
     "local:mutant-iptables-forgets-while-down": "tests/local/test_restart_while_down.py",
