@@ -106,6 +106,10 @@ FEATURES: dict[str, str] = {
         "externalTrafficPolicy Local with endpoints on other nodes only: that node's node port"
         " must DROP"
     ),
+    "load-balancer-reached": (
+        "a LoadBalancer Service with usable endpoints reached from outside at its ingress IP"
+        " via every node, each node by its own proxy"
+    ),
 }
 MULTI_PORT_FEATURE = "multi-port-named"
 UNOBSERVED_FEATURE = "unobserved-changes"

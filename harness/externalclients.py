@@ -17,6 +17,14 @@ node's own stack answers it, which the model does not say), a UDP port where it 
 (as `harness.nodeclients`), and pod or node traffic to a node port (implementation-defined,
 issue 11 item 3).
 
+LoadBalancer ingress IPs (`node-port`'s part `load-balancer`): then, if that held, the same
+sample is sent to the ingress IP of every changed LoadBalancer Service that has one (its external
+expectation changed for some node, or its ingress IP; every one after a nemesis event; at most
+two, rotated alike) via every node (`TrafficRequest.via_load_balancer`: the external client hands
+it to that node as a load balancer would), judged by the same `expect_external` of that node
+(`LoadBalancerClients`, `harness.checks.external.check_load_balancer`); its coverage state is
+`load-balancer-reached`.
+
 Only on targets with an external client and a proxy on more than one node (`external_nodes`:
 the model, the local cluster with `--nodes` 2 or more); elsewhere `node-port` is not applicable
 and its coverage states are uncheckable.
@@ -24,14 +32,15 @@ and its coverage states are uncheckable.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
-from harness.checks.external import ExternalSample, check_node_port
+from harness.checks.external import ExternalSample, check_load_balancer, check_node_port
 from harness.checks.nodes import CONNECT, DROP
 from harness.checks.verdict import Verdict
 from harness.events import NEMESIS_EVENTS, Event
 from harness.model.endpoints import expect_external
-from harness.model.objects import TrafficPolicy, opt_out_label
+from harness.model.objects import Service, TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
 from harness.nodeclients import NodeClients, host_nodes, sample_request
 from harness.targets.base import Target
@@ -39,7 +48,8 @@ from harness.targets.base import Target
 PORT = "http"
 REACHED = "node-port-reached"
 LOCAL_DROPS = "external-local-no-local-endpoints"
-FEATURES = frozenset({REACHED, LOCAL_DROPS})
+LOAD_BALANCER_REACHED = "load-balancer-reached"
+FEATURES = frozenset({REACHED, LOCAL_DROPS, LOAD_BALANCER_REACHED})
 
 
 def external_nodes(target: object) -> tuple[str, ...]:
@@ -49,13 +59,27 @@ def external_nodes(target: object) -> tuple[str, ...]:
 
 
 def unavailable(target: object) -> str | None:
-    """Why `node-port` cannot run on `target` (None: it can)."""
+    """Why `node-port` cannot run on `target` (None: it can); a target may say why itself
+    (`external_unsupported`, the kube target)."""
     if external_nodes(target):
         return None
+    why = getattr(target, "external_unsupported", None)
+    if why:
+        return str(why)
     return (
         "the target has no external client on the nodes' network (a local cluster with --nodes"
         " 2 or more, or the model)"
     )
+
+
+def client_address(target: object, node: str) -> str:
+    """The external client's own address as sending to `node`: the target's
+    `external_source(node)` where it sends to each node from elsewhere (the kube target: a
+    hostNetwork client on another node), else its `external_address` ("" if none)."""
+    per_node = getattr(target, "external_source", None)
+    if callable(per_node):
+        return str(per_node(node) or "")
+    return str(getattr(target, "external_address", "") or "")
 
 
 def uncheckable(target: object) -> frozenset[str]:
@@ -71,9 +95,7 @@ def judged_services(
     event). Pure."""
     names = []
     for name, service in sorted(after.services.items()):
-        if not service.type.external or opt_out_label(service) is not None:
-            continue
-        if all(p.name != PORT for p in service.ports):
+        if not _judgeable(service):
             continue
         if isinstance(event, NEMESIS_EVENTS) or any(
             expect_external(before, name, PORT, n) != expect_external(after, name, PORT, n)
@@ -83,11 +105,112 @@ def judged_services(
     return names
 
 
+def balanced_services(
+    event: Event, before: ClusterState, after: ClusterState, nodes: tuple[str, ...]
+) -> list[str]:
+    """The `judged_services` that have an ingress IP, and the LoadBalancer Services whose
+    ingress IP changed (a Service made LoadBalancer from NodePort keeps its node-port
+    expectation but gains an ingress IP). Pure."""
+    names = set(judged_services(event, before, after, nodes))
+    for name, service in after.services.items():
+        old = before.services.get(name)
+        if _judgeable(service) and (
+            old is None or old.load_balancer_ip != service.load_balancer_ip
+        ):
+            names.add(name)
+    return sorted(n for n in names if after.services[n].load_balancer_ip is not None)
+
+
+def _judgeable(service: Service) -> bool:
+    """A Service `judged_services` may name: external, not opted out, with the port PORT."""
+    return (
+        service.type.external
+        and opt_out_label(service) is None
+        and any(p.name == PORT for p in service.ports)
+    )
+
+
+def external_sample(
+    target: Target,
+    state: ClusterState,
+    service: str,
+    node: str,
+    timeout_s: float,
+    via_load_balancer: bool = False,
+) -> ExternalSample | None:
+    """A sample from outside at `node`'s node port, or at the Service's ingress IP via `node`
+    (`via_load_balancer`), or None for one that cannot be judged (a UDP port that must not
+    connect there: module docstring). Under Local the pod must see the address the connection
+    left from: the external client's own, or its address for `node` via a load balancer."""
+    expected = expect_external(state, service, PORT, node)
+    request = sample_request(state, service, expected, timeout_s, external_node=node)
+    if request is None:
+        return None
+    if via_load_balancer:
+        request = replace(request, via_load_balancer=True)
+        source = getattr(target, "load_balancer_source", lambda _: None)(node)
+    else:
+        source = client_address(target, node)
+    return ExternalSample(
+        service,
+        node,
+        expected,
+        target.send(request).outcomes,
+        client_address=str(source or ""),
+        keeps_source=state.services[service].external_traffic_policy == TrafficPolicy.LOCAL,
+        via_load_balancer=via_load_balancer,
+    )
+
+
+class LoadBalancerClients(NodeClients):
+    """`node-port`'s part `load-balancer` (module docstring): one sample per node and changed
+    LoadBalancer Service with an ingress IP per step. Holds nothing between steps."""
+
+    record_key: ClassVar[str] = "load_balancer"
+
+    def route_nodes(self, target: Target) -> tuple[str, ...]:
+        """`external_nodes`, on a target that sends via a load balancer (it says from which
+        address: `load_balancer_source`); none elsewhere."""
+        return external_nodes(target) if hasattr(target, "load_balancer_source") else ()
+
+    def changed(self, event: Event, before: ClusterState, after: ClusterState) -> list[str]:
+        return balanced_services(event, before, after, self.nodes)
+
+    def judge(self, samples: list[Any]) -> tuple[Verdict | None, frozenset[str]]:
+        reached = any(s.outcome == CONNECT for s in samples)
+        return check_load_balancer(samples), frozenset({LOAD_BALANCER_REACHED} if reached else ())
+
+    def _sample(self, state: ClusterState, service: str, node: str) -> ExternalSample | None:
+        return external_sample(self.target, state, service, node, self.timeout_s, True)
+
+
 class ExternalClients(NodeClients):
     """One sample per node and changed external Service per step (module docstring), from the
     external client to the node ports. Holds nothing between steps."""
 
     record_key: ClassVar[str] = "node_port"
+
+    def __init__(self, target: Target, timeout_s: float) -> None:
+        super().__init__(target, timeout_s)
+        self.load_balancer = LoadBalancerClients(target, timeout_s)
+
+    def after(
+        self,
+        step: int,
+        event: Event,
+        before: ClusterState,
+        after: ClusterState,
+        record: dict[str, Any],
+    ) -> tuple[list[Verdict], frozenset[str], frozenset[str]]:
+        """The node ports' samples and verdict (`NodeClients.after`), then, if it held, the
+        ingress IPs' (`LoadBalancerClients`)."""
+        verdicts, reached, checked = super().after(step, event, before, after, record)
+        if any(not v.holds for v in verdicts):
+            return verdicts, reached, checked
+        more, more_reached, more_checked = self.load_balancer.after(
+            step, event, before, after, record
+        )
+        return verdicts + more, reached | more_reached, checked | more_checked
 
     def route_nodes(self, target: Target) -> tuple[str, ...]:
         return external_nodes(target)
@@ -104,17 +227,5 @@ class ExternalClients(NodeClients):
         return check_node_port(samples), frozenset(features)
 
     def _sample(self, state: ClusterState, service: str, node: str) -> ExternalSample | None:
-        """A sample from outside at `node`'s node port, or None for one that cannot be judged
-        (a UDP port that must not connect there: module docstring)."""
-        expected = expect_external(state, service, PORT, node)
-        request = sample_request(state, service, expected, self.timeout_s, external_node=node)
-        if request is None:
-            return None
-        return ExternalSample(
-            service,
-            node,
-            expected,
-            self.target.send(request).outcomes,
-            client_address=str(getattr(self.target, "external_address", "") or ""),
-            keeps_source=state.services[service].external_traffic_policy == TrafficPolicy.LOCAL,
-        )
+        """A sample from outside at `node`'s node port (`external_sample`)."""
+        return external_sample(self.target, state, service, node, self.timeout_s)

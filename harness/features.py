@@ -120,6 +120,11 @@ def _uses_node_port(event: Event) -> bool:
     return isinstance(event, SetServiceType) and event.type != ServiceType.CLUSTER_IP
 
 
+def _uses_load_balancer(event: Event) -> bool:
+    """A Service made LoadBalancer (so it gets an ingress IP)."""
+    return isinstance(event, SetServiceType) and event.type == ServiceType.LOAD_BALANCER
+
+
 def _uses_external_local(event: Event) -> bool:
     return isinstance(event, SetExternalTrafficPolicy) and event.policy == TrafficPolicy.LOCAL
 
@@ -139,7 +144,6 @@ class Feature:
 
 
 UNTESTED_EXTENDED: Mapping[str, str] = {
-    LOAD_BALANCER: "type LoadBalancer: ingress IPs and externalIPs",
     "health-check-node-port": (
         "healthCheckNodePort answers 200 with local ready endpoints, 503 otherwise"
     ),
@@ -271,6 +275,15 @@ _FEATURES: tuple[Feature, ...] = (
         ("node-port",),
         ("external-local-no-local-endpoints",),
         _uses_external_local,
+    ),
+    Feature(
+        LOAD_BALANCER,
+        EXTENDED,
+        "type LoadBalancer: the Service at its ingress IP from outside the cluster, handed to any"
+        " node, served as at that node's node port (externalTrafficPolicy alike)",
+        ("node-port",),
+        ("load-balancer-reached",),
+        _uses_load_balancer,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

@@ -21,9 +21,13 @@ the property is not judged there.
 A Service whose port is UDP gets held *flows* instead (`ConnectionHolder.hold` on such a
 Service): one socket each with a fixed 5-tuple, kept whatever it got (a flow refused while its
 Service had no endpoints must reach the endpoints it gets later, kubernetes#48370), following
-its endpoint to another once that endpoint is no longer usable, forgotten only when its Service
-is deleted; judged by `harness.checks.udp_flows`. A judged flow after a change counts as the
-coverage feature `udp-flow-through-change`.
+its endpoint to another once that endpoint is no longer usable, forgotten only when no Service
+holds its VIP and port any more; judged by `harness.checks.udp_flows`. A judged flow after a
+change counts as the coverage feature `udp-flow-through-change`.
+
+A held connection or flow belongs to the Service that holds its VIP and port now (`_owner`), not
+to a name: a Service deleted and created again on another VIP no longer holds its old flows, and
+one given that VIP meanwhile (within one `UnobservedChanges` batch) does.
 
 Deterministic given the sequence (Services by name, clients in order), so a replay holds the
 same connections.
@@ -130,15 +134,17 @@ class LongLived:
             if held.udp:
                 answers.append(self._ask_flow(held, after))
                 continue
-            same_flow = _same_flow(held.flow, _flow(after, held.service, held.backend))
-            brief = (
-                not _alive(after, held.backend) or _opted_out(after, held.service) or not same_flow
+            owner = _owner(held, after)
+            same_flow = owner is not None and _same_flow(
+                held.flow, _flow(after, owner, held.backend)
             )
+            brief = not _alive(after, held.backend) or not same_flow
+            brief = brief or owner is None or _opted_out(after, owner)
             timeout_s = GONE_TIMEOUT_S if brief else self.timeout_s
             outcome = self.target.ask_held(held.number, timeout_s)
             usable = (
-                held.service in after.services
-                and held.backend in expect(after, held.service, PORT).usable
+                owner is not None
+                and held.backend in expect(after, owner, PORT).usable
                 and same_flow
             )
             answers.append(
@@ -162,11 +168,8 @@ class LongLived:
         """Ask a held UDP flow once: with the full timeout while its Service has usable
         endpoints (an answer is due), else briefly (REJECT answers at once; DROP never)."""
         assert self.target is not None
-        usable_now = (
-            frozenset(expect(after, held.service, PORT).usable)
-            if _same_vip(held, after)
-            else frozenset()
-        )
+        owner = _owner(held, after)
+        usable_now = frozenset(expect(after, owner, PORT).usable) if owner else frozenset()
         timeout_s = self.timeout_s if usable_now else GONE_TIMEOUT_S
         outcome = self.target.ask_held(held.number, timeout_s)
         return HeldAnswer(
@@ -236,18 +239,27 @@ def _flow(state: ClusterState, service: str, backend: Backend) -> HeldFlow:
 def _same_flow(opened: HeldFlow, now: HeldFlow) -> bool:
     """Whether a connection opened on flow `opened` is still on a programmed flow: the same VIP
     and Service port number, and the backend, if still a destination, on the same endpoint port.
-    One whose port's number or targetPort changed (`SetServicePort`, issue 12), or whose Service
-    was deleted and created again on another VIP (possibly within one `UnobservedChanges`
-    batch, whose VIP another Service may hold meanwhile) is on a flow the proxy no longer
-    programs: like a removed endpoint's, it may end, and must not move."""
+    One whose port's number or targetPort changed (`SetServicePort`, issue 12), or whose VIP no
+    Service holds any more (`_owner`), is on a flow the proxy no longer programs: like a removed
+    endpoint's, it may end, and must not move."""
     return opened[:2] == now[:2] and (now[2] is None or now[2] == opened[2])
 
 
-def _same_vip(held: _Held, state: ClusterState) -> bool:
-    """Whether `held`'s Service still exists on the VIP the flow was opened to (a Service
-    deleted and created again on another VIP is another Service to that flow)."""
-    found = state.services.get(held.service)
-    return found is not None and found.cluster_ip == held.flow[0]
+def _owner(held: _Held, state: ClusterState) -> str | None:
+    """The Service that holds `held`'s flow in `state`: the one on the VIP the flow was opened
+    to with a `PORT` of the flow's protocol and port number, whatever its name (None: no
+    Service does). A Service deleted and created again on another VIP no longer holds its old
+    flows, and one given that VIP meanwhile (within one `UnobservedChanges` batch) holds them:
+    the proxy programs the VIP for it, and kube-proxy keeps every flow to an endpoint it still
+    serves."""
+    vip, port, _ = held.flow
+    for name, service in sorted(state.services.items()):
+        if service.cluster_ip == vip and any(
+            p.name == PORT and p.port == port and (p.protocol == UDP) == held.udp
+            for p in service.ports
+        ):
+            return name
+    return None
 
 
 def _opted_out(state: ClusterState, service: str) -> bool:
@@ -267,7 +279,7 @@ def _still_held(held: _Held, answer: HeldAnswer, after: ClusterState) -> _Held |
     unready pod ready again, an opt-out label removed)."""
     if not held.udp:
         return held if answer.outcome.backend == held.backend else None
-    if not _same_vip(held, after):
+    if _owner(held, after) is None:
         return None
     answered = answer.outcome.backend
     if answered is None:

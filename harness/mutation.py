@@ -28,6 +28,16 @@ from harness.profiles import PROFILES, Profile
 from harness.targets.mutants import MUTANTS
 
 MUTANTS_SCHEMA = "harness.mutants/v2"
+CATCH_CONFIRMATIONS = 2
+"""Fresh targets a caught mutant's counterexample is replayed on. A real data plane's
+counterexample may hold by chance on one replay (a flushed UDP flow re-balanced onto its own
+endpoint, or a sample slowed past its timeout on a loaded machine), so a catch counts as
+confirmed when at least one replay reproduces it (`confirmed`); the model's replays are exact."""
+
+
+def confirmed(reproduced: str) -> bool:
+    """Whether a "k/n" reproduction count confirms a catch: k >= 1."""
+    return not reproduced.startswith("0/")
 
 
 def model_mutant_specs() -> list[str]:
@@ -89,7 +99,7 @@ def catch(
     options = replace(
         _options(spec, target, profile, seed, failures, deadline_s),
         stop_at_first=True,
-        confirmations=1,
+        confirmations=CATCH_CONFIRMATIONS,
     )
     started = time.monotonic()
     suite = run_target(target, options)

@@ -31,10 +31,21 @@ def sctp_unsupported(protocols_file: Path = PROTOCOLS_FILE) -> str | None:
     )
 
 
+KUBE_LOAD_BALANCER = (
+    "unsupported by the environment: an ingress IP comes from the cluster's LoadBalancer"
+    " controller, which a cluster may lack (kind has none) and the harness does not drive; the"
+    " kube target sends to node ports only"
+)
+"""The kube target's note on `load-balancer` (`KubeTarget.features`)."""
+
+
 def environment_notes(target: str) -> Mapping[str, str]:
     """Features the environment of `target` cannot carry, with why: SCTP on a `local:` target
-    whose kernel lacks it. Other targets run elsewhere (a cluster's nodes) or on no kernel at
-    all (the model): nothing is said of them."""
+    whose kernel lacks it; LoadBalancer on a real cluster without a controller (`kube`,
+    `KUBE_LOAD_BALANCER`). Other targets run on no kernel of their own (the model): nothing is
+    said of them."""
+    if target == "kube":
+        return {"load-balancer": KUBE_LOAD_BALANCER}
     if not target.startswith("local"):
         return {}
     why = sctp_unsupported()

@@ -193,11 +193,28 @@ def no_local(data: st.DataObject, state: ClusterState, space: EventSpace) -> lis
 def node_port_reached(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
     """Endpoints on some node and the Service made NodePort: every node's node port then
     forwards from outside (`harness.externalclients`)."""
+    return _reached_from_outside(data, state, space, ServiceType.NODE_PORT)
+
+
+def load_balancer_reached(
+    data: st.DataObject, state: ClusterState, space: EventSpace
+) -> list[Event]:
+    """Endpoints on some node and the Service made LoadBalancer: its ingress IP then forwards
+    from outside via every node (`harness.externalclients.LoadBalancerClients`)."""
+    return _reached_from_outside(data, state, space, ServiceType.LOAD_BALANCER)
+
+
+def _reached_from_outside(
+    data: st.DataObject, state: ClusterState, space: EventSpace, kind: ServiceType
+) -> list[Event]:
+    """Endpoints on a drawn node, and the Service made `kind` unless it is already (a
+    LoadBalancer counts as NodePort: it has node ports too)."""
     service = _service(data, state)
     node = data.draw(st.sampled_from(sorted(space.nodes) or [PROXY_NODE]), label="node")
     events: list[Event] = _populated(data, state, service, node)
-    if not service.type.external:
-        events.append(SetServiceType(service.name, ServiceType.NODE_PORT))
+    kept = service.type.external if kind == ServiceType.NODE_PORT else service.type == kind
+    if not kept:
+        events.append(SetServiceType(service.name, kind))
     return events
 
 
@@ -631,6 +648,7 @@ RECIPES: dict[str, Recipe] = {
     "dual-protocol-port": dual_protocol,
     "node-port-reached": node_port_reached,
     "external-local-no-local-endpoints": external_local_no_local,
+    "load-balancer-reached": load_balancer_reached,
 }
 
 

@@ -25,6 +25,13 @@ class ErrorKind(StrEnum):
     OTHER = "other"
 
 
+VIA_LOAD_BALANCER_SOURCES = (
+    "a connection via a load balancer leaves from the external client's address for its node:"
+    " use sources=(0,)"
+)
+"""The one line a target refuses `via_load_balancer` with further source addresses with."""
+
+
 @dataclass(frozen=True)
 class TrafficRequest:
     """A bounded batch: `count` requests from `client` to `service`'s port `port`.
@@ -54,6 +61,12 @@ class TrafficRequest:
     (`ServicePort.node_port`), so the connection meets that node's proxy as NodePort traffic
     does; `client` does not apply, `sources` number the external client's addresses. A target
     without an external client (`external_address` None) refuses it.
+    `via_load_balancer` (with `external_node`): send to the Service's LoadBalancer ingress IP on
+    the Service port instead, handed to `external_node` as a cloud or MetalLB load balancer
+    hands a packet to one node: from the external client's address for that node
+    (`load_balancer_source(node)`, which routes the ingress range via that node alone), so
+    `sources` other than (0,) do not apply. A target without a route to the ingress IP, or for a
+    Service without one, refuses it.
     `removed_port`: (number, protocol) of a port the Service no longer has, asked on its VIP
     instead of the named `port` (that no pod answers there once the change is programmed);
     only a target that `addresses_removed_ports` takes it.
@@ -73,6 +86,7 @@ class TrafficRequest:
     client_node: str | None = None
     external_node: str | None = None
     removed_port: tuple[int, str] | None = None
+    via_load_balancer: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,13 @@ it (`externalTrafficFilterTarget` DROP, "has no local endpoints"); a Service wit
 rejects it (KUBE-EXTERNAL-SERVICES REJECT). The model says which for each node
 (`harness.model.endpoints.expect_external`).
 
+kube-proxy sends a LoadBalancer's ingress IP to the same KUBE-EXT chain as its node port
+(`syncProxyRules`, "Capture load-balancer ingress": `-d LB_IP --dport PORT -j KUBE-EXT-<hash>`,
+and the same DROP or REJECT in KUBE-EXTERNAL-SERVICES; nftables: the ingress IP in
+`service-ips` going to `external-<base>`, and in `no-endpoint-services`), so a connection to the
+ingress IP handed to node N must do exactly what one at N's node port does, and under Local the
+pod sees the address the load balancer handed it from (the external client's address for N).
+
 Pure: a function of the model's expectation per node and what a few fresh connections from the
 external client to each node's node port saw.
 """
@@ -20,7 +27,7 @@ external client to each node's node port saw.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harness.checks.nodes import NodeSample, check_every_node
@@ -28,6 +35,8 @@ from harness.checks.verdict import Verdict, failed
 
 PROPERTY = "node-port"
 ROUTE = "from outside at {node}'s node port"
+LOAD_BALANCER_PART = "load-balancer"
+LOAD_BALANCER_ROUTE = "from outside to its ingress IP via {node}"
 
 
 @dataclass(frozen=True)
@@ -35,10 +44,13 @@ class ExternalSample(NodeSample):
     """Fresh connections from the external client (own address `client_address`) to `node`'s
     node port of `service`, and the model's expectation there
     (`expect_external(state, service, port, node)`); `keeps_source`: externalTrafficPolicy
-    Local, under which every answering pod must have seen `client_address`."""
+    Local, under which every answering pod must have seen `client_address`;
+    `via_load_balancer`: sent to the Service's ingress IP via `node` instead of its node
+    port."""
 
     client_address: str = ""
     keeps_source: bool = False
+    via_load_balancer: bool = False
 
     def wrong_sources(self) -> list[str]:
         """Under Local, the source each answering pod saw that is not the client's (an unknown
@@ -58,6 +70,8 @@ class ExternalSample(NodeSample):
         found["external_traffic_policy"] = "Local" if self.keeps_source else "Cluster"
         found["client_address"] = self.client_address
         found["seen_sources"] = sorted({o.seen_source for o in self.outcomes if o.seen_source})
+        if self.via_load_balancer:
+            found["via"] = "ingress IP"
         return found
 
 
@@ -66,7 +80,24 @@ def check_node_port(samples: Sequence[ExternalSample]) -> Verdict | None:
     at every node did what that node's `expect_external` says (connect to a destination usable
     there, time out when the node drops, be refused when it rejects) and, under Local, every
     answering pod saw the client's own address. Evidence: every sample."""
-    verdict = check_every_node(samples, PROPERTY, ROUTE)
+    return _judge(samples, ROUTE)
+
+
+def check_load_balancer(samples: Sequence[ExternalSample]) -> Verdict | None:
+    """`node-port`'s part `load-balancer` over one step's samples sent to ingress IPs (None
+    without any): the same standard as `check_node_port`, each node judged by its
+    `expect_external`, the source under Local being the address the load balancer handed the
+    connection from. Evidence: every sample and `part: load-balancer`."""
+    verdict = _judge(samples, LOAD_BALANCER_ROUTE)
+    if verdict is None:
+        return None
+    return replace(verdict, evidence={**verdict.evidence, "part": LOAD_BALANCER_PART})
+
+
+def _judge(samples: Sequence[ExternalSample], route: str) -> Verdict | None:
+    """`check_every_node` over `samples` (`route` says how they came), then the source rule
+    under Local."""
+    verdict = check_every_node(samples, PROPERTY, route)
     if verdict is None or not verdict.holds:
         return verdict
     for sample in samples:
@@ -74,7 +105,7 @@ def check_node_port(samples: Sequence[ExternalSample]) -> Verdict | None:
         if wrong:
             return failed(
                 PROPERTY,
-                f"{sample.service} {ROUTE.format(node=sample.node)} under externalTrafficPolicy"
+                f"{sample.service} {route.format(node=sample.node)} under externalTrafficPolicy"
                 f" Local: {len(wrong)} of {len(sample.outcomes)} answering pods saw source"
                 f" {', '.join(sorted(set(wrong)))}, not the client's {sample.client_address}"
                 " (kube-proxy does not masquerade it)",

@@ -64,6 +64,7 @@ MIN_API_GRACE_S = 3600  # the harness, not the kubelet, ends terminations (see a
 MAX_LABEL_VALUE = 63  # DNS-1123 label, also the limit of spec.hostname
 POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
 NODE_READER_ROLE = "node-rules"
+HOST_CLIENT_ROLE = "host-client"
 # any image with sleep, iptables-save and nft; netshoot is a common network-debugging image
 DEFAULT_READER_IMAGE = "docker.io/nicolaka/netshoot:v0.13"
 READER_LIFETIME_S = 86400  # the pod ends itself a day later if nothing deletes it
@@ -236,24 +237,47 @@ def node_reader_manifest(
     (`READER_LIFETIME_S`), and the harness deletes it at close (or with the namespace). Its
     image must have `sleep`, and `iptables-save` and/or `nft`.
     """
-    spec = {
+    container = {
+        "name": "rules",
+        "image": image,
+        "command": ["sleep", str(READER_LIFETIME_S)],
+        "securityContext": {"privileged": True},
+    }
+    spec = {**_host_network_spec(node, container), "tolerations": [{"operator": "Exists"}]}
+    return _harness_pod(name, placement, NODE_READER_ROLE, spec)
+
+
+def host_client_name(run: str, model_node: str) -> str:
+    """The hostNetwork client pod on `model_node`'s node: `<run>-host-<node>`, named by the run."""
+    return f"{run}-host-{model_node}"
+
+
+def host_client_manifest(name: str, placement: Placement, node: str) -> dict[str, Any]:
+    """A client pod in cluster node `node`'s own network namespace (`hostNetwork`), pinned to it
+    by `nodeName`: agnhost `pause`, into which the harness execs its bounded request loops
+    (`harness.kube.external`). Its connections leave from the node's own address, so one sent
+    to another node's address on a node port arrives there from outside that node, as
+    upstream's e2e NodePort tests send it (`NodePortService` from a host-network exec pod).
+
+    Unprivileged: it binds no port and changes nothing on the node. Bounded like the reader
+    pods (`activeDeadlineSeconds`); it goes at `close()` or with the run's namespace.
+    """
+    container = {"name": "client", "image": placement.image, "args": ["pause"]}
+    return _harness_pod(name, placement, HOST_CLIENT_ROLE, _host_network_spec(node, container))
+
+
+def _host_network_spec(node: str, container: dict[str, Any]) -> dict[str, Any]:
+    """The spec of a harness pod that shares cluster node `node`'s network namespace: pinned,
+    no Service links or token, no grace period, ending itself after `READER_LIFETIME_S`."""
+    return {
         "nodeName": node,
         "hostNetwork": True,
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 0,
         "activeDeadlineSeconds": READER_LIFETIME_S,
-        "tolerations": [{"operator": "Exists"}],
-        "containers": [
-            {
-                "name": "rules",
-                "image": image,
-                "command": ["sleep", str(READER_LIFETIME_S)],
-                "securityContext": {"privileged": True},
-            }
-        ],
+        "containers": [container],
     }
-    return _harness_pod(name, placement, NODE_READER_ROLE, spec)
 
 
 def _further_servers(pod: Pod, port: int) -> str:

@@ -24,6 +24,13 @@ runs verbose into a scratch file, and the script prints the reason of every fail
 Only ECONNREFUSED's reason is `refused` (what `reject-when-empty` accepts); any other reason,
 or none, is `other` (issue 15: "never no route, a TTL expiry or a timeout").
 
+Source reporting (`report_source`, fresh connections only): each curl asks `/hostname` and then,
+over the same kept-alive connection (so of the same pod), agnhost netexec's `/clientip`, which
+answers the peer address the pod saw (`host:port`); `--fail-early` stops a curl whose first
+transfer failed, so a failed connect is still one attempt. The address becomes the outcome's
+`seen_source` (what externalTrafficPolicy Local must keep: the client's own address). A pod that
+does not answer `/clientip` with an address leaves it unknown (None), never an error.
+
 `build_command` and `parse_output` are pure; `ClientPods` creates, waits for and execs into the
 client pods. Traffic goes only to Service VIPs from pods in the harness's namespace.
 """
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from harness.clock import Clock
 from harness.errors import UsageError
@@ -44,6 +52,7 @@ from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
 Exec = Callable[[str, Sequence[str], float], str]
 
 WRITE_OUT = r"\n%{exitcode} %{time_total}\n"
+SOURCE_PATH = "/clientip"  # agnhost netexec: the peer address the pod saw, `host:port`
 CONNECT_FAILED = 7  # curl: couldn't connect (the reason line says why)
 REASON_MARK = "! "
 # after each curl: the reason of each failed connect, in order (curl -v writes one per attempt)
@@ -58,8 +67,12 @@ CURL_ERRORS = {
 }
 
 
-def build_command(request: TrafficRequest, address: str, port: int) -> list[str]:
-    """The argv (`/bin/sh -c SCRIPT`) that sends `request` to `address:port` from a client.
+def build_command(
+    request: TrafficRequest, address: str, port: int, report_source: bool = False
+) -> list[str]:
+    """The argv (`/bin/sh -c SCRIPT`) that sends `request` to `address:port` from a client;
+    with `report_source` (fresh connections only; ignored with keep-alive) each connection also
+    asks the pod which source it saw (module docstring).
 
     `address` must be an IP address (it is put into a shell script); UsageError otherwise.
     """
@@ -71,13 +84,14 @@ def build_command(request: TrafficRequest, address: str, port: int) -> list[str]
         raise UsageError(f"bad traffic request {request}")
     host = f"[{ip}]" if ip.version == 6 else str(ip)
     url = f"http://{host}:{port}/hostname"
+    urls = f"--fail-early {url} http://{host}:{port}{SOURCE_PATH}" if report_source else url
     timeout = f"{request.timeout_s:g}"
     curl = f"curl -q -s -v -o - --connect-timeout {timeout} --max-time {timeout} -w '{WRITE_OUT}'"
     start, end = "e=$(mktemp) || e=/dev/null; ", '; rm -f "$e"; true'
     if not request.keep_alive and request.parallel:
         # every curl at once, each into files of its own, printed afterwards in send order
         # with its reasons, exactly as the one-by-one loop prints them: one request timeout
-        each = f'o="$d/$i"; e="$d/$i.e"; {curl} {url} >"$o" 2>"$e"; {REASONS} >>"$o"'
+        each = f'o="$d/$i"; e="$d/$i.e"; {curl} {urls} >"$o" 2>"$e"; {REASONS} >>"$o"'
         script = (
             f"d=$(mktemp -d) || exit 1; i=0; while [ $i -lt {request.count} ]; do ({each}) &"
             f' i=$((i+1)); done; wait; i=0; while [ $i -lt {request.count} ]; do cat "$d/$i";'
@@ -86,7 +100,7 @@ def build_command(request: TrafficRequest, address: str, port: int) -> list[str]
         return ["/bin/sh", "-c", script]
     if not request.keep_alive:
         script = (
-            f'{start}i=0; while [ $i -lt {request.count} ]; do {curl} {url} 2>"$e"; {REASONS};'
+            f'{start}i=0; while [ $i -lt {request.count} ]; do {curl} {urls} 2>"$e"; {REASONS};'
             f" i=$((i+1)); done{end}"
         )
         return ["/bin/sh", "-c", script]
@@ -98,14 +112,45 @@ def build_command(request: TrafficRequest, address: str, port: int) -> list[str]
     return ["/bin/sh", "-c", start + "; ".join(parts) + end]
 
 
-def parse_output(output: str, request: TrafficRequest) -> list[Outcome]:
-    """The outcomes, in send order, from the output of `build_command`'s script.
+def parse_output(
+    output: str, request: TrafficRequest, report_source: bool = False
+) -> list[Outcome]:
+    """The outcomes, in send order, from the output of `build_command`'s script (built with the
+    same `report_source`).
 
     Each transfer prints its body, a newline, then `EXITCODE TIME_S`; after each curl, a line
     `! REASON` per failed connect, given in order to the transfers that exited 7 and have none
-    yet. Missing transfers (the exec was cut short) are reported as timeouts, so a batch always
-    has `count` outcomes.
+    yet. With `report_source` (fresh connections) a connection whose `/hostname` transfer
+    succeeded is followed by its `/clientip` transfer, whose address is the outcome's
+    `seen_source`. Missing transfers (the exec was cut short) are reported as timeouts, so a
+    batch always has `count` outcomes.
     """
+    results = _transfers(output)
+    seen: list[str | None] = [None] * len(results)
+    if report_source and not request.keep_alive:
+        results, seen = _pair_sources(results)
+    order = _send_order(request)
+    outcomes: list[Outcome | None] = [None] * request.count
+    for position, index in enumerate(order):
+        connection = index % request.connections if request.keep_alive else index
+        if position < len(results):
+            text, code, seconds = results[position]
+            outcome = _outcome(text, code, seconds, connection)
+            if outcome.backend is not None and seen[position] is not None:
+                outcome = replace(outcome, seen_source=seen[position])
+            outcomes[index] = outcome
+        else:
+            outcomes[index] = Outcome(None, ErrorKind.TIMEOUT, request.timeout_s * 1000, connection)
+    return [o for o in outcomes if o is not None]
+
+
+Transfer = tuple[str, int, float]
+"""One curl transfer as the script printed it: body (or a failed connect's reason), curl's exit
+code, seconds."""
+
+
+def _transfers(output: str) -> list[Transfer]:
+    """Every transfer of the script's output, in the order printed (`parse_output`)."""
     lines = output.split("\n")
     results: list[tuple[str, int, float]] = []
     unexplained: list[int] = []  # results that exited 7 and have no reason yet, oldest first
@@ -127,16 +172,43 @@ def parse_output(output: str, request: TrafficRequest) -> list[Outcome]:
             body = []
         elif line:
             body.append(line)
-    order = _send_order(request)
-    outcomes: list[Outcome | None] = [None] * request.count
-    for position, index in enumerate(order):
-        connection = index % request.connections if request.keep_alive else index
-        if position < len(results):
-            text, code, seconds = results[position]
-            outcomes[index] = _outcome(text, code, seconds, connection)
-        else:
-            outcomes[index] = Outcome(None, ErrorKind.TIMEOUT, request.timeout_s * 1000, connection)
-    return [o for o in outcomes if o is not None]
+    return results
+
+
+def _pair_sources(transfers: list[Transfer]) -> tuple[list[Transfer], list[str | None]]:
+    """The connections' first transfers, and beside each the source its pod reported: a
+    succeeded `/hostname` transfer is followed by its `/clientip` one (none after a failure:
+    `--fail-early`)."""
+    firsts: list[Transfer] = []
+    sources: list[str | None] = []
+    position = 0
+    while position < len(transfers):
+        first = transfers[position]
+        firsts.append(first)
+        position += 1
+        source = None
+        if first[1] == 0 and position < len(transfers):
+            text, code, _ = transfers[position]
+            source = parse_peer(text) if code == 0 else None
+            position += 1
+        sources.append(source)
+    return firsts, sources
+
+
+def parse_peer(text: str) -> str | None:
+    """The address of a `/clientip` answer (`10.0.0.5:43210`, `[fd00::5]:43210`, as the e2e
+    tests split it; a bare address is taken too), or None for anything else."""
+    answer = text.strip()
+    host, separator, port = answer.rpartition(":")
+    candidates = [answer]
+    if separator and port.isdigit():
+        candidates.append(host.removeprefix("[").removesuffix("]"))
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
 
 
 def _send_order(request: TrafficRequest) -> list[int]:
@@ -187,14 +259,18 @@ def run_batch(
     address: str,
     port: int,
     clock: Clock,
+    report_source: bool = False,
 ) -> TrafficSample:
     """Run `request`'s loop through `exec_function` in `where` (a client pod, or a client
-    namespace) and report every request, timed on `clock`."""
-    argv = build_command(request, address, port)
-    budget_s = request.count * request.timeout_s + EXEC_OVERHEAD_S
+    namespace) and report every request, timed on `clock`; `report_source`: as
+    `build_command` (each connection may make two transfers, so the budget doubles)."""
+    argv = build_command(request, address, port, report_source)
+    transfers = 2 if report_source else 1
+    budget_s = request.count * request.timeout_s * transfers + EXEC_OVERHEAD_S
     started_s = clock.now()
     output = exec_function(where, argv, budget_s)
-    return TrafficSample(request, tuple(parse_output(output, request)), started_s, clock.now())
+    outcomes = parse_output(output, request, report_source)
+    return TrafficSample(request, tuple(outcomes), started_s, clock.now())
 
 
 class ClientPods:

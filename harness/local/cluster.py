@@ -25,7 +25,12 @@ The fabric also carries the **external client** (`<prefix>-ext`, eth0 on the fab
 `<prefix>nx`): a client on the nodes' network, outside every node and pod, with
 `EXTERNAL_SOURCES` addresses from 10.240.0.200/24 (`external_addresses`); it reaches every node's
 own address directly, as NodePort traffic from another host does (`TrafficRequest.external_node`),
-and routes nothing else (its default route points at node-1, which has none). Each
+and routes nothing else (its default route points at node-1, which has none). It also
+stands in for a cloud or MetalLB load balancer: one more address per node,
+`load_balancer_source(k)` (10.240.0.220+k), each with a policy rule (`from 10.240.0.220+k
+lookup 100+k`) whose table routes only the ingress ranges (`INGRESS_RANGES`: LoadBalancer
+ingress IPs) via node k, so a connection to an ingress IP from that address is handed to node k
+alone (`TrafficRequest.via_load_balancer`); all in its own namespace, none in the root one. Each
 node has its own Service-range sink and sysctls (below) and its own proxy. With one node
 (the default) there is no fabric and the layout is the single node above, its bridge on the whole
 pod /16: pods of the model's other, logical node (`run_nodes`) hang off it too.
@@ -103,7 +108,7 @@ from harness.local.netns import (
 )
 from harness.local.podserver import PodServer, PodSpec, port_mode
 from harness.model.objects import MAX_NODES, PROXY_NODE, Pod, node_name
-from harness.model.state import POD_CIDR, SERVICE_CIDR, node_pod_cidr
+from harness.model.state import LOAD_BALANCER_CIDR, POD_CIDR, SERVICE_CIDR, node_pod_cidr
 
 POD_GATEWAY = str(POD_CIDR.network_address + 1)
 POD_PREFIX_LENGTH = POD_CIDR.prefixlen
@@ -113,6 +118,15 @@ EXTERNAL_SOURCES = 4
 """Addresses of the external client (`external_addresses`): its own and a few more."""
 EXTERNAL_FIRST = 200
 """The external client's first address is the fabric's address number EXTERNAL_FIRST."""
+LOAD_BALANCER_SOURCE_FIRST = 220
+"""Node k's load-balancer source address is the fabric's address number
+LOAD_BALANCER_SOURCE_FIRST + k (`load_balancer_source`)."""
+LOAD_BALANCER_TABLE_FIRST = 100
+"""Node k's load-balancer routing table in the external client is number
+LOAD_BALANCER_TABLE_FIRST + k."""
+INGRESS_RANGES = (str(LOAD_BALANCER_CIDR),)
+"""The ranges the external client hands to a chosen node (LoadBalancer ingress IPs); every node
+routes them into its Service-range sink, as a real node's default route carries them."""
 CLIENT_LINKS = IPv4Network("10.250.0.0/16")
 """Where the client namespaces' links are (`client_addresses`), all on node-1."""
 NODE_SYSCTLS = {
@@ -176,6 +190,28 @@ def external_addresses() -> tuple[str, ...]:
     """The external client's source addresses on the fabric, its own first (10.240.0.200...)."""
     base = FABRIC_CIDR.network_address + EXTERNAL_FIRST
     return tuple(str(base + i) for i in range(EXTERNAL_SOURCES))
+
+
+def load_balancer_source(number: int) -> str:
+    """The external client's source address whose traffic to an ingress IP goes via node
+    `number` (10.240.0.220+number; module docstring)."""
+    return str(FABRIC_CIDR.network_address + LOAD_BALANCER_SOURCE_FIRST + number)
+
+
+def load_balancer_routes(numbers: Sequence[int], ranges: Sequence[str]) -> list[str]:
+    """The `ip` lines, inside the external client only, that hand `ranges` to node k from
+    `load_balancer_source(k)` for each k in `numbers`: its address, a policy rule and a table
+    routing only `ranges` via node k (no default route: other traffic from that address falls
+    through to the main table)."""
+    lines = []
+    for number in numbers:
+        source, table = load_balancer_source(number), LOAD_BALANCER_TABLE_FIRST + number
+        lines += [
+            f"addr add {source}/{FABRIC_CIDR.prefixlen} dev eth0",
+            f"rule add from {source} lookup {table} priority {1000 + number}",
+            *(f"route add {r} via {node_address(number)} table {table}" for r in ranges),
+        ]
+    return lines
 
 
 def check_node_count(nodes: int) -> int:
@@ -378,6 +414,13 @@ class LocalCluster(RunCluster):
         """The external client on the fabric (module docstring); only with more than one node."""
         return self._external
 
+    def load_balancer_source_of(self, node: str) -> str | None:
+        """The external client's address that hands ingress IPs to `node`, or None without an
+        external client or for a node the cluster lacks."""
+        if self._external is None or node not in self.nodes:
+            return None
+        return load_balancer_source(self.nodes[node].number)
+
     def _node_of(self, node: str) -> Node:
         """The node that hosts pods placed on `node`: its own, or node-1 when it has none
         (the one-node cluster's logical second node)."""
@@ -462,7 +505,8 @@ class LocalCluster(RunCluster):
 
     def _build_external(self, client: Client) -> None:
         """The external client's link to the fabric bridge, its addresses and sysctls (module
-        docstring); its only routes are the fabric's /24 and a default via node-1."""
+        docstring); its only routes are the fabric's /24, a default via node-1 and, from each
+        node's load-balancer source, the ingress ranges via that node."""
         fabric, port = self.names.fabric_netns, self.names.external_port
         ip_batch(
             [
@@ -475,6 +519,8 @@ class LocalCluster(RunCluster):
         write_sysctls(client.netns, CLIENT_SYSCTLS)
         inside = [(client.netns, client.sources, FABRIC_CIDR.prefixlen, client.gateway)]
         in_thread(lambda: _configure_inside(inside))
+        numbers = [node.number for node in self.nodes.values()]
+        ip_batch(load_balancer_routes(numbers, INGRESS_RANGES), netns=client.netns)
 
     def _build_node(self, node: Node) -> None:
         """Node `node`'s links (sink, bridge; node-1 also the clients'), routes and sysctls."""

@@ -57,11 +57,12 @@ KERNEL_FEATURES: frozenset[str] = RELAYING_FEATURES | {
     "udp",
     "node-port",
     "external-traffic-policy",
+    "load-balancer",
 }
 """What the harness's kernel-rule proxies (iptables, nftables) declare: as kube-proxy, they keep
 the client's address (masquerading only hairpin traffic: KUBE-MARK-MASQ for `-s <endpoint IP>`
-on each endpoint chain), translate UDP too, and program node ports with externalTrafficPolicy
-(`harness.proxies.iptables`, `harness.proxies.nftables`)."""
+on each endpoint chain), translate UDP too, and program node ports and LoadBalancer ingress IPs
+with externalTrafficPolicy (`harness.proxies.iptables`, `harness.proxies.nftables`)."""
 
 
 class Proxy(Protocol):

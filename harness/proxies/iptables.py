@@ -41,6 +41,15 @@ Node ports (NodePort and LoadBalancer Services; `syncProxyRules`, "Capture nodep
   and DROPs one with endpoints but none for external traffic here (`externalTrafficFilterTarget`,
   "has no local endpoints"), each `-m addrtype --dst-type LOCAL -p tcp --dport NODE_PORT`.
 
+LoadBalancer ingress IPs (`syncProxyRules`, "Capture load-balancer ingress"): per ingress IP of a
+Service port with external endpoints, a KUBE-SERVICES rule `-d LB_IP/32 -p tcp --dport PORT -j
+KUBE-EXT-<hash>` (comment "... loadbalancer IP"), the node port's own chain, so the ingress IP
+gets externalTrafficPolicy exactly as the node port does; without external endpoints the same
+REJECT ("has no endpoints") or DROP ("has no local endpoints") in KUBE-EXTERNAL-SERVICES, `-d
+LB_IP/32 -p tcp --dport PORT`, met on the forwarding path (the node routes the ingress range as
+a real node's default route would: `harness.local.cluster`). kube-proxy's KUBE-FW-<hash> chain
+for `loadBalancerSourceRanges` is left out (the model has none).
+
 Chain names hash "namespace/name:port" + protocol (+ "ip:port" for endpoints) like
 `servicePortChainName`. Without a cluster CIDR kube-proxy adds no `! -s CIDR -j KUBE-MARK-MASQ`
 rule, and neither does this proxy, so pods see the client's own address.
@@ -223,6 +232,7 @@ class IptablesProxy(KernelRuleProxy):
         for plan in plans:
             if plan.node_port is not None:
                 self.render_node_port(plan, chains, node_ports, external_filter)
+                self.render_load_balancer(plan, nat_entries, external_filter)
             match = (
                 f"-d {plan.cluster_ip}/32 -p {plan.protocol} -m comment --comment "
                 f'"{plan.name} {{}}" -m {plan.protocol} --dport {plan.port}'
@@ -259,10 +269,7 @@ class IptablesProxy(KernelRuleProxy):
         chain and the chains it jumps to, or its KUBE-EXTERNAL-SERVICES DROP or REJECT."""
         port_match = f"-p {plan.protocol} -m {plan.protocol} --dport {plan.node_port}"
         if not plan.external:
-            if plan.external_drops:
-                why, target = "has no local endpoints", self.no_local_external_target
-            else:
-                why, target = "has no endpoints", self.no_endpoints_target
+            why, target = self.external_filter_target(plan)
             external_filter[
                 f'-A {EXTERNAL_SERVICES} -m comment --comment "{plan.name} {why}"'
                 f" -m addrtype --dst-type LOCAL {port_match} -j {target}"
@@ -283,6 +290,33 @@ class IptablesProxy(KernelRuleProxy):
         for destination in plan.external:
             sep = endpoint_chain(plan, destination.address, destination.port)
             chains[sep] = self.endpoint_rules(plan, sep, destination.address, destination.port)
+
+    def render_load_balancer(
+        self, plan: PortPlan, nat_entries: dict[str, str], external_filter: dict[str, str]
+    ) -> None:
+        """Add `plan`'s ingress IPs (module docstring, "Capture load-balancer ingress"): a
+        KUBE-SERVICES rule to its KUBE-EXT chain (written by `render_node_port`) per ingress IP
+        while it has external destinations, else the same DROP or REJECT in
+        KUBE-EXTERNAL-SERVICES as its node port gets."""
+        for address in plan.load_balancer_ips:
+            match = (
+                f"-d {address}/32 -p {plan.protocol} -m comment --comment"
+                f' "{plan.name} {{}}" -m {plan.protocol} --dport {plan.port}'
+            )
+            if plan.external:
+                target = external_chain(plan)
+                nat_entries[f"-A {SERVICES} {match.format('loadbalancer IP')} -j {target}"] = ""
+                continue
+            why, target = self.external_filter_target(plan)
+            external_filter[f"-A {EXTERNAL_SERVICES} {match.format(why)} -j {target}"] = ""
+
+    def external_filter_target(self, plan: PortPlan) -> tuple[str, str]:
+        """The comment and target of `plan`'s KUBE-EXTERNAL-SERVICES rules when it has no
+        external destinations (`externalTrafficFilterTarget`): DROP "has no local endpoints"
+        with endpoints elsewhere, else REJECT "has no endpoints"."""
+        if plan.external_drops:
+            return "has no local endpoints", self.no_local_external_target
+        return "has no endpoints", self.no_endpoints_target
 
     def service_rules(self, plan: PortPlan, chain: str) -> Lines:
         lines = []

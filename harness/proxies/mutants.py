@@ -78,6 +78,12 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-nodeport-rejects-no-local (externalTrafficPolicy Local, I10): REJECTs node-port
   traffic at a node without local endpoints where kube-proxy DROPs it (so that a load balancer's
   health check, not a refusal, takes the node out), and the client is refused (`node-port`).
+- mutant-iptables-lb-ip-unprogrammed (LoadBalancer, I4): programs a LoadBalancer's node ports
+  but not its ingress IP (no "loadbalancer IP" rule in KUBE-SERVICES, nothing in
+  KUBE-EXTERNAL-SERVICES), as a proxy that leaves `status.loadBalancer.ingress` to the cloud's
+  load balancer would: a connection the load balancer hands to a node for the ingress IP meets
+  no rule and is routed on (here into the node's sink), so the client times out where it must
+  connect or be refused (`node-port`, part `load-balancer`).
 """
 
 from __future__ import annotations
@@ -410,6 +416,17 @@ class NodePortRejectsNoLocalProxy(IptablesProxy):
     no_local_external_target: ClassVar[str] = "REJECT --reject-with icmp-port-unreachable"
 
 
+class LoadBalancerIpUnprogrammedProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-lb-ip-unprogrammed"
+    description: ClassVar[str] = (
+        "iptables that programs a LoadBalancer's node ports but not its ingress IP"
+    )
+    nodes: ClassVar[int] = 2  # the external client, which sends to ingress IPs, needs two
+
+    def load_balancer_ips(self, service: Service) -> tuple[str, ...]:
+        return ()
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -441,5 +458,6 @@ MUTANT_PROXIES: dict[str, type] = {
         KeepsInvalidProxy,
         NodePortIgnoresLocalProxy,
         NodePortRejectsNoLocalProxy,
+        LoadBalancerIpUnprogrammedProxy,
     )
 }

@@ -35,6 +35,13 @@ Node ports (NodePort and LoadBalancer Services; `setupNFTables`, `syncProxyRules
   `goto reject-chain` for a node port whose Service has no endpoints, `drop` for one with
   endpoints but none for external traffic here ("has no local endpoints").
 
+LoadBalancer ingress IPs (`syncProxyRules`, "Capture load-balancer ingress"): per ingress IP of a
+Service port with external endpoints a `service-ips` element `LB_IP . proto . PORT : goto
+external-<base>`, the node port's own chain (so externalTrafficPolicy applies alike); without
+any, a `no-endpoint-services` element with the node port's verdict (`goto reject-chain`, or
+`drop` under Local with endpoints elsewhere only), met from `filter-forward` on the forwarding
+path. kube-proxy's `firewall-` chains for `loadBalancerSourceRanges` are left out.
+
 Incremental sync: where kube-proxy flushes and refills its maps every sync, this proxy writes one
 transaction with only the changed Services' chains, map elements and sets. Stale chains are
 deleted in the same transaction after the elements that referenced them (kernels since 6.2 see
@@ -178,10 +185,9 @@ class NftablesProxy(KernelRuleProxy):
                 key = f"{plan.protocol} . {plan.node_port}"
                 if plan.external:
                     node_ports[key] = f"goto {self.render_external(plan, chains, sets)}"
-                elif plan.external_drops:
-                    node_port_rejects[key] = self.no_local_external_verdict
                 else:
-                    node_port_rejects[key] = f"goto {REJECT_CHAIN}"
+                    node_port_rejects[key] = self.external_filter_verdict(plan)
+                self.render_load_balancer(plan, dispatch, rejects)
             key = f"{plan.cluster_ip} . {plan.protocol} . {plan.port}"
             if not plan.destinations:
                 rejects[key] = "drop" if plan.drops else f"goto {REJECT_CHAIN}"
@@ -205,6 +211,25 @@ class NftablesProxy(KernelRuleProxy):
         masquerade = () if plan.external_local else (f"jump {MARK_MASQ}",)
         chains[external] = (*masquerade, f"goto {self.render_service(routed, chains, sets)}")
         return external
+
+    def render_load_balancer(
+        self, plan: PortPlan, dispatch: dict[str, str], rejects: dict[str, str]
+    ) -> None:
+        """Add `plan`'s ingress IPs (module docstring): a `service-ips` element going to the
+        node port's `external-` chain (written by `render_external`) per ingress IP while it has
+        external destinations, else a `no-endpoint-services` element with the node port's
+        verdict."""
+        for address in plan.load_balancer_ips:
+            key = f"{address} . {plan.protocol} . {plan.port}"
+            if plan.external:
+                dispatch[key] = f"goto external-{chain_base(plan)}"
+            else:
+                rejects[key] = self.external_filter_verdict(plan)
+
+    def external_filter_verdict(self, plan: PortPlan) -> str:
+        """The verdict for `plan`'s external traffic when it has no external destinations:
+        `drop` ("has no local endpoints") with endpoints elsewhere, else `goto reject-chain`."""
+        return self.no_local_external_verdict if plan.external_drops else f"goto {REJECT_CHAIN}"
 
     def render_service(self, plan: PortPlan, chains: dict[str, Lines], sets: dict[str, str]) -> str:
         """Add the chain choosing among `plan.destinations`, their endpoint chains and affinity

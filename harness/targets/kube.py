@@ -16,6 +16,13 @@ writes); the runtime (`harness.kube.runtime`) then does what a kubelet would not
 EndpointSlice watch; traffic runs from client pods (or client namespaces) to the Service's
 ClusterIP. Deadlines are the runner's (default 30 s, the e2e `KubeProxyEndpointLagTimeout`).
 
+With `--pods cluster` on two or more nodes it also has a hostNetwork client pod on every mapped
+node (`harness.kube.external`): NodePort traffic from outside a node (`external_node`: the client
+on another node sends to the node's InternalIP), and a node's host network as a client
+(`client_node`); so `node-port` and `every-node` are judged there (`node_names`,
+`external_address`). With `--pods local` (one node namespace) and on a cluster whose model nodes
+map onto one node they are not applicable, with the reason (`external_unsupported`).
+
 The target is a `RuleOracle` where it can read the node's rules (`harness.kube.node_rules`):
 always with `--pods local`, with `--read-node-rules` on a cluster with kubelets; `exact-balance`
 is skipped with the reason (`rules_unsupported`) elsewhere or for a layout other than kube-proxy's.
@@ -43,6 +50,7 @@ from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, HarnessError, UsageError
 from harness.events import Event, OutOfWindow, RestartProxy, StaleSnapshot, UnobservedChanges
 from harness.kube.api import MERGE_PATCH, Cluster, connect
+from harness.kube.external import HostClients, host_clients_problem, switch
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
 from harness.kube.loadgen import InClusterLocust
@@ -139,6 +147,7 @@ class KubeTarget:
                 "--read-node-rules is for --pods cluster (--pods local reads the node namespace"
                 " itself); drop it"
             )
+        switch(options.extra, "host_clients", True)  # a bad value stops here, before anything
         self.options = options
         self._name_run()
         self.clock = RealClock()
@@ -163,6 +172,8 @@ class KubeTarget:
         self._reader_exec: Exec | None = None
         self._rules_problem: str | None = None  # why rules cannot be read (kept across reopens)
         self._rules_checked = False
+        self._host: HostClients | None = None  # hostNetwork clients (harness.kube.external)
+        self._host_problem: str | None = None  # why there are none (set by open)
         self._layout = Layout.NFTABLES  # the layout looked for first (the last one found)
         self._writer = Writer.from_option(options.extra.get("api_concurrency"))
         self._hooks = threading.Lock()  # the runtime's hooks run one at a time
@@ -227,6 +238,7 @@ class KubeTarget:
                 self.namespace, self.prefix, self.placement.image, self.runtime.nodes
             )
             self._start_readers(self.cluster)
+            self._start_host_clients(self.cluster)
             self._begin_metrics()
         except BaseException:
             self.close()
@@ -327,12 +339,13 @@ class KubeTarget:
         problems: list[BaseException] = []
         if self._metrics.open:
             self._metrics.end(self._read_proxy_metrics())
-        if self._readers is not None:
-            readers, self._readers = self._readers, None
-            try:
-                readers.close()
-            except Exception as error:
-                problems.append(error)
+        for helpers in (self._readers, self._host):
+            if helpers is not None:
+                try:
+                    helpers.close()
+                except Exception as error:
+                    problems.append(error)
+        self._readers = self._host = None
         if self.runtime is not None:
             runtime, self.runtime = self.runtime, None
             try:
@@ -500,16 +513,15 @@ class KubeTarget:
         return tuple(sorted(converted, key=lambda s: s.name))
 
     def send(self, request: TrafficRequest) -> TrafficSample:
-        """One bounded batch from a client to the Service's ClusterIP and port. UsageError for a
-        request from outside at a node port (`external_node`): the kube target has no external
-        client yet."""
+        """One bounded batch from a client to the Service's ClusterIP and port; from outside to
+        a node's InternalIP on the port's node port (`external_node`), or from a node's host
+        network (`client_node`), through the hostNetwork clients (`harness.kube.external`).
+        UsageError for those where the target has none (`external_unsupported`), for a port
+        without a node port, and for a request to an ingress IP (`via_load_balancer`)."""
         self._check()
         assert self.runtime is not None
-        if request.external_node is not None:
-            raise UsageError(
-                "the kube target has no external client: it cannot send to a node port from"
-                " outside (external_node); use --target local:iptables --nodes 2"
-            )
+        if request.external_node is not None or request.client_node is not None:
+            return self._send_from_host(request)
         service = self.state.services.get(request.service)
         port = (
             next((p.port for p in service.ports if p.name == request.port), None)
@@ -522,6 +534,106 @@ class KubeTarget:
             outcomes = tuple(Outcome(None, ErrorKind.REFUSED, 0.0, i) for i in range(request.count))
             return TrafficSample(request, outcomes, now_s, now_s)
         return self.runtime.send(request, self._cluster_ip(request.service), port)
+
+    # -- what the cluster offers -----------------------------------------------------------------
+    def features(self) -> frozenset[str]:
+        """The conformance features judged on this cluster (`target_features`): every one but
+        `load-balancer`. A LoadBalancer Service's ingress IP comes from the cluster's
+        LoadBalancer controller, which a cluster may lack (kind has none; then it never comes)
+        and which is not the harness's to drive, and the kube target does not send to ingress
+        IPs (it has no `load_balancer_source`): that is the environment's limit, not the
+        proxy's failure. So the feature is reported unsupported, with
+        `harness.protocols.environment_notes`' "unsupported by the environment" note, and no
+        LoadBalancer Service is drawn, so nothing waits for an ingress IP. Pure."""
+        from harness.features import ALL_FEATURES, LOAD_BALANCER
+
+        return ALL_FEATURES - {LOAD_BALANCER}
+
+    # -- the nodes' host networks as clients (harness.kube.external) ---------------------------
+    def _start_host_clients(self, cluster: Cluster) -> None:
+        """On `--pods cluster` with two or more distinct mapped nodes (and not turned off with
+        `host_clients=off`): one hostNetwork client pod per node, waited for. A cluster that
+        refuses or cannot run them (Pod Security Admission forbids hostNetwork below its
+        privileged level) leaves `node-port` and `every-node` not applicable with that line,
+        never the run failed."""
+        assert self.runtime is not None
+        self._host_problem = host_clients_problem(
+            self.options.pods, self.options.extra, self.runtime.nodes
+        )
+        if self._host_problem is not None:
+            return
+        assert self._pods is not None and self._scope is not None and self.runtime.nodes
+        host = HostClients(
+            self._scope,
+            self._pods,
+            self.runtime.nodes,
+            self._pod_exec or PodExec(cluster, self.namespace),
+            float(self.options.extra.get("startup_s", STARTUP_S)),
+        )
+        self._host = host
+        try:
+            host.start()
+        except EnvironmentProblem as problem:
+            self._host = None
+            host.close()
+            self._host_problem = f"the hostNetwork client pods cannot run here: {problem.line()}"
+
+    @property
+    def external_unsupported(self) -> str | None:
+        """Why nothing is sent from outside a node or from a node's host network (`node-port`,
+        `every-node`), or None when it is: `--pods local`, one mapped node, host clients
+        turned off or refused, or the target not open."""
+        if self._host is not None:
+            return None
+        return self._host_problem or "the target has no hostNetwork clients until it is open"
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """The model nodes with a hostNetwork client (`client_node`, `external_node`), node-1
+        first; none without them (`external_unsupported`)."""
+        return self._host.names if self._host is not None else ()
+
+    @property
+    def external_address(self) -> str | None:
+        """The external client's address as node-1's pods see it (`external_source`), or None
+        without hostNetwork clients. Each node is sent to from another node, so the address
+        depends on the node: `external_source` gives it per node."""
+        return self._host.source_for(self._host.names[0]) if self._host is not None else None
+
+    def external_source(self, node: str) -> str:
+        """The address a connection from outside to `node` leaves from (the sending node's
+        InternalIP), which a pod must see under externalTrafficPolicy Local."""
+        if self._host is None:
+            raise UsageError(self.external_unsupported or "no external client")
+        return self._host.source_for(node)
+
+    def _send_from_host(self, request: TrafficRequest) -> TrafficSample:
+        """A batch from a hostNetwork client: to a node port from outside, or to the ClusterIP
+        from a node (`send`)."""
+        if request.via_load_balancer:
+            raise UsageError(
+                "the kube target does not send to LoadBalancer ingress IPs (via_load_balancer):"
+                " load-balancer is unsupported by the environment there; use --target"
+                " local:iptables --nodes 2"
+            )
+        if self._host is None:
+            raise UsageError(
+                f"the kube target cannot send from the nodes: {self.external_unsupported}"
+            )
+        service = self.state.services.get(request.service)
+        found = (
+            next((p for p in service.ports if p.name == request.port), None) if service else None
+        )
+        if service is None or found is None:
+            raise UsageError(f"no Service port {request.service}:{request.port}")
+        if request.external_node is None:
+            return self._host.send_from(request, self._cluster_ip(request.service), found.port)
+        if found.node_port is None:
+            raise UsageError(
+                f"Service {request.service!r} port {request.port!r} has no node port (type"
+                f" {service.type.value}): make it NodePort or LoadBalancer first"
+            )
+        return self._host.send_external(request, found.node_port)
 
     def programming_latency(self) -> ProgrammingLatency | None:
         """kube-proxy's `network_programming_duration_seconds` histogram, the cross-check of the
@@ -831,6 +943,8 @@ class KubeTarget:
         _, pods = self._require()
         assert self.runtime is not None
         self.runtime.check()
+        if self._host is not None:
+            self._host.check()
         budget_s = float(self.options.extra.get("startup_s", STARTUP_S))
         now_s = self.clock.now()
         for name, since_s in list(self._pending_ready.items()):

@@ -45,6 +45,7 @@ from harness.events import (
 from harness.local.cleanup import guard
 from harness.local.cluster import (
     CLIENT_SOURCES,
+    INGRESS_RANGES,
     LocalCluster,
     PodHandle,
     RunCluster,
@@ -65,6 +66,7 @@ from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
 from harness.traffic import (
     CLIENTS,
+    VIA_LOAD_BALANCER_SOURCES,
     Outcome,
     Reachability,
     Tally,
@@ -267,7 +269,9 @@ class LocalTarget:
             if self.loopback:
                 cluster = LoopbackCluster(self.prefix, self.client_names)
             else:
-                cluster = LocalCluster(self.prefix, self.client_names, nodes=self.nodes)
+                cluster = LocalCluster(
+                    self.prefix, self.client_names, (str(SERVICE_CIDR), *INGRESS_RANGES), self.nodes
+                )
             self.cluster = self._stack.enter_context(cluster)
             self._contexts = [self._context(self.cluster, node) for node in self.node_names]
             self._stack.callback(self._stop_proxy)
@@ -471,6 +475,9 @@ class LocalTarget:
         if request.client_pod is not None:
             agent = self._pod_agent(request)
             sources: tuple[str, ...] = ()  # the pod's own address, the kernel's choice
+        elif request.external_node is not None and request.via_load_balancer:
+            agent, sources = self._load_balancer_agent(request, request.external_node)
+            address, port = self._load_balancer_destination(request)
         elif request.external_node is not None:
             agent, sources = self._external_agent(request)
             address, port = self._node_port_destination(request, request.external_node)
@@ -586,6 +593,39 @@ class LocalTarget:
                 f" {service.type.value}): make it NodePort or LoadBalancer first"
             )
         return address, node_port
+
+    # -- LoadBalancer ingress IPs from the external client ---------------------------------------
+    def load_balancer_source(self, node: str) -> str | None:
+        """The external client's address whose connections to an ingress IP go via `node`
+        (`TrafficRequest.via_load_balancer`), or None without an external client or that node."""
+        cluster = self.cluster
+        return cluster.load_balancer_source_of(node) if isinstance(cluster, LocalCluster) else None
+
+    def _load_balancer_agent(
+        self, request: TrafficRequest, node: str
+    ) -> tuple[ClientAgent, tuple[str, ...]]:
+        """The external client's agent and its one source address that routes ingress IPs via
+        `node`. UsageError without an external client, for a node the cluster lacks, or for
+        further source addresses."""
+        if request.sources != (0,):
+            raise UsageError(VIA_LOAD_BALANCER_SOURCES)
+        agent, _ = self._external_agent(request)
+        source = self.load_balancer_source(node)
+        if source is None:
+            raise UsageError(unknown_node(node, self.node_names, "send via"))
+        return agent, (source,)
+
+    def _load_balancer_destination(self, request: TrafficRequest) -> tuple[str, int]:
+        """The Service's ingress IP and the request's Service port. UsageError for a Service
+        without an ingress IP (not a LoadBalancer)."""
+        service = self._vips[request.service]
+        port = next(p.port for p in service.ports if p.name == request.port)
+        if service.load_balancer_ip is None:
+            raise UsageError(
+                f"Service {request.service!r} has no LoadBalancer ingress IP (type"
+                f" {service.type.value}): make it LoadBalancer first"
+            )
+        return service.load_balancer_ip, port
 
     def _close_node_agents(self) -> None:
         """Stop the nodes' host-network client agents. Idempotent."""

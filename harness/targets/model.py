@@ -10,7 +10,8 @@ and answers from it while that pod incarnation still runs (a terminating pod sti
 established connections); a pod that is gone resets it. `RestartProxy` changes nothing.
 A held UDP flow (a Service whose port is UDP) keeps its backend while that endpoint is usable;
 once it is not, its next datagram is balanced as a new flow's, as kube-proxy's conntrack cleanup
-makes it (`pkg/proxy/conntrack/cleanup.go`); it is kept whatever it got.
+makes it (`pkg/proxy/conntrack/cleanup.go`); it is kept whatever it got. A flow belongs to the
+Service that holds its VIP and port now (`flow_owner`), whatever its name.
 
 It has the model's two nodes (`node_names`), each with its own proxy: a request from a node's
 host network (`TrafficRequest.client_node`) or from a pod (through its own node) is balanced
@@ -27,6 +28,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from ipaddress import ip_address
 
 from harness.clock import SimulatedClock
 from harness.errors import UsageError
@@ -50,21 +52,31 @@ from harness.model.objects import (
 )
 from harness.model.state import POD_CIDR, ClusterState
 from harness.registry import TargetOptions
-from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
+from harness.traffic import (
+    VIA_LOAD_BALANCER_SOURCES,
+    ErrorKind,
+    Outcome,
+    TrafficRequest,
+    TrafficSample,
+)
 
 MODEL_LATENCY_MS = 0.1  # what one simulated request "takes"
 NODE_ADDRESS = str(POD_CIDR.network_address + 1)  # where masqueraded hairpin traffic comes from
 EXTERNAL_ADDRESS = "10.240.0.200"  # the external client's, as on the local cluster's fabric
+LOAD_BALANCER_SOURCE_OFFSET = 20  # node-k's load-balancer source: EXTERNAL_ADDRESS + 20 + k
 
 
 @dataclass
 class HeldConnection:
-    """A long-lived connection of the model target: its Service, client and backend."""
+    """A long-lived connection of the model target: its Service, client and backend, and the
+    Service's VIP and port number it was opened to (a UDP flow belongs to whichever Service
+    holds them: `ModelTarget.flow_owner`)."""
 
     service: str
     client: str
     backend: Backend
     udp: bool = False
+    address: tuple[str, str, int] | None = None  # VIP, port name, port number
 
 
 @dataclass
@@ -141,7 +153,9 @@ class ModelTarget:
         service = state.services.get(request.service)
         destinations: list[Destination] = []
         drops = False
-        if request.external_node is not None:
+        if request.external_node is not None and request.via_load_balancer:
+            destinations, drops = self._load_balanced(state, service, request)
+        elif request.external_node is not None:
             destinations, drops = self._external(state, service, request)
         elif service is not None and _lacks(service, request.removed_port):
             pass  # a port the Service no longer has: nothing is programmed there, refused
@@ -178,6 +192,8 @@ class ModelTarget:
                 outcome = replace(outcome, seen_source=self.seen_source(state, pick, request))
             if pick is not None and outcome.backend is not None and request.external_node:
                 seen = self.seen_external_source(service, source)
+                if request.via_load_balancer and seen != NODE_ADDRESS:
+                    seen = self.load_balancer_source(request.external_node) or seen
                 outcome = replace(outcome, seen_source=seen)
             outcomes.append(replace(outcome, source=source) if source else outcome)
         return TrafficSample(request, tuple(outcomes), started_s, self.clock.now())
@@ -202,6 +218,30 @@ class ModelTarget:
         destinations = self.external_usable(slices, service, request.port, node)
         return destinations, must_drop(destinations, slices, request.port)
 
+    def _load_balanced(
+        self, state: ClusterState, service: Service | None, request: TrafficRequest
+    ) -> tuple[list[Destination], bool]:
+        """Where a connection from the external client to the Service's ingress IP, handed to
+        `request.external_node`, may go: as at that node's node port (`_external`; kube-proxy
+        sends both to the Service's KUBE-EXT chain); dropped for a Service without an ingress
+        IP (the node routes the ingress range into its sink). UsageError for a node the model
+        lacks or further source addresses."""
+        if request.sources != (0,):
+            raise UsageError(VIA_LOAD_BALANCER_SOURCES)
+        destinations, drops = self._external(state, service, request)
+        if service is None or service.load_balancer_ip is None:
+            return [], True
+        return destinations, drops
+
+    def load_balancer_source(self, node: str) -> str | None:
+        """The external client's address whose connections to an ingress IP go via `node`, as
+        on the local cluster's fabric (10.240.0.220+k for node-k), or None for a node the model
+        lacks."""
+        if node not in self.node_names:
+            return None
+        number = self.node_names.index(node) + 1
+        return str(ip_address(EXTERNAL_ADDRESS) + LOAD_BALANCER_SOURCE_OFFSET + number)
+
     def _through(self, state: ClusterState, request: TrafficRequest) -> str:
         """The node whose proxy `request` goes through: its `client_node` (UsageError for one
         the model lacks), its client pod's node, else node-1 (the harness's clients)."""
@@ -224,8 +264,28 @@ class ModelTarget:
         if outcome.backend is None and not udp:
             return None, outcome
         number = max(self.held, default=-1) + 1
-        self.held[number] = HeldConnection(service, client, outcome.backend or Backend("", ""), udp)
+        found = self.state.services.get(service)
+        port = (
+            next((p.port for p in found.ports if p.name == request.port), None) if found else None
+        )
+        address = (found.cluster_ip, request.port, port) if found and port is not None else None
+        backend = outcome.backend or Backend("", "")
+        self.held[number] = HeldConnection(service, client, backend, udp, address)
         return number, replace(outcome, connection=number)
+
+    def flow_owner(self, state: ClusterState, flow: HeldConnection) -> Service | None:
+        """The Service a held UDP flow's next datagram goes to: the one on the flow's VIP with a
+        UDP port of the flow's name and number (a Service deleted and created again on another
+        VIP no longer gets it; one given that VIP meanwhile does)."""
+        if flow.address is None:
+            return None
+        vip, name, number = flow.address
+        for service in state.services.values():
+            if service.cluster_ip == vip and any(
+                p.name == name and p.protocol == "UDP" and p.port == number for p in service.ports
+            ):
+                return service
+        return None
 
     def _is_udp(self, service: str, port: str) -> bool:
         """Whether the Service's port `port` is UDP (only that port: a Service may have TCP
@@ -235,11 +295,11 @@ class ModelTarget:
 
     def _flow_answer(self, flow: HeldConnection, number: int) -> Outcome:
         """A held UDP flow's next datagram: its backend while usable, else a new flow's."""
-        request = TrafficRequest(service=flow.service, client=flow.client, count=1)
         state = self.perceived(self.state)
-        service = state.services.get(flow.service)
-        if service is None:
+        service = self.flow_owner(state, flow)
+        if service is None or flow.address is None:
             return Outcome(None, ErrorKind.REFUSED, MODEL_LATENCY_MS, number)
+        request = TrafficRequest(service.name, flow.client, count=1, port=flow.address[1])
         slices = derive_slices(state, service.name)
         programmed = self.programs(service)  # an opted-out Service's entries are cleared too
         destinations = self.usable(slices, service, request.port) if programmed else []

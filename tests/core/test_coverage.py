@@ -127,6 +127,7 @@ EXAMPLES: dict[str, list[Event]] = {
     ],
     "dual-protocol-port": [CreateDualProtocolService("svc-a", WEB), Scale("web", 2)],
     "node-port-reached": [*START, SetServiceType("svc-a", ServiceType.NODE_PORT)],
+    "load-balancer-reached": [*START, SetServiceType("svc-a", ServiceType.LOAD_BALANCER)],
     "external-local-no-local-endpoints": [
         CreateService("svc-a", WEB),
         Scale("web", 2, "node-2"),
@@ -224,6 +225,7 @@ def test_thirty_examples_of_the_quick_real_profile_check_every_feature_three_tim
     assert quick_real_run_on_the_model(run_seed, 30) == []
 
 
+@pytest.mark.search  # about 10 s of CPU: tox -e mutants runs it, beside the mutant searches
 def test_the_quick_real_profile_check_can_fail(monkeypatch):
     """The check above is not vacuous: with the aiming this harness had before (half of the
     examples aimed among four candidates, rounds of five, recipes followed half the time), 30

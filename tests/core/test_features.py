@@ -117,8 +117,9 @@ def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> No
         "multi-port",
     }
     # relaying proxies show pods their own address, and relay TCP only
-    # kernel-rule proxies also program node ports and externalTrafficPolicy
+    # kernel-rule proxies also program node ports, ingress IPs and externalTrafficPolicy
     kernel = harness_proxies | {"source-ip", "udp", "node-port", "external-traffic-policy"}
+    kernel |= {"load-balancer"}
     assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == kernel
     assert target_features(_Holder(UserspaceProxy.__new__(UserspaceProxy)))[0] == harness_proxies
     assert target_features(object())[0] == ALL_FEATURES
@@ -164,7 +165,7 @@ def test_an_undeclared_extended_feature_is_unsupported_and_its_failure_discounte
 def test_features_no_property_checks_are_not_tested_never_passed() -> None:
     results = judge_features(PASSING, ALL_FEATURES, EVERYTHING_CHECKED)
     untested = {r.feature.name for r in results if r.status == FeatureStatus.NOT_TESTED}
-    assert {"load-balancer", "sctp"} <= untested
+    assert {"topology", "sctp"} <= untested
     assert all(r.reason == NOT_TESTED for r in results if r.feature.name in untested)
     assert statuses(results)["internal-traffic-policy"] == FeatureStatus.PASSED
 
@@ -240,8 +241,8 @@ def test_harness_run_on_the_model_writes_a_valid_report_beside_the_results(
         "extended",
     ]
     extended = document["profiles"][1]
-    load_balancer = {f["name"]: f for f in extended["features"]}["load-balancer"]
-    assert load_balancer["status"] == "not-tested"
+    sctp = {f["name"]: f for f in extended["features"]}["sctp"]
+    assert sctp["status"] == "not-tested"
 
 
 def test_a_bad_report_path_is_one_line_exit_2_and_nothing_written(
@@ -287,7 +288,7 @@ def test_harness_report_draws_every_implementation_against_every_feature(
     assert table.headers == ("feature (profile)", "local:candidate", "model")
     rows = {row[0]: row[1:] for row in table.rows}
     assert rows["internal-traffic-policy (extended)"][0] == "unsupported"
-    assert rows["load-balancer (extended)"] == ("not-tested", "not-tested")
+    assert rows["sctp (extended)"] == ("not-tested", "not-tested")
     assert table.rows[0][0].endswith("(core)") and len(rows) == len(FEATURES)
     sections, malformed = build_sections(sources)
     assert malformed == {}

@@ -26,8 +26,8 @@ from harness.events import (
     UnobservedChanges,
     event_from_json,
 )
-from harness.longlived import FEATURE, MAX_HELD, RELAY_RESTARTED, STALE_SHOWN
-from harness.model.objects import Affinity, Backend, labels_of
+from harness.longlived import FEATURE, MAX_HELD, MAX_UDP_HELD, RELAY_RESTARTED, STALE_SHOWN
+from harness.model.objects import Affinity, Backend, Protocol, labels_of
 from harness.profiles import PROFILES
 from harness.registry import TargetOptions
 from harness.runner import Runner, StepResult, replay
@@ -186,25 +186,35 @@ def test_a_deleted_service_may_keep_or_close_its_connections() -> None:
     assert isinstance(list(runner.history)[2]["verdicts"], int)  # none failed
 
 
-def test_a_service_created_again_on_another_vip_does_not_own_the_old_vips_connections() -> None:
-    """Found by the quick search on the local cluster: svc-a deleted and created again within
-    one unobserved batch gets another VIP, and svc-b the old one. The connections opened to
-    svc-a's old VIP are no longer svc-a's (they may end, never move); once svc-b is deleted
-    they are on a flow nobody programs, and the harness's proxies end them."""
+@pytest.mark.parametrize(
+    ("protocol", "target_port", "held"), [("TCP", "http", MAX_HELD), ("UDP", "udp", MAX_UDP_HELD)]
+)
+def test_the_service_on_a_connections_vip_owns_it(
+    protocol: str, target_port: str, held: int
+) -> None:
+    """Found by the quick search on the local cluster (TCP and UDP alike): svc-a deleted and
+    created again within one unobserved batch gets another VIP, and svc-b the old one. The
+    connections opened to svc-a's old VIP are then svc-b's, to an endpoint it still uses (they
+    must keep working); once svc-b is deleted they are on a flow nobody programs, and may end."""
     api = labels_of({"app": "api"})
-    recreated = (DeleteService("svc-a"), CreateService("svc-b", api), CreateService("svc-a", api))
+
+    def create(name: str) -> CreateService:
+        return CreateService(name, api, target_port=target_port, protocol=Protocol(protocol))
+
+    recreated = (DeleteService("svc-a"), create("svc-b"), create("svc-a"))
     events = [
-        CreateService("svc-a", api),
+        create("svc-a"),
         Scale("api", 1),
         UnobservedChanges(recreated),
         DeleteService("svc-b"),
     ]
     runner = replay(ModelTarget(), events)
     steps = list(runner.history)
-    for step in steps[2:]:
-        held = step["long_lived"]
-        assert len(held) == MAX_HELD and {c["opened_at_step"] for c in held} == {2}
-        assert not any(c["backend_still_usable"] for c in held)
+    for step, usable in ((steps[2], True), (steps[3], False)):
+        asked = step["long_lived"]
+        assert len(asked) == held and {c["opened_at_step"] for c in asked} == {2}
+        assert all(c["backend_still_usable"] is usable for c in asked)
+        assert isinstance(step["verdicts"], int)  # none failed
 
 
 def test_a_target_that_cannot_restart_is_never_given_a_restart() -> None:

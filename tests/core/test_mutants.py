@@ -18,7 +18,7 @@ def test_every_model_mutant_is_caught_and_the_reference_never_alarms(tmp_path):
     missed = {name: m for name, m in report["mutants"].items() if not m["caught"]}
     assert missed == {}
     assert report["median_counterexample_events"] <= 6, report["mutants"]
-    assert all(m["reproduced"] == "1/1" for m in report["mutants"].values())
+    assert all(m["reproduced"] == "2/2" for m in report["mutants"].values())
     reference = report["references"]["model"]
     assert reference["false_alarms"] == 0, reference["failed"]
     assert reference["examples"] == 200 and reference["error"] is None

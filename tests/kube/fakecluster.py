@@ -61,6 +61,7 @@ class FakeCluster:
         self.execs: list[tuple[str, list[str]]] = []
         self.exec_output = ""
         self.data_plane = False  # answer request loops as a proxy would, from the slices
+        self.masquerade_local = False  # the data plane masquerades node ports under Local too
         self._random = random.Random(0)
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
         self._stop = threading.Event()
@@ -87,45 +88,99 @@ class FakeCluster:
         elif script == f"rm -f {READY_FILE}":
             self._set_ready(namespace, pod, False)
         elif self.data_plane and namespace is not None and "curl" in script:
-            return self._proxy(namespace, script)
+            return self._proxy(namespace, pod, script)
         return self.exec_output
 
-    def _proxy(self, namespace: str, script: str) -> str:
+    def _proxy(self, namespace: str, client: str, script: str) -> str:
         """A crude kube-proxy: every request of a fresh-connection loop goes to a random usable
         endpoint of the Service behind the VIP (ready ones, else serving+terminating ones, as
         CategorizeEndpoints picks); none usable: refused (curl exit 7, then its reason line, as
-        the script prints it)."""
+        the script prints it). A loop to a node's InternalIP goes to the Service with that node
+        port (`_node_port`)."""
         match = re.search(r"-lt (\d+) \]; do .* http://([\d.]+):(\d+)/hostname", script)
         assert match, f"not a fresh-connection loop: {script}"
-        count, vip = int(match.group(1)), match.group(2)
+        count, address, port = int(match.group(1)), match.group(2), int(match.group(3))
         services = self.cluster.core.list_namespaced_service(namespace).items
-        service = next((s for s in services if s.spec.cluster_ip == vip), None)
-        usable: list[str] = []
-        if service is not None:
-            pods = {
-                p.metadata.uid: p for p in self.cluster.core.list_namespaced_pod(namespace).items
-            }
-            slices = self.cluster.discovery.list_namespaced_endpoint_slice(namespace).items
-            endpoints = [
-                e
-                for s in slices
-                if (s.metadata.labels or {}).get("kubernetes.io/service-name")
-                == service.metadata.name
-                for e in s.endpoints or []
-            ]
-            ready = [e for e in endpoints if e.conditions.ready]
-            chosen = ready or [
-                e for e in endpoints if e.conditions.serving and e.conditions.terminating
-            ]
-            for e in chosen:
-                owner = pods.get(e.target_ref.uid)
-                if owner is not None:
-                    incarnation = owner.metadata.labels["svc-lb-harness/incarnation"]
-                    usable.append(f"{owner.metadata.name}--{incarnation}")
+        nodes = self._node_addresses()
+        if address in nodes:
+            asks = "/clientip" in script
+            return self._node_port(namespace, client, services, nodes, (count, address, port), asks)
+        service = next((s for s in services if s.spec.cluster_ip == address), None)
+        usable = self._usable(namespace, service, None)
         lines = []
         for _ in range(count):
             if usable:
                 lines.append(f"{self._random.choice(usable)}\n0 0.001\n")
+            else:
+                lines.append("\n7 0.0001\n! Connection refused\n")
+        return "".join(lines)
+
+    def _usable(self, namespace: str, service: Any, node: str | None) -> list[str]:
+        """The answers (`NAME--UID`) of the Service's usable endpoints, on `node` only if given."""
+        if service is None:
+            return []
+        pods = {p.metadata.uid: p for p in self.cluster.core.list_namespaced_pod(namespace).items}
+        slices = self.cluster.discovery.list_namespaced_endpoint_slice(namespace).items
+        endpoints = [
+            e
+            for s in slices
+            if (s.metadata.labels or {}).get("kubernetes.io/service-name") == service.metadata.name
+            for e in s.endpoints or []
+            if node is None or e.node_name == node
+        ]
+        ready = [e for e in endpoints if e.conditions.ready]
+        chosen = ready or [
+            e for e in endpoints if e.conditions.serving and e.conditions.terminating
+        ]
+        usable = []
+        for e in chosen:
+            owner = pods.get(e.target_ref.uid)
+            if owner is not None:
+                incarnation = owner.metadata.labels["svc-lb-harness/incarnation"]
+                usable.append(f"{owner.metadata.name}--{incarnation}")
+        return usable
+
+    def _node_addresses(self) -> dict[str, str]:
+        """InternalIP -> node name, of the nodes that have one."""
+        found = {}
+        for node in self.cluster.core.list_node().items:
+            for address in (node.status.addresses if node.status else None) or []:
+                if address.type == "InternalIP":
+                    found[address.address] = node.metadata.name
+        return found
+
+    def _node_port(
+        self,
+        namespace: str,
+        client: str,
+        services: list[Any],
+        nodes: dict[str, str],
+        loop: tuple[int, str, int],
+        asks_source: bool,
+    ) -> str:
+        """A node-port loop from the host client pod `client` to the node at `address`: under
+        externalTrafficPolicy Local only that node's endpoints, the sending node's address seen
+        (unless `masquerade_local`, a broken proxy), dropped (curl 28) when it has none while
+        others exist; under Cluster any endpoint, seen from the target node. The `/clientip`
+        transfer is answered when the script asks it (`asks_source`)."""
+        count, address, port = loop
+        service = next(
+            (s for s in services if any(p.node_port == port for p in s.spec.ports or [])), None
+        )
+        local = service is not None and service.spec.external_traffic_policy == "Local"
+        usable = self._usable(namespace, service, nodes[address] if local else None)
+        sender = self.cluster.core.read_namespaced_pod(client, namespace).spec.node_name
+        sender_ip = next(ip for ip, name in nodes.items() if name == sender)
+        seen = sender_ip if local and not self.masquerade_local else address
+        lines = []
+        for _ in range(count):
+            if usable:
+                answer = f"{self._random.choice(usable)}\n0 0.001\n"
+                if asks_source:
+                    answer += f"{seen}:40000\n0 0.001\n"
+                lines.append(answer)
+            elif local and self._usable(namespace, service, None):
+                lines.append("\n28 0.5\n")
             else:
                 lines.append("\n7 0.0001\n! Connection refused\n")
         return "".join(lines)

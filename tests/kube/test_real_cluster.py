@@ -12,10 +12,17 @@ import time
 import pytest
 
 from harness.checks.endpoints import check_endpoints
-from harness.events import CreatePod, CreateService, DeletePod, SetReady
+from harness.events import (
+    CreatePod,
+    CreateService,
+    DeletePod,
+    SetExternalTrafficPolicy,
+    SetReady,
+    SetServiceType,
+)
 from harness.kube.api import connect
 from harness.model.endpoints import derive_slices
-from harness.model.objects import Backend, labels_of
+from harness.model.objects import Backend, ServiceType, TrafficPolicy, labels_of
 from harness.registry import TargetOptions
 from harness.targets.kube import KubeTarget
 from harness.traffic import ErrorKind, TrafficRequest
@@ -59,3 +66,35 @@ def test_endpoints_traffic_and_readiness_on_a_real_cluster(real_kubeconfig: str)
     cluster = connect(real_kubeconfig)
     left = cluster.call("get namespaces", cluster.core.read_namespace, namespace, allow=(404,))
     assert left is None or left.status.phase == "Terminating"
+
+
+def test_node_port_from_outside_keeps_the_source_under_local_on_a_real_cluster(
+    real_kubeconfig: str,
+) -> None:
+    """externalTrafficPolicy Local, the one endpoint on node-1: from outside node-1 (the
+    hostNetwork client on node-2) every connection reaches it and the pod sees node-2's own
+    address; node-2 has no local endpoint and drops what arrives at its node port."""
+    target = KubeTarget(TargetOptions(kubeconfig=real_kubeconfig))
+    target.open()
+    try:
+        assert target.node_names == ("node-1", "node-2"), target.external_unsupported
+        target.apply(CreateService("web", WEB))
+        target.apply(SetServiceType("web", ServiceType.NODE_PORT))
+        target.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
+        target.apply(CreatePod("web-a", WEB))
+        converge(target, "web")
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # until node-1's proxy programs the node port
+            sample = target.send(TrafficRequest("web", count=4, external_node="node-1"))
+            if sample.hits() == {Backend("web-a", "u1"): 4} or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert sample.hits() == {Backend("web-a", "u1"): 4}
+        sources = {o.seen_source for o in sample.outcomes}
+        assert sources == {target.external_source("node-1")}
+        dropped = target.send(
+            TrafficRequest("web", count=2, timeout_s=1.0, parallel=True, external_node="node-2")
+        )
+        assert dropped.errors() == {ErrorKind.TIMEOUT: 2}
+    finally:
+        target.close()

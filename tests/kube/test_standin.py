@@ -28,6 +28,7 @@ from harness.conformance import Status, SuiteResult, options_for, run_target
 from harness.errors import UsageError
 from harness.events import CreateService
 from harness.kube.api import Cluster
+from harness.kube.external import LOCAL_PODS
 from harness.kube.metrics import METRIC, SYNC_METRIC, bind_address, metrics_text, parse
 from harness.kube.proxy_sync import PENDING, sync_state_from_metrics
 from harness.kube.standin import (
@@ -194,11 +195,21 @@ def test_a_short_search_passes_on_the_standin_and_its_metrics_are_reported(
     target = _target(cluster, standin_command("--proxy-mode iptables"))
     properties = ("endpoints", "reject-when-empty", "no-stale-traffic", "availability")
     suite, prefixes = search(
-        mock_api.url, target, tmp_path, properties, seed=5, examples=2, steps=6, deadline_s=30.0
+        mock_api.url,
+        target,
+        tmp_path,
+        (*properties, "node-port"),
+        seed=5,
+        examples=2,
+        steps=6,
+        deadline_s=30.0,
     )
     assert suite.error is None, suite.error
     assert {r.name: r.message for r in suite.failed} == {}
-    assert all(r.status == Status.PASSED for r in suite.results)
+    assert all(r.status == Status.PASSED for r in suite.results if r.name in properties)
+    # one node namespace: nothing is outside another node, said with the way to get it
+    (node_port,) = [r for r in suite.results if r.name == "node-port"]
+    assert node_port.status == Status.SKIPPED and node_port.message == LOCAL_PODS
     assert suite.stats.examples == 2 and suite.stats.events > 0
     metrics = suite.proxy_metrics
     assert metrics is not None and metrics["available"], metrics

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from harness.errors import UsageError
-from harness.kube.traffic import build_command, parse_output
+from harness.kube.traffic import build_command, parse_output, parse_peer
 from harness.local.names import new_prefix
 from harness.model.objects import Backend
 from harness.traffic import ErrorKind, TrafficRequest
@@ -29,6 +29,7 @@ pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     connections = 0
+    reports_source = True
 
     def setup(self) -> None:
         type(self).connections += 1
@@ -36,6 +37,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         body = b"web-a--u1" if self.path == "/hostname" else b"?"
+        if self.path == "/clientip" and type(self).reports_source:  # agnhost netexec's answer
+            body = f"{self.client_address[0]}:{self.client_address[1]}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -58,8 +61,8 @@ def server() -> Iterator[tuple[int, type[_Handler]]]:
         httpd.server_close()
 
 
-def run(request: TrafficRequest, port: int) -> str:
-    argv = build_command(request, "127.0.0.1", port)
+def run(request: TrafficRequest, port: int, report_source: bool = False) -> str:
+    argv = build_command(request, "127.0.0.1", port, report_source)
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
 
 
@@ -222,3 +225,63 @@ def _closed_by_peer(connection: socket.socket) -> bool:
     except OSError:
         return True
     return True
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_each_connection_reports_the_source_its_pod_saw_over_the_same_connection(
+    server: tuple[int, type[_Handler]], parallel: bool
+) -> None:
+    port, handler = server
+    request = TrafficRequest("web", count=3, parallel=parallel)
+    outcomes = parse_output(run(request, port, report_source=True), request, report_source=True)
+    assert [o.backend for o in outcomes] == [Backend("web-a", "u1")] * 3
+    assert [o.seen_source for o in outcomes] == ["127.0.0.1"] * 3
+    assert [o.connection for o in outcomes] == [0, 1, 2]
+    assert handler.connections == 3  # /clientip asked over each /hostname's connection
+
+
+def test_a_pod_that_does_not_report_its_source_leaves_it_unknown(
+    server: tuple[int, type[_Handler]],
+) -> None:
+    port, handler = server
+    handler.reports_source = False
+    request = TrafficRequest("web", count=2)
+    outcomes = parse_output(run(request, port, report_source=True), request, report_source=True)
+    assert [(o.backend, o.seen_source) for o in outcomes] == [(Backend("web-a", "u1"), None)] * 2
+
+
+def test_a_refused_connection_reporting_sources_is_one_attempt() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    request = TrafficRequest("web", count=2, timeout_s=1.0)
+    output = run(request, port, report_source=True)
+    assert output.count("Connection refused") == 2  # --fail-early: no second connect
+    outcomes = parse_output(output, request, report_source=True)
+    assert [(o.error, o.seen_source) for o in outcomes] == [(ErrorKind.REFUSED, None)] * 2
+
+
+def test_a_lost_clientip_transfer_keeps_the_backend_and_pairs_the_rest() -> None:
+    output = "a--u1\n0 0.01\n\n56 0.01\nb--u2\n0 0.01\n10.0.0.7:5\n0 0.01\n\n28 1\n"
+    request = TrafficRequest("web", count=3)
+    outcomes = parse_output(output, request, report_source=True)
+    assert [(o.backend, o.seen_source, o.error) for o in outcomes] == [
+        (Backend("a", "u1"), None, None),
+        (Backend("b", "u2"), "10.0.0.7", None),
+        (None, None, ErrorKind.TIMEOUT),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "address"),
+    [
+        ("10.0.0.5:43210", "10.0.0.5"),
+        ("[fd00::5]:43210", "fd00::5"),
+        ("10.0.0.5", "10.0.0.5"),
+        ("fd00::5", "fd00::5"),
+        ("web-a--u1", None),
+        ("not-an-ip:80", None),
+    ],
+)
+def test_clientip_answers_are_read_as_addresses(answer: str, address: str | None) -> None:
+    assert parse_peer(answer) == address

@@ -24,7 +24,7 @@ from harness.model.endpoints import (
     has_any_endpoints,
     usable_destinations,
 )
-from harness.model.objects import Backend, Destination, Service, TrafficPolicy
+from harness.model.objects import Backend, Destination, Service, ServiceType, TrafficPolicy
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.rules.commands import require_binaries, require_netns
 from harness.proxies.rules.conntrack import ConntrackCleaner, untranslated
@@ -201,6 +201,7 @@ class KernelRuleProxy(TrackingProxy):
             dropped,
             external,
             self.external_policy_local(service),
+            self.load_balancer_ips(service),
         )
 
     programs_node_ports: ClassVar[bool] = True
@@ -216,6 +217,14 @@ class KernelRuleProxy(TrackingProxy):
         """Whether node-port traffic is programmed as externalTrafficPolicy Local (kept
         unmasqueraded); a mutant may say otherwise."""
         return service.external_traffic_policy == TrafficPolicy.LOCAL
+
+    def load_balancer_ips(self, service: Service) -> tuple[str, ...]:
+        """The ingress IPs to program for `service` (`svcInfo.LoadBalancerVIPs()`): a
+        LoadBalancer's assigned one, none for other types or before one is assigned; a mutant
+        may program none."""
+        if service.type != ServiceType.LOAD_BALANCER or service.load_balancer_ip is None:
+            return ()
+        return (service.load_balancer_ip,)
 
     def destinations(self, service: Service, port_name: str) -> list[Destination]:
         """Where new connections to the port may go: `CategorizeEndpoints` on the raw slices."""
@@ -274,6 +283,22 @@ class KernelRuleProxy(TrackingProxy):
         packet = Packet(
             client_ip, node_ip, port.protocol.lower(), port.node_port, local_destination=True
         )
+        rules = self.read_rules()
+        backend_of = self.backend_lookup(service, port_name)
+        return to_reachability(rules.trace(packet), backend_of, rules.description)
+
+    def load_balancer_reachability(
+        self, service: Service, port_name: str, client_ip: str
+    ) -> Reachability:
+        """Where a new connection from `client_ip` outside the cluster to the Service's ingress
+        IP on the Service port goes once a load balancer handed it to this node (a forwarded
+        packet: the ingress IP is no address of the node), read from the kernel: the rule
+        oracle for LoadBalancer traffic. Rejects for a Service without an ingress IP or port.
+        Changes nothing."""
+        port = next((p for p in service.ports if p.name == port_name), None)
+        if port is None or service.load_balancer_ip is None:
+            return Reachability(True, {}, f"{service.name} has no ingress IP for {port_name!r}")
+        packet = Packet(client_ip, service.load_balancer_ip, port.protocol.lower(), port.port)
         rules = self.read_rules()
         backend_of = self.backend_lookup(service, port_name)
         return to_reachability(rules.trace(packet), backend_of, rules.description)

@@ -34,6 +34,11 @@ class PortPlan:
     `external_local`: this node's endpoints only; Cluster: any usable endpoint, whatever
     internalTrafficPolicy says), and without any it is dropped when `external_drops` (endpoints
     elsewhere only) and rejected otherwise (`harness.model.endpoints.expect_external`).
+
+    `load_balancer_ips` (a LoadBalancer's ingress IPs, `status.loadBalancer.ingress[].ip`; only
+    with a `node_port`) are reached on `port`, through the forwarding path, and go exactly where
+    the node port goes (kube-proxy sends both to the Service's `KUBE-EXT-<hash>` / `external-`
+    chain, and drops or rejects both alike without external endpoints).
     """
 
     namespace: str
@@ -50,6 +55,7 @@ class PortPlan:
     external_local: bool = False
     external: tuple[Destination, ...] = ()
     external_drops: bool = False
+    load_balancer_ips: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -84,6 +90,7 @@ def plan_ports(
     dropped: Collection[str] = (),
     external_of: Mapping[str, list[Destination]] | None = None,
     external_local: bool = False,
+    load_balancer_ips: tuple[str, ...] = (),
 ) -> tuple[PortPlan, ...]:
     """The plans of every port of `service`, given each port's usable destinations.
 
@@ -91,7 +98,8 @@ def plan_ports(
     names the ports whose new connections are dropped when they have no destinations (from
     inside or, at a node port, from outside). `external_of` gives each port's destinations for
     traffic at its node port (None: the Service's node ports are not programmed);
-    `external_local` whether it is programmed as externalTrafficPolicy Local.
+    `external_local` whether it is programmed as externalTrafficPolicy Local;
+    `load_balancer_ips` the ingress IPs to program for every port that has a node port.
     """
     if service.cluster_ip in NO_CLUSTER_IP:
         return ()
@@ -115,6 +123,9 @@ def plan_ports(
                 drops=port.name in dropped and not destinations_of.get(port.name),
                 **_node_port_fields(service, port.name, port.node_port, external_of, dropped),
                 external_local=external_local,
+                load_balancer_ips=_ingress_ips(
+                    service, port.node_port, external_of, load_balancer_ips
+                ),
             )
         )
     return tuple(plans)
@@ -136,6 +147,19 @@ def _node_port_fields(
         "external": external,
         "external_drops": port_name in dropped and not external,
     }
+
+
+def _ingress_ips(
+    service: Service,
+    node_port: int | None,
+    external_of: Mapping[str, list[Destination]] | None,
+    load_balancer_ips: tuple[str, ...],
+) -> tuple[str, ...]:
+    """A PortPlan's ingress IPs: `load_balancer_ips` where its node-port fields are programmed
+    (`_node_port_fields`), none elsewhere."""
+    if external_of is None or node_port is None or not service.type.external:
+        return ()
+    return load_balancer_ips
 
 
 def unique_by_address(destinations: Iterable[Destination]) -> tuple[Destination, ...]:

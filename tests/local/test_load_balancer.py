@@ -1,0 +1,175 @@
+"""LoadBalancer ingress IPs on the local cluster (issue 11, item 2): the external client hands a
+connection to an ingress IP to one chosen node, as a cloud or MetalLB load balancer would, and
+the kernel proxies program the ingress IP as kube-proxy does. One 2-node target per proxy for the
+module (tests/local/test_node_port.py's fixtures); every test leaves it reset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from harness.checks.external import LOAD_BALANCER_PART, PROPERTY
+from harness.checks.verdict import Verdict
+from harness.errors import UsageError
+from harness.events import (
+    CreatePod,
+    CreateService,
+    DeletePod,
+    Event,
+    RestartProxy,
+    Scale,
+    SetExternalTrafficPolicy,
+    SetServiceType,
+)
+from harness.local.cluster import load_balancer_source
+from harness.local.names import RunNames
+from harness.model.endpoints import expect_external
+from harness.model.objects import ServiceType, TrafficPolicy, labels_of
+from harness.proxies.iptables import IptablesProxy
+from harness.proxies.mutants import LoadBalancerIpUnprogrammedProxy
+from harness.runner import RunConfig, Runner
+from harness.targets.local import LocalTarget
+from harness.traffic import TrafficRequest, TrafficSample
+from tests.local import test_node_port as node_port
+from tests.local.conftest import needs_root
+
+pytestmark = [pytest.mark.netns, needs_root]
+
+WEB = labels_of({"app": "web"})
+NODES = node_port.NODES
+seen = node_port.seen
+target = node_port.target  # the fixtures: a 2-node target per kernel proxy, reset after each test
+cluster = node_port.cluster
+
+
+def via(target: LocalTarget, node: str, count: int = 8) -> TrafficSample:
+    """`count` fresh connections to web's ingress IP, handed to `node`."""
+    request = TrafficRequest(
+        "web", count=count, timeout_s=0.5, parallel=True, external_node=node, via_load_balancer=True
+    )
+    return target.send(request)
+
+
+def balanced_web(target: LocalTarget) -> None:
+    """web with a pod on each node, made LoadBalancer (its ingress IP assigned)."""
+    target.apply(CreateService("web", WEB))
+    for number, node in enumerate(NODES, 1):
+        target.apply(CreatePod(f"p{number}", WEB, node=node))
+    target.apply(SetServiceType("web", ServiceType.LOAD_BALANCER))
+
+
+def test_the_external_client_hands_the_ingress_range_to_each_node_from_its_own_address(
+    cluster: LocalTarget,
+) -> None:
+    names = RunNames(cluster.prefix)
+
+    def listed(*what: str) -> list[dict[str, object]]:
+        command = ["ip", "-n", names.external_netns, "-j", *what]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        return list(json.loads(done.stdout))
+
+    rules = {
+        str(r["src"]): str(r["table"]) for r in listed("rule", "show") if r.get("src") != "all"
+    }
+    assert rules == {load_balancer_source(1): "101", load_balancer_source(2): "102"}
+    for number in (1, 2):
+        routes = listed("route", "show", "table", str(100 + number))
+        wanted = [("10.255.0.0/24", f"10.240.0.{number}")]
+        assert [(r["dst"], r["gateway"]) for r in routes] == wanted
+    assert cluster.load_balancer_source("node-2") == "10.240.0.222"
+    assert cluster.load_balancer_source("node-9") is None
+
+
+def test_a_service_without_an_ingress_ip_is_refused_in_one_line(cluster: LocalTarget) -> None:
+    cluster.apply(CreateService("web", WEB))
+    cluster.apply(SetServiceType("web", ServiceType.NODE_PORT))
+    with pytest.raises(UsageError, match="no LoadBalancer ingress IP"):
+        via(cluster, "node-1")
+    cluster.apply(SetServiceType("web", ServiceType.LOAD_BALANCER))
+    with pytest.raises(UsageError, match="node-9"):
+        via(cluster, "node-9")
+    request = TrafficRequest("web", sources=(1,), external_node="node-1", via_load_balancer=True)
+    with pytest.raises(UsageError, match="sources=\\(0,\\)"):
+        cluster.send(request)
+
+
+def test_cluster_policy_reaches_every_endpoint_via_every_node_masqueraded(
+    cluster: LocalTarget,
+) -> None:
+    balanced_web(cluster)
+    for node in NODES:
+        sample = via(cluster, node, count=16)
+        assert set(seen(sample)) == {"p1", "p2"}, (node, seen(sample))
+        sources = {o.seen_source for o in sample.outcomes}
+        assert cluster.load_balancer_source(node) not in sources and None not in sources
+
+
+def test_local_policy_keeps_the_source_and_a_node_without_local_endpoints_drops(
+    cluster: LocalTarget,
+) -> None:
+    balanced_web(cluster)
+    cluster.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
+    for number, node in enumerate(NODES, 1):
+        sample = via(cluster, node)
+        assert seen(sample) == {f"p{number}": 8}
+        assert {o.seen_source for o in sample.outcomes} == {load_balancer_source(number)}
+    cluster.apply(DeletePod("p2", grace_s=0))
+    assert expect_external(cluster.state, "web", "http", "node-2").drops
+    assert seen(via(cluster, "node-2", count=2)) == {"timeout": 2}
+    assert seen(via(cluster, "node-1")) == {"p1": 8}
+    cluster.apply(DeletePod("p1", grace_s=0))
+    for node in NODES:  # no endpoints at all: rejected
+        assert seen(via(cluster, node, count=4)) == {"refused": 4}
+
+
+SEQUENCE: list[Event] = [
+    CreateService("web", WEB),
+    Scale("web", 2, node="node-2"),
+    SetServiceType("web", ServiceType.LOAD_BALANCER),
+    SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
+]
+
+
+def ingress_verdicts(target: LocalTarget, events: list[Event]) -> list[list[Verdict]]:
+    """The `node-port` verdicts of part `load-balancer` of each step of `events` on `target`."""
+    steps = Runner(target, RunConfig(deadline_s=2.0)).run(events)
+    return [
+        [
+            v
+            for v in step.verdicts
+            if v.property == PROPERTY and v.evidence.get("part") == LOAD_BALANCER_PART
+        ]
+        for step in steps
+    ]
+
+
+def test_the_part_holds_on_the_real_proxy_and_catches_the_disclosed_mutant(
+    cluster: LocalTarget,
+) -> None:
+    """`node-port`'s part `load-balancer` by a fixed sequence: a LoadBalancer Service with
+    endpoints on node-2 only, then externalTrafficPolicy Local: via node-1 the ingress IP must
+    DROP, via node-2 connect with the load balancer's address for node-2 kept. The real proxy
+    holds; `mutant-iptables-lb-ip-unprogrammed` fails as soon as the Service is LoadBalancer
+    (its ingress IP meets no rule: the connections time out)."""
+    held = ingress_verdicts(cluster, SEQUENCE)
+    assert [len(v) for v in held] == [0, 0, 1, 1]  # judged once the Service has an ingress IP
+    assert all(v.holds for step in held for v in step), held
+    evidence = held[-1][0].evidence["samples"]
+    assert [(s["node"], s["expected"]) for s in evidence] == [
+        ("node-1", "drop"),
+        ("node-2", "connect"),
+    ]
+    assert evidence[1]["seen_sources"] == [load_balancer_source(2)]
+    if not isinstance(cluster.proxy, IptablesProxy):  # the mutant is iptables'
+        return
+    cluster.reset()
+    cluster.new_proxy = LoadBalancerIpUnprogrammedProxy
+    try:
+        cluster.apply(RestartProxy())  # every node's proxy is now the mutant
+        caught = ingress_verdicts(cluster, SEQUENCE[:3])
+    finally:
+        cluster.new_proxy = IptablesProxy  # the fixture's reset starts the real ones
+    (verdict,) = caught[2]
+    assert not verdict.holds and "ingress IP via node-1" in verdict.message, verdict
