@@ -42,7 +42,7 @@ from harness.checks import (
 from harness.checks.confidence import AlarmBudget
 from harness.checks.verdict import failed
 from harness.clock import SimulatedClock
-from harness.coverage import UNOBSERVED_FEATURE, Coverage
+from harness.coverage import UNOBSERVED_FEATURE, WHILE_DOWN_FEATURE, Coverage
 from harness.errors import HarnessError
 from harness.events import Event
 from harness.failures import FailureRecord, RunContext, save_failure
@@ -172,6 +172,8 @@ def uncheckable_features(target: Target, supported: frozenset[str] | None = None
         unreachable.add("stale-snapshot")
     if unobserved_unsupported(target) is not None:
         unreachable.add(UNOBSERVED_FEATURE)
+    if restart_unsupported(target) is not None or unobserved_unsupported(target) is not None:
+        unreachable.add(WHILE_DOWN_FEATURE)  # drawn only where both are (`strategies`)
     if out_of_window_unsupported(target) is not None or not isinstance(target, ConnectionHolder):
         unreachable.add("out-of-window")
     if not isinstance(target, ConnectionHolder):

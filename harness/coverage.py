@@ -87,6 +87,10 @@ FEATURES: dict[str, str] = {
         "a UDP flow with a fixed 5-tuple held through a change (its endpoint removed or made"
         " unready, scaled to 0 and back, a proxy restart) and asked again"
     ),
+    "changed-while-down": (
+        "the proxy restarts after changes made while it was down (an endpoint removed or made"
+        " unready, a group scaled), and the Service has usable endpoints after them"
+    ),
     "seen-from-every-node": (
         "a changed Service the nodes see differently (internalTrafficPolicy Local, endpoints on"
         " some nodes) reached from every node's host network, each by its own proxy"
@@ -113,6 +117,7 @@ FEATURES: dict[str, str] = {
 }
 MULTI_PORT_FEATURE = "multi-port-named"
 UNOBSERVED_FEATURE = "unobserved-changes"
+WHILE_DOWN_FEATURE = "changed-while-down"
 AFFINITY_FEATURES = frozenset({"affinity-idle-past-timeout", "affinity-backend-removed"})
 
 
@@ -240,6 +245,8 @@ def change_features(
         found.add("opt-out-removed")
     if isinstance(event, RestartProxy) and expected.usable:
         found.add("proxy-restarted")
+    if isinstance(event, RestartProxy) and event.while_down and expected.usable:
+        found.add(WHILE_DOWN_FEATURE)
     if isinstance(event, StaleSnapshot) and expected.usable:
         found.add("stale-snapshot")
     if isinstance(event, UnobservedChanges) and expected.usable:

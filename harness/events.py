@@ -564,9 +564,39 @@ class RestartProxy(Event):
     (`harness.checks.connections`)."""
 
     kind: ClassVar[str] = "restart-proxy"
+    while_down: tuple[Event, ...] = ()
+    """Changes of the cluster made between the stop and the start (none, or 1 to
+    MAX_WHILE_DOWN): the new instance lists a cluster its predecessor never saw change, as when
+    kube-proxy is down during a rollout while pods come and go. What must hold besides: a held
+    UDP flow whose endpoint went meanwhile reaches a usable endpoint within the deadline (its
+    stale conntrack entry is reconciled at the start: `pkg/proxy/conntrack/cleanup.go:
+    CleanStaleEntries`, kubernetes PR #127318; before it, kubernetes#105657 and #122740)."""
 
     def apply(self, state: ClusterState) -> ClusterState:
-        return state
+        """The changes made while the proxy was down, in order (the restart itself changes
+        nothing); InvalidEvent for more than MAX_WHILE_DOWN of them or one that is not a change
+        of the cluster (`NOT_CHANGES`)."""
+        if len(self.while_down) > MAX_WHILE_DOWN:
+            raise InvalidEvent(
+                f"restart-proxy holds {len(self.while_down)} changes while down: it may hold 1 to"
+                f" {MAX_WHILE_DOWN}"
+            )
+        return _apply_changes(self.kind, self.while_down, state)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain restart is `{"kind": "restart-proxy"}`, as before `while_down` existed."""
+        if not self.while_down:
+            return {"kind": self.kind}
+        return {"kind": self.kind, "while_down": [change.to_json() for change in self.while_down]}
+
+    def __str__(self) -> str:
+        if not self.while_down:
+            return self.kind
+        return f"{self.kind} while-down [{'; '.join(str(c) for c in self.while_down)}]"
+
+
+MAX_WHILE_DOWN = 3
+"""The most changes one `RestartProxy` makes while the proxy is down."""
 
 
 # -- Several ports (issue 12, item 3) -------------------------------------------------------------
@@ -884,19 +914,23 @@ class UnobservedChanges(Event):
                 f"unobserved-changes holds {len(self.changes)} changes: it must hold 2 to"
                 f" {MAX_UNOBSERVED}"
             )
-        for change in self.changes:
-            if isinstance(change, NOT_CHANGES):
-                raise InvalidEvent(
-                    f"unobserved-changes cannot hold {change.kind}: only changes of the cluster"
-                )
-            state = change.apply(state)
-        return state
+        return _apply_changes(self.kind, self.changes, state)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "changes": [change.to_json() for change in self.changes]}
 
     def __str__(self) -> str:
         return f"{self.kind} [{'; '.join(str(change) for change in self.changes)}]"
+
+
+def _apply_changes(holder: str, changes: Sequence[Event], state: ClusterState) -> ClusterState:
+    """`changes` applied in order for the event `holder` that holds them; InvalidEvent for one
+    that is not a change of the cluster (`NOT_CHANGES`)."""
+    for change in changes:
+        if isinstance(change, NOT_CHANGES):
+            raise InvalidEvent(f"{holder} cannot hold {change.kind}: only changes of the cluster")
+        state = change.apply(state)
+    return state
 
 
 NOT_CHANGES: tuple[type[Event], ...] = (
@@ -965,9 +999,10 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         return labels_of(value)
     origin = typing.get_origin(hint)
     if origin is tuple and typing.get_args(hint) == (Event, ...):
-        if not isinstance(value, list) or len(value) > MAX_UNOBSERVED:
+        most = MAX_WHILE_DOWN if where.endswith(".while_down") else MAX_UNOBSERVED
+        if not isinstance(value, list) or len(value) > most:
             raise UsageError(
-                f"{where} must be a list of at most {MAX_UNOBSERVED} events, got {shorten(value)}"
+                f"{where} must be a list of at most {most} events, got {shorten(value)}"
             )
         return tuple(event_from_json(item, f"{where}[{i}]") for i, item in enumerate(value))
     if origin in (typing.Union, types.UnionType):

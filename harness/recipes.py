@@ -533,8 +533,21 @@ def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace
     at once (#19029), or the group scaled to 0 and back (#48370, #139628). Nothing when the
     space generates no UDP (`EventSpace.makes_udp`: the target cannot send it, or the
     implementation does not declare it)."""
-    if not space.makes_udp:
+    found = _udp_populated(data, state, space)
+    if found is None:
         return []
+    events, service = found
+    return [*events, *_endpoint_change(data, _apply_all(state, events), service)]
+
+
+def _udp_populated(
+    data: st.DataObject, state: ClusterState, space: EventSpace
+) -> tuple[list[Event], Service] | None:
+    """Events that leave a UDP Service (one drawn, or created when there is none and a name is
+    free) with usable endpoints, and that Service; None where the space makes no UDP or no
+    name is free."""
+    if not space.makes_udp:
+        return None
     udp = [s for s in state.services.values() if s.ports[0].protocol == "UDP"]  # flows use it
     events: list[Event] = []
     if udp:
@@ -542,7 +555,7 @@ def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace
     else:
         free = [n for n in SERVICE_NAMES if n not in state.services]
         if not free:
-            return []
+            return None
         group = data.draw(st.sampled_from(GROUPS), label="group")
         created = CreateService(
             data.draw(st.sampled_from(free), label="name"),
@@ -553,17 +566,39 @@ def udp_flow_changed(data: st.DataObject, state: ClusterState, space: EventSpace
         events.append(created)
         service = created.apply(state).service(created.service)
     events += _populated(data, _apply_all(state, events), service, PROXY_NODE)
-    after = _apply_all(state, events)
+    return events, service
+
+
+def _endpoint_change(data: st.DataObject, after: ClusterState, service: Service) -> list[Event]:
+    """A change that takes a usable endpoint away from `service` in `after`: one made unready,
+    deleted at once, or its group scaled to 0 and back; none when nothing can."""
     ready = _listed(after, service, lambda p: p.ready and not p.terminating)
     owner = _group(service)
     change = data.draw(st.sampled_from(["unready", "delete", "scale"]), label="change")
     if change == "scale" and owner is not None:
         replicas = len(after.group_pods(owner))
-        return [*events, Scale(owner, 0), Scale(owner, max(replicas, 2))]
+        return [Scale(owner, 0), Scale(owner, max(replicas, 2))]
     if not ready:
-        return events
+        return []
     pod = data.draw(st.sampled_from([p.name for p in ready]), label="pod")
-    return [*events, SetReady(pod, False) if change == "unready" else DeletePod(pod, 0)]
+    return [SetReady(pod, False) if change == "unready" else DeletePod(pod, 0)]
+
+
+def changed_while_down(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """A Service with usable endpoints (a UDP one where the space makes UDP, so that flows are
+    held to it), then a proxy restart during which one of its endpoints is made unready,
+    deleted, or its group scaled to 0 and back (`RestartProxy.while_down`): the restarted proxy
+    must reconcile what it never saw (kubernetes#105657, #122740, #126130). A plain restart
+    where the target cannot hold changes from its proxy (`hides_updates`)."""
+    found = _udp_populated(data, state, space)
+    if found is None:
+        service = _service(data, state)
+        found = (_populated(data, state, service, PROXY_NODE), service)
+    events, service = found
+    if not space.hides_updates:
+        return [*events, RestartProxy()]
+    changes = _endpoint_change(data, _apply_all(state, events), service)
+    return [*events, RestartProxy(tuple(changes))]
 
 
 def dual_protocol(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
@@ -633,6 +668,7 @@ RECIPES: dict[str, Recipe] = {
     "opted-out": opted_out,
     "opt-out-removed": opt_out_removed,
     "udp-flow-through-change": udp_flow_changed,
+    "changed-while-down": changed_while_down,
     "seen-from-every-node": spread_over_nodes,
     "dual-protocol-port": dual_protocol,
     "node-port-reached": node_port_reached,

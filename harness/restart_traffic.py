@@ -62,7 +62,8 @@ class DuringRestart:
     ) -> None:
         self.target, self.port, self.timeout_s, self.now = target, port, timeout_s, now
         self.expected: Expectation | None = None
-        if isinstance(event, RestartProxy) and keeps_proxy_state(target):
+        # changes made while the proxy is down leave its old rules wrong meanwhile: not sampled
+        if isinstance(event, RestartProxy) and not event.while_down and keeps_proxy_state(target):
             expected = (expect(state, name, port) for name in sorted(state.services))
             self.expected = next((e for e in expected if e.usable and e.service), None)
         self.outcomes: list[Outcome] = []

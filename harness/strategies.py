@@ -28,6 +28,7 @@ from harness.events import (
     ADMIN_PORT,
     FIRST_PORT,
     MAX_STALE_BACK,
+    MAX_WHILE_DOWN,
     MULTI_PORTS,
     UDP_PORT_NAME,
     AddServicePort,
@@ -118,7 +119,10 @@ class EventSpace:
     proxy: `harness.targets.base.restart_unsupported`), `shows_stale` False never `StaleSnapshot`
     (`stale_unsupported`), `hides_updates` False never `UnobservedChanges`
     (`unobserved_unsupported`), `sends_out_of_window` False never `OutOfWindow`
-    (`out_of_window_unsupported`); `features` are the conformance features
+    (`out_of_window_unsupported`), `changes_while_down` True (the aim at `changed-while-down`
+    narrows to it; only where `hides_updates` too) lets a restart carry changes made while the
+    proxy is down (`RestartProxy.while_down`; off by default, so that other examples draw
+    exactly what they drew before it existed); `features` are the conformance features
     the implementation declares (`harness.features`; None: every one), and no event that
     exercises an undeclared one is drawn (`for_features`), so a failure is never the result of
     asking for what the implementation said it does not do. `udp` True (the target sends UDP:
@@ -149,6 +153,7 @@ class EventSpace:
     udp: bool = False
     udp_only: bool = False
     sends_out_of_window: bool = True
+    changes_while_down: bool = False
 
     def supports(self, feature: str) -> bool:
         """Whether events exercising the conformance feature `feature` may be drawn."""
@@ -629,6 +634,47 @@ def _unobserved(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Ev
     return st.one_of(options) if options else st.nothing()
 
 
+WHILE_DOWN_ODDS = 3
+"""One restart in this many makes changes while the proxy is down (where the target can)."""
+
+
+def while_down_options(state: ClusterState) -> tuple[tuple[str, Event], ...]:
+    """The changes a restart may make while the proxy is down, each with the group (or pod) it
+    touches, so that changes to different ones always apply together in any order: a live pod
+    deleted at once or its readiness flipped (kubernetes#19029, #105657), a scaled group
+    scaled to 0 or by one more. Pure."""
+    options: list[tuple[str, Event]] = []
+    for pod in sorted(state.pods.values(), key=lambda p: p.name):
+        if _alive(pod):
+            touched = dict(pod.labels).get("app", pod.name)
+            options.append((touched, DeletePod(pod.name, 0.0)))
+            options.append((touched, SetReady(pod.name, not pod.ready)))
+    for group in GROUPS:
+        size = len(state.group_pods(group))
+        if size:
+            options += [(group, Scale(group, 0)), (group, Scale(group, size + 1))]
+    return tuple(options)
+
+
+def _restart_proxy(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """A plain restart, or (one in `WHILE_DOWN_ODDS`, where the space asks for changes while
+    down, `changes_while_down`, and the target can hold changes from its proxy:
+    `hides_updates`) one with 1 to MAX_WHILE_DOWN changes to different groups or pods made
+    while the proxy is down (`RestartProxy.while_down`); shrinks to a plain one. A plain
+    restart draws nothing (`st.just`)."""
+    plain: st.SearchStrategy[Event] = st.just(RestartProxy())
+    options = [
+        o for o in key[0] if not isinstance(o[1], Scale) or o[1].replicas <= space.max_replicas
+    ]
+    if not (space.changes_while_down and space.hides_updates) or not options:
+        return plain
+    changes = st.lists(
+        st.sampled_from(options), min_size=1, max_size=MAX_WHILE_DOWN, unique_by=lambda o: o[0]
+    )
+    down = changes.map(lambda chosen: RestartProxy(tuple(change for _, change in chosen)))
+    return st.one_of(*[plain] * (WHILE_DOWN_ODDS - 1), down)
+
+
 GENERATORS: dict[str, Generator] = {
     "create_service": Generator(
         lambda s, sp: len(s.services) < min(sp.max_services, len(SERVICE_NAMES)),
@@ -719,8 +765,8 @@ GENERATORS: dict[str, Generator] = {
     ),
     "restart_proxy": Generator(
         lambda s, sp: sp.restarts_proxy and bool(s.services),
-        _no_key,
-        lambda key, sp: st.just(RestartProxy()),
+        lambda s: (while_down_options(s),),
+        _restart_proxy,
     ),
     "stale_snapshot": Generator(
         lambda s, sp: sp.shows_stale and bool(s.services),

@@ -108,6 +108,9 @@ AIMS: dict[str, Aim] = {
     "udp-flow-through-change": _aim(
         "set_ready", "delete_pod", "restart_pod", "restart_proxy", udp_only=True
     ),
+    "changed-while-down": _aim(
+        "restart_proxy", "set_ready", "delete_pod", "create_pod", changes_while_down=True
+    ),
     "seen-from-every-node": _aim("scale", "create_pod", "set_traffic_policy"),
     "node-port-reached": _aim("set_service_type", "scale", "create_pod"),
     "load-balancer-reached": _aim("set_service_type", "scale", "create_pod"),

@@ -49,6 +49,9 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-keeps-udp-conntrack (UDP flows, kubernetes#19029, #105657): never deletes the
   UDP conntrack entries of removed endpoints, so a flow that keeps its 5-tuple keeps reaching an
   unready pod, or nothing once its pod is gone.
+- mutant-iptables-forgets-while-down (UDP flows across a restart, kubernetes#105657, #122740,
+  #126130): does not reconcile conntrack at its first sync after a start, so the UDP entries of
+  endpoints removed or made unready while no instance ran keep their flows on them.
 - mutant-iptables-wrong-node (every node, I10): takes node-1 as its node whatever node it runs
   on, so under internalTrafficPolicy Local every node's proxy uses node-1's endpoints: right on
   node-1, where the clients are, wrong on every other node (`every-node`; pod clients on other
@@ -340,6 +343,17 @@ class KeepsUdpConntrackProxy(IptablesProxy):
         return {f for f in super().record(plans, rendered) if f.protocol != "udp"}
 
 
+class ForgetsWhileDownProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-forgets-while-down"
+    description: ClassVar[str] = (
+        "iptables that does not reconcile conntrack when it starts, so UDP flows to endpoints"
+        " removed while it was down stay stale"
+    )
+
+    def reconciles_at_start(self) -> bool:
+        return False
+
+
 class WrongNodeProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-wrong-node"
     description: ClassVar[str] = (
@@ -454,6 +468,7 @@ MUTANT_PROXIES: dict[str, type] = {
         NoHairpinMasqueradeProxy,
         IgnoresOptOutProxy,
         KeepsUdpConntrackProxy,
+        ForgetsWhileDownProxy,
         WrongNodeProxy,
         ImmutableVipProxy,
         PortIgnoresProtocolProxy,

@@ -438,6 +438,8 @@ class KubeTarget:
         elsewhere with its reason (`restart_unsupported`), never taken as a no-op; so is
         `StaleSnapshot` and `UnobservedChanges`, always (`stale_unsupported`,
         `unobserved_unsupported`)."""
+        if isinstance(event, RestartProxy) and event.while_down:
+            raise UsageError(f"{RestartProxy.kind} while_down: {self.unobserved_unsupported}")
         if isinstance(event, RestartProxy):
             self._restart_proxy()
             return

@@ -323,15 +323,23 @@ class LocalTarget:
         """Stop every node's proxy (`NodeProxies.stop`: idempotent)."""
         self._proxies.stop()
 
-    def _restart_proxy(self) -> None:
+    def _restart_proxy(self, while_down: Sequence[Event] = ()) -> None:
         """`RestartProxy`: stop every node's proxy and start a new instance of each in the same
         node namespace, then hand it every Service and slice and sync, as a restarted kube-proxy
         lists everything from the API server and programs it anew. The node's connection
         tracking is left alone: established connections must survive the restart (Cilium's
         conn-disrupt test). A proxy that cannot start again raises `ProxyFailure` (one
-        proxy-contract verdict)."""
+        proxy-contract verdict). `while_down`: changes made to the cluster (its pods) between
+        the stop and the start, one by one, which no proxy instance is handed (none runs)."""
         self._open_cluster()
+        states, state = [], self.state
+        for change in while_down:  # refused before anything stops
+            self._check_node(change)
+            state = change.apply(state)
+            states.append(state)
         self._proxies.stop(for_restart=True)  # a RuleKeepingProxy leaves its rules for the next
+        for state in states:  # no proxy runs: only the pods change
+            self._set_state(state)
         self._start_proxy(self.new_proxy())
         self._fresh = False
         self._set_state(self.state)
@@ -381,7 +389,7 @@ class LocalTarget:
         earlier state first (`_show_stale`); `UnobservedChanges` hands it only the end state
         (`apply_many`)."""
         if isinstance(event, RestartProxy):
-            self._restart_proxy()
+            self._restart_proxy(event.while_down)
             return
         if isinstance(event, StaleSnapshot):
             self._show_stale(event.back)

@@ -99,6 +99,7 @@ EXAMPLES: dict[str, list[Event]] = {
     "proxy-restarted": [*START, RestartProxy()],
     "stale-snapshot": [*START, StaleSnapshot(2)],
     "unobserved-changes": [*START, UnobservedChanges((Scale("web", 0), Scale("web", 2)))],
+    "changed-while-down": [*START, RestartProxy((SetReady("web-0", False),))],
     "long-lived-through-change": [*START, SetReady("web-0", False)],
     "multi-port-named": [  # p-1 lacks `admin`: left out of that port, listed on the others
         CreateMultiPortService("svc-a", WEB, port_count=3),

@@ -59,6 +59,11 @@ CAUGHT_CHEAPER = {
     # node-port rule oracle at once (tests/proxies/test_node_port_rules.py)
     "local:mutant-iptables-nodeport-ignores-local": "tests/local/test_node_port.py",
     "local:mutant-iptables-nodeport-rejects-no-local": "tests/local/test_node_port.py",
+    # wrong only for a UDP flow whose endpoint went while no proxy ran: the quick profile
+    # catches it too (seed 11: 3 examples, a 3-event counterexample, 7.6 s with shrinking and
+    # confirmation, through a restart during which an endpoint was made unready); a fixed
+    # sequence catches it at that restart in about 0.7 s of the default run instead
+    "local:mutant-iptables-forgets-while-down": "tests/local/test_restart_while_down.py",
     # wrong only from outside at an ingress IP, which needs a LoadBalancer Service with endpoints
     # and 2 nodes; a fixed sequence catches it at its LoadBalancer step in about 2 s, the
     # ingress-IP rule oracle at once (tests/proxies/test_load_balancer_rules.py)

@@ -32,6 +32,21 @@ itself (`untranslated`: `--reply-src VIP --reply-port-src PORT`). kube-proxy has
 entries to clear where it REJECTs (the packet is dropped before conntrack confirms it); for UDP
 it clears the analogous stale entries when a Service gets endpoints (kubernetes#48370).
 
+Reconciling at a start (kube-proxy since v1.32: `pkg/proxy/conntrack/cleanup.go:
+CleanStaleEntries`, kubernetes PR #127318 for issue #126130, extended to Services without
+endpoints by PR #139629): the removals above are events, and a restarted proxy never saw the
+changes made while it was down, so its first sync lists the table once and deletes every
+**UDP** (and SCTP) entry whose original destination is a programmed Service port's VIP and port
+and whose reply source is not one of that port's current endpoints (also the untranslated ones,
+and all of a port without endpoints), and every translated UDP entry to a VIP in the Service
+range that no Service port programs any more (its Service was deleted meanwhile; upstream clears
+those from the delete event, PR #141371, which a restarted proxy never gets) (`stale_flows`,
+`ConntrackCleaner.reconcile`). TCP is left as above; an entry whose reply source is a current
+endpoint is never touched, so a flow to a usable endpoint survives the restart
+(kubernetes#122740). Before the reconciler, changes made while kube-proxy was down left such
+entries behind (kubernetes#105657's unready endpoints, #122740).
+`mutant-iptables-forgets-while-down` does not reconcile.
+
 Dumping conntrack walks the global hash table (about 10 ms here), so the namespace's entry count
 is read first, from a `nf_conntrack_count` file opened inside the namespace (O(1)); with no
 entries there is nothing to delete and no command runs.
@@ -41,6 +56,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from harness.errors import EnvironmentProblem
 from harness.local.names import netns_path
@@ -96,6 +112,40 @@ def flow_of(line: str) -> Flow | None:
         return None
 
 
+RECONCILED_PROTOCOLS = frozenset({"udp", "sctp"})
+"""The protocols whose stale entries a start reconciles (`CleanStaleEntries` handles UDP and
+SCTP; TCP entries end with their connections)."""
+
+
+def stale_flows(held: Iterable[Flow], plans: Iterable[PortPlan], service_cidr: str) -> set[Flow]:
+    """The held flows a start must delete (`CleanStaleEntries`): of `RECONCILED_PROTOCOLS`, to a
+    programmed port's VIP and port (`plans`) from a reply source that is not one of its current
+    destinations, or translated to a VIP in `service_cidr` that no plan programs. Pure."""
+    serving: dict[tuple[str, str, int], set[tuple[str, int]]] = {}
+    for plan in plans:
+        key = (plan.protocol, plan.cluster_ip, plan.port)
+        serving.setdefault(key, set()).update((d.address, d.port) for d in plan.destinations)
+    service_range = ip_network(service_cidr)
+    stale: set[Flow] = set()
+    for flow in held:
+        if flow.protocol not in RECONCILED_PROTOCOLS:
+            continue
+        endpoints = serving.get((flow.protocol, flow.cluster_ip, flow.port))
+        if endpoints is not None:
+            if (flow.endpoint_ip, flow.endpoint_port) not in endpoints:
+                stale.add(flow)
+        elif flow.endpoint_ip != flow.cluster_ip and _within(flow.cluster_ip, service_range):
+            stale.add(flow)
+    return stale
+
+
+def _within(address: str, network: IPv4Network | IPv6Network) -> bool:
+    try:
+        return ip_address(address) in network
+    except ValueError:
+        return False
+
+
 class ConntrackCleaner:
     """Deletes the entries of removed flows in one namespace; `close()` releases its counter."""
 
@@ -127,6 +177,25 @@ class ConntrackCleaner:
             return
         if len(wanted) > LIST_ABOVE:
             wanted &= self.held()
+        self._delete(wanted)
+
+    def reconcile(
+        self, removed: Iterable[Flow], plans: Iterable[PortPlan], service_cidr: str
+    ) -> int:
+        """A start's cleanup: list the table once and delete the entries of `removed` it holds
+        (as `clear`) and every stale flow (`stale_flows` against `plans`, everything now
+        programmed); returns how many flows were deleted. Nothing runs when the namespace has
+        no entries. Never deletes an entry whose reply source is a current endpoint of its
+        port. Raises EnvironmentProblem."""
+        if self.entries() == 0:
+            return 0
+        held = self.held()
+        wanted = (set(removed) & held) | stale_flows(held, plans, service_cidr)
+        self._delete(wanted)
+        return len(wanted)
+
+    def _delete(self, wanted: set[Flow]) -> None:
+        """Delete the entries of `wanted` in one `conntrack -R` batch (nothing for none)."""
         lines = [delete_command(flow) for flow in sorted(wanted)]
         if not lines:
             return
