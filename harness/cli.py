@@ -226,7 +226,12 @@ def build_parser() -> Parser:
     run.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
     run.add_argument("--focus", type=_regex, help="judge only properties matching this regex")
     run.add_argument("--skip", type=_regex, help="do not judge properties matching this regex")
-    run.add_argument("--exitfirst", action="store_true", help="stop at the first violated property")
+    run.add_argument(
+        "--exitfirst",
+        action="store_true",
+        help="stop at the first violated property whose counterexample reproduces (one that"
+        " does not is reported, and the search goes on)",
+    )
     run.add_argument("--results", type=Path, help="write the JSON results file here")
     run.add_argument("--junit", type=Path, help="write JUnit XML here")
     run.add_argument(

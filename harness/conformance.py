@@ -292,6 +292,8 @@ class _Findings:
             self.runner.target.name,
         )
         self.results[prop] = result
+        if result.flaky and self.options.stop_at_first and self.search is not None:
+            self.search.reopen(prop)  # reported as found; the search goes on for a confirmed one
         if self.on_verdict is not None:
             self.on_verdict(result)
 

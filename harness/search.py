@@ -93,7 +93,8 @@ class Search:
 
     Promises: `run` returns after `limits.examples` examples, once `limits.budget_s` seconds
     have passed (checked before every step), or once every property has a finding (the first
-    one, with `stop_at_first`, and then only that one is handed over); each finding is handed
+    one, with `stop_at_first`, and then only that one is handed over; a property its handler
+    `reopen`s is looked for again); each finding is handed
     to `on_finding` after its example ends (a handler may replay on the same runner); Ctrl-C
     propagates as KeyboardInterrupt. It never changes the target except through the runner.
     It never aims at a coverage feature in `uncheckable` (the target cannot show it, or the
@@ -132,6 +133,12 @@ class Search:
     def settle(self, prop: str) -> None:
         """Stop looking for `prop` (it was found outside the search, e.g. while shrinking)."""
         self.found.add(prop)
+
+    def reopen(self, prop: str) -> None:
+        """Look for `prop` again: its finding did not reproduce on a fresh target, and with
+        `stop_at_first` only a finding that reproduces ends the search (a loaded machine's
+        chance alarm must not stand for a catch)."""
+        self.found.discard(prop)
 
     def run(self, seed_value: int) -> SearchStats:
         """Run the `fixed` sequences first, then search in rounds until the examples, the budget

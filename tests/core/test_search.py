@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
+from pathlib import Path
 
 from harness.checks import PROPERTIES
+from harness.conformance import SuiteResult, options_for, run_target
 from harness.profiles import Limits
 from harness.runner import Runner
 from harness.search import Finding, Search
 from harness.strategies import EventSpace
 from harness.swarm import AIMS
 from harness.targets.model import ModelTarget
-from harness.targets.mutants import MUTANTS
+from harness.targets.mutants import MUTANTS, TimesOutWhenEmpty
+from harness.traffic import ErrorKind, Outcome, TrafficRequest
 
 
 def search(
@@ -66,3 +70,50 @@ def test_aims_bring_rare_states_up_to_the_goal() -> None:
     stats = engine.run(6)
     assert stats.coverage.short_of(5) == [], stats.coverage.to_json()
     assert set(AIMS) == set(stats.coverage.to_json())
+
+
+class TimesOutUntilClosed(ModelTarget):
+    """Drops connections to a Service without endpoints until it is first closed: a chance
+    alarm that no fresh target reproduces (as a loaded machine's can be)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.closed_once = False
+
+    def close(self) -> None:
+        self.closed_once = True
+        super().close()
+
+    def on_no_endpoints(self, connection: int, request: TrafficRequest, drops: bool) -> Outcome:
+        if not self.closed_once:
+            return Outcome(None, ErrorKind.TIMEOUT, request.timeout_s * 1000, connection)
+        return super().on_no_endpoints(connection, request, drops)
+
+
+def stop_at_first_run(target: ModelTarget, tmp_path: Path) -> SuiteResult:
+    options = options_for(
+        target,
+        seed=3,
+        examples=8,
+        steps=6,
+        properties=("reject-when-empty", "endpoints"),  # endpoints holds on both targets
+        failures_dir=tmp_path,
+    )
+    return run_target(target, replace(options, stop_at_first=True))
+
+
+def test_stop_at_first_stops_at_a_finding_that_reproduces(tmp_path: Path) -> None:
+    suite = stop_at_first_run(TimesOutWhenEmpty(), tmp_path)
+    (failure,) = suite.failed
+    assert not failure.flaky and failure.reproduced == "2/2"
+    assert suite.stats.stopped == "first found" and suite.stats.examples < 8
+
+
+def test_stop_at_first_goes_on_after_a_finding_no_fresh_target_reproduces(tmp_path: Path) -> None:
+    """The unconfirmed finding is reported (flaky, its file saved) and the search goes on to its
+    limit looking for one that reproduces: a chance alarm never stands for a catch."""
+    suite = stop_at_first_run(TimesOutUntilClosed(), tmp_path)
+    (failure,) = suite.failed
+    assert failure.flaky and failure.reproduced == "0/2"
+    assert failure.failure_file is not None and failure.failure_file.exists()
+    assert suite.stats.stopped == "examples" and suite.stats.examples == 8
