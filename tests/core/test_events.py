@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, seed, settings
 
 from harness.errors import InvalidEvent, UsageError
 from harness.events import (
@@ -33,9 +33,12 @@ def test_sequences_round_trip_exactly_through_json(events):
 
 
 def test_every_kind_is_generated_somewhere():
+    """Seeded: 300 unseeded examples missed set-external-traffic-policy (drawn only on a
+    NodePort or LoadBalancer Service) for 2 seeds in 20; 600 missed no kind for 20 seeds."""
     seen = set()
 
-    @settings(max_examples=300, deadline=None)
+    @seed(1)
+    @settings(max_examples=600, deadline=None, database=None)
     @given(event_sequences(EventSpace(udp=True), max_events=25))  # some kinds need UDP
     def collect(events):
         seen.update(e.kind for e in events)
