@@ -25,6 +25,7 @@ from harness.model.objects import (
     EndpointSlice,
     Service,
     ServicePort,
+    ServiceType,
     TrafficPolicy,
     labels_of,
 )
@@ -117,7 +118,9 @@ def service_json(service: Service) -> Message:
     """The Service as the protocol carries it. `labels` (optional in version 1) is present only
     when the Service has labels, which only the opt-out labels give it, and only a proxy that
     declares the `opt-out-labels` feature is handed such a Service: a proxy written before the
-    field never sees it."""
+    field never sees it. Likewise the external fields (`external_json`) and each port's
+    `node_port` are present only for a NodePort or LoadBalancer Service, which only a proxy
+    declaring `node-port`, `load-balancer` or `health-check-node-port` is handed."""
     labels = {"labels": dict(service.labels)} if service.labels else {}
     return {
         "name": service.name,
@@ -129,6 +132,7 @@ def service_json(service: Service) -> Message:
                 "port": p.port,
                 "target_port": p.target_port,
                 "protocol": p.protocol,
+                **({"node_port": p.node_port} if p.node_port is not None else {}),
             }
             for p in service.ports
         ],
@@ -137,6 +141,23 @@ def service_json(service: Service) -> Message:
         "publish_not_ready_addresses": service.publish_not_ready_addresses,
         "internal_traffic_policy": service.internal_traffic_policy.value,
         **labels,
+        **external_json(service),
+    }
+
+
+def external_json(service: Service) -> Message:
+    """A NodePort or LoadBalancer Service's external fields (none for a ClusterIP one): its
+    type, externalTrafficPolicy, and, once assigned, its ingress IP and healthCheckNodePort."""
+    if service.type == ServiceType.CLUSTER_IP:
+        return {}
+    assigned = {
+        "load_balancer_ip": service.load_balancer_ip,
+        "health_check_node_port": service.health_check_node_port,
+    }
+    return {
+        "type": service.type.value,
+        "external_traffic_policy": service.external_traffic_policy.value,
+        **{key: value for key, value in assigned.items() if value is not None},
     }
 
 
@@ -183,7 +204,7 @@ def service_from_json(service: Message) -> Service:
         cluster_ip=service["cluster_ip"],
         selector=(),
         ports=tuple(
-            ServicePort(p["name"], p["port"], p["target_port"], p["protocol"])
+            ServicePort(p["name"], p["port"], p["target_port"], p["protocol"], p.get("node_port"))
             for p in service["ports"]
         ),
         namespace=service["namespace"],
@@ -192,6 +213,12 @@ def service_from_json(service: Message) -> Service:
         publish_not_ready_addresses=service["publish_not_ready_addresses"],
         internal_traffic_policy=TrafficPolicy(service["internal_traffic_policy"]),
         labels=labels_of(service.get("labels", {})),
+        type=ServiceType(service.get("type", ServiceType.CLUSTER_IP.value)),
+        external_traffic_policy=TrafficPolicy(
+            service.get("external_traffic_policy", TrafficPolicy.CLUSTER.value)
+        ),
+        health_check_node_port=service.get("health_check_node_port"),
+        load_balancer_ip=service.get("load_balancer_ip"),
     )
 
 

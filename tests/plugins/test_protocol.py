@@ -18,6 +18,7 @@ from harness.model.objects import (
     EndpointSlice,
     Service,
     ServicePort,
+    ServiceType,
     TrafficPolicy,
 )
 from harness.proxies.base import NodeContext
@@ -75,6 +76,27 @@ services = st.builds(
     publish_not_ready_addresses=st.booleans(),
     internal_traffic_policy=st.sampled_from(TrafficPolicy),
 )
+node_ports = st.integers(30000, 32767)
+
+
+@st.composite
+def external_services(draw: st.DrawFn) -> Service:
+    """A NodePort or LoadBalancer Service: a node port on every port, its externalTrafficPolicy,
+    and (a LoadBalancer's) an ingress IP and a healthCheckNodePort when assigned."""
+    service = draw(services)
+    kind = draw(st.sampled_from([ServiceType.NODE_PORT, ServiceType.LOAD_BALANCER]))
+    balancer = kind == ServiceType.LOAD_BALANCER
+    return replace(
+        service,
+        type=kind,
+        ports=tuple(replace(p, node_port=draw(node_ports)) for p in service.ports),
+        external_traffic_policy=draw(st.sampled_from(TrafficPolicy)),
+        load_balancer_ip=draw(st.one_of(st.none(), ips)) if balancer else None,
+        health_check_node_port=draw(st.one_of(st.none(), node_ports)) if balancer else None,
+    )
+
+
+any_services = st.one_of(services, external_services())
 endpoints = st.builds(
     Endpoint,
     address=ips,
@@ -95,7 +117,7 @@ slices = st.builds(
 )
 
 
-@given(services, services, slices, slices)
+@given(any_services, any_services, slices, slices)
 def test_every_model_object_encodes_to_a_valid_request(
     old_service: Service, service: Service, old_slice: EndpointSlice, endpoint_slice: EndpointSlice
 ) -> None:
@@ -172,7 +194,7 @@ def test_garbage_replies_are_refused_with_a_reason(line: bytes, complaint: str) 
         parse_reply(line)
 
 
-@given(services, slices)
+@given(any_services, slices)
 def test_the_proxy_side_reads_back_what_the_harness_sends(
     service: Service, endpoint_slice: EndpointSlice
 ) -> None:
