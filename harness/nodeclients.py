@@ -55,9 +55,13 @@ def host_nodes(target: object) -> tuple[str, ...]:
 
 
 def unavailable(target: object) -> str | None:
-    """Why `every-node` cannot run on `target` (None: it can)."""
+    """Why `every-node` cannot run on `target` (None: it can); a target may say why itself
+    (`external_unsupported`: the kube target's hostNetwork clients serve both)."""
     if host_nodes(target):
         return None
+    why = getattr(target, "external_unsupported", None)
+    if why:
+        return str(why)
     return "the target runs a proxy on one node only (a local cluster with --nodes 2 or more)"
 
 

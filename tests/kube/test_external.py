@@ -232,6 +232,7 @@ def test_one_mapped_node_makes_node_port_not_applicable_with_the_reason(
     with open_target(mock_api.url, cluster, nodes="worker-a,worker-a") as (target, _):
         why = applicable("node-port", target)
         assert why is not None and "one cluster node (worker-a)" in why
+        assert applicable("every-node", target) == why  # the same hostNetwork clients
         assert target.node_names == ()
         pods = cluster.core.list_namespaced_pod(target.namespace).items
         assert not [p for p in pods if p.spec.host_network]
