@@ -1,7 +1,8 @@
 """LoadBalancer ingress IPs on the local cluster (issue 11, item 2): the external client hands a
 connection to an ingress IP to one chosen node, as a cloud or MetalLB load balancer would, and
 the kernel proxies program the ingress IP as kube-proxy does. One 2-node target per proxy for the
-module (tests/local/two_nodes.py); every test leaves it reset."""
+module (tests/local/two_nodes.py); every test leaves it reset. What the policies do at the
+ingress IP is tested beside the node port's, in tests/local/test_node_port.py (`ENTRIES`)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ from harness.checks.external import LOAD_BALANCER_PART, PROPERTY
 from harness.checks.verdict import Verdict
 from harness.errors import UsageError
 from harness.events import (
-    CreatePod,
     CreateService,
-    DeletePod,
     Event,
     RestartProxy,
     Scale,
@@ -25,7 +24,6 @@ from harness.events import (
 )
 from harness.local.cluster import load_balancer_source
 from harness.local.names import RunNames
-from harness.model.endpoints import expect_external
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import LoadBalancerIpUnprogrammedProxy
@@ -40,25 +38,13 @@ pytestmark = [pytest.mark.netns, needs_root]
 
 WEB = labels_of({"app": "web"})
 NODES = two_nodes.NODES
-seen = node_port.seen
 target = two_nodes.target  # the fixtures: a 2-node target per kernel proxy, reset after each test
 cluster = two_nodes.cluster
 
 
 def via(target: LocalTarget, node: str, count: int = 8) -> TrafficSample:
     """`count` fresh connections to web's ingress IP, handed to `node`."""
-    request = TrafficRequest(
-        "web", count=count, timeout_s=0.5, parallel=True, external_node=node, via_load_balancer=True
-    )
-    return target.send(request)
-
-
-def balanced_web(target: LocalTarget) -> None:
-    """web with a pod on each node, made LoadBalancer (its ingress IP assigned)."""
-    target.apply(CreateService("web", WEB))
-    for number, node in enumerate(NODES, 1):
-        target.apply(CreatePod(f"p{number}", WEB, node=node))
-    target.apply(SetServiceType("web", ServiceType.LOAD_BALANCER))
+    return node_port.reach(target, "ingress-ip", node, count)
 
 
 def test_the_external_client_hands_the_ingress_range_to_each_node_from_its_own_address(
@@ -94,35 +80,6 @@ def test_a_service_without_an_ingress_ip_is_refused_in_one_line(cluster: LocalTa
     request = TrafficRequest("web", sources=(1,), external_node="node-1", via_load_balancer=True)
     with pytest.raises(UsageError, match="sources=\\(0,\\)"):
         cluster.send(request)
-
-
-def test_cluster_policy_reaches_every_endpoint_via_every_node_masqueraded(
-    cluster: LocalTarget,
-) -> None:
-    balanced_web(cluster)
-    for node in NODES:
-        sample = via(cluster, node, count=16)
-        assert set(seen(sample)) == {"p1", "p2"}, (node, seen(sample))
-        sources = {o.seen_source for o in sample.outcomes}
-        assert cluster.load_balancer_source(node) not in sources and None not in sources
-
-
-def test_local_policy_keeps_the_source_and_a_node_without_local_endpoints_drops(
-    cluster: LocalTarget,
-) -> None:
-    balanced_web(cluster)
-    cluster.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
-    for number, node in enumerate(NODES, 1):
-        sample = via(cluster, node)
-        assert seen(sample) == {f"p{number}": 8}
-        assert {o.seen_source for o in sample.outcomes} == {load_balancer_source(number)}
-    cluster.apply(DeletePod("p2", grace_s=0))
-    assert expect_external(cluster.state, "web", "http", "node-2").drops
-    assert seen(via(cluster, "node-2", count=2)) == {"timeout": 2}
-    assert seen(via(cluster, "node-1")) == {"p1": 8}
-    cluster.apply(DeletePod("p1", grace_s=0))
-    for node in NODES:  # no endpoints at all: rejected
-        assert seen(via(cluster, node, count=4)) == {"refused": 4}
 
 
 SEQUENCE: list[Event] = [

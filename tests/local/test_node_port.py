@@ -22,6 +22,7 @@ from harness.events import (
     SetExternalTrafficPolicy,
     SetServiceType,
 )
+from harness.local.cluster import load_balancer_source
 from harness.local.names import RunNames
 from harness.model.endpoints import expect_external
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
@@ -44,9 +45,32 @@ target = two_nodes.target  # the fixtures: a 2-node target per kernel proxy, res
 cluster = two_nodes.cluster
 
 
-def from_outside(target: LocalTarget, node: str, count: int = 8) -> TrafficSample:
-    request = TrafficRequest("web", count=count, timeout_s=0.5, parallel=True, external_node=node)
+ENTRIES = {"node-port": ServiceType.NODE_PORT, "ingress-ip": ServiceType.LOAD_BALANCER}
+"""How the external client reaches web, and the type that gives web that entry: a node's own
+address on the node port, or the LoadBalancer ingress IP handed to a node (test_load_balancer)."""
+
+
+def reach(target: LocalTarget, entry: str, node: str, count: int = 8) -> TrafficSample:
+    """`count` fresh connections from outside to web through `node`, by `entry`."""
+    via_load_balancer = entry == "ingress-ip"
+    request = TrafficRequest(
+        "web",
+        count=count,
+        timeout_s=0.5,
+        parallel=True,
+        external_node=node,
+        via_load_balancer=via_load_balancer,
+    )
     return target.send(request)
+
+
+def from_outside(target: LocalTarget, node: str, count: int = 8) -> TrafficSample:
+    return reach(target, "node-port", node, count)
+
+
+def client_address(entry: str, number: int) -> str:
+    """The address node-`number`'s pods see under externalTrafficPolicy Local, by `entry`."""
+    return load_balancer_source(number) if entry == "ingress-ip" else EXTERNAL
 
 
 def seen(sample: TrafficSample) -> Counter[str]:
@@ -54,12 +78,13 @@ def seen(sample: TrafficSample) -> Counter[str]:
     return Counter(o.backend.pod if o.backend else str(o.error) for o in sample.outcomes)
 
 
-def node_port_web(target: LocalTarget) -> None:
+def node_port_web(target: LocalTarget, kind: ServiceType = ServiceType.NODE_PORT) -> None:
+    """web with a pod on each node, made `kind` (its node port, and ingress IP, assigned)."""
     if "web" not in target.state.services:
         target.apply(CreateService("web", WEB))
     for number, node in enumerate(NODES, 1):
         target.apply(CreatePod(f"p{number}", WEB, node=node))
-    target.apply(SetServiceType("web", ServiceType.NODE_PORT))
+    target.apply(SetServiceType("web", kind))
 
 
 def test_the_external_client_sits_on_the_fabric_and_routes_nowhere_else(
@@ -87,33 +112,35 @@ def test_a_cluster_ip_service_has_no_node_port_to_send_to(cluster: LocalTarget) 
         from_outside(cluster, "node-9")
 
 
-def test_cluster_policy_reaches_every_endpoint_from_every_node_masqueraded(
-    cluster: LocalTarget,
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_cluster_policy_reaches_every_endpoint_through_every_node_masqueraded(
+    cluster: LocalTarget, entry: str
 ) -> None:
-    node_port_web(cluster)
-    for node in NODES:
-        sample = from_outside(cluster, node, count=16)
+    node_port_web(cluster, ENTRIES[entry])
+    for number, node in enumerate(NODES, 1):
+        sample = reach(cluster, entry, node, count=16)
         assert set(seen(sample)) == {"p1", "p2"}, (node, seen(sample))
         sources = {o.seen_source for o in sample.outcomes}
-        assert EXTERNAL not in sources and None not in sources  # a node's address instead
+        assert client_address(entry, number) not in sources and None not in sources  # a node's
 
 
-def test_local_policy_keeps_the_source_and_the_node_drops_without_local_endpoints(
-    cluster: LocalTarget,
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_local_policy_keeps_the_source_and_a_node_without_local_endpoints_drops(
+    cluster: LocalTarget, entry: str
 ) -> None:
-    node_port_web(cluster)
+    node_port_web(cluster, ENTRIES[entry])
     cluster.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
     for number, node in enumerate(NODES, 1):
-        sample = from_outside(cluster, node)
+        sample = reach(cluster, entry, node)
         assert seen(sample) == {f"p{number}": 8}
-        assert {o.seen_source for o in sample.outcomes} == {EXTERNAL}
+        assert {o.seen_source for o in sample.outcomes} == {client_address(entry, number)}
     cluster.apply(DeletePod("p2", grace_s=0))
     assert expect_external(cluster.state, "web", "http", "node-2").drops
-    assert seen(from_outside(cluster, "node-2", count=2)) == {"timeout": 2}
-    assert seen(from_outside(cluster, "node-1")) == {"p1": 8}
+    assert seen(reach(cluster, entry, "node-2", count=2)) == {"timeout": 2}
+    assert seen(reach(cluster, entry, "node-1")) == {"p1": 8}
     cluster.apply(DeletePod("p1", grace_s=0))
     for node in NODES:  # no endpoints at all: rejected
-        assert seen(from_outside(cluster, node, count=4)) == {"refused": 4}
+        assert seen(reach(cluster, entry, node, count=4)) == {"refused": 4}
 
 
 SEQUENCE: list[Event] = [
