@@ -110,6 +110,10 @@ FEATURES: dict[str, str] = {
         "a LoadBalancer Service with usable endpoints reached from outside at its ingress IP"
         " via every node, each node by its own proxy"
     ),
+    "external-ip-reached": (
+        "a Service (any type) with usable endpoints reached from outside at one of its"
+        " externalIPs via every node, each node by its own proxy"
+    ),
     "health-check-only-terminating": (
         "a LoadBalancer under externalTrafficPolicy Local whose endpoints on a node are all"
         " terminating, one still serving: that node's healthCheckNodePort must answer 503 (I9)"

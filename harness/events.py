@@ -10,6 +10,7 @@ A sequence saves to and loads from a versioned JSON file (`save_sequence` / `loa
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import types
@@ -48,7 +49,7 @@ from harness.model.objects import (
     TrafficPolicy,
     labels_of,
 )
-from harness.model.state import ClusterState
+from harness.model.state import EXTERNAL_IP_CIDR, ClusterState
 from harness.traffic import CLIENTS
 
 SEQUENCE_SCHEMA = "harness.sequence/v1"
@@ -205,14 +206,16 @@ def typed(state: ClusterState, service: Service, kind: ServiceType) -> Service:
     healthCheckNodePort allocators): a node port per port for NodePort and LoadBalancer, kept
     between the two; an ingress IP for a LoadBalancer (the local cluster's load-balancer
     controller, `LOAD_BALANCER_CIDR`); a healthCheckNodePort for a LoadBalancer under
-    externalTrafficPolicy Local; none of them, and externalTrafficPolicy Cluster, for ClusterIP."""
+    externalTrafficPolicy Local; none of them, and externalTrafficPolicy Cluster, for ClusterIP
+    (kept for a ClusterIP Service with externalIPs, which stays externally accessible)."""
     if not kind.external:
         ports = tuple(replace(p, node_port=None) for p in service.ports)
+        kept = service.external_traffic_policy if service.external_ips else TrafficPolicy.CLUSTER
         return replace(
             service,
             type=kind,
             ports=ports,
-            external_traffic_policy=TrafficPolicy.CLUSTER,
+            external_traffic_policy=kept,
             health_check_node_port=None,
             load_balancer_ip=None,
         )
@@ -281,10 +284,11 @@ class SetExternalTrafficPolicy(Event):
 
     def apply(self, state: ClusterState) -> ClusterState:
         service = state.service(self.service)
-        if not service.type.external:
+        if not service.externally_accessible:
             raise InvalidEvent(
                 f"Service {self.service!r} is {service.type.value}: externalTrafficPolicy"
-                " applies only to NodePort and LoadBalancer Services"
+                " applies only to NodePort and LoadBalancer Services and to Services with"
+                " externalIPs"
             )
         changed = replace(service, external_traffic_policy=self.policy)
         return state.with_service(with_health_check(state, changed))
@@ -314,6 +318,64 @@ class SetServiceLabel(Event):
         else:
             labels[self.key] = self.value
         return state.patch_service(self.service, labels=labels_of(labels))
+
+
+MAX_EXTERNAL_IPS = 2
+"""At most this many externalIPs per Service in a sequence (`SetExternalIPs`)."""
+
+
+@dataclass(frozen=True)
+class SetExternalIPs(Event):
+    """Set a Service's `spec.externalIPs` (any type, as in Kubernetes), or clear them with ().
+
+    Each address must lie in `EXTERNAL_IP_CIDR` (the range the local cluster's external client
+    routes to the nodes) and belong to no other Service (all Services serve the same port
+    numbers, so a shared address would be two Services on one address and port, which
+    kube-proxy programs first-come). A Service with externalIPs is externally accessible: its
+    externalTrafficPolicy applies there (`ExternalPolicyLocal`); one that loses its last
+    externalIP and has no node ports goes back to externalTrafficPolicy Cluster, as the API
+    server drops the policy from a Service that is no longer externally accessible. New
+    connections from outside the cluster to an external IP handed to a node go where that
+    node's externalTrafficPolicy says (`harness.model.endpoints.expect_external_ip`)."""
+
+    kind: ClassVar[str] = "set-external-ips"
+    service: str
+    addresses: tuple[str, ...] = ()
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        service = state.service(self.service)
+        if len(self.addresses) > MAX_EXTERNAL_IPS or len(set(self.addresses)) != len(
+            self.addresses
+        ):
+            raise InvalidEvent(
+                f"externalIPs {list(self.addresses)} must be at most {MAX_EXTERNAL_IPS} distinct"
+                " addresses"
+            )
+        for address in self.addresses:
+            _check_external_ip(state, self.service, address)
+        changed = replace(service, external_ips=tuple(self.addresses))
+        if not changed.externally_accessible:
+            changed = replace(changed, external_traffic_policy=TrafficPolicy.CLUSTER)
+        return state.with_service(changed)
+
+
+def _check_external_ip(state: ClusterState, service: str, address: str) -> None:
+    """InvalidEvent (naming the fix) for an externalIP outside `EXTERNAL_IP_CIDR` or held by a
+    Service other than `service`."""
+    try:
+        inside = ipaddress.IPv4Address(address) in EXTERNAL_IP_CIDR
+    except ValueError:
+        inside = False
+    if not inside:
+        raise InvalidEvent(
+            f"externalIP {shorten(address)} is not an address of {EXTERNAL_IP_CIDR}: take"
+            " externalIPs from that range (the one the local cluster routes to the nodes)"
+        )
+    holder = state.external_ip_holder(address, besides=service)
+    if holder is not None:
+        raise InvalidEvent(
+            f"externalIP {address} is already Service {holder!r}'s: give each Service its own"
+        )
 
 
 # -- Pods -----------------------------------------------------------------------------------------
@@ -960,6 +1022,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SetServiceLabel,
         SetServiceType,
         SetExternalTrafficPolicy,
+        SetExternalIPs,
         CreatePod,
         Scale,
         DeletePod,
@@ -998,6 +1061,13 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             _check_name(label, label_value_problem, f"{where}[{shorten(key)}]")
         return labels_of(value)
     origin = typing.get_origin(hint)
+    if origin is tuple and typing.get_args(hint) == (str, ...):
+        if not isinstance(value, list) or len(value) > MAX_EXTERNAL_IPS:
+            raise UsageError(
+                f"{where} must be a list of at most {MAX_EXTERNAL_IPS} strings, got"
+                f" {shorten(value)}"
+            )
+        return tuple(_convert(item, str, f"{where}[{i}]") for i, item in enumerate(value))
     if origin is tuple and typing.get_args(hint) == (Event, ...):
         most = MAX_WHILE_DOWN if where.endswith(".while_down") else MAX_UNOBSERVED
         if not isinstance(value, list) or len(value) > most:

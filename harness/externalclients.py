@@ -25,6 +25,13 @@ it to that node as a load balancer would), judged by the same `expect_external` 
 (`LoadBalancerClients`, `harness.checks.external.check_load_balancer`); its coverage state is
 `load-balancer-reached`.
 
+externalIPs (`node-port`'s part `external-ip`): then, if that held, every changed Service with
+externalIPs, of any type (its externalIPs changed, or its expectation at one of them for some
+node; every one after a nemesis event), is sent to from outside via every node at one of its
+externalIPs (`TrafficRequest.external_ip`, from the same per-node address as via a load
+balancer), judged by that node's `expect_external_ip` (`ExternalIpClients`,
+`harness.checks.external.check_external_ip`); its coverage state is `external-ip-reached`.
+
 Then, if those held, the same step's health checks (`harness.healthchecks`: every node's
 healthCheckNodePort of the changed LoadBalancer Services under Local, part
 `health-check-node-port`).
@@ -40,11 +47,18 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from harness import healthchecks
-from harness.checks.external import ExternalSample, check_load_balancer, check_node_port
+from harness.checks.external import (
+    EXTERNAL_IP,
+    LOAD_BALANCER,
+    ExternalSample,
+    Ingress,
+    check_ingress,
+    check_node_port,
+)
 from harness.checks.nodes import CONNECT, DROP
 from harness.checks.verdict import Verdict
 from harness.events import NEMESIS_EVENTS, Event
-from harness.model.endpoints import expect_external
+from harness.model.endpoints import expect_external, expect_external_ip
 from harness.model.objects import Service, TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
 from harness.nodeclients import NodeClients, host_nodes, sample_request
@@ -53,8 +67,12 @@ from harness.targets.base import Target
 PORT = "http"
 REACHED = "node-port-reached"
 LOCAL_DROPS = "external-local-no-local-endpoints"
-LOAD_BALANCER_REACHED = "load-balancer-reached"
-FEATURES = frozenset({REACHED, LOCAL_DROPS, LOAD_BALANCER_REACHED}) | healthchecks.FEATURES
+LOAD_BALANCER_REACHED = LOAD_BALANCER.reached
+EXTERNAL_IP_REACHED = EXTERNAL_IP.reached
+FEATURES = (
+    frozenset({REACHED, LOCAL_DROPS, LOAD_BALANCER_REACHED, EXTERNAL_IP_REACHED})
+    | healthchecks.FEATURES
+)
 
 
 def external_nodes(target: object) -> tuple[str, ...]:
@@ -128,10 +146,37 @@ def balanced_services(
     return sorted(n for n in names if after.services[n].load_balancer_ip is not None)
 
 
-def _judgeable(service: Service) -> bool:
-    """A Service `judged_services` may name: external, not opted out, with the port PORT."""
+def addressed_services(
+    event: Event, before: ClusterState, after: ClusterState, nodes: tuple[str, ...]
+) -> list[str]:
+    """Services of any type with externalIPs, without an opt-out label, with the port `PORT`,
+    whose externalIPs changed or whose expectation at one of them changed for any of `nodes`
+    (all of them after a nemesis event). Pure."""
+    names = []
+    for name, service in sorted(after.services.items()):
+        if not service.external_ips or not _judgeable(service, any_type=True):
+            continue
+        old = before.services.get(name)
+        if (
+            isinstance(event, NEMESIS_EVENTS)
+            or old is None
+            or old.external_ips != service.external_ips
+            or any(
+                expect_external_ip(before, name, PORT, n, a)
+                != expect_external_ip(after, name, PORT, n, a)
+                for n in nodes
+                for a in service.external_ips
+            )
+        ):
+            names.append(name)
+    return names
+
+
+def _judgeable(service: Service, any_type: bool = False) -> bool:
+    """A Service `judged_services` may name: external (of any type with `any_type`), not
+    opted out, with the port PORT."""
     return (
-        service.type.external
+        (any_type or service.type.external)
         and opt_out_label(service) is None
         and any(p.name == PORT for p in service.ports)
     )
@@ -144,17 +189,22 @@ def external_sample(
     node: str,
     timeout_s: float,
     via_load_balancer: bool = False,
+    external_ip: str | None = None,
 ) -> ExternalSample | None:
     """A sample from outside at `node`'s node port, or at the Service's ingress IP via `node`
-    (`via_load_balancer`), or None for one that cannot be judged (a UDP port that must not
-    connect there: module docstring). Under Local the pod must see the address the connection
-    left from: the external client's own, or its address for `node` via a load balancer."""
-    expected = expect_external(state, service, PORT, node)
+    (`via_load_balancer`), or at its externalIP `external_ip` via `node`, or None for one that
+    cannot be judged (a UDP port that must not connect there: module docstring). Under Local
+    the pod must see the address the connection left from: the external client's own, or its
+    address for `node` via a load balancer (externalIPs are handed to nodes alike)."""
+    if external_ip is not None:
+        expected = expect_external_ip(state, service, PORT, node, external_ip)
+    else:
+        expected = expect_external(state, service, PORT, node)
     request = sample_request(state, service, expected, timeout_s, external_node=node)
     if request is None:
         return None
-    if via_load_balancer:
-        request = replace(request, via_load_balancer=True)
+    if via_load_balancer or external_ip is not None:
+        request = replace(request, via_load_balancer=via_load_balancer, external_ip=external_ip)
         source = getattr(target, "load_balancer_source", lambda _: None)(node)
     else:
         source = client_address(target, node)
@@ -166,29 +216,60 @@ def external_sample(
         client_address=str(source or ""),
         keeps_source=state.services[service].external_traffic_policy == TrafficPolicy.LOCAL,
         via_load_balancer=via_load_balancer,
+        external_ip=external_ip,
     )
 
 
-class LoadBalancerClients(NodeClients):
+class IngressClients(NodeClients):
+    """A part of `node-port` at addresses a load balancer or router hands to one node
+    (`ingress`): one sample per node and changed Service per step, judged by
+    `check_ingress`. Subclasses say which Services changed and how a sample is sent. Holds
+    nothing between steps."""
+
+    ingress: ClassVar[Ingress] = LOAD_BALANCER
+
+    def route_nodes(self, target: Target) -> tuple[str, ...]:
+        """`external_nodes`, on a target that hands addresses to a chosen node (it says from
+        which address: `load_balancer_source`); none elsewhere."""
+        return external_nodes(target) if hasattr(target, "load_balancer_source") else ()
+
+    def judge(self, samples: list[Any]) -> tuple[Verdict | None, frozenset[str]]:
+        reached = any(s.outcome == CONNECT for s in samples)
+        states = frozenset({self.ingress.reached} if reached else ())
+        return check_ingress(samples, self.ingress), states
+
+
+class LoadBalancerClients(IngressClients):
     """`node-port`'s part `load-balancer` (module docstring): one sample per node and changed
     LoadBalancer Service with an ingress IP per step. Holds nothing between steps."""
 
     record_key: ClassVar[str] = "load_balancer"
 
-    def route_nodes(self, target: Target) -> tuple[str, ...]:
-        """`external_nodes`, on a target that sends via a load balancer (it says from which
-        address: `load_balancer_source`); none elsewhere."""
-        return external_nodes(target) if hasattr(target, "load_balancer_source") else ()
-
     def changed(self, event: Event, before: ClusterState, after: ClusterState) -> list[str]:
         return balanced_services(event, before, after, self.nodes)
 
-    def judge(self, samples: list[Any]) -> tuple[Verdict | None, frozenset[str]]:
-        reached = any(s.outcome == CONNECT for s in samples)
-        return check_load_balancer(samples), frozenset({LOAD_BALANCER_REACHED} if reached else ())
-
     def _sample(self, state: ClusterState, service: str, node: str) -> ExternalSample | None:
         return external_sample(self.target, state, service, node, self.timeout_s, True)
+
+
+class ExternalIpClients(IngressClients):
+    """`node-port`'s part `external-ip` (module docstring): one sample per node and changed
+    Service with externalIPs per step, node k (in `nodes` order) sent to the Service's
+    externalIP number k modulo their count, so two nodes exercise two addresses. Holds
+    nothing between steps."""
+
+    record_key: ClassVar[str] = "external_ip"
+    ingress: ClassVar[Ingress] = EXTERNAL_IP
+
+    def changed(self, event: Event, before: ClusterState, after: ClusterState) -> list[str]:
+        return addressed_services(event, before, after, self.nodes)
+
+    def _sample(self, state: ClusterState, service: str, node: str) -> ExternalSample | None:
+        addresses = state.services[service].external_ips
+        address = addresses[self.nodes.index(node) % len(addresses)]
+        return external_sample(
+            self.target, state, service, node, self.timeout_s, external_ip=address
+        )
 
 
 class ExternalClients(NodeClients):
@@ -200,6 +281,7 @@ class ExternalClients(NodeClients):
     def __init__(self, target: Target, timeout_s: float) -> None:
         super().__init__(target, timeout_s)
         self.load_balancer = LoadBalancerClients(target, timeout_s)
+        self.external_ips = ExternalIpClients(target, timeout_s)
         self.health = healthchecks.HealthChecks(target, self.nodes)
 
     def route_nodes(self, target: Target) -> tuple[str, ...]:
@@ -214,10 +296,10 @@ class ExternalClients(NodeClients):
         record: dict[str, Any],
     ) -> tuple[list[Verdict], frozenset[str], frozenset[str]]:
         """The node ports' samples and verdict (`NodeClients.after`), then, while every verdict
-        held, the ingress IPs' (`LoadBalancerClients`) and the health checks
-        (`harness.healthchecks`)."""
+        held, the ingress IPs' (`LoadBalancerClients`), the externalIPs' (`ExternalIpClients`)
+        and the health checks (`harness.healthchecks`)."""
         verdicts, reached, checked = super().after(step, event, before, after, record)
-        for more_of in (self.load_balancer, self.health):
+        for more_of in (self.load_balancer, self.external_ips, self.health):
             if any(not v.holds for v in verdicts):
                 break
             more, more_reached, more_checked = more_of.after(step, event, before, after, record)

@@ -46,6 +46,7 @@ from harness.events import (
     Event,
     RemoveServicePort,
     SetAffinity,
+    SetExternalIPs,
     SetExternalTrafficPolicy,
     SetPortProtocol,
     SetServiceLabel,
@@ -68,6 +69,7 @@ NODE_PORT = "node-port"
 LOAD_BALANCER = "load-balancer"
 EXTERNAL_TRAFFIC_POLICY = "external-traffic-policy"
 HEALTH_CHECK_NODE_PORT = "health-check-node-port"
+EXTERNAL_IPS = "external-ips"
 
 
 class FeatureStatus(StrEnum):
@@ -124,6 +126,11 @@ def _uses_node_port(event: Event) -> bool:
 def _uses_load_balancer(event: Event) -> bool:
     """A Service made LoadBalancer (so it gets an ingress IP)."""
     return isinstance(event, SetServiceType) and event.type == ServiceType.LOAD_BALANCER
+
+
+def _uses_external_ips(event: Event) -> bool:
+    """A Service given externalIPs."""
+    return isinstance(event, SetExternalIPs) and bool(event.addresses)
 
 
 def _uses_external_local(event: Event) -> bool:
@@ -292,6 +299,16 @@ _FEATURES: tuple[Feature, ...] = (
         ("node-port",),
         ("health-check-only-terminating",),
         _uses_load_balancer,  # under Local a LoadBalancer gets a healthCheckNodePort
+    ),
+    Feature(
+        EXTERNAL_IPS,
+        EXTENDED,
+        "spec.externalIPs (any Service type): the Service at each external IP from outside the"
+        " cluster, handed to any node, served as at that node's node port"
+        " (externalTrafficPolicy alike; REJECT without endpoints)",
+        ("node-port",),
+        ("external-ip-reached",),
+        _uses_external_ips,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

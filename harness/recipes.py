@@ -38,6 +38,7 @@ from harness.events import (
     RestartProxy,
     Scale,
     SetAffinity,
+    SetExternalIPs,
     SetExternalTrafficPolicy,
     SetLabel,
     SetPublishNotReady,
@@ -77,6 +78,7 @@ from harness.strategies import (
     POD_NAMES,
     SERVICE_NAMES,
     EventSpace,
+    external_ip_options,
     recreated,
 )
 from harness.traffic import CLIENTS
@@ -209,14 +211,33 @@ def load_balancer_reached(
     return _reached_from_outside(data, state, space, ServiceType.LOAD_BALANCER)
 
 
+def external_ip_reached(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Endpoints on some node and the Service given an externalIP unless it has one: each
+    external IP then forwards from outside via every node
+    (`harness.externalclients.ExternalIpClients`)."""
+    service = _service(data, state)
+    events = _populated_somewhere(data, state, space, service)
+    free = dict(external_ip_options(state)).get(service.name, ())
+    if not service.external_ips and free:
+        events.append(SetExternalIPs(service.name, (free[0],)))
+    return events
+
+
+def _populated_somewhere(
+    data: st.DataObject, state: ClusterState, space: EventSpace, service: Service
+) -> list[Event]:
+    """`_populated` on a drawn node of `space`."""
+    node = data.draw(st.sampled_from(sorted(space.nodes) or [PROXY_NODE]), label="node")
+    return _populated(data, state, service, node)
+
+
 def _reached_from_outside(
     data: st.DataObject, state: ClusterState, space: EventSpace, kind: ServiceType
 ) -> list[Event]:
     """Endpoints on a drawn node, and the Service made `kind` unless it is already (a
     LoadBalancer counts as NodePort: it has node ports too)."""
     service = _service(data, state)
-    node = data.draw(st.sampled_from(sorted(space.nodes) or [PROXY_NODE]), label="node")
-    events: list[Event] = _populated(data, state, service, node)
+    events = _populated_somewhere(data, state, space, service)
     kept = service.type.external if kind == ServiceType.NODE_PORT else service.type == kind
     if not kept:
         events.append(SetServiceType(service.name, kind))
@@ -674,6 +695,7 @@ RECIPES: dict[str, Recipe] = {
     "node-port-reached": node_port_reached,
     "external-local-no-local-endpoints": external_local_no_local,
     "load-balancer-reached": load_balancer_reached,
+    "external-ip-reached": external_ip_reached,
     "health-check-only-terminating": health_only_terminating,
 }
 

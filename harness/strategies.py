@@ -49,6 +49,7 @@ from harness.events import (
     RestartProxy,
     Scale,
     SetAffinity,
+    SetExternalIPs,
     SetExternalTrafficPolicy,
     SetLabel,
     SetPortProtocol,
@@ -64,6 +65,7 @@ from harness.events import (
     Wait,
 )
 from harness.features import (
+    EXTERNAL_IPS,
     EXTERNAL_TRAFFIC_POLICY,
     HEALTH_CHECK_NODE_PORT,
     INTERNAL_TRAFFIC_POLICY,
@@ -87,7 +89,7 @@ from harness.model.objects import (
     TrafficPolicy,
     labels_of,
 )
-from harness.model.state import ClusterState
+from harness.model.state import ClusterState, external_ip_address
 from harness.traffic import CLIENTS
 
 GROUPS = ("web", "api")
@@ -568,8 +570,9 @@ def _set_service_label(key: tuple[Any, ...], space: EventSpace) -> st.SearchStra
 
 
 def _typed_key(state: ClusterState) -> tuple[Any, ...]:
-    """Services by type: every one, and those reached from outside (NodePort, LoadBalancer)."""
-    external = tuple(sorted(n for n, s in state.services.items() if s.type.external))
+    """Services by type: every one, and those reached from outside (NodePort, LoadBalancer, or
+    with externalIPs)."""
+    external = tuple(sorted(n for n, s in state.services.items() if s.externally_accessible))
     return (_services(state), external)
 
 
@@ -578,6 +581,33 @@ def _set_service_type(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrat
     if space.supports(LOAD_BALANCER) or space.supports(HEALTH_CHECK_NODE_PORT):
         types.append(ServiceType.LOAD_BALANCER)
     return _of(SetServiceType, st.sampled_from(key[0]), st.sampled_from(types))
+
+
+EXTERNAL_IP_CHOICES = 4
+"""externalIPs are drawn among the first few addresses of EXTERNAL_IP_CIDR."""
+
+
+def external_ip_options(state: ClusterState) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Per Service, the externalIPs it may be given: the first EXTERNAL_IP_CHOICES addresses
+    that no other Service holds (`SetExternalIPs` refuses a shared one). Pure."""
+    choices = [external_ip_address(i) for i in range(EXTERNAL_IP_CHOICES)]
+    return tuple(
+        (name, tuple(a for a in choices if state.external_ip_holder(a, besides=name) is None))
+        for name in _services(state)
+    )
+
+
+def _set_external_ips(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """Zero to two of a Service's free externalIPs (`external_ip_options`)."""
+
+    def addresses(entry: tuple[str, tuple[str, ...]]) -> st.SearchStrategy[Event]:
+        name, free = entry
+        if not free:
+            return st.just(SetExternalIPs(name, ()))
+        chosen = st.lists(st.sampled_from(free), max_size=2, unique=True)
+        return chosen.map(lambda drawn: SetExternalIPs(name, tuple(drawn)))
+
+    return st.sampled_from(key[0]).flatmap(addresses)
 
 
 def _unobserved_key(state: ClusterState) -> tuple[Any, ...]:
@@ -786,6 +816,11 @@ GENERATORS: dict[str, Generator] = {
             st.sampled_from(key[1]),
             st.sampled_from([TrafficPolicy.CLUSTER, TrafficPolicy.LOCAL]),
         ),
+    ),
+    "set_external_ips": Generator(
+        lambda s, sp: sp.supports(EXTERNAL_IPS) and bool(s.services),
+        lambda s: (external_ip_options(s),),
+        _set_external_ips,
     ),
     "unobserved_changes": Generator(
         lambda s, sp: sp.hides_updates and _unobserved_applies(_unobserved_key(s)),

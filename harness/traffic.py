@@ -31,6 +31,12 @@ VIA_LOAD_BALANCER_SOURCES = (
 )
 """The one line a target refuses `via_load_balancer` with further source addresses with."""
 
+EXTERNAL_IP_AND_LOAD_BALANCER = (
+    "a request goes to an ingress IP (via_load_balancer) or to an external IP (external_ip),"
+    " not both: set one"
+)
+"""The one line a target refuses a request setting both with."""
+
 
 @dataclass(frozen=True)
 class TrafficRequest:
@@ -67,6 +73,12 @@ class TrafficRequest:
     (`load_balancer_source(node)`, which routes the ingress range via that node alone), so
     `sources` other than (0,) do not apply. A target without a route to the ingress IP, or for a
     Service without one, refuses it.
+    `external_ip` (with `external_node`; not with `via_load_balancer`): send to that
+    externalIP of the Service (`Service.external_ips`) on the Service port instead, handed to
+    `external_node` from the same per-node address as via a load balancer (the external
+    client routes the externalIP range as it routes ingress IPs), so `sources` other than (0,)
+    do not apply. A target without a route to externalIPs refuses it; an address the Service
+    does not list is sent all the same (nothing is programmed there: no answer).
     `removed_port`: (number, protocol) of a port the Service no longer has, asked on its VIP
     instead of the named `port` (that no pod answers there once the change is programmed);
     only a target that `addresses_removed_ports` takes it.
@@ -87,6 +99,7 @@ class TrafficRequest:
     external_node: str | None = None
     removed_port: tuple[int, str] | None = None
     via_load_balancer: bool = False
+    external_ip: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,14 @@ and the same DROP or REJECT in KUBE-EXTERNAL-SERVICES; nftables: the ingress IP 
 ingress IP handed to node N must do exactly what one at N's node port does, and under Local the
 pod sees the address the load balancer handed it from (the external client's address for N).
 
+A Service's externalIPs (any type) take the same path (`syncProxyRules`, "Capture externalIPs":
+`-d EXTIP --dport PORT -j KUBE-EXT-<hash>` "external IP" while the Service has endpoints, and
+without external endpoints the same DROP or REJECT in KUBE-EXTERNAL-SERVICES; nftables: the
+external IP in `service-ips` going to `external-<base>`, and in `no-endpoint-services`), so a
+connection to an external IP handed to node N is judged exactly as one at N's node port
+(`harness.model.endpoints.expect_external_ip`), as `node-port`'s part `external-ip`
+(`check_external_ip`); the load-balancer part and it differ only in their `Ingress`.
+
 Pure: a function of the model's expectation per node and what a few fresh connections from the
 external client to each node's node port saw.
 """
@@ -46,11 +54,12 @@ class ExternalSample(NodeSample):
     (`expect_external(state, service, port, node)`); `keeps_source`: externalTrafficPolicy
     Local, under which every answering pod must have seen `client_address`;
     `via_load_balancer`: sent to the Service's ingress IP via `node` instead of its node
-    port."""
+    port; `external_ip`: sent to that externalIP of the Service via `node` instead."""
 
     client_address: str = ""
     keeps_source: bool = False
     via_load_balancer: bool = False
+    external_ip: str | None = None
 
     def wrong_sources(self) -> list[str]:
         """Under Local, the source each answering pod saw that is not the client's (an unknown
@@ -72,7 +81,26 @@ class ExternalSample(NodeSample):
         found["seen_sources"] = sorted({o.seen_source for o in self.outcomes if o.seen_source})
         if self.via_load_balancer:
             found["via"] = "ingress IP"
+        if self.external_ip is not None:
+            found["via"] = f"external IP {self.external_ip}"
         return found
+
+
+@dataclass(frozen=True)
+class Ingress:
+    """An address kind outside the node ports that a load balancer or a router hands to one
+    node (`node-port`'s parts): the part's name, how its samples came (`route`, formatted with
+    the node) and its coverage state."""
+
+    part: str
+    route: str
+    reached: str
+
+
+LOAD_BALANCER = Ingress(LOAD_BALANCER_PART, LOAD_BALANCER_ROUTE, "load-balancer-reached")
+EXTERNAL_IP = Ingress(
+    "external-ip", "from outside to an external IP of it via {node}", "external-ip-reached"
+)
 
 
 def check_node_port(samples: Sequence[ExternalSample]) -> Verdict | None:
@@ -88,10 +116,24 @@ def check_load_balancer(samples: Sequence[ExternalSample]) -> Verdict | None:
     without any): the same standard as `check_node_port`, each node judged by its
     `expect_external`, the source under Local being the address the load balancer handed the
     connection from. Evidence: every sample and `part: load-balancer`."""
-    verdict = _judge(samples, LOAD_BALANCER_ROUTE)
+    return check_ingress(samples, LOAD_BALANCER)
+
+
+def check_external_ip(samples: Sequence[ExternalSample]) -> Verdict | None:
+    """`node-port`'s part `external-ip` over one step's samples sent to externalIPs (None
+    without any): the same standard as `check_node_port`, each node judged by
+    `expect_external_ip`, the source under Local being the address the connection was handed
+    from. Evidence: every sample (with the external IP) and `part: external-ip`."""
+    return check_ingress(samples, EXTERNAL_IP)
+
+
+def check_ingress(samples: Sequence[ExternalSample], ingress: Ingress) -> Verdict | None:
+    """`node-port`'s part `ingress.part` over one step's samples (None without any): `_judge`
+    with its route, the part named in the evidence."""
+    verdict = _judge(samples, ingress.route)
     if verdict is None:
         return None
-    return replace(verdict, evidence={**verdict.evidence, "part": LOAD_BALANCER_PART})
+    return replace(verdict, evidence={**verdict.evidence, "part": ingress.part})
 
 
 def _judge(samples: Sequence[ExternalSample], route: str) -> Verdict | None:

@@ -332,6 +332,27 @@ def expect_external(state: ClusterState, name: str, port_name: str, node: str) -
     )
 
 
+def expect_external_ip(
+    state: ClusterState, name: str, port_name: str, node: str, address: str
+) -> Expectation:
+    """The model's expectation for a new connection from outside the cluster to Service
+    `name`'s externalIP `address` on port `port_name`'s Service port, handed to `node`: exactly
+    what `expect_external` says at that node's node port, for a Service of any type (kube-proxy's
+    "Capture externalIPs" sends it to the Service's KUBE-EXT / `external-` chain while it has
+    endpoints, and without external endpoints the same `externalTrafficFilterTarget` in
+    KUBE-EXTERNAL-SERVICES / `no-endpoint-services`: DROP "has no local endpoints" under
+    `ExternalPolicyLocal`, REJECT "has no endpoints" without any; pkg/proxy/iptables and
+    nftables proxier.go `syncProxyRules`). An address the Service does not list (or no such
+    Service) is programmed by nobody: nothing answers there. Pure."""
+    service = state.services.get(name)
+    if service is None or address not in service.external_ips:
+        return Expectation(None, (), ())
+    slices = derive_slices(state, name)
+    return _expectation(
+        service, slices, port_name, external_destinations(slices, service, port_name, node)
+    )
+
+
 def health_check_status(state: ClusterState, name: str, node: str) -> int | None:
     """What `node`'s healthCheckNodePort of Service `name` answers: 200 while the node has a
     local endpoint that is Ready, 503 otherwise, also when only terminating endpoints are left

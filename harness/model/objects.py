@@ -184,6 +184,14 @@ class Service:
     external_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
     health_check_node_port: int | None = None  # LoadBalancer with externalTrafficPolicy Local
     load_balancer_ip: str | None = None  # status.loadBalancer.ingress[0].ip, once assigned
+    external_ips: tuple[str, ...] = ()  # spec.externalIPs, any type (`set-external-ips`)
+
+    @property
+    def externally_accessible(self) -> bool:
+        """`apiservice.ExternallyAccessible`: NodePort, LoadBalancer, or any Service with
+        externalIPs; only such a Service has an externalTrafficPolicy (validation refuses it on
+        others) and is reached from outside the cluster."""
+        return self.type.external or bool(self.external_ips)
 
 
 SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"

@@ -27,6 +27,11 @@ kube-controller-manager's `--node-cidr-mask-size` allocates): node-1 10.244.0.0/
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
 LOAD_BALANCER_CIDR = ipaddress.IPv4Network("10.255.0.0/24")
 """Where the local cluster's load-balancer controller (the harness) takes ingress IPs from."""
+EXTERNAL_IP_CIDR = ipaddress.IPv4Network("10.254.0.0/24")
+"""Where Services' externalIPs come from (`Service.external_ips`, set by `set-external-ips`): a
+range of its own, apart from pods (10.244/16), Services (10.96/16), ingress IPs (10.255.0/24),
+the local cluster's fabric (10.240.0/24) and client links (10.250/16), which the local cluster's
+external client hands to a chosen node as it does ingress IPs (`harness.local.cluster`)."""
 NODE_PORT_RANGE = range(30000, 32768)
 """The API server's default --service-node-port-range, 30000-32767; healthCheckNodePorts come
 from it too (pkg/registry/core/service/portallocator)."""
@@ -54,6 +59,11 @@ def pod_address(index: int, node: str = PROXY_NODE) -> str:
 def service_address(index: int) -> str:
     """The index-th Service VIP in SERVICE_CIDR."""
     return str(SERVICE_CIDR.network_address + _FIRST_HOST_INDEX + index)
+
+
+def external_ip_address(index: int) -> str:
+    """The index-th externalIP of EXTERNAL_IP_CIDR."""
+    return str(EXTERNAL_IP_CIDR.network_address + _FIRST_HOST_INDEX + index)
 
 
 @lru_cache(maxsize=65536)
@@ -144,6 +154,12 @@ class ClusterState:
         taken = [s.load_balancer_ip for s in self.services.values() if s.load_balancer_ip]
         base = LOAD_BALANCER_CIDR.network_address + _FIRST_HOST_INDEX
         return str(base + _lowest_free(taken, LOAD_BALANCER_CIDR))
+
+    def external_ip_holder(self, address: str, besides: str = "") -> str | None:
+        """The Service other than `besides` that lists `address` among its externalIPs, or
+        None."""
+        holders = (n for n, s in sorted(self.services.items()) if address in s.external_ips)
+        return next((n for n in holders if n != besides), None)
 
     def next_service_ip(self) -> str:
         return service_address(

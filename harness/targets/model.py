@@ -55,6 +55,7 @@ from harness.model.objects import (
 from harness.model.state import POD_CIDR, ClusterState
 from harness.registry import TargetOptions
 from harness.traffic import (
+    EXTERNAL_IP_AND_LOAD_BALANCER,
     VIA_LOAD_BALANCER_SOURCES,
     ErrorKind,
     HealthCheckReply,
@@ -157,7 +158,9 @@ class ModelTarget:
         service = state.services.get(request.service)
         destinations: list[Destination] = []
         drops = False
-        if request.external_node is not None and request.via_load_balancer:
+        if request.external_node is not None and request.external_ip is not None:
+            destinations, drops = self._addressed(state, service, request)
+        elif request.external_node is not None and request.via_load_balancer:
             destinations, drops = self._load_balanced(state, service, request)
         elif request.external_node is not None:
             destinations, drops = self._external(state, service, request)
@@ -196,7 +199,8 @@ class ModelTarget:
                 outcome = replace(outcome, seen_source=self.seen_source(state, pick, request))
             if pick is not None and outcome.backend is not None and request.external_node:
                 seen = self.seen_external_source(service, source)
-                if request.via_load_balancer and seen != NODE_ADDRESS:
+                handed = request.via_load_balancer or request.external_ip is not None
+                if handed and seen != NODE_ADDRESS:
                     seen = self.load_balancer_source(request.external_node) or seen
                 outcome = replace(outcome, seen_source=seen)
             outcomes.append(replace(outcome, source=source) if source else outcome)
@@ -209,18 +213,49 @@ class ModelTarget:
         may go, and whether it is dropped (`harness.model.endpoints.expect_external`): nothing
         answers a Service without a node port (refused, as a closed port is). UsageError for a
         node the model lacks."""
+        node = self._external_node(request)
+        if service is None or not service.type.external:
+            return [], False
+        return self._from_outside(state, service, request, node)
+
+    def _external_node(self, request: TrafficRequest) -> str:
+        """`request.external_node`; UsageError for a node the model lacks."""
         node = request.external_node or ""
         if node not in self.node_names:
             raise UsageError(
                 f"the model has no node {node!r} to send to ({', '.join(self.node_names)})"
             )
-        if service is None or not service.type.external:
-            return [], False
+        return node
+
+    def _from_outside(
+        self, state: ClusterState, service: Service, request: TrafficRequest, node: str
+    ) -> tuple[list[Destination], bool]:
+        """Where a connection from outside the cluster that met `node`'s proxy for `service`
+        may go (`external_usable`), and whether it is dropped; dropped for a Service the proxy
+        does not program."""
         if not self.programs(service):
             return [], True
         slices = derive_slices(state, service.name)
         destinations = self.external_usable(slices, service, request.port, node)
         return destinations, must_drop(destinations, slices, request.port)
+
+    def _addressed(
+        self, state: ClusterState, service: Service | None, request: TrafficRequest
+    ) -> tuple[list[Destination], bool]:
+        """Where a connection from the external client to the Service's externalIP
+        `request.external_ip`, handed to `request.external_node`, may go: as at that node's
+        node port, for a Service of any type that lists the address
+        (`harness.model.endpoints.expect_external_ip`); dropped for one it does not list (the
+        node routes the externalIP range into its sink). UsageError for a node the model lacks,
+        further source addresses, or `via_load_balancer` too."""
+        if request.sources != (0,):
+            raise UsageError(VIA_LOAD_BALANCER_SOURCES)
+        if request.via_load_balancer:
+            raise UsageError(EXTERNAL_IP_AND_LOAD_BALANCER)
+        node = self._external_node(request)
+        if service is None or request.external_ip not in service.external_ips:
+            return [], True
+        return self._from_outside(state, service, request, node)
 
     def _load_balanced(
         self, state: ClusterState, service: Service | None, request: TrafficRequest

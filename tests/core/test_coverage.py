@@ -28,6 +28,7 @@ from harness.events import (
     RestartProxy,
     Scale,
     SetAffinity,
+    SetExternalIPs,
     SetExternalTrafficPolicy,
     SetPublishNotReady,
     SetReady,
@@ -128,6 +129,7 @@ EXAMPLES: dict[str, list[Event]] = {
     "dual-protocol-port": [CreateDualProtocolService("svc-a", WEB), Scale("web", 2)],
     "node-port-reached": [*START, SetServiceType("svc-a", ServiceType.NODE_PORT)],
     "load-balancer-reached": [*START, SetServiceType("svc-a", ServiceType.LOAD_BALANCER)],
+    "external-ip-reached": [*START, SetExternalIPs("svc-a", ("10.254.0.10",))],
     "external-local-no-local-endpoints": [
         CreateService("svc-a", WEB),
         Scale("web", 2, "node-2"),
