@@ -29,11 +29,12 @@ and routes nothing else (its default route points at node-1, which has none). It
 stands in for a cloud or MetalLB load balancer: one more address per node,
 `load_balancer_source(k)` (10.240.0.220+k), each with a policy rule (`from 10.240.0.220+k
 lookup 100+k`) whose table routes only the ingress ranges (`INGRESS_RANGES`: LoadBalancer
-ingress IPs) via node k, so a connection to an ingress IP from that address is handed to node k
-alone (`TrafficRequest.via_load_balancer`); all in its own namespace, none in the root one. Each
-node has its own Service-range sink and sysctls (below) and its own proxy. With one node
-(the default) there is no fabric and the layout is the single node above, its bridge on the whole
-pod /16: pods of the model's other, logical node (`run_nodes`) hang off it too.
+ingress IPs and externalIPs) via node k, so a connection to an ingress IP or externalIP from
+that address is handed to node k alone (`TrafficRequest.via_load_balancer`, `external_ip`);
+all in its own namespace, none in the root one. Each node has its own Service-range sink and
+sysctls (below) and its own proxy. With one node (the default) there is no fabric and the layout
+is the single node above, its bridge on the whole pod /16: pods of the model's other, logical
+node (`run_nodes`) hang off it too.
 
 No namespace has a link to the root namespace or anywhere else, and no node has a default route
 (pods and clients route via their node), so no packet can leave the machine. The links carry IPv4
@@ -108,7 +109,13 @@ from harness.local.netns import (
 )
 from harness.local.podserver import PodServer, PodSpec, port_mode
 from harness.model.objects import MAX_NODES, PROXY_NODE, Pod, node_name
-from harness.model.state import LOAD_BALANCER_CIDR, POD_CIDR, SERVICE_CIDR, node_pod_cidr
+from harness.model.state import (
+    EXTERNAL_IP_CIDR,
+    LOAD_BALANCER_CIDR,
+    POD_CIDR,
+    SERVICE_CIDR,
+    node_pod_cidr,
+)
 
 POD_GATEWAY = str(POD_CIDR.network_address + 1)
 POD_PREFIX_LENGTH = POD_CIDR.prefixlen
@@ -124,9 +131,10 @@ LOAD_BALANCER_SOURCE_FIRST + k (`load_balancer_source`)."""
 LOAD_BALANCER_TABLE_FIRST = 100
 """Node k's load-balancer routing table in the external client is number
 LOAD_BALANCER_TABLE_FIRST + k."""
-INGRESS_RANGES = (str(LOAD_BALANCER_CIDR),)
-"""The ranges the external client hands to a chosen node (LoadBalancer ingress IPs); every node
-routes them into its Service-range sink, as a real node's default route carries them."""
+INGRESS_RANGES = (str(LOAD_BALANCER_CIDR), str(EXTERNAL_IP_CIDR))
+"""The ranges the external client hands to a chosen node (LoadBalancer ingress IPs and
+externalIPs); every node routes them into its Service-range sink, as a real node's default
+route carries them."""
 CLIENT_LINKS = IPv4Network("10.250.0.0/16")
 """Where the client namespaces' links are (`client_addresses`), all on node-1."""
 NODE_SYSCTLS = {

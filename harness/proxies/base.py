@@ -59,12 +59,13 @@ KERNEL_FEATURES: frozenset[str] = RELAYING_FEATURES | {
     "external-traffic-policy",
     "load-balancer",
     "health-check-node-port",
+    "external-ips",
 }
 """What the harness's kernel-rule proxies (iptables, nftables) declare: as kube-proxy, they keep
 the client's address (masquerading only hairpin traffic: KUBE-MARK-MASQ for `-s <endpoint IP>`
-on each endpoint chain), translate UDP too, program node ports and LoadBalancer ingress IPs
-with externalTrafficPolicy (`harness.proxies.iptables`, `harness.proxies.nftables`) and serve
-healthCheckNodePorts (`harness.proxies.healthcheck`)."""
+on each endpoint chain), translate UDP too, program node ports, LoadBalancer ingress IPs and
+externalIPs with externalTrafficPolicy (`harness.proxies.iptables`, `harness.proxies.nftables`)
+and serve healthCheckNodePorts (`harness.proxies.healthcheck`)."""
 
 
 class Proxy(Protocol):

@@ -50,6 +50,12 @@ LB_IP/32 -p tcp --dport PORT`, met on the forwarding path (the node routes the i
 a real node's default route would: `harness.local.cluster`). kube-proxy's KUBE-FW-<hash> chain
 for `loadBalancerSourceRanges` is left out (the model has none).
 
+externalIPs (`syncProxyRules`, "Capture externalIPs"; a Service of any type): per externalIP of
+a Service port, a KUBE-SERVICES rule `-d EXT_IP/32 -p tcp --dport PORT -j KUBE-EXT-<hash>`
+(comment "... external IP") while it has external endpoints, else the same REJECT or DROP in
+KUBE-EXTERNAL-SERVICES; a ClusterIP Service with externalIPs gets its KUBE-EXT chain without a
+node port.
+
 Chain names hash "namespace/name:port" + protocol (+ "ip:port" for endpoints) like
 `servicePortChainName`. Without a cluster CIDR kube-proxy adds no `! -s CIDR -j KUBE-MARK-MASQ`
 rule, and neither does this proxy, so pods see the client's own address.
@@ -230,7 +236,7 @@ class IptablesProxy(KernelRuleProxy):
         node_ports: dict[str, str] = {}
         external_filter: dict[str, str] = {}
         for plan in plans:
-            if plan.node_port is not None:
+            if plan.node_port is not None or plan.external_ips:
                 self.render_node_port(plan, chains, node_ports, external_filter)
                 self.render_load_balancer(plan, nat_entries, external_filter)
             match = (
@@ -266,17 +272,23 @@ class IptablesProxy(KernelRuleProxy):
         external_filter: dict[str, str],
     ) -> None:
         """Add `plan`'s node-port objects (module docstring): its KUBE-NODEPORTS entry, KUBE-EXT
-        chain and the chains it jumps to, or its KUBE-EXTERNAL-SERVICES DROP or REJECT."""
+        chain and the chains it jumps to, or its KUBE-EXTERNAL-SERVICES DROP or REJECT; for a
+        plan without a node port (a ClusterIP Service with externalIPs) the KUBE-EXT chain
+        alone."""
         port_match = f"-p {plan.protocol} -m {plan.protocol} --dport {plan.node_port}"
         if not plan.external:
             why, target = self.external_filter_target(plan)
-            external_filter[
-                f'-A {EXTERNAL_SERVICES} -m comment --comment "{plan.name} {why}"'
-                f" -m addrtype --dst-type LOCAL {port_match} -j {target}"
-            ] = ""
+            if plan.node_port is not None:
+                external_filter[
+                    f'-A {EXTERNAL_SERVICES} -m comment --comment "{plan.name} {why}"'
+                    f" -m addrtype --dst-type LOCAL {port_match} -j {target}"
+                ] = ""
             return
         ext = external_chain(plan)
-        node_ports[f'-A {NODEPORTS} -m comment --comment "{plan.name}" {port_match} -j {ext}'] = ""
+        if plan.node_port is not None:
+            node_ports[
+                f'-A {NODEPORTS} -m comment --comment "{plan.name}" {port_match} -j {ext}'
+            ] = ""
         routed = replace(plan, destinations=plan.external, local_policy=plan.external_local)
         chain = service_chain(routed)
         lines = []
@@ -297,15 +309,17 @@ class IptablesProxy(KernelRuleProxy):
         """Add `plan`'s ingress IPs (module docstring, "Capture load-balancer ingress"): a
         KUBE-SERVICES rule to its KUBE-EXT chain (written by `render_node_port`) per ingress IP
         while it has external destinations, else the same DROP or REJECT in
-        KUBE-EXTERNAL-SERVICES as its node port gets."""
-        for address in plan.load_balancer_ips:
+        KUBE-EXTERNAL-SERVICES as its node port gets. Its externalIPs alike ("Capture
+        externalIPs", comment "external IP")."""
+        addresses = [(a, "loadbalancer IP") for a in plan.load_balancer_ips]
+        for address, what in addresses + [(a, "external IP") for a in plan.external_ips]:
             match = (
                 f"-d {address}/32 -p {plan.protocol} -m comment --comment"
                 f' "{plan.name} {{}}" -m {plan.protocol} --dport {plan.port}'
             )
             if plan.external:
                 target = external_chain(plan)
-                nat_entries[f"-A {SERVICES} {match.format('loadbalancer IP')} -j {target}"] = ""
+                nat_entries[f"-A {SERVICES} {match.format(what)} -j {target}"] = ""
                 continue
             why, target = self.external_filter_target(plan)
             external_filter[f"-A {EXTERNAL_SERVICES} {match.format(why)} -j {target}"] = ""

@@ -90,6 +90,12 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
   and a load balancer keeps sending it new connections it should send elsewhere (`node-port`,
   part `health-check-node-port`; e2e "should fail health check node port if there are only
   terminating endpoints").
+- mutant-nftables-external-ip-unprogrammed (externalIPs, I4): programs node ports and ingress
+  IPs but no Service's `spec.externalIPs` (no `service-ips` element for them, nothing in
+  `no-endpoint-services`), as a proxy that treats externalIPs as somebody else's routing
+  would: a connection to an externalIP handed to a node meets no rule and is routed on (into
+  the node's sink), so the client times out where it must connect or be refused
+  (`node-port`, part `external-ip`).
 """
 
 from __future__ import annotations
@@ -444,6 +450,15 @@ class HealthCountsTerminatingProxy(IptablesProxy):
         return len({e.address for e, _ in local_endpoints(slices, node)})
 
 
+class ExternalIpUnprogrammedProxy(NftablesProxy):
+    name: ClassVar[str] = "mutant-nftables-external-ip-unprogrammed"
+    description: ClassVar[str] = "nftables that programs no Service's externalIPs"
+    nodes: ClassVar[int] = 2  # the external client, which sends to externalIPs, needs two
+
+    def external_ips(self, service: Service) -> tuple[str, ...]:
+        return ()
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -477,5 +492,6 @@ MUTANT_PROXIES: dict[str, type] = {
         NodePortRejectsNoLocalProxy,
         LoadBalancerIpUnprogrammedProxy,
         HealthCountsTerminatingProxy,
+        ExternalIpUnprogrammedProxy,
     )
 }

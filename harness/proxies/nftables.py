@@ -42,6 +42,11 @@ any, a `no-endpoint-services` element with the node port's verdict (`goto reject
 `drop` under Local with endpoints elsewhere only), met from `filter-forward` on the forwarding
 path. kube-proxy's `firewall-` chains for `loadBalancerSourceRanges` are left out.
 
+externalIPs (`syncProxyRules`, "Capture externalIPs"; a Service of any type): per externalIP of
+a Service port a `service-ips` element `EXT_IP . proto . PORT : goto external-<base>` while it
+has external endpoints, else a `no-endpoint-services` element with the same verdict as an
+ingress IP; a ClusterIP Service with externalIPs gets its `external-` chain without a node port.
+
 Incremental sync: where kube-proxy flushes and refills its maps every sync, this proxy writes one
 transaction with only the changed Services' chains, map elements and sets. Stale chains are
 deleted in the same transaction after the elements that referenced them (kernels since 6.2 see
@@ -188,6 +193,10 @@ class NftablesProxy(KernelRuleProxy):
                 else:
                     node_port_rejects[key] = self.external_filter_verdict(plan)
                 self.render_load_balancer(plan, dispatch, rejects)
+            elif plan.external_ips:
+                if plan.external:
+                    self.render_external(plan, chains, sets)
+                self.render_load_balancer(plan, dispatch, rejects)
             key = f"{plan.cluster_ip} . {plan.protocol} . {plan.port}"
             if not plan.destinations:
                 rejects[key] = "drop" if plan.drops else f"goto {REJECT_CHAIN}"
@@ -218,8 +227,8 @@ class NftablesProxy(KernelRuleProxy):
         """Add `plan`'s ingress IPs (module docstring): a `service-ips` element going to the
         node port's `external-` chain (written by `render_external`) per ingress IP while it has
         external destinations, else a `no-endpoint-services` element with the node port's
-        verdict."""
-        for address in plan.load_balancer_ips:
+        verdict. Its externalIPs alike ("Capture externalIPs")."""
+        for address in (*plan.load_balancer_ips, *plan.external_ips):
             key = f"{address} . {plan.protocol} . {plan.port}"
             if plan.external:
                 dispatch[key] = f"goto external-{chain_base(plan)}"

@@ -147,9 +147,10 @@ def service_json(service: Service) -> Message:
 
 def external_json(service: Service) -> Message:
     """A NodePort or LoadBalancer Service's external fields (none for a ClusterIP one): its
-    type, externalTrafficPolicy, and, once assigned, its ingress IP and healthCheckNodePort."""
+    type, externalTrafficPolicy, and, once assigned, its ingress IP and healthCheckNodePort;
+    and any Service's externalIPs (`external_ips_json`)."""
     if service.type == ServiceType.CLUSTER_IP:
-        return {}
+        return external_ips_json(service)
     assigned = {
         "load_balancer_ip": service.load_balancer_ip,
         "health_check_node_port": service.health_check_node_port,
@@ -158,6 +159,18 @@ def external_json(service: Service) -> Message:
         "type": service.type.value,
         "external_traffic_policy": service.external_traffic_policy.value,
         **{key: value for key, value in assigned.items() if value is not None},
+        **external_ips_json(service),
+    }
+
+
+def external_ips_json(service: Service) -> Message:
+    """A Service's externalIPs with its externalTrafficPolicy (any type), none without any: only
+    a proxy declaring `external-ips` is handed a Service that has them."""
+    if not service.external_ips:
+        return {}
+    return {
+        "external_ips": list(service.external_ips),
+        "external_traffic_policy": service.external_traffic_policy.value,
     }
 
 
@@ -219,6 +232,7 @@ def service_from_json(service: Message) -> Service:
         ),
         health_check_node_port=service.get("health_check_node_port"),
         load_balancer_ip=service.get("load_balancer_ip"),
+        external_ips=tuple(service.get("external_ips", ())),
     )
 
 

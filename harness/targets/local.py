@@ -29,6 +29,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
+from ipaddress import ip_address
 from typing import Any, ClassVar, cast
 
 from harness.clock import RealClock
@@ -60,13 +61,14 @@ from harness.local.node_proxies import NodeProxies
 from harness.local.outofwindow import Sent, send_out_of_window
 from harness.local.traffic import Batch, ClientAgent
 from harness.model.objects import PROXY_NODE, Backend, EndpointSlice, Pod, Service, run_nodes
-from harness.model.state import SERVICE_CIDR, ClusterState
+from harness.model.state import EXTERNAL_IP_CIDR, SERVICE_CIDR, ClusterState
 from harness.proxies.base import NodeContext, Proxy, SyncState
 from harness.proxies.failure import ProxyFailure, last_line
 from harness.proxies.userspace import UserspaceProxy
 from harness.registry import TargetOptions, load_proxy
 from harness.traffic import (
     CLIENTS,
+    EXTERNAL_IP_AND_LOAD_BALANCER,
     VIA_LOAD_BALANCER_SOURCES,
     HealthCheckReply,
     HealthCheckRequest,
@@ -478,6 +480,9 @@ class LocalTarget:
         if request.client_pod is not None:
             agent = self._pod_agent(request)
             sources: tuple[str, ...] = ()  # the pod's own address, the kernel's choice
+        elif request.external_node is not None and request.external_ip is not None:
+            agent, sources = self._load_balancer_agent(request, request.external_node)
+            address, port = self._external_ip_destination(request, request.external_ip)
         elif request.external_node is not None and request.via_load_balancer:
             agent, sources = self._load_balancer_agent(request, request.external_node)
             address, port = self._load_balancer_destination(request)
@@ -629,6 +634,25 @@ class LocalTarget:
                 f" {service.type.value}): make it LoadBalancer first"
             )
         return service.load_balancer_ip, port
+
+    def _external_ip_destination(self, request: TrafficRequest, address: str) -> tuple[str, int]:
+        """`address` and the request's Service port (`TrafficRequest.external_ip`: sent even
+        where the Service does not list it, to see that nothing answers). UsageError for an
+        address outside the externalIP range the external client routes (nothing else is sent
+        there), or with `via_load_balancer` too."""
+        if request.via_load_balancer:
+            raise UsageError(EXTERNAL_IP_AND_LOAD_BALANCER)
+        try:
+            inside = ip_address(address) in EXTERNAL_IP_CIDR
+        except ValueError:
+            inside = False
+        if not inside:
+            raise UsageError(
+                f"external_ip {address!r} is not in {EXTERNAL_IP_CIDR}, the range the external"
+                " client hands to the nodes: use a Service's externalIP"
+            )
+        service = self._vips[request.service]
+        return address, next(p.port for p in service.ports if p.name == request.port)
 
     def health_check(self, request: HealthCheckRequest) -> HealthCheckReply:
         """One HTTP GET from the external client to `request.node`'s own address on

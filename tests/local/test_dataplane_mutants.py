@@ -68,6 +68,10 @@ CAUGHT_CHEAPER = {
     # and 2 nodes; a fixed sequence catches it at its LoadBalancer step in about 2 s, the
     # ingress-IP rule oracle at once (tests/proxies/test_load_balancer_rules.py)
     "local:mutant-iptables-lb-ip-unprogrammed": "tests/local/test_load_balancer.py",
+    # wrong only from outside at an externalIP, which needs a Service with externalIPs and
+    # endpoints and 2 nodes; a fixed sequence catches it at its externalIPs step, the ingress
+    # rule oracle at once (tests/proxies/test_external_ip_rules.py)
+    "local:mutant-nftables-external-ip-unprogrammed": "tests/local/test_external_ips.py",
     # wrong only at a node whose local endpoints all terminate under a LoadBalancer with
     # externalTrafficPolicy Local: the quick profile catches it too on 2 nodes (seed 11: 6
     # examples, a 5-event counterexample, `node-port` part `health-check-node-port`, 43 s

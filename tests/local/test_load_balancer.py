@@ -63,7 +63,7 @@ def test_the_external_client_hands_the_ingress_range_to_each_node_from_its_own_a
     assert rules == {load_balancer_source(1): "101", load_balancer_source(2): "102"}
     for number in (1, 2):
         routes = listed("route", "show", "table", str(100 + number))
-        wanted = [("10.255.0.0/24", f"10.240.0.{number}")]
+        wanted = [(r, f"10.240.0.{number}") for r in ("10.254.0.0/24", "10.255.0.0/24")]
         assert [(r["dst"], r["gateway"]) for r in routes] == wanted
     assert cluster.load_balancer_source("node-2") == "10.240.0.222"
     assert cluster.load_balancer_source("node-9") is None

@@ -241,6 +241,7 @@ class KernelRuleProxy(TrackingProxy):
             external,
             self.external_policy_local(service),
             self.load_balancer_ips(service),
+            self.external_ips(service),
         )
 
     programs_node_ports: ClassVar[bool] = True
@@ -264,6 +265,11 @@ class KernelRuleProxy(TrackingProxy):
         if service.type != ServiceType.LOAD_BALANCER or service.load_balancer_ip is None:
             return ()
         return (service.load_balancer_ip,)
+
+    def external_ips(self, service: Service) -> tuple[str, ...]:
+        """The externalIPs to program for `service` (`svcInfo.ExternalIPs()`), of any type; a
+        mutant may program none."""
+        return service.external_ips
 
     def destinations(self, service: Service, port_name: str) -> list[Destination]:
         """Where new connections to the port may go: `CategorizeEndpoints` on the raw slices."""
@@ -334,10 +340,19 @@ class KernelRuleProxy(TrackingProxy):
         packet: the ingress IP is no address of the node), read from the kernel: the rule
         oracle for LoadBalancer traffic. Rejects for a Service without an ingress IP or port.
         Changes nothing."""
+        return self.ingress_reachability(service, port_name, client_ip, service.load_balancer_ip)
+
+    def ingress_reachability(
+        self, service: Service, port_name: str, client_ip: str, address: str | None
+    ) -> Reachability:
+        """Where a new connection from `client_ip` outside the cluster to `address` (an
+        ingress IP or externalIP of the Service) on the Service port goes once handed to this
+        node (a forwarded packet), read from the kernel: the rule oracle for both. Rejects
+        without an address or port. Changes nothing."""
         port = next((p for p in service.ports if p.name == port_name), None)
-        if port is None or service.load_balancer_ip is None:
-            return Reachability(True, {}, f"{service.name} has no ingress IP for {port_name!r}")
-        packet = Packet(client_ip, service.load_balancer_ip, port.protocol.lower(), port.port)
+        if port is None or address is None:
+            return Reachability(True, {}, f"{service.name} has no such address for {port_name!r}")
+        packet = Packet(client_ip, address, port.protocol.lower(), port.port)
         rules = self.read_rules()
         backend_of = self.backend_lookup(service, port_name)
         return to_reachability(rules.trace(packet), backend_of, rules.description)

@@ -39,6 +39,11 @@ class PortPlan:
     with a `node_port`) are reached on `port`, through the forwarding path, and go exactly where
     the node port goes (kube-proxy sends both to the Service's `KUBE-EXT-<hash>` / `external-`
     chain, and drops or rejects both alike without external endpoints).
+
+    `external_ips` (`spec.externalIPs`, a Service of any type) are reached on `port` through the
+    forwarding path and go where `external` says, as ingress IPs do (kube-proxy's "Capture
+    externalIPs"); a ClusterIP Service with externalIPs has `external` and `external_drops`
+    without a `node_port`.
     """
 
     namespace: str
@@ -56,6 +61,7 @@ class PortPlan:
     external: tuple[Destination, ...] = ()
     external_drops: bool = False
     load_balancer_ips: tuple[str, ...] = ()
+    external_ips: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -91,6 +97,7 @@ def plan_ports(
     external_of: Mapping[str, list[Destination]] | None = None,
     external_local: bool = False,
     load_balancer_ips: tuple[str, ...] = (),
+    external_ips: tuple[str, ...] = (),
 ) -> tuple[PortPlan, ...]:
     """The plans of every port of `service`, given each port's usable destinations.
 
@@ -99,7 +106,8 @@ def plan_ports(
     inside or, at a node port, from outside). `external_of` gives each port's destinations for
     traffic at its node port (None: the Service's node ports are not programmed);
     `external_local` whether it is programmed as externalTrafficPolicy Local;
-    `load_balancer_ips` the ingress IPs to program for every port that has a node port.
+    `load_balancer_ips` the ingress IPs to program for every port that has a node port;
+    `external_ips` the externalIPs to program for every port (with `external_of`).
     """
     if service.cluster_ip in NO_CLUSTER_IP:
         return ()
@@ -121,7 +129,10 @@ def plan_ports(
                 ),
                 destinations=unique_by_address(destinations_of.get(port.name, [])),
                 drops=port.name in dropped and not destinations_of.get(port.name),
-                **_node_port_fields(service, port.name, port.node_port, external_of, dropped),
+                **{
+                    **_node_port_fields(service, port.name, port.node_port, external_of, dropped),
+                    **_external_ip_fields(port.name, external_of, dropped, external_ips),
+                },
                 external_local=external_local,
                 load_balancer_ips=_ingress_ips(
                     service, port.node_port, external_of, load_balancer_ips
@@ -144,6 +155,25 @@ def _node_port_fields(
     external = unique_by_address(external_of.get(port_name, []))
     return {
         "node_port": node_port,
+        "external": external,
+        "external_drops": port_name in dropped and not external,
+    }
+
+
+def _external_ip_fields(
+    port_name: str,
+    external_of: Mapping[str, list[Destination]] | None,
+    dropped: Collection[str],
+    external_ips: tuple[str, ...],
+) -> dict[str, Any]:
+    """A PortPlan's externalIP fields: none without `external_ips` or `external_of`; else the
+    addresses, and the same `external` and `external_drops` as `_node_port_fields` gives a
+    port with a node port (the one KUBE-EXT chain serves both)."""
+    if external_of is None or not external_ips:
+        return {}
+    external = unique_by_address(external_of.get(port_name, []))
+    return {
+        "external_ips": external_ips,
         "external": external,
         "external_drops": port_name in dropped and not external,
     }
