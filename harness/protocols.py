@@ -37,15 +37,21 @@ KUBE_LOAD_BALANCER = (
     " kube target sends to node ports only"
 )
 """The kube target's note on `load-balancer` (`KubeTarget.features`)."""
+KUBE_EXTERNAL_IPS = (
+    "unsupported by the environment: a cluster's admission may refuse externalIPs"
+    " (DenyServiceExternalIPs, or a policy such as the externalip-webhook) and nothing routes"
+    " them to a chosen node from outside; the kube target sends to node ports only"
+)
+"""The kube target's note on `external-ips` (`KubeTarget.features`)."""
 
 
 def environment_notes(target: str) -> Mapping[str, str]:
     """Features the environment of `target` cannot carry, with why: SCTP on a `local:` target
     whose kernel lacks it; LoadBalancer on a real cluster without a controller (`kube`,
-    `KUBE_LOAD_BALANCER`). Other targets run on no kernel of their own (the model): nothing is
-    said of them."""
+    `KUBE_LOAD_BALANCER`) and externalIPs there (`KUBE_EXTERNAL_IPS`). Other targets run on no
+    kernel of their own (the model): nothing is said of them."""
     if target == "kube":
-        return {"load-balancer": KUBE_LOAD_BALANCER}
+        return {"load-balancer": KUBE_LOAD_BALANCER, "external-ips": KUBE_EXTERNAL_IPS}
     if not target.startswith("local"):
         return {}
     why = sctp_unsupported()

@@ -48,7 +48,14 @@ from typing import Any
 
 from harness.clock import RealClock
 from harness.errors import EnvironmentProblem, HarnessError, UsageError
-from harness.events import Event, OutOfWindow, RestartProxy, StaleSnapshot, UnobservedChanges
+from harness.events import (
+    Event,
+    OutOfWindow,
+    RestartProxy,
+    SetExternalIPs,
+    StaleSnapshot,
+    UnobservedChanges,
+)
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.external import HostClients, host_clients_problem, switch
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
@@ -91,6 +98,7 @@ from harness.kube.traffic import ClientPods, Exec
 from harness.kube.writer import Writer
 from harness.model.objects import PROXY_NODE, EndpointSlice, Pod
 from harness.model.state import ClusterState
+from harness.protocols import KUBE_EXTERNAL_IPS
 from harness.proxies.base import SyncState
 from harness.proxies.rules.tracing import Packet
 from harness.registry import POD_MODES, TargetOptions
@@ -449,6 +457,8 @@ class KubeTarget:
             raise UsageError(f"{UnobservedChanges.kind}: {self.unobserved_unsupported}")
         if isinstance(event, OutOfWindow):
             raise UsageError(f"{OutOfWindow.kind}: {self.out_of_window_unsupported}")
+        if isinstance(event, SetExternalIPs) and event.addresses:
+            raise UsageError(f"{SetExternalIPs.kind}: external-ips is {KUBE_EXTERNAL_IPS}")
         before = self.state
         after = event.apply(before)
         for operation in plan(before, after, self.placement):
@@ -544,10 +554,13 @@ class KubeTarget:
         IPs (it has no `load_balancer_source`): that is the environment's limit, not the
         proxy's failure. So the feature is reported unsupported, with
         `harness.protocols.environment_notes`' "unsupported by the environment" note, and no
-        LoadBalancer Service is drawn, so nothing waits for an ingress IP. Pure."""
-        from harness.features import ALL_FEATURES, LOAD_BALANCER
+        LoadBalancer Service is drawn, so nothing waits for an ingress IP. Nor `external-ips`:
+        the cluster's admission may refuse externalIPs (DenyServiceExternalIPs) and nothing
+        routes them to a chosen node (`harness.protocols.KUBE_EXTERNAL_IPS`); none is drawn and
+        `set-external-ips` is refused (`apply`). Pure."""
+        from harness.features import ALL_FEATURES, EXTERNAL_IPS, LOAD_BALANCER
 
-        return ALL_FEATURES - {LOAD_BALANCER}
+        return ALL_FEATURES - {LOAD_BALANCER, EXTERNAL_IPS}
 
     # -- the nodes' host networks as clients (harness.kube.external) ---------------------------
     def _start_host_clients(self, cluster: Cluster) -> None:
@@ -610,6 +623,8 @@ class KubeTarget:
     def _send_from_host(self, request: TrafficRequest) -> TrafficSample:
         """A batch from a hostNetwork client: to a node port from outside, or to the ClusterIP
         from a node (`send`)."""
+        if request.external_ip is not None:
+            raise UsageError(f"the kube target does not send to externalIPs: {KUBE_EXTERNAL_IPS}")
         if request.via_load_balancer:
             raise UsageError(
                 "the kube target does not send to LoadBalancer ingress IPs (via_load_balancer):"

@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UsageError
+from harness.events import SetExternalIPs
 from harness.features import (
     ALL_FEATURES,
+    EXTERNAL_IPS,
     LOAD_BALANCER,
     FeatureStatus,
     judge_features,
@@ -24,12 +26,24 @@ from harness.targets.kube import KubeTarget
 
 def test_load_balancer_is_unsupported_by_the_environment() -> None:
     supported, origin = target_features(KubeTarget(TargetOptions()))
-    assert origin == "target" and supported == ALL_FEATURES - {LOAD_BALANCER}
+    assert origin == "target" and supported == ALL_FEATURES - {LOAD_BALANCER, EXTERNAL_IPS}
     judged = {r.feature.name: r for r in judge_features([], supported, {})}
     assert judged[LOAD_BALANCER].status == FeatureStatus.UNSUPPORTED
     assert environment_notes("kube")[LOAD_BALANCER].startswith("unsupported by the environment")
     assert not EventSpace().for_features(supported).supports(LOAD_BALANCER)
     assert "load-balancer-reached" in unsupported_states(supported)
+
+
+def test_external_ips_are_unsupported_by_the_environment_and_refused_in_one_line() -> None:
+    target = KubeTarget(TargetOptions())
+    supported, _ = target_features(target)
+    judged = {r.feature.name: r for r in judge_features([], supported, {})}
+    assert judged[EXTERNAL_IPS].status == FeatureStatus.UNSUPPORTED
+    assert environment_notes("kube")[EXTERNAL_IPS].startswith("unsupported by the environment")
+    assert not EventSpace().for_features(supported).supports(EXTERNAL_IPS)
+    assert "external-ip-reached" in unsupported_states(supported)
+    with pytest.raises(UsageError, match="DenyServiceExternalIPs"):
+        target.apply(SetExternalIPs("web", ("10.254.0.10",)))
 
 
 def test_host_clients_with_a_value_but_on_or_off_is_one_line_before_anything() -> None:
