@@ -81,6 +81,8 @@ class Event:
             value = getattr(self, f.name)
             if f.name in _LABEL_FIELDS and value is not None:
                 value = dict(value)
+            elif f.name in _LIST_FIELDS:
+                value = list(value)
             elif isinstance(value, StrEnum):
                 value = value.value
             data[f.name] = value
@@ -94,6 +96,7 @@ class Event:
 
 
 _LABEL_FIELDS = {"selector", "labels"}
+_LIST_FIELDS = {"addresses"}  # tuples of strings, JSON lists
 
 
 def _check_node(node: str) -> None:
