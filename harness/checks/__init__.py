@@ -39,7 +39,8 @@ PROPERTIES: dict[str, str] = {
         "NodePort traffic from outside reaches, at every node's address, what that node's"
         " externalTrafficPolicy allows (Local: its own endpoints, the client's address kept,"
         " DROP without any), and is refused when the Service has no endpoints; part"
-        " load-balancer: the same at a LoadBalancer's ingress IP, handed to each node in turn"
+        " load-balancer: the same at a LoadBalancer's ingress IP, handed to each node in turn;"
+        " part external-ip: the same at a Service's externalIPs (any type)"
     ),
     PROXY_CONTRACT: "the proxy process stays up and answers every request validly and in time",
 }
