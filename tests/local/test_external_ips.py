@@ -1,12 +1,11 @@
 """externalIPs on the local cluster (issue 11, item 2): the external client hands a connection to
 a Service's externalIP to one chosen node, from its address for that node, and the kernel proxies
 program the externalIP as kube-proxy does ("Capture externalIPs"), for a ClusterIP Service too.
-One 2-node nftables target for the module (the disclosed mutant is nftables'; the iptables
-layout is traced by tests/proxies/test_external_ip_rules.py); every test leaves it reset."""
+One 2-node target per kernel proxy for the module (tests/local/two_nodes.py); every test leaves
+it reset."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -29,7 +28,8 @@ from harness.proxies.nftables import NftablesProxy
 from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
-from tests.local.conftest import needs_root, opened_target
+from tests.local import two_nodes
+from tests.local.conftest import needs_root
 
 pytestmark = [pytest.mark.netns, needs_root]
 
@@ -43,19 +43,8 @@ SEQUENCE: list[Event] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def target() -> Iterator[LocalTarget]:
-    with opened_target(NftablesProxy, 2) as opened:
-        yield opened
-
-
-@pytest.fixture
-def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
-    """The module's target, reset after the test."""
-    try:
-        yield target
-    finally:
-        target.reset()
+target = two_nodes.target  # the fixtures: a 2-node target per kernel proxy, reset after each test
+cluster = two_nodes.cluster
 
 
 def part_verdicts(target: LocalTarget, events: list[Event]) -> list[list[Verdict]]:
@@ -91,6 +80,8 @@ def test_the_part_holds_on_the_real_proxy_and_catches_the_disclosed_mutant(
         ("node-2", "connect", f"external IP {EXTERNAL_IPS[1]}"),
     ]
     assert evidence[1]["seen_sources"] == [load_balancer_source(2)]
+    if not isinstance(cluster.proxy, NftablesProxy):  # the mutant is nftables'
+        return
     cluster.reset()
     cluster.new_proxy = ExternalIpUnprogrammedProxy
     try:

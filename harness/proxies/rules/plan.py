@@ -152,12 +152,7 @@ def _node_port_fields(
     """A PortPlan's node-port fields: none for a ClusterIP Service or without `external_of`."""
     if external_of is None or node_port is None or not service.type.external:
         return {}
-    external = unique_by_address(external_of.get(port_name, []))
-    return {
-        "node_port": node_port,
-        "external": external,
-        "external_drops": port_name in dropped and not external,
-    }
+    return {"node_port": node_port, **_external_fields(port_name, external_of, dropped)}
 
 
 def _external_ip_fields(
@@ -171,12 +166,16 @@ def _external_ip_fields(
     port with a node port (the one KUBE-EXT chain serves both)."""
     if external_of is None or not external_ips:
         return {}
+    return {"external_ips": external_ips, **_external_fields(port_name, external_of, dropped)}
+
+
+def _external_fields(
+    port_name: str, external_of: Mapping[str, list[Destination]], dropped: Collection[str]
+) -> dict[str, Any]:
+    """A PortPlan's `external` (the port's destinations for traffic from outside) and
+    `external_drops` (dropped, not rejected, without any)."""
     external = unique_by_address(external_of.get(port_name, []))
-    return {
-        "external_ips": external_ips,
-        "external": external,
-        "external_drops": port_name in dropped and not external,
-    }
+    return {"external": external, "external_drops": port_name in dropped and not external}
 
 
 def _ingress_ips(
