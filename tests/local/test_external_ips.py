@@ -10,8 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from harness.checks.external import EXTERNAL_IP, PROPERTY
-from harness.checks.verdict import Verdict
+from harness.checks.external import EXTERNAL_IP
 from harness.errors import UsageError
 from harness.events import (
     CreateService,
@@ -25,7 +24,6 @@ from harness.local.cluster import load_balancer_source
 from harness.model.objects import TrafficPolicy, labels_of
 from harness.proxies.mutants import ExternalIpUnprogrammedProxy
 from harness.proxies.nftables import NftablesProxy
-from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
 from tests.local import two_nodes
@@ -47,19 +45,6 @@ target = two_nodes.target  # the fixtures: a 2-node target per kernel proxy, res
 cluster = two_nodes.cluster
 
 
-def part_verdicts(target: LocalTarget, events: list[Event]) -> list[list[Verdict]]:
-    """The `node-port` verdicts of part `external-ip` of each step of `events` on `target`."""
-    steps = Runner(target, RunConfig(deadline_s=2.0)).run(events)
-    return [
-        [
-            v
-            for v in step.verdicts
-            if v.property == PROPERTY and v.evidence.get("part") == EXTERNAL_IP.part
-        ]
-        for step in steps
-    ]
-
-
 def test_the_part_holds_on_the_real_proxy_and_catches_the_disclosed_mutant(
     cluster: LocalTarget,
 ) -> None:
@@ -69,7 +54,7 @@ def test_the_part_holds_on_the_real_proxy_and_catches_the_disclosed_mutant(
     with the client's address for node-2 kept. The real proxy holds;
     `mutant-nftables-external-ip-unprogrammed` fails as soon as the Service has externalIPs
     (they meet no rule: the connections time out)."""
-    held = part_verdicts(cluster, SEQUENCE)
+    held = two_nodes.part_verdicts(cluster, SEQUENCE, EXTERNAL_IP.part)
     assert [len(v) for v in held] == [0, 0, 1, 1]  # judged once the Service has externalIPs
     assert all(v.holds for step in held for v in step), held
     cluster_samples = held[2][0].evidence["samples"]
@@ -86,7 +71,7 @@ def test_the_part_holds_on_the_real_proxy_and_catches_the_disclosed_mutant(
     cluster.new_proxy = ExternalIpUnprogrammedProxy
     try:
         cluster.apply(RestartProxy())  # every node's proxy is now the mutant
-        caught = part_verdicts(cluster, SEQUENCE[:3])
+        caught = two_nodes.part_verdicts(cluster, SEQUENCE[:3], EXTERNAL_IP.part)
     finally:
         cluster.new_proxy = NftablesProxy  # the fixture's reset starts the real ones
     (verdict,) = caught[2]

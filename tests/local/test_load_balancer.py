@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from harness.checks.external import LOAD_BALANCER_PART, PROPERTY
+from harness.checks.external import LOAD_BALANCER_PART
 from harness.checks.verdict import Verdict
 from harness.errors import UsageError
 from harness.events import (
@@ -27,7 +27,6 @@ from harness.local.names import RunNames
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import LoadBalancerIpUnprogrammedProxy
-from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest, TrafficSample
 from tests.local import test_node_port as node_port
@@ -92,15 +91,7 @@ SEQUENCE: list[Event] = [
 
 def ingress_verdicts(target: LocalTarget, events: list[Event]) -> list[list[Verdict]]:
     """The `node-port` verdicts of part `load-balancer` of each step of `events` on `target`."""
-    steps = Runner(target, RunConfig(deadline_s=2.0)).run(events)
-    return [
-        [
-            v
-            for v in step.verdicts
-            if v.property == PROPERTY and v.evidence.get("part") == LOAD_BALANCER_PART
-        ]
-        for step in steps
-    ]
+    return two_nodes.part_verdicts(target, events, LOAD_BALANCER_PART)
 
 
 def test_the_part_holds_on_the_real_proxy_and_catches_the_disclosed_mutant(

@@ -9,8 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.checks.external import PROPERTY
+from harness.checks.verdict import Verdict
+from harness.events import Event
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.nftables import NftablesProxy
+from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from tests.local.conftest import opened_target
 
@@ -30,3 +34,12 @@ def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
         yield target
     finally:
         target.reset()
+
+
+def part_verdicts(target: LocalTarget, events: list[Event], part: str) -> list[list[Verdict]]:
+    """The `node-port` verdicts of part `part` of each step of `events` on `target`."""
+    steps = Runner(target, RunConfig(deadline_s=2.0)).run(events)
+    return [
+        [v for v in step.verdicts if v.property == PROPERTY and v.evidence.get("part") == part]
+        for step in steps
+    ]
