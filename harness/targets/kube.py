@@ -51,6 +51,7 @@ from harness.errors import EnvironmentProblem, HarnessError, UsageError
 from harness.events import Event, OutOfWindow, RestartProxy, StaleSnapshot, UnobservedChanges
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.external import HostClients, host_clients_problem, switch
+from harness.kube.healthprobe import in_model_terms
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
 from harness.kube.loadgen import InClusterLocust
@@ -89,7 +90,7 @@ from harness.kube.runtime import ClusterRuntime, PodExec, PodRuntime, pod_is_rea
 from harness.kube.scope import Scope
 from harness.kube.traffic import ClientPods, Exec
 from harness.kube.writer import Writer
-from harness.model.objects import PROXY_NODE, EndpointSlice, Pod
+from harness.model.objects import DEFAULT_NAMESPACE, PROXY_NODE, EndpointSlice, Pod
 from harness.model.state import ClusterState
 from harness.proxies.base import SyncState
 from harness.proxies.rules.tracing import Packet
@@ -98,6 +99,8 @@ from harness.targets.base import UNKNOWN_VERSION
 from harness.traffic import (
     CLIENTS,
     ErrorKind,
+    HealthCheckReply,
+    HealthCheckRequest,
     Outcome,
     Reachability,
     TrafficRequest,
@@ -606,6 +609,26 @@ class KubeTarget:
         if self._host is None:
             raise UsageError(self.external_unsupported or "no external client")
         return self._host.source_for(node)
+
+    def health_check(self, request: HealthCheckRequest) -> HealthCheckReply:
+        """One HTTP GET of `request.node`'s healthCheckNodePort at its InternalIP from the
+        hostNetwork client on another node, as a cloud load balancer's health check asks it
+        (`HostClients.ask_health`), with the run's namespace in kube-proxy's body renamed the
+        model Service's (`healthprobe.in_model_terms`), so `health-check-node-port` judges it
+        as on the local cluster. UsageError without hostNetwork clients
+        (`external_unsupported`). Sends one request, changes nothing."""
+        self._check()
+        if self._host is None:
+            raise UsageError(
+                f"the kube target cannot ask health checks: {self.external_unsupported}"
+            )
+        reply = self._host.ask_health(request)
+        owner = next(
+            (s for s in self.state.services.values() if s.health_check_node_port == request.port),
+            None,
+        )
+        model_namespace = owner.namespace if owner is not None else DEFAULT_NAMESPACE
+        return in_model_terms(reply, self.namespace, model_namespace)
 
     def _send_from_host(self, request: TrafficRequest) -> TrafficSample:
         """A batch from a hostNetwork client: to a node port from outside, or to the ClusterIP
