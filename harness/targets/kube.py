@@ -136,6 +136,7 @@ class KubeTarget:
     name = "kube"
     _cluster_proxy: ClusterProxy | None = None  # --restart-cluster-proxy, once open
     _cluster_proxy_problem: str | None = None  # why it cannot be restarted (found by open)
+    api_connections_cut = 0  # by the last `RestartProxy(api_only=True)`
     description = (
         "a real Kubernetes cluster (--kubeconfig/--context, --kind-cluster NAME,"
         " or --pods local for an API server without kubelets)"
@@ -457,6 +458,33 @@ class KubeTarget:
         """Whether `--restart-cluster-proxy` was given (extra option `restart_cluster_proxy`)."""
         return switch(self.options.extra, "restart_cluster_proxy", False)
 
+    @property
+    def api_cut_unsupported(self) -> str | None:
+        """Why the proxy's API connections cannot be cut here (`RestartProxy.api_only`), or
+        None: only `--pods local` with `--proxy-command`, whose proxy reaches the API server
+        through the harness's relay (`LocalKubelet.cut_api_connections`); a cluster's
+        kube-proxy talks to its API server directly."""
+        if self.options.pods == "local" and self.options.proxy_command:
+            return None
+        return (
+            "cutting the proxy's API connections needs --pods local with --proxy-command (the"
+            " proxy then reaches the API server through the harness's relay); a cluster's"
+            " kube-proxy connects to its API server directly"
+        )
+
+    def _cut_api(self) -> None:
+        """`RestartProxy(api_only=True)`: cut every connection the proxy holds to the API server
+        (the relay keeps listening, so it reconnects, lists and watches again); the cluster and
+        the model do not change, and the runner then waits for every Service to converge."""
+        why = self.api_cut_unsupported
+        if why is not None:
+            raise UsageError(f"{RestartProxy.kind} api_only: {why}")
+        self._check()
+        cut = getattr(self.runtime, "cut_api_connections", None)
+        if not callable(cut):
+            raise UsageError(f"{RestartProxy.kind} api_only: the pod runtime has no API relay")
+        self.api_connections_cut = int(cut())
+
     stale_unsupported = (
         "a real proxy reads its inputs from the API server, which the harness cannot make"
         " serve a stale snapshot"
@@ -478,6 +506,9 @@ class KubeTarget:
         `unobserved_unsupported`)."""
         if isinstance(event, RestartProxy) and event.while_down:
             raise UsageError(f"{RestartProxy.kind} while_down: {self.unobserved_unsupported}")
+        if isinstance(event, RestartProxy) and event.api_only:
+            self._cut_api()
+            return
         if isinstance(event, RestartProxy):
             self._restart_proxy()
             return
