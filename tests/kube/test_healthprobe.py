@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from fakecluster import FakeCluster
 from mockapi import MockApiServer
-from test_external import WEB, Answers, make_addressed_nodes, opened
+from test_external import WEB, Answers, make_addressed_nodes, open_target, opened
 
 from harness.checks.health import PART
 from harness.errors import UsageError
@@ -132,25 +132,18 @@ def test_the_runner_judges_the_health_check_node_port_on_the_kube_target(
     from harness.runner import RunConfig, Runner
 
     make_addressed_nodes(cluster)
-    with FakeCluster(mock_api.url) as fake:
+    with open_target(mock_api.url, cluster) as (target, fake):
         fake.data_plane = True
         fake.health_counts_terminating = broken
-        target = KubeTarget(
-            TargetOptions(extra={"startup_s": 5}), cluster=cluster, pod_exec=fake.exec
+        steps = Runner(target, RunConfig(deadline_s=5.0)).run(
+            [
+                CreatePod("web-a", WEB),
+                CreateService("web", WEB),
+                SetServiceType("web", ServiceType.LOAD_BALANCER),
+                SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
+                DeletePod("web-a", grace_s=600.0),
+            ]
         )
-        target.open()
-        try:
-            steps = Runner(target, RunConfig(deadline_s=5.0)).run(
-                [
-                    CreatePod("web-a", WEB),
-                    CreateService("web", WEB),
-                    SetServiceType("web", ServiceType.LOAD_BALANCER),
-                    SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
-                    DeletePod("web-a", grace_s=600.0),
-                ]
-            )
-        finally:
-            target.close()
     health = [v for step in steps for v in step.verdicts if v.evidence.get("part") == PART]
     assert health, "the health check was never judged"
     failed = [v for step in steps for v in step.failures()]
