@@ -98,3 +98,59 @@ def test_node_port_from_outside_keeps_the_source_under_local_on_a_real_cluster(
         assert dropped.errors() == {ErrorKind.TIMEOUT: 2}
     finally:
         target.close()
+
+
+def test_health_check_node_port_answers_per_node_on_a_real_cluster(real_kubeconfig: str) -> None:
+    """A LoadBalancer Service under Local (no LoadBalancer controller needed: the
+    healthCheckNodePort is allocated and served anyway) with its one endpoint on node-1: node-1's
+    healthCheckNodePort answers 200 with one local endpoint, node-2's 503 with none (I9)."""
+    from harness.traffic import HealthCheckRequest
+
+    target = KubeTarget(TargetOptions(kubeconfig=real_kubeconfig))
+    target.open()
+    try:
+        assert target.node_names == ("node-1", "node-2"), target.external_unsupported
+        target.apply(CreateService("web", WEB))
+        target.apply(SetServiceType("web", ServiceType.LOAD_BALANCER))
+        target.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
+        target.apply(CreatePod("web-a", WEB))
+        converge(target, "web")
+        port = target.state.services["web"].health_check_node_port
+        assert port is not None
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # until node-1's proxy counts its ready endpoint
+            reply = target.health_check(HealthCheckRequest("node-1", port, 2.0))
+            if reply.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert (reply.status, reply.local_endpoints) == (200, 1), reply.detail
+        assert reply.service == ("default", "web")
+        other = target.health_check(HealthCheckRequest("node-2", port, 2.0))
+        assert (other.status, other.local_endpoints) == (503, 0), other.detail
+    finally:
+        target.close()
+
+
+def test_restarting_the_clusters_kube_proxy_keeps_services_served(real_kubeconfig: str) -> None:
+    """--restart-cluster-proxy: restart-proxy deletes kube-proxy's pods, the DaemonSet brings
+    new ones Ready, and the Service is served again within the deadline."""
+    from harness.events import RestartProxy
+
+    options = TargetOptions(kubeconfig=real_kubeconfig, extra={"restart_cluster_proxy": "on"})
+    target = KubeTarget(options)
+    target.open()
+    try:
+        assert target.restart_unsupported is None
+        target.apply(CreateService("web", WEB))
+        target.apply(CreatePod("web-a", WEB))
+        converge(target, "web")
+        target.apply(RestartProxy())
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            sample = target.send(TrafficRequest("web", count=4))
+            if sample.hits() == {Backend("web-a", "u1"): 4} or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert sample.hits() == {Backend("web-a", "u1"): 4}
+    finally:
+        target.close()
