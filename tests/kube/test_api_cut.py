@@ -10,23 +10,31 @@ reason elsewhere.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fakecluster import FakeCluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mockapi import MockApiServer
 
 from harness.errors import InvalidEvent, UsageError
-from harness.events import CreateService, RestartProxy, event_from_json
+from harness.events import CreateService, RestartProxy, Scale, event_from_json
+from harness.kube.api import Cluster
 from harness.kube.relay import Relay
 from harness.model import labels_of
 from harness.model.state import ClusterState
 from harness.registry import TargetOptions
 from harness.strategies import GENERATORS, EventSpace
 from harness.targets.kube import KubeTarget
+from harness.traffic import TrafficRequest
 
 
 @contextlib.contextmanager
@@ -137,3 +145,44 @@ def test_the_kube_target_cuts_through_its_runtime_only_under_pods_local(
     before = local.state
     local.apply(RestartProxy(api_only=True))
     assert runtime.cuts == 1 and local.api_connections_cut == 3 and local.state == before
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("mock_api", [{"graceful_pods": True}], indirect=True)
+def test_the_standin_reconnects_after_its_api_connections_are_cut(
+    mock_api: MockApiServer, cluster: Cluster
+) -> None:
+    """End to end under `--pods local` (root, network namespaces): the stand-in proxy's watches
+    go through the relay; after `restart-proxy api-only` cuts them it lists and watches again,
+    so the pod added after the cut is reached within the deadline."""
+    if os.geteuid() != 0 or shutil.which("iptables-restore") is None:
+        pytest.skip("needs root and iptables (network namespaces)")
+    command = (
+        f"exec {sys.executable} -m harness.kube.standin --kubeconfig {{kubeconfig}}"
+        " --hostname-override {node} --proxy-mode iptables"
+    )
+    target = KubeTarget(TargetOptions(pods="local", proxy_command=command), cluster=cluster)
+
+    def reached(pods: set[str]) -> bool:
+        """Whether fresh connections reach exactly `pods` within 10 s (bounded polling)."""
+        end = time.monotonic() + 10.0
+        while time.monotonic() < end:
+            sample = target.send(TrafficRequest("web", count=16, timeout_s=0.5))
+            if {b.pod for b in sample.hits()} == pods:
+                return True
+            time.sleep(0.2)
+        return False
+
+    with FakeCluster(mock_api.url, kubelet=False):
+        target.open()
+        try:
+            target.apply(CreateService("web", labels_of({"app": "web"})))
+            target.apply(Scale("web", 1))
+            assert reached({"web-0"})
+            target.apply(RestartProxy(api_only=True))
+            cut = target.api_connections_cut
+            target.apply(Scale("web", 2))
+            assert reached({"web-0", "web-1"}), "the proxy did not see the pod added after the cut"
+        finally:
+            target.close()
+    assert cut >= 2  # at least its Service and EndpointSlice watches

@@ -122,20 +122,21 @@ def test_without_host_clients_the_target_says_why_it_cannot_ask(
 
 
 @pytest.mark.parametrize("mock_api", [{"graceful_pods": True}], indirect=True)
-@pytest.mark.parametrize("broken", [False, True])
 def test_the_runner_judges_the_health_check_node_port_on_the_kube_target(
-    mock_api: MockApiServer, cluster: Cluster, broken: bool
+    mock_api: MockApiServer, cluster: Cluster
 ) -> None:
     """A LoadBalancer Service under Local with its one endpoint on node-1: node-1 answers 200
     with one local endpoint and node-2 503 with none; once the endpoint only terminates (still
-    serving), node-1 must answer 503 (I9). A proxy that counts it still fails there."""
+    serving), node-1 must answer 503 (I9), and everything holds. Then the data plane breaks
+    (it counts serving terminating endpoints as healthy): node-1, asked again when node-2
+    gains an endpoint, fails."""
     from harness.runner import RunConfig, Runner
 
     make_addressed_nodes(cluster)
     with open_target(mock_api.url, cluster) as (target, fake):
         fake.data_plane = True
-        fake.health_counts_terminating = broken
-        steps = Runner(target, RunConfig(deadline_s=5.0)).run(
+        runner = Runner(target, RunConfig(deadline_s=5.0))
+        steps = runner.run(
             [
                 CreatePod("web-a", WEB),
                 CreateService("web", WEB),
@@ -144,18 +145,19 @@ def test_the_runner_judges_the_health_check_node_port_on_the_kube_target(
                 DeletePod("web-a", grace_s=600.0),
             ]
         )
+        fake.health_counts_terminating = True
+        broken = runner.step(CreatePod("web-b", WEB, node="node-2"))  # node-1 asked again
     health = [v for step in steps for v in step.verdicts if v.evidence.get("part") == PART]
-    assert health, "the health check was never judged"
-    failed = [v for step in steps for v in step.failures()]
-    if broken:
-        assert [v.property for v in failed] == ["node-port"]
-        assert "status 200, not 503" in failed[0].message
-    else:
-        assert failed == [] and all(v.holds for v in health)
-        assert ONLY_TERMINATING in steps[-1].checked
-        (judged,) = [v for v in steps[3].verdicts if v.evidence.get("part") == PART]
-        answers = judged.evidence["samples"]
-        assert sorted((s["node"], s["status"], s["local_endpoints"]) for s in answers) == [
-            ("node-1", 200, 1),
-            ("node-2", 503, 0),
-        ]
+    assert health and all(v.holds for v in health), "the health check was not judged, or failed"
+    assert [v.message for step in steps for v in step.failures()] == []
+    assert ONLY_TERMINATING in steps[-1].checked
+    (judged,) = [v for v in steps[3].verdicts if v.evidence.get("part") == PART]
+    answers = judged.evidence["samples"]
+    assert sorted((s["node"], s["status"], s["local_endpoints"]) for s in answers) == [
+        ("node-1", 200, 1),
+        ("node-2", 503, 0),
+    ]
+    failed = list(broken.failures())
+    assert [v.property for v in failed] == ["node-port"]
+    assert "healthCheckNodePort" in failed[0].message
+    assert "at node-1: status 200, not 503" in failed[0].message
