@@ -43,6 +43,20 @@ def converge(target: KubeTarget, service: str) -> None:
         time.sleep(0.5)
 
 
+def local_web(target: KubeTarget, kind: ServiceType) -> None:
+    """Service `web` of type `kind` under externalTrafficPolicy Local, its one endpoint on
+    node-1, converged; the target must have its hostNetwork clients on two nodes."""
+    assert target.node_names == ("node-1", "node-2"), target.external_unsupported
+    for event in (
+        CreateService("web", WEB),
+        SetServiceType("web", kind),
+        SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
+        CreatePod("web-a", WEB),
+    ):
+        target.apply(event)
+    converge(target, "web")
+
+
 def test_endpoints_traffic_and_readiness_on_a_real_cluster(real_kubeconfig: str) -> None:
     target = KubeTarget(TargetOptions(kubeconfig=real_kubeconfig))
     target.open()
@@ -77,12 +91,7 @@ def test_node_port_from_outside_keeps_the_source_under_local_on_a_real_cluster(
     target = KubeTarget(TargetOptions(kubeconfig=real_kubeconfig))
     target.open()
     try:
-        assert target.node_names == ("node-1", "node-2"), target.external_unsupported
-        target.apply(CreateService("web", WEB))
-        target.apply(SetServiceType("web", ServiceType.NODE_PORT))
-        target.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
-        target.apply(CreatePod("web-a", WEB))
-        converge(target, "web")
+        local_web(target, ServiceType.NODE_PORT)
         deadline = time.monotonic() + DEADLINE_S
         while True:  # until node-1's proxy programs the node port
             sample = target.send(TrafficRequest("web", count=4, external_node="node-1"))
@@ -109,12 +118,7 @@ def test_health_check_node_port_answers_per_node_on_a_real_cluster(real_kubeconf
     target = KubeTarget(TargetOptions(kubeconfig=real_kubeconfig))
     target.open()
     try:
-        assert target.node_names == ("node-1", "node-2"), target.external_unsupported
-        target.apply(CreateService("web", WEB))
-        target.apply(SetServiceType("web", ServiceType.LOAD_BALANCER))
-        target.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
-        target.apply(CreatePod("web-a", WEB))
-        converge(target, "web")
+        local_web(target, ServiceType.LOAD_BALANCER)
         port = target.state.services["web"].health_check_node_port
         assert port is not None
         deadline = time.monotonic() + DEADLINE_S
