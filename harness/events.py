@@ -571,11 +571,18 @@ class RestartProxy(Event):
     UDP flow whose endpoint went meanwhile reaches a usable endpoint within the deadline (its
     stale conntrack entry is reconciled at the start: `pkg/proxy/conntrack/cleanup.go:
     CleanStaleEntries`, kubernetes PR #127318; before it, kubernetes#105657 and #122740)."""
+    api_only: bool = False
+    """The proxy keeps running and only its connections to the API server are cut (issue 12
+    item 4): it must reconnect, list and watch again, and every Service still converges within
+    the deadline. Drawn only where the target can cut them (`EventSpace.cuts_api`: the kube
+    target with `--pods local`, whose relay carries them); never with `while_down`."""
 
     def apply(self, state: ClusterState) -> ClusterState:
         """The changes made while the proxy was down, in order (the restart itself changes
         nothing); InvalidEvent for more than MAX_WHILE_DOWN of them or one that is not a change
-        of the cluster (`NOT_CHANGES`)."""
+        of the cluster (`NOT_CHANGES`), and for `api_only` with changes (the proxy is not down)."""
+        if self.api_only and self.while_down:
+            raise InvalidEvent(f"{self.kind} api_only holds no changes while down")
         if len(self.while_down) > MAX_WHILE_DOWN:
             raise InvalidEvent(
                 f"restart-proxy holds {len(self.while_down)} changes while down: it may hold 1 to"
@@ -585,11 +592,15 @@ class RestartProxy(Event):
 
     def to_json(self) -> dict[str, Any]:
         """A plain restart is `{"kind": "restart-proxy"}`, as before `while_down` existed."""
+        if self.api_only:
+            return {"kind": self.kind, "api_only": True}
         if not self.while_down:
             return {"kind": self.kind}
         return {"kind": self.kind, "while_down": [change.to_json() for change in self.while_down]}
 
     def __str__(self) -> str:
+        if self.api_only:
+            return f"{self.kind} api-only"
         if not self.while_down:
             return self.kind
         return f"{self.kind} while-down [{'; '.join(str(c) for c in self.while_down)}]"

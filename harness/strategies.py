@@ -154,6 +154,7 @@ class EventSpace:
     udp_only: bool = False
     sends_out_of_window: bool = True
     changes_while_down: bool = False
+    cuts_api: bool = False  # draw `RestartProxy(api_only=True)` (the target can cut them)
 
     def supports(self, feature: str) -> bool:
         """Whether events exercising the conformance feature `feature` may be drawn."""
@@ -831,6 +832,11 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: _dual_applies(s, sp) and bool(_protocol_changes(_ports_key(s)[0])),
         _ports_key,
         lambda key, sp: st.sampled_from(_protocol_changes(key[0])),
+    ),
+    "cut_api_connection": Generator(  # last: where it is off, no other draw changes
+        lambda s, sp: sp.cuts_api and bool(s.services),
+        _no_key,
+        lambda key, sp: st.just(RestartProxy(api_only=True)),
     ),
 }
 
