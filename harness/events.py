@@ -438,6 +438,60 @@ class RestartPod(Event):
 
 
 @dataclass(frozen=True)
+class MovePod(Event):
+    """The pod comes back on another node: its old incarnation is gone at once and a new one,
+    under the same name and labels and ready, runs on `node` with an address from that node's
+    pod range (a StatefulSet's pod after its node was drained or lost: Kubernetes never moves a
+    pod, its controller makes it anew where the scheduler put it). Its endpoint changes node,
+    address and zone; a proxy must follow all three (internalTrafficPolicy, externalTrafficPolicy
+    and topology choose by node and zone)."""
+
+    kind: ClassVar[str] = "move-pod"
+    pod: str
+    node: str
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        old = state.pod(self.pod)
+        _check_node(self.node)
+        if old.node == self.node:
+            raise InvalidEvent(f"pod {self.pod!r} already runs on {self.node}")
+        state = state.without_pod(self.pod)
+        ip = state.next_pod_ip(avoid=[old.ip] if old.ip else [], node=self.node)
+        return state.new_incarnation(
+            old.name, old.labels, ip=ip, node=self.node, ports=old.ports, namespace=old.namespace
+        )
+
+
+@dataclass(frozen=True)
+class DrainNode(Event):
+    """`kubectl drain NODE`: every live pod on `node` that is not terminating yet is evicted,
+    which deletes it with its grace period (staging/src/k8s.io/kubectl/pkg/drain/drain.go:
+    `evictPods` posts a policy/v1 Eviction per pod, and the API server deletes the pod
+    gracefully), so each stays terminating, serving until it exits or `grace_s` runs out, as
+    `DeletePod` leaves it; grace 0 removes them at once. The node itself and its proxy stay
+    (cordoning only stops new pods being scheduled there, and the model schedules nothing by
+    itself); replacements elsewhere are separate events (`Scale`, `MovePod`). No PodDisruption
+    budget is modelled: every pod is evicted."""
+
+    kind: ClassVar[str] = "drain-node"
+    node: str
+    grace_s: float = DEFAULT_SCALE_GRACE_S
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        _check_node(self.node)
+        if self.grace_s < 0:
+            raise InvalidEvent(f"grace_s must be >= 0, got {self.grace_s}")
+        drained = sorted(
+            p.name
+            for p in state.pods.values()
+            if p.node == self.node and not p.phase.terminal and not p.terminating
+        )
+        for name in drained:
+            state = DeletePod(name, self.grace_s).apply(state)
+        return state
+
+
+@dataclass(frozen=True)
 class SetLabel(Event):
     """Set a pod label, or remove it when `value` is None (relabel into or out of a selector)."""
 
@@ -979,6 +1033,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SetLabel,
         SetReady,
         EvictPod,
+        MovePod,
+        DrainNode,
         Wait,
         Probe,
         RestartProxy,
