@@ -7,7 +7,6 @@ module, reset after each test."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,27 +20,18 @@ from harness.proxies.userspace import UserspaceProxy
 from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
-from tests.local.conftest import needs_root, opened_target
+from tests.local import two_nodes
+from tests.local.conftest import needs_root
 
 pytestmark = [pytest.mark.netns, needs_root]
 
 WEB = labels_of({"app": "web"})
-NODES = ("node-1", "node-2")
+NODES = two_nodes.NODES
 RELAYS = [UserspaceProxy, NginxProxy, HaproxyProxy]
 
 
-@pytest.fixture(scope="module", params=RELAYS, ids=[p.name for p in RELAYS])
-def target(request: pytest.FixtureRequest) -> Iterator[LocalTarget]:
-    with opened_target(request.param, len(NODES)) as opened:
-        yield opened
-
-
-@pytest.fixture
-def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
-    try:
-        yield target
-    finally:
-        target.reset()
+target = two_nodes.targets(RELAYS)  # one 2-node target per relaying proxy, reset after each test
+cluster = two_nodes.cluster
 
 
 def seen(target: LocalTarget, node: str, count: int) -> Counter[str]:
