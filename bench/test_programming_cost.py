@@ -12,9 +12,11 @@ probe Service, whose two endpoints are real pods (probe-a and probe-b). Measured
 
 - change to serve: probe-b turns ready and probe-a unready in one change (the probe's one usable
   endpoint moves to a new pod), from the start of the change to a fresh connection through the
-  VIP answering from the new pod; `change_sync_ms` is the proxy's own sync within it, and
+  VIP answering from the new pod; `change_sync_ms` is the proxy's own sync within it,
   `change_apply_ms` its run of the rule command (the rest of a sync is choosing and rendering
-  the rules and clearing stale conntrack entries). Changes go there and back,
+  the rules and clearing stale conntrack entries), and `change_programmed_ms` the sync up to
+  the end of its rule command (the data plane serves the change from then on; the conntrack
+  cleanup that follows walks the kernel's whole conntrack hash table). Changes go there and back,
   `PROGCOST_ROUNDS` times each way;
 - bare rule command: each pair of changes' transactions, as the proxy wrote them, applied again in
   the node namespace with the plain kernel command (`iptables-restore --noflush`, `nft -f -`, run
@@ -22,9 +24,10 @@ probe Service, whose two endpoints are real pods (probe-a and probe-b). Measured
 - full sync: a `RestartProxy` on a node whose conntrack table was flushed first: the fresh
   proxy instance adopts the rules its predecessor left (they keep serving) and its first sync
   programs everything anew in one transaction (`full_sync_ms`, its rule command
-  `full_apply_ms`), then a fresh connection is answered (`restart_to_serve_ms`); `full_bare_ms`
-  applies that transaction again with the bare command in the node namespace, whose rules are
-  the same before and after it (the state the proxy's sync started from).
+  `full_apply_ms`, up to the end of that command `full_programmed_ms`), then a fresh
+  connection is answered (`restart_to_serve_ms`); `full_bare_ms` applies that transaction
+  again with the bare command in the node namespace, whose rules are the same before and
+  after it (the state the proxy's sync started from).
   `PROGCOST_FULL_ROUNDS` restarts. One restart more keeps the
   connections some probe requests left (`flows_tracked`) and records its sync
   (`flows_sync_ms`) or why it failed (`flows_sync_failed`): a fresh instance clears the
@@ -110,24 +113,31 @@ GOALS = {
 
 
 class SyncTimer(KernelRuleProxy):
-    """A kernel-rule proxy that remembers how long its last `sync()` took, and how much of it
+    """A kernel-rule proxy that remembers how long its last `sync()` took, how much of it
     applying the transaction took (the proxy's own run of the rule command; the rest is
-    choosing and rendering the rules and clearing stale conntrack entries). Nothing else
-    differs. Abstract: combined with a real proxy class below."""
+    choosing and rendering the rules and clearing stale conntrack entries), and how long from
+    the sync's start until its rule command returned (`last_programmed_ms`: new connections
+    follow the new rules from then on; the conntrack housekeeping comes after, as
+    kube-proxy's `CleanStaleEntries` ends its `syncProxyRules`). Nothing else differs.
+    Abstract: combined with a real proxy class below."""
 
     last_sync_ms = 0.0
     last_apply_ms = 0.0
+    last_programmed_ms = 0.0
+    _sync_started = 0.0
 
     def sync(self) -> None:
-        self.last_apply_ms = 0.0
-        started = time.perf_counter()
+        self.last_apply_ms = self.last_programmed_ms = 0.0
+        self._sync_started = started = time.perf_counter()
         super().sync()
         self.last_sync_ms = (time.perf_counter() - started) * 1000
 
     def apply(self, payload: str) -> None:
         started = time.perf_counter()
         super().apply(payload)
-        self.last_apply_ms += (time.perf_counter() - started) * 1000
+        ended = time.perf_counter()
+        self.last_apply_ms += (ended - started) * 1000
+        self.last_programmed_ms = (ended - self._sync_started) * 1000
 
 
 class TimedIptables(SyncTimer, IptablesProxy):
@@ -190,7 +200,7 @@ def measure_changes(target: LocalTarget, command: list[str]) -> dict[str, Any]:
     transactions replayed with the bare command."""
     proxy, node = proxy_of(target), target.cluster.node_netns if target.cluster else ""
     current, other = PROBE_PODS
-    synced, applied, served, bare, written = [], [], [], [], []
+    synced, applied, programmed, served, bare, written = [], [], [], [], [], []
     for _ in range(PROGCOST_ROUNDS):
         payloads = []
         for _ in range(2):
@@ -198,6 +208,7 @@ def measure_changes(target: LocalTarget, command: list[str]) -> dict[str, Any]:
             target.apply_many([SetReady(other, True), SetReady(current, False)])
             synced.append(proxy.last_sync_ms)
             applied.append(proxy.last_apply_ms)
+            programmed.append(proxy.last_programmed_ms)
             payloads.append(proxy.last_payload)
             served.append(wait_served(target, other, started))
             current, other = other, current
@@ -206,6 +217,7 @@ def measure_changes(target: LocalTarget, command: list[str]) -> dict[str, Any]:
     return {
         "change_sync_ms": median(synced),
         "change_apply_ms": median(applied),
+        "change_programmed_ms": median(programmed),
         "change_to_serve_ms": median(served),
         "change_bare_ms": median(bare),
         "change_rounds": len(synced),
@@ -224,7 +236,7 @@ def measure_full(target: LocalTarget, command: list[str]) -> dict[str, Any]:
     """`PROGCOST_FULL_ROUNDS` proxy restarts on a node without tracked connections (flushed
     first: see `measure_restart_with_flows`), each first sync's transaction applied again with
     the bare command."""
-    synced, applied, served, bare = [], [], [], []
+    synced, applied, programmed, served, bare = [], [], [], [], []
     payload = ""
     node = target.cluster.node_netns if target.cluster else ""
     for _ in range(PROGCOST_FULL_ROUNDS):
@@ -234,12 +246,14 @@ def measure_full(target: LocalTarget, command: list[str]) -> dict[str, Any]:
         proxy = proxy_of(target)
         synced.append(proxy.last_sync_ms)
         applied.append(proxy.last_apply_ms)
+        programmed.append(proxy.last_programmed_ms)
         payload = proxy.last_payload
         served.append(wait_served(target, PROBE_PODS[0], started))
         bare.append(timed_bare(node, command, payload))
     return {
         "full_sync_ms": median(synced),
         "full_apply_ms": median(applied),
+        "full_programmed_ms": median(programmed),
         "restart_to_serve_ms": median(served),
         "full_bare_ms": median(bare),
         "full_rounds": len(synced),

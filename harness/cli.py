@@ -184,6 +184,19 @@ def _add_target_options(parser: argparse.ArgumentParser, replay: bool = False) -
         " kube-proxy's rules for exact-balance; see docs/kube.md for the permissions",
     )
     group.add_argument(
+        "--restart-cluster-proxy",
+        action="store_true",
+        default=None,
+        help="--target kube --pods cluster: let restart-proxy delete the cluster's kube-proxy"
+        " pods and wait for their DaemonSet (disrupts the cluster; off by default)",
+    )
+    group.add_argument(
+        "--proxy-selector",
+        metavar="SELECTOR",
+        help="with --restart-cluster-proxy: the label selector of the proxy's pods in"
+        " kube-system (default: k8s-app=kube-proxy)",
+    )
+    group.add_argument(
         "--nodes",
         type=_node_count,
         help="local targets: node namespaces, each with its own proxy instance (1 to"
@@ -341,7 +354,27 @@ def build_parser() -> Parser:
     return parser
 
 
-KUBE_ONLY = ("kubeconfig", "context", "kind_cluster", "keep_cluster", "pods", "read_node_rules")
+KUBE_ONLY = (
+    "kubeconfig",
+    "context",
+    "kind_cluster",
+    "keep_cluster",
+    "pods",
+    "read_node_rules",
+    "restart_cluster_proxy",
+    "proxy_selector",
+)
+
+
+def proxy_restart_extra(restart: bool | None, selector: str | None) -> dict[str, Any]:
+    """The kube target's extra options for `--restart-cluster-proxy` and `--proxy-selector`
+    (only those given; the target checks them). Pure."""
+    extra: dict[str, Any] = {}
+    if restart:
+        extra["restart_cluster_proxy"] = True
+    if selector is not None:
+        extra["proxy_selector"] = selector
+    return extra
 
 
 def refuse_kube_options(args: argparse.Namespace, spec: str) -> None:
@@ -386,7 +419,13 @@ def target_options(
         read_node_rules=chosen("read_node_rules"),
         deadline_s=float(deadline) if deadline is not None else 30.0,
         nodes=nodes,
-        extra={"seed": seed, "deadline_given": deadline is not None},
+        extra={
+            "seed": seed,
+            "deadline_given": deadline is not None,
+            **proxy_restart_extra(
+                getattr(args, "restart_cluster_proxy", None), getattr(args, "proxy_selector", None)
+            ),
+        },
     )
 
 

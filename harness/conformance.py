@@ -485,6 +485,7 @@ def options_for(
             shows_stale=stale_unsupported(target) is None,
             hides_updates=unobserved_unsupported(target) is None,
             sends_out_of_window=out_of_window_unsupported(target) is None,
+            cuts_api=getattr(target, "api_cut_unsupported", "") is None,  # the kube target's
             udp=bool(getattr(target, "sends_udp", False)),  # declared or not: `for_features`
             nodes=space_nodes(getattr(target, "accepted_nodes", NODES)),
         ),

@@ -503,6 +503,60 @@ class RestartPod(Event):
 
 
 @dataclass(frozen=True)
+class MovePod(Event):
+    """The pod comes back on another node: its old incarnation is gone at once and a new one,
+    under the same name and labels and ready, runs on `node` with an address from that node's
+    pod range (a StatefulSet's pod after its node was drained or lost: Kubernetes never moves a
+    pod, its controller makes it anew where the scheduler put it). Its endpoint changes node,
+    address and zone; a proxy must follow all three (internalTrafficPolicy, externalTrafficPolicy
+    and topology choose by node and zone)."""
+
+    kind: ClassVar[str] = "move-pod"
+    pod: str
+    node: str
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        old = state.pod(self.pod)
+        _check_node(self.node)
+        if old.node == self.node:
+            raise InvalidEvent(f"pod {self.pod!r} already runs on {self.node}")
+        state = state.without_pod(self.pod)
+        ip = state.next_pod_ip(avoid=[old.ip] if old.ip else [], node=self.node)
+        return state.new_incarnation(
+            old.name, old.labels, ip=ip, node=self.node, ports=old.ports, namespace=old.namespace
+        )
+
+
+@dataclass(frozen=True)
+class DrainNode(Event):
+    """`kubectl drain NODE`: every live pod on `node` that is not terminating yet is evicted,
+    which deletes it with its grace period (staging/src/k8s.io/kubectl/pkg/drain/drain.go:
+    `evictPods` posts a policy/v1 Eviction per pod, and the API server deletes the pod
+    gracefully), so each stays terminating, serving until it exits or `grace_s` runs out, as
+    `DeletePod` leaves it; grace 0 removes them at once. The node itself and its proxy stay
+    (cordoning only stops new pods being scheduled there, and the model schedules nothing by
+    itself); replacements elsewhere are separate events (`Scale`, `MovePod`). No PodDisruption
+    budget is modelled: every pod is evicted."""
+
+    kind: ClassVar[str] = "drain-node"
+    node: str
+    grace_s: float = DEFAULT_SCALE_GRACE_S
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        _check_node(self.node)
+        if self.grace_s < 0:
+            raise InvalidEvent(f"grace_s must be >= 0, got {self.grace_s}")
+        drained = sorted(
+            p.name
+            for p in state.pods.values()
+            if p.node == self.node and not p.phase.terminal and not p.terminating
+        )
+        for name in drained:
+            state = DeletePod(name, self.grace_s).apply(state)
+        return state
+
+
+@dataclass(frozen=True)
 class SetLabel(Event):
     """Set a pod label, or remove it when `value` is None (relabel into or out of a selector)."""
 
@@ -636,11 +690,18 @@ class RestartProxy(Event):
     UDP flow whose endpoint went meanwhile reaches a usable endpoint within the deadline (its
     stale conntrack entry is reconciled at the start: `pkg/proxy/conntrack/cleanup.go:
     CleanStaleEntries`, kubernetes PR #127318; before it, kubernetes#105657 and #122740)."""
+    api_only: bool = False
+    """The proxy keeps running and only its connections to the API server are cut (issue 12
+    item 4): it must reconnect, list and watch again, and every Service still converges within
+    the deadline. Drawn only where the target can cut them (`EventSpace.cuts_api`: the kube
+    target with `--pods local`, whose relay carries them); never with `while_down`."""
 
     def apply(self, state: ClusterState) -> ClusterState:
         """The changes made while the proxy was down, in order (the restart itself changes
         nothing); InvalidEvent for more than MAX_WHILE_DOWN of them or one that is not a change
-        of the cluster (`NOT_CHANGES`)."""
+        of the cluster (`NOT_CHANGES`), and for `api_only` with changes (the proxy is not down)."""
+        if self.api_only and self.while_down:
+            raise InvalidEvent(f"{self.kind} api_only holds no changes while down")
         if len(self.while_down) > MAX_WHILE_DOWN:
             raise InvalidEvent(
                 f"restart-proxy holds {len(self.while_down)} changes while down: it may hold 1 to"
@@ -650,11 +711,15 @@ class RestartProxy(Event):
 
     def to_json(self) -> dict[str, Any]:
         """A plain restart is `{"kind": "restart-proxy"}`, as before `while_down` existed."""
+        if self.api_only:
+            return {"kind": self.kind, "api_only": True}
         if not self.while_down:
             return {"kind": self.kind}
         return {"kind": self.kind, "while_down": [change.to_json() for change in self.while_down]}
 
     def __str__(self) -> str:
+        if self.api_only:
+            return f"{self.kind} api-only"
         if not self.while_down:
             return self.kind
         return f"{self.kind} while-down [{'; '.join(str(c) for c in self.while_down)}]"
@@ -1034,6 +1099,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SetLabel,
         SetReady,
         EvictPod,
+        MovePod,
+        DrainNode,
         Wait,
         Probe,
         RestartProxy,

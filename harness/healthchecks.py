@@ -20,7 +20,7 @@ Service are terminating but still serving (the e2e test's case: it must answer 5
 Only on targets with an external client and several nodes that can ask (`health_check`: the
 model, the local cluster with `--nodes` 2 or more) and whose implementation declares
 `health-check-node-port`; elsewhere the part is not applicable and its state uncheckable (the
-kube target: later, it has no external client yet).
+kube target asks from its hostNetwork clients: `harness.kube.healthprobe`).
 """
 
 from __future__ import annotations

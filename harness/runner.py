@@ -64,6 +64,7 @@ from harness.longlived import LongLived
 from harness.model.endpoints import Expectation, expect, why_unusable
 from harness.model.objects import Backend, Service
 from harness.model.state import ClusterState
+from harness.node_port_rules import node_port_balance
 from harness.nodeclients import NodeClients
 from harness.podclients import PodClients
 from harness.ports import (
@@ -428,6 +429,7 @@ class Runner:
                     name, expected.usable, reach, expected.drops, expected.opted_out
                 )
             )
+            verdicts += node_port_balance(self.target, self.model, name, PORT)
         sample = wait.sample
         if sample is None:  # nothing sent yet (the control plane never matched): judge anyway
             sample = self._send(

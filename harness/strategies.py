@@ -39,8 +39,10 @@ from harness.events import (
     CreateService,
     DeletePod,
     DeleteService,
+    DrainNode,
     Event,
     EvictPod,
+    MovePod,
     OutOfWindow,
     PodExit,
     Probe,
@@ -156,6 +158,7 @@ class EventSpace:
     udp_only: bool = False
     sends_out_of_window: bool = True
     changes_while_down: bool = False
+    cuts_api: bool = False  # draw `RestartProxy(api_only=True)` (the target can cut them)
 
     def supports(self, feature: str) -> bool:
         """Whether events exercising the conformance feature `feature` may be drawn."""
@@ -354,6 +357,16 @@ def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Ev
         st.sampled_from(space.http_ports),
     )
     return _with_udp_port(pods, space)
+
+
+def _move_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """A live pod (`key`: their names and nodes) made anew on another of the space's nodes."""
+    nodes = sorted(set(space.nodes))
+    return st.sampled_from(key[0]).flatmap(
+        lambda pod: _of(
+            MovePod, st.just(pod[0]), st.sampled_from([n for n in nodes if n != pod[1]])
+        )
+    )
 
 
 def _no_key(state: ClusterState) -> tuple[Any, ...]:
@@ -866,6 +879,21 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: _dual_applies(s, sp) and bool(_protocol_changes(_ports_key(s)[0])),
         _ports_key,
         lambda key, sp: st.sampled_from(_protocol_changes(key[0])),
+    ),
+    "move_pod": Generator(
+        lambda s, sp: len(set(sp.nodes)) > 1 and any(_alive(p) for p in s.pods.values()),
+        lambda s: (tuple(sorted((p.name, p.node) for p in s.pods.values() if _alive(p))),),
+        _move_pod,
+    ),
+    "drain_node": Generator(
+        lambda s, sp: any(_alive(p) for p in s.pods.values()),
+        lambda s: (tuple(sorted({p.node for p in s.pods.values() if _alive(p)})),),
+        lambda key, sp: _of(DrainNode, st.sampled_from(key[0]), st.sampled_from(sp.graces_s)),
+    ),
+    "cut_api_connection": Generator(  # last: where it is off, no other draw changes
+        lambda s, sp: sp.cuts_api and bool(s.services),
+        _no_key,
+        lambda key, sp: st.just(RestartProxy(api_only=True)),
     ),
 }
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from harness import registry
-from harness.cli import DEFAULT_TARGET, made_with_nodes, run_context
+from harness.cli import DEFAULT_TARGET, made_with_nodes, proxy_restart_extra, run_context
 from harness.conformance import SuiteResult, options_for, run_target
 from harness.errors import HarnessError, UsageError
 from harness.files import check_output_file, prepare_output_dir
@@ -52,6 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--context", default=None, help="kubeconfig context for --target kube")
     add("--kind-cluster", default=None, help="--target kube: create this kind cluster")
     add("--pods", default=None, choices=["cluster", "local"], help="--target kube: pods where")
+    add("--restart-cluster-proxy", action="store_true", help="--target kube: restart kube-proxy")
+    add("--proxy-selector", default=None, help="kube-proxy's pods in kube-system (a selector)")
     add("--results", default=None, help="also write the harness's JSON results file here")
     add("--junit", default=None, help="also write the harness's JUnit XML here")
     add("--failures-dir", default="reports/failures", help="where counterexamples are saved")
@@ -84,7 +86,11 @@ def _run_suite(config: pytest.Config) -> tuple[SuiteResult, RunReport]:
         pods=option("pods") or "cluster",
         deadline_s=option("deadline") or 30.0,
         nodes=option("nodes") or RUN_NODES,
-        extra={"seed": seed, "deadline_given": option("deadline") is not None},
+        extra={
+            "seed": seed,
+            "deadline_given": option("deadline") is not None,
+            **proxy_restart_extra(option("restart_cluster_proxy"), option("proxy_selector")),
+        },
     )
     spec = option("target")
     target = registry.make_target(spec, target_options)

@@ -29,13 +29,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.errors import EnvironmentProblem, UsageError
+from harness.kube import healthprobe
 from harness.kube.api import Cluster
 from harness.kube.objects import host_client_manifest, host_client_name
 from harness.kube.observe import Watched
 from harness.kube.runtime import pod_problem, wait_until_ready
 from harness.kube.scope import Scope
 from harness.kube.traffic import Exec, run_batch
-from harness.traffic import TrafficRequest, TrafficSample
+from harness.traffic import HealthCheckReply, HealthCheckRequest, TrafficRequest, TrafficSample
 
 CREATE_WAIT_S = 30.0  # until a new namespace's default ServiceAccount exists
 INTERNAL_IP = "InternalIP"
@@ -187,6 +188,15 @@ class HostClients:
             self._scope.clock,
             report_source=True,
         )
+
+    def ask_health(self, request: HealthCheckRequest) -> HealthCheckReply:
+        """One GET of `request.node`'s healthCheckNodePort `request.port` at its InternalIP,
+        from the client on another node (`outside_of`), as a cloud load balancer's health check
+        asks it (`harness.kube.healthprobe`). UsageError for a node without a client."""
+        sender = outside_of(self.names, request.node)
+        argv = healthprobe.build_command(request, self.addresses[request.node])
+        budget_s = request.timeout_s + healthprobe.EXEC_OVERHEAD_S
+        return healthprobe.parse_output(request, self._exec(self.pod_name(sender), argv, budget_s))
 
     def send_from(self, request: TrafficRequest, address: str, port: int) -> TrafficSample:
         """`request` from its `client_node`'s host network to `address:port` (a ClusterIP)."""

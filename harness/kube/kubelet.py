@@ -358,6 +358,15 @@ class LocalKubelet:
         )
         self._proxy.start()
 
+    def cut_api_connections(self) -> int:
+        """Cut every connection the proxy holds to the API server through the relay
+        (`Relay.cut`), which keeps listening: the proxy must reconnect, list and watch again.
+        The number cut. UsageError without a proxy command (nothing of the harness's talks
+        through the relay then)."""
+        if self._proxy is None or self._relay is None:
+            raise UsageError("cutting the API connection needs --proxy-command under --pods local")
+        return self._relay.cut()
+
     def service_allocated(self, address: str) -> None:
         """The API server gave a Service the ClusterIP `address`: if no routed range holds it
         (a cluster whose range the API does not show), the node routes the /12 around it too,

@@ -41,11 +41,14 @@ class Relay:
     """Forwards connections to `127.0.0.1:listen_port` inside `netns` to `target`.
 
     `start()` binds inside the namespace (EnvironmentProblem if the port is taken there) and
-    serves from daemon threads; `stop()` closes the listener and every relayed connection. It
-    changes nothing but its own sockets.
+    serves from daemon threads; `cut()` closes every relayed connection and keeps listening, so
+    the proxy must connect, list and watch again, as after an API server restart or a dropped
+    connection; `stop()` closes the listener and every relayed connection. It changes nothing
+    but its own sockets. `netns` None listens in the caller's own namespace (tests); port 0
+    takes a free port (`port` says which, once started).
     """
 
-    def __init__(self, netns: str, target: tuple[str, int], listen_port: int) -> None:
+    def __init__(self, netns: str | None, target: tuple[str, int], listen_port: int) -> None:
         self.netns = netns
         self.target = target
         self.listen_port = listen_port
@@ -56,7 +59,8 @@ class Relay:
 
     def start(self) -> None:
         def listen() -> socket.socket:
-            with entered(netns_path(self.netns)):
+            inside = entered(netns_path(self.netns)) if self.netns else contextlib.nullcontext()
+            with inside:
                 listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind(("127.0.0.1", self.listen_port))
@@ -83,16 +87,27 @@ class Relay:
         self._listener = result[0]
         threading.Thread(target=self._accept, name="api-relay", daemon=True).start()
 
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one given, or the free one taken for 0)."""
+        listener = self._listener
+        return int(listener.getsockname()[1]) if listener is not None else self.listen_port
+
+    def cut(self) -> int:
+        """Close every connection relayed now, both ends, and keep listening: the proxy sees
+        its API connections drop and must open new ones. The number of connections cut."""
+        with self._lock:
+            sockets = list(self._sockets)
+            self._sockets.clear()
+        _close(sockets)
+        return len(sockets) // 2
+
     def stop(self) -> None:
         self._stopped.set()
         with self._lock:
             sockets = list(self._sockets)
             self._sockets.clear()
-        for sock in [*sockets, *([self._listener] if self._listener else [])]:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
+        _close([*sockets, *([self._listener] if self._listener else [])])
         self._listener = None
 
     def _accept(self) -> None:
@@ -127,6 +142,15 @@ class Relay:
                 self._sockets.discard(source)
                 self._sockets.discard(sink)
             source.close()
+
+
+def _close(sockets: list[socket.socket]) -> None:
+    """Shut down and close `sockets`, ignoring those already closed."""
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
 
 
 def relayed_server(server: str, listen_port: int) -> tuple[str, str | None]:

@@ -48,14 +48,15 @@ RELAYING_FEATURES: frozenset[str] = CORE_FEATURES | {
     "multi-port",
     "hairpin",
     "opt-out-labels",
+    "node-port",
 }
 """What the harness's proxies that relay connections through their own process (userspace,
-nginx, haproxy) declare: not `source-ip`, since pods see the proxy's address, nor `udp`, since
-they relay TCP only."""
+nginx, haproxy) declare: node ports (`harness.proxies.listeners`), but not `source-ip` nor
+`external-traffic-policy`, since pods see the proxy's address, nor `udp`, since they relay TCP
+only."""
 KERNEL_FEATURES: frozenset[str] = RELAYING_FEATURES | {
     "source-ip",
     "udp",
-    "node-port",
     "external-traffic-policy",
     "load-balancer",
     "health-check-node-port",

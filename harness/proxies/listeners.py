@@ -6,6 +6,15 @@ without usable endpoints gets no listener: the balancer then REJECTs, which it d
 listening on a VIP the node treats as local (see `harness.proxies.reloading`). It REJECTs even
 where kube-proxy DROPs (endpoints on other nodes only, `has_any_endpoints`): these balancers cannot
 drop a SYN, a deviation `reject-when-empty` reports.
+
+A NodePort or LoadBalancer Service's port also gets a listener on its node port at every address
+of the node (`NODE_PORT_ADDRESS`, kube-proxy's default `--nodeport-addresses`: all of the node's
+own addresses), sending where a connection from outside the cluster arriving at this node may go
+(`harness.model.endpoints.external_destinations`); none when nothing may be reached there, so
+the node's kernel refuses it, as kube-proxy's KUBE-EXTERNAL-SERVICES REJECT does for a Service
+without endpoints. These balancers relay, so a pod sees the node's address, never the client's:
+they cannot keep externalTrafficPolicy Local's promise of the client's source address, and do
+not declare that feature (`harness.proxies.base.RELAYING_FEATURES`).
 """
 
 from __future__ import annotations
@@ -14,8 +23,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.model.endpoints import usable_destinations
+from harness.model.endpoints import external_destinations, usable_destinations
 from harness.model.objects import Affinity, Destination, EndpointSlice, Service
+
+NODE_PORT_ADDRESS = "0.0.0.0"
+"""Where a node port listens: every address of the node (the proxy runs in the node's own
+namespace, never in the root one)."""
 
 
 @dataclass(frozen=True)
@@ -46,25 +59,31 @@ def plan_listeners(
     """The listeners for `services`, in a stable order. Pure.
 
     Only TCP ports are planned (both balancers here are TCP-only in this harness); a port with no
-    usable destination gets no listener, so its VIP:port refuses connections.
+    usable destination gets no listener, so its VIP:port refuses connections. A port's node
+    port (NodePort and LoadBalancer Services) gets one more, on `NODE_PORT_ADDRESS`, to the
+    destinations of traffic from outside arriving at `node`.
     """
     listeners = []
     for service in sorted(services.values(), key=lambda s: (s.namespace, s.name)):
         slices = slices_of(service.name)
+        sticky = service.session_affinity == Affinity.CLIENT_IP
+        timeout_s = service.affinity_timeout_s if sticky else None
         for index, port in enumerate(service.ports):
             if port.protocol != "TCP":
                 continue
-            destinations = usable_destinations(slices, service, port.name, node)
-            if not destinations:
-                continue
-            sticky = service.session_affinity == Affinity.CLIENT_IP
-            listeners.append(
-                Listener(
-                    key=identifier("hk", service.namespace, service.name, str(index)),
-                    address=service.cluster_ip,
-                    port=port.port,
-                    destinations=tuple(destinations),
-                    affinity_timeout_s=service.affinity_timeout_s if sticky else None,
+            key = identifier("hk", service.namespace, service.name, str(index))
+            inside = usable_destinations(slices, service, port.name, node)
+            if inside:
+                listeners.append(
+                    Listener(key, service.cluster_ip, port.port, tuple(inside), timeout_s)
                 )
-            )
+            if not service.type.external or port.node_port is None:
+                continue
+            outside = external_destinations(slices, service, port.name, node)
+            if outside:
+                listeners.append(
+                    Listener(
+                        f"{key}_np", NODE_PORT_ADDRESS, port.node_port, tuple(outside), timeout_s
+                    )
+                )
     return tuple(listeners)

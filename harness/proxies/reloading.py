@@ -8,7 +8,8 @@ what new connections see, judged from /proc rather than from timing:
 
 - a worker process started after the reload signal exists, and
 - every worker older than the signal holds no listening socket (so it accepts nothing new), and
-- the set of TCP listeners on Service addresses in the node namespace is exactly the planned one.
+- the set of TCP listeners on Service addresses and node ports in the node namespace is exactly
+  the planned one.
 
 A Service port without usable endpoints gets no listener. Service VIPs are made local to the node
 namespace by one `local` route for the whole Service CIDR on `lo`, so a connection to a VIP:port
@@ -42,7 +43,7 @@ from harness.errors import EnvironmentProblem
 from harness.model.objects import Service
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.failure import ProxyFailure
-from harness.proxies.listeners import Listener, plan_listeners
+from harness.proxies.listeners import NODE_PORT_ADDRESS, Listener, plan_listeners
 from harness.proxies.process import NetnsProcess, Unprivileged, run_environment, run_in_netns
 from harness.proxies.procfs import children, handles_signal, holds_listener, listening_sockets
 
@@ -250,7 +251,7 @@ class ReloadingConfigProxy(TrackingProxy):
             listening = {
                 address
                 for address in listening_sockets(process.pid).values()
-                if ipaddress.ip_address(address[0]) in network
+                if ipaddress.ip_address(address[0]) in network or address[0] == NODE_PORT_ADDRESS
             }
             if (
                 workers - old_workers

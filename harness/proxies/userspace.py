@@ -21,6 +21,12 @@ internalTrafficPolicy=Local gets a listener whose socket filter drops every SYN
 (`harness.proxies.dropping`): the client times out, as kube-proxy's "has no local endpoints" DROP
 makes it. Established connections are never cut by an update (the old
 userspace proxy did not either); only new connections follow the new endpoints.
+
+A NodePort or LoadBalancer Service's port also listens on its node port at every address of the
+node (as the old proxier's `openNodePort` did), relaying where traffic from outside arriving at
+this node may go (`external_destinations`), with the same REJECT and DROP; only in a node
+namespace, never in the root one (the loopback variant has no node port). Being a relay, it
+cannot keep the client's address under externalTrafficPolicy Local, and does not declare it.
 """
 
 from __future__ import annotations
@@ -38,10 +44,11 @@ from typing import Any, ClassVar
 from harness.local.control import ControlledProcess, run_helper
 from harness.local.names import netns_path
 from harness.local.netns import ip_batch, listening_socket, setns
-from harness.model.endpoints import must_drop, usable_destinations
+from harness.model.endpoints import external_destinations, must_drop, usable_destinations
 from harness.model.objects import Affinity, Destination, EndpointSlice, Service
 from harness.proxies.base import RELAYING_FEATURES, NodeContext, TrackingProxy
 from harness.proxies.dropping import dropping_socket
+from harness.proxies.listeners import NODE_PORT_ADDRESS
 
 DIAL_TIMEOUTS_S = (0.25, 0.5, 1.0, 2.0)
 """One dial per entry, each to the next candidate (`proxysocket.go: endpointDialTimeout`)."""
@@ -102,6 +109,16 @@ class UserspaceProxy(TrackingProxy):
                     "drops": must_drop(destinations, slices, port.name),
                 }
             )
+            if service.type.external and port.node_port is not None and self.node.netns:
+                outside = external_destinations(slices, service, port.name, self.node.node)
+                listeners.append(
+                    {
+                        "address": NODE_PORT_ADDRESS,
+                        "port": port.node_port,
+                        "destinations": [[d.address, d.port] for d in outside],
+                        "drops": must_drop(outside, slices, port.name),
+                    }
+                )
         affinity = service.session_affinity == Affinity.CLIENT_IP
         return {
             "service": service.name,

@@ -12,10 +12,13 @@ left (`flows_*`, shown as a note). A size that could not be measured names why (
 Pure: parsed JSON in, `Table`s, notes and one `Plot` out; no clock, no files. `cost_ratios`
 computes the issue's ratios from the figures of the one file (so every ratio compares figures
 of one run): the iptables full sync's growth from the smallest to the largest size, the
-nftables change sync's growth (goal: within 2x), each proxy's sync over the bare command at its
-worst size (goal: within 1.5x), and the nftables first-packet latency's growth (goal: within
-1.5x). A file lacking a field a table needs raises what `harness.reporting.tables.SHAPE_ERRORS`
-lists (the section names the file as malformed); the plot is then left out.
+nftables change programming's growth (goal: within 2x), each proxy's programming over the bare
+command at its worst size (goal: within 1.5x), with the whole sync's beside it (shown, no goal),
+and the nftables first-packet latency's growth (goal: within 1.5x). Programming is the sync up
+to the end of its rule command (`*_programmed_ms`); a file written before that was measured is
+judged on its whole sync, as then. A file lacking a field a table needs raises what
+`harness.reporting.tables.SHAPE_ERRORS` lists (the section names the file as malformed); the
+plot is then left out.
 """
 
 from __future__ import annotations
@@ -76,14 +79,36 @@ def _ratio_cell(value: float | None) -> str:
     return MISSING if value is None else f"{value:.2f}x"
 
 
+PROGRAMMED = "programmed_ms"
+"""The suffix of a sync's figure up to the end of its rule command (`change_programmed_ms`,
+`full_programmed_ms`): what the data plane waits for, without the conntrack housekeeping that
+follows (files written before it was measured lack it)."""
+
+
+def _programmed_cell(size: Json, key: str) -> str:
+    """`key`'s programmed figure over its bare command, or MISSING in a file without it."""
+    if f"{key}_{PROGRAMMED}" not in size:
+        return MISSING
+    return _ratio_cell(_quotient(size[f"{key}_{PROGRAMMED}"], size[f"{key}_bare_ms"]))
+
+
+def _programming_key(sizes: Sequence[Json], key: str) -> str:
+    """The figure a ratio of `key` ("change", "full") compares: its programmed figure when
+    every size has one, else (an older file) its whole sync."""
+    if sizes and all(f"{key}_{PROGRAMMED}" in size for size in sizes):
+        return f"{key}_{PROGRAMMED}"
+    return f"{key}_sync_ms"
+
+
 def cost_table(data: Json) -> Table:
     """Proxy x size: the change's sync (the rule command's share), the bare command, their
-    ratio, the change served; the full sync, its bare command, their ratio, a restart served;
-    the first-packet latency."""
+    ratio, the change programmed over the bare command, the change served; the full sync, its
+    bare command, their ratio, programmed over bare, a restart served; the first-packet
+    latency."""
     headers = (
         "proxy", "endpoints", "Services", "change: sync ms (apply)", "bare ms", "sync/bare",
-        "served ms", "full sync ms (apply)", "bare ms", "sync/bare", "restart served ms",
-        "first packet µs",
+        "programmed/bare", "served ms", "full sync ms (apply)", "bare ms", "sync/bare",
+        "programmed/bare", "restart served ms", "first packet µs",
     )  # fmt: skip
     rows = []
     for result in measured(data):
@@ -102,11 +127,13 @@ def cost_table(data: Json) -> Table:
                 f" ({number_text(_number(size['change_apply_ms']))})",
                 number_text(_number(size["change_bare_ms"])),
                 _ratio_cell(_quotient(size["change_sync_ms"], size["change_bare_ms"])),
+                _programmed_cell(size, "change"),
                 number_text(_number(size["change_to_serve_ms"])),
                 f"{number_text(_number(size['full_sync_ms']))}"
                 f" ({number_text(_number(size['full_apply_ms']))})",
                 number_text(_number(size["full_bare_ms"])),
                 _ratio_cell(_quotient(size["full_sync_ms"], size["full_bare_ms"])),
+                _programmed_cell(size, "full"),
                 number_text(_number(size["restart_to_serve_ms"])),
                 number_text(_number(size["first_packet_us"])),
             ))  # fmt: skip
@@ -150,16 +177,24 @@ def cost_ratios(data: Json) -> list[Ratio]:
         ratios.append(Ratio(f"iptables full sync, growth from {span}", value, "grows", met))
     if nftables and len(nftables) > 1:
         bound = _number(goals["nftables_change_growth_at_most"])
-        value, span = _growth(nftables, "change_sync_ms")
-        ratios.append(_at_most(f"nftables one-change sync, growth from {span}", value, bound))
+        figure = _programming_key(nftables, "change")
+        value, span = _growth(nftables, figure)
+        what = "programming" if figure.endswith(PROGRAMMED) else "sync"
+        ratios.append(_at_most(f"nftables one-change {what}, growth from {span}", value, bound))
     for proxy, sizes in by_proxy.items():
         bound = _number(goals["proxy_over_bare_at_most"])
-        for key, what in (("change", "one-change sync"), ("full", "full sync")):
-            quotients = [_quotient(s[f"{key}_sync_ms"], s[f"{key}_bare_ms"]) for s in sizes]
-            known = [q for q in quotients if q is not None]
-            worst = max(known) if known else None
-            name = f"{proxy} {what} over the bare command, worst of {len(sizes)} size(s)"
-            ratios.append(_at_most(name, worst, bound))
+        for key, what in (("change", "one-change"), ("full", "full")):
+            figure = _programming_key(sizes, key)
+            for measure in dict.fromkeys((figure, f"{key}_sync_ms")):
+                quotients = [_quotient(s[measure], s[f"{key}_bare_ms"]) for s in sizes]
+                known = [q for q in quotients if q is not None]
+                worst = max(known) if known else None
+                part = "programming" if measure.endswith(PROGRAMMED) else "sync"
+                name = f"{proxy} {what} {part} over the bare command, worst of {len(sizes)} size(s)"
+                if measure == figure:
+                    ratios.append(_at_most(name, worst, bound))
+                else:  # the whole sync beside it: conntrack housekeeping included, no goal
+                    ratios.append(Ratio(name, worst, "shown (with conntrack housekeeping)", None))
     if nftables and len(nftables) > 1:
         bound = _number(goals["nftables_first_packet_growth_at_most"])
         value, span = _growth(nftables, "first_packet_us")
@@ -201,7 +236,11 @@ def cost_notes(data: Json) -> list[str]:
     notes = [
         settings_line(data),
         "sync: the proxy's whole sync (choosing and rendering the rules, the rule command, whose"
-        " share is in brackets, and clearing stale conntrack entries); bare: the plain kernel"
+        " share is in brackets, and clearing stale conntrack entries); programmed: the same sync"
+        " up to the end of its rule command, when new connections follow the new rules (the"
+        " point where kube-proxy observes network_programming_duration_seconds; its conntrack"
+        " cleanup, CleanStaleEntries, comes last in syncProxyRules too, and needs a walk of the"
+        " kernel's whole conntrack hash table); bare: the plain kernel"
         " command (iptables-restore --noflush, nft -f) applying the same transaction from the"
         " same rules; served: from the change (or the restart) to a fresh connection through the"
         " VIP answered by the right pod",

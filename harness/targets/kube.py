@@ -58,6 +58,7 @@ from harness.events import (
 )
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.external import HostClients, host_clients_problem, switch
+from harness.kube.healthprobe import in_model_terms
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
 from harness.kube.loadgen import InClusterLocust
@@ -92,11 +93,19 @@ from harness.kube.objects import (
 )
 from harness.kube.observe import Incarnations, Watched, to_model_slice, wait_for_names
 from harness.kube.proxy_sync import sync_state_from_metrics
+from harness.kube.proxyrestart import FLAG as RESTART_FLAG
+from harness.kube.proxyrestart import (
+    PROXY_NAMESPACE,
+    PROXY_SELECTOR,
+    RESTART_WAIT_S,
+    ClusterProxy,
+    check_selector,
+)
 from harness.kube.runtime import ClusterRuntime, PodExec, PodRuntime, pod_is_ready, pod_problem
 from harness.kube.scope import Scope
 from harness.kube.traffic import ClientPods, Exec
 from harness.kube.writer import Writer
-from harness.model.objects import PROXY_NODE, EndpointSlice, Pod
+from harness.model.objects import DEFAULT_NAMESPACE, PROXY_NODE, EndpointSlice, Pod
 from harness.model.state import ClusterState
 from harness.protocols import KUBE_EXTERNAL_IPS
 from harness.proxies.base import SyncState
@@ -106,6 +115,8 @@ from harness.targets.base import UNKNOWN_VERSION
 from harness.traffic import (
     CLIENTS,
     ErrorKind,
+    HealthCheckReply,
+    HealthCheckRequest,
     Outcome,
     Reachability,
     TrafficRequest,
@@ -131,6 +142,9 @@ class KubeTarget:
     """A real cluster: any kubeconfig, a kind cluster, or an API server without kubelets."""
 
     name = "kube"
+    _cluster_proxy: ClusterProxy | None = None  # --restart-cluster-proxy, once open
+    _cluster_proxy_problem: str | None = None  # why it cannot be restarted (found by open)
+    api_connections_cut = 0  # by the last `RestartProxy(api_only=True)`
     description = (
         "a real Kubernetes cluster (--kubeconfig/--context, --kind-cluster NAME,"
         " or --pods local for an API server without kubelets)"
@@ -156,6 +170,12 @@ class KubeTarget:
                 " itself); drop it"
             )
         switch(options.extra, "host_clients", True)  # a bad value stops here, before anything
+        self._proxy_selector = check_selector(options.extra.get("proxy_selector", PROXY_SELECTOR))
+        if switch(options.extra, "restart_cluster_proxy", False) and options.pods == "local":
+            raise UsageError(
+                f"{RESTART_FLAG} is for --pods cluster (with --pods local the harness restarts"
+                " --proxy-command itself); drop it"
+            )
         self.options = options
         self._name_run()
         self.clock = RealClock()
@@ -247,6 +267,7 @@ class KubeTarget:
             )
             self._start_readers(self.cluster)
             self._start_host_clients(self.cluster)
+            self._start_cluster_proxy(self.cluster)
             self._begin_metrics()
         except BaseException:
             self.close()
@@ -354,6 +375,9 @@ class KubeTarget:
                 except Exception as error:
                     problems.append(error)
         self._readers = self._host = None
+        cluster_proxy, self._cluster_proxy = self._cluster_proxy, None
+        if cluster_proxy is not None:
+            cluster_proxy.stop()
         if self.runtime is not None:
             runtime, self.runtime = self.runtime, None
             try:
@@ -418,14 +442,56 @@ class KubeTarget:
     # -- the Target contract ------------------------------------------------------------------
     @property
     def restart_unsupported(self) -> str | None:
-        """Why `RestartProxy` cannot be applied here, or None: only the proxy command's process
-        of `--pods local` is the harness's to restart (`LocalKubelet.restart_proxy`)."""
+        """Why `RestartProxy` cannot be applied here, or None: the proxy command's process of
+        `--pods local` (`LocalKubelet.restart_proxy`), or with `--restart-cluster-proxy` the
+        cluster's kube-proxy pods (`harness.kube.proxyrestart`; before `open()` that is taken
+        on trust, and `open()` fails in one line when the pods are missing or may not be
+        deleted, which this then says)."""
+        if self.options.pods == "local" and self.options.proxy_command:
+            return None
+        if self.options.pods == "local" or not self._restarts_cluster_proxy:
+            selector = self.options.extra.get("proxy_selector", PROXY_SELECTOR)
+            return (
+                "restarting the proxy needs --pods local with --proxy-command, or"
+                f" {RESTART_FLAG} on --pods cluster (opt-in, as it disrupts everything on the"
+                f" cluster: it deletes the pods {selector} in {PROXY_NAMESPACE} and waits for"
+                " their DaemonSet)"
+            )
+        if self._cluster_proxy_problem is not None:
+            return f"{RESTART_FLAG}: {self._cluster_proxy_problem}"
+        return None
+
+    @property
+    def _restarts_cluster_proxy(self) -> bool:
+        """Whether `--restart-cluster-proxy` was given (extra option `restart_cluster_proxy`)."""
+        return switch(self.options.extra, "restart_cluster_proxy", False)
+
+    @property
+    def api_cut_unsupported(self) -> str | None:
+        """Why the proxy's API connections cannot be cut here (`RestartProxy.api_only`), or
+        None: only `--pods local` with `--proxy-command`, whose proxy reaches the API server
+        through the harness's relay (`LocalKubelet.cut_api_connections`); a cluster's
+        kube-proxy talks to its API server directly."""
         if self.options.pods == "local" and self.options.proxy_command:
             return None
         return (
-            "restarting the proxy needs --pods local with --proxy-command; a cluster's own"
-            " kube-proxy (a DaemonSet) is not restarted by the harness"
+            "cutting the proxy's API connections needs --pods local with --proxy-command (the"
+            " proxy then reaches the API server through the harness's relay); a cluster's"
+            " kube-proxy connects to its API server directly"
         )
+
+    def _cut_api(self) -> None:
+        """`RestartProxy(api_only=True)`: cut every connection the proxy holds to the API server
+        (the relay keeps listening, so it reconnects, lists and watches again); the cluster and
+        the model do not change, and the runner then waits for every Service to converge."""
+        why = self.api_cut_unsupported
+        if why is not None:
+            raise UsageError(f"{RestartProxy.kind} api_only: {why}")
+        self._check()
+        cut = getattr(self.runtime, "cut_api_connections", None)
+        if not callable(cut):
+            raise UsageError(f"{RestartProxy.kind} api_only: the pod runtime has no API relay")
+        self.api_connections_cut = int(cut())
 
     stale_unsupported = (
         "a real proxy reads its inputs from the API server, which the harness cannot make"
@@ -448,6 +514,9 @@ class KubeTarget:
         `unobserved_unsupported`)."""
         if isinstance(event, RestartProxy) and event.while_down:
             raise UsageError(f"{RestartProxy.kind} while_down: {self.unobserved_unsupported}")
+        if isinstance(event, RestartProxy) and event.api_only:
+            self._cut_api()
+            return
         if isinstance(event, RestartProxy):
             self._restart_proxy()
             return
@@ -481,14 +550,21 @@ class KubeTarget:
         return sync_state_from_metrics(text, self._changed_at_s) if text else None
 
     def _restart_proxy(self) -> None:
-        """Restart the proxy command; its metrics window closes with the old process and opens
-        again after the new one's first sync (kubernetes#82378), and convergence waits for a
-        sync of the new process (`sync_state`)."""
+        """Restart the proxy command (`--pods local`) or, with `--restart-cluster-proxy`, the
+        cluster's kube-proxy pods (`ClusterProxy.restart`: deleted, and waited for until their
+        DaemonSet has them Ready again); the metrics window closes with the old process and
+        opens again after the new one's first sync (kubernetes#82378), and convergence waits
+        for a sync after the restart (`sync_state`; by traffic alone where metrics are not
+        read)."""
         why = self.restart_unsupported
         if why is not None:
             raise UsageError(f"{RestartProxy.kind}: {why}")
         self._check()
-        restart = getattr(self.runtime, "restart_proxy", None)
+        restart = (
+            self._cluster_proxy.restart
+            if self._cluster_proxy is not None
+            else getattr(self.runtime, "restart_proxy", None)
+        )
         if not callable(restart):
             raise UsageError(f"{RestartProxy.kind}: the pod runtime cannot restart the proxy")
         if self._metrics.open:
@@ -591,6 +667,22 @@ class KubeTarget:
             host.close()
             self._host_problem = f"the hostNetwork client pods cannot run here: {problem.line()}"
 
+    def _start_cluster_proxy(self, cluster: Cluster) -> None:
+        """With `--restart-cluster-proxy` (`--pods cluster`): watch the cluster's kube-proxy pods
+        and prove they may be deleted (`ClusterProxy.start`). A cluster that has none or refuses
+        ends `open()` with one line naming the flag; `restart_unsupported` says the same."""
+        if not self._restarts_cluster_proxy:
+            return
+        wait_s = float(self.options.extra.get("proxy_restart_s", RESTART_WAIT_S))
+        proxy = ClusterProxy(cluster, self._proxy_selector, wait_s)
+        try:
+            proxy.start()
+        except EnvironmentProblem as problem:
+            proxy.stop()
+            self._cluster_proxy_problem = problem.line()
+            raise EnvironmentProblem(f"{RESTART_FLAG}: {problem.line()}") from None
+        self._cluster_proxy = proxy
+
     @property
     def external_unsupported(self) -> str | None:
         """Why nothing is sent from outside a node or from a node's host network (`node-port`,
@@ -619,6 +711,26 @@ class KubeTarget:
         if self._host is None:
             raise UsageError(self.external_unsupported or "no external client")
         return self._host.source_for(node)
+
+    def health_check(self, request: HealthCheckRequest) -> HealthCheckReply:
+        """One HTTP GET of `request.node`'s healthCheckNodePort at its InternalIP from the
+        hostNetwork client on another node, as a cloud load balancer's health check asks it
+        (`HostClients.ask_health`), with the run's namespace in kube-proxy's body renamed the
+        model Service's (`healthprobe.in_model_terms`), so `health-check-node-port` judges it
+        as on the local cluster. UsageError without hostNetwork clients
+        (`external_unsupported`). Sends one request, changes nothing."""
+        self._check()
+        if self._host is None:
+            raise UsageError(
+                f"the kube target cannot ask health checks: {self.external_unsupported}"
+            )
+        reply = self._host.ask_health(request)
+        owner = next(
+            (s for s in self.state.services.values() if s.health_check_node_port == request.port),
+            None,
+        )
+        model_namespace = owner.namespace if owner is not None else DEFAULT_NAMESPACE
+        return in_model_terms(reply, self.namespace, model_namespace)
 
     def _send_from_host(self, request: TrafficRequest) -> TrafficSample:
         """A batch from a hostNetwork client: to a node port from outside, or to the ClusterIP

@@ -828,6 +828,27 @@ class LocalTarget:
         )
         return reachability
 
+    def node_port_reachability(self, service: str, port: str, node: str) -> Reachability:
+        """Where a new connection from the external client to `node`'s own address on
+        `service`'s port's node port goes, read from the kernel by `node`'s own proxy instance
+        (`KernelRuleProxy.node_port_reachability`; only when `reads_rules` and the cluster has
+        an external client). Sends no traffic, changes nothing. UsageError for an unknown
+        Service or node, or without an external client."""
+        if not self.reads_rules:
+            raise UsageError(f"the {self.name} proxy cannot show its programmed rules")
+        found = self.state.services.get(service)
+        if found is None:
+            raise UsageError(f"no Service named {service!r}")
+        cluster = self._open_cluster()
+        address = cluster.node_address_of(node)
+        member = next((m for m in self._proxies if m.context.node == node), None)
+        if member is None or address is None or cluster.external is None:
+            raise UsageError(unknown_node(node, self.node_names, "trace the node port of"))
+        reachability: Reachability = member.proxy.node_port_reachability(  # type: ignore[attr-defined]
+            found, port, cluster.external.address, address
+        )
+        return reachability
+
     def stats(self) -> dict[str, Any]:
         """Sizes for reports: pods realised, Services, and the helper processes' ids."""
         cluster = self._open_cluster()

@@ -116,10 +116,11 @@ def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> No
         "hairpin",
         "opt-out-labels",
         "multi-port",
+        "node-port",
     }
     # relaying proxies show pods their own address, and relay TCP only
-    # kernel-rule proxies also program node ports, ingress IPs and externalTrafficPolicy
-    kernel = harness_proxies | {"source-ip", "udp", "node-port", "external-traffic-policy"}
+    # kernel-rule proxies also program ingress IPs and externalTrafficPolicy
+    kernel = harness_proxies | {"source-ip", "udp", "external-traffic-policy"}
     kernel |= {"load-balancer"}
     kernel |= {"health-check-node-port"}  # and serve healthCheckNodePorts
     kernel |= {"external-ips"}  # and program externalIPs

@@ -21,6 +21,7 @@ Also here: `eventually` (bounded polling) and `FakeLocal`, a stand-in for the lo
 from __future__ import annotations
 
 import datetime
+import json
 import random
 import re
 import threading
@@ -62,6 +63,7 @@ class FakeCluster:
         self.exec_output = ""
         self.data_plane = False  # answer request loops as a proxy would, from the slices
         self.masquerade_local = False  # the data plane masquerades node ports under Local too
+        self.health_counts_terminating = False  # health checks count serving terminating ones
         self._random = random.Random(0)
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
         self._stop = threading.Event()
@@ -87,6 +89,8 @@ class FakeCluster:
             self._set_ready(namespace, pod, True)
         elif script == f"rm -f {READY_FILE}":
             self._set_ready(namespace, pod, False)
+        elif self.data_plane and namespace is not None and "/healthz" in script:
+            return self._health(namespace, script)
         elif self.data_plane and namespace is not None and "curl" in script:
             return self._proxy(namespace, pod, script)
         return self.exec_output
@@ -114,6 +118,55 @@ class FakeCluster:
             else:
                 lines.append("\n7 0.0001\n! Connection refused\n")
         return "".join(lines)
+
+    def _health(self, namespace: str, script: str) -> str:
+        """kube-proxy's healthCheckNodePort server (pkg/proxy/healthcheck/service_health.go),
+        as the probe script prints it: the LoadBalancer Service under Local with that
+        healthCheckNodePort answers 200 with the node's ready endpoints counted, 503 with none
+        (`health_counts_terminating`: a broken proxy that counts serving terminating ones too);
+        nothing listens on any other port (refused)."""
+        match = re.search(r"http://([\d.]+):(\d+)/healthz", script)
+        assert match, f"not a health probe: {script}"
+        node = self._node_addresses()[match.group(1)]
+        port = int(match.group(2))
+        service = next(
+            (
+                s
+                for s in self.cluster.core.list_namespaced_service(namespace).items
+                if s.spec.type == "LoadBalancer"
+                and s.spec.external_traffic_policy == "Local"
+                and s.spec.health_check_node_port == port
+            ),
+            None,
+        )
+        if service is None:
+            return "exit 7\n! Connection refused\n--- reply\n"
+        slices = self.cluster.discovery.list_namespaced_endpoint_slice(namespace).items
+        name = service.metadata.name
+        local = [
+            e
+            for s in slices
+            if (s.metadata.labels or {}).get("kubernetes.io/service-name") == name
+            for e in s.endpoints or []
+            if e.node_name == node
+        ]
+        count = len(
+            {
+                e.addresses[0]
+                for e in local
+                if e.conditions.ready or (self.health_counts_terminating and e.conditions.serving)
+            }
+        )
+        body = json.dumps(
+            {
+                "service": {"namespace": namespace, "name": name},
+                "localEndpoints": count,
+                "serviceProxyHealthy": True,
+            }
+        )
+        status = "200 OK" if count else "503 Service Unavailable"
+        headers = "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+        return f"exit 0\n--- reply\nHTTP/1.1 {status}\r\n{headers}\r\n{body}"
 
     def _usable(self, namespace: str, service: Any, node: str | None) -> list[str]:
         """The answers (`NAME--UID`) of the Service's usable endpoints, on `node` only if given."""

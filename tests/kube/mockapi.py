@@ -5,7 +5,8 @@ cluster-scoped `namespaces` paths (`/api/v1/namespaces[/NAME]`), which it reads 
 prefix; `parse_path` is corrected for exactly those paths. A Service's ClusterIP is allocated in
 the create response, as the API server does (`pkg/registry/core/service/storage`: the allocation
 happens before the object is stored), so the harness never needs to read a Service back.
-Deleting a namespace deletes the objects in it, as the namespace controller does.
+Deleting a namespace deletes the objects in it, as the namespace controller does. A DELETE
+with `dryRun` deletes nothing.
 
 kmock keeps every request and matches each new one against all of them (quadratic: a benchmark's
 thousands of requests take minutes); `MockApiServer(keep_requests=False)` forgets each request
@@ -92,6 +93,12 @@ class _AllocatingEmulator(kmock.KubernetesEmulator):
             if answer is not None:
                 return answer
         resource = request.resource
+        if request.action == kmock.action.DELETE and request.params.get("dryRun"):
+            # a server-side dry run changes nothing (the API server authorizes it first)
+            metadata = {"name": request.name, "namespace": request.namespace}
+            return aiohttp.web.json_response(
+                {"kind": "Pod", "apiVersion": "v1", "metadata": metadata}
+            )
         if (
             self.graceful_pods
             and request.action == kmock.action.DELETE

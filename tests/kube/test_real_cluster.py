@@ -43,6 +43,20 @@ def converge(target: KubeTarget, service: str) -> None:
         time.sleep(0.5)
 
 
+def local_web(target: KubeTarget, kind: ServiceType) -> None:
+    """Service `web` of type `kind` under externalTrafficPolicy Local, its one endpoint on
+    node-1, converged; the target must have its hostNetwork clients on two nodes."""
+    assert target.node_names == ("node-1", "node-2"), target.external_unsupported
+    for event in (
+        CreateService("web", WEB),
+        SetServiceType("web", kind),
+        SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),
+        CreatePod("web-a", WEB),
+    ):
+        target.apply(event)
+    converge(target, "web")
+
+
 def test_endpoints_traffic_and_readiness_on_a_real_cluster(real_kubeconfig: str) -> None:
     target = KubeTarget(TargetOptions(kubeconfig=real_kubeconfig))
     target.open()
@@ -77,12 +91,7 @@ def test_node_port_from_outside_keeps_the_source_under_local_on_a_real_cluster(
     target = KubeTarget(TargetOptions(kubeconfig=real_kubeconfig))
     target.open()
     try:
-        assert target.node_names == ("node-1", "node-2"), target.external_unsupported
-        target.apply(CreateService("web", WEB))
-        target.apply(SetServiceType("web", ServiceType.NODE_PORT))
-        target.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
-        target.apply(CreatePod("web-a", WEB))
-        converge(target, "web")
+        local_web(target, ServiceType.NODE_PORT)
         deadline = time.monotonic() + DEADLINE_S
         while True:  # until node-1's proxy programs the node port
             sample = target.send(TrafficRequest("web", count=4, external_node="node-1"))
@@ -96,5 +105,56 @@ def test_node_port_from_outside_keeps_the_source_under_local_on_a_real_cluster(
             TrafficRequest("web", count=2, timeout_s=1.0, parallel=True, external_node="node-2")
         )
         assert dropped.errors() == {ErrorKind.TIMEOUT: 2}
+    finally:
+        target.close()
+
+
+def test_health_check_node_port_answers_per_node_on_a_real_cluster(real_kubeconfig: str) -> None:
+    """A LoadBalancer Service under Local (no LoadBalancer controller needed: the
+    healthCheckNodePort is allocated and served anyway) with its one endpoint on node-1: node-1's
+    healthCheckNodePort answers 200 with one local endpoint, node-2's 503 with none (I9)."""
+    from harness.traffic import HealthCheckRequest
+
+    target = KubeTarget(TargetOptions(kubeconfig=real_kubeconfig))
+    target.open()
+    try:
+        local_web(target, ServiceType.LOAD_BALANCER)
+        port = target.state.services["web"].health_check_node_port
+        assert port is not None
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # until node-1's proxy counts its ready endpoint
+            reply = target.health_check(HealthCheckRequest("node-1", port, 2.0))
+            if reply.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert (reply.status, reply.local_endpoints) == (200, 1), reply.detail
+        assert reply.service == ("default", "web")
+        other = target.health_check(HealthCheckRequest("node-2", port, 2.0))
+        assert (other.status, other.local_endpoints) == (503, 0), other.detail
+    finally:
+        target.close()
+
+
+def test_restarting_the_clusters_kube_proxy_keeps_services_served(real_kubeconfig: str) -> None:
+    """--restart-cluster-proxy: restart-proxy deletes kube-proxy's pods, the DaemonSet brings
+    new ones Ready, and the Service is served again within the deadline."""
+    from harness.events import RestartProxy
+
+    options = TargetOptions(kubeconfig=real_kubeconfig, extra={"restart_cluster_proxy": "on"})
+    target = KubeTarget(options)
+    target.open()
+    try:
+        assert target.restart_unsupported is None
+        target.apply(CreateService("web", WEB))
+        target.apply(CreatePod("web-a", WEB))
+        converge(target, "web")
+        target.apply(RestartProxy())
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            sample = target.send(TrafficRequest("web", count=4))
+            if sample.hits() == {Backend("web-a", "u1"): 4} or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert sample.hits() == {Backend("web-a", "u1"): 4}
     finally:
         target.close()

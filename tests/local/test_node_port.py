@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from harness.checks.external import PROPERTY
+from harness.checks.verdict import Verdict
 from harness.errors import UsageError
 from harness.events import (
     CreatePod,
@@ -26,6 +27,7 @@ from harness.local.cluster import load_balancer_source
 from harness.local.names import RunNames
 from harness.model.endpoints import expect_external
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
+from harness.node_port_rules import PART as NODE_PORT_PART
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import NodePortIgnoresLocalProxy, NodePortRejectsNoLocalProxy
 from harness.runner import RunConfig, Runner
@@ -151,24 +153,44 @@ SEQUENCE: list[Event] = [
 ]
 
 
-def node_port_verdicts(target: LocalTarget) -> list[list[object]]:
-    """The `node-port` verdicts of each step of SEQUENCE run on `target`."""
+def node_port_verdicts(target: LocalTarget) -> list[list[Verdict]]:
+    """The `node-port` verdicts, and `exact-balance`'s at the node ports (part `node-port`), of
+    each step of SEQUENCE run on `target`."""
     steps = Runner(target, RunConfig(deadline_s=2.0)).run(SEQUENCE)
-    return [[v for v in step.verdicts if v.property == PROPERTY] for step in steps]
+    return [
+        [
+            v
+            for v in step.verdicts
+            if v.property == PROPERTY or v.evidence.get("part") == NODE_PORT_PART
+        ]
+        for step in steps
+    ]
 
 
 def test_the_property_holds_on_the_real_proxy_and_catches_the_disclosed_mutants(
     cluster: LocalTarget,
 ) -> None:
-    """`node-port` by a fixed sequence: a NodePort Service with endpoints on node-2 only, then
-    externalTrafficPolicy Local: node-1 must DROP, node-2 connect with the client's address
-    kept. The real proxy holds; `mutant-iptables-nodeport-ignores-local` (node-1 forwards to
-    node-2, masqueraded) and `mutant-iptables-nodeport-rejects-no-local` (node-1 refuses) fail
-    at the last step, on node-1."""
+    """`node-port` and `exact-balance` at the node ports by a fixed sequence: a NodePort
+    Service with endpoints on node-2 only, then externalTrafficPolicy Local: node-1 must DROP,
+    node-2 connect with the client's address kept. The real proxy holds;
+    `mutant-iptables-nodeport-ignores-local` (node-1 forwards to node-2, masqueraded) and
+    `mutant-iptables-nodeport-rejects-no-local` (node-1 refuses) fail at the last step, on
+    node-1: its traced rules, and its traffic, which does not DROP."""
     held = node_port_verdicts(cluster)
-    assert [len(v) for v in held] == [0, 0, 1, 1]  # judged once the Service has a node port
-    assert all(v.holds for step in held for v in step), held  # type: ignore[attr-defined]
-    evidence = held[-1][0].evidence["samples"]  # type: ignore[attr-defined]
+    # judged once the Service has a node port: traffic, and each node's rules traced
+    assert [sorted(v.property for v in step) for step in held] == [
+        [],
+        [],
+        ["exact-balance", "exact-balance", PROPERTY],
+        ["exact-balance", "exact-balance", PROPERTY],
+    ]
+    assert all(v.holds for step in held for v in step), held
+    traced = [v.evidence for v in held[-1] if v.property == "exact-balance"]
+    assert [(e["node"], e["drops"], len(e["probabilities"])) for e in traced] == [
+        ("node-1", True, 0),
+        ("node-2", False, 2),
+    ]
+    evidence = next(v for v in held[-1] if v.property == PROPERTY).evidence["samples"]
     assert [(s["node"], s["expected"]) for s in evidence] == [
         ("node-1", "drop"),
         ("node-2", "connect"),
@@ -182,8 +204,12 @@ def test_the_property_holds_on_the_real_proxy_and_catches_the_disclosed_mutants(
         try:
             cluster.apply(RestartProxy())  # every node's proxy is now the mutant
             caught = node_port_verdicts(cluster)
+            # what the traffic shows (judged by `node-port` where the rules cannot be read)
+            dropped = seen(reach(cluster, "node-port", "node-1", count=2)) == {"timeout": 2}
         finally:
             cluster.new_proxy = IptablesProxy  # the fixture's reset starts the real ones
-        assert all(v.holds for v in caught[2]), caught  # type: ignore[attr-defined]
-        (verdict,) = caught[3]
-        assert not verdict.holds and "node-1's node port" in verdict.message, verdict  # type: ignore[attr-defined]
+        assert all(v.holds for v in caught[2]), caught
+        # the rule oracle sees it first; traffic from outside is sent only after a clean step
+        failing = [(v.property, v.evidence.get("node")) for v in caught[3] if not v.holds]
+        assert failing == [("exact-balance", "node-1")], caught
+        assert not dropped
