@@ -96,7 +96,19 @@ def external_services(draw: st.DrawFn) -> Service:
     )
 
 
-any_services = st.one_of(services, external_services())
+@st.composite
+def addressed_services(draw: st.DrawFn) -> Service:
+    """A Service of any type with one or two externalIPs and its externalTrafficPolicy."""
+    service = draw(st.one_of(services, external_services()))
+    addresses = st.integers(10, 250).map(lambda i: f"10.254.0.{i}")
+    return replace(
+        service,
+        external_ips=tuple(draw(st.lists(addresses, min_size=1, max_size=2, unique=True))),
+        external_traffic_policy=draw(st.sampled_from(TrafficPolicy)),
+    )
+
+
+any_services = st.one_of(services, external_services(), addressed_services())
 endpoints = st.builds(
     Endpoint,
     address=ips,
