@@ -125,10 +125,12 @@ def test_protocol_events_count_for_udp_and_port_events_for_multi_port() -> None:
 
 
 def drawn_kinds(space: EventSpace) -> set[str]:
+    """The kinds 200 derandomized sequences draw (100 stopped drawing set-port-protocol once
+    move-pod and drain-node joined the kinds)."""
     seen: set[str] = set()
 
     @settings(
-        max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
     )
     @given(event_sequences(space, max_events=15))
     def collect(events: list[Event]) -> None:
