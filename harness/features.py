@@ -51,6 +51,7 @@ from harness.events import (
     SetServiceLabel,
     SetServicePort,
     SetServiceType,
+    SetTrafficDistribution,
     SetTrafficPolicy,
 )
 from harness.model.objects import Affinity, Protocol, ServiceType, TrafficPolicy
@@ -68,6 +69,7 @@ NODE_PORT = "node-port"
 LOAD_BALANCER = "load-balancer"
 EXTERNAL_TRAFFIC_POLICY = "external-traffic-policy"
 HEALTH_CHECK_NODE_PORT = "health-check-node-port"
+TOPOLOGY = "topology"
 
 
 class FeatureStatus(StrEnum):
@@ -130,6 +132,11 @@ def _uses_external_local(event: Event) -> bool:
     return isinstance(event, SetExternalTrafficPolicy) and event.policy == TrafficPolicy.LOCAL
 
 
+def _uses_topology(event: Event) -> bool:
+    """A trafficDistribution set (so the Service's ready endpoints get zone hints)."""
+    return isinstance(event, SetTrafficDistribution) and event.value is not None
+
+
 @dataclass(frozen=True)
 class Feature:
     """One named feature: its profile, what it means, the properties that judge it, the
@@ -145,7 +152,6 @@ class Feature:
 
 
 UNTESTED_EXTENDED: Mapping[str, str] = {
-    "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
     "sctp": "Services over SCTP",
 }
 """Extended features no property of this harness version checks yet (issue 11 and the next):
@@ -292,6 +298,16 @@ _FEATURES: tuple[Feature, ...] = (
         ("node-port",),
         ("health-check-only-terminating",),
         _uses_load_balancer,  # under Local a LoadBalancer gets a healthCheckNodePort
+    ),
+    Feature(
+        TOPOLOGY,
+        EXTENDED,
+        "trafficDistribution PreferClose / PreferSameZone (KEP-4444, I11): a client on a node"
+        " whose zone has hinted ready endpoints reaches only those, otherwise every usable"
+        " endpoint; hints are all-or-nothing, and Local policies ignore them",
+        ("every-node", "no-stale-traffic", "availability", "endpoints"),
+        ("topology-narrowed",),
+        _uses_topology,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

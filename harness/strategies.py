@@ -58,6 +58,7 @@ from harness.events import (
     SetServiceLabel,
     SetServicePort,
     SetServiceType,
+    SetTrafficDistribution,
     SetTrafficPolicy,
     StaleSnapshot,
     UnobservedChanges,
@@ -71,6 +72,7 @@ from harness.features import (
     MULTI_PORT,
     NODE_PORT,
     OPT_OUT_LABELS_FEATURE,
+    TOPOLOGY,
     UDP_FEATURE,
 )
 from harness.model.objects import (
@@ -78,6 +80,7 @@ from harness.model.objects import (
     OPT_OUT_LABELS,
     PROXY_NODE,
     SERVICE_PROXY_NAME_LABEL,
+    TRAFFIC_DISTRIBUTIONS,
     Affinity,
     Labels,
     Pod,
@@ -580,6 +583,23 @@ def _set_service_type(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrat
     return _of(SetServiceType, st.sampled_from(key[0]), st.sampled_from(types))
 
 
+def _distribution_key(state: ClusterState) -> tuple[Any, ...]:
+    """Each Service with its trafficDistribution (None: unset)."""
+    return (tuple((n, s.traffic_distribution) for n, s in sorted(state.services.items())),)
+
+
+def _set_traffic_distribution(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """Always a change: an unset one gets a value (PreferClose first, so that shrinking prefers
+    it), a set one is cleared or given the other value."""
+
+    def change(entry: tuple[str, str | None]) -> st.SearchStrategy[Event]:
+        name, current = entry
+        values = [v for v in (*TRAFFIC_DISTRIBUTIONS, None) if v != current]
+        return st.sampled_from(values).map(lambda value: SetTrafficDistribution(name, value))
+
+    return st.sampled_from(key[0]).flatmap(change)
+
+
 def _unobserved_key(state: ClusterState) -> tuple[Any, ...]:
     """What `UnobservedChanges` draws from: single-port Services (recreated whole), the free
     Service names, the live pods and the scaled groups with their sizes."""
@@ -786,6 +806,11 @@ GENERATORS: dict[str, Generator] = {
             st.sampled_from(key[1]),
             st.sampled_from([TrafficPolicy.CLUSTER, TrafficPolicy.LOCAL]),
         ),
+    ),
+    "set_traffic_distribution": Generator(
+        lambda s, sp: sp.supports(TOPOLOGY) and bool(s.services),
+        _distribution_key,
+        _set_traffic_distribution,
     ),
     "unobserved_changes": Generator(
         lambda s, sp: sp.hides_updates and _unobserved_applies(_unobserved_key(s)),

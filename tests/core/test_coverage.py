@@ -34,6 +34,7 @@ from harness.events import (
     SetSelector,
     SetServiceLabel,
     SetServiceType,
+    SetTrafficDistribution,
     SetTrafficPolicy,
     StaleSnapshot,
     UnobservedChanges,
@@ -140,6 +141,11 @@ EXAMPLES: dict[str, list[Event]] = {
         SetServiceType("svc-a", ServiceType.LOAD_BALANCER),
         SetExternalTrafficPolicy("svc-a", TrafficPolicy.LOCAL),
         Scale("web", 0),
+    ],
+    "topology-narrowed": [
+        *START,
+        Scale("web", 5, "node-2"),
+        SetTrafficDistribution("svc-a", "PreferClose"),
     ],
 }
 
