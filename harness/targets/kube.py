@@ -544,10 +544,13 @@ class KubeTarget:
         IPs (it has no `load_balancer_source`): that is the environment's limit, not the
         proxy's failure. So the feature is reported unsupported, with
         `harness.protocols.environment_notes`' "unsupported by the environment" note, and no
-        LoadBalancer Service is drawn, so nothing waits for an ingress IP. Pure."""
-        from harness.features import ALL_FEATURES, LOAD_BALANCER
+        LoadBalancer Service is drawn, so nothing waits for an ingress IP. Nor `topology`: a
+        cluster's controller hints endpoints by its nodes' `topology.kubernetes.io/zone` labels,
+        which the harness neither sets nor checks against the model's zones
+        (`harness.protocols.KUBE_TOPOLOGY`). Pure."""
+        from harness.features import ALL_FEATURES, LOAD_BALANCER, TOPOLOGY
 
-        return ALL_FEATURES - {LOAD_BALANCER}
+        return ALL_FEATURES - {LOAD_BALANCER, TOPOLOGY}
 
     # -- the nodes' host networks as clients (harness.kube.external) ---------------------------
     def _start_host_clients(self, cluster: Cluster) -> None:

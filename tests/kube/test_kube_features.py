@@ -11,6 +11,7 @@ from harness.errors import UsageError
 from harness.features import (
     ALL_FEATURES,
     LOAD_BALANCER,
+    TOPOLOGY,
     FeatureStatus,
     judge_features,
     unsupported_states,
@@ -24,12 +25,22 @@ from harness.targets.kube import KubeTarget
 
 def test_load_balancer_is_unsupported_by_the_environment() -> None:
     supported, origin = target_features(KubeTarget(TargetOptions()))
-    assert origin == "target" and supported == ALL_FEATURES - {LOAD_BALANCER}
+    assert origin == "target" and supported == ALL_FEATURES - {LOAD_BALANCER, TOPOLOGY}
     judged = {r.feature.name: r for r in judge_features([], supported, {})}
     assert judged[LOAD_BALANCER].status == FeatureStatus.UNSUPPORTED
     assert environment_notes("kube")[LOAD_BALANCER].startswith("unsupported by the environment")
     assert not EventSpace().for_features(supported).supports(LOAD_BALANCER)
     assert "load-balancer-reached" in unsupported_states(supported)
+
+
+def test_topology_is_unsupported_by_the_environment() -> None:
+    """The cluster's zone labels are not the model's: no distribution is drawn, none judged."""
+    supported, _ = target_features(KubeTarget(TargetOptions()))
+    judged = {r.feature.name: r for r in judge_features([], supported, {})}
+    assert judged[TOPOLOGY].status == FeatureStatus.UNSUPPORTED
+    assert environment_notes("kube")[TOPOLOGY].startswith("unsupported by the environment")
+    assert not EventSpace().for_features(supported).supports(TOPOLOGY)
+    assert "topology-narrowed" in unsupported_states(supported)
 
 
 def test_host_clients_with_a_value_but_on_or_off_is_one_line_before_anything() -> None:
