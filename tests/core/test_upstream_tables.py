@@ -444,17 +444,20 @@ def hint_case(
 B3, B4, B5, B6 = "10.1.2.3", "10.1.2.4", "10.1.2.5", "10.1.2.6"
 ZA, ZB, ZC = ("zone-a",), ("zone-b",), ("zone-c",)
 ONE_HINTED_A = [Ep(B3, True, hints=ZA)]
+
+
+def hinted_abca(ready: tuple[bool, bool, bool, bool] = (True,) * 4) -> list[Ep]:
+    """Upstream's usual four endpoints, .3 to .6, hinted for zones a, b, c, a."""
+    addresses, hints = (B3, B4, B5, B6), (ZA, ZB, ZC, ZA)
+    return [Ep(a, r, hints=h) for a, r, h in zip(addresses, ready, hints, strict=True)]
+
+
 HINT_CASES = [
     hint_case(
         "should use topology since all endpoints have hints, node has a zone label and and "
         "there are endpoints for the node's zone",
         "zone-a",
-        [
-            Ep(B3, True, hints=ZA),
-            Ep(B4, True, hints=ZB),
-            Ep(B5, True, hints=ZC),
-            Ep(B6, True, hints=ZA),
-        ],
+        hinted_abca(),
         [B3, B6],
     ),
     hint_case(
@@ -475,23 +478,13 @@ HINT_CASES = [
     hint_case(
         "unready endpoint",
         "zone-a",
-        [
-            Ep(B3, True, hints=ZA),
-            Ep(B4, True, hints=ZB),
-            Ep(B5, True, hints=ZC),
-            Ep(B6, False, hints=ZA),
-        ],
+        hinted_abca((True, True, True, False)),
         [B3],
     ),
     hint_case(
         "only unready endpoints in same zone (should not filter)",
         "zone-a",
-        [
-            Ep(B3, False, hints=ZA),
-            Ep(B4, True, hints=ZB),
-            Ep(B5, True, hints=ZC),
-            Ep(B6, False, hints=ZA),
-        ],
+        hinted_abca((False, True, True, False)),
         [B4, B5],
     ),
     hint_case(

@@ -7,7 +7,6 @@ node-3 zone-c); every test leaves it reset."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,32 +25,23 @@ from harness.proxies.mutants import IgnoresTopologyProxy
 from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
-from tests.local.conftest import needs_root, opened_target
+from tests.local import three_nodes, two_nodes
+from tests.local.conftest import needs_root
 
 pytestmark = [pytest.mark.netns, needs_root]
 
 WEB = labels_of({"app": "web"})
-NODES = ("node-1", "node-2", "node-3")
+NODES = three_nodes.NODES
 
 
-@pytest.fixture(scope="module")
-def target() -> Iterator[LocalTarget]:
-    with opened_target(IptablesProxy, 3) as opened:
-        yield opened
+target = three_nodes.target  # one 3-node iptables target for the module, reset after each test
+cluster = two_nodes.cluster
 
 
-@pytest.fixture
-def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
-    """The module's target, reset after the test."""
-    try:
-        yield target
-    finally:
-        target.reset()
-
-
-def answered(target: LocalTarget, node: str) -> Counter[str]:
-    """Who answered 9 fresh connections to `web` from `node`'s host network."""
-    request = TrafficRequest("web", count=9, timeout_s=0.5, parallel=True, client_node=node)
+def answered(target: LocalTarget, node: str, count: int = 9) -> Counter[str]:
+    """Who answered `count` fresh connections to `web` from `node`'s host network (30 make
+    missing one of two endpoints a 2e-9 chance)."""
+    request = TrafficRequest("web", count=count, timeout_s=1.0, parallel=True, client_node=node)
     sample = target.send(request)
     return Counter(o.backend.pod if o.backend else str(o.error) for o in sample.outcomes)
 
@@ -67,10 +57,10 @@ def test_each_node_reaches_its_own_zone_and_all_where_its_zone_has_none(
     for number, node in enumerate(NODES, 1):
         assert answered(cluster, node) == {f"p{number}": 9}, node
     cluster.apply(DeletePod("p3", 0.0))  # zone-c has no endpoint left: no hint names it
-    assert set(answered(cluster, "node-3")) == {"p1", "p2"}
+    assert set(answered(cluster, "node-3", 30)) == {"p1", "p2"}
     assert answered(cluster, "node-1") == {"p1": 9}  # zone-a still has its own
     cluster.apply(SetTrafficDistribution("web", None))  # hints cleared: everyone everywhere
-    assert set(answered(cluster, "node-1")) == {"p1", "p2"}
+    assert set(answered(cluster, "node-1", 30)) == {"p1", "p2"}
 
 
 def test_a_proxy_that_ignores_hints_is_caught_at_its_distribution_step(
@@ -90,7 +80,8 @@ def test_a_proxy_that_ignores_hints_is_caught_at_its_distribution_step(
     held = Runner(cluster, RunConfig(deadline_s=2.0)).run(sequence)
     judged = [v for step in held for v in step.verdicts if v.property == PROPERTY]
     assert judged and all(v.holds for v in judged), judged
-    assert all(v.holds for v in held[-1].verdicts), held[-1].verdicts
+    stale = [v for v in held[-1].verdicts if v.property == "no-stale-traffic"]
+    assert stale and all(v.holds for v in stale), stale
     assert "topology-narrowed" in held[-1].checked
     cluster.reset()
     cluster.new_proxy = IgnoresTopologyProxy
@@ -99,6 +90,7 @@ def test_a_proxy_that_ignores_hints_is_caught_at_its_distribution_step(
         caught = Runner(cluster, RunConfig(deadline_s=2.0)).run(sequence)
         failing = {v.property for v in caught[-1].verdicts if not v.holds}
         assert "no-stale-traffic" in failing, caught[-1].verdicts
-        assert all(v.holds for step in caught[:-1] for v in step.verdicts)
+        earlier = [v for step in caught[:-1] for v in step.verdicts]
+        assert all(v.holds for v in earlier if v.property == "no-stale-traffic"), earlier
     finally:
         cluster.new_proxy = IptablesProxy  # the fixture's reset starts the real ones again
