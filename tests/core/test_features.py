@@ -122,6 +122,7 @@ def test_targets_declare_through_their_proxy_or_are_judged_on_everything() -> No
     kernel = harness_proxies | {"source-ip", "udp", "node-port", "external-traffic-policy"}
     kernel |= {"load-balancer"}
     kernel |= {"health-check-node-port"}  # and serve healthCheckNodePorts
+    kernel |= {"topology"}  # and honour zone hints (trafficDistribution)
     assert target_features(_Holder(IptablesProxy.__new__(IptablesProxy)))[0] == kernel
     assert target_features(_Holder(UserspaceProxy.__new__(UserspaceProxy)))[0] == harness_proxies
     assert target_features(object())[0] == ALL_FEATURES
