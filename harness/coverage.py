@@ -29,8 +29,14 @@ from harness.events import (
     StaleSnapshot,
     UnobservedChanges,
 )
-from harness.model.endpoints import Expectation, pod_is_listed, unique_endpoints
-from harness.model.objects import PROXY_NODE, Service, TrafficPolicy, opt_out_label
+from harness.model.endpoints import (
+    Expectation,
+    node_zone,
+    pod_is_listed,
+    topology_applies,
+    unique_endpoints,
+)
+from harness.model.objects import PROXY_NODE, Endpoint, Service, TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
 
 FEATURES: dict[str, str] = {
@@ -118,6 +124,10 @@ FEATURES: dict[str, str] = {
         "a LoadBalancer under externalTrafficPolicy Local whose endpoints on a node are all"
         " terminating, one still serving: that node's healthCheckNodePort must answer 503 (I9)"
     ),
+    "topology-narrowed": (
+        "trafficDistribution set, the client's node zone has hinted ready endpoints and another"
+        " zone has ready endpoints too: only the same-zone ones are usable (I11)"
+    ),
 }
 MULTI_PORT_FEATURE = "multi-port-named"
 UNOBSERVED_FEATURE = "unobserved-changes"
@@ -159,7 +169,18 @@ def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
         found.add(MULTI_PORT_FEATURE)
     if has_dual_protocol_port(service):
         found.add(DUAL_PROTOCOL_FEATURE)
+    if not local_policy and topology_narrows([e for e in everywhere if e.ready], node_zone(node)):
+        found.add(TOPOLOGY_FEATURE)
     return found
+
+
+TOPOLOGY_FEATURE = "topology-narrowed"
+
+
+def topology_narrows(ready: list[Endpoint], zone: str) -> bool:
+    """Whether zone hints take some of a Service's `ready` endpoints away from a client in
+    `zone`: topology applies there (`topology_applies`) and an endpoint is hinted elsewhere."""
+    return topology_applies(ready, zone) and any(zone not in e.zone_hints for e in ready)
 
 
 DUAL_PROTOCOL_FEATURE = "dual-protocol-port"

@@ -38,6 +38,7 @@ from harness.model.objects import (
     MAX_AFFINITY_TIMEOUT_S,
     OPT_OUT_LABELS,
     PROXY_NODE,
+    TRAFFIC_DISTRIBUTIONS,
     Affinity,
     ContainerPort,
     Labels,
@@ -201,6 +202,27 @@ class SetTrafficPolicy(Event):
 
     def apply(self, state: ClusterState) -> ClusterState:
         return state.patch_service(self.service, internal_traffic_policy=self.policy)
+
+
+@dataclass(frozen=True)
+class SetTrafficDistribution(Event):
+    """Set (or, with None, clear) `spec.trafficDistribution` (KEP-4444): PreferClose, and
+    PreferSameZone where the model's version has it (`TRAFFIC_DISTRIBUTIONS`). The
+    EndpointSlice controller then hints every ready endpoint for its own zone, and a proxy
+    in a zone that has hinted endpoints uses only those (I11,
+    `harness.model.endpoints.topology_applies`)."""
+
+    kind: ClassVar[str] = "set-traffic-distribution"
+    service: str
+    value: str | None
+
+    def apply(self, state: ClusterState) -> ClusterState:
+        if self.value is not None and self.value not in TRAFFIC_DISTRIBUTIONS:
+            raise InvalidEvent(
+                f"trafficDistribution {shorten(self.value)} is not modelled: use one of"
+                f" {', '.join(TRAFFIC_DISTRIBUTIONS)}, or null to clear it"
+            )
+        return state.patch_service(self.service, traffic_distribution=self.value)
 
 
 def typed(state: ClusterState, service: Service, kind: ServiceType) -> Service:
@@ -1091,6 +1113,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SetServiceType,
         SetExternalTrafficPolicy,
         SetExternalIPs,
+        SetTrafficDistribution,
         CreatePod,
         Scale,
         DeletePod,

@@ -52,6 +52,7 @@ from harness.events import (
     SetServiceLabel,
     SetServicePort,
     SetServiceType,
+    SetTrafficDistribution,
     SetTrafficPolicy,
 )
 from harness.model.objects import Affinity, Protocol, ServiceType, TrafficPolicy
@@ -70,6 +71,7 @@ LOAD_BALANCER = "load-balancer"
 EXTERNAL_TRAFFIC_POLICY = "external-traffic-policy"
 HEALTH_CHECK_NODE_PORT = "health-check-node-port"
 EXTERNAL_IPS = "external-ips"
+TOPOLOGY = "topology"
 
 
 class FeatureStatus(StrEnum):
@@ -137,6 +139,11 @@ def _uses_external_local(event: Event) -> bool:
     return isinstance(event, SetExternalTrafficPolicy) and event.policy == TrafficPolicy.LOCAL
 
 
+def _uses_topology(event: Event) -> bool:
+    """A trafficDistribution set (so the Service's ready endpoints get zone hints)."""
+    return isinstance(event, SetTrafficDistribution) and event.value is not None
+
+
 @dataclass(frozen=True)
 class Feature:
     """One named feature: its profile, what it means, the properties that judge it, the
@@ -152,7 +159,6 @@ class Feature:
 
 
 UNTESTED_EXTENDED: Mapping[str, str] = {
-    "topology": "trafficDistribution PreferClose / PreferSameZone (KEP-4444)",
     "sctp": "Services over SCTP",
 }
 """Extended features no property of this harness version checks yet (issue 11 and the next):
@@ -309,6 +315,16 @@ _FEATURES: tuple[Feature, ...] = (
         ("node-port",),
         ("external-ip-reached",),
         _uses_external_ips,
+    ),
+    Feature(
+        TOPOLOGY,
+        EXTENDED,
+        "trafficDistribution PreferClose / PreferSameZone (KEP-4444, I11): a client on a node"
+        " whose zone has hinted ready endpoints reaches only those, otherwise every usable"
+        " endpoint; hints are all-or-nothing, and Local policies ignore them",
+        ("every-node", "no-stale-traffic", "availability", "endpoints"),
+        ("topology-narrowed",),
+        _uses_topology,
     ),
     *(Feature(name, EXTENDED, description) for name, description in UNTESTED_EXTENDED.items()),
 )

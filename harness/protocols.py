@@ -43,6 +43,12 @@ KUBE_EXTERNAL_IPS = (
     " them to a chosen node from outside; the kube target sends to node ports only"
 )
 """The kube target's note on `external-ips` (`KubeTarget.features`)."""
+KUBE_TOPOLOGY = (
+    "unsupported by the environment: the cluster's EndpointSlice controller hints endpoints by"
+    " its nodes' topology.kubernetes.io/zone labels, which the harness neither sets nor checks"
+    " against the model's zone per node (node-1 zone-a, node-2 zone-b, ...)"
+)
+"""The kube target's note on `topology` (`KubeTarget.features`)."""
 
 
 def environment_notes(target: str) -> Mapping[str, str]:
@@ -51,7 +57,11 @@ def environment_notes(target: str) -> Mapping[str, str]:
     `KUBE_LOAD_BALANCER`) and externalIPs there (`KUBE_EXTERNAL_IPS`). Other targets run on no
     kernel of their own (the model): nothing is said of them."""
     if target == "kube":
-        return {"load-balancer": KUBE_LOAD_BALANCER, "external-ips": KUBE_EXTERNAL_IPS}
+        return {
+            "load-balancer": KUBE_LOAD_BALANCER,
+            "external-ips": KUBE_EXTERNAL_IPS,
+            "topology": KUBE_TOPOLOGY,
+        }
     if not target.startswith("local"):
         return {}
     why = sctp_unsupported()

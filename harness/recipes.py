@@ -46,6 +46,7 @@ from harness.events import (
     SetSelector,
     SetServiceLabel,
     SetServiceType,
+    SetTrafficDistribution,
     SetTrafficPolicy,
     StaleSnapshot,
     UnobservedChanges,
@@ -60,7 +61,9 @@ from harness.features import (
 from harness.model.endpoints import pod_is_listed
 from harness.model.objects import (
     OPT_OUT_LABELS,
+    PREFER_CLOSE,
     PROXY_NODE,
+    ZONES,
     Affinity,
     Pod,
     Protocol,
@@ -288,6 +291,22 @@ def spread_over_nodes(data: st.DataObject, state: ClusterState, space: EventSpac
     local = service.internal_traffic_policy == TrafficPolicy.LOCAL
     if space.supports(INTERNAL_TRAFFIC_POLICY) and not local:
         events.append(SetTrafficPolicy(service.name, TrafficPolicy.LOCAL))
+    return events
+
+
+def topology_narrowed(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """Ready endpoints on node-1 (the clients' node, zone-a) and on another node of another
+    zone, internalTrafficPolicy Cluster, and trafficDistribution PreferClose: node-1's clients
+    then reach only zone-a's endpoints, the other node's only their own zone's (I11)."""
+    service = _service(data, state)
+    others = sorted(n for n in set(space.nodes) if ZONES.get(n) != ZONES[PROXY_NODE])
+    node = data.draw(st.sampled_from(others or [OTHER_NODE]), label="node")
+    events: list[Event] = _populated(data, state, service, PROXY_NODE)
+    events += _populated(data, _apply_all(state, events), service, node)
+    if service.internal_traffic_policy == TrafficPolicy.LOCAL:
+        events.append(SetTrafficPolicy(service.name, TrafficPolicy.CLUSTER))
+    if service.traffic_distribution is None:
+        events.append(SetTrafficDistribution(service.name, PREFER_CLOSE))
     return events
 
 
@@ -697,6 +716,7 @@ RECIPES: dict[str, Recipe] = {
     "load-balancer-reached": load_balancer_reached,
     "external-ip-reached": external_ip_reached,
     "health-check-only-terminating": health_only_terminating,
+    "topology-narrowed": topology_narrowed,
 }
 
 

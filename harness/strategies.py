@@ -61,6 +61,7 @@ from harness.events import (
     SetServiceLabel,
     SetServicePort,
     SetServiceType,
+    SetTrafficDistribution,
     SetTrafficPolicy,
     StaleSnapshot,
     UnobservedChanges,
@@ -75,6 +76,7 @@ from harness.features import (
     MULTI_PORT,
     NODE_PORT,
     OPT_OUT_LABELS_FEATURE,
+    TOPOLOGY,
     UDP_FEATURE,
 )
 from harness.model.objects import (
@@ -82,6 +84,7 @@ from harness.model.objects import (
     OPT_OUT_LABELS,
     PROXY_NODE,
     SERVICE_PROXY_NAME_LABEL,
+    TRAFFIC_DISTRIBUTIONS,
     Affinity,
     Labels,
     Pod,
@@ -623,6 +626,23 @@ def _set_external_ips(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrat
     return st.sampled_from(key[0]).flatmap(addresses)
 
 
+def _distribution_key(state: ClusterState) -> tuple[Any, ...]:
+    """Each Service with its trafficDistribution (None: unset)."""
+    return (tuple((n, s.traffic_distribution) for n, s in sorted(state.services.items())),)
+
+
+def _set_traffic_distribution(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
+    """Always a change: an unset one gets a value (PreferClose first, so that shrinking prefers
+    it), a set one is cleared or given the other value."""
+
+    def change(entry: tuple[str, str | None]) -> st.SearchStrategy[Event]:
+        name, current = entry
+        values = [v for v in (*TRAFFIC_DISTRIBUTIONS, None) if v != current]
+        return st.sampled_from(values).map(lambda value: SetTrafficDistribution(name, value))
+
+    return st.sampled_from(key[0]).flatmap(change)
+
+
 def _unobserved_key(state: ClusterState) -> tuple[Any, ...]:
     """What `UnobservedChanges` draws from: single-port Services (recreated whole), the free
     Service names, the live pods and the scaled groups with their sizes."""
@@ -834,6 +854,11 @@ GENERATORS: dict[str, Generator] = {
         lambda s, sp: sp.supports(EXTERNAL_IPS) and bool(s.services),
         lambda s: (external_ip_options(s),),
         _set_external_ips,
+    ),
+    "set_traffic_distribution": Generator(
+        lambda s, sp: sp.supports(TOPOLOGY) and bool(s.services),
+        _distribution_key,
+        _set_traffic_distribution,
     ),
     "unobserved_changes": Generator(
         lambda s, sp: sp.hides_updates and _unobserved_applies(_unobserved_key(s)),

@@ -121,6 +121,7 @@ AIMS: dict[str, Aim] = {
     "health-check-only-terminating": _aim(
         "set_service_type", "set_external_traffic_policy", "delete_pod", "scale", long_graces=True
     ),
+    "topology-narrowed": _aim("set_traffic_distribution", "scale", "create_pod"),
     "dual-protocol-port": _aim(
         "create_dual_protocol_service",
         "add_service_port",

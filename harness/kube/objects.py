@@ -329,6 +329,14 @@ def _affinity_spec(service: Service) -> dict[str, Any]:
     return {"sessionAffinity": service.session_affinity.value, "sessionAffinityConfig": config}
 
 
+def _distribution_spec(service: Service) -> dict[str, Any]:
+    """`trafficDistribution` when the Service has one (KEP-4444; the API server drops the field
+    on a cluster before 1.30 or with the gate off); nothing otherwise."""
+    if service.traffic_distribution is None:
+        return {}
+    return {"trafficDistribution": service.traffic_distribution}
+
+
 def service_manifest(service: Service, placement: Placement) -> dict[str, Any]:
     """A Service of the model's type; the API server allocates the VIP (the model's is not
     requested), its node ports are the model's (`_ports`)."""
@@ -339,6 +347,7 @@ def service_manifest(service: Service, placement: Placement) -> dict[str, Any]:
         "publishNotReadyAddresses": service.publish_not_ready_addresses,
         "internalTrafficPolicy": service.internal_traffic_policy.value,
         **_affinity_spec(service),
+        **_distribution_spec(service),
     }
     if spec["sessionAffinityConfig"] is None:
         del spec["sessionAffinityConfig"]
@@ -373,6 +382,8 @@ def service_patch(old: Service, new: Service) -> dict[str, Any] | None:
         spec["publishNotReadyAddresses"] = new.publish_not_ready_addresses
     if old.internal_traffic_policy != new.internal_traffic_policy:
         spec["internalTrafficPolicy"] = new.internal_traffic_policy.value
+    if old.traffic_distribution != new.traffic_distribution:  # None removes the field
+        spec["trafficDistribution"] = new.traffic_distribution
     if old.ports != new.ports:  # a merge patch replaces the whole list (SetServicePort)
         spec["ports"] = _ports(new)
     if (old.type, old.external_traffic_policy, old.health_check_node_port) != (

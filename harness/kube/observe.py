@@ -295,6 +295,17 @@ class Incarnations:
             return self._by_name.get(name, "?")
 
 
+def zone_hints(endpoint: Any, zone: str) -> tuple[str, ...]:
+    """A discovery/v1 endpoint's `hints.forZones` names in the model's terms: a hint naming the
+    endpoint's own zone label becomes `zone`, the model's zone of its node (as the endpoint's
+    zone does: a cluster whose zones are named otherwise still compares); any other hint keeps
+    its name. Empty without hints. Reads only."""
+    hints = getattr(endpoint, "hints", None)
+    found = [getattr(z, "name", None) for z in (getattr(hints, "for_zones", None) or [])]
+    own = getattr(endpoint, "zone", None)
+    return tuple(zone if name == own else name for name in found if name)
+
+
 def to_model_slice(
     item: Any,
     incarnations: Incarnations,
@@ -304,7 +315,8 @@ def to_model_slice(
     """A discovery/v1 EndpointSlice in the model's terms; None if it belongs to no Service.
 
     `model_nodes` maps cluster node names back to the model's; an unknown node keeps its name.
-    The zone is the model's zone of that node (clusters without zone labels still compare).
+    The zone is the model's zone of that node (clusters without zone labels still compare), and
+    so are zone hints naming the endpoint's own zone (`zone_hints`).
     Only IPv4 slices carry the model's addresses; others are skipped.
     """
     labels = item.metadata.labels or {}
@@ -340,6 +352,7 @@ def to_model_slice(
                 ready=ready,
                 serving=serving,
                 terminating=terminating,
+                zone_hints=zone_hints(endpoint, ZONES.get(node, endpoint.zone or "")),
             )
         )
     endpoints.sort(key=lambda e: (e.pod, e.address))

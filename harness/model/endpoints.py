@@ -6,8 +6,12 @@ Two upstream functions are ported here:
   (`pkg/controller/endpointslice`, `staging/.../endpointslice/utils.go: podToEndpoint` and
   `ShouldPodBeInEndpoints`), and
 - kube-proxy's choice of endpoints for new connections
-  (`pkg/proxy/topology.go: CategorizeEndpoints`, without topology hints), with its
-  `hasAnyEndpoints` result, which decides between REJECT and DROP when nothing is usable here.
+  (`pkg/proxy/topology.go: CategorizeEndpoints`, with zone hints: `topologyModeFromHints`), with
+  its `hasAnyEndpoints` result, which decides between REJECT and DROP when nothing is usable
+  here,
+
+and the controller's zone hints for `trafficDistribution`
+(`staging/src/k8s.io/endpointslice/trafficdist/trafficdist.go`, `with_hints`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dataclasses import dataclass, replace
 
 from harness.model.objects import (
     PROXY_NODE,
+    TRAFFIC_DISTRIBUTIONS,
+    ZONES,
     Backend,
     Destination,
     Endpoint,
@@ -96,6 +102,35 @@ def endpoint_for(pod: Pod, service: Service) -> Endpoint:
     )
 
 
+def with_hints(endpoint: Endpoint, service: Service) -> Endpoint:
+    """`endpoint` with the zone hints the EndpointSlice controller gives it for `service`.
+
+    `trafficdist.ReconcileHints` (staging/src/k8s.io/endpointslice/trafficdist/trafficdist.go):
+    under a `trafficDistribution` it knows (PreferClose, PreferSameZone: the
+    `preferCloseHeuristic`), every *ready* endpoint that has a zone gets `hints.forZones =
+    [its zone]`; endpoints that are not ready are skipped (the controller rebuilds a changed
+    endpoint from the pod, `podToEndpoint`, which sets no hints, so they have none). Without
+    one (`defaultHeuristic`) every hint is removed. Pure; never changes anything else."""
+    if service.traffic_distribution in TRAFFIC_DISTRIBUTIONS and endpoint.ready and endpoint.zone:
+        return replace(endpoint, zone_hints=(endpoint.zone,))
+    return endpoint
+
+
+def topology_applies(ready: Iterable[Endpoint], zone: str) -> bool:
+    """Whether a proxy in `zone` filters cluster endpoints by zone hints, given a Service
+    port's `ready` endpoints: kube-proxy's `topologyModeFromHints` (pkg/proxy/topology.go;
+    `canUseTopology` before 1.31). Hints are all-or-nothing: used only when every ready
+    endpoint has a zone hint and at least one names `zone` (so never for a node without a zone
+    label, `zone` ""). Node hints (PreferSameNode) are not modelled."""
+    ready = list(ready)
+    return all(e.zone_hints for e in ready) and any(zone in e.zone_hints for e in ready if zone)
+
+
+def node_zone(node: str) -> str:
+    """The zone label of `node` in the model (`ZONES`), "" for a node it does not know."""
+    return ZONES.get(node, "")
+
+
 def derive_slices(state: ClusterState, service_name: str) -> tuple[EndpointSlice, ...]:
     """The EndpointSlices the controller keeps for a Service.
 
@@ -111,7 +146,7 @@ def derive_slices(state: ClusterState, service_name: str) -> tuple[EndpointSlice
             continue
         resolved = (resolve_port(port, pod) for port in service.ports)
         ports = tuple(p for p in resolved if p is not None)
-        groups[ports].append(endpoint_for(pod, service))
+        groups[ports].append(with_hints(endpoint_for(pod, service), service))
     if not groups:
         return (EndpointSlice(service.name, (), (), service.namespace, f"{service.name}-0"),)
     return tuple(
@@ -141,22 +176,39 @@ def categorize_endpoints(
     slices: Iterable[EndpointSlice],
     service: Service,
     node: str = PROXY_NODE,
+    port_name: str | None = None,
+    zone: str | None = None,
 ) -> list[tuple[Endpoint, EndpointSlice]]:
     """The endpoints a proxy on `node` may send new connections to (`CategorizeEndpoints`).
 
     Cluster policy: the Ready endpoints; if there are none, the Serving-and-Terminating ones
-    (KEP-1669, GA 1.28). Local policy (internalTrafficPolicy=Local, KEP-2086): the same rule
-    restricted to endpoints on `node`. An empty result means the proxy must not connect new
-    connections anywhere: it REJECTs them if the Service has no endpoints at all and DROPs them
-    otherwise (`has_any_endpoints`).
+    (KEP-1669, GA 1.28). Under zone hints (`topology_applies`, decided on the ready endpoints
+    of port `port_name`, all ports when None, for `zone`, `node`'s own when None) the Ready
+    ones hinted for the zone. Local policy (internalTrafficPolicy=Local, KEP-2086): the same
+    rule restricted to endpoints on `node`, hints ignored. An empty result means the proxy
+    must not connect new connections anywhere: it REJECTs them if the Service has no endpoints
+    at all and DROPs them otherwise (`has_any_endpoints`).
     """
     candidates = unique_endpoints(slices)
     if service.internal_traffic_policy == TrafficPolicy.LOCAL:
         candidates = [(e, s) for e, s in candidates if e.node == node]
     ready = [(e, s) for e, s in candidates if e.ready]
+    if ready and service.internal_traffic_policy != TrafficPolicy.LOCAL:
+        return _hinted_for(ready, port_name, node_zone(node) if zone is None else zone)
     if ready:
         return ready
     return [(e, s) for e, s in candidates if e.serving and e.terminating]
+
+
+def _hinted_for(
+    ready: list[tuple[Endpoint, EndpointSlice]], port_name: str | None, zone: str
+) -> list[tuple[Endpoint, EndpointSlice]]:
+    """The `ready` endpoints a proxy in `zone` uses: those hinted for it when topology applies
+    to the port's ready endpoints (upstream decides per Service port), else all of them."""
+    on_port = [e for e, s in ready if port_name is None or s.port_for(port_name) is not None]
+    if not topology_applies(on_port, zone):
+        return ready
+    return [(e, s) for e, s in ready if zone in e.zone_hints]
 
 
 def has_any_endpoints(slices: Iterable[EndpointSlice], port_name: str) -> bool:
@@ -210,7 +262,7 @@ def usable_destinations(
     Endpoints whose slice lacks the port (a named targetPort the pod does not have) are skipped.
     The result is sorted by backend so that every caller sees the same order.
     """
-    return _on_port(categorize_endpoints(slices, service, node), port_name)
+    return _on_port(categorize_endpoints(slices, service, node, port_name), port_name)
 
 
 def _on_port(chosen: Iterable[tuple[Endpoint, EndpointSlice]], port_name: str) -> list[Destination]:
@@ -311,7 +363,7 @@ def external_destinations(
         chosen = local_endpoints(slices, node)
     else:
         chosen = categorize_endpoints(
-            slices, replace(service, internal_traffic_policy=TrafficPolicy.CLUSTER), node
+            slices, replace(service, internal_traffic_policy=TrafficPolicy.CLUSTER), node, port_name
         )
     return _on_port(chosen, port_name)
 
@@ -413,4 +465,9 @@ def why_unusable(state: ClusterState, service: str, backend: Backend) -> str:
         return f"on {pod.node}, and internalTrafficPolicy is Local ({conditions})"
     if endpoint.terminating and endpoint.serving and not endpoint.ready:
         return f"terminating while ready endpoints exist ({conditions})"
+    if found.traffic_distribution is not None and endpoint.ready:
+        return (
+            f"in {endpoint.zone}, and trafficDistribution {found.traffic_distribution} keeps"
+            f" {PROXY_NODE}'s clients on {node_zone(PROXY_NODE)}'s hinted endpoints"
+        )
     return f"not usable ({conditions})"

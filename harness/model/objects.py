@@ -26,6 +26,18 @@ false-alarm runs) unless `--nodes` says otherwise (issue 11: "default 2 for the 
 target made any other way (built directly, or from a spec without a count: the benchmarks; a
 mutant's search, `harness.mutation.nodes_to_catch`) has one, today's cost."""
 ZONE_NAMES = ("zone-a", "zone-b", "zone-c")
+MODEL_VERSION = (1, 33)
+"""The Kubernetes minor version whose Service semantics the model follows, where they differ
+between versions (today: which `trafficDistribution` values exist)."""
+PREFER_CLOSE = "PreferClose"
+PREFER_SAME_ZONE = "PreferSameZone"
+TRAFFIC_DISTRIBUTIONS = (
+    (PREFER_CLOSE, PREFER_SAME_ZONE) if MODEL_VERSION >= (1, 33) else (PREFER_CLOSE,)
+)
+"""The `spec.trafficDistribution` values the model knows (KEP-4444): PreferClose (beta 1.31, GA
+1.33) and, from 1.33, PreferSameZone, its new name with the same meaning (KEP-3015). Both make
+the EndpointSlice controller hint every ready endpoint for its own zone
+(`harness.model.endpoints.with_hints`). PreferSameNode (alpha 1.33) is not modelled."""
 
 
 def node_name(number: int) -> str:
@@ -185,6 +197,7 @@ class Service:
     health_check_node_port: int | None = None  # LoadBalancer with externalTrafficPolicy Local
     load_balancer_ip: str | None = None  # status.loadBalancer.ingress[0].ip, once assigned
     external_ips: tuple[str, ...] = ()  # spec.externalIPs, any type (`set-external-ips`)
+    traffic_distribution: str | None = None  # spec.trafficDistribution: TRAFFIC_DISTRIBUTIONS
 
     @property
     def externally_accessible(self) -> bool:
@@ -238,6 +251,9 @@ class Endpoint:
     ready: bool
     serving: bool
     terminating: bool
+    zone_hints: tuple[str, ...] = ()
+    """`hints.forZones[].name`: the zones whose proxies may send it traffic when topology is
+    used (`harness.model.endpoints.topology_applies`); empty: no hints."""
 
     @property
     def backend(self) -> Backend:

@@ -61,12 +61,15 @@ KERNEL_FEATURES: frozenset[str] = RELAYING_FEATURES | {
     "load-balancer",
     "health-check-node-port",
     "external-ips",
+    "topology",
 }
 """What the harness's kernel-rule proxies (iptables, nftables) declare: as kube-proxy, they keep
 the client's address (masquerading only hairpin traffic: KUBE-MARK-MASQ for `-s <endpoint IP>`
 on each endpoint chain), translate UDP too, program node ports, LoadBalancer ingress IPs and
-externalIPs with externalTrafficPolicy (`harness.proxies.iptables`, `harness.proxies.nftables`)
-and serve healthCheckNodePorts (`harness.proxies.healthcheck`)."""
+externalIPs with externalTrafficPolicy (`harness.proxies.iptables`, `harness.proxies.nftables`),
+serve healthCheckNodePorts (`harness.proxies.healthcheck`), and honour zone hints for the node's
+zone (`topology`: `harness.model.endpoints.categorize_endpoints`, which the shared plan's
+destinations come from)."""
 
 
 class Proxy(Protocol):

@@ -78,6 +78,10 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-nodeport-rejects-no-local (externalTrafficPolicy Local, I10): REJECTs node-port
   traffic at a node without local endpoints where kube-proxy DROPs it (so that a load balancer's
   health check, not a refusal, takes the node out), and the client is refused (`node-port`).
+- mutant-iptables-ignores-topology (trafficDistribution, I11): programs every usable endpoint
+  whatever the zone hints say, as a proxy written before topology-aware routing (or one that
+  lists endpoints without their hints) would, so a client in a zone with hinted endpoints also
+  reaches the other zones' (`every-node`, `no-stale-traffic`).
 - mutant-iptables-lb-ip-unprogrammed (LoadBalancer, I4): programs a LoadBalancer's node ports
   but not its ingress IP (no "loadbalancer IP" rule in KUBE-SERVICES, nothing in
   KUBE-EXTERNAL-SERVICES), as a proxy that leaves `status.loadBalancer.ingress` to the cloud's
@@ -459,6 +463,21 @@ class ExternalIpUnprogrammedProxy(NftablesProxy):
         return ()
 
 
+class IgnoresTopologyProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-ignores-topology"
+    description: ClassVar[str] = (
+        "iptables that programs every usable endpoint whatever the zone hints (trafficDistribution)"
+    )
+
+    def destinations(self, service: Service, port_name: str) -> list[Destination]:
+        node = self.node.node if self.node is not None else ""
+        unhinted = tuple(
+            replace(s, endpoints=tuple(replace(e, zone_hints=()) for e in s.endpoints))
+            for s in self.slices_of(service.name)
+        )
+        return usable_destinations(unhinted, service, port_name, node)
+
+
 MUTANT_PROXIES: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -493,5 +512,6 @@ MUTANT_PROXIES: dict[str, type] = {
         LoadBalancerIpUnprogrammedProxy,
         HealthCountsTerminatingProxy,
         ExternalIpUnprogrammedProxy,
+        IgnoresTopologyProxy,
     )
 }

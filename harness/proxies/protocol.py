@@ -142,7 +142,23 @@ def service_json(service: Service) -> Message:
         "internal_traffic_policy": service.internal_traffic_policy.value,
         **labels,
         **external_json(service),
+        **distribution_json(service),
     }
+
+
+def distribution_json(service: Service) -> Message:
+    """`traffic_distribution` when the Service has one (none otherwise): only a proxy that
+    declares `topology` is handed such a Service, so one written before the field never sees
+    it. Informative: a proxy acts on the endpoints' `zone_hints`."""
+    if service.traffic_distribution is None:
+        return {}
+    return {"traffic_distribution": service.traffic_distribution}
+
+
+def hints_json(endpoint: Endpoint) -> Message:
+    """`zone_hints` when the endpoint has any (none otherwise; only Services with a
+    trafficDistribution give them, and only to proxies that declare `topology`)."""
+    return {"zone_hints": list(endpoint.zone_hints)} if endpoint.zone_hints else {}
 
 
 def external_json(service: Service) -> Message:
@@ -192,6 +208,7 @@ def endpoint_slice_json(endpoint_slice: EndpointSlice) -> Message:
                 "ready": e.ready,
                 "serving": e.serving,
                 "terminating": e.terminating,
+                **hints_json(e),
             }
             for e in endpoint_slice.endpoints
         ],
@@ -233,6 +250,7 @@ def service_from_json(service: Message) -> Service:
         health_check_node_port=service.get("health_check_node_port"),
         load_balancer_ip=service.get("load_balancer_ip"),
         external_ips=tuple(service.get("external_ips", ())),
+        traffic_distribution=service.get("traffic_distribution"),
     )
 
 
@@ -253,6 +271,7 @@ def endpoint_slice_from_json(endpoint_slice: Message) -> EndpointSlice:
                 e["ready"],
                 e["serving"],
                 e["terminating"],
+                tuple(e.get("zone_hints", ())),
             )
             for e in endpoint_slice["endpoints"]
         ),

@@ -633,10 +633,12 @@ class KubeTarget:
         LoadBalancer Service is drawn, so nothing waits for an ingress IP. Nor `external-ips`:
         the cluster's admission may refuse externalIPs (DenyServiceExternalIPs) and nothing
         routes them to a chosen node (`harness.protocols.KUBE_EXTERNAL_IPS`); none is drawn and
-        `set-external-ips` is refused (`apply`). Pure."""
-        from harness.features import ALL_FEATURES, EXTERNAL_IPS, LOAD_BALANCER
+        `set-external-ips` is refused (`apply`). Nor `topology`: a cluster's controller hints
+        endpoints by its nodes' `topology.kubernetes.io/zone` labels, which the harness neither
+        sets nor checks against the model's zones (`harness.protocols.KUBE_TOPOLOGY`). Pure."""
+        from harness.features import ALL_FEATURES, EXTERNAL_IPS, LOAD_BALANCER, TOPOLOGY
 
-        return ALL_FEATURES - {LOAD_BALANCER, EXTERNAL_IPS}
+        return ALL_FEATURES - {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY}
 
     # -- the nodes' host networks as clients (harness.kube.external) ---------------------------
     def _start_host_clients(self, cluster: Cluster) -> None:

@@ -35,6 +35,7 @@ from harness.events import (
     SetSelector,
     SetServiceLabel,
     SetServiceType,
+    SetTrafficDistribution,
     SetTrafficPolicy,
     StaleSnapshot,
     UnobservedChanges,
@@ -142,6 +143,11 @@ EXAMPLES: dict[str, list[Event]] = {
         SetServiceType("svc-a", ServiceType.LOAD_BALANCER),
         SetExternalTrafficPolicy("svc-a", TrafficPolicy.LOCAL),
         Scale("web", 0),
+    ],
+    "topology-narrowed": [
+        *START,
+        Scale("web", 5, "node-2"),
+        SetTrafficDistribution("svc-a", "PreferClose"),
     ],
 }
 

@@ -9,7 +9,8 @@ inputs and expected outputs in the model's terms (written here as data, not copi
 - `TestShouldPodBeInEndpoints`: kubernetes `pkg/controller/util/endpoint/controller_utils_test.go`
   (the table after PR #110255, where a Failed pod is never listed), run against `pod_is_listed`;
 - `TestCategorizeEndpoints`: kubernetes `pkg/proxy/topology_test.go`, run against
-  `usable_destinations` (the model's `CategorizeEndpoints`).
+  `usable_destinations` (the model's `CategorizeEndpoints`), its zone-hint cases against
+  `categorize_endpoints` with the case's node zone (`HINT_CASES`).
 
 Every distinct case name of those tables is either represented here or listed in
 `NOT_REPRESENTED` with the reason; `test_the_lists_account_for_every_upstream_case` keeps the two
@@ -18,13 +19,15 @@ lists honest. A represented case the model disagrees with is a model bug.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 from harness.model.endpoints import (
+    categorize_endpoints,
     drops_new_connections,
     endpoint_for,
+    external_destinations,
     has_any_endpoints,
     pod_is_listed,
     usable_destinations,
@@ -39,6 +42,7 @@ from harness.model.objects import (
     Pod,
     Service,
     ServicePort,
+    ServiceType,
     TrafficPolicy,
     labels_of,
 )
@@ -190,11 +194,11 @@ def test_should_pod_be_in_endpoints(case: ListedCase) -> None:
 # -- TestCategorizeEndpoints --------------------------------------------------------------------
 # The model covers ClusterIP traffic only: kube-proxy sends it to `clusterEndpoints` under
 # internalTrafficPolicy Cluster and to `localEndpoints` under Local, and that set is compared
-# with the model's usable destinations. externalTrafficPolicy, NodePorts and topology hints are
-# not modelled: for a case whose Service is externally accessible only its ClusterIP half is
-# represented (`external_half_not_represented`); a case whose ClusterIP set depends on hints is
-# listed in NOT_REPRESENTED. The ProxyTerminatingEndpoints gate (the table's `pteEnabled`) is GA
-# and always on in the model. Upstream's endpoints without a `serving` value are not serving.
+# with the model's usable destinations. For a case whose Service is externally accessible only
+# its ClusterIP half is represented here (`external_half_not_represented`); the cases with zone
+# hints are run apart, with the node's zone they give (`HINT_CASES`, below). The
+# ProxyTerminatingEndpoints gate (the table's `pteEnabled`) is GA and always on in the model.
+# Upstream's endpoints without a `serving` value are not serving.
 #
 # `has_any` is upstream's hasAnyEndpoints (its allEndpoints is non-empty, or the case says only
 # remote endpoints exist): kube-proxy REJECTs a Service without any endpoints, and DROPs when it
@@ -208,6 +212,7 @@ class Ep:
     serving: bool = False
     terminating: bool = False
     local: bool = False
+    hints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,14 +241,13 @@ def case(
 A0, A1, A2, A3 = "10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"
 CATEGORIZE_ENDPOINTS_CASES = [
     case(
-        # zone hints on the endpoints are ignored under Local, so none are given here
         "internalTrafficPolicy: Local, topology ignored for Local endpoints",
         True,
         [
-            Ep("10.1.2.3", True, local=True),
-            Ep("10.1.2.4", True, local=True),
-            Ep("10.1.2.5", True),
-            Ep("10.1.2.6", True),
+            Ep("10.1.2.3", True, local=True, hints=("zone-a",)),
+            Ep("10.1.2.4", True, local=True, hints=("zone-b",)),
+            Ep("10.1.2.5", True, hints=("zone-c",)),
+            Ep("10.1.2.6", True, hints=("zone-a",)),
         ],
         ["10.1.2.3", "10.1.2.4"],
         True,
@@ -375,6 +379,7 @@ def model_slice(case: CategorizeCase) -> tuple[EndpointSlice, TrafficPolicy]:
             ready=e.ready,
             serving=e.serving,
             terminating=e.terminating,
+            zone_hints=e.hints,
         )
         for e in case.endpoints
     )
@@ -406,8 +411,146 @@ def test_categorize_endpoints_rejects_only_without_any_endpoints(case: Categoriz
     assert model_rejects is (not case.has_any)
 
 
+# -- TestCategorizeEndpoints, the zone-hint cases ------------------------------------------------
+# The node's zone label is given per case ("" for none: "empty node labels" and "empty zone
+# label" alike). Every endpoint's hints are upstream's (the model's own hints are always the
+# endpoint's zone: `with_hints`). `cluster` is upstream's clusterEndpoints (what ClusterIP
+# traffic, and node-port traffic under externalTrafficPolicy Cluster, may use); `local` its
+# localEndpoints where the case has externalTrafficPolicy Local (node-port traffic then, hints
+# ignored), else None.
+
+
+@dataclass(frozen=True)
+class HintCase:
+    name: str
+    zone: str
+    endpoints: tuple[Ep, ...]
+    cluster: frozenset[str]
+    local: frozenset[str] | None = None
+
+
+def hint_case(
+    name: str, zone: str, endpoints: list[Ep], cluster: list[str], local: list[str] | None = None
+) -> HintCase:
+    return HintCase(
+        name,
+        zone,
+        tuple(endpoints),
+        frozenset(cluster),
+        None if local is None else frozenset(local),
+    )
+
+
+B3, B4, B5, B6 = "10.1.2.3", "10.1.2.4", "10.1.2.5", "10.1.2.6"
+ZA, ZB, ZC = ("zone-a",), ("zone-b",), ("zone-c",)
+ONE_HINTED_A = [Ep(B3, True, hints=ZA)]
+
+
+def hinted_abca(ready: tuple[bool, bool, bool, bool] = (True,) * 4) -> list[Ep]:
+    """Upstream's usual four endpoints, .3 to .6, hinted for zones a, b, c, a."""
+    addresses, hints = (B3, B4, B5, B6), (ZA, ZB, ZC, ZA)
+    return [Ep(a, r, hints=h) for a, r, h in zip(addresses, ready, hints, strict=True)]
+
+
+HINT_CASES = [
+    hint_case(
+        "should use topology since all endpoints have hints, node has a zone label and and "
+        "there are endpoints for the node's zone",
+        "zone-a",
+        hinted_abca(),
+        [B3, B6],
+    ),
+    hint_case(
+        "externalTrafficPolicy: Local, topology ignored for Local endpoints",
+        "zone-a",
+        [
+            Ep(B3, True, local=True, hints=ZA),
+            Ep(B4, True, local=True, hints=ZB),
+            Ep(B5, True, hints=ZC),
+            Ep(B6, True, hints=ZA),
+        ],
+        [B3, B6],
+        [B3, B4],
+    ),
+    hint_case("empty node labels", "", ONE_HINTED_A, [B3]),
+    hint_case("empty zone label", "", ONE_HINTED_A, [B3]),
+    hint_case("node in different zone, no endpoint filtering", "zone-b", ONE_HINTED_A, [B3]),
+    hint_case(
+        "unready endpoint",
+        "zone-a",
+        hinted_abca((True, True, True, False)),
+        [B3],
+    ),
+    hint_case(
+        "only unready endpoints in same zone (should not filter)",
+        "zone-a",
+        hinted_abca((False, True, True, False)),
+        [B4, B5],
+    ),
+    hint_case(
+        "missing hints, no filtering applied",
+        "zone-a",
+        [Ep(B3, True, hints=ZA), Ep(B4, True, hints=ZB), Ep(B5, True), Ep(B6, True, hints=ZA)],
+        [B3, B4, B5, B6],
+    ),
+    hint_case(
+        "multiple hints per endpoint, filtering includes any endpoint with zone included",
+        "zone-c",
+        [
+            Ep(B3, True, hints=("zone-a", "zone-b", "zone-c")),
+            Ep(B4, True, hints=("zone-b", "zone-c")),
+            Ep(B5, True, hints=("zone-b", "zone-d")),
+            Ep(B6, True, hints=ZC),
+        ],
+        [B3, B4, B6],
+    ),
+    hint_case(
+        "conflicting topology and localness require merging allEndpoints",
+        "zone-a",
+        [
+            Ep(A0, True, local=True, hints=ZA),
+            Ep(A1, True, local=True, hints=ZB),
+            Ep(A2, True, hints=ZA),
+            Ep(A3, True, hints=ZB),
+        ],
+        [A0, A2],
+        [A0, A1],
+    ),
+]
+
+
+def hint_slice(hinted: HintCase) -> EndpointSlice:
+    return model_slice(CategorizeCase(hinted.name, False, hinted.endpoints, frozenset(), True))[0]
+
+
+@pytest.mark.parametrize("hinted", HINT_CASES, ids=lambda c: c.name)
+def test_categorize_endpoints_with_zone_hints(hinted: HintCase) -> None:
+    """clusterEndpoints follow the hints for the node's zone (all or nothing); localEndpoints
+    (externalTrafficPolicy Local, at a node port) ignore them."""
+    endpoint_slice = hint_slice(hinted)
+    chosen = categorize_endpoints([endpoint_slice], service(), PROXY_NODE, "http", hinted.zone)
+    assert frozenset(e.address for e, _ in chosen) == hinted.cluster
+    if hinted.local is not None:
+        external = replace(
+            service(),
+            type=ServiceType.NODE_PORT,
+            external_traffic_policy=TrafficPolicy.LOCAL,
+        )
+        found = external_destinations([endpoint_slice], external, "http", PROXY_NODE)
+        assert frozenset(d.address for d in found) == hinted.local
+
+
+def test_the_model_node_zone_is_what_the_hint_cases_give_node_1() -> None:
+    """The hint cases run with node-1 and an explicit zone; without one, node-1's own zone
+    (zone-a) is used, so the first case chooses the same from the model's default."""
+    endpoint_slice = hint_slice(HINT_CASES[0])
+    chosen = usable_destinations([endpoint_slice], service(), "http", PROXY_NODE)
+    assert frozenset(d.address for d in chosen) == HINT_CASES[0].cluster
+    other = usable_destinations([endpoint_slice], service(), "http", OTHER_NODE)  # zone-b
+    assert frozenset(d.address for d in other) == {B4}
+
+
 # -- what is not represented yet ----------------------------------------------------------------
-HINTS = "topology hints (zone hints, trafficDistribution) are not modelled"
 NOT_REPRESENTED: list[tuple[str, str, str]] = [
     (
         POD_TO_ENDPOINT,
@@ -435,37 +578,6 @@ NOT_REPRESENTED: list[tuple[str, str, str]] = [
         "Multiple Pod IPs, Running pod with OnFailure RestartPolicy",
         "dual-stack: the model's pods have one IPv4 address",
     ),
-    (
-        CATEGORIZE_ENDPOINTS,
-        "should use topology since all endpoints have hints, node has a zone label and and "
-        "there are endpoints for the node's zone",
-        HINTS,
-    ),
-    (
-        CATEGORIZE_ENDPOINTS,
-        "externalTrafficPolicy: Local, topology ignored for Local endpoints",
-        HINTS + "; its ClusterIP set (iTP Cluster) is hint-filtered",
-    ),
-    (CATEGORIZE_ENDPOINTS, "empty node labels", HINTS),
-    (CATEGORIZE_ENDPOINTS, "empty zone label", HINTS),
-    (CATEGORIZE_ENDPOINTS, "node in different zone, no endpoint filtering", HINTS),
-    (CATEGORIZE_ENDPOINTS, "unready endpoint", HINTS + "; the expected set is hint-filtered"),
-    (
-        CATEGORIZE_ENDPOINTS,
-        "only unready endpoints in same zone (should not filter)",
-        HINTS,
-    ),
-    (CATEGORIZE_ENDPOINTS, "missing hints, no filtering applied", HINTS),
-    (
-        CATEGORIZE_ENDPOINTS,
-        "multiple hints per endpoint, filtering includes any endpoint with zone included",
-        HINTS,
-    ),
-    (
-        CATEGORIZE_ENDPOINTS,
-        "conflicting topology and localness require merging allEndpoints",
-        HINTS + "; and externalTrafficPolicy",
-    ),
 ]
 
 # Distinct case names in the upstream tables read for this module (kubernetes/kubernetes:
@@ -479,7 +591,8 @@ UPSTREAM_CASE_COUNTS = {
 REPRESENTED = {
     POD_TO_ENDPOINT: [c.name for c in POD_TO_ENDPOINT_CASES],
     SHOULD_POD_BE_IN_ENDPOINTS: [c.name for c in SHOULD_POD_BE_IN_ENDPOINTS_CASES],
-    CATEGORIZE_ENDPOINTS: [c.name for c in CATEGORIZE_ENDPOINTS_CASES],
+    CATEGORIZE_ENDPOINTS: [c.name for c in CATEGORIZE_ENDPOINTS_CASES]
+    + [c.name for c in HINT_CASES],
 }
 
 

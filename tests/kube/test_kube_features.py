@@ -13,6 +13,7 @@ from harness.features import (
     ALL_FEATURES,
     EXTERNAL_IPS,
     LOAD_BALANCER,
+    TOPOLOGY,
     FeatureStatus,
     judge_features,
     unsupported_states,
@@ -26,7 +27,8 @@ from harness.targets.kube import KubeTarget
 
 def test_load_balancer_is_unsupported_by_the_environment() -> None:
     supported, origin = target_features(KubeTarget(TargetOptions()))
-    assert origin == "target" and supported == ALL_FEATURES - {LOAD_BALANCER, EXTERNAL_IPS}
+    unsupported = {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY}
+    assert origin == "target" and supported == ALL_FEATURES - unsupported
     judged = {r.feature.name: r for r in judge_features([], supported, {})}
     assert judged[LOAD_BALANCER].status == FeatureStatus.UNSUPPORTED
     assert environment_notes("kube")[LOAD_BALANCER].startswith("unsupported by the environment")
@@ -34,16 +36,26 @@ def test_load_balancer_is_unsupported_by_the_environment() -> None:
     assert "load-balancer-reached" in unsupported_states(supported)
 
 
-def test_external_ips_are_unsupported_by_the_environment_and_refused_in_one_line() -> None:
-    target = KubeTarget(TargetOptions())
-    supported, _ = target_features(target)
+@pytest.mark.parametrize(
+    ("feature", "state"),
+    [(EXTERNAL_IPS, "external-ip-reached"), (TOPOLOGY, "topology-narrowed")],
+)
+def test_what_a_cluster_cannot_offer_is_unsupported_by_the_environment(
+    feature: str, state: str
+) -> None:
+    """externalIPs (admission, no route to a chosen node) and topology (the cluster's zone
+    labels are not the model's): never drawn, never judged, reported with the reason."""
+    supported, _ = target_features(KubeTarget(TargetOptions()))
     judged = {r.feature.name: r for r in judge_features([], supported, {})}
-    assert judged[EXTERNAL_IPS].status == FeatureStatus.UNSUPPORTED
-    assert environment_notes("kube")[EXTERNAL_IPS].startswith("unsupported by the environment")
-    assert not EventSpace().for_features(supported).supports(EXTERNAL_IPS)
-    assert "external-ip-reached" in unsupported_states(supported)
+    assert judged[feature].status == FeatureStatus.UNSUPPORTED
+    assert environment_notes("kube")[feature].startswith("unsupported by the environment")
+    assert not EventSpace().for_features(supported).supports(feature)
+    assert state in unsupported_states(supported)
+
+
+def test_set_external_ips_is_refused_in_one_line() -> None:
     with pytest.raises(UsageError, match="DenyServiceExternalIPs"):
-        target.apply(SetExternalIPs("web", ("10.254.0.10",)))
+        KubeTarget(TargetOptions()).apply(SetExternalIPs("web", ("10.254.0.10",)))
 
 
 def test_host_clients_with_a_value_but_on_or_off_is_one_line_before_anything() -> None:

@@ -9,7 +9,6 @@ import ipaddress
 import json
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -31,27 +30,17 @@ from harness.proxies.mutants import WrongNodeProxy
 from harness.runner import RunConfig, Runner
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
-from tests.local.conftest import needs_root, opened_target
+from tests.local import three_nodes, two_nodes
+from tests.local.conftest import needs_root
 
 pytestmark = [pytest.mark.netns, needs_root]
 
 WEB = labels_of({"app": "web"})
-NODES = ("node-1", "node-2", "node-3")
+NODES = three_nodes.NODES
 
 
-@pytest.fixture(scope="module")
-def target() -> Iterator[LocalTarget]:
-    with opened_target(IptablesProxy, 3) as opened:
-        yield opened
-
-
-@pytest.fixture
-def cluster(target: LocalTarget) -> Iterator[LocalTarget]:
-    """The module's target, reset after the test."""
-    try:
-        yield target
-    finally:
-        target.reset()
+target = three_nodes.target  # one 3-node iptables target for the module, reset after each test
+cluster = two_nodes.cluster
 
 
 def ip_json(netns: str, *args: str) -> list[dict[str, object]]:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from harness.model.objects import (
+    TRAFFIC_DISTRIBUTIONS,
     Affinity,
     Endpoint,
     EndpointPort,
@@ -75,6 +76,7 @@ services = st.builds(
     affinity_timeout_s=st.integers(1, 86400),
     publish_not_ready_addresses=st.booleans(),
     internal_traffic_policy=st.sampled_from(TrafficPolicy),
+    traffic_distribution=st.sampled_from([None, *TRAFFIC_DISTRIBUTIONS]),
 )
 node_ports = st.integers(30000, 32767)
 
@@ -119,6 +121,7 @@ endpoints = st.builds(
     ready=st.booleans(),
     serving=st.booleans(),
     terminating=st.booleans(),
+    zone_hints=st.lists(st.sampled_from(["zone-a", "zone-b", "zone-c"]), max_size=2).map(tuple),
 )
 slices = st.builds(
     EndpointSlice,

@@ -125,6 +125,22 @@ def same_number_on_tcp_and_udp(proxy: KernelRuleProxy) -> tuple[Reachability, Wa
     return proxy.reachability(svc, "http", CLIENT), (False, expected(svc, endpoints))
 
 
+def zone_hinted(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
+    """A Service under trafficDistribution PreferClose with one ready endpoint in node-1's zone
+    (zone-a) and two in zone-b, each hinted for its own zone (I11): node-1's proxy sends new
+    connections to the zone-a one only."""
+    svc = replace(service(), traffic_distribution="PreferClose")
+    endpoints = [
+        replace(endpoint(2), zone_hints=("zone-a",)),
+        replace(endpoint(3, node="node-2"), zone="zone-b", zone_hints=("zone-b",)),
+        replace(endpoint(4, node="node-2"), zone="zone-b", zone_hints=("zone-b",)),
+    ]
+    program(proxy, svc, endpoints)
+    wanted = expected(svc, endpoints)
+    assert list(wanted) == [Backend("pod-2", "uid-2")]  # the model narrows to zone-a
+    return proxy.reachability(svc, "http", CLIENT), (False, wanted)
+
+
 CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-iptables-wrong-probability": (IptablesProxy, three_endpoints),
     "mutant-iptables-never-removes": (IptablesProxy, one_removed),
@@ -138,6 +154,7 @@ CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-iptables-first-port-only": (IptablesProxy, second_port),
     "mutant-iptables-ignores-opt-out": (IptablesProxy, opted_out),
     "mutant-iptables-port-ignores-protocol": (IptablesProxy, same_number_on_tcp_and_udp),
+    "mutant-iptables-ignores-topology": (IptablesProxy, zone_hinted),
 }
 ELSEWHERE = {
     # the rule oracle traces one connection, not the timeout its affinity entry lives for
@@ -216,6 +233,13 @@ def test_wrong_probability_skews_toward_the_first_endpoint(start_proxy: ProxyFac
 def test_drop_empty_neither_rejects_nor_reaches(start_proxy: ProxyFactory) -> None:
     reach, _ = no_endpoints(start_proxy(MUTANT_PROXIES["mutant-iptables-drop-empty"]))
     assert not reach.rejects and not reach.probabilities and "drop" in reach.detail
+
+
+def test_nftables_honours_zone_hints(start_proxy: ProxyFactory) -> None:
+    """The shared plan narrows nftables' endpoints as it does iptables' (the iptables one is
+    `test_the_real_proxy_conforms[mutant-iptables-ignores-topology]`)."""
+    reach, wanted = zone_hinted(start_proxy(NftablesProxy))
+    assert conforms(reach, wanted), reach
 
 
 def test_the_affinity_timeout_is_programmed(start_proxy: ProxyFactory) -> None:
