@@ -1,0 +1,97 @@
+"""UDP node ports on real packets (issue 12 item 1; kubernetes#59368): the kernel proxies program
+a UDP NodePort Service's node port on every node as a TCP one's (kube-proxy's node-port rules
+are protocol-generic: `-p udp --dport NODEPORT`, nft's `udp dport`), and `node-port` judges it
+from outside, one fresh flow per datagram: answered by any usable endpoint under Cluster;
+under Local only by the node's own, which sees the client's address, and dropped (silence) on a
+node without any; rejected (ICMP port unreachable, `refused`) without endpoints. One 2-node
+target per kernel proxy for the module (`tests.local.two_nodes`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from harness.checks.external import PROPERTY
+from harness.events import (
+    CreateService,
+    DeletePod,
+    Event,
+    Scale,
+    SetExternalTrafficPolicy,
+    SetServiceType,
+)
+from harness.externalclients import UDP_REACHED
+from harness.model.objects import Protocol, ServiceType, TrafficPolicy, labels_of
+from harness.runner import RunConfig, Runner
+from harness.targets.local import LocalTarget
+from harness.traffic import TrafficRequest
+from tests.local import two_nodes
+from tests.local.conftest import needs_root
+
+pytestmark = [pytest.mark.netns, needs_root]
+
+WEB = labels_of({"app": "web"})
+NODES = two_nodes.NODES
+EXTERNAL = "10.240.0.200"
+
+target = two_nodes.target  # the fixtures: a 2-node target per kernel proxy, reset after each test
+cluster = two_nodes.cluster
+
+
+def seen(target: LocalTarget, node: str, count: int = 6) -> Counter[str]:
+    """Who answered `count` fresh UDP flows from outside at `node`'s node port of web (an
+    error's name where nothing did), and the sources the answering pods saw."""
+    request = TrafficRequest("web", count=count, timeout_s=0.5, parallel=True, external_node=node)
+    sample = target.send(request)
+    return Counter(
+        f"{o.backend.pod} saw {o.seen_source}" if o.backend else str(o.error)
+        for o in sample.outcomes
+    )
+
+
+def test_a_udp_node_port_answers_rejects_and_drops_as_the_model_says(
+    cluster: LocalTarget,
+) -> None:
+    cluster.apply(CreateService("web", WEB, "udp", protocol=Protocol.UDP))
+    cluster.apply(SetServiceType("web", ServiceType.NODE_PORT))
+    for node in NODES:  # no endpoints: REJECT, read as ICMP port unreachable
+        assert seen(cluster, node, 3) == {"refused": 3}
+    cluster.apply(Scale("web", 1, node="node-2"))  # web-0 on node-2
+    for node in NODES:  # Cluster: through either node, masqueraded
+        answers = seen(cluster, node)
+        assert sum(answers.values()) == 6 and all(a.startswith("web-0 saw") for a in answers)
+        assert f"web-0 saw {EXTERNAL}" not in answers, answers
+    cluster.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
+    assert seen(cluster, "node-2") == {f"web-0 saw {EXTERNAL}": 6}  # its own, source kept
+    assert seen(cluster, "node-1", 2) == {"timeout": 2}  # no local endpoint: DROP
+    cluster.apply(DeletePod("web-0", 0))
+    for node in NODES:
+        assert seen(cluster, node, 3) == {"refused": 3}
+
+
+SEQUENCE: list[Event] = [
+    CreateService("web", WEB, "udp", protocol=Protocol.UDP),
+    SetServiceType("web", ServiceType.NODE_PORT),  # REJECT at both nodes
+    Scale("web", 2, node="node-2"),
+    SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL),  # node-1 DROPs
+]
+
+
+def test_node_port_judges_a_udp_node_port_in_every_case(cluster: LocalTarget) -> None:
+    """`node-port` on a fixed UDP sequence: every verdict holds, and its samples were judged
+    where the node REJECTs, connects and DROPs, counting `udp-node-port-reached`."""
+    steps = Runner(cluster, RunConfig(deadline_s=2.0)).run(SEQUENCE)
+    verdicts = [[v for v in step.verdicts if v.property == PROPERTY] for step in steps]
+    assert [len(v) for v in verdicts] == [0, 1, 1, 1], verdicts
+    assert all(v.holds for step in verdicts for v in step), verdicts
+    expected = [
+        [(s["node"], s["expected"], s["protocol"]) for s in step[0].evidence["samples"]]
+        for step in verdicts[1:]
+    ]
+    assert expected == [
+        [("node-1", "reject", "UDP"), ("node-2", "reject", "UDP")],
+        [("node-1", "connect", "UDP"), ("node-2", "connect", "UDP")],
+        [("node-1", "drop", "UDP"), ("node-2", "connect", "UDP")],
+    ]
+    assert UDP_REACHED in steps[2].checked and UDP_REACHED not in steps[1].checked
