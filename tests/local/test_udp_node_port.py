@@ -9,21 +9,28 @@ target per kernel proxy for the module (`tests.local.two_nodes`)."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 
+from harness.checks.connections import PROPERTY as LONG_LIVED
 from harness.checks.external import PROPERTY
 from harness.events import (
     CreateService,
     DeletePod,
     Event,
+    RestartProxy,
     Scale,
     SetExternalTrafficPolicy,
+    SetReady,
     SetServiceType,
 )
 from harness.externalclients import UDP_REACHED
+from harness.known_issues import match
 from harness.model.objects import Protocol, ServiceType, TrafficPolicy, labels_of
-from harness.runner import RunConfig, Runner
+from harness.proxies.iptables import IptablesProxy
+from harness.proxies.mutants import KeepsNodePortUdpConntrackProxy
+from harness.runner import RunConfig, Runner, replay
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
 from tests.local import two_nodes
@@ -95,3 +102,55 @@ def test_node_port_judges_a_udp_node_port_in_every_case(cluster: LocalTarget) ->
         [("node-1", "drop", "UDP"), ("node-2", "connect", "UDP")],
     ]
     assert UDP_REACHED in steps[2].checked and UDP_REACHED not in steps[1].checked
+
+
+HELD: list[Event] = [
+    CreateService("web", WEB, "udp", protocol=Protocol.UDP),
+    Scale("web", 1),  # web-0 on node-1
+    SetServiceType("web", ServiceType.NODE_PORT),  # a flow from outside held at each node
+    Scale("web", 2),  # the flows stay on web-0
+    SetReady("web-0", False),  # they must move to web-1 (the unready pod still answers)
+]
+
+
+def external_flows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in record["long_lived"] if "node port" in c["client"]]
+
+
+def test_a_held_flow_from_outside_follows_its_endpoint_and_the_mutant_keeps_it(
+    cluster: LocalTarget,
+) -> None:
+    """A UDP flow with a fixed 5-tuple from the external client to each node's node port
+    (`harness.longlived`), judged by `long-lived-connections`: it moves off web-0 once web-0
+    is unready, at both nodes; `mutant-iptables-keeps-nodeport-udp-conntrack` (deletes by VIP
+    only, kubernetes#59368) keeps both on web-0 and is caught there."""
+    history = list(replay(cluster, HELD, RunConfig(deadline_s=2.0)).history)
+    assert [failures(record) for record in history] == [[]] * len(HELD)
+    held = external_flows(history[3])
+    assert sorted(c["client"] for c in held) == [
+        "external at node-1's node port",
+        "external at node-2's node port",
+    ]
+    assert {c["answered_by"] for c in held} == {"web-0/u1"}
+    moved = external_flows(history[4])
+    assert {c["answered_by"] for c in moved} == {"web-1/u2"}, moved
+    if not isinstance(cluster.proxy, IptablesProxy):  # the mutant is iptables'
+        return
+    cluster.reset()
+    cluster.new_proxy = KeepsNodePortUdpConntrackProxy
+    try:
+        cluster.apply(RestartProxy())  # every node's proxy is now the mutant
+        caught = list(replay(cluster, HELD, RunConfig(deadline_s=2.0)).history)
+    finally:
+        cluster.new_proxy = IptablesProxy  # the fixture's reset starts the real ones
+    assert [failures(record) for record in caught[:4]] == [[]] * 4
+    (found,) = [v for v in failures(caught[4]) if v["property"] == LONG_LIVED]
+    flows = found["evidence"]["udp_flows"]
+    assert {(f["fault"], f["answered_by"]) for f in flows} == {("stale", "web-0/u1")}
+    assert all("node port" in f["client"] for f in flows), flows
+    assert "kubernetes#59368" in {m.issue.id for m in match(LONG_LIVED, HELD, [found])}
+
+
+def failures(record: dict[str, Any]) -> list[dict[str, Any]]:
+    verdicts = record["verdicts"]
+    return [] if isinstance(verdicts, int) else list(verdicts)
