@@ -27,6 +27,7 @@ from harness.events import (
 )
 from harness.externalclients import UDP_REACHED
 from harness.known_issues import match
+from harness.local.cluster import load_balancer_source
 from harness.model.objects import Protocol, ServiceType, TrafficPolicy, labels_of
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import KeepsNodePortUdpConntrackProxy
@@ -46,10 +47,22 @@ target = two_nodes.target  # the fixtures: a 2-node target per kernel proxy, res
 cluster = two_nodes.cluster
 
 
-def seen(target: LocalTarget, node: str, count: int = 6) -> Counter[str]:
-    """Who answered `count` fresh UDP flows from outside at `node`'s node port of web (an
-    error's name where nothing did), and the sources the answering pods saw."""
-    request = TrafficRequest("web", count=count, timeout_s=0.5, parallel=True, external_node=node)
+ENTRIES = {"node-port": ServiceType.NODE_PORT, "ingress-ip": ServiceType.LOAD_BALANCER}
+"""How the external client reaches web, and the type that gives web that entry."""
+
+
+def seen(target: LocalTarget, node: str, count: int = 6, entry: str = "node-port") -> Counter[str]:
+    """Who answered `count` fresh UDP flows from outside at `node`'s node port of web, or at
+    its ingress IP via `node` (an error's name where nothing did), and the sources the
+    answering pods saw."""
+    request = TrafficRequest(
+        "web",
+        count=count,
+        timeout_s=0.5,
+        parallel=True,
+        external_node=node,
+        via_load_balancer=entry == "ingress-ip",
+    )
     sample = target.send(request)
     return Counter(
         f"{o.backend.pod} saw {o.seen_source}" if o.backend else str(o.error)
@@ -57,24 +70,27 @@ def seen(target: LocalTarget, node: str, count: int = 6) -> Counter[str]:
     )
 
 
+@pytest.mark.parametrize("entry", ENTRIES)
 def test_a_udp_node_port_answers_rejects_and_drops_as_the_model_says(
-    cluster: LocalTarget,
+    cluster: LocalTarget, entry: str
 ) -> None:
     cluster.apply(CreateService("web", WEB, "udp", protocol=Protocol.UDP))
-    cluster.apply(SetServiceType("web", ServiceType.NODE_PORT))
+    cluster.apply(SetServiceType("web", ENTRIES[entry]))
     for node in NODES:  # no endpoints: REJECT, read as ICMP port unreachable
-        assert seen(cluster, node, 3) == {"refused": 3}
+        assert seen(cluster, node, 3, entry) == {"refused": 3}
     cluster.apply(Scale("web", 1, node="node-2"))  # web-0 on node-2
     for node in NODES:  # Cluster: through either node, masqueraded
-        answers = seen(cluster, node)
+        answers = seen(cluster, node, entry=entry)
         assert sum(answers.values()) == 6 and all(a.startswith("web-0 saw") for a in answers)
-        assert f"web-0 saw {EXTERNAL}" not in answers, answers
+        clients = (EXTERNAL, load_balancer_source(1), load_balancer_source(2))
+        assert not any(a.endswith(f" {c}") for a in answers for c in clients), answers
     cluster.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
-    assert seen(cluster, "node-2") == {f"web-0 saw {EXTERNAL}": 6}  # its own, source kept
-    assert seen(cluster, "node-1", 2) == {"timeout": 2}  # no local endpoint: DROP
+    kept = EXTERNAL if entry == "node-port" else load_balancer_source(2)
+    assert seen(cluster, "node-2", entry=entry) == {f"web-0 saw {kept}": 6}  # source kept
+    assert seen(cluster, "node-1", 2, entry) == {"timeout": 2}  # no local endpoint: DROP
     cluster.apply(DeletePod("web-0", 0))
     for node in NODES:
-        assert seen(cluster, node, 3) == {"refused": 3}
+        assert seen(cluster, node, 3, entry) == {"refused": 3}
 
 
 SEQUENCE: list[Event] = [
