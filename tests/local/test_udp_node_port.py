@@ -33,40 +33,26 @@ from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import KeepsNodePortUdpConntrackProxy
 from harness.runner import RunConfig, Runner, replay
 from harness.targets.local import LocalTarget
-from harness.traffic import TrafficRequest
 from tests.local import two_nodes
 from tests.local.conftest import needs_root
+from tests.local.test_node_port import ENTRIES, EXTERNAL, client_address, reach
+from tests.local.test_udp import failures
 
 pytestmark = [pytest.mark.netns, needs_root]
 
 WEB = labels_of({"app": "web"})
 NODES = two_nodes.NODES
-EXTERNAL = "10.240.0.200"
 
 target = two_nodes.target  # the fixtures: a 2-node target per kernel proxy, reset after each test
 cluster = two_nodes.cluster
 
 
-ENTRIES = {"node-port": ServiceType.NODE_PORT, "ingress-ip": ServiceType.LOAD_BALANCER}
-"""How the external client reaches web, and the type that gives web that entry."""
-
-
 def seen(target: LocalTarget, node: str, count: int = 6, entry: str = "node-port") -> Counter[str]:
-    """Who answered `count` fresh UDP flows from outside at `node`'s node port of web, or at
-    its ingress IP via `node` (an error's name where nothing did), and the sources the
-    answering pods saw."""
-    request = TrafficRequest(
-        "web",
-        count=count,
-        timeout_s=0.5,
-        parallel=True,
-        external_node=node,
-        via_load_balancer=entry == "ingress-ip",
-    )
-    sample = target.send(request)
+    """Who answered `count` fresh UDP flows from outside through `node`, by `entry` (an
+    error's name where nothing did), and the sources the answering pods saw."""
     return Counter(
         f"{o.backend.pod} saw {o.seen_source}" if o.backend else str(o.error)
-        for o in sample.outcomes
+        for o in reach(target, entry, node, count).outcomes
     )
 
 
@@ -85,7 +71,7 @@ def test_a_udp_node_port_answers_rejects_and_drops_as_the_model_says(
         clients = (EXTERNAL, load_balancer_source(1), load_balancer_source(2))
         assert not any(a.endswith(f" {c}") for a in answers for c in clients), answers
     cluster.apply(SetExternalTrafficPolicy("web", TrafficPolicy.LOCAL))
-    kept = EXTERNAL if entry == "node-port" else load_balancer_source(2)
+    kept = client_address(entry, 2)
     assert seen(cluster, "node-2", entry=entry) == {f"web-0 saw {kept}": 6}  # source kept
     assert seen(cluster, "node-1", 2, entry) == {"timeout": 2}  # no local endpoint: DROP
     cluster.apply(DeletePod("web-0", 0))
@@ -165,8 +151,3 @@ def test_a_held_flow_from_outside_follows_its_endpoint_and_the_mutant_keeps_it(
     assert {(f["fault"], f["answered_by"]) for f in flows} == {("stale", "web-0/u1")}
     assert all("node port" in f["client"] for f in flows), flows
     assert "kubernetes#59368" in {m.issue.id for m in match(LONG_LIVED, HELD, [found])}
-
-
-def failures(record: dict[str, Any]) -> list[dict[str, Any]]:
-    verdicts = record["verdicts"]
-    return [] if isinstance(verdicts, int) else list(verdicts)
