@@ -112,6 +112,10 @@ FEATURES: dict[str, str] = {
         "externalTrafficPolicy Local with endpoints on other nodes only: that node's node port"
         " must DROP"
     ),
+    "udp-node-port-reached": (
+        "a UDP NodePort or LoadBalancer Service with usable endpoints reached from outside at"
+        " every node's node port, one fresh flow per datagram, each node by its own proxy"
+    ),
     "load-balancer-reached": (
         "a LoadBalancer Service with usable endpoints reached from outside at its ingress IP"
         " via every node, each node by its own proxy"

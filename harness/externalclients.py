@@ -13,9 +13,12 @@ refused gets `EMPTY_TIMEOUT_S`, one that must connect the run's request timeout 
 the rotation are `harness.nodeclients`': `sample_each`, `sample_request`).
 
 Not judged: a Service with an opt-out label (its node port is not programmed at all, so the
-node's own stack answers it, which the model does not say), a UDP port where it must not connect
-(as `harness.nodeclients`), and pod or node traffic to a node port (implementation-defined,
-issue 11 item 3).
+node's own stack answers it, which the model does not say), and pod or node traffic to a node
+port (implementation-defined, issue 11 item 3). A UDP port is judged in all three cases, one
+fresh flow per datagram: the external client, unlike a node's own host network
+(`harness.nodeclients`), sees a REJECT's ICMP port unreachable (`refused`) and a DROP's silence;
+a sample that reached a UDP node port counts as the coverage state `udp-node-port-reached`
+(uncheckable where the run generates no UDP, `harness.udp_support`).
 
 LoadBalancer ingress IPs (`node-port`'s part `load-balancer`): then, if that held, the same
 sample is sent to the ingress IP of every changed LoadBalancer Service that has one (its external
@@ -59,18 +62,20 @@ from harness.checks.nodes import CONNECT, DROP
 from harness.checks.verdict import Verdict
 from harness.events import NEMESIS_EVENTS, Event
 from harness.model.endpoints import expect_external, expect_external_ip
-from harness.model.objects import Service, TrafficPolicy, opt_out_label
+from harness.model.objects import Protocol, Service, TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
 from harness.nodeclients import NodeClients, host_nodes, sample_request
 from harness.targets.base import Target
+from harness.udp_support import generates_udp
 
 PORT = "http"
 REACHED = "node-port-reached"
 LOCAL_DROPS = "external-local-no-local-endpoints"
 LOAD_BALANCER_REACHED = LOAD_BALANCER.reached
 EXTERNAL_IP_REACHED = EXTERNAL_IP.reached
+UDP_REACHED = "udp-node-port-reached"
 FEATURES = (
-    frozenset({REACHED, LOCAL_DROPS, LOAD_BALANCER_REACHED, EXTERNAL_IP_REACHED})
+    frozenset({REACHED, LOCAL_DROPS, LOAD_BALANCER_REACHED, EXTERNAL_IP_REACHED, UDP_REACHED})
     | healthchecks.FEATURES
 )
 
@@ -109,7 +114,8 @@ def uncheckable(target: object) -> frozenset[str]:
     """The coverage states never checked on `target`."""
     if not external_nodes(target):
         return FEATURES
-    return frozenset() if healthchecks.asks_health(target) else healthchecks.FEATURES
+    never = frozenset() if generates_udp(target) else frozenset({UDP_REACHED})
+    return never | (frozenset() if healthchecks.asks_health(target) else healthchecks.FEATURES)
 
 
 def judged_services(
@@ -200,7 +206,7 @@ def external_sample(
         expected = expect_external_ip(state, service, PORT, node, external_ip)
     else:
         expected = expect_external(state, service, PORT, node)
-    request = sample_request(state, service, expected, timeout_s, external_node=node)
+    request = sample_request(state, service, expected, timeout_s, True, external_node=node)
     if request is None:
         return None
     if via_load_balancer or external_ip is not None:
@@ -217,7 +223,13 @@ def external_sample(
         keeps_source=state.services[service].external_traffic_policy == TrafficPolicy.LOCAL,
         via_load_balancer=via_load_balancer,
         external_ip=external_ip,
+        udp=_udp(state.services[service]),
     )
+
+
+def _udp(service: Service) -> bool:
+    """Whether `service`'s port PORT is UDP."""
+    return any(p.name == PORT and p.protocol == Protocol.UDP.value for p in service.ports)
 
 
 class IngressClients(NodeClients):
@@ -319,6 +331,8 @@ class ExternalClients(NodeClients):
             features.add(REACHED)
         if any(s.keeps_source and s.outcome == DROP for s in samples):
             features.add(LOCAL_DROPS)
+        if any(s.udp and s.outcome == CONNECT for s in samples):
+            features.add(UDP_REACHED)
         return check_node_port(samples), frozenset(features)
 
     def _sample(self, state: ClusterState, service: str, node: str) -> ExternalSample | None:

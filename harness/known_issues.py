@@ -224,6 +224,19 @@ def udp_entry_of_removed_endpoint(prop: str, events: Sequence[Event], verdicts: 
     )
 
 
+def udp_entry_of_node_port(prop: str, events: Sequence[Event], verdicts: Verdicts) -> bool:
+    """kubernetes#59368: a held UDP flow from outside to a node port (`harness.longlived`) still
+    reaches, or is blackholed on, the endpoint it had once that endpoint is no longer usable
+    there: its entry, whose original destination is a node's address, was not deleted (a
+    cleanup by ClusterIP only)."""
+    return any(
+        f.get("fault") in ("stale", "blackholed")
+        and f.get("backend") not in (None, "/")
+        and "node port" in str(f.get("client", ""))
+        for f in _udp_faults(prop, verdicts)
+    )
+
+
 def udp_entry_of_unready_endpoint(prop: str, events: Sequence[Event], verdicts: Verdicts) -> bool:
     """kubernetes#105657: a held UDP flow still reaches its endpoint, whose pod runs but is not
     ready: the conntrack cleanup ignored readiness."""
@@ -292,6 +305,17 @@ UDP_CONNTRACK_ISSUES: tuple[KnownIssue, ...] = (
         "see the issue; also #48370 (0 to n endpoints), #59368 (NodePort, PR #71573)",
         "a recent regression: #139628 (scale to zero; fix PR #139629, PR #141371)",
         signature=udp_entry_of_removed_endpoint,
+    ),
+    _proxy_issue(
+        "kubernetes#59368",
+        "stale UDP conntrack entries of a NodePort after an endpoint is removed (cleared by"
+        " ClusterIP only)",
+        _HELD_FLOWS,
+        "see the issue; fixed by PR #71573 (ClearEntriesForPortNAT); entries made before the"
+        " rules were in: #91236, PR #98305",
+        "matched on held flows from outside to a node port; the harness's mutant"
+        " mutant-iptables-keeps-nodeport-udp-conntrack shows it",
+        signature=udp_entry_of_node_port,
     ),
     _proxy_issue(
         "kubernetes#105657",

@@ -25,6 +25,15 @@ its endpoint to another once that endpoint is no longer usable, forgotten only w
 holds its VIP and port any more; judged by `harness.checks.udp_flows`. A judged flow after a
 change counts as the coverage feature `udp-flow-through-change`.
 
+A UDP NodePort or LoadBalancer Service also gets up to `MAX_NODE_PORT_HELD` flows from the
+external client (on a target that holds them: `hold_node_port`, the model and the local cluster
+with an external client, `harness.externalclients.external_nodes`), each to one node's address on
+the node port, from a fixed source port (upstream's conntrack e2e "should be able to preserve UDP
+traffic when server pod cycles for a NodePort service"), judged as a held ClusterIP flow with
+that node's expectation from outside (`expect_external`: under Local only its own endpoints);
+the flow belongs to the Service that holds its node port now. A proxy that deletes conntrack
+entries by VIP only leaves such a flow on a removed endpoint (kubernetes#59368).
+
 A held connection or flow belongs to the Service that holds its VIP and port now (`_owner`), not
 to a name: a Service deleted and created again on another VIP no longer holds its old flows, and
 one given that VIP meanwhile (within one `UnobservedChanges` batch) does.
@@ -41,8 +50,9 @@ from harness.checks.connections import OUT_OF_WINDOW, HeldAnswer, check_long_liv
 from harness.checks.udp_flows import UDP
 from harness.checks.verdict import Verdict
 from harness.events import Event, OutOfWindow, Probe, RestartProxy, StaleSnapshot, Wait
-from harness.model.endpoints import expect
-from harness.model.objects import Affinity, Backend, opt_out_label
+from harness.externalclients import external_nodes
+from harness.model.endpoints import Expectation, expect, expect_external
+from harness.model.objects import Affinity, Backend, Service, opt_out_label
 from harness.model.state import ClusterState
 from harness.targets.base import ConnectionHolder
 from harness.traffic import CLIENTS
@@ -61,6 +71,9 @@ outcome, and waiting a whole request timeout for it cost up to `MAX_HELD` second
 Connections to an opted-out Service (I13: its rules are gone, as if deleted) are asked as briefly:
 their own backend may still answer through conntrack within milliseconds, or the node's sink
 drops them; neither is judged a spurious drop, since the backend is no longer usable."""
+MAX_NODE_PORT_HELD = 2
+"""UDP flows from outside to node ports held at once, besides the others: one per node on the
+local cluster's two, so a flow masqueraded to another node's endpoint is held too."""
 PORT = "http"
 FEATURE = "long-lived-through-change"
 OUT_OF_WINDOW_FEATURE = "out-of-window"
@@ -86,6 +99,8 @@ class _Held:
     opened_step: int
     udp: bool = False
     flow: HeldFlow = (None, None, None)  # `_flow` when it was opened
+    node: str | None = None
+    """A flow from outside to this node's node port (`flow` is then (None, node port, None))."""
 
 
 class LongLived:
@@ -169,7 +184,7 @@ class LongLived:
         endpoints (an answer is due), else briefly (REJECT answers at once; DROP never)."""
         assert self.target is not None
         owner = _owner(held, after)
-        usable_now = frozenset(expect(after, owner, PORT).usable) if owner else frozenset()
+        usable_now = frozenset(_expected(after, owner, held.node).usable) if owner else frozenset()
         timeout_s = self.timeout_s if usable_now else GONE_TIMEOUT_S
         outcome = self.target.ask_held(held.number, timeout_s)
         return HeldAnswer(
@@ -187,6 +202,58 @@ class LongLived:
         """Open TCP connections up to `MAX_HELD`, then UDP flows up to `MAX_UDP_HELD`."""
         self._open_kind(step, after, udp=False, limit=MAX_HELD)
         self._open_kind(step, after, udp=True, limit=MAX_UDP_HELD)
+        self._open_node_ports(step, after)
+
+    def _open_node_ports(self, step: int, after: ClusterState) -> None:
+        """Open flows from outside to UDP node ports up to `MAX_NODE_PORT_HELD`, where the
+        target holds them (module docstring)."""
+        hold = getattr(self.target, "hold_node_port", None)
+        nodes = external_nodes(self.target)
+        if not callable(hold) or not nodes:
+            return
+        while sum(1 for h in self.held if h.node is not None) < MAX_NODE_PORT_HELD:
+            found = self._next_node_port(after, nodes)
+            if found is None:
+                return
+            service, node, node_port = found
+            self.opened += 1
+            number, outcome = hold(service, node, self.timeout_s)
+            if number is None:
+                return
+            backend = outcome.backend or NO_BACKEND
+            client = f"external at {node}'s node port"
+            flow: HeldFlow = (None, node_port, None)
+            self.held.append(_Held(number, service, client, backend, step, True, flow, node))
+            if outcome.backend is None:
+                return
+
+    def _next_node_port(
+        self, after: ClusterState, nodes: tuple[str, ...]
+    ) -> tuple[str, str, int] | None:
+        """The eligible UDP node-port Service with the fewest held flows from outside (by name
+        on a tie), a node its node port connects at (the nodes in turn, by the flows opened so
+        far, first without one held there), and its node port; None when there is none."""
+        held_at = {(h.service, h.node) for h in self.held if h.node is not None}
+        eligible = []
+        for name, service in sorted(after.services.items()):
+            node_port = _udp_node_port(service)
+            if node_port is None or service.session_affinity != Affinity.NONE:
+                continue
+            if opt_out_label(service) is not None:
+                continue
+            turn = self.opened % len(nodes)
+            usable = [
+                n
+                for n in (*nodes[turn:], *nodes[:turn])
+                if (name, n) not in held_at and expect_external(after, name, PORT, n).usable
+            ]
+            if usable:
+                eligible.append((name, usable[0], node_port))
+        if not eligible:
+            return None
+        return min(
+            eligible, key=lambda e: sum(1 for h in self.held if h.service == e[0] and h.node)
+        )
 
     def _open_kind(self, step: int, after: ClusterState, udp: bool, limit: int) -> None:
         assert self.target is not None
@@ -253,6 +320,10 @@ def _owner(held: _Held, state: ClusterState) -> str | None:
     the proxy programs the VIP for it, and kube-proxy keeps every flow to an endpoint it still
     serves."""
     vip, port, _ = held.flow
+    if held.node is not None:  # a flow from outside: whichever Service holds its node port
+        return next(
+            (n for n, s in sorted(state.services.items()) if _udp_node_port(s) == port), None
+        )
     for name, service in sorted(state.services.items()):
         if service.cluster_ip == vip and any(
             p.name == PORT and p.port == port and (p.protocol == UDP) == held.udp
@@ -260,6 +331,24 @@ def _owner(held: _Held, state: ClusterState) -> str | None:
         ):
             return name
     return None
+
+
+def _udp_node_port(service: Service) -> int | None:
+    """The node port of `service`'s UDP port `PORT` (None: it has none, or it is TCP)."""
+    if not service.type.external:
+        return None
+    return next((p.node_port for p in service.ports if p.name == PORT and p.protocol == UDP), None)
+
+
+def _expected(state: ClusterState, service: str, node: str | None) -> Expectation:
+    """Where a held flow's next datagram may go: the Service's expectation from the clients,
+    or from outside at `node`'s node port (none while the Service is opted out: its node port
+    is not programmed, and its entries were deleted)."""
+    if node is None:
+        return expect(state, service, PORT)
+    if _opted_out(state, service):
+        return Expectation(None, (), ())
+    return expect_external(state, service, PORT, node)
 
 
 def _opted_out(state: ClusterState, service: str) -> bool:

@@ -123,15 +123,17 @@ def sample_request(
     service: str,
     expected: Expectation,
     timeout_s: float,
+    udp_failures: bool = False,
     **where: str,
 ) -> TrafficRequest | None:
     """`REQUESTS` fresh connections at once to `service`'s port PORT from `where` (the
     request's `client_node` or `external_node`), each given `timeout_s` where they must connect
     and EMPTY_TIMEOUT_S where they must be dropped or refused; None for a UDP port that must
-    not connect (module docstring: not judged)."""
+    not connect (module docstring: not judged), unless `udp_failures` (a client off the nodes,
+    which a node's REJECT answers with ICMP port unreachable and its DROP leaves unanswered)."""
     found = state.services[service]
     udp = any(p.name == PORT and p.protocol == Protocol.UDP.value for p in found.ports)
-    if udp and not expected.usable:
+    if udp and not expected.usable and not udp_failures:
         return None
     return TrafficRequest(
         service=service,

@@ -206,6 +206,21 @@ def node_port_reached(data: st.DataObject, state: ClusterState, space: EventSpac
     return _reached_from_outside(data, state, space, ServiceType.NODE_PORT)
 
 
+def udp_node_port_reached(
+    data: st.DataObject, state: ClusterState, space: EventSpace
+) -> list[Event]:
+    """A UDP Service (created if there is none and a name is free) with usable endpoints, made
+    NodePort unless it has node ports already: every node's node port then answers datagrams
+    from outside (`harness.externalclients`). Nothing where the space makes no UDP."""
+    found = _udp_populated(data, state, space)
+    if found is None:
+        return []
+    events, service = found
+    if not service.type.external:
+        events.append(SetServiceType(service.name, ServiceType.NODE_PORT))
+    return events
+
+
 def load_balancer_reached(
     data: st.DataObject, state: ClusterState, space: EventSpace
 ) -> list[Event]:
@@ -712,6 +727,7 @@ RECIPES: dict[str, Recipe] = {
     "seen-from-every-node": spread_over_nodes,
     "dual-protocol-port": dual_protocol,
     "node-port-reached": node_port_reached,
+    "udp-node-port-reached": udp_node_port_reached,
     "external-local-no-local-endpoints": external_local_no_local,
     "load-balancer-reached": load_balancer_reached,
     "external-ip-reached": external_ip_reached,

@@ -113,6 +113,7 @@ AIMS: dict[str, Aim] = {
     ),
     "seen-from-every-node": _aim("scale", "create_pod", "set_traffic_policy"),
     "node-port-reached": _aim("set_service_type", "scale", "create_pod"),
+    "udp-node-port-reached": _aim("set_service_type", "scale", "create_pod", udp_only=True),
     "load-balancer-reached": _aim("set_service_type", "scale", "create_pod"),
     "external-ip-reached": _aim("set_external_ips", "scale", "create_pod"),
     "external-local-no-local-endpoints": _aim(

@@ -13,6 +13,12 @@ it (`externalTrafficFilterTarget` DROP, "has no local endpoints"); a Service wit
 rejects it (KUBE-EXTERNAL-SERVICES REJECT). The model says which for each node
 (`harness.model.endpoints.expect_external`).
 
+A UDP node port is judged alike, one fresh flow (a new source port) per datagram exchange: an
+answer from a usable endpoint where it must connect, ICMP port unreachable (`refused`) where the
+node REJECTs (kube-proxy's REJECT is not TCP-specific), silence where it DROPs (`udp`: evidence
+`protocol: UDP`). Unlike a node's own datagrams (`harness.nodeclients`), the external client's
+see the REJECT's ICMP error, so all three cases are told apart.
+
 kube-proxy sends a LoadBalancer's ingress IP to the same KUBE-EXT chain as its node port
 (`syncProxyRules`, "Capture load-balancer ingress": `-d LB_IP --dport PORT -j KUBE-EXT-<hash>`,
 and the same DROP or REJECT in KUBE-EXTERNAL-SERVICES; nftables: the ingress IP in
@@ -60,6 +66,7 @@ class ExternalSample(NodeSample):
     keeps_source: bool = False
     via_load_balancer: bool = False
     external_ip: str | None = None
+    udp: bool = False
 
     def wrong_sources(self) -> list[str]:
         """Under Local, the source each answering pod saw that is not the client's (an unknown
@@ -83,6 +90,8 @@ class ExternalSample(NodeSample):
             found["via"] = "ingress IP"
         if self.external_ip is not None:
             found["via"] = f"external IP {self.external_ip}"
+        if self.udp:
+            found["protocol"] = "UDP"
         return found
 
 

@@ -49,6 +49,9 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
 - mutant-iptables-keeps-udp-conntrack (UDP flows, kubernetes#19029, #105657): never deletes the
   UDP conntrack entries of removed endpoints, so a flow that keeps its 5-tuple keeps reaching an
   unready pod, or nothing once its pod is gone.
+- mutant-iptables-keeps-nodeport-udp-conntrack (UDP node ports, kubernetes#59368, fixed by PR
+  #71573): deletes conntrack entries by VIP only, never a node port's, so a flow from outside
+  that keeps its 5-tuple keeps reaching its endpoint after that endpoint was removed.
 - mutant-iptables-forgets-while-down (UDP flows across a restart, kubernetes#105657, #122740,
   #126130): does not reconcile conntrack at its first sync after a start, so the UDP entries of
   endpoints removed or made unready while no instance ran keep their flows on them.
@@ -353,6 +356,18 @@ class KeepsUdpConntrackProxy(IptablesProxy):
         return {f for f in super().record(plans, rendered) if f.protocol != "udp"}
 
 
+class KeepsNodePortUdpConntrackProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-keeps-nodeport-udp-conntrack"
+    description: ClassVar[str] = (
+        "iptables that deletes conntrack entries by VIP only, never a node port's (as before"
+        " kubernetes#59368's fix)"
+    )
+    nodes: ClassVar[int] = 2  # judged from outside, which needs two nodes
+
+    def clears_node_ports(self) -> bool:
+        return False
+
+
 class ForgetsWhileDownProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-forgets-while-down"
     description: ClassVar[str] = (
@@ -502,6 +517,7 @@ MUTANT_PROXIES: dict[str, type] = {
         NoHairpinMasqueradeProxy,
         IgnoresOptOutProxy,
         KeepsUdpConntrackProxy,
+        KeepsNodePortUdpConntrackProxy,
         ForgetsWhileDownProxy,
         WrongNodeProxy,
         ImmutableVipProxy,

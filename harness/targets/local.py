@@ -728,6 +728,32 @@ class LocalTarget:
             return None, outcome
         return self._remember_held(client, agent_number, outcome)
 
+    def hold_node_port(
+        self, service: str, node: str, timeout_s: float
+    ) -> tuple[int | None, Outcome]:
+        """Open a UDP flow with a fixed 5-tuple from the external client to `node`'s address on
+        the node port of the Service's port `http`, ask once and keep it whatever it got
+        (`ConnectionHolder.hold` for a UDP port, from outside; `harness.longlived`): its
+        number, which `ask_held` and `release_held` take as any other. UsageError without an
+        external client, for a node the cluster lacks, a port without a node port, or a TCP
+        port (a held connection from outside is not judged)."""
+        request = TrafficRequest(service=service, count=1, timeout_s=timeout_s, external_node=node)
+        if self._protocol(request) != "udp":
+            raise UsageError(
+                f"Service {service!r} port {request.port!r} is not UDP: only UDP flows are held"
+                " to a node port"
+            )
+        agent, _ = self._external_agent(request)
+        address, port = self._node_port_destination(request, node)
+        flow, answer = agent.hold_udp(address, port, timeout_s)
+        return self._remember_held(EXTERNAL_AGENT, flow, answer)
+
+    def _held_agent(self, client: str) -> ClientAgent:
+        """The agent holding a connection of `client` (the external client's: `EXTERNAL_AGENT`)."""
+        if client == EXTERNAL_AGENT:
+            return self._node_agents[EXTERNAL_AGENT]
+        return self._agents[client]
+
     def _remember_held(
         self, client: str, agent_number: int, outcome: Outcome
     ) -> tuple[int | None, Outcome]:
@@ -738,14 +764,17 @@ class LocalTarget:
     def ask_held(self, number: int, timeout_s: float) -> Outcome:
         """One request on a held connection; a failure closes it (`ConnectionHolder`)."""
         client, agent_number = self._held.get(number, (CLIENTS[0], -1))
-        outcome = self._agents[client].ask_held(agent_number, timeout_s)
+        outcome = self._held_agent(client).ask_held(agent_number, timeout_s)
         return replace(outcome, connection=number)
 
     def release_held(self) -> None:
-        """Close every held connection. Idempotent."""
+        """Close every held connection (also the external client's). Idempotent."""
         self._held = {}
         for agent in self._agents.values():
             agent.release_held()
+        external = self._node_agents.get(EXTERNAL_AGENT)
+        if external is not None:
+            external.release_held()
 
     def tally(self, request: TrafficRequest) -> Tally:
         """At least `request.count` fresh connections from the client's own address, counted at

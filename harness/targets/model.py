@@ -82,6 +82,9 @@ class HeldConnection:
     backend: Backend
     udp: bool = False
     address: tuple[str, str, int] | None = None  # VIP, port name, port number
+    node: str | None = None
+    """A UDP flow from the external client to this node's node port: `address` then holds the
+    node's name, the port name and the node port (`ModelTarget.hold_node_port`)."""
 
 
 @dataclass
@@ -337,6 +340,41 @@ class ModelTarget:
         self.held[number] = HeldConnection(service, client, backend, udp, address)
         return number, replace(outcome, connection=number)
 
+    def hold_node_port(
+        self, service: str, node: str, timeout_s: float
+    ) -> tuple[int | None, Outcome]:
+        """A UDP flow from the external client to `node`'s node port of the Service's port
+        `http`, balanced as a new one there and kept whatever it got (`harness.longlived`).
+        UsageError for a TCP port or one without a node port, or a node the model lacks."""
+        request = TrafficRequest(service, count=1, timeout_s=timeout_s, external_node=node)
+        found = self.state.services.get(service)
+        port = next((p for p in found.ports if p.name == request.port), None) if found else None
+        if port is None or port.protocol != "UDP" or port.node_port is None:
+            raise UsageError(
+                f"Service {service!r} has no UDP port {request.port!r} with a node port to hold"
+                " a flow to"
+            )
+        (outcome,) = self._sample(request).outcomes
+        number = max(self.held, default=-1) + 1
+        backend = outcome.backend or Backend("", "")
+        address = (node, request.port, port.node_port)
+        self.held[number] = HeldConnection(service, "external", backend, True, address, node)
+        return number, replace(outcome, connection=number)
+
+    def node_port_owner(self, state: ClusterState, flow: HeldConnection) -> Service | None:
+        """The Service a held node-port flow's next datagram goes to: the NodePort or
+        LoadBalancer one with a UDP port of the flow's name on the flow's node port."""
+        if flow.address is None:
+            return None
+        _, name, number = flow.address
+        for service in state.services.values():
+            if service.type.external and any(
+                p.name == name and p.protocol == "UDP" and p.node_port == number
+                for p in service.ports
+            ):
+                return service
+        return None
+
     def flow_owner(self, state: ClusterState, flow: HeldConnection) -> Service | None:
         """The Service a held UDP flow's next datagram goes to: the one on the flow's VIP with a
         UDP port of the flow's name and number (a Service deleted and created again on another
@@ -360,13 +398,22 @@ class ModelTarget:
     def _flow_answer(self, flow: HeldConnection, number: int) -> Outcome:
         """A held UDP flow's next datagram: its backend while usable, else a new flow's."""
         state = self.perceived(self.state)
-        service = self.flow_owner(state, flow)
+        node = flow.node
+        service = (self.flow_owner if node is None else self.node_port_owner)(state, flow)
         if service is None or flow.address is None:
             return Outcome(None, ErrorKind.REFUSED, MODEL_LATENCY_MS, number)
-        request = TrafficRequest(service.name, flow.client, count=1, port=flow.address[1])
         slices = derive_slices(state, service.name)
         programmed = self.programs(service)  # an opted-out Service's entries are cleared too
-        destinations = self.usable(slices, service, request.port) if programmed else []
+        if node is not None:  # from the external client, at that node's node port
+            request = TrafficRequest(
+                service.name, count=1, port=flow.address[1], external_node=node
+            )
+            destinations = (
+                self.external_usable(slices, service, request.port, node) if programmed else []
+            )
+        else:
+            request = TrafficRequest(service.name, flow.client, count=1, port=flow.address[1])
+            destinations = self.usable(slices, service, request.port) if programmed else []
         if any(d.backend == flow.backend for d in destinations):
             return Outcome(flow.backend, None, MODEL_LATENCY_MS, number)
         (outcome,) = self._sample(request).outcomes

@@ -129,6 +129,11 @@ EXAMPLES: dict[str, list[Event]] = {
     ],
     "dual-protocol-port": [CreateDualProtocolService("svc-a", WEB), Scale("web", 2)],
     "node-port-reached": [*START, SetServiceType("svc-a", ServiceType.NODE_PORT)],
+    "udp-node-port-reached": [
+        CreateService("svc-a", WEB, "udp", protocol=Protocol.UDP),
+        Scale("web", 2),
+        SetServiceType("svc-a", ServiceType.NODE_PORT),
+    ],
     "load-balancer-reached": [*START, SetServiceType("svc-a", ServiceType.LOAD_BALANCER)],
     "external-ip-reached": [*START, SetExternalIPs("svc-a", ("10.254.0.10",))],
     "external-local-no-local-endpoints": [

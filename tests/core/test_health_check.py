@@ -138,7 +138,8 @@ def test_a_target_that_cannot_ask_or_does_not_declare_is_not_asked() -> None:
         frozenset(),
         frozenset(),
     )
-    assert externalclients.uncheckable(CannotAsk()) == healthchecks.FEATURES
+    never = healthchecks.FEATURES | {externalclients.UDP_REACHED}  # it sends no UDP either
+    assert externalclients.uncheckable(CannotAsk()) == never
 
     class Undeclared(ModelTarget):  # could ask, but its implementation does not claim it
         def features(self) -> list[str]:

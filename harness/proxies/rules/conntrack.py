@@ -47,6 +47,21 @@ endpoint is never touched, so a flow to a usable endpoint survives the restart
 entries behind (kubernetes#105657's unready endpoints, #122740).
 `mutant-iptables-forgets-while-down` does not reconcile.
 
+Node ports (kubernetes#59368, fixed by PR #71573; since v1.32 the `*:NodePort` filter of
+`CleanStaleEntries`): a flow from outside to a node's address on a node port is DNATed like one
+to the VIP, but its entry's original destination is the node's address, so deleting by VIP
+alone leaves it: a client that keeps its 5-tuple keeps reaching the removed endpoint (the
+#59368 blackhole). So a plan's flows also stand for its node port (`PortPlan.flows`: original
+destination `ANY`, the node port, each external destination), and deleting one leaves out
+`--orig-dst` (`conntrack -D -p udp --orig-port-dst NODEPORT --reply-src POD ...`, upstream's
+`ClearEntriesForPortNAT`). When a node port gains its first external destinations (a new port,
+or one that had none), every UDP (and SCTP) entry of that port number goes (`node_ports_gained`:
+`conntrack -D -p udp --orig-port-dst NODEPORT`, upstream's `ClearEntriesForPort`): entries made
+while nothing was programmed there are untranslated and would keep the flow off the new
+endpoints. A start's reconcile deletes every UDP entry to a node port (original destination
+outside the Service range) whose reply source is not one of that port's external destinations.
+`mutant-iptables-keeps-nodeport-udp-conntrack` deletes by VIP only, as before the #59368 fix.
+
 Dumping conntrack walks the global hash table (about 10 ms here), so the namespace's entry count
 is read first, from a `nf_conntrack_count` file opened inside the namespace (O(1)); with no
 entries there is nothing to delete and no command runs.
@@ -62,7 +77,7 @@ from harness.errors import EnvironmentProblem
 from harness.local.names import netns_path
 from harness.local.netns import entered, in_thread
 from harness.proxies.rules.commands import run_in_netns
-from harness.proxies.rules.plan import Flow, PortPlan
+from harness.proxies.rules.plan import ANY, Flow, PortPlan
 
 COUNT_FILE = "/proc/sys/net/netfilter/nf_conntrack_count"
 LIST_ABOVE = 32
@@ -73,11 +88,59 @@ NOTHING_DELETED = 1  # conntrack's exit code when no entry matched
 
 
 def delete_command(flow: Flow) -> str:
-    """One `conntrack -R` line deleting the flow's entries."""
+    """One `conntrack -R` line deleting the flow's entries; a field that is `ANY` is left out
+    (a node-port flow matches every original destination; a whole port every reply)."""
+    words = [f"-D -p {flow.protocol}"]
+    if flow.cluster_ip != ANY:
+        words.append(f"--orig-dst {flow.cluster_ip}")
+    words.append(f"--orig-port-dst {flow.port}")
+    if flow.endpoint_ip != ANY:
+        words.append(f"--reply-src {flow.endpoint_ip} --reply-port-src {flow.endpoint_port}")
+    return " ".join(words)
+
+
+def matches(pattern: Flow, flow: Flow) -> bool:
+    """Whether the concrete `flow` (a listed entry) is one of `pattern`'s (`ANY` fields match
+    every value). Pure."""
     return (
-        f"-D -p {flow.protocol} --orig-dst {flow.cluster_ip} --orig-port-dst {flow.port} "
-        f"--reply-src {flow.endpoint_ip} --reply-port-src {flow.endpoint_port}"
+        pattern.protocol == flow.protocol
+        and pattern.port == flow.port
+        and pattern.cluster_ip in (ANY, flow.cluster_ip)
+        and pattern.endpoint_ip in (ANY, flow.endpoint_ip)
+        and (pattern.endpoint_ip == ANY or pattern.endpoint_port == flow.endpoint_port)
     )
+
+
+def held_among(wanted: Iterable[Flow], held: set[Flow]) -> set[Flow]:
+    """The flows of `wanted` the table holds entries of (`held`, concrete): a concrete one that
+    is listed, a pattern (`ANY` fields) that matches a listed one. Pure."""
+    found = set()
+    for flow in wanted:
+        if flow in held or (
+            ANY in (flow.cluster_ip, flow.endpoint_ip) and any(matches(flow, h) for h in held)
+        ):
+            found.add(flow)
+    return found
+
+
+def node_ports_gained(old: Iterable[PortPlan], new: Iterable[PortPlan]) -> set[Flow]:
+    """The whole-port flows (`Flow(protocol, ANY, NODEPORT, ANY, 0)`) of the `RECONCILED_PROTOCOLS`
+    node ports that have external destinations in `new` and had none in `old` (a new node port,
+    or one that was dropped or rejected): upstream's `ClearEntriesForPort` when a Service port
+    gains its first endpoints (kubernetes#48370 and #59368). Pure."""
+    had = {
+        (plan.protocol, plan.node_port)
+        for plan in old
+        if plan.node_port is not None and plan.external
+    }
+    return {
+        Flow(plan.protocol, ANY, plan.node_port, ANY, 0)
+        for plan in new
+        if plan.node_port is not None
+        and plan.external
+        and plan.protocol in RECONCILED_PROTOCOLS
+        and (plan.protocol, plan.node_port) not in had
+    }
 
 
 def untranslated(plans: Iterable[PortPlan]) -> set[Flow]:
@@ -120,15 +183,26 @@ SCTP; TCP entries end with their connections)."""
 def stale_flows(held: Iterable[Flow], plans: Iterable[PortPlan], service_cidr: str) -> set[Flow]:
     """The held flows a start must delete (`CleanStaleEntries`): of `RECONCILED_PROTOCOLS`, to a
     programmed port's VIP and port (`plans`) from a reply source that is not one of its current
-    destinations, or translated to a VIP in `service_cidr` that no plan programs. Pure."""
+    destinations, or translated to a VIP in `service_cidr` that no plan programs, or to a
+    programmed node port (an original destination outside `service_cidr`) from a reply source
+    that is not one of its external destinations (`*:NodePort`). Pure."""
     serving: dict[tuple[str, str, int], set[tuple[str, int]]] = {}
+    node_ports: dict[tuple[str, int], set[tuple[str, int]]] = {}
     for plan in plans:
         key = (plan.protocol, plan.cluster_ip, plan.port)
         serving.setdefault(key, set()).update((d.address, d.port) for d in plan.destinations)
+        if plan.node_port is not None:
+            external = node_ports.setdefault((plan.protocol, plan.node_port), set())
+            external.update((d.address, d.port) for d in plan.external)
     service_range = ip_network(service_cidr)
     stale: set[Flow] = set()
     for flow in held:
         if flow.protocol not in RECONCILED_PROTOCOLS:
+            continue
+        outside = node_ports.get((flow.protocol, flow.port))
+        if outside is not None and not _within(flow.cluster_ip, service_range):
+            if (flow.endpoint_ip, flow.endpoint_port) not in outside:
+                stale.add(flow)
             continue
         endpoints = serving.get((flow.protocol, flow.cluster_ip, flow.port))
         if endpoints is not None:
@@ -176,7 +250,7 @@ class ConntrackCleaner:
         if not wanted or self.entries() == 0:
             return
         if len(wanted) > LIST_ABOVE:
-            wanted &= self.held()
+            wanted = held_among(wanted, self.held())
         self._delete(wanted)
 
     def reconcile(
@@ -190,7 +264,7 @@ class ConntrackCleaner:
         if self.entries() == 0:
             return 0
         held = self.held()
-        wanted = (set(removed) & held) | stale_flows(held, plans, service_cidr)
+        wanted = held_among(removed, held) | stale_flows(held, plans, service_cidr)
         self._delete(wanted)
         return len(wanted)
 

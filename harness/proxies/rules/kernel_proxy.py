@@ -36,9 +36,9 @@ from harness.model.objects import (
 from harness.proxies.base import NodeContext, TrackingProxy
 from harness.proxies.healthcheck import HealthServer, health_entries
 from harness.proxies.rules.commands import require_binaries, require_netns
-from harness.proxies.rules.conntrack import ConntrackCleaner, untranslated
+from harness.proxies.rules.conntrack import ConntrackCleaner, node_ports_gained, untranslated
 from harness.proxies.rules.invalid import tcp_be_liberal
-from harness.proxies.rules.plan import Flow, PortPlan, flows_of, plan_ports
+from harness.proxies.rules.plan import ANY, Flow, PortPlan, flows_of, plan_ports
 from harness.proxies.rules.rendering import EMPTY, Delta, Rendering, merged
 from harness.proxies.rules.tracing import INVALID, Packet, Verdict, to_reachability
 from harness.traffic import Reachability
@@ -167,7 +167,13 @@ class KernelRuleProxy(TrackingProxy):
             raise
         self.adopted = None
         programmed = [plan for name, plan in plans.items() if plan and not self.plans.get(name)]
+        old = [p for name in plans for p in self.plans.get(name, ())]
+        gained = node_ports_gained(old, (p for ps in plans.values() for p in ps))
         removed = self.record(plans, rendered) | untranslated(p for ps in programmed for p in ps)
+        if adopted is None:  # a start knows no earlier state: its reconcile judges each entry
+            removed |= gained
+        if not self.clears_node_ports():
+            removed = {flow for flow in removed if flow.cluster_ip != ANY}
         if adopted is not None and self.reconciles_at_start() and self._conntrack is not None:
             assert self.node is not None
             every = (p for ps in self.plans.values() for p in ps)
@@ -196,6 +202,13 @@ class KernelRuleProxy(TrackingProxy):
         health, self.health = self.health, None
         if health is not None:
             health.close()
+
+    def clears_node_ports(self) -> bool:
+        """Whether a sync also deletes the conntrack entries of node-port flows
+        (`harness.proxies.rules.conntrack`, kubernetes#59368): those of removed external
+        destinations, and a UDP node port's all when it gains its first; a mutant says False
+        (deleting by VIP only, as before the fix)."""
+        return True
 
     def reconciles_at_start(self) -> bool:
         """Whether the first sync after `start` reconciles conntrack with what it programs

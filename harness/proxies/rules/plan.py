@@ -17,6 +17,9 @@ from typing import Any
 from harness.model.objects import Affinity, Destination, Service, TrafficPolicy
 
 NO_CLUSTER_IP = ("", "None")  # headless Services get no rules (kube-proxy skips them)
+ANY = ""
+"""A `Flow` field that matches every value (`harness.proxies.rules.conntrack`): a node-port
+flow's original destination (any of the node's addresses), or a whole port's reply source."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,25 @@ class PortPlan:
 
     @property
     def flows(self) -> frozenset[Flow]:
-        """The (VIP, port) to (endpoint, port) translations this plan lets connections take."""
+        """The (VIP, port) to (endpoint, port) translations this plan lets connections take, and
+        its node port's (`node_port_flows`)."""
+        return (
+            frozenset(
+                Flow(self.protocol, self.cluster_ip, self.port, d.address, d.port)
+                for d in self.destinations
+            )
+            | self.node_port_flows
+        )
+
+    @property
+    def node_port_flows(self) -> frozenset[Flow]:
+        """The (any node address, node port) to (endpoint, port) translations connections from
+        outside may take (`external`; original destination `ANY`, since the entry's is whichever
+        node address was used): none without a node port."""
+        if self.node_port is None:
+            return frozenset()
         return frozenset(
-            Flow(self.protocol, self.cluster_ip, self.port, d.address, d.port)
-            for d in self.destinations
+            Flow(self.protocol, ANY, self.node_port, d.address, d.port) for d in self.external
         )
 
 
