@@ -35,6 +35,9 @@ externalIPs (`TrafficRequest.external_ip`, from the same per-node address as via
 balancer), judged by that node's `expect_external_ip` (`ExternalIpClients`,
 `harness.checks.external.check_external_ip`); its coverage state is `external-ip-reached`.
 
+Whenever `node-port` judged a Service, what a pod on each node gets at its own node's node port
+is recorded, not judged (`harness.podnodeports`, the record's `node_port_from_pods`).
+
 Then, if those held, the same step's health checks (`harness.healthchecks`: every node's
 healthCheckNodePort of the changed LoadBalancer Services under Local, part
 `health-check-node-port`).
@@ -65,6 +68,7 @@ from harness.model.endpoints import expect_external, expect_external_ip
 from harness.model.objects import Protocol, Service, TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
 from harness.nodeclients import NodeClients, host_nodes, sample_request
+from harness.podnodeports import PodNodePorts
 from harness.targets.base import Target
 from harness.udp_support import generates_udp
 
@@ -295,6 +299,7 @@ class ExternalClients(NodeClients):
         self.load_balancer = LoadBalancerClients(target, timeout_s)
         self.external_ips = ExternalIpClients(target, timeout_s)
         self.health = healthchecks.HealthChecks(target, self.nodes)
+        self.from_pods = PodNodePorts(target, self.nodes)
 
     def route_nodes(self, target: Target) -> tuple[str, ...]:
         return external_nodes(target)
@@ -311,6 +316,8 @@ class ExternalClients(NodeClients):
         held, the ingress IPs' (`LoadBalancerClients`), the externalIPs' (`ExternalIpClients`)
         and the health checks (`harness.healthchecks`)."""
         verdicts, reached, checked = super().after(step, event, before, after, record)
+        if verdicts:  # judged this step: what a pod gets at its own node's port, recorded only
+            self.from_pods.record(after, self.changed(event, before, after), record)
         for more_of in (self.load_balancer, self.external_ips, self.health):
             if any(not v.holds for v in verdicts):
                 break

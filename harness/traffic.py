@@ -79,6 +79,10 @@ class TrafficRequest:
     client routes the externalIP range as it routes ingress IPs), so `sources` other than (0,)
     do not apply. A target without a route to externalIPs refuses it; an address the Service
     does not list is sent all the same (nothing is programmed there: no answer).
+    `to_node_port` (with `client_pod`): send to this node's own address on the Service port's
+    node port instead of the VIP (a pod's traffic to a node port: implementation-defined,
+    recorded and not judged, `harness.podnodeports`); only a target that
+    `records_pod_node_ports` takes it.
     `removed_port`: (number, protocol) of a port the Service no longer has, asked on its VIP
     instead of the named `port` (that no pod answers there once the change is programmed);
     only a target that `addresses_removed_ports` takes it.
@@ -100,6 +104,7 @@ class TrafficRequest:
     removed_port: tuple[int, str] | None = None
     via_load_balancer: bool = False
     external_ip: str | None = None
+    to_node_port: str | None = None
 
 
 @dataclass(frozen=True)

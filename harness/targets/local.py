@@ -252,6 +252,12 @@ class LocalTarget:
         return not self.loopback
 
     @property
+    def records_pod_node_ports(self) -> bool:
+        """Whether a pod may send to a node's node port (`TrafficRequest.to_node_port`): where
+        pods have namespaces of their own and the nodes have addresses (2 nodes or more)."""
+        return self.sends_from_pods and len(self.node_names) > 1
+
+    @property
     def reads_rules(self) -> bool:
         """Whether the proxy can read its programmed rules back (`RuleReadingProxy`)."""
         return callable(getattr(self.proxy, "reachability", None))
@@ -480,6 +486,8 @@ class LocalTarget:
         if request.client_pod is not None:
             agent = self._pod_agent(request)
             sources: tuple[str, ...] = ()  # the pod's own address, the kernel's choice
+            if request.to_node_port is not None:
+                address, port = self._node_port_destination(request, request.to_node_port)
         elif request.external_node is not None and request.external_ip is not None:
             agent, sources = self._load_balancer_agent(request, request.external_node)
             address, port = self._external_ip_destination(request, request.external_ip)

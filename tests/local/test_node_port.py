@@ -28,6 +28,7 @@ from harness.local.names import RunNames
 from harness.model.endpoints import expect_external
 from harness.model.objects import ServiceType, TrafficPolicy, labels_of
 from harness.node_port_rules import PART as NODE_PORT_PART
+from harness.podnodeports import RECORD_KEY as FROM_PODS
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import NodePortIgnoresLocalProxy, NodePortRejectsNoLocalProxy
 from harness.runner import RunConfig, Runner
@@ -213,3 +214,22 @@ def test_the_property_holds_on_the_real_proxy_and_catches_the_disclosed_mutants(
         failing = [(v.property, v.evidence.get("node")) for v in caught[3] if not v.holds]
         assert failing == [("exact-balance", "node-1")], caught
         assert not dropped
+
+
+def test_what_a_pod_gets_at_its_own_nodes_node_port_is_recorded_not_judged(
+    cluster: LocalTarget,
+) -> None:
+    """Under Local with web's pods on node-2 only, a pod on node-1 at node-1's node port is
+    dropped by the harness's proxies (kube-proxy would send it on: implementation-defined), a
+    pod on node-2 at node-2's answered by a local pod; both recorded, neither a verdict."""
+    other = CreatePod("o1", labels_of({"app": "other"}), node="node-1")
+    runner = Runner(cluster, RunConfig(deadline_s=2.0))
+    steps = runner.run([other, *SEQUENCE])
+    assert all(v.holds for step in steps for v in step.verdicts)
+    recorded = [r[FROM_PODS] for r in runner.history if FROM_PODS in r]
+    assert len(recorded) == 2  # the steps node-port judged: NodePort, then Local
+    last = {entry["node"]: entry for entry in recorded[-1]}
+    assert (last["node-1"]["pod"], last["node-1"]["answered_by"]) == ("o1", None)
+    assert last["node-1"]["error"] == "timeout"
+    assert last["node-2"]["pod"] == "web-0" and last["node-2"]["error"] is None
+    assert str(last["node-2"]["answered_by"]).split("/")[0] in {"web-0", "web-1"}
