@@ -188,8 +188,14 @@ def categorize_endpoints(
     rule restricted to endpoints on `node`, hints ignored. An empty result means the proxy
     must not connect new connections anywhere: it REJECTs them if the Service has no endpoints
     at all and DROPs them otherwise (`has_any_endpoints`).
+
+    With `port_name`, only the endpoints that have that port take part, so the fallback is
+    decided per port: kube-proxy keys endpoints by Service port (`EndpointsMap` per
+    `ServicePortName`) and calls `CategorizeEndpoints` with one port's endpoints, so a ready pod
+    that lacks a named port does not keep that port from falling back to the terminating pods
+    that have it.
     """
-    candidates = unique_endpoints(slices)
+    candidates = _having_port(unique_endpoints(slices), port_name)
     if service.internal_traffic_policy == TrafficPolicy.LOCAL:
         candidates = [(e, s) for e, s in candidates if e.node == node]
     ready = [(e, s) for e, s in candidates if e.ready]
@@ -198,6 +204,15 @@ def categorize_endpoints(
     if ready:
         return ready
     return [(e, s) for e, s in candidates if e.serving and e.terminating]
+
+
+def _having_port(
+    endpoints: list[tuple[Endpoint, EndpointSlice]], port_name: str | None
+) -> list[tuple[Endpoint, EndpointSlice]]:
+    """The `endpoints` whose slice has port `port_name` (all of them for None)."""
+    if port_name is None:
+        return endpoints
+    return [(e, s) for e, s in endpoints if s.port_for(port_name) is not None]
 
 
 def _hinted_for(
@@ -338,12 +353,14 @@ def _expectation(
 
 
 def local_endpoints(
-    slices: Iterable[EndpointSlice], node: str
+    slices: Iterable[EndpointSlice], node: str, port_name: str | None = None
 ) -> list[tuple[Endpoint, EndpointSlice]]:
     """`CategorizeEndpoints`' local endpoints for a proxy on `node`: the Ready endpoints on
     `node`; if none, the Serving-and-Terminating ones on `node` (the local fallback is decided
-    apart from the cluster-wide one, pkg/proxy/topology.go)."""
-    here = [(e, s) for e, s in unique_endpoints(slices) if e.node == node]
+    apart from the cluster-wide one, pkg/proxy/topology.go), among those that have port
+    `port_name` when given (decided per port, as `categorize_endpoints`)."""
+    endpoints = _having_port(unique_endpoints(slices), port_name)
+    here = [(e, s) for e, s in endpoints if e.node == node]
     ready = [(e, s) for e, s in here if e.ready]
     return ready or [(e, s) for e, s in here if e.serving and e.terminating]
 
@@ -360,7 +377,7 @@ def external_destinations(
     pkg/proxy/iptables/proxier.go syncProxyRules)."""
     slices = tuple(slices)
     if service.external_traffic_policy == TrafficPolicy.LOCAL:
-        chosen = local_endpoints(slices, node)
+        chosen = local_endpoints(slices, node, port_name)
     else:
         chosen = categorize_endpoints(
             slices, replace(service, internal_traffic_policy=TrafficPolicy.CLUSTER), node, port_name

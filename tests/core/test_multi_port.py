@@ -18,6 +18,7 @@ from harness.events import (
     CreateMultiPortPod,
     CreateMultiPortService,
     CreatePod,
+    DeletePod,
     Event,
     SetServicePort,
     apply_all,
@@ -123,3 +124,20 @@ def test_sctp_is_reported_unsupported_where_the_kernel_lacks_it(tmp_path: Path) 
     assert sctp_unsupported(with_sctp) is None
     assert "unreadable" in (sctp_unsupported(tmp_path / "missing") or "")
     assert environment_notes("model") == {}  # the model runs on no kernel
+
+
+def test_the_terminating_fallback_is_decided_per_port() -> None:
+    """A ready pod that lacks the `admin` name does not keep `admin` from falling back to the
+    serving-terminating pod that has it: kube-proxy keys endpoints by Service port and
+    categorizes each port's own (pkg/proxy/topology.go, called per ServicePortName); `http`,
+    which the ready pod has, keeps to it."""
+    state = apply_all(
+        [
+            CreateMultiPortService("svc-a", WEB, port_count=2),
+            CreateMultiPortPod("p-0", WEB, http_port=8080, admin_port=9090),
+            CreatePod("p-2", WEB),  # ready, without `admin`
+            DeletePod("p-0", grace_s=30),  # terminating, still serving
+        ]
+    )
+    assert [b.pod for b in expect(state, "svc-a", "admin").usable] == ["p-0"]
+    assert [b.pod for b in expect(state, "svc-a", "http").usable] == ["p-2"]
