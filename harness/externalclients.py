@@ -317,7 +317,8 @@ class ExternalClients(NodeClients):
         and the health checks (`harness.healthchecks`)."""
         verdicts, reached, checked = super().after(step, event, before, after, record)
         if verdicts:  # judged this step: what a pod gets at its own node's port, recorded only
-            self.from_pods.record(after, self.changed(event, before, after), record)
+            judged = list(dict.fromkeys(s["service"] for s in record[self.record_key]))
+            self.from_pods.record(after, judged, record)
         for more_of in (self.load_balancer, self.external_ips, self.health):
             if any(not v.holds for v in verdicts):
                 break

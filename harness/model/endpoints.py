@@ -200,7 +200,7 @@ def categorize_endpoints(
         candidates = [(e, s) for e, s in candidates if e.node == node]
     ready = [(e, s) for e, s in candidates if e.ready]
     if ready and service.internal_traffic_policy != TrafficPolicy.LOCAL:
-        return _hinted_for(ready, port_name, node_zone(node) if zone is None else zone)
+        return _hinted_for(ready, node_zone(node) if zone is None else zone)
     if ready:
         return ready
     return [(e, s) for e, s in candidates if e.serving and e.terminating]
@@ -216,12 +216,11 @@ def _having_port(
 
 
 def _hinted_for(
-    ready: list[tuple[Endpoint, EndpointSlice]], port_name: str | None, zone: str
+    ready: list[tuple[Endpoint, EndpointSlice]], zone: str
 ) -> list[tuple[Endpoint, EndpointSlice]]:
-    """The `ready` endpoints a proxy in `zone` uses: those hinted for it when topology applies
-    to the port's ready endpoints (upstream decides per Service port), else all of them."""
-    on_port = [e for e, s in ready if port_name is None or s.port_for(port_name) is not None]
-    if not topology_applies(on_port, zone):
+    """The `ready` endpoints (one port's, `categorize_endpoints` filters them first) a proxy in
+    `zone` uses: those hinted for it when topology applies to them, else all of them."""
+    if not topology_applies((e for e, _ in ready), zone):
         return ready
     return [(e, s) for e, s in ready if zone in e.zone_hints]
 
