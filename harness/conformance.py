@@ -487,6 +487,7 @@ def options_for(
             sends_out_of_window=out_of_window_unsupported(target) is None,
             cuts_api=getattr(target, "api_cut_unsupported", "") is None,  # the kube target's
             udp=bool(getattr(target, "sends_udp", False)),  # declared or not: `for_features`
+            sctp=bool(getattr(target, "sends_sctp", False)),  # as `udp`
             nodes=space_nodes(getattr(target, "accepted_nodes", NODES)),
         ),
         config=RunConfig(deadline_s=float(deadline), budget=AlarmBudget(max_checks=max_checks)),

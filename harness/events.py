@@ -62,7 +62,13 @@ MAX_WAIT_S = 2 * 86_400.0
 DEFAULT_SCALE_GRACE_S = 30.0  # core/v1 terminationGracePeriodSeconds default
 UDP_PORT_NAME = "udp"
 """The name of a pod's UDP container port (`CreatePod.udp_port`), which UDP Services target."""
-SCALED_PORTS = (ContainerPort("http", 8080), ContainerPort(UDP_PORT_NAME, 8080, "UDP"))
+SCTP_PORT_NAME = "sctp"
+"""The name of a pod's SCTP container port (`CreatePod.sctp_port`), which SCTP Services target."""
+SCALED_PORTS = (
+    ContainerPort("http", 8080),
+    ContainerPort(UDP_PORT_NAME, 8080, "UDP"),
+    ContainerPort(SCTP_PORT_NAME, 8080, "SCTP"),
+)
 """The container ports of a pod `Scale` creates."""
 
 
@@ -117,7 +123,8 @@ def _check_affinity_timeout(timeout_s: int) -> None:
 # -- Services -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CreateService(Event):
-    """Create a ClusterIP Service with one port 80, named `http`, of `protocol` (TCP or UDP) to
+    """Create a ClusterIP Service with one port 80, named `http`, of `protocol` (TCP, UDP or
+    SCTP) to
     `target_port` (a number or a name; a named one resolves against container ports of the same
     protocol, so a UDP Service names the pods' `udp` port: `CreatePod.udp_port`)."""
 
@@ -407,7 +414,8 @@ def _check_external_ip(state: ClusterState, service: str, address: str) -> None:
 @dataclass(frozen=True)
 class CreatePod(Event):
     """Create a Running pod whose container port `http` is `http_port`, and, with `udp_port`, a
-    UDP container port `udp` on that number (the port UDP Services name)."""
+    UDP container port `udp` on that number (the port UDP Services name); with `sctp_port`, an
+    SCTP container port `sctp` on that number (the port SCTP Services name)."""
 
     kind: ClassVar[str] = "create-pod"
     pod: str
@@ -416,6 +424,7 @@ class CreatePod(Event):
     node: str = PROXY_NODE
     http_port: int = 8080
     udp_port: int | None = None
+    sctp_port: int | None = None
 
     def apply(self, state: ClusterState) -> ClusterState:
         if self.pod in state.pods:
@@ -428,6 +437,10 @@ class CreatePod(Event):
             if not 1024 < self.udp_port < 65536:
                 raise InvalidEvent(f"udp_port {self.udp_port} must be in 1025..65535")
             ports += (ContainerPort(UDP_PORT_NAME, self.udp_port, Protocol.UDP.value),)
+        if self.sctp_port is not None:
+            if not 1024 < self.sctp_port < 65536:
+                raise InvalidEvent(f"sctp_port {self.sctp_port} must be in 1025..65535")
+            ports += (ContainerPort(SCTP_PORT_NAME, self.sctp_port, Protocol.SCTP.value),)
         return state.new_incarnation(
             self.pod, self.labels, ready=self.ready, node=self.node, ports=ports
         )
@@ -437,8 +450,9 @@ class CreatePod(Event):
 class Scale(Event):
     """Scale the group `group` (pods `group-N` labelled app=group) to `replicas`.
 
-    Scaling up creates ready pods with new ordinals on `node`, each serving `http` (TCP) and
-    `udp` (UDP) on 8080 (`SCALED_PORTS`: a group serves TCP and UDP Services alike); scaling
+    Scaling up creates ready pods with new ordinals on `node`, each serving `http` (TCP),
+    `udp` (UDP) and `sctp` (SCTP) on 8080 (`SCALED_PORTS`: a group serves TCP, UDP and SCTP
+    Services alike); scaling
     down deletes the newest pods gracefully, as a ReplicaSet does, with the default 30 s grace
     period.
     """

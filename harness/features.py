@@ -64,6 +64,7 @@ NOT_TESTED = "not tested by this harness version"
 INTERNAL_TRAFFIC_POLICY = "internal-traffic-policy"
 OPT_OUT_LABELS_FEATURE = "opt-out-labels"
 UDP_FEATURE = "udp"
+SCTP_FEATURE = "sctp"
 NOT_SUPPORTED = "not supported by the implementation"
 MULTI_PORT = "multi-port"
 NODE_PORT = "node-port"
@@ -97,6 +98,13 @@ def _uses_udp(event: Event) -> bool:
     if isinstance(event, AddServicePort):
         return event.protocol == Protocol.UDP
     return isinstance(event, CreateService) and event.protocol == Protocol.UDP
+
+
+def _uses_sctp(event: Event) -> bool:
+    """An SCTP Service, an SCTP port added, or a port's protocol changed to SCTP."""
+    if isinstance(event, AddServicePort | SetPortProtocol | CreateService):
+        return event.protocol == Protocol.SCTP
+    return False
 
 
 def _uses_client_ip(event: Event) -> bool:
@@ -158,9 +166,7 @@ class Feature:
     uses: Callable[[Event], bool] | None = None
 
 
-UNTESTED_EXTENDED: Mapping[str, str] = {
-    "sctp": "Services over SCTP",
-}
+UNTESTED_EXTENDED: Mapping[str, str] = {}
 """Extended features no property of this harness version checks yet (issue 11 and the next):
 reported `not-tested`, never passed. A feature moves into `_FEATURES` with its properties when
 a property judges it."""
@@ -268,6 +274,17 @@ _FEATURES: tuple[Feature, ...] = (
         ),
         ("udp-flow-through-change", "dual-protocol-port"),
         _uses_udp,
+    ),
+    Feature(
+        SCTP_FEATURE,
+        EXTENDED,
+        "Services over SCTP where the kernel tracks and NATs SCTP: a new association's INIT"
+        " reaches a usable endpoint, REJECT without endpoints, fair per association; an SCTP"
+        " port and a TCP or UDP port of the same number served independently (the protocol is"
+        " part of kube-proxy's ServicePortName)",
+        ("no-stale-traffic", "availability", "reject-when-empty", "fairness"),
+        (),
+        _uses_sctp,
     ),
     Feature(
         NODE_PORT,

@@ -280,6 +280,7 @@ class LongLived:
             for name, service in sorted(after.services.items())
             if service.session_affinity == Affinity.NONE
             and _is_udp(after, name) == udp
+            and not _is_sctp(after, name)
             and expect(after, name, PORT).usable
         ]
         if not eligible:
@@ -358,6 +359,11 @@ def _opted_out(state: ClusterState, service: str) -> bool:
 
 def _is_udp(state: ClusterState, service: str) -> bool:
     return any(p.protocol == UDP for p in state.service(service).ports if p.name == PORT)
+
+
+def _is_sctp(state: ClusterState, service: str) -> bool:
+    """An SCTP Service: no connection is held to it (a probe is one INIT, `harness.local.sctp`)."""
+    return any(p.protocol == "SCTP" for p in state.service(service).ports if p.name == PORT)
 
 
 def _still_held(held: _Held, answer: HeldAnswer, after: ClusterState) -> _Held | None:

@@ -132,7 +132,8 @@ def sample_request(
     not connect (module docstring: not judged), unless `udp_failures` (a client off the nodes,
     which a node's REJECT answers with ICMP port unreachable and its DROP leaves unanswered)."""
     found = state.services[service]
-    udp = any(p.name == PORT and p.protocol == Protocol.UDP.value for p in found.ports)
+    datagrams = (Protocol.UDP.value, Protocol.SCTP.value)  # SCTP's raw INIT fails alike
+    udp = any(p.name == PORT and p.protocol in datagrams for p in found.ports)
     if udp and not expected.usable and not udp_failures:
         return None
     return TrafficRequest(

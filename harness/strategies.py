@@ -30,6 +30,7 @@ from harness.events import (
     MAX_STALE_BACK,
     MAX_WHILE_DOWN,
     MULTI_PORTS,
+    SCTP_PORT_NAME,
     UDP_PORT_NAME,
     AddServicePort,
     CreateDualProtocolService,
@@ -76,6 +77,7 @@ from harness.features import (
     MULTI_PORT,
     NODE_PORT,
     OPT_OUT_LABELS_FEATURE,
+    SCTP_FEATURE,
     TOPOLOGY,
     UDP_FEATURE,
 )
@@ -135,7 +137,10 @@ class EventSpace:
     asking for what the implementation said it does not do. `udp` True (the target sends UDP:
     `sends_udp`) lets a Service be created with a UDP port (one in `UDP_ODDS`, so TCP coverage
     is not starved; all with `udp_only`, an aim's narrowing) and pods with a UDP container port,
-    when the `udp` feature is declared too (`makes_udp`). Where `multi-port` is supported,
+    when the `udp` feature is declared too (`makes_udp`). `sctp` True (the target sends SCTP:
+    `sends_sctp`) likewise lets one Service in `SCTP_ODDS` be created with an SCTP port and pods
+    get an SCTP container port, when `sctp` is declared too (`makes_sctp`); off, nothing more
+    is drawn, so runs without it draw what they drew before. Where `multi-port` is supported,
     one created Service in `multi_port_odds` has several ports, and multi-port pods serve
     `admin` on one of `admin_ports`; where it is not, no Service of several ports, no pod
     serving `admin` and no port change is drawn.
@@ -159,6 +164,7 @@ class EventSpace:
     features: frozenset[str] | None = None
     udp: bool = False
     udp_only: bool = False
+    sctp: bool = False
     sends_out_of_window: bool = True
     changes_while_down: bool = False
     cuts_api: bool = False  # draw `RestartProxy(api_only=True)` (the target can cut them)
@@ -177,6 +183,11 @@ class EventSpace:
     def makes_udp(self) -> bool:
         """Whether UDP Services are drawn: the target sends UDP and `udp` is declared."""
         return self.udp and self.supports(UDP_FEATURE)
+
+    @property
+    def makes_sctp(self) -> bool:
+        """Whether SCTP Services are drawn: the target sends SCTP and `sctp` is declared."""
+        return self.sctp and self.supports(SCTP_FEATURE)
 
     @property
     def policy_choices(self) -> tuple[TrafficPolicy, ...]:
@@ -308,7 +319,7 @@ def _create_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrateg
         _mostly(False, True),
         st.sampled_from(space.policy_choices),
     )
-    return _with_protocol(services, space)
+    return _with_sctp(_with_protocol(services, space), space)
 
 
 UDP_ODDS = 8
@@ -333,17 +344,48 @@ def _udp_service(drawn: tuple[Event, Protocol]) -> Event:
     return replace(event, protocol=protocol, target_port=UDP_PORT_NAME)
 
 
+SCTP_ODDS = 12
+"""With `EventSpace.makes_sctp`, one Service in this many is created with an SCTP port (rarely:
+TCP and UDP keep their coverage)."""
+
+
+def _with_sctp(services: st.SearchStrategy[Event], space: EventSpace) -> st.SearchStrategy[Event]:
+    """With `space.makes_sctp` (and not `udp_only`, an aim at UDP), one Service in `SCTP_ODDS`
+    is made SCTP, targeting the pods' `sctp` port; without it, the strategy as it was (no
+    extra draw)."""
+    if not space.makes_sctp or space.udp_only:
+        return services
+    return st.tuples(services, st.integers(0, SCTP_ODDS - 1)).map(
+        lambda drawn: (
+            replace(drawn[0], protocol=Protocol.SCTP, target_port=SCTP_PORT_NAME)
+            if drawn[1] == 0 and isinstance(drawn[0], CreateService)
+            else drawn[0]
+        )
+    )
+
+
+def _with_sctp_port(pods: st.SearchStrategy[Event], space: EventSpace) -> st.SearchStrategy[Event]:
+    """With `space.makes_sctp`, a created pod serves SCTP on its http port number half the
+    time; without it, the strategy as it was (no extra draw)."""
+    if not space.makes_sctp:
+        return pods
+    return _with_pod_port(pods, lambda pod: replace(pod, sctp_port=pod.http_port))
+
+
+def _with_pod_port(
+    pods: st.SearchStrategy[Event], give: Callable[[CreatePod], CreatePod]
+) -> st.SearchStrategy[Event]:
+    """A created pod gets a further container port (`give`) half the time."""
+    return st.tuples(pods, st.booleans()).map(
+        lambda drawn: give(drawn[0]) if drawn[1] and isinstance(drawn[0], CreatePod) else drawn[0]
+    )
+
+
 def _with_udp_port(pods: st.SearchStrategy[Event], space: EventSpace) -> st.SearchStrategy[Event]:
     """With `space.makes_udp`, a created pod serves UDP on its http port number half the time."""
     if not space.makes_udp:
         return pods
-    return st.tuples(pods, st.booleans()).map(
-        lambda drawn: (
-            replace(drawn[0], udp_port=drawn[0].http_port)
-            if drawn[1] and isinstance(drawn[0], CreatePod)
-            else drawn[0]
-        )
-    )
+    return _with_pod_port(pods, lambda pod: replace(pod, udp_port=pod.http_port))
 
 
 def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
@@ -359,7 +401,7 @@ def _create_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Ev
         st.sampled_from(space.nodes),
         st.sampled_from(space.http_ports),
     )
-    return _with_udp_port(pods, space)
+    return _with_sctp_port(_with_udp_port(pods, space), space)
 
 
 def _move_pod(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
@@ -412,7 +454,8 @@ def _extended(
 def _create_multi_port_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
     """A Service as `_create_service` draws it, of 2 or 3 of `MULTI_PORTS`."""
     counts = st.sampled_from(range(2, len(MULTI_PORTS) + 1))
-    return _extended(CreateMultiPortService, _create_service(key, space), "port_count", counts)
+    single = _create_service(key, replace(space, sctp=False))  # its ports are TCP's
+    return _extended(CreateMultiPortService, single, "port_count", counts)
 
 
 def _create_some_service(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrategy[Event]:
@@ -463,7 +506,11 @@ def _set_service_port(key: tuple[Any, ...], space: EventSpace) -> st.SearchStrat
 ADDED_PORT_NAMES = ("extra", UDP_PORT_NAME)
 """The names an `AddServicePort` gives (each only where the Service lacks it; `udp` to UDP
 ports only)."""
-TARGET_BY_PROTOCOL = {Protocol.TCP: "http", Protocol.UDP: UDP_PORT_NAME}
+TARGET_BY_PROTOCOL = {
+    Protocol.TCP: "http",
+    Protocol.UDP: UDP_PORT_NAME,
+    Protocol.SCTP: SCTP_PORT_NAME,
+}
 """The container port a port of each protocol targets: pods serve `http` over TCP and `udp`
 over UDP (`harness.events.SCALED_PORTS`, `CreatePod.udp_port`)."""
 
@@ -542,7 +589,7 @@ def _create_dual_protocol_service(
     key: tuple[Any, ...], space: EventSpace
 ) -> st.SearchStrategy[Event]:
     """A Service as `_create_service` draws a TCP one, with `udp` 80/UDP beside `http` 80/TCP."""
-    tcp = _create_service(key, replace(space, udp=False))
+    tcp = _create_service(key, replace(space, udp=False, sctp=False))
     return tcp.map(
         lambda event: CreateDualProtocolService(
             **{f.name: getattr(event, f.name) for f in fields(event)}

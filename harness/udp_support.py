@@ -1,17 +1,21 @@
-"""Whether a run generates UDP Services (issue 12): the `udp` feature reaching the search.
+"""Whether a run generates UDP (issue 12) or SCTP Services (issue 12 item 3): the `udp` and
+`sctp` features reaching the search.
 
 A proxy declares the conformance features it supports (`harness.features`); one that does not
 declare `udp` (userspace, nginx, haproxy, an external proxy whose `hello` omits it) is reported
 `unsupported` for it, and the search must then not generate UDP Services for it, or every UDP
 Service would fail properties the implementation never claimed. The target must also be able to
 send UDP (`sends_udp`: the model, the local cluster; the kube target's clients speak HTTP only).
+SCTP alike: the `sctp` feature declared (the iptables and nftables proxies) and a target that
+sends SCTP (`sends_sctp`: the model; the local cluster where the kernel tracks SCTP,
+`harness.protocols`).
 
 Reads declarations only; changes nothing.
 """
 
 from __future__ import annotations
 
-from harness.features import UDP_FEATURE
+from harness.features import SCTP_FEATURE, UDP_FEATURE
 from harness.targets.base import target_features
 
 
@@ -19,7 +23,18 @@ def generates_udp(target: object) -> bool:
     """Whether the search may create UDP Services on `target`: it sends UDP (`sends_udp`
     attribute) and its declaration includes the `udp` feature. UsageError (one line) for a bad
     declaration, as `target_features`."""
-    if not getattr(target, "sends_udp", False):
+    return _generates(target, "sends_udp", UDP_FEATURE)
+
+
+def generates_sctp(target: object) -> bool:
+    """Whether the search may create SCTP Services on `target`: it sends SCTP (`sends_sctp`
+    attribute) and its declaration includes the `sctp` feature. UsageError (one line) for a bad
+    declaration, as `target_features`."""
+    return _generates(target, "sends_sctp", SCTP_FEATURE)
+
+
+def _generates(target: object, sends: str, feature: str) -> bool:
+    if not getattr(target, sends, False):
         return False
     supported, _ = target_features(target)
-    return UDP_FEATURE in supported
+    return feature in supported

@@ -704,7 +704,7 @@ async def _probe_all(
 
 
 def _spec(handle: PodHandle, pod: Pod) -> PodSpec:
-    served = ("TCP", "UDP")
+    served = ("TCP", "UDP", "SCTP")
     ports = tuple(
         (p.port, port_mode(p.name, p.protocol)) for p in pod.ports if p.protocol in served
     )

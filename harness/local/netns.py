@@ -194,13 +194,15 @@ def listening_socket(
     port: int,
     netns: str | None = None,
     prepare: Callable[[socket.socket], None] | None = None,
+    protocol: int = 0,
 ) -> socket.socket:
     """A non-blocking TCP socket listening on `address:port`, made inside namespace `netns` (a
     path; None: the caller's own). `prepare` is called on the socket before it is bound (a
-    socket option that must hold from the first packet on). The caller's thread is back in its
-    namespace on return."""
+    socket option that must hold from the first packet on). `protocol` 132 makes it a
+    one-to-one SCTP socket instead (`harness.local.sctp`, socket mode). The caller's thread is
+    back in its namespace on return."""
     with entered(netns) if netns else contextlib.nullcontext():
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, protocol)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if prepare is not None:

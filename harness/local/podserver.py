@@ -15,6 +15,11 @@ What a pod answers (its identity is `POD UID`, e.g. `web-0 u3`):
 - `udp` ports (a container port of protocol UDP, `harness.local.udp`): every datagram is answered
   by one datagram holding the identity and the sender's address as the pod saw it
   (`POD UID ADDRESS`), to its sender; counted with the HTTP answers.
+- `sctp` ports (a container port of protocol SCTP, `harness.local.sctp`): on a kernel without
+  SCTP sockets, one raw socket per pod answers an INIT to any of its SCTP ports with an INIT-ACK
+  whose cookie is `POD UID ADDRESS` (counted with the others) and an INIT to any other port with
+  an ABORT; never in the server's own namespace (a pod without one, the loopback variant, is
+  refused). On a kernel with SCTP sockets, an SCTP port is an `http` port on an SCTP socket.
 
 Control: JSON lines over stdin and stdout (`harness.local.control`); `PodServer` below is the
 harness's handle. The server exits when stdin closes (or on SIGTERM), so a harness killed with
@@ -33,17 +38,29 @@ from typing import Any, cast
 
 from harness.local.control import ControlledProcess, run_helper
 from harness.local.netns import listening_socket
+from harness.local.sctp import (
+    IPPROTO_SCTP,
+    SCTP_MODE,
+    SCTP_STREAM_MODE,
+    Responder,
+    responder_socket,
+    run_mode,
+)
 from harness.local.udp import UDP_MODE, datagram_socket
+from harness.protocols import SctpMode
 
 MAX_HEADER_BYTES = 65536
 SOURCE_HEADER = b"X-Source-Address"
 
 
 def port_mode(port_name: str, protocol: str = "TCP") -> str:
-    """What a container port speaks: `udp` for a UDP port; else from its name, `tcp*` plain
-    TCP, anything else HTTP."""
+    """What a container port speaks: `udp` for a UDP port; for an SCTP port `sctp` (raw mode)
+    or `sctp-stream` (HTTP over an SCTP socket), as this kernel allows (`harness.local.sctp`);
+    else from its name, `tcp*` plain TCP, anything else HTTP."""
     if protocol == "UDP":
         return UDP_MODE
+    if protocol == "SCTP":
+        return SCTP_MODE if run_mode() == SctpMode.RAW else SCTP_STREAM_MODE
     return "tcp" if port_name.startswith("tcp") else "http"
 
 
@@ -70,6 +87,7 @@ class _Pod:
         self.identity = f"{spec.pod} {spec.uid}".encode()
         self.servers: list[asyncio.Server] = []
         self.datagram_transports: list[asyncio.DatagramTransport] = []
+        self.responder: Responder | None = None  # its SCTP ports, in raw mode
         self.transports: set[asyncio.BaseTransport] = set()
         self.answered = 0  # HTTP answers given since the last `counts` with reset
 
@@ -92,11 +110,23 @@ class _Pod:
             + body
         )
 
+    def serve_sctp(self, port: int) -> None:
+        """Answer INITs to `port` on this pod's raw SCTP socket (opened on its first port)."""
+        if self.responder is None:
+            sock = responder_socket(self.spec.netns or "")
+            self.responder = Responder(sock, self.identity, self._count)
+        self.responder.serve(port)
+
+    def _count(self) -> None:
+        self.answered += 1
+
     def close(self) -> None:
         for server in self.servers:
             server.close()
         for datagrams in self.datagram_transports:
             datagrams.abort()
+        if self.responder is not None:
+            self.responder.close()
         for transport in list(self.transports):
             transport.abort()  # type: ignore[attr-defined]
         self.transports.clear()
@@ -188,9 +218,14 @@ class _Server:
                     )
                     pod.datagram_transports.append(transport)
                     continue
-                sock = listening_socket(spec.address, port, spec.netns)
+                if mode == SCTP_MODE:
+                    pod.serve_sctp(port)
+                    continue
+                protocol = IPPROTO_SCTP if mode == SCTP_STREAM_MODE else 0
+                sock = listening_socket(spec.address, port, spec.netns, protocol=protocol)
+                speaks = "http" if mode == SCTP_STREAM_MODE else mode
                 server = await loop.create_server(
-                    functools.partial(_Connection, pod, mode), sock=sock
+                    functools.partial(_Connection, pod, speaks), sock=sock
                 )
                 pod.servers.append(server)
 

@@ -24,6 +24,12 @@ UDP (`Batch.protocol` "udp", `harness.local.udp`): a request is one datagram and
 a fresh request is a new flow (a source port no recent flow used), a kept-alive "connection" a
 flow that keeps its source port; a held UDP flow keeps its 5-tuple across steps (source port
 `held_port(number)`). `refused` is the ICMP port-unreachable of a REJECT.
+
+SCTP (`Batch.protocol` "sctp", `harness.local.sctp`): on a kernel without SCTP sockets a request
+is one INIT from a fresh source port on a raw socket and its INIT-ACK, whose cookie names the pod
+and the address it saw; `refused` is an ABORT or the ICMP port-unreachable of a REJECT. Every
+request is a new association, kept alive or not (a kept-alive batch keeps only its source
+address). On a kernel with SCTP sockets, a request is TCP's over an SCTP association.
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ from harness.errors import EnvironmentProblem
 from harness.local.names import netns_path
 from harness.local.netns import setns
 from harness.local.podserver import SOURCE_HEADER
+from harness.local.sctp import SCTP_MODE, probe, probe_socket, run_mode, stream_protocol
 from harness.local.udp import BIND_TRIES, ask, flow_socket, fresh_port, held_port
 from harness.model.objects import Backend
+from harness.protocols import SctpMode
 from harness.traffic import ErrorKind, Outcome
 
 BATCH_MARGIN_S = 5.0
@@ -120,7 +128,7 @@ class _Connection:
     @classmethod
     async def open(cls, batch: Batch, source: str | None) -> _Connection:
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, stream_protocol(batch.protocol))
         sock.setblocking(False)
         try:
             if source:
@@ -176,18 +184,50 @@ class _UdpFlow:
         raise AssertionError("unreachable")
 
     async def ask(self, request: bytes) -> Backend:
-        *identity, seen = (await ask(self.sock)).split(b" ") or [b""]
-        self.seen_source = seen.decode(errors="replace") if len(identity) == 2 else None
-        return parse_identity(b" ".join(identity))
+        backend, self.seen_source = parse_seen(await ask(self.sock))
+        return backend
 
     def close(self) -> None:
         self.sock.close()
 
 
-async def _open(batch: Batch, source: str | None) -> _Connection | _UdpFlow:
-    """A new connection (TCP) or flow (UDP) for `batch` from `source`."""
+class _SctpProbe:
+    """SCTP in raw mode in `_Connection`'s shape: `ask` sends one INIT from a fresh source port
+    and reads the INIT-ACK's cookie, `POD UID ADDRESS` (`seen_source`: the address the pod
+    saw); an ABORT or an ICMP port-unreachable is `refused`."""
+
+    def __init__(self, sock: socket.socket, port: int) -> None:
+        self.sock = sock
+        self.port = port
+        self.seen_source: str | None = None
+
+    @classmethod
+    def open(cls, batch: Batch, source: str | None) -> _SctpProbe:
+        return cls(probe_socket(source, batch.address), batch.port)
+
+    async def ask(self, request: bytes) -> Backend:
+        backend, self.seen_source = parse_seen(await probe(self.sock, fresh_port(), self.port))
+        return backend
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def parse_seen(answer: bytes) -> tuple[Backend, str | None]:
+    """The backend and the address the pod saw of a datagram answer, `POD UID ADDRESS` (the
+    address None when it is missing); a reset-like failure for anything else."""
+    *identity, seen = answer.split(b" ") or [b""]
+    backend = parse_identity(b" ".join(identity))
+    return backend, seen.decode(errors="replace") if len(identity) == 2 else None
+
+
+async def _open(batch: Batch, source: str | None) -> _Connection | _UdpFlow | _SctpProbe:
+    """A new connection (TCP; SCTP in socket mode), flow (UDP) or INIT prober (SCTP in raw
+    mode) for `batch` from `source`."""
     if batch.protocol == "udp":
         return _UdpFlow.open(batch, source)
+    if batch.protocol == SCTP_MODE and run_mode() == SctpMode.RAW:
+        return _SctpProbe.open(batch, source)
     return await _Connection.open(batch, source)
 
 
@@ -265,7 +305,7 @@ async def _one_fresh(batch: Batch, index: int, timer: Callable[[], float]) -> Ou
     """Request `index` of a fresh batch, on a connection of its own."""
     source = index % len(batch.sources) if batch.sources else 0
     started = timer()
-    connection: _Connection | _UdpFlow | None = None
+    connection: _Connection | _UdpFlow | _SctpProbe | None = None
     try:
         async with asyncio.timeout(batch.timeout_s):
             connection = await _open(batch, batch.source(index))
@@ -280,7 +320,7 @@ async def _one_fresh(batch: Batch, index: int, timer: Callable[[], float]) -> Ou
 
 
 async def _kept_alive(batch: Batch, timer: Callable[[], float]) -> list[Outcome]:
-    slots: list[_Connection | _UdpFlow | None] = [None] * batch.connections
+    slots: list[_Connection | _UdpFlow | _SctpProbe | None] = [None] * batch.connections
     outcomes = []
     began = timer()
     try:

@@ -110,6 +110,7 @@ class Protocol(StrEnum):
 
     TCP = "TCP"
     UDP = "UDP"
+    SCTP = "SCTP"
 
 
 @dataclass(frozen=True)

@@ -62,12 +62,15 @@ KERNEL_FEATURES: frozenset[str] = RELAYING_FEATURES | {
     "health-check-node-port",
     "external-ips",
     "topology",
+    "sctp",
 }
 """What the harness's kernel-rule proxies (iptables, nftables) declare: as kube-proxy, they keep
 the client's address (masquerading only hairpin traffic: KUBE-MARK-MASQ for `-s <endpoint IP>`
 on each endpoint chain), translate UDP too, program node ports, LoadBalancer ingress IPs and
 externalIPs with externalTrafficPolicy (`harness.proxies.iptables`, `harness.proxies.nftables`),
-serve healthCheckNodePorts (`harness.proxies.healthcheck`), and honour zone hints for the node's
+serve healthCheckNodePorts (`harness.proxies.healthcheck`), translate SCTP where the kernel
+tracks it (`-p sctp -m sctp --dport`, nft `th dport` keyed by `sctp`: the rules are
+protocol-generic, as kube-proxy's), and honour zone hints for the node's
 zone (`topology`: `harness.model.endpoints.categorize_endpoints`, which the shared plan's
 destinations come from)."""
 

@@ -62,6 +62,7 @@ from harness.local.outofwindow import Sent, send_out_of_window
 from harness.local.traffic import Batch, ClientAgent
 from harness.model.objects import PROXY_NODE, Backend, EndpointSlice, Pod, Service, run_nodes
 from harness.model.state import EXTERNAL_IP_CIDR, SERVICE_CIDR, ClusterState
+from harness.protocols import sctp_unsupported
 from harness.proxies.base import NodeContext, Proxy, SyncState
 from harness.proxies.failure import ProxyFailure, last_line
 from harness.proxies.userspace import UserspaceProxy
@@ -250,6 +251,13 @@ class LocalTarget:
         """Whether requests may come from inside a pod (`TrafficRequest.client_pod`): every pod
         has a namespace of its own, except on the loopback variant."""
         return not self.loopback
+
+    @property
+    def sends_sctp(self) -> bool:
+        """Whether the clients send SCTP (`harness.local.sctp`): where the kernel tracks SCTP
+        (`harness.protocols.sctp_unsupported`), except on the loopback variant (its pods share
+        the harness's namespace, where no raw SCTP responder may run). Reads files only."""
+        return not self.loopback and sctp_unsupported() is None
 
     @property
     def records_pod_node_ports(self) -> bool:

@@ -102,6 +102,7 @@ class ModelTarget:
     relays_connections = False
     sends_from_pods = True
     sends_udp = True
+    sends_sctp = True
     addresses_removed_ports = True
     node_names: tuple[str, ...] = NODES
     external_address: str | None = EXTERNAL_ADDRESS

@@ -192,7 +192,7 @@ def test_a_udp_probe_to_a_service_without_a_udp_port_is_one_line(
         {"kind": "create-service", "service": "svc-a", "selector": {"app": "web"},
          "protocol": "QUIC"},
         {"kind": "add-service-port", "service": "svc-a", "port_name": "x", "port": 53,
-         "target_port": "udp", "protocol": "SCTP"},
+         "target_port": "udp", "protocol": "DCCP"},
         {"kind": "set-port-protocol", "service": "svc-a", "port_name": "udp",
          "target_port": "udp", "protocol": "udp"},
         {"kind": "probe", "service": "svc-a", "protocol": 17},
@@ -202,12 +202,12 @@ def test_an_unknown_protocol_in_a_sequence_file_is_one_line(
     event: dict[str, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     err = replay(tmp_path, capsys, [DUAL[0].to_json(), event])
-    assert "protocol must be one of TCP, UDP, got" in err, err
+    assert "protocol must be one of TCP, UDP, SCTP, got" in err, err
 
 
 def test_an_unknown_protocol_is_a_usage_error_when_parsed() -> None:
-    with pytest.raises(UsageError, match="must be one of TCP, UDP, got 'SCTP'"):
-        event_from_json({"kind": "probe", "service": "svc-a", "protocol": "SCTP"})
+    with pytest.raises(UsageError, match="must be one of TCP, UDP, SCTP, got 'DCCP'"):
+        event_from_json({"kind": "probe", "service": "svc-a", "protocol": "DCCP"})
 
 
 @given(st.sampled_from([Protocol.TCP, Protocol.UDP]))

@@ -7,7 +7,6 @@ declare `multi-port` is never given a Service of several ports."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -27,7 +26,6 @@ from harness.events import (
 from harness.features import CORE_FEATURES, attribute_failure
 from harness.model.endpoints import expect
 from harness.model.objects import labels_of
-from harness.protocols import environment_notes, sctp_unsupported
 from harness.proxies.iptables import IptablesProxy
 from harness.runner import Runner
 from harness.strategies import EventSpace, event_sequences
@@ -112,18 +110,6 @@ def test_the_feature_is_declared_attributed_and_uncheckable_where_unsupported() 
     assert attribute_failure("availability", THREE_PORTS) == {"multi-port"}
 
     assert "multi-port-named" in uncheckable_features(ModelTarget(), CORE_FEATURES)
-
-
-def test_sctp_is_reported_unsupported_where_the_kernel_lacks_it(tmp_path: Path) -> None:
-    header = "protocol  size sockets  memory press maxhdr  slab module   cl co di ac io in de sh"
-    without, with_sctp = tmp_path / "without", tmp_path / "with"
-    without.write_text(f"{header}\nTCP 2432 3 5 no 320 yes kernel y y y y y y y y\n")
-    with_sctp.write_text(f"{header}\nSCTP 1344 0 -1 NI 0 yes sctp y y y y y y y y\n")
-    why = sctp_unsupported(without)
-    assert why is not None and why.startswith("unsupported by the environment")
-    assert sctp_unsupported(with_sctp) is None
-    assert "unreadable" in (sctp_unsupported(tmp_path / "missing") or "")
-    assert environment_notes("model") == {}  # the model runs on no kernel
 
 
 def test_the_terminating_fallback_is_decided_per_port() -> None:

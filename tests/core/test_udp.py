@@ -91,7 +91,7 @@ def test_udp_events_round_trip_and_a_bad_protocol_is_one_line() -> None:
     for event in (UDP_SERVICE, pod, CreateService("svc-b", WEB)):
         assert event_from_json(event.to_json()) == event
     bad = {**UDP_SERVICE.to_json(), "protocol": "QUIC"}
-    with pytest.raises(UsageError, match=r"protocol must be one of TCP, UDP, got 'QUIC'"):
+    with pytest.raises(UsageError, match=r"protocol must be one of TCP, UDP, SCTP, got 'QUIC'"):
         event_from_json(bad)
     ports = {(p.name, p.port, p.protocol) for p in pod.apply(ClusterState()).pod("p-0").ports}
     assert ports == {("http", 8080, "TCP"), ("udp", 8081, "UDP")}

@@ -36,7 +36,7 @@ Reconciling at a start (kube-proxy since v1.32: `pkg/proxy/conntrack/cleanup.go:
 CleanStaleEntries`, kubernetes PR #127318 for issue #126130, extended to Services without
 endpoints by PR #139629): the removals above are events, and a restarted proxy never saw the
 changes made while it was down, so its first sync lists the table once and deletes every
-**UDP** (and SCTP) entry whose original destination is a programmed Service port's VIP and port
+**UDP** entry whose original destination is a programmed Service port's VIP and port
 and whose reply source is not one of that port's current endpoints (also the untranslated ones,
 and all of a port without endpoints), and every translated UDP entry to a VIP in the Service
 range that no Service port programs any more (its Service was deleted meanwhile; upstream clears
@@ -55,7 +55,7 @@ alone leaves it: a client that keeps its 5-tuple keeps reaching the removed endp
 destination `ANY`, the node port, each external destination), and deleting one leaves out
 `--orig-dst` (`conntrack -D -p udp --orig-port-dst NODEPORT --reply-src POD ...`, upstream's
 `ClearEntriesForPortNAT`). When a node port gains its first external destinations (a new port,
-or one that had none), every UDP (and SCTP) entry of that port number goes (`node_ports_gained`:
+or one that had none), every UDP entry of that port number goes (`node_ports_gained`:
 `conntrack -D -p udp --orig-port-dst NODEPORT`, upstream's `ClearEntriesForPort`): entries made
 while nothing was programmed there are untranslated and would keep the flow off the new
 endpoints. A start's reconcile deletes every UDP entry to a node port (original destination
@@ -175,9 +175,14 @@ def flow_of(line: str) -> Flow | None:
         return None
 
 
-RECONCILED_PROTOCOLS = frozenset({"udp", "sctp"})
-"""The protocols whose stale entries a start reconciles (`CleanStaleEntries` handles UDP and
-SCTP; TCP entries end with their connections)."""
+RECONCILED_PROTOCOLS = frozenset({"udp"})
+"""The protocols whose stale entries a start reconciles and whose node-port entries go when the
+port gains destinations: UDP only, as kube-proxy's `CleanStaleEntries`
+(pkg/proxy/conntrack/cleanup.go since v1.32, the version this follows: "we are only interested
+in UDP services", "we only deal with UDP protocol entries"). Before it, `IsClearConntrackNeeded`
+(pkg/util/conntrack) cleared UDP and SCTP; SCTP was dropped with the reconciler. TCP and SCTP
+entries end with their connections and associations (the harness's SCTP probes abort theirs);
+the per-sync deletions of removed flows (`delete_command`) stay for every protocol."""
 
 
 def stale_flows(held: Iterable[Flow], plans: Iterable[PortPlan], service_cidr: str) -> set[Flow]:

@@ -1,0 +1,104 @@
+"""SCTP Services on the local cluster (issue 12 item 3), where the kernel tracks SCTP: the pods
+answer INITs on a raw socket, the clients probe with INITs (`harness.local.sctp`), and the
+iptables and nftables proxies program SCTP ports with the same rules as TCP's and UDP's.
+
+One sequence per proxy, replayed from a reset: an SCTP ClusterIP Service over 2 pods balances
+(every pod reached, each step judged by every property), is refused without endpoints (REJECT:
+ECONNREFUSED on the probe's connected raw socket), and an SCTP port and a TCP port of one number
+in one Service are independent (removing the TCP port leaves SCTP served); the kernel's
+conntrack table shows the probes' sctp entries. The disclosed mutant that programs SCTP ports as
+TCP is caught at the first step with endpoints (`CAUGHT_CHEAPER`,
+tests/local/test_dataplane_mutants.py)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+
+import pytest
+
+from harness.events import (
+    SCTP_PORT_NAME,
+    AddServicePort,
+    CreateService,
+    RemoveServicePort,
+    Scale,
+)
+from harness.local.names import netns_path
+from harness.local.traffic import Batch
+from harness.model.objects import Protocol, labels_of
+from harness.protocols import sctp_unsupported
+from harness.proxies.rules.conntrack import flow_of
+from harness.registry import TargetOptions, make_target
+from harness.runner import RunConfig, Runner, StepResult
+from harness.targets.local import LocalTarget
+from harness.traffic import CLIENTS, ErrorKind
+from tests.local.conftest import needs_root
+
+pytestmark = [
+    pytest.mark.netns,
+    needs_root,
+    pytest.mark.skipif(sctp_unsupported() is not None, reason="the kernel does not track SCTP"),
+]
+
+WEB = labels_of({"app": "web"})
+CONFIG = RunConfig(deadline_s=2.0)
+SCTP_SERVICE = CreateService("svc-a", WEB, SCTP_PORT_NAME, protocol=Protocol.SCTP)
+TCP_BESIDE = AddServicePort("svc-a", "tcp", 80, "http")  # TCP 80 beside SCTP 80
+
+
+def failures(results: list[StepResult]) -> list[str]:
+    return [f"{r.event}: {v.property}: {v.message}" for r in results for v in r.failures()]
+
+
+def sctp_answers(target: LocalTarget, runner: Runner, count: int = 24) -> Counter[str]:
+    """How each pod or error answered `count` fresh SCTP probes to svc-a's VIP on 80."""
+    vip = runner.model.services["svc-a"].cluster_ip
+    batch = Batch(vip, 80, count, timeout_s=0.5, parallel=True, protocol="sctp")
+    outcomes = target._agents[CLIENTS[0]].run(batch)
+    assert len(outcomes) == count
+    return Counter(o.backend.pod if o.backend else str(o.error) for o in outcomes)
+
+
+def sctp_entries(target: LocalTarget) -> list[str]:
+    """The sctp lines of the node's conntrack table."""
+    node = target._open_cluster().node_netns
+    listed = subprocess.run(
+        ["ip", "netns", "exec", node, "conntrack", "-L", "-p", "sctp"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert netns_path(node)  # a harness namespace, never the root one
+    return [line for line in listed.stdout.splitlines() if line.startswith("sctp")]
+
+
+@pytest.mark.parametrize("proxy", ["iptables", "nftables"])
+def test_an_sctp_service_balances_rejects_and_stands_beside_tcp(proxy: str, prefix: str) -> None:
+    target = make_target(f"local:{proxy}", TargetOptions(prefix=prefix))
+    assert isinstance(target, LocalTarget)
+    assert target.sends_sctp
+    target.open()
+    try:
+        runner = Runner(target, CONFIG)
+        runner.reset()
+        empty = runner.step(SCTP_SERVICE)
+        assert failures([empty]) == []
+        assert sctp_answers(target, runner, 4) == Counter({ErrorKind.REFUSED.value: 4})
+
+        served = runner.run([Scale("web", 2), TCP_BESIDE])
+        assert failures(served) == []
+        answered = sctp_answers(target, runner)
+        assert set(answered) == {"web-0", "web-1"}, answered  # every pod reached
+        vip = runner.model.services["svc-a"].cluster_ip
+        flows = {flow_of(line) for line in sctp_entries(target)}
+        pods = {pod.ip for pod in runner.model.pods.values()}
+        translated = {(f.cluster_ip, f.port, f.endpoint_ip, f.endpoint_port) for f in flows if f}
+        assert {(vip, 80, ip, 8080) for ip in pods} <= translated, flows  # DNATed, both pods
+
+        removed = runner.step(RemoveServicePort("svc-a", "tcp"))
+        assert failures([removed]) == []
+        assert set(sctp_answers(target, runner)) == {"web-0", "web-1"}  # SCTP 80 unaffected
+    finally:
+        target.close()
