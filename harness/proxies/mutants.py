@@ -71,6 +71,11 @@ one promise on real packets. The suite (and the rule oracle) must catch every on
   port, whatever the protocol), and failed the Conformance test "should serve endpoints on same
   port and different protocols" once kubernetes PR #120069 promoted it in v1.29
   (cilium/cilium#29913).
+- mutant-iptables-sctp-as-tcp (SCTP Services, issue 12 item 3): programs an SCTP Service port's
+  rules with `-p tcp -m tcp`, as a proxy that knows only TCP and UDP and takes anything else
+  for TCP would: an SCTP INIT to the VIP meets no rule and is routed on (into the node's sink),
+  so SCTP clients time out where they must connect or be refused, and a TCP client reaches the
+  SCTP port's pods (`availability`, `reject-when-empty`, `exact-balance`).
 - mutant-iptables-keeps-invalid (long-lived connections, kubernetes#74839): no `KUBE-FORWARD
   -m conntrack --ctstate INVALID -j DROP` although the node leaves `nf_conntrack_tcp_be_liberal`
   at 0, as kube-proxy before v1.14 (PR #74840): an out-of-window segment from a backend reaches
@@ -413,6 +418,19 @@ class PortIgnoresProtocolProxy(IptablesProxy):
         return tuple(by_number.values())
 
 
+class SctpAsTcpProxy(IptablesProxy):
+    name: ClassVar[str] = "mutant-iptables-sctp-as-tcp"
+    description: ClassVar[str] = (
+        "iptables that programs SCTP Service ports as TCP (`-p tcp`), so SCTP is never translated"
+    )
+
+    def plan(self, service: Service) -> tuple[PortPlan, ...]:
+        return tuple(
+            replace(plan, protocol="tcp") if plan.protocol == "sctp" else plan
+            for plan in super().plan(service)
+        )
+
+
 class KeepsInvalidProxy(IptablesProxy):
     name: ClassVar[str] = "mutant-iptables-keeps-invalid"
     description: ClassVar[str] = (
@@ -522,6 +540,7 @@ MUTANT_PROXIES: dict[str, type] = {
         WrongNodeProxy,
         ImmutableVipProxy,
         PortIgnoresProtocolProxy,
+        SctpAsTcpProxy,
         KeepsInvalidProxy,
         NodePortIgnoresLocalProxy,
         NodePortRejectsNoLocalProxy,

@@ -102,3 +102,18 @@ def test_an_sctp_service_balances_rejects_and_stands_beside_tcp(proxy: str, pref
         assert set(sctp_answers(target, runner)) == {"web-0", "web-1"}  # SCTP 80 unaffected
     finally:
         target.close()
+
+
+def test_the_mutant_programming_sctp_as_tcp_is_caught(prefix: str) -> None:
+    """Its SCTP port's rules match TCP: SCTP probes time out where they must be refused, then
+    where they must reach a pod."""
+    target = make_target("local:mutant-iptables-sctp-as-tcp", TargetOptions(prefix=prefix))
+    target.open()
+    try:
+        runner = Runner(target, RunConfig(deadline_s=0.5, request_timeout_s=0.3))
+        runner.reset()
+        found = failures(runner.run([SCTP_SERVICE, Scale("web", 2)]))
+    finally:
+        target.close()
+    assert any("reject-when-empty" in line for line in found), found
+    assert any("availability" in line for line in found), found

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from harness.events import ADMIN_PORT, DUAL_UDP_PORT, MULTI_PORTS, UDP_PORT_NAME
+from harness.events import ADMIN_PORT, DUAL_UDP_PORT, MULTI_PORTS, SCTP_PORT_NAME, UDP_PORT_NAME
 from harness.model.objects import SERVICE_PROXY_NAME_LABEL, Backend, EndpointPort, EndpointSlice
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.mutants import MUTANT_PROXIES
@@ -141,6 +141,19 @@ def zone_hinted(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
     return proxy.reachability(svc, "http", CLIENT), (False, wanted)
 
 
+def sctp_port(proxy: KernelRuleProxy) -> tuple[Reachability, Wanted]:
+    """A Service whose port 80 is SCTP, to the pods' `sctp` port: a new association's INIT
+    balances over its endpoints."""
+    first = replace(service().ports[0], protocol="SCTP", target_port=SCTP_PORT_NAME)
+    svc = dataclasses.replace(service(), ports=(first,))
+    endpoints = [endpoint(2), endpoint(3)]
+    sctp = EndpointPort("http", PORT.port, "SCTP")
+    proxy.on_service_add(svc)
+    proxy.on_endpoint_slice_add(EndpointSlice(svc.name, (sctp,), tuple(endpoints), name="web-0"))
+    proxy.sync()
+    return proxy.reachability(svc, "http", CLIENT), (False, expected(svc, endpoints))
+
+
 CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-iptables-wrong-probability": (IptablesProxy, three_endpoints),
     "mutant-iptables-never-removes": (IptablesProxy, one_removed),
@@ -154,6 +167,7 @@ CASES: dict[str, tuple[type[KernelRuleProxy], Scenario]] = {
     "mutant-iptables-first-port-only": (IptablesProxy, second_port),
     "mutant-iptables-ignores-opt-out": (IptablesProxy, opted_out),
     "mutant-iptables-port-ignores-protocol": (IptablesProxy, same_number_on_tcp_and_udp),
+    "mutant-iptables-sctp-as-tcp": (IptablesProxy, sctp_port),
     "mutant-iptables-ignores-topology": (IptablesProxy, zone_hinted),
 }
 ELSEWHERE = {
