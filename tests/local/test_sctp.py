@@ -27,12 +27,14 @@ from harness.events import (
 from harness.local.names import netns_path
 from harness.local.traffic import Batch
 from harness.model.objects import Protocol, labels_of
-from harness.protocols import sctp_unsupported
+from harness.protocols import SCTP_FEATURE, environment_notes, sctp_unsupported
 from harness.proxies.rules.conntrack import flow_of
 from harness.registry import TargetOptions, make_target
 from harness.runner import RunConfig, Runner, StepResult
+from harness.targets.base import target_features
 from harness.targets.local import LocalTarget
 from harness.traffic import CLIENTS, ErrorKind
+from harness.udp_support import generates_sctp
 from tests.local.conftest import needs_root
 
 pytestmark = [
@@ -102,6 +104,21 @@ def test_an_sctp_service_balances_rejects_and_stands_beside_tcp(proxy: str, pref
         assert set(sctp_answers(target, runner)) == {"web-0", "web-1"}  # SCTP 80 unaffected
     finally:
         target.close()
+
+
+@pytest.mark.parametrize(
+    ("spec", "supported"),
+    [("local:iptables", True), ("local:nftables", True), ("local:userspace", False)],
+)
+def test_the_features_report_says_sctp_where_the_proxy_translates_it(
+    spec: str, supported: bool, prefix: str
+) -> None:
+    """Here (a kernel that tracks SCTP, without SCTP sockets) `sctp` has no environment note:
+    the kernel proxies declare it and send it, the relaying ones do not declare it."""
+    target = make_target(spec, TargetOptions(prefix=prefix))  # not opened: nothing is made
+    assert environment_notes(spec) == {}
+    assert (SCTP_FEATURE in target_features(target)[0]) == supported
+    assert generates_sctp(target) == supported
 
 
 def test_the_mutant_programming_sctp_as_tcp_is_caught(prefix: str) -> None:
