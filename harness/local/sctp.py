@@ -260,9 +260,7 @@ class Responder:
         for _ in range(64):  # bounded per wake-up; the loop calls again while more wait
             try:
                 yield self.sock.recv(MAX_PACKET_BYTES)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # nothing more waiting (EAGAIN), or the socket is gone
                 return
 
     def close(self) -> None:

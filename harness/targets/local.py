@@ -836,11 +836,19 @@ class LocalTarget:
         return self._open_cluster().service_address(service.cluster_ip, port)
 
     def _protocol(self, request: TrafficRequest) -> str:
-        """The request's Service port's protocol, lower case (`_destination` checked it)."""
+        """The request's Service port's protocol, lower case (`_destination` checked it);
+        UsageError (one line) for an SCTP port where the target does not send SCTP."""
         if request.removed_port is not None:
             return request.removed_port[1].lower()
         service = self._vips[request.service]
-        return next(p.protocol for p in service.ports if p.name == request.port).lower()
+        protocol = next(p.protocol for p in service.ports if p.name == request.port).lower()
+        if protocol == "sctp" and not self.sends_sctp:
+            raise UsageError(
+                f"Service {request.service!r} port {request.port!r} is SCTP, which this target"
+                f" cannot send: {'local:loopback' if self.loopback else sctp_unsupported()};"
+                " replay it on local:iptables or local:nftables where the kernel tracks SCTP"
+            )
+        return protocol
 
     def _open_cluster(self) -> RunCluster:
         if self.cluster is None:

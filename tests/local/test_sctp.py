@@ -17,6 +17,7 @@ from collections import Counter
 
 import pytest
 
+from harness.errors import UsageError
 from harness.events import (
     SCTP_PORT_NAME,
     AddServicePort,
@@ -119,6 +120,21 @@ def test_the_features_report_says_sctp_where_the_proxy_translates_it(
     assert environment_notes(spec) == {}
     assert (SCTP_FEATURE in target_features(target)[0]) == supported
     assert generates_sctp(target) == supported
+
+
+def test_sctp_on_the_loopback_variant_is_one_usage_line(prefix: str) -> None:
+    """Its pods share the harness's namespace, where no raw SCTP responder or probe may run: a
+    replayed SCTP Service is refused as bad input, nothing sent."""
+    target = make_target("local:loopback", TargetOptions(prefix=prefix))
+    assert isinstance(target, LocalTarget) and not target.sends_sctp
+    target.open()
+    try:
+        runner = Runner(target, CONFIG)
+        runner.reset()
+        with pytest.raises(UsageError, match="is SCTP, which this target cannot send"):
+            runner.step(SCTP_SERVICE)
+    finally:
+        target.close()
 
 
 def test_the_mutant_programming_sctp_as_tcp_is_caught(prefix: str) -> None:
