@@ -797,10 +797,11 @@ class LocalTarget:
         the pods (`harness.local.counting`): for samples too large to send one by one. Bounded
         by `request.count * request.timeout_s`."""
         address, port = self._destination(request)
-        if self._protocol(request) == "udp":
+        protocol = self._protocol(request)
+        if protocol in ("udp", "sctp"):
             raise UsageError(
-                f"Service {request.service!r} port {request.port!r} is UDP; counting at the pods"
-                " (wrk) is for TCP only: send a sample instead"
+                f"Service {request.service!r} port {request.port!r} is {protocol.upper()};"
+                " counting at the pods (wrk) is for TCP only: send a sample instead"
             )
         cluster = self._open_cluster()
         backends = {h.key: Backend(h.pod, h.uid) for h in self._handles.values()}

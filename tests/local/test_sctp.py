@@ -34,7 +34,7 @@ from harness.registry import TargetOptions, make_target
 from harness.runner import RunConfig, Runner, StepResult
 from harness.targets.base import target_features
 from harness.targets.local import LocalTarget
-from harness.traffic import CLIENTS, ErrorKind
+from harness.traffic import CLIENTS, ErrorKind, TrafficRequest
 from harness.udp_support import generates_sctp
 from tests.local.conftest import needs_root
 
@@ -92,6 +92,8 @@ def test_an_sctp_service_balances_rejects_and_stands_beside_tcp(proxy: str, pref
 
         served = runner.run([Scale("web", 2), TCP_BESIDE])
         assert failures(served) == []
+        traced = [v.message for v in served[0].verdicts if v.property == "exact-balance"]
+        assert traced == ["svc-a: programmed rules match the model"]  # the rule tracer follows SCTP
         answered = sctp_answers(target, runner)
         assert set(answered) == {"web-0", "web-1"}, answered  # every pod reached
         vip = runner.model.services["svc-a"].cluster_ip
@@ -99,6 +101,9 @@ def test_an_sctp_service_balances_rejects_and_stands_beside_tcp(proxy: str, pref
         pods = {pod.ip for pod in runner.model.pods.values()}
         translated = {(f.cluster_ip, f.port, f.endpoint_ip, f.endpoint_port) for f in flows if f}
         assert {(vip, 80, ip, 8080) for ip in pods} <= translated, flows  # DNATed, both pods
+
+        with pytest.raises(UsageError, match="is SCTP; counting at the pods"):
+            target.tally(TrafficRequest(service="svc-a", count=10))  # wrk speaks TCP only
 
         removed = runner.step(RemoveServicePort("svc-a", "tcp"))
         assert failures([removed]) == []
