@@ -351,14 +351,15 @@ TCP and UDP keep their coverage)."""
 
 def _with_sctp(services: st.SearchStrategy[Event], space: EventSpace) -> st.SearchStrategy[Event]:
     """With `space.makes_sctp` (and not `udp_only`, an aim at UDP), one Service in `SCTP_ODDS`
-    is made SCTP, targeting the pods' `sctp` port; without it, the strategy as it was (no
-    extra draw)."""
+    is made SCTP, targeting the pods' `sctp` port (the last of the draw's values, so that
+    shrinking, toward the first, keeps a failure's Services as they were drawn before SCTP);
+    without it, the strategy as it was (no extra draw)."""
     if not space.makes_sctp or space.udp_only:
         return services
     return st.tuples(services, st.integers(0, SCTP_ODDS - 1)).map(
         lambda drawn: (
             replace(drawn[0], protocol=Protocol.SCTP, target_port=SCTP_PORT_NAME)
-            if drawn[1] == 0 and isinstance(drawn[0], CreateService)
+            if drawn[1] == SCTP_ODDS - 1 and isinstance(drawn[0], CreateService)
             else drawn[0]
         )
     )
