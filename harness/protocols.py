@@ -84,19 +84,25 @@ KUBE_TOPOLOGY = (
     " against the model's zone per node (node-1 zone-a, node-2 zone-b, ...)"
 )
 """The kube target's note on `topology` (`KubeTarget.features`)."""
+KUBE_SCTP = (
+    "unsupported by the environment: the kube target's clients speak HTTP over TCP only, so it"
+    " sends no SCTP (and a cluster's nodes must track SCTP for a proxy to translate it)"
+)
+"""The kube target's note on `sctp` (`KubeTarget.features`)."""
 
 
 def environment_notes(target: str) -> Mapping[str, str]:
     """Features the environment of `target` cannot carry, with why: SCTP on a `local:` target
     whose kernel does not track SCTP (`sctp_unsupported`); LoadBalancer on a real cluster
     without a controller (`kube`, `KUBE_LOAD_BALANCER`) and externalIPs there
-    (`KUBE_EXTERNAL_IPS`). Other targets run on no kernel of their own (the model): nothing is
-    said of them."""
+    (`KUBE_EXTERNAL_IPS`), SCTP there (`KUBE_SCTP`). Other targets run on no kernel of their own
+    (the model): nothing is said of them."""
     if target == "kube":
         return {
             "load-balancer": KUBE_LOAD_BALANCER,
             "external-ips": KUBE_EXTERNAL_IPS,
             "topology": KUBE_TOPOLOGY,
+            SCTP_FEATURE: KUBE_SCTP,
         }
     if not target.startswith("local"):
         return {}

@@ -635,10 +635,17 @@ class KubeTarget:
         routes them to a chosen node (`harness.protocols.KUBE_EXTERNAL_IPS`); none is drawn and
         `set-external-ips` is refused (`apply`). Nor `topology`: a cluster's controller hints
         endpoints by its nodes' `topology.kubernetes.io/zone` labels, which the harness neither
-        sets nor checks against the model's zones (`harness.protocols.KUBE_TOPOLOGY`). Pure."""
-        from harness.features import ALL_FEATURES, EXTERNAL_IPS, LOAD_BALANCER, TOPOLOGY
+        sets nor checks against the model's zones (`harness.protocols.KUBE_TOPOLOGY`). Nor
+        `sctp`: the clients speak HTTP over TCP only (`harness.protocols.KUBE_SCTP`). Pure."""
+        from harness.features import (
+            ALL_FEATURES,
+            EXTERNAL_IPS,
+            LOAD_BALANCER,
+            SCTP_FEATURE,
+            TOPOLOGY,
+        )
 
-        return ALL_FEATURES - {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY}
+        return ALL_FEATURES - {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY, SCTP_FEATURE}
 
     # -- the nodes' host networks as clients (harness.kube.external) ---------------------------
     def _start_host_clients(self, cluster: Cluster) -> None:
