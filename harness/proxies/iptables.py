@@ -75,7 +75,7 @@ from typing import ClassVar
 
 from harness.model.objects import Destination
 from harness.proxies.base import KERNEL_FEATURES
-from harness.proxies.rules.commands import run_in_netns
+from harness.proxies.rules.commands import run_in_netns, transaction_timeout_s
 from harness.proxies.rules.invalid import FORWARD_COMMENT
 from harness.proxies.rules.iptables_save import Table, parse_iptables_save
 from harness.proxies.rules.iptables_trace import IptablesRuleset
@@ -413,7 +413,12 @@ class IptablesProxy(KernelRuleProxy):
 
     # -- the kernel -----------------------------------------------------------------------------
     def apply(self, payload: str) -> None:
-        run_in_netns(self.netns, ["iptables-restore", "--noflush"], stdin=payload)
+        run_in_netns(
+            self.netns,
+            ["iptables-restore", "--noflush"],
+            stdin=payload,
+            timeout_s=transaction_timeout_s(payload),
+        )
 
     def setup(self) -> None:
         """SETUP in one restore, over what an earlier instance left without a moment's change
