@@ -3,7 +3,8 @@
 - `PodDatagrams` (`--pods cluster`): the bounded nc loop of `harness.kube.udp`, exec'd in the
   client pod `request.client` names (`harness-client-N`); a held flow is a source port of its
   own (`harness.local.udp.held_port`) asked again by a later exec from the same pod, so its
-  5-tuple, and with it its conntrack entry, is the same every time.
+  5-tuple, and with it its conntrack entry, is the same every time (also from a hostNetwork
+  client pod to another node's node port: `hold_from`).
 - `NamespaceDatagrams` (`--pods local`): the kubelet-less mode runs its clients as the local
   cluster's client namespaces, whose machine need not have `nc`; the local cluster's own UDP
   client (`harness.local.traffic.ClientAgent`, one per client namespace, started on first use)
@@ -22,7 +23,7 @@ from typing import Any
 from harness.clock import Clock
 from harness.errors import EnvironmentProblem, UsageError
 from harness.kube.traffic import Exec
-from harness.kube.udp import run_udp
+from harness.kube.udp import UDP, send_batch
 from harness.local.udp import held_port
 from harness.traffic import ErrorKind, Outcome, TrafficRequest, TrafficSample
 
@@ -41,13 +42,17 @@ class PodDatagrams:
     def send(self, request: TrafficRequest, address: str, port: int) -> TrafficSample:
         """One batch of fresh flows from `request.client`'s pod to `address:port`."""
         pod = self._pod_name(request.client)
-        return run_udp(self._exec, pod, request, address, port, self._clock)
+        return send_batch(self._exec, pod, request, address, port, self._clock, UDP)
 
     def hold(self, client: str, address: str, port: int, timeout_s: float) -> tuple[int, Outcome]:
         """Open a held flow from `client`'s pod to `address:port` from a source port of its
         own, ask once: its number and the outcome (kept whatever it got)."""
+        return self.hold_from(self._pod_name(client), address, port, timeout_s)
+
+    def hold_from(self, pod: str, address: str, port: int, timeout_s: float) -> tuple[int, Outcome]:
+        """`hold` from the pod `pod` itself (a hostNetwork client, to a node port)."""
         number = next(self._numbers)
-        self._held[number] = (self._pod_name(client), held_port(number), address, port)
+        self._held[number] = (pod, held_port(number), address, port)
         return number, self.ask_held(number, timeout_s)
 
     def ask_held(self, number: int, timeout_s: float) -> Outcome:
@@ -57,7 +62,9 @@ class PodDatagrams:
             return Outcome(None, ErrorKind.RESET, 0.0, number)
         pod, source_port, address, port = found
         request = TrafficRequest("held", count=1, timeout_s=timeout_s)
-        sample = run_udp(self._exec, pod, request, address, port, self._clock, ports=[source_port])
+        sample = send_batch(
+            self._exec, pod, request, address, port, self._clock, UDP, ports=[source_port]
+        )
         (outcome,) = sample.outcomes
         return Outcome(outcome.backend, outcome.error, outcome.latency_ms, number)
 

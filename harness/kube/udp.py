@@ -168,20 +168,30 @@ def _elapsed_ms(started: str, ended: str, timeout_s: float) -> float:
         return timeout_s * 1000
 
 
-def run_udp(
+def send_batch(
     exec_function: Exec,
     where: str,
     request: TrafficRequest,
     address: str,
     port: int,
     clock: Clock,
+    protocol: str = TCP,
     report_source: bool = False,
     ports: Sequence[int] | None = None,
 ) -> TrafficSample:
-    """Send `request` as UDP flows through `exec_function` in `where` (a client pod) and report
-    every request, timed on `clock`: fresh flows from `fresh_ports`, or from the given source
-    `ports` (a held flow's). Kept-alive requests are fresh flows too (a UDP request has no
-    connection to keep); `sources` other than the client's own are not offered here."""
+    """One batch of `protocol` (a Service port's) from `where` (a client pod) to
+    `address:port`, each request reported, timed on `clock`: TCP through `traffic.run_batch`'s
+    curl loop; UDP as flows through the nc loop, fresh ones from `fresh_ports` or from the given
+    source `ports` (a held flow's). Kept-alive UDP requests are fresh flows too (a UDP request
+    has no connection to keep); `sources` other than the client's own are not offered. UsageError
+    (one line) for any other protocol: the kube target's clients speak TCP and UDP only."""
+    if protocol == TCP:
+        return run_batch(exec_function, where, request, address, port, clock, report_source)
+    if protocol != UDP:
+        raise UsageError(
+            f"the kube target's clients send TCP and UDP only, not {protocol!r}: drop the"
+            " Service port of that protocol (sctp is unsupported on the kube target)"
+        )
     chosen = list(ports) if ports is not None else fresh_ports(request.count)
     if not chosen:
         now_s = clock.now()
@@ -196,27 +206,4 @@ def run_udp(
         request,
         clock,
         lambda output: parse_output(output, chosen, request.timeout_s),
-    )
-
-
-def send_batch(
-    exec_function: Exec,
-    where: str,
-    request: TrafficRequest,
-    address: str,
-    port: int,
-    clock: Clock,
-    protocol: str = TCP,
-    report_source: bool = False,
-) -> TrafficSample:
-    """One batch of `protocol` (a Service port's: TCP through `traffic.run_batch`'s curl loop,
-    UDP through the nc loop) from `where` to `address:port`. UsageError (one line) for any
-    other protocol: the kube target's clients speak TCP and UDP only."""
-    if protocol == TCP:
-        return run_batch(exec_function, where, request, address, port, clock, report_source)
-    if protocol == UDP:
-        return run_udp(exec_function, where, request, address, port, clock, report_source)
-    raise UsageError(
-        f"the kube target's clients send TCP and UDP only, not {protocol!r}: drop the Service"
-        f" port of that protocol (sctp is unsupported on the kube target)"
     )

@@ -58,7 +58,7 @@ from harness.events import (
 )
 from harness.kube.api import MERGE_PATCH, Cluster, connect
 from harness.kube.datagrams import NamespaceDatagrams, PodDatagrams
-from harness.kube.external import HostClients, host_clients_problem, switch
+from harness.kube.external import HostClients, host_clients_problem, outside_of, switch
 from harness.kube.healthprobe import in_model_terms
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
@@ -648,6 +648,33 @@ class KubeTarget:
         if found is None or port is None or port.protocol != UDP:
             return None, Outcome(None, ErrorKind.OTHER, 0.0, 0)
         return self._udp().hold(client, self._cluster_ip(service), port.port, timeout_s)
+
+    def hold_node_port(
+        self, service: str, node: str, timeout_s: float
+    ) -> tuple[int | None, Outcome]:
+        """Hold a UDP flow from outside to `node`'s InternalIP on the node port of the Service's
+        port `http`: from the hostNetwork client on another node (`harness.kube.external`), a
+        fixed source port, asked again by later execs there (`harness.longlived`). UsageError
+        without hostNetwork clients (`external_unsupported`), for a port that is not UDP or has
+        no node port. Bounded by `timeout_s`."""
+        self._check()
+        found = self.state.services.get(service)
+        port = next((p for p in found.ports if p.name == HELD_PORT), None) if found else None
+        if port is None or port.protocol != UDP or port.node_port is None:
+            raise UsageError(
+                f"Service {service!r} has no UDP port {HELD_PORT!r} with a node port to hold a"
+                " flow to"
+            )
+        if self._host is None:
+            raise UsageError(
+                f"the kube target cannot send from outside: {self.external_unsupported}"
+            )
+        datagrams = self._udp()
+        if not isinstance(datagrams, PodDatagrams):
+            raise UsageError("only the client pods hold flows to node ports")
+        sender = self._host.pod_name(outside_of(self._host.names, node))
+        address = self._host.addresses[node]
+        return datagrams.hold_from(sender, address, port.node_port, timeout_s)
 
     def ask_held(self, number: int, timeout_s: float) -> Outcome:
         """One datagram on held flow `number` (RESET for an unknown number)."""

@@ -15,17 +15,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import pytest
+from fakecluster import FakeCluster
 from mockapi import MockApiServer
 from test_external import Answers, answered_target
+from test_standin import _target as standin_target
+from test_standin import needs_netns, standin_command
 
 from harness.errors import UsageError
-from harness.events import CreatePod, CreateService, SetServiceType
+from harness.events import CreatePod, CreateService, DeletePod, Scale, SetReady, SetServiceType
 from harness.kube.api import Cluster
 from harness.kube.objects import Placement, pod_manifest
 from harness.kube.udp import FRESH_PORTS, build_command, fresh_ports, parse_output, send_batch
 from harness.model.objects import ContainerPort, Protocol, ServiceType, labels_of
 from harness.model.state import ClusterState
 from harness.protocols import KUBE_SCTP, environment_notes
+from harness.runner import RunConfig, Runner
 from harness.targets.kube import KubeTarget
 from harness.traffic import ErrorKind, TrafficRequest
 from harness.udp_support import generates_udp
@@ -207,5 +211,49 @@ def test_held_flows_keep_their_source_port_and_the_pod_they_left_from(
     assert first_pod == "harness-client-2" and "for p in 12345;" in first
     tcp_number, tcp = target.hold("web", "client-1", 1.0)  # no TCP connection outlives an exec
     assert tcp_number is None and tcp.error == ErrorKind.OTHER
+    with pytest.raises(UsageError, match="no UDP port 'http' with a node port"):
+        target.hold_node_port("dns", "node-1", 1.0)  # a ClusterIP Service has none
+    target.apply(SetServiceType("dns", ServiceType.NODE_PORT))
+    node_port = target.state.services["dns"].ports[0].node_port
+    outside, _ = target.hold_node_port("dns", "node-1", 1.0)
+    pod, script = datagrams.loops[-1]
+    assert pod == f"{target.prefix}-host-node-2" and f"172.18.0.3 {node_port}" in script
+    assert target.ask_held(outside, 1.0).error == ErrorKind.TIMEOUT
+    assert datagrams.loops[-1] == (pod, script)  # the same flow: the same pod and source port
     target.release_held()
     assert target.ask_held(number, 1.0).error == ErrorKind.RESET
+
+
+# -- --pods local end to end: root, network namespaces (item 3) ----------------------------------
+@needs_netns
+@pytest.mark.netns
+def test_udp_services_pass_on_the_standin_in_the_kubelet_less_mode(
+    mock_api: MockApiServer, cluster: Cluster
+) -> None:
+    """A fixed sequence on the kube target with `--pods local` and the stand-in proxy: a UDP
+    Service gets two endpoints (fresh flows reach both, held flows are opened), one is made
+    unready (held flows on it move, none stale), the other killed (refused at once: REJECT
+    for UDP too). Every verdict holds, the held flows were judged through the changes, and
+    fresh UDP flows reached the pods through the node's rules, from the client namespaces."""
+    sequence = [
+        CreateService("dns", WEB, target_port="udp", protocol=Protocol.UDP),
+        Scale("web", 2),
+        SetReady("web-0", False),
+        DeletePod("web-1", grace_s=0),
+    ]
+    target = standin_target(cluster, standin_command("--proxy-mode iptables"))
+    with FakeCluster(mock_api.url, kubelet=False):
+        target.open()
+        try:
+            assert generates_udp(target)
+            runner = Runner(target, RunConfig())
+            runner.reset()
+            results = runner.run(sequence)
+        finally:
+            target.close()
+    assert [(v.property, v.message) for r in results for v in r.failures()] == []
+    judged = {v.property for r in results for v in r.verdicts}
+    assert {"no-stale-traffic", "reject-when-empty", "long-lived-connections"} <= judged
+    assert any("udp-flow-through-change" in r.checked for r in results)
+    held = [c for record in runner.history for c in record.get("long_lived", [])]
+    assert held and all(c.get("protocol") == "UDP" for c in held)
