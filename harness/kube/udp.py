@@ -15,7 +15,9 @@ ports, no socket the kernel handed out holds one.
 
 One request: `echo hostname | timeout T nc -u -W 1 -w W -p PORT IP PORT`, which prints the one
 answer datagram and exits (`-W 1`), and then, with `report_source`, `clientip` from the same
-source port (the same flow, so the same pod). Classified from the exit code and the answer:
+source port (the same flow, so the same pod). T is the request timeout in whole seconds, rounded
+up (`whole_seconds`: busybox's `timeout` counts whole seconds), W two seconds more. Classified
+from the exit code and the answer:
 
 - an answer: the backend (`traffic.parse_answer`);
 - nothing and exit 0: nc ended by itself before the timeout, which for a connected UDP socket
@@ -106,8 +108,8 @@ def build_command(
             f"bad UDP request to {address}:{port} from ports {list(ports)} within {timeout_s}s:"
             " ports must be 1..65535 and the timeout positive"
         )
-    idle_s = math.ceil(timeout_s) + 2  # nc's own idle timeout, always after `timeout`'s
-    nc = f"timeout {timeout_s:g} nc -u -W 1 -w {idle_s} -p $1 {ip} {port} 2>/dev/null"
+    wait_s = whole_seconds(timeout_s)
+    nc = f"timeout {wait_s} nc -u -W 1 -w {wait_s + 2} -p $1 {ip} {port} 2>/dev/null"
     ask_source = (
         f's=$(echo clientip | {nc}); [ -n "$s" ] || s={NO_VALUE}; ' if report_source else ""
     )
@@ -120,6 +122,13 @@ def build_command(
     send = "r $p &" if parallel else "r $p;"
     loop = f"for p in {each}; do {send} done; wait"
     return ["/bin/sh", "-c", f"{one}{loop}; true"]
+
+
+def whole_seconds(timeout_s: float) -> int:
+    """The request timeout as `timeout` is given it: whole seconds, rounded up (busybox's
+    `timeout` counts whole seconds: 1.35 reads `1.5` as 1 and waits 1 s for `0.2`), so a flow
+    waits at least `timeout_s`, and less than a second more."""
+    return max(1, math.ceil(timeout_s))
 
 
 def parse_output(output: str, ports: Sequence[int], timeout_s: float) -> list[Outcome]:
@@ -199,7 +208,8 @@ def send_batch(
     parallel = request.parallel and not request.keep_alive
     argv = build_command(chosen, address, port, request.timeout_s, report_source, parallel)
     asks = 2 if report_source else 1
-    budget_s = (1 if parallel else len(chosen)) * request.timeout_s * asks + EXEC_OVERHEAD_S
+    wait_s = whole_seconds(request.timeout_s)
+    budget_s = (1 if parallel else len(chosen)) * wait_s * asks + EXEC_OVERHEAD_S
     return exec_sample(
         exec_function,
         (where, argv, budget_s),

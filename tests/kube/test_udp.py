@@ -60,10 +60,12 @@ def test_the_script_sends_hostname_from_each_chosen_port_within_the_timeout() ->
     argv = build_command([21001, 21002], "10.96.0.7", 80, 1.5, report_source=True)
     assert argv[:2] == ["/bin/sh", "-c"]
     script = argv[-1]
-    assert "echo hostname | timeout 1.5 nc -u -W 1 -w 4 -p $1 10.96.0.7 80" in script
-    assert "echo clientip | timeout 1.5 nc" in script  # the same flow: the same source port
+    assert "echo hostname | timeout 2 nc -u -W 1 -w 4 -p $1 10.96.0.7 80" in script
+    assert "echo clientip | timeout 2 nc" in script  # the same flow: the same source port
     assert "for p in 21001 21002; do r $p; done" in script
     assert "echo clientip" not in build_command([21001], "10.96.0.7", 80, 1.5)[-1]
+    brief = build_command([21001], "10.96.0.7", 80, 0.2)[-1]  # busybox counts whole seconds
+    assert "timeout 1 nc -u -W 1 -w 3 " in brief
     parallel = build_command([21001, 21002], "10.96.0.7", 80, 1.5, parallel=True)[-1]
     assert "do r $p & done; wait" in parallel
 
