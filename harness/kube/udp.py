@@ -48,6 +48,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import math
+import secrets
 from collections.abc import Sequence
 
 from harness.clock import Clock
@@ -74,12 +75,14 @@ TIMED_OUT = frozenset({124, 137, 143})
 NO_VALUE = "-"
 CLOCK = "${EPOCHREALTIME:-$(date +%s)}"
 
-_fresh = itertools.count()
+_fresh = itertools.count(secrets.randbelow(len(FRESH_PORTS)))
 
 
 def fresh_ports(count: int) -> list[int]:
     """The next `count` source ports for fresh flows, in turn over `FRESH_PORTS`; one sequence
-    for the whole process (`itertools.count` is atomic)."""
+    for the whole process (`itertools.count` is atomic), starting at a random port, so a run
+    started right after another does not send from the ports whose entries the last one left
+    (a hostNetwork client's address and a node port are the same from run to run)."""
     return [FRESH_PORTS[next(_fresh) % len(FRESH_PORTS)] for _ in range(count)]
 
 

@@ -170,10 +170,15 @@ def _records(script: str, line: str) -> str:
 def test_a_udp_service_port_is_sent_to_with_nc_from_the_client_pod(
     opened: tuple[KubeTarget, Answers, Cluster],
 ) -> None:
-    target, datagrams, _ = opened
+    target, datagrams, cluster = opened
     assert target.sends_udp and generates_udp(target)  # the search draws UDP Services here
     target.apply(CreateService("dns", WEB, target_port="udp", protocol=Protocol.UDP))
     target.apply(CreatePod("web-a", WEB, udp_port=8080))
+    written = cluster.core.read_namespaced_pod("web-a", target.namespace).spec.containers[0]
+    assert "--udp-port=8080" in written.command[-1]  # the API's pod serves its UDP port
+    assert [(p.name, p.protocol) for p in written.ports] == [("http", "TCP"), ("udp", "UDP")]
+    service = cluster.core.list_namespaced_service(target.namespace).items[0]
+    assert [(p.port, p.protocol, p.target_port) for p in service.spec.ports] == [(80, "UDP", "udp")]
     datagrams.answer = lambda pod, script: _records(script, "= {port} 0 1.0 1.002 web-a--u1 -\n")
     sample = target.send(TrafficRequest("dns", count=3, timeout_s=1.0))
     pod, script = datagrams.loops[-1]
