@@ -32,7 +32,8 @@ transfer failed, so a failed connect is still one attempt. The address becomes t
 does not answer `/clientip` with an address leaves it unknown (None), never an error.
 
 `build_command` and `parse_output` are pure; `ClientPods` creates, waits for and execs into the
-client pods. Traffic goes only to Service VIPs from pods in the harness's namespace.
+client pods. Traffic goes only to Service VIPs from pods in the harness's namespace. A UDP
+Service port gets an `nc` loop instead (`harness.kube.udp`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,12 @@ writes); the runtime (`harness.kube.runtime`) then does what a kubelet would not
 EndpointSlice watch; traffic runs from client pods (or client namespaces) to the Service's
 ClusterIP. Deadlines are the runner's (default 30 s, the e2e `KubeProxyEndpointLagTimeout`).
 
+A UDP Service port is sent to with bounded `nc` loops from the same clients (`sends_udp`;
+`harness.kube.udp`, `harness.kube.datagrams`: one fresh source port per flow; with `--pods local`
+the client namespaces' own UDP client), and held UDP flows (`hold`, `hold_node_port`: a fixed
+source port asked again by each later exec) make the target a `ConnectionHolder` for UDP only:
+no TCP connection outlives an exec. SCTP is not sent (`harness.protocols.KUBE_SCTP`).
+
 With `--pods cluster` on two or more nodes it also has a hostNetwork client pod on every mapped
 node (`harness.kube.external`): NodePort traffic from outside a node (`external_node`: the client
 on another node sends to the node's InternalIP), and a node's host network as a client
