@@ -49,18 +49,27 @@ KUBE_TOPOLOGY = (
     " against the model's zone per node (node-1 zone-a, node-2 zone-b, ...)"
 )
 """The kube target's note on `topology` (`KubeTarget.features`)."""
+KUBE_SCTP = (
+    "unsupported by the environment: the kube target's client pods have no SCTP client that"
+    " reports the answering pod (agnhost's `connect --protocol=sctp` discards the answer, and"
+    " its OpenBSD nc has no SCTP mode: netcat-openbsd 1.219 checked), and SCTP needs the sctp"
+    " module on every node's kernel, which the harness neither loads nor checks there"
+)
+"""The kube target's note on `sctp` (`KubeTarget.features`); its UDP runs on nc
+(`harness.kube.udp`)."""
 
 
 def environment_notes(target: str) -> Mapping[str, str]:
     """Features the environment of `target` cannot carry, with why: SCTP on a `local:` target
     whose kernel lacks it; LoadBalancer on a real cluster without a controller (`kube`,
-    `KUBE_LOAD_BALANCER`) and externalIPs there (`KUBE_EXTERNAL_IPS`). Other targets run on no
-    kernel of their own (the model): nothing is said of them."""
+    `KUBE_LOAD_BALANCER`), externalIPs there (`KUBE_EXTERNAL_IPS`) and SCTP (`KUBE_SCTP`).
+    Other targets run on no kernel of their own (the model): nothing is said of them."""
     if target == "kube":
         return {
             "load-balancer": KUBE_LOAD_BALANCER,
             "external-ips": KUBE_EXTERNAL_IPS,
             "topology": KUBE_TOPOLOGY,
+            SCTP_FEATURE: KUBE_SCTP,
         }
     if not target.startswith("local"):
         return {}

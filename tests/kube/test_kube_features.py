@@ -18,7 +18,7 @@ from harness.features import (
     judge_features,
     unsupported_states,
 )
-from harness.protocols import environment_notes
+from harness.protocols import SCTP_FEATURE, environment_notes
 from harness.registry import TargetOptions
 from harness.strategies import EventSpace
 from harness.targets.base import target_features
@@ -27,7 +27,7 @@ from harness.targets.kube import KubeTarget
 
 def test_load_balancer_is_unsupported_by_the_environment() -> None:
     supported, origin = target_features(KubeTarget(TargetOptions()))
-    unsupported = {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY}
+    unsupported = {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY, SCTP_FEATURE}  # sctp: no client
     assert origin == "target" and supported == ALL_FEATURES - unsupported
     judged = {r.feature.name: r for r in judge_features([], supported, {})}
     assert judged[LOAD_BALANCER].status == FeatureStatus.UNSUPPORTED
