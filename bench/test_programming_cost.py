@@ -21,6 +21,11 @@ probe Service, whose two endpoints are real pods (probe-a and probe-b). Measured
 - bare rule command: each pair of changes' transactions, as the proxy wrote them, applied again in
   the node namespace with the plain kernel command (`iptables-restore --noflush`, `nft -f -`, run
   as the proxy runs it); the rules cycle back, so every replay applies cleanly;
+- floor: the bare command applying the smallest transaction that commits and changes nothing
+  a Service owns (`floor_transaction`), `floor_bare_ms`, beside how many chains the proxy
+  programmed (`chains`): `nft -f` (1.0.6) dumps every chain of the namespace into its cache
+  before any transaction, so a one-endpoint change costs at least this floor, which grows with
+  the chain count (kube-proxy's layout: one chain per Service port and per endpoint);
 - full sync: a `RestartProxy` on a node whose conntrack table was flushed first: the fresh
   proxy instance adopts the rules its predecessor left (they keep serving) and its first sync
   programs everything anew in one transaction (`full_sync_ms`, its rule command
@@ -225,6 +230,37 @@ def measure_changes(target: LocalTarget, command: list[str]) -> dict[str, Any]:
     }
 
 
+FLOOR_KEY = "192.0.2.1 . tcp . 9"
+"""A verdict-map key no packet ever uses (TEST-NET-1, RFC 5737): the floor transaction's."""
+FLOOR_CHAIN = "KUBE-PROGCOST-FLOOR"
+
+
+def floor_transaction(proxy: SyncTimer) -> str:
+    """The smallest transaction that still commits, and leaves the rules as they were: one
+    `service-ips` element added and removed (nftables), one empty chain made and deleted
+    (iptables). It changes nothing any Service owns, so its cost is the rule command's own at
+    this ruleset's size: for `nft -f` (1.0.6) that is dumping every chain of the namespace
+    into its cache before any command, whatever the transaction touches."""
+    if isinstance(proxy, NftablesProxy):
+        table = f"ip {proxy.table} service-ips"
+        return (
+            f"add element {table} {{ {FLOOR_KEY} : drop }}\n"
+            f"delete element {table} {{ {FLOOR_KEY} }}\n"
+        )
+    return f"*filter\n:{FLOOR_CHAIN} - [0:0]\n-X {FLOOR_CHAIN}\nCOMMIT\n"
+
+
+def measure_floor(target: LocalTarget, command: list[str]) -> dict[str, Any]:
+    """The bare command's floor at this size (`floor_transaction`, `2 * PROGCOST_ROUNDS`
+    times) and how many chains the proxy has programmed: what a one-endpoint change cannot
+    get under, however small it is."""
+    proxy, node = proxy_of(target), target.cluster.node_netns if target.cluster else ""
+    payload = floor_transaction(proxy)
+    floor = [timed_bare(node, command, payload) for _ in range(2 * PROGCOST_ROUNDS)]
+    chains = sum(len(rendering.chains) for rendering in proxy.rendered.values())
+    return {"floor_bare_ms": median(floor), "chains": chains}
+
+
 def tracked_flows(netns: str) -> int:
     """How many connections the kernel tracks in namespace `netns` (`conntrack -C`)."""
     done = subprocess.run(["ip", "netns", "exec", netns, "conntrack", "-C"], check=True,
@@ -292,6 +328,7 @@ def measure_size(name: str, endpoints: int, services: int) -> Any:
         wait_served(target, PROBE_PODS[0], time.perf_counter())
         figures: dict[str, Any] = {"endpoints": cluster.endpoint_count, "services": services}
         figures.update(measure_changes(target, BARE_COMMANDS[name]))
+        figures.update(measure_floor(target, BARE_COMMANDS[name]))
         assert target.cluster is not None
         client = target.cluster.clients[TrafficRequest(PROBE).client].netns
         vip = target.state.services[PROBE]
@@ -350,6 +387,9 @@ def test_programming_cost_at_scale(output_dir: Path) -> None:
             "first_packet": "connect time (SYN to SYN-ACK) of fresh TCP connections from the"
             " client to the probe's VIP (iptables: its rule last in KUBE-SERVICES, after every"
             " bulk Service's)",
+            "floor": "the bare command applying the smallest transaction that commits (nftables:"
+            " one unused service-ips element added and removed; iptables: one empty chain made and"
+            " deleted), the least any change costs at that ruleset's size",
             "full_sync": "after a proxy restart on a node whose conntrack table was flushed"
             " first; flows_*: one restart more with the connections"
             f" {FLOW_CONNECTIONS} fresh probe requests left tracked",

@@ -422,9 +422,7 @@ def target_options(
         extra={
             "seed": seed,
             "deadline_given": deadline is not None,
-            **proxy_restart_extra(
-                getattr(args, "restart_cluster_proxy", None), getattr(args, "proxy_selector", None)
-            ),
+            **proxy_restart_extra(chosen("restart_cluster_proxy"), chosen("proxy_selector")),
         },
     )
 
@@ -453,6 +451,9 @@ def run_context(spec: str, seed: int, options: registry.TargetOptions) -> RunCon
         "read_node_rules": options.read_node_rules,  # the reader image: exact-balance again
         "deadline": options.deadline_s if options.extra.get("deadline_given") else None,
         "nodes": options.nodes,
+        # the run may restart the cluster's kube-proxy: so may its replay (`REPLAY_OPTIONS`)
+        "restart_cluster_proxy": True if options.extra.get("restart_cluster_proxy") else None,
+        "proxy_selector": options.extra.get("proxy_selector"),
     }
     return RunContext(spec, seed, {k: v for k, v in given.items() if v is not None})
 

@@ -44,8 +44,12 @@ REPLAY_OPTIONS = (
     "read_node_rules",
     "deadline",
     "nodes",
+    "restart_cluster_proxy",
+    "proxy_selector",
 )
-"""Run options a replay needs (option name with dashes is the flag)."""
+"""Run options a replay needs (option name with dashes is the flag). `restart_cluster_proxy`
+is a switch (True or absent): a run that was allowed to restart the cluster's kube-proxy found
+its failure that way, so its replay is allowed the same, and the printed command says so."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,8 @@ class RunContext:
             value = self.options.get(name)
             if value is None or value is False:
                 continue
-            flags += [f"--{name.replace('_', '-')}", str(value)]
+            flag = f"--{name.replace('_', '-')}"
+            flags += [flag] if value is True else [flag, str(value)]
         return flags
 
 
@@ -188,6 +193,8 @@ def _check_run(run: Mapping[str, Any], where: str, required: bool) -> None:
             expected = f"a whole number of nodes, 1 to {MAX_NODES}"
         elif name == "pods":
             valid, expected = value in POD_MODES, f"one of {', '.join(POD_MODES)}"
+        elif name == "restart_cluster_proxy":
+            valid, expected = value is True, "true (or absent)"
         else:
             valid, expected = _text(value), "a non-empty string"
         if not valid:

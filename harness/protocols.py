@@ -85,18 +85,21 @@ KUBE_TOPOLOGY = (
 )
 """The kube target's note on `topology` (`KubeTarget.features`)."""
 KUBE_SCTP = (
-    "unsupported by the environment: the kube target's clients speak HTTP over TCP only, so it"
-    " sends no SCTP (and a cluster's nodes must track SCTP for a proxy to translate it)"
+    "unsupported by the environment: the kube target's client pods have no SCTP client that"
+    " reports the answering pod (agnhost's `connect --protocol=sctp` discards the answer, and"
+    " its OpenBSD nc has no SCTP mode: netcat-openbsd 1.219 checked), and SCTP needs the sctp"
+    " module on every node's kernel, which the harness neither loads nor checks there"
 )
-"""The kube target's note on `sctp` (`KubeTarget.features`)."""
+"""The kube target's note on `sctp` (`KubeTarget.features`); its UDP runs on nc
+(`harness.kube.udp`)."""
 
 
 def environment_notes(target: str) -> Mapping[str, str]:
     """Features the environment of `target` cannot carry, with why: SCTP on a `local:` target
     whose kernel does not track SCTP (`sctp_unsupported`); LoadBalancer on a real cluster
-    without a controller (`kube`, `KUBE_LOAD_BALANCER`) and externalIPs there
-    (`KUBE_EXTERNAL_IPS`), SCTP there (`KUBE_SCTP`). Other targets run on no kernel of their own
-    (the model): nothing is said of them."""
+    without a controller (`kube`, `KUBE_LOAD_BALANCER`), externalIPs there (`KUBE_EXTERNAL_IPS`)
+    and SCTP (`KUBE_SCTP`). Other targets run on no kernel of their own (the model): nothing is
+    said of them."""
     if target == "kube":
         return {
             "load-balancer": KUBE_LOAD_BALANCER,

@@ -5,10 +5,12 @@ A proxy declares the conformance features it supports (`harness.features`); one 
 declare `udp` (userspace, nginx, haproxy, an external proxy whose `hello` omits it) is reported
 `unsupported` for it, and the search must then not generate UDP Services for it, or every UDP
 Service would fail properties the implementation never claimed. The target must also be able to
-send UDP (`sends_udp`: the model, the local cluster; the kube target's clients speak HTTP only).
-SCTP alike: the `sctp` feature declared (the iptables and nftables proxies) and a target that
-sends SCTP (`sends_sctp`: the model; the local cluster where the kernel tracks SCTP,
-`harness.protocols`).
+send UDP (`sends_udp`: the model; the local cluster, whose client agents send datagrams; the
+kube target, whose client pods run bounded `nc` loops, `harness.kube.udp`, and whose `--pods
+local` clients send as the local cluster's do). A target without the attribute gets no UDP
+Service. SCTP alike: the `sctp` feature declared (the iptables and nftables proxies) and a
+target that sends SCTP (`sends_sctp`: the model; the local cluster where the kernel tracks SCTP,
+`harness.protocols`; not the kube target).
 
 Reads declarations only; changes nothing.
 """

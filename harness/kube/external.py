@@ -19,8 +19,9 @@ whatever a killed run leaves goes with its namespace (`harness clean --kube`).
 
 A cluster whose model nodes map onto one node cannot be judged from outside (`one_node`); the
 kube target then creates no such pod and says why. Sends change no cluster state: every batch
-is a bounded curl loop (`harness.kube.traffic.run_batch`) and goes only to the mapped nodes'
-addresses or a ClusterIP of the run.
+is a bounded curl loop (`harness.kube.traffic.run_batch`), or for a UDP Service port a bounded
+nc loop (`harness.kube.udp`, each flow asking `clientip` too from outside), and goes only to the
+mapped nodes' addresses or a ClusterIP of the run.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from harness.kube.objects import host_client_manifest, host_client_name
 from harness.kube.observe import Watched
 from harness.kube.runtime import pod_problem, wait_until_ready
 from harness.kube.scope import Scope
-from harness.kube.traffic import Exec, run_batch
+from harness.kube.traffic import Exec
+from harness.kube.udp import TCP, send_batch
 from harness.traffic import HealthCheckReply, HealthCheckRequest, TrafficRequest, TrafficSample
 
 CREATE_WAIT_S = 30.0  # until a new namespace's default ServiceAccount exists
@@ -170,22 +172,26 @@ class HostClients:
         node whose client sends it (`outside_of`)."""
         return self.addresses[outside_of(self.names, node)]
 
-    def send_external(self, request: TrafficRequest, node_port: int) -> TrafficSample:
-        """`request` from outside to its `external_node`'s InternalIP on `node_port`, from the
-        client on another node, each connection reporting the source its pod saw."""
+    def send_external(
+        self, request: TrafficRequest, node_port: int, protocol: str = TCP
+    ) -> TrafficSample:
+        """`request` from outside to its `external_node`'s InternalIP on `node_port` (of
+        `protocol`, TCP or UDP: `harness.kube.udp`), from the client on another node, each
+        connection (UDP: flow) reporting the source its pod saw."""
         node = request.external_node
         if node is None:
             raise UsageError("send_external needs a request with external_node")
         sender = outside_of(self.names, node)
         if request.sources != (0,):
             raise UsageError("the kube target's external client has one source address per node")
-        return run_batch(
+        return send_batch(
             self._exec,
             self.pod_name(sender),
             request,
             self.addresses[node],
             node_port,
             self._scope.clock,
+            protocol,
             report_source=True,
         )
 
@@ -198,15 +204,19 @@ class HostClients:
         budget_s = request.timeout_s + healthprobe.EXEC_OVERHEAD_S
         return healthprobe.parse_output(request, self._exec(self.pod_name(sender), argv, budget_s))
 
-    def send_from(self, request: TrafficRequest, address: str, port: int) -> TrafficSample:
-        """`request` from its `client_node`'s host network to `address:port` (a ClusterIP)."""
+    def send_from(
+        self, request: TrafficRequest, address: str, port: int, protocol: str = TCP
+    ) -> TrafficSample:
+        """`request` from its `client_node`'s host network to `address:port` (a ClusterIP), of
+        `protocol` (TCP or UDP)."""
         node = request.client_node
         if node is None or node not in self.nodes:
             known = ", ".join(self.names)
             raise UsageError(f"no node {node!r} to send from ({known})")
         if request.sources != (0,):
             raise UsageError("a node as the client has one source address: use sources=(0,)")
-        return run_batch(self._exec, self.pod_name(node), request, address, port, self._scope.clock)
+        clock = self._scope.clock
+        return send_batch(self._exec, self.pod_name(node), request, address, port, clock, protocol)
 
     def check(self) -> None:
         """One-line EnvironmentProblem for a client pod that can no longer run."""

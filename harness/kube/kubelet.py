@@ -274,6 +274,13 @@ class LocalKubelet:
         address = getattr(found, "address", None)
         return str(address) if address else None
 
+    def client_netns(self, client: str) -> str | None:
+        """The network namespace `client` sends from (None if unknown): the kube target's UDP
+        requests leave from it (`harness.kube.datagrams`). Reads only."""
+        found = self._local.clients.get(client) if self._local is not None else None
+        netns = getattr(found, "netns", None)
+        return str(netns) if netns else None
+
     # -- start and stop -----------------------------------------------------------------------
     def start(self) -> None:
         """Create the Nodes, the local cluster, the relay and the proxy process.

@@ -29,7 +29,8 @@ exist)", kubernetes#109414 / PR #110255). What matters to the properties is the 
 EndpointSlice controller reads (a terminal pod is never listed); whether a real kubelet then
 stops the container at once is not relied on (to be confirmed on a real cluster).
 
-Pods run `registry.k8s.io/e2e-test-images/agnhost netexec`, which answers `/hostname` with the
+Pods run `registry.k8s.io/e2e-test-images/agnhost netexec`, which answers `/hostname` (and, on
+each UDP container port, the datagram `hostname`: `harness.kube.udp`) with the
 pod's `spec.hostname`, set to `NAME--UID` (the model's incarnation uid), and keeps serving for the
 whole grace period after SIGTERM (`--delay-shutdown`), as the e2e tests for terminating endpoints
 do. Readiness is an exec probe on `/tmp/ready` that the harness creates or removes.
@@ -151,7 +152,7 @@ def pod_manifest(pod: Pod, placement: Placement) -> dict[str, Any]:
     start = f"touch {READY_FILE} && " if pod.ready else ""
     start += _further_servers(pod, port)
     command = (
-        f"{start}exec /agnhost netexec --http-port={port} --udp-port=-1"
+        f"{start}exec /agnhost netexec --http-port={port} --udp-port={_udp_port(pod, port)}"
         f" --delay-shutdown={DELAY_SHUTDOWN_S}"
     )
     spec: dict[str, Any] = {
@@ -281,11 +282,24 @@ def _host_network_spec(node: str, container: dict[str, Any]) -> dict[str, Any]:
 
 
 def _further_servers(pod: Pod, port: int) -> str:
-    """Background netexec servers for the pod's other TCP container ports (a multi-port pod's
-    `admin`, issue 12): each answers /hostname with the same pod hostname, so every port
-    identifies its pod. They run in the container's shell, beside the main server."""
-    others = sorted({p.port for p in pod.ports if p.protocol == "TCP" and p.port != port})
-    return "".join(f"/agnhost netexec --http-port={n} --udp-port=-1 & " for n in others)
+    """Background netexec servers for the pod's other container port numbers (a multi-port
+    pod's `admin`, a UDP port on another number, issue 12): each answers /hostname (TCP) and
+    the datagram `hostname` (UDP) with the same pod hostname, so every port identifies its pod.
+    A number the pod has for UDP only gets its HTTP server on an ephemeral port (`0`), which no
+    Service targets. They run in the container's shell, beside the main server (`port`)."""
+    tcp = {p.port for p in pod.ports if p.protocol == "TCP"}
+    udp = {p.port for p in pod.ports if p.protocol == "UDP"}
+    others = sorted((tcp | udp) - {port})
+    return "".join(
+        f"/agnhost netexec --http-port={n if n in tcp else 0} --udp-port={n if n in udp else -1} & "
+        for n in others
+    )
+
+
+def _udp_port(pod: Pod, port: int) -> int:
+    """The main netexec server's `--udp-port`: `port` when the pod has it for UDP (a pod
+    answers UDP Services on its `udp` port, issue 12), else -1 (no UDP server)."""
+    return port if any(p.protocol == "UDP" and p.port == port for p in pod.ports) else -1
 
 
 def _ports(service: Service) -> list[dict[str, Any]]:

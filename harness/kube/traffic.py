@@ -32,7 +32,8 @@ transfer failed, so a failed connect is still one attempt. The address becomes t
 does not answer `/clientip` with an address leaves it unknown (None), never an error.
 
 `build_command` and `parse_output` are pure; `ClientPods` creates, waits for and execs into the
-client pods. Traffic goes only to Service VIPs from pods in the harness's namespace.
+client pods. Traffic goes only to Service VIPs from pods in the harness's namespace. A UDP
+Service port gets an `nc` loop instead (`harness.kube.udp`).
 """
 
 from __future__ import annotations
@@ -267,9 +268,26 @@ def run_batch(
     argv = build_command(request, address, port, report_source)
     transfers = 2 if report_source else 1
     budget_s = request.count * request.timeout_s * transfers + EXEC_OVERHEAD_S
+    return exec_sample(
+        exec_function,
+        (where, argv, budget_s),
+        request,
+        clock,
+        lambda output: parse_output(output, request, report_source),
+    )
+
+
+def exec_sample(
+    exec_function: Exec,
+    call: tuple[str, Sequence[str], float],
+    request: TrafficRequest,
+    clock: Clock,
+    parse: Callable[[str], list[Outcome]],
+) -> TrafficSample:
+    """Run one loop through `exec_function` (`call`: where, argv, budget in seconds), parse
+    its output into `request`'s outcomes, timed on `clock`."""
     started_s = clock.now()
-    output = exec_function(where, argv, budget_s)
-    outcomes = parse_output(output, request, report_source)
+    outcomes = parse(exec_function(*call))
     return TrafficSample(request, tuple(outcomes), started_s, clock.now())
 
 

@@ -69,12 +69,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import ClassVar
 
+from harness.model.objects import Destination
 from harness.proxies.base import KERNEL_FEATURES
-from harness.proxies.rules.commands import run_in_netns
+from harness.proxies.rules.commands import run_in_netns, transaction_timeout_s
 from harness.proxies.rules.invalid import FORWARD_COMMENT
 from harness.proxies.rules.iptables_save import Table, parse_iptables_save
 from harness.proxies.rules.iptables_trace import IptablesRuleset
@@ -152,7 +153,20 @@ def external_chain(plan: PortPlan) -> str:
 
 
 def endpoint_chain(plan: PortPlan, address: str, port: int) -> str:
-    return "KUBE-SEP-" + name_hash(f"{plan.name}{plan.protocol}{address}:{port}", 16)
+    return _endpoint_chain(f"{plan.name}{plan.protocol}", address, port)
+
+
+def _endpoint_chain(service_port: str, address: str, port: int) -> str:
+    """KUBE-SEP-<hash> of an endpoint of the Service port named `service_port` (its
+    "namespace/name:port" and protocol)."""
+    return "KUBE-SEP-" + name_hash(f"{service_port}{address}:{port}", 16)
+
+
+def endpoint_chains(plan: PortPlan, destinations: Iterable[Destination]) -> list[str]:
+    """`endpoint_chain` of each of `destinations` (the plan's own or its external ones), in
+    order: the plan's name is built once, not once per endpoint."""
+    service_port = f"{plan.name}{plan.protocol}"
+    return [_endpoint_chain(service_port, d.address, d.port) for d in destinations]
 
 
 SETUP_CHAINS = frozenset(re.findall(r"^:(\S+) ", SETUP, re.MULTILINE))
@@ -252,9 +266,9 @@ class IptablesProxy(KernelRuleProxy):
                 continue
             chain = service_chain(plan)
             nat_entries[f"-A {SERVICES} {match.format('cluster IP')} -j {chain}"] = ""
-            chains[chain] = self.service_rules(plan, chain)
-            for destination in plan.destinations:
-                sep = endpoint_chain(plan, destination.address, destination.port)
+            seps = endpoint_chains(plan, plan.destinations)
+            chains[chain] = self.service_rules(plan, chain, seps)
+            for destination, sep in zip(plan.destinations, seps, strict=True):
                 chains[sep] = self.endpoint_rules(plan, sep, destination.address, destination.port)
         entries = {
             NAT_SERVICES: nat_entries,
@@ -298,9 +312,9 @@ class IptablesProxy(KernelRuleProxy):
                 f' destinations" -j {MARK_MASQ}'
             )
         chains[ext] = (*lines, f"-A {ext} -j {chain}")
-        chains[chain] = self.service_rules(routed, chain)
-        for destination in plan.external:
-            sep = endpoint_chain(plan, destination.address, destination.port)
+        seps = endpoint_chains(plan, plan.external)
+        chains[chain] = self.service_rules(routed, chain, seps)
+        for destination, sep in zip(plan.external, seps, strict=True):
             chains[sep] = self.endpoint_rules(plan, sep, destination.address, destination.port)
 
     def render_load_balancer(
@@ -332,20 +346,25 @@ class IptablesProxy(KernelRuleProxy):
             return "has no local endpoints", self.no_local_external_target
         return "has no endpoints", self.no_endpoints_target
 
-    def service_rules(self, plan: PortPlan, chain: str) -> Lines:
+    def service_rules(self, plan: PortPlan, chain: str, seps: Sequence[str] | None = None) -> Lines:
+        """The rules of `plan`'s Service chain `chain`; `seps` are its destinations' endpoint
+        chains, in order (`endpoint_chains`, computed here when not given)."""
         lines = []
-        targets = [(d, endpoint_chain(plan, d.address, d.port)) for d in plan.destinations]
+        name = plan.name
+        if seps is None:
+            seps = endpoint_chains(plan, plan.destinations)
+        targets = list(zip(plan.destinations, seps, strict=True))
         if plan.affinity_timeout_s is not None:
             for destination, sep in targets:
                 lines.append(
-                    f'-A {chain} -m comment --comment "{plan.name} -> {destination.address}:'
+                    f'-A {chain} -m comment --comment "{name} -> {destination.address}:'
                     f'{destination.port}" -m recent --name {sep} --rcheck --seconds '
                     f"{plan.affinity_timeout_s} --reap -j {sep}"
                 )
+        last = len(targets) - 1
         for index, (destination, sep) in enumerate(targets):
-            to = f"{destination.address}:{destination.port}"
-            comment = f'-m comment --comment "{plan.name} -> {to}"'
-            if index < len(targets) - 1:
+            comment = f'-m comment --comment "{name} -> {destination.address}:{destination.port}"'
+            if index < last:
                 chance = self.probability(index, len(targets))
                 comment += f" -m statistic --mode random --probability {chance:.10f}"
             lines.append(f"-A {chain} {comment} -j {sep}")
@@ -394,7 +413,12 @@ class IptablesProxy(KernelRuleProxy):
 
     # -- the kernel -----------------------------------------------------------------------------
     def apply(self, payload: str) -> None:
-        run_in_netns(self.netns, ["iptables-restore", "--noflush"], stdin=payload)
+        run_in_netns(
+            self.netns,
+            ["iptables-restore", "--noflush"],
+            stdin=payload,
+            timeout_s=transaction_timeout_s(payload),
+        )
 
     def setup(self) -> None:
         """SETUP in one restore, over what an earlier instance left without a moment's change

@@ -60,7 +60,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from harness.proxies.base import KERNEL_FEATURES
-from harness.proxies.rules.commands import run_in_netns
+from harness.proxies.rules.commands import run_in_netns, transaction_timeout_s
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.proxies.rules.nft_ruleset import parse_nft_json
 from harness.proxies.rules.nft_trace import NftRuleset
@@ -294,7 +294,9 @@ class NftablesProxy(KernelRuleProxy):
 
     # -- the kernel -----------------------------------------------------------------------------
     def apply(self, payload: str) -> None:
-        run_in_netns(self.netns, ["nft", "-f", "-"], stdin=payload)
+        run_in_netns(
+            self.netns, ["nft", "-f", "-"], stdin=payload, timeout_s=transaction_timeout_s(payload)
+        )
 
     def setup(self) -> None:
         t = f"ip {self.table}"

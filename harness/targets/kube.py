@@ -16,6 +16,12 @@ writes); the runtime (`harness.kube.runtime`) then does what a kubelet would not
 EndpointSlice watch; traffic runs from client pods (or client namespaces) to the Service's
 ClusterIP. Deadlines are the runner's (default 30 s, the e2e `KubeProxyEndpointLagTimeout`).
 
+A UDP Service port is sent to with bounded `nc` loops from the same clients (`sends_udp`;
+`harness.kube.udp`, `harness.kube.datagrams`: one fresh source port per flow; with `--pods local`
+the client namespaces' own UDP client), and held UDP flows (`hold`, `hold_node_port`: a fixed
+source port asked again by each later exec) make the target a `ConnectionHolder` for UDP only:
+no TCP connection outlives an exec. SCTP is not sent (`harness.protocols.KUBE_SCTP`).
+
 With `--pods cluster` on two or more nodes it also has a hostNetwork client pod on every mapped
 node (`harness.kube.external`): NodePort traffic from outside a node (`external_node`: the client
 on another node sends to the node's InternalIP), and a node's host network as a client
@@ -57,7 +63,8 @@ from harness.events import (
     UnobservedChanges,
 )
 from harness.kube.api import MERGE_PATCH, Cluster, connect
-from harness.kube.external import HostClients, host_clients_problem, switch
+from harness.kube.datagrams import NamespaceDatagrams, PodDatagrams
+from harness.kube.external import HostClients, host_clients_problem, outside_of, switch
 from harness.kube.healthprobe import in_model_terms
 from harness.kube.heartbeat import RENEW_EVERY_S, Heartbeat
 from harness.kube.kind import KindCluster
@@ -104,10 +111,11 @@ from harness.kube.proxyrestart import (
 from harness.kube.runtime import ClusterRuntime, PodExec, PodRuntime, pod_is_ready, pod_problem
 from harness.kube.scope import Scope
 from harness.kube.traffic import ClientPods, Exec
+from harness.kube.udp import TCP, UDP
 from harness.kube.writer import Writer
 from harness.model.objects import DEFAULT_NAMESPACE, PROXY_NODE, EndpointSlice, Pod
 from harness.model.state import ClusterState
-from harness.protocols import KUBE_EXTERNAL_IPS
+from harness.protocols import KUBE_EXTERNAL_IPS, KUBE_SCTP, SCTP_FEATURE
 from harness.proxies.base import SyncState
 from harness.proxies.rules.tracing import Packet
 from harness.registry import POD_MODES, TargetOptions
@@ -125,6 +133,7 @@ from harness.traffic import (
 from harness.versions import proxy_command_version
 
 NAMESPACE_PREFIX = "svc-lb-"
+HELD_PORT = "http"  # the Service port a held flow goes to (`harness.longlived.PORT`)
 STARTUP_S = 180.0  # client pods: image pulls on a fresh node
 RESET_WAIT_S = 60.0
 RECREATE_WAIT_S = 30.0
@@ -145,6 +154,7 @@ class KubeTarget:
     _cluster_proxy: ClusterProxy | None = None  # --restart-cluster-proxy, once open
     _cluster_proxy_problem: str | None = None  # why it cannot be restarted (found by open)
     api_connections_cut = 0  # by the last `RestartProxy(api_only=True)`
+    sends_udp = True  # UDP Service ports: nc loops in the clients (`harness.kube.udp`)
     description = (
         "a real Kubernetes cluster (--kubeconfig/--context, --kind-cluster NAME,"
         " or --pods local for an API server without kubelets)"
@@ -207,6 +217,7 @@ class KubeTarget:
         self._hooks = threading.Lock()  # the runtime's hooks run one at a time
         self._metrics = MetricsWindow(self._metrics_source())
         self._changed_at_s = 0.0  # wall clock of the last API write or slice change seen
+        self._datagrams: PodDatagrams | NamespaceDatagrams | None = None  # UDP, once asked
 
     def _name_run(self) -> None:
         """Choose the run prefix (given, or fresh) and the namespace and placement named by it.
@@ -368,13 +379,13 @@ class KubeTarget:
         problems: list[BaseException] = []
         if self._metrics.open:
             self._metrics.end(self._read_proxy_metrics())
-        for helpers in (self._readers, self._host):
+        for helpers in (self._readers, self._host, self._datagrams):
             if helpers is not None:
                 try:
                     helpers.close()
                 except Exception as error:
                     problems.append(error)
-        self._readers = self._host = None
+        self._readers = self._host = self._datagrams = None
         cluster_proxy, self._cluster_proxy = self._cluster_proxy, None
         if cluster_proxy is not None:
             cluster_proxy.stop()
@@ -502,8 +513,8 @@ class KubeTarget:
         "a real proxy watches the API server, which the harness cannot make hide changes from it"
     )
     out_of_window_unsupported = (
-        "the harness holds no connection open on a real cluster (long-lived-connections is not"
-        " judged there), so no pod's out-of-window segment can be judged"
+        "the harness holds no TCP connection open on a real cluster (long-lived-connections"
+        " judges only held UDP flows there), so no pod's out-of-window segment can be judged"
     )
 
     def apply(self, event: Event) -> None:
@@ -609,17 +620,94 @@ class KubeTarget:
         if request.external_node is not None or request.client_node is not None:
             return self._send_from_host(request)
         service = self.state.services.get(request.service)
-        port = (
-            next((p.port for p in service.ports if p.name == request.port), None)
-            if service
-            else None
+        found = (
+            next((p for p in service.ports if p.name == request.port), None) if service else None
         )
-        if service is None or port is None:
+        if service is None or found is None:
             # Nothing to address: the model's answer for a missing Service is a refusal.
             now_s = self.clock.now()
             outcomes = tuple(Outcome(None, ErrorKind.REFUSED, 0.0, i) for i in range(request.count))
             return TrafficSample(request, outcomes, now_s, now_s)
-        return self.runtime.send(request, self._cluster_ip(request.service), port)
+        address = self._cluster_ip(request.service)
+        if found.protocol == UDP:
+            return self._udp().send(request, address, found.port)
+        if found.protocol != TCP:
+            raise UsageError(
+                f"Service {request.service!r} port {request.port!r} is {found.protocol}: the kube"
+                f" target sends TCP and UDP only (sctp: {KUBE_SCTP})"
+            )
+        return self.runtime.send(request, address, found.port)
+
+    # -- held UDP flows (`ConnectionHolder`, harness.longlived) --------------------------------
+    relays_connections = False  # the cluster's proxy programs the kernel: flows live in conntrack
+
+    def hold(self, service: str, client: str, timeout_s: float) -> tuple[int | None, Outcome]:
+        """Hold a UDP flow from `client` to the Service's port `http` when that port is UDP
+        (`harness.kube.datagrams`: a fixed source port, asked again by later execs from the
+        same client, so its conntrack entry is the same); its number and the first answer.
+        A TCP port gets no connection, (None, OTHER): no TCP connection outlives an exec into
+        a client pod, so `long-lived-connections` judges UDP flows only here. Bounded by
+        `timeout_s`; changes nothing but the client's flows."""
+        self._check()
+        found = self.state.services.get(service)
+        port = next((p for p in found.ports if p.name == HELD_PORT), None) if found else None
+        if found is None or port is None or port.protocol != UDP:
+            return None, Outcome(None, ErrorKind.OTHER, 0.0, 0)
+        return self._udp().hold(client, self._cluster_ip(service), port.port, timeout_s)
+
+    def hold_node_port(
+        self, service: str, node: str, timeout_s: float
+    ) -> tuple[int | None, Outcome]:
+        """Hold a UDP flow from outside to `node`'s InternalIP on the node port of the Service's
+        port `http`: from the hostNetwork client on another node (`harness.kube.external`), a
+        fixed source port, asked again by later execs there (`harness.longlived`). UsageError
+        without hostNetwork clients (`external_unsupported`), for a port that is not UDP or has
+        no node port. Bounded by `timeout_s`."""
+        self._check()
+        found = self.state.services.get(service)
+        port = next((p for p in found.ports if p.name == HELD_PORT), None) if found else None
+        if port is None or port.protocol != UDP or port.node_port is None:
+            raise UsageError(
+                f"Service {service!r} has no UDP port {HELD_PORT!r} with a node port to hold a"
+                " flow to"
+            )
+        if self._host is None:
+            raise UsageError(
+                f"the kube target cannot send from outside: {self.external_unsupported}"
+            )
+        datagrams = self._udp()
+        if not isinstance(datagrams, PodDatagrams):
+            raise UsageError("only the client pods hold flows to node ports")
+        sender = self._host.pod_name(outside_of(self._host.names, node))
+        address = self._host.addresses[node]
+        return datagrams.hold_from(sender, address, port.node_port, timeout_s)
+
+    def ask_held(self, number: int, timeout_s: float) -> Outcome:
+        """One datagram on held flow `number` (RESET for an unknown number)."""
+        self._check()
+        return self._udp().ask_held(number, timeout_s)
+
+    def release_held(self) -> None:
+        """Forget every held flow. Idempotent."""
+        if self._datagrams is not None:
+            self._datagrams.release_held()
+
+    def _udp(self) -> PodDatagrams | NamespaceDatagrams:
+        """The UDP senders of the clients (`harness.kube.datagrams`), made on first use: the
+        client pods' nc loops, or with `--pods local` the client namespaces' own UDP client."""
+        if self._datagrams is None:
+            cluster, _ = self._require()
+            if self.options.pods == "local":
+                netns_of = getattr(self.runtime, "client_netns", None)
+                if not callable(netns_of):
+                    raise UsageError("the pod runtime has no client namespaces to send UDP from")
+                self._datagrams = NamespaceDatagrams(netns_of, self.clock)
+            else:
+                assert self._scope is not None
+                pod_exec = self._pod_exec or PodExec(cluster, self.namespace)
+                pods = ClientPods(self._scope, None, pod_exec)
+                self._datagrams = PodDatagrams(pod_exec, pods.pod_name, self.clock)
+        return self._datagrams
 
     # -- what the cluster offers -----------------------------------------------------------------
     def features(self) -> frozenset[str]:
@@ -636,14 +724,10 @@ class KubeTarget:
         `set-external-ips` is refused (`apply`). Nor `topology`: a cluster's controller hints
         endpoints by its nodes' `topology.kubernetes.io/zone` labels, which the harness neither
         sets nor checks against the model's zones (`harness.protocols.KUBE_TOPOLOGY`). Nor
-        `sctp`: the clients speak HTTP over TCP only (`harness.protocols.KUBE_SCTP`). Pure."""
-        from harness.features import (
-            ALL_FEATURES,
-            EXTERNAL_IPS,
-            LOAD_BALANCER,
-            SCTP_FEATURE,
-            TOPOLOGY,
-        )
+        `sctp`: the client pods have no SCTP client that names the answering pod
+        (`harness.protocols.KUBE_SCTP`). `udp` is judged: its Service ports are sent to with nc
+        loops (`harness.kube.udp`). Pure."""
+        from harness.features import ALL_FEATURES, EXTERNAL_IPS, LOAD_BALANCER, TOPOLOGY
 
         return ALL_FEATURES - {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY, SCTP_FEATURE}
 
@@ -763,13 +847,14 @@ class KubeTarget:
         if service is None or found is None:
             raise UsageError(f"no Service port {request.service}:{request.port}")
         if request.external_node is None:
-            return self._host.send_from(request, self._cluster_ip(request.service), found.port)
+            address = self._cluster_ip(request.service)
+            return self._host.send_from(request, address, found.port, found.protocol)
         if found.node_port is None:
             raise UsageError(
                 f"Service {request.service!r} port {request.port!r} has no node port (type"
                 f" {service.type.value}): make it NodePort or LoadBalancer first"
             )
-        return self._host.send_external(request, found.node_port)
+        return self._host.send_external(request, found.node_port, found.protocol)
 
     def programming_latency(self) -> ProgrammingLatency | None:
         """kube-proxy's `network_programming_duration_seconds` histogram, the cross-check of the

@@ -12,9 +12,9 @@ import pytest
 
 from harness import __version__
 from harness.checks import PROPERTIES
-from harness.cli import build_parser, main, target_options
-from harness.errors import EnvironmentProblem
-from harness.failures import RunContext, replay_command, run_context_of
+from harness.cli import build_parser, main, run_context, target_options
+from harness.errors import EnvironmentProblem, UsageError
+from harness.failures import RunContext, _check_run, replay_command, run_context_of
 from harness.targets.model import ModelTarget
 
 
@@ -143,6 +143,25 @@ def test_replay_commands_carry_every_option_quoted():
     ]
     options = target_options(build_parser().parse_args(["replay", "f.json"]), "kube", saved=kube)
     assert options.read_node_rules == image  # a replay reads the node's rules as the run did
+
+
+def test_a_run_allowed_to_restart_the_cluster_proxy_replays_allowed_the_same():
+    args = build_parser().parse_args(
+        ["run", "--target", "kube", "--restart-cluster-proxy", "--proxy-selector", "app=kp"]
+    )
+    recorded = run_context("kube", 7, target_options(args, "kube"))
+    assert recorded.options["restart_cluster_proxy"] is True
+    assert shlex.split(replay_command(Path("f.json"), recorded))[-3:] == [
+        *("--restart-cluster-proxy", "--proxy-selector", "app=kp")
+    ]
+    saved = run_context_of({"run": recorded.to_json()})
+    replayed = target_options(build_parser().parse_args(["replay", "f.json"]), "kube", saved=saved)
+    assert replayed.extra["restart_cluster_proxy"] is True
+    assert replayed.extra["proxy_selector"] == "app=kp"
+    plain = run_context("kube", 7, target_options(build_parser().parse_args(["run"]), "kube"))
+    assert "restart_cluster_proxy" not in plain.options
+    with pytest.raises(UsageError, match=r"options\.restart_cluster_proxy must be true"):
+        _check_run({"target": "kube", "options": {"restart_cluster_proxy": "yes"}}, "f", True)
 
 
 def test_an_environment_error_mid_run_is_exit_3_with_results_and_junit(

@@ -346,36 +346,41 @@ class FakeCluster:
         )
 
     def _write_slices(self, namespace: str, services: list[Any], pods: list[Any]) -> None:
-        """One slice per Service, created once and then patched in place when it changes (a
-        delete and create would leave a moment with no slice at all)."""
+        """The slices of every Service (`_slices`), each created once and then patched in place
+        when it changes (a delete and create would leave a moment with no slice at all)."""
         discovery = self.cluster.discovery
         existing = {
             s.metadata.name for s in discovery.list_namespaced_endpoint_slice(namespace).items
         }
         wanted = set()
         for service in services:
-            name = f"{service.metadata.name}-fake"
-            wanted.add(name)
-            body = self._slice(namespace, service, pods)
-            annotations = {"annotations": {TRIGGER_TIME: _now_rfc3339()}}
-            if name not in existing:
-                created = {**body, "metadata": {**body["metadata"], **annotations}}
-                discovery.create_namespaced_endpoint_slice(namespace, created)
-            elif self._written.get((namespace, name)) != body:
-                patch = {"endpoints": body["endpoints"], "ports": body["ports"]}
-                patch["metadata"] = annotations
-                discovery.patch_namespaced_endpoint_slice(
-                    name, namespace, patch, _content_type=MERGE
-                )
-            self._written[(namespace, name)] = body
+            for body in self._slices(namespace, service, pods):
+                name = body["metadata"]["name"]
+                wanted.add(name)
+                annotations = {"annotations": {TRIGGER_TIME: _now_rfc3339()}}
+                if name not in existing:
+                    created = {**body, "metadata": {**body["metadata"], **annotations}}
+                    discovery.create_namespaced_endpoint_slice(namespace, created)
+                elif self._written.get((namespace, name)) != body:
+                    patch = {"endpoints": body["endpoints"], "ports": body["ports"]}
+                    patch["metadata"] = annotations
+                    discovery.patch_namespaced_endpoint_slice(
+                        name, namespace, patch, _content_type=MERGE
+                    )
+                self._written[(namespace, name)] = body
         for name in existing - wanted:
             discovery.delete_namespaced_endpoint_slice(name, namespace)
             self._written.pop((namespace, name), None)
 
-    def _slice(self, namespace: str, service: Any, pods: list[Any]) -> dict[str, Any]:
+    def _slices(self, namespace: str, service: Any, pods: list[Any]) -> list[dict[str, Any]]:
+        """The Service's slices: its selected pods' endpoints grouped by the ports they resolve,
+        one slice per group as the EndpointSlice controller groups them (a pod that lacks a
+        named port, or has it on another number, is in a slice of its own ports; a named
+        targetPort resolves against container ports of the Service port's protocol), the first
+        named `<service>-fake`; one empty slice when nothing is selected."""
         selector = service.spec.selector or {}
         publish = bool(service.spec.publish_not_ready_addresses)
-        endpoints, ports = [], []
+        groups: dict[tuple[tuple[str, int, str], ...], list[dict[str, Any]]] = {}
         for pod in pods:
             labels = pod.metadata.labels or {}
             if not selector or any(labels.get(k) != v for k, v in selector.items()):
@@ -388,7 +393,7 @@ class FakeCluster:
             )
             terminating = pod.metadata.deletion_timestamp is not None
             serving = pod_ready  # podToEndpoint: the Ready condition only
-            endpoints.append(
+            groups.setdefault(_resolved_ports(service, pod), []).append(
                 {
                     "addresses": [status.pod_ip],
                     "conditions": {
@@ -405,34 +410,46 @@ class FakeCluster:
                     "nodeName": pod.spec.node_name,
                 }
             )
-            for port in service.spec.ports:
-                target = port.target_port
-                number = (
-                    target
-                    if isinstance(target, int)
-                    else next(
-                        (
-                            p.container_port
-                            for p in pod.spec.containers[0].ports or []
-                            if p.name == target
-                        ),
-                        None,
-                    )
-                )
-                if number is not None and not ports:
-                    ports.append({"name": port.name, "port": number, "protocol": "TCP"})
-        return {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": f"{service.metadata.name}-fake",
-                "namespace": namespace,
-                "labels": {"kubernetes.io/service-name": service.metadata.name},
-            },
-            "addressType": "IPv4",
-            "endpoints": endpoints,
-            "ports": ports,
-        }
+        name = service.metadata.name
+        return [
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": f"{name}-fake" + (f"-{index}" if index else ""),
+                    "namespace": namespace,
+                    "labels": {"kubernetes.io/service-name": name},
+                },
+                "addressType": "IPv4",
+                "endpoints": endpoints,
+                "ports": [{"name": n, "port": number, "protocol": pr} for n, number, pr in ports],
+            }
+            for index, (ports, endpoints) in enumerate(groups.items() or [((), [])])
+        ]
+
+
+def _resolved_ports(service: Any, pod: Any) -> tuple[tuple[str, int, str], ...]:
+    """(name, number, protocol) of every Service port that resolves on `pod`: a number as is, a
+    name to the pod's container port of that name and the Service port's protocol."""
+    resolved = []
+    for port in service.spec.ports or []:
+        protocol = port.protocol or "TCP"
+        target = port.target_port
+        number = (
+            target
+            if isinstance(target, int)
+            else next(
+                (
+                    p.container_port
+                    for p in pod.spec.containers[0].ports or []
+                    if p.name == target and (p.protocol or "TCP") == protocol
+                ),
+                None,
+            )
+        )
+        if number is not None:
+            resolved.append((port.name or "", int(number), protocol))
+    return tuple(resolved)
 
 
 def make_nodes(cluster: Cluster, names: Sequence[str] = ("worker-a", "worker-b")) -> None:

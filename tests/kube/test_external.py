@@ -57,13 +57,15 @@ class Answers:
     """`pods/exec` for the target: readiness through the fake kubelet, and a scripted answer
     for every request loop (`answer(pod, script)`), each recorded."""
 
+    marker = "curl"  # in the request loops' scripts
+
     def __init__(self, fake: FakeCluster) -> None:
         self.fake = fake
         self.loops: list[tuple[str, str]] = []
         self.answer = lambda pod, script: ""
 
     def __call__(self, pod: str, argv: Sequence[str], timeout_s: float) -> str:
-        if "curl" not in argv[-1]:
+        if self.marker not in argv[-1]:
             return self.fake.exec(pod, argv, timeout_s)
         self.loops.append((pod, argv[-1]))
         return self.answer(pod, argv[-1])
@@ -86,13 +88,16 @@ def open_target(
             target.close()
 
 
-@pytest.fixture
-def opened(
-    mock_api: MockApiServer, cluster: Cluster
+@contextmanager
+def answered_target(
+    url: str, cluster: Cluster, marker: str = Answers.marker
 ) -> Iterator[tuple[KubeTarget, Answers, Cluster]]:
+    """The kube target opened on kmock with addressed nodes, its request loops (scripts with
+    `marker`) answered by the `Answers` it yields; closed afterwards."""
     make_addressed_nodes(cluster)
-    with FakeCluster(mock_api.url) as fake:
+    with FakeCluster(url) as fake:
         answers = Answers(fake)
+        answers.marker = marker
         target = KubeTarget(
             TargetOptions(extra={"startup_s": 5}), cluster=cluster, pod_exec=answers
         )
@@ -101,6 +106,14 @@ def opened(
             yield target, answers, cluster
         finally:
             target.close()
+
+
+@pytest.fixture
+def opened(
+    mock_api: MockApiServer, cluster: Cluster
+) -> Iterator[tuple[KubeTarget, Answers, Cluster]]:
+    with answered_target(mock_api.url, cluster) as found:
+        yield found
 
 
 def test_the_host_client_manifest_is_pinned_host_network_named_by_the_run_and_bounded() -> None:

@@ -13,13 +13,12 @@ from harness.features import (
     ALL_FEATURES,
     EXTERNAL_IPS,
     LOAD_BALANCER,
-    SCTP_FEATURE,
     TOPOLOGY,
     FeatureStatus,
     judge_features,
     unsupported_states,
 )
-from harness.protocols import environment_notes
+from harness.protocols import SCTP_FEATURE, environment_notes
 from harness.registry import TargetOptions
 from harness.strategies import EventSpace
 from harness.targets.base import target_features
@@ -28,15 +27,13 @@ from harness.targets.kube import KubeTarget
 
 def test_load_balancer_is_unsupported_by_the_environment() -> None:
     supported, origin = target_features(KubeTarget(TargetOptions()))
-    unsupported = {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY, SCTP_FEATURE}
+    unsupported = {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY, SCTP_FEATURE}  # sctp: no client
     assert origin == "target" and supported == ALL_FEATURES - unsupported
     judged = {r.feature.name: r for r in judge_features([], supported, {})}
     assert judged[LOAD_BALANCER].status == FeatureStatus.UNSUPPORTED
     assert environment_notes("kube")[LOAD_BALANCER].startswith("unsupported by the environment")
     assert not EventSpace().for_features(supported).supports(LOAD_BALANCER)
     assert "load-balancer-reached" in unsupported_states(supported)
-    assert judged[SCTP_FEATURE].status == FeatureStatus.UNSUPPORTED  # its clients speak TCP
-    assert environment_notes("kube")[SCTP_FEATURE].startswith("unsupported by the environment")
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from harness.events import (
 )
 from harness.kube.api import connect
 from harness.model.endpoints import derive_slices
-from harness.model.objects import Backend, ServiceType, TrafficPolicy, labels_of
+from harness.model.objects import Backend, Protocol, ServiceType, TrafficPolicy, labels_of
 from harness.registry import TargetOptions
 from harness.targets.kube import KubeTarget
 from harness.traffic import ErrorKind, TrafficRequest
@@ -105,6 +105,48 @@ def test_node_port_from_outside_keeps_the_source_under_local_on_a_real_cluster(
             TrafficRequest("web", count=2, timeout_s=1.0, parallel=True, external_node="node-2")
         )
         assert dropped.errors() == {ErrorKind.TIMEOUT: 2}
+    finally:
+        target.close()
+
+
+def test_udp_flows_reach_the_pods_move_off_a_removed_one_and_are_refused_on_a_real_cluster(
+    real_kubeconfig: str,
+) -> None:
+    """A UDP Service (docs/kube.md "UDP Services"): fresh nc flows from a client pod reach both
+    pods, a held flow (fixed source port) keeps its pod and moves once that pod is deleted
+    (kube-proxy deletes its conntrack entries), and with no endpoint left a flow is refused at
+    once (REJECT, ICMP port unreachable) rather than timing out."""
+    target = KubeTarget(TargetOptions(kubeconfig=real_kubeconfig))
+    target.open()
+    try:
+        target.apply(CreateService("dns", WEB, target_port="udp", protocol=Protocol.UDP))
+        target.apply(CreatePod("web-a", WEB, udp_port=8080))
+        target.apply(CreatePod("web-b", WEB, node="node-2", udp_port=8080))
+        converge(target, "dns")
+        both = {Backend("web-a", "u1"), Backend("web-b", "u2")}
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # until the proxy programs the UDP port
+            sample = target.send(TrafficRequest("dns", count=40))
+            if set(sample.hits()) == both or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert set(sample.hits()) == both and not sample.errors()
+        number, first = target.hold("dns", "client-1", 2.0)
+        assert number is not None and first.backend is not None and first.backend in both
+        assert target.ask_held(number, 2.0).backend == first.backend
+        (other,) = both - {first.backend}
+        target.apply(DeletePod(first.backend.pod, 0))
+        converge(target, "dns")
+        deadline = time.monotonic() + DEADLINE_S
+        while (moved := target.ask_held(number, 2.0)).backend != other:
+            assert time.monotonic() < deadline, f"the held flow stayed at {moved}"
+            time.sleep(1)
+        target.apply(DeletePod(other.pod, 0))
+        converge(target, "dns")
+        time.sleep(2)  # let the proxy catch up with the last change before asserting a REJECT
+        refused = target.send(TrafficRequest("dns", count=5))
+        assert refused.errors() == {ErrorKind.REFUSED: 5}
+        assert all(o.latency_ms < 1000 for o in refused.outcomes)
     finally:
         target.close()
 

@@ -16,6 +16,18 @@ from harness.errors import EnvironmentProblem
 
 NETNS_DIR = Path("/run/netns")
 COMMAND_TIMEOUT_S = 30.0
+LINES_PER_EXTRA_SECOND = 1000
+
+
+def transaction_timeout_s(payload: str) -> float:
+    """How long a rule command may take to apply `payload`: `COMMAND_TIMEOUT_S`, plus one
+    second per `LINES_PER_EXTRA_SECOND` lines. The kernel's share of a large nftables
+    transaction grows faster than its size (each new anonymous set, one per Service chain's
+    `numgen` vmap, is named by a walk over every set of the table: `nf_tables_set_alloc_name`),
+    so a full sync of 10,000 endpoints (45,000 lines) took 21 to 23 s on a quiet 2-core VM and
+    over 30 s beside other test runs. Still a bound: a hung tool is stopped."""
+    return COMMAND_TIMEOUT_S + payload.count("\n") / LINES_PER_EXTRA_SECOND
+
 
 PACKAGES = {
     "iptables-restore": "iptables",

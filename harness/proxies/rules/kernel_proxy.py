@@ -234,16 +234,28 @@ class KernelRuleProxy(TrackingProxy):
                 self.rendered.pop(name, None)
         if not removed:
             return removed
-        return removed - {flow for kept in self.plans.values() for flow in flows_of(kept)}
+        # only a plan with a removed flow's VIP and port (or node port) can still program it:
+        # the others are not listed, which keeps a one-endpoint change from costing O(cluster)
+        keys = {(flow.cluster_ip, flow.port) for flow in removed}
+        kept = (
+            plan
+            for plans_kept in self.plans.values()
+            for plan in plans_kept
+            if (plan.cluster_ip, plan.port) in keys or (ANY, plan.node_port) in keys
+        )
+        return removed - flows_of(kept)
 
     def plan(self, service: Service) -> tuple[PortPlan, ...]:
         """What to program for `service`: each port's destinations, in order."""
         destinations = {port.name: self.destinations(service, port.name) for port in service.ports}
         slices = self.slices_of(service.name)
         dropped = {p.name for p in service.ports if has_any_endpoints(slices, p.name)}
+        external_ips = self.external_ips(service)
+        # a ClusterIP Service without externalIPs has no external traffic: `plan_ports` would
+        # ignore its external destinations, so they are not computed (most of a large cluster)
         external = (
             {port.name: self.external_destinations(service, port.name) for port in service.ports}
-            if self.programs_node_ports
+            if self.programs_node_ports and (service.type.external or external_ips)
             else None
         )
         return plan_ports(
@@ -254,7 +266,7 @@ class KernelRuleProxy(TrackingProxy):
             external,
             self.external_policy_local(service),
             self.load_balancer_ips(service),
-            self.external_ips(service),
+            external_ips,
         )
 
     programs_node_ports: ClassVar[bool] = True
