@@ -112,6 +112,10 @@ FEATURES: dict[str, str] = {
         "externalTrafficPolicy Local with endpoints on other nodes only: that node's node port"
         " must DROP"
     ),
+    "sctp-reached": (
+        "an SCTP Service with usable endpoints judged: each new association's INIT DNATed to"
+        " one of them and its INIT-ACK NATed back (issue 12 item 3)"
+    ),
     "udp-node-port-reached": (
         "a UDP NodePort or LoadBalancer Service with usable endpoints reached from outside at"
         " every node's node port, one fresh flow per datagram, each node by its own proxy"
@@ -173,6 +177,8 @@ def service_features(expected: Expectation, node: str = PROXY_NODE) -> set[str]:
         found.add(MULTI_PORT_FEATURE)
     if has_dual_protocol_port(service):
         found.add(DUAL_PROTOCOL_FEATURE)
+    if expected.usable and any(port.protocol == "SCTP" for port in service.ports):
+        found.add(SCTP_STATE)
     if not local_policy and topology_narrows([e for e in everywhere if e.ready], node_zone(node)):
         found.add(TOPOLOGY_FEATURE)
     return found
@@ -188,6 +194,7 @@ def topology_narrows(ready: list[Endpoint], zone: str) -> bool:
 
 
 DUAL_PROTOCOL_FEATURE = "dual-protocol-port"
+SCTP_STATE = "sctp-reached"
 
 
 def has_dual_protocol_port(service: Service) -> bool:

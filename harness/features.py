@@ -283,7 +283,7 @@ _FEATURES: tuple[Feature, ...] = (
         " port and a TCP or UDP port of the same number served independently (the protocol is"
         " part of kube-proxy's ServicePortName)",
         ("no-stale-traffic", "availability", "reject-when-empty", "fairness"),
-        (),
+        ("sctp-reached",),
         _uses_sctp,
     ),
     Feature(

@@ -21,6 +21,7 @@ from harness.checks.affinity import TIMEOUT_SLACK_S
 from harness.coverage import has_dual_protocol_port
 from harness.events import (
     MAX_STALE_BACK,
+    SCTP_PORT_NAME,
     UDP_PORT_NAME,
     AddServicePort,
     CreateDualProtocolService,
@@ -603,10 +604,29 @@ def _udp_populated(
     name is free."""
     if not space.makes_udp:
         return None
-    udp = [s for s in state.services.values() if s.ports[0].protocol == "UDP"]  # flows use it
+    return _protocol_populated(data, state, Protocol.UDP, UDP_PORT_NAME)
+
+
+def sctp_reached(data: st.DataObject, state: ClusterState, space: EventSpace) -> list[Event]:
+    """An SCTP Service (created if there is none and a name is free) with usable endpoints:
+    every probe of it is then an INIT answered through the proxy's DNAT. Nothing where the
+    space makes no SCTP."""
+    if not space.makes_sctp:
+        return []
+    found = _protocol_populated(data, state, Protocol.SCTP, SCTP_PORT_NAME)
+    return [] if found is None else found[0]
+
+
+def _protocol_populated(
+    data: st.DataObject, state: ClusterState, protocol: Protocol, port_name: str
+) -> tuple[list[Event], Service] | None:
+    """Events that leave a Service whose first port (the probed one, which held flows use too)
+    is of `protocol` with usable endpoints, and that Service: one drawn, or one created
+    targeting the pods' `port_name` port when there is none; None when no name is free."""
+    same = [s for s in state.services.values() if s.ports[0].protocol == protocol.value]
     events: list[Event] = []
-    if udp:
-        service = data.draw(st.sampled_from(sorted(udp, key=lambda s: s.name)), label="service")
+    if same:
+        service = data.draw(st.sampled_from(sorted(same, key=lambda s: s.name)), label="service")
     else:
         free = [n for n in SERVICE_NAMES if n not in state.services]
         if not free:
@@ -615,8 +635,8 @@ def _udp_populated(
         created = CreateService(
             data.draw(st.sampled_from(free), label="name"),
             labels_of({"app": group}),
-            UDP_PORT_NAME,
-            protocol=Protocol.UDP,
+            port_name,
+            protocol=protocol,
         )
         events.append(created)
         service = created.apply(state).service(created.service)
@@ -733,6 +753,7 @@ RECIPES: dict[str, Recipe] = {
     "external-ip-reached": external_ip_reached,
     "health-check-only-terminating": health_only_terminating,
     "topology-narrowed": topology_narrowed,
+    "sctp-reached": sctp_reached,
 }
 
 

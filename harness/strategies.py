@@ -165,6 +165,7 @@ class EventSpace:
     udp: bool = False
     udp_only: bool = False
     sctp: bool = False
+    sctp_only: bool = False  # an aim's narrowing: every Service created is SCTP
     sends_out_of_window: bool = True
     changes_while_down: bool = False
     cuts_api: bool = False  # draw `RestartProxy(api_only=True)` (the target can cut them)
@@ -351,15 +352,17 @@ TCP and UDP keep their coverage)."""
 
 def _with_sctp(services: st.SearchStrategy[Event], space: EventSpace) -> st.SearchStrategy[Event]:
     """With `space.makes_sctp` (and not `udp_only`, an aim at UDP), one Service in `SCTP_ODDS`
-    is made SCTP, targeting the pods' `sctp` port (the last of the draw's values, so that
-    shrinking, toward the first, keeps a failure's Services as they were drawn before SCTP);
-    without it, the strategy as it was (no extra draw)."""
+    (every one with `sctp_only`, an aim's narrowing) is made SCTP, targeting the pods' `sctp`
+    port (the last of the draw's values, so that shrinking, toward the first, keeps a failure's
+    Services as they were drawn before SCTP); without it, the strategy as it was (no extra
+    draw)."""
     if not space.makes_sctp or space.udp_only:
         return services
-    return st.tuples(services, st.integers(0, SCTP_ODDS - 1)).map(
+    last = 0 if space.sctp_only else SCTP_ODDS - 1  # `sctp_only`: every one
+    return st.tuples(services, st.integers(0, last)).map(
         lambda drawn: (
             replace(drawn[0], protocol=Protocol.SCTP, target_port=SCTP_PORT_NAME)
-            if drawn[1] == SCTP_ODDS - 1 and isinstance(drawn[0], CreateService)
+            if drawn[1] == last and isinstance(drawn[0], CreateService)
             else drawn[0]
         )
     )

@@ -58,8 +58,12 @@ class Aim:
         return replace(space, **self.space) if self.space else space  # type: ignore[arg-type]
 
     def possible(self, space: EventSpace) -> bool:
-        """Whether `space` can reach the aim: one at UDP flows needs UDP Services generated."""
-        return space.makes_udp or not (self.space or {}).get("udp_only")
+        """Whether `space` can reach the aim: one at UDP flows needs UDP Services generated,
+        one at SCTP SCTP Services."""
+        wanted = self.space or {}
+        return (space.makes_udp or not wanted.get("udp_only")) and (
+            space.makes_sctp or not wanted.get("sctp_only")
+        )
 
 
 def _aim(*kinds: str, **space: object) -> Aim:
@@ -123,6 +127,7 @@ AIMS: dict[str, Aim] = {
         "set_service_type", "set_external_traffic_policy", "delete_pod", "scale", long_graces=True
     ),
     "topology-narrowed": _aim("set_traffic_distribution", "scale", "create_pod"),
+    "sctp-reached": _aim("scale", "create_pod", "delete_service", sctp_only=True),
     "dual-protocol-port": _aim(
         "create_dual_protocol_service",
         "add_service_port",

@@ -154,6 +154,7 @@ EXAMPLES: dict[str, list[Event]] = {
         Scale("web", 5, "node-2"),
         SetTrafficDistribution("svc-a", "PreferClose"),
     ],
+    "sctp-reached": [CreateService("svc-a", WEB, "sctp", protocol=Protocol.SCTP), Scale("web", 2)],
 }
 
 
@@ -180,7 +181,7 @@ def test_a_plain_service_has_no_rare_feature():
 @pytest.mark.parametrize("feature", sorted(RECIPES))
 def test_each_recipe_leads_to_its_feature(feature: str) -> None:
     """From a Service with three pods, the recipe's events reach the feature in most draws."""
-    space = AIMS[feature].narrow(EventSpace(simulated=True, udp=True))
+    space = AIMS[feature].narrow(EventSpace(simulated=True, udp=True, sctp=True))
     reached = []
 
     @seed(7)

@@ -63,10 +63,10 @@ def test_one_finding_per_property_and_the_search_goes_on() -> None:
 
 
 def test_aims_bring_rare_states_up_to_the_goal() -> None:
-    """With aims, every feature is checked; the least-checked ones are aimed at first (UDP
+    """With aims, every feature is checked; the least-checked ones are aimed at first (UDP and SCTP
     Services generated, as for the model, which supports every feature)."""
     limits = Limits(examples=200, steps=20)
-    engine, _ = search(ModelTarget(seed=1), limits, goal=5, space=EventSpace(udp=True))
+    engine, _ = search(ModelTarget(seed=1), limits, goal=5, space=EventSpace(udp=True, sctp=True))
     stats = engine.run(6)
     assert stats.coverage.short_of(5) == [], stats.coverage.to_json()
     assert set(AIMS) == set(stats.coverage.to_json())
