@@ -191,6 +191,13 @@ def _add_target_options(parser: argparse.ArgumentParser, replay: bool = False) -
         " pods and wait for their DaemonSet (disrupts the cluster; off by default)",
     )
     group.add_argument(
+        "--kube-sctp",
+        action="store_true",
+        default=None,
+        help="--target kube --pods cluster: judge SCTP Services (backends serve netexec"
+        " --sctp-port; needs the sctp module loaded on every node: off by default)",
+    )
+    group.add_argument(
         "--proxy-selector",
         metavar="SELECTOR",
         help="with --restart-cluster-proxy: the label selector of the proxy's pods in"
@@ -363,6 +370,7 @@ KUBE_ONLY = (
     "read_node_rules",
     "restart_cluster_proxy",
     "proxy_selector",
+    "kube_sctp",
 )
 
 
@@ -423,6 +431,7 @@ def target_options(
             "seed": seed,
             "deadline_given": deadline is not None,
             **proxy_restart_extra(chosen("restart_cluster_proxy"), chosen("proxy_selector")),
+            **({"sctp": True} if chosen("kube_sctp") else {}),
         },
     )
 
@@ -454,6 +463,8 @@ def run_context(spec: str, seed: int, options: registry.TargetOptions) -> RunCon
         # the run may restart the cluster's kube-proxy: so may its replay (`REPLAY_OPTIONS`)
         "restart_cluster_proxy": True if options.extra.get("restart_cluster_proxy") else None,
         "proxy_selector": options.extra.get("proxy_selector"),
+        # the run sent SCTP to the cluster's nodes: so does its replay (`REPLAY_OPTIONS`)
+        "kube_sctp": True if options.extra.get("sctp") is True else None,
     }
     return RunContext(spec, seed, {k: v for k, v in given.items() if v is not None})
 

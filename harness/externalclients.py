@@ -67,7 +67,7 @@ from harness.events import NEMESIS_EVENTS, Event
 from harness.model.endpoints import expect_external, expect_external_ip
 from harness.model.objects import Protocol, Service, TrafficPolicy, opt_out_label
 from harness.model.state import ClusterState
-from harness.nodeclients import NodeClients, host_nodes, sample_request
+from harness.nodeclients import NodeClients, host_nodes, sample_request, unsent_from_nodes
 from harness.podnodeports import PodNodePorts
 from harness.targets.base import Target
 from harness.udp_support import generates_udp
@@ -211,7 +211,7 @@ def external_sample(
     else:
         expected = expect_external(state, service, PORT, node)
     request = sample_request(state, service, expected, timeout_s, True, external_node=node)
-    if request is None:
+    if request is None or unsent_from_nodes(target, state, service):
         return None
     if via_load_balancer or external_ip is not None:
         request = replace(request, via_load_balancer=via_load_balancer, external_ip=external_ip)

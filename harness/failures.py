@@ -46,10 +46,12 @@ REPLAY_OPTIONS = (
     "nodes",
     "restart_cluster_proxy",
     "proxy_selector",
+    "kube_sctp",
 )
 """Run options a replay needs (option name with dashes is the flag). `restart_cluster_proxy`
 is a switch (True or absent): a run that was allowed to restart the cluster's kube-proxy found
-its failure that way, so its replay is allowed the same, and the printed command says so."""
+its failure that way, so its replay is allowed the same, and the printed command says so.
+`kube_sctp` likewise (`--kube-sctp`: the run drew SCTP Services on the kube target)."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def _check_run(run: Mapping[str, Any], where: str, required: bool) -> None:
             expected = f"a whole number of nodes, 1 to {MAX_NODES}"
         elif name == "pods":
             valid, expected = value in POD_MODES, f"one of {', '.join(POD_MODES)}"
-        elif name == "restart_cluster_proxy":
+        elif name in ("restart_cluster_proxy", "kube_sctp"):
             valid, expected = value is True, "true (or absent)"
         else:
             valid, expected = _text(value), "a non-empty string"

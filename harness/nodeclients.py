@@ -145,6 +145,19 @@ def sample_request(
     )
 
 
+def unsent_from_nodes(target: object, state: ClusterState, service: str) -> str | None:
+    """Why `target` does not send to `service`'s port PORT from the nodes' networks, or None
+    when it does: the target's `host_unsent` (protocol -> why; the kube target's SCTP, whose
+    hostNetwork clients have no SCTP client) names the port's protocol. Such a sample is not
+    judged (None), as a UDP port that must not connect is not. Pure."""
+    unsent = getattr(target, "host_unsent", None) or {}
+    found = state.services[service]
+    return next(
+        (str(unsent[p.protocol]) for p in found.ports if p.name == PORT and p.protocol in unsent),
+        None,
+    )
+
+
 class NodeClients:
     """One sample per node and changed Service per step (module docstring). Holds nothing
     between steps. A subclass may sample another route to the nodes by overriding `route_nodes`,
@@ -198,6 +211,6 @@ class NodeClients:
         Service that must not connect from `node`: module docstring)."""
         expected = expect(state, service, PORT, node)
         request = sample_request(state, service, expected, self.timeout_s, client_node=node)
-        if request is None:
+        if request is None or unsent_from_nodes(self.target, state, service):
             return None
         return NodeSample(service, node, expected, self.target.send(request).outcomes)

@@ -85,13 +85,13 @@ KUBE_TOPOLOGY = (
 )
 """The kube target's note on `topology` (`KubeTarget.features`)."""
 KUBE_SCTP = (
-    "unsupported by the environment: the kube target's client pods have no SCTP client that"
-    " reports the answering pod (agnhost's `connect --protocol=sctp` discards the answer, and"
-    " its OpenBSD nc has no SCTP mode: netcat-openbsd 1.219 checked), and SCTP needs the sctp"
-    " module on every node's kernel, which the harness neither loads nor checks there"
+    "unsupported by the environment: SCTP Services need the sctp module on every node (the"
+    " backends' netexec --sctp-port listener exits without it, and the client pods dial through"
+    " netexec's /dial), which the harness neither loads nor checks there: load it (modprobe"
+    " sctp) and turn it on with --kube-sctp (extra option sctp=on)"
 )
-"""The kube target's note on `sctp` (`KubeTarget.features`); its UDP runs on nc
-(`harness.kube.udp`)."""
+"""The kube target's note on `sctp` (`KubeTarget.features`) without `--kube-sctp`; with it
+SCTP is sent through the client pods' netexec `/dial` (`harness.kube.sctp`)."""
 
 
 def environment_notes(target: str) -> Mapping[str, str]:

@@ -68,6 +68,9 @@ NODE_READER_ROLE = "node-rules"
 HOST_CLIENT_ROLE = "host-client"
 # any image with sleep, iptables-save and nft; netshoot is a common network-debugging image
 DEFAULT_READER_IMAGE = "docker.io/nicolaka/netshoot:v0.13"
+CLIENT_DIAL_PORT = 8080
+"""The HTTP port of the client pods' netexec with SCTP on (`Placement.dials_sctp`): its `/dial`
+sends each SCTP request (`harness.kube.sctp`); the pod's own network, so no clash."""
 READER_LIFETIME_S = 86400  # the pod ends itself a day later if nothing deletes it
 
 
@@ -107,6 +110,7 @@ class Placement:
     run: str
     image: str = DEFAULT_IMAGE
     nodes: Mapping[str, str] | None = None  # model node -> cluster node; None: the scheduler picks
+    dials_sctp: bool = False  # --kube-sctp: client pods run netexec, whose /dial sends SCTP
 
     def node_for(self, model_node: str) -> str | None:
         if self.nodes is None:
@@ -150,7 +154,7 @@ def pod_manifest(pod: Pod, placement: Placement) -> dict[str, Any]:
     first = pod.ports[0].port if pod.ports else 8080
     port = next((p.port for p in pod.ports if p.name == "http"), first)
     start = f"touch {READY_FILE} && " if pod.ready else ""
-    start += _further_servers(pod, port)
+    start += _further_servers(pod, port) + _sctp_servers(pod)
     command = (
         f"{start}exec /agnhost netexec --http-port={port} --udp-port={_udp_port(pod, port)}"
         f" --delay-shutdown={DELAY_SHUTDOWN_S}"
@@ -189,15 +193,20 @@ def pod_manifest(pod: Pod, placement: Placement) -> dict[str, Any]:
 
 
 def client_pod_manifest(name: str, placement: Placement, node: str | None) -> dict[str, Any]:
-    """A client pod: agnhost `pause`, into which the harness execs its bounded request loops.
+    """A client pod: agnhost `pause`, into which the harness execs its bounded request loops;
+    with `placement.dials_sctp` agnhost `netexec` on `CLIENT_DIAL_PORT` instead (no UDP
+    server), whose `/dial` the exec'd loops ask for SCTP requests (`harness.kube.sctp`).
 
     It carries no model labels, so no Service selects it.
     """
+    args = ["pause"]
+    if placement.dials_sctp:
+        args = ["netexec", f"--http-port={CLIENT_DIAL_PORT}", "--udp-port=-1"]
     spec: dict[str, Any] = {
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 0,
-        "containers": [{"name": "client", "image": placement.image, "args": ["pause"]}],
+        "containers": [{"name": "client", "image": placement.image, "args": args}],
     }
     if node is not None:
         spec["nodeName"] = node
@@ -293,6 +302,19 @@ def _further_servers(pod: Pod, port: int) -> str:
     return "".join(
         f"/agnhost netexec --http-port={n if n in tcp else 0} --udp-port={n if n in udp else -1} & "
         for n in others
+    )
+
+
+def _sctp_servers(pod: Pod) -> str:
+    """Background netexec servers for the pod's SCTP container ports (`--kube-sctp`, issue 12
+    item 3), one process per port: `--sctp-port=N` answers the message `hostname` with the pod
+    hostname, like the UDP server. Each has its HTTP server on an ephemeral port (`0`) and no
+    UDP server, so it clashes with no other server of the pod whatever the numbers. A separate
+    process, never the main one: netexec's SCTP listener exits the process on any error (the
+    node without the sctp module, `log.Fatalf`), which must not end the container."""
+    numbers = sorted({p.port for p in pod.ports if p.protocol == "SCTP"})
+    return "".join(
+        f"/agnhost netexec --http-port=0 --udp-port=-1 --sctp-port={n} & " for n in numbers
     )
 
 

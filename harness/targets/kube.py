@@ -20,7 +20,10 @@ A UDP Service port is sent to with bounded `nc` loops from the same clients (`se
 `harness.kube.udp`, `harness.kube.datagrams`: one fresh source port per flow; with `--pods local`
 the client namespaces' own UDP client), and held UDP flows (`hold`, `hold_node_port`: a fixed
 source port asked again by each later exec) make the target a `ConnectionHolder` for UDP only:
-no TCP connection outlives an exec. SCTP is not sent (`harness.protocols.KUBE_SCTP`).
+no TCP connection outlives an exec. SCTP is sent only with `--kube-sctp` (extra option `sctp`,
+`--pods cluster`: each request one netexec `/dial` in a client pod, `harness.kube.sctp`; the
+nodes need the sctp module, which the harness neither loads nor checks), never from the
+hostNetwork clients (`host_unsent`); without it `sctp` is unsupported (`KUBE_SCTP`).
 
 With `--pods cluster` on two or more nodes it also has a hostNetwork client pod on every mapped
 node (`harness.kube.external`): NodePort traffic from outside a node (`external_node`: the client
@@ -110,6 +113,9 @@ from harness.kube.proxyrestart import (
 )
 from harness.kube.runtime import ClusterRuntime, PodExec, PodRuntime, pod_is_ready, pod_problem
 from harness.kube.scope import Scope
+from harness.kube.sctp import FLAG as SCTP_FLAG
+from harness.kube.sctp import HOST_SCTP, SCTP
+from harness.kube.sctp import send_batch as send_sctp
 from harness.kube.traffic import ClientPods, Exec
 from harness.kube.udp import TCP, UDP
 from harness.kube.writer import Writer
@@ -181,6 +187,11 @@ class KubeTarget:
             )
         switch(options.extra, "host_clients", True)  # a bad value stops here, before anything
         self._proxy_selector = check_selector(options.extra.get("proxy_selector", PROXY_SELECTOR))
+        if switch(options.extra, "sctp", False) and options.pods == "local":
+            raise UsageError(
+                f"{SCTP_FLAG} is for --pods cluster (the kubelet-less mode's pods are the local"
+                " cluster's, with no netexec); drop it"
+            )
         if switch(options.extra, "restart_cluster_proxy", False) and options.pods == "local":
             raise UsageError(
                 f"{RESTART_FLAG} is for --pods cluster (with --pods local the harness restarts"
@@ -234,7 +245,7 @@ class KubeTarget:
             raise UsageError(str(error)) from None
         self.namespace = f"{NAMESPACE_PREFIX}{self.prefix}"
         image = self.options.extra.get("image", DEFAULT_IMAGE)
-        self.placement = Placement(self.namespace, self.prefix, image)
+        self.placement = Placement(self.namespace, self.prefix, image, dials_sctp=self.sends_sctp)
 
     @classmethod
     def from_spec(cls, arg: str | None, options: TargetOptions) -> KubeTarget:
@@ -274,7 +285,11 @@ class KubeTarget:
             self.runtime = self._make_runtime(self.cluster)
             self.runtime.start()
             self.placement = Placement(
-                self.namespace, self.prefix, self.placement.image, self.runtime.nodes
+                self.namespace,
+                self.prefix,
+                self.placement.image,
+                self.runtime.nodes,
+                dials_sctp=self.placement.dials_sctp,
             )
             self._start_readers(self.cluster)
             self._start_host_clients(self.cluster)
@@ -473,6 +488,17 @@ class KubeTarget:
         return None
 
     @property
+    def sends_sctp(self) -> bool:
+        """Whether SCTP Service ports are sent to (`harness.udp_support.generates_sctp`): only
+        with `--kube-sctp` (extra option `sctp`), which `__init__` allows on `--pods cluster`
+        only. Pure."""
+        return switch(self.options.extra, "sctp", False)
+
+    host_unsent = {SCTP: HOST_SCTP}
+    """Service port protocols the hostNetwork clients do not send, with why
+    (`harness.nodeclients.unsent_from_nodes`): their samples are not judged."""
+
+    @property
     def _restarts_cluster_proxy(self) -> bool:
         """Whether `--restart-cluster-proxy` was given (extra option `restart_cluster_proxy`)."""
         return switch(self.options.extra, "restart_cluster_proxy", False)
@@ -631,12 +657,23 @@ class KubeTarget:
         address = self._cluster_ip(request.service)
         if found.protocol == UDP:
             return self._udp().send(request, address, found.port)
+        if found.protocol == SCTP and self.sends_sctp:
+            return self._send_sctp(request, address, found.port)
         if found.protocol != TCP:
             raise UsageError(
                 f"Service {request.service!r} port {request.port!r} is {found.protocol}: the kube"
                 f" target sends TCP and UDP only (sctp: {KUBE_SCTP})"
             )
         return self.runtime.send(request, address, found.port)
+
+    def _send_sctp(self, request: TrafficRequest, address: str, port: int) -> TrafficSample:
+        """One batch of SCTP requests from `request.client`'s pod through its netexec `/dial`
+        (`harness.kube.sctp`); `--kube-sctp` only. Changes nothing in the cluster."""
+        cluster, _ = self._require()
+        assert self._scope is not None
+        pod_exec = self._pod_exec or PodExec(cluster, self.namespace)
+        pod = ClientPods(self._scope, None, pod_exec).pod_name(request.client)
+        return send_sctp(pod_exec, pod, request, address, port, self.clock)
 
     # -- held UDP flows (`ConnectionHolder`, harness.longlived) --------------------------------
     relays_connections = False  # the cluster's proxy programs the kernel: flows live in conntrack
@@ -724,12 +761,13 @@ class KubeTarget:
         `set-external-ips` is refused (`apply`). Nor `topology`: a cluster's controller hints
         endpoints by its nodes' `topology.kubernetes.io/zone` labels, which the harness neither
         sets nor checks against the model's zones (`harness.protocols.KUBE_TOPOLOGY`). Nor
-        `sctp`: the client pods have no SCTP client that names the answering pod
+        `sctp` unless `--kube-sctp` (`sends_sctp`): it needs the sctp module on every node
         (`harness.protocols.KUBE_SCTP`). `udp` is judged: its Service ports are sent to with nc
         loops (`harness.kube.udp`). Pure."""
         from harness.features import ALL_FEATURES, EXTERNAL_IPS, LOAD_BALANCER, TOPOLOGY
 
-        return ALL_FEATURES - {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY, SCTP_FEATURE}
+        sctp = set() if self.sends_sctp else {SCTP_FEATURE}
+        return ALL_FEATURES - {LOAD_BALANCER, EXTERNAL_IPS, TOPOLOGY, *sctp}
 
     # -- the nodes' host networks as clients (harness.kube.external) ---------------------------
     def _start_host_clients(self, cluster: Cluster) -> None:
@@ -846,6 +884,11 @@ class KubeTarget:
         )
         if service is None or found is None:
             raise UsageError(f"no Service port {request.service}:{request.port}")
+        if found.protocol in self.host_unsent:
+            raise UsageError(
+                f"Service {request.service!r} port {request.port!r} is {found.protocol}:"
+                f" {self.host_unsent[found.protocol]}"
+            )
         if request.external_node is None:
             address = self._cluster_ip(request.service)
             return self._host.send_from(request, address, found.port, found.protocol)
