@@ -90,16 +90,17 @@ def open_target(
 
 @contextmanager
 def answered_target(
-    url: str, cluster: Cluster, marker: str = Answers.marker
+    url: str, cluster: Cluster, marker: str = Answers.marker, **extra: Any
 ) -> Iterator[tuple[KubeTarget, Answers, Cluster]]:
-    """The kube target opened on kmock with addressed nodes, its request loops (scripts with
-    `marker`) answered by the `Answers` it yields; closed afterwards."""
+    """The kube target opened on kmock with addressed nodes (extra options `extra`), its
+    request loops (scripts with `marker`) answered by the `Answers` it yields; closed
+    afterwards."""
     make_addressed_nodes(cluster)
     with FakeCluster(url) as fake:
         answers = Answers(fake)
         answers.marker = marker
         target = KubeTarget(
-            TargetOptions(extra={"startup_s": 5}), cluster=cluster, pod_exec=answers
+            TargetOptions(extra={"startup_s": 5, **extra}), cluster=cluster, pod_exec=answers
         )
         target.open()
         try:
