@@ -156,3 +156,9 @@ def test_the_kind_benchmarks_are_rendered_into_a_report_of_their_own() -> None:
     assert bench < report
     assert '--input "reports/bench-$PROXY_MODE"' in steps()[report]["run"]
     assert '--output "reports/bench-$PROXY_MODE"' in steps()[bench]["run"]
+
+
+def test_the_sctp_module_is_loaded_before_the_kube_tests_run() -> None:
+    """kind's nodes share the runner's kernel: the real-cluster SCTP case (`--kube-sctp`) needs
+    the sctp module there before `pytest -m kube` runs, and is skipped without it."""
+    assert index_of(r"sudo modprobe sctp") < index_of(r"pytest -m kube tests/kube")

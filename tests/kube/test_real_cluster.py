@@ -200,3 +200,31 @@ def test_restarting_the_clusters_kube_proxy_keeps_services_served(real_kubeconfi
         assert sample.hits() == {Backend("web-a", "u1"): 4}
     finally:
         target.close()
+
+
+def test_sctp_services_are_dialled_from_the_client_pods(real_kubeconfig: str) -> None:
+    """--kube-sctp: a backend serves its SCTP port with netexec --sctp-port, and every SCTP
+    request from a client pod's netexec /dial (a fresh association each) reaches it within
+    the deadline. Needs the sctp module on every node: skipped where this machine's kernel
+    has no SCTP sockets (a kind cluster's nodes share it; the nightly loads it first)."""
+    from harness.events import SCTP_PORT_NAME
+    from harness.protocols import SctpMode, sctp_mode
+
+    if sctp_mode() != SctpMode.SOCKET:
+        pytest.skip("no sctp module loaded here (modprobe sctp): kind's nodes share this kernel")
+    options = TargetOptions(kubeconfig=real_kubeconfig, extra={"sctp": "on"})
+    target = KubeTarget(options)
+    target.open()
+    try:
+        target.apply(CreateService("sig", WEB, target_port=SCTP_PORT_NAME, protocol=Protocol.SCTP))
+        target.apply(CreatePod("web-a", WEB, sctp_port=9000))
+        converge(target, "sig")
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            sample = target.send(TrafficRequest("sig", count=4, timeout_s=2.0))
+            if sample.hits() == {Backend("web-a", "u1"): 4} or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert sample.hits() == {Backend("web-a", "u1"): 4}, sample.outcomes
+    finally:
+        target.close()
