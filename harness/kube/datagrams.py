@@ -100,8 +100,12 @@ class NamespaceDatagrams:
             self._agents[client] = agent
         return agent
 
-    def send(self, request: TrafficRequest, address: str, port: int) -> TrafficSample:
-        """One batch of fresh flows from `request.client`'s namespace to `address:port`."""
+    def send(
+        self, request: TrafficRequest, address: str, port: int, protocol: str = "udp"
+    ) -> TrafficSample:
+        """One batch of fresh flows from `request.client`'s namespace to `address:port`; with
+        `protocol` "sctp" (the kube target's `--pods local` SCTP) fresh associations, as the
+        local target sends them (`harness.local.traffic.Batch`)."""
         from harness.local.traffic import Batch
 
         batch = Batch(
@@ -111,7 +115,7 @@ class NamespaceDatagrams:
             timeout_s=request.timeout_s,
             time_limit_s=request.time_limit_s,
             parallel=request.parallel and not request.keep_alive,
-            protocol="udp",
+            protocol=protocol,
         )
         started_s = self._clock.now()
         outcomes = self._agent(request.client).run(batch)

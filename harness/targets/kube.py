@@ -121,7 +121,7 @@ from harness.kube.udp import TCP, UDP
 from harness.kube.writer import Writer
 from harness.model.objects import DEFAULT_NAMESPACE, PROXY_NODE, EndpointSlice, Pod
 from harness.model.state import ClusterState
-from harness.protocols import KUBE_EXTERNAL_IPS, KUBE_SCTP, SCTP_FEATURE
+from harness.protocols import KUBE_EXTERNAL_IPS, KUBE_SCTP, SCTP_FEATURE, sctp_unsupported
 from harness.proxies.base import SyncState
 from harness.proxies.rules.tracing import Packet
 from harness.registry import POD_MODES, TargetOptions
@@ -189,8 +189,8 @@ class KubeTarget:
         self._proxy_selector = check_selector(options.extra.get("proxy_selector", PROXY_SELECTOR))
         if switch(options.extra, "sctp", False) and options.pods == "local":
             raise UsageError(
-                f"{SCTP_FLAG} is for --pods cluster (the kubelet-less mode's pods are the local"
-                " cluster's, with no netexec); drop it"
+                f"{SCTP_FLAG} is for --pods cluster (with --pods local SCTP is sent wherever this"
+                " machine's kernel tracks SCTP); drop it"
             )
         if switch(options.extra, "restart_cluster_proxy", False) and options.pods == "local":
             raise UsageError(
@@ -245,7 +245,8 @@ class KubeTarget:
             raise UsageError(str(error)) from None
         self.namespace = f"{NAMESPACE_PREFIX}{self.prefix}"
         image = self.options.extra.get("image", DEFAULT_IMAGE)
-        self.placement = Placement(self.namespace, self.prefix, image, dials_sctp=self.sends_sctp)
+        dials = self.options.pods != "local" and self.sends_sctp  # client pods, not namespaces
+        self.placement = Placement(self.namespace, self.prefix, image, dials_sctp=dials)
 
     @classmethod
     def from_spec(cls, arg: str | None, options: TargetOptions) -> KubeTarget:
@@ -489,9 +490,13 @@ class KubeTarget:
 
     @property
     def sends_sctp(self) -> bool:
-        """Whether SCTP Service ports are sent to (`harness.udp_support.generates_sctp`): only
-        with `--kube-sctp` (extra option `sctp`), which `__init__` allows on `--pods cluster`
-        only. Pure."""
+        """Whether SCTP Service ports are sent to (`harness.udp_support.generates_sctp`): on
+        `--pods cluster` only with `--kube-sctp` (extra option `sctp`; the nodes' kernels are
+        not known here); on `--pods local` where this machine's kernel tracks SCTP
+        (`harness.protocols.sctp_unsupported`), whose client namespaces send it as the local
+        cluster's do. Reads one directory entry at most."""
+        if self.options.pods == "local":
+            return sctp_unsupported() is None
         return switch(self.options.extra, "sctp", False)
 
     host_unsent = {SCTP: HOST_SCTP}
@@ -668,7 +673,15 @@ class KubeTarget:
 
     def _send_sctp(self, request: TrafficRequest, address: str, port: int) -> TrafficSample:
         """One batch of SCTP requests from `request.client`'s pod through its netexec `/dial`
-        (`harness.kube.sctp`); `--kube-sctp` only. Changes nothing in the cluster."""
+        (`harness.kube.sctp`; `--kube-sctp`), or with `--pods local` from its client namespace
+        (`harness.kube.datagrams`, the local cluster's SCTP client). Changes nothing in the
+        cluster."""
+        if self.options.pods == "local":
+            from harness.local.sctp import SCTP_MODE
+
+            datagrams = self._udp()
+            assert isinstance(datagrams, NamespaceDatagrams)  # what --pods local sends from
+            return datagrams.send(request, address, port, protocol=SCTP_MODE)
         cluster, _ = self._require()
         assert self._scope is not None
         pod_exec = self._pod_exec or PodExec(cluster, self.namespace)
@@ -761,9 +774,10 @@ class KubeTarget:
         `set-external-ips` is refused (`apply`). Nor `topology`: a cluster's controller hints
         endpoints by its nodes' `topology.kubernetes.io/zone` labels, which the harness neither
         sets nor checks against the model's zones (`harness.protocols.KUBE_TOPOLOGY`). Nor
-        `sctp` unless `--kube-sctp` (`sends_sctp`): it needs the sctp module on every node
-        (`harness.protocols.KUBE_SCTP`). `udp` is judged: its Service ports are sent to with nc
-        loops (`harness.kube.udp`). Pure."""
+        `sctp` unless `sends_sctp` (`--kube-sctp` on a cluster, whose every node needs the sctp
+        module: `harness.protocols.KUBE_SCTP`; `--pods local` where this kernel tracks SCTP).
+        `udp` is judged: its Service ports are sent to with nc
+        loops (`harness.kube.udp`). Reads one directory entry at most (`sends_sctp`)."""
         from harness.features import ALL_FEATURES, EXTERNAL_IPS, LOAD_BALANCER, TOPOLOGY
 
         sctp = set() if self.sends_sctp else {SCTP_FEATURE}

@@ -14,13 +14,24 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import pytest
+from fakecluster import FakeCluster
 from mockapi import MockApiServer
 from test_external import Answers, answered_target
+from test_standin import _target as standin_target
+from test_standin import needs_netns, standin_command
 
 from harness.cli import build_parser, target_options
 from harness.clock import RealClock
 from harness.errors import UsageError
-from harness.events import SCTP_PORT_NAME, CreatePod, CreateService, SetServiceType
+from harness.events import (
+    SCTP_PORT_NAME,
+    CreatePod,
+    CreateService,
+    DeletePod,
+    Scale,
+    SetReady,
+    SetServiceType,
+)
 from harness.failures import RunContext, _check_run
 from harness.features import SCTP_FEATURE
 from harness.kube.api import Cluster
@@ -29,8 +40,9 @@ from harness.kube.sctp import HOST_SCTP, build_command, error_kind, parse_output
 from harness.model.objects import ContainerPort, Protocol, ServiceType, labels_of
 from harness.model.state import ClusterState
 from harness.nodeclients import unsent_from_nodes
-from harness.protocols import KUBE_SCTP
+from harness.protocols import KUBE_SCTP, sctp_unsupported
 from harness.registry import TargetOptions
+from harness.runner import RunConfig, Runner
 from harness.targets.kube import KubeTarget
 from harness.traffic import ErrorKind, TrafficRequest
 from harness.udp_support import generates_sctp
@@ -153,6 +165,8 @@ def test_sctp_is_opt_in_and_for_pods_cluster_only() -> None:
     on = KubeTarget(TargetOptions(extra={"sctp": "on"}))
     assert on.sends_sctp and SCTP_FEATURE in on.features() and generates_sctp(on)
     assert on.placement.dials_sctp
+    local = KubeTarget(TargetOptions(pods="local"))  # the local kernel is known: no opt-in
+    assert local.sends_sctp == (sctp_unsupported() is None) and not local.placement.dials_sctp
     with pytest.raises(UsageError, match="--kube-sctp is for --pods cluster"):
         KubeTarget(TargetOptions(pods="local", extra={"sctp": True}))
     with pytest.raises(UsageError, match="option sctp must be on or off, not 'often'"):
@@ -202,3 +216,35 @@ def test_an_sctp_service_port_is_dialled_from_the_client_pod_and_not_from_the_no
     with pytest.raises(UsageError, match="the hostNetwork clients send no SCTP"):
         target.send(TrafficRequest("sig", count=1, external_node="node-1"))
     assert len(dials.loops) == 1  # nothing was sent from the nodes
+
+
+# -- --pods local end to end: root, network namespaces, a kernel tracking SCTP (item 5) ----------
+@needs_netns
+@pytest.mark.netns
+@pytest.mark.skipif(sctp_unsupported() is not None, reason=str(sctp_unsupported()))
+def test_sctp_services_pass_on_the_standin_in_the_kubelet_less_mode(
+    mock_api: MockApiServer, cluster: Cluster
+) -> None:
+    """A fixed sequence on the kube target with `--pods local` (no `--kube-sctp`: the local
+    kernel is known) and the stand-in proxy: an SCTP Service gets two endpoints, one is made
+    unready, the other killed (refused at once). Every verdict holds, and the SCTP Service was
+    reached through the node's rules from the client namespaces (`sctp-reached`)."""
+    sequence = [
+        CreateService("sig", WEB, target_port=SCTP_PORT_NAME, protocol=Protocol.SCTP),
+        Scale("web", 2),
+        SetReady("web-0", False),
+        DeletePod("web-1", grace_s=0),
+    ]
+    target = standin_target(cluster, standin_command("--proxy-mode iptables"))
+    with FakeCluster(mock_api.url, kubelet=False):
+        target.open()
+        try:
+            assert generates_sctp(target) and not target.placement.dials_sctp
+            runner = Runner(target, RunConfig())
+            runner.reset()
+            results = runner.run(sequence)
+        finally:
+            target.close()
+    assert [(v.property, v.message) for r in results for v in r.failures()] == []
+    assert "reject-when-empty" in {v.property for r in results for v in r.verdicts}
+    assert any("sctp-reached" in r.checked for r in results)
