@@ -30,7 +30,8 @@ EndpointSlice controller reads (a terminal pod is never listed); whether a real 
 stops the container at once is not relied on (to be confirmed on a real cluster).
 
 Pods run `registry.k8s.io/e2e-test-images/agnhost netexec`, which answers `/hostname` (and, on
-each UDP container port, the datagram `hostname`: `harness.kube.udp`) with the
+each UDP container port, the datagram `hostname`: `harness.kube.udp`; with `--kube-sctp`,
+`Placement.sctp`, the message `hostname` on each SCTP container port: `harness.kube.sctp`) with the
 pod's `spec.hostname`, set to `NAME--UID` (the model's incarnation uid), and keeps serving for the
 whole grace period after SIGTERM (`--delay-shutdown`), as the e2e tests for terminating endpoints
 do. Readiness is an exec probe on `/tmp/ready` that the harness creates or removes.
@@ -69,7 +70,7 @@ HOST_CLIENT_ROLE = "host-client"
 # any image with sleep, iptables-save and nft; netshoot is a common network-debugging image
 DEFAULT_READER_IMAGE = "docker.io/nicolaka/netshoot:v0.13"
 CLIENT_DIAL_PORT = 8080
-"""The HTTP port of the client pods' netexec with SCTP on (`Placement.dials_sctp`): its `/dial`
+"""The HTTP port of the client pods' netexec with SCTP on (`Placement.sctp`): its `/dial`
 sends each SCTP request (`harness.kube.sctp`); the pod's own network, so no clash."""
 READER_LIFETIME_S = 86400  # the pod ends itself a day later if nothing deletes it
 
@@ -110,7 +111,7 @@ class Placement:
     run: str
     image: str = DEFAULT_IMAGE
     nodes: Mapping[str, str] | None = None  # model node -> cluster node; None: the scheduler picks
-    dials_sctp: bool = False  # --kube-sctp: client pods run netexec, whose /dial sends SCTP
+    sctp: bool = False  # --kube-sctp: backends serve SCTP ports, client pods run netexec to dial
 
     def node_for(self, model_node: str) -> str | None:
         if self.nodes is None:
@@ -154,7 +155,9 @@ def pod_manifest(pod: Pod, placement: Placement) -> dict[str, Any]:
     first = pod.ports[0].port if pod.ports else 8080
     port = next((p.port for p in pod.ports if p.name == "http"), first)
     start = f"touch {READY_FILE} && " if pod.ready else ""
-    start += _further_servers(pod, port) + _sctp_servers(pod)
+    start += _further_servers(pod, port)
+    if placement.sctp:  # never an SCTP socket without --kube-sctp: it may load the sctp module
+        start += _sctp_servers(pod)
     command = (
         f"{start}exec /agnhost netexec --http-port={port} --udp-port={_udp_port(pod, port)}"
         f" --delay-shutdown={DELAY_SHUTDOWN_S}"
@@ -194,13 +197,13 @@ def pod_manifest(pod: Pod, placement: Placement) -> dict[str, Any]:
 
 def client_pod_manifest(name: str, placement: Placement, node: str | None) -> dict[str, Any]:
     """A client pod: agnhost `pause`, into which the harness execs its bounded request loops;
-    with `placement.dials_sctp` agnhost `netexec` on `CLIENT_DIAL_PORT` instead (no UDP
+    with `placement.sctp` agnhost `netexec` on `CLIENT_DIAL_PORT` instead (no UDP
     server), whose `/dial` the exec'd loops ask for SCTP requests (`harness.kube.sctp`).
 
     It carries no model labels, so no Service selects it.
     """
     args = ["pause"]
-    if placement.dials_sctp:
+    if placement.sctp:
         args = ["netexec", f"--http-port={CLIENT_DIAL_PORT}", "--udp-port=-1"]
     spec: dict[str, Any] = {
         "enableServiceLinks": False,

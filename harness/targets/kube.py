@@ -245,8 +245,9 @@ class KubeTarget:
             raise UsageError(str(error)) from None
         self.namespace = f"{NAMESPACE_PREFIX}{self.prefix}"
         image = self.options.extra.get("image", DEFAULT_IMAGE)
-        dials = self.options.pods != "local" and self.sends_sctp  # client pods, not namespaces
-        self.placement = Placement(self.namespace, self.prefix, image, dials_sctp=dials)
+        # --kube-sctp: netexec serves and dials SCTP in the pods (not --pods local's namespaces)
+        sctp = self.options.pods != "local" and self.sends_sctp
+        self.placement = Placement(self.namespace, self.prefix, image, sctp=sctp)
 
     @classmethod
     def from_spec(cls, arg: str | None, options: TargetOptions) -> KubeTarget:
@@ -290,7 +291,7 @@ class KubeTarget:
                 self.prefix,
                 self.placement.image,
                 self.runtime.nodes,
-                dials_sctp=self.placement.dials_sctp,
+                sctp=self.placement.sctp,
             )
             self._start_readers(self.cluster)
             self._start_host_clients(self.cluster)

@@ -134,18 +134,19 @@ def test_a_batch_is_one_bounded_exec() -> None:
     assert calls == [("harness-client-1", 17.0)]  # two timeouts and the exec overhead
 
 
-def _pod(*ports: ContainerPort) -> str:
+def _pod(*ports: ContainerPort, sctp: bool = True) -> str:
     pod = CreatePod("web-a", WEB).apply(ClusterState()).pods["web-a"]
-    manifest = pod_manifest(replace(pod, ports=ports), Placement("ns", "hk00001"))
+    manifest = pod_manifest(replace(pod, ports=ports), Placement("ns", "hk00001", sctp=sctp))
     return str(manifest["spec"]["containers"][0]["command"][-1])
 
 
-def test_pods_serve_each_sctp_port_with_a_netexec_of_its_own() -> None:
-    sctp = Protocol.SCTP.value
-    command = _pod(ContainerPort("http", 8080), ContainerPort(SCTP_PORT_NAME, 8080, sctp))
+def test_pods_serve_each_sctp_port_with_a_netexec_of_its_own_only_with_sctp_on() -> None:
+    both = (ContainerPort("http", 8080), ContainerPort(SCTP_PORT_NAME, 8080, Protocol.SCTP.value))
+    command = _pod(*both)
     assert "/agnhost netexec --http-port=0 --udp-port=-1 --sctp-port=8080 & " in command
     assert "exec /agnhost netexec --http-port=8080 --udp-port=-1 " in command  # main unchanged
     assert "--sctp-port" not in _pod(ContainerPort("http", 8080))
+    assert "--sctp-port" not in _pod(*both, sctp=False)  # no SCTP socket: no module loaded
 
 
 def test_client_pods_run_netexec_only_with_sctp_on() -> None:
@@ -154,7 +155,7 @@ def test_client_pods_run_netexec_only_with_sctp_on() -> None:
         return list(manifest["spec"]["containers"][0]["args"])
 
     assert args(Placement("ns", "hk00001")) == ["pause"]
-    on = args(Placement("ns", "hk00001", dials_sctp=True))
+    on = args(Placement("ns", "hk00001", sctp=True))
     assert on == ["netexec", f"--http-port={CLIENT_DIAL_PORT}", "--udp-port=-1"]
 
 
@@ -164,9 +165,9 @@ def test_sctp_is_opt_in_and_for_pods_cluster_only() -> None:
     assert not generates_sctp(plain) and "--kube-sctp" in KUBE_SCTP
     on = KubeTarget(TargetOptions(extra={"sctp": "on"}))
     assert on.sends_sctp and SCTP_FEATURE in on.features() and generates_sctp(on)
-    assert on.placement.dials_sctp
+    assert on.placement.sctp
     local = KubeTarget(TargetOptions(pods="local"))  # the local kernel is known: no opt-in
-    assert local.sends_sctp == (sctp_unsupported() is None) and not local.placement.dials_sctp
+    assert local.sends_sctp == (sctp_unsupported() is None) and not local.placement.sctp
     with pytest.raises(UsageError, match="--kube-sctp is for --pods cluster"):
         KubeTarget(TargetOptions(pods="local", extra={"sctp": True}))
     with pytest.raises(UsageError, match="option sctp must be on or off, not 'often'"):
@@ -239,7 +240,7 @@ def test_sctp_services_pass_on_the_standin_in_the_kubelet_less_mode(
     with FakeCluster(mock_api.url, kubelet=False):
         target.open()
         try:
-            assert generates_sctp(target) and not target.placement.dials_sctp
+            assert generates_sctp(target) and not target.placement.sctp
             runner = Runner(target, RunConfig())
             runner.reset()
             results = runner.run(sequence)
