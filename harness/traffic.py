@@ -131,6 +131,10 @@ class TrafficSample:
     outcomes: tuple[Outcome, ...]
     started_s: float
     finished_s: float
+    refusals_unseen: str | None = None
+    """Why this client cannot see a REJECT (it times out instead), or None: the kube target's
+    SCTP dial (`harness.kube.sctp`), whose socket gets the ICMP port unreachable as a soft
+    error only. `reject-when-empty` then takes a timeout as a possible refusal and says so."""
 
     def hits(self) -> Counter[Backend]:
         return Counter(o.backend for o in self.outcomes if o.backend is not None)

@@ -54,6 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--pods", default=None, choices=["cluster", "local"], help="--target kube: pods where")
     add("--restart-cluster-proxy", action="store_true", help="--target kube: restart kube-proxy")
     add("--proxy-selector", default=None, help="kube-proxy's pods in kube-system (a selector)")
+    add("--kube-sctp", action="store_true", help="--target kube: SCTP (sctp module on every node)")
     add("--results", default=None, help="also write the harness's JSON results file here")
     add("--junit", default=None, help="also write the harness's JUnit XML here")
     add("--failures-dir", default="reports/failures", help="where counterexamples are saved")
@@ -90,6 +91,7 @@ def _run_suite(config: pytest.Config) -> tuple[SuiteResult, RunReport]:
             "seed": seed,
             "deadline_given": option("deadline") is not None,
             **proxy_restart_extra(option("restart_cluster_proxy"), option("proxy_selector")),
+            **({"sctp": True} if option("kube_sctp") else {}),
         },
     )
     spec = option("target")

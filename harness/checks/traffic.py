@@ -73,7 +73,9 @@ def check_reject(
       node routes the Service range to a sink, so it times out. This is the named part
       `opt-out` of the property (evidence `part`).
 
-    Not applicable while some endpoint is usable."""
+    Not applicable while some endpoint is usable. A sample whose client cannot see a REJECT
+    (`TrafficSample.refusals_unseen`: the kube target's SCTP) takes a timeout as a possible
+    refusal, and the verdict says a refusal was not judged; an answer still fails."""
     if opted_out is not None:
         return _check_opted_out(service, sample, opted_out)
     if usable:
@@ -88,6 +90,9 @@ def check_reject(
             if o.error != ErrorKind.REFUSED or o.latency_ms > REJECT_WITHIN_MS
         ]
         right, instead = "refused at once", "instead of being refused at once"
+        if sample.refusals_unseen is not None:  # a timeout may be the REJECT it cannot see
+            wrong = [o for o in wrong if o.error != ErrorKind.TIMEOUT]
+            right = f"refused or timed out (a refusal is not judged: {sample.refusals_unseen})"
     power = confirmation_evidence(len(sample.outcomes))
     if not wrong:
         return passed(REJECT, f"{service}: {len(sample.outcomes)} connection(s) {right}", **power)

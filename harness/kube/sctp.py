@@ -23,7 +23,9 @@ for minutes (net.sctp.max_init_retransmits), so a dropped INIT ends as curl's ex
 only to the same address). What netexec cannot report: the ICMP port unreachable a REJECT
 answers with, which the kernel gives an SCTP socket only as a soft error (`sctp_v4_err`,
 without IP_RECVERR, which netexec does not set), so on the kube target an SCTP Service without
-endpoints times out where the local cluster's raw client sees `refused` (docs/kube.md).
+endpoints times out where the local cluster's raw client sees `refused` (docs/kube.md): every
+sample says so (`TrafficSample.refusals_unseen`), and `reject-when-empty` takes a timeout there
+as a possible refusal, saying so in its verdict.
 
 A request prints its body, a newline, then `= EXITCODE SECONDS`; requests sent at once
 (`parallel`) write files of their own, printed in send order. A batch ends within `count *
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import replace
 from typing import Any
 
 from harness.clock import Clock
@@ -52,6 +55,11 @@ HOST_SCTP = (
     " netexec to dial from would bind a port of the node; SCTP node ports are not judged there"
 )
 """Why an SCTP Service port is not sent to from the nodes (`KubeTarget.host_unsent`)."""
+REFUSALS_UNSEEN = (
+    "the kube target's SCTP client (netexec /dial) gets a REJECT's ICMP port unreachable as a"
+    " soft error only, so it times out"
+)
+"""What the samples of `send_batch` say of a refusal (`TrafficSample.refusals_unseen`)."""
 END = "="
 CURL_TIMEOUT = 28
 ERROR_KINDS = (
@@ -169,17 +177,18 @@ def send_batch(
     """One batch of SCTP requests from the client pod `where` to `address:port`, each a fresh
     association (kept-alive requests too: an association is not kept between requests), timed
     on `clock`. The source the pod saw is not reported (netexec's `/dial` asks one message
-    per association)."""
+    per association), and the sample says a refusal is unseen (`REFUSALS_UNSEEN`)."""
     if request.count < 1:
         now_s = clock.now()
         return TrafficSample(request, (), now_s, now_s)
     parallel = request.parallel and not request.keep_alive
     argv = build_command(address, port, request.count, request.timeout_s, parallel)
     budget_s = (1 if parallel else request.count) * request.timeout_s + EXEC_OVERHEAD_S
-    return exec_sample(
+    sample = exec_sample(
         exec_function,
         (where, argv, budget_s),
         request,
         clock,
         lambda output: parse_output(output, request.count, request.timeout_s),
     )
+    return replace(sample, refusals_unseen=REFUSALS_UNSEEN)

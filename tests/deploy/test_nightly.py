@@ -158,7 +158,12 @@ def test_the_kind_benchmarks_are_rendered_into_a_report_of_their_own() -> None:
     assert '--output "reports/bench-$PROXY_MODE"' in steps()[bench]["run"]
 
 
-def test_the_sctp_module_is_loaded_before_the_kube_tests_run() -> None:
-    """kind's nodes share the runner's kernel: the real-cluster SCTP case (`--kube-sctp`) needs
-    the sctp module there before `pytest -m kube` runs, and is skipped without it."""
-    assert index_of(r"sudo modprobe sctp") < index_of(r"pytest -m kube tests/kube")
+def test_the_sctp_module_is_loaded_before_the_kube_tests_and_the_conformance_run() -> None:
+    """kind's nodes share the runner's kernel: the real-cluster SCTP case and the conformance
+    run's `--kube-sctp` need the sctp module there, and go without it."""
+    loaded = index_of(r"sudo modprobe sctp")
+    assert loaded < index_of(r"pytest -m kube tests/kube")
+    conformance = index_of(r"tox -e conformance -- --target kube")
+    text = run_text(steps()[conformance])
+    assert loaded < conformance and "/proc/net/protocols && echo --kube-sctp" in text
+    assert "$SCTP" in text.split("tox -e conformance", 1)[1]  # passed where the module is loaded

@@ -36,7 +36,14 @@ from harness.failures import RunContext, _check_run
 from harness.features import SCTP_FEATURE
 from harness.kube.api import Cluster
 from harness.kube.objects import CLIENT_DIAL_PORT, Placement, client_pod_manifest, pod_manifest
-from harness.kube.sctp import HOST_SCTP, build_command, error_kind, parse_output, send_batch
+from harness.kube.sctp import (
+    HOST_SCTP,
+    REFUSALS_UNSEEN,
+    build_command,
+    error_kind,
+    parse_output,
+    send_batch,
+)
 from harness.model.objects import ContainerPort, Protocol, ServiceType, labels_of
 from harness.model.state import ClusterState
 from harness.nodeclients import unsent_from_nodes
@@ -44,7 +51,7 @@ from harness.protocols import KUBE_SCTP, sctp_unsupported
 from harness.registry import TargetOptions
 from harness.runner import RunConfig, Runner
 from harness.targets.kube import KubeTarget
-from harness.traffic import ErrorKind, TrafficRequest
+from harness.traffic import ErrorKind, TrafficRequest, TrafficSample
 from harness.udp_support import generates_sctp
 
 WEB = labels_of({"app": "web"})
@@ -249,3 +256,24 @@ def test_sctp_services_pass_on_the_standin_in_the_kubelet_less_mode(
     assert [(v.property, v.message) for r in results for v in r.failures()] == []
     assert "reject-when-empty" in {v.property for r in results for v in r.verdicts}
     assert any("sctp-reached" in r.checked for r in results)
+
+
+def test_a_timeout_may_be_the_reject_an_sctp_dial_cannot_see() -> None:
+    """`reject-when-empty` on the kube target's SCTP samples (`refusals_unseen`): a timeout is
+    taken as a possible refusal and the verdict says so; an answer still fails; a sample of
+    any other client still needs the refusal."""
+    from harness.checks.traffic import check_reject
+
+    def sample(body: str, count: int) -> TrafficSample:
+        def answer(where: str, argv: Sequence[str], timeout_s: float) -> str:
+            return body
+
+        request = TrafficRequest("sig", count=count, timeout_s=1.0)
+        return send_batch(answer, "harness-client-1", request, "10.96.0.7", 80, RealClock())
+
+    silent = sample(CUT_BY_CURL * 2 + REFUSED, 3)
+    assert silent.refusals_unseen == REFUSALS_UNSEEN
+    verdict = check_reject("sig", (), silent)
+    assert verdict.holds and "a refusal is not judged" in verdict.message
+    assert not check_reject("sig", (), sample(CUT_BY_CURL + ANSWERED, 2)).holds
+    assert not check_reject("sig", (), replace(silent, refusals_unseen=None)).holds
