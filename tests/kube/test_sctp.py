@@ -14,11 +14,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import pytest
-from fakecluster import FakeCluster
 from mockapi import MockApiServer
 from test_external import Answers, answered_target
-from test_standin import _target as standin_target
-from test_standin import needs_netns, standin_command
+from test_standin import needs_netns, run_on_standin
 
 from harness.cli import build_parser, target_options
 from harness.clock import RealClock
@@ -49,7 +47,6 @@ from harness.model.state import ClusterState
 from harness.nodeclients import unsent_from_nodes
 from harness.protocols import KUBE_SCTP, sctp_unsupported
 from harness.registry import TargetOptions
-from harness.runner import RunConfig, Runner
 from harness.targets.kube import KubeTarget
 from harness.traffic import ErrorKind, TrafficRequest, TrafficSample
 from harness.udp_support import generates_sctp
@@ -243,16 +240,9 @@ def test_sctp_services_pass_on_the_standin_in_the_kubelet_less_mode(
         SetReady("web-0", False),
         DeletePod("web-1", grace_s=0),
     ]
-    target = standin_target(cluster, standin_command("--proxy-mode iptables"))
-    with FakeCluster(mock_api.url, kubelet=False):
-        target.open()
-        try:
-            assert generates_sctp(target) and not target.placement.sctp
-            runner = Runner(target, RunConfig())
-            runner.reset()
-            results = runner.run(sequence)
-        finally:
-            target.close()
+    _, results = run_on_standin(
+        mock_api.url, cluster, sequence, lambda t: generates_sctp(t) and not t.placement.sctp
+    )
     assert [(v.property, v.message) for r in results for v in r.failures()] == []
     assert "reject-when-empty" in {v.property for r in results for v in r.verdicts}
     assert any("sctp-reached" in r.checked for r in results)

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,7 +27,7 @@ from mockapi import MockApiServer
 
 from harness.conformance import Status, SuiteResult, options_for, run_target
 from harness.errors import UsageError
-from harness.events import CreateService
+from harness.events import CreateService, Event
 from harness.kube.api import Cluster
 from harness.kube.external import LOCAL_PODS
 from harness.kube.metrics import METRIC, SYNC_METRIC, bind_address, metrics_text, parse
@@ -44,6 +45,7 @@ from harness.kube.standin import (
 from harness.model.objects import Affinity, TrafficPolicy, labels_of
 from harness.profiles import PROFILES
 from harness.registry import TargetOptions
+from harness.runner import RunConfig, Runner
 from harness.targets.kube import KubeTarget
 
 
@@ -151,6 +153,24 @@ def _target(cluster: Cluster, command: str) -> KubeTarget:
     """The kube target with `--pods local` and `command` as its proxy; a fresh prefix (and so
     namespace) per open, since kmock keeps a deleted namespace's objects."""
     return KubeTarget(TargetOptions(pods="local", proxy_command=command), cluster=cluster)
+
+
+def run_on_standin(
+    url: str, cluster: Cluster, sequence: Sequence[Event], drawn: Callable[[KubeTarget], bool]
+) -> tuple[Runner, list[Any]]:
+    """`sequence` run on the kube target with `--pods local` and the stand-in (iptables) on
+    kmock at `url`, after asserting `drawn(target)` (what the search would draw there); the
+    runner and its step results. The target is closed afterwards."""
+    target = _target(cluster, standin_command("--proxy-mode iptables"))
+    with FakeCluster(url, kubelet=False):
+        target.open()
+        try:
+            assert drawn(target)
+            runner = Runner(target, RunConfig())
+            runner.reset()
+            return runner, list(runner.run(list(sequence)))
+        finally:
+            target.close()
 
 
 GRACEFUL = pytest.mark.parametrize(

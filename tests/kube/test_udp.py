@@ -15,11 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import pytest
-from fakecluster import FakeCluster
 from mockapi import MockApiServer
 from test_external import Answers, answered_target
-from test_standin import _target as standin_target
-from test_standin import needs_netns, standin_command
+from test_standin import needs_netns, run_on_standin
 
 from harness.errors import UsageError
 from harness.events import CreatePod, CreateService, DeletePod, Scale, SetReady, SetServiceType
@@ -29,7 +27,6 @@ from harness.kube.udp import FRESH_PORTS, build_command, fresh_ports, parse_outp
 from harness.model.objects import ContainerPort, Protocol, ServiceType, labels_of
 from harness.model.state import ClusterState
 from harness.protocols import KUBE_SCTP, environment_notes
-from harness.runner import RunConfig, Runner
 from harness.targets.kube import KubeTarget
 from harness.traffic import ErrorKind, TrafficRequest
 from harness.udp_support import generates_udp
@@ -248,16 +245,7 @@ def test_udp_services_pass_on_the_standin_in_the_kubelet_less_mode(
         SetReady("web-0", False),
         DeletePod("web-1", grace_s=0),
     ]
-    target = standin_target(cluster, standin_command("--proxy-mode iptables"))
-    with FakeCluster(mock_api.url, kubelet=False):
-        target.open()
-        try:
-            assert generates_udp(target)
-            runner = Runner(target, RunConfig())
-            runner.reset()
-            results = runner.run(sequence)
-        finally:
-            target.close()
+    runner, results = run_on_standin(mock_api.url, cluster, sequence, generates_udp)
     assert [(v.property, v.message) for r in results for v in r.failures()] == []
     judged = {v.property for r in results for v in r.verdicts}
     assert {"no-stale-traffic", "reject-when-empty", "long-lived-connections"} <= judged
