@@ -20,10 +20,11 @@ A UDP Service port is sent to with bounded `nc` loops from the same clients (`se
 `harness.kube.udp`, `harness.kube.datagrams`: one fresh source port per flow; with `--pods local`
 the client namespaces' own UDP client), and held UDP flows (`hold`, `hold_node_port`: a fixed
 source port asked again by each later exec) make the target a `ConnectionHolder` for UDP only:
-no TCP connection outlives an exec. SCTP is sent only with `--kube-sctp` (extra option `sctp`,
-`--pods cluster`: each request one netexec `/dial` in a client pod, `harness.kube.sctp`; the
+no TCP connection outlives an exec. SCTP is sent on `--pods cluster` only with `--kube-sctp`
+(extra option `sctp`: each request one netexec `/dial` in a client pod, `harness.kube.sctp`; the
 nodes need the sctp module, which the harness neither loads nor checks), never from the
-hostNetwork clients (`host_unsent`); without it `sctp` is unsupported (`KUBE_SCTP`).
+hostNetwork clients (`host_unsent`), and without it `sctp` is unsupported (`KUBE_SCTP`); on
+`--pods local` wherever this machine's kernel tracks SCTP (the client namespaces' SCTP client).
 
 With `--pods cluster` on two or more nodes it also has a hostNetwork client pod on every mapped
 node (`harness.kube.external`): NodePort traffic from outside a node (`external_node`: the client
