@@ -48,6 +48,10 @@ PLOTTED = (("change_sync_ms", "one change, sync"), ("full_sync_ms", "full sync")
 """The measures the plot draws per proxy: a field of each size, and its legend."""
 
 
+FLOOR = "floor_bare_ms"
+"""The bare command's floor at a size (bench/test_programming_cost.py `measure_floor`)."""
+
+
 def _number(value: object) -> float:
     """A figure; TypeError (a malformed file) for anything but a number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -181,6 +185,10 @@ def cost_ratios(data: Json) -> list[Ratio]:
         value, span = _growth(nftables, figure)
         what = "programming" if figure.endswith(PROGRAMMED) else "sync"
         ratios.append(_at_most(f"nftables one-change {what}, growth from {span}", value, bound))
+        if all(FLOOR in size for size in nftables):  # files from before it was measured lack it
+            value, span = _growth(nftables, FLOOR)
+            name = f"nftables bare command's floor, growth from {span}"
+            ratios.append(Ratio(name, value, "shown (what any nft -f transaction costs)", None))
     for proxy, sizes in by_proxy.items():
         bound = _number(goals["proxy_over_bare_at_most"])
         for key, what in (("change", "one-change"), ("full", "full")):
@@ -254,6 +262,14 @@ def cost_notes(data: Json) -> list[str]:
             f" figures ({size[FAILED]})"
             for size in result["failed_sizes"]
         ]
+        floors = [_floor_text(size) for size in result["sizes"] if FLOOR in size]
+        if floors:
+            notes.append(
+                f"{result['proxy']}, the bare command's floor (the smallest transaction that"
+                " commits and changes nothing a Service owns: what a one-endpoint change cannot"
+                " get under; nft 1.0.6 lists every chain of the namespace before any"
+                f" transaction): {'; '.join(floors)}"
+            )
         flows = [_flows_text(size) for size in result["sizes"] if "flows_tracked" in size]
         if flows:
             notes.append(
@@ -262,6 +278,13 @@ def cost_notes(data: Json) -> list[str]:
                 f" untranslated conntrack entries, one table walk each): {'; '.join(flows)}"
             )
     return notes
+
+
+def _floor_text(size: Json) -> str:
+    """`10,000 endpoints: 56 ms with 15,002 chains` (the chains left out when not recorded)."""
+    chains = f" with {number_text(_number(size['chains']))} chains" if "chains" in size else ""
+    floor = number_text(_number(size[FLOOR]))
+    return f"{number_text(_number(size['endpoints']))} endpoints: {floor} ms{chains}"
 
 
 def _flows_text(size: Json) -> str:

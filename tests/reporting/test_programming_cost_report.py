@@ -63,6 +63,23 @@ def test_the_ratios_are_those_of_the_one_runs_figures_beside_the_goals() -> None
     assert (f"iptables full programming {worst}", "1.25x", "at most 1.5x", "yes") in table.rows
 
 
+def test_the_bare_commands_floor_is_shown_beside_the_growth_with_the_chains() -> None:
+    """The floor (the smallest committing transaction at each size) is shown, without a goal:
+    it is what the nftables growth goal cannot get under; files without it show nothing."""
+    data = programming_cost_json()
+    for result in data["results"]:
+        for size, (floor, chains) in zip(
+            result["sizes"], ((4.0, 12), (6.0, 150), (16.0, 15002)), strict=True
+        ):
+            size["floor_bare_ms"], size["chains"] = floor, chains
+    found = ratios(data)
+    assert found["nftables bare command's floor, growth from 10 to 10,000 endpoints"] == (4.0, None)
+    notes = [n for n in cost_notes(data) if "the bare command's floor" in n]
+    assert len(notes) == 2 and notes[1].startswith("nftables")
+    assert "10,000 endpoints: 16 ms with 15,002 chains" in notes[1]
+    assert not [n for n in cost_notes(programming_cost_json()) if "floor" in n]
+
+
 def test_a_file_without_programmed_figures_is_judged_on_its_whole_sync() -> None:
     """A file written before programming was measured: the goal applies to the sync, as then."""
     data = programming_cost_json()
