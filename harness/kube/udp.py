@@ -196,13 +196,14 @@ def send_batch(
     curl loop; UDP as flows through the nc loop, fresh ones from `fresh_ports` or from the given
     source `ports` (a held flow's). Kept-alive UDP requests are fresh flows too (a UDP request
     has no connection to keep); `sources` other than the client's own are not offered. UsageError
-    (one line) for any other protocol: the kube target's clients speak TCP and UDP only."""
+    (one line) for any other protocol: this loop speaks TCP and UDP only (SCTP goes from the
+    client pods through `harness.kube.sctp`, and never from the hostNetwork clients)."""
     if protocol == TCP:
         return run_batch(exec_function, where, request, address, port, clock, report_source)
     if protocol != UDP:
         raise UsageError(
-            f"the kube target's clients send TCP and UDP only, not {protocol!r}: drop the"
-            " Service port of that protocol (sctp is unsupported on the kube target)"
+            f"the kube target's curl and nc clients send TCP and UDP only, not {protocol!r}: SCTP"
+            " goes only from the client pods with --kube-sctp, never from the hostNetwork clients"
         )
     chosen = list(ports) if ports is not None else fresh_ports(request.count)
     if not chosen:
