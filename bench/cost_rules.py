@@ -3,10 +3,13 @@ the relations its medians obey by construction, never their values. Pure: the re
 one line per breach out (empty when it holds).
 
 - the goals the report judges against are stated (`GOALS`, numbers);
-- every proxy gave figures (`sizes`, at least one) or says why not (`failed`, a line);
+- every proxy gave figures (`sizes`, at least one) or says why not (`failed`, a line); the
+  version of its rule tool (`tool`) and the name of a variant (`variant`, another `nft`), when
+  given, are lines, and no proxy and variant is measured twice;
 - every size has every figure (`FIGURES`, numbers > 0) and its counts (`COUNTS`, whole numbers
   >= 1; the changes go there and back, so their count is even), and at least one endpoint per
-  Service, or says why not (`failed`, a line, beside its endpoints and Services);
+  Service, or says why not (`failed`, a line, beside its endpoints and Services); the floors
+  (`FLOORS`), when given, are numbers > 0;
 - every measured size has the restart with tracked connections: how many (`flows_tracked`, a
   whole number) and its sync (`flows_sync_ms`, a number > 0) or why it failed
   (`flows_sync_failed`, a line), not both;
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from harness.reporting.programming_cost import result_label
 
 GOALS = (
     "proxy_over_bare_at_most",
@@ -42,6 +47,9 @@ FIGURES = (
     "first_packet_us",
 )
 COUNTS = ("endpoints", "services", "change_rounds", "full_rounds", "connections")
+FLOORS = ("floor_bare_ms", "floor_goto_bare_ms")
+"""Figures a size may have (files from before they were measured lack them; iptables has no
+goto floor): numbers > 0 when given."""
 ORDERED = (
     ("change_apply_ms", "change_programmed_ms"),
     ("change_programmed_ms", "change_sync_ms"),
@@ -97,6 +105,8 @@ def _size_problems(where: str, size: Mapping[str, Any]) -> list[str]:
              if not (_is_number(size.get(key)) and size[key] > 0)]  # fmt: skip
     found += [f"{where}: {key} is {size.get(key)!r}, not a whole number >= 1" for key in COUNTS
               if not _is_count(size.get(key))]  # fmt: skip
+    found += [f"{where}: {key} is {size[key]!r}, not a number > 0" for key in FLOORS
+              if key in size and not (_is_number(size[key]) and size[key] > 0)]  # fmt: skip
     if found:
         return found
     if size["change_rounds"] % 2:
@@ -114,8 +124,17 @@ def structure_problems(report: Mapping[str, Any]) -> list[str]:
     goals = goals if isinstance(goals, Mapping) else {}
     found = [f"goal {key} is not stated" for key in GOALS if not _is_number(goals.get(key))]
     scales: dict[str, list[object]] = {}
+    labels: list[str] = []
     for result in report.get("results") or []:
-        proxy = str(result.get("proxy"))
+        proxy = result_label(result)
+        found += [
+            f"{proxy}: {key} is {result[key]!r}, not a line"
+            for key in ("tool", "variant")
+            if key in result and not (isinstance(result[key], str) and result[key])
+        ]
+        if proxy in labels:
+            found.append(f"{proxy}: measured twice")
+        labels.append(proxy)
         if "failed" in result:
             found += _reason(proxy, result["failed"])
             continue

@@ -83,3 +83,6 @@ _KERNEL_PROXIES = ",".join(
 PROGCOST_PROXIES = names("PROGCOST_PROXIES", full=_KERNEL_PROXIES, quick=_KERNEL_PROXIES)
 """The kernel-rule proxies among HARNESS_BENCH_PROXIES (`harness bench --target`), unless
 HARNESS_BENCH_PROGCOST_PROXIES names them."""
+PROGCOST_NFT = names("PROGCOST_NFT", full="", quick="")
+"""Directories each holding another `nft` (e.g. Debian 13's, from bench/debian_nft.py): the
+nftables proxy is measured once more with each of them first on PATH, in the same run."""

@@ -25,7 +25,19 @@ probe Service, whose two endpoints are real pods (probe-a and probe-b). Measured
   a Service owns (`floor_transaction`), `floor_bare_ms`, beside how many chains the proxy
   programmed (`chains`): `nft -f` (1.0.6) dumps every chain of the namespace into its cache
   before any transaction, so a one-endpoint change costs at least this floor, which grows with
-  the chain count (kube-proxy's layout: one chain per Service port and per endpoint);
+  the chain count (kube-proxy's layout: one chain per Service port and per endpoint); nft 1.1.3
+  fetches no chain for it, but still every set of the table (one anonymous set per Service
+  chain's `numgen` map). Beyond any client, a commit that adds a jump or goto (every endpoint
+  change of this layout does) has the kernel validate every chain reachable from the base
+  chains (`nft_table_validate`): at 10,000 endpoints that commit alone took 8 to 10 ms here,
+  against 0.1 ms at 10. So nftables sizes also record `floor_goto_bare_ms`, the same smallest
+  transaction with a goto (`goto_floor_transaction`): its excess over the floor is the kernel's
+  validation;
+- the rule tool: each proxy's result names the version of the tool it ran (`tool`), and with
+  HARNESS_BENCH_PROGCOST_NFT (directories, each holding an `nft`: bench/debian_nft.py fetches
+  Debian 13's) the nftables proxy is measured once more per directory, that directory first on
+  PATH for the proxy and the bare command alike (`variant`: `nft v1.1.3`), so one run shows
+  which share of the growth is the `nft` binary's;
 - full sync: a `RestartProxy` on a node whose conntrack table was flushed first: the fresh
   proxy instance adopts the rules its predecessor left (they keep serving) and its first sync
   programs everything anew in one transaction (`full_sync_ms`, its rule command
@@ -56,6 +68,7 @@ about 10 s; full: several minutes, most of it the 10,000-endpoint size).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -63,6 +76,7 @@ import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +87,7 @@ from sizes import (
     PROGCOST_CONNECTIONS,
     PROGCOST_ENDPOINTS,
     PROGCOST_FULL_ROUNDS,
+    PROGCOST_NFT,
     PROGCOST_PROXIES,
     PROGCOST_ROUNDS,
     PROGCOST_SERVICES,
@@ -86,11 +101,12 @@ from harness.local.names import netns_path
 from harness.local.netns import flush_conntrack, in_thread, setns
 from harness.model.objects import labels_of
 from harness.proxies.iptables import IptablesProxy
-from harness.proxies.nftables import NftablesProxy
+from harness.proxies.nftables import NO_ENDPOINTS, REJECT_CHAIN, SERVICE_IPS, NftablesProxy
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.reporting.runs import write_figures
 from harness.targets.local import LocalTarget
 from harness.traffic import TrafficRequest
+from harness.versions import PROXY_TOOLS, tool_version
 
 pytestmark = pytest.mark.netns
 
@@ -242,12 +258,27 @@ def floor_transaction(proxy: SyncTimer) -> str:
     this ruleset's size: for `nft -f` (1.0.6) that is dumping every chain of the namespace
     into its cache before any command, whatever the transaction touches."""
     if isinstance(proxy, NftablesProxy):
-        table = f"ip {proxy.table} service-ips"
+        table = f"ip {proxy.table} {SERVICE_IPS}"
         return (
             f"add element {table} {{ {FLOOR_KEY} : drop }}\n"
             f"delete element {table} {{ {FLOOR_KEY} }}\n"
         )
     return f"*filter\n:{FLOOR_CHAIN} - [0:0]\n-X {FLOOR_CHAIN}\nCOMMIT\n"
+
+
+def goto_floor_transaction(proxy: NftablesProxy) -> str:
+    """`floor_transaction` with a goto: one `no-endpoint-services` element going to the
+    reject chain (as the proxy writes for a Service without endpoints), added and removed. A
+    commit that adds a jump or goto has the kernel validate every chain reachable from the base
+    chains (`nft_table_validate`, net/netfilter/nf_tables_api.c), and every endpoint change of
+    kube-proxy's layout adds one (its Service chain's `numgen` map goes to the new endpoint's
+    chain), so this is the least such a change costs; its excess over the plain floor is the
+    kernel's validation."""
+    table = f"ip {proxy.table} {NO_ENDPOINTS}"
+    return (
+        f"add element {table} {{ {FLOOR_KEY} : goto {REJECT_CHAIN} }}\n"
+        f"delete element {table} {{ {FLOOR_KEY} }}\n"
+    )
 
 
 def measure_floor(target: LocalTarget, command: list[str]) -> dict[str, Any]:
@@ -258,7 +289,12 @@ def measure_floor(target: LocalTarget, command: list[str]) -> dict[str, Any]:
     payload = floor_transaction(proxy)
     floor = [timed_bare(node, command, payload) for _ in range(2 * PROGCOST_ROUNDS)]
     chains = sum(len(rendering.chains) for rendering in proxy.rendered.values())
-    return {"floor_bare_ms": median(floor), "chains": chains}
+    figures = {"floor_bare_ms": median(floor), "chains": chains}
+    if isinstance(proxy, NftablesProxy):
+        payload = goto_floor_transaction(proxy)
+        floor = [timed_bare(node, command, payload) for _ in range(2 * PROGCOST_ROUNDS)]
+        figures["floor_goto_bare_ms"] = median(floor)
+    return figures
 
 
 def tracked_flows(netns: str) -> int:
@@ -342,10 +378,43 @@ def measure_size(name: str, endpoints: int, services: int) -> Any:
         target.close()
 
 
-def measure(name: str) -> dict[str, Any]:
-    """Every size for proxy `name`, smallest first. A size that cannot be measured here (a
-    command refused or timed out) is recorded as failed with the reason; a proxy whose every
-    size failed (a missing tool) as failed itself."""
+@contextlib.contextmanager
+def first_on_path(directory: str | None) -> Iterator[None]:
+    """Within the block, `directory` (if any) comes first on this process's PATH, so the
+    proxy's rule commands and the bare replays run its tools; PATH is restored after."""
+    if directory is None:
+        yield
+        return
+    before = os.environ["PATH"]
+    os.environ["PATH"] = f"{directory}{os.pathsep}{before}"
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
+
+
+def variant_name(tool: str, directory: str) -> str:
+    """A variant's short name: `nft v1.1.3` from `nftables v1.1.3 (Commodore Bullmoose #4)`,
+    else the directory it came from."""
+    words = tool.split()
+    return f"nft {words[1]}" if len(words) > 1 and words[1].startswith("v") else directory
+
+
+def measure(name: str, nft_directory: str | None = None) -> dict[str, Any]:
+    """Every size for proxy `name`, smallest first, with the rule tool found first on PATH
+    (`nft_directory` first, for a variant: see the module docstring). A size that cannot be
+    measured here (a command refused or timed out) is recorded as failed with the reason; a
+    proxy whose every size failed (a missing tool) as failed itself."""
+    with first_on_path(nft_directory):
+        tool = tool_version(PROXY_TOOLS[name])
+        named: dict[str, Any] = {"proxy": name, "tool": tool}
+        if nft_directory is not None:
+            named["variant"] = variant_name(tool, nft_directory)
+        return {**named, **measure_sizes(name)}
+
+
+def measure_sizes(name: str) -> dict[str, Any]:
+    """`measure`'s figures: `sizes`, or `failed` with the first size's reason."""
     sizes: list[dict[str, Any]] = []
     for endpoints, services in zip(PROGCOST_ENDPOINTS, PROGCOST_SERVICES, strict=True):
         try:
@@ -353,8 +422,8 @@ def measure(name: str) -> dict[str, Any]:
         except EnvironmentProblem as problem:
             sizes.append({"endpoints": endpoints, "services": services, "failed": str(problem)})
     if all("failed" in size for size in sizes):
-        return {"proxy": name, "failed": sizes[0]["failed"]}
-    return {"proxy": name, "sizes": sizes}
+        return {"failed": sizes[0]["failed"]}
+    return {"sizes": sizes}
 
 
 def test_programming_cost_at_scale(output_dir: Path) -> None:
@@ -367,8 +436,16 @@ def test_programming_cost_at_scale(output_dir: Path) -> None:
         )
     if not PROGCOST_PROXIES:
         pytest.skip("no kernel-rule proxy (iptables, nftables) among HARNESS_BENCH_PROXIES")
+    for directory in PROGCOST_NFT:
+        if not os.access(Path(directory) / "nft", os.X_OK):
+            raise pytest.UsageError(
+                f"HARNESS_BENCH_PROGCOST_NFT names {directory!r}, which holds no executable nft"
+                " (python bench/debian_nft.py DIR fetches Debian 13's)"
+            )
     started = datetime.datetime.now(datetime.UTC)
     results = [measure(name) for name in PROGCOST_PROXIES]
+    if "nftables" in PROGCOST_PROXIES:
+        results += [measure("nftables", directory) for directory in PROGCOST_NFT]
     report = {
         "benchmark": "programming cost at scale: one endpoint change and a full sync against the"
         " bare rule command, and first-packet latency through the VIP",
@@ -389,7 +466,10 @@ def test_programming_cost_at_scale(output_dir: Path) -> None:
             " bulk Service's)",
             "floor": "the bare command applying the smallest transaction that commits (nftables:"
             " one unused service-ips element added and removed; iptables: one empty chain made and"
-            " deleted), the least any change costs at that ruleset's size",
+            " deleted), the least any change costs at that ruleset's size; floor_goto (nftables):"
+            " the same with a goto (an unused no-endpoint-services element going to the reject"
+            " chain), which has the kernel validate every chain reachable from the base chains,"
+            " as every endpoint change does",
             "full_sync": "after a proxy restart on a node whose conntrack table was flushed"
             " first; flows_*: one restart more with the connections"
             f" {FLOW_CONNECTIONS} fresh probe requests left tracked",

@@ -42,6 +42,7 @@ from harness.model.objects import Endpoint, EndpointPort, EndpointSlice, Labels,
 from harness.proxies.base import NodeContext
 from harness.proxies.iptables import IptablesProxy
 from harness.proxies.nftables import NftablesProxy
+from harness.proxies.rules.commands import transaction_timeout_s
 from harness.proxies.rules.kernel_proxy import KernelRuleProxy
 from harness.reporting.runs import write_figures
 
@@ -94,9 +95,12 @@ def timed_sync(proxy: KernelRuleProxy, old: EndpointSlice, new: EndpointSlice) -
 
 
 def timed_bare(netns: str, argv: list[str], payload: str) -> float:
+    """Milliseconds for `argv` to apply `payload` in namespace `netns`, bounded as the proxies
+    bound their own rule commands (`transaction_timeout_s`: it grows with the payload)."""
     command = ["nsenter", f"--net=/run/netns/{netns}", "--", *argv]
     started = time.perf_counter()
-    subprocess.run(command, input=payload, text=True, check=True, capture_output=True, timeout=60)
+    subprocess.run(command, input=payload, text=True, check=True, capture_output=True,
+                   timeout=transaction_timeout_s(payload))  # fmt: skip
     return (time.perf_counter() - started) * 1000
 
 

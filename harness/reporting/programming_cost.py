@@ -50,6 +50,8 @@ PLOTTED = (("change_sync_ms", "one change, sync"), ("full_sync_ms", "full sync")
 
 FLOOR = "floor_bare_ms"
 """The bare command's floor at a size (bench/test_programming_cost.py `measure_floor`)."""
+GOTO_FLOOR = "floor_goto_bare_ms"
+"""The same floor with a goto, which the kernel validates (nftables sizes only)."""
 
 
 def _number(value: object) -> float:
@@ -71,6 +73,13 @@ def measured(data: Json) -> list[Json]:
         failed = [size for size in every if FAILED in size]
         found.append({**result, "sizes": sizes, "failed_sizes": failed})
     return found
+
+
+def result_label(result: Json) -> str:
+    """How a result is named everywhere in the section: its proxy, with its variant in
+    brackets when it has one (`nftables (nft v1.1.3)`: the same proxy run with another `nft`)."""
+    variant = result.get("variant")
+    return f"{result.get('proxy')} ({variant})" if variant else str(result.get("proxy"))
 
 
 def _quotient(top: object, bottom: object) -> float | None:
@@ -121,10 +130,10 @@ def cost_table(data: Json) -> Table:
                 number_text(_number(size["endpoints"])),
                 number_text(_number(size["services"])),
             )
-            rows.append((str(result["proxy"]), *scale, *([FAILED] * (len(headers) - 3))))
+            rows.append((result_label(result), *scale, *([FAILED] * (len(headers) - 3))))
         for size in result["sizes"]:
             rows.append((
-                str(result["proxy"]),
+                result_label(result),
                 number_text(_number(size["endpoints"])),
                 number_text(_number(size["services"])),
                 f"{number_text(_number(size['change_sync_ms']))}"
@@ -169,44 +178,70 @@ def _growth(sizes: Sequence[Json], key: str) -> tuple[float | None, str]:
 
 
 def cost_ratios(data: Json) -> list[Ratio]:
-    """The issue's ratios from the one file (see the module docstring); a ratio whose proxy
-    gave no figures, or that needs two sizes where there is one, is left out."""
+    """The issue's ratios from the one file (see the module docstring), those of the nftables
+    proxy once per `nft` it ran with (its variants); a ratio whose proxy gave no figures, or
+    that needs two sizes where there is one, is left out."""
     goals = {**DEFAULT_GOALS, **(data.get("goals") or {})}
-    by_proxy = {str(result["proxy"]): result["sizes"] for result in measured(data)}
+    results = measured(data)
     ratios = []
-    iptables, nftables = by_proxy.get("iptables"), by_proxy.get("nftables")
-    if iptables and len(iptables) > 1:
-        value, span = _growth(iptables, "full_sync_ms")
-        met = None if value is None else value > 1
-        ratios.append(Ratio(f"iptables full sync, growth from {span}", value, "grows", met))
-    if nftables and len(nftables) > 1:
-        bound = _number(goals["nftables_change_growth_at_most"])
-        figure = _programming_key(nftables, "change")
-        value, span = _growth(nftables, figure)
-        what = "programming" if figure.endswith(PROGRAMMED) else "sync"
-        ratios.append(_at_most(f"nftables one-change {what}, growth from {span}", value, bound))
-        if all(FLOOR in size for size in nftables):  # files from before it was measured lack it
-            value, span = _growth(nftables, FLOOR)
-            name = f"nftables bare command's floor, growth from {span}"
-            ratios.append(Ratio(name, value, "shown (what any nft -f transaction costs)", None))
-    for proxy, sizes in by_proxy.items():
-        bound = _number(goals["proxy_over_bare_at_most"])
-        for key, what in (("change", "one-change"), ("full", "full")):
-            figure = _programming_key(sizes, key)
-            for measure in dict.fromkeys((figure, f"{key}_sync_ms")):
-                quotients = [_quotient(s[measure], s[f"{key}_bare_ms"]) for s in sizes]
-                known = [q for q in quotients if q is not None]
-                worst = max(known) if known else None
-                part = "programming" if measure.endswith(PROGRAMMED) else "sync"
-                name = f"{proxy} {what} {part} over the bare command, worst of {len(sizes)} size(s)"
-                if measure == figure:
-                    ratios.append(_at_most(name, worst, bound))
-                else:  # the whole sync beside it: conntrack housekeeping included, no goal
-                    ratios.append(Ratio(name, worst, "shown (with conntrack housekeeping)", None))
-    if nftables and len(nftables) > 1:
+    for result in results:
+        if result["proxy"] == "iptables" and len(result["sizes"]) > 1:
+            value, span = _growth(result["sizes"], "full_sync_ms")
+            met = None if value is None else value > 1
+            name = f"{result_label(result)} full sync, growth from {span}"
+            ratios.append(Ratio(name, value, "grows", met))
+    nftables = [r for r in results if r["proxy"] == "nftables" and len(r["sizes"]) > 1]
+    for result in nftables:
+        ratios += _change_growth(result, _number(goals["nftables_change_growth_at_most"]))
+    for result in results:
+        ratios += _over_bare(result, _number(goals["proxy_over_bare_at_most"]))
+    for result in nftables:
         bound = _number(goals["nftables_first_packet_growth_at_most"])
-        value, span = _growth(nftables, "first_packet_us")
-        ratios.append(_at_most(f"nftables first-packet latency, growth from {span}", value, bound))
+        value, span = _growth(result["sizes"], "first_packet_us")
+        name = f"{result_label(result)} first-packet latency, growth from {span}"
+        ratios.append(_at_most(name, value, bound))
+    return ratios
+
+
+def _change_growth(result: Json, bound: float) -> list[Ratio]:
+    """An nftables result's one-change growth against its goal, and its bare command's floor's
+    growth beside it (no goal: what any `nft -f` transaction costs with that `nft`)."""
+    sizes, label = result["sizes"], result_label(result)
+    figure = _programming_key(sizes, "change")
+    value, span = _growth(sizes, figure)
+    what = "programming" if figure.endswith(PROGRAMMED) else "sync"
+    ratios = [_at_most(f"{label} one-change {what}, growth from {span}", value, bound)]
+    if all(FLOOR in size for size in sizes):  # files from before it was measured lack it
+        value, span = _growth(sizes, FLOOR)
+        name = f"{label} bare command's floor, growth from {span}"
+        ratios.append(Ratio(name, value, "shown (what any nft -f transaction costs)", None))
+    if all(GOTO_FLOOR in size for size in sizes):
+        value, span = _growth(sizes, GOTO_FLOOR)
+        name = f"{label} bare command's floor with a goto, growth from {span}"
+        goal = "shown (what any change adding a goto costs: the kernel validates the table)"
+        ratios.append(Ratio(name, value, goal, None))
+    return ratios
+
+
+def _over_bare(result: Json, bound: float) -> list[Ratio]:
+    """A result's programming over the bare command at its worst size, one change and full
+    sync, against the goal; its whole sync's beside each (conntrack housekeeping included)."""
+    sizes, ratios = result["sizes"], []
+    for key, what in (("change", "one-change"), ("full", "full")):
+        figure = _programming_key(sizes, key)
+        for measure in dict.fromkeys((figure, f"{key}_sync_ms")):
+            quotients = [_quotient(s[measure], s[f"{key}_bare_ms"]) for s in sizes]
+            known = [q for q in quotients if q is not None]
+            worst = max(known) if known else None
+            part = "programming" if measure.endswith(PROGRAMMED) else "sync"
+            name = (
+                f"{result_label(result)} {what} {part} over the bare command,"
+                f" worst of {len(sizes)} size(s)"
+            )
+            if measure == figure:
+                ratios.append(_at_most(name, worst, bound))
+            else:  # the whole sync beside it: conntrack housekeeping included, no goal
+                ratios.append(Ratio(name, worst, "shown (with conntrack housekeeping)", None))
     return ratios
 
 
@@ -255,25 +290,29 @@ def cost_notes(data: Json) -> list[str]:
     ]
     notes += [f"{key}: {settings[key]}" for key in ("probe", "bulk", "first_packet")
               if settings.get(key)]  # fmt: skip
-    notes += [f"{r['proxy']}: no figures ({r[FAILED]})" for r in data["results"] if FAILED in r]
+    notes += [f"{result_label(r)}: no figures ({r[FAILED]})" for r in data["results"]
+              if FAILED in r]  # fmt: skip
+    notes += [f"{result_label(r)} ran {r['tool']}" for r in data["results"] if r.get("tool")]
     for result in measured(data):
         notes += [
-            f"{result['proxy']} at {number_text(_number(size['endpoints']))} endpoints: no"
+            f"{result_label(result)} at {number_text(_number(size['endpoints']))} endpoints: no"
             f" figures ({size[FAILED]})"
             for size in result["failed_sizes"]
         ]
         floors = [_floor_text(size) for size in result["sizes"] if FLOOR in size]
         if floors:
             notes.append(
-                f"{result['proxy']}, the bare command's floor (the smallest transaction that"
-                " commits and changes nothing a Service owns: what a one-endpoint change cannot"
-                " get under; nft 1.0.6 lists every chain of the namespace before any"
-                f" transaction): {'; '.join(floors)}"
+                f"{result_label(result)}, the bare command's floor (the smallest transaction"
+                " that commits and changes nothing a Service owns: what a one-endpoint change"
+                " cannot get under; nft 1.0.6 lists every chain of the namespace before any"
+                " transaction, nft 1.1.3 no chain but every set; with a goto, as every endpoint"
+                " change has, the kernel also validates every chain reachable from the base"
+                f" chains, nft_table_validate): {'; '.join(floors)}"
             )
         flows = [_flows_text(size) for size in result["sizes"] if "flows_tracked" in size]
         if flows:
             notes.append(
-                f"{result['proxy']}, full sync after a restart that left the node's tracked"
+                f"{result_label(result)}, full sync after a restart that left the node's tracked"
                 " connections (the proxy clears every newly programmed Service port's"
                 f" untranslated conntrack entries, one table walk each): {'; '.join(flows)}"
             )
@@ -281,10 +320,14 @@ def cost_notes(data: Json) -> list[str]:
 
 
 def _floor_text(size: Json) -> str:
-    """`10,000 endpoints: 56 ms with 15,002 chains` (the chains left out when not recorded)."""
+    """`10,000 endpoints: 56 ms (with a goto 66 ms) with 15,002 chains` (the goto floor and the
+    chains left out when not recorded)."""
     chains = f" with {number_text(_number(size['chains']))} chains" if "chains" in size else ""
+    goto = (
+        f" (with a goto {number_text(_number(size[GOTO_FLOOR]))} ms)" if GOTO_FLOOR in size else ""
+    )
     floor = number_text(_number(size[FLOOR]))
-    return f"{number_text(_number(size['endpoints']))} endpoints: {floor} ms{chains}"
+    return f"{number_text(_number(size['endpoints']))} endpoints: {floor} ms{goto}{chains}"
 
 
 def _flows_text(size: Json) -> str:
@@ -309,7 +352,7 @@ def cost_plot(data: Json) -> Plot | None:
     try:
         series = [
             svg.Series(
-                f"{result['proxy']} {label}",
+                f"{result_label(result)} {label}",
                 points=tuple(
                     (_number(size["endpoints"]), _number(size[key])) for size in result["sizes"]
                 ),

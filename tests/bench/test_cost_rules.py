@@ -68,3 +68,28 @@ def test_a_failed_size_needs_a_reason_and_a_restart_with_flows_one_outcome() -> 
         "nftables size 0: flows_sync_ms or flows_sync_failed, one of the two, is needed",
         "nftables size 1: flows_sync_failed without a reason",
     ]
+
+
+def test_the_rule_tool_and_a_variant_are_lines_and_no_result_is_measured_twice() -> None:
+    data = programming_cost_json()
+    data["results"][1]["tool"] = "nftables v1.0.6 (Lester Gooch #5)"
+    data["results"].append({**data["results"][1], "variant": "nft v1.1.3"})
+    assert structure_problems(data) == []
+    data["results"][0]["tool"] = ""
+    data["results"].append({**data["results"][1], "variant": None})
+    assert structure_problems(data) == [
+        "iptables: tool is '', not a line",
+        "nftables: variant is None, not a line",
+        "nftables: measured twice",
+    ]
+
+
+def test_a_floor_when_given_is_a_number_above_zero() -> None:
+    data = programming_cost_json()
+    data["results"][1]["sizes"][0].update(floor_bare_ms=12.0, floor_goto_bare_ms=14.0)
+    assert structure_problems(data) == []
+    data["results"][1]["sizes"][0].update(floor_bare_ms=0, floor_goto_bare_ms="14")
+    assert structure_problems(data) == [
+        "nftables size 0: floor_bare_ms is 0, not a number > 0",
+        "nftables size 0: floor_goto_bare_ms is '14', not a number > 0",
+    ]

@@ -167,3 +167,16 @@ def test_the_sctp_module_is_loaded_before_the_kube_tests_and_the_conformance_run
     text = run_text(steps()[conformance])
     assert loaded < conformance and "/proc/net/protocols && echo --kube-sctp" in text
     assert "$SCTP" in text.split("tox -e conformance", 1)[1]  # passed where the module is loaded
+
+
+def test_the_report_job_measures_programming_cost_with_debian_13s_nft_too() -> None:
+    """The nightly report's programming-cost section has the nftables proxy with the runner's
+    nft and with Debian 13's (bench/debian_nft.py), fetched before the benchmarks run and
+    handed to them through HARNESS_BENCH_PROGCOST_NFT; a failed fetch only warns."""
+    report = list(workflow()["jobs"]["report"]["steps"])
+    texts = [run_text(step) for step in report]
+    fetch = next(i for i, text in enumerate(texts) if "bench/debian_nft.py" in text)
+    nightly = next(i for i, text in enumerate(texts) if "tox -e nightly" in text)
+    assert fetch < nightly
+    assert 'HARNESS_BENCH_PROGCOST_NFT=$RUNNER_TEMP/debian-nft" >> "$GITHUB_ENV"' in texts[fetch]
+    assert "::warning::" in texts[fetch] and (ROOT / "bench" / "debian_nft.py").exists()

@@ -204,3 +204,47 @@ def test_a_failed_size_is_a_row_and_a_note_and_the_restart_with_flows_a_note() -
     )
     growth = ratios(data)["nftables one-change programming, growth from 10 to 100 endpoints"]
     assert growth == (pytest.approx(9.5 / 8.5), True)  # the sizes that gave figures only
+
+
+def test_a_variant_is_named_with_its_nft_and_judged_on_its_own() -> None:
+    """The nftables proxy run once more with another `nft` (HARNESS_BENCH_PROGCOST_NFT) is a
+    result of its own, named `nftables (nft v1.1.3)` in rows, ratios, plot and notes; each
+    result's rule tool is a note, so a reader sees which `nft` gave which growth."""
+    data = programming_cost_json()
+    data["results"][1]["tool"] = "nftables v1.0.6 (Lester Gooch #5)"
+    variant = {**data["results"][1], "variant": "nft v1.1.3", "tool": "nftables v1.1.3 (x)"}
+    variant["sizes"] = [dict(size) for size in variant["sizes"]]
+    variant["sizes"][-1]["change_programmed_ms"] = 34.0  # 4x the smallest size's 8.5
+    data["results"].append(variant)
+    found = ratios(data)
+    growth = "one-change programming, growth from 10 to 10,000 endpoints"
+    assert found[f"nftables {growth}"] == (12.0 / 8.5, True)
+    assert found[f"nftables (nft v1.1.3) {growth}"] == (4.0, False)
+    assert "nftables (nft v1.1.3) first-packet latency, growth from 10 to 10,000 endpoints" in found
+    assert [row[0] for row in cost_table(data).rows].count("nftables (nft v1.1.3)") == 3
+    notes = cost_notes(data)
+    assert "nftables ran nftables v1.0.6 (Lester Gooch #5)" in notes
+    assert "nftables (nft v1.1.3) ran nftables v1.1.3 (x)" in notes
+    plot = cost_plot(data)
+    assert plot is not None and "nftables (nft v1.1.3) one change, sync" in plot.svg
+
+
+def test_the_floor_with_a_goto_is_shown_beside_the_plain_one() -> None:
+    """The nftables sizes' floor with a goto (the kernel validates the table on such a commit,
+    as on every endpoint change) is a ratio without a goal and part of the floor note; iptables
+    has none, and a file without it shows nothing of it."""
+    data = programming_cost_json()
+    for result in data["results"]:
+        for size, floor in zip(result["sizes"], (4.0, 6.0, 16.0), strict=True):
+            size["floor_bare_ms"] = floor
+            if result["proxy"] == "nftables":
+                size["floor_goto_bare_ms"] = 2 * floor + 1
+    found = ratios(data)
+    growth = "growth from 10 to 10,000 endpoints"
+    assert found[f"nftables bare command's floor with a goto, {growth}"] == (33.0 / 9.0, None)
+    assert f"iptables bare command's floor with a goto, {growth}" not in found
+    (note,) = [n for n in cost_notes(data) if n.startswith("nftables, the bare command's floor")]
+    assert "10,000 endpoints: 16 ms (with a goto 33 ms)" in note
+    assert "nft_table_validate" in note
+    del data["results"][1]["sizes"][0]["floor_goto_bare_ms"]
+    assert not [name for name in ratios(data) if "with a goto" in name]
