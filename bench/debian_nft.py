@@ -7,7 +7,7 @@ transaction, so one endpoint change costs more the more chains there are; nft 1.
 fetches only what a transaction names. Both measured side by side in one run show which share of
 the nftables proxy's growth is the `nft` binary's.
 
-    python bench/debian_nft.py DIR [--suite trixie]
+    .venv/bin/python3 bench/debian_nft.py DIR [--suite trixie]
 
 writes `DIR/nft`, a script that runs that release's unmodified `nft` with that release's own
 libraries and dynamic loader (`DIR/root`), so nothing of this machine is replaced: put DIR first

@@ -440,7 +440,7 @@ def test_programming_cost_at_scale(output_dir: Path) -> None:
         if not os.access(Path(directory) / "nft", os.X_OK):
             raise pytest.UsageError(
                 f"HARNESS_BENCH_PROGCOST_NFT names {directory!r}, which holds no executable nft"
-                " (python bench/debian_nft.py DIR fetches Debian 13's)"
+                " (.venv/bin/python3 bench/debian_nft.py DIR fetches Debian 13's)"
             )
     started = datetime.datetime.now(datetime.UTC)
     results = [measure(name) for name in PROGCOST_PROXIES]
