@@ -140,16 +140,26 @@ def checked(data: bytes, digest: str, what: str) -> bytes:
     return data
 
 
+def signature_good(status: str) -> bool:
+    """Whether `gpgv --status-fd` output shows a valid signature and no bad one. As apt judges
+    it: InRelease carries several signatures (one per archive key in use), and a keyring
+    without one of the keys (an older release's) makes gpgv exit 2 beside a good one."""
+    words = [line.split()[1] for line in status.splitlines()
+             if line.startswith("[GNUPG:] ") and len(line.split()) > 1]  # fmt: skip
+    return "VALIDSIG" in words and "BADSIG" not in words
+
+
 def verified_release(mirror: str, suite: str, work: Path) -> str:
     """The suite's InRelease text, once `gpgv` has found a good signature on it."""
     signed = work / "InRelease"
     signed.write_bytes(download(f"{mirror}/dists/{suite}/InRelease"))
     plain = work / "Release"
     done = subprocess.run(
-        ["gpgv", "--keyring", str(KEYRING), "--output", str(plain), str(signed)],
+        ["gpgv", "--status-fd", "1", "--keyring", str(KEYRING), "--output", str(plain),
+         str(signed)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    if done.returncode != 0:
+    if not (signature_good(done.stdout) and plain.is_file()):
         raise Refusal(f"{suite}'s InRelease has no good signature from {KEYRING} (gpgv)")
     return plain.read_text()
 

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import debian_nft
 import pytest
-from debian_nft import Refusal, closure, dependencies, main, parse_packages, release_hash, wrapper
+from debian_nft import (
+    Refusal,
+    closure,
+    dependencies,
+    main,
+    parse_packages,
+    release_hash,
+    signature_good,
+    wrapper,
+)
 
 PACKAGES = """Package: nftables
 Version: 1.1.3-1
@@ -112,3 +121,14 @@ def test_a_failed_fetch_leaves_nothing(
         " no network here\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_valid_signature_suffices_and_a_bad_one_refuses() -> None:
+    """As apt judges InRelease: a keyring without a newer release's keys (gpgv exits 2) still
+    verifies the signature of a key it has; any bad signature refuses."""
+    good = "[GNUPG:] GOODSIG 6ED0E7B82643E131 Debian (12/bookworm)\n[GNUPG:] VALIDSIG 4CB5 2026\n"
+    missing = "[GNUPG:] ERRSIG 78DBA3BC47EF2265 1 8\n[GNUPG:] NO_PUBKEY 78DBA3BC47EF2265\n"
+    assert signature_good("[GNUPG:] NEWSIG\n" + good + "[GNUPG:] NEWSIG\n" + missing)
+    assert not signature_good(missing)
+    assert not signature_good(good + "[GNUPG:] BADSIG 762F67A0B2C39DE4 Debian (13/trixie)\n")
+    assert not signature_good("")
