@@ -283,17 +283,17 @@ def goto_floor_transaction(proxy: NftablesProxy) -> str:
 
 def measure_floor(target: LocalTarget, command: list[str]) -> dict[str, Any]:
     """The bare command's floor at this size (`floor_transaction`, `2 * PROGCOST_ROUNDS`
-    times) and how many chains the proxy has programmed: what a one-endpoint change cannot
-    get under, however small it is."""
+    times; for nftables also `goto_floor_transaction`) and how many chains the proxy has
+    programmed: what a one-endpoint change cannot get under, however small it is."""
     proxy, node = proxy_of(target), target.cluster.node_netns if target.cluster else ""
-    payload = floor_transaction(proxy)
-    floor = [timed_bare(node, command, payload) for _ in range(2 * PROGCOST_ROUNDS)]
+
+    def floor(payload: str) -> float:
+        return median([timed_bare(node, command, payload) for _ in range(2 * PROGCOST_ROUNDS)])
+
     chains = sum(len(rendering.chains) for rendering in proxy.rendered.values())
-    figures = {"floor_bare_ms": median(floor), "chains": chains}
+    figures = {"floor_bare_ms": floor(floor_transaction(proxy)), "chains": chains}
     if isinstance(proxy, NftablesProxy):
-        payload = goto_floor_transaction(proxy)
-        floor = [timed_bare(node, command, payload) for _ in range(2 * PROGCOST_ROUNDS)]
-        figures["floor_goto_bare_ms"] = median(floor)
+        figures["floor_goto_bare_ms"] = floor(goto_floor_transaction(proxy))
     return figures
 
 

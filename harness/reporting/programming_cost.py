@@ -2,12 +2,15 @@
 (bench/test_programming_cost.py; issue 13, item 5, the kube-proxy nftables comparison of
 KEP-3866).
 
-The file holds, per proxy (iptables, nftables) and per size (endpoints in Services), the medians
-of: one endpoint change's sync and its time until a fresh connection through the VIP is served by
-the new pod, the same change's transaction applied with the bare rule command, a fresh proxy
-instance's full sync and the bare command applying its transaction, and the first-packet latency
-(connect time) through the VIP; and one more restart's sync with the node's tracked connections
-left (`flows_*`, shown as a note). A size that could not be measured names why (`failed`).
+The file holds, per proxy (iptables, nftables; the nftables proxy once more per other `nft` it
+ran with, a `variant` named after that `nft`'s version; each result with its rule tool's
+version line, `tool`) and per size (endpoints in Services), the medians of: one endpoint
+change's sync and its time until a fresh connection through the VIP is served by the new pod,
+the same change's transaction applied with the bare rule command, a fresh proxy instance's full
+sync and the bare command applying its transaction, the bare command's floors, and the
+first-packet latency (connect time) through the VIP; and one more restart's sync with the
+node's tracked connections left (`flows_*`, shown as a note). A size that could not be
+measured names why (`failed`).
 
 Pure: parsed JSON in, `Table`s, notes and one `Plot` out; no clock, no files. `cost_ratios`
 computes the issue's ratios from the figures of the one file (so every ratio compares figures
@@ -52,6 +55,15 @@ FLOOR = "floor_bare_ms"
 """The bare command's floor at a size (bench/test_programming_cost.py `measure_floor`)."""
 GOTO_FLOOR = "floor_goto_bare_ms"
 """The same floor with a goto, which the kernel validates (nftables sizes only)."""
+FLOORS = (
+    (FLOOR, "bare command's floor", "shown (what any nft -f transaction costs)"),
+    (
+        GOTO_FLOOR,
+        "bare command's floor with a goto",
+        "shown (what any change adding a goto costs: the kernel validates the table)",
+    ),
+)
+"""Each floor's field, its name in a ratio and what the ratio is shown for (no goal)."""
 
 
 def _number(value: object) -> float:
@@ -211,15 +223,10 @@ def _change_growth(result: Json, bound: float) -> list[Ratio]:
     value, span = _growth(sizes, figure)
     what = "programming" if figure.endswith(PROGRAMMED) else "sync"
     ratios = [_at_most(f"{label} one-change {what}, growth from {span}", value, bound)]
-    if all(FLOOR in size for size in sizes):  # files from before it was measured lack it
-        value, span = _growth(sizes, FLOOR)
-        name = f"{label} bare command's floor, growth from {span}"
-        ratios.append(Ratio(name, value, "shown (what any nft -f transaction costs)", None))
-    if all(GOTO_FLOOR in size for size in sizes):
-        value, span = _growth(sizes, GOTO_FLOOR)
-        name = f"{label} bare command's floor with a goto, growth from {span}"
-        goal = "shown (what any change adding a goto costs: the kernel validates the table)"
-        ratios.append(Ratio(name, value, goal, None))
+    for key, floor, goal in FLOORS:
+        if all(key in size for size in sizes):  # files from before it was measured lack it
+            value, span = _growth(sizes, key)
+            ratios.append(Ratio(f"{label} {floor}, growth from {span}", value, goal, None))
     return ratios
 
 
